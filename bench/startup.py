@@ -1,0 +1,59 @@
+"""Start-up cost of `loopspec validate` against a bare interpreter, measured side by side.
+
+Target (issue #2): `loopspec validate` starts within 250 ms of `python -c pass` and never imports
+litellm. Prints medians of interleaved runs and the difference, plus `import litellm` for scale.
+
+    python bench/startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = str(ROOT / "machines" / "default.yaml")
+
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "loopspec validate default.yaml": [sys.executable, "-m", "loopspec", "validate", POLICY],
+    "python -c 'import litellm'": [sys.executable, "-c", "import litellm"],
+}
+
+
+def time_once(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"})
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--skip-litellm", action="store_true")
+    args = parser.parse_args()
+    names = [n for n in COMMANDS if not (args.skip_litellm and "litellm" in n)]
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(args.runs):  # interleaved, so drift affects every command alike
+        for n in names:
+            if "litellm" in n and i >= 3:
+                continue
+            samples[n].append(time_once(COMMANDS[n]))
+        print(f"\rrun {i + 1}/{args.runs}", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    med = {n: statistics.median(v) for n, v in samples.items()}
+    base = med["python -c pass"]
+    for n in names:
+        print(f"{n:34s} median {med[n] * 1000:8.1f} ms   x{med[n] / base:5.2f} of bare python")
+    added = (med["loopspec validate default.yaml"] - base) * 1000
+    verdict = "OK" if added <= 250 else "OVER"
+    print(f"validate adds {added:.1f} ms over bare python (target <= 250 ms): {verdict}")
+
+
+if __name__ == "__main__":
+    main()

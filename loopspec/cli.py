@@ -1,0 +1,137 @@
+"""The ``loopspec`` command line.
+
+Exit codes mean the same everywhere: 0 success (valid, proven, replay green), 1 the input was read
+and found wanting (invalid policy, failed property, failed expectation), 2 usage or unreadable input.
+Subcommands import only what they need: ``validate``, ``check``, ``graph`` and ``schema`` never
+import litellm (about 2.5 s), so they start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .spec.validate import validate_file
+
+    results = []
+    failed = False
+    for path in args.files:
+        policy, diags = validate_file(path)
+        errors = [d for d in diags if d.severity == "error"]
+        failed = failed or bool(errors) or policy is None
+        results.append({"file": path, "valid": not errors and policy is not None, "diagnostics": [d.to_json() for d in diags]})
+        if not args.json:
+            for d in diags:
+                print(d.format(), file=sys.stderr if d.severity == "error" else sys.stdout)
+            if not errors and policy is not None:
+                print(f"{path}: ok ({len(policy.states) - 1} states, {len(policy.counters)} counters)")
+    if args.json:
+        _print_json({"valid": not failed, "files": results})
+    elif len(args.files) > 1:
+        bad = sum(1 for r in results if not r["valid"])
+        print(f"{len(args.files) - bad} valid, {bad} invalid")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
+    """Compile a policy for commands that need one; print diagnostics and return None if invalid."""
+    from .spec.validate import validate_file
+
+    policy, diags = validate_file(path)
+    if policy is None:
+        if as_json:
+            _print_json({"file": path, "valid": False, "diagnostics": [d.to_json() for d in diags]})
+        else:
+            for d in diags:
+                print(d.format(), file=sys.stderr)
+            print(f"{path}: invalid policy; fix the errors above (loopspec validate {path})", file=sys.stderr)
+    return policy
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .spec.graph import to_dot, to_mermaid
+
+    policy = _load_or_report(args.file, False)
+    if policy is None:
+        return EXIT_USAGE
+    text = to_mermaid(policy) if args.format == "mermaid" else to_dot(policy)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .spec.schema import json_schema
+
+    _print_json(json_schema())
+    return EXIT_OK
+
+
+Handler = Callable[[argparse.Namespace], int]
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopspec",
+        description="An LLM agent's turn lifecycle as a YAML state machine: validate, check, run, replay.",
+        epilog="Exit codes: 0 ok, 1 found wanting (invalid, unproven, replay failed), 2 usage or unreadable input.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check policy files for errors (file:line:col)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="policy YAML files")
+    p.add_argument("--json", action="store_true", help="machine-readable diagnostics")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("graph", help="draw a policy as Mermaid or DOT")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    p.add_argument("-o", "--output", metavar="OUT", help="write to a file instead of stdout")
+    p.set_defaults(handler=cmd_graph)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the policy language")
+    p.set_defaults(handler=cmd_schema)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""The closed vocabulary of the policy language: state kinds, their events, event attributes,
+halt outcomes, call-condition flags and template variables.
+
+Everything a policy may name that is not declared in the policy itself is listed here, once. The
+validator, the compiled model, the checker's adversary, the JSON Schema and the language reference
+all read these tables, so adding an event means editing one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+AttrType = Literal["bool", "int", "str", "list", "float"]
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute an event carries. ``values`` closes a ``str`` attribute to an enumeration."""
+
+    name: str
+    type: AttrType
+    doc: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    doc: str
+    attrs: tuple[Attr, ...] = ()
+
+    def attr(self, name: str) -> Attr | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    name: str
+    doc: str
+    events: tuple[EventSpec, ...]
+
+    def event(self, name: str) -> EventSpec | None:
+        for e in self.events:
+            if e.name == name:
+                return e
+        return None
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.events)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An observation an effect emits: a name from its kind's alphabet plus attributes."""
+
+    name: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, attr: str, default: Any = None) -> Any:
+        return self.attrs.get(attr, default)
+
+
+_STATUS = Attr("status", "int", "HTTP status of the provider error (0 when there was none)")
+_MESSAGE = Attr("message", "str", "provider error message, as received")
+_RETRY_AFTER = Attr("retry_after", "float", "seconds the provider asked us to wait (0 when absent)")
+_CODE = Attr("code", "str", "provider error code when given (e.g. insufficient_quota), else ''")
+_ERROR_ATTRS = (_STATUS, _MESSAGE, _RETRY_AFTER, _CODE)
+_FINISH = Attr("finish_reason", "str", "finish_reason reported by the provider")
+_CHARS = Attr("chars", "int", "characters of visible text received")
+_TOOLS = Attr("tools", "list", "names of the tool calls concerned")
+_TOOL = Attr("tool", "str", "name of the tool the guardrail fired on")
+_VERDICT = Attr(
+    "verdict", "str", "what the detector asks for", values=("warn", "correct", "halt")
+)
+_CUT_TOOLS = Attr("cut_tools", "list", "names of tool calls whose arguments were cut off")
+
+CALL = KindSpec(
+    "call",
+    "Issue a model request with the current call conditions; waits for the response to open.",
+    (
+        EventSpec("opened", "the provider accepted the request and the response began"),
+        EventSpec("rate_limit", "HTTP 429 or a provider rate-limit error", _ERROR_ATTRS),
+        EventSpec("transient", "5xx, overloaded (529), refused or dropped connection", _ERROR_ATTRS),
+        EventSpec("timeout", "no response headers within the request timeout", _ERROR_ATTRS),
+        EventSpec("context_overflow", "the prompt does not fit the model's context window", _ERROR_ATTRS),
+        EventSpec("auth", "401/403: missing or invalid credentials", _ERROR_ATTRS),
+        EventSpec("bad_request", "any other 4xx the request itself caused", _ERROR_ATTRS),
+        EventSpec("effort_unsupported", "the model rejected the reasoning-effort parameter", _ERROR_ATTRS),
+        EventSpec(
+            "thinking_signature_invalid",
+            "the provider rejected replayed thinking blocks (bad signature)",
+            _ERROR_ATTRS,
+        ),
+        EventSpec("cancelled", "the caller cancelled the turn while the request was pending"),
+    ),
+)
+
+STREAM = KindSpec(
+    "stream",
+    "Consume the response; detect stalls (inter-chunk timeout) and classify what arrived.",
+    (
+        EventSpec("text", "a complete answer with visible text and no tool calls", (_FINISH, _CHARS)),
+        EventSpec(
+            "tool_calls",
+            "one or more complete, well-formed tool calls to known tools",
+            (_TOOLS, Attr("count", "int", "number of tool calls"), _CHARS),
+        ),
+        EventSpec(
+            "length",
+            "finish_reason 'length': the reply was cut at the output-token limit",
+            (
+                Attr("has_tool_calls", "bool", "tool calls were being written when the cut came"),
+                Attr("dropped_tools", "list", "names of the truncated tool calls (always dropped)"),
+                Attr("thinking_only", "bool", "all output was reasoning; no visible text"),
+                _CHARS,
+            ),
+        ),
+        EventSpec("empty", "the reply had no text, no reasoning and no tool calls", (_FINISH,)),
+        EventSpec("thinking_only", "the reply had reasoning but no text and no tool calls", (_FINISH,)),
+        EventSpec(
+            "malformed_args",
+            "a tool call's arguments are not valid JSON or not valid for its schema",
+            (_TOOLS,),
+        ),
+        EventSpec("unknown_tool", "the model called a tool that is not registered", (_TOOLS,)),
+        EventSpec(
+            "stalled",
+            "no chunk arrived within the stall timeout; what arrived so far is kept for the stub",
+            (_CHARS, Attr("mid_tool_call", "bool", "a tool call's arguments were being streamed")),
+        ),
+        EventSpec(
+            "broken",
+            "the stream failed after it opened (provider error event, dropped connection)",
+            (
+                Attr(
+                    "cause",
+                    "str",
+                    "why it broke",
+                    values=("overflow", "disconnect", "provider_error"),
+                ),
+                _CHARS,
+                _MESSAGE,
+            ),
+        ),
+        EventSpec("cancelled", "the caller cancelled the turn mid-stream"),
+    ),
+)
+
+STUB = KindSpec(
+    "stub",
+    "Build a partial-stream stub from what arrived before a stall: text kept, partial tool calls dropped.",
+    (
+        EventSpec("mid_text", "the stream stalled inside visible text (or before any)", (_CHARS,)),
+        EventSpec("mid_tool_call", "the stream stalled inside a tool call's arguments", (_CHARS, _CUT_TOOLS)),
+    ),
+)
+
+CONTINUE = KindSpec(
+    "continue",
+    "Keep the partial assistant text in the history and append the state's continuation prompt.",
+    (EventSpec("done", "the continuation prompt was appended"),),
+)
+
+TOOL_EXEC = KindSpec(
+    "tool_exec",
+    "Validate, approve and run the batch of tool calls; answer each call exactly once.",
+    (
+        EventSpec("ok", "every call ran and returned a result", (_TOOLS,)),
+        EventSpec("failed", "at least one call raised; its error became the result the model sees", (_TOOLS,)),
+        EventSpec(
+            "repeated_exact_failure",
+            "the same call (tool and canonical arguments) failed again with the same result",
+            (_TOOL, _VERDICT),
+        ),
+        EventSpec("same_tool_failure", "one tool keeps failing whatever its arguments", (_TOOL, _VERDICT)),
+        EventSpec(
+            "no_progress",
+            "identical calls keep returning identical results (a poll whose result changes is progress)",
+            (_TOOL, _VERDICT),
+        ),
+        EventSpec(
+            "doom_loop",
+            "the batch repeats a cycle of period 1-5 of identical calls with identical results",
+            (_TOOL, _VERDICT, Attr("period", "int", "length of the detected cycle"))),
+        EventSpec("approval_required", "a call needs human approval before it may run", (_TOOL,)),
+        EventSpec("cancelled", "the caller cancelled the turn while tools ran"),
+    ),
+)
+
+ESCALATE = KindSpec(
+    "escalate",
+    "Change the conditions of the next call (its `apply` actions); compaction may fail.",
+    (
+        EventSpec("done", "the escalation took effect"),
+        EventSpec(
+            "failed",
+            "the escalation could not take effect (nothing left to compact, no fallback model)",
+            (_MESSAGE,),
+        ),
+    ),
+)
+
+HALT = KindSpec("halt", "End the turn with an outcome and a message delivered to every consumer.", ())
+
+KINDS: dict[str, KindSpec] = {
+    k.name: k for k in (CALL, STREAM, STUB, CONTINUE, TOOL_EXEC, ESCALATE, HALT)
+}
+
+OUTCOMES: dict[str, str] = {
+    "completed": "the model answered",
+    "truncated": "the answer was cut off and the continuation budget ran out",
+    "stalled": "the stream stalled and could not be recovered",
+    "backstop": "a global backstop (model calls or tool batches) ended the turn",
+    "guardrail": "a tool-loop guardrail ended the turn",
+    "empty": "the model kept answering with nothing visible",
+    "malformed": "the model kept writing malformed tool calls",
+    "rate_limited": "the provider kept rate-limiting the request",
+    "provider_error": "the provider kept failing",
+    "context_exceeded": "the context stayed over the window after compaction",
+    "auth_failed": "credentials were missing or rejected",
+    "bad_request": "the provider rejected the request",
+    "approval_required": "a tool call waits for human approval",
+    "cancelled": "the caller cancelled the turn",
+    "policy_error": "the policy had no transition for an event (the checker reports this statically)",
+}
+
+# Flags the interpreter reads when it builds a request. A policy may set and clear them like its own
+# flags; the named actions below are shorthands for doing so.
+CALL_FLAGS: dict[str, str] = {
+    "tools_disabled": "send no tools (and tool_choice none) with the next calls",
+    "reasoning_disabled": "send the next call with reasoning off; cleared when a call is made",
+    "max_tokens_boosted": "send the next calls with the boosted max_tokens from settings",
+    "fallback_model": "send the next calls to settings.fallback_model",
+    "thinking_stripped": "drop replayed thinking blocks from the history sent to the model",
+    "tool_choice_reset": "send tool_choice 'auto' instead of any forced choice",
+    "effort_omitted": "send no reasoning_effort parameter (the model rejected it)",
+}
+
+# Flags consumed by the call they affect: entering a `call` state clears them.
+ONCE_FLAGS: frozenset[str] = frozenset({"reasoning_disabled"})
+
+FLAG_SHORTHANDS: dict[str, tuple[str, bool]] = {
+    "disable_tools": ("tools_disabled", True),
+    "enable_tools": ("tools_disabled", False),
+    "disable_reasoning_once": ("reasoning_disabled", True),
+    "boost_max_tokens": ("max_tokens_boosted", True),
+    "switch_model": ("fallback_model", True),
+    "strip_thinking": ("thinking_stripped", True),
+    "reset_tool_choice": ("tool_choice_reset", True),
+    "omit_effort": ("effort_omitted", True),
+}
+
+BACKSTOPS: dict[str, str] = {
+    "model_calls": "model requests in one turn; entering a `call` state counts one",
+    "tool_batches": "tool batches in one turn; entering a `tool_exec` state counts one",
+}
+BACKSTOP_KIND: dict[str, str] = {"model_calls": "call", "tool_batches": "tool_exec"}
+
+# Variables every template may use, besides the attributes of any event.
+TEMPLATE_GLOBALS: dict[str, str] = {
+    "response": "the visible text of the last model reply",
+    "model_calls": "model calls made so far in the turn",
+    "tool_batches": "tool batches run so far in the turn",
+    "max_model_calls": "the model-call backstop",
+    "max_tool_batches": "the tool-batch backstop",
+    "event": "the name of the event that led here",
+    "guardrail": "the guardrail code that fired (same as event for tool_exec guardrails)",
+}
+
+
+def all_event_names() -> set[str]:
+    return {e.name for k in KINDS.values() for e in k.events}
+
+
+def all_attribute_names() -> set[str]:
+    return {a.name for k in KINDS.values() for e in k.events for a in e.attrs}
+
+
+def template_variables() -> set[str]:
+    return set(TEMPLATE_GLOBALS) | all_attribute_names()

@@ -1,0 +1,75 @@
+"""Diagnostics: what the loader, validator and checker say about a file.
+
+A diagnostic is a record, not an exception, so one run can report every problem in a file, print it
+as ``FILE:LINE:COL: error: message`` for people and as JSON for machines.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+from typing import Iterable, Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Position:
+    """1-based line and column, as editors count them."""
+
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    """Stable identifier (``LS1xx`` load, ``LS2xx`` schema, ``LS3xx`` references, ``LS5xx`` check)."""
+    message: str
+    file: str
+    path: str = ""
+    """Location inside the document, e.g. ``states.stream.on.length[0].to``."""
+    pos: Position | None = None
+    hint: str = ""
+    severity: Severity = "error"
+
+    def format(self) -> str:
+        where = self.file
+        if self.pos is not None:
+            where = f"{self.file}:{self.pos.line}:{self.pos.col}"
+        text = f"{where}: {self.severity}: {self.message}"
+        if self.path:
+            text += f" (at {self.path})"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["line"] = self.pos.line if self.pos else None
+        data["col"] = self.pos.col if self.pos else None
+        del data["pos"]
+        return data
+
+
+class SpecError(Exception):
+    """Raised by :func:`loopspec.load_policy` when a file does not validate; carries every diagnostic."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = tuple(diagnostics)
+        super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+
+def did_you_mean(name: object, candidates: Iterable[str]) -> str:
+    """A hint naming the closest known name, or listing the choices when nothing is close."""
+    options = sorted(set(candidates))
+    if not isinstance(name, str):
+        return f"expected one of: {', '.join(options)}" if options else ""
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not options:
+        return ""
+    if len(options) <= 12:
+        return f"expected one of: {', '.join(options)}"
+    return f"expected one of: {', '.join(options[:12])}, ..."

@@ -1,0 +1,511 @@
+"""The compiled model: one immutable object of pure guard and action functions.
+
+This is the single semantics of a policy. The interpreter and the checker both call
+:meth:`Policy.step` and never re-implement a guard or an action. It does no I/O and never imports
+litellm: effects outside the configuration (append a prompt, drop tool calls, back off, compact,
+refuse a batch) come back as :class:`Directive` records for the interpreter to carry out, and the
+checker reasons about them without running them.
+
+A turn configuration is ``(state, counters, flags)``. Caps hold by construction: a transition whose
+increments would pass a counter's cap is not enabled, so the next transition on that event is tried;
+a transition into a ``call`` (``tool_exec``) state when the model-call (tool-batch) backstop is spent
+is redirected to the backstop's ``wrap_up`` or ``exhausted`` state.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, Union
+
+from .alphabet import BACKSTOP_KIND, ONCE_FLAGS, Event
+from .diagnostics import Position
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where a turn is: its state, every counter's value (by :attr:`Policy.counter_names`) and set flags."""
+
+    state: str
+    counters: tuple[int, ...]
+    flags: frozenset[str]
+
+
+# --------------------------------------------------------------------------- guards
+
+COMPARATORS = ("lt", "le", "eq", "ne", "ge", "gt")
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    try:
+        if op == "lt":
+            return bool(left < right)
+        if op == "le":
+            return bool(left <= right)
+        if op == "eq":
+            return bool(left == right)
+        if op == "ne":
+            return bool(left != right)
+        if op == "ge":
+            return bool(left >= right)
+        if op == "gt":
+            return bool(left > right)
+    except TypeError:
+        return False
+    raise ValueError(op)  # pragma: no cover - validator only admits COMPARATORS
+
+
+@dataclass(frozen=True)
+class Always:
+    """The guard of a transition written without ``when``."""
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple["Guard", ...]
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return all(p.evaluate(policy, cfg, event) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple["Guard", ...]
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return any(p.evaluate(policy, cfg, event) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Not:
+    part: "Guard"
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return not self.part.evaluate(policy, cfg, event)
+
+
+@dataclass(frozen=True)
+class CounterCmp:
+    """``{counter: NAME, OP: N}``; ``N`` may be ``max`` (the counter's own cap), resolved at compile time."""
+
+    counter: str
+    index: int
+    op: str
+    value: int
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return _compare(self.op, cfg.counters[self.index], self.value)
+
+
+@dataclass(frozen=True)
+class FlagIs:
+    flag: str
+    value: bool = True
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        return (self.flag in cfg.flags) is self.value
+
+
+@dataclass(frozen=True)
+class AttrTest:
+    """``{attr: NAME}`` (truthy) or ``{attr: NAME, OP: V}`` / ``in: [..]`` / ``contains: V``."""
+
+    attr: str
+    op: str  # "truthy" | COMPARATORS | "in" | "contains"
+    value: Any = None
+
+    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+        actual = event.attrs.get(self.attr)
+        if self.op == "truthy":
+            return bool(actual)
+        if self.op == "in":
+            return actual in self.value
+        if self.op == "contains":
+            try:
+                return self.value in actual
+            except TypeError:
+                return False
+        return _compare(self.op, actual, self.value)
+
+
+Guard = Union[Always, AllOf, AnyOf, Not, CounterCmp, FlagIs, AttrTest]
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Increment:
+    counter: str
+    index: int
+    amount: int = 1
+
+
+@dataclass(frozen=True)
+class Reset:
+    counter: str
+    index: int
+
+
+@dataclass(frozen=True)
+class SetFlag:
+    flag: str
+    value: bool
+
+
+@dataclass(frozen=True)
+class Append:
+    """Append a named prompt template as a user message before the next call."""
+
+    template: str
+
+
+@dataclass(frozen=True)
+class DropToolCalls:
+    """Drop the truncated or partial tool calls of the last reply: they never enter the history."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Wait ``schedule[counter value]`` seconds (the last entry once the counter passes the end)."""
+
+    schedule: str
+    attempt_counter: str | None
+    attempt_index: int | None
+
+
+@dataclass(frozen=True)
+class Compact:
+    """Compact the working copy of the prompt; the full trajectory is kept."""
+
+
+@dataclass(frozen=True)
+class RefuseTools:
+    """Answer every call of the pending batch with the template as a synthetic result; run none."""
+
+    template: str
+
+
+Action = Union[Increment, Reset, SetFlag, Append, DropToolCalls, Backoff, Compact, RefuseTools]
+
+# Actions that only change the configuration; the rest are also handed to the interpreter.
+_PURE_ACTIONS = (Increment, Reset, SetFlag)
+
+
+@dataclass(frozen=True)
+class Directive:
+    """An effect outside the configuration that a step asks the interpreter to perform, in order."""
+
+    action: Action
+    delay: float = 0.0
+    """For Backoff: the seconds chosen from the schedule."""
+
+
+# --------------------------------------------------------------------------- structure
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: str
+    event: str
+    order: int
+    guard: Guard
+    actions: tuple[Action, ...]
+    target: str
+    bounded_by: str | None = None
+    """A declared backstop loop: this edge may repeat until that backstop ends it."""
+    pos: Position | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} --{self.event}[{self.order}]--> {self.target}"
+
+    def increments(self) -> tuple[Increment, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Increment))
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    kind: str
+    transitions: Mapping[str, tuple[Transition, ...]]
+    doc: str = ""
+    apply: tuple[Action, ...] = ()
+    """escalate: the actions it performs on entry (compact, disable_tools, switch_model, ...)."""
+    prompt: str | None = None
+    """continue: the template appended as the continuation prompt."""
+    outcome: str | None = None
+    message: str | None = None
+    """halt: the message template delivered to every consumer."""
+    pos: Position | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.kind == "halt"
+
+    def all_transitions(self) -> tuple[Transition, ...]:
+        return tuple(t for ts in self.transitions.values() for t in ts)
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    index: int
+    max: int
+    doc: str = ""
+    backstop: bool = False
+
+
+@dataclass(frozen=True)
+class Backstop:
+    counter: str
+    max: int
+    exhausted: str
+    wrap_up: str | None = None
+    """model_calls only: the state ordinary calls are redirected to when one call is left; the
+    transitions out of it may spend that last call (e.g. disable tools and ask for a summary)."""
+    warn_at: int | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    code: str
+    threshold: int
+    verdict: str
+    max_period: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    stall_timeout: float = 60.0
+    request_timeout: float = 120.0
+    max_tokens: int | None = None
+    boosted_max_tokens: int | None = None
+    fallback_model: str | None = None
+    compaction_keep_last: int = 6
+    reasoning_effort: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one decision: which transition fired and the configuration after it."""
+
+    before: Config
+    event: Event
+    transition: Transition | None
+    """None when no transition matched: the turn ends in a ``policy_error`` halt."""
+    after: Config
+    directives: tuple[Directive, ...]
+    redirected_from: str | None = None
+    """The transition's own target when a backstop redirected it."""
+    request_flags: frozenset[str] = frozenset()
+    """Flags in force for the call being entered (before once-flags were consumed)."""
+
+    @property
+    def target(self) -> str:
+        return self.after.state
+
+
+_FORMATTER = string.Formatter()
+
+
+def render_template(text: str, variables: Mapping[str, Any]) -> str:
+    """Safe substitution: only plain names (validated); lists are joined, absent names become ''."""
+    out: list[str] = []
+    for literal, name, _spec, _conv in _FORMATTER.parse(text):
+        out.append(literal)
+        if name is None:
+            continue
+        value = variables.get(name, "")
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        out.append(str(value))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated, compiled policy. Build it with :func:`loopspec.load_policy`."""
+
+    name: str
+    file: str
+    initial: str
+    states: Mapping[str, State]
+    counters: tuple[Counter, ...]
+    flags: frozenset[str]
+    templates: Mapping[str, str]
+    backoff: Mapping[str, tuple[float, ...]]
+    backstops: Mapping[str, Backstop]
+    guardrails: Mapping[str, Guardrail]
+    settings: Settings
+    doc: str = ""
+    _counter_index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.counters)
+
+    def counter_index(self, name: str) -> int:
+        return self._counter_index[name]
+
+    def initial_config(self) -> Config:
+        """The configuration a turn starts in, with the initial state's entry already applied."""
+        zero = Config(self.initial, (0,) * len(self.counters), frozenset())
+        cfg, _flags, _warn = self._enter(self.initial, zero.counters, zero.flags)
+        return cfg
+
+    def initial_directives(self) -> tuple[Directive, ...]:
+        return ()
+
+    def value(self, cfg: Config, counter: str) -> int:
+        return cfg.counters[self._counter_index[counter]]
+
+    # -- the decision step --------------------------------------------------------------------
+
+    def enabled(self, t: Transition, cfg: Config, event: Event) -> bool:
+        """A transition is enabled when its guard holds and its increments stay within their caps."""
+        if not t.guard.evaluate(self, cfg, event):
+            return False
+        for inc in t.increments():
+            if cfg.counters[inc.index] + inc.amount > self.counters[inc.index].max:
+                return False
+        return True
+
+    def select(self, cfg: Config, event: Event) -> Transition | None:
+        """The first enabled transition on ``event`` in the current state (document order)."""
+        state = self.states[cfg.state]
+        for t in state.transitions.get(event.name, ()):
+            if self.enabled(t, cfg, event):
+                return t
+        return None
+
+    def step(self, cfg: Config, event: Event) -> Step:
+        """Decide: pick the transition, run its actions, resolve backstops, enter the target."""
+        t = self.select(cfg, event)
+        if t is None:
+            halt = self.policy_error_state()
+            after = Config(halt, cfg.counters, cfg.flags)
+            return Step(cfg, event, None, after, ())
+        counters = list(cfg.counters)
+        flags = set(cfg.flags)
+        directives: list[Directive] = []
+        for action in t.actions:
+            self._apply(action, counters, flags, directives)
+        target = self.redirect(t.source, t.target, counters)
+        entered, request_flags, warnings = self._enter(target, tuple(counters), frozenset(flags))
+        directives.extend(warnings)
+        return Step(
+            cfg,
+            event,
+            t,
+            entered,
+            tuple(directives),
+            redirected_from=t.target if target != t.target else None,
+            request_flags=request_flags,
+        )
+
+    def entry_directives(self, state: str) -> tuple[Directive, ...]:
+        """The directives an escalate state's ``apply`` list asks for (compact, refuse, ...)."""
+        s = self.states[state]
+        return tuple(Directive(a) for a in s.apply if not isinstance(a, _PURE_ACTIONS))
+
+    def _apply(self, action: Action, counters: list[int], flags: set[str], out: list[Directive]) -> None:
+        if isinstance(action, Increment):
+            cap = self.counters[action.index].max
+            counters[action.index] = min(cap, counters[action.index] + action.amount)
+        elif isinstance(action, Reset):
+            counters[action.index] = 0
+        elif isinstance(action, SetFlag):
+            if action.value:
+                flags.add(action.flag)
+            else:
+                flags.discard(action.flag)
+        elif isinstance(action, Backoff):
+            schedule = self.backoff[action.schedule]
+            attempt = counters[action.attempt_index] if action.attempt_index is not None else 0
+            delay = schedule[min(attempt, len(schedule) - 1)] if schedule else 0.0
+            out.append(Directive(action, delay=float(delay)))
+        else:
+            out.append(Directive(action))
+
+    def redirect(self, source: str, target: str, counters: list[int] | tuple[int, ...]) -> str:
+        """Where a transition from ``source`` into ``target`` really goes once backstops apply.
+
+        Entering a call (tool_exec) state spends one model call (tool batch). When the backstop is
+        spent the transition goes to ``exhausted``; for model calls, when one call is left it goes to
+        ``wrap_up``, unless it comes from ``wrap_up`` itself.
+        """
+        kind = self.states[target].kind
+        for name, bs in self.backstops.items():
+            if BACKSTOP_KIND[name] != kind:
+                continue
+            used = counters[self._counter_index[name]]
+            if used >= bs.max:
+                return bs.exhausted
+            if bs.wrap_up is not None and used >= bs.max - 1 and source != bs.wrap_up:
+                return bs.wrap_up
+        return target
+
+    def _enter(
+        self, state: str, counters: tuple[int, ...], flags: frozenset[str]
+    ) -> tuple[Config, frozenset[str], list[Directive]]:
+        """Entry effects of a state's kind: a call counts a model call and consumes once-flags."""
+        kind = self.states[state].kind
+        warnings: list[Directive] = []
+        request_flags = flags
+        for name, bs in self.backstops.items():
+            if BACKSTOP_KIND[name] != kind:
+                continue
+            idx = self._counter_index[name]
+            c = list(counters)
+            c[idx] = min(bs.max, c[idx] + 1)
+            counters = tuple(c)
+            if bs.warn_at is not None and bs.warning is not None and counters[idx] == bs.warn_at:
+                warnings.append(Directive(Append(bs.warning)))
+        if kind == "call":
+            flags = flags - ONCE_FLAGS
+        if kind == "escalate":
+            fl = set(flags)
+            cs = list(counters)
+            for a in self.states[state].apply:
+                if isinstance(a, _PURE_ACTIONS):
+                    self._apply(a, cs, fl, warnings)
+            flags, counters = frozenset(fl), tuple(cs)
+        return Config(state, counters, flags), request_flags, warnings
+
+    def policy_error_state(self) -> str:
+        """The halt a run falls into when no transition matches (a static check error)."""
+        for s in self.states.values():
+            if s.kind == "halt" and s.outcome == "policy_error":
+                return s.name
+        return POLICY_ERROR_STATE
+
+    # -- templates ------------------------------------------------------------------------------
+
+    def render(self, template: str, variables: Mapping[str, Any]) -> str:
+        return render_template(self.templates[template], variables)
+
+    def halt_message(self, state: str, variables: Mapping[str, Any]) -> str:
+        s = self.states[state]
+        return render_template(s.message or "", variables)
+
+
+POLICY_ERROR_STATE = "__policy_error__"
+"""A halt every compiled policy has: entered when an event has no enabled transition."""
+
+POLICY_ERROR_MESSAGE = (
+    "The turn ended because the policy has no transition for event '{event}'. "
+    "Run `loopspec check` on the policy to find unhandled events."
+)
+
+
+def frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d))

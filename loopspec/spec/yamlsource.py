@@ -1,0 +1,258 @@
+"""Load YAML safely while keeping the source position of every node.
+
+PyYAML's composer gives nodes with marks; we turn them into plain ``dict``/``list`` subclasses that
+remember where each key and item came from, so every later diagnostic can say ``file:line:col``.
+
+Hostile input never reaches a traceback: duplicate keys, non-standard tags (``!!python/...`` is
+rejected, never constructed), alias bombs, pathological nesting, tabs, binary and non-UTF-8 bytes all
+become diagnostics. Scalars resolve by YAML 1.2's core rules (only ``true``/``false`` are booleans),
+so the policy key ``on:`` stays the string ``"on"`` instead of YAML 1.1's ``True``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .diagnostics import Diagnostic, Position
+
+MAX_DEPTH = 64
+MAX_NODES = 50_000
+MAX_BYTES = 4 * 1024 * 1024
+
+_STD_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+class YMap(dict):  # type: ignore[type-arg]
+    """A mapping that knows where it and each of its keys and values stand in the source."""
+
+    pos: Position
+    key_pos: dict[Any, Position]
+    value_pos: dict[Any, Position]
+
+    def pos_of(self, key: Any) -> Position:
+        return self.value_pos.get(key, self.pos)
+
+
+class YList(list):  # type: ignore[type-arg]
+    """A sequence that knows where it and each of its items stand in the source."""
+
+    pos: Position
+    item_pos: list[Position]
+
+    def pos_of(self, index: int) -> Position:
+        if 0 <= index < len(self.item_pos):
+            return self.item_pos[index]
+        return self.pos
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    pass
+
+
+# YAML 1.2 core schema resolution: no yes/no/on/off booleans, no sexagesimal numbers.
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+
+
+class _Loader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    yaml.composer.Composer,
+    yaml.constructor.SafeConstructor,
+    _Resolver,
+):
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        _Resolver.__init__(self)
+
+
+def _pos(mark: Any) -> Position:
+    return Position(mark.line + 1, mark.column + 1)
+
+
+class LoadError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.format())
+
+
+class _Converter:
+    def __init__(self, file: str, loader: _Loader):
+        self.file = file
+        self.loader = loader
+        self.count = 0
+
+    def fail(self, code: str, message: str, node: Node, hint: str = "") -> LoadError:
+        return LoadError(Diagnostic(code, message, self.file, pos=_pos(node.start_mark), hint=hint))
+
+    def convert(self, node: Node, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fail(
+                "LS105",
+                f"document expands to more than {MAX_NODES} nodes",
+                node,
+                "anchors and aliases multiply; a policy never needs this many (alias bomb?)",
+            )
+        if depth > MAX_DEPTH:
+            raise self.fail("LS104", f"nesting deeper than {MAX_DEPTH} levels", node)
+        if node.tag not in _STD_TAGS:
+            raise self.fail(
+                "LS103",
+                f"tag '{node.tag}' is not allowed",
+                node,
+                "policies are plain YAML: remove the tag (python/object tags are never constructed)",
+            )
+        if isinstance(node, ScalarNode):
+            try:
+                return self.loader.construct_object(node, deep=False)
+            except yaml.YAMLError as exc:
+                raise self.fail("LS106", f"bad scalar: {exc}", node) from None
+        if isinstance(node, SequenceNode):
+            out = YList()
+            out.pos = _pos(node.start_mark)
+            out.item_pos = []
+            for item in node.value:
+                out.append(self.convert(item, depth + 1))
+                out.item_pos.append(_pos(item.start_mark))
+            return out
+        if isinstance(node, MappingNode):
+            m = YMap()
+            m.pos = _pos(node.start_mark)
+            m.key_pos = {}
+            m.value_pos = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail("LS103", "merge keys (<<) are not supported", key_node)
+                key = self.convert(key_node, depth + 1)
+                if isinstance(key, (dict, list)):
+                    raise self.fail("LS106", "a mapping key must be a plain scalar", key_node)
+                if key in m:
+                    first = m.key_pos[key]
+                    raise self.fail(
+                        "LS102",
+                        f"duplicate key '{key}' (first defined at line {first.line}, col {first.col})",
+                        key_node,
+                        "YAML keeps only the last one silently; merge the two entries",
+                    )
+                m[key] = self.convert(value_node, depth + 1)
+                m.key_pos[key] = _pos(key_node.start_mark)
+                m.value_pos[key] = _pos(value_node.start_mark)
+            return m
+        raise self.fail("LS106", "unsupported YAML node", node)  # pragma: no cover
+
+
+def _depth_guard(text: str, file: str) -> None:
+    """Refuse pathological nesting before the (recursive) composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LoadError(
+                    Diagnostic(
+                        "LS104",
+                        f"nesting deeper than {MAX_DEPTH} levels",
+                        file,
+                        pos=_pos(event.start_mark),
+                        hint="a policy is a few levels deep; this input is not a policy",
+                    )
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def load_yaml_text(text: str, file: str) -> Any:
+    """Parse one YAML document into YMap/YList/scalars. Raises :class:`LoadError` with a diagnostic."""
+    try:
+        _depth_guard(text, file)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except LoadError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{exc.context}; {problem}"
+        hint = ""
+        if "\t" in problem or "'\\t'" in problem:
+            hint = "YAML forbids tabs for indentation; indent with spaces"
+        raise LoadError(
+            Diagnostic(
+                "LS101",
+                f"YAML syntax error: {problem}",
+                file,
+                pos=_pos(mark) if mark else None,
+                hint=hint,
+            )
+        ) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(Diagnostic("LS101", f"YAML error: {exc}", file)) from None
+    except RecursionError:
+        raise LoadError(Diagnostic("LS104", "nesting too deep to read", file)) from None
+    if node is None:
+        raise LoadError(
+            Diagnostic("LS107", "the file is empty", file, pos=Position(1, 1), hint="start from machines/default.yaml")
+        )
+    return _Converter(file, loader).convert(node, 0)
+
+
+def load_yaml_file(path: str) -> Any:
+    """Read and parse a file; every failure (missing, binary, not UTF-8, too large) is a LoadError."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise LoadError(Diagnostic("LS100", f"cannot read file: {exc.strerror or exc}", path)) from None
+    if len(raw) > MAX_BYTES:
+        raise LoadError(Diagnostic("LS100", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", path))
+    if b"\x00" in raw:
+        raise LoadError(
+            Diagnostic("LS100", "file is binary (contains NUL bytes), not YAML", path, hint="pass a .yaml policy file")
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LoadError(
+            Diagnostic("LS100", "file is not valid UTF-8", path, pos=Position(line, col), hint="save it as UTF-8")
+        ) from None
+    return load_yaml_text(text, path)
