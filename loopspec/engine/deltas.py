@@ -1,0 +1,59 @@
+"""The normalised delta stream: the one internal boundary between providers and the engine.
+
+The live litellm provider and the in-process replay both turn whatever they read (litellm
+``ModelResponseStream`` objects, raw OpenAI chunk JSON) into these small frozen records, so the
+assembler, the classifier and the interpreter never see a provider-specific object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ToolCallFragment", "Usage", "Delta"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFragment:
+    """One streamed piece of a tool call; fragments with the same ``index`` belong to one call."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as reported by the provider (kept so budgets can count tokens later)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one chunk added to the reply.
+
+    ``thinking_blocks`` carries Anthropic-style thinking fragments (dicts with ``type``
+    ``thinking``/``redacted_thinking`` and ``thinking``/``signature``/``data``); the assembler
+    merges them the way the provider expects them replayed.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallFragment, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    thinking_blocks: tuple[dict, ...] = ()
+
+    def is_empty(self) -> bool:
+        """True when the chunk carried nothing the assembler would keep."""
+        return not (
+            self.text
+            or self.reasoning
+            or self.tool_calls
+            or self.finish_reason
+            or self.usage
+            or self.thinking_blocks
+        )

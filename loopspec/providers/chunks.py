@@ -1,0 +1,261 @@
+"""Convert provider chunks (raw OpenAI chunk JSON, litellm stream objects) into Deltas.
+
+The raw-JSON path is the in-process replay's hot loop, so it is written for speed: one dict
+walk and one Delta per chunk, no intermediate objects, ``None`` for chunks that carry nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from loopspec.engine.classify import broken_cause
+from loopspec.engine.deltas import Delta, ToolCallFragment, Usage
+from loopspec.providers.base import StreamBroken
+
+__all__ = ["iter_sse_data", "delta_from_chunk_dict", "delta_from_litellm_chunk", "usage_from_dict"]
+
+# Native finish reasons some OpenAI-compatible servers pass through unmapped.
+_FINISH = {
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+
+def _error_message(err: Any) -> str:
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("type") or err.get("code") or json.dumps(err)
+        return str(msg)
+    return str(err)
+
+
+def _broken_from_error(err: Any) -> StreamBroken:
+    msg = _error_message(err)
+    return StreamBroken.make(broken_cause(msg), msg)
+
+
+def iter_sse_data(text: str | bytes) -> Iterator[dict]:
+    """Yield the JSON payload of each SSE event's ``data:`` field(s).
+
+    Skips ``[DONE]``, ``:`` comments and ``event:``/``id:``/``retry:`` fields; an
+    ``event: error`` frame raises :class:`StreamBroken` (Groq, Anthropic send mid-stream
+    errors that way). Multi-line ``data:`` fields are joined with newlines, as the SSE spec says.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    loads = json.loads
+    event = ""
+    buf: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            buf.append(line[6:] if line.startswith("data: ") else line[5:])
+            continue
+        if line:
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            continue
+        if not buf:
+            event = ""
+            continue
+        payload = buf[0] if len(buf) == 1 else "\n".join(buf)
+        buf = []
+        if payload == "[DONE]":
+            event = ""
+            continue
+        try:
+            obj = loads(payload)
+        except ValueError as e:
+            raise StreamBroken.make("provider_error", f"unparseable SSE data: {payload[:200]!r}") from e
+        if event == "error":
+            raise _broken_from_error(obj.get("error", obj) if isinstance(obj, dict) else obj)
+        event = ""
+        yield obj
+    if buf:  # a final event with no blank line after it
+        payload = "\n".join(buf)
+        if payload != "[DONE]":
+            try:
+                obj = loads(payload)
+            except ValueError as e:
+                raise StreamBroken.make("provider_error", f"unparseable SSE data: {payload[:200]!r}") from e
+            if event == "error":
+                raise _broken_from_error(obj.get("error", obj) if isinstance(obj, dict) else obj)
+            yield obj
+
+
+def usage_from_dict(u: dict) -> Usage:
+    """OpenAI-shaped usage (also Anthropic's input/output_tokens) as a :class:`Usage`."""
+    details = u.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if details else 0
+    return Usage(
+        u.get("prompt_tokens") or u.get("input_tokens") or 0,
+        u.get("completion_tokens") or u.get("output_tokens") or 0,
+        reasoning or 0,
+    )
+
+
+def _thinking_from_details(details: list) -> tuple[tuple[dict, ...], str]:
+    """OpenRouter ``reasoning_details`` as Anthropic-style thinking fragments, plus their text.
+
+    Kept because the signature-only entry is what a thinking replay needs, and litellm's
+    ``openai/`` path drops exactly that chunk (LITELLM_NOTES.md §2).
+    """
+    blocks: list[dict] = []
+    text: list[str] = []
+    for item in details:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "reasoning.encrypted":
+            if item.get("data"):
+                blocks.append({"type": "redacted_thinking", "data": item["data"]})
+        elif kind == "reasoning.text":
+            t = item.get("text") or ""
+            if t:
+                text.append(t)
+            if t or item.get("signature"):
+                blocks.append({"type": "thinking", "thinking": t, "signature": item.get("signature") or None})
+    return tuple(blocks), "".join(text)
+
+
+def delta_from_chunk_dict(d: dict) -> Delta | None:
+    """One OpenAI ``chat.completion.chunk`` dict as a Delta; None when it carries nothing.
+
+    Only choice index 0 is read (loopspec asks for n=1). A top-level ``error`` object (OpenRouter
+    sends it inside a normal chunk) raises :class:`StreamBroken`. Also accepts a non-streaming
+    choice (``message`` instead of ``delta``), so recorded non-stream bodies replay too.
+    """
+    err = d.get("error")
+    if err:
+        raise _broken_from_error(err)
+    u = d.get("usage")
+    if u is None:
+        xg = d.get("x_groq")
+        if xg:
+            u = xg.get("usage")
+    usage = usage_from_dict(u) if u else None
+    choices = d.get("choices")
+    if not choices:
+        return Delta(usage=usage) if usage is not None else None
+    c = choices[0]
+    if c.get("index", 0) != 0:
+        c = None
+        for ch in choices:
+            if ch.get("index", 0) == 0:
+                c = ch
+                break
+        if c is None:
+            return Delta(usage=usage) if usage is not None else None
+    delta = c.get("delta")
+    if delta is None:
+        delta = c.get("message") or {}
+    text = delta.get("content") or ""
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+    finish = c.get("finish_reason")
+    if finish is not None:
+        finish = _FINISH.get(finish, finish)
+    tcs = delta.get("tool_calls")
+    frags: tuple[ToolCallFragment, ...] = ()
+    if tcs:
+        out = []
+        for pos, tc in enumerate(tcs):
+            fn = tc.get("function") or {}
+            args = fn.get("arguments")
+            if args is None:
+                args = ""
+            elif not isinstance(args, str):
+                args = json.dumps(args)
+            out.append(ToolCallFragment(tc.get("index", pos), tc.get("id"), fn.get("name"), args))
+        frags = tuple(out)
+    blocks: tuple[dict, ...] = ()
+    details = delta.get("reasoning_details")
+    if details:
+        blocks, detail_text = _thinking_from_details(details)
+        if not reasoning:
+            reasoning = detail_text
+    if not (text or reasoning or frags or finish or usage is not None or blocks):
+        return None
+    return Delta(text, reasoning, frags, finish, usage, blocks)
+
+
+def _usage_from_obj(u: Any) -> Usage | None:
+    if u is None:
+        return None
+    details = getattr(u, "completion_tokens_details", None)
+    return Usage(
+        int(getattr(u, "prompt_tokens", 0) or 0),
+        int(getattr(u, "completion_tokens", 0) or 0),
+        int(getattr(details, "reasoning_tokens", 0) or 0) if details is not None else 0,
+    )
+
+
+def delta_from_litellm_chunk(chunk: Any) -> Delta:
+    """A litellm ``ModelResponseStream`` as a Delta (attribute access; never imports litellm).
+
+    litellm already maps ``reasoning``/``reasoning_content`` to ``reasoning_content`` and native
+    finish reasons to OpenAI ones. Usage is read from ``chunk.usage`` (sent when
+    ``stream_options.include_usage`` was requested) or, on the last chunk, from the usage litellm
+    hides in ``_hidden_params`` when that total is non-zero.
+    """
+    usage = _usage_from_obj(getattr(chunk, "usage", None))
+    if usage is None:
+        hidden = getattr(chunk, "_hidden_params", None)
+        if isinstance(hidden, dict) and hidden.get("usage") is not None:
+            hu = _usage_from_obj(hidden["usage"])
+            if hu is not None and (hu.prompt_tokens or hu.completion_tokens):
+                usage = hu
+    choices = getattr(chunk, "choices", None) or ()
+    choice = None
+    for ch in choices:
+        if (getattr(ch, "index", 0) or 0) == 0:
+            choice = ch
+            break
+    if choice is None:
+        return Delta(usage=usage)
+    delta = getattr(choice, "delta", None)
+    finish = getattr(choice, "finish_reason", None) or None
+    if finish is not None:
+        finish = _FINISH.get(finish, finish)
+    if delta is None:
+        return Delta(finish_reason=finish, usage=usage)
+    text = getattr(delta, "content", None) or ""
+    reasoning = getattr(delta, "reasoning_content", None) or ""
+    frags: tuple[ToolCallFragment, ...] = ()
+    tcs = getattr(delta, "tool_calls", None)
+    if tcs:
+        out = []
+        for pos, tc in enumerate(tcs):
+            fn = getattr(tc, "function", None)
+            args = getattr(fn, "arguments", None) if fn is not None else None
+            if args is None:
+                args = ""
+            elif not isinstance(args, str):
+                args = json.dumps(args)
+            idx = getattr(tc, "index", None)
+            out.append(
+                ToolCallFragment(
+                    pos if idx is None else int(idx),
+                    getattr(tc, "id", None) or None,
+                    (getattr(fn, "name", None) or None) if fn is not None else None,
+                    args,
+                )
+            )
+        frags = tuple(out)
+    blocks: tuple[dict, ...] = ()
+    tb = getattr(delta, "thinking_blocks", None)
+    if tb:
+        blocks = tuple(dict(b) if not isinstance(b, dict) else b for b in tb)
+    else:
+        details = getattr(delta, "reasoning_details", None)
+        if details is None:
+            psf = getattr(delta, "provider_specific_fields", None)
+            if isinstance(psf, dict):
+                details = psf.get("reasoning_details")
+        if details:
+            blocks, detail_text = _thinking_from_details(list(details))
+            if not reasoning:
+                reasoning = detail_text
+    return Delta(text, reasoning, frags, finish, usage, blocks)

@@ -1,0 +1,149 @@
+"""The live provider: litellm ``acompletion`` streaming, normalised to Deltas.
+
+litellm is imported lazily (``loopspec validate``/``check`` must not pay its 2.5 s import) and
+with ``LITELLM_LOCAL_MODEL_COST_MAP`` set first (otherwise the import tries the network).
+Retries are the policy's job, so litellm/openai retries are off: ``max_retries=0`` and never
+``num_retries`` (it overrides max_retries, retries 400s and needs tenacity; LITELLM_NOTES.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from loopspec.engine.classify import classify_exception
+from loopspec.engine.deltas import Delta
+from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
+from loopspec.providers.chunks import delta_from_litellm_chunk
+
+__all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "import_litellm"]
+
+_litellm: Any = None
+
+
+def import_litellm() -> Any:
+    """Import litellm once, quietly and offline-safe."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        _litellm = litellm
+    return _litellm
+
+
+def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any]:
+    """The ``acompletion`` keyword arguments for a request (exposed for tests and recording)."""
+    kwargs: dict[str, Any] = dict(request.extra)
+    kwargs.update(
+        model=request.model,
+        messages=request.messages,
+        stream=True,
+        max_retries=0,
+        timeout=request.timeout if request.timeout is not None else default_timeout,
+    )
+    kwargs.pop("num_retries", None)
+    if request.tools:
+        kwargs["tools"] = request.tools
+        if request.tool_choice is not None:
+            kwargs["tool_choice"] = request.tool_choice
+    if request.max_tokens is not None:
+        kwargs["max_tokens"] = request.max_tokens
+    if request.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = request.reasoning_effort
+    if request.api_base is not None:
+        kwargs["api_base"] = request.api_base
+    if request.api_key is not None:
+        kwargs["api_key"] = request.api_key
+    return kwargs
+
+
+class LiteLLMResponseStream:
+    """Async iterator of Deltas over a litellm ``CustomStreamWrapper``.
+
+    The first chunk was already read by :meth:`LiteLLMProvider.open`; it is yielded first.
+    Mid-stream failures become :class:`StreamBroken`; cancellation propagates untouched.
+    """
+
+    def __init__(self, wrapper: Any, first: Any | None, exhausted: bool) -> None:
+        self._wrapper = wrapper
+        self._iter = wrapper.__aiter__() if wrapper is not None else None
+        self._first = first
+        self._done = exhausted
+        self.chunks_received = 0 if first is None else 1
+
+    def __aiter__(self) -> "LiteLLMResponseStream":
+        return self
+
+    async def __anext__(self) -> Delta:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return delta_from_litellm_chunk(first)
+        if self._done or self._iter is None:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._iter.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._done = True
+            raise StreamBroken(classify_exception(e, phase="stream")) from e
+        self.chunks_received += 1
+        return delta_from_litellm_chunk(chunk)
+
+    async def aclose(self) -> None:
+        """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
+        self._done = True
+        self._first = None
+        wrapper, self._wrapper = self._wrapper, None
+        if wrapper is not None and hasattr(wrapper, "aclose"):
+            try:
+                await wrapper.aclose()
+            except Exception:
+                pass
+
+
+class LiteLLMProvider:
+    """``Provider`` backed by ``litellm.acompletion(stream=True)``."""
+
+    def __init__(self, *, default_timeout: float = 600.0) -> None:
+        self.default_timeout = default_timeout
+
+    async def open(self, request: ModelRequest) -> LiteLLMResponseStream:
+        """Send the request and wait for the first chunk, so HTTP errors (and a stream that
+        fails before its first chunk) surface here as :class:`ProviderError`."""
+        litellm = import_litellm()
+        kwargs = build_kwargs(request, self.default_timeout)
+        try:
+            wrapper = await litellm.acompletion(**kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            raise ProviderError(classify_exception(e, phase="call")) from e
+        it = wrapper.__aiter__()
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            return LiteLLMResponseStream(wrapper, None, exhausted=True)
+        except asyncio.CancelledError:
+            await _quiet_close(wrapper)
+            raise
+        except Exception as e:
+            await _quiet_close(wrapper)
+            raise ProviderError(classify_exception(e, phase="call")) from e
+        stream = LiteLLMResponseStream(wrapper, first, exhausted=False)
+        stream._iter = it
+        return stream
+
+
+async def _quiet_close(wrapper: Any) -> None:
+    try:
+        if hasattr(wrapper, "aclose"):
+            await wrapper.aclose()
+    except Exception:
+        pass

@@ -1,0 +1,320 @@
+"""LiteLLMProvider against a loopback HTTP server serving the real recorded bodies.
+
+No mock of litellm: real ``litellm.acompletion`` over real sockets to ``tests/_loopback.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm  # noqa: E402,F401  (imported once per module, so timing below excludes it)
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _loopback import LoopbackServer, Reply  # noqa: E402
+
+from loopspec.engine.assemble import ReplyAssembler  # noqa: E402
+from loopspec.engine.classify import classify_reply  # noqa: E402
+from loopspec.providers.base import ModelRequest, Provider, ProviderError, StreamBroken  # noqa: E402
+from loopspec.providers.litellm_provider import LiteLLMProvider, build_kwargs  # noqa: E402
+
+STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+CAPITAL_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_capital",
+        "description": "capital of a country",
+        "parameters": {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def srv(server):
+    server.reset()
+    return server
+
+
+def req(srv: LoopbackServer, **kw) -> ModelRequest:
+    base = dict(model="openai/x", messages=[{"role": "user", "content": "hi"}], api_base=srv.base_url,
+                api_key="sk-test", timeout=5.0)
+    base.update(kw)
+    return ModelRequest(**base)
+
+
+async def drain(stream, assembler: ReplyAssembler) -> None:
+    try:
+        async for d in stream:
+            assembler.feed(d)
+    finally:
+        await stream.aclose()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def sse(name: str) -> str:
+    return (STREAMS / name).read_text()
+
+
+def test_provider_protocol_and_kwargs():
+    p = LiteLLMProvider()
+    assert isinstance(p, Provider)
+    kw = build_kwargs(
+        ModelRequest("openai/x", [], tools=[CAPITAL_TOOL], tool_choice="auto", max_tokens=9,
+                     reasoning_effort="low", extra={"num_retries": 3, "temperature": 0}),
+        30.0,
+    )
+    assert kw["max_retries"] == 0 and "num_retries" not in kw and kw["stream"] is True
+    assert kw["timeout"] == 30.0 and kw["temperature"] == 0 and kw["reasoning_effort"] == "low"
+
+
+def test_text_stream(srv):
+    srv.push(Reply(sse=sse("openai_stream_text.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+        return a.result()
+
+    r = run(go())
+    assert r.text == "The capital of Mexico is Mexico City." and r.finish_reason == "stop"
+    assert classify_reply(r, {}).name == "text"
+    assert len(srv.requests) == 1 and srv.requests[0].path == "/v1/chat/completions"
+    assert srv.requests[0].headers["authorization"] == "Bearer sk-test"
+    assert srv.requests[0].body["model"] == "x" and srv.requests[0].body["stream"] is True
+
+
+def test_tool_call_stream_with_tools(srv):
+    """tools= makes litellm import mcp (LITELLM_NOTES §0): this passing proves mcp is installed."""
+    srv.push(Reply(sse=sse("openai_stream_tool_call_single.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv, tools=[CAPITAL_TOOL], tool_choice="auto")), a)
+        return a.result()
+
+    r = run(go())
+    assert [(c.name, json.loads(c.arguments)) for c in r.tool_calls] == [("get_capital", {"country": "UK"})]
+    ev = classify_reply(r, {"get_capital": CAPITAL_TOOL["function"]["parameters"]})
+    assert ev.name == "tool_calls" and ev.attrs["tools"] == ["get_capital"]
+    assert srv.requests[0].body["tools"][0]["function"]["name"] == "get_capital"
+
+
+def test_parallel_tool_calls_and_usage(srv):
+    srv.push(Reply(sse=sse("openai_stream_tool_call_parallel.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        r = req(srv, tools=[CAPITAL_TOOL], extra={"stream_options": {"include_usage": True}})
+        await drain(await LiteLLMProvider().open(r), a)
+        return a.result()
+
+    r = run(go())
+    assert [c.name for c in r.tool_calls] == ["get_weather", "get_product_name"]
+    assert [c.arguments for c in r.tool_calls] == ['{"city": "Mexico City"}', "{}"]
+    assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (417, 44)
+
+
+def test_gpt5nano_length_reasoning_only(srv):
+    srv.push(Reply(sse=sse("openai_stream_finish_length_reasoning_only_gpt5nano.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv, extra={"stream_options": {"include_usage": True}})), a)
+        return a.result()
+
+    r = run(go())
+    ev = classify_reply(r, {})
+    assert ev.name == "length" and ev.attrs["thinking_only"] is True and ev.attrs["chars"] == 0
+
+
+def test_deepseek_reasoning(srv):
+    srv.push(Reply(sse=sse("deepseek_stream_reasoning_content.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+        return a.result()
+
+    r = run(go())
+    assert r.text == "The product of 17 and 23 is 391." and r.reasoning.startswith("We are asked")
+
+
+def open_error(srv: LoopbackServer, reply: Reply) -> ProviderError:
+    srv.push(reply)
+
+    async def go():
+        return await LiteLLMProvider().open(req(srv))
+
+    with pytest.raises(ProviderError) as ei:
+        run(go())
+    return ei.value
+
+
+def test_429_is_rate_limit_with_one_request(srv):
+    err = open_error(srv, Reply(429, sse("openai_error_429_rate_limit_requests.json"), headers={"Retry-After": "2"}))
+    assert err.event.name == "rate_limit"
+    assert err.event.attrs["status"] == 429 and err.event.attrs["retry_after"] == 2.0
+    assert len(srv.requests) == 1
+
+
+def test_400_context_length_is_context_overflow(srv):
+    err = open_error(srv, Reply(400, sse("openai_error_400_context_length_exceeded.json")))
+    assert err.event.name == "context_overflow" and err.event.attrs["status"] == 400
+    assert "maximum context length" in err.event.attrs["message"]
+    assert len(srv.requests) == 1
+
+
+ERROR_BODIES = [
+    ("anthropic_error_400_invalid_request.json", 400, "effort_unsupported"),
+    ("anthropic_error_400_prompt_too_long.json", 400, "context_overflow"),
+    ("anthropic_error_429_rate_limit.json", 429, "rate_limit"),
+    ("anthropic_error_500_api_error.json", 500, "transient"),
+    ("anthropic_error_529_overloaded.json", 529, "transient"),
+    ("openai_error_400_unsupported_parameter.json", 400, "bad_request"),
+    ("openai_error_429_insufficient_quota.json", 429, "rate_limit"),
+    ("openai_error_429_rate_limit_exceeded_code.json", 429, "rate_limit"),
+    ("openai_error_500_server_error.json", 500, "transient"),
+    ("openai_error_503_model_overloaded.json", 503, "transient"),
+    ("openrouter_error_429_upstream_rate_limited.json", 429, "rate_limit"),
+]
+
+
+@pytest.mark.parametrize("name,status,event", ERROR_BODIES, ids=[e[0] for e in ERROR_BODIES])
+def test_recorded_error_bodies(srv, name, status, event):
+    err = open_error(srv, Reply(status, sse(name)))
+    assert err.event.name == event
+    assert err.event.attrs["status"] == status
+    assert len(srv.requests) == 1  # max_retries=0: the policy owns retries
+
+
+def test_connection_refused_is_transient():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+
+    async def go():
+        return await LiteLLMProvider().open(
+            ModelRequest("openai/x", [{"role": "user", "content": "hi"}], api_base=f"http://127.0.0.1:{port}/v1",
+                         api_key="sk-test", timeout=2.0))
+
+    with pytest.raises(ProviderError) as ei:
+        run(go())
+    assert ei.value.event.name == "transient"
+
+
+def test_dropped_connection_is_broken_disconnect(srv):
+    srv.push(Reply(sse=sse("openai_stream_text.sse"), drop_after=3))
+    a = ReplyAssembler()
+
+    async def go():
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+
+    with pytest.raises(StreamBroken) as ei:
+        run(go())
+    ev = ei.value.event
+    assert ev.name == "broken" and ev.attrs["cause"] == "disconnect"
+    assert a.result().text == "The capital" and ev.attrs["chars"] == len("The capital")
+
+
+def test_groq_error_event_is_broken_provider_error(srv):
+    srv.push(Reply(sse=sse("groq_stream_reasoning_then_error_event.sse")))
+    a = ReplyAssembler()
+
+    async def go():
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+
+    with pytest.raises(StreamBroken) as ei:
+        run(go())
+    assert ei.value.event.attrs["cause"] == "provider_error"
+    assert "Tool call validation failed" in ei.value.event.attrs["message"]
+    assert a.result().reasoning.startswith("We need to call the tool")
+
+
+def test_openrouter_error_chunk_is_broken_overflow(srv):
+    srv.push(Reply(sse=sse("openrouter_stream_length_then_error_chunk.sse")))
+
+    async def go():
+        await drain(await LiteLLMProvider().open(req(srv)), ReplyAssembler())
+
+    with pytest.raises(StreamBroken) as ei:
+        run(go())
+    assert ei.value.event.attrs["cause"] == "overflow"
+
+
+def test_stalled_stream_can_be_closed(srv):
+    """The interpreter owns stall detection: it times out ``__anext__`` and calls ``aclose``."""
+    srv.push(Reply(sse=sse("openai_stream_text.sse"), stall_after=3, stall_seconds=3.0))
+
+    async def go():
+        a = ReplyAssembler()
+        stream = await LiteLLMProvider().open(req(srv, timeout=10.0))
+        stalled = False
+        while True:
+            try:
+                d = await asyncio.wait_for(stream.__anext__(), timeout=0.3)
+            except asyncio.TimeoutError:
+                stalled = True
+                break
+            except StopAsyncIteration:
+                break
+            a.feed(d)
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        await stream.aclose()
+        await stream.aclose()  # idempotent
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        return stalled, a, loop.time() - t
+
+    stalled, a, close_time = run(go())
+    assert stalled and a.result().text == "The capital" and not a.in_tool_call
+    assert close_time < 1.0
+
+
+def test_stall_before_headers_is_timeout(srv):
+    srv.push(Reply(sse=sse("openai_stream_text.sse"), delay=1.5))
+
+    async def go():
+        return await LiteLLMProvider().open(req(srv, timeout=0.4))
+
+    with pytest.raises(ProviderError) as ei:
+        run(go())
+    assert ei.value.event.name == "timeout" and ei.value.event.attrs["status"] == 408
+
+
+def test_anthropic_native_thinking_blocks(srv):
+    srv.push(Reply(sse=(STREAMS / "anthropic" / "anthropic_stream_thinking_tool_use.sse").read_text()))
+
+    async def go():
+        a = ReplyAssembler()
+        r = ModelRequest("anthropic/x", [{"role": "user", "content": "version?"}], max_tokens=64,
+                         api_base=f"http://127.0.0.1:{srv.port}", api_key="sk-test", timeout=5.0,
+                         tools=[{"type": "function", "function": {"name": "fixed_version", "parameters": {"type": "object", "properties": {}}}}])
+        await drain(await LiteLLMProvider().open(r), a)
+        return a.result()
+
+    r = run(go())
+    assert srv.requests[0].path == "/v1/messages"
+    assert [c.name for c in r.tool_calls] == ["fixed_version"] and r.finish_reason == "tool_calls"
+    assert r.reasoning.startswith("The user wants me to:")
+    assert len(r.thinking_blocks) == 1 and r.thinking_blocks[0]["signature"].startswith("EoQDCm0IDhgCKkCDzGs2")
+    assert r.thinking_blocks[0]["thinking"] == r.reasoning
+    assert classify_reply(r, {"fixed_version": None}).name == "tool_calls"
