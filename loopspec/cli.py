@@ -1,7 +1,7 @@
 """The ``loopspec`` command line.
 
-Exit codes mean the same everywhere: 0 success (valid, proven, replay green), 1 the input was read
-and found wanting (invalid policy, failed property, failed expectation), 2 usage or unreadable input.
+Exit codes mean the same everywhere: 0 success (valid, proven, replay green), 1 the input was
+found wanting (invalid or unreadable file, failed property, failed expectation), 2 a usage error.
 Subcommands import only what they need: ``validate``, ``check``, ``graph`` and ``schema`` never
 import litellm (about 2.5 s), so they start fast.
 """
@@ -86,13 +86,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 Handler = Callable[[argparse.Namespace], int]
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+# Subcommands that live in their own modules; each module is cheap to import (heavy imports happen
+# inside its handler) and exposes ``register(subparsers)``.
+_COMMAND_MODULES = ("loopspec.cli_run",)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopspec",
         description="An LLM agent's turn lifecycle as a YAML state machine: validate, check, run, replay.",
-        epilog="Exit codes: 0 ok, 1 found wanting (invalid, unproven, replay failed), 2 usage or unreadable input.",
+        epilog="Exit codes: 0 ok, 1 found wanting (invalid or unreadable file, unproven, replay failed), 2 usage error.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -110,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the policy language")
     p.set_defaults(handler=cmd_schema)
 
+    import importlib
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     for register in _EXTRA_COMMANDS:
         register(sub)
     return parser

@@ -6,7 +6,23 @@ pygraphviz at run time, and the text forms are all a code host needs to render t
 
 from __future__ import annotations
 
-from .model import POLICY_ERROR_STATE, Action, AllOf, AnyOf, Always, AttrTest, CounterCmp, FlagIs, Guard, Not, Policy, Transition
+import re
+
+from .model import (
+    POLICY_ERROR_STATE,
+    Action,
+    AllOf,
+    AnyOf,
+    Always,
+    AttrTest,
+    CounterCmp,
+    FlagIs,
+    Guard,
+    Not,
+    Policy,
+    Reset,
+    Transition,
+)
 
 _OPS = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "ge": ">=", "gt": ">"}
 _SHAPES = {
@@ -55,7 +71,7 @@ def describe_guard(g: Guard) -> str:
 
 
 def describe_action(a: Action) -> str:
-    name = type(a).__name__
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(a).__name__)
     if hasattr(a, "counter"):
         return f"{name.lower()} {a.counter}"  # type: ignore[attr-defined]
     if hasattr(a, "flag"):
@@ -72,9 +88,10 @@ def edge_label(t: Transition) -> str:
     guard = describe_guard(t.guard)
     if guard:
         label += f" [{guard}]"
-    incs = [f"+{i.counter}" for i in t.increments()]
-    if incs:
-        label += " " + " ".join(incs)
+    changes = [f"+{i.counter}" for i in t.increments()]
+    changes += [f"-{a.counter}" for a in t.actions if isinstance(a, Reset)]  # resets stay visible
+    if changes:
+        label += " " + " ".join(changes)
     return label
 
 

@@ -583,6 +583,14 @@ class _Validator:
                 )
             else:
                 self.check_template(message, f"{path}.message", b.pos_of("message"))
+                if not message.strip():
+                    self.warn(
+                        "LS401",
+                        f"halt '{name}' delivers an empty message",
+                        f"{path}.message",
+                        b.pos_of("message"),
+                        "consumers would see nothing (hermes-agent #30770); say why the turn ended",
+                    )
             return State(name, kind, frozen_map({}), doc=str(doc), outcome=outcome, message=message, pos=pos)
 
         prompt = None
