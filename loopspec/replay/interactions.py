@@ -1,0 +1,305 @@
+"""What the outside world said in answer to one model request, as plain frozen data.
+
+A cassette is a sequence of these. Both replay transports (the loopback HTTP server and the
+in-process one) render them through the same helpers here (``sse_events``, ``stream_plan``,
+``fold_stream``), so a stall or a dropped connection lands on the same event boundary whichever
+transport plays it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+__all__ = [
+    "StreamResponse",
+    "ErrorResponse",
+    "CompletionResponse",
+    "Interaction",
+    "Stall",
+    "Disconnect",
+    "PlanStep",
+    "sse_events",
+    "split_sse",
+    "is_data_event",
+    "stream_plan",
+    "stream_chunks",
+    "fold_stream",
+    "completion_chunks",
+]
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+# One end-of-line as the SSE spec defines it. A lone CR must not eat the CR of a CRLF, or
+# "a\r\nb" would look like a blank line.
+_EOL = rb"(?:\r\n|\n|\r(?!\n))"
+_EVENT_END = re.compile(_EOL + _EOL)
+_DATA_LINE = re.compile(rb"(?:^|\r\n|\n|\r)data:")
+
+
+@dataclass(frozen=True)
+class StreamResponse:
+    """A streamed (SSE) answer: either chunk dicts (rendered as OpenAI SSE) or raw SSE text.
+
+    ``stall_after=k`` pauses ``stall_seconds`` after the k-th data event; ``disconnect_after=k``
+    drops the connection after the k-th data event, without a terminating chunk or ``[DONE]``.
+    Counting data events (not bytes, not comment lines) keeps both faults on event boundaries.
+    """
+
+    chunks: tuple[dict[str, Any], ...] | None = None
+    sse: str | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 0.0
+    disconnect_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.chunks is None) == (self.sse is None):
+            raise ValueError("StreamResponse needs exactly one of chunks= or sse=")
+        if self.chunks is not None and not isinstance(self.chunks, tuple):
+            object.__setattr__(self, "chunks", tuple(self.chunks))
+        n_data = sum(1 for ev in sse_events(self) if is_data_event(ev))
+        for name in ("stall_after", "disconnect_after"):
+            k = getattr(self, name)
+            if k is not None and not 0 <= k <= n_data:
+                raise ValueError(f"{name}={k} is outside 0..{n_data} (the stream's data events)")
+        if self.stall_seconds < 0:
+            raise ValueError("stall_seconds must be >= 0")
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    """An HTTP error from the provider, served before any stream starts (as real providers do)."""
+
+    status: int
+    body: dict[str, Any] | str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompletionResponse:
+    """A non-streaming ``chat.completion`` JSON body."""
+
+    body: dict[str, Any]
+
+
+Interaction = Union[StreamResponse, ErrorResponse, CompletionResponse]
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Plan step: wait this long (real time on HTTP, virtual time in-process)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """Plan step: drop the connection here; nothing more is sent."""
+
+
+PlanStep = Union[bytes, Stall, Disconnect]
+
+
+def split_sse(raw: bytes) -> list[bytes]:
+    """Cut raw SSE bytes into events, each keeping its terminating blank line.
+
+    ``b"".join(split_sse(raw)) == raw`` always holds, so replay stays byte-for-byte; trailing
+    bytes with no blank line after them become a last (unterminated) event.
+    """
+    events: list[bytes] = []
+    start = 0
+    for m in _EVENT_END.finditer(raw):
+        events.append(raw[start : m.end()])
+        start = m.end()
+    if start < len(raw):
+        events.append(raw[start:])
+    return events
+
+
+def is_data_event(event: bytes) -> bool:
+    """True if the event carries a ``data:`` line (comments and bare ``event:`` lines do not count)."""
+    return _DATA_LINE.search(event) is not None
+
+
+def sse_events(resp: StreamResponse) -> list[bytes]:
+    """Render a StreamResponse into SSE event byte strings, in wire order.
+
+    Chunks become ``data: <compact json>\\n\\n`` followed by ``data: [DONE]\\n\\n``; raw ``sse``
+    text is split on event boundaries and otherwise left untouched.
+    """
+    if resp.sse is not None:
+        return split_sse(resp.sse.encode("utf-8"))
+    assert resp.chunks is not None
+    out = [
+        b"data: " + json.dumps(c, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
+        for c in resp.chunks
+    ]
+    out.append(DONE_EVENT)
+    return out
+
+
+def stream_plan(resp: StreamResponse) -> list[PlanStep]:
+    """The exact sequence a transport must play: event bytes, stalls and a possible disconnect.
+
+    Without a disconnect the plan ends after the last event and the transport terminates the
+    stream normally.
+    """
+    steps: list[PlanStep] = []
+    if resp.stall_after == 0:
+        steps.append(Stall(resp.stall_seconds))
+    if resp.disconnect_after == 0:
+        steps.append(Disconnect())
+        return steps
+    n_data = 0
+    for ev in sse_events(resp):
+        steps.append(ev)
+        if not is_data_event(ev):
+            continue
+        n_data += 1
+        if n_data == resp.stall_after:
+            steps.append(Stall(resp.stall_seconds))
+        if n_data == resp.disconnect_after:
+            steps.append(Disconnect())
+            return steps
+    return steps
+
+
+def _event_data(event: bytes) -> tuple[str | None, str | None]:
+    """(event type, joined data) of one SSE event, per the SSE field rules."""
+    etype: str | None = None
+    data: list[str] = []
+    for raw_line in re.split(_EOL, event):
+        line = raw_line.decode("utf-8", errors="replace")
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            etype = value
+        elif name == "data":
+            data.append(value)
+    return etype, ("\n".join(data) if data else None)
+
+
+def stream_chunks(resp: StreamResponse) -> list[dict[str, Any]]:
+    """The JSON objects a stream carries, in order, ``[DONE]`` and unparseable data skipped.
+
+    An ``event: error`` payload without an ``error`` key is wrapped as ``{"error": payload}`` so
+    callers can look for errors one way.
+    """
+    if resp.chunks is not None:
+        return list(resp.chunks)
+    out: list[dict[str, Any]] = []
+    for ev in sse_events(resp):
+        etype, data = _event_data(ev)
+        if data is None or data.strip() == "[DONE]":
+            continue
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if etype == "error" and "error" not in obj:
+            obj = {"error": obj}
+        out.append(obj)
+    return out
+
+
+def fold_stream(resp: StreamResponse) -> dict[str, Any]:
+    """Fold a stream's chunks into one non-streaming ``chat.completion`` body.
+
+    Content, reasoning and refusal strings are concatenated per choice; tool-call fragments are
+    merged by index (strings concatenated, as the openai SDK's own accumulator does). If the stream
+    carries an error object, the result is ``{"error": ...}`` instead, which the server serves as
+    HTTP 500.
+    """
+    out: dict[str, Any] = {"id": "", "object": "chat.completion", "created": 0, "model": ""}
+    choices: dict[int, dict[str, Any]] = {}
+    calls: dict[int, dict[int, dict[str, Any]]] = {}
+    usage: Any = None
+    for chunk in stream_chunks(resp):
+        if chunk.get("error") is not None:
+            return {"error": chunk["error"]}
+        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
+            if chunk.get(key) is not None and not out.get(key):
+                out[key] = chunk[key]
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for ch in chunk.get("choices") or []:
+            idx = int(ch.get("index", 0))
+            st = choices.setdefault(
+                idx,
+                {
+                    "index": idx,
+                    "message": {"role": "assistant", "content": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                },
+            )
+            msg = st["message"]
+            delta = ch.get("delta") or {}
+            if delta.get("role"):
+                msg["role"] = delta["role"]
+            for key in ("content", "reasoning_content", "reasoning", "refusal"):
+                if isinstance(delta.get(key), str) and delta[key]:
+                    msg[key] = (msg.get(key) or "") + delta[key]
+            for tc in delta.get("tool_calls") or []:
+                cur = calls.setdefault(idx, {}).setdefault(
+                    int(tc.get("index", 0)),
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                if tc.get("id"):
+                    cur["id"] = tc["id"]
+                if tc.get("type"):
+                    cur["type"] = tc["type"]
+                fn = tc.get("function") or {}
+                for key in ("name", "arguments"):
+                    if isinstance(fn.get(key), str):
+                        cur["function"][key] += fn[key]
+            if ch.get("finish_reason"):
+                st["finish_reason"] = ch["finish_reason"]
+    for idx, by_index in calls.items():
+        choices[idx]["message"]["tool_calls"] = [by_index[i] for i in sorted(by_index)]
+    out["choices"] = [choices[i] for i in sorted(choices)]
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def completion_chunks(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Render a ``chat.completion`` body as stream chunks, for a CompletionResponse asked with
+    ``stream: true``: one delta per choice carrying the whole message, then a usage chunk."""
+    base = {
+        "id": body.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": body.get("created", 0),
+        "model": body.get("model", ""),
+    }
+    if body.get("system_fingerprint") is not None:
+        base["system_fingerprint"] = body["system_fingerprint"]
+    out: list[dict[str, Any]] = []
+    for ch in body.get("choices") or []:
+        msg = dict(ch.get("message") or {})
+        delta: dict[str, Any] = {k: v for k, v in msg.items() if v is not None and k != "tool_calls"}
+        if msg.get("tool_calls"):
+            delta["tool_calls"] = [dict(tc, index=i) for i, tc in enumerate(msg["tool_calls"])]
+        out.append(
+            dict(
+                base,
+                choices=[
+                    {
+                        "index": ch.get("index", 0),
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": ch.get("finish_reason"),
+                    }
+                ],
+            )
+        )
+    if body.get("usage"):
+        out.append(dict(base, choices=[], usage=body["usage"]))
+    return tuple(out)

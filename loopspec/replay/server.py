@@ -1,0 +1,378 @@
+"""A loopback OpenAI-compatible server that plays a cassette's model responses over real HTTP.
+
+The HTTP replay transport points litellm at it with ``api_base``, so the real client stack (openai
+SDK, httpx/aiohttp, litellm's SSE parsing and exception mapping) sees real statuses, real pauses
+and real dropped connections. HTTP/1.1 is hand-written on ``asyncio.start_server`` to avoid a
+dependency; it supports keep-alive and chunked responses because litellm's clients reuse
+connections. The server never invents a response: a request past the end of the cassette gets
+HTTP 409 ``loopspec_diverged``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Sequence
+
+from .interactions import (
+    CompletionResponse,
+    Disconnect,
+    ErrorResponse,
+    Interaction,
+    Stall,
+    StreamResponse,
+    completion_chunks,
+    fold_stream,
+    stream_plan,
+)
+
+__all__ = ["LoopbackServer", "RecordedRequest", "CHAT_PATH", "DIVERGED_HEADER"]
+
+CHAT_PATH = "/v1/chat/completions"
+DIVERGED_HEADER = "x-loopspec-diverged"
+_MAX_HEAD = 1 << 20
+_REDACT = {"authorization": "Bearer ***", "x-api-key": "***", "api-key": "***"}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it. Header names are lower-cased; credentials are redacted
+    so that a recorded request can be written into a cassette or a trace as is."""
+
+    index: int
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+    raw_body: bytes
+
+
+class _Dropped(Exception):
+    """The response plan ended in a disconnect; the connection is gone."""
+
+
+class LoopbackServer:
+    """Serve ``responses`` in order to ``POST /v1/chat/completions`` on 127.0.0.1:<ephemeral>.
+
+    Runs its own asyncio loop in a daemon thread so that sync and async callers alike can use it
+    (``with`` or ``async with``). Exit cancels in-flight handlers, so a stalled stream never holds
+    up shutdown.
+    """
+
+    def __init__(self, responses: Sequence[Interaction], *, host: str = "127.0.0.1") -> None:
+        for r in responses:
+            if not isinstance(r, (StreamResponse, ErrorResponse, CompletionResponse)):
+                raise TypeError(f"not a replayable response: {r!r}")
+        self.responses: tuple[Interaction, ...] = tuple(responses)
+        self.host = host
+        self.port: int = 0
+        self.requests: list[RecordedRequest] = []
+        self.diverged_at: int | None = None
+        self._served = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def api_base(self) -> str:
+        """What to pass to litellm as ``api_base`` (it appends ``/chat/completions``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def consumed(self) -> int:
+        """How many recorded responses have been played."""
+        return min(self._served, len(self.responses))
+
+    @property
+    def unconsumed(self) -> int:
+        """How many recorded responses were never played (the policy stopped early)."""
+        return len(self.responses) - self.consumed
+
+    def start(self) -> LoopbackServer:
+        """Bind an ephemeral port and start serving; returns once ``.port`` is known."""
+        if self._thread is not None:
+            raise RuntimeError("LoopbackServer already started")
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(
+            target=self._run_loop, args=(loop,), name="loopspec-replay-server", daemon=True
+        )
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self._bind(), loop)
+        try:
+            fut.result(timeout=5)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop serving: cancel handlers (stalled ones included), then stop the loop thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            try:
+                fut.result(timeout=0.5)
+            except Exception:
+                pass
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=0.4)
+        self._loop = None
+        self._thread = None
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LoopbackServer:
+        # Off the caller's loop: start/close block briefly on the server thread.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.close)
+
+    # ----------------------------------------------------------------- loop thread
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _bind(self) -> None:
+        self._server = await asyncio.start_server(self._handle_conn, self.host, 0, limit=_MAX_HEAD)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=0.3)
+        await asyncio.sleep(0)  # let the aborted transports' connection_lost close their sockets
+
+    async def _handle_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._writers.add(writer)
+        try:
+            while True:
+                req = await self._read_request(reader, writer)
+                if req is None or not await self._respond(req, writer):
+                    break
+        except (asyncio.CancelledError, _Dropped, ConnectionError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError, ValueError):
+            # Cancelled at shutdown, a planned disconnect, or a client that went away (e.g. it
+            # timed out during a stall): nothing left to say on this connection.
+            pass
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    # ----------------------------------------------------------------- HTTP/1.1
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> _Request | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None  # client closed between requests
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            parts: list[bytes] = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                        pass
+                    break
+                parts.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            body = b"".join(parts)
+        else:
+            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+        return _Request(method.upper(), target, version.strip(), headers, body)
+
+    @staticmethod
+    def _keep_alive(req: _Request) -> bool:
+        conn = req.headers.get("connection", "").lower()
+        if req.version == "HTTP/1.0":
+            return conn == "keep-alive"
+        return conn != "close"
+
+    @staticmethod
+    def _head(status: int, headers: dict[str, str], keep_alive: bool) -> bytes:
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        merged = {"Connection": "keep-alive" if keep_alive else "close", **headers}
+        lines += [f"{k}: {v}" for k, v in merged.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def _send_body(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        content_type: str,
+        keep_alive: bool,
+        extra: dict[str, str] | None = None,
+    ) -> bool:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        for k, v in (extra or {}).items():
+            headers = {hk: hv for hk, hv in headers.items() if hk.lower() != k.lower()}
+            headers[k] = v
+        writer.write(self._head(status, headers, keep_alive) + body)
+        await writer.drain()
+        return keep_alive
+
+    async def _send_json(
+        self, writer: asyncio.StreamWriter, status: int, obj: Any, keep_alive: bool,
+        extra: dict[str, str] | None = None,
+    ) -> bool:
+        return await self._send_body(
+            writer, status, json.dumps(obj).encode("utf-8"), "application/json", keep_alive, extra
+        )
+
+    def _record(self, req: _Request) -> None:
+        headers = {k: _REDACT.get(k, v) for k, v in req.headers.items()}
+        try:
+            parsed = json.loads(req.raw_body) if req.raw_body else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            parsed = {"_unparsed": req.raw_body.decode("utf-8", errors="replace")}
+        if not isinstance(parsed, dict):
+            parsed = {"_json": parsed}
+        self.requests.append(RecordedRequest(len(self.requests), req.target, headers, parsed))
+
+    async def _respond(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; returns whether the connection stays open."""
+        self._record(req)
+        body = self.requests[-1].body
+        keep = self._keep_alive(req)
+        path = req.target.split("?", 1)[0]
+        if req.method != "POST" or path != CHAT_PATH:
+            return await self._send_json(
+                writer, 404,
+                {"error": {"type": "not_found", "message":
+                           f"loopspec replay server only serves POST {CHAT_PATH}; got {req.method} {path}"}},
+                keep,
+            )
+        call = self._served
+        self._served += 1
+        if call >= len(self.responses):
+            n = len(self.responses)
+            if self.diverged_at is None:
+                self.diverged_at = n
+            msg = f"cassette has {n} recorded model responses; the policy asked for call {call + 1}"
+            # x-should-retry stops the openai SDK from retrying a 409 when max_retries > 0.
+            # litellm keeps only the message of the body, not its "type", but it does keep the
+            # response headers (exc.litellm_response_headers): x-loopspec-diverged marks it.
+            return await self._send_json(
+                writer, 409, {"error": {"type": "loopspec_diverged", "message": msg}}, keep,
+                {"x-should-retry": "false", DIVERGED_HEADER: str(n)},
+            )
+        resp = self.responses[call]
+        wants_stream = body.get("stream") is True
+        if isinstance(resp, ErrorResponse):
+            return await self._send_error(writer, resp, keep)
+        if isinstance(resp, CompletionResponse):
+            if wants_stream:
+                return await self._send_stream(writer, StreamResponse(chunks=completion_chunks(resp.body)), keep)
+            return await self._send_json(writer, 200, resp.body, keep)
+        if wants_stream:
+            return await self._send_stream(writer, resp, keep)
+        return await self._send_folded(writer, resp, keep)
+
+    async def _send_error(self, writer: asyncio.StreamWriter, resp: ErrorResponse, keep: bool) -> bool:
+        if isinstance(resp.body, str):
+            try:
+                json.loads(resp.body)
+                ctype = "application/json"
+            except json.JSONDecodeError:
+                ctype = "text/plain; charset=utf-8"
+            data = resp.body.encode("utf-8")
+        else:
+            ctype, data = "application/json", json.dumps(resp.body).encode("utf-8")
+        return await self._send_body(writer, resp.status, data, ctype, keep, dict(resp.headers))
+
+    async def _send_folded(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool) -> bool:
+        """A stream asked for non-streaming: the stall delays the whole answer, a disconnect
+        drops the connection before any byte, a mid-stream error object becomes HTTP 500."""
+        if resp.stall_after is not None:
+            await asyncio.sleep(resp.stall_seconds)
+        if resp.disconnect_after is not None:
+            raise _Dropped
+        folded = fold_stream(resp)
+        return await self._send_json(writer, 500 if "error" in folded else 200, folded, keep)
+
+    async def _send_stream(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool) -> bool:
+        headers = {
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "Transfer-Encoding": "chunked",
+        }
+        writer.write(self._head(200, headers, keep))
+        await writer.drain()
+        for step in stream_plan(resp):
+            if isinstance(step, Stall):
+                await asyncio.sleep(step.seconds)
+            elif isinstance(step, Disconnect):
+                # Close with the chunked body unterminated: the client sees a truncated stream.
+                writer.close()
+                raise _Dropped
+            elif step:
+                writer.write(b"%x\r\n" % len(step) + step + b"\r\n")
+                await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return keep

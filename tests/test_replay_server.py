@@ -1,0 +1,306 @@
+"""The loopback replay server against the real litellm client stack (no mocks).
+
+Every stream and error body here is a real recorded provider response (see
+../shared/real_streams/SOURCES.md); the expectations come from LITELLM_NOTES.md, which measured
+litellm 1.106.2 against a loopback server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Awaitable, Iterator, TypeVar
+
+import pytest
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before importing litellm: no network fetch
+
+import litellm  # noqa: E402
+# Not re-exported from the top-level package in 1.106.2 (`from litellm import ...` fails).
+from litellm.exceptions import MidStreamFallbackError  # noqa: E402
+
+from loopspec.replay import (  # noqa: E402
+    DIVERGED_HEADER,
+    CompletionResponse,
+    Disconnect,
+    ErrorResponse,
+    LoopbackServer,
+    Stall,
+    StreamResponse,
+    is_data_event,
+    sse_events,
+    stream_chunks,
+    stream_plan,
+)
+
+litellm.suppress_debug_info = True
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def recorded(name: str) -> Path:
+    """A recorded body: the repo's fixtures copy if it is there yet, else the shared originals."""
+    for base in (REPO / "fixtures" / "streams", REPO.parent / "shared" / "real_streams"):
+        if (base / name).is_file():
+            return base / name
+    raise FileNotFoundError(name)
+
+
+def sse_text(name: str) -> str:
+    return recorded(name).read_bytes().decode("utf-8")
+
+
+def recorded_chunks(name: str) -> tuple[dict[str, Any], ...]:
+    """The chunk dicts of a recorded OpenAI stream, parsed naively and independently of the code
+    under test."""
+    out = []
+    for line in sse_text(name).splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line[len("data: ") :]))
+    return tuple(out)
+
+
+def recorded_content(name: str) -> str:
+    return "".join(
+        (c.get("delta") or {}).get("content") or ""
+        for chunk in recorded_chunks(name)
+        for c in chunk.get("choices") or []
+    )
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One loop for the module: litellm caches async HTTP clients, which must not outlive a loop."""
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.run_until_complete(close_litellm_async_clients())  # else its pooled sockets leak
+    lp.close()
+
+
+def run(loop: asyncio.AbstractEventLoop, coro: Awaitable[T]) -> T:
+    return loop.run_until_complete(coro)  # type: ignore[arg-type]
+
+
+MESSAGES = [{"role": "user", "content": "What is the capital of Mexico?"}]
+
+
+async def stream_call(server: LoopbackServer, timeout: float = 5.0, **kw: Any) -> list[Any]:
+    """Run one streamed litellm call; returns the chunks. Exceptions propagate, with the chunks
+    seen so far attached as ``exc.seen_chunks``."""
+    resp = await litellm.acompletion(
+        model="openai/x", api_base=server.api_base, api_key="sk-test", messages=MESSAGES,
+        stream=True, max_retries=0, timeout=timeout, **kw,
+    )
+    seen: list[Any] = []
+    try:
+        async for chunk in resp:
+            seen.append(chunk)
+    except Exception as e:
+        e.seen_chunks = seen  # type: ignore[attr-defined]
+        raise
+    return seen
+
+
+def text_of(chunks: list[Any]) -> str:
+    return "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def test_sse_events_are_byte_exact_and_count_data_events() -> None:
+    raw = sse_text("openrouter_stream_length_then_error_chunk.sse")
+    events = sse_events(StreamResponse(sse=raw))
+    assert b"".join(events) == raw.encode()
+    assert not is_data_event(events[0])  # ": OPENROUTER PROCESSING" comment
+    # chunk mode: one event per chunk, then [DONE]
+    chunks = recorded_chunks("openai_stream_text.sse")
+    rendered = sse_events(StreamResponse(chunks=chunks))
+    assert len(rendered) == len(chunks) + 1 and rendered[-1] == b"data: [DONE]\n\n"
+    assert [json.loads(e[6:]) for e in rendered[:-1]] == list(chunks)
+    assert stream_chunks(StreamResponse(sse=sse_text("openai_stream_text.sse"))) == list(chunks)
+    plan = stream_plan(StreamResponse(chunks=chunks, stall_after=2, stall_seconds=1.0, disconnect_after=3))
+    assert plan[2] == Stall(1.0) and plan[4] == Disconnect() and len(plan) == 5
+    with pytest.raises(ValueError):
+        StreamResponse(chunks=chunks, sse=raw)
+    with pytest.raises(ValueError):
+        StreamResponse(chunks=chunks, disconnect_after=len(chunks) + 2)
+
+
+# ---------------------------------------------------------------------------- litellm, streaming
+
+
+def test_text_stream_content_equals_recording(loop: asyncio.AbstractEventLoop) -> None:
+    with LoopbackServer([StreamResponse(sse=sse_text("openai_stream_text.sse"))]) as server:
+        chunks = run(loop, stream_call(server))
+    assert text_of(chunks) == recorded_content("openai_stream_text.sse") == "The capital of Mexico is Mexico City."
+    assert server.unconsumed == 0 and server.diverged_at is None
+    (req,) = server.requests
+    assert req.index == 0 and req.path == "/v1/chat/completions"
+    assert req.headers["authorization"] == "Bearer ***"
+    assert req.body["model"] == "x" and req.body["stream"] is True and req.body["messages"] == MESSAGES
+
+
+def test_tool_call_stream_yields_the_tool_call(loop: asyncio.AbstractEventLoop) -> None:
+    tools = [{"type": "function", "function": {
+        "name": "get_capital", "description": "Capital of a country",
+        "parameters": {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+    }}]
+    chunks_in = recorded_chunks("openai_stream_tool_call_single.sse")
+    with LoopbackServer([StreamResponse(chunks=chunks_in)]) as server:
+        chunks = run(loop, stream_call(server, tools=tools))
+    built = litellm.stream_chunk_builder(chunks, messages=MESSAGES)
+    (call,) = built.choices[0].message.tool_calls
+    assert call.id == "call_ZR5UUuTt3pf61kjwAJIYdVMj"
+    assert call.function.name == "get_capital"
+    assert json.loads(call.function.arguments) == {"country": "UK"}
+    assert built.choices[0].finish_reason == "tool_calls"
+    assert server.requests[0].body["tools"] == tools
+
+
+def test_429_raises_rate_limit_with_one_request(loop: asyncio.AbstractEventLoop) -> None:
+    body = json.loads(recorded("openai_error_429_rate_limit_requests.json").read_text())
+    with LoopbackServer([ErrorResponse(429, body, {"retry-after": "20"})]) as server:
+        with pytest.raises(litellm.RateLimitError) as ei:
+            run(loop, stream_call(server))
+    assert ei.value.status_code == 429
+    assert "Rate limit reached" in str(ei.value)
+    assert len(server.requests) == 1 and server.unconsumed == 0
+
+
+def test_stall_past_timeout_is_midstream_failure_and_exit_is_fast(loop: asyncio.AbstractEventLoop) -> None:
+    stream = StreamResponse(sse=sse_text("openai_stream_text.sse"), stall_after=3, stall_seconds=1.5)
+    server = LoopbackServer([stream]).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(MidStreamFallbackError) as ei:  # raising at all means before the 1.5 s
+            run(loop, stream_call(server, timeout=0.5))
+        assert time.monotonic() - t0 > 0.4
+        assert len(ei.value.seen_chunks) >= 2  # type: ignore[attr-defined]
+        assert ei.value.generated_content == "The capital"
+    finally:
+        t0 = time.monotonic()
+        server.close()  # the handler is still asleep in its 1.5 s stall
+        assert time.monotonic() - t0 < 1.0
+
+
+def test_disconnect_after_3_is_midstream_failure(loop: asyncio.AbstractEventLoop) -> None:
+    stream = StreamResponse(chunks=recorded_chunks("openai_stream_text.sse"), disconnect_after=3)
+    with LoopbackServer([stream]) as server:
+        with pytest.raises(MidStreamFallbackError) as ei:
+            run(loop, stream_call(server))
+    assert ei.value.generated_content == "The capital"
+    assert text_of(ei.value.seen_chunks) == "The capital"  # type: ignore[attr-defined]
+
+
+def test_call_beyond_cassette_is_409_diverged(loop: asyncio.AbstractEventLoop) -> None:
+    async def two_calls(server: LoopbackServer) -> BaseException:
+        await stream_call(server)
+        with pytest.raises(litellm.APIError) as ei:  # litellm has no 409 class; it is an APIError
+            await stream_call(server)
+        return ei.value
+
+    async def scenario() -> tuple[LoopbackServer, BaseException]:
+        async with LoopbackServer([StreamResponse(sse=sse_text("openai_stream_text.sse"))]) as server:
+            return server, await two_calls(server)
+
+    server, err = run(loop, scenario())
+    assert getattr(err, "status_code", None) == 409
+    # litellm drops the body's error "type" but keeps the response headers
+    assert err.litellm_response_headers[DIVERGED_HEADER] == "1"  # type: ignore[attr-defined]
+    assert "cassette has 1 recorded model responses; the policy asked for call 2" in str(err)
+    assert server.diverged_at == 1 and server.unconsumed == 0 and len(server.requests) == 2
+
+
+def test_nonstreaming_litellm_gets_folded_stream(loop: asyncio.AbstractEventLoop) -> None:
+    with LoopbackServer([StreamResponse(sse=sse_text("openai_stream_text.sse"))]) as server:
+        resp = run(loop, litellm.acompletion(
+            model="openai/x", api_base=server.api_base, api_key="sk-test", messages=MESSAGES,
+            max_retries=0, timeout=5,
+        ))
+    assert resp.choices[0].message.content == recorded_content("openai_stream_text.sse")
+    assert resp.usage.total_tokens == 22
+
+
+# ---------------------------------------------------------------------------- raw HTTP
+
+
+def _dechunk(payload: bytes) -> tuple[list[bytes], bytes]:
+    """Split a chunked-encoded body into its chunks; returns (chunks, bytes after the 0-chunk)."""
+    chunks = []
+    while True:
+        line, _, payload = payload.partition(b"\r\n")
+        size = int(line, 16)
+        if size == 0:
+            return chunks, payload
+        chunks.append(payload[:size])
+        assert payload[size : size + 2] == b"\r\n"
+        payload = payload[size + 2 :]
+
+
+def test_raw_sse_is_served_byte_for_byte() -> None:
+    name = "openrouter_stream_length_then_error_chunk.sse"
+    raw = recorded(name).read_bytes()
+    stream = StreamResponse(sse=raw.decode("utf-8"))
+    with LoopbackServer([stream]) as server:
+        body = json.dumps({"model": "x", "messages": MESSAGES, "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            data = b""
+            while part := s.recv(65536):
+                data += part
+    head, _, payload = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    chunks, rest = _dechunk(payload)
+    assert rest == b"\r\n"  # properly terminated
+    assert b"".join(chunks) == raw
+    assert chunks == sse_events(stream)  # one HTTP chunk per SSE event, as in-process replay sees them
+
+
+def test_sync_urllib_nonstreaming_and_404() -> None:
+    completion = json.loads(recorded("openai_nonstream_tool_call.json").read_text())
+    folded_from = StreamResponse(sse=sse_text("openai_stream_tool_call_single.sse"))
+    with LoopbackServer([CompletionResponse(completion), folded_from]) as server:
+        def post(body: dict[str, Any]) -> dict[str, Any]:
+            req = urllib.request.Request(
+                server.api_base + "/chat/completions", data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", "Authorization": "Bearer sk-secret"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+                return json.loads(r.read())
+
+        assert post({"model": "x", "messages": MESSAGES}) == completion
+        folded = post({"model": "x", "messages": MESSAGES, "stream": False})
+        assert server.unconsumed == 0
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            urllib.request.urlopen(server.api_base + "/models", timeout=5)
+        assert ei.value.code == 404
+        ei.value.close()
+        # keep-alive: two requests on one http.client connection, the second past the cassette
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        for _ in range(2):
+            conn.request("POST", "/v1/chat/completions", body=b"{}", headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 409 and json.loads(r.read())["error"]["type"] == "loopspec_diverged"
+        conn.close()
+    (call,) = folded["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "get_capital", "arguments": '{"country":"UK"}'}
+    assert folded["choices"][0]["finish_reason"] == "tool_calls" and folded["usage"]["total_tokens"] == 68
+    assert server.requests[0].headers["authorization"] == "Bearer ***"
+    assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2 + ["/v1/models"] + ["/v1/chat/completions"] * 2
+    assert server.diverged_at == 2
