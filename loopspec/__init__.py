@@ -22,7 +22,35 @@ from .spec import (
 
 __version__ = "0.1.0"
 
+# Imported on first use (PEP 562) so that `loopspec validate` / `check` stay fast to start.
+_LAZY = {
+    "Turn": "loopspec.engine.interpreter",
+    "TurnResult": "loopspec.engine.interpreter",
+    "TraceStep": "loopspec.engine.interpreter",
+    "run_turn": "loopspec.engine.interpreter",
+    "run_turn_sync": "loopspec.engine.interpreter",
+    "ToolRegistry": "loopspec.engine.tools",
+    "Consumers": "loopspec.engine.consumers",
+    "RealClock": "loopspec.engine.clock",
+    "VirtualClock": "loopspec.engine.clock",
+    "ModelRequest": "loopspec.providers.base",
+    "LiteLLMProvider": "loopspec.providers.litellm_provider",
+    "InProcessProvider": "loopspec.replay.inproc",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopspec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 __all__ = [
+    *_LAZY,
     "Config",
     "Diagnostic",
     "Event",

@@ -63,7 +63,7 @@ def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any
 class LiteLLMResponseStream:
     """Async iterator of Deltas over a litellm ``CustomStreamWrapper``.
 
-    The first chunk was already read by :meth:`LiteLLMProvider.open`; it is yielded first.
+    A ``first`` chunk, when given, is yielded before the wrapper's own.
     Mid-stream failures become :class:`StreamBroken`; cancellation propagates untouched.
     """
 
@@ -115,8 +115,13 @@ class LiteLLMProvider:
         self.default_timeout = default_timeout
 
     async def open(self, request: ModelRequest) -> LiteLLMResponseStream:
-        """Send the request and wait for the first chunk, so HTTP errors (and a stream that
-        fails before its first chunk) surface here as :class:`ProviderError`."""
+        """Send the request; returns once the response headers arrived.
+
+        HTTP errors (429, 4xx, 5xx) are raised by ``acompletion`` itself and surface here as
+        :class:`ProviderError`. Waiting for the first chunk is the stream's job: a provider that
+        sends headers and then nothing is a stalled stream (a zero-character stub), which the
+        interpreter's stall timer must see exactly as in-process replay shows it.
+        """
         litellm = import_litellm()
         kwargs = build_kwargs(request, self.default_timeout)
         try:
@@ -125,20 +130,7 @@ class LiteLLMProvider:
             raise
         except Exception as e:
             raise ProviderError(classify_exception(e, phase="call")) from e
-        it = wrapper.__aiter__()
-        try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
-            return LiteLLMResponseStream(wrapper, None, exhausted=True)
-        except asyncio.CancelledError:
-            await _quiet_close(wrapper)
-            raise
-        except Exception as e:
-            await _quiet_close(wrapper)
-            raise ProviderError(classify_exception(e, phase="call")) from e
-        stream = LiteLLMResponseStream(wrapper, first, exhausted=False)
-        stream._iter = it
-        return stream
+        return LiteLLMResponseStream(wrapper, None, exhausted=False)
 
 
 async def _quiet_close(wrapper: Any) -> None:

@@ -219,6 +219,7 @@ OUTCOMES: dict[str, str] = {
     "guardrail": "a tool-loop guardrail ended the turn",
     "empty": "the model kept answering with nothing visible",
     "malformed": "the model kept writing malformed tool calls",
+    "tools_disabled": "the model asked for tools after tools were disabled for the turn",
     "rate_limited": "the provider kept rate-limiting the request",
     "provider_error": "the provider kept failing",
     "context_exceeded": "the context stayed over the window after compaction",

@@ -1,0 +1,121 @@
+"""Clocks: real time for live turns, virtual time for tests and replay.
+
+A [30, 60] s backoff must cost nothing in replay, and a recorded stall must still be a stall. The
+interpreter never calls ``asyncio.sleep`` or ``wait_for`` itself; it asks the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+
+class StallTimeout(Exception):
+    """No chunk arrived within the stall timeout."""
+
+
+@runtime_checkable
+class PausingStream(Protocol):
+    """A replayed stream that knows how long the recorded provider paused before its next chunk."""
+
+    def next_pause(self) -> float: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    async def next_chunk(self, stream: Any, timeout: float) -> Any: ...
+
+    async def within(self, awaitable: Awaitable[T], timeout: float) -> T: ...
+
+
+class RealClock:
+    """Wall-clock time: real sleeps, real inter-chunk timeouts."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(stream.__anext__(), timeout)
+        except asyncio.TimeoutError:
+            raise StallTimeout() from None
+
+    async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        except asyncio.TimeoutError:
+            raise StallTimeout() from None
+
+
+class VirtualClock:
+    """Virtual time: sleeps advance a counter instantly.
+
+    A stream that implements :class:`PausingStream` reports its recorded pause; a pause at least as
+    long as the stall timeout is a stall, at no real cost. Other streams (live HTTP, including the
+    loopback replay server) fall back to real waiting, since their pauses are real.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._now += seconds
+            self.slept.append(seconds)
+        await asyncio.sleep(0)
+
+    async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        if isinstance(stream, PausingStream):
+            pause = stream.next_pause()
+            if pause >= timeout:
+                self._now += timeout
+                raise StallTimeout()
+            self._now += pause
+            return await stream.__anext__()
+        return await RealClock().next_chunk(stream, timeout)
+
+    async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
+        return await RealClock().within(awaitable, timeout)
+
+
+class ScaledClock(RealClock):
+    """Real time, compressed: every wait and timeout is multiplied by ``factor``.
+
+    Replay over loopback HTTP serves recorded pauses for real; scaling both the served pauses and
+    the policy's timeouts by the same factor keeps every stall a stall (and every non-stall not),
+    while a 300 s recorded stall costs 3 s at 0.01. ``now()`` reports unscaled seconds.
+    """
+
+    def __init__(self, factor: float, min_open: float = 30.0) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self.min_open = min_open
+        """Opening a request is never compressed below this: a cold litellm takes ~2 s."""
+        self._start = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._start) / self.factor
+
+    async def sleep(self, seconds: float) -> None:
+        await RealClock.sleep(self, seconds * self.factor)
+
+    async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        return await RealClock.next_chunk(self, stream, timeout * self.factor)
+
+    async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
+        return await RealClock.within(self, awaitable, max(timeout * self.factor, self.min_open))

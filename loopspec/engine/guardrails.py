@@ -1,0 +1,76 @@
+"""Tool-loop detectors: they turn a batch's results into the guardrail events a policy handles.
+
+Calls are compared by tool name, canonical arguments (key order and whitespace do not matter) and
+result, so a poll whose result changes is progress, not a loop. The history lives in this object,
+not in the prompt, so it survives compaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from loopspec.spec.alphabet import Event
+from loopspec.spec.model import Guardrail
+
+from .tools import ToolResult
+
+# When several detectors fire on one batch, the most specific wins.
+PRECEDENCE = ("doom_loop", "repeated_exact_failure", "same_tool_failure", "no_progress")
+
+
+@dataclass
+class GuardrailState:
+    config: Mapping[str, Guardrail]
+    signatures: list[tuple[str, str, str]] = field(default_factory=list)
+    """(tool, canonical args, result) of every call so far, in order."""
+    failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    tool_fail_streak: dict[str, int] = field(default_factory=dict)
+    repeats: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def observe(self, results: list[ToolResult]) -> Event | None:
+        """Record a batch; return the guardrail event to emit, or None (verdict allow / nothing)."""
+        fired: dict[str, Event] = {}
+        for r in results:
+            sig = (r.call.name, r.call.canonical, r.content)
+            self.signatures.append(sig)
+            self.repeats[sig] = self.repeats.get(sig, 0) + 1
+            if r.ok:
+                self.tool_fail_streak[r.call.name] = 0
+            else:
+                self.failures[sig] = self.failures.get(sig, 0) + 1
+                self.tool_fail_streak[r.call.name] = self.tool_fail_streak.get(r.call.name, 0) + 1
+            self._check("repeated_exact_failure", self.failures.get(sig, 0), r.call.name, fired)
+            self._check("same_tool_failure", self.tool_fail_streak.get(r.call.name, 0), r.call.name, fired)
+            self._check("no_progress", self.repeats[sig], r.call.name, fired)
+        period = self._cycle_period()
+        if period:
+            self._check("doom_loop", 10**9, self.signatures[-1][0], fired, period=period)
+        for code in PRECEDENCE:
+            if code in fired:
+                return fired[code]
+        return None
+
+    def _check(self, code: str, count: int, tool: str, fired: dict[str, Event], period: int = 0) -> None:
+        g = self.config.get(code)
+        if g is None or g.verdict == "allow" or count < g.threshold or code in fired:
+            return
+        attrs: dict[str, object] = {"tool": tool, "verdict": g.verdict}
+        if code == "doom_loop":
+            attrs["period"] = period
+        fired[code] = Event(code, attrs)
+
+    def _cycle_period(self) -> int:
+        """The shortest period p (1..max_period) whose cycle repeats ``threshold`` times at the end."""
+        g = self.config.get("doom_loop")
+        if g is None:
+            return 0
+        sigs = self.signatures
+        for p in range(1, g.max_period + 1):
+            need = p * g.threshold
+            if len(sigs) < need:
+                break
+            tail = sigs[-need:]
+            if all(tail[i] == tail[i % p] for i in range(need)) and (p == 1 or len(set(tail[:p])) > 1):
+                return p
+        return 0

@@ -1,0 +1,108 @@
+"""The message history of a turn, and the working copy each call sends.
+
+The trajectory is append-only and never truncated: compaction builds a smaller *copy* for the
+next request (hermes-agent's agent_loop keeps the full trajectory for debugging and reward).
+Tool calls enter the trajectory only together with their answers, so it is valid at every halt.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .assemble import AssembledReply
+from .tools import ToolCall, ToolResult
+
+
+def tool_calls_of(reply: AssembledReply) -> list[ToolCall]:
+    """Complete tool calls with deterministic ids (providers may send none)."""
+    return [
+        ToolCall(id=c.id or f"call_{c.index}", name=c.name or "", arguments=c.arguments or "{}")
+        for c in reply.tool_calls
+    ]
+
+
+@dataclass
+class Trajectory:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    compaction_level: int = 0
+    keep_last: int = 6
+    strip_thinking: bool = False
+
+    def add_user(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+
+    def add_assistant_text(self, text: str) -> None:
+        if text:
+            self.messages.append({"role": "assistant", "content": text})
+
+    def add_tool_round(self, text: str, calls: list[ToolCall], results: list[ToolResult]) -> None:
+        """An assistant message with its tool calls and exactly one answer per call, in order."""
+        assert [r.call.id for r in results] == [c.id for c in calls], "every call answered exactly once"
+        self.messages.append(
+            {
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            }
+        )
+        for r in results:
+            self.messages.append({"role": "tool", "tool_call_id": r.call.id, "content": r.content})
+
+    # -- the working copy -------------------------------------------------------------------
+
+    def working_copy(self) -> list[dict[str, Any]]:
+        """What the next call sends: compacted if asked, thinking stripped if asked."""
+        msgs = self._compacted(self.compaction_level)
+        if self.strip_thinking:
+            msgs = [{k: v for k, v in m.items() if k not in ("thinking_blocks", "reasoning_content")} for m in msgs]
+        return msgs
+
+    def compact(self) -> bool:
+        """Raise the compaction level; False when that would not make the copy any smaller."""
+        before = len(self._compacted(self.compaction_level))
+        after = len(self._compacted(self.compaction_level + 1))
+        if after >= before:
+            return False
+        self.compaction_level += 1
+        return True
+
+    def _compacted(self, level: int) -> list[dict[str, Any]]:
+        msgs = self.messages
+        if level <= 0:
+            return copy.deepcopy(msgs)
+        head = [m for m in msgs[:2] if m.get("role") in ("system", "user")]
+        keep = max(1, self.keep_last // level)
+        start = max(len(head), len(msgs) - keep)
+        # never start the kept tail on a tool result: its assistant call would be cut off
+        while start < len(msgs) and msgs[start].get("role") == "tool":
+            start += 1
+        dropped = start - len(head)
+        note = []
+        if dropped > 0:
+            note = [{"role": "user", "content": f"[{dropped} earlier messages were compacted to fit the context window]"}]
+        return copy.deepcopy(head + note + msgs[start:])
+
+
+def history_problems(messages: list[dict[str, Any]]) -> list[str]:
+    """Why a history is invalid: a tool call not answered exactly once, or an orphan tool result."""
+    problems: list[str] = []
+    pending: dict[str, int] = {}
+    for i, m in enumerate(messages):
+        if m.get("role") == "assistant":
+            for tc in m.get("tool_calls") or []:
+                pending[tc["id"]] = 0
+        elif m.get("role") == "tool":
+            cid = m.get("tool_call_id")
+            if cid not in pending:
+                problems.append(f"message {i}: tool result for unknown call {cid!r}")
+            else:
+                pending[cid] += 1
+    for cid, n in pending.items():
+        if n != 1:
+            problems.append(f"tool call {cid!r} answered {n} times")
+    return problems

@@ -1,0 +1,496 @@
+"""The interpreter: run one turn of a compiled policy against a provider, tools and consumers.
+
+The loop is: run the current state's effect (await I/O), which yields exactly one event; ask the
+compiled model for the step (pure, synchronous: guards, caps, actions, backstop redirects); move
+the ``transitions`` machine along it; carry out the step's directives in order. Guards and actions
+are never re-implemented here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from loopspec.providers.base import ModelRequest, Provider, ProviderError, StreamBroken
+from loopspec.spec.alphabet import Event
+from loopspec.spec.graph import describe_action
+from loopspec.spec.model import (
+    Append,
+    Backoff,
+    Compact,
+    Config,
+    Directive,
+    Policy,
+    RefuseTools,
+    State,
+    Step,
+    render_template,
+)
+
+from .assemble import AssembledReply, ReplyAssembler
+from .classify import classify_reply
+from .clock import Clock, RealClock, StallTimeout
+from .consumers import Consumers
+from .guardrails import GuardrailState
+from .history import Trajectory, tool_calls_of
+from .machine import TurnModel, machine_for
+from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
+
+_REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
+_STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One decision: where the turn was, what it observed, and where that took it."""
+
+    index: int
+    state: str
+    kind: str
+    event: str
+    attrs: dict[str, Any]
+    transition: str | None
+    target: str
+    counters: dict[str, int]
+    flags: list[str]
+    actions: list[str]
+    redirected_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TurnUsage:
+    model_calls: int = 0
+    tool_batches: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class RequestRecord:
+    """What one model call carried (for expectations: was it sent without tools?)."""
+
+    model: str
+    tools: list[str]
+    tool_choice: Any
+    last_user: str
+    message_count: int
+    reasoning_effort: str | None
+    max_tokens: int | None
+
+
+@dataclass
+class TurnResult:
+    outcome: str
+    halt_state: str
+    message: str
+    """The halt message every consumer was given."""
+    response: str
+    """The visible text of the model's last reply."""
+    messages: list[dict[str, Any]]
+    """The full trajectory: never truncated, valid at every halt."""
+    trace: list[TraceStep]
+    usage: TurnUsage
+    requests: list[RequestRecord] = field(default_factory=list)
+    consumer_errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "halt_state": self.halt_state,
+            "message": self.message,
+            "response": self.response,
+            "usage": asdict(self.usage),
+            "trace": [s.to_json() for s in self.trace],
+            "messages": self.messages,
+        }
+
+
+class Turn:
+    """One turn: its own configuration, trajectory and guardrail memory; nothing shared."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        provider: Provider,
+        *,
+        model: str,
+        tools: ToolRegistry | None = None,
+        consumers: Consumers | None = None,
+        clock: Clock | None = None,
+        approve: ApprovalHook | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        max_tokens: int | None = None,
+        reasoning_effort: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.provider = provider
+        self.model = model
+        self.tools = tools or ToolRegistry()
+        self.consumers = consumers or Consumers()
+        self.clock: Clock = clock or RealClock()
+        self.approve = approve
+        self.api_base = api_base
+        self.api_key = api_key
+        self.max_tokens = max_tokens
+        self.reasoning_effort = reasoning_effort or policy.settings.reasoning_effort
+        self.extra = dict(extra or {})
+        self.result: TurnResult | None = None
+        self._cancel_requested = False
+        self._task: asyncio.Task[Any] | None = None
+
+    def cancel(self) -> None:
+        """End the turn in its cancelled halt, at whatever point it is."""
+        self._cancel_requested = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    # ------------------------------------------------------------------------------ the loop
+
+    async def run(self, messages: Sequence[dict[str, Any]]) -> TurnResult:
+        self._task = asyncio.current_task()
+        policy = self.policy
+        self.trajectory = Trajectory([dict(m) for m in messages], keep_last=policy.settings.compaction_keep_last)
+        self.guardrails = GuardrailState(policy.guardrails)
+        self.trace: list[TraceStep] = []
+        self.requests: list[RequestRecord] = []
+        self.usage = TurnUsage()
+        self._stream: Any = None
+        self._assembler: ReplyAssembler | None = None
+        self._reply = AssembledReply()
+        self._streamed = ""
+        self._pending_calls: tuple[str, list[ToolCall]] | None = None
+        self._external_cancel = False
+        self._pending_cancel = False
+
+        cfg = policy.initial_config()
+        request_flags: frozenset[str] = frozenset()
+        turn_model = TurnModel(machine_for(policy), cfg.state)
+        last_event = Event("start", {})
+        try:
+            while True:
+                state = policy.states[cfg.state]
+                if state.kind == "halt":
+                    break
+                event = await self._effect(state, cfg, request_flags, last_event)
+                step = policy.step(cfg, event)
+                turn_model.perform(step)
+                self._record(step)
+                await self._carry_out(step)
+                cfg, request_flags, last_event = step.after, step.request_flags, event
+        finally:
+            turn_model.release()
+            if self._stream is not None:
+                await self._close_stream()
+        result = await self._halt(cfg, last_event)
+        self.result = result
+        if self._external_cancel and not self._cancel_requested:
+            raise asyncio.CancelledError()
+        return result
+
+    def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
+        policy = self.policy
+        variables: dict[str, Any] = dict(event.attrs)
+        variables.update(
+            response=self._reply.text,
+            event=event.name,
+            guardrail=event.name if "verdict" in event.attrs else "",
+            model_calls=policy.value(cfg, "model_calls"),
+            tool_batches=policy.value(cfg, "tool_batches"),
+            max_model_calls=policy.backstops["model_calls"].max,
+            max_tool_batches=policy.backstops["tool_batches"].max,
+        )
+        return variables
+
+    def _record(self, step: Step) -> None:
+        policy = self.policy
+        t = step.transition
+        self.trace.append(
+            TraceStep(
+                index=len(self.trace),
+                state=step.before.state,
+                kind=policy.states[step.before.state].kind,
+                event=step.event.name,
+                attrs=dict(step.event.attrs),
+                transition=t.label if t else None,
+                target=step.after.state,
+                counters=dict(zip(policy.counter_names, step.after.counters)),
+                flags=sorted(step.after.flags),
+                actions=[describe_action(a) for a in t.actions] if t else [],
+                redirected_from=step.redirected_from,
+            )
+        )
+
+    # ------------------------------------------------------------------------------ effects
+
+    async def _effect(self, state: State, cfg: Config, request_flags: frozenset[str], arrived_by: Event) -> Event:
+        """Run the state's effect; ``arrived_by`` is the event whose transition led here (its
+        attributes fill the state's templates, e.g. a continuation naming the cut-off tools)."""
+        kind = state.kind
+        if self._pending_cancel and kind in ("call", "stream", "tool_exec"):
+            self._pending_cancel = False
+            return Event("cancelled", {})
+        try:
+            if kind == "call":
+                return await self._call(request_flags)
+            if kind == "stream":
+                return await self._consume()
+            if kind == "stub":
+                return self._stub()
+            if kind == "continue":
+                self.trajectory.add_user(self.policy.render(state.prompt or "", self._variables(cfg, arrived_by)))
+                return Event("done", {})
+            if kind == "tool_exec":
+                return await self._run_tools()
+            if kind == "escalate":
+                return await self._escalate(state, cfg, arrived_by)
+        except asyncio.CancelledError:
+            self._note_cancel()
+            if self._stream is not None:
+                await self._close_stream()
+            if kind in ("call", "stream", "tool_exec"):
+                return Event("cancelled", {})
+            self._pending_cancel = True
+            return Event("done", {})
+        raise AssertionError(f"no effect for kind {kind}")  # pragma: no cover
+
+    def _note_cancel(self) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+        if not self._cancel_requested:
+            self._external_cancel = True
+
+    def _build_request(self, flags: frozenset[str]) -> ModelRequest:
+        settings = self.policy.settings
+        tools = None if "tools_disabled" in flags or not self.tools.tools else self.tools.specs()
+        tool_choice = "auto" if tools and "tool_choice_reset" in flags else None
+        effort = self.reasoning_effort
+        if "effort_omitted" in flags or "reasoning_disabled" in flags:
+            effort = None
+        model = self.model
+        if "fallback_model" in flags and settings.fallback_model:
+            model = settings.fallback_model
+        max_tokens = self.max_tokens
+        if "max_tokens_boosted" in flags and settings.boosted_max_tokens:
+            max_tokens = settings.boosted_max_tokens
+        self.trajectory.strip_thinking = "thinking_stripped" in flags
+        messages = self.trajectory.working_copy()
+        last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+        self.requests.append(
+            RequestRecord(model, [t["function"]["name"] for t in tools or []], tool_choice, str(last_user), len(messages), effort, max_tokens)
+        )
+        return ModelRequest(
+            model=model,
+            messages=messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            reasoning_effort=effort,
+            extra=dict(self.extra),
+            api_base=self.api_base,
+            api_key=self.api_key,
+            timeout=settings.request_timeout,
+        )
+
+    async def _call(self, flags: frozenset[str]) -> Event:
+        request = self._build_request(flags)
+        self._reply = AssembledReply()
+        self._streamed = ""
+        try:
+            self._stream = await self.clock.within(self.provider.open(request), self.policy.settings.request_timeout)
+        except ProviderError as exc:
+            return exc.event
+        except StallTimeout:
+            return Event("timeout", {"status": 408, "message": "no response within the request timeout", "retry_after": 0.0, "code": ""})
+        return Event("opened", {})
+
+    async def _consume(self) -> Event:
+        stream, asm = self._stream, ReplyAssembler()
+        self._assembler = asm
+        streamed: list[str] = []
+        timeout = self.policy.settings.stall_timeout
+        try:
+            while True:
+                if self._cancel_requested:
+                    raise asyncio.CancelledError()
+                try:
+                    delta = await self.clock.next_chunk(stream, timeout)
+                except StopAsyncIteration:
+                    break
+                asm.feed(delta)
+                if delta is not None and delta.text:
+                    streamed.append(delta.text)
+                    await self.consumers.emit("on_delta", delta.text)
+        except StallTimeout:
+            await self._close_stream()
+            self._streamed = "".join(streamed)
+            self._reply = asm.result()
+            return Event("stalled", {"chars": asm.chars, "mid_tool_call": asm.in_tool_call})
+        except StreamBroken as exc:
+            self._stream = None
+            self._streamed = "".join(streamed)
+            self._reply = asm.result()
+            self._count_usage(self._reply)
+            return exc.with_chars(asm.chars).event
+        self._stream = None
+        self._streamed = "".join(streamed)
+        self._reply = asm.result()
+        self._count_usage(self._reply)
+        return classify_reply(self._reply, self.tools.schemas())
+
+    def _count_usage(self, reply: AssembledReply) -> None:
+        if reply.usage is not None:
+            self.usage.prompt_tokens += reply.usage.prompt_tokens
+            self.usage.completion_tokens += reply.usage.completion_tokens
+            self.usage.reasoning_tokens += reply.usage.reasoning_tokens
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+
+    def _stub(self) -> Event:
+        """A partial-stream stub: the text that arrived is kept; partial tool calls never run."""
+        asm = self._assembler or ReplyAssembler()
+        reply = asm.result()
+        self._reply = AssembledReply(text=reply.text, reasoning=reply.reasoning, finish_reason="stalled")
+        cut = asm.cut_tool_names()
+        if asm.in_tool_call or reply.tool_calls:
+            return Event("mid_tool_call", {"chars": asm.chars, "cut_tools": cut})
+        return Event("mid_text", {"chars": asm.chars})
+
+    async def _run_tools(self) -> Event:
+        pending, self._pending_calls = self._pending_calls, None
+        if not pending:  # nothing complete to run: a partial call never becomes a batch
+            return Event("ok", {"tools": []})
+        text, calls = pending
+        names = [c.name for c in calls]
+        blocked = await needs_approval(self.tools, calls, self.approve)
+        if blocked is not None:
+            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
+            self.trajectory.add_tool_round(text, calls, results)
+            return Event("approval_required", {"tool": blocked.name})
+        tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
+        try:
+            results = list(await asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            results = [
+                t.result() if t.done() and not t.cancelled() else ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False)
+                for t, c in zip(tasks, calls)
+            ]
+            self.trajectory.add_tool_round(text, calls, results)
+            raise
+        self.trajectory.add_tool_round(text, calls, results)
+        guard = self.guardrails.observe(results)
+        if guard is not None:
+            return guard
+        if all(r.ok for r in results):
+            return Event("ok", {"tools": names})
+        return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
+
+    async def _escalate(self, state: State, cfg: Config, arrived_by: Event) -> Event:
+        variables = self._variables(cfg, arrived_by)
+        for d in self.policy.entry_directives(state.name):
+            if isinstance(d.action, Compact):
+                if not self.trajectory.compact():
+                    return Event("failed", {"message": "nothing left to compact"})
+            elif isinstance(d.action, Append):
+                self.trajectory.add_user(self.policy.render(d.action.template, variables))
+        if "fallback_model" in cfg.flags and not self.policy.settings.fallback_model:
+            return Event("failed", {"message": "no fallback_model in settings"})
+        await self.consumers.emit("on_status", f"escalate: {state.name}")
+        return Event("done", {})
+
+    # ------------------------------------------------------------------------------ after a step
+
+    async def _carry_out(self, step: Step) -> None:
+        """Commit what the model said, then perform the step's directives in order."""
+        event, target_kind = step.event, self.policy.states[step.after.state].kind
+        refusals = [d.action for d in step.directives if isinstance(d.action, RefuseTools)]
+        variables = self._variables(step.after, event)
+        if event.name in _REPLY_EVENTS:
+            calls = tool_calls_of(self._reply) if event.name == "tool_calls" else []
+            if calls and target_kind == "tool_exec":
+                self._pending_calls = (self._reply.text, calls)
+            elif calls and refusals:
+                content = self.policy.render(refusals[0].template, variables)
+                self.trajectory.add_tool_round(self._reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
+            else:
+                self.trajectory.add_assistant_text(self._reply.text)
+        elif event.name in _STUB_EVENTS:
+            self.trajectory.add_assistant_text(self._reply.text)
+        for d in step.directives:
+            await self._directive(d, variables, event)
+
+    async def _directive(self, d: Directive, variables: dict[str, Any], event: Event) -> None:
+        action = d.action
+        if isinstance(action, Append):
+            self.trajectory.add_user(self.policy.render(action.template, variables))
+        elif isinstance(action, Backoff):
+            delay = max(d.delay, float(event.get("retry_after", 0.0) or 0.0))
+            await self.consumers.emit("on_status", f"{event.name}: retrying in {delay:g} s")
+            try:
+                await self.clock.sleep(delay)
+            except asyncio.CancelledError:
+                self._note_cancel()
+                self._pending_cancel = True
+        elif isinstance(action, Compact):
+            self.trajectory.compact()
+
+    # ------------------------------------------------------------------------------ the halt
+
+    async def _halt(self, cfg: Config, event: Event) -> TurnResult:
+        """Render the halt message and deliver it once to every consumer, then persist it."""
+        policy = self.policy
+        state = policy.states[cfg.state]
+        message = render_template(state.message or "", self._variables(cfg, event))
+        streamed = self._streamed
+        extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
+        if extra.strip():
+            await self.consumers.emit("on_delta", extra)
+        await self.consumers.emit("on_end")
+        await self.consumers.emit("on_interim", message, not extra.strip())
+        await self.consumers.emit("on_status", f"halt: {state.outcome}")
+        msgs = self.trajectory.messages
+        last = msgs[-1] if msgs else {}
+        if extra.strip() and not (last.get("role") == "assistant" and last.get("content") == message):
+            self.trajectory.add_assistant_text(extra if streamed else message)
+        self.usage.model_calls = policy.value(cfg, "model_calls")
+        self.usage.tool_batches = policy.value(cfg, "tool_batches")
+        return TurnResult(
+            outcome=state.outcome or "policy_error",
+            halt_state=state.name,
+            message=message,
+            response=self._reply.text,
+            messages=self.trajectory.messages,
+            trace=self.trace,
+            usage=self.usage,
+            requests=self.requests,
+            consumer_errors=list(self.consumers.errors),
+        )
+
+
+async def run_turn(
+    policy: Policy, messages: Sequence[dict[str, Any]], provider: Provider, *, model: str, **options: Any
+) -> TurnResult:
+    """Run one turn; see :class:`Turn` for the options (tools, consumers, clock, approve, ...)."""
+    return await Turn(policy, provider, model=model, **options).run(messages)
+
+
+def run_turn_sync(
+    policy: Policy, messages: Sequence[dict[str, Any]], provider: Provider, *, model: str, **options: Any
+) -> TurnResult:
+    """:func:`run_turn` for synchronous callers (starts its own event loop)."""
+    return asyncio.run(run_turn(policy, messages, provider, model=model, **options))

@@ -1,0 +1,143 @@
+"""The in-process replay transport: recorded responses fed straight into the delta layer.
+
+No sockets and no litellm: each recorded SSE event goes through the same chunk parser the live path
+uses for raw streams, in virtual time. A recorded stall is reported as a pause
+(:class:`~loopspec.engine.clock.PausingStream`), so the virtual clock turns it into a stall at no
+cost; a recorded disconnect breaks the stream; a recorded HTTP error is classified as litellm would
+raise it. When the policy asks for more calls than were recorded, the call fails with a
+``loopspec_diverged`` error and :attr:`diverged_at` says where, exactly as the HTTP server does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from loopspec.engine.classify import classify_exception
+from loopspec.engine.deltas import Delta
+from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
+from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data
+
+from .interactions import (
+    CompletionResponse,
+    Disconnect,
+    ErrorResponse,
+    Interaction,
+    Stall,
+    StreamResponse,
+    completion_chunks,
+    stream_plan,
+)
+
+DIVERGED = "loopspec_diverged"
+
+
+class RecordedHTTPError(Exception):
+    """A recorded provider error, shaped like the litellm exception it becomes over HTTP."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str]):
+        self.status_code = status
+        self.headers = dict(headers)
+        text = body if isinstance(body, str) else json.dumps(body)
+        super().__init__(text)
+
+
+@dataclass
+class _Item:
+    pause: float
+    delta: Delta | None = None
+    broken: StreamBroken | None = None
+
+
+class ReplayStream:
+    """An opened recorded response; implements the pause protocol for the virtual clock."""
+
+    def __init__(self, items: list[_Item]) -> None:
+        self._items = items
+        self._pos = 0
+
+    def next_pause(self) -> float:
+        return self._items[self._pos].pause if self._pos < len(self._items) else 0.0
+
+    def __aiter__(self) -> "ReplayStream":
+        return self
+
+    async def __anext__(self) -> Delta | None:
+        if self._pos >= len(self._items):
+            raise StopAsyncIteration
+        item = self._items[self._pos]
+        self._pos += 1
+        if item.broken is not None:
+            self._pos = len(self._items)
+            raise item.broken
+        return item.delta
+
+    async def aclose(self) -> None:
+        self._pos = len(self._items)
+
+
+def _items_for(resp: StreamResponse) -> list[_Item]:
+    items: list[_Item] = []
+    pause = 0.0
+    for step in stream_plan(resp):
+        if isinstance(step, Stall):
+            pause += step.seconds
+            continue
+        if isinstance(step, Disconnect):
+            items.append(_Item(pause, broken=StreamBroken.make("disconnect", "connection dropped mid-stream")))
+            return items
+        try:
+            for obj in iter_sse_data(step):  # in-band error objects raise StreamBroken
+                items.append(_Item(pause, delta=delta_from_chunk_dict(obj)))
+                pause = 0.0
+        except StreamBroken as exc:
+            items.append(_Item(pause, broken=exc))
+            return items
+    if pause:
+        items.append(_Item(pause, delta=None))  # a stall after the last event still stalls
+    return items
+
+
+@dataclass
+class InProcessProvider:
+    """Serves recorded interactions, in order, to the interpreter's ``call``/``stream`` effects."""
+
+    interactions: Sequence[Interaction]
+    requests: list[ModelRequest] = field(default_factory=list)
+    diverged_at: int | None = None
+
+    @property
+    def unconsumed(self) -> int:
+        return max(0, len(self.interactions) - len(self.requests))
+
+    async def open(self, request: ModelRequest) -> ReplayStream:
+        index = len(self.requests)
+        self.requests.append(request)
+        if index >= len(self.interactions):
+            if self.diverged_at is None:
+                self.diverged_at = index
+            raise ProviderError(
+                classify_exception(
+                    RecordedHTTPError(
+                        409,
+                        {
+                            "error": {
+                                "type": DIVERGED,
+                                "message": f"cassette has {len(self.interactions)} recorded model responses; "
+                                f"the policy asked for call {index + 1}",
+                            }
+                        },
+                        {},
+                    ),
+                    phase="call",
+                )
+            )
+        recorded = self.interactions[index]
+        if isinstance(recorded, ErrorResponse):
+            raise ProviderError(
+                classify_exception(RecordedHTTPError(recorded.status, recorded.body, recorded.headers), phase="call")
+            )
+        if isinstance(recorded, CompletionResponse):
+            recorded = StreamResponse(chunks=completion_chunks(recorded.body))
+        return ReplayStream(_items_for(recorded))

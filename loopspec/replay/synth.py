@@ -1,0 +1,89 @@
+"""Build OpenAI ``chat.completion.chunk`` streams from parts, in the shape real providers send.
+
+Used where no recorded stream shows a case (a thinking-only reply that finished "stop", malformed
+arguments), by the Hypothesis strategies, and by the checker's counterexample cassettes. The
+shape follows the recorded streams in fixtures/streams: a role chunk, content or tool-call
+fragments, a finish chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+from .interactions import StreamResponse
+
+_BASE = {"id": "chatcmpl-loopspec", "object": "chat.completion.chunk", "created": 0, "model": "replay"}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return dict(_BASE, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+
+def split(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def reply_chunks(
+    text: str = "",
+    *,
+    reasoning: str = "",
+    tool_calls: Sequence[tuple[str, Any]] = (),
+    finish: str | None = None,
+    piece: int = 8,
+) -> list[dict[str, Any]]:
+    """Chunks for one reply: reasoning, then text, then tool calls (name, arguments) in order.
+
+    ``arguments`` may be a dict (serialised) or a raw string (to write malformed JSON). ``finish``
+    defaults to ``tool_calls`` when there are tool calls, else ``stop``.
+    """
+    out = [_chunk({"role": "assistant", "content": ""})]
+    out += [_chunk({"reasoning_content": part}) for part in split(reasoning, piece) if part]
+    out += [_chunk({"content": part}) for part in split(text, piece) if part]
+    for i, (name, args) in enumerate(tool_calls):
+        raw = args if isinstance(args, str) else json.dumps(args)
+        out.append(
+            _chunk(
+                {
+                    "tool_calls": [
+                        {"index": i, "id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": ""}}
+                    ]
+                }
+            )
+        )
+        out += [_chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}) for part in split(raw, piece)]
+    out.append(_chunk({}, finish or ("tool_calls" if tool_calls else "stop")))
+    return out
+
+
+def reply(
+    text: str = "",
+    *,
+    reasoning: str = "",
+    tool_calls: Sequence[tuple[str, Any]] = (),
+    finish: str | None = None,
+    stall_after: int | None = None,
+    stall_seconds: float = 0.0,
+    disconnect_after: int | None = None,
+) -> StreamResponse:
+    """A StreamResponse for one reply (see :func:`reply_chunks`), optionally with a fault."""
+    return StreamResponse(
+        chunks=tuple(reply_chunks(text, reasoning=reasoning, tool_calls=tool_calls, finish=finish)),
+        stall_after=stall_after,
+        stall_seconds=stall_seconds,
+        disconnect_after=disconnect_after,
+    )
+
+
+def inside_tool_arguments(resp_chunks: Iterable[dict[str, Any]]) -> list[int]:
+    """Indexes k such that stalling after k chunks cuts a tool call inside its arguments."""
+    out: list[int] = []
+    seen_call = False
+    for k, c in enumerate(resp_chunks, start=1):
+        delta = (c.get("choices") or [{}])[0].get("delta") or {}
+        if delta.get("tool_calls"):
+            seen_call = True
+            out.append(k)
+        elif seen_call:
+            break
+    return out
