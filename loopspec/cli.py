@@ -88,7 +88,7 @@ Handler = Callable[[argparse.Namespace], int]
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 # Subcommands that live in their own modules; each module is cheap to import (heavy imports happen
 # inside its handler) and exposes ``register(subparsers)``.
-_COMMAND_MODULES = ("loopspec.cli_run",)
+_COMMAND_MODULES = ("loopspec.cli_run", "loopspec.replay.cli_replay")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+
+
+def _register_check(sub: argparse._SubParsersAction) -> None:
+    from .verify.cli_check import register  # cheap: the checker loads only when `check` runs
+
+    register(sub)
+
+
+_EXTRA_COMMANDS.append(_register_check)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,463 @@
+"""Cassettes: everything the outside world said during one turn, as a versioned YAML file.
+
+A cassette holds the initial messages and tool schemas, each model response (recorded SSE, chunk
+JSON, or a built reply) with optional stall and disconnect, provider errors, tool results, and
+optional expectations. A bad cassette gets ``file:line:col`` diagnostics like a bad policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from loopspec.spec.alphabet import OUTCOMES
+from loopspec.spec.diagnostics import Diagnostic, Position, did_you_mean
+from loopspec.spec.yamlsource import LoadError, YList, YMap, load_yaml_file
+
+from .interactions import CompletionResponse, ErrorResponse, Interaction, StreamResponse
+from .synth import reply_chunks
+
+CASSETTE_VERSION = 1
+TOP_KEYS = ("loopspec_cassette", "name", "doc", "source", "model", "messages", "tools", "interactions", "tool_results", "expect", "trace")
+INTERACTION_FORMS = ("sse", "sse_file", "chunks", "reply", "error", "completion")
+FAULT_KEYS = ("stall_after", "stall_seconds", "disconnect_after")
+EXPECT_KEYS = (
+    "outcome",
+    "model_calls",
+    "tool_batches",
+    "final_response_contains",
+    "message_contains",
+    "all_played",
+    "requests",
+    "properties",
+)
+PROPERTIES = ("history_valid", "halt_message_nonempty", "no_partial_tool_ran", "tools_stay_disabled")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    parameters: dict[str, Any]
+    description: str = ""
+    needs_approval: bool = False
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """One recorded tool result: its text, or the error the tool raised."""
+
+    tool: str
+    result: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestExpectation:
+    index: int
+    tools: str | None = None
+    """'present' or 'absent'."""
+    prompt_contains: str | None = None
+
+
+@dataclass(frozen=True)
+class Expectations:
+    outcome: str | None = None
+    model_calls: int | None = None
+    tool_batches: int | None = None
+    final_response_contains: tuple[str, ...] = ()
+    message_contains: tuple[str, ...] = ()
+    all_played: bool = False
+    requests: tuple[RequestExpectation, ...] = ()
+    properties: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self == Expectations()
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """One decision of the recorded run, stored so a replay under an edited policy can say where
+    the decisions first parted and which guard made the difference."""
+
+    state: str
+    event: str
+    target: str
+    transition: str | None = None
+
+
+@dataclass(frozen=True)
+class Cassette:
+    name: str
+    file: str
+    messages: tuple[dict[str, Any], ...]
+    interactions: tuple[Interaction, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    tool_results: tuple[ToolOutcome, ...] = ()
+    expect: Expectations = field(default_factory=Expectations)
+    trace: tuple[RecordedStep, ...] = ()
+    model: str = "openai/replay"
+    doc: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class CassetteError(Exception):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(d.format() for d in diagnostics))
+
+
+class _Reader:
+    def __init__(self, file: str):
+        self.file = file
+        self.base = os.path.dirname(os.path.abspath(file))
+        self.diags: list[Diagnostic] = []
+
+    def error(self, message: str, path: str, pos: Position | None, hint: str = "", code: str = "LS601") -> None:
+        self.diags.append(Diagnostic(code, message, self.file, path, pos, hint))
+
+    def keys(self, node: YMap, allowed: tuple[str, ...], path: str, what: str) -> None:
+        for key in node:
+            if key not in allowed:
+                self.error(f"unknown key '{key}' in {what}", f"{path}.{key}" if path else str(key), node.key_pos.get(key, node.pos), did_you_mean(key, allowed))
+
+    def as_map(self, v: Any, path: str, pos: Position | None, what: str) -> YMap | None:
+        if isinstance(v, YMap):
+            return v
+        self.error(f"{what} must be a mapping", path, pos)
+        return None
+
+    def as_list(self, v: Any, path: str, pos: Position | None, what: str) -> YList | None:
+        if isinstance(v, YList):
+            return v
+        self.error(f"{what} must be a list", path, pos)
+        return None
+
+    def read(self, doc: Any) -> Cassette | None:
+        root = self.as_map(doc, "", Position(1, 1), "a cassette's top level")
+        if root is None:
+            return None
+        self.keys(root, TOP_KEYS, "", "a cassette")
+        version = root.get("loopspec_cassette")
+        if version != CASSETTE_VERSION:
+            self.error(
+                f"not a loopspec cassette version {CASSETTE_VERSION} (loopspec_cassette: {version!r})",
+                "loopspec_cassette",
+                root.pos_of("loopspec_cassette"),
+                f"a cassette starts with 'loopspec_cassette: {CASSETTE_VERSION}'",
+            )
+        name = str(root.get("name") or os.path.splitext(os.path.basename(self.file))[0])
+        messages = self.read_messages(root)
+        tools = self.read_tools(root)
+        interactions = self.read_interactions(root)
+        tool_results = self.read_tool_results(root)
+        expect = self.read_expect(root)
+        trace = self.read_trace(root)
+        if self.diags:
+            return None
+        return Cassette(
+            name=name,
+            file=self.file,
+            messages=tuple(messages),
+            interactions=tuple(interactions),
+            tools=tuple(tools),
+            tool_results=tuple(tool_results),
+            expect=expect,
+            trace=tuple(trace),
+            model=str(root.get("model") or "openai/replay"),
+            doc=str(root.get("doc") or ""),
+            source=_plain(root.get("source") or {}),
+        )
+
+    def read_messages(self, root: YMap) -> list[dict[str, Any]]:
+        lst = self.as_list(root.get("messages"), "messages", root.pos_of("messages"), "messages (the turn's initial messages)")
+        out: list[dict[str, Any]] = []
+        for i, m in enumerate(lst or []):
+            mm = self.as_map(m, f"messages[{i}]", lst.pos_of(i), "a message") if lst is not None else None
+            if mm is None:
+                continue
+            if mm.get("role") not in ("system", "user", "assistant", "tool"):
+                self.error(f"message role {mm.get('role')!r} is not system, user, assistant or tool", f"messages[{i}].role", mm.pos_of("role"))
+            out.append(_plain(mm))
+        if lst is not None and not out:
+            self.error("a cassette needs at least one initial message", "messages", root.pos_of("messages"))
+        return out
+
+    def read_tools(self, root: YMap) -> list[ToolSpec]:
+        if root.get("tools") is None:
+            return []
+        lst = self.as_list(root["tools"], "tools", root.pos_of("tools"), "tools")
+        out: list[ToolSpec] = []
+        for i, t in enumerate(lst or []):
+            tm = self.as_map(t, f"tools[{i}]", lst.pos_of(i), "a tool") if lst is not None else None
+            if tm is None:
+                continue
+            self.keys(tm, ("name", "parameters", "description", "needs_approval"), f"tools[{i}]", "a tool")
+            if not isinstance(tm.get("name"), str):
+                self.error("a tool needs a name", f"tools[{i}].name", tm.pos)
+                continue
+            params = _plain(tm.get("parameters") or {"type": "object", "properties": {}})
+            out.append(ToolSpec(tm["name"], params, str(tm.get("description") or ""), bool(tm.get("needs_approval", False))))
+        return out
+
+    def read_interactions(self, root: YMap) -> list[Interaction]:
+        lst = self.as_list(root.get("interactions"), "interactions", root.pos_of("interactions"), "interactions (one per model request)")
+        out: list[Interaction] = []
+        for i, it in enumerate(lst or []):
+            path = f"interactions[{i}]"
+            im = self.as_map(it, path, lst.pos_of(i), "an interaction") if lst is not None else None
+            if im is None:
+                continue
+            forms = [k for k in INTERACTION_FORMS if k in im]
+            self.keys(im, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"), path, "an interaction")
+            if len(forms) != 1:
+                self.error(f"an interaction has exactly one of: {', '.join(INTERACTION_FORMS)}", path, im.pos)
+                continue
+            form = forms[0]
+            value, pos = im[form], im.pos_of(form)
+            try:
+                out.append(self.interaction(form, value, im, f"{path}.{form}", pos))
+            except _Skip:
+                continue
+            except (ValueError, TypeError) as exc:
+                self.error(str(exc), path, im.pos)
+        return out
+
+    def interaction(self, form: str, value: Any, im: YMap, path: str, pos: Position | None) -> Interaction:
+        faults = {k: im[k] for k in FAULT_KEYS if k in im}
+        if form == "error":
+            em = self.as_map(value, path, pos, "an error ({status, body})")
+            if em is None or not isinstance(em.get("status"), int):
+                self.error("an error needs an integer 'status'", path, pos)
+                raise _Skip()
+            return ErrorResponse(em["status"], _plain(em.get("body", "")), _plain(em.get("headers") or {}))
+        if form == "completion":
+            cm = self.as_map(value, path, pos, "a completion body")
+            if cm is None:
+                raise _Skip()
+            return CompletionResponse(_plain(cm))
+        if form == "sse":
+            if not isinstance(value, str):
+                self.error("sse must be the raw SSE text", path, pos)
+                raise _Skip()
+            return StreamResponse(sse=value, **faults)
+        if form == "sse_file":
+            full = os.path.normpath(os.path.join(self.base, str(value)))
+            try:
+                with open(full, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as exc:
+                self.error(f"cannot read {value!r}: {exc.strerror}", path, pos, "sse_file is relative to the cassette's folder")
+                raise _Skip() from None
+            return StreamResponse(sse=text, **faults)
+        if form == "chunks":
+            lst = self.as_list(value, path, pos, "chunks (OpenAI chat.completion.chunk objects)")
+            if lst is None:
+                raise _Skip()
+            return StreamResponse(chunks=tuple(_plain(c) for c in lst), **faults)
+        rm = self.as_map(value, path, pos, "a reply ({text, reasoning, tool_calls, finish})")
+        if rm is None:
+            raise _Skip()
+        self.keys(rm, ("text", "reasoning", "tool_calls", "finish"), path, "a reply")
+        calls = []
+        for j, tc in enumerate(rm.get("tool_calls") or []):
+            if not isinstance(tc, dict) or "name" not in tc:
+                self.error("a tool call needs a name (and arguments)", f"{path}.tool_calls[{j}]", pos)
+                raise _Skip()
+            args = tc.get("arguments", {})
+            calls.append((tc["name"], args if isinstance(args, str) else _plain(args)))
+        chunks = reply_chunks(str(rm.get("text") or ""), reasoning=str(rm.get("reasoning") or ""), tool_calls=calls, finish=rm.get("finish"))
+        return StreamResponse(chunks=tuple(chunks), **faults)
+
+    def read_tool_results(self, root: YMap) -> list[ToolOutcome]:
+        if root.get("tool_results") is None:
+            return []
+        lst = self.as_list(root["tool_results"], "tool_results", root.pos_of("tool_results"), "tool_results")
+        out: list[ToolOutcome] = []
+        for i, r in enumerate(lst or []):
+            rm = self.as_map(r, f"tool_results[{i}]", lst.pos_of(i), "a tool result") if lst is not None else None
+            if rm is None:
+                continue
+            self.keys(rm, ("tool", "result", "error"), f"tool_results[{i}]", "a tool result")
+            if not isinstance(rm.get("tool"), str) or ("result" in rm) == ("error" in rm):
+                self.error("a tool result names its tool and has exactly one of result or error", f"tool_results[{i}]", rm.pos)
+                continue
+            res = rm.get("result")
+            out.append(ToolOutcome(rm["tool"], None if res is None else (res if isinstance(res, str) else json.dumps(_plain(res))), rm.get("error")))
+        return out
+
+    def read_expect(self, root: YMap) -> Expectations:
+        if root.get("expect") is None:
+            return Expectations()
+        em = self.as_map(root["expect"], "expect", root.pos_of("expect"), "expect")
+        if em is None:
+            return Expectations()
+        self.keys(em, EXPECT_KEYS, "expect", "expect")
+        outcome = em.get("outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            self.error(f"unknown outcome {outcome!r}", "expect.outcome", em.pos_of("outcome"), did_you_mean(outcome, OUTCOMES))
+        props = tuple(em.get("properties") or ())
+        for p in props:
+            if p not in PROPERTIES:
+                self.error(f"unknown property {p!r}", "expect.properties", em.pos_of("properties"), did_you_mean(p, PROPERTIES))
+        reqs = []
+        for j, r in enumerate(em.get("requests") or []):
+            if not isinstance(r, dict) or not isinstance(r.get("index"), int):
+                self.error("a request expectation needs an integer 'index' (1 = the first call)", f"expect.requests[{j}]", em.pos_of("requests"))
+                continue
+            if r.get("tools") not in (None, "present", "absent"):
+                self.error("tools is 'present' or 'absent'", f"expect.requests[{j}].tools", em.pos_of("requests"))
+            reqs.append(RequestExpectation(r["index"], r.get("tools"), r.get("prompt_contains")))
+        return Expectations(
+            outcome=outcome,
+            model_calls=em.get("model_calls"),
+            tool_batches=em.get("tool_batches"),
+            final_response_contains=tuple(_strings(em.get("final_response_contains"))),
+            message_contains=tuple(_strings(em.get("message_contains"))),
+            all_played=bool(em.get("all_played", False)),
+            requests=tuple(reqs),
+            properties=props,
+        )
+
+    def read_trace(self, root: YMap) -> list[RecordedStep]:
+        out: list[RecordedStep] = []
+        for i, s in enumerate(root.get("trace") or []):
+            if not isinstance(s, dict) or not {"state", "event", "target"} <= set(s):
+                self.error("a trace step has state, event and target", f"trace[{i}]", root.pos_of("trace"))
+                continue
+            out.append(RecordedStep(s["state"], s["event"], s["target"], s.get("transition")))
+        return out
+
+
+class _Skip(Exception):
+    pass
+
+
+def _strings(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v]
+
+
+def _plain(v: Any) -> Any:
+    """YMap/YList -> dict/list, recursively (cassette payloads are handed to other code as JSON)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def read_cassette(path: str) -> tuple[Cassette | None, list[Diagnostic]]:
+    """Load and check one cassette; never raises for bad input."""
+    try:
+        doc = load_yaml_file(path)
+    except LoadError as exc:
+        return None, [exc.diagnostic]
+    reader = _Reader(path)
+    cassette = reader.read(doc)
+    return cassette, reader.diags
+
+
+def load_cassette(path: str) -> Cassette:
+    cassette, diags = read_cassette(path)
+    if cassette is None:
+        raise CassetteError(diags)
+    return cassette
+
+
+def find_cassettes(paths: list[str]) -> list[str]:
+    """Cassette files under the given files and folders, sorted (``*.cassette.yaml``, ``*.yaml``)."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for dirpath, _dirs, files in os.walk(p):
+                out += [os.path.join(dirpath, f) for f in files if f.endswith((".cassette.yaml", ".cassette.yml"))]
+        else:
+            out.append(p)
+    return sorted(out)
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def interaction_to_data(it: Interaction) -> dict[str, Any]:
+    if isinstance(it, ErrorResponse):
+        data: dict[str, Any] = {"error": {"status": it.status, "body": it.body}}
+        if it.headers:
+            data["error"]["headers"] = dict(it.headers)
+        return data
+    if isinstance(it, CompletionResponse):
+        return {"completion": it.body}
+    data = {"sse": it.sse} if it.sse is not None else {"chunks": list(it.chunks or ())}
+    if it.stall_after is not None:
+        data.update(stall_after=it.stall_after, stall_seconds=it.stall_seconds)
+    if it.disconnect_after is not None:
+        data["disconnect_after"] = it.disconnect_after
+    return data
+
+
+def cassette_to_data(c: Cassette) -> dict[str, Any]:
+    data: dict[str, Any] = {"loopspec_cassette": CASSETTE_VERSION, "name": c.name}
+    if c.doc:
+        data["doc"] = c.doc
+    if c.source:
+        data["source"] = c.source
+    data["model"] = c.model
+    data["messages"] = list(c.messages)
+    if c.tools:
+        data["tools"] = [
+            {"name": t.name, "parameters": t.parameters, **({"needs_approval": True} if t.needs_approval else {})} for t in c.tools
+        ]
+    data["interactions"] = [interaction_to_data(i) for i in c.interactions]
+    if c.tool_results:
+        data["tool_results"] = [
+            {"tool": r.tool, **({"error": r.error} if r.error is not None else {"result": r.result})} for r in c.tool_results
+        ]
+    e = c.expect
+    if not e.empty:
+        exp: dict[str, Any] = {}
+        for key in ("outcome", "model_calls", "tool_batches"):
+            if getattr(e, key) is not None:
+                exp[key] = getattr(e, key)
+        if e.final_response_contains:
+            exp["final_response_contains"] = list(e.final_response_contains)
+        if e.message_contains:
+            exp["message_contains"] = list(e.message_contains)
+        if e.all_played:
+            exp["all_played"] = True
+        if e.requests:
+            exp["requests"] = [{k: v for k, v in vars(r).items() if v is not None} for r in e.requests]
+        if e.properties:
+            exp["properties"] = list(e.properties)
+        data["expect"] = exp
+    if c.trace:
+        data["trace"] = [{k: v for k, v in vars(s).items() if v is not None} for s in c.trace]
+    return data
+
+
+def dump_cassette(c: Cassette) -> str:
+    return yaml.dump(cassette_to_data(c), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_cassette(c: Cassette, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(dump_cassette(c))

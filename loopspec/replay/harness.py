@@ -1,0 +1,295 @@
+"""Replay a cassette under a policy, judge its expectations, and compare decision traces.
+
+Three operations, kept distinct by name: :func:`replay` (cassette-fed, offline, either transport),
+:func:`rerun` (the cassette's opening messages, live through litellm) and :func:`fork` (the
+recorded responses up to call k, then live under another policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from loopspec.engine.clock import VirtualClock
+from loopspec.engine.history import history_problems
+from loopspec.engine.interpreter import TraceStep, Turn, TurnResult
+from loopspec.engine.tools import ToolRegistry
+from loopspec.providers.base import ModelRequest, Provider, ResponseStream
+from loopspec.spec.graph import describe_guard
+from loopspec.spec.model import Policy
+
+from .cassette import Cassette, RecordedStep
+from .inproc import InProcessProvider
+
+Transport = Literal["inproc", "http"]
+Verdict = Literal["pass", "fail", "diverged"]
+
+
+class ToolResultsExhausted(Exception):
+    """The policy ran a tool more often than the cassette recorded."""
+
+
+@dataclass
+class RecordedTools:
+    """A tool registry that answers each call with the cassette's next recorded result."""
+
+    cassette: Cassette
+    registry: ToolRegistry = field(default_factory=ToolRegistry)
+    exhausted: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        queues: dict[str, list[Any]] = {t.name: [] for t in self.cassette.tools}
+        for r in self.cassette.tool_results:
+            queues.setdefault(r.tool, []).append(r)
+        self.queues = queues
+        for spec in self.cassette.tools:
+            self.registry.register(
+                self._player(spec.name), name=spec.name, parameters=spec.parameters,
+                description=spec.description, needs_approval=spec.needs_approval,
+            )
+
+    def _player(self, name: str):  # type: ignore[no-untyped-def]
+        def play(**_arguments: Any) -> str:
+            queue = self.queues.get(name) or []
+            if not queue:
+                self.exhausted.append(name)
+                raise ToolResultsExhausted(f"the cassette recorded no further result for tool '{name}'")
+            outcome = queue.pop(0)
+            if outcome.error is not None:
+                raise RuntimeError(outcome.error)
+            return outcome.result or ""
+
+        return play
+
+
+@dataclass
+class TraceDivergence:
+    """The first step at which a replay's decisions part from the recorded ones."""
+
+    step: int
+    recorded: RecordedStep | None
+    actual: TraceStep | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "recorded": vars(self.recorded) if self.recorded else None,
+            "actual": {"state": self.actual.state, "event": self.actual.event, "target": self.actual.target,
+                       "transition": self.actual.transition} if self.actual else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class ReplayReport:
+    cassette: str
+    name: str
+    transport: str
+    verdict: Verdict
+    result: TurnResult
+    failures: list[str] = field(default_factory=list)
+    diverged_at: int | None = None
+    unconsumed: int = 0
+    divergence: TraceDivergence | None = None
+
+    @property
+    def outcome(self) -> str:
+        return self.result.outcome
+
+    def to_json(self, *, with_trace: bool = False) -> dict[str, Any]:
+        r = self.result
+        data: dict[str, Any] = {
+            "cassette": self.cassette,
+            "name": self.name,
+            "transport": self.transport,
+            "verdict": self.verdict,
+            "outcome": r.outcome,
+            "halt_state": r.halt_state,
+            "model_calls": r.usage.model_calls,
+            "tool_batches": r.usage.tool_batches,
+            "final_response": r.message,
+            "failures": self.failures,
+            "diverged_at": self.diverged_at,
+            "unconsumed": self.unconsumed,
+            "trace_divergence": self.divergence.to_json() if self.divergence else None,
+        }
+        if with_trace:
+            data["trace"] = [s.to_json() for s in r.trace]
+        return data
+
+    def explain(self) -> str:
+        lines = [f"{self.name}: {self.verdict} (outcome {self.outcome}, {self.result.usage.model_calls} calls)"]
+        lines += [f"  - {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def decision_path(result: TurnResult) -> list[tuple[str, str, str]]:
+    """(state, event, target) per step: what a snapshot or a diff compares."""
+    return [(s.state, s.event, s.target) for s in result.trace]
+
+
+def compare_trace(recorded: Sequence[RecordedStep], result: TurnResult, policy: Policy) -> TraceDivergence | None:
+    """Where the decisions first differ from the recorded trace, naming the guard that decided."""
+    actual = result.trace
+    for i in range(max(len(recorded), len(actual))):
+        rec = recorded[i] if i < len(recorded) else None
+        act = actual[i] if i < len(actual) else None
+        if rec is not None and act is not None and (rec.state, rec.event, rec.target) == (act.state, act.event, act.target):
+            continue
+        if rec is None or act is None:
+            reason = "the replay took more steps than recorded" if rec is None else "the replay ended before the recorded trace did"
+            return TraceDivergence(i, rec, act, reason)
+        if (rec.state, rec.event) != (act.state, act.event):
+            return TraceDivergence(i, rec, act, f"observed {act.event} in {act.state}, recorded {rec.event} in {rec.state}")
+        reason = f"in {act.state} on {act.event}: now -> {act.target}, recorded -> {rec.target}"
+        transition = _transition_of(policy, act)
+        if transition is not None:
+            guard = describe_guard(transition.guard) or "no guard"
+            reason += f", by transition {transition.label} (guard: {guard})"
+            if act.redirected_from:
+                reason += f", redirected from {act.redirected_from} by a backstop"
+        elif act.transition is None:
+            reason += ": no transition matched (policy_error)"
+        return TraceDivergence(i, rec, act, reason)
+    return None
+
+
+def _transition_of(policy: Policy, step: TraceStep):  # type: ignore[no-untyped-def]
+    state = policy.states.get(step.state)
+    if state is None:
+        return None
+    for t in state.transitions.get(step.event, ()):
+        if t.label == step.transition:
+            return t
+    return None
+
+
+def check_expectations(c: Cassette, result: TurnResult, *, unconsumed: int) -> list[str]:
+    """Every expectation that does not hold, as a sentence that says what to look at."""
+    e = c.expect
+    out: list[str] = []
+    if e.outcome is not None and result.outcome != e.outcome:
+        out.append(f"outcome is {result.outcome} ({result.halt_state}), expected {e.outcome}")
+    if e.model_calls is not None and result.usage.model_calls != e.model_calls:
+        out.append(f"{result.usage.model_calls} model calls, expected {e.model_calls}")
+    if e.tool_batches is not None and result.usage.tool_batches != e.tool_batches:
+        out.append(f"{result.usage.tool_batches} tool batches, expected {e.tool_batches}")
+    for s in e.final_response_contains:
+        if s not in result.response:
+            out.append(f"final response does not contain {s!r} (it is {result.response[:80]!r})")
+    for s in e.message_contains:
+        if s not in result.message:
+            out.append(f"halt message does not contain {s!r} (it is {result.message[:80]!r})")
+    if e.all_played and unconsumed:
+        out.append(f"{unconsumed} recorded model responses were never played (the policy stopped early)")
+    for r in e.requests:
+        if r.index > len(result.requests):
+            out.append(f"request {r.index} was never made ({len(result.requests)} calls)")
+            continue
+        req = result.requests[r.index - 1]
+        if r.tools == "absent" and req.tools:
+            out.append(f"request {r.index} carried tools {req.tools}, expected none")
+        if r.tools == "present" and not req.tools:
+            out.append(f"request {r.index} carried no tools, expected some")
+        if r.prompt_contains and r.prompt_contains not in req.last_user:
+            out.append(f"request {r.index}'s last prompt does not contain {r.prompt_contains!r}")
+    for p in e.properties:
+        problem = property_problem(p, result)
+        if problem:
+            out.append(f"property {p} fails: {problem}")
+    return out
+
+
+def property_problem(name: str, result: TurnResult) -> str:
+    if name == "history_valid":
+        return "; ".join(history_problems(result.messages))
+    if name == "halt_message_nonempty":
+        return "" if result.message.strip() else f"halt {result.halt_state} delivered an empty message"
+    if name == "no_partial_tool_ran":
+        for prev, step in zip(result.trace, result.trace[1:]):
+            if step.kind == "tool_exec" and prev.event != "tool_calls":
+                return f"tools ran after {prev.event} at step {step.index}"
+        return ""
+    if name == "tools_stay_disabled":
+        seen = False
+        for step in result.trace:
+            if "tools_disabled" in step.flags:
+                seen = True
+            elif seen:
+                return f"tools were re-enabled at step {step.index} ({step.transition})"
+        return ""
+    return f"unknown property {name}"  # pragma: no cover - the cassette reader rejects these
+
+
+async def replay(
+    c: Cassette,
+    policy: Policy,
+    *,
+    transport: Transport = "inproc",
+    time_scale: float | None = None,
+) -> ReplayReport:
+    """Replay a cassette under a policy and judge it."""
+    tools = RecordedTools(c)
+    if transport == "http":
+        from .http import DEFAULT_TIME_SCALE, run_over_http
+
+        result, server = await run_over_http(
+            policy, c.interactions, c.messages, time_scale=time_scale or DEFAULT_TIME_SCALE, tools=tools.registry
+        )
+        diverged_at, unconsumed = server.diverged_at, server.unconsumed
+    else:
+        provider = InProcessProvider(c.interactions)
+        result = await Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock()).run(c.messages)
+        diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
+    failures = check_expectations(c, result, unconsumed=unconsumed)
+    verdict: Verdict = "fail" if failures else "pass"
+    if diverged_at is not None:
+        verdict = "diverged"
+        failures.insert(
+            0,
+            f"diverged at model call {diverged_at + 1}: the cassette recorded {len(c.interactions)} responses and the "
+            f"policy asked for another (after step {len(result.trace) - 1}: {result.trace[-2].state if len(result.trace) > 1 else '-'}). "
+            "Record the turn again under this policy, or add the response it needs to the cassette.",
+        )
+    if tools.exhausted:
+        verdict = "diverged"
+        failures.insert(0, f"diverged: the policy ran {tools.exhausted[0]} more often than the cassette recorded")
+    divergence = compare_trace(c.trace, result, policy) if c.trace else None
+    return ReplayReport(c.file, c.name, transport, verdict, result, failures, diverged_at, unconsumed, divergence)
+
+
+class _ChainProvider:
+    """Recorded responses first, then a live provider: what :func:`fork` replays through."""
+
+    def __init__(self, recorded: InProcessProvider, live: Provider, k: int) -> None:
+        self.recorded, self.live, self.k = recorded, live, k
+        self.calls = 0
+
+    async def open(self, request: ModelRequest) -> ResponseStream:
+        self.calls += 1
+        if self.calls <= self.k:
+            return await self.recorded.open(request)
+        return await self.live.open(request)
+
+
+async def rerun(c: Cassette, policy: Policy, *, model: str, live: Provider | None = None, **options: Any) -> TurnResult:
+    """Run the cassette's opening messages live (through litellm unless ``live`` is given)."""
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+
+    tools = RecordedTools(c)
+    return await Turn(policy, live or LiteLLMProvider(), model=model, tools=tools.registry, **options).run(c.messages)
+
+
+async def fork(c: Cassette, policy: Policy, k: int, *, model: str, live: Provider | None = None, **options: Any) -> TurnResult:
+    """The recorded responses for the first ``k`` calls, then live calls under ``policy``."""
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+
+    tools = RecordedTools(c)
+    chain = _ChainProvider(InProcessProvider(c.interactions[:k]), live or LiteLLMProvider(), k)
+    return await Turn(policy, chain, model=model, tools=tools.registry, **options).run(c.messages)
+
+
+def replay_sync(c: Cassette, policy: Policy, **kw: Any) -> ReplayReport:
+    return asyncio.run(replay(c, policy, **kw))

@@ -1,0 +1,150 @@
+"""Replay: the incident corpus under both transports, both directions of every incident, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from loopspec import load_policy
+from loopspec.cli import main as cli_main
+from loopspec.replay.cassette import RecordedStep, find_cassettes, load_cassette
+from loopspec.replay.harness import replay
+
+from _paths import DEFAULT_POLICY, FIXTURES, MACHINES
+
+INCIDENTS = FIXTURES / "incidents"
+DEFAULT = load_policy(str(DEFAULT_POLICY))
+CASSETTES = {load_cassette(p).name: load_cassette(p) for p in find_cassettes([str(INCIDENTS)])}
+
+
+def policy(name: str):  # type: ignore[no-untyped-def]
+    return load_policy(str(MACHINES / f"{name}.yaml"))
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.run_until_complete(close_litellm_async_clients())
+    lp.close()
+
+
+def test_corpus_has_one_cassette_per_incident_and_pre_fix_policy() -> None:
+    assert set(CASSETTES) >= {
+        "hermes-31998-stall-mid-tool-call",
+        "hermes-30770-guardrail-silent-halt",
+        "netclaw-1346-thinking-only-interleaved",
+        "netclaw-1358-tools-reenabled",
+        "ml-intern-length-with-tool-calls",
+        "ml-intern-malformed-arguments",
+        "ml-intern-overflow-compaction-loop",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CASSETTES))
+def test_transports_agree_and_default_passes(name: str, loop: asyncio.AbstractEventLoop) -> None:
+    c = CASSETTES[name]
+    inproc = loop.run_until_complete(replay(c, DEFAULT, transport="inproc"))
+    http = loop.run_until_complete(replay(c, DEFAULT, transport="http"))
+    assert inproc.verdict == "pass", inproc.explain()
+    assert http.verdict == "pass", http.explain()
+    for r in (inproc, http):
+        assert r.unconsumed == 0 or not c.expect.all_played
+    key = lambda r: (r.outcome, r.result.usage.model_calls, r.result.usage.tool_batches, [(s.state, s.event, s.target) for s in r.result.trace])  # noqa: E731
+    assert key(inproc) == key(http)
+
+
+def run(name: str, machine: str):  # type: ignore[no-untyped-def]
+    return asyncio.run(replay(CASSETTES[name], policy(machine)))
+
+
+def test_hermes_31998_pre_fix_ends_the_turn_as_completed_without_recovery() -> None:
+    r = run("hermes-31998-stall-mid-tool-call", "hermes_pre_32012")
+    assert r.verdict == "fail"
+    assert r.outcome == "completed" and r.result.usage.model_calls == 1 and r.result.usage.tool_batches == 0
+    assert [s.event for s in r.result.trace] == ["opened", "stalled", "mid_tool_call"]
+    assert "2 recorded model responses were never played (the policy stopped early)" in r.failures
+
+
+def test_hermes_30770_pre_fix_halts_silently() -> None:
+    r = run("hermes-30770-guardrail-silent-halt", "hermes_pre_30813")
+    assert r.outcome == "guardrail" and r.result.message == ""
+    assert any("halt_message_nonempty fails" in f for f in r.failures)
+
+
+def test_netclaw_1346_pre_fix_spins_to_the_backstop() -> None:
+    r = run("netclaw-1346-thinking-only-interleaved", "netclaw_pre_1358")
+    assert r.outcome == "backstop" and r.result.usage.tool_batches == 60
+    assert r.result.usage.model_calls > 200
+    good = asyncio.run(replay(CASSETTES["netclaw-1346-thinking-only-interleaved"], DEFAULT))
+    assert good.result.usage.model_calls == 5
+
+
+def test_netclaw_1358_merged_fix_reenables_tools() -> None:
+    r = run("netclaw-1358-tools-reenabled", "netclaw_post_1358")
+    assert any("tools_stay_disabled fails: tools were re-enabled" in f for f in r.failures)
+    enabled_again = [req for req in r.result.requests[61:] if req.tools]
+    assert enabled_again, "a request after the tool budget carried tools again"
+
+
+def test_replay_under_an_edited_policy_names_the_step_and_guard_that_changed() -> None:
+    c = CASSETTES["hermes-31998-stall-mid-tool-call"]
+    recorded = asyncio.run(replay(c, DEFAULT)).result
+    with_trace = type(c)(**{**vars(c), "trace": tuple(RecordedStep(s.state, s.event, s.target, s.transition) for s in recorded.trace)})
+    assert asyncio.run(replay(with_trace, DEFAULT)).divergence is None
+    edited = DEFAULT_POLICY.read_text().replace("stalls: {max: 2,", "stalls: {max: 0,")
+    with pytest.raises(Exception):  # max 0 is invalid: caps are at least 1
+        from loopspec import load_policy_text
+
+        load_policy_text(edited)
+    pre = policy("hermes_pre_32012")
+    d = asyncio.run(replay(with_trace, pre)).divergence
+    assert d is not None and d.step == 2
+    assert "make_stub" in d.reason and "halt_stalled_tool_call" in d.reason
+    assert "no guard" in d.reason or "guard:" in d.reason
+
+
+def test_more_calls_than_recorded_is_a_diverged_verdict_not_an_invention() -> None:
+    c = CASSETTES["hermes-31998-stall-mid-tool-call"]
+    short = type(c)(**{**vars(c), "interactions": c.interactions[:2]})
+    r = asyncio.run(replay(short, DEFAULT))
+    assert r.verdict == "diverged" and r.diverged_at == 2
+    assert r.failures[0].startswith("diverged at model call 3: the cassette recorded 2 responses")
+
+
+def test_cli_replay_json_fields_and_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli_main(["replay", str(INCIDENTS), "--machine", str(DEFAULT_POLICY), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and len(data["cassettes"]) == len(CASSETTES)
+    for rec in data["cassettes"]:
+        assert {"cassette", "outcome", "model_calls", "tool_batches", "final_response", "verdict"} <= set(rec)
+    assert cli_main(["replay", str(INCIDENTS), "--machine", str(MACHINES / "hermes_pre_32012.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL     hermes-31998-stall-mid-tool-call" in out
+    assert cli_main(["replay", "/nonexistent.cassette.yaml", "--machine", str(DEFAULT_POLICY)]) == 1
+    assert "cannot read file" in capsys.readouterr().err
+    assert cli_main(["replay", str(tmp_path), "--machine", str(DEFAULT_POLICY)]) == 2  # nothing to replay
+
+
+def test_cli_diff_reports_outcome_counts_and_first_difference(capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = str(MACHINES / "netclaw_pre_1358.yaml"), str(DEFAULT_POLICY)
+    assert cli_main(["diff", old, new, "--corpus", str(INCIDENTS), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    row = next(r for r in data["cassettes"] if r["name"] == "netclaw-1346-thinking-only-interleaved")
+    assert row["changed"] and row["old"]["outcome"] == "backstop" and row["new"]["outcome"] == "tools_disabled"
+    assert row["first_difference"]["old"] == ["read_stream", "thinking_only", "call_model"]
+    assert row["first_difference"]["new"] == ["read_stream", "thinking_only", "escalate_no_tools"]
+
+
+def test_bad_cassette_gets_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.cassette.yaml"
+    bad.write_text("loopspec_cassette: 1\nmessages:\n  - {role: user, content: hi}\ninteractons: []\n")
+    assert cli_main(["replay", str(bad), "--machine", str(DEFAULT_POLICY)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.cassette.yaml:4:1: error: unknown key 'interactons'" in err and "did you mean 'interactions'" in err
