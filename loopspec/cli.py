@@ -85,10 +85,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 Handler = Callable[[argparse.Namespace], int]
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 # Subcommands that live in their own modules; each module is cheap to import (heavy imports happen
 # inside its handler) and exposes ``register(subparsers)``.
-_COMMAND_MODULES = ("loopspec.cli_run", "loopspec.replay.cli_replay")
+_COMMAND_MODULES = (
+    "loopspec.verify.cli_check",
+    "loopspec.cli_run",
+    "loopspec.replay.cli_replay",
+    "loopspec.replay.cli_capture",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
     return parser
 
 
@@ -138,15 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-
-
-def _register_check(sub: argparse._SubParsersAction) -> None:
-    from .verify.cli_check import register  # cheap: the checker loads only when `check` runs
-
-    register(sub)
-
-
-_EXTRA_COMMANDS.append(_register_check)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,9 +45,11 @@ class RealClock:
             await asyncio.sleep(seconds)
 
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        # asyncio.timeout schedules one timer; wait_for would create a task per chunk.
         try:
-            return await asyncio.wait_for(stream.__anext__(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await stream.__anext__()
+        except TimeoutError:
             raise StallTimeout() from None
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:

@@ -7,7 +7,6 @@ Tool calls enter the trajectory only together with their answers, so it is valid
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +55,10 @@ class Trajectory:
     # -- the working copy -------------------------------------------------------------------
 
     def working_copy(self) -> list[dict[str, Any]]:
-        """What the next call sends: compacted if asked, thinking stripped if asked."""
+        """What the next call sends: compacted if asked, thinking stripped if asked.
+
+        Each message is copied (not deep-copied: nested parts are never mutated here, and a deep
+        copy per call was the largest cost loopspec added to a turn)."""
         msgs = self._compacted(self.compaction_level)
         if self.strip_thinking:
             msgs = [{k: v for k, v in m.items() if k not in ("thinking_blocks", "reasoning_content")} for m in msgs]
@@ -74,7 +76,7 @@ class Trajectory:
     def _compacted(self, level: int) -> list[dict[str, Any]]:
         msgs = self.messages
         if level <= 0:
-            return copy.deepcopy(msgs)
+            return [dict(m) for m in msgs]
         head = [m for m in msgs[:2] if m.get("role") in ("system", "user")]
         keep = max(1, self.keep_last // level)
         start = max(len(head), len(msgs) - keep)
@@ -85,7 +87,7 @@ class Trajectory:
         note = []
         if dropped > 0:
             note = [{"role": "user", "content": f"[{dropped} earlier messages were compacted to fit the context window]"}]
-        return copy.deepcopy(head + note + msgs[start:])
+        return [dict(m) for m in head + note + msgs[start:]]
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:

@@ -34,7 +34,7 @@ from .clock import Clock, RealClock, StallTimeout
 from .consumers import Consumers
 from .guardrails import GuardrailState
 from .history import Trajectory, tool_calls_of
-from .machine import TurnModel, machine_for
+from .machine import TurnModel
 from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
 
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
@@ -171,7 +171,7 @@ class Turn:
 
         cfg = policy.initial_config()
         request_flags: frozenset[str] = frozenset()
-        turn_model = TurnModel(machine_for(policy), cfg.state)
+        turn_model = TurnModel.acquire(policy)
         last_event = Event("start", {})
         try:
             while True:
@@ -380,15 +380,19 @@ class Turn:
             results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
             self.trajectory.add_tool_round(text, calls, results)
             return Event("approval_required", {"tool": blocked.name})
-        tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
+        tasks: list[asyncio.Future[ToolResult]] = []
         try:
-            results = list(await asyncio.gather(*tasks))
+            if len(calls) == 1:  # the common case: no task, no extra trip through the event loop
+                results = [await run_one(self.tools.tools.get(calls[0].name), calls[0])]
+            else:
+                tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
+                results = list(await asyncio.gather(*tasks))
         except asyncio.CancelledError:
             for t in tasks:
                 t.cancel()
+            done = {id(c): t.result() for t, c in zip(tasks, calls) if t.done() and not t.cancelled()}
             results = [
-                t.result() if t.done() and not t.cancelled() else ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False)
-                for t, c in zip(tasks, calls)
+                done.get(id(c)) or ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False) for c in calls
             ]
             self.trajectory.add_tool_round(text, calls, results)
             raise

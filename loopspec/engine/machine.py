@@ -19,6 +19,7 @@ from loopspec.spec.alphabet import BACKSTOP_KIND
 from loopspec.spec.model import Policy, Step
 
 _MACHINES: dict[int, tuple[Policy, Machine]] = {}
+_IDLE: dict[int, list["TurnModel"]] = {}
 
 
 def trigger_name(step: Step) -> str:
@@ -75,13 +76,28 @@ def machine_for(policy: Policy) -> Machine:
 
 
 class TurnModel:
-    """The per-turn object ``transitions`` moves between states."""
+    """The per-turn object ``transitions`` moves between states.
+
+    Binding a model to a machine costs about 0.5 ms (transitions attaches every trigger to it), so
+    released models are kept and reset for the next turn: :meth:`acquire`, run, :meth:`release`.
+    A model is used by one turn at a time; concurrent turns each hold their own.
+    """
 
     state: str
 
     def __init__(self, machine: Machine, initial: str) -> None:
         self._machine = machine
         machine.add_model(self, initial=initial)
+
+    @classmethod
+    def acquire(cls, policy: Policy) -> "TurnModel":
+        machine = machine_for(policy)
+        idle = _IDLE.setdefault(id(machine), [])
+        if idle:
+            model = idle.pop()
+            machine.set_state(policy.initial, model=model)
+            return model
+        return cls(machine, policy.initial)
 
     def perform(self, step: Step) -> None:
         """Move along the step's transition; raises if the machine does not declare it."""
@@ -90,4 +106,5 @@ class TurnModel:
             raise RuntimeError(f"machine moved to {self.state}, policy says {step.after.state}")
 
     def release(self) -> None:
-        self._machine.remove_model(self)
+        """Give the model back for the next turn of the same policy."""
+        _IDLE.setdefault(id(self._machine), []).append(self)

@@ -240,6 +240,7 @@ CALL_FLAGS: dict[str, str] = {
     "thinking_stripped": "drop replayed thinking blocks from the history sent to the model",
     "tool_choice_reset": "send tool_choice 'auto' instead of any forced choice",
     "effort_omitted": "send no reasoning_effort parameter (the model rejected it)",
+    "wrap_up_entered": "set on entering the model_calls wrap_up state; lets the reserved last call through",
 }
 
 # Flags consumed by the call they affect: entering a `call` state clears them.

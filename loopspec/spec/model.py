@@ -399,7 +399,10 @@ class Policy:
         directives: list[Directive] = []
         for action in t.actions:
             self._apply(action, counters, flags, directives)
-        target = self.redirect(t.source, t.target, counters)
+        target = self.redirect(t.target, counters, flags)
+        if target != t.target and self.states[t.target].kind == "tool_exec":
+            # the batch will not run: its calls never enter the history
+            directives.append(Directive(DropToolCalls()))
         entered, request_flags, warnings = self._enter(target, tuple(counters), frozenset(flags))
         directives.extend(warnings)
         return Step(
@@ -436,12 +439,13 @@ class Policy:
         else:
             out.append(Directive(action))
 
-    def redirect(self, source: str, target: str, counters: list[int] | tuple[int, ...]) -> str:
-        """Where a transition from ``source`` into ``target`` really goes once backstops apply.
+    def redirect(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str] = frozenset()) -> str:
+        """Where a transition into ``target`` really goes once the backstops apply.
 
         Entering a call (tool_exec) state spends one model call (tool batch). When the backstop is
         spent the transition goes to ``exhausted``; for model calls, when one call is left it goes to
-        ``wrap_up``, unless it comes from ``wrap_up`` itself.
+        ``wrap_up``, unless the turn already passed through ``wrap_up`` (flag ``wrap_up_entered``),
+        however many states lie between it and the call.
         """
         kind = self.states[target].kind
         for name, bs in self.backstops.items():
@@ -450,7 +454,7 @@ class Policy:
             used = counters[self._counter_index[name]]
             if used >= bs.max:
                 return bs.exhausted
-            if bs.wrap_up is not None and used >= bs.max - 1 and source != bs.wrap_up:
+            if bs.wrap_up is not None and used >= bs.max - 1 and WRAP_UP_FLAG not in flags:
                 return bs.wrap_up
         return target
 
@@ -472,6 +476,8 @@ class Policy:
                 warnings.append(Directive(Append(bs.warning)))
         if kind == "call":
             flags = flags - ONCE_FLAGS
+        if any(bs.wrap_up == state for bs in self.backstops.values()):
+            flags = flags | {WRAP_UP_FLAG}
         if kind == "escalate":
             fl = set(flags)
             cs = list(counters)
@@ -497,6 +503,9 @@ class Policy:
         s = self.states[state]
         return render_template(s.message or "", variables)
 
+
+WRAP_UP_FLAG = "wrap_up_entered"
+"""Set on entering the model_calls ``wrap_up`` state: the reserved last call may now be made."""
 
 POLICY_ERROR_STATE = "__policy_error__"
 """A halt every compiled policy has: entered when an event has no enabled transition."""

@@ -609,6 +609,15 @@ class _Validator:
                 lst = self.expect_list(raw, f"{path}.apply", b.pos_of("apply"), "apply")
                 if lst is not None:
                     apply = self.read_actions(lst, f"{path}.apply")
+                    for i, a in enumerate(apply):
+                        if isinstance(a, Increment):
+                            self.error(
+                                "LS209",
+                                "an escalate state's apply cannot increment a counter: no guard could stop it at its cap",
+                                f"{path}.apply[{i}]",
+                                lst.pos_of(i),
+                                "increment on the transition into this state instead",
+                            )
 
         on = b.get("on")
         transitions: dict[str, tuple[Transition, ...]] = {}

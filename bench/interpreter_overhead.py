@@ -1,0 +1,138 @@
+"""What loopspec adds to a live turn, measured side by side in one run.
+
+1. Wall time of a turn driven by loopspec (default.yaml, tool call then answer) against the same
+   two requests made with ``litellm.acompletion`` directly, on the same loopback stream, interleaved.
+   Target (issue #3): added wall time <= 5 %.
+2. The interpreter's own cost per step: ``Policy.step`` + the ``transitions`` move + the trace
+   record, over a recorded decision path. Target: <= 20 us per step.
+
+    python bench/interpreter_overhead.py [--turns 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import litellm  # noqa: E402
+
+from loopspec import Event, ToolRegistry, Turn, load_policy  # noqa: E402
+from loopspec.engine.clock import RealClock  # noqa: E402
+from loopspec.engine.machine import TurnModel  # noqa: E402
+from loopspec.providers.litellm_provider import LiteLLMProvider  # noqa: E402
+from loopspec.replay.interactions import StreamResponse  # noqa: E402
+from loopspec.replay.server import LoopbackServer  # noqa: E402
+
+STREAMS = ROOT / "fixtures" / "streams"
+POLICY = load_policy(str(ROOT / "machines" / "default.yaml"))
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+TOOLS = [{"type": "function", "function": {"name": "get_capital", "description": "",
+                                             "parameters": {"type": "object", "properties": {"country": {"type": "string"}}}}}]
+
+
+def registry() -> ToolRegistry:
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", parameters=TOOLS[0]["function"]["parameters"])
+    return reg
+
+
+async def direct_turn(api_base: str) -> None:
+    """The same two requests made by a minimal hand-written loop: read each delta's text and tool
+    call fragments, run the tool, send its result back."""
+    messages = list(USER)
+    tool = registry().tools["get_capital"].fn
+    for _ in range(2):
+        resp = await litellm.acompletion(model="openai/x", api_base=api_base, api_key="sk-bench", messages=messages,
+                                         tools=TOOLS, stream=True, max_retries=0, timeout=30)
+        text, call_id, args = [], None, []
+        async for chunk in resp:
+            delta = chunk.choices[0].delta
+            if delta.content:
+                text.append(delta.content)
+            for tc in delta.tool_calls or []:
+                call_id = tc.id or call_id
+                args.append(tc.function.arguments or "")
+        if call_id is None:
+            break
+        result = tool(**json.loads("".join(args)))
+        messages = messages + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": "get_capital", "arguments": "".join(args)}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": result},
+        ]
+
+
+async def loopspec_turn(api_base: str) -> None:
+    turn = Turn(POLICY, LiteLLMProvider(), model="openai/x", api_base=api_base, api_key="sk-bench",
+                tools=registry(), clock=RealClock())
+    result = await turn.run(USER)
+    assert result.outcome == "completed", result.outcome
+
+
+async def wall_time(turns: int) -> tuple[list[float], list[float]]:
+    tool = StreamResponse(sse=(STREAMS / "openai_stream_tool_call_single.sse").read_text())
+    text = StreamResponse(sse=(STREAMS / "openai_stream_text.sse").read_text())
+    direct, ours = [], []
+    async with LoopbackServer([tool, text] * (2 * turns + 4)) as server:
+        await direct_turn(server.api_base)  # warm both paths (connection pool, imports)
+        await loopspec_turn(server.api_base)
+        for i in range(turns):  # ABBA order, so neither side always runs second
+            pair = [(direct_turn, direct), (loopspec_turn, ours)]
+            for run, into in pair if i % 2 == 0 else reversed(pair):
+                t = time.perf_counter()
+                await run(server.api_base)
+                into.append(time.perf_counter() - t)
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()
+    return direct, ours
+
+
+def step_cost(repeats: int = 20000) -> float:
+    """Microseconds per decision step (compiled-model step + machine move + trace-style record)."""
+    path = ["opened", "tool_calls", "ok", "opened", "text"]
+    attrs = {"tools": ["get_capital"], "count": 1, "chars": 0, "finish_reason": "stop"}
+    events = [Event(e, attrs) for e in path]
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(repeats // len(path)):
+        cfg = POLICY.initial_config()
+        model = TurnModel.acquire(POLICY)
+        trace = []
+        for ev in events:
+            step = POLICY.step(cfg, ev)
+            model.perform(step)
+            trace.append((step.before.state, ev.name, step.after.state, dict(zip(POLICY.counter_names, step.after.counters))))
+            cfg = step.after
+            steps += 1
+        model.release()
+    return (time.perf_counter() - start) / steps * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=30)
+    args = parser.parse_args()
+    direct, ours = asyncio.run(wall_time(args.turns))
+    d, o = statistics.median(direct), statistics.median(ours)
+    print(f"turn wall time (median of {args.turns}, 2 requests each, loopback):")
+    print(f"  litellm directly   {d * 1000:8.2f} ms")
+    print(f"  loopspec turn      {o * 1000:8.2f} ms")
+    added = (o - d) / d * 100
+    print(f"  added wall time    {added:+8.1f} %   ratio {o / d:.3f}   (target <= 5 %: {'OK' if added <= 5 else 'OVER'})")
+    us = step_cost()
+    print(f"interpreter cost per step: {us:.1f} us (target <= 20 us: {'OK' if us <= 20 else 'OVER'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``loopspec check``: prove that every path of a policy halts, bound its cost, check its properties.
+
+Entry points: :func:`check_policy` (a compiled :class:`~loopspec.spec.model.Policy`) and
+:func:`check_file`. Both return a :class:`~loopspec.verify.report.CheckResult`.
+
+The route (DESIGN.md, "Keeping check exhaustive and fast"):
+
+1. :mod:`.abstraction` builds the reachable abstract graph by calling the model's own
+   :meth:`Policy.step` on representative configurations and events (one semantics);
+2. :mod:`.structure` reads the structural findings off it;
+3. :mod:`.termination` proves termination by counter elimination and bounds model calls and tool
+   batches from the elimination order; it names the loops bounded only by a backstop;
+4. :mod:`.properties` defines the monitor whose violations the abstract graph collects;
+5. :mod:`.explore` searches concrete configurations for the shortest counterexample of any finding,
+   refutes abstract findings when the concrete space is small enough to exhaust, enumerates small
+   policies completely, and finds runs that make the upper bounds exact;
+6. :mod:`.checker` puts them together; :mod:`.report` renders the result.
+
+Importing this package is cheap: the checker loads on first use, so ``loopspec validate`` and the
+command-line parser never pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "check_policy": "checker",
+    "check_file": "checker",
+    "estimate_space": "checker",
+    "CheckResult": "report",
+    "PropertyResult": "report",
+    "Figure": "report",
+    "Counterexample": "explore",
+    "CexStep": "explore",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopspec.verify' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,410 @@
+"""The orchestration behind :func:`loopspec.verify.check_policy` (see the package docstring)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..spec.model import Policy, Step
+from .abstraction import Analysis, Edge, Graph, Node, build_analysis, build_graph
+from .explore import (
+    Counterexample,
+    CexStep,
+    cex_step,
+    enumerate_all,
+    guided_counterexample,
+    find_lasso,
+    shortest_counterexample,
+    violation_counterexample,
+    witness_walks,
+)
+from .properties import PROPERTY_DOCS, message_problem
+from .report import FAIL, PASS, WARN, CheckResult, Figure, PropertyResult
+from .structure import analyse_structure
+from .termination import Termination, eliminate, worst_case
+
+ENUMERATION_LIMIT = 200_000
+"""Policies whose configuration space is at most this large are also enumerated in full."""
+SEARCH_LIMIT = 30_000
+"""Concrete configurations a counterexample search may visit."""
+
+
+def estimate_space(policy: Policy, an: Analysis | None = None) -> int:
+    """An upper estimate of the concrete configuration space: states x counter values x flags."""
+    an = an or build_analysis(policy)
+    size = len(policy.states) * (2 ** len(an.tracked_flags)) * 6
+    for c in policy.counters:
+        size *= c.max + 1
+        if size > 10**15:
+            break
+    return size
+
+
+def check_file(path: str, strict: bool = False, enumerate_limit: int = ENUMERATION_LIMIT) -> CheckResult:
+    from ..spec import load_policy
+
+    return check_policy(load_policy(path), strict=strict, enumerate_limit=enumerate_limit)
+
+
+def check_policy(
+    policy: Policy,
+    strict: bool = False,
+    enumerate_limit: int = ENUMERATION_LIMIT,
+    witness_seconds: float = 0.3,
+) -> CheckResult:
+    """Check a compiled policy. ``strict`` fails loops bounded only by an undeclared backstop."""
+    t0 = time.perf_counter()
+    an = build_analysis(policy)
+    g = build_graph(an)
+    st = analyse_structure(an, g)
+    term = eliminate(an, g)
+    concrete = 0
+    method = "counter elimination"
+
+    enum = None
+    if estimate_space(policy, an) <= enumerate_limit or not term.halts:
+        enum = enumerate_all(an, limit=enumerate_limit)
+        if enum is not None:
+            concrete += enum.configs
+            method = "counter elimination + full enumeration"
+
+    props: dict[str, PropertyResult] = {}
+
+    # -- halts ---------------------------------------------------------------------------------
+    props["halts"] = _halts(an, g, st, term, enum)
+    if enum is None and not props["halts"].passed and props["halts"].counterexample is None:
+        lasso, n, _complete = find_lasso(an, limit=SEARCH_LIMIT // 2)
+        concrete += n
+        if lasso is not None:
+            props["halts"].counterexample = lasso
+
+    # -- step-local properties from the monitor ---------------------------------------------------
+    for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid"):
+        res, n = _monitored(an, g, name, enum)
+        concrete += n
+        props[name] = res
+
+    # -- halt messages -------------------------------------------------------------------------
+    res, n = _halt_messages(an, g)
+    concrete += n
+    props["halt_message"] = res
+
+    # -- events handled ------------------------------------------------------------------------
+    res, n = _events_handled(an, g, st)
+    concrete += n
+    props["events_handled"] = res
+
+    # -- backstop-only loops ---------------------------------------------------------------------
+    undeclared = [b for b in term.backstop_loops if not b.declared]
+    declared = [b for b in term.backstop_loops if b.declared]
+    if undeclared:
+        res = PropertyResult(
+            "no_backstop_only_loops",
+            FAIL if strict else WARN,
+            f"{len(undeclared)} loop edge(s) are bounded only through a global backstop; give them a per-turn "
+            "counter that nothing resets, or declare bounded_by",
+            findings=[f"{b.edge}: {b.bound}" for b in undeclared],
+        )
+        cex, n = _backstop_demo(an, g, term)
+        concrete += n
+        res.counterexample = cex
+    else:
+        why = "every loop has a bound of its own"
+        if declared:
+            why += f"; {len(declared)} declared backstop loop(s): " + ", ".join(sorted({b.edge for b in declared}))
+        res = PropertyResult("no_backstop_only_loops", PASS, why)
+    props["no_backstop_only_loops"] = res
+
+    # -- worst case ----------------------------------------------------------------------------
+    upper = worst_case(an, g, term)
+    if enum is not None and enum.halts:
+        exact_vals = enum.worst
+        wc = {k: Figure(v, True, v) for k, v in exact_vals.get("*", {b: 0 for b in an.backstop_names}).items()}
+        by = {o: {k: Figure(v, True, v) for k, v in figs.items()} for o, figs in sorted(exact_vals.items()) if o != "*"}
+        exploration_walks = 0
+    else:
+        wit = witness_walks(an, upper, seconds=witness_seconds)
+        concrete += wit.steps
+        exploration_walks = wit.walks
+        wc = {}
+        for b, v in upper["*"].items():
+            lo = wit.best.get("*", {}).get(b, 0)
+            wc[b] = Figure(v, lo >= v, min(lo, v))
+        by = {}
+        for o, figs in upper.items():
+            if o == "*":
+                continue
+            by[o] = {}
+            for b, v in figs.items():
+                lo = wit.best.get(o, {}).get(b, 0)
+                by[o][b] = Figure(v, lo >= v, min(lo, v))
+
+    props = {k: props[k] for k in PROPERTY_DOCS if k in props}
+    seconds = time.perf_counter() - t0
+    return CheckResult(
+        file=policy.file,
+        policy=policy.name,
+        strict=strict,
+        properties=props,
+        worst_case=wc,
+        by_outcome=by,
+        backstop_only_loops=undeclared,
+        declared_loops=declared,
+        structure=st,
+        eliminations=term.eliminations,
+        explored=len(g.nodes) + concrete,
+        exploration={
+            "abstract_nodes": len(g.nodes),
+            "abstract_edges": len(g.edges),
+            "concrete_configs": concrete,
+            "model_steps": an.steps_evaluated,
+            "full_enumeration": enum is not None,
+            "witness_walks": exploration_walks,
+        },
+        seconds=seconds,
+        method=method,
+    )
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def _halts(an: Analysis, g: Graph, st: Any, term: Termination, enum: Any) -> PropertyResult:
+    if enum is not None:
+        if enum.halts:
+            why = f"every path halts (all {enum.configs} reachable configurations enumerated)"
+            if not term.halts:
+                why += "; counter elimination alone could not prove it"
+            return PropertyResult("halts", PASS, why)
+        res = PropertyResult("halts", FAIL, "a run can loop forever without calling the model or reaching a cap")
+        res.counterexample = enum.lasso
+        res.findings = _unbounded_findings(term, st)
+        return res
+    if term.halts and not st.no_path_to_halt:
+        n_loops = len({(el.counter, el.through) for el in term.eliminations})
+        return PropertyResult("halts", PASS, f"every path halts: {n_loops} loop bound(s) found by counter elimination")
+    res = PropertyResult("halts", FAIL, "a loop has no counter that bounds it (counter elimination is stuck)")
+    res.findings = _unbounded_findings(term, st)
+    res.counterexample = _abstract_loop(an, g, term)
+    return res
+
+
+def _unbounded_findings(term: Termination, st: Any) -> list[str]:
+    out = []
+    for comp in term.unbounded:
+        labels = sorted({e.label for e in comp})
+        out.append("unbounded cycle through: " + "; ".join(labels))
+    for s in st.no_path_to_halt:
+        out.append(f"state '{s}' has no path to a halt")
+    return out
+
+
+def _abstract_loop(an: Analysis, g: Graph, term: Termination) -> Counterexample | None:
+    if not term.unbounded:
+        return None
+    comp = term.unbounded[0]
+    nodes = {e.src for e in comp}
+    prefix = _abstract_path(g, lambda e: e.dst in nodes)
+    if prefix is None:
+        return None
+    start = prefix[-1].dst if prefix else g.initial
+    # a cycle inside the component from start back to start
+    cyc = _abstract_path(g, lambda e: e.dst == start, start=start, within={e.index for e in comp})
+    steps = [_abstract_cex(e) for e in prefix]
+    loop_start = len(steps)
+    steps += [_abstract_cex(e) for e in (cyc or [])]
+    return Counterexample(steps, "abstract: the cycle repeats from loop_start", False, loop_start)
+
+
+def _abstract_cex(e: Edge) -> CexStep:
+    return cex_step(e.step)
+
+
+def _abstract_path(g: Graph, goal: Any, start: Node | None = None, within: set[int] | None = None) -> list[Edge] | None:
+    root = start or g.initial
+    prev: dict[Node, tuple[Node, Edge] | None] = {root: None}
+    frontier = [root]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for e in g.out.get(n, ()):
+                if within is not None and e.index not in within:
+                    continue
+                if goal(e):
+                    path = [e]
+                    cur = n
+                    while prev[cur] is not None:
+                        p, pe = prev[cur]  # type: ignore[misc]
+                        path.append(pe)
+                        cur = p
+                    return list(reversed(path))
+                if e.dst not in prev:
+                    prev[e.dst] = (n, e)
+                    nxt.append(e.dst)
+        frontier = nxt
+    return None
+
+
+def _monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyResult, int]:
+    bad = [(e, why) for e in g.edges for (p, why) in e.violations if p == name]
+    if not bad:
+        return PropertyResult(name, PASS, PROPERTY_DOCS[name]), 0
+    findings = sorted({f"{e.label}: {why}" for e, why in bad})
+    if enum is not None:
+        if name not in enum.violations:
+            return PropertyResult(name, PASS, PROPERTY_DOCS[name] + " (abstract findings refuted by full enumeration)"), 0
+    cex, n = violation_counterexample(an, name, limit=SEARCH_LIMIT)
+    if cex is None and n < SEARCH_LIMIT:
+        return PropertyResult(name, PASS, PROPERTY_DOCS[name] + " (abstract findings refuted by exhaustive search)"), n
+    res = PropertyResult(name, FAIL, bad[0][1], findings=findings)
+    if cex is not None:
+        res.counterexample = Counterexample(cex, bad[0][1])
+        return res, n
+    res.counterexample, m = _deep_counterexample(
+        an, g, lambda e: any(p == name for p, _ in e.violations), lambda step, child, viol: any(v[0] == name for v in viol), bad[0][1]
+    )
+    return res, n + m
+
+
+def _halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
+    policy = an.policy
+    incoming: dict[str, set[str]] = {}
+    for e in g.edges:
+        if an.kind(e.dst.state) == "halt":
+            incoming.setdefault(e.dst.state, set()).add(e.step.event.name)
+    if an.kind(g.initial.state) == "halt":
+        incoming.setdefault(g.initial.state, set())
+    problems = []
+    for state in sorted(incoming):
+        why = message_problem(policy.states[state].message, incoming[state])
+        if why is not None:
+            problems.append((state, why))
+    if not problems:
+        return PropertyResult("halt_message", PASS, f"all {len(incoming)} reachable halts deliver a non-empty message"), 0
+    state, why = problems[0]
+    res = PropertyResult(
+        "halt_message",
+        FAIL,
+        f"halt '{state}' ({policy.states[state].outcome}): {why}",
+        findings=[f"halt '{s}' ({policy.states[s].outcome}): {w}" for s, w in problems],
+    )
+    note = f"ends in '{state}' with an empty message"
+    cex, n = shortest_counterexample(an, lambda step, child, viol: step.after.state == state, limit=SEARCH_LIMIT)
+    if cex is not None:
+        res.counterexample = Counterexample(cex, note)
+        return res, n
+    res.counterexample, m = _deep_counterexample(
+        an, g, lambda e: e.dst.state == state, lambda step, child, viol: step.after.state == state, note
+    )
+    return res, n + m
+
+
+def _events_handled(an: Analysis, g: Graph, st: Any) -> tuple[PropertyResult, int]:
+    if not st.unhandled:
+        return PropertyResult("events_handled", PASS, "every event of every reachable state has an enabled transition"), 0
+    findings = [u.describe() for u in st.unhandled]
+    u = st.unhandled[0]
+    res = PropertyResult("events_handled", FAIL, findings[0], findings=findings)
+    cex, n = shortest_counterexample(
+        an,
+        lambda step, child, viol: step.transition is None and step.before.state == u.state and step.event.name == u.event,
+        limit=SEARCH_LIMIT,
+    )
+    note = f"'{u.event}' in '{u.state}' has no transition"
+    if cex is not None:
+        res.counterexample = Counterexample(cex, note)
+        return res, n
+    res.counterexample, m = _deep_counterexample(
+        an,
+        g,
+        lambda e: e.transition is None and e.src.state == u.state and e.step.event.name == u.event,
+        lambda step, child, viol: step.transition is None and step.before.state == u.state and step.event.name == u.event,
+        note,
+    )
+    return res, n + m
+
+
+def _deep_counterexample(
+    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str
+) -> tuple[Counterexample | None, int]:
+    """When breadth-first search runs out: a guided concrete run to the goal (see
+    :func:`~loopspec.verify.explore.guided_counterexample`); the shortest abstract path otherwise."""
+    dist: dict[Node, int] = {}
+    preds: dict[Node, list[Node]] = {}
+    for e in g.edges:
+        preds.setdefault(e.dst, []).append(e.src)
+        if goal(e):
+            dist[e.src] = 0
+    frontier = list(dist)
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for p in preds.get(n, ()):
+                if p not in dist:
+                    dist[p] = dist[n] + 1
+                    nxt.append(p)
+        frontier = nxt
+    steps, n = guided_counterexample(an, dist, predicate)
+    if steps is not None:
+        return Counterexample(steps, note + " (a concrete run, not necessarily the shortest)"), n
+    path = _abstract_path(g, goal)
+    if not path:
+        return None, n
+    return Counterexample([_abstract_cex(e) for e in path], note + " (abstract path: no concrete run found within the search limit)", concrete=False), n
+
+
+def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterexample | None, int]:
+    """A run where a flagged edge fires more often than its own counter's cap allows."""
+    policy = an.policy
+    total = 0
+    for idx, stuck in term.stuck_components.items():
+        edge = g.edges[idx]
+        t = edge.transition
+        if t is None:
+            continue
+        bl = next((b for b in term.backstop_loops if b.edge == edge.label and not b.declared), None)
+        if bl is None:
+            continue
+        counter = bl.counter
+        if counter in an.backstop_names:
+            need = 2
+            note = f"'{t.label}' repeats with nothing but the {counter} backstop to stop it"
+        else:
+            ci = policy.counter_index(counter)
+            amount = next((i.amount for i in t.increments() if i.index == ci), 1)
+            need = an.caps[ci] // amount + 1
+            note = (
+                f"'{t.label}' fires {need} times although {counter} caps it at {an.caps[ci]}: "
+                f"something in the loop resets {counter}, so only the {bl.backstop} backstop ends it"
+            )
+        stuck_nodes = {e.src for e in stuck}
+        prefix = _abstract_path(g, lambda e: e.dst in stuck_nodes) or []
+        allowed = {id(e.transition) for e in stuck if e.transition is not None}
+        allowed |= {id(e.transition) for e in prefix if e.transition is not None}
+        target = id(t)
+
+        def bump(count: Any, step: Step | None) -> int:
+            if step is None:
+                return 0
+            c = count + (1 if step.transition is not None and id(step.transition) == target else 0)
+            return min(c, need)
+
+        path, n = shortest_counterexample(
+            an, lambda step, child, viol: child[3] >= need, limit=SEARCH_LIMIT // 4, allowed=allowed, extra=bump
+        )
+        total += n
+        if path is not None:
+            return Counterexample(path, note), total
+    return None, total
+
+
+__all__ = [
+    "CheckResult",
+    "Counterexample",
+    "CexStep",
+    "Figure",
+    "PropertyResult",
+    "check_file",
+    "check_policy",
+    "estimate_space",
+]

@@ -1,0 +1,63 @@
+"""``loopspec check FILE [--strict] [--json] [--counterexample OUT]``.
+
+Exit 0 when every property is proven, 1 when one fails (with ``--strict``, also when a loop is
+bounded only by an undeclared backstop), 2 on usage errors or an unreadable or invalid file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..cli import EXIT_USAGE, _load_or_report, _print_json
+
+    try:
+        policy = _load_or_report(args.file, args.json)
+    except OSError as exc:  # pragma: no cover - validate_file reports unreadable files itself
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if policy is None:
+        return EXIT_USAGE
+    from .checker import check_policy
+
+    result = check_policy(policy, strict=args.strict)
+    if args.counterexample:
+        data = {
+            "file": result.file,
+            "policy": result.policy,
+            "counterexamples": {name: cex.to_json() for name, cex in result.counterexamples().items()},
+        }
+        try:
+            with open(args.counterexample, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, default=str)
+                fh.write("\n")
+        except OSError as exc:
+            print(f"cannot write {args.counterexample}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.format_text())
+        if args.counterexample and result.counterexamples():
+            print(f"wrote counterexamples to {args.counterexample}", file=sys.stderr)
+    return result.exit_code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="prove that every path halts; worst-case cost; built-in properties",
+        description=(
+            "Prove a policy: every path halts within its caps, every halt delivers a message, no tool runs "
+            "from a truncated call, disabled tools stay disabled, a mid-tool-call stub is never a silent end, "
+            "the history stays valid. Reports the worst-case model calls and tool batches per turn."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="policy YAML file")
+    p.add_argument("--strict", action="store_true", help="fail loops bounded only by an undeclared global backstop")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--counterexample", metavar="OUT", help="write the counterexample event paths to OUT (JSON)")
+    p.set_defaults(handler=cmd_check)

@@ -1,0 +1,495 @@
+"""Explicit search over concrete configurations, always through :meth:`Policy.step`.
+
+- :func:`enumerate_all` explores the full configuration space of a small policy (exact verdict on
+  halting, exact worst-case figures); the differential test keeps it and counter elimination in
+  agreement.
+- :func:`shortest_counterexample` is a breadth-first search for the shortest event path to a step
+  the property monitor rejects (or any predicate), optionally restricted to some transitions.
+- :func:`find_lasso` finds a path into a cycle of concrete configurations (a run that never halts).
+- :func:`guided_counterexample` reaches findings too deep for breadth-first search (behind a
+  backstop that needs sixty tool batches) by a depth-first run ordered by abstract distance.
+- :func:`witness_walks` are guided walks that never halt while they can; the longest they find are
+  lower bounds that make the elimination's upper bounds exact when they meet.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ..spec.model import Config, Step
+from .abstraction import Analysis
+from .properties import monitor_step
+
+CNode = tuple[Config, int, bool]
+"""A concrete configuration with the property monitor's state (pending tool calls, silent stub)."""
+
+
+@dataclass
+class CexStep:
+    """One step of a counterexample: in ``state``, the model (or effect) answered ``event``."""
+
+    state: str
+    event: str
+    attrs: dict[str, Any]
+    to: str
+    transition: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "event": self.event, "attrs": dict(self.attrs), "to": self.to, "transition": self.transition}
+
+    def as_tuple(self) -> tuple[str, str, dict[str, Any]]:
+        return (self.state, self.event, dict(self.attrs))
+
+
+@dataclass
+class Counterexample:
+    """An event path from the start of a turn; replayable once the cassette writer turns it into one."""
+
+    steps: list[CexStep]
+    note: str = ""
+    concrete: bool = True
+    """False when only the abstract graph could produce the path (search limit reached)."""
+    loop_start: int | None = None
+    """For a non-halting run: the index of the first step of the repeated cycle."""
+
+    @property
+    def end(self) -> str | None:
+        return self.steps[-1].to if self.steps else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"steps": [s.to_json() for s in self.steps], "end": self.end, "concrete": self.concrete}
+        if self.loop_start is not None:
+            out["loop_start"] = self.loop_start
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def cex_step(step: Step) -> CexStep:
+    t = step.transition
+    return CexStep(step.before.state, step.event.name, dict(step.event.attrs), step.after.state, t.label if t else None)
+
+
+def successors(an: Analysis, node: CNode) -> Iterable[tuple[Step, CNode, list[tuple[str, str]]]]:
+    cfg, pending, silent = node
+    if an.kind(cfg.state) == "halt":
+        return
+    policy = an.policy
+    for ev_name in an.events_of(cfg.state):
+        for ev in an.cases_of(cfg.state, ev_name):
+            step = policy.step(cfg, ev)
+            an.steps_evaluated += 1
+            p2, s2, viol = monitor_step(an, pending, silent, step)
+            yield step, (step.after, p2, s2), viol
+
+
+def initial_node(an: Analysis) -> CNode:
+    return (an.policy.initial_config(), 0, False)
+
+
+def _path(parents: dict[CNode, tuple[CNode, Step] | None], node: CNode, last: Step | None = None) -> list[CexStep]:
+    out: list[CexStep] = []
+    if last is not None:
+        out.append(cex_step(last))
+    cur = node
+    while True:
+        p = parents[cur]
+        if p is None:
+            break
+        prev, step = p
+        out.append(cex_step(step))
+        cur = prev
+    out.reverse()
+    return out
+
+
+StepPredicate = Callable[[Step, CNode, list[tuple[str, str]]], bool]
+
+
+def shortest_counterexample(
+    an: Analysis,
+    predicate: StepPredicate,
+    limit: int = 200_000,
+    allowed: set[int] | None = None,
+    start: CNode | None = None,
+    extra: Callable[[Any, Step], Any] | None = None,
+) -> tuple[list[CexStep] | None, int]:
+    """BFS for the shortest event path whose last step satisfies ``predicate``.
+
+    ``allowed`` restricts the search to transitions with these ``id()``s (``None``: all).
+    ``extra`` threads an additional small search state (e.g. a firing count) through the path; the
+    predicate then sees it as ``node[3]``. Returns (path or None, configurations explored).
+    """
+    root: Any = start or initial_node(an)
+    if extra is not None:
+        root = (*root, extra(None, None))
+    parents: dict[Any, tuple[Any, Step] | None] = {root: None}
+    frontier = [root]
+    explored = 0
+    while frontier and explored < limit:
+        nxt: list[Any] = []
+        for node in frontier:
+            explored += 1
+            for step, child, viol in successors(an, node[:3]):
+                if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
+                    continue
+                if extra is not None:
+                    child = (*child, extra(node[3], step))
+                if predicate(step, child, viol):
+                    return _path(parents, node, step), explored
+                if child not in parents:
+                    parents[child] = (node, step)
+                    nxt.append(child)
+        frontier = nxt
+    return None, explored
+
+
+def violation_counterexample(an: Analysis, prop: str, limit: int = 200_000) -> tuple[list[CexStep] | None, int]:
+    return shortest_counterexample(an, lambda step, child, viol: any(v[0] == prop for v in viol), limit)
+
+
+# --------------------------------------------------------------------------- full enumeration
+
+
+@dataclass
+class Enumeration:
+    """The whole reachable configuration space of a small policy."""
+
+    configs: int
+    halts: bool
+    worst: dict[str, dict[str, int]]
+    """"*" and each outcome -> backstop name -> the exact maximum over reachable halts."""
+    violations: dict[str, str] = field(default_factory=dict)
+    lasso: Counterexample | None = None
+
+
+def enumerate_all(an: Analysis, limit: int = 200_000) -> Enumeration | None:
+    """Explore every reachable (configuration, monitor); None when there are more than ``limit``."""
+    policy = an.policy
+    root = initial_node(an)
+    index: dict[CNode, int] = {root: 0}
+    order: list[CNode] = [root]
+    succ: list[list[int]] = []
+    parents: dict[CNode, tuple[CNode, Step] | None] = {root: None}
+    worst: dict[str, dict[str, int]] = {}
+    violations: dict[str, str] = {}
+    b_idx = [(name, policy.counter_index(name)) for name in policy.backstops]
+    head = 0
+    while head < len(order):
+        node = order[head]
+        head += 1
+        mine: list[int] = []
+        succ.append(mine)
+        cfg = node[0]
+        if an.kind(cfg.state) == "halt":
+            outcome = policy.states[cfg.state].outcome or "?"
+            for key in ("*", outcome):
+                w = worst.setdefault(key, {n: 0 for n, _ in b_idx})
+                for name, i in b_idx:
+                    w[name] = max(w[name], cfg.counters[i])
+            continue
+        for step, child, viol in successors(an, node):
+            for name, why in viol:
+                violations.setdefault(name, why)
+            j = index.get(child)
+            if j is None:
+                if len(order) >= limit:
+                    return None
+                j = index[child] = len(order)
+                order.append(child)
+                parents[child] = (node, step)
+            mine.append(j)
+    # Kahn: any node left with in-degree > 0 lies on or behind a cycle
+    n = len(order)
+    indeg = [0] * n
+    for lst in succ:
+        for j in lst:
+            indeg[j] += 1
+    stack = [i for i in range(n) if indeg[i] == 0]
+    removed = 0
+    while stack:
+        i = stack.pop()
+        removed += 1
+        for j in succ[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                stack.append(j)
+    halts = removed == n
+    lasso = None
+    if not halts:
+        lasso = _lasso_from(an, order, succ, parents, [i for i in range(n) if indeg[i] > 0])
+    return Enumeration(n, halts, worst, violations, lasso)
+
+
+def _lasso_from(
+    an: Analysis,
+    order: list[CNode],
+    succ: list[list[int]],
+    parents: dict[CNode, tuple[CNode, Step] | None],
+    candidates: list[int],
+) -> Counterexample | None:
+    """The shallowest configuration on a cycle, the path to it and the shortest cycle back."""
+    cand = set(candidates)
+    # nodes on a cycle: those in candidates that can reach themselves; BFS order = depth order
+    for i in sorted(cand):
+        # shortest cycle from order[i] back to itself
+        target = order[i]
+        prev: dict[int, tuple[int, Step] | None] = {i: None}
+        frontier = [i]
+        found: int | None = None
+        found_step: Step | None = None
+        while frontier and found is None:
+            nxt = []
+            for k in frontier:
+                for step, child, _v in successors(an, order[k]):
+                    if child == target:
+                        found, found_step = k, step
+                        break
+                    j = _index_of(order, child, succ, k)
+                    if j is None or j in prev or j not in cand:
+                        continue
+                    prev[j] = (k, step)
+                    nxt.append(j)
+                if found is not None:
+                    break
+            frontier = nxt
+        if found is None or found_step is None:
+            continue
+        prefix = _path(parents, target)
+        loop: list[CexStep] = [cex_step(found_step)]
+        k = found
+        while prev[k] is not None:
+            pk, st = prev[k]  # type: ignore[misc]
+            loop.append(cex_step(st))
+            k = pk
+        loop_steps = list(reversed(loop))
+        return Counterexample(prefix + loop_steps, "the run repeats from loop_start forever", True, len(prefix))
+    return None
+
+
+def _index_of(order: list[CNode], child: CNode, succ: list[list[int]], k: int) -> int | None:
+    for j in succ[k]:
+        if order[j] == child:
+            return j
+    return None
+
+
+def find_lasso(an: Analysis, limit: int = 100_000) -> tuple[Counterexample | None, int, bool]:
+    """A concrete non-halting run within ``limit`` configurations: (lasso, explored, exhaustive)."""
+    root = initial_node(an)
+    index: dict[CNode, int] = {root: 0}
+    order: list[CNode] = [root]
+    succ: list[list[int]] = []
+    parents: dict[CNode, tuple[CNode, Step] | None] = {root: None}
+    head = 0
+    complete = True
+    while head < len(order):
+        if len(order) >= limit:
+            complete = False
+            break
+        node = order[head]
+        head += 1
+        mine: list[int] = []
+        succ.append(mine)
+        for step, child, _v in successors(an, node):
+            j = index.get(child)
+            if j is None:
+                j = index[child] = len(order)
+                order.append(child)
+                parents[child] = (node, step)
+            mine.append(j)
+    expanded = len(succ)
+    # cycles among expanded nodes only
+    n = expanded
+    indeg = [0] * n
+    for lst in succ:
+        for j in lst:
+            if j < n:
+                indeg[j] += 1
+    stack = [i for i in range(n) if indeg[i] == 0]
+    while stack:
+        i = stack.pop()
+        for j in succ[i]:
+            if j < n:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    stack.append(j)
+    cyc = [i for i in range(n) if indeg[i] > 0]
+    if not cyc:
+        return None, expanded, complete
+    trimmed = [[j for j in lst if j < n] for lst in succ]
+    return _lasso_from(an, order[:n], trimmed, parents, cyc), expanded, complete
+
+
+# --------------------------------------------------------------------------- witnesses
+
+
+@dataclass
+class Witness:
+    best: dict[str, dict[str, int]]
+    """"*" and each outcome -> backstop name -> the largest value seen at a reachable halt."""
+    walks: int
+    steps: int
+
+
+def witness_walks(
+    an: Analysis,
+    targets: dict[str, dict[str, int]],
+    seconds: float = 0.25,
+    seed: int = 1,
+    max_walks: int = 6,
+) -> Witness:
+    """Greedy depth-first runs that avoid halting (and avoid setting flags) while they can, with
+    backtracking out of dead ends, recording every halt one step away. Each run prefers spending a
+    retry budget over the tool loop, so streaks get reset between retries. They stop early once
+    every target figure is met."""
+    policy = an.policy
+    rng = random.Random(seed)
+    b_idx = [(name, policy.counter_index(name)) for name in policy.backstops]
+    best: dict[str, dict[str, int]] = {}
+    deadline = time.perf_counter() + seconds
+    walks = steps = 0
+
+    def record(cfg: Config) -> None:
+        outcome = policy.states[cfg.state].outcome or "?"
+        for key in ("*", outcome):
+            w = best.setdefault(key, {n: 0 for n, _ in b_idx})
+            for name, i in b_idx:
+                if cfg.counters[i] > w[name]:
+                    w[name] = cfg.counters[i]
+
+    def met() -> bool:
+        for key, figs in targets.items():
+            got = best.get(key)
+            if got is None:
+                return False
+            for name, v in figs.items():
+                if got.get(name, 0) < v:
+                    return False
+        return True
+
+    init = policy.initial_config()
+    if an.kind(init.state) == "halt":
+        record(init)
+        return Witness(best, 0, 0)
+
+    tool_kind = "tool_exec"
+
+    def options(cfg: Config, mode: int) -> list[Config]:
+        nonlocal steps
+        scored: list[tuple[float, int, Config]] = []
+        for ev_name in an.events_of(cfg.state):
+            for ev in an.cases_of(cfg.state, ev_name):
+                step = policy.step(cfg, ev)
+                steps += 1
+                after = step.after
+                if an.kind(after.state) == "halt":
+                    record(after)
+                    continue
+                score = rng.random()
+                if after.flags - cfg.flags:
+                    score -= 4.0
+                t = step.transition
+                if mode == 0 and t is not None and t.increments():
+                    score += 2.0  # spend retry budgets first: the most model calls
+                if mode == 1 and an.kind(after.state) == tool_kind:
+                    score += 2.0  # run the tool loop first: the most tool batches
+                if mode == 1 and t is not None and t.increments():
+                    score -= 1.0  # retries spend model calls that tool batches need
+                scored.append((score, len(scored), after))
+        scored.sort(reverse=True)
+        return [c for _s, _i, c in scored]
+
+    modes = (0, 1, 2)
+    start = time.perf_counter()
+    while walks < max_walks and time.perf_counter() < deadline and not met():
+        mode = modes[walks % len(modes)]
+        walks += 1
+        slice_end = min(deadline, time.perf_counter() + max(seconds / len(modes), (deadline - start) / len(modes)))
+        visited: set[Config] = {init}
+        stack: list[tuple[Config, list[Config], int]] = [(init, options(init, mode), 0)]
+        moves = 0
+        while stack:
+            moves += 1
+            if (moves & 63) == 0 and (time.perf_counter() > slice_end or met()):
+                break
+            cfg, opts, i = stack[-1]
+            if i >= len(opts):
+                stack.pop()
+                continue
+            stack[-1] = (cfg, opts, i + 1)
+            nxt = opts[i]
+            if nxt in visited:
+                continue
+            visited.add(nxt)
+            stack.append((nxt, options(nxt, mode), 0))
+    return Witness(best, walks, steps)
+
+
+# --------------------------------------------------------------------------- guided search
+
+
+def guided_counterexample(
+    an: Analysis,
+    distance: dict[Any, int],
+    predicate: StepPredicate,
+    seconds: float = 0.5,
+    limit: int = 50_000,
+) -> tuple[list[CexStep] | None, int]:
+    """A concrete run to a step satisfying ``predicate`` when it lies too deep for breadth-first
+    search (e.g. behind a backstop that needs sixty tool batches).
+
+    Depth-first, always trying first the successor whose abstract node is closest to the goal in the
+    abstract graph (``distance``), then the one that spends no retry budget, so counter-free loops
+    such as the tool loop are pumped until the backstop phase the goal needs is reached. The run is
+    concrete (every step is the model's own) but not necessarily the shortest.
+    """
+    inf = 1 << 30
+    deadline = time.perf_counter() + seconds
+    root = initial_node(an)
+    visited: set[CNode] = {root}
+    explored = 0
+
+    def options(node: CNode) -> tuple[list[tuple[Step, CNode]], tuple[Step, CNode] | None]:
+        nonlocal explored
+        explored += 1
+        scored = []
+        for step, child, viol in successors(an, node):
+            if predicate(step, child, viol):
+                return [], (step, child)
+            if an.kind(child[0].state) == "halt":
+                continue
+            d = distance.get(an.node_of(child[0], child[1], child[2]), inf)
+            if d >= inf:
+                continue
+            t = step.transition
+            spend = len(t.increments()) if t is not None else 0
+            scored.append((d, spend, len(scored), step, child))
+        scored.sort(key=lambda x: (x[0] + 2 * x[1], x[1], x[2]))
+        return [(st, ch) for _d, _s, _i, st, ch in scored], None
+
+    first, hit = options(root)
+    if hit is not None:
+        return [cex_step(hit[0])], explored
+    stack: list[tuple[CNode, Step | None, list[tuple[Step, CNode]], int]] = [(root, None, first, 0)]
+    while stack:
+        if explored > limit or ((explored & 63) == 0 and time.perf_counter() > deadline):
+            return None, explored
+        node, via, opts, i = stack[-1]
+        if i >= len(opts):
+            stack.pop()
+            continue
+        stack[-1] = (node, via, opts, i + 1)
+        step, child = opts[i]
+        if child in visited:
+            continue
+        visited.add(child)
+        more, hit = options(child)
+        if hit is not None:
+            path = [cex_step(v) for _n, v, _o, _i in stack[1:] if v is not None]
+            return path + [cex_step(step), cex_step(hit[0])], explored
+        stack.append((child, step, more, 0))
+    return None, explored

@@ -1,0 +1,145 @@
+"""Structural findings, read off the abstract graph (which over-approximates every run).
+
+- unreachable states: no abstract path from the initial state (so no run reaches them);
+- states with no path to a halt: every run through them is infinite;
+- unhandled events: an event case the state's effect can emit with no enabled transition in some
+  configuration (the run falls into the ``policy_error`` halt);
+- dead transitions: a transition the model never selects in any abstract configuration, because an
+  earlier transition on the same event always matches (shadowed) or its guard never holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..spec.model import POLICY_ERROR_STATE, Config, Transition
+from .abstraction import Analysis, Graph
+
+
+@dataclass
+class Unhandled:
+    state: str
+    event: str
+    attrs: dict
+    when: str
+    edge_index: int
+
+    def describe(self) -> str:
+        return f"{self.state}: event '{self.event}'{self.when} has no enabled transition (the turn would end in policy_error)"
+
+
+@dataclass
+class Dead:
+    transition: Transition
+    reason: str
+    shadowed_by: str | None
+
+    def describe(self) -> str:
+        return f"{self.transition.label}: {self.reason}"
+
+
+@dataclass
+class Structure:
+    unreachable: list[str] = field(default_factory=list)
+    no_path_to_halt: list[str] = field(default_factory=list)
+    unhandled: list[Unhandled] = field(default_factory=list)
+    dead: list[Dead] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "unreachable_states": list(self.unreachable),
+            "no_path_to_halt": list(self.no_path_to_halt),
+            "unhandled_events": [
+                {"state": u.state, "event": u.event, "attrs": u.attrs, "when": u.when.strip(" ,") or None} for u in self.unhandled
+            ],
+            "shadowed_transitions": [
+                {"transition": d.transition.label, "reason": d.reason, "shadowed_by": d.shadowed_by} for d in self.dead
+            ],
+        }
+
+
+def analyse_structure(an: Analysis, g: Graph) -> Structure:
+    policy = an.policy
+    out = Structure()
+    reached = g.states()
+    for name in policy.states:
+        if name != POLICY_ERROR_STATE and name not in reached:
+            out.unreachable.append(name)
+
+    # states with no path to a halt (backward reachability from every halt node)
+    preds: dict = {}
+    for e in g.edges:
+        preds.setdefault(e.dst, []).append(e.src)
+    good = {n for n in g.nodes if an.kind(n.state) == "halt"}
+    stack = list(good)
+    while stack:
+        n = stack.pop()
+        for p in preds.get(n, ()):
+            if p not in good:
+                good.add(p)
+                stack.append(p)
+    bad_states = sorted({n.state for n in g.nodes if n not in good})
+    out.no_path_to_halt = bad_states
+
+    # unhandled events
+    seen_unhandled: set[tuple[str, str, str]] = set()
+    for e in g.edges:
+        if e.transition is None:
+            ev = e.step.event
+            s = policy.states[e.src.state]
+            when = ""
+            if ev.name in s.transitions:
+                when = _describe_config(an, e.step.before, ev)
+            key = (e.src.state, ev.name, when)
+            if key in seen_unhandled:
+                continue
+            seen_unhandled.add(key)
+            out.unhandled.append(Unhandled(e.src.state, ev.name, dict(ev.attrs), when, e.index))
+
+    # dead transitions: never selected on any abstract edge from a reachable state
+    selected = {id(e.transition) for e in g.edges if e.transition is not None}
+    for name in policy.states:
+        if name not in reached:
+            continue
+        for t in policy.states[name].all_transitions():
+            if id(t) in selected:
+                continue
+            out.dead.append(_why_dead(an, g, t))
+    return out
+
+
+def _describe_config(an: Analysis, cfg: Config, ev) -> str:  # type: ignore[no-untyped-def]
+    bits = []
+    attrs = {k: v for k, v in ev.attrs.items()}
+    if attrs:
+        bits.append("with " + ", ".join(f"{k}={v!r}" for k, v in attrs.items()))
+    names = an.policy.counter_names
+    at_cap = [names[i] for i, v in enumerate(cfg.counters) if v >= an.caps[i] and i not in an.backstop_index]
+    if at_cap:
+        bits.append("when " + ", ".join(f"{n} is at its cap" for n in at_cap))
+    if cfg.flags:
+        bits.append("with flags " + ", ".join(sorted(cfg.flags)))
+    return (" " + "; ".join(bits)) if bits else ""
+
+
+def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
+    """Shadowed (an earlier transition was selected whenever this guard held) or never enabled."""
+    policy = an.policy
+    holds = 0
+    by: dict[str, int] = {}
+    for n in g.nodes:
+        if n.state != t.source:
+            continue
+        for ev in an.cases_of(t.source, t.event):
+            for rho in an.representatives(t.source, t.event, n.phases):
+                cfg = Config(t.source, rho, n.flags)
+                if not policy.enabled(t, cfg, ev):
+                    continue
+                holds += 1
+                sel = policy.select(cfg, ev)
+                if sel is not None and sel is not t:
+                    by[sel.label] = by.get(sel.label, 0) + 1
+    if holds and by:
+        first = max(by, key=lambda k: by[k])
+        return Dead(t, f"shadowed: an earlier transition always matches first ({first})", first)
+    return Dead(t, "never enabled: its guard (with its cap checks) never holds in a reachable configuration", None)
