@@ -34,6 +34,7 @@ EXPECT_KEYS = (
     "all_played",
     "requests",
     "properties",
+    "max_fires",
 )
 PROPERTIES = ("history_valid", "halt_message_nonempty", "no_partial_tool_ran", "tools_stay_disabled")
 
@@ -73,6 +74,8 @@ class Expectations:
     all_played: bool = False
     requests: tuple[RequestExpectation, ...] = ()
     properties: tuple[str, ...] = ()
+    max_fires: tuple[tuple[str, int], ...] = ()
+    """(transition label, N): that transition fires at most N times in the turn."""
 
     @property
     def empty(self) -> bool:
@@ -312,6 +315,15 @@ class _Reader:
             if r.get("tools") not in (None, "present", "absent"):
                 self.error("tools is 'present' or 'absent'", f"expect.requests[{j}].tools", em.pos_of("requests"))
             reqs.append(RequestExpectation(r["index"], r.get("tools"), r.get("prompt_contains")))
+        fires: list[tuple[str, int]] = []
+        mf = em.get("max_fires")
+        if mf is not None:
+            mm = self.as_map(mf, "expect.max_fires", em.pos_of("max_fires"), "max_fires ({transition label: N})")
+            for label, n in (mm or {}).items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    self.error(f"max_fires for {label!r} must be a whole number", f"expect.max_fires.{label}", mm.pos_of(label))
+                else:
+                    fires.append((str(label), n))
         return Expectations(
             outcome=outcome,
             model_calls=em.get("model_calls"),
@@ -321,6 +333,7 @@ class _Reader:
             all_played=bool(em.get("all_played", False)),
             requests=tuple(reqs),
             properties=props,
+            max_fires=tuple(fires),
         )
 
     def read_trace(self, root: YMap) -> list[RecordedStep]:
@@ -448,6 +461,8 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
             exp["requests"] = [{k: v for k, v in vars(r).items() if v is not None} for r in e.requests]
         if e.properties:
             exp["properties"] = list(e.properties)
+        if e.max_fires:
+            exp["max_fires"] = dict(e.max_fires)
         data["expect"] = exp
     if c.trace:
         data["trace"] = [{k: v for k, v in vars(s).items() if v is not None} for s in c.trace]

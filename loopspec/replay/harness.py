@@ -195,6 +195,10 @@ def check_expectations(c: Cassette, result: TurnResult, *, unconsumed: int) -> l
             out.append(f"request {r.index} carried no tools, expected some")
         if r.prompt_contains and r.prompt_contains not in req.last_user:
             out.append(f"request {r.index}'s last prompt does not contain {r.prompt_contains!r}")
+    for label, limit in e.max_fires:
+        fired = sum(1 for s in result.trace if s.transition == label)
+        if fired > limit:
+            out.append(f"transition {label} fired {fired} times, at most {limit} expected")
     for p in e.properties:
         problem = property_problem(p, result)
         if problem:

@@ -24,16 +24,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .checker import check_policy
 
     result = check_policy(policy, strict=args.strict)
+    written: list[str] = []
     if args.counterexample:
-        data = {
-            "file": result.file,
-            "policy": result.policy,
-            "counterexamples": {name: cex.to_json() for name, cex in result.counterexamples().items()},
-        }
         try:
-            with open(args.counterexample, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, default=str)
-                fh.write("\n")
+            if args.counterexample.endswith(".json"):
+                data = {
+                    "file": result.file,
+                    "policy": result.policy,
+                    "counterexamples": {name: cex.to_json() for name, cex in result.counterexamples().items()},
+                }
+                with open(args.counterexample, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, indent=2, default=str)
+                    fh.write("\n")
+                written = [args.counterexample] if result.counterexamples() else []
+            else:
+                from .to_cassette import write_counterexamples
+
+                written = write_counterexamples(policy, result, args.counterexample)
         except OSError as exc:
             print(f"cannot write {args.counterexample}: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -41,8 +48,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_json(result.to_json())
     else:
         print(result.format_text())
-        if args.counterexample and result.counterexamples():
-            print(f"wrote counterexamples to {args.counterexample}", file=sys.stderr)
+        for path in written:
+            print(f"wrote counterexample {path} (replay it: loopspec replay {path} --machine {args.file})", file=sys.stderr)
     return result.exit_code
 
 
@@ -59,5 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="policy YAML file")
     p.add_argument("--strict", action="store_true", help="fail loops bounded only by an undeclared global backstop")
     p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.add_argument("--counterexample", metavar="OUT", help="write the counterexample event paths to OUT (JSON)")
+    p.add_argument(
+        "--counterexample",
+        metavar="OUT",
+        help="write each failed property's shortest counterexample as a replayable cassette "
+        "(OUT.cassette.yaml, or a folder; OUT.json writes the event paths instead)",
+    )
     p.set_defaults(handler=cmd_check)
