@@ -81,8 +81,9 @@ class VirtualClock:
         await asyncio.sleep(0)
 
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
-        if isinstance(stream, PausingStream):
-            pause = stream.next_pause()
+        next_pause = getattr(stream, "next_pause", None)  # a runtime-checkable isinstance costs ~5 us
+        if next_pause is not None:
+            pause = next_pause()
             if pause >= timeout:
                 self._now += timeout
                 raise StallTimeout()

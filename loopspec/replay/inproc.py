@@ -78,6 +78,8 @@ class ReplayStream:
 
 
 def _items_for(resp: StreamResponse) -> list[_Item]:
+    if resp.chunks is not None:
+        return _items_for_chunks(resp)
     items: list[_Item] = []
     pause = 0.0
     for step in stream_plan(resp):
@@ -96,6 +98,30 @@ def _items_for(resp: StreamResponse) -> list[_Item]:
             return items
     if pause:
         items.append(_Item(pause, delta=None))  # a stall after the last event still stalls
+    return items
+
+
+def _items_for_chunks(resp: StreamResponse) -> list[_Item]:
+    """Chunk dicts go straight to the delta layer: each chunk is one data event, so stall and
+    disconnect positions are the ones :func:`stream_plan` gives the HTTP server, without a
+    serialise-and-parse round trip per chunk."""
+    chunks = resp.chunks or ()
+    items: list[_Item] = []
+    for k, chunk in enumerate(chunks):
+        if resp.disconnect_after is not None and k >= resp.disconnect_after:
+            break
+        pause = resp.stall_seconds if resp.stall_after == k else 0.0
+        try:
+            items.append(_Item(pause, delta=delta_from_chunk_dict(chunk)))
+        except StreamBroken as exc:
+            items.append(_Item(pause, broken=exc))
+            return items
+    n = len(chunks)
+    if resp.disconnect_after is not None and resp.disconnect_after <= n:
+        pause = resp.stall_seconds if resp.stall_after == resp.disconnect_after else 0.0
+        items.append(_Item(pause, broken=StreamBroken.make("disconnect", "connection dropped mid-stream")))
+    elif resp.stall_after == n:
+        items.append(_Item(resp.stall_seconds, delta=None))
     return items
 
 

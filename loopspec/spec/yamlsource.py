@@ -99,6 +99,21 @@ class _Loader(
         _Resolver.__init__(self)
 
 
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _CLoader(yaml.cyaml.CParser, yaml.constructor.SafeConstructor, _Resolver):  # type: ignore[misc]
+        """The same loader on libyaml's parser: about ten times faster on large cassettes."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            _Resolver.__init__(self)
+
+    _FastLoader: Any = _CLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    _FastLoader = _Loader
+
+
 def _pos(mark: Any) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
@@ -175,10 +190,10 @@ class _Converter:
         raise self.fail("LS106", "unsupported YAML node", node)  # pragma: no cover
 
 
-def _depth_guard(text: str, file: str) -> None:
+def _depth_guard(text: str, file: str, loader_class: Any) -> None:
     """Refuse pathological nesting before the (recursive) composer sees it."""
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=loader_class):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -197,9 +212,15 @@ def _depth_guard(text: str, file: str) -> None:
 
 def load_yaml_text(text: str, file: str) -> Any:
     """Parse one YAML document into YMap/YList/scalars. Raises :class:`LoadError` with a diagnostic."""
+    if "\t" in text:  # libyaml's tab errors are vaguer than the pure-Python scanner's
+        return _load(text, file, _Loader)
+    return _load(text, file, _FastLoader)
+
+
+def _load(text: str, file: str, loader_class: Any) -> Any:
     try:
-        _depth_guard(text, file)
-        loader = _Loader(text)
+        _depth_guard(text, file, loader_class)
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
         finally:
