@@ -215,10 +215,16 @@ class _Reader:
             im = self.as_map(it, path, lst.pos_of(i), "an interaction") if lst is not None else None
             if im is None:
                 continue
-            forms = [k for k in INTERACTION_FORMS if k in im]
+            forms = [k for k in im if k in INTERACTION_FORMS]
             self.keys(im, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"), path, "an interaction")
             if len(forms) != 1:
-                self.error(f"an interaction has exactly one of: {', '.join(INTERACTION_FORMS)}", path, im.pos)
+                found = f"found {' and '.join(forms)}" if forms else "found none"
+                self.error(
+                    f"an interaction has exactly one of: {', '.join(INTERACTION_FORMS)}",
+                    path,
+                    im.pos,
+                    f"{found}; one model response per list item" + (" (split them into two items?)" if forms else ""),
+                )
                 continue
             form = forms[0]
             value, pos = im[form], im.pos_of(form)
@@ -438,7 +444,13 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
     data["messages"] = list(c.messages)
     if c.tools:
         data["tools"] = [
-            {"name": t.name, "parameters": t.parameters, **({"needs_approval": True} if t.needs_approval else {})} for t in c.tools
+            {
+                "name": t.name,
+                **({"description": t.description} if t.description else {}),
+                "parameters": t.parameters,
+                **({"needs_approval": True} if t.needs_approval else {}),
+            }
+            for t in c.tools
         ]
     data["interactions"] = [interaction_to_data(i) for i in c.interactions]
     if c.tool_results:

@@ -1,0 +1,150 @@
+"""``loopspec import``, ``record`` and ``cassette-schema``: getting turns into cassettes.
+
+Cheap to import; the import and recording machinery (and litellm, for ``record``) load inside the
+handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json
+
+
+def _check_written(path: str) -> bool:
+    """Read a written cassette back; print its diagnostics if the reader rejects it."""
+    from .cassette import read_cassette
+
+    c, diags = read_cassette(path)
+    for d in diags:
+        print(d.format(), file=sys.stderr)
+    return c is not None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import TranscriptError, import_transcript
+    from .recorder import RedactionError, safe_dump
+
+    try:
+        imported = import_transcript(args.transcript, name=args.name)
+    except TranscriptError as exc:
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        text = safe_dump(imported.to_data())
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except RedactionError as exc:
+        print(f"loopspec import: {exc}; nothing written", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"loopspec import: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    if not _check_written(args.output):
+        return EXIT_FAILED
+    c = imported.cassette
+    for note in imported.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.output}: {len(c.messages)} opening messages, {len(c.interactions)} model responses, "
+          f"{len(c.tool_results)} tool results, {len(c.tools)} tools")
+    return EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    policy = _load_or_report(args.machine, False)
+    if policy is None:
+        return EXIT_USAGE
+    from loopspec.cli_run import missing_credentials
+
+    if args.api_base is None:
+        missing = missing_credentials(args.model)
+        if missing:
+            print(f"loopspec record: no credentials for model '{args.model}': set {', '.join(missing)} "
+                  "(or point --api-base at an OpenAI-compatible server)", file=sys.stderr)
+            return EXIT_USAGE
+    from .recorder import RedactionError
+
+    api_key = args.api_key or (os.environ.get("LOOPSPEC_API_KEY") if args.api_base else None) or (
+        "sk-loopspec" if args.api_base else None)
+    name = args.name or os.path.basename(args.output).split(".")[0]
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    recording = asyncio.run(_record(policy, messages, args, api_key, name))
+    try:
+        recording.write(args.output)
+    except RedactionError as exc:
+        print(f"loopspec record: {exc}; nothing written", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"loopspec record: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    if not _check_written(args.output):
+        return EXIT_FAILED
+    r = recording.result
+    print(f"wrote {args.output}: {r.outcome} ({r.halt_state}), {r.usage.model_calls} model calls, "
+          f"{r.usage.tool_batches} tool batches, {len(recording.cassette.interactions)} responses recorded")
+    return EXIT_OK
+
+
+async def _record(policy: Any, messages: list[dict[str, Any]], args: argparse.Namespace, api_key: str | None, name: str) -> Any:
+    from loopspec.cli_run import demo_tools
+
+    from .recorder import record_turn
+
+    options: dict[str, Any] = {}
+    if args.time_scale is not None:
+        from loopspec.engine.clock import ScaledClock
+
+        options["clock"] = ScaledClock(args.time_scale)
+    try:
+        return await record_turn(
+            policy, messages, model=args.model, tools=demo_tools(), api_base=args.api_base, api_key=api_key,
+            name=name, machine=args.machine, **options,
+        )
+    finally:
+        try:
+            from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+            await close_litellm_async_clients()
+        except Exception:  # pragma: no cover - best effort, older litellm
+            pass
+
+
+def cmd_cassette_schema(args: argparse.Namespace) -> int:
+    from .cassette_schema import cassette_json_schema
+
+    _print_json(cassette_json_schema())
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("import", help="turn a saved session (OpenAI messages: JSON or JSONL) into a cassette")
+    p.add_argument("transcript", metavar="TRANSCRIPT",
+                   help="a JSON array of messages, {\"messages\": [...], \"tools\": [...]}, or JSONL (one message a line)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the cassette to write (*.cassette.yaml)")
+    p.add_argument("--name", default=None, help="the cassette's name (default: the transcript's file name)")
+    p.set_defaults(handler=cmd_import)
+
+    p = sub.add_parser("record", help="run one live turn and record it as a cassette (secrets redacted)")
+    p.add_argument("prompt", help="the user message")
+    p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
+    p.add_argument("--model", required=True, help="litellm model name, e.g. openai/gpt-4o-mini")
+    p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL")
+    p.add_argument("--api-key", default=None, help="API key for --api-base (default: $LOOPSPEC_API_KEY); never written")
+    p.add_argument("--system", default=None, help="a system message before the prompt")
+    p.add_argument("--name", default=None, help="the cassette's name (default: the output file name)")
+    p.add_argument("--time-scale", type=float, default=None, metavar="F",
+                   help="compress the policy's backoffs and timeouts by F (e.g. 0.01 against a local test server); "
+                        "recorded stall lengths stay in real seconds")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the cassette to write")
+    p.set_defaults(handler=cmd_record)
+
+    p = sub.add_parser("cassette-schema", help="print the JSON Schema of the cassette format")
+    p.set_defaults(handler=cmd_cassette_schema)
