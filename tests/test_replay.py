@@ -148,3 +148,23 @@ def test_bad_cassette_gets_file_line_col(tmp_path: Path, capsys: pytest.CaptureF
     assert cli_main(["replay", str(bad), "--machine", str(DEFAULT_POLICY)]) == 1
     err = capsys.readouterr().err
     assert "bad.cassette.yaml:4:1: error: unknown key 'interactons'" in err and "did you mean 'interactions'" in err
+
+
+def test_store_trace_keeps_the_file_and_replaces_the_old_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    src = INCIDENTS / "hermes-31998-stall-mid-tool-call.cassette.yaml"
+    (tmp_path / "incidents").mkdir()
+    (tmp_path / "streams").symlink_to(FIXTURES / "streams")
+    dst = tmp_path / "incidents" / src.name
+    shutil.copy(src, dst)
+    pre = str(MACHINES / "hermes_pre_32012.yaml")
+    cli_main(["replay", str(dst), "--machine", pre, "--store-trace"])
+    assert cli_main(["replay", str(dst), "--machine", str(DEFAULT_POLICY), "--store-trace"]) == 0
+    text = dst.read_text()
+    assert text.count("\ntrace:") == 1
+    assert "# inside the arguments" in text, "comments survive"
+    capsys.readouterr()
+    cli_main(["replay", str(dst), "--machine", pre])
+    out = capsys.readouterr().out
+    assert "decisions part from the recorded trace at step 2: in make_stub on mid_tool_call" in out

@@ -488,3 +488,23 @@ def dump_cassette(c: Cassette) -> str:
 def write_cassette(c: Cassette, path: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(dump_cassette(c))
+
+
+def store_trace(path: str, trace: list[RecordedStep]) -> None:
+    """Write ``trace`` into the cassette file as its top-level ``trace:``, keeping the rest of the
+    file (comments, anchors, layout) exactly as it is; an existing ``trace:`` is replaced."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    out: list[str] = []
+    skipping = False
+    for line in lines:
+        top_level = bool(line.strip()) and not line[0].isspace() and not line.startswith("#")
+        if top_level:
+            skipping = line.startswith("trace:")
+        if not skipping:
+            out.append(line)
+    text = "".join(out).rstrip("\n") + "\n"
+    steps = [{k: v for k, v in vars(s).items() if v is not None} for s in trace]
+    text += yaml.dump({"trace": steps}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

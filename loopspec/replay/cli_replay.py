@@ -64,6 +64,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"loopspec replay: no cassettes (*.cassette.yaml) under {' '.join(args.paths)}", file=sys.stderr)
         return EXIT_USAGE
     reports = asyncio.run(_replay_all(cassettes, policy, args.transport, args.json))
+    if args.store_trace:
+        from .cassette import RecordedStep, store_trace
+
+        for r in reports:
+            store_trace(r.cassette, [RecordedStep(s.state, s.event, s.target, s.transition) for s in r.result.trace])
+            r.divergence = None
+        if not args.json:
+            print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
     ok = not bad and all(r.verdict == "pass" for r in reports)
     if args.json:
         _print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
@@ -196,6 +204,12 @@ def register(sub: Any) -> None:
                         "http: litellm against a loopback server serving the recording")
     p.add_argument("--json", action="store_true", help="one record per cassette")
     p.add_argument("--trace", action="store_true", help="with --json: include each decision trace")
+    p.add_argument(
+        "--store-trace",
+        action="store_true",
+        help="write this replay's decision trace into each cassette (later replays under an edited "
+        "policy then name the first step whose decision changed, and the guard that changed it)",
+    )
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed")
