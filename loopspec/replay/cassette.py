@@ -498,7 +498,7 @@ def store_trace(path: str, trace: list[RecordedStep]) -> None:
     out: list[str] = []
     skipping = False
     for line in lines:
-        top_level = bool(line.strip()) and not line[0].isspace() and not line.startswith("#")
+        top_level = bool(line.strip()) and not line[0].isspace() and not line.startswith(("#", "-"))
         if top_level:
             skipping = line.startswith("trace:")
         if not skipping:
