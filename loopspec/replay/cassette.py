@@ -482,7 +482,7 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
 
 
 def dump_cassette(c: Cassette) -> str:
-    return yaml.dump(cassette_to_data(c), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(cassette_to_data(c), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
 
 def write_cassette(c: Cassette, path: str) -> None:

@@ -162,6 +162,13 @@ class CheckResult:
                 vals = "/".join(str(f.value) + ("" if f.exact else "+") for f in figs.values())
                 parts.append(f"{o} {vals}")
             lines.append("  by outcome (" + "/".join(k.replace("_", " ") for k in wc) + "; + = upper bound): " + ", ".join(parts))
+        own = [el for el in _merge_eliminations(self.eliminations) if not el.backstop]
+        if own:
+            lines.append("loop bounds (each retry/continuation edge, by the counter that bounds it):")
+            for el in own:
+                scope = "per turn" if el.absolute else "per entry into its loop"
+                events = ", ".join(sorted({e.label.split(" --")[1].split("[")[0] for e in el.edges}))
+                lines.append(f"  {el.counter:<20} at most {el.fires} {scope}  ({events})")
         if self.backstop_only_loops:
             lines.append("loops bounded only by a backstop" + (" (error under --strict):" if self.strict else " (warning; --strict fails):"))
             for b in self.backstop_only_loops:
