@@ -54,8 +54,9 @@ class RealClock:
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
         try:
-            return await asyncio.wait_for(awaitable, timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # in this task: wait_for would start another
+                return await awaitable
+        except TimeoutError:
             raise StallTimeout() from None
 
 
