@@ -186,3 +186,26 @@ def test_escalation_call_carries_no_tools_on_the_wire(loop: asyncio.AbstractEven
     bodies = [r.body for r in server.requests]
     assert [bool(b.get("tools")) for b in bodies] == [True, True, True, False]
     assert "Tools are now disabled" in json.dumps(bodies[-1]["messages"])
+
+
+def test_non_streaming_mode_runs_the_same_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """stream=False: the recorded non-streaming tool call, then the answer, same decisions."""
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+    from loopspec.replay.interactions import CompletionResponse
+    from loopspec.replay.server import LoopbackServer
+
+    body = json.loads((STREAMS / "openai_nonstream_tool_call.json").read_text())
+    name = body["choices"][0]["message"]["tool_calls"][0]["function"]["name"]
+    reg = ToolRegistry()
+    reg.register(lambda **kw: "sunny", name=name, parameters={"type": "object", "properties": {}})
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with LoopbackServer([CompletionResponse(body), recorded("openai_stream_text.sse")]) as server:
+            turn = Turn(POLICY, LiteLLMProvider(stream=False), model="openai/x", api_base=server.api_base,
+                        api_key="sk-test", tools=reg)
+            return await turn.run(USER), server
+
+    result, server = loop.run_until_complete(go())
+    assert [s.event for s in result.trace] == ["opened", "tool_calls", "ok", "opened", "text"]
+    assert all(r.body.get("stream") in (False, None) for r in server.requests)
+    assert result.message == "The capital of Mexico is Mexico City."

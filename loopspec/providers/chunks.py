@@ -181,7 +181,7 @@ def delta_from_chunk_dict(d: dict) -> Delta | None:
     return Delta(text, reasoning, frags, finish, usage, blocks)
 
 
-def _usage_from_obj(u: Any) -> Usage | None:
+def usage_from_obj(u: Any) -> Usage | None:
     if u is None:
         return None
     details = getattr(u, "completion_tokens_details", None)
@@ -192,7 +192,7 @@ def _usage_from_obj(u: Any) -> Usage | None:
     )
 
 
-def _attr(obj: Any, name: str) -> Any:
+def field_of(obj: Any, name: str) -> Any:
     """``getattr(obj, name, None)`` without the exception a missing pydantic field costs
     (about 2 us each; a litellm chunk is probed for half a dozen optional fields)."""
     d = getattr(obj, "__dict__", None)
@@ -217,58 +217,58 @@ def delta_from_litellm_chunk(chunk: Any) -> Delta:
     ``stream_options.include_usage`` was requested) or, on the last chunk, from the usage litellm
     hides in ``_hidden_params`` when that total is non-zero.
     """
-    usage = _usage_from_obj(_attr(chunk, "usage"))
+    usage = usage_from_obj(field_of(chunk, "usage"))
     if usage is None:
-        hidden = _attr(chunk, "_hidden_params")
+        hidden = field_of(chunk, "_hidden_params")
         if isinstance(hidden, dict) and hidden.get("usage") is not None:
-            hu = _usage_from_obj(hidden["usage"])
+            hu = usage_from_obj(hidden["usage"])
             if hu is not None and (hu.prompt_tokens or hu.completion_tokens):
                 usage = hu
-    choices = _attr(chunk, "choices") or ()
+    choices = field_of(chunk, "choices") or ()
     choice = None
     for ch in choices:
-        if (_attr(ch, "index") or 0) == 0:
+        if (field_of(ch, "index") or 0) == 0:
             choice = ch
             break
     if choice is None:
         return Delta(usage=usage)
-    delta = _attr(choice, "delta")
-    finish = _attr(choice, "finish_reason") or None
+    delta = field_of(choice, "delta")
+    finish = field_of(choice, "finish_reason") or None
     if finish is not None:
         finish = _FINISH.get(finish, finish)
     if delta is None:
         return Delta(finish_reason=finish, usage=usage)
-    text = _attr(delta, "content") or ""
-    reasoning = _attr(delta, "reasoning_content") or ""
+    text = field_of(delta, "content") or ""
+    reasoning = field_of(delta, "reasoning_content") or ""
     frags: tuple[ToolCallFragment, ...] = ()
-    tcs = _attr(delta, "tool_calls")
+    tcs = field_of(delta, "tool_calls")
     if tcs:
         out = []
         for pos, tc in enumerate(tcs):
-            fn = _attr(tc, "function")
-            args = _attr(fn, "arguments") if fn is not None else None
+            fn = field_of(tc, "function")
+            args = field_of(fn, "arguments") if fn is not None else None
             if args is None:
                 args = ""
             elif not isinstance(args, str):
                 args = json.dumps(args)
-            idx = _attr(tc, "index")
+            idx = field_of(tc, "index")
             out.append(
                 ToolCallFragment(
                     pos if idx is None else int(idx),
-                    _attr(tc, "id") or None,
-                    (_attr(fn, "name") or None) if fn is not None else None,
+                    field_of(tc, "id") or None,
+                    (field_of(fn, "name") or None) if fn is not None else None,
                     args,
                 )
             )
         frags = tuple(out)
     blocks: tuple[dict, ...] = ()
-    tb = _attr(delta, "thinking_blocks")
+    tb = field_of(delta, "thinking_blocks")
     if tb:
         blocks = tuple(dict(b) if not isinstance(b, dict) else b for b in tb)
     else:
-        details = _attr(delta, "reasoning_details")
+        details = field_of(delta, "reasoning_details")
         if details is None:
-            psf = _attr(delta, "provider_specific_fields")
+            psf = field_of(delta, "provider_specific_fields")
             if isinstance(psf, dict):
                 details = psf.get("reasoning_details")
         if details:

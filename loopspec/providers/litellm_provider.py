@@ -15,7 +15,8 @@ from typing import Any
 from loopspec.engine.classify import classify_exception
 from loopspec.engine.deltas import Delta
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
-from loopspec.providers.chunks import delta_from_litellm_chunk
+from loopspec.engine.deltas import ToolCallFragment
+from loopspec.providers.chunks import _attr, usage_from_obj, delta_from_litellm_chunk
 
 __all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "import_litellm"]
 
@@ -108,11 +109,51 @@ class LiteLLMResponseStream:
                 pass
 
 
-class LiteLLMProvider:
-    """``Provider`` backed by ``litellm.acompletion(stream=True)``."""
+class CompletedResponse:
+    """A non-streaming response as a one-delta stream, so the interpreter's ``stream`` effect and
+    the classifier treat both modes alike."""
 
-    def __init__(self, *, default_timeout: float = 600.0) -> None:
+    def __init__(self, delta: Delta) -> None:
+        self._delta: Delta | None = delta
+
+    def __aiter__(self) -> "CompletedResponse":
+        return self
+
+    async def __anext__(self) -> Delta:
+        if self._delta is None:
+            raise StopAsyncIteration
+        delta, self._delta = self._delta, None
+        return delta
+
+    async def aclose(self) -> None:
+        self._delta = None
+
+
+def delta_from_litellm_response(response: Any) -> Delta:
+    """A whole litellm ``ModelResponse`` (non-streaming) as one Delta."""
+    choice = (field_of(response, "choices") or [None])[0]
+    message = field_of(choice, "message") if choice is not None else None
+    frags = tuple(
+        ToolCallFragment(i, field_of(tc, "id"), field_of(field_of(tc, "function"), "name"), field_of(field_of(tc, "function"), "arguments") or "")
+        for i, tc in enumerate((field_of(message, "tool_calls") if message is not None else None) or [])
+    )
+    usage = usage_from_obj(field_of(response, "usage"))
+    return Delta(
+        text=(field_of(message, "content") if message is not None else None) or "",
+        reasoning=(field_of(message, "reasoning_content") if message is not None else None) or "",
+        tool_calls=frags,
+        finish_reason=(field_of(choice, "finish_reason") if choice is not None else None) or None,
+        usage=usage,
+    )
+
+
+class LiteLLMProvider:
+    """``Provider`` backed by ``litellm.acompletion``: streaming by default, or ``stream=False``
+    for providers or proxies that only answer whole responses."""
+
+    def __init__(self, *, default_timeout: float = 600.0, stream: bool = True) -> None:
         self.default_timeout = default_timeout
+        self.stream = stream
 
     async def open(self, request: ModelRequest) -> LiteLLMResponseStream:
         """Send the request; returns once the response headers arrived.
@@ -124,12 +165,15 @@ class LiteLLMProvider:
         """
         litellm = import_litellm()
         kwargs = build_kwargs(request, self.default_timeout)
+        kwargs["stream"] = self.stream
         try:
             wrapper = await litellm.acompletion(**kwargs)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             raise ProviderError(classify_exception(e, phase="call")) from e
+        if not self.stream:
+            return CompletedResponse(delta_from_litellm_response(wrapper))  # type: ignore[return-value]
         return LiteLLMResponseStream(wrapper, None, exhausted=False)
 
 

@@ -1,0 +1,87 @@
+"""Tool-loop detectors: canonical arguments, progress by result, cycles of period 2-5, memory that
+survives compaction."""
+
+from __future__ import annotations
+
+from loopspec.engine.guardrails import GuardrailState
+from loopspec.engine.tools import ToolCall, ToolResult
+from loopspec.spec.model import Guardrail
+
+
+def config(**codes: tuple[int, str]) -> dict[str, Guardrail]:
+    return {code: Guardrail(code, threshold, verdict) for code, (threshold, verdict) in codes.items()}
+
+
+def result(name: str, args: str, content: str, ok: bool = True) -> ToolResult:
+    return ToolResult(ToolCall(f"id-{name}-{args}", name, args), content, ok)
+
+
+def test_repeated_exact_failure_ignores_key_order_and_whitespace() -> None:
+    g = GuardrailState(config(repeated_exact_failure=(2, "halt")))
+    assert g.observe([result("read", '{"path": "a", "n": 1}', "boom", ok=False)]) is None
+    event = g.observe([result("read", '{"n":1,"path":"a"}', "boom", ok=False)])
+    assert event is not None and event.name == "repeated_exact_failure"
+    assert event.attrs == {"tool": "read", "verdict": "halt"}
+
+
+def test_a_poll_whose_result_changes_is_progress_not_a_loop() -> None:
+    g = GuardrailState(config(no_progress=(3, "warn"), doom_loop=(3, "halt")))
+    for i in range(10):
+        assert g.observe([result("status", "{}", f"running {i}")]) is None
+    same = GuardrailState(config(no_progress=(3, "warn")))
+    events = [same.observe([result("status", "{}", "running")]) for _ in range(3)]
+    assert events[:2] == [None, None] and events[2] is not None and events[2].name == "no_progress"
+
+
+def test_doom_loop_catches_a_b_a_b_cycles() -> None:
+    g = GuardrailState(config(doom_loop=(3, "halt")))
+    seen = []
+    for _ in range(3):
+        seen.append(g.observe([result("open", '{"f": 1}', "x")]))
+        seen.append(g.observe([result("close", '{"f": 1}', "y")]))
+    assert seen[:5] == [None] * 5
+    assert seen[5] is not None and seen[5].name == "doom_loop" and seen[5].attrs["period"] == 2
+
+
+def test_cycles_up_to_period_five_and_not_beyond_max_period() -> None:
+    cycle = [("t%d" % i, "{}", "r") for i in range(5)]
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", 2, "halt", max_period=5)})
+    events = [g.observe([result(*c)]) for c in cycle * 2]
+    assert events[-1] is not None and events[-1].attrs["period"] == 5
+    short = GuardrailState({"doom_loop": Guardrail("doom_loop", 2, "halt", max_period=4)})
+    assert all(short.observe([result(*c)]) is None for c in cycle * 2)
+
+
+def test_allow_verdict_never_fires_and_precedence_prefers_doom_loop() -> None:
+    g = GuardrailState(config(repeated_exact_failure=(2, "allow")))
+    assert all(g.observe([result("x", "{}", "e", ok=False)]) is None for _ in range(5))
+    both = GuardrailState(config(repeated_exact_failure=(3, "halt"), doom_loop=(3, "warn")))
+    events = [both.observe([result("x", "{}", "e", ok=False)]) for _ in range(3)]
+    assert events[2] is not None and events[2].name == "doom_loop"
+
+
+def test_detector_memory_survives_compaction_of_the_prompt() -> None:
+    """The detector lives in the turn, not in the messages: compacting the prompt forgets nothing."""
+    import asyncio
+    import json
+
+    from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy
+    from loopspec.replay.interactions import ErrorResponse
+    from loopspec.replay.synth import reply
+
+    from _paths import DEFAULT_POLICY
+
+    overflow = ErrorResponse(400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}})
+    call = reply(tool_calls=[("read", {"path": "a"})])
+    reg = ToolRegistry()
+
+    def read(path: str) -> str:
+        raise OSError("disk unavailable")
+
+    reg.register(read, parameters={"type": "object", "properties": {"path": {"type": "string"}}})
+    history = [{"role": "user", "content": f"m{i}"} for i in range(12)]
+    turn = Turn(load_policy(str(DEFAULT_POLICY)), InProcessProvider([call, overflow, call]), model="r", tools=reg, clock=VirtualClock())
+    result_ = asyncio.run(turn.run(history))
+    events = [s.event for s in result_.trace]
+    assert "context_overflow" in events and events[-1] == "repeated_exact_failure", events
+    assert json.dumps(result_.messages).count("disk unavailable") == 2
