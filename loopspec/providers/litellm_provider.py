@@ -15,8 +15,8 @@ from typing import Any
 from loopspec.engine.classify import classify_exception
 from loopspec.engine.deltas import Delta
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
-from loopspec.engine.deltas import ToolCallFragment
-from loopspec.providers.chunks import _attr, usage_from_obj, delta_from_litellm_chunk
+from loopspec.engine.deltas import ToolCallFragment  # noqa: E402
+from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 
 __all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "import_litellm"]
 
