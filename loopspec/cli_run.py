@@ -52,20 +52,37 @@ def missing_credentials(model: str) -> list[str]:
     return list(info.get("missing_keys") or [])
 
 
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every command that calls a live model shares (run, record, rerun, fork)."""
+    p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
+    p.add_argument("--model", required=True, help="litellm model name, e.g. openai/gpt-4o-mini")
+    p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL (e.g. a loopback server)")
+    p.add_argument("--api-key", default=None, help="API key for --api-base (default: $LOOPSPEC_API_KEY); never written to a cassette")
+
+
+def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | None]:
+    """(ok, api key) for a live command. Not ok, with the missing variable named, when the model
+    needs credentials the environment lacks; with --api-base any key will do."""
+    if args.api_base is not None:
+        return True, args.api_key or os.environ.get("LOOPSPEC_API_KEY") or "sk-loopspec"
+    missing = missing_credentials(args.model)
+    if missing:
+        print(
+            f"loopspec {command}: no credentials for model '{args.model}': set {', '.join(missing)} in the "
+            "environment (or point --api-base at an OpenAI-compatible server)",
+            file=sys.stderr,
+        )
+        return False, None
+    return True, args.api_key
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     policy = _load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
-    if args.api_base is None:
-        missing = missing_credentials(args.model)
-        if missing:
-            names = ", ".join(missing)
-            print(
-                f"loopspec run: no credentials for model '{args.model}': set {names} in the environment "
-                "(or point --api-base at an OpenAI-compatible server)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
+    ok, api_key = live_api_key(args, "run")
+    if not ok:
+        return EXIT_USAGE
     from .engine.consumers import Consumers
     from .engine.interpreter import Turn
     from .providers.litellm_provider import LiteLLMProvider
@@ -86,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tools=demo_tools(),
         consumers=Consumers(on_delta=on_delta, on_status=on_status),
         api_base=args.api_base,
-        api_key=args.api_key or (os.environ.get("LOOPSPEC_API_KEY") if args.api_base else None) or ("sk-loopspec" if args.api_base else None),
+        api_key=api_key,
     )
     result = asyncio.run(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
@@ -107,10 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run one live turn through litellm (needs credentials)")
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--model", required=True, help="litellm model name, e.g. openai/gpt-4o-mini")
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL (e.g. a loopback server)")
-    p.add_argument("--api-key", default=None, help="API key for --api-base (default: $LOOPSPEC_API_KEY)")
+    add_live_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print retries and escalations as they happen")
     p.set_defaults(handler=cmd_run)

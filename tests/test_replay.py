@@ -168,3 +168,29 @@ def test_store_trace_keeps_the_file_and_replaces_the_old_trace(tmp_path: Path, c
     cli_main(["replay", str(dst), "--machine", pre])
     out = capsys.readouterr().out
     assert "decisions part from the recorded trace at step 2: in make_stub on mid_tool_call" in out
+
+
+def test_fork_replays_k_recorded_calls_then_goes_live(capsys: pytest.CaptureFixture[str]) -> None:
+    """fork --at 1: the recorded stall, then live calls (a loopback server stands in for the model)."""
+    from loopspec.replay.server import LoopbackServer
+
+    c = CASSETTES["hermes-31998-stall-mid-tool-call"]
+    with LoopbackServer(list(c.interactions[1:])) as server:
+        code = cli_main(["fork", c.file, "--at", "1", "--machine", str(DEFAULT_POLICY), "--model", "openai/x",
+                         "--api-base", server.api_base, "--json"])
+        seen = len(server.requests)
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["outcome"] == "completed"
+    assert seen == 2, "the first call came from the cassette, the next two from the live side"
+    assert [s["event"] for s in out["trace"]][:3] == ["opened", "stalled", "mid_tool_call"]
+
+
+def test_rerun_runs_the_opening_messages_live(capsys: pytest.CaptureFixture[str]) -> None:
+    from loopspec.replay.server import LoopbackServer
+
+    c = CASSETTES["hermes-31998-stall-mid-tool-call"]
+    with LoopbackServer([c.interactions[2]]) as server:
+        code = cli_main(["rerun", c.file, "--machine", str(DEFAULT_POLICY), "--model", "openai/x", "--api-base", server.api_base])
+        body = server.requests[0].body
+    assert code == 0 and "Mexico City" in capsys.readouterr().out
+    assert body["messages"][0]["content"] == c.messages[0]["content"]

@@ -35,26 +35,41 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """Wall-clock time: real sleeps, real inter-chunk timeouts."""
+    """Wall-clock time: real sleeps, real inter-chunk timeouts.
+
+    A recorded stream (a :class:`PausingStream`, as in :func:`loopspec.replay.harness.fork`) keeps
+    its recorded pauses: one at least as long as the stall timeout is a stall at once, a shorter
+    one is slept for real.
+    """
+
+    def _real(self, seconds: float) -> float:
+        """Seconds of wall time for ``seconds`` of turn time."""
+        return seconds
 
     def now(self) -> float:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         if seconds > 0:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(self._real(seconds))
 
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        next_pause = getattr(stream, "next_pause", None)
+        if next_pause is not None:
+            pause = next_pause()
+            if pause >= timeout:
+                raise StallTimeout()
+            await self.sleep(pause)
         # asyncio.timeout schedules one timer; wait_for would create a task per chunk.
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._real(timeout)):
                 return await stream.__anext__()
         except TimeoutError:
             raise StallTimeout() from None
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
         try:
-            async with asyncio.timeout(timeout):  # in this task: wait_for would start another
+            async with asyncio.timeout(self._real(timeout)):  # in this task: wait_for would start another
                 return await awaitable
         except TimeoutError:
             raise StallTimeout() from None
@@ -112,14 +127,11 @@ class ScaledClock(RealClock):
         """Opening a request is never compressed below this: a cold litellm takes ~2 s."""
         self._start = time.monotonic()
 
+    def _real(self, seconds: float) -> float:
+        return seconds * self.factor
+
     def now(self) -> float:
         return (time.monotonic() - self._start) / self.factor
 
-    async def sleep(self, seconds: float) -> None:
-        await RealClock.sleep(self, seconds * self.factor)
-
-    async def next_chunk(self, stream: Any, timeout: float) -> Any:
-        return await RealClock.next_chunk(self, stream, timeout * self.factor)
-
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
-        return await RealClock.within(self, awaitable, max(timeout * self.factor, self.min_open))
+        return await RealClock.within(self, awaitable, max(timeout, self.min_open / self.factor))

@@ -38,6 +38,17 @@ def _broken_from_error(err: Any) -> StreamBroken:
     return StreamBroken.make(broken_cause(msg), msg)
 
 
+def _event_payload(payload: str, event: str, loads: Any = json.loads) -> Any:
+    """One SSE event's parsed data; an unparseable payload or an ``event: error`` frame breaks the stream."""
+    try:
+        obj = loads(payload)
+    except ValueError as e:
+        raise StreamBroken.make("provider_error", f"unparseable SSE data: {payload[:200]!r}") from e
+    if event == "error":
+        raise _broken_from_error(obj.get("error", obj) if isinstance(obj, dict) else obj)
+    return obj
+
+
 def iter_sse_data(text: str | bytes) -> Iterator[dict]:
     """Yield the JSON payload of each SSE event's ``data:`` field(s).
 
@@ -66,24 +77,12 @@ def iter_sse_data(text: str | bytes) -> Iterator[dict]:
         if payload == "[DONE]":
             event = ""
             continue
-        try:
-            obj = loads(payload)
-        except ValueError as e:
-            raise StreamBroken.make("provider_error", f"unparseable SSE data: {payload[:200]!r}") from e
-        if event == "error":
-            raise _broken_from_error(obj.get("error", obj) if isinstance(obj, dict) else obj)
+        yield _event_payload(payload, event, loads)
         event = ""
-        yield obj
     if buf:  # a final event with no blank line after it
         payload = "\n".join(buf)
         if payload != "[DONE]":
-            try:
-                obj = loads(payload)
-            except ValueError as e:
-                raise StreamBroken.make("provider_error", f"unparseable SSE data: {payload[:200]!r}") from e
-            if event == "error":
-                raise _broken_from_error(obj.get("error", obj) if isinstance(obj, dict) else obj)
-            yield obj
+            yield _event_payload(payload, event, loads)
 
 
 def usage_from_dict(u: dict) -> Usage:

@@ -13,9 +13,8 @@ import os
 from typing import Any
 
 from loopspec.engine.classify import classify_exception
-from loopspec.engine.deltas import Delta
+from loopspec.engine.deltas import Delta, ToolCallFragment
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
-from loopspec.engine.deltas import ToolCallFragment  # noqa: E402
 from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 
 __all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "import_litellm"]

@@ -10,15 +10,25 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json
 
 
-def _check_written(path: str) -> bool:
-    """Read a written cassette back; print its diagnostics if the reader rejects it."""
+def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
+    """Write through ``write`` (which redacts), then read the file back: False, with the reason
+    printed, if redaction refused, the file could not be written, or the reader rejects it."""
     from .cassette import read_cassette
+    from .recorder import RedactionError
 
+    try:
+        write()
+    except RedactionError as exc:
+        print(f"loopspec {command}: {exc}; nothing written", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"loopspec {command}: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return False
     c, diags = read_cassette(path)
     for d in diags:
         print(d.format(), file=sys.stderr)
@@ -27,7 +37,7 @@ def _check_written(path: str) -> bool:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from .importer import TranscriptError, import_transcript
-    from .recorder import RedactionError, safe_dump
+    from .recorder import safe_dump
 
     try:
         imported = import_transcript(args.transcript, name=args.name)
@@ -35,17 +45,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         for d in exc.diagnostics:
             print(d.format(), file=sys.stderr)
         return EXIT_FAILED
-    try:
+    def write() -> None:
         text = safe_dump(imported.to_data())
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
-    except RedactionError as exc:
-        print(f"loopspec import: {exc}; nothing written", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"loopspec import: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
-    if not _check_written(args.output):
+
+    if not _write_cassette("import", write, args.output):
         return EXIT_FAILED
     c = imported.cassette
     for note in imported.notes:
@@ -59,33 +64,18 @@ def cmd_record(args: argparse.Namespace) -> int:
     policy = _load_or_report(args.machine, False)
     if policy is None:
         return EXIT_USAGE
-    from loopspec.cli_run import missing_credentials
+    from loopspec.cli_run import live_api_key
 
-    if args.api_base is None:
-        missing = missing_credentials(args.model)
-        if missing:
-            print(f"loopspec record: no credentials for model '{args.model}': set {', '.join(missing)} "
-                  "(or point --api-base at an OpenAI-compatible server)", file=sys.stderr)
-            return EXIT_USAGE
-    from .recorder import RedactionError
-
-    api_key = args.api_key or (os.environ.get("LOOPSPEC_API_KEY") if args.api_base else None) or (
-        "sk-loopspec" if args.api_base else None)
+    ok, api_key = live_api_key(args, "record")
+    if not ok:
+        return EXIT_USAGE
     name = args.name or os.path.basename(args.output).split(".")[0]
     messages: list[dict[str, Any]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
     recording = asyncio.run(_record(policy, messages, args, api_key, name))
-    try:
-        recording.write(args.output)
-    except RedactionError as exc:
-        print(f"loopspec record: {exc}; nothing written", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"loopspec record: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
-    if not _check_written(args.output):
+    if not _write_cassette("record", lambda: recording.write(args.output), args.output):
         return EXIT_FAILED
     r = recording.result
     print(f"wrote {args.output}: {r.outcome} ({r.halt_state}), {r.usage.model_calls} model calls, "
@@ -125,6 +115,8 @@ def cmd_cassette_schema(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from loopspec.cli_run import add_live_arguments
+
     p = sub.add_parser("import", help="turn a saved session (OpenAI messages: JSON or JSONL) into a cassette")
     p.add_argument("transcript", metavar="TRANSCRIPT",
                    help="a JSON array of messages, {\"messages\": [...], \"tools\": [...]}, or JSONL (one message a line)")
@@ -134,10 +126,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("record", help="run one live turn and record it as a cassette (secrets redacted)")
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--model", required=True, help="litellm model name, e.g. openai/gpt-4o-mini")
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL")
-    p.add_argument("--api-key", default=None, help="API key for --api-base (default: $LOOPSPEC_API_KEY); never written")
+    add_live_arguments(p)
     p.add_argument("--system", default=None, help="a system message before the prompt")
     p.add_argument("--name", default=None, help="the cassette's name (default: the output file name)")
     p.add_argument("--time-scale", type=float, default=None, metavar="F",

@@ -151,14 +151,10 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         print(d.format(), file=sys.stderr)
     if policy is None or c is None:
         return None
-    if args.api_base is None:
-        from loopspec.cli_run import missing_credentials
+    from loopspec.cli_run import live_api_key
 
-        missing = missing_credentials(args.model)
-        if missing:
-            print(f"no credentials for model '{args.model}': set {', '.join(missing)} (or pass --api-base)", file=sys.stderr)
-            return None
-    return policy, c
+    ok, args.api_key = live_api_key(args, args.command)
+    return (policy, c) if ok else None
 
 
 def _print_live(result: Any, as_json: bool) -> int:
@@ -196,6 +192,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from loopspec.cli_run import add_live_arguments
+
     p = sub.add_parser("replay", help="replay cassettes under a policy (offline) and judge their expectations")
     p.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders (*.cassette.yaml)")
     p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
@@ -226,11 +224,8 @@ def register(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("cassette", metavar="CASSETTE")
-        p.add_argument("--machine", required=True, metavar="FILE")
-        p.add_argument("--model", required=True, help="litellm model for the live calls")
+        add_live_arguments(p)
         if name == "fork":
             p.add_argument("--at", type=int, required=True, metavar="K", help="recorded model calls to replay first")
-        p.add_argument("--api-base", default=None)
-        p.add_argument("--api-key", default=None)
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=handler)

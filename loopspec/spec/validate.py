@@ -267,12 +267,16 @@ class _Validator:
 
     # -- sections -----------------------------------------------------------------------------
 
-    def read_templates(self, root: YMap) -> dict[str, str]:
-        out: dict[str, str] = {}
-        node = root.get("templates")
+    def section(self, root: YMap, key: str, what: str) -> YMap | None:
+        """An optional top-level mapping: None when absent (nothing to read) or not a mapping (reported)."""
+        node = root.get(key)
         if node is None:
-            return out
-        m = self.expect_map(node, "templates", root.pos_of("templates"), "templates")
+            return None
+        return self.expect_map(node, key, root.pos_of(key), what)
+
+    def read_templates(self, root: YMap) -> dict[str, str]:
+        out: dict[str, str]= {}
+        m = self.section(root, "templates", "templates")
         if m is None:
             return out
         for key, text in m.items():
@@ -314,11 +318,8 @@ class _Validator:
                 )
 
     def read_backoff(self, root: YMap) -> dict[str, tuple[float, ...]]:
-        out: dict[str, tuple[float, ...]] = {}
-        node = root.get("backoff")
-        if node is None:
-            return out
-        m = self.expect_map(node, "backoff", root.pos_of("backoff"), "backoff")
+        out: dict[str, tuple[float, ...]]= {}
+        m = self.section(root, "backoff", "backoff")
         if m is None:
             return out
         for key, seq in m.items():
@@ -340,11 +341,8 @@ class _Validator:
         return out
 
     def read_flags(self, root: YMap) -> set[str]:
-        out: set[str] = set()
-        node = root.get("flags")
-        if node is None:
-            return out
-        m = self.expect_map(node, "flags", root.pos_of("flags"), "flags (name: {doc: ...})")
+        out: set[str]= set()
+        m = self.section(root, "flags", "flags (name: {doc: ...})")
         if m is None:
             return out
         for key, body in m.items():
@@ -362,10 +360,7 @@ class _Validator:
 
     def read_counters(self, root: YMap) -> list[Counter]:
         out: list[Counter] = []
-        node = root.get("counters")
-        m = None
-        if node is not None:
-            m = self.expect_map(node, "counters", root.pos_of("counters"), "counters")
+        m = self.section(root, "counters", "counters")
         if m is not None:
             for key, body in m.items():
                 path = f"counters.{key}"
@@ -392,10 +387,7 @@ class _Validator:
         return out
 
     def read_settings(self, root: YMap) -> Settings:
-        node = root.get("settings")
-        if node is None:
-            return Settings()
-        m = self.expect_map(node, "settings", root.pos_of("settings"), "settings")
+        m = self.section(root, "settings", "settings")
         if m is None:
             return Settings()
         self.unknown_keys(m, tuple(SETTINGS_KEYS), "settings", "settings")
@@ -414,11 +406,8 @@ class _Validator:
         return Settings(**values)
 
     def read_guardrails(self, root: YMap) -> dict[str, Guardrail]:
-        out: dict[str, Guardrail] = {}
-        node = root.get("guardrails")
-        if node is None:
-            return out
-        m = self.expect_map(node, "guardrails", root.pos_of("guardrails"), "guardrails")
+        out: dict[str, Guardrail]= {}
+        m = self.section(root, "guardrails", "guardrails")
         if m is None:
             return out
         for key, body in m.items():

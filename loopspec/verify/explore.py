@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -341,16 +340,20 @@ def witness_walks(
     seconds: float = 0.25,
     seed: int = 1,
     max_walks: int = 6,
+    moves_per_second: int = 8_000,
 ) -> Witness:
     """Greedy depth-first runs that avoid halting (and avoid setting flags) while they can, with
     backtracking out of dead ends, recording every halt one step away. Each run prefers spending a
     retry budget over the tool loop, so streaks get reset between retries. They stop early once
-    every target figure is met."""
+    every target figure is met.
+
+    The budget is counted in moves (``seconds * moves_per_second``), not read off the clock, so the
+    figures a check reports are the same on a loaded CI machine as on an idle laptop."""
     policy = an.policy
     rng = random.Random(seed)
     b_idx = [(name, policy.counter_index(name)) for name in policy.backstops]
     best: dict[str, dict[str, int]] = {}
-    deadline = time.perf_counter() + seconds
+    budget = max(1, int(seconds * moves_per_second))
     walks = steps = 0
 
     def record(cfg: Config) -> None:
@@ -404,17 +407,16 @@ def witness_walks(
         return [c for _s, _i, c in scored]
 
     modes = (0, 1, 2)
-    start = time.perf_counter()
-    while walks < max_walks and time.perf_counter() < deadline and not met():
+    per_walk = max(64, budget // max_walks)
+    while walks < max_walks and not met():
         mode = modes[walks % len(modes)]
         walks += 1
-        slice_end = min(deadline, time.perf_counter() + max(seconds / len(modes), (deadline - start) / len(modes)))
         visited: set[Config] = {init}
         stack: list[tuple[Config, list[Config], int]] = [(init, options(init, mode), 0)]
         moves = 0
         while stack:
             moves += 1
-            if (moves & 63) == 0 and (time.perf_counter() > slice_end or met()):
+            if moves > per_walk or ((moves & 63) == 0 and met()):
                 break
             cfg, opts, i = stack[-1]
             if i >= len(opts):
@@ -436,7 +438,6 @@ def guided_counterexample(
     an: Analysis,
     distance: dict[Any, int],
     predicate: StepPredicate,
-    seconds: float = 0.5,
     limit: int = 50_000,
 ) -> tuple[list[CexStep] | None, int]:
     """A concrete run to a step satisfying ``predicate`` when it lies too deep for breadth-first
@@ -448,7 +449,6 @@ def guided_counterexample(
     concrete (every step is the model's own) but not necessarily the shortest.
     """
     inf = 1 << 30
-    deadline = time.perf_counter() + seconds
     root = initial_node(an)
     visited: set[CNode] = {root}
     explored = 0
@@ -476,7 +476,7 @@ def guided_counterexample(
         return [cex_step(hit[0])], explored
     stack: list[tuple[CNode, Step | None, list[tuple[Step, CNode]], int]] = [(root, None, first, 0)]
     while stack:
-        if explored > limit or ((explored & 63) == 0 and time.perf_counter() > deadline):
+        if explored > limit:  # a count, not a clock: the same answer on any machine
             return None, explored
         node, via, opts, i = stack[-1]
         if i >= len(opts):
