@@ -11,11 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+def run_async(coro: Any) -> Any:
+    """``asyncio.run``, with asyncio imported only by the commands that need it (validate/check don't)."""
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def _print_json(data: object) -> None:

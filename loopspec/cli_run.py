@@ -6,14 +6,13 @@ Imports litellm only when it runs, so the rest of the CLI stays fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as _dt
 import json
 import os
 import sys
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -105,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_base=args.api_base,
         api_key=api_key,
     )
-    result = asyncio.run(turn.run([{"role": "user", "content": args.prompt}]))
+    result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
         data: dict[str, Any] = result.to_json()
         _print_json(data)

@@ -20,7 +20,19 @@ from .interactions import (
     stream_chunks,
     stream_plan,
 )
-from .server import CHAT_PATH, DIVERGED_HEADER, LoopbackServer, RecordedRequest
+
+# The server pulls in asyncio and sockets; the CLI imports this package for every command, so the
+# server is loaded on first use (PEP 562) and `loopspec validate` stays fast to start.
+_SERVER_NAMES = ("CHAT_PATH", "DIVERGED_HEADER", "LoopbackServer", "RecordedRequest")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SERVER_NAMES:
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'loopspec.replay' has no attribute {name!r}")
+
 
 __all__ = [
     "CHAT_PATH",

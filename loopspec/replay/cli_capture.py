@@ -7,12 +7,11 @@ handlers.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from typing import Any, Callable
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json
+from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
 
 
 def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
@@ -74,7 +73,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
-    recording = asyncio.run(_record(policy, messages, args, api_key, name))
+    recording = run_async(_record(policy, messages, args, api_key, name))
     if not _write_cassette("record", lambda: recording.write(args.output), args.output):
         return EXIT_FAILED
     r = recording.result

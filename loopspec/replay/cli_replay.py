@@ -7,11 +7,10 @@ live commands) is imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json
+from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
 
 
 def _progress(i: int, n: int, name: str, quiet: bool) -> None:
@@ -63,7 +62,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not files:
         print(f"loopspec replay: no cassettes (*.cassette.yaml) under {' '.join(args.paths)}", file=sys.stderr)
         return EXIT_USAGE
-    reports = asyncio.run(_replay_all(cassettes, policy, args.transport, args.json))
+    reports = run_async(_replay_all(cassettes, policy, args.transport, args.json))
     if args.store_trace:
         from .cassette import RecordedStep, store_trace
 
@@ -100,8 +99,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if not cassettes:
         print(f"loopspec diff: no readable cassettes under {args.corpus}", file=sys.stderr)
         return EXIT_USAGE
-    before = asyncio.run(_replay_all(cassettes, old, args.transport, args.json))
-    after = asyncio.run(_replay_all(cassettes, new, args.transport, args.json))
+    before = run_async(_replay_all(cassettes, old, args.transport, args.json))
+    after = run_async(_replay_all(cassettes, new, args.transport, args.json))
     rows = []
     for a, b in zip(before, after):
         pa, pb = decision_path(a.result), decision_path(b.result)
@@ -173,7 +172,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     policy, c = loaded
-    result = asyncio.run(rerun(c, policy, model=args.model, api_base=args.api_base, api_key=args.api_key))
+    result = run_async(rerun(c, policy, model=args.model, api_base=args.api_base, api_key=args.api_key))
     return _print_live(result, args.json)
 
 
@@ -187,7 +186,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
     if not 0 <= args.at <= len(c.interactions):
         print(f"--at must be between 0 and {len(c.interactions)} (the recorded model calls)", file=sys.stderr)
         return EXIT_USAGE
-    result = asyncio.run(fork(c, policy, args.at, model=args.model, api_base=args.api_base, api_key=args.api_key))
+    result = run_async(fork(c, policy, args.at, model=args.model, api_base=args.api_base, api_key=args.api_key))
     return _print_live(result, args.json)
 
 
