@@ -115,7 +115,9 @@ def test_more_calls_than_recorded_is_a_diverged_verdict_not_an_invention() -> No
     short = type(c)(**{**vars(c), "interactions": c.interactions[:2]})
     r = asyncio.run(replay(short, DEFAULT))
     assert r.verdict == "diverged" and r.diverged_at == 2
-    assert r.failures[0].startswith("diverged at model call 3: the cassette recorded 2 responses")
+    assert r.failures[0].startswith("diverged at model call 3: the cassette recorded 2 model responses")
+    assert "after run_tools --ok--> call_model" in r.failures[0]
+    assert "It asked with tools" in r.failures[0]
 
 
 def test_cli_replay_json_fields_and_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -166,6 +166,23 @@ def _transition_of(policy: Policy, step: TraceStep):  # type: ignore[no-untyped-
     return None
 
 
+def divergence_message(c: Cassette, result: TurnResult, index: int) -> str:
+    """Which call, what the cassette had, what the policy asked for, and how to fix it."""
+    steps = [s for s in result.trace if s.kind == "call"]
+    before = result.trace[steps[index].index - 1] if index < len(steps) and steps[index].index else None
+    why = f", after {before.state} --{before.event}--> {before.target}" if before else ""
+    asked = ""
+    if index < len(result.requests):
+        req = result.requests[index]
+        prompt = req.last_user if len(req.last_user) <= 60 else req.last_user[:57] + "..."
+        asked = f" It asked with tools {req.tools or 'none'} and last prompt {prompt!r}."
+    return (
+        f"diverged at model call {index + 1}: the cassette recorded {len(c.interactions)} model responses and the "
+        f"policy asked for another{why}.{asked} Replay never invents a response: record the turn again "
+        "under this policy (loopspec record), or add the response it needs to the cassette's interactions."
+    )
+
+
 def check_expectations(c: Cassette, result: TurnResult, *, unconsumed: int) -> list[str]:
     """Every expectation that does not hold, as a sentence that says what to look at."""
     e = c.expect
@@ -251,12 +268,7 @@ async def replay(
     verdict: Verdict = "fail" if failures else "pass"
     if diverged_at is not None:
         verdict = "diverged"
-        failures.insert(
-            0,
-            f"diverged at model call {diverged_at + 1}: the cassette recorded {len(c.interactions)} responses and the "
-            f"policy asked for another (after step {len(result.trace) - 1}: {result.trace[-2].state if len(result.trace) > 1 else '-'}). "
-            "Record the turn again under this policy, or add the response it needs to the cassette.",
-        )
+        failures.insert(0, divergence_message(c, result, diverged_at))
     if tools.exhausted:
         verdict = "diverged"
         failures.insert(0, f"diverged: the policy ran {tools.exhausted[0]} more often than the cassette recorded")
