@@ -91,7 +91,7 @@ SCENARIOS = [
     Scenario(
         "hermes-31998 stall mid tool call is continued",
         [
-            recorded("openai_stream_tool_call_single.sse", stall_after=3, stall_seconds=100),
+            recorded("openai_stream_tool_call_single.sse", stall_after=3, stall_seconds=300),
             recorded("openai_stream_tool_call_single.sse"),
             recorded("openai_stream_text.sse"),
         ],

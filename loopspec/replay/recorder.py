@@ -423,8 +423,17 @@ class _Slot:
         if self.interaction is None:
             waited = self.now() - self.last
             self.interaction = StreamResponse(
-                chunks=tuple(self.chunks), stall_after=len(self.chunks), stall_seconds=float(math.ceil(waited) + 1)
+                chunks=tuple(self.chunks), stall_after=len(self.chunks), stall_seconds=recorded_pause(waited)
             )
+
+
+def recorded_pause(waited: float) -> float:
+    """The silence to record when the interpreter gave up after ``waited`` seconds.
+
+    We only know the upstream said nothing for at least that long; recording twice as much keeps
+    the replay a stall under the same policy even when replay over HTTP compresses time and a
+    loaded machine eats part of the pause before the client asks for the next chunk."""
+    return float(math.ceil(2 * waited) + 1)
 
 
 class RecordingProvider(LiteLLMProvider):
@@ -454,7 +463,7 @@ class RecordingProvider(LiteLLMProvider):
         except asyncio.CancelledError:
             # The interpreter's request timer: no headers for as long as we waited.
             waited = slot.now() - slot.last
-            slot.interaction = StreamResponse(chunks=(), stall_after=0, stall_seconds=float(math.ceil(waited) + 1))
+            slot.interaction = StreamResponse(chunks=(), stall_after=0, stall_seconds=recorded_pause(waited))
             raise
         except Exception as e:
             event = classify_exception(e, phase="call")
