@@ -59,7 +59,10 @@ class StreamResponse:
             raise ValueError("StreamResponse needs exactly one of chunks= or sse=")
         if self.chunks is not None and not isinstance(self.chunks, tuple):
             object.__setattr__(self, "chunks", tuple(self.chunks))
-        n_data = sum(1 for ev in sse_events(self) if is_data_event(ev))
+        if self.chunks is not None:  # one data event per chunk; no need to render them
+            n_data = len(self.chunks)
+        else:
+            n_data = sum(1 for ev in sse_events(self) if is_data_event(ev))
         for name in ("stall_after", "disconnect_after"):
             k = getattr(self, name)
             if k is not None and not 0 <= k <= n_data:
