@@ -138,11 +138,12 @@ def cassettes(
     """A whole turn the outside world might produce: messages, tools, responses, tool results."""
     n = draw(st.integers(1, max_interactions))
     interactions: list[Interaction] = []
-    for _ in range(n):
-        if draw(st.floats(0, 1)) < error_weight:
-            interactions.append(draw(provider_errors()))
-        else:
-            interactions.append(draw(replies(tools)))
+    while len(interactions) < n:
+        # Models repeat themselves: the same kind of reply several times in a row is what streak
+        # guards, retry budgets and escalations exist for, so responses come in runs.
+        one = draw(provider_errors()) if draw(st.floats(0, 1)) < error_weight else draw(replies(tools))
+        interactions += [one] * draw(st.integers(1, 4))
+    interactions = interactions[:n]
     results = [draw(tool_outcomes(draw(st.sampled_from(list(tools))))) for _ in range(draw(st.integers(0, 2 * n)))]
     specs = tuple(
         ToolSpec(t, {"type": "object", "properties": {"country": {"type": "string"}}}, needs_approval=draw(st.booleans()) and t == "read_file")

@@ -7,6 +7,7 @@ error and tool outcome, in any order. Every test name states its property.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,6 +21,8 @@ from loopspec.replay.inproc import InProcessProvider
 from loopspec.engine.interpreter import Turn
 from loopspec.engine.clock import VirtualClock
 from loopspec.spec.alphabet import OUTCOMES
+from loopspec.replay.interactions import StreamResponse
+from loopspec.replay.synth import reply_chunks
 from loopspec.strategies import cassettes, events
 from loopspec.verify.abstraction import build_analysis
 from loopspec.verify.explore import successors
@@ -79,9 +82,14 @@ def test_no_tool_runs_from_a_truncated_or_partial_call(cassette: Any) -> None:
             assert isinstance(json.loads(tc["function"]["arguments"] or "{}"), dict)
 
 
-@given(cassettes())
-def test_tools_once_disabled_stay_disabled(cassette: Any) -> None:
-    """Property: after tools are disabled in a turn, no later request carries tools."""
+@given(cassettes(), st.integers(0, 3))
+def test_tools_once_disabled_stay_disabled(cassette: Any, lead: int) -> None:
+    """Property: after tools are disabled in a turn, no later request carries tools.
+
+    Each generated world starts with a few thinking-only replies (the escalation that disables
+    tools needs three), so the property is exercised on most examples, not only on lucky ones."""
+    thinking = StreamResponse(chunks=tuple(reply_chunks(reasoning="hmm")))
+    cassette = dataclasses.replace(cassette, interactions=(thinking,) * lead + cassette.interactions)
     result = run(cassette)
     assert property_problem("tools_stay_disabled", result) == ""
     # the i-th call step made the i-th request; the step before it says which flags were in force
