@@ -308,3 +308,46 @@ def test_recorded_mid_stream_errors_become_broken_and_are_retried(name: str) -> 
     result, _ = run([recorded(name), recorded("openai_stream_text.sse")])
     assert events(result)[1] == "broken"
     assert result.outcome in ("completed", "context_exceeded")
+
+
+def test_turn_deadline_cancels_the_turn_in_virtual_time() -> None:
+    """litellm's timeouts bound each read, not the turn: settings.turn_deadline does. With a 45 s
+    deadline, the first 30 s rate-limit backoff fits and the retry after the 60 s one does not."""
+    text = DEFAULT_POLICY.read_text().replace("  stall_timeout: 60", "  turn_deadline: 45\n  stall_timeout: 60")
+    from loopspec import load_policy_text
+
+    policy = load_policy_text(text)
+    body = error_body("openai_error_429_rate_limit_requests.json")
+    provider = InProcessProvider([ErrorResponse(429, body)] * 3 + [recorded("openai_stream_text.sse")])
+    clock = VirtualClock()
+    result = asyncio.run(Turn(policy, provider, model="replay", clock=clock).run(USER))
+    assert result.outcome == "cancelled"
+    assert [s.event for s in result.trace] == ["rate_limit", "rate_limit", "cancelled"]
+    assert len(provider.requests) == 2 and clock.now() >= 45
+    assert history_problems(result.messages) == []
+
+
+def test_external_task_cancellation_still_propagates_after_the_halt() -> None:
+    """Cancelling the task from outside ends the turn validly and then re-raises, as asyncio expects."""
+    started = asyncio.Event()
+
+    async def slow(country: str) -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    reg = ToolRegistry()
+    reg.register(slow, name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    turn = Turn(POLICY, InProcessProvider([recorded("openai_stream_tool_call_single.sse")]), model="replay",
+                tools=reg, clock=VirtualClock())
+
+    async def main() -> None:
+        task = asyncio.create_task(turn.run(USER))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert turn.result is not None and turn.result.outcome == "cancelled"
+    assert history_problems(turn.result.messages) == []

@@ -168,6 +168,7 @@ class Turn:
         self._pending_calls: tuple[str, list[ToolCall]] | None = None
         self._external_cancel = False
         self._pending_cancel = False
+        self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
 
         cfg = policy.initial_config()
         request_flags: frozenset[str] = frozenset()
@@ -233,8 +234,10 @@ class Turn:
         """Run the state's effect; ``arrived_by`` is the event whose transition led here (its
         attributes fill the state's templates, e.g. a continuation naming the cut-off tools)."""
         kind = state.kind
-        if self._pending_cancel and kind in ("call", "stream", "tool_exec"):
+        if kind in ("call", "stream", "tool_exec") and (self._pending_cancel or self._past_deadline()):
             self._pending_cancel = False
+            if self._stream is not None:
+                await self._close_stream()
             return Event("cancelled", {})
         try:
             if kind == "call":
@@ -260,12 +263,18 @@ class Turn:
             return Event("done", {})
         raise AssertionError(f"no effect for kind {kind}")  # pragma: no cover
 
+    def _past_deadline(self) -> bool:
+        """The policy's turn_deadline has passed (cancellation by the clock)."""
+        return self._deadline is not None and self.clock.now() >= self._deadline
+
     def _note_cancel(self) -> None:
+        """A CancelledError was turned into the ``cancelled`` event. If it came from outside (the
+        caller cancelled the task, not :meth:`cancel` or the deadline), re-raise it after the halt."""
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             task.uncancel()
-        if not self._cancel_requested:
-            self._external_cancel = True
+            if not self._cancel_requested:
+                self._external_cancel = True
 
     def _build_request(self, flags: frozenset[str]) -> ModelRequest:
         settings = self.policy.settings
@@ -318,7 +327,7 @@ class Turn:
         timeout = self.policy.settings.stall_timeout
         try:
             while True:
-                if self._cancel_requested:
+                if self._cancel_requested or self._past_deadline():
                     raise asyncio.CancelledError()
                 try:
                     delta = await self.clock.next_chunk(stream, timeout)

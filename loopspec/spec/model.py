@@ -290,6 +290,9 @@ class Settings:
     fallback_model: str | None = None
     compaction_keep_last: int = 6
     reasoning_effort: str | None = None
+    turn_deadline: float | None = None
+    """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
+    call, stream read or tool batch observes ``cancelled``."""
 
 
 @dataclass(frozen=True)

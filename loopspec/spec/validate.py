@@ -87,6 +87,7 @@ SETTINGS_KEYS = {
     "fallback_model": (str,),
     "compaction_keep_last": (int,),
     "reasoning_effort": (str,),
+    "turn_deadline": (int, float),
 }
 BACKSTOP_KEYS = ("max", "exhausted", "wrap_up", "warn_at", "warning", "doc")
 GUARDRAIL_KEYS = ("threshold", "verdict", "max_period", "doc")
