@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -144,17 +144,6 @@ SCENARIOS = [
         "completed",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for the module: litellm caches async HTTP clients, which must not outlive a loop."""
-    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.run_until_complete(close_litellm_async_clients())
-    lp.close()
 
 
 def summary(result: Any) -> tuple[Any, ...]:

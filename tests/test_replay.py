@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -23,16 +22,6 @@ CASSETTES = {load_cassette(p).name: load_cassette(p) for p in find_cassettes([st
 
 def policy(name: str):  # type: ignore[no-untyped-def]
     return load_policy(str(MACHINES / f"{name}.yaml"))
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.run_until_complete(close_litellm_async_clients())
-    lp.close()
 
 
 def test_corpus_has_one_cassette_per_incident_and_pre_fix_policy() -> None:

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Awaitable, Iterator, TypeVar
+from typing import Any, Awaitable, TypeVar
 
 import pytest
 
@@ -74,17 +74,6 @@ def recorded_content(name: str) -> str:
         for chunk in recorded_chunks(name)
         for c in chunk.get("choices") or []
     )
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One loop for the module: litellm caches async HTTP clients, which must not outlive a loop."""
-    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.run_until_complete(close_litellm_async_clients())  # else its pooled sockets leak
-    lp.close()
 
 
 def run(loop: asyncio.AbstractEventLoop, coro: Awaitable[T]) -> T:
