@@ -47,13 +47,3 @@ class Delta:
     usage: Usage | None = None
     thinking_blocks: tuple[dict, ...] = ()
 
-    def is_empty(self) -> bool:
-        """True when the chunk carried nothing the assembler would keep."""
-        return not (
-            self.text
-            or self.reasoning
-            or self.tool_calls
-            or self.finish_reason
-            or self.usage
-            or self.thinking_blocks
-        )

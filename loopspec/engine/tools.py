@@ -131,6 +131,3 @@ async def needs_approval(registry: ToolRegistry, calls: list[ToolCall], approve:
     return None
 
 
-async def run_batch(registry: ToolRegistry, calls: list[ToolCall]) -> list[ToolResult]:
-    """Run a batch in parallel; results come back in call order."""
-    return list(await asyncio.gather(*(run_one(registry.tools.get(c.name), c) for c in calls)))

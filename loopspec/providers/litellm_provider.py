@@ -176,9 +176,3 @@ class LiteLLMProvider:
         return LiteLLMResponseStream(wrapper, None, exhausted=False)
 
 
-async def _quiet_close(wrapper: Any) -> None:
-    try:
-        if hasattr(wrapper, "aclose"):
-            await wrapper.aclose()
-    except Exception:
-        pass

@@ -275,10 +275,6 @@ TEMPLATE_GLOBALS: dict[str, str] = {
 }
 
 
-def all_event_names() -> set[str]:
-    return {e.name for k in KINDS.values() for e in k.events}
-
-
 def all_attribute_names() -> set[str]:
     return {a.name for k in KINDS.values() for e in k.events for a in e.attrs}
 

@@ -244,10 +244,6 @@ class State:
     """halt: the message template delivered to every consumer."""
     pos: Position | None = None
 
-    @property
-    def is_final(self) -> bool:
-        return self.kind == "halt"
-
     def all_transitions(self) -> tuple[Transition, ...]:
         return tuple(t for ts in self.transitions.values() for t in ts)
 
@@ -364,9 +360,6 @@ class Policy:
         zero = Config(self.initial, (0,) * len(self.counters), frozenset())
         cfg, _flags, _warn = self._enter(self.initial, zero.counters, zero.flags)
         return cfg
-
-    def initial_directives(self) -> tuple[Directive, ...]:
-        return ()
 
     def value(self, cfg: Config, counter: str) -> int:
         return cfg.counters[self._counter_index[counter]]
@@ -501,10 +494,6 @@ class Policy:
 
     def render(self, template: str, variables: Mapping[str, Any]) -> str:
         return render_template(self.templates[template], variables)
-
-    def halt_message(self, state: str, variables: Mapping[str, Any]) -> str:
-        s = self.states[state]
-        return render_template(s.message or "", variables)
 
 
 WRAP_UP_FLAG = "wrap_up_entered"

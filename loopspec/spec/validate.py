@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Callable
+from typing import Any
 
 from .alphabet import (
     BACKSTOP_KIND,
@@ -18,7 +18,6 @@ from .alphabet import (
     FLAG_SHORTHANDS,
     KINDS,
     OUTCOMES,
-    all_attribute_names,
     template_variables,
 )
 from .diagnostics import Diagnostic, Position, did_you_mean
@@ -940,6 +939,4 @@ def validate_file(path: str) -> tuple[Policy | None, list[Diagnostic]]:
     return validate_document(doc, path)
 
 
-Loader = Callable[[str], "tuple[Policy | None, list[Diagnostic]]"]
-
-__all__ = ["validate_file", "validate_text", "validate_document", "all_attribute_names"]
+__all__ = ["validate_file", "validate_text", "validate_document"]
