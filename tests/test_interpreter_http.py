@@ -198,3 +198,19 @@ def test_non_streaming_mode_runs_the_same_turn(loop: asyncio.AbstractEventLoop) 
     assert [s.event for s in result.trace] == ["opened", "tool_calls", "ok", "opened", "text"]
     assert all(r.body.get("stream") in (False, None) for r in server.requests)
     assert result.message == "The capital of Mexico is Mexico City."
+
+
+def test_cli_run_streams_the_answer_and_prints_the_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    """`loopspec run` against an OpenAI-compatible server: the demo tools are offered, the answer
+    is streamed to stdout and the trace summary goes to stderr."""
+    from loopspec.cli import main as cli_main
+    from loopspec.replay.server import LoopbackServer
+
+    with LoopbackServer([recorded("openai_stream_text.sse")]) as server:
+        code = cli_main(["run", "--machine", str(DEFAULT_POLICY), "--model", "openai/x", "--api-base", server.api_base,
+                         "What is the capital of Mexico?"])
+        tools = [t["function"]["name"] for t in server.requests[0].body["tools"]]
+    out = capsys.readouterr()
+    assert code == 0 and "The capital of Mexico is Mexico City." in out.out
+    assert "completed (halt_completed): 1 model calls" in out.err
+    assert sorted(tools) == ["current_time", "word_count"]
