@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from .replay.cassette import Cassette, ToolOutcome, ToolSpec
 from .replay.interactions import ErrorResponse, Interaction, StreamResponse
 from .replay.synth import inside_tool_arguments, reply_chunks
-from .spec.alphabet import KINDS, Attr, Event
+from .spec.alphabet import KINDS, Attr, Event, EventSpec
 
 DEFAULT_TOOLS = ("get_capital", "read_file")
 
@@ -57,12 +57,14 @@ def _attr_values(a: Attr) -> st.SearchStrategy[Any]:
     }[a.type]
 
 
+def _event_of(spec: EventSpec) -> st.SearchStrategy[Event]:
+    return st.fixed_dictionaries({a.name: _attr_values(a) for a in spec.attrs}).map(lambda d: Event(spec.name, d))
+
+
 def events(kind: str | None = None) -> st.SearchStrategy[Event]:
     """Events a state of ``kind`` can receive (any kind when None), with typed attributes."""
     specs = [e for k in KINDS.values() if kind in (None, k.name) for e in k.events]
-    return st.sampled_from(specs).flatmap(
-        lambda e: st.fixed_dictionaries({a.name: _attr_values(a) for a in e.attrs}).map(lambda d, e=e: Event(e.name, d))
-    )
+    return st.sampled_from(specs).flatmap(_event_of)
 
 
 _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=40).filter(str.strip)

@@ -107,7 +107,7 @@ _JSON_TYPES: dict[str, Any] = {
 }
 
 
-def _schema_of(spec: dict | None) -> dict | None:
+def _schema_of(spec: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """Accept a bare JSON schema, ``{"parameters": ...}`` or a whole OpenAI tool dict."""
     if not spec:
         return None
@@ -118,7 +118,7 @@ def _schema_of(spec: dict | None) -> dict | None:
     return spec
 
 
-def validate_tool_arguments(arguments: str, spec: dict | None) -> str | None:
+def validate_tool_arguments(arguments: str, spec: Mapping[str, Any] | None) -> str | None:
     """None when the arguments are acceptable, else a short reason.
 
     Deliberately small (no jsonschema dependency): a JSON object, required keys present,
@@ -171,7 +171,7 @@ def _names(calls: list[AssembledToolCall]) -> list[str]:
     return [c.name or "" for c in calls]
 
 
-def classify_reply(reply: AssembledReply, tools: Mapping[str, dict | None]) -> Event:
+def classify_reply(reply: AssembledReply, tools: Mapping[str, Mapping[str, Any] | None]) -> Event:
     """The ``stream`` event for a reply that arrived completely.
 
     ``tools`` maps each registered tool name to its parameters schema (or None for no check).
@@ -197,7 +197,7 @@ def classify_reply(reply: AssembledReply, tools: Mapping[str, dict | None]) -> E
         malformed = [
             c.name or ""
             for c in calls
-            if c.name in tools and validate_tool_arguments(c.arguments, tools[c.name]) is not None
+            if c.name is not None and c.name in tools and validate_tool_arguments(c.arguments, tools[c.name]) is not None
         ]
         if malformed:
             return Event("malformed_args", {"tools": malformed})

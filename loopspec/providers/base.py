@@ -42,11 +42,15 @@ class ModelRequest:
 @runtime_checkable
 class ResponseStream(Protocol):
     """An opened response: async-iterate it for Deltas; ``aclose()`` releases the connection
-    (the interpreter calls it when its own inter-chunk stall timer fires)."""
+    (the interpreter calls it when its own inter-chunk stall timer fires).
 
-    def __aiter__(self) -> AsyncIterator[Delta]: ...
+    An item may be None: a chunk that carried nothing (see
+    :func:`~loopspec.providers.chunks.delta_from_chunk_dict`), or a recorded pause after the last
+    event; the assembler ignores it."""
 
-    async def __anext__(self) -> Delta: ...
+    def __aiter__(self) -> AsyncIterator[Delta | None]: ...
+
+    async def __anext__(self) -> Delta | None: ...
 
     async def aclose(self) -> None: ...
 

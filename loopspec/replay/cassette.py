@@ -325,11 +325,12 @@ class _Reader:
         mf = em.get("max_fires")
         if mf is not None:
             mm = self.as_map(mf, "expect.max_fires", em.pos_of("max_fires"), "max_fires ({transition label: N})")
-            for label, n in (mm or {}).items():
-                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                    self.error(f"max_fires for {label!r} must be a whole number", f"expect.max_fires.{label}", mm.pos_of(label))
-                else:
-                    fires.append((str(label), n))
+            if mm is not None:
+                for label, n in mm.items():
+                    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                        self.error(f"max_fires for {label!r} must be a whole number", f"expect.max_fires.{label}", mm.pos_of(label))
+                    else:
+                        fires.append((str(label), n))
         return Expectations(
             outcome=outcome,
             model_calls=em.get("model_calls"),

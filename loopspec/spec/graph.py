@@ -14,13 +14,18 @@ from .model import (
     AllOf,
     AnyOf,
     Always,
+    Append,
     AttrTest,
+    Backoff,
     CounterCmp,
     FlagIs,
     Guard,
+    Increment,
     Not,
     Policy,
+    RefuseTools,
     Reset,
+    SetFlag,
     Transition,
 )
 
@@ -72,14 +77,14 @@ def describe_guard(g: Guard) -> str:
 
 def describe_action(a: Action) -> str:
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(a).__name__)
-    if hasattr(a, "counter"):
-        return f"{name.lower()} {a.counter}"  # type: ignore[attr-defined]
-    if hasattr(a, "flag"):
-        return ("set " if a.value else "clear ") + a.flag  # type: ignore[attr-defined]
-    if hasattr(a, "template"):
-        return f"{name.lower()} {a.template}"  # type: ignore[attr-defined]
-    if hasattr(a, "schedule"):
-        return f"backoff {a.schedule}"  # type: ignore[attr-defined]
+    if isinstance(a, (Increment, Reset)):
+        return f"{name.lower()} {a.counter}"
+    if isinstance(a, SetFlag):
+        return ("set " if a.value else "clear ") + a.flag
+    if isinstance(a, (Append, RefuseTools)):
+        return f"{name.lower()} {a.template}"
+    if isinstance(a, Backoff):
+        return f"backoff {a.schedule}"
     return name.lower()
 
 

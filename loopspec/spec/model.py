@@ -127,6 +127,8 @@ class AttrTest:
         if self.op == "in":
             return actual in self.value
         if self.op == "contains":
+            if actual is None:  # ``in None`` raises TypeError: an absent attribute contains nothing
+                return False
             try:
                 return self.value in actual
             except TypeError:

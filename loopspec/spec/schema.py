@@ -18,7 +18,7 @@ NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}
 def _guard() -> dict[str, Any]:
     ref = {"$ref": "#/$defs/guard"}
     cmp = {op: {"oneOf": [{"type": "integer"}, {"const": "max"}]} for op in COMPARATORS}
-    attr_cmp = {op: {} for op in COMPARATORS}
+    attr_cmp: dict[str, dict[str, Any]] = {op: {} for op in COMPARATORS}
     return {
         "description": "A structured predicate over event attributes, counters and flags.",
         "oneOf": [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any
+from typing import Any, TypeGuard
 
 from .alphabet import (
     BACKSTOP_KIND,
@@ -511,7 +511,7 @@ class _Validator:
         self.error("LS301", f"unknown state {name!r}", path, pos, did_you_mean(name, self.state_kinds))
         return False
 
-    def ref_template(self, name: Any, path: str, pos: Position | None) -> bool:
+    def ref_template(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         if isinstance(name, str) and name in self.templates:
             return True
         self.error("LS301", f"unknown template {name!r}", path, pos, did_you_mean(name, self.templates))
@@ -527,7 +527,7 @@ class _Validator:
         self.error("LS301", f"unknown counter {name!r}", path, pos, did_you_mean(name, self.counter_names()))
         return None
 
-    def flag_ok(self, name: Any, path: str, pos: Position | None) -> bool:
+    def flag_ok(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         known = self.flags | set(CALL_FLAGS)
         if isinstance(name, str) and name in known:
             return True
@@ -872,9 +872,7 @@ class _Validator:
                 return None
             return Increment(c.name, c.index, amount)
         if name in ("set", "clear"):
-            if not self.flag_ok(arg, path, pos):
-                return None
-            return SetFlag(arg, name == "set")
+            return SetFlag(arg, name == "set") if self.flag_ok(arg, path, pos) else None
         if name in FLAG_SHORTHANDS:
             flag, value = FLAG_SHORTHANDS[name]
             return SetFlag(flag, value)

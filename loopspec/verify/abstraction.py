@@ -104,8 +104,8 @@ def _attr_candidates(attr_type: str, enum: tuple[str, ...], atoms: list[AttrTest
         add(1.0)
         for c in consts:
             if _numeric(c):
-                for d in (-0.5, 0.0, 0.5):
-                    add(float(c) + d)
+                for dx in (-0.5, 0.0, 0.5):
+                    add(float(c) + dx)
     elif attr_type == "str":
         if enum:
             for v in enum:

@@ -338,10 +338,10 @@ def _deep_counterexample(
     frontier = list(dist)
     while frontier:
         nxt = []
-        for n in frontier:
-            for p in preds.get(n, ()):
+        for node in frontier:
+            for p in preds.get(node, ()):
                 if p not in dist:
-                    dist[p] = dist[n] + 1
+                    dist[p] = dist[node] + 1
                     nxt.append(p)
         frontier = nxt
     steps, n = guided_counterexample(an, dist, predicate)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from ..spec.model import Config, Step
 from .abstraction import Analysis
@@ -24,6 +24,11 @@ from .properties import monitor_step
 
 CNode = tuple[Config, int, bool]
 """A concrete configuration with the property monitor's state (pending tool calls, silent stub)."""
+
+SearchNode = tuple[Config, int, bool, *tuple[Any, ...]]
+"""A :data:`CNode`, followed by the ``extra`` search state when :func:`shortest_counterexample` threads one."""
+
+_N = TypeVar("_N", bound=SearchNode)
 
 
 @dataclass
@@ -89,7 +94,7 @@ def initial_node(an: Analysis) -> CNode:
     return (an.policy.initial_config(), 0, False)
 
 
-def _path(parents: dict[CNode, tuple[CNode, Step] | None], node: CNode, last: Step | None = None) -> list[CexStep]:
+def _path(parents: dict[_N, tuple[_N, Step] | None], node: _N, last: Step | None = None) -> list[CexStep]:
     out: list[CexStep] = []
     if last is not None:
         out.append(cex_step(last))
@@ -105,7 +110,7 @@ def _path(parents: dict[CNode, tuple[CNode, Step] | None], node: CNode, last: St
     return out
 
 
-StepPredicate = Callable[[Step, CNode, list[tuple[str, str]]], bool]
+StepPredicate = Callable[[Step, SearchNode, list[tuple[str, str]]], bool]
 
 
 def shortest_counterexample(
@@ -114,7 +119,7 @@ def shortest_counterexample(
     limit: int = 200_000,
     allowed: set[int] | None = None,
     start: CNode | None = None,
-    extra: Callable[[Any, Step], Any] | None = None,
+    extra: Callable[[Any, Step | None], Any] | None = None,
 ) -> tuple[list[CexStep] | None, int]:
     """BFS for the shortest event path whose last step satisfies ``predicate``.
 
@@ -122,21 +127,20 @@ def shortest_counterexample(
     ``extra`` threads an additional small search state (e.g. a firing count) through the path; the
     predicate then sees it as ``node[3]``. Returns (path or None, configurations explored).
     """
-    root: Any = start or initial_node(an)
+    root: SearchNode = start or initial_node(an)
     if extra is not None:
         root = (*root, extra(None, None))
-    parents: dict[Any, tuple[Any, Step] | None] = {root: None}
+    parents: dict[SearchNode, tuple[SearchNode, Step] | None] = {root: None}
     frontier = [root]
     explored = 0
     while frontier and explored < limit:
-        nxt: list[Any] = []
+        nxt: list[SearchNode] = []
         for node in frontier:
             explored += 1
-            for step, child, viol in successors(an, node[:3]):
+            for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
                 if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
                     continue
-                if extra is not None:
-                    child = (*child, extra(node[3], step))
+                child: SearchNode = cnode if extra is None else (*cnode, extra(node[3], step))
                 if predicate(step, child, viol):
                     return _path(parents, node, step), explored
                 if child not in parents:
@@ -456,7 +460,7 @@ def guided_counterexample(
     def options(node: CNode) -> tuple[list[tuple[Step, CNode]], tuple[Step, CNode] | None]:
         nonlocal explored
         explored += 1
-        scored = []
+        scored: list[tuple[int, int, int, Step, CNode]] = []
         for step, child, viol in successors(an, node):
             if predicate(step, child, viol):
                 return [], (step, child)

@@ -246,7 +246,7 @@ def _flag(result: Termination, e: Edge, via: tuple[str, ...], counter: str, boun
 # --------------------------------------------------------------------------- bounds
 
 
-def worst_case(an: Analysis, g: Graph, term: Termination) -> dict[str, object]:
+def worst_case(an: Analysis, g: Graph, term: Termination) -> dict[str, dict[str, int]]:
     """Upper bounds on model calls and tool batches per turn, overall and per outcome."""
     policy = an.policy
     halts_by_outcome: dict[str, list[Node]] = {}
