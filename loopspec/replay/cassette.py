@@ -16,7 +16,8 @@ import yaml
 
 from loopspec.spec.alphabet import OUTCOMES
 from loopspec.spec.diagnostics import Diagnostic, Position, did_you_mean
-from loopspec.spec.yamlsource import LoadError, YList, YMap, load_yaml_file
+from loopspec.spec.reader import DocumentReader
+from loopspec.spec.yamlsource import LoadError, YMap, load_yaml_file
 
 from .interactions import CompletionResponse, ErrorResponse, Interaction, StreamResponse
 from .synth import reply_chunks
@@ -114,37 +115,21 @@ class CassetteError(Exception):
         super().__init__("\n".join(d.format() for d in diagnostics))
 
 
-class _Reader:
+class _Reader(DocumentReader):
+    UNKNOWN_KEY = WRONG_TYPE = "LS601"
+
     def __init__(self, file: str):
-        self.file = file
+        super().__init__(file)
         self.base = os.path.dirname(os.path.abspath(file))
-        self.diags: list[Diagnostic] = []
 
-    def error(self, message: str, path: str, pos: Position | None, hint: str = "", code: str = "LS601") -> None:
-        self.diags.append(Diagnostic(code, message, self.file, path, pos, hint))
-
-    def keys(self, node: YMap, allowed: tuple[str, ...], path: str, what: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.error(f"unknown key '{key}' in {what}", f"{path}.{key}" if path else str(key), node.key_pos.get(key, node.pos), did_you_mean(key, allowed))
-
-    def as_map(self, v: Any, path: str, pos: Position | None, what: str) -> YMap | None:
-        if isinstance(v, YMap):
-            return v
-        self.error(f"{what} must be a mapping", path, pos)
-        return None
-
-    def as_list(self, v: Any, path: str, pos: Position | None, what: str) -> YList | None:
-        if isinstance(v, YList):
-            return v
-        self.error(f"{what} must be a list", path, pos)
-        return None
+    def error(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
+        self.report("LS601", message, path, pos, hint)
 
     def read(self, doc: Any) -> Cassette | None:
-        root = self.as_map(doc, "", Position(1, 1), "a cassette's top level")
+        root = self.expect_map(doc, "", Position(1, 1), "a cassette's top level")
         if root is None:
             return None
-        self.keys(root, TOP_KEYS, "", "a cassette")
+        self.unknown_keys(root, TOP_KEYS, "", "a cassette")
         version = root.get("loopspec_cassette")
         if version != CASSETTE_VERSION:
             self.error(
@@ -177,10 +162,10 @@ class _Reader:
         )
 
     def read_messages(self, root: YMap) -> list[dict[str, Any]]:
-        lst = self.as_list(root.get("messages"), "messages", root.pos_of("messages"), "messages (the turn's initial messages)")
+        lst = self.expect_list(root.get("messages"), "messages", root.pos_of("messages"), "messages (the turn's initial messages)")
         out: list[dict[str, Any]] = []
         for i, m in enumerate(lst or []):
-            mm = self.as_map(m, f"messages[{i}]", lst.pos_of(i), "a message") if lst is not None else None
+            mm = self.expect_map(m, f"messages[{i}]", lst.pos_of(i), "a message") if lst is not None else None
             if mm is None:
                 continue
             if mm.get("role") not in ("system", "user", "assistant", "tool"):
@@ -193,13 +178,13 @@ class _Reader:
     def read_tools(self, root: YMap) -> list[ToolSpec]:
         if root.get("tools") is None:
             return []
-        lst = self.as_list(root["tools"], "tools", root.pos_of("tools"), "tools")
+        lst = self.expect_list(root["tools"], "tools", root.pos_of("tools"), "tools")
         out: list[ToolSpec] = []
         for i, t in enumerate(lst or []):
-            tm = self.as_map(t, f"tools[{i}]", lst.pos_of(i), "a tool") if lst is not None else None
+            tm = self.expect_map(t, f"tools[{i}]", lst.pos_of(i), "a tool") if lst is not None else None
             if tm is None:
                 continue
-            self.keys(tm, ("name", "parameters", "description", "needs_approval"), f"tools[{i}]", "a tool")
+            self.unknown_keys(tm, ("name", "parameters", "description", "needs_approval"), f"tools[{i}]", "a tool")
             if not isinstance(tm.get("name"), str):
                 self.error("a tool needs a name", f"tools[{i}].name", tm.pos)
                 continue
@@ -208,15 +193,15 @@ class _Reader:
         return out
 
     def read_interactions(self, root: YMap) -> list[Interaction]:
-        lst = self.as_list(root.get("interactions"), "interactions", root.pos_of("interactions"), "interactions (one per model request)")
+        lst = self.expect_list(root.get("interactions"), "interactions", root.pos_of("interactions"), "interactions (one per model request)")
         out: list[Interaction] = []
         for i, it in enumerate(lst or []):
             path = f"interactions[{i}]"
-            im = self.as_map(it, path, lst.pos_of(i), "an interaction") if lst is not None else None
+            im = self.expect_map(it, path, lst.pos_of(i), "an interaction") if lst is not None else None
             if im is None:
                 continue
             forms = [k for k in im if k in INTERACTION_FORMS]
-            self.keys(im, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"), path, "an interaction")
+            self.unknown_keys(im, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"), path, "an interaction")
             if len(forms) != 1:
                 found = f"found {' and '.join(forms)}" if forms else "found none"
                 self.error(
@@ -239,13 +224,13 @@ class _Reader:
     def interaction(self, form: str, value: Any, im: YMap, path: str, pos: Position | None) -> Interaction:
         faults = {k: im[k] for k in FAULT_KEYS if k in im}
         if form == "error":
-            em = self.as_map(value, path, pos, "an error ({status, body})")
+            em = self.expect_map(value, path, pos, "an error ({status, body})")
             if em is None or not isinstance(em.get("status"), int):
                 self.error("an error needs an integer 'status'", path, pos)
                 raise _Skip()
             return ErrorResponse(em["status"], _plain(em.get("body", "")), _plain(em.get("headers") or {}))
         if form == "completion":
-            cm = self.as_map(value, path, pos, "a completion body")
+            cm = self.expect_map(value, path, pos, "a completion body")
             if cm is None:
                 raise _Skip()
             return CompletionResponse(_plain(cm))
@@ -264,14 +249,14 @@ class _Reader:
                 raise _Skip() from None
             return StreamResponse(sse=text, **faults)
         if form == "chunks":
-            lst = self.as_list(value, path, pos, "chunks (OpenAI chat.completion.chunk objects)")
+            lst = self.expect_list(value, path, pos, "chunks (OpenAI chat.completion.chunk objects)")
             if lst is None:
                 raise _Skip()
             return StreamResponse(chunks=tuple(_plain(c) for c in lst), **faults)
-        rm = self.as_map(value, path, pos, "a reply ({text, reasoning, tool_calls, finish})")
+        rm = self.expect_map(value, path, pos, "a reply ({text, reasoning, tool_calls, finish})")
         if rm is None:
             raise _Skip()
-        self.keys(rm, ("text", "reasoning", "tool_calls", "finish"), path, "a reply")
+        self.unknown_keys(rm, ("text", "reasoning", "tool_calls", "finish"), path, "a reply")
         calls = []
         for j, tc in enumerate(rm.get("tool_calls") or []):
             if not isinstance(tc, dict) or "name" not in tc:
@@ -285,13 +270,13 @@ class _Reader:
     def read_tool_results(self, root: YMap) -> list[ToolOutcome]:
         if root.get("tool_results") is None:
             return []
-        lst = self.as_list(root["tool_results"], "tool_results", root.pos_of("tool_results"), "tool_results")
+        lst = self.expect_list(root["tool_results"], "tool_results", root.pos_of("tool_results"), "tool_results")
         out: list[ToolOutcome] = []
         for i, r in enumerate(lst or []):
-            rm = self.as_map(r, f"tool_results[{i}]", lst.pos_of(i), "a tool result") if lst is not None else None
+            rm = self.expect_map(r, f"tool_results[{i}]", lst.pos_of(i), "a tool result") if lst is not None else None
             if rm is None:
                 continue
-            self.keys(rm, ("tool", "result", "error"), f"tool_results[{i}]", "a tool result")
+            self.unknown_keys(rm, ("tool", "result", "error"), f"tool_results[{i}]", "a tool result")
             if not isinstance(rm.get("tool"), str) or ("result" in rm) == ("error" in rm):
                 self.error("a tool result names its tool and has exactly one of result or error", f"tool_results[{i}]", rm.pos)
                 continue
@@ -302,10 +287,10 @@ class _Reader:
     def read_expect(self, root: YMap) -> Expectations:
         if root.get("expect") is None:
             return Expectations()
-        em = self.as_map(root["expect"], "expect", root.pos_of("expect"), "expect")
+        em = self.expect_map(root["expect"], "expect", root.pos_of("expect"), "expect")
         if em is None:
             return Expectations()
-        self.keys(em, EXPECT_KEYS, "expect", "expect")
+        self.unknown_keys(em, EXPECT_KEYS, "expect", "expect")
         outcome = em.get("outcome")
         if outcome is not None and outcome not in OUTCOMES:
             self.error(f"unknown outcome {outcome!r}", "expect.outcome", em.pos_of("outcome"), did_you_mean(outcome, OUTCOMES))
@@ -324,7 +309,7 @@ class _Reader:
         fires: list[tuple[str, int]] = []
         mf = em.get("max_fires")
         if mf is not None:
-            mm = self.as_map(mf, "expect.max_fires", em.pos_of("max_fires"), "max_fires ({transition label: N})")
+            mm = self.expect_map(mf, "expect.max_fires", em.pos_of("max_fires"), "max_fires ({transition label: N})")
             if mm is not None:
                 for label, n in mm.items():
                     if isinstance(n, bool) or not isinstance(n, int) or n < 0:

@@ -51,6 +51,7 @@ from .model import (
     Transition,
     frozen_map,
 )
+from .reader import DocumentReader, type_name
 from .yamlsource import LoadError, YList, YMap, load_yaml_file, load_yaml_text
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -108,41 +109,14 @@ ACTION_NAMES = (
 SUPPORTED_VERSION = 1
 
 
-class _Validator:
-    def __init__(self, file: str):
-        self.file = file
-        self.diags: list[Diagnostic] = []
-
+class _Validator(DocumentReader):
     # -- reporting --------------------------------------------------------------------------
 
     def error(self, code: str, message: str, path: str, pos: Position | None, hint: str = "") -> None:
-        self.diags.append(Diagnostic(code, message, self.file, path, pos, hint))
+        self.report(code, message, path, pos, hint)
 
     def warn(self, code: str, message: str, path: str, pos: Position | None, hint: str = "") -> None:
         self.diags.append(Diagnostic(code, message, self.file, path, pos, hint, severity="warning"))
-
-    def unknown_keys(self, node: YMap, allowed: tuple[str, ...] | list[str], path: str, what: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.error(
-                    "LS201",
-                    f"unknown key '{key}' in {what}",
-                    f"{path}.{key}" if path else str(key),
-                    node.key_pos.get(key, node.pos),
-                    did_you_mean(key, allowed),
-                )
-
-    def expect_map(self, value: Any, path: str, pos: Position | None, what: str) -> YMap | None:
-        if isinstance(value, YMap):
-            return value
-        self.error("LS202", f"{what} must be a mapping, got {_type_name(value)}", path, pos)
-        return None
-
-    def expect_list(self, value: Any, path: str, pos: Position | None, what: str) -> YList | None:
-        if isinstance(value, YList):
-            return value
-        self.error("LS202", f"{what} must be a list, got {_type_name(value)}", path, pos)
-        return None
 
     def name_ok(self, name: Any, path: str, pos: Position | None, what: str) -> bool:
         if isinstance(name, str) and NAME_RE.match(name):
@@ -158,7 +132,7 @@ class _Validator:
 
     def int_in(self, value: Any, path: str, pos: Position | None, what: str, lo: int, hi: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error("LS202", f"{what} must be an integer, got {_type_name(value)}", path, pos)
+            self.error("LS202", f"{what} must be an integer, got {type_name(value)}", path, pos)
             return None
         if not lo <= value <= hi:
             self.error("LS204", f"{what} must be between {lo} and {hi}, got {value}", path, pos)
@@ -172,7 +146,7 @@ class _Validator:
         if root is None:
             self.diags[-1] = Diagnostic(
                 "LS202",
-                f"a policy must be a mapping at the top level, got {_type_name(doc)}",
+                f"a policy must be a mapping at the top level, got {type_name(doc)}",
                 self.file,
                 "",
                 Position(1, 1),
@@ -397,7 +371,7 @@ class _Validator:
                 continue
             v = m[key]
             if isinstance(v, bool) or not isinstance(v, types):
-                self.error("LS202", f"settings.{key} has the wrong type ({_type_name(v)})", f"settings.{key}", m.pos_of(key))
+                self.error("LS202", f"settings.{key} has the wrong type ({type_name(v)})", f"settings.{key}", m.pos_of(key))
                 continue
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
                 self.error("LS204", f"settings.{key} must be positive", f"settings.{key}", m.pos_of(key))
@@ -648,7 +622,7 @@ class _Validator:
         else:
             self.error(
                 "LS202",
-                f"transitions on '{event}' must be a state name, a mapping or a list, got {_type_name(body)}",
+                f"transitions on '{event}' must be a state name, a mapping or a list, got {type_name(body)}",
                 path,
                 parent.pos_of(event),
             )
@@ -848,7 +822,7 @@ class _Validator:
             self.unknown_keys(item, allowed_extra, path, f"a '{name}' action")
             pos = item.key_pos.get(name, pos)
         else:
-            self.error("LS202", f"an action is a name or a one-key mapping, got {_type_name(item)}", path, pos)
+            self.error("LS202", f"an action is a name or a one-key mapping, got {type_name(item)}", path, pos)
             return None
         if name not in ACTION_NAMES:
             self.error("LS301", f"unknown action {name!r}", path, pos, did_you_mean(name, ACTION_NAMES))
@@ -893,22 +867,6 @@ class _Validator:
             return Backoff(arg, None, None)
         c = self.counter_by_name(attempt, path, pos)
         return Backoff(arg, c.name, c.index) if c is not None else None
-
-
-def _type_name(v: Any) -> str:
-    if v is None:
-        return "nothing"
-    if isinstance(v, dict):
-        return "a mapping"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return f"the number {v}"
-    if isinstance(v, str):
-        return f"the string {v!r}" if len(v) < 40 else "a string"
-    return type(v).__name__
 
 
 # ------------------------------------------------------------------------------- public entry points
