@@ -210,6 +210,14 @@ def _depth_guard(text: str, file: str, loader_class: Any) -> None:
             depth -= 1
 
 
+def _depth_guard_quietly(text: str, file: str) -> None:
+    """Run the depth guard with the pure-Python parser; only an LS104 escapes, syntax errors don't."""
+    try:
+        _depth_guard(text, file, _Loader)
+    except yaml.YAMLError:
+        pass
+
+
 def load_yaml_text(text: str, file: str) -> Any:
     """Parse one YAML document into YMap/YList/scalars. Raises :class:`LoadError` with a diagnostic."""
     if "\t" in text:  # libyaml's tab errors are vaguer than the pure-Python scanner's
@@ -228,6 +236,11 @@ def _load(text: str, file: str, loader_class: Any) -> Any:
     except LoadError:
         raise
     except yaml.MarkedYAMLError as exc:
+        if loader_class is not _Loader:
+            # libyaml scans flow collections ahead and may fail on its own nesting limit before
+            # the depth guard sees an event; the pure-Python parser yields lazily, so asking it
+            # reports deep input as LS104 whatever wording the installed libyaml uses.
+            _depth_guard_quietly(text, file)
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
         if exc.context:
