@@ -167,8 +167,8 @@ def test_missing_sse_file(tmp_path: Path) -> None:
 
 
 def test_unknown_expectation_property(tmp_path: Path) -> None:
-    _one(tmp_path, GOOD + "expect:\n  properties: [history_valid, no_partial_tool_rann]\n", 8,
-         "unknown property 'no_partial_tool_rann'", "did you mean 'no_partial_tool_ran'")
+    _one(tmp_path, GOOD + "expect:\n  properties: [history_valid, no_partial_tool_execn]\n", 8,
+         "unknown property 'no_partial_tool_execn'", "did you mean 'no_partial_tool_exec'")
 
 
 def test_interaction_with_two_forms_position(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -40,13 +39,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------- the default policy
 
 
-def test_default_strict_is_proven_with_integer_bounds_in_under_two_seconds(capsys: pytest.CaptureFixture[str]) -> None:
-    t0 = time.perf_counter()
+def test_default_strict_is_proven_with_integer_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    # the 2 s figure is measured side by side in bench/check_speed.py, not timed here
     code, out = run_cli(capsys, "check", "--strict", str(DEFAULT_POLICY), "--json")
-    elapsed = time.perf_counter() - t0
     data = json.loads(out)
     assert code == 0
-    assert elapsed < 2.0
     assert data["proven"] is True and data["exit_code"] == 0
     wc = data["worst_case"]
     assert type(wc["model_calls"]) is int and type(wc["tool_batches"]) is int
@@ -353,11 +350,32 @@ def test_tools_re_enabled_after_disable() -> None:
     on: {done: ask, failed: fail}
 """
     empty = "[{when: {flag: tools_disabled}, do: [enable_tools, {increment: tries}], to: ask}, {to: no_tools}]"
-    r = check_policy(policy(CALL, stream(empty=empty), TOOLS, esc, HALTS), strict=False)
+    refuse = "[{when: {flag: tools_disabled}, do: [drop_tool_calls], to: fail}, {to: tools, bounded_by: tool_batches}]"
+    r = check_policy(policy(CALL, stream(empty=empty, tool_calls=refuse), TOOLS, esc, HALTS), strict=False)
     assert "tools_stay_disabled" in r.failed
     cex = r.properties["tools_stay_disabled"].counterexample
     assert cex is not None
     assert [s.event for s in cex.steps][-3:] == ["done", "opened", "empty"]
+
+
+def test_tool_batch_after_tools_were_disabled_fails_tools_stay_disabled() -> None:
+    """Tools disabled by an escalation, no tools_disabled branch on tool_calls: a model that asks
+    for tools anyway (it can, tools or not) gets a batch run, and check says so."""
+    esc = """\
+  no_tools:
+    kind: escalate
+    apply: [disable_tools]
+    on: {done: ask, failed: fail}
+"""
+    r = check_policy(policy(CALL, stream(empty="no_tools"), TOOLS, esc, HALTS), strict=False)
+    assert "tools_stay_disabled" in r.failed
+    assert "runs them" in r.properties["tools_stay_disabled"].reason
+    cex = r.properties["tools_stay_disabled"].counterexample
+    assert cex is not None
+    assert [s.event for s in cex.steps] == ["opened", "empty", "done", "opened", "tool_calls"]
+    fixed = "[{when: {flag: tools_disabled}, do: [drop_tool_calls], to: fail}, {to: tools, bounded_by: tool_batches}]"
+    ok = check_policy(policy(CALL, stream(empty="no_tools", tool_calls=fixed), TOOLS, esc, HALTS), strict=False)
+    assert "tools_stay_disabled" not in ok.failed
 
 
 def test_event_cases_split_by_guard_constants() -> None:

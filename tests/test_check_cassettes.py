@@ -15,10 +15,10 @@ from loopspec.replay.harness import replay
 from _paths import DEFAULT_POLICY, MACHINES
 
 EXPECTED_FAILURE = {
-    "hermes_pre_32012": ("stub_not_silent", "recorded model responses were never played"),
-    "hermes_pre_30813": ("halt_message", "property halt_message_nonempty fails"),
+    "hermes_pre_32012": ("stub_not_silent", "property stub_not_silent fails: a mid-tool-call stub ends the turn"),
+    "hermes_pre_30813": ("halt_message", "property halt_message fails"),
     "netclaw_pre_1358": ("no_backstop_only_loops", "fired 4 times, at most 3 expected"),
-    "netclaw_post_1358": ("tools_stay_disabled", "property tools_stay_disabled fails: tools were re-enabled"),
+    "netclaw_post_1358": ("tools_stay_disabled", "property tools_stay_disabled fails: tools were disabled and"),
 }
 
 

@@ -88,17 +88,22 @@ def test_model_call_backstop_warns_then_wraps_up_then_exhausts() -> None:
     cfg = p.initial_config()
     assert p.value(cfg, "model_calls") == 1
     seen = []
+    fates = []
     events = ["opened", "tool_calls", "ok", "opened", "tool_calls", "ok", "opened", "tool_calls", "done"]
     for ev in events:
         step = p.step(cfg, Event(ev, {}))
         seen.append((step.target, [d.action for d in step.directives if isinstance(d.action, Append)]))
+        fates.append(step.fate)
         cfg = step.after
     targets = [t for t, _ in seen]
     # call 3 reaches warn_at (warning appended); the third batch finds tool_batches spent and goes
     # to `no_tools`; its call would be the last one, so it is redirected to wrap_up.
     assert targets == ["read", "tools", "ask", "read", "tools", "ask", "read", "no_tools", "wrap"]
     assert seen[5][1] == [Append("hurry")]
-    assert all(not appended for i, (_, appended) in enumerate(seen) if i != 5)
+    assert seen[8][1] == [Append("last")]  # entering wrap_up carries out its apply list
+    assert all(not appended for i, (_, appended) in enumerate(seen) if i not in (5, 8))
+    # the first two batches run; the third is stopped by the spent tool-batch backstop and dropped
+    assert fates == [None, "run", None, None, "run", None, None, "drop", None]
     assert "tools_disabled" in cfg.flags
     last = p.step(cfg, Event("done", {}))  # wrap_up may spend the last call
     assert last.target == "ask" and p.value(last.after, "model_calls") == 4

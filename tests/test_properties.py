@@ -74,7 +74,7 @@ def test_no_tool_runs_from_a_truncated_or_partial_call(cassette: Any) -> None:
     """Property: every tool batch follows a complete tool_calls event, and every call that ran had
     complete JSON arguments (length cut-offs and stalls never reach a tool)."""
     result = run(cassette)
-    assert property_problem("no_partial_tool_ran", result) == ""
+    assert property_problem("no_partial_tool_exec", result, POLICY) == ""
     import json
 
     for m in result.messages:
@@ -91,7 +91,7 @@ def test_tools_once_disabled_stay_disabled(cassette: Any, lead: int) -> None:
     thinking = StreamResponse(chunks=tuple(reply_chunks(reasoning="hmm")))
     cassette = dataclasses.replace(cassette, interactions=(thinking,) * lead + cassette.interactions)
     result = run(cassette)
-    assert property_problem("tools_stay_disabled", result) == ""
+    assert property_problem("tools_stay_disabled", result, POLICY) == ""
     # the i-th call step made the i-th request; the step before it says which flags were in force
     flags_at_call = [result.trace[s.index - 1].flags if s.index else [] for s in result.trace if s.kind == "call"]
     for flags, request in zip(flags_at_call, result.requests):

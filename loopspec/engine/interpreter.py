@@ -16,13 +16,15 @@ from loopspec.providers.base import ModelRequest, Provider, ProviderError, Strea
 from loopspec.spec.alphabet import Event
 from loopspec.spec.graph import describe_action
 from loopspec.spec.model import (
+    FATE_REFUSE,
+    FATE_RUN,
     Append,
     Backoff,
     Compact,
     Config,
     Directive,
+    Offer,
     Policy,
-    RefuseTools,
     State,
     Step,
     render_template,
@@ -97,6 +99,8 @@ class TurnResult:
     usage: TurnUsage
     requests: list[RequestRecord] = field(default_factory=list)
     consumer_errors: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    """The compiled model's steps, in order: what the built-in properties are judged on."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +163,7 @@ class Turn:
         self.trajectory = Trajectory([dict(m) for m in messages], keep_last=policy.settings.compaction_keep_last)
         self.guardrails = GuardrailState(policy.guardrails)
         self.trace: list[TraceStep] = []
+        self.steps: list[Step] = []
         self.requests: list[RequestRecord] = []
         self.usage = TurnUsage()
         self._stream: Any = None
@@ -166,12 +171,13 @@ class Turn:
         self._reply = AssembledReply()
         self._streamed = ""
         self._pending_calls: tuple[str, list[ToolCall]] | None = None
+        self._escalation_failed: str | None = None
         self._external_cancel = False
         self._pending_cancel = False
         self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
 
         cfg = policy.initial_config()
-        request_flags: frozenset[str] = frozenset()
+        offer = Offer.from_flags(cfg.flags)
         turn_model = TurnModel.acquire(policy)
         last_event = Event("start", {})
         try:
@@ -179,12 +185,13 @@ class Turn:
                 state = policy.states[cfg.state]
                 if state.kind == "halt":
                     break
-                event = await self._effect(state, cfg, request_flags, last_event)
+                event = await self._effect(state, cfg, offer)
                 step = policy.step(cfg, event)
                 turn_model.perform(step)
                 self._record(step)
                 await self._carry_out(step)
-                cfg, request_flags, last_event = step.after, step.request_flags, event
+                cfg, last_event = step.after, event
+                offer = step.offer or offer
         finally:
             turn_model.release()
             if self._stream is not None:
@@ -211,6 +218,7 @@ class Turn:
 
     def _record(self, step: Step) -> None:
         policy = self.policy
+        self.steps.append(step)
         t = step.transition
         self.trace.append(
             TraceStep(
@@ -230,9 +238,9 @@ class Turn:
 
     # ------------------------------------------------------------------------------ effects
 
-    async def _effect(self, state: State, cfg: Config, request_flags: frozenset[str], arrived_by: Event) -> Event:
-        """Run the state's effect; ``arrived_by`` is the event whose transition led here (its
-        attributes fill the state's templates, e.g. a continuation naming the cut-off tools)."""
+    async def _effect(self, state: State, cfg: Config, offer: Offer) -> Event:
+        """Run the state's effect. Entry effects that the step already listed (a continuation
+        prompt, an escalation's compaction) were carried out with that step."""
         kind = state.kind
         if kind in ("call", "stream", "tool_exec") and (self._pending_cancel or self._past_deadline()):
             self._pending_cancel = False
@@ -241,18 +249,17 @@ class Turn:
             return Event("cancelled", {})
         try:
             if kind == "call":
-                return await self._call(request_flags)
+                return await self._call(offer)
             if kind == "stream":
                 return await self._consume()
             if kind == "stub":
                 return self._stub()
             if kind == "continue":
-                self.trajectory.add_user(self.policy.render(state.prompt or "", self._variables(cfg, arrived_by)))
                 return Event("done", {})
             if kind == "tool_exec":
                 return await self._run_tools()
             if kind == "escalate":
-                return await self._escalate(state, cfg, arrived_by)
+                return await self._escalate(state, cfg)
         except asyncio.CancelledError:
             self._note_cancel()
             if self._stream is not None:
@@ -276,20 +283,18 @@ class Turn:
             if not self._cancel_requested:
                 self._external_cancel = True
 
-    def _build_request(self, flags: frozenset[str]) -> ModelRequest:
+    def _build_request(self, offer: Offer) -> ModelRequest:
         settings = self.policy.settings
-        tools = None if "tools_disabled" in flags or not self.tools.tools else self.tools.specs()
-        tool_choice = "auto" if tools and "tool_choice_reset" in flags else None
-        effort = self.reasoning_effort
-        if "effort_omitted" in flags or "reasoning_disabled" in flags:
-            effort = None
+        tools = self.tools.specs() if offer.tools and self.tools.tools else None
+        tool_choice = "auto" if tools and offer.tool_choice_auto else None
+        effort = self.reasoning_effort if offer.reasoning else None
         model = self.model
-        if "fallback_model" in flags and settings.fallback_model:
+        if offer.fallback_model and settings.fallback_model:
             model = settings.fallback_model
         max_tokens = self.max_tokens
-        if "max_tokens_boosted" in flags and settings.boosted_max_tokens:
+        if offer.max_tokens_boosted and settings.boosted_max_tokens:
             max_tokens = settings.boosted_max_tokens
-        self.trajectory.strip_thinking = "thinking_stripped" in flags
+        self.trajectory.strip_thinking = offer.thinking_stripped
         messages = self.trajectory.working_copy()
         last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
         self.requests.append(
@@ -308,8 +313,8 @@ class Turn:
             timeout=settings.request_timeout,
         )
 
-    async def _call(self, flags: frozenset[str]) -> Event:
-        request = self._build_request(flags)
+    async def _call(self, offer: Offer) -> Event:
+        request = self._build_request(offer)
         self._reply = AssembledReply()
         self._streamed = ""
         try:
@@ -413,14 +418,11 @@ class Turn:
             return Event("ok", {"tools": names})
         return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
 
-    async def _escalate(self, state: State, cfg: Config, arrived_by: Event) -> Event:
-        variables = self._variables(cfg, arrived_by)
-        for d in self.policy.entry_directives(state.name):
-            if isinstance(d.action, Compact):
-                if not self.trajectory.compact():
-                    return Event("failed", {"message": "nothing left to compact"})
-            elif isinstance(d.action, Append):
-                self.trajectory.add_user(self.policy.render(d.action.template, variables))
+    async def _escalate(self, state: State, cfg: Config) -> Event:
+        """The step that entered ``state`` carried out its apply list; report whether it took."""
+        failed, self._escalation_failed = self._escalation_failed, None
+        if failed is not None:
+            return Event("failed", {"message": failed})
         if "fallback_model" in cfg.flags and not self.policy.settings.fallback_model:
             return Event("failed", {"message": "no fallback_model in settings"})
         await self.consumers.emit("on_status", f"escalate: {state.name}")
@@ -429,25 +431,24 @@ class Turn:
     # ------------------------------------------------------------------------------ after a step
 
     async def _carry_out(self, step: Step) -> None:
-        """Commit what the model said, then perform the step's directives in order."""
-        event, target_kind = step.event, self.policy.states[step.after.state].kind
-        refusals = [d.action for d in step.directives if isinstance(d.action, RefuseTools)]
+        """Commit what the model said as the step's fate for its tool calls says, then perform the
+        step's directives in order."""
+        event = step.event
         variables = self._variables(step.after, event)
-        if event.name in _REPLY_EVENTS:
-            calls = tool_calls_of(self._reply) if event.name == "tool_calls" else []
-            if calls and target_kind == "tool_exec":
-                self._pending_calls = (self._reply.text, calls)
-            elif calls and refusals:
-                content = self.policy.render(refusals[0].template, variables)
+        if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
+            if step.fate == FATE_RUN:
+                self._pending_calls = (self._reply.text, tool_calls_of(self._reply))
+            elif step.fate == FATE_REFUSE:
+                calls = tool_calls_of(self._reply)
+                content = self.policy.render(step.refusal or "", variables)
                 self.trajectory.add_tool_round(self._reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
             else:
                 self.trajectory.add_assistant_text(self._reply.text)
-        elif event.name in _STUB_EVENTS:
-            self.trajectory.add_assistant_text(self._reply.text)
+        entering_escalate = self.policy.states[step.after.state].kind == "escalate"
         for d in step.directives:
-            await self._directive(d, variables, event)
+            await self._directive(d, variables, event, entering_escalate)
 
-    async def _directive(self, d: Directive, variables: dict[str, Any], event: Event) -> None:
+    async def _directive(self, d: Directive, variables: dict[str, Any], event: Event, entering_escalate: bool) -> None:
         action = d.action
         if isinstance(action, Append):
             self.trajectory.add_user(self.policy.render(action.template, variables))
@@ -460,7 +461,8 @@ class Turn:
                 self._note_cancel()
                 self._pending_cancel = True
         elif isinstance(action, Compact):
-            self.trajectory.compact()
+            if not self.trajectory.compact() and entering_escalate:
+                self._escalation_failed = "nothing left to compact"
 
     # ------------------------------------------------------------------------------ the halt
 
@@ -492,6 +494,7 @@ class Turn:
             usage=self.usage,
             requests=self.requests,
             consumer_errors=list(self.consumers.errors),
+            steps=self.steps,
         )
 
 

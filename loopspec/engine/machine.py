@@ -34,14 +34,19 @@ def trigger_name(step: Step) -> str:
 
 
 def _redirect_targets(policy: Policy, target: str) -> list[str]:
-    kind = policy.states[target].kind
+    """Every state a backstop may redirect an entry into ``target`` to, transitively (a spent tool
+    budget may send it to a call state, which the model-call backstop may redirect again)."""
     out: list[str] = []
-    for name, bs in policy.backstops.items():
-        if BACKSTOP_KIND[name] == kind:
-            out.append(bs.exhausted)
-            if bs.wrap_up:
-                out.append(bs.wrap_up)
-    return [t for t in out if t != target]
+    todo = [target]
+    while todo:
+        kind = policy.states[todo.pop()].kind
+        for name, bs in policy.backstops.items():
+            if BACKSTOP_KIND[name] == kind:
+                for alt in (bs.exhausted, bs.wrap_up):
+                    if alt is not None and alt != target and alt not in out:
+                        out.append(alt)
+                        todo.append(alt)
+    return out
 
 
 def build_machine(policy: Policy) -> Machine:

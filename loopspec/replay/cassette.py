@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from loopspec.spec.properties import RUN_PROPERTIES
 from loopspec.spec.alphabet import OUTCOMES
 from loopspec.spec.diagnostics import Diagnostic, Position, did_you_mean
 from loopspec.spec.reader import DocumentReader
@@ -37,7 +38,9 @@ EXPECT_KEYS = (
     "properties",
     "max_fires",
 )
-PROPERTIES = ("history_valid", "halt_message_nonempty", "no_partial_tool_ran", "tools_stay_disabled")
+PROPERTIES = RUN_PROPERTIES
+"""The properties a cassette may expect: the built-in properties of one turn, with check's names."""
+_RENAMED_PROPERTIES = {"halt_message_nonempty": "halt_message", "no_partial_tool_ran": "no_partial_tool_exec"}
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,14 @@ class _Reader(DocumentReader):
             self.error(f"unknown outcome {outcome!r}", "expect.outcome", em.pos_of("outcome"), did_you_mean(outcome, OUTCOMES))
         props = tuple(em.get("properties") or ())
         for p in props:
-            if p not in PROPERTIES:
+            if p in _RENAMED_PROPERTIES:
+                self.error(
+                    f"property {p!r} is now called {_RENAMED_PROPERTIES[p]!r} (the name loopspec check uses)",
+                    "expect.properties",
+                    em.pos_of("properties"),
+                    f"write {_RENAMED_PROPERTIES[p]}",
+                )
+            elif p not in PROPERTIES:
                 self.error(f"unknown property {p!r}", "expect.properties", em.pos_of("properties"), did_you_mean(p, PROPERTIES))
         reqs = []
         for j, r in enumerate(em.get("requests") or []):

@@ -16,6 +16,7 @@ from loopspec.engine.history import history_problems
 from loopspec.engine.interpreter import TraceStep, Turn, TurnResult
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, Provider, ResponseStream
+from loopspec.spec.properties import first_violation, trace_violations
 from loopspec.spec.graph import describe_guard
 from loopspec.spec.model import Policy
 
@@ -183,7 +184,7 @@ def divergence_message(c: Cassette, result: TurnResult, index: int) -> str:
     )
 
 
-def check_expectations(c: Cassette, result: TurnResult, *, unconsumed: int) -> list[str]:
+def check_expectations(c: Cassette, result: TurnResult, policy: Policy, *, unconsumed: int) -> list[str]:
     """Every expectation that does not hold, as a sentence that says what to look at."""
     e = c.expect
     out: list[str] = []
@@ -217,31 +218,21 @@ def check_expectations(c: Cassette, result: TurnResult, *, unconsumed: int) -> l
         if fired > limit:
             out.append(f"transition {label} fired {fired} times, at most {limit} expected")
     for p in e.properties:
-        problem = property_problem(p, result)
+        problem = property_problem(p, result, policy)
         if problem:
             out.append(f"property {p} fails: {problem}")
     return out
 
 
-def property_problem(name: str, result: TurnResult) -> str:
-    if name == "history_valid":
-        return "; ".join(history_problems(result.messages))
-    if name == "halt_message_nonempty":
+def property_problem(name: str, result: TurnResult, policy: Policy) -> str:
+    """Why ``result`` breaks the built-in property ``name`` ('' when it holds). The step properties
+    are the definitions ``loopspec check`` proves, run over the turn's own steps."""
+    if name == "halt_message":
         return "" if result.message.strip() else f"halt {result.halt_state} delivered an empty message"
-    if name == "no_partial_tool_ran":
-        for prev, step in zip(result.trace, result.trace[1:]):
-            if step.kind == "tool_exec" and prev.event != "tool_calls":
-                return f"tools ran after {prev.event} at step {step.index}"
-        return ""
-    if name == "tools_stay_disabled":
-        seen = False
-        for step in result.trace:
-            if "tools_disabled" in step.flags:
-                seen = True
-            elif seen:
-                return f"tools were re-enabled at step {step.index} ({step.transition})"
-        return ""
-    return f"unknown property {name}"  # pragma: no cover - the cassette reader rejects these
+    problem = first_violation(name, trace_violations(policy, result.steps))
+    if name == "history_valid" and not problem:
+        problem = "; ".join(history_problems(result.messages))
+    return problem
 
 
 async def replay(
@@ -264,7 +255,7 @@ async def replay(
         provider = InProcessProvider(c.interactions)
         result = await Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock()).run(c.messages)
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
-    failures = check_expectations(c, result, unconsumed=unconsumed)
+    failures = check_expectations(c, result, policy, unconsumed=unconsumed)
     verdict: Verdict = "fail" if failures else "pass"
     if diverged_at is not None:
         verdict = "diverged"

@@ -293,24 +293,108 @@ class Settings:
     call, stream read or tool batch observes ``cancelled``."""
 
 
+CALLS_NONE = "none"
+CALLS_COMPLETE = "complete"
+CALLS_PARTIAL = "partial"
+CALLS_INVALID = "invalid"
+
+
+def calls_of(source_kind: str, event: Event) -> str:
+    """What tool calls an event carries: none, complete (runnable), partial (cut off by a length
+    limit or a stall) or invalid (malformed arguments, unknown tool). Decided by the event alone."""
+    name = event.name
+    if source_kind == "stream":
+        if name == "tool_calls":
+            return CALLS_COMPLETE
+        if name == "length" and event.attrs.get("has_tool_calls"):
+            return CALLS_PARTIAL
+        if name == "stalled" and event.attrs.get("mid_tool_call"):
+            return CALLS_PARTIAL
+        if name in ("malformed_args", "unknown_tool"):
+            return CALLS_INVALID
+    elif source_kind == "stub" and name == "mid_tool_call":
+        return CALLS_PARTIAL
+    return CALLS_NONE
+
+
+FATE_RUN = "run"
+"""The batch runs: the calls enter the history with their results."""
+FATE_REFUSE = "refuse"
+"""Each call is answered with the refusal template; none runs."""
+FATE_DROP = "drop"
+"""The calls never enter the history (partial or invalid calls, ``drop_tool_calls``, or a batch the
+tool-batch backstop stopped); the reply's text is kept."""
+FATE_IGNORE = "ignore"
+"""Complete calls that no action handled and no tool_exec state receives: they are dropped like
+``drop`` but the policy never said so, which the ``history_valid`` property reports."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the next model request offers, decided by the flags in force when a call is entered."""
+
+    tools: bool
+    """Tools are sent (``tools_disabled`` is not set)."""
+    tool_choice_auto: bool
+    """Send tool_choice 'auto' instead of the caller's forced choice (``tool_choice_reset``)."""
+    reasoning: bool
+    """Send the reasoning-effort parameter (neither ``effort_omitted`` nor ``reasoning_disabled``)."""
+    fallback_model: bool
+    max_tokens_boosted: bool
+    thinking_stripped: bool
+
+    @classmethod
+    def from_flags(cls, flags: frozenset[str]) -> "Offer":
+        return cls(
+            tools="tools_disabled" not in flags,
+            tool_choice_auto="tool_choice_reset" in flags,
+            reasoning="effort_omitted" not in flags and "reasoning_disabled" not in flags,
+            fallback_model="fallback_model" in flags,
+            max_tokens_boosted="max_tokens_boosted" in flags,
+            thinking_stripped="thinking_stripped" in flags,
+        )
+
+
 @dataclass(frozen=True)
 class Step:
-    """The outcome of one decision: which transition fired and the configuration after it."""
+    """Everything one decision does. The interpreter carries it out and the checker reads it;
+    neither decides anything a Step does not say.
+
+    - ``transition`` taken (None: no transition matched, the turn falls into ``policy_error``);
+    - ``after``: the configuration entered (counters and flags changed, backstops counted);
+    - ``calls`` carried by the event and their ``fate`` (run / refuse with ``refusal`` / drop / ignore);
+    - ``directives``: in order, what the interpreter performs outside the configuration (append a
+      template as a user message, back off, compact), including the entered state's own entry
+      effects (a continue state's prompt, an escalate state's ``apply``, a backstop warning);
+    - ``offer``: when a call state is entered, what that request offers (tools, tool_choice,
+      reasoning, model, max_tokens, thinking).
+    """
 
     before: Config
     event: Event
     transition: Transition | None
-    """None when no transition matched: the turn ends in a ``policy_error`` halt."""
     after: Config
     directives: tuple[Directive, ...]
     redirected_from: str | None = None
     """The transition's own target when a backstop redirected it."""
     request_flags: frozenset[str] = frozenset()
     """Flags in force for the call being entered (before once-flags were consumed)."""
+    calls: str = CALLS_NONE
+    fate: str | None = None
+    """None when the event carries no tool calls."""
+    refusal: str | None = None
+    """For ``fate == "refuse"``: the template each call is answered with."""
+    offer: Offer | None = None
+    """Set when ``after`` is a call state: what that request offers."""
 
     @property
     def target(self) -> str:
         return self.after.state
+
+    @property
+    def appended(self) -> tuple[str, ...]:
+        """The templates this step appends as user messages, in order."""
+        return tuple(d.action.template for d in self.directives if isinstance(d.action, Append))
 
 
 _FORMATTER = string.Formatter()
@@ -387,22 +471,23 @@ class Policy:
 
     def step(self, cfg: Config, event: Event) -> Step:
         """Decide: pick the transition, run its actions, resolve backstops, enter the target."""
+        calls = calls_of(self.states[cfg.state].kind, event)
         t = self.select(cfg, event)
         if t is None:
             halt = self.policy_error_state()
             after = Config(halt, cfg.counters, cfg.flags)
-            return Step(cfg, event, None, after, ())
+            # the turn ends in policy_error, which events_handled reports; the calls are dropped
+            return Step(cfg, event, None, after, (), calls=calls, fate=None if calls == CALLS_NONE else FATE_DROP)
         counters = list(cfg.counters)
         flags = set(cfg.flags)
         directives: list[Directive] = []
         for action in t.actions:
             self._apply(action, counters, flags, directives)
         target = self.redirect(t.target, counters, flags)
-        if target != t.target and self.states[t.target].kind == "tool_exec":
-            # the batch will not run: its calls never enter the history
-            directives.append(Directive(DropToolCalls()))
-        entered, request_flags, warnings = self._enter(target, tuple(counters), frozenset(flags))
-        directives.extend(warnings)
+        entered, request_flags, entry = self._enter(target, tuple(counters), frozenset(flags))
+        directives.extend(entry)
+        fate, refusal = self._fate(calls, t, target, directives)
+        offer = Offer.from_flags(request_flags) if self.states[target].kind == "call" else None
         return Step(
             cfg,
             event,
@@ -411,12 +496,38 @@ class Policy:
             tuple(directives),
             redirected_from=t.target if target != t.target else None,
             request_flags=request_flags,
+            calls=calls,
+            fate=fate,
+            refusal=refusal,
+            offer=offer,
         )
 
+    def _fate(
+        self, calls: str, t: Transition, target: str, directives: list[Directive]
+    ) -> tuple[str | None, str | None]:
+        """What becomes of the tool calls an event carries. Partial and invalid calls never run."""
+        if calls == CALLS_NONE:
+            return None, None
+        if calls != CALLS_COMPLETE or any(isinstance(a, DropToolCalls) for a in t.actions):
+            return FATE_DROP, None
+        refusal = next((d.action for d in directives if isinstance(d.action, RefuseTools)), None)
+        if refusal is not None:
+            return FATE_REFUSE, refusal.template
+        if self.states[target].kind == "tool_exec":
+            return FATE_RUN, None
+        if self.states[t.target].kind == "tool_exec":  # the tool-batch backstop stopped the batch
+            return FATE_DROP, None
+        return FATE_IGNORE, None
+
     def entry_directives(self, state: str) -> tuple[Directive, ...]:
-        """The directives an escalate state's ``apply`` list asks for (compact, refuse, ...)."""
+        """The directives entering ``state`` performs: a continue state's prompt, an escalate
+        state's non-configuration ``apply`` actions (compact, append, refuse), in order."""
         s = self.states[state]
-        return tuple(Directive(a) for a in s.apply if not isinstance(a, _PURE_ACTIONS))
+        if s.kind == "continue" and s.prompt:
+            return (Directive(Append(s.prompt)),)
+        if s.kind == "escalate":
+            return tuple(Directive(a) for a in s.apply if not isinstance(a, _PURE_ACTIONS))
+        return ()
 
     def _apply(self, action: Action, counters: list[int], flags: set[str], out: list[Directive]) -> None:
         if isinstance(action, Increment):
@@ -443,8 +554,21 @@ class Policy:
         Entering a call (tool_exec) state spends one model call (tool batch). When the backstop is
         spent the transition goes to ``exhausted``; for model calls, when one call is left it goes to
         ``wrap_up``, unless the turn already passed through ``wrap_up`` (flag ``wrap_up_entered``),
-        however many states lie between it and the call.
+        however many states lie between it and the call. The rule applies again to the state it
+        redirects to: a ``tool_batches.exhausted`` that is a call state is still subject to the
+        model-call backstop, so no entry escapes a spent cap.
         """
+        seen = {target}
+        while True:
+            nxt = self._redirect_once(target, counters, flags)
+            if nxt == target:
+                return target
+            if nxt in seen:  # pragma: no cover - the validator rejects exhausted targets that loop
+                return self.policy_error_state()
+            seen.add(nxt)
+            target = nxt
+
+    def _redirect_once(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str]) -> str:
         kind = self.states[target].kind
         for name, bs in self.backstops.items():
             if BACKSTOP_KIND[name] != kind:
@@ -459,19 +583,20 @@ class Policy:
     def _enter(
         self, state: str, counters: tuple[int, ...], flags: frozenset[str]
     ) -> tuple[Config, frozenset[str], list[Directive]]:
-        """Entry effects of a state's kind: a call counts a model call and consumes once-flags."""
+        """Entry effects of a state's kind: a call counts a model call and consumes once-flags; an
+        escalate state applies its ``apply`` list; a continue state appends its prompt."""
         kind = self.states[state].kind
-        warnings: list[Directive] = []
+        entry: list[Directive] = []
         request_flags = flags
         for name, bs in self.backstops.items():
             if BACKSTOP_KIND[name] != kind:
                 continue
             idx = self._counter_index[name]
             c = list(counters)
-            c[idx] = min(bs.max, c[idx] + 1)
+            c[idx] += 1  # never past the cap: redirect() sent a spent backstop's entry elsewhere
             counters = tuple(c)
             if bs.warn_at is not None and bs.warning is not None and counters[idx] == bs.warn_at:
-                warnings.append(Directive(Append(bs.warning)))
+                entry.append(Directive(Append(bs.warning)))
         if kind == "call":
             flags = flags - ONCE_FLAGS
         if any(bs.wrap_up == state for bs in self.backstops.values()):
@@ -481,9 +606,10 @@ class Policy:
             cs = list(counters)
             for a in self.states[state].apply:
                 if isinstance(a, _PURE_ACTIONS):
-                    self._apply(a, cs, fl, warnings)
+                    self._apply(a, cs, fl, entry)
             flags, counters = frozenset(fl), tuple(cs)
-        return Config(state, counters, flags), request_flags, warnings
+        entry.extend(self.entry_directives(state))
+        return Config(state, counters, flags), request_flags, entry
 
     def policy_error_state(self) -> str:
         """The halt a run falls into when no transition matches (a static check error)."""

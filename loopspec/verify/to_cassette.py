@@ -17,6 +17,7 @@ from typing import Any
 from loopspec.replay.cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec
 from loopspec.replay.interactions import ErrorResponse, Interaction, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
+from loopspec.spec.properties import RUN_PROPERTIES
 from loopspec.spec.model import Policy
 
 from .explore import Counterexample
@@ -35,15 +36,6 @@ _CALL_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "effort_unsupported": (400, {"error": {"message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.", "type": "invalid_request_error"}}),
     "thinking_signature_invalid": (400, {"error": {"message": "Invalid signature in thinking block", "type": "invalid_request_error"}}),
 }
-
-# Which replay expectation states each checker property.
-_PROPERTY_EXPECTATION = {
-    "halt_message": "halt_message_nonempty",
-    "tools_stay_disabled": "tools_stay_disabled",
-    "no_partial_tool_exec": "no_partial_tool_ran",
-    "history_valid": "history_valid",
-}
-
 
 def _tool_names(attrs: dict[str, Any], key: str = "tools") -> list[str]:
     names = [n for n in (attrs.get(key) or []) if n]
@@ -164,7 +156,7 @@ def cassette_from_counterexample(
         elif kind == "tool_exec":
             b.tool_event(step.event, dict(step.attrs))
     expect = Expectations(
-        properties=tuple(p for p in ("history_valid", _PROPERTY_EXPECTATION.get(prop)) if p),
+        properties=tuple(dict.fromkeys(p for p in ("history_valid", prop) if p in RUN_PROPERTIES)),
         all_played=prop == "stub_not_silent",
         max_fires=max_fires,
     )
