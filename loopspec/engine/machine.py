@@ -15,7 +15,6 @@ from typing import Any
 
 from transitions import Machine
 
-from loopspec.spec.alphabet import BACKSTOP_KIND
 from loopspec.spec.model import Policy, Step
 
 _MACHINES: dict[int, tuple[Policy, Machine]] = {}
@@ -33,22 +32,6 @@ def trigger_name(step: Step) -> str:
     return name
 
 
-def _redirect_targets(policy: Policy, target: str) -> list[str]:
-    """Every state a backstop may redirect an entry into ``target`` to, transitively (a spent tool
-    budget may send it to a call state, which the model-call backstop may redirect again)."""
-    out: list[str] = []
-    todo = [target]
-    while todo:
-        kind = policy.states[todo.pop()].kind
-        for name, bs in policy.backstops.items():
-            if BACKSTOP_KIND[name] == kind:
-                for alt in (bs.exhausted, bs.wrap_up):
-                    if alt is not None and alt != target and alt not in out:
-                        out.append(alt)
-                        todo.append(alt)
-    return out
-
-
 def build_machine(policy: Policy) -> Machine:
     transitions: list[dict[str, Any]] = []
     error_state = policy.policy_error_state()
@@ -59,7 +42,7 @@ def build_machine(policy: Policy) -> Machine:
         for t in state.all_transitions():
             base = f"{t.source}:{t.event}:{t.order}"
             transitions.append({"trigger": base, "source": t.source, "dest": t.target})
-            for alt in _redirect_targets(policy, t.target):
+            for alt in policy.redirect_targets(t.target):
                 transitions.append({"trigger": f"{base}>{alt}", "source": t.source, "dest": alt})
     return Machine(
         model=None,

@@ -386,6 +386,13 @@ class Step:
     """For ``fate == "refuse"``: the template each call is answered with."""
     offer: Offer | None = None
     """Set when ``after`` is a call state: what that request offers."""
+    capped: frozenset[int] = frozenset()
+    """Counters (by index) this step increments under cap enforcement: the transition's own
+    increments (a transition that would pass a cap is not enabled) and the backstop counted on
+    entering a call or tool_exec state (a spent backstop redirects the entry). Increments in an
+    escalate state's ``apply`` saturate instead and bound nothing, so they are not listed."""
+    resets: frozenset[int] = frozenset()
+    """Counters this step sets back to zero (the transition's and the entered escalation's)."""
 
     @property
     def target(self) -> str:
@@ -487,7 +494,13 @@ class Policy:
         entered, request_flags, entry = self._enter(target, tuple(counters), frozenset(flags))
         directives.extend(entry)
         fate, refusal = self._fate(calls, t, target, directives)
-        offer = Offer.from_flags(request_flags) if self.states[target].kind == "call" else None
+        target_state = self.states[target]
+        offer = Offer.from_flags(request_flags) if target_state.kind == "call" else None
+        capped = {i.index for i in t.increments()}
+        capped.update(self._counter_index[n] for n in self.backstops if BACKSTOP_KIND[n] == target_state.kind)
+        resets = {a.index for a in t.actions if isinstance(a, Reset)}
+        if target_state.kind == "escalate":
+            resets.update(a.index for a in target_state.apply if isinstance(a, Reset))
         return Step(
             cfg,
             event,
@@ -500,6 +513,8 @@ class Policy:
             fate=fate,
             refusal=refusal,
             offer=offer,
+            capped=frozenset(capped),
+            resets=frozenset(resets),
         )
 
     def _fate(
@@ -567,6 +582,21 @@ class Policy:
                 return self.policy_error_state()
             seen.add(nxt)
             target = nxt
+
+    def redirect_targets(self, target: str) -> tuple[str, ...]:
+        """Every state :meth:`redirect` may send an entry into ``target`` to (for drawing and for
+        the transitions machine, which must declare each move a step can make)."""
+        out: list[str] = []
+        todo = [target]
+        while todo:
+            kind = self.states[todo.pop()].kind
+            for name, bs in self.backstops.items():
+                if BACKSTOP_KIND[name] == kind:
+                    for alt in (bs.exhausted, bs.wrap_up):
+                        if alt is not None and alt != target and alt not in out:
+                            out.append(alt)
+                            todo.append(alt)
+        return tuple(out)
 
     def _redirect_once(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str]) -> str:
         kind = self.states[target].kind

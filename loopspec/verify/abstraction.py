@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from ..spec.alphabet import BACKSTOP_KIND, KINDS, Event
+from ..spec.properties import budget_lasts, continuation_counters
 from ..spec.model import (
     AllOf,
     AnyOf,
@@ -280,10 +281,8 @@ class Analysis:
         return Node(cfg.state, cfg.flags & self.tracked_flags, self.phases_of(cfg.counters), pending, silent)
 
     def budget_lasts(self, cfg: Config) -> bool:
-        """The continuation budget lasts: some counter spent on continuations is below its cap."""
-        if not self.continuation_counters:
-            return True
-        return any(cfg.counters[i] < self.caps[i] for i in self.continuation_counters)
+        """The continuation budget lasts (the properties' own definition)."""
+        return budget_lasts(self.policy, cfg, self.continuation_counters)
 
     # -- representative configurations ---------------------------------------------------------
 
@@ -356,46 +355,17 @@ def build_analysis(policy: Policy) -> Analysis:
     names = tuple(policy.backstops)
     idx = tuple(policy.counter_index(n) for n in names)
     caps = tuple(c.max for c in policy.counters)
-    cont: list[int] = []
-    for s in policy.states.values():
-        for t in s.all_transitions():
-            if policy.states[t.target].kind == "continue":
-                for inc in t.increments():
-                    if inc.index not in cont:
-                        cont.append(inc.index)
-    return Analysis(policy, frozenset(tracked), names, idx, caps, tuple(sorted(cont)))
+    return Analysis(policy, frozenset(tracked), names, idx, caps, continuation_counters(policy))
 
 
 def counted_increments(an: Analysis, step: Step) -> frozenset[int]:
-    """Counters a step increments under cap enforcement.
-
-    A transition's own increments are enforced by :meth:`Policy.enabled` (a transition whose
-    increments would pass a cap is not enabled). Entering a ``call`` (``tool_exec``) state counts the
-    model-call (tool-batch) backstop, which :meth:`Policy.redirect` enforces. Increments in an
-    escalate state's ``apply`` saturate instead and bound nothing.
-    """
-    out: set[int] = set()
-    t = step.transition
-    if t is not None:
-        out.update(i.index for i in t.increments())
-    kind = an.kind(step.after.state)
-    for b, name in enumerate(an.backstop_names):
-        if BACKSTOP_KIND[name] == kind:
-            out.add(an.backstop_index[b])
-    return frozenset(out)
+    """Counters a step increments under cap enforcement (see :attr:`Step.capped`)."""
+    return step.capped
 
 
 def step_resets(an: Analysis, step: Step) -> frozenset[int]:
-    from ..spec.model import Reset
-
-    out: set[int] = set()
-    t = step.transition
-    if t is not None:
-        out.update(a.index for a in t.actions if isinstance(a, Reset))
-    s = an.policy.states[step.after.state]
-    if s.kind == "escalate":
-        out.update(a.index for a in s.apply if isinstance(a, Reset))
-    return frozenset(out)
+    """Counters a step resets (see :attr:`Step.resets`)."""
+    return step.resets
 
 
 def iter_base_steps(an: Analysis, state: str, flags: frozenset[str], phases: tuple[int, ...]) -> Iterable[Step]:
