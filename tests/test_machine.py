@@ -1,13 +1,16 @@
 """The ``transitions`` machine behind every turn: it agrees with ``Policy.step`` on every step,
-runs per-turn callbacks, and never keeps a policy alive."""
+runs per-turn callbacks, draws replayed paths, and never keeps a policy alive."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import io
+import subprocess
 import sys
 import warnings
 import weakref
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from loopspec import (
     load_policy,
     load_policy_text,
 )
+from loopspec.cli import main as cli_main
 from loopspec.engine import machine as machine_module
 from loopspec.engine.machine import POOL_SIZE, MachineTransition, TurnModel, idle_models, machine_for, trigger_name
 from loopspec.providers.base import ModelRequest, ResponseStream
@@ -367,6 +371,72 @@ def test_the_idle_pool_is_bounded_after_many_concurrent_turns() -> None:
     assert all(r.outcome == "completed" for r in results)
     assert idle_models(policy) == POOL_SIZE
     assert len(machine_for(policy).models) == POOL_SIZE, "dropped models are removed from the machine"
+
+
+# --------------------------------------------------------------------------- graph --trace
+
+
+def _graph(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = cli_main(["graph", *args])
+    return rc, out.getvalue()
+
+
+def test_graph_trace_draws_the_replayed_path() -> None:
+    cassette = FIXTURES / "incidents" / "hermes-31998-stall-mid-tool-call.cassette.yaml"
+    rc, text = _graph(str(DEFAULT_POLICY), "--trace", str(cassette))
+    assert rc == 0
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[:4] == ["---", "title: default replaying hermes-31998-stall-mid-tool-call", "---", "stateDiagram-v2"]
+    assert "[*] --> st_call_model" in lines
+    for edge in (
+        "st_call_model --> st_read_stream: opened (steps 1, 5, 8)",
+        "st_read_stream --> st_make_stub: stalled (step 2)",
+        "st_make_stub --> st_continue_after_stall_tool: mid_tool_call +stalls (step 3)",
+        "st_continue_after_stall_tool --> st_call_model: done (step 4)",
+        "st_read_stream --> st_run_tools: tool_calls -empty_streak -bad_call_streak (step 6)",
+        "st_read_stream --> st_halt_completed: text (step 9)",
+    ):
+        assert edge in lines
+    assert any(line.startswith("st_run_tools --> st_call_model: ok (step 7) |") for line in lines)
+    styled = {line.split()[1]: line.split()[2] for line in lines if line.startswith("Class ")}
+    visited = {"call_model", "read_stream", "make_stub", "continue_after_stall_tool", "run_tools"}
+    assert {s for s, style in styled.items() if style == "s_previous"} == {f"st_{s}" for s in visited}
+    assert [s for s, style in styled.items() if style == "s_active"] == ["st_halt_completed"]
+    assert "st___policy_error__" not in styled
+    assert sum("(step" in line for line in lines) == 7  # one label per distinct move taken
+
+
+def test_graph_trace_draws_a_backstop_redirect_when_taken() -> None:
+    cassette = FIXTURES / "incidents" / "netclaw-1358-tools-reenabled.cassette.yaml"
+    rc, text = _graph(str(DEFAULT_POLICY), "--trace", str(cassette))
+    assert rc == 0
+    redirects = [line.strip() for line in text.splitlines() if "redirected" in line]
+    assert redirects == [
+        "st_read_stream --> st_tools_spent: tool_calls -empty_streak -bad_call_streak, "
+        "redirected by a backstop (to run_tools) (step 184)"
+    ]
+
+
+def test_graph_trace_usage_errors(tmp_path: Path) -> None:
+    cassette = str(CASSETTES[0])
+    assert _graph(str(DEFAULT_POLICY), "--trace", cassette, "--format", "dot")[0] == 2
+    bad = tmp_path / "bad.cassette.yaml"
+    bad.write_text("loopspec_cassette: 1\nname: x\n")
+    assert _graph(str(DEFAULT_POLICY), "--trace", str(bad))[0] == 2
+
+
+def test_graph_with_and_without_trace_never_imports_litellm() -> None:
+    cassette = str(FIXTURES / "incidents" / "hermes-31998-stall-mid-tool-call.cassette.yaml")
+    for args, extension in (([str(DEFAULT_POLICY)], False), ([str(DEFAULT_POLICY), "--trace", cassette], True)):
+        code = (
+            "import sys; from loopspec.cli import main; rc = main(['graph', *%r]);"
+            "sys.exit(3 if 'litellm' in sys.modules else 4 if %r != ('transitions.extensions.diagrams' in sys.modules)"
+            " else rc)" % (args, extension)
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, (args, result.returncode, result.stderr)
 
 
 def test_machine_transitions_name_every_move_once() -> None:
