@@ -253,7 +253,10 @@ class TurnModel:
     def perform(self, step: Step) -> None:
         """Move along the step's transition; raises if the machine does not declare it or ends up
         somewhere other than where the policy says (the machine and ``Policy.step`` disagree)."""
-        self.trigger(trigger_name(step), step=step)  # type: ignore[attr-defined]
+        if self._callbacks is None:  # the plain machine: nothing to hand the step to
+            self.trigger(trigger_name(step))  # type: ignore[attr-defined]
+        else:
+            self.trigger(trigger_name(step), step=step)  # type: ignore[attr-defined]
         if self.state != step.after.state:
             raise RuntimeError(f"machine moved to {self.state}, policy says {step.after.state}")
 
