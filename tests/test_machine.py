@@ -443,3 +443,23 @@ def test_machine_transitions_name_every_move_once() -> None:
     moves = list(machine_module.machine_transitions(POLICY))
     assert len({m.trigger for m in moves}) == len(moves)
     assert all(isinstance(m, MachineTransition) for m in moves)
+
+
+def test_the_readme_library_examples_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from _paths import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    library = readme[readme.index("## Library"):readme.index("## Documentation")]
+    monkeypatch.chdir(ROOT)
+    exec(compile("\n".join(re.findall(r"```python\n(.*?)```", library, re.S)), "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "read_stream",
+        "completed London. 1",
+        "streaming after opened",
+        "call_model -> read_stream",
+        "read_stream -> halt_completed",
+        "[]",
+    ]
