@@ -27,6 +27,7 @@ _LAZY = {
     "Turn": "loopspec.engine.interpreter",
     "TurnResult": "loopspec.engine.interpreter",
     "TraceStep": "loopspec.engine.interpreter",
+    "TurnCallbacks": "loopspec.engine.machine",
     "run_turn": "loopspec.engine.interpreter",
     "run_turn_sync": "loopspec.engine.interpreter",
     "ToolRegistry": "loopspec.engine.tools",

@@ -71,10 +71,18 @@ def _load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
 def cmd_graph(args: argparse.Namespace) -> int:
     from .spec.graph import to_dot, to_mermaid
 
+    if args.trace and args.format != "mermaid":
+        print("loopspec graph: --trace draws Mermaid only (transitions' diagram engine without Graphviz)", file=sys.stderr)
+        return EXIT_USAGE
     policy = _load_or_report(args.file, False)
     if policy is None:
         return EXIT_USAGE
-    text = to_mermaid(policy) if args.format == "mermaid" else to_dot(policy)
+    if args.trace:
+        text = _trace_graph(policy, args.trace)
+        if text is None:
+            return EXIT_USAGE
+    else:
+        text = to_mermaid(policy) if args.format == "mermaid" else to_dot(policy)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -82,6 +90,22 @@ def cmd_graph(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _trace_graph(policy: Any, cassette: str) -> str | None:
+    """Replay the cassette in-process and draw its path (the replay machinery never imports litellm)."""
+    from .replay.cassette import read_cassette
+    from .replay.trace_graph import trace_graph
+
+    c, diags = read_cassette(cassette)
+    if c is None:
+        for d in diags:
+            print(d.format(), file=sys.stderr)
+        return None
+    text, report = run_async(trace_graph(c, policy))
+    r = report.result
+    print(f"{c.name}: {report.verdict}, {r.outcome} in {r.halt_state} after {len(r.trace)} steps", file=sys.stderr)
+    return str(text)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -119,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     p.add_argument("-o", "--output", metavar="OUT", help="write to a file instead of stdout")
+    p.add_argument("--trace", metavar="CASSETTE", help="replay CASSETTE in-process under FILE and highlight the path it takes")
     p.set_defaults(handler=cmd_graph)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the policy language")

@@ -36,7 +36,7 @@ from .clock import Clock, RealClock, StallTimeout
 from .consumers import Consumers
 from .guardrails import GuardrailState
 from .history import Trajectory, tool_calls_of
-from .machine import TurnModel
+from .machine import Callback, TurnCallbacks, TurnModel
 from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
 
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
@@ -101,6 +101,8 @@ class TurnResult:
     consumer_errors: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     """The compiled model's steps, in order: what the built-in properties are judged on."""
+    callback_errors: list[str] = field(default_factory=list)
+    """Callbacks (``Turn.on_enter`` and the like) that raised: ``"hook: Type: message"``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +134,7 @@ class Turn:
         max_tokens: int | None = None,
         reasoning_effort: str | None = None,
         extra: dict[str, Any] | None = None,
+        callbacks: TurnCallbacks | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -148,12 +151,31 @@ class Turn:
         self.result: TurnResult | None = None
         self._cancel_requested = False
         self._task: asyncio.Task[Any] | None = None
+        self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
 
     def cancel(self) -> None:
         """End the turn in its cancelled halt, at whatever point it is."""
         self._cancel_requested = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    # ------------------------------------------------------------------------------ callbacks
+
+    # Run synchronously by the turn's transitions machine as it moves, before the step is recorded
+    # and carried out; see TurnCallbacks. Register before run(); a callback that raises is recorded
+    # in TurnResult.callback_errors.
+
+    def on_enter(self, state: str, fn: Callback) -> None:
+        self.callbacks.on_enter(state, fn)
+
+    def on_exit(self, state: str, fn: Callback) -> None:
+        self.callbacks.on_exit(state, fn)
+
+    def before_state_change(self, fn: Callback) -> None:
+        self.callbacks.before_state_change(fn)
+
+    def after_state_change(self, fn: Callback) -> None:
+        self.callbacks.after_state_change(fn)
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -178,7 +200,8 @@ class Turn:
 
         cfg = policy.initial_config()
         offer = Offer.from_flags(cfg.flags)
-        turn_model = TurnModel.acquire(policy)
+        turn_model = TurnModel.acquire(policy, self.callbacks)
+        callback_errors = turn_model.callback_errors
         last_event = Event("start", {})
         try:
             while True:
@@ -197,6 +220,7 @@ class Turn:
             if self._stream is not None:
                 await self._close_stream()
         result = await self._halt(cfg, last_event)
+        result.callback_errors = callback_errors
         self.result = result
         if self._external_cancel and not self._cancel_requested:
             raise asyncio.CancelledError()

@@ -1,24 +1,42 @@
 """The compiled policy bound to a ``transitions`` state machine.
 
-``transitions`` holds the current state of each turn and refuses any move the policy does not
-declare; the compiled model alone decides which move to make (guards, caps, backstop redirects).
-The machine is built once per policy (about 70 µs) with ``auto_transitions=False`` and every turn
-is added as its own model, so many turns can run concurrently in one event loop with nothing
-shared. The synchronous ``Machine`` is used on purpose: ``AsyncMachine`` runs callbacks
+``transitions`` holds the current state of each turn, refuses any move the policy does not
+declare, and runs the callbacks a user attaches to a turn (:class:`TurnCallbacks`); the compiled
+model alone decides which move to make (guards, caps, backstop redirects).
+
+A policy gets up to two machines, built on first use (about 70 µs each): a plain one, for turns
+without callbacks, which runs no callback machinery at all; and one whose states and machine-level
+hooks name dispatch methods that ``transitions`` resolves on the model, for turns with callbacks.
+Every turn is its own model, so concurrent turns share nothing and never see each other's
+callbacks. The synchronous ``Machine`` is used on purpose: ``AsyncMachine`` runs callbacks
 concurrently (transitions #717), which would break ordered actions; effects are awaited by the
 interpreter loop instead.
+
+Nothing here keeps a policy alive: the machines and their idle models are dropped when the policy
+is collected, and at most :data:`POOL_SIZE` idle models are kept per machine.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import weakref
+from typing import Any, Callable, Iterator, NamedTuple
 
-from transitions import Machine
+from transitions import EventData, Machine
+from transitions import State as MachineState
 
-from loopspec.spec.model import Policy, Step
+from loopspec.spec.diagnostics import did_you_mean
+from loopspec.spec.model import Policy, Step, Transition
 
-_MACHINES: dict[int, tuple[Policy, Machine]] = {}
-_IDLE: dict[int, list["TurnModel"]] = {}
+Callback = Callable[[EventData], Any]
+"""A turn callback: called with transitions' ``EventData``; the decision is ``event.kwargs["step"]``."""
+
+POOL_SIZE = 8
+"""Idle models kept per machine. Binding a model costs about 0.5 ms (transitions attaches every
+trigger to it), so released models are reused; beyond this many, a released model is dropped."""
+
+
+# --------------------------------------------------------------------------- triggers
 
 
 def trigger_name(step: Step) -> str:
@@ -32,67 +50,244 @@ def trigger_name(step: Step) -> str:
     return name
 
 
-def build_machine(policy: Policy) -> Machine:
-    transitions: list[dict[str, Any]] = []
+class MachineTransition(NamedTuple):
+    """One move the machine allows, and the policy transition it comes from."""
+
+    trigger: str
+    source: str
+    dest: str
+    transition: Transition | None
+    """None for the move into the policy-error halt when no transition matched."""
+    redirect: bool
+    """A backstop redirect of ``transition`` to an ``exhausted`` or ``wrap_up`` state."""
+
+
+def machine_transitions(policy: Policy) -> Iterator[MachineTransition]:
+    """Every move a turn of ``policy`` can make, named as :func:`trigger_name` names its step."""
     error_state = policy.policy_error_state()
     for state in policy.states.values():
         if state.kind == "halt":
             continue
-        transitions.append({"trigger": f"{state.name}:unhandled", "source": state.name, "dest": error_state})
+        yield MachineTransition(f"{state.name}:unhandled", state.name, error_state, None, False)
         for t in state.all_transitions():
             base = f"{t.source}:{t.event}:{t.order}"
-            transitions.append({"trigger": base, "source": t.source, "dest": t.target})
+            yield MachineTransition(base, t.source, t.target, t, False)
             for alt in policy.redirect_targets(t.target):
-                transitions.append({"trigger": f"{base}>{alt}", "source": t.source, "dest": alt})
+                yield MachineTransition(f"{base}>{alt}", t.source, alt, t, True)
+
+
+def build_machine(policy: Policy, *, dispatch: bool = False) -> Machine:
+    """The policy's machine; with ``dispatch``, every state change runs :class:`TurnModel`'s
+    callback dispatchers (resolved by name on the model, so each turn runs only its own)."""
+    transitions = [{"trigger": m.trigger, "source": m.source, "dest": m.dest} for m in machine_transitions(policy)]
+    if not dispatch:
+        return Machine(
+            model=None,
+            states=list(policy.states),
+            transitions=transitions,
+            initial=policy.initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
     return Machine(
         model=None,
-        states=list(policy.states),
+        states=[MachineState(name, on_enter="_dispatch_enter", on_exit="_dispatch_exit") for name in policy.states],
         transitions=transitions,
         initial=policy.initial,
         auto_transitions=False,
         ignore_invalid_triggers=False,
+        send_event=True,
+        before_state_change="_dispatch_before",
+        after_state_change="_dispatch_after",
     )
 
 
-def machine_for(policy: Policy) -> Machine:
-    """The machine for a policy, built on first use and cached for the policy's lifetime."""
+# --------------------------------------------------------------------------- callbacks
+
+
+class TurnCallbacks:
+    """What a user runs when one turn changes state, named as ``transitions`` names its hooks.
+
+    For each move, in this order: ``before_state_change``, ``on_exit`` of the state left,
+    ``on_enter`` of the state entered, ``after_state_change``. Each callback is synchronous and
+    gets transitions' ``EventData``: ``event.kwargs["step"]`` is the :class:`~loopspec.Step`
+    (event, transition, configuration before and after), ``event.state`` the state left
+    (``before``/``on_exit``) or entered (``on_enter``/``after``), ``event.event.name`` the trigger.
+    A callback that raises is recorded in ``TurnResult.callback_errors`` and never stops the turn.
+    The methods return the registry, so registrations chain.
+    """
+
+    def __init__(self) -> None:
+        self.enter: dict[str, list[Callback]] = {}
+        self.exit: dict[str, list[Callback]] = {}
+        self.before: list[Callback] = []
+        self.after: list[Callback] = []
+
+    def on_enter(self, state: str, fn: Callback) -> "TurnCallbacks":
+        self.enter.setdefault(state, []).append(fn)
+        return self
+
+    def on_exit(self, state: str, fn: Callback) -> "TurnCallbacks":
+        self.exit.setdefault(state, []).append(fn)
+        return self
+
+    def before_state_change(self, fn: Callback) -> "TurnCallbacks":
+        self.before.append(fn)
+        return self
+
+    def after_state_change(self, fn: Callback) -> "TurnCallbacks":
+        self.after.append(fn)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.enter or self.exit or self.before or self.after)
+
+    def check(self, policy: Policy) -> None:
+        """Raise ``ValueError`` for a callback on a state the policy does not have."""
+        for hook, table in (("on_enter", self.enter), ("on_exit", self.exit)):
+            for state in table:
+                if state not in policy.states:
+                    hint = did_you_mean(state, policy.states)
+                    raise ValueError(f"{hook}: policy {policy.name} has no state '{state}'" + (f"; {hint}" if hint else ""))
+
+
+# --------------------------------------------------------------------------- machines per policy
+
+
+class _Pool:
+    """One machine and the idle models bound to it."""
+
+    __slots__ = ("machine", "idle")
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.idle: list[TurnModel] = []
+
+
+class _PolicyMachines:
+    __slots__ = ("policy", "pools")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = weakref.ref(policy)
+        self.pools: dict[bool, _Pool] = {}
+
+
+_MACHINES: dict[int, _PolicyMachines] = {}
+"""By ``id(policy)`` (a Policy holds mappings, so it cannot be hashed); an entry is removed when
+its policy is collected, and holds no strong reference to it."""
+
+
+def _forget(key: int, entry: _PolicyMachines) -> None:
+    if _MACHINES.get(key) is entry:
+        del _MACHINES[key]
+
+
+def _pool(policy: Policy, dispatch: bool) -> _Pool:
+    key = id(policy)
+    entry = _MACHINES.get(key)
+    if entry is None or entry.policy() is not policy:
+        entry = _MACHINES[key] = _PolicyMachines(policy)
+        weakref.finalize(policy, _forget, key, entry).atexit = False
+    pool = entry.pools.get(dispatch)
+    if pool is None:
+        pool = entry.pools[dispatch] = _Pool(build_machine(policy, dispatch=dispatch))
+    return pool
+
+
+def machine_for(policy: Policy, *, dispatch: bool = False) -> Machine:
+    """The machine for a policy, built on first use and kept while the policy is alive."""
+    return _pool(policy, dispatch).machine
+
+
+def idle_models(policy: Policy) -> int:
+    """How many released models are kept for the policy's turns (for tests and diagnostics)."""
     entry = _MACHINES.get(id(policy))
-    if entry is None or entry[0] is not policy:
-        entry = (policy, build_machine(policy))
-        _MACHINES[id(policy)] = entry
-    return entry[1]
+    if entry is None or entry.policy() is not policy:
+        return 0
+    return sum(len(p.idle) for p in entry.pools.values())
 
 
 class TurnModel:
     """The per-turn object ``transitions`` moves between states.
 
-    Binding a model to a machine costs about 0.5 ms (transitions attaches every trigger to it), so
-    released models are kept and reset for the next turn: :meth:`acquire`, run, :meth:`release`.
+    :meth:`acquire` a model for a turn, :meth:`perform` each step, :meth:`release` it at the end.
     A model is used by one turn at a time; concurrent turns each hold their own.
     """
 
     state: str
 
-    def __init__(self, machine: Machine, initial: str) -> None:
-        self._machine = machine
-        machine.add_model(self, initial=initial)
+    def __init__(self, pool: _Pool, initial: str) -> None:
+        self._pool = pool
+        self._callbacks: TurnCallbacks | None = None
+        self.callback_errors: list[str] = []
+        pool.machine.add_model(self, initial=initial)
 
     @classmethod
-    def acquire(cls, policy: Policy) -> "TurnModel":
-        machine = machine_for(policy)
-        idle = _IDLE.setdefault(id(machine), [])
-        if idle:
-            model = idle.pop()
-            machine.set_state(policy.initial, model=model)
-            return model
-        return cls(machine, policy.initial)
+    def acquire(cls, policy: Policy, callbacks: TurnCallbacks | None = None) -> "TurnModel":
+        """A model in the policy's initial state, running ``callbacks`` (checked against the policy)."""
+        dispatch = bool(callbacks)
+        if callbacks is not None and dispatch:
+            callbacks.check(policy)
+        pool = _pool(policy, dispatch)
+        if pool.idle:
+            model = pool.idle.pop()
+            pool.machine.set_state(policy.initial, model=model)
+        else:
+            model = cls(pool, policy.initial)
+        model._callbacks = callbacks if dispatch else None
+        model.callback_errors = []
+        return model
 
     def perform(self, step: Step) -> None:
-        """Move along the step's transition; raises if the machine does not declare it."""
-        self.trigger(trigger_name(step))  # type: ignore[attr-defined]
-        if self.state != step.after.state:  # pragma: no cover - the machine mirrors the model
+        """Move along the step's transition; raises if the machine does not declare it or ends up
+        somewhere other than where the policy says (the machine and ``Policy.step`` disagree)."""
+        if self._callbacks is None:  # the plain machine: nothing to hand the step to
+            self.trigger(trigger_name(step))  # type: ignore[attr-defined]
+        else:
+            self.trigger(trigger_name(step), step=step)  # type: ignore[attr-defined]
+        if self.state != step.after.state:
             raise RuntimeError(f"machine moved to {self.state}, policy says {step.after.state}")
 
     def release(self) -> None:
-        """Give the model back for the next turn of the same policy."""
-        _IDLE.setdefault(id(self._machine), []).append(self)
+        """Give the model back for the next turn of the same policy; its callbacks are dropped."""
+        self._callbacks = None
+        pool = self._pool
+        if len(pool.idle) < POOL_SIZE:
+            pool.idle.append(self)
+        else:
+            pool.machine.remove_model(self)
+
+    # -- the dispatchers the callback machine resolves by name on the model ------------------
+
+    def _dispatch_before(self, event: EventData) -> None:
+        if self._callbacks is not None:
+            self._run("before_state_change", self._callbacks.before, event)
+
+    def _dispatch_exit(self, event: EventData) -> None:
+        if self._callbacks is not None:
+            fns = self._callbacks.exit.get(event.state.name)
+            if fns:
+                self._run(f"on_exit {event.state.name}", fns, event)
+
+    def _dispatch_enter(self, event: EventData) -> None:
+        if self._callbacks is not None:
+            fns = self._callbacks.enter.get(event.state.name)
+            if fns:
+                self._run(f"on_enter {event.state.name}", fns, event)
+
+    def _dispatch_after(self, event: EventData) -> None:
+        if self._callbacks is not None:
+            self._run("after_state_change", self._callbacks.after, event)
+
+    def _run(self, hook: str, fns: list[Callback], event: EventData) -> None:
+        """Call each callback, isolated: one that raises is recorded, the move completes."""
+        for fn in list(fns):
+            try:
+                result = fn(event)
+                if inspect.isawaitable(result):
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    raise TypeError("callbacks are synchronous; this one returned an awaitable")
+            except Exception as exc:
+                self.callback_errors.append(f"{hook}: {type(exc).__name__}: {exc}")

@@ -14,6 +14,7 @@ from typing import Any, Literal, Sequence
 from loopspec.engine.clock import VirtualClock
 from loopspec.engine.history import history_problems
 from loopspec.engine.interpreter import TraceStep, Turn, TurnResult
+from loopspec.engine.machine import TurnCallbacks
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, Provider, ResponseStream
 from loopspec.spec.properties import first_violation, trace_violations
@@ -241,19 +242,22 @@ async def replay(
     *,
     transport: Transport = "inproc",
     time_scale: float | None = None,
+    callbacks: TurnCallbacks | None = None,
 ) -> ReplayReport:
-    """Replay a cassette under a policy and judge it."""
+    """Replay a cassette under a policy and judge it; ``callbacks`` run as the replayed turn moves."""
     tools = RecordedTools(c)
     if transport == "http":
         from .http import DEFAULT_TIME_SCALE, run_over_http
 
         result, server = await run_over_http(
-            policy, c.interactions, c.messages, time_scale=time_scale or DEFAULT_TIME_SCALE, tools=tools.registry
+            policy, c.interactions, c.messages, time_scale=time_scale or DEFAULT_TIME_SCALE, tools=tools.registry,
+            callbacks=callbacks,
         )
         diverged_at, unconsumed = server.diverged_at, server.unconsumed
     else:
         provider = InProcessProvider(c.interactions)
-        result = await Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock()).run(c.messages)
+        turn = Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock(), callbacks=callbacks)
+        result = await turn.run(c.messages)
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
     failures = check_expectations(c, result, policy, unconsumed=unconsumed)
     verdict: Verdict = "fail" if failures else "pass"
