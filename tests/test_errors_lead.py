@@ -104,3 +104,79 @@ def test_cli_prints_the_cause_first(tmp_path: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize("path", sorted(MACHINES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_policies_still_have_no_diagnostics_but_warnings(path: Path) -> None:
     assert all(d.severity == "warning" for d in _diags(path.read_text()))
+
+
+# -- counterexamples ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hermes_32012():
+    from loopspec.verify import check_file
+
+    return check_file(str(MACHINES / "hermes_pre_32012.yaml"), strict=True)
+
+
+def _with_counterexample(result, steps):
+    """``result`` with its stub_not_silent counterexample replaced by ``steps`` (and failing)."""
+    import copy
+
+    from loopspec.verify.explore import Counterexample
+    from loopspec.verify.report import FAIL
+
+    out = copy.deepcopy(result)
+    prop = out.properties["stub_not_silent"]
+    prop.status = FAIL
+    prop.counterexample = Counterexample(steps)
+    return out
+
+
+def _cex_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()[:1].isdigit() and ". " in ln and " -> " in ln]
+
+
+def test_stall_is_printed_as_the_stub_saw_it(hermes_32012) -> None:
+    from loopspec.verify.explore import CexStep
+
+    steps = [
+        CexStep("call_model", "opened", {}, "read_stream", None),
+        CexStep("read_stream", "stalled", {"chars": 0, "mid_tool_call": False}, "make_stub", None),
+        CexStep("make_stub", "mid_tool_call", {"chars": 12, "cut_tools": ["write_file"]}, "halt_stalled_tool_call", None),
+    ]
+    text = _with_counterexample(hermes_32012, steps).format_text()
+    lines = _cex_lines(text)
+    assert "2. read_stream: stalled(chars=12, mid_tool_call=True) -> make_stub" in lines
+    assert "3. make_stub: mid_tool_call(chars=12, cut_tools=['write_file']) -> halt_stalled_tool_call" in lines
+    assert "mid_tool_call=False" not in text
+
+
+def test_stall_before_text_is_printed_as_not_mid_tool_call(hermes_32012) -> None:
+    from loopspec.verify.explore import CexStep
+
+    steps = [
+        CexStep("call_model", "opened", {}, "read_stream", None),
+        CexStep("read_stream", "stalled", {"chars": 0, "mid_tool_call": True}, "make_stub", None),
+        CexStep("make_stub", "mid_text", {"chars": 0}, "halt_stalled_tool_call", None),
+    ]
+    lines = _cex_lines(_with_counterexample(hermes_32012, steps).format_text())
+    assert "2. read_stream: stalled(mid_tool_call=False) -> make_stub" in lines
+
+
+def test_a_stall_that_ends_the_path_keeps_its_own_attributes(hermes_32012) -> None:
+    from loopspec.verify.explore import CexStep
+
+    steps = [
+        CexStep("call_model", "opened", {}, "read_stream", None),
+        CexStep("read_stream", "stalled", {"chars": 0, "mid_tool_call": True}, "make_stub", None),
+    ]
+    lines = _cex_lines(_with_counterexample(hermes_32012, steps).format_text())
+    assert "2. read_stream: stalled(mid_tool_call=True) -> make_stub" in lines
+
+
+@pytest.mark.parametrize("name", ["hermes_pre_32012", "hermes_pre_30813", "netclaw_pre_1358", "netclaw_post_1358"])
+def test_no_printed_counterexample_contradicts_itself(name: str) -> None:
+    from loopspec.verify import check_file
+
+    lines = _cex_lines(check_file(str(MACHINES / f"{name}.yaml"), strict=True).format_text())
+    for a, b in zip(lines, lines[1:]):
+        if ": stalled" in a and (": mid_tool_call" in b or ": mid_text" in b):
+            assert ("mid_tool_call=True" in a) == (": mid_tool_call" in b), (a, b)
