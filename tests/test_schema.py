@@ -346,3 +346,16 @@ def test_incident_cassettes_pass_the_cassette_schema() -> None:
     for path in sorted((FIXTURES / "incidents").glob("*.cassette.yaml")):
         errors = list(v.iter_errors(_plain(load_yaml_text(path.read_text(), path.name))))
         assert not errors, (path.name, [f"{_where(e)}: {e.message}" for e in errors[:5]])
+
+
+def test_cassette_schema_is_described_for_hover() -> None:
+    from loopspec.replay.cassette import PROPERTIES
+    from loopspec.replay.cassette_schema import cassette_json_schema
+
+    schema = cassette_json_schema()
+    missing = [k for k, v in schema["properties"].items() if k != "source" and not v.get("description")]
+    missing += [f"expect.{k}" for k, v in schema["properties"]["expect"]["properties"].items() if not v.get("description")]
+    assert not missing, missing
+    props = schema["properties"]["expect"]["properties"]["properties"]["items"]
+    assert props["enum"] == list(PROPERTIES) and all(d != p for p, d in zip(PROPERTIES, props["enumDescriptions"]))
+    assert len(schema["properties"]["expect"]["properties"]["outcome"]["enumDescriptions"]) == len(OUTCOMES)
