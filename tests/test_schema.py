@@ -24,7 +24,7 @@ from loopspec.spec.yamlsource import load_yaml_text  # noqa: E402
 from _paths import FIXTURES, MACHINES, ROOT  # noqa: E402
 
 SCHEMA = json_schema()
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 
 # A valid policy that uses most of the language, so that every mutation below has something to hit.
 BASE = """\
@@ -233,8 +233,8 @@ def _where(err: Any) -> str:
     return "/".join(str(p) for p in err.absolute_path)
 
 
-def test_the_schema_is_a_valid_2020_12_schema() -> None:
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+def test_the_schema_is_a_valid_draft_07_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
 
 
 def test_the_base_policy_is_valid_for_both() -> None:
@@ -297,7 +297,7 @@ def _descriptions(node: Any, out: list[str]) -> list[str]:
 
 def test_the_alphabet_is_described_for_hover() -> None:
     text = "\n".join(_descriptions(SCHEMA, []))
-    kind_enum = SCHEMA["$defs"]["state"]["properties"]["kind"]
+    kind_enum = SCHEMA["definitions"]["state"]["properties"]["kind"]
     assert kind_enum["enum"] == list(KINDS) and len(kind_enum["enumDescriptions"]) == len(KINDS)
     for spec in KINDS.values():
         assert spec.doc in text
@@ -309,11 +309,11 @@ def test_the_alphabet_is_described_for_hover() -> None:
         assert doc in text
     for doc in CALL_FLAGS.values():
         assert doc in text
-    action = SCHEMA["$defs"]["action"]["allOf"][0]["then"]
+    action = SCHEMA["definitions"]["action"]["allOf"][0]["then"]
     assert set(FLAG_SHORTHANDS) <= set(action["enum"]) and all(action["enumDescriptions"])
     # each state kind's schema and each event under `on` carries its own description
     for k, spec in KINDS.items():
-        state = SCHEMA["$defs"][f"state.{k}"]
+        state = SCHEMA["definitions"][f"state.{k}"]
         assert state["description"]
         for e in spec.events:
             assert state["properties"]["on"]["properties"][e.name]["description"].startswith(e.doc)
@@ -341,8 +341,8 @@ def test_incident_cassettes_pass_the_cassette_schema() -> None:
     from loopspec.replay.cassette_schema import cassette_json_schema
 
     schema = cassette_json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    v = jsonschema.Draft202012Validator(schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    v = jsonschema.Draft7Validator(schema)
     for path in sorted((FIXTURES / "incidents").glob("*.cassette.yaml")):
         errors = list(v.iter_errors(_plain(load_yaml_text(path.read_text(), path.name))))
         assert not errors, (path.name, [f"{_where(e)}: {e.message}" for e in errors[:5]])

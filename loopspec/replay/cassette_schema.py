@@ -50,7 +50,7 @@ def _cover(props: dict[str, Any], keys: tuple[str, ...]) -> None:
 
 
 def cassette_json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) for ``loopspec_cassette: 1`` files."""
+    """JSON Schema (draft-07, what yaml-language-server validates with) for ``loopspec_cassette: 1`` files."""
     count = {"type": "integer", "minimum": 0}
     interaction_props: dict[str, Any] = {
         "sse": {"type": "string", "description": "the raw SSE text, played byte for byte"},
@@ -60,8 +60,8 @@ def cassette_json_schema() -> dict[str, Any]:
             "items": {"type": "object"},
             "description": "OpenAI chat.completion.chunk objects, rendered as 'data: <json>' events then [DONE]",
         },
-        "reply": {"$ref": "#/$defs/reply"},
-        "error": {"$ref": "#/$defs/error"},
+        "reply": {"$ref": "#/definitions/reply"},
+        "error": {"$ref": "#/definitions/error"},
         "completion": {"type": "object", "description": "a non-streaming chat.completion body"},
         "stall_after": dict(count, description="pause stall_seconds after this many data events (0 = before the first)"),
         "stall_seconds": {"type": "number", "minimum": 0, "description": "how long the stall lasts (virtual in-process, scaled over HTTP)"},
@@ -78,7 +78,7 @@ def cassette_json_schema() -> dict[str, Any]:
         "all_played": {"type": "boolean", "description": "every recorded response was played"},
         "requests": {
             "type": "array",
-            "items": {"$ref": "#/$defs/request_expectation"},
+            "items": {"$ref": "#/definitions/request_expectation"},
             "description": "what individual requests carried",
         },
         "properties": {
@@ -102,22 +102,22 @@ def cassette_json_schema() -> dict[str, Any]:
         "messages": {
             "type": "array",
             "minItems": 1,
-            "items": {"$ref": "#/$defs/message"},
+            "items": {"$ref": "#/definitions/message"},
             "description": "the turn's opening messages, sent as is",
         },
         "tools": {
             "type": "array",
-            "items": {"$ref": "#/$defs/tool"},
+            "items": {"$ref": "#/definitions/tool"},
             "description": "the tools the turn offers; replay answers them from tool_results",
         },
         "interactions": {
             "type": "array",
-            "items": {"$ref": "#/$defs/interaction"},
+            "items": {"$ref": "#/definitions/interaction"},
             "description": "one per model request, in order",
         },
         "tool_results": {
             "type": "array",
-            "items": {"$ref": "#/$defs/tool_result"},
+            "items": {"$ref": "#/definitions/tool_result"},
             "description": "answers for the tool calls, used in order per tool name",
         },
         "expect": {
@@ -128,13 +128,13 @@ def cassette_json_schema() -> dict[str, Any]:
         },
         "trace": {
             "type": "array",
-            "items": {"$ref": "#/$defs/trace_step"},
+            "items": {"$ref": "#/definitions/trace_step"},
             "description": "the decisions of the recorded run, one per step; a replay reports where its own part from them",
         },
     }
     _cover(top_props, TOP_KEYS)
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
         "title": "loopspec cassette",
         "description": "What the outside world said during one agent turn: model responses, provider errors, "
@@ -143,7 +143,7 @@ def cassette_json_schema() -> dict[str, Any]:
         "required": ["loopspec_cassette", "messages", "interactions"],
         "additionalProperties": False,
         "properties": top_props,
-        "$defs": {
+        "definitions": {
             "message": {
                 "type": "object",
                 "required": ["role"],

@@ -11,6 +11,10 @@ make it useful in an editor rather than merely correct:
 * **Everything has a description** (kinds, events with their attributes, outcomes, call flags,
   actions, settings), for hover and completion.
 
+It is written in JSON Schema draft-07, the draft yaml-language-server (VS Code's YAML extension)
+validates with: ``if``/``then``, ``const`` and ``propertyNames``, definitions under ``definitions``,
+and ``dependencies`` rather than the later ``dependentRequired``.
+
 It also rejects the values the validator rejects where a schema can say so (names that are not
 lower_snake_case, a non-positive setting, a cap out of range, a template field that is not a known
 variable). What it cannot say (a target state exists, a counter is declared, one counter incremented
@@ -26,6 +30,7 @@ from .model import COMPARATORS
 from .validate import ACTION_NAMES, GUARDRAIL_CODES, NAME_RE, SETTINGS_KEYS, STATE_KEYS, VERDICTS
 
 SCHEMA_ID = "https://loopspec.dev/schema/policy-1.json"
+DRAFT = "http://json-schema.org/draft-07/schema#"
 
 NAME_PATTERN = NAME_RE.pattern
 NAME_ERROR = "use lower_snake_case: a letter, then letters, digits or underscores"
@@ -68,7 +73,7 @@ _VERDICT_DOCS: dict[str, str] = {
 
 
 def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/$defs/{name}"}
+    return {"$ref": f"#/definitions/{name}"}
 
 
 def _by_type(description: str, **cases: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +99,7 @@ def _enum(values: dict[str, str], description: str) -> dict[str, Any]:
 
 
 def _name(description: str) -> dict[str, Any]:
-    return {"$ref": "#/$defs/name", "description": description}
+    return {**_ref("name"), "description": description}
 
 
 def _template_text() -> dict[str, Any]:
@@ -370,13 +375,13 @@ def _backstop(name: str) -> dict[str, Any]:
         "description": BACKSTOPS[name],
         "required": ["max", "exhausted"],
         "additionalProperties": False,
-        "dependentRequired": {"warn_at": ["warning"]},
+        "dependencies": {"warn_at": ["warning"]},
         "properties": props,
     }
 
 
 def json_schema() -> dict[str, Any]:
-    """The schema document (draft 2020-12)."""
+    """The schema document (draft-07)."""
     sigs = {_signature(e.attrs): e.attrs for k in KINDS.values() for e in k.events}
     defs: dict[str, Any] = {
         "name": {"type": "string", "pattern": NAME_PATTERN, "patternErrorMessage": NAME_ERROR},
@@ -396,9 +401,9 @@ def json_schema() -> dict[str, Any]:
         **{f"guard.{s}": _guard(s, attrs) for s, attrs in sigs.items()},
         **{f"transitions.{s}": _transitions(s) for s in sigs},
     }
-    names = {"$ref": "#/$defs/name"}
+    names = _ref("name")
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "$id": SCHEMA_ID,
         "title": "loopspec policy",
         "description": "An LLM agent's turn lifecycle as a state machine (loopspec language version 1). "
@@ -483,5 +488,5 @@ def json_schema() -> dict[str, Any]:
                 "additionalProperties": _ref("state"),
             },
         },
-        "$defs": defs,
+        "definitions": defs,
     }
