@@ -406,3 +406,56 @@ def test_ellipsis_matches_and_survives_regeneration() -> None:
     assert matches(shown, ["a: PROVEN", "explored 10 configurations"])
     assert not matches(shown, ["a: PROVEN", "x", "explored 11 configurations"])
     assert regenerate(shown, ["a: PROVEN", "x", "explored 12 configurations"]) == ["a: PROVEN", "  ...", "explored 12 configurations"]
+
+
+# -- the reference tables of docs/language.md are generated from the alphabet ---------------------
+
+
+def _kinds_table() -> list[str]:
+    from loopspec.spec.alphabet import KINDS
+
+    rows = ["| kind | what entering it does | event | meaning | attributes |", "| --- | --- | --- | --- | --- |"]
+    for kind in KINDS.values():
+        if not kind.events:
+            rows.append(f"| `{kind.name}` | {kind.doc} | — | (final: no events) | — |")
+        for i, e in enumerate(kind.events):
+            sep = " \\| "
+            attrs = "<br>".join(f"`{a.name}`: {a.type}" + (f" ({sep.join(a.values)})" if a.values else "") for a in e.attrs) or "—"
+            lead = f"`{kind.name}` | {kind.doc}" if i == 0 else " | "
+            rows.append(f"| {lead} | `{e.name}` | {e.doc} | {attrs} |")
+    return rows
+
+
+def _two_column(header: str, table: dict[str, str]) -> list[str]:
+    return [header, "| --- | --- |", *(f"| `{k}` | {v} |" for k, v in table.items())]
+
+
+def _tables() -> dict[str, list[str]]:
+    from loopspec.spec.alphabet import OUTCOMES, TEMPLATE_GLOBALS
+
+    return {
+        "| kind | what entering it does |": _kinds_table(),
+        "| outcome | meaning |": _two_column("| outcome | meaning |", OUTCOMES),
+        "| variable | value |": _two_column("| variable | value |", TEMPLATE_GLOBALS),
+    }
+
+
+def test_language_tables_match_the_alphabet() -> None:
+    path = ROOT / "docs" / "language.md"
+    lines = path.read_text().split("\n")
+    stale = []
+    for header, rows in _tables().items():
+        starts = [i for i, ln in enumerate(lines) if ln.startswith(header)]
+        assert len(starts) == 1, f"docs/language.md has no single table starting {header!r}"
+        start = starts[0]
+        end = start
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        if lines[start:end] != rows:
+            stale.append(header)
+            lines[start:end] = rows
+    if stale and UPDATE:
+        path.write_text("\n".join(lines))
+        warnings.warn(f"rewrote the tables {stale} in docs/language.md; review the diff")
+        return
+    assert not stale, f"docs/language.md's tables {stale} differ from loopspec/spec/alphabet.py.\n{UPDATE_HINT}"
