@@ -13,6 +13,8 @@ says so; GitHub does not render the comment:
                                 what it printed.
     <!-- doctest: output -->    what the python example before it prints
     <!-- doctest: file PATH --> the block's text is written to PATH before the next examples run
+    <!-- doctest: merge PATH --> the block's top-level YAML keys replace those of the YAML file PATH
+                                (an edit the reader is asked to make)
     <!-- doctest: shows PATH --> the block is the repository file PATH, verbatim
     <!-- doctest: skip REASON --> not run (say why)
 
@@ -334,6 +336,13 @@ def run_page(page: Page, sandbox: Path) -> list[Failure]:
             target = box.root / block.arg
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text("\n".join(block.lines) + "\n")
+        elif block.mark == "merge":
+            import yaml
+
+            target = box.root / block.arg
+            data = yaml.safe_load(target.read_text())
+            data.update(yaml.safe_load("\n".join(block.lines)))
+            target.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         elif block.mark == "shows":
             actual = (ROOT / block.arg).read_text().rstrip("\n").split("\n")
             if block.lines != actual:
@@ -459,3 +468,41 @@ def test_language_tables_match_the_alphabet() -> None:
         warnings.warn(f"rewrote the tables {stale} in docs/language.md; review the diff")
         return
     assert not stale, f"docs/language.md's tables {stale} differ from loopspec/spec/alphabet.py.\n{UPDATE_HINT}"
+
+
+# -- docs/examples -------------------------------------------------------------------------------
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def test_every_example_input_is_used_by_the_docs() -> None:
+    text = "\n".join(p.read_text() for p in PAGES)
+    unused = [p.name for p in sorted(EXAMPLES.iterdir()) if f"docs/examples/{p.name}" not in text and f"examples/{p.name}" not in text]
+    assert not unused, f"docs/examples holds files no page uses: {unused}"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.cassette.yaml")), ids=lambda p: p.name)
+def test_example_cassettes_read_cleanly(path: Path) -> None:
+    from loopspec.replay.cassette import read_cassette
+
+    cassette, diags = read_cassette(str(path))
+    if path.name == "broken.cassette.yaml":  # broken on purpose: cassettes.md shows its diagnostics
+        assert cassette is None and len(diags) == 4
+    else:
+        assert cassette is not None and not diags, [d.format() for d in diags]
+
+
+def test_loop_cassette_is_the_loop_the_record_example_describes() -> None:
+    """cassettes.md records a turn from a server serving loop.cassette.yaml under the old hermes
+    policy (5 calls, guardrail) and replays it under default.yaml (3 calls)."""
+    import asyncio
+
+    from loopspec import load_policy
+    from loopspec.replay.cassette import load_cassette
+    from loopspec.replay.harness import replay
+
+    c = load_cassette(str(EXAMPLES / "loop.cassette.yaml"))
+    old = asyncio.run(replay(c, load_policy(str(ROOT / "machines" / "hermes_pre_30813.yaml")))).result
+    new = asyncio.run(replay(c, load_policy(str(ROOT / "machines" / "default.yaml")))).result
+    assert (old.outcome, old.usage.model_calls, old.usage.tool_batches) == ("guardrail", 5, 5)
+    assert (new.outcome, new.usage.model_calls, new.usage.tool_batches) == ("guardrail", 3, 3)
