@@ -290,8 +290,6 @@ def _console(page: Page, block: Block, box: Sandbox, failures: list[Failure]) ->
         failures.append(Failure(f"{_rel(page.path)}:{block.start}: $ {command}", expected, actual))
         raw = [ln.rstrip() for ln in printed.replace(str(box.root) + os.sep, "").rstrip("\n").split("\n")] if printed else []
         new.extend(regenerate(expected, raw))
-    while block.lines and not block.lines[-1].strip() and new and new[-1].strip():
-        break
     if changed:
         block.new_lines = new
 
