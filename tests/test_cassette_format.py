@@ -75,7 +75,7 @@ def test_schema_names_what_the_reader_reads(schema: dict[str, Any]) -> None:
     assert set(schema["properties"]) == set(TOP_KEYS)
     assert set(schema["properties"]["expect"]["properties"]) == set(EXPECT_KEYS)
     assert schema["properties"]["expect"]["properties"]["properties"]["items"]["enum"] == list(PROPERTIES)
-    forms = [alt["required"][0] for alt in schema["$defs"]["interaction"]["oneOf"]]
+    forms = [alt["required"][0] for alt in schema["definitions"]["interaction"]["oneOf"]]
     assert forms == list(INTERACTION_FORMS)
     text = json.dumps(schema)  # serialisable
     assert UNDESCRIBED not in text, "cassette.py reads a key cassette_schema.py does not describe yet"

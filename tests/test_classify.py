@@ -1,5 +1,5 @@
 """Classifier tests: replies, and REAL litellm exception objects for every row of
-LITELLM_NOTES.md §3/§4/§6 (constructed the way litellm constructs them, no mocks)."""
+docs/providers.md ("How errors become events") (constructed the way litellm constructs them, no mocks)."""
 
 from __future__ import annotations
 

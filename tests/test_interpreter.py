@@ -1,6 +1,6 @@
 """The interpreter under default.yaml, over in-process replay of real and built streams.
 
-Each incident of DESIGN.md's table has a test here (in-process, virtual time) and another in
+Each incident of docs/design.md's table has a test here (in-process, virtual time) and another in
 test_interpreter_http.py (litellm against a loopback server).
 """
 

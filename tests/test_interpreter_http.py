@@ -1,6 +1,6 @@
 """Full turns over litellm against a loopback OpenAI-compatible server (127.0.0.1 only).
 
-One scenario per row of DESIGN.md's incident table, under machines/default.yaml. Each runs over
+One scenario per row of docs/design.md's incident table, under machines/default.yaml. Each runs over
 HTTP (litellm's real SSE parser, exception mapping and sockets) and in-process, and the two
 transports must agree on the outcome, the event path and the counts.
 """

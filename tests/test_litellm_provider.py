@@ -99,7 +99,7 @@ def test_text_stream(srv):
 
 
 def test_tool_call_stream_with_tools(srv):
-    """tools= makes litellm import mcp (LITELLM_NOTES §0): this passing proves mcp is installed."""
+    """tools= makes litellm import mcp (docs/providers.md, "Installing"): this passing proves mcp is installed."""
     srv.push(Reply(sse=sse("openai_stream_tool_call_single.sse")))
 
     async def go():

@@ -1,7 +1,7 @@
 """The loopback replay server against the real litellm client stack (no mocks).
 
 Every stream and error body here is a real recorded provider response (see
-../shared/real_streams/SOURCES.md); the expectations come from LITELLM_NOTES.md, which measured
+fixtures/streams/SOURCES.md); the expectations come from docs/providers.md, which describes
 litellm 1.106.2 against a loopback server.
 """
 
@@ -47,11 +47,11 @@ T = TypeVar("T")
 
 
 def recorded(name: str) -> Path:
-    """A recorded body: the repo's fixtures copy if it is there yet, else the shared originals."""
-    for base in (REPO / "fixtures" / "streams", REPO.parent / "shared" / "real_streams"):
-        if (base / name).is_file():
-            return base / name
-    raise FileNotFoundError(name)
+    """A recorded body from fixtures/streams."""
+    path = REPO / "fixtures" / "streams" / name
+    if not path.is_file():
+        raise FileNotFoundError(name)
+    return path
 
 
 def sse_text(name: str) -> str:

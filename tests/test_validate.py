@@ -210,7 +210,7 @@ def test_schema_and_graph_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli_main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert set(schema["properties"]["states"]["additionalProperties"]["oneOf"][0]["properties"]) >= {"kind", "on"}
+    assert set(schema["definitions"]["state.call"]["properties"]) >= {"kind", "on"}
     assert cli_main(["graph", str(DEFAULT_POLICY)]) == 0
     mermaid = capsys.readouterr().out
     assert mermaid.startswith("flowchart TD")

@@ -1,7 +1,7 @@
 """Fold a stream of Deltas into one reply.
 
 Written here rather than borrowed from ``litellm.stream_chunk_builder``: that helper interleaves
-choices for n>1 and drops signature-only reasoning chunks (LITELLM_NOTES.md §2, §7), and the
+choices for n>1 and drops signature-only reasoning chunks (docs/providers.md), and the
 replay path must not need litellm at all. The assembler also knows, at any moment, whether the
 stream is inside a tool call, which is what the partial-stream stub needs after a stall.
 """

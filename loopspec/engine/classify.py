@@ -3,7 +3,7 @@
 Pure functions. litellm is never imported here: exceptions are recognised by the class names in
 their MRO and by ``status_code``/message, so this module works on real litellm objects while
 ``loopspec validate``/``check`` stay free of the 2.5 s litellm import. The rules follow the
-behaviour measured in ``LITELLM_NOTES.md`` §3–§4 (which litellm class each upstream error becomes).
+behaviour measured in ``docs/providers.md`` ("How errors become events": which litellm class each upstream error becomes).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def _thinking_from_details(details: list) -> tuple[tuple[dict, ...], str]:
     """OpenRouter ``reasoning_details`` as Anthropic-style thinking fragments, plus their text.
 
     Kept because the signature-only entry is what a thinking replay needs, and litellm's
-    ``openai/`` path drops exactly that chunk (LITELLM_NOTES.md §2).
+    ``openai/`` path drops exactly that chunk (docs/providers.md, "What litellm changes in a stream").
     """
     blocks: list[dict] = []
     text: list[str] = []

@@ -3,7 +3,7 @@
 litellm is imported lazily (``loopspec validate``/``check`` must not pay its 2.5 s import) and
 with ``LITELLM_LOCAL_MODEL_COST_MAP`` set first (otherwise the import tries the network).
 Retries are the policy's job, so litellm/openai retries are off: ``max_retries=0`` and never
-``num_retries`` (it overrides max_retries, retries 400s and needs tenacity; LITELLM_NOTES.md §3).
+``num_retries`` (it overrides max_retries, retries 400s and needs tenacity; docs/providers.md, "Retries").
 """
 
 from __future__ import annotations

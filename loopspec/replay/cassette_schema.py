@@ -25,6 +25,19 @@ def _strings_or_one() -> dict[str, Any]:
 
 UNDESCRIBED = "accepted by the reader; not yet described by this schema"
 
+# What each expectation property checks, for hover (the replay harness is the authority).
+PROPERTY_DOCS: dict[str, str] = {
+    "history_valid": "the message history is well formed at the halt: each tool call answered exactly once, no orphan results",
+    "halt_message_nonempty": "the halt delivered a non-empty message",
+    "no_partial_tool_ran": "no tool ran from a stream that did not end in tool_calls",
+    "tools_stay_disabled": "once a step disabled tools, no later step enabled them again",
+}
+
+
+def _enum(values: dict[str, str], description: str) -> dict[str, Any]:
+    """An enumeration whose values each have a description (shown by VS Code on completion)."""
+    return {"description": description, "enum": list(values), "enumDescriptions": list(values.values())}
+
 
 def _cover(props: dict[str, Any], keys: tuple[str, ...]) -> None:
     """Keep the schema's key set equal to the reader's: a key the reader accepts but this module
@@ -37,7 +50,7 @@ def _cover(props: dict[str, Any], keys: tuple[str, ...]) -> None:
 
 
 def cassette_json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) for ``loopspec_cassette: 1`` files."""
+    """JSON Schema (draft-07, what yaml-language-server validates with) for ``loopspec_cassette: 1`` files."""
     count = {"type": "integer", "minimum": 0}
     interaction_props: dict[str, Any] = {
         "sse": {"type": "string", "description": "the raw SSE text, played byte for byte"},
@@ -47,24 +60,32 @@ def cassette_json_schema() -> dict[str, Any]:
             "items": {"type": "object"},
             "description": "OpenAI chat.completion.chunk objects, rendered as 'data: <json>' events then [DONE]",
         },
-        "reply": {"$ref": "#/$defs/reply"},
-        "error": {"$ref": "#/$defs/error"},
+        "reply": {"$ref": "#/definitions/reply"},
+        "error": {"$ref": "#/definitions/error"},
         "completion": {"type": "object", "description": "a non-streaming chat.completion body"},
         "stall_after": dict(count, description="pause stall_seconds after this many data events (0 = before the first)"),
-        "stall_seconds": {"type": "number", "minimum": 0},
+        "stall_seconds": {"type": "number", "minimum": 0, "description": "how long the stall lasts (virtual in-process, scaled over HTTP)"},
         "disconnect_after": dict(count, description="drop the connection after this many data events, no [DONE]"),
-        "doc": {"type": "string"},
+        "doc": {"type": "string", "description": "a note for readers"},
     }
     _cover(interaction_props, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"))
     expect_props: dict[str, Any] = {
-        "outcome": {"enum": list(OUTCOMES), "description": "the turn's outcome"},
-        "model_calls": count,
-        "tool_batches": count,
-        "final_response_contains": _strings_or_one(),
-        "message_contains": _strings_or_one(),
+        "outcome": _enum(OUTCOMES, "the turn's outcome"),
+        "model_calls": dict(count, description="the number of model calls the turn made"),
+        "tool_batches": dict(count, description="the number of tool batches the turn ran"),
+        "final_response_contains": dict(_strings_or_one(), description="text the final model response contains"),
+        "message_contains": dict(_strings_or_one(), description="text the halt message delivered to the user contains"),
         "all_played": {"type": "boolean", "description": "every recorded response was played"},
-        "requests": {"type": "array", "items": {"$ref": "#/$defs/request_expectation"}},
-        "properties": {"type": "array", "items": {"enum": list(PROPERTIES)}},
+        "requests": {
+            "type": "array",
+            "items": {"$ref": "#/definitions/request_expectation"},
+            "description": "what individual requests carried",
+        },
+        "properties": {
+            "type": "array",
+            "items": _enum({p: PROPERTY_DOCS.get(p, p) for p in PROPERTIES}, "an invariant that should hold under every policy"),
+            "description": "invariants checked on the replayed turn",
+        },
         "max_fires": {
             "type": "object",
             "additionalProperties": {"type": "integer", "minimum": 0},
@@ -73,25 +94,47 @@ def cassette_json_schema() -> dict[str, Any]:
     }
     _cover(expect_props, EXPECT_KEYS)
     top_props: dict[str, Any] = {
-        "loopspec_cassette": {"const": CASSETTE_VERSION},
-        "name": {"type": "string"},
-        "doc": {"type": "string"},
+        "loopspec_cassette": {"const": CASSETTE_VERSION, "description": "the format version; must be 1"},
+        "name": {"type": "string", "description": "the cassette's name in reports (default: the file name)"},
+        "doc": {"type": "string", "description": "what happened and why this cassette exists"},
         "source": {"type": "object", "description": "free-form provenance (incident, recording, import)"},
         "model": {"type": "string", "description": "litellm model name for in-process replay (default openai/replay)"},
-        "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/message"}},
-        "tools": {"type": "array", "items": {"$ref": "#/$defs/tool"}},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/definitions/message"},
+            "description": "the turn's opening messages, sent as is",
+        },
+        "tools": {
+            "type": "array",
+            "items": {"$ref": "#/definitions/tool"},
+            "description": "the tools the turn offers; replay answers them from tool_results",
+        },
         "interactions": {
             "type": "array",
-            "items": {"$ref": "#/$defs/interaction"},
+            "items": {"$ref": "#/definitions/interaction"},
             "description": "one per model request, in order",
         },
-        "tool_results": {"type": "array", "items": {"$ref": "#/$defs/tool_result"}},
-        "expect": {"type": "object", "additionalProperties": False, "properties": expect_props},
-        "trace": {"type": "array", "items": {"$ref": "#/$defs/trace_step"}},
+        "tool_results": {
+            "type": "array",
+            "items": {"$ref": "#/definitions/tool_result"},
+            "description": "answers for the tool calls, used in order per tool name",
+        },
+        "expect": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": expect_props,
+            "description": "what the turn is expected to do; the replay verdict is fail if any of these does not hold",
+        },
+        "trace": {
+            "type": "array",
+            "items": {"$ref": "#/definitions/trace_step"},
+            "description": "the decisions of the recorded run, one per step; a replay reports where its own part from them",
+        },
     }
     _cover(top_props, TOP_KEYS)
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
         "title": "loopspec cassette",
         "description": "What the outside world said during one agent turn: model responses, provider errors, "
@@ -100,11 +143,21 @@ def cassette_json_schema() -> dict[str, Any]:
         "required": ["loopspec_cassette", "messages", "interactions"],
         "additionalProperties": False,
         "properties": top_props,
-        "$defs": {
+        "definitions": {
             "message": {
                 "type": "object",
                 "required": ["role"],
-                "properties": {"role": {"enum": ["system", "user", "assistant", "tool"]}},
+                "properties": {
+                    "role": _enum(
+                        {
+                            "system": "instructions for the model",
+                            "user": "what the user said",
+                            "assistant": "an earlier model reply",
+                            "tool": "an earlier tool result",
+                        },
+                        "who speaks",
+                    )
+                },
                 "description": "an OpenAI chat message, passed to the model as is",
             },
             "tool": {
@@ -112,10 +165,10 @@ def cassette_json_schema() -> dict[str, Any]:
                 "required": ["name"],
                 "additionalProperties": False,
                 "properties": {
-                    "name": {"type": "string"},
+                    "name": {"type": "string", "description": "the tool's name, as the model calls it"},
                     "parameters": {"type": "object", "description": "JSON Schema of the arguments"},
-                    "description": {"type": "string"},
-                    "needs_approval": {"type": "boolean"},
+                    "description": {"type": "string", "description": "the tool's description, sent to the model"},
+                    "needs_approval": {"type": "boolean", "description": "the call waits for approval and is answered 'not run'"},
                 },
             },
             "interaction": {
@@ -130,8 +183,8 @@ def cassette_json_schema() -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "text": {"type": "string"},
-                    "reasoning": {"type": "string"},
+                    "text": {"type": "string", "description": "the visible text"},
+                    "reasoning": {"type": "string", "description": "reasoning (thinking) text, streamed before the text"},
                     "tool_calls": {
                         "type": "array",
                         "items": {
@@ -153,9 +206,13 @@ def cassette_json_schema() -> dict[str, Any]:
                 "type": "object",
                 "required": ["status"],
                 "properties": {
-                    "status": {"type": "integer"},
-                    "body": {"oneOf": [{"type": "string"}, {"type": "object"}]},
-                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "status": {"type": "integer", "description": "the HTTP status, e.g. 429"},
+                    "body": {"oneOf": [{"type": "string"}, {"type": "object"}], "description": "the error body, as the provider sent it"},
+                    "headers": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "response headers, e.g. retry-after",
+                    },
                 },
             },
             "tool_result": {
@@ -163,7 +220,7 @@ def cassette_json_schema() -> dict[str, Any]:
                 "required": ["tool"],
                 "additionalProperties": False,
                 "properties": {
-                    "tool": {"type": "string"},
+                    "tool": {"type": "string", "description": "the tool this result answers"},
                     "result": {"description": "the tool's text (anything else is serialised as JSON)"},
                     "error": {"type": "string", "description": "the error the tool raised"},
                 },
@@ -174,8 +231,8 @@ def cassette_json_schema() -> dict[str, Any]:
                 "required": ["index"],
                 "properties": {
                     "index": {"type": "integer", "minimum": 1, "description": "1 = the first model call"},
-                    "tools": {"enum": ["present", "absent"]},
-                    "prompt_contains": {"type": "string"},
+                    "tools": {"enum": ["present", "absent"], "description": "whether the request offered tools"},
+                    "prompt_contains": {"type": "string", "description": "text the request's messages contain"},
                 },
             },
             "trace_step": {

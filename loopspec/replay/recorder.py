@@ -8,7 +8,7 @@ plus a stall. Tools are wrapped so each result (or raised error) is kept in call
 decision trace and observed outcome become the cassette's ``trace`` and ``expect``.
 
 Chunk-level capture is what litellm hands the interpreter, not the wire bytes: litellm rewrites
-``model``/``created`` and drops empty and usage-only chunks (LITELLM_NOTES.md §2). It is exactly
+``model``/``created`` and drops empty and usage-only chunks (docs/providers.md). It is exactly
 what the interpreter saw, which is what a replay must reproduce.
 
 Redaction (:func:`redact`, :func:`redact_text`, :func:`redact_chunks`) runs over the structured

@@ -110,7 +110,43 @@ SUPPORTED_VERSION = 1
 
 
 class _Validator(DocumentReader):
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.causes: set[int] = set()
+        """Indices into ``diags`` of errors that made a declaration drop out of the policy."""
+        self.dropped: dict[tuple[str, str], Position | None] = {}
+        """(what, name) of each declaration left out because it is invalid, with where it is."""
+
     # -- reporting --------------------------------------------------------------------------
+
+    def drop(self, since: int, what: str, name: Any, pos: Position | None) -> None:
+        """The declaration ``name`` is left out because of the errors reported since ``since``.
+
+        Those errors are root causes: every later use of the name fails too ("unknown state",
+        "unknown counter"), so they are listed first, and the later errors' hints point back here.
+        """
+        self.causes.update(range(since, len(self.diags)))
+        if isinstance(name, str):
+            self.dropped.setdefault((what, name), pos)
+
+    def unknown(self, what: str, name: Any, known: Any) -> str:
+        """The hint for an unknown name: where it was declared if its declaration was left out."""
+        if isinstance(name, str) and (what, name) in self.dropped:
+            pos = self.dropped[(what, name)]
+            where = f" (line {pos.line})" if pos is not None else ""
+            return f"{what} '{name}'{where} is left out because its declaration is invalid; fix that error first"
+        return did_you_mean(name, known)
+
+    def ordered(self) -> list[Diagnostic]:
+        """Root causes first, then the other errors, then warnings; by position within each."""
+
+        def key(item: tuple[int, Diagnostic]) -> tuple[int, int, int, int]:
+            i, d = item
+            rank = 0 if i in self.causes else 1 if d.severity == "error" else 2
+            line, col = (d.pos.line, d.pos.col) if d.pos is not None else (0, 0)
+            return (rank, line, col, i)
+
+        return [d for _, d in sorted(enumerate(self.diags), key=key)]
 
     def error(self, code: str, message: str, path: str, pos: Position | None, hint: str = "") -> None:
         self.report(code, message, path, pos, hint)
@@ -194,6 +230,8 @@ class _Validator(DocumentReader):
             kind = sbody.get("kind") if isinstance(sbody, YMap) else None
             if isinstance(kind, str) and kind in KINDS:
                 self.state_kinds[str(sname)] = kind
+            else:  # read_state reports why; references to it, even earlier ones, point there
+                self.dropped.setdefault(("state", str(sname)), states_map.key_pos[sname])
         self.backstops = self.read_backstops(root)
 
         initial = root.get("initial")
@@ -205,7 +243,7 @@ class _Validator(DocumentReader):
                 f"initial state '{initial}' is not defined",
                 "initial",
                 root.pos_of("initial"),
-                did_you_mean(initial, self.state_kinds),
+                self.unknown("state", initial, self.state_kinds),
             )
 
         states: dict[str, State] = {}
@@ -255,10 +293,13 @@ class _Validator(DocumentReader):
             return out
         for key, text in m.items():
             path = f"templates.{key}"
+            n = len(self.diags)
             if not self.name_ok(key, path, m.key_pos[key], "template"):
+                self.drop(n, "template", key, m.key_pos[key])
                 continue
             if not isinstance(text, str):
                 self.error("LS202", "a template must be a string", path, m.pos_of(key))
+                self.drop(n, "template", key, m.key_pos[key])
                 continue
             self.check_template(text, path, m.pos_of(key))
             out[key] = text
@@ -298,10 +339,13 @@ class _Validator(DocumentReader):
             return out
         for key, seq in m.items():
             path = f"backoff.{key}"
+            n = len(self.diags)
             if not self.name_ok(key, path, m.key_pos[key], "backoff schedule"):
+                self.drop(n, "backoff schedule", key, m.key_pos[key])
                 continue
             lst = self.expect_list(seq, path, m.pos_of(key), "a backoff schedule (seconds per attempt)")
             if lst is None:
+                self.drop(n, "backoff schedule", key, m.key_pos[key])
                 continue
             if not lst:
                 self.error("LS204", "a backoff schedule needs at least one delay", path, m.pos_of(key))
@@ -321,7 +365,9 @@ class _Validator(DocumentReader):
             return out
         for key, body in m.items():
             path = f"flags.{key}"
+            n = len(self.diags)
             if not self.name_ok(key, path, m.key_pos[key], "flag"):
+                self.drop(n, "flag", key, m.key_pos[key])
                 continue
             if key in CALL_FLAGS:
                 self.error("LS207", f"flag '{key}' is built in; do not declare it", path, m.key_pos[key])
@@ -338,7 +384,9 @@ class _Validator(DocumentReader):
         if m is not None:
             for key, body in m.items():
                 path = f"counters.{key}"
+                n = len(self.diags)
                 if not self.name_ok(key, path, m.key_pos[key], "counter"):
+                    self.drop(n, "counter", key, m.key_pos[key])
                     continue
                 if key in BACKSTOPS:
                     self.error(
@@ -350,14 +398,18 @@ class _Validator(DocumentReader):
                     continue
                 b = self.expect_map(body, path, m.pos_of(key), "a counter ({max: N})")
                 if b is None:
+                    self.drop(n, "counter", key, m.key_pos[key])
                     continue
                 self.unknown_keys(b, ("max", "doc"), path, "a counter")
                 if "max" not in b:
                     self.error("LS205", f"counter '{key}' needs a 'max'", path, b.pos, "every counter has a cap")
+                    self.drop(n, "counter", key, m.key_pos[key])
                     continue
                 cap = self.int_in(b["max"], f"{path}.max", b.pos_of("max"), "max", 1, 10_000)
                 if cap is not None:
                     out.append(Counter(key, len(out), cap, str(b.get("doc", ""))))
+                else:
+                    self.drop(n, "counter", key, m.key_pos[key])
         return out
 
     def read_settings(self, root: YMap) -> Settings:
@@ -421,6 +473,7 @@ class _Validator(DocumentReader):
         self.unknown_keys(m, tuple(BACKSTOPS), "backstops", "backstops")
         for name in BACKSTOPS:
             path = f"backstops.{name}"
+            n = len(self.diags)
             if name not in m:
                 self.error("LS205", f"missing backstop '{name}'", path, m.pos)
                 continue
@@ -473,6 +526,8 @@ class _Validator(DocumentReader):
                 self.ref_template(warning, f"{path}.warning", b.pos_of("warning"))
             if cap is not None and isinstance(exhausted, str):
                 out[name] = Backstop(name, cap, exhausted, wrap_up, warn_at, warning)
+            else:
+                self.drop(n, "counter", name, m.key_pos.get(name, m.pos))
         for name, bs in out.items():
             self.counters.append(Counter(name, len(self.counters), bs.max, BACKSTOPS[name], backstop=True))
         return out
@@ -482,13 +537,13 @@ class _Validator(DocumentReader):
     def ref_state(self, name: Any, path: str, pos: Position | None) -> bool:
         if isinstance(name, str) and name in self.state_kinds:
             return True
-        self.error("LS301", f"unknown state {name!r}", path, pos, did_you_mean(name, self.state_kinds))
+        self.error("LS301", f"unknown state {name!r}", path, pos, self.unknown("state", name, self.state_kinds))
         return False
 
     def ref_template(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         if isinstance(name, str) and name in self.templates:
             return True
-        self.error("LS301", f"unknown template {name!r}", path, pos, did_you_mean(name, self.templates))
+        self.error("LS301", f"unknown template {name!r}", path, pos, self.unknown("template", name, self.templates))
         return False
 
     def counter_names(self) -> list[str]:
@@ -498,22 +553,24 @@ class _Validator(DocumentReader):
         for c in self.counters:
             if c.name == name:
                 return c
-        self.error("LS301", f"unknown counter {name!r}", path, pos, did_you_mean(name, self.counter_names()))
+        self.error("LS301", f"unknown counter {name!r}", path, pos, self.unknown("counter", name, self.counter_names()))
         return None
 
     def flag_ok(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         known = self.flags | set(CALL_FLAGS)
         if isinstance(name, str) and name in known:
             return True
-        self.error("LS301", f"unknown flag {name!r}", path, pos, did_you_mean(name, known))
+        self.error("LS301", f"unknown flag {name!r}", path, pos, self.unknown("flag", name, known))
         return False
 
     # -- states -------------------------------------------------------------------------------
 
     def read_state(self, name: str, body: Any, parent: YMap) -> State | None:
         path = f"states.{name}"
+        n = len(self.diags)
         b = self.expect_map(body, path, parent.pos_of(name), "a state")
         if b is None:
+            self.drop(n, "state", name, parent.key_pos[name])
             return None
         kind = b.get("kind")
         if kind not in KINDS:
@@ -521,6 +578,7 @@ class _Validator(DocumentReader):
                 self.error("LS205", f"state '{name}' needs a 'kind'", path, b.pos, f"one of: {', '.join(KINDS)}")
             else:
                 self.error("LS301", f"unknown state kind {kind!r}", f"{path}.kind", b.pos_of("kind"), did_you_mean(kind, KINDS))
+            self.drop(n, "state", name, parent.key_pos[name])
             return None
         self.unknown_keys(b, STATE_KEYS[kind], path, f"a {kind} state")
         pos = parent.key_pos[name]
@@ -860,7 +918,7 @@ class _Validator(DocumentReader):
             return Compact()
         # backoff
         if arg not in self.backoff:
-            self.error("LS301", f"unknown backoff schedule {arg!r}", path, pos, did_you_mean(arg, self.backoff))
+            self.error("LS301", f"unknown backoff schedule {arg!r}", path, pos, self.unknown("backoff schedule", arg, self.backoff))
             return None
         attempt = extra.get("attempt") if isinstance(extra, YMap) else None
         if attempt is None:
@@ -875,7 +933,7 @@ class _Validator(DocumentReader):
 def validate_document(doc: Any, file: str) -> tuple[Policy | None, list[Diagnostic]]:
     v = _Validator(file)
     policy = v.run(doc)
-    return policy, v.diags
+    return policy, v.ordered()
 
 
 def validate_text(text: str, file: str = "<string>") -> tuple[Policy | None, list[Diagnostic]]:

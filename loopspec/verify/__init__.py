@@ -3,7 +3,7 @@
 Entry points: :func:`check_policy` (a compiled :class:`~loopspec.spec.model.Policy`) and
 :func:`check_file`. Both return a :class:`~loopspec.verify.report.CheckResult`.
 
-The route (DESIGN.md, "Keeping check exhaustive and fast"):
+The route (docs/design.md, "What is proven, and how"):
 
 1. :mod:`.abstraction` builds the reachable abstract graph by calling the model's own
    :meth:`Policy.step` on representative configurations and events (one semantics);

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .explore import Counterexample
+from loopspec.spec.alphabet import KINDS
+
+from .explore import CexStep, Counterexample
 from .properties import PROPERTY_DOCS
 from .structure import Structure
 from .termination import BackstopLoop, Elimination
@@ -149,7 +151,9 @@ class CheckResult:
                 lines.append(f"          {kind}:")
                 for i, s in enumerate(cex.steps):
                     mark = "  <- loop" if cex.loop_start == i else ""
-                    attrs = ", ".join(f"{k}={v!r}" for k, v in s.attrs.items() if v not in ("", [], 0, 0.0, False) or k in ("has_tool_calls", "mid_tool_call"))
+                    nxt = cex.steps[i + 1] if i + 1 < len(cex.steps) else None
+                    shown = _shown_attrs(s, nxt)
+                    attrs = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v not in ("", [], 0, 0.0, False) or k in ("has_tool_calls", "mid_tool_call"))
                     lines.append(f"            {i + 1:>3}. {s.state}: {s.event}{'(' + attrs + ')' if attrs else ''} -> {s.to}{mark}")
         wc = self.worst_case
         lines.append(
@@ -186,6 +190,26 @@ class CheckResult:
             f"in {self.seconds:.3f} s by {self.method}"
         )
         return "\n".join(lines)
+
+
+_STUB_EVENTS = frozenset(KINDS["stub"].event_names)
+
+
+def _shown_attrs(step: CexStep, nxt: CexStep | None) -> dict[str, Any]:
+    """The attributes printed for one counterexample step.
+
+    A stall and the stub built after it describe the same partial stream, but the adversary picks
+    the stall's ``mid_tool_call`` and the stub's event separately, so a path may read
+    ``stalled(mid_tool_call=False)`` and then ``mid_tool_call``. What the stub saw is what a real
+    stream would show both times, and what ``--counterexample`` records, so the stall is printed
+    with the stub's view.
+    """
+    attrs = dict(step.attrs)
+    if step.event == "stalled" and nxt is not None and nxt.state == step.to and nxt.event in _STUB_EVENTS:
+        attrs["mid_tool_call"] = nxt.event == "mid_tool_call"
+        if "chars" in nxt.attrs:
+            attrs["chars"] = nxt.attrs["chars"]
+    return attrs
 
 
 def _loop_json(b: BackstopLoop) -> dict[str, Any]:
