@@ -12,6 +12,9 @@ from typing import Any
 
 from loopspec.spec.alphabet import OUTCOMES
 
+from loopspec.spec.properties import PROPERTY_DOCS as _PROPERTY_DOCS
+from loopspec.spec.properties import RUN_PROPERTIES
+
 from .cassette import CASSETTE_VERSION, EXPECT_KEYS, FAULT_KEYS, INTERACTION_FORMS, PROPERTIES, TOP_KEYS
 
 __all__ = ["cassette_json_schema", "SCHEMA_ID"]
@@ -25,13 +28,8 @@ def _strings_or_one() -> dict[str, Any]:
 
 UNDESCRIBED = "accepted by the reader; not yet described by this schema"
 
-# What each expectation property checks, for hover (the replay harness is the authority).
-PROPERTY_DOCS: dict[str, str] = {
-    "history_valid": "the message history is well formed at the halt: each tool call answered exactly once, no orphan results",
-    "halt_message_nonempty": "the halt delivered a non-empty message",
-    "no_partial_tool_ran": "no tool ran from a stream that did not end in tool_calls",
-    "tools_stay_disabled": "once a step disabled tools, no later step enabled them again",
-}
+# What each expectation property checks, for hover: the one definition's own docs.
+PROPERTY_DOCS: dict[str, str] = {name: _PROPERTY_DOCS[name] for name in RUN_PROPERTIES}
 
 
 def _enum(values: dict[str, str], description: str) -> dict[str, Any]:
