@@ -52,7 +52,7 @@ def print_diagnostics(path: str, diags: Sequence[Any], wanted: str) -> bool:
     because it is the other kind of loopspec document (a cassette given as a policy, a policy given
     as a cassette), print that single fact instead of one unknown-key error per top-level key, and
     return True."""
-    swapped = _swapped_kind(path, wanted) if any(d.severity == "error" for d in diags) else None
+    swapped = swapped_kind(path, wanted) if any(d.severity == "error" for d in diags) else None
     if swapped:
         print(swapped, file=sys.stderr)
         return True
@@ -61,7 +61,9 @@ def print_diagnostics(path: str, diags: Sequence[Any], wanted: str) -> bool:
     return False
 
 
-def _swapped_kind(path: str, wanted: str) -> str | None:
+def swapped_kind(path: str, wanted: str) -> str | None:
+    """A one-line error when ``path`` is the other kind of loopspec document than ``wanted``
+    ("policy" or "cassette"); None when it is not (or cannot be read)."""
     from .spec.yamlsource import LoadError, load_yaml_file
 
     try:

@@ -4,6 +4,10 @@ Used by ``loopspec replay``, ``loopspec diff`` and the pytest plugin. It draws o
 when the stream is not a TTY (CI logs, pipes, files) or the caller asked for ``--json``, it writes
 nothing at all, so logs and machine-readable output stay clean. The line is redrawn in place with
 ``\\r`` and wiped when the run ends, leaving the command's own summary as the lasting record.
+
+The pytest plugin shares its line with pytest's own dots, so it draws ``after_cursor``: the text
+goes after the cursor, which is saved and restored around it (ANSI DECSC/DECRC), so pytest's next
+dot lands where pytest expects it and pytest's own line accounting stays true.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class Progress:
     ``enabled`` defaults to "``stream`` is a terminal"; pass ``enabled=False`` for ``--json``.
     Redraws are throttled to ``min_interval`` seconds, except the first and the last, so a corpus of
     thousands of small cassettes does not spend its time writing to the terminal. ``write``, when
-    given, replaces writing to ``stream`` (the pytest plugin draws through pytest's terminal).
+    given, replaces writing to ``stream``; ``room``, when given, says how many columns the text may
+    take (a shorter form is drawn, or none, so it never wraps); ``after_cursor`` draws as described
+    above.
     """
 
     def __init__(
@@ -46,6 +52,8 @@ class Progress:
         enabled: bool | None = None,
         min_interval: float = 0.1,
         write: Callable[[str], None] | None = None,
+        room: Callable[[], int] | None = None,
+        after_cursor: bool = False,
     ) -> None:
         self.total = total
         self.verb = verb
@@ -58,15 +66,24 @@ class Progress:
         self.enabled = is_terminal(self.stream) if enabled is None else enabled
         self.min_interval = min_interval
         self._write = write
+        self._room = room
+        self.after_cursor = after_cursor
         self._width = 0
         self._last = float("-inf")
 
     def text(self) -> str:
+        return self._texts()[0]
+
+    def _texts(self) -> list[str]:
+        """The line, then shorter forms of it for when ``room`` is tight, longest first."""
         count = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
-        line = f"{self.label}{self.verb} {count} {self.noun}"
-        if self.show_failed:
-            line += f", {self.failed} failed"
-        return line
+        failed = f", {self.failed} failed" if self.show_failed else ""
+        return [
+            f"{self.label}{self.verb} {count} {self.noun}{failed}",
+            f" {self.verb} {count}{failed}",
+            f" {count}{failed}",
+            f" {count}",
+        ]
 
     def advance(self, failed: bool = False) -> None:
         """One more item finished (``failed`` when it did not pass)."""
@@ -83,13 +100,20 @@ class Progress:
             return
         self._last = now
         line = self.text()
-        self._emit("\r" + line + " " * max(0, self._width - len(line)))
+        if self._room is not None:
+            room = self._room()
+            line = next((t for t in self._texts() if len(t) <= room), "")
+        if self.after_cursor:
+            self._emit(f"\x1b7{line}\x1b[K\x1b8")
+        else:
+            self._emit("\r" + line + " " * max(0, self._width - len(line)))
         self._width = len(line)
 
     def close(self) -> None:
-        """Wipe the line, so what the command prints next starts at the left edge of a clean line."""
+        """Wipe the line, so what the command prints next starts at the left edge of a clean line
+        (``after_cursor``: clear what was drawn after the cursor)."""
         if self.enabled and self._width:
-            self._emit("\r" + " " * self._width + "\r")
+            self._emit("\x1b[K" if self.after_cursor else "\r" + " " * self._width + "\r")
             self._width = 0
 
     def _emit(self, text: str) -> None:

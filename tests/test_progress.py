@@ -116,3 +116,21 @@ def test_diff_draws_both_passes_on_a_terminal_and_nothing_under_json(monkeypatch
     tty.truncate()
     assert main(["diff", policy, policy, "--corpus", str(INCIDENTS), "--json"]) == 0
     assert tty.getvalue() == ""
+
+
+def test_after_cursor_draws_without_moving_the_cursor_and_shortens_to_fit() -> None:
+    out = FakeTTY()
+    room = [80]
+    p = Progress(10, label=" loopspec: ", stream=out, min_interval=0, after_cursor=True, room=lambda: room[0])
+    p.advance()
+    assert out.getvalue() == "\x1b7 loopspec: replayed 1/10 cassettes, 0 failed\x1b[K\x1b8"
+    for width, expected in [(25, " replayed 2/10, 0 failed"), (15, " 3/10, 0 failed"), (6, " 4/10"), (3, "")]:
+        room[0] = width
+        out.seek(0)
+        out.truncate()
+        p.advance()
+        assert out.getvalue() == f"\x1b7{expected}\x1b[K\x1b8"
+    room[0] = 80
+    p.advance()
+    p.close()
+    assert out.getvalue().endswith("\x1b8\x1b[K"), "what was drawn after the cursor is cleared"
