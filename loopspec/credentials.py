@@ -78,8 +78,12 @@ class Credentials:
 def provider_of(model: str) -> str:
     """The provider that serves ``model`` (``openai/gpt-4o-mini`` -> ``openai``, ``claude-3-5-haiku``
     -> ``anthropic``); raises :class:`UnknownProvider` with a did-you-mean otherwise."""
+    if not model.strip():
+        raise UnknownProvider("the model name is empty; write it as PROVIDER/MODEL, e.g. 'openai/gpt-4o-mini'")
     if "/" in model:
         prefix, _, rest = model.partition("/")
+        if not rest.strip():
+            raise UnknownProvider(f"model '{model}' names no model after the '/'; e.g. '{prefix or 'openai'}/gpt-4o-mini'")
         if prefix in PROVIDER_ENV:
             return prefix
         close = get_close_matches(prefix, PROVIDER_ENV, n=1, cutoff=0.6)

@@ -129,6 +129,10 @@ def test_unknown_provider_names_the_closest_one() -> None:
         provider_of("gemini-pro")
     with pytest.raises(UnknownProvider, match=r"known providers: .*openai"):
         provider_of("zzz/model")
+    with pytest.raises(UnknownProvider, match=r"the model name is empty"):
+        provider_of(" ")
+    with pytest.raises(UnknownProvider, match=r"model 'openai/' names no model after the '/'"):
+        provider_of("openai/")
 
 
 def _live_args(model: str, **kw: Any) -> argparse.Namespace:
@@ -257,6 +261,8 @@ HOSTILE: list[tuple[str, list[str], int, str]] = [
      "loopspec record: cannot write {tmp}: it is a folder"),
     ("record into no folder", ["record", "hi", "--machine", POLICY, "--model", "openai/x", "--api-base", "http://127.0.0.1:1",
                                "-o", "{tmp}/no/r.cassette.yaml"], 2, "loopspec record: cannot write {tmp}/no/r.cassette.yaml: no such folder"),
+    ("record into an empty path", ["record", "hi", "--machine", POLICY, "--model", "openai/x", "-o", ""], 2,
+     "loopspec record: cannot write '': the path is empty"),
     ("import a folder", ["import", "{tmp}", "-o", "{tmp}/x.cassette.yaml"], 1, "cannot read the transcript: Is a directory"),
     ("run an unknown provider", ["run", "hi", "--machine", POLICY, "--model", "antropic/claude-3-5-haiku"], 2,
      "did you mean 'anthropic/claude-3-5-haiku'?"),

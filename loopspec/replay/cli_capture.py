@@ -27,6 +27,8 @@ def _positive_float(text: str) -> float:
 
 def _unwritable(path: str) -> str | None:
     """Why ``path`` cannot be written, checked before a live turn spends model calls; None if it can."""
+    if not path:
+        return "the path is empty"
     if os.path.isdir(path):
         return "it is a folder; name the cassette file, e.g. OUT.cassette.yaml"
     parent = os.path.dirname(os.path.abspath(path))
@@ -86,7 +88,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     why = _unwritable(args.output)
     if why:
-        return fail("record", f"cannot write {args.output}: {why}")
+        return fail("record", f"cannot write {args.output or repr(args.output)}: {why}")
     from loopspec.cli_run import live_api_key
 
     ok, api_key = live_api_key(args, "record")
