@@ -1,8 +1,11 @@
 """The ``loopspec`` command line.
 
 Exit codes mean the same everywhere: 0 success (valid, proven, replay green), 1 the input was
-found wanting (invalid or unreadable file, failed property, failed expectation), 2 a usage error.
-Subcommands import only what they need: ``validate``, ``check``, ``graph`` and ``schema`` never
+found wanting (invalid or unreadable file, failed property, failed expectation), 2 a usage error
+(which includes a policy or cassette the command needs in order to run at all, and missing
+credentials). ``EXIT_CODES`` spells this out per command for ``--help`` and README. Every error
+the CLI reports itself is one ``loopspec COMMAND: ...`` line (see :func:`fail`) or the file's
+``FILE:LINE:COL`` diagnostics, never a traceback. Subcommands import only what they need: ``validate``, ``check``, ``graph`` and ``schema`` never
 import litellm (about 2.5 s), so they start fast.
 """
 
