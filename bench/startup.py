@@ -2,6 +2,8 @@
 
 Target (issue #2): `loopspec validate` starts within 250 ms of `python -c pass` and never imports
 litellm. Prints medians of interleaved runs and the difference, plus `import litellm` for scale.
+`loopspec run` without credentials must fail (exit 2) within a second: it checks them before it
+imports litellm.
 
     python bench/startup.py [--runs 15]
 """
@@ -21,15 +23,21 @@ POLICY = str(ROOT / "machines" / "default.yaml")
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "loopspec validate default.yaml": [sys.executable, "-m", "loopspec", "validate", POLICY],
+    "loopspec run, no credentials": [sys.executable, "-m", "loopspec", "run", "hi", "--machine", POLICY,
+                                     "--model", "openai/gpt-4o-mini"],
     "python -c 'import litellm'": [sys.executable, "-c", "import litellm"],
 }
 
 
 def time_once(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"})
-    return time.perf_counter() - start
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"})
+    elapsed = time.perf_counter() - start
+    expected = 2 if "run" in cmd else 0  # no API key in this environment: a usage error
+    if done.returncode != expected:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}, expected {expected}")
+    return elapsed
 
 
 def main() -> None:
@@ -53,6 +61,8 @@ def main() -> None:
     added = (med["loopspec validate default.yaml"] - base) * 1000
     verdict = "OK" if added <= 250 else "OVER"
     print(f"validate adds {added:.1f} ms over bare python (target <= 250 ms): {verdict}")
+    run_ms = med["loopspec run, no credentials"] * 1000
+    print(f"run without credentials fails in {run_ms:.1f} ms (target <= 1000 ms): {'OK' if run_ms <= 1000 else 'OVER'}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -38,38 +38,43 @@ def demo_tools():  # type: ignore[no-untyped-def]
 
 
 def missing_credentials(model: str) -> list[str]:
-    """Environment variables litellm needs for this model and cannot find."""
-    from .providers.litellm_provider import import_litellm
+    """Environment variables ``model``'s provider needs and the environment lacks (empty when
+    nothing is missing). Never imports litellm; raises :class:`loopspec.credentials.UnknownProvider`
+    for a model name no known provider serves."""
+    from .credentials import check_credentials
 
-    litellm = import_litellm()
-    try:
-        info = litellm.validate_environment(model=model)
-    except Exception:
-        return []
-    if info.get("keys_in_environment"):
-        return []
-    return list(info.get("missing_keys") or [])
+    return list(check_credentials(model).missing)
 
 
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
     """The options every command that calls a live model shares (run, record, rerun, fork)."""
     p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--model", required=True, help="litellm model name, e.g. openai/gpt-4o-mini")
+    p.add_argument("--model", required=True,
+                   help="litellm model name as PROVIDER/MODEL, e.g. openai/gpt-4o-mini (bare gpt-* and claude-* work too)")
     p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL (e.g. a loopback server)")
-    p.add_argument("--api-key", default=None, help="API key for --api-base (default: $LOOPSPEC_API_KEY); never written to a cassette")
+    p.add_argument("--api-key", default=None,
+                   help="API key (default: the provider's variable, e.g. $OPENAI_API_KEY; with --api-base, "
+                        "$LOOPSPEC_API_KEY); never written to a cassette")
 
 
 def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | None]:
-    """(ok, api key) for a live command. Not ok, with the missing variable named, when the model
-    needs credentials the environment lacks; with --api-base any key will do."""
+    """(ok, api key) for a live command, decided before litellm is imported. Not ok, with the
+    reason printed, when the model names no known provider or needs credentials the environment
+    lacks. An explicit --api-base (any key will do) or --api-key satisfies the credential check."""
+    from .credentials import UnknownProvider
+
+    try:
+        missing = missing_credentials(args.model)
+    except UnknownProvider as exc:
+        fail(command, str(exc))
+        return False, None
     if args.api_base is not None:
         return True, args.api_key or os.environ.get("LOOPSPEC_API_KEY") or "sk-loopspec"
-    missing = missing_credentials(args.model)
-    if missing:
-        print(
-            f"loopspec {command}: no credentials for model '{args.model}': set {', '.join(missing)} in the "
-            "environment (or point --api-base at an OpenAI-compatible server)",
-            file=sys.stderr,
+    if missing and not args.api_key:
+        fail(
+            command,
+            f"no credentials for model '{args.model}': set {', '.join(missing)} in the environment "
+            "(or pass --api-key, or point --api-base at an OpenAI-compatible server)",
         )
         return False, None
     return True, args.api_key
@@ -121,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run one live turn through litellm (needs credentials)")
+    p = sub.add_parser("run", help="run one live turn through litellm (needs credentials)", epilog=exit_epilog("run"))
     p.add_argument("prompt", help="the user message")
     add_live_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")

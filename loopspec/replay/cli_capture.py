@@ -11,7 +11,30 @@ import os
 import sys
 from typing import Any, Callable
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
+from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, run_async
+
+
+def _positive_float(text: str) -> float:
+    """argparse type for --time-scale: a number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (e.g. 0.01), got {text}")
+    return value
+
+
+def _unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written, checked before a live turn spends model calls; None if it can."""
+    if not path:
+        return "the path is empty"
+    if os.path.isdir(path):
+        return "it is a folder; name the cassette file, e.g. OUT.cassette.yaml"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"no such folder {os.path.dirname(path) or parent}"
+    return None
 
 
 def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
@@ -63,6 +86,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     policy = _load_or_report(args.machine, False)
     if policy is None:
         return EXIT_USAGE
+    why = _unwritable(args.output)
+    if why:
+        return fail("record", f"cannot write {args.output or repr(args.output)}: {why}")
     from loopspec.cli_run import live_api_key
 
     ok, api_key = live_api_key(args, "record")
@@ -116,23 +142,26 @@ def cmd_cassette_schema(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     from loopspec.cli_run import add_live_arguments
 
-    p = sub.add_parser("import", help="turn a saved session (OpenAI messages: JSON or JSONL) into a cassette")
+    p = sub.add_parser("import", help="turn a saved session (OpenAI messages: JSON or JSONL) into a cassette",
+                       epilog=exit_epilog("import"))
     p.add_argument("transcript", metavar="TRANSCRIPT",
                    help="a JSON array of messages, {\"messages\": [...], \"tools\": [...]}, or JSONL (one message a line)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the cassette to write (*.cassette.yaml)")
     p.add_argument("--name", default=None, help="the cassette's name (default: the transcript's file name)")
     p.set_defaults(handler=cmd_import)
 
-    p = sub.add_parser("record", help="run one live turn and record it as a cassette (secrets redacted)")
+    p = sub.add_parser("record", help="run one live turn and record it as a cassette (secrets redacted)",
+                       epilog=exit_epilog("record"))
     p.add_argument("prompt", help="the user message")
     add_live_arguments(p)
     p.add_argument("--system", default=None, help="a system message before the prompt")
     p.add_argument("--name", default=None, help="the cassette's name (default: the output file name)")
-    p.add_argument("--time-scale", type=float, default=None, metavar="F",
-                   help="compress the policy's backoffs and timeouts by F (e.g. 0.01 against a local test server); "
-                        "recorded stall lengths stay in real seconds")
+    p.add_argument("--time-scale", type=_positive_float, default=None, metavar="F",
+                   help="compress the policy's backoffs and timeouts by F > 0 (e.g. 0.01 against a local test "
+                        "server); recorded stall lengths stay in real seconds")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the cassette to write")
     p.set_defaults(handler=cmd_record)
 
-    p = sub.add_parser("cassette-schema", help="print the JSON Schema of the cassette format")
+    p = sub.add_parser("cassette-schema", help="print the JSON Schema of the cassette format",
+                       epilog=exit_epilog("cassette-schema"))
     p.set_defaults(handler=cmd_cassette_schema)

@@ -10,47 +10,48 @@ import argparse
 import sys
 from typing import Any
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, run_async
-
-
-def _progress(i: int, n: int, name: str, quiet: bool) -> None:
-    if not quiet and n > 1 and sys.stderr.isatty():
-        print(f"\r[{i}/{n}] {name[:60]:60s}", end="", file=sys.stderr, flush=True)
+from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, print_diagnostics, run_async
+from loopspec.progress import Progress
 
 
 def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
-    """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (cassettes, bad)."""
+    """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (files, cassettes, bad)."""
     from .cassette import find_cassettes, read_cassette
 
     files = find_cassettes(paths)
     cassettes, bad = [], []
-    for f in files:
-        c, diags = read_cassette(f)
-        if c is None:
-            bad.append({"cassette": f, "verdict": "invalid", "diagnostics": [d.to_json() for d in diags]})
-            if not as_json:
-                for d in diags:
-                    print(d.format(), file=sys.stderr)
-        else:
-            cassettes.append(c)
+    with Progress(len(files), verb="read", enabled=False if as_json or len(files) < 2 else None) as progress:
+        for f in files:
+            c, diags = read_cassette(f)
+            if c is None:
+                bad.append({"cassette": f, "verdict": "invalid", "diagnostics": [d.to_json() for d in diags]})
+                if not as_json:
+                    progress.close()
+                    print_diagnostics(f, diags, "cassette")
+            else:
+                cassettes.append(c)
+            progress.advance(failed=c is None)
     return files, cassettes, bad
 
 
-async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: bool) -> list[Any]:
+async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: bool, *, label: str = "",
+                      failed: int = 0, show_failed: bool = True) -> list[Any]:
+    """Replay each cassette, drawing ``replayed i/n cassettes, k failed`` on a terminal unless ``quiet``."""
     from .harness import replay
 
     reports = []
+    enabled = False if quiet or len(cassettes) < 2 else None
     try:
-        for i, c in enumerate(cassettes, 1):
-            _progress(i, len(cassettes), c.name, quiet)
-            reports.append(await replay(c, policy, transport=transport))  # type: ignore[arg-type]
+        with Progress(len(cassettes), label=label, failed=failed, show_failed=show_failed, enabled=enabled) as progress:
+            for c in cassettes:
+                report = await replay(c, policy, transport=transport)  # type: ignore[arg-type]
+                reports.append(report)
+                progress.advance(failed=report.verdict != "pass")
     finally:
         if transport == "http":
             from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
             await close_litellm_async_clients()
-        if not quiet and len(cassettes) > 1 and sys.stderr.isatty():
-            print(file=sys.stderr)
     return reports
 
 
@@ -60,14 +61,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     files, cassettes, bad = _read_all(args.paths, args.json)
     if not files:
-        print(f"loopspec replay: no cassettes (*.cassette.yaml) under {' '.join(args.paths)}", file=sys.stderr)
-        return EXIT_USAGE
-    reports = run_async(_replay_all(cassettes, policy, args.transport, args.json))
+        return fail("replay", f"no cassettes (*.cassette.yaml) under {' '.join(args.paths)}")
+    reports = run_async(_replay_all(cassettes, policy, args.transport, args.json, failed=len(bad)))
     if args.store_trace:
         from .cassette import RecordedStep, store_trace
 
         for r in reports:
-            store_trace(r.cassette, [RecordedStep(s.state, s.event, s.target, s.transition) for s in r.result.trace])
+            try:
+                store_trace(r.cassette, [RecordedStep(s.state, s.event, s.target, s.transition) for s in r.result.trace])
+            except OSError as exc:
+                return fail("replay", f"cannot store the trace in {r.cassette}: {exc.strerror or exc}", EXIT_FAILED)
             r.divergence = None
         if not args.json:
             print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
@@ -96,11 +99,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if old is None or new is None:
         return EXIT_USAGE
     files, cassettes, bad = _read_all([args.corpus], args.json)
+    if bad:
+        # A diff over part of the corpus would report "nothing changed" for the cassettes it
+        # skipped; the diagnostics above name each file:line:col.
+        if args.json:
+            _print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "invalid": bad})
+        n = len(bad)
+        return fail("diff", f"{n} invalid cassette{'s' if n > 1 else ''} under {args.corpus}; fix "
+                            f"{'them' if n > 1 else 'it'} or move {'them' if n > 1 else 'it'} out of the corpus")
     if not cassettes:
-        print(f"loopspec diff: no readable cassettes under {args.corpus}", file=sys.stderr)
-        return EXIT_USAGE
-    before = run_async(_replay_all(cassettes, old, args.transport, args.json))
-    after = run_async(_replay_all(cassettes, new, args.transport, args.json))
+        return fail("diff", f"no cassettes (*.cassette.yaml) under {args.corpus}")
+    before = run_async(_replay_all(cassettes, old, args.transport, args.json, label="old policy: ", show_failed=False))
+    after = run_async(_replay_all(cassettes, new, args.transport, args.json, label="new policy: ", show_failed=False))
     rows = []
     for a, b in zip(before, after):
         pa, pb = decision_path(a.result), decision_path(b.result)
@@ -146,8 +156,7 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     policy = _load_or_report(args.machine, False)
     c, diags = read_cassette(args.cassette)
-    for d in diags:
-        print(d.format(), file=sys.stderr)
+    print_diagnostics(args.cassette, diags, "cassette")
     if policy is None or c is None:
         return None
     from loopspec.cli_run import live_api_key
@@ -184,8 +193,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     policy, c = loaded
     if not 0 <= args.at <= len(c.interactions):
-        print(f"--at must be between 0 and {len(c.interactions)} (the recorded model calls)", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("fork", f"--at must be between 0 and {len(c.interactions)} (the model calls {c.file} recorded), not {args.at}")
     result = run_async(fork(c, policy, args.at, model=args.model, api_base=args.api_base, api_key=args.api_key))
     return _print_live(result, args.json)
 
@@ -193,13 +201,15 @@ def cmd_fork(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     from loopspec.cli_run import add_live_arguments
 
-    p = sub.add_parser("replay", help="replay cassettes under a policy (offline) and judge their expectations")
+    transport_help = ("inproc (default): recorded chunks straight into the delta layer, in virtual time; "
+                      "http: through litellm against a loopback server serving the recording")
+
+    p = sub.add_parser("replay", help="replay cassettes under a policy (offline) and judge their expectations",
+                       epilog=exit_epilog("replay"))
     p.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders (*.cassette.yaml)")
     p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--transport", choices=("inproc", "http"), default="inproc",
-                   help="inproc: recorded chunks straight into the delta layer (virtual time); "
-                        "http: litellm against a loopback server serving the recording")
-    p.add_argument("--json", action="store_true", help="one record per cassette")
+    p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
+    p.add_argument("--json", action="store_true", help="one record per cassette (no progress line)")
     p.add_argument("--trace", action="store_true", help="with --json: include each decision trace")
     p.add_argument(
         "--store-trace",
@@ -209,22 +219,24 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=cmd_replay)
 
-    p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed")
+    p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed",
+                       epilog=exit_epilog("diff"))
     p.add_argument("old", metavar="OLD", help="policy before the change")
     p.add_argument("new", metavar="NEW", help="policy after the change")
-    p.add_argument("--corpus", required=True, metavar="DIR", help="folder of cassettes")
-    p.add_argument("--transport", choices=("inproc", "http"), default="inproc")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="folder of cassettes (every one must be valid)")
+    p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
+    p.add_argument("--json", action="store_true", help="one record per cassette, changed or not (no progress line)")
     p.set_defaults(handler=cmd_diff)
 
     for name, handler, helptext in (
         ("rerun", cmd_rerun, "run a cassette's opening messages live, through litellm"),
         ("fork", cmd_fork, "replay a cassette's first K model calls, then continue live under a policy"),
     ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("cassette", metavar="CASSETTE")
+        p = sub.add_parser(name, help=helptext, epilog=exit_epilog(name))
+        p.add_argument("cassette", metavar="CASSETTE", help="the cassette whose opening messages start the turn")
         add_live_arguments(p)
         if name == "fork":
-            p.add_argument("--at", type=int, required=True, metavar="K", help="recorded model calls to replay first")
-        p.add_argument("--json", action="store_true")
+            p.add_argument("--at", type=int, required=True, metavar="K",
+                           help="recorded model calls to replay before going live (0 to the number recorded)")
+        p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
         p.set_defaults(handler=handler)

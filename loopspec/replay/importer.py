@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopspec.spec.diagnostics import Diagnostic, Position
+from loopspec.spec.diagnostics import Diagnostic, Position, article
 
 from .cassette import Cassette, Expectations, ToolOutcome, ToolSpec, cassette_to_data
 from .interactions import Interaction, StreamResponse
@@ -221,7 +221,7 @@ def transcript_to_cassette(t: Transcript, *, name: str | None = None, redact_sec
     opening: list[dict[str, Any]] = []
     for i, m in enumerate(msgs[: first_user + 1]):
         if m.get("role") not in ("system", "developer", "user"):
-            raise w.fail(i, f"a {m.get('role')} message before the first user message",
+            raise w.fail(i, f"{article(m.get('role'))} message before the first user message",
                          hint="the opening of a turn is system messages and the first user message")
         opening.append({"role": "system" if m["role"] == "developer" else m["role"], "content": m.get("content")})
     interactions: list[Interaction] = []

@@ -60,6 +60,28 @@ class SpecError(Exception):
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
+_VOWELS = "aeiou"
+
+
+def article(word: object) -> str:
+    """``word`` after "a" or "an", chosen by how it is spoken: ``article("escalate") == "an escalate"``,
+    ``article("user") == "a user"``, ``article("'increment'") == "an 'increment'"``.
+
+    Every message that puts an article before a name it does not know in advance (a state kind, a
+    message role, an action) goes through here, so none prints "a escalate state".
+    """
+    text = str(word)
+    bare = text.lstrip("'\"`").lower()
+    if bare.startswith(("hour", "honest", "honor", "heir")):
+        return f"an {text}"
+    if bare.startswith(("eu", "one", "once")):
+        return f"a {text}"
+    # "u" sounds like "you" before a single consonant and a vowel: a user, a unit, an unknown.
+    if len(bare) >= 3 and bare[0] == "u" and bare[1] not in _VOWELS and bare[2] in _VOWELS:
+        return f"a {text}"
+    return f"an {text}" if bare[:1] and bare[0] in _VOWELS else f"a {text}"
+
+
 def did_you_mean(name: object, candidates: Iterable[str]) -> str:
     """A hint naming the closest known name, or listing the choices when nothing is close."""
     options = sorted(set(candidates))

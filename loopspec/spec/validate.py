@@ -20,7 +20,7 @@ from .alphabet import (
     OUTCOMES,
     template_variables,
 )
-from .diagnostics import Diagnostic, Position, did_you_mean
+from .diagnostics import Diagnostic, Position, article, did_you_mean
 from .model import (
     COMPARATORS,
     POLICY_ERROR_MESSAGE,
@@ -491,7 +491,7 @@ class _Validator(DocumentReader):
                 if name == "model_calls" and ek != "halt":
                     self.error(
                         "LS303",
-                        f"model_calls.exhausted must be a halt state, '{exhausted}' is a {ek} state",
+                        f"model_calls.exhausted must be a halt state, '{exhausted}' is {article(ek)} state",
                         f"{path}.exhausted",
                         b.pos_of("exhausted"),
                         "use wrap_up for one last summary call, then halt",
@@ -499,7 +499,7 @@ class _Validator(DocumentReader):
                 elif ek == kind:
                     self.error(
                         "LS303",
-                        f"{name}.exhausted cannot be a {kind} state: it would count against the spent backstop",
+                        f"{name}.exhausted cannot be {article(kind)} state: it would count against the spent backstop",
                         f"{path}.exhausted",
                         b.pos_of("exhausted"),
                     )
@@ -580,7 +580,7 @@ class _Validator(DocumentReader):
                 self.error("LS301", f"unknown state kind {kind!r}", f"{path}.kind", b.pos_of("kind"), did_you_mean(kind, KINDS))
             self.drop(n, "state", name, parent.key_pos[name])
             return None
-        self.unknown_keys(b, STATE_KEYS[kind], path, f"a {kind} state")
+        self.unknown_keys(b, STATE_KEYS[kind], path, f"{article(kind)} state")
         pos = parent.key_pos[name]
         doc = b.get("doc", "")
         if kind == "halt":
@@ -653,7 +653,7 @@ class _Validator(DocumentReader):
                     if spec.event(event) is None:
                         self.error(
                             "LS304",
-                            f"a {kind} state never receives event {event!r}",
+                            f"{article(kind)} state never receives event {event!r}",
                             epath,
                             om.key_pos[event],
                             did_you_mean(event, spec.event_names),
@@ -741,7 +741,7 @@ class _Validator(DocumentReader):
             return None
         form = forms[0]
         if form in ("all", "any"):
-            self.unknown_keys(g, (form,), path, f"an {form} guard")
+            self.unknown_keys(g, (form,), path, f"{article(form)} guard")
             lst = self.expect_list(g[form], f"{path}.{form}", g.pos_of(form), f"{form}")
             if lst is None:
                 return None
@@ -818,7 +818,7 @@ class _Validator(DocumentReader):
                 return None
             return AttrTest(attr.name, "contains", value)
         if attr.type in ("list", "bool") and op not in ("eq", "ne"):
-            self.error("LS208", f"'{op}' does not apply to a {attr.type} attribute", vpath, vpos)
+            self.error("LS208", f"'{op}' does not apply to {article(attr.type)} attribute", vpath, vpos)
             return None
         self.check_attr_value(attr, value, vpath, vpos)
         return AttrTest(attr.name, op, value)
@@ -859,7 +859,7 @@ class _Validator(DocumentReader):
                 if action.counter in BACKSTOPS:
                     self.error(
                         "LS207",
-                        f"'{action.counter}' is a backstop: entering a {BACKSTOP_KIND[action.counter]} state counts it",
+                        f"'{action.counter}' is a backstop: entering {article(BACKSTOP_KIND[action.counter])} state counts it",
                         apath,
                         pos,
                     )
@@ -877,7 +877,7 @@ class _Validator(DocumentReader):
             arg = item[name]
             extra = item
             allowed_extra = {"backoff": ("backoff", "attempt"), "increment": ("increment", "by")}.get(name, (name,))
-            self.unknown_keys(item, allowed_extra, path, f"a '{name}' action")
+            self.unknown_keys(item, allowed_extra, path, f"{article(repr(name))} action")
             pos = item.key_pos.get(name, pos)
         else:
             self.error("LS202", f"an action is a name or a one-key mapping, got {type_name(item)}", path, pos)

@@ -12,7 +12,7 @@ import sys
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_USAGE, _load_or_report, _print_json
+    from ..cli import EXIT_USAGE, _load_or_report, _print_json, fail
 
     try:
         policy = _load_or_report(args.file, args.json)
@@ -42,8 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
                 written = write_counterexamples(policy, result, args.counterexample)
         except OSError as exc:
-            print(f"cannot write {args.counterexample}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return fail("check", f"cannot write {args.counterexample}: {exc.strerror or exc}")
     if args.json:
         _print_json(result.to_json())
     else:
@@ -54,9 +53,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import exit_epilog
+
     p = sub.add_parser(
         "check",
         help="prove that every path halts; worst-case cost; built-in properties",
+        epilog=exit_epilog("check"),
         description=(
             "Prove a policy: every path halts within its caps, every halt delivers a message, no tool runs "
             "from a truncated call, disabled tools stay disabled, a mid-tool-call stub is never a silent end, "
