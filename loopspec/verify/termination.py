@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ..spec.alphabet import BACKSTOP_KIND
 from .abstraction import PHASE_LAST, PHASE_LOW, Analysis, Edge, Graph, Node
 
 
@@ -272,19 +271,19 @@ def worst_case(an: Analysis, g: Graph, term: Termination) -> dict[str, dict[str,
                     stack.append(e.src)
         return es
 
-    init_kind = an.kind(g.initial.state)
+    start = g.initial_config.counters
     figures: dict[str, dict[str, int]] = {}
 
     def bound_for(edge_ids: set[int] | None, halts: list[Node] | None) -> dict[str, int]:
         out: dict[str, int] = {}
         for b, bname in enumerate(an.backstop_names):
-            kind = BACKSTOP_KIND[bname]
-            cap = an.caps[an.backstop_index[b]]
-            total = 1 if init_kind == kind else 0
+            idx = an.backstop_index[b]
+            cap = an.caps[idx]
+            total = start[idx]  # the initial state's own entry, as the compiled model counted it
             for e in g.edges:
                 if edge_ids is not None and e.index not in edge_ids:
                     continue
-                if an.kind(e.dst.state) == kind:
+                if idx in e.incs:  # the step itself says it spends one of this backstop
                     total += term.fires.get(e.index, 1)
             limit = cap
             if halts:
