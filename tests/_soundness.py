@@ -601,8 +601,16 @@ class Reference:
 BACKSTOP_OF_KIND = {"call": "model_calls", "tool_exec": "tool_batches"}
 
 
-def explore(policy: Policy, absent: bool = False, limit: int = 20_000, dedup: bool = True) -> Reference:
-    """Breadth-first search over every configuration reachable under the concrete event domain."""
+DomainFn = Callable[[Policy, str, str], list[Event]]
+
+
+def explore(
+    policy: Policy, absent: bool = False, limit: int = 20_000, dedup: bool = True, events: DomainFn | None = None
+) -> Reference:
+    """Breadth-first search over every configuration reachable under the concrete event domain.
+
+    ``events`` replaces the domain (for triage: the checker's own event cases, see :func:`triage`).
+    """
     ref = Reference()
     kinds = {name: s.kind for name, s in policy.states.items()}
     caps = [c.max for c in policy.counters]
@@ -615,7 +623,10 @@ def explore(policy: Policy, absent: bool = False, limit: int = 20_000, dedup: bo
         key = (state, ev)
         d = domains.get(key)
         if d is None:
-            d = domains[key] = event_domain(policy, state, ev, absent=absent, dedup=dedup)
+            if events is not None:
+                d = domains[key] = list(events(policy, state, ev))
+            else:
+                d = domains[key] = event_domain(policy, state, ev, absent=absent, dedup=dedup)
         return d
 
     def weight(cfg: Config) -> tuple[int, int]:
@@ -919,6 +930,48 @@ def _findings(policy: Policy, ref: Reference, result: Any, out: Comparison) -> l
         if st in ref.reached:
             found.append((f"unreachable:{st}", Finding("false_claim_unreachable", f"check says state '{st}' is unreachable; a run reaches it")))
     return found
+
+
+def checker_event_cases() -> DomainFn | None:
+    """The checker's own event cases, when its abstraction still offers them (triage only)."""
+    try:
+        from loopspec.verify.abstraction import event_cases
+    except ImportError:  # pragma: no cover - the abstraction is being rewritten
+        return None
+    return event_cases  # type: ignore[no-any-return]
+
+
+def triage(policy: Policy, finding: Finding, ref: Reference, limit: int = 20_000) -> str:
+    """A first guess at the root cause of a false PROVEN (a label for the report, not a proof).
+
+    - ``event-cases``: the reference driven by the checker's own event cases agrees with the
+      checker, so the cases miss the events that show the defect;
+    - ``backstop-escape``: tool_batches.exhausted is a call state (the redirect skips model_calls);
+    - ``absent-attribute``: only events lacking an attribute show it;
+    - ``other``: none of the above: a new defect class, look here first.
+    """
+    if finding.absent_only:
+        return "absent-attribute"
+    cases = checker_event_cases()
+    if cases is not None:
+        narrow = explore(policy, absent=False, limit=limit, events=cases)
+        if narrow.skipped is None:
+            if finding.kind == "false_proven_halts" and not narrow.loops:
+                return "event-cases"
+            if finding.kind == "false_proven_events" and not narrow.policy_errors:
+                return "event-cases"
+            if finding.kind == "false_proven_bound" and narrow.halts:
+                b = finding.detail.split(":")[0]
+                if narrow.worst.get(b, 0) < ref.worst.get(b, 0):
+                    # the exact figure under the checker's cases is below the real one; is the
+                    # checker's bound at least that? then the cases are the whole story
+                    upper = int(finding.detail.split("upper bound ")[1].split(" ")[0])
+                    if upper >= narrow.worst.get(b, 0):
+                        return "event-cases"
+    exhausted = policy.backstops["tool_batches"].exhausted
+    if policy.states[exhausted].kind == "call":
+        return "backstop-escape"
+    return "other"
 
 
 def load(text: str, name: str = "generated.yaml") -> Policy:
