@@ -48,8 +48,11 @@ import _soundness as S  # noqa: E402
 FALSE_PROVEN = ("false_proven_halts", "false_proven_bound", "false_proven_events", "checker_crash")
 
 
+ESCAPE = True
+
+
 def policy_text(pid: str) -> str:
-    return S.generate_policy(S.RandomChooser(random.Random(pid)))
+    return S.generate_policy(S.RandomChooser(random.Random(pid)), ESCAPE)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,7 +210,7 @@ def minimize(kind: str, args: argparse.Namespace) -> int:
         return any(f.kind == kind and not f.absent_only for f in c.findings)
 
     text = find(
-        S.policies(),
+        S.policies(args.escape),
         shows,
         settings=settings(max_examples=args.policies, deadline=None, database=None, suppress_health_check=list(HealthCheck)),
     )
@@ -225,6 +228,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="base seed; policy i is generated from 'SEED:i' (default 0)")
     ap.add_argument("--modes", default="default,elim", help="check modes, comma-separated: default, elim")
     ap.add_argument("--no-absent", dest="absent", action="store_false", help="never send events that lack an attribute")
+    ap.add_argument("--no-escape", dest="escape", action="store_false",
+                    help="never point tool_batches.exhausted at a call state (hide the known backstop escape)")
     ap.add_argument("--limit", type=int, default=20_000, help="reference exploration limit (configurations)")
     ap.add_argument("--examples", type=int, default=5, help="failing policies to list per mode")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -232,6 +237,8 @@ def main() -> int:
     ap.add_argument("--show", metavar="SEED:I", help="print one policy, its reference run and findings")
     ap.add_argument("--minimize", metavar="KIND", help="Hypothesis-find a minimal policy showing KIND (e.g. false_proven_halts)")
     args = ap.parse_args()
+    global ESCAPE
+    ESCAPE = args.escape
     for m in args.modes.split(","):
         if m not in S.MODES:
             ap.error(f"unknown mode {m!r}; expected one of {', '.join(S.MODES)}")

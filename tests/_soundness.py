@@ -264,7 +264,8 @@ def _actions(ctx: _Ctx, in_apply: bool = False) -> list[Any]:
         elif kind == "reset":
             out.append({"reset": c.choice(list(ctx.counters))})
         elif kind == "flag":
-            out.append({c.choice(["set", "clear"]): c.choice(ctx.flags + CALL_FLAG_NAMES[:2])})
+            # wrap_up_entered too: clearing it re-arms the wrap_up redirect
+            out.append({c.choice(["set", "clear"]): c.choice(ctx.flags + CALL_FLAG_NAMES)})
         elif kind == "shorthand":
             out.append(c.choice(["disable_tools", "enable_tools", "disable_reasoning_once", "switch_model"]))
         else:
@@ -310,8 +311,12 @@ def _transitions(ctx: _Ctx, source: str, kind: str, event: str) -> Any:
     return items
 
 
-def generate_document(c: Chooser) -> dict[str, Any]:
-    """A small valid policy as a YAML-ready mapping."""
+def generate_document(c: Chooser, escape: bool = True) -> dict[str, Any]:
+    """A small valid policy as a YAML-ready mapping.
+
+    ``escape=False`` keeps tool_batches.exhausted away from call states (the known backstop escape),
+    so that a long run can look for other defects.
+    """
     states: dict[str, str] = {"ask": "call", "read": "stream"}
     for name, kind in OPTIONAL_STATES:
         if c.coin(0.45 if name in ("tools", "fix", "more") else 0.25):
@@ -353,7 +358,7 @@ def generate_document(c: Chooser) -> dict[str, Any]:
         s["on"] = on
         body[name] = s
 
-    others = [s for s in states if states[s] != "tool_exec"]
+    others = [s for s in states if states[s] != "tool_exec" and (escape or states[s] != "call")]
     model_calls: dict[str, Any] = {"max": mc_max, "exhausted": c.choice(["stop", "done", "fail"])}
     wrap_candidates = [s for s, k in states.items() if k in ("escalate", "continue")]
     if wrap_candidates and c.coin(0.35):
@@ -386,18 +391,18 @@ def dump(doc: dict[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
 
 
-def generate_policy(c: Chooser) -> str:
+def generate_policy(c: Chooser, escape: bool = True) -> str:
     """YAML text of a small valid policy."""
-    return dump(generate_document(c))
+    return dump(generate_document(c, escape))
 
 
-def policies() -> Any:
+def policies(escape: bool = True) -> Any:
     """Hypothesis strategy: YAML text of small valid policies (shrinks towards fewer states)."""
     from hypothesis import strategies as st
 
     @st.composite
     def _policies(draw: Any) -> str:
-        return generate_policy(DrawChooser(draw))
+        return generate_policy(DrawChooser(draw), escape)
 
     return _policies()
 
@@ -433,10 +438,11 @@ def attr_tests(policy: Policy, state: str, event: str) -> list[Any]:
 
 
 def _between_str(a: str, b: str) -> list[str]:
-    """Strings strictly between ``a < b``, when some exist."""
+    """Strings strictly between ``a < b``, when some exist: ``a`` extended by one character, and
+    ``b`` with one character lowered and the rest dropped."""
     cands = [a + ch for ch in ("\x00", " ", "0", "a", "m", "~")]
-    cands += [b[:-1], b[:-1] + chr(max(0, ord(b[-1]) - 1)) + "~" if b else ""]
     for k in range(len(b)):
+        cands.append(b[:k])
         if ord(b[k]) > 0:
             cands.append(b[:k] + chr(ord(b[k]) - 1) + "~")
     return sorted({x for x in cands if a < x < b})
