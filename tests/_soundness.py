@@ -499,10 +499,10 @@ def attr_values(attr: Attr, tests: list[Any], absent: bool) -> list[Any]:
             if x:
                 add(x[:-1])
                 add(x[1:])
-        for x, y in itertools.permutations(strs, 2):
-            add(x + y)  # contains both needles
-        if len(strs) >= 3:
-            add("".join(strs))
+        for r in (2, 3):  # several needles at once, in every order (up to three of them)
+            for combo in itertools.permutations(strs[:5], r):
+                add("".join(combo))
+                add(" ".join(combo))
         for x, y in zip(strs, strs[1:]):
             for v in _between_str(x, y):
                 add(v)
@@ -523,10 +523,11 @@ def attr_values(attr: Attr, tests: list[Any], absent: bool) -> list[Any]:
         add(["x"])
         for i in items:
             add([i])
-        for i, j in itertools.permutations(items, 2):
-            add([i, j])
-        if len(items) >= 3:
-            add(list(items))
+        for r in (2, 3):  # several items at once, in every order, and a repeated one
+            for combo in itertools.permutations(items[:5], r):
+                add(list(combo))
+        for i in items:
+            add([i, i])
         for lst in lists:
             add(list(lst))
             add(list(reversed(lst)))

@@ -293,6 +293,18 @@ states:
     assert ref.by_outcome["backstop"] == {"model_calls": 5, "tool_batches": 2}
 
 
+def test_reference_loops_replay_as_real_cycles() -> None:
+    """Every loop the reference reports is a run that, replayed step by step, comes back."""
+    loops = 0
+    for seed in range(40):
+        policy = load_policy_text(S.random_policy(seed), "g.yaml")
+        ref = S.explore(policy, absent=True)
+        if ref.loops:
+            loops += 1
+            assert S.replays_as_cycle(policy, [(s, e, a) for s, e, a, _ in ref.lasso], ref.loop_start), seed
+    assert loops >= 5
+
+
 def test_reference_skips_a_space_too_large_to_explore() -> None:
     from _paths import DEFAULT_POLICY
 
