@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     per: dict[str, dict[str, Any]] = {
         m: {"false_proven": Counter(), "false_proven_absent_only": Counter(), "causes": Counter(), "other": Counter(),
-            "slack": {}, "check_seconds": 0.0, "examples": []}
+            "slack": {}, "check_seconds": 0.0, "examples": [], "policies": 0}
         for m in modes
     }
     for m in modes:
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         bad.append(f)
                 else:
                     p["other"][f.kind + (" (absent only)" if f.absent_only else "")] += 1
+            p["policies"] += bool(bad)
             causes = sorted({S.triage(policy, f, ref, args.limit) for f in bad})
             for cause in causes:
                 p["causes"][cause] += 1
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         stats["modes"][m] = {
             "false_proven": sum(p["false_proven"].values()),
+            "false_proven_policies": p["policies"],
             "false_proven_by_kind": dict(sorted(p["false_proven"].items())),
             "false_proven_absent_only": dict(sorted(p["false_proven_absent_only"].items())),
             "false_proven_policies_by_cause": dict(sorted(p["causes"].items())),
@@ -153,7 +155,7 @@ def print_text(stats: dict[str, Any]) -> None:
     for m, r in stats["modes"].items():
         print(f"\n[{m}]")
         kinds = ", ".join(f"{k} {v}" for k, v in r["false_proven_by_kind"].items()) or "none"
-        print(f"  FALSE PROVEN: {r['false_proven']}  ({kinds})")
+        print(f"  FALSE PROVEN: {r['false_proven']} findings in {r['false_proven_policies']} policies  ({kinds})")
         if r["false_proven_policies_by_cause"]:
             print("  policies with a false PROVEN, by likely cause: "
                   + ", ".join(f"{k} {v}" for k, v in r["false_proven_policies_by_cause"].items()))

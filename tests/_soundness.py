@@ -27,7 +27,8 @@ Three parts, each usable alone (``tests/test_soundness.py`` and ``bench/soundnes
 :func:`compare` then holds ``check_policy``'s result against the reference. A reference cycle is a
 proof of non-termination; a reference "halts" is not a proof (its events are a subset of all
 events), so a false alarm is only reported when the checker's own counterexample does not replay as
-a cycle either.
+a cycle either. :func:`triage` labels a false PROVEN with a likely cause; it is the one place that
+borrows from the checker (its event cases, to re-run the reference with them).
 
 On the domain reduction: ``Policy.step`` reads an event only through the attribute tests of the
 guards on the transitions it tries (the rest of a step depends on the configuration). So two events
