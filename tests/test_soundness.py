@@ -253,9 +253,11 @@ def test_domain_is_richer_than_the_guard_constants() -> None:
     assert any(t and "a" in t and "b" in t for t in tools)
 
 
-def test_reference_counts_real_calls_not_the_saturated_counter() -> None:
+def test_reference_counts_real_calls_and_they_never_pass_the_cap() -> None:
+    """The reference counts entries into call states, not the counter; since redirects re-apply the
+    backstops, the two agree even when tool_batches.exhausted is a call state."""
     ref = S.explore(load_policy(str(CASES / "backstop_escape_call_bound.yaml")))
-    assert ref.worst["model_calls"] == 3 and ref.worst_counter["model_calls"] == 2
+    assert ref.worst["model_calls"] == ref.worst_counter["model_calls"] == 2
 
 
 def test_reference_on_a_policy_it_can_count_by_hand() -> None:
