@@ -127,18 +127,18 @@ def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
     policy = an.policy
     holds = 0
     by: dict[str, int] = {}
+    seen: set[tuple[frozenset[str], tuple[int, ...]]] = set()
     for n in g.nodes:
-        if n.state != t.source:
+        if n.state != t.source or (n.flags, n.phases) in seen:
             continue
-        for ev in an.cases_of(t.source, t.event):
-            for rho in an.representatives(t.source, t.event, n.phases):
-                cfg = Config(t.source, rho, n.flags)
-                if not policy.enabled(t, cfg, ev):
-                    continue
-                holds += 1
-                sel = policy.select(cfg, ev)
-                if sel is not None and sel is not t:
-                    by[sel.label] = by.get(sel.label, 0) + 1
+        seen.add((n.flags, n.phases))
+        for case in an.enabling_cases(t, n.flags, n.phases):
+            holds += 1
+            if not case.witnessed:
+                continue
+            sel = policy.select(Config(t.source, case.counters, case.flags), case.event)
+            if sel is not None and sel is not t:
+                by[sel.label] = by.get(sel.label, 0) + 1
     if holds and by:
         first = max(by, key=lambda k: by[k])
         return Dead(t, f"shadowed: an earlier transition always matches first ({first})", first)
