@@ -141,6 +141,7 @@ class Analysis:
     abstract: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
     concrete: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
     ctx: dict[tuple[str, str, tuple[int, ...]], list[tuple[tuple[int, int], ...]]] = field(default_factory=dict)
+    apply_increase: dict[int, int] = field(default_factory=dict)
 
     def kind(self, state: str) -> str:
         return self.policy.states[state].kind
@@ -222,20 +223,43 @@ class Analysis:
         return got
 
     def _low_regions(self, state: str, event: str, i: int) -> list[tuple[int, int]]:
+        """Phase ``low`` of backstop ``i`` (0..max-2), split where a step on ``event`` could see it.
+
+        Within ``low`` the value matters to a step beyond its guards (which the case search decides
+        on the whole range) only through the redirect and the phase after the step. Those read the
+        value after the step's own increments of the backstop (the validator forbids them; kept for
+        policies built in code), an escalate target's ``apply`` and the entry count, always as
+        "value >= max - k"; so the intervals between those thresholds are the regions. When no
+        transition on the event can enter a state of the backstop's kind or increase it, the whole
+        range is one region."""
+        p = self.policy
         cap = self.caps[i]
         top = max(0, cap - 2)
-        # what a step may add to the backstop before the redirect and the phase read it: its own
-        # increments (the validator forbids them; kept for policies built in code), an escalate
-        # target's apply, and the entry count
+        kind = BACKSTOP_KIND[p.counter_names[i]]
+        most = self.apply_increase.get(i)
+        if most is None:
+            most = self.apply_increase[i] = max(
+                (
+                    sum(a.amount for a in s.apply if isinstance(a, Increment) and a.index == i)
+                    for s in p.states.values()
+                    if s.kind == "escalate"
+                ),
+                default=0,
+            )
         extra = {0}
-        for t in self.policy.states[state].transitions.get(event, ()):
-            extra.add(sum(inc.amount for inc in t.increments() if inc.index == i))
-        apply = [
-            sum(a.amount for a in s.apply if isinstance(a, Increment) and a.index == i)
-            for s in self.policy.states.values()
-            if s.kind == "escalate"
-        ]
-        most = max(apply, default=0)
+        matters = False
+        for t in p.states[state].transitions.get(event, ()):
+            own = sum(inc.amount for inc in t.increments() if inc.index == i)
+            extra.add(own)
+            entered = {t.target}
+            for name, bs in p.backstops.items():
+                if BACKSTOP_KIND[name] == p.states[t.target].kind:
+                    entered |= {bs.exhausted} | ({bs.wrap_up} if bs.wrap_up else set())
+            kinds = {p.states[x].kind for x in entered}
+            if own or kind in kinds or (most and "escalate" in kinds):
+                matters = True
+        if not matters:
+            return [(0, top)]
         thresholds = sorted({cap - (e + x + d) for e in extra for x in {0, most} for d in (0, 1, 2)})
         starts = [0] + [th for th in thresholds if 0 < th <= top]
         return [(lo, nxt - 1) for lo, nxt in zip(starts, starts[1:] + [top + 1])]

@@ -585,6 +585,9 @@ class Selection:
     _keys: dict[Hashable, int] = field(default_factory=dict)
     _theory: dict[Hashable, tuple[str, Any]] = field(default_factory=dict)
     _forced: dict[tuple[int | None, str], Policy] = field(default_factory=dict)
+    _outcomes: dict[Hashable, list[tuple[int | None, dict[Var, Any], bool]]] = field(default_factory=dict)
+    counter_vars: tuple[int, ...] = ()
+    flag_vars: frozenset[str] = frozenset()
     queries: int = 0
     may: int = 0
 
@@ -710,6 +713,8 @@ def compile_selection(policy: Policy, state: str, event: str, continuation: Sequ
             c = policy.counters[i]
             parts.append(sel.atom(CounterCmp(c.name, i, "lt", c.max)))
         sel.budget = (_OR, tuple(parts))
+    sel.counter_vars = tuple(sorted({name for kind, name in sel.vars if kind == "counter"}))
+    sel.flag_vars = frozenset(name for kind, name in sel.vars if kind == "flag")
     return sel
 
 
@@ -751,9 +756,24 @@ class Case:
 
 def enumerate_cases(sel: Selection, domains: Domains, split_budget: bool = True) -> list[Case]:
     """Every outcome (selected transition, monitor attribute, budget) some configuration in
-    ``domains`` and some event can produce, each with a witness (or kept as may-fire)."""
+    ``domains`` and some event can produce, each with a witness (or kept as may-fire).
+
+    The outcomes depend on the domains only through the counters and flags the selection reads, so
+    they are cached under that projection and only the cases are rebuilt for other domains."""
+    key = (
+        tuple(domains.counters[i] for i in sel.counter_vars),
+        None if domains.flags is None else domains.flags & sel.flag_vars,
+        split_budget,
+    )
+    found = sel._outcomes.get(key)
+    if found is None:
+        found = sel._outcomes[key] = _outcomes(sel, domains, split_budget)
+    return [_case(sel, domains, j, wit, witnessed) for j, wit, witnessed in found]
+
+
+def _outcomes(sel: Selection, domains: Domains, split_budget: bool) -> list[tuple[int | None, dict[Var, Any], bool]]:
     fixed = sel.fixed(domains)
-    out: list[Case] = []
+    out: list[tuple[int | None, dict[Var, Any], bool]] = []
     n = len(sel.transitions)
     splits: list[list[tuple[Node, bool]]] = [[]]
     if sel.monitor is not None:  # the plain value first: counterexamples read naturally
@@ -765,25 +785,43 @@ def enumerate_cases(sel: Selection, domains: Domains, split_budget: bool = True)
             base = [(sel.enabled[i], False) for i in range(n)]
         else:
             base = [(sel.enabled[i], False) for i in range(j)] + [(sel.enabled[j], True)]
-        status, _ = _solve(sel, domains, fixed, base)
-        if status == UNSAT:
-            continue
-        for extra in splits:
-            status, wit = _solve(sel, domains, fixed, base + extra)
-            if status == UNSAT:
-                continue
+        status, wit = _solve(sel, domains, fixed, base)
+        if status != UNSAT:
+            done: list[tuple[Node, bool]] | None = None
             if status == SAT:
                 assert wit is not None
-                out.append(_case(sel, domains, j, wit, True))
-                continue
-            # may fire: a configuration that passes the caps (guards assumed to hold)
-            sel.may += 1
-            reduced = ([(sel.caps[j], True)] if j is not None else []) + extra
-            status, wit = _solve(sel, domains, fixed, reduced)
-            if status == UNSAT:
-                continue
-            out.append(_case(sel, domains, j, wit or {}, False))
+                done = _split_of(sel, domains, j, wit, splits)
+                out.append((j, wit, True))
+            for extra in splits:
+                if extra == done:
+                    continue
+                status, wit = _solve(sel, domains, fixed, base + extra)
+                if status == SAT:
+                    assert wit is not None
+                    out.append((j, wit, True))
+                elif status == UNKNOWN:
+                    # may fire: a configuration that passes the caps (guards assumed to hold)
+                    sel.may += 1
+                    reduced = ([(sel.caps[j], True)] if j is not None else []) + extra
+                    status, wit = _solve(sel, domains, fixed, reduced)
+                    if status != UNSAT:
+                        out.append((j, wit or {}, False))
+        if j is not None and _eval(sel.enabled[j], fixed) is True:
+            break  # enabled whatever the event: no later outcome
     return out
+
+
+def _split_of(
+    sel: Selection, domains: Domains, j: int | None, wit: Mapping[Var, Any], splits: list[list[tuple[Node, bool]]]
+) -> list[tuple[Node, bool]]:
+    """The split (monitor, budget values) the witness itself realises."""
+    case = _case(sel, domains, j, wit, True)
+    cfg = Config(sel.state, case.counters, case.flags)
+    truth = [a.evaluate(sel.policy, cfg, case.event) for a in sel.atoms]
+    for extra in splits:
+        if all(_eval(node, truth) is want for node, want in extra):
+            return extra
+    return []  # pragma: no cover - the splits cover every truth value
 
 
 def enabled_case(sel: Selection, domains: Domains, j: int) -> Case | None:
