@@ -28,8 +28,8 @@ from loopspec.spec.alphabet import KINDS, Attr, Event
 from loopspec.spec.model import AttrTest, Config, CounterCmp
 from loopspec.verify import cases as cases_mod
 from loopspec.verify import check_policy
-from loopspec.verify.abstraction import _monitor_signature, build_analysis, case_steps, event_cases
-from loopspec.verify.cases import ABSENT, SAT, UNKNOWN, UNSAT, attr_witness, counter_witness
+from loopspec.verify.abstraction import _monitor_signature, build_analysis, event_cases
+from loopspec.verify.cases import ABSENT, SAT, UNKNOWN, UNSAT, attr_witness, case_steps, counter_witness
 
 from test_check import CALL, HALTS, TOOLS, policy, stream
 

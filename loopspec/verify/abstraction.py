@@ -33,7 +33,8 @@ from typing import Any, Iterable
 from ..spec.alphabet import BACKSTOP_KIND, KINDS, Event
 from ..spec.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
 from .cases import (
-    MONITOR_ATTRS,
+    BUDGET_EVENTS,
+    MONITOR_ATTRS,  # noqa: F401 - re-exported: the attributes the monitor reads
     Case,
     Domains,
     Selection,
@@ -44,8 +45,6 @@ from .cases import (
     event_cases_free,
     guard_atoms,
 )
-
-__all__ = ["MONITOR_ATTRS", "guard_atoms", "event_cases", "Analysis", "build_analysis", "build_graph"]
 
 TOOLS_DISABLED = "tools_disabled"
 
@@ -384,7 +383,7 @@ def _monitor_signature(an: Analysis, step: Step) -> tuple[Any, ...]:
     return (
         bool(ev.attrs.get("has_tool_calls")),
         bool(ev.attrs.get("mid_tool_call")),
-        an.budget_lasts(step.before) if ev.name in ("mid_tool_call", "stalled") else None,
+        an.budget_lasts(step.before) if ev.name in BUDGET_EVENTS else None,
     )
 
 

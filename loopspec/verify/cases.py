@@ -12,10 +12,13 @@ What an event can change. A state's transitions on one event are tried in docume
 enabled one (guard holds, increments within caps) is selected (:meth:`Policy.select`). Everything the
 checker records about a step (target, actions, redirect, flags, backstop phases) follows from the
 configuration and the selected transition, except what the property monitor reads from the event
-(:data:`MONITOR_ATTRS`) and from the counters (whether the continuation budget lasts). So the outcomes
-of a state and event are the triples (selected transition or none, monitor attribute truth, budget
-truth), and for T transitions there are at most 4(T+1) of them, whatever the number of attributes,
-counters or constants.
+(:data:`MONITOR_ATTRS`) and from the counters (whether the continuation budget lasts); the caller
+keeps each backstop counter within a region where the redirect and the phase after the step do not
+change (:meth:`.abstraction.Analysis.contexts`), or pins every counter and flag to one configuration
+(:meth:`.abstraction.Analysis.steps_at`, for the explicit searches). So the outcomes of a state and
+event are the triples (selected transition or none, monitor attribute truth, budget truth), and for
+T transitions there are at most 4(T+1) of them, whatever the number of attributes, counters or
+constants.
 
 How an outcome is decided. Outcome (j, m, b) holds for a configuration and event iff
 
@@ -39,19 +42,23 @@ upper bound, or built as a settling prefix followed by the required needles betw
 equal to a constant or made of the required items plus fresh ones. A witness found is therefore a real
 value of the attribute's declared type that realises exactly the literals asked for.
 
-Soundness (never drop an edge). Take any configuration in the caller's domains, any event, and let
-(j, m, b) be its outcome. The atoms' truth values under that configuration and event satisfy query
-(j, m, b), and their restriction to each variable is realised by that variable's concrete value. The
-search is exhaustive over truth assignments except for sound pruning, and a theory answers
-"unsatisfiable" only when no value of the declared domain realises the literals. So the search returns
-a witness for (j, m, b), or it keeps the outcome as MAY FIRE (below). Every witnessed case is stepped
-with the model's own :meth:`Policy.step`; should that select another transition than the query said
-(which would be a bug here), both steps are kept.
+Soundness (never drop an edge). Take any configuration in the caller's domains and any event, let
+(j, m, b) be its outcome and A its truth assignment to all atoms; A satisfies query (j, m, b). The
+search branches on both values of each atom it picks, so one branch agrees with A at every decision.
+On that branch no conjunct is ever falsified (three-valued evaluation only reports what every
+completion, A included, agrees on) and no theory answers "unsatisfiable" (the literals on each
+variable are a subset of A's, which the variable's concrete value realises, and a theory says
+"unsatisfiable" only when no value of the declared domain does). Atoms are finitely many, so the
+branch ends with every conjunct true. Hence the search never answers UNSAT for (j, m, b): it returns
+some witness for it (possibly another one), or keeps the outcome as MAY FIRE (below). Every witnessed
+case is stepped with the model's own :meth:`Policy.step`; should that select another transition than
+the query said (which would be a bug here), both steps are kept.
 
-Cost. Each query is a depth-first search capped at :data:`SEARCH_BUDGET` decisions; a case costs one
-query per outcome, so the total is polynomial in the policy size (no product over attributes or
-counters). Deciding a query exactly is NP-hard in general (counter atoms can encode SAT), so the cap
-is what makes the cost polynomial.
+Cost. Each query is a depth-first search capped at :data:`SEARCH_BUDGET` decisions, and a state and
+event need one query per outcome and counter region: polynomial in the policy size, with no product
+over attributes, counters or constants. The results are cached under the values of the counters and
+flags the guards read, so abstract nodes that differ elsewhere share them. Deciding a query exactly
+is NP-hard in general (counter atoms can encode SAT), so the cap is what keeps the cost polynomial.
 
 May fire. When a theory cannot decide a form (only forms the validator rejects, e.g. ordering on a
 list) or a search reaches its cap, the outcome is kept WITHOUT a witness (``Case.witnessed`` is
@@ -580,7 +587,8 @@ class Selection:
     """Per transition: its guard and its cap checks (``counter <= max - amount``), as in Policy.enabled."""
     caps: list[Node] = field(default_factory=list)
     """Per transition: its cap checks alone (for a "may fire" step)."""
-    monitor: Node | None = None
+    monitor: list[Node] = field(default_factory=list)
+    """The truthiness of each attribute the monitor reads (:data:`MONITOR_ATTRS`)."""
     budget: Node | None = None
     _keys: dict[Hashable, int] = field(default_factory=dict)
     _theory: dict[Hashable, tuple[str, Any]] = field(default_factory=dict)
@@ -704,9 +712,7 @@ def compile_selection(policy: Policy, state: str, event: str, continuation: Sequ
         caps = sel.cap_node(t)
         sel.caps.append(caps)
         sel.enabled.append((_AND, (sel.compile(t.guard), caps)))
-    monitor = MONITOR_ATTRS.get((s.kind, event), ())
-    if monitor:
-        sel.monitor = sel.atom(AttrTest(monitor[0], "truthy"))
+    sel.monitor = [sel.atom(AttrTest(name, "truthy")) for name in MONITOR_ATTRS.get((s.kind, event), ())]
     if event in BUDGET_EVENTS and continuation:
         parts = []
         for i in continuation:
@@ -776,8 +782,8 @@ def _outcomes(sel: Selection, domains: Domains, split_budget: bool) -> list[tupl
     out: list[tuple[int | None, dict[Var, Any], bool]] = []
     n = len(sel.transitions)
     splits: list[list[tuple[Node, bool]]] = [[]]
-    if sel.monitor is not None:  # the plain value first: counterexamples read naturally
-        splits = [s + [(sel.monitor, m)] for s in splits for m in (False, True)]
+    for node in sel.monitor:  # the plain value first: counterexamples read naturally
+        splits = [s + [(node, m)] for s in splits for m in (False, True)]
     if split_budget and sel.budget is not None:
         splits = [s + [(sel.budget, b)] for s in splits for b in (True, False)]
     for j in [*range(n), None]:
