@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -294,14 +295,14 @@ def test_every_concrete_value_truth_vector_has_a_witness(problem: tuple[Attr, li
 # Where the generated guards go: (state, kind, event), and constants for each attribute.
 SITES = [("ask", "call", "rate_limit"), ("read", "stream", "length"), ("stub", "stub", "mid_tool_call")]
 CONSTS: dict[str, list[Any]] = {
-    "status": [0, 429, 500],
-    "message": ["quota", "retry", "b"],
-    "retry_after": [1.0, 1.2],
-    "code": ["x"],
+    "status": [0, 429, 500, 10**30],
+    "message": ["quota", "retry", "b", "", "b\x00", "\u00e9"],
+    "retry_after": [1.0, 1.2, math.nan, math.inf, -math.inf, 1e308],
+    "code": ["x", ""],
     "has_tool_calls": [True, False],
     "thinking_only": [True],
     "dropped_tools": [["write_file"], []],
-    "cut_tools": [["write_file"], ["a", "b"]],
+    "cut_tools": [["write_file"], ["a", "b"], [[]]],
     "chars": [0, 10],
 }
 ITEMS = ["write_file", "a", "b"]
@@ -345,8 +346,6 @@ def guard_for(draw: st.DrawFn, attrs: tuple[Attr, ...], depth: int = 0) -> Any:
 
 @st.composite
 def guarded_policies(draw: st.DrawFn) -> tuple[str, str, str]:
-    import json
-
     state, kind, event = draw(st.sampled_from(SITES))
     rows = []
     for _ in range(draw(st.integers(1, 5))):
@@ -394,7 +393,8 @@ states:
     body = CALL + stream(stalled="stub") + TOOLS + extra + HALTS
     old = f"      {event}: fail\n"
     assert old in body
-    body = body.replace(old, f"      {event}: {json.dumps(rows)}\n", 1)
+    flow = yaml.safe_dump(rows, default_flow_style=True, width=1 << 30, allow_unicode=True).strip()
+    body = body.replace(old, f"      {event}: {flow}\n", 1)
     return head + body, state, event
 
 
@@ -456,6 +456,15 @@ def test_every_concrete_step_is_a_case(site: tuple[str, str, str], data: st.Data
                 got.add(outcome(an, s))
         assert want in got, (cfg, ev)
     assert sel.may == 0, "validated guards never need a may-fire case"
+
+
+@given(guarded_policies())
+@settings(max_examples=40)
+def test_check_gives_a_verdict_whatever_the_guards(site: tuple[str, str, str]) -> None:
+    text, _state, _event = site
+    note(text)
+    r = check_policy(load_policy_text(text, "gen.yaml"))
+    assert r.exit_code in (0, 1) and "halts" in r.properties
 
 
 # --------------------------------------------------------------------------- end to end
