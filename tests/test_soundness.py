@@ -6,10 +6,10 @@ constants, every reachable configuration through ``Policy.step``. FALSE PROVEN m
 ``halts`` but a run loops, or passes ``events_handled`` but a run ends in policy_error, or reports a
 worst-case model-call / tool-batch bound below the exact worst case.
 
-Today's checker fails these (see tests/soundness_cases/ for the minimal policies). The generated
-tests are therefore ``xfail(strict=False)``: Hypothesis is a search and a fixed budget may miss a
-defect, so an XPASS is not a signal. The recorded cases are ``xfail(strict=True)`` one by one: an
-engineer who fixes the defect sees an XPASS and removes the ``wrong-*`` line of that case.
+The generated tests must pass: any false PROVEN they find is a defect to fix, then to record as a
+minimal policy in tests/soundness_cases/. A recorded case whose header names ``wrong-default`` or
+``wrong-elim`` is a known defect, run as a strict xfail; the cases recorded so far (event cases
+that were samples, the backstop escape) are fixed and kept as regression cases.
 
 Checks run in two modes: ``default`` (``check_policy`` as the CLI runs it; small policies are also
 enumerated in full) and ``elim`` (``enumerate_limit=0``: counter elimination alone, the method that
@@ -32,14 +32,6 @@ from loopspec import load_policy, load_policy_text
 
 CASES = Path(__file__).parent / "soundness_cases"
 CASE_FILES = sorted(CASES.glob("*.yaml"))
-
-EVENT_CASES_REASON = (
-    "check_policy's event cases (verify/abstraction.py: _attr_candidates) never try a list equal to a "
-    "list constant, a list or string holding two needles, or a string/float strictly between two "
-    "constants; and the tool_batches backstop may redirect into a call state past a spent model_calls "
-    "backstop. Minimal policies: tests/soundness_cases/"
-)
-
 
 def _false_proven(c: S.Comparison, kinds: tuple[str, ...], typed_only: bool = True) -> list[S.Finding]:
     return [f for f in c.findings if f.kind in kinds and not (typed_only and f.absent_only)]
@@ -88,7 +80,6 @@ def _generated(text: str, kinds: tuple[str, ...], modes: tuple[str, ...] = ("def
     assert not bad, "\n".join(bad + ["policy:", text])
 
 
-@pytest.mark.xfail(strict=False, reason=EVENT_CASES_REASON)
 @settings(**_PHASES)
 @given(text=S.policies())
 @example(text=_case_text("list_eq_constant_hides_loop"))
@@ -97,7 +88,6 @@ def test_check_never_proves_a_policy_that_loops(text: str) -> None:
     _generated(text, ("false_proven_halts",))
 
 
-@pytest.mark.xfail(strict=False, reason=EVENT_CASES_REASON)
 @settings(**_PHASES)
 @given(text=S.policies())
 @example(text=_case_text("float_between_constants_bound"))
@@ -106,7 +96,6 @@ def test_check_never_reports_a_bound_below_the_exact_worst_case(text: str) -> No
     _generated(text, ("false_proven_bound",))
 
 
-@pytest.mark.xfail(strict=False, reason=EVENT_CASES_REASON)
 @settings(**_PHASES)
 @given(text=S.policies())
 @example(text=_case_text("str_two_needles_unhandled"))
@@ -217,29 +206,32 @@ def test_domain_reduction_changes_nothing() -> None:
         )
 
 
-def test_domain_covers_the_checkers_own_event_cases() -> None:
-    """Every case the checker tries is one the reference tries too (else a 'false alarm' could be
-    the reference's blind spot). Skipped once the checker no longer has ``event_cases``."""
-    abstraction = pytest.importorskip("loopspec.verify.abstraction")
-    event_cases = getattr(abstraction, "event_cases", None)
-    if event_cases is None:
-        pytest.skip("the checker's abstraction has no event_cases any more")
+def test_checkers_cases_realise_every_outcome_the_reference_domain_does() -> None:
+    """From any configuration, every outcome (transition taken, tool-call fate, configuration
+    entered) that some concrete event of the reference domain produces, the checker's own cases
+    for that configuration produce too: its cases are a partition by outcome, never a sample."""
     from loopspec.spec.alphabet import KINDS
+    from loopspec.spec.model import Config
+    from loopspec.verify.abstraction import build_analysis
 
-    for seed in range(60):
+    def outcome(step: Any) -> tuple[Any, ...]:
+        return (id(step.transition), step.after, step.fate, step.calls)
+
+    rng = random.Random(7)
+    for seed in range(40):
         policy = load_policy_text(S.random_policy(seed), "g.yaml")
+        an = build_analysis(policy)
+        flags = sorted(policy.flags)
         for name, state in policy.states.items():
             if state.kind == "halt":
                 continue
-            for ev in KINDS[state.kind].event_names:
-                tests = S.attr_tests(policy, name, ev)
-
-                def vec(e: Any) -> tuple[bool, ...]:
-                    return tuple(bool(t.evaluate(policy, S._NO_CFG, e)) for t in tests)
-
-                mine = {vec(e) for e in S.event_domain(policy, name, ev)}
-                theirs = {vec(e) for e in event_cases(policy, name, ev)}
-                assert theirs <= mine, (seed, name, ev)
+            for _ in range(3):
+                counters = tuple(rng.randint(0, c.max) for c in policy.counters)
+                cfg = Config(name, counters, frozenset(f for f in flags if rng.random() < 0.5))
+                for ev in KINDS[state.kind].event_names:
+                    mine = {outcome(policy.step(cfg, e)) for e in S.event_domain(policy, name, ev)}
+                    theirs = {outcome(st) for st in an.steps_at(cfg, ev)}
+                    assert mine <= theirs, (seed, name, ev, cfg)
 
 
 def test_domain_is_richer_than_the_guard_constants() -> None:

@@ -1,16 +1,20 @@
-"""The finite abstraction the checker explores: event cases, counter representatives, abstract nodes.
+"""The finite abstraction the checker explores: event cases, counter contexts, abstract nodes.
 
 Nothing here re-implements a guard or an action. Every abstract edge is the result of calling the
-compiled model's own :meth:`Policy.step` on a concrete representative configuration and event:
+compiled model's own :meth:`Policy.step` on a concrete configuration and event (or, for an outcome
+kept without a witness, on a copy of the policy that forces that transition; see :mod:`.cases`):
 
-- **Event cases.** The guards on a state's transitions for one event test finitely many attribute
-  predicates (``AttrTest``). Each attribute gets a few candidate values derived from the constants
-  those predicates mention (``c-1, c, c+1``, every enum value, ``[]`` and ``[c]`` for ``contains``);
-  candidates whose predicate truth vectors coincide are one case, and one representative per case is
-  kept. An adversary answering anything the alphabet allows can only produce one of these cases.
-- **Counter representatives.** For the counters a state's transitions on one event read (guards) or
-  increment (cap checks), the values ``0``, ``max`` and ``c-1, c, c+1`` around every constant cover
-  every truth combination of the comparisons. Other counters do not influence that decision.
+- **Event cases** (:mod:`.cases`). For a state, an event and a region of counter values, every
+  outcome some concrete configuration and event can produce (the transition selected first, plus
+  what the property monitor reads) is found by a decision procedure over the guards' atoms, with a
+  witness event and witness counter values that really realise it. An adversary answering anything
+  the alphabet allows can only produce one of these outcomes.
+- **Counter contexts.** Ordinary counters range over ``0..max`` and the case search picks the values
+  it needs, so their number costs nothing multiplicative. A backstop counter is fixed by its phase
+  (``last`` = max-1, ``spent`` = max) or, in phase ``low`` (below max-1), ranges over the intervals
+  between the thresholds ``max - k`` at which the redirect or the phase after the step could change;
+  within one interval the step's redirect and phases are the same, so one witness per interval and
+  outcome covers it. There are at most two backstops, so at most a handful of contexts.
 - **Abstract node** = state x the flags any guard reads (plus ``tools_disabled``) x the phase of each
   backstop (``low`` below max-1, ``last`` at max-1, ``spent`` at max: the only distinctions the
   redirect makes) x a small property monitor (pending tool calls, a silent stub in flight).
@@ -24,166 +28,39 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from ..spec.alphabet import BACKSTOP_KIND, KINDS, Event
 from ..spec.properties import budget_lasts, continuation_counters
-from ..spec.model import (
-    AllOf,
-    AnyOf,
-    AttrTest,
-    Config,
-    CounterCmp,
-    FlagIs,
-    Guard,
-    Not,
-    Policy,
-    Step,
-    Transition,
+from ..spec.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
+from .cases import (
+    BUDGET_EVENTS,
+    MONITOR_ATTRS,  # noqa: F401 - re-exported: the attributes the monitor reads
+    Case,
+    Domains,
+    Selection,
+    case_steps,
+    compile_selection,
+    enabled_case,
+    enumerate_cases,
+    event_cases_free,
+    guard_atoms,
 )
 
 TOOLS_DISABLED = "tools_disabled"
-from loopspec.spec.model import WRAP_UP_FLAG  # noqa: E402
 
 PHASE_LOW, PHASE_LAST, PHASE_SPENT = 0, 1, 2
 PHASE_NAMES = ("low", "last", "spent")
 
-_MAX_CANDIDATES = 4096
 
-
-# --------------------------------------------------------------------------- guard atoms
-
-
-def guard_atoms(g: Guard) -> Iterator[Guard]:
-    """Every leaf predicate of a guard (AttrTest, CounterCmp, FlagIs)."""
-    if isinstance(g, (AllOf, AnyOf)):
-        for p in g.parts:
-            yield from guard_atoms(p)
-    elif isinstance(g, Not):
-        yield from guard_atoms(g.part)
-    elif isinstance(g, (AttrTest, CounterCmp, FlagIs)):
-        yield g
-
-
-def _numeric(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _attr_candidates(attr_type: str, enum: tuple[str, ...], atoms: list[AttrTest]) -> list[Any]:
-    """Candidate values for one attribute: enough to realise every truth value of ``atoms``."""
-    if not atoms:
-        return [_default_value(attr_type, enum)]
-    consts: list[Any] = []
-    for a in atoms:
-        if a.op == "in":
-            consts.extend(a.value or ())
-        elif a.value is not None:
-            consts.append(a.value)
-    out: list[Any] = []
-
-    def add(v: Any) -> None:
-        if v not in out:
-            out.append(v)
-
-    if attr_type == "bool":
-        add(False)
-        add(True)
-    elif attr_type == "int":
-        add(0)
-        add(1)
-        for c in consts:
-            if _numeric(c):
-                c = int(c) if float(c).is_integer() else c
-                for d in (-1, 0, 1):
-                    v = c + d
-                    add(int(v) if float(v).is_integer() else v)
-                if not float(c).is_integer():
-                    add(int(c))
-                    add(int(c) + 1)
-    elif attr_type == "float":
-        add(0.0)
-        add(1.0)
-        for c in consts:
-            if _numeric(c):
-                for dx in (-0.5, 0.0, 0.5):
-                    add(float(c) + dx)
-    elif attr_type == "str":
-        if enum:
-            for v in enum:
-                add(v)
-        else:
-            add("")
-            add("x")
-            for c in consts:
-                if isinstance(c, str):
-                    add(c)
-                    add(c + "z")
-    elif attr_type == "list":
-        add([])
-        add(["x"])
-        for c in consts:
-            add([c])
-    else:  # pragma: no cover - alphabet only has the types above
-        add(None)
-    return out
-
-
-def _default_value(attr_type: str, enum: tuple[str, ...]) -> Any:
-    if attr_type == "bool":
-        return False
-    if attr_type == "int":
-        return 0
-    if attr_type == "float":
-        return 0.0
-    if attr_type == "str":
-        return enum[0] if enum else ""
-    if attr_type == "list":
-        return []
-    return None  # pragma: no cover
-
-
-# Attributes the property monitor reads, split even when no guard tests them.
-MONITOR_ATTRS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("stream", "length"): ("has_tool_calls",),
-    ("stream", "stalled"): ("mid_tool_call",),
-}
+# --------------------------------------------------------------------------- event cases
 
 
 def event_cases(policy: Policy, state: str, event_name: str) -> list[Event]:
-    """One representative event per case the guards of ``state`` on ``event_name`` distinguish."""
-    s = policy.states[state]
-    spec = KINDS[s.kind].event(event_name)
-    assert spec is not None
-    atoms: list[AttrTest] = []
-    for t in s.transitions.get(event_name, ()):
-        for a in guard_atoms(t.guard):
-            if isinstance(a, AttrTest) and a not in atoms:
-                atoms.append(a)
-    monitor = MONITOR_ATTRS.get((s.kind, event_name), ())
-    for name in monitor:
-        probe = AttrTest(name, "truthy")
-        if probe not in atoms:
-            atoms.append(probe)
-    names = [a.name for a in spec.attrs]
-    per_attr = []
-    for attr in spec.attrs:
-        mine = [a for a in atoms if a.attr == attr.name]
-        per_attr.append(_attr_candidates(attr.type, attr.values, mine))
-    total = 1
-    for c in per_attr:
-        total *= len(c)
-    if total > _MAX_CANDIDATES:  # pragma: no cover - needs a pathological guard
-        raise ValueError(f"{state}.{event_name}: too many attribute combinations ({total})")
-    seen: dict[tuple[bool, ...], Event] = {}
-    for combo in itertools.product(*per_attr):
-        ev = Event(event_name, dict(zip(names, combo)))
-        key = tuple(a.evaluate(policy, _DUMMY_CFG, ev) for a in atoms)
-        if key not in seen:
-            seen[key] = ev
-    return list(seen.values())
-
-
-_DUMMY_CFG = Config("", (), frozenset())  # AttrTest never reads the configuration
+    """One witness event per outcome the guards of ``state`` on ``event_name`` can produce, in some
+    configuration (see :func:`.cases.event_cases_free`; :meth:`Analysis.steps_at` is complete for one
+    configuration)."""
+    return event_cases_free(policy, state, event_name)
 
 
 # --------------------------------------------------------------------------- counters
@@ -260,6 +137,11 @@ class Analysis:
     cases: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
     rho: dict[tuple[str, str, tuple[int, ...]], list[tuple[int, ...]]] = field(default_factory=dict)
     steps_evaluated: int = 0
+    selections: dict[tuple[str, str], Selection] = field(default_factory=dict)
+    abstract: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
+    concrete: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
+    ctx: dict[tuple[str, str, tuple[int, ...]], list[tuple[tuple[int, int], ...]]] = field(default_factory=dict)
+    apply_increase: dict[int, int] = field(default_factory=dict)
 
     def kind(self, state: str) -> str:
         return self.policy.states[state].kind
@@ -267,7 +149,16 @@ class Analysis:
     def events_of(self, state: str) -> tuple[str, ...]:
         return KINDS[self.kind(state)].event_names
 
+    def selection(self, state: str, event: str) -> Selection:
+        key = (state, event)
+        got = self.selections.get(key)
+        if got is None:
+            got = self.selections[key] = compile_selection(self.policy, state, event, self.continuation_counters)
+        return got
+
     def cases_of(self, state: str, event: str) -> list[Event]:
+        """Witness events for every outcome in some configuration (not complete for a given one:
+        use :meth:`steps_at` for that)."""
         key = (state, event)
         got = self.cases.get(key)
         if got is None:
@@ -284,64 +175,125 @@ class Analysis:
         """The continuation budget lasts (the properties' own definition)."""
         return budget_lasts(self.policy, cfg, self.continuation_counters)
 
-    # -- representative configurations ---------------------------------------------------------
+    # -- concrete configurations ----------------------------------------------------------------
+
+    def steps_at(self, cfg: Config, event: str) -> list[Step]:
+        """Every distinct outcome of ``event`` from the concrete ``cfg``: one model step each.
+
+        The cases depend on the configuration only through the truth of the counter and flag atoms
+        of the state's guards (and cap checks), so they are cached under those truth values."""
+        sel = self.selection(cfg.state, event)
+        key = (cfg.state, event, sel.context_key(cfg))
+        cases = self.concrete.get(key)
+        if cases is None:
+            cases = self.concrete[key] = enumerate_cases(sel, Domains.of_config(cfg))
+        out: list[Step] = []
+        for case in cases:
+            out.extend(case_steps(sel, cfg, case))
+        return out
+
+    # -- abstract configurations ----------------------------------------------------------------
+
+    def contexts(self, state: str, event: str, phases: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
+        """Counter ranges to search, one tuple of (lo, hi) per counter for each context.
+
+        Ordinary counters: ``0..max``. Backstops: their phase's value, or in phase ``low`` each
+        interval of ``0..max-2`` between thresholds ``max - k`` where the redirect or the phase after
+        the step can change (k up to the step's own increase of that counter plus two)."""
+        key = (state, event, phases)
+        got = self.ctx.get(key)
+        if got is not None:
+            return got
+        axes: list[list[tuple[int, int]]] = []
+        for i in range(len(self.policy.counters)):
+            cap = self.caps[i]
+            if i not in self.backstop_index:
+                axes.append([(0, cap)])
+                continue
+            ph = phases[self.backstop_index.index(i)]
+            if ph == PHASE_LAST:
+                axes.append([(cap - 1, cap - 1)])
+            elif ph == PHASE_SPENT:
+                axes.append([(cap, cap)])
+            else:
+                axes.append(self._low_regions(state, event, i))
+        got = self.ctx[key] = list(itertools.product(*axes))
+        return got
+
+    def _low_regions(self, state: str, event: str, i: int) -> list[tuple[int, int]]:
+        """Phase ``low`` of backstop ``i`` (0..max-2), split where a step on ``event`` could see it.
+
+        Within ``low`` the value matters to a step beyond its guards (which the case search decides
+        on the whole range) only through the redirect and the phase after the step. Those read the
+        value after the step's own increments of the backstop (the validator forbids them; kept for
+        policies built in code), an escalate target's ``apply`` and the entry count, always as
+        "value >= max - k"; so the intervals between those thresholds are the regions. When no
+        transition on the event can enter a state of the backstop's kind or increase it, the whole
+        range is one region."""
+        p = self.policy
+        cap = self.caps[i]
+        top = max(0, cap - 2)
+        kind = BACKSTOP_KIND[p.counter_names[i]]
+        most = self.apply_increase.get(i)
+        if most is None:
+            most = self.apply_increase[i] = max(
+                (
+                    sum(a.amount for a in s.apply if isinstance(a, Increment) and a.index == i)
+                    for s in p.states.values()
+                    if s.kind == "escalate"
+                ),
+                default=0,
+            )
+        extra = {0}
+        matters = False
+        for t in p.states[state].transitions.get(event, ()):
+            own = sum(inc.amount for inc in t.increments() if inc.index == i)
+            extra.add(own)
+            entered = {t.target, *p.redirect_targets(t.target)}  # chained redirects included
+            kinds = {p.states[x].kind for x in entered}
+            if own or kind in kinds or (most and "escalate" in kinds):
+                matters = True
+        if not matters:
+            return [(0, top)]
+        thresholds = sorted({cap - (e + x + d) for e in extra for x in {0, most} for d in (0, 1, 2)})
+        starts = [0] + [th for th in thresholds if 0 < th <= top]
+        return [(lo, nxt - 1) for lo, nxt in zip(starts, starts[1:] + [top + 1])]
+
+    def abstract_cases(self, state: str, flags: frozenset[str], phases: tuple[int, ...], event: str) -> list[Case]:
+        """Every outcome of ``event`` from any configuration of the abstract (state, flags, phases)."""
+        key = (state, event, flags, phases)
+        got = self.abstract.get(key)
+        if got is None:
+            sel = self.selection(state, event)
+            got = []
+            for counters in self.contexts(state, event, phases):
+                got.extend(enumerate_cases(sel, Domains(counters, flags)))
+            self.abstract[key] = got
+        return got
+
+    def enabling_cases(self, t: Transition, flags: frozenset[str], phases: tuple[int, ...]) -> list[Case]:
+        """A configuration and event of the abstract (state, flags, phases) enabling ``t``, per context."""
+        sel = self.selection(t.source, t.event)
+        j = next(k for k, x in enumerate(sel.transitions) if x is t)
+        out = []
+        for counters in self.contexts(t.source, t.event, phases):
+            case = enabled_case(sel, Domains(counters, flags), j)
+            if case is not None:
+                out.append(case)
+        return out
 
     def representatives(self, state: str, event: str, phases: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The counter values of the witnesses of every outcome, flags free (not a product)."""
         key = (state, event, phases)
         got = self.rho.get(key)
         if got is None:
-            got = self.rho[key] = self._representatives(state, event, phases)
+            sel = self.selection(state, event)
+            seen: dict[tuple[int, ...], None] = {}
+            for counters in self.contexts(state, event, phases):
+                for case in enumerate_cases(sel, Domains(counters, None)):
+                    seen.setdefault(case.counters)
+            got = self.rho[key] = list(seen)
         return got
-
-    def _representatives(self, state: str, event: str, phases: tuple[int, ...]) -> list[tuple[int, ...]]:
-        p = self.policy
-        s = p.states[state]
-        values: dict[int, set[int]] = {}
-
-        def want(i: int, v: int) -> None:
-            values.setdefault(i, set()).add(v)
-
-        transitions = s.transitions.get(event, ())
-        enters_counted: set[str] = set()
-        for t in transitions:
-            for a in guard_atoms(t.guard):
-                if isinstance(a, CounterCmp):
-                    for d in (-1, 0, 1):
-                        want(a.index, a.value + d)
-            for inc in t.increments():
-                cap = self.caps[inc.index]
-                want(inc.index, cap - inc.amount)
-                want(inc.index, cap - inc.amount + 1)
-            enters_counted.add(p.states[t.target].kind)
-        if (s.kind == "stub" and event == "mid_tool_call") or (s.kind == "stream" and event == "stalled"):
-            for i in self.continuation_counters:
-                want(i, self.caps[i] - 1)
-                want(i, self.caps[i])
-        n = len(p.counters)
-        axes: list[list[int]] = []
-        for i in range(n):
-            cap = self.caps[i]
-            if i in self.backstop_index:
-                b = self.backstop_index.index(i)
-                ph = phases[b]
-                counted = BACKSTOP_KIND[self.backstop_names[b]] in enters_counted
-                if ph == PHASE_LAST:
-                    axes.append([cap - 1])
-                elif ph == PHASE_SPENT:
-                    axes.append([cap])
-                else:
-                    cand = {0}
-                    if counted:
-                        cand.add(cap - 2)
-                    cand |= {v for v in values.get(i, ()) if 0 <= v <= cap - 2}
-                    axes.append(sorted(v for v in cand if 0 <= v <= cap - 2) or [0])
-                continue
-            if i not in values:
-                axes.append([0])
-                continue
-            cand = {0, cap} | values[i]
-            axes.append(sorted(v for v in cand if 0 <= v <= cap))
-        return [tuple(c) for c in itertools.product(*axes)]
 
 
 def build_analysis(policy: Policy) -> Analysis:
@@ -370,15 +322,12 @@ def step_resets(an: Analysis, step: Step) -> frozenset[int]:
 
 def iter_base_steps(an: Analysis, state: str, flags: frozenset[str], phases: tuple[int, ...]) -> Iterable[Step]:
     """Every distinct model step from the abstract (state, flags, phases), one per outcome."""
-    policy = an.policy
     seen: set[tuple[Any, ...]] = set()
     for ev_name in an.events_of(state):
-        cases = an.cases_of(state, ev_name)
-        reps = an.representatives(state, ev_name, phases)
-        for ev in cases:
-            for rho in reps:
-                cfg = Config(state, rho, flags)
-                step = policy.step(cfg, ev)
+        sel = an.selection(state, ev_name)
+        for case in an.abstract_cases(state, flags, phases, ev_name):
+            cfg = Config(state, case.counters, case.flags)
+            for step in case_steps(sel, cfg, case):
                 an.steps_evaluated += 1
                 after = step.after
                 key = (
@@ -401,7 +350,7 @@ def _monitor_signature(an: Analysis, step: Step) -> tuple[Any, ...]:
     return (
         bool(ev.attrs.get("has_tool_calls")),
         bool(ev.attrs.get("mid_tool_call")),
-        an.budget_lasts(step.before) if ev.name in ("mid_tool_call", "stalled") else None,
+        an.budget_lasts(step.before) if ev.name in BUDGET_EVENTS else None,
     )
 
 

@@ -81,10 +81,8 @@ def successors(an: Analysis, node: CNode) -> Iterable[tuple[Step, CNode, list[tu
     cfg, pending, silent = node
     if an.kind(cfg.state) == "halt":
         return
-    policy = an.policy
     for ev_name in an.events_of(cfg.state):
-        for ev in an.cases_of(cfg.state, ev_name):
-            step = policy.step(cfg, ev)
+        for step in an.steps_at(cfg, ev_name):
             an.steps_evaluated += 1
             p2, s2, viol = monitor_step(an, pending, silent, step)
             yield step, (step.after, p2, s2), viol
@@ -389,8 +387,7 @@ def witness_walks(
         nonlocal steps
         scored: list[tuple[float, int, Config]] = []
         for ev_name in an.events_of(cfg.state):
-            for ev in an.cases_of(cfg.state, ev_name):
-                step = policy.step(cfg, ev)
+            for step in an.steps_at(cfg, ev_name):
                 steps += 1
                 after = step.after
                 if an.kind(after.state) == "halt":

@@ -125,21 +125,23 @@ def _describe_config(an: Analysis, cfg: Config, ev) -> str:  # type: ignore[no-u
 def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
     """Shadowed (an earlier transition was selected whenever this guard held) or never enabled."""
     policy = an.policy
-    holds = 0
+    undecided = False
     by: dict[str, int] = {}
+    seen: set[tuple[frozenset[str], tuple[int, ...]]] = set()
     for n in g.nodes:
-        if n.state != t.source:
+        if n.state != t.source or (n.flags, n.phases) in seen:
             continue
-        for ev in an.cases_of(t.source, t.event):
-            for rho in an.representatives(t.source, t.event, n.phases):
-                cfg = Config(t.source, rho, n.flags)
-                if not policy.enabled(t, cfg, ev):
-                    continue
-                holds += 1
-                sel = policy.select(cfg, ev)
-                if sel is not None and sel is not t:
-                    by[sel.label] = by.get(sel.label, 0) + 1
-    if holds and by:
+        seen.add((n.flags, n.phases))
+        for case in an.enabling_cases(t, n.flags, n.phases):
+            if not case.witnessed:
+                undecided = True
+                continue
+            sel = policy.select(Config(t.source, case.counters, case.flags), case.event)
+            if sel is not None and sel is not t:
+                by[sel.label] = by.get(sel.label, 0) + 1
+    if by:
         first = max(by, key=lambda k: by[k])
         return Dead(t, f"shadowed: an earlier transition always matches first ({first})", first)
+    if undecided:  # pragma: no cover - only past the case search's budget
+        return Dead(t, "never selected: an earlier transition matches first wherever this one may be enabled", None)
     return Dead(t, "never enabled: its guard (with its cap checks) never holds in a reachable configuration", None)
