@@ -268,10 +268,10 @@ def _monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyRe
 
 def _halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
     policy = an.policy
-    incoming: dict[str, set[str]] = {}
+    incoming: dict[str, set[tuple[str | None, str]]] = {}
     for e in g.edges:
         if an.kind(e.dst.state) == "halt":
-            incoming.setdefault(e.dst.state, set()).add(e.step.event.name)
+            incoming.setdefault(e.dst.state, set()).add((an.kind(e.src.state), e.step.event.name))
     if an.kind(g.initial.state) == "halt":
         incoming.setdefault(g.initial.state, set())
     problems = []
