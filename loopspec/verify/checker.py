@@ -18,7 +18,7 @@ from .explore import (
     violation_counterexample,
     witness_walks,
 )
-from .properties import PROPERTY_DOCS, empty_when, message_problem
+from .properties import PROPERTY_DOCS, empty_when, message_problem, monitor_step
 from .report import FAIL, PASS, WARN, CheckResult, Figure, PropertyResult
 from .structure import analyse_structure
 from .termination import Termination, eliminate, worst_case
@@ -27,6 +27,9 @@ ENUMERATION_LIMIT = 200_000
 """Policies whose configuration space is at most this large are also enumerated in full."""
 SEARCH_LIMIT = 30_000
 """Concrete configurations a counterexample search may visit."""
+WORLD_LIMIT = 10_000
+"""Concrete configurations each search for a run the outside world can produce may visit (before
+the checker falls back to the adversary's own run)."""
 
 
 def estimate_space(policy: Policy, an: Analysis | None = None) -> int:
@@ -287,24 +290,50 @@ def _select(
     plain_predicate: Any = None,
 ) -> tuple[Counterexample | None, int, bool]:
     """The counterexample to show, the configurations explored, and whether the outside world can
-    produce it: the shortest run it can (breadth-first, then guided), else the adversary's own run
-    (``plain``, or a search with ``plain_predicate``), which a cassette may not reproduce."""
-    path, n = shortest_counterexample(an, predicate, limit=SEARCH_LIMIT, world=world)
-    if path is not None:
-        return Counterexample(path, note), n, True
-    if n >= SEARCH_LIMIT:
-        deep, m = _deep_counterexample(an, g, goal, predicate, note, world=world, abstract=False)
-        n += m
-        if deep is not None:
-            return deep, n, True
+    produce it. The adversary's shortest run (``plain``, or a search with ``plain_predicate``) when
+    the world can produce it; else the shortest run it can (breadth-first, then guided); else the
+    adversary's run, which a cassette may not be able to reproduce."""
+    n = 0
     if plain is None:
-        plain_predicate = plain_predicate or predicate
-        plain, m = shortest_counterexample(an, plain_predicate, limit=SEARCH_LIMIT)
+        plain, n = shortest_counterexample(an, plain_predicate or predicate, limit=SEARCH_LIMIT)
+    if plain is not None and _real(an, world, plain, predicate):
+        return Counterexample(plain, note), n, True
+    if any(world.possible(e.step) for e in g.edges if goal(e)):  # else no run ends there for real
+        path, m = shortest_counterexample(an, predicate, limit=WORLD_LIMIT, world=world)
         n += m
-        if plain is None:
-            cex, m = _deep_counterexample(an, g, goal, plain_predicate, note)
-            return cex, n + m, False
+        if path is not None:
+            return Counterexample(path, note), n, True
+        if m >= WORLD_LIMIT:
+            deep, m = _deep_counterexample(an, g, goal, predicate, note, world=world, abstract=False, limit=WORLD_LIMIT)
+            n += m
+            if deep is not None:
+                return deep, n, True
+    if plain is None:
+        cex, m = _deep_counterexample(an, g, goal, plain_predicate or predicate, note)
+        return cex, n + m, False
     return Counterexample(plain, note), n, False
+
+
+def _real(an: Analysis, world: Any, steps: list[CexStep], predicate: Any) -> bool:
+    """The outside world can produce the run ``steps``, and its last step still satisfies
+    ``predicate`` when judged with the world (e.g. it leaves a halt's message empty)."""
+    from .to_cassette import NotReplayable, _simulate
+
+    try:
+        sim = _simulate(an.policy, steps)
+    except NotReplayable:
+        return False
+    if not sim:
+        return False
+    w = world.start()
+    pending, silent, viol = 0, False, list[tuple[str, str]]()
+    for st in sim:
+        w = world.advance(w, st)
+        if w is None:
+            return False
+        pending, silent, viol = monitor_step(an, pending, silent, st)
+    last = sim[-1]
+    return bool(predicate(last, (last.after, pending, silent, w), viol))
 
 
 def _halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
@@ -403,7 +432,7 @@ def _events_handled(an: Analysis, g: Graph, st: Any) -> tuple[PropertyResult, in
 
 
 def _deep_counterexample(
-    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str, world: Any = None, abstract: bool = True
+    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str, world: Any = None, abstract: bool = True, limit: int = 50_000
 ) -> tuple[Counterexample | None, int]:
     """When breadth-first search runs out: a guided concrete run to the goal (see
     :func:`~loopspec.verify.explore.guided_counterexample`); the shortest abstract path otherwise
@@ -423,7 +452,7 @@ def _deep_counterexample(
                     dist[p] = dist[node] + 1
                     nxt.append(p)
         frontier = nxt
-    steps, n = guided_counterexample(an, dist, predicate, world=world)
+    steps, n = guided_counterexample(an, dist, predicate, limit=limit, world=world)
     if steps is not None:
         return Counterexample(steps, note + " (a concrete run, not necessarily the shortest)"), n
     if not abstract:
@@ -440,6 +469,7 @@ def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterex
     policy = an.policy
     total = 0
     found: list[Counterexample] = []
+    best: Counterexample | None = None
     world = _world(an)
     for idx, stuck in term.stuck_components.items():
         edge = g.edges[idx]

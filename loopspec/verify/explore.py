@@ -501,12 +501,13 @@ def guided_counterexample(
         nonlocal explored
         explored += 1
         scored: list[tuple[int, int, int, Step, Any]] = []
-        for step, child, viol in successors(an, (node[0], node[1], node[2])):
+        for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
+            child: tuple[Any, ...] = cnode
             if world is not None:
                 w = world.advance(node[-1], step)
                 if w is None:
                     continue
-                child = (*child, w)
+                child = (*cnode, w)
             if predicate(step, child, viol):
                 return [], (step, child)
             if an.kind(child[0].state) == "halt":

@@ -278,7 +278,7 @@ class Realiser:
         self.halts = dict(halts or {})
         self._atoms: dict[tuple[str, str], tuple[AttrTest, ...]] = {}
         self._options: dict[tuple[str, str], list[Option]] = {}
-        self._match: dict[tuple[str, str, tuple[bool, ...], int], bool] = {}
+        self._matching: dict[tuple[Any, ...], list[Option]] = {}
         self._scripts: dict[tuple[Any, ...], Any] = {}
 
     # -- the world model ---------------------------------------------------------------------
@@ -334,19 +334,45 @@ class Realiser:
         state, name = step.before.state, step.event.name
         kind = self.policy.states[state].kind
         target = self.vector(state, name, step.event.attrs)
-        if kind in ("call", "stream"):
-            cands = self._fixed(state, name, kind)
-        elif kind == "stub":
-            cands = [Option(_thaw(facts.stub[1]), text=facts.stub[2])] if facts.stub[0] == name else []
-        elif kind == "continue":
-            cands = [Option({})]
+        # what the options depend on besides the state, the event and the guards' verdicts
+        context: Any = None
+        if kind == "stub":
+            context = facts.stub
         elif kind == "escalate":
-            cands = self._escalation(facts, name)
+            context = facts.escalation
         elif kind == "tool_exec":
-            cands = self._tool_options(facts, name)
-        else:
-            cands = []
-        return [o for o in cands if self._matches(state, name, target, o)]
+            context = facts.calls
+        key = (state, name, target, context)
+        got = self._matching.get(key)
+        if got is None:
+            if kind in ("call", "stream"):
+                cands = self._fixed(state, name, kind)
+            elif kind == "stub":
+                cands = [Option(_thaw(facts.stub[1]), text=facts.stub[2])] if facts.stub[0] == name else []
+            elif kind == "continue":
+                cands = [Option({})]
+            elif kind == "escalate":
+                cands = self._escalation(facts, name)
+            elif kind == "tool_exec":
+                cands = self._tool_options(facts, name)
+            else:
+                cands = []
+            got = self._matching[key] = [o for o in cands if self._matches(state, name, target, o)]
+        return got
+
+    def possible(self, step: Step) -> bool:
+        """Some run could make ``step`` happen (its event and attributes, whatever came before)."""
+        probes = [Facts(), Facts(calls=(DEFAULT_TOOL,)), Facts(escalation="either"), Facts(escalation="failed:no fallback_model in settings")]
+        probes += [Facts(stub=o.stub) for o in self._fixed_all() if o.stub is not None]
+        return any(self.options(f, step) for f in probes)
+
+    def _fixed_all(self) -> list[Option]:
+        out: list[Option] = []
+        for s in self.policy.states.values():
+            if s.kind == "stream":
+                out += self._fixed(s.name, "stalled", "stream") + self._fixed(s.name, "text", "stream")
+                out += self._fixed(s.name, "tool_calls", "stream")
+        return out
 
     def _matches(self, state: str, name: str, target: tuple[bool, ...], o: Option) -> bool:
         if self.vector(state, name, o.attrs) != target:
@@ -422,7 +448,8 @@ class Realiser:
         elif name == "length":
             for n in _lengths(chars, 26, 1):
                 add(reply(_text(n, "A reply cut off at the tok"), finish="length"))
-            for names in _name_lists(atoms + tuple(AttrTest("tools", a.op, a.value) for a in atoms if a.attr == "dropped_tools"), DEFAULT_TOOL):
+            as_tools = [AttrTest("tools", a.op, a.value) for a in atoms if a.attr == "dropped_tools"]
+            for names in _name_lists([*atoms, *as_tools], DEFAULT_TOOL):
                 for n in _lengths(chars, 0, 0):
                     add(reply(_text(n, ""), tool_calls=[(t, '{"content": "cut') for t in names], finish="length"))
             add(reply(reasoning="Thinking until the budget runs out", finish="length"))
@@ -437,8 +464,8 @@ class Realiser:
             for names in _name_lists(atoms, DEFAULT_TOOL):
                 add(reply(tool_calls=[(t, '{"path": ') for t in names]), {t: _OBJECT for t in names}, tuple(names))
         elif name == "unknown_tool":
-            for names in _name_lists(atoms, "no_such_tool"):
-                        add(reply(tool_calls=[(t, {}) for t in names]))
+            for names in _name_lists(atoms, "no_such_tool"):  # never registered in the cassette
+                add(reply(tool_calls=[(t, {}) for t in names]))
         elif name == "stalled":
             stall = timeout * 2
             for n in _lengths(chars, 19, 0):
@@ -643,7 +670,6 @@ class _Build:
     interactions: list[Interaction] = field(default_factory=list)
     results: list[ToolOutcome] = field(default_factory=list)
     tools: dict[str, bool] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def _run(coro: Any) -> Any:
@@ -678,27 +704,33 @@ def _choose(
     """A recording for every step, consistent from one to the next (depth-first, natural first);
     with ``want``, the last one leaves the halt's message empty."""
     failed: set[tuple[int, Facts]] = set()
-    chosen: list[Option] = []
+    # each level: the facts before step i, its options, the next one to try
+    stack: list[tuple[Facts, list[Option], int]] = []
 
-    def go(i: int, facts: Facts) -> Facts | None:
-        if i == len(steps):
-            return facts
+    def options(i: int, facts: Facts) -> list[Option]:
         if (i, facts) in failed:
-            return None
-        step = steps[i]
-        for o in realiser.options(facts, step):
-            if want is not None and i == len(steps) - 1 and not realiser.leaves_empty(want, facts, step, o):
-                continue
-            chosen.append(o)
-            end = go(i + 1, realiser.after(facts, step, o))
-            if end is not None:
-                return end
-            chosen.pop()
-        failed.add((i, facts))
-        return None
+            return []
+        got = realiser.options(facts, steps[i])
+        if want is not None and i == len(steps) - 1:
+            got = [o for o in got if realiser.leaves_empty(want, facts, steps[i], o)]
+        return got
 
-    end = go(0, start)
-    return (list(chosen), end) if end is not None else None
+    if not steps:
+        return [], start
+    stack.append((start, options(0, start), 0))
+    while stack:
+        facts, opts, k = stack[-1]
+        i = len(stack) - 1
+        if k >= len(opts):
+            failed.add((i, facts))
+            stack.pop()
+            continue
+        stack[-1] = (facts, opts, k + 1)
+        nxt = realiser.after(facts, steps[i], opts[k])
+        if i + 1 == len(steps):
+            return [o for _f, os, j in stack for o in [os[j - 1]]], nxt
+        stack.append((nxt, options(i + 1, nxt), 0))
+    return None
 
 
 class _Closing:
@@ -797,11 +829,8 @@ def _with_script(
             _Planned(exec_state, Event("ok" if r.ok else "failed", {"tools": [tool]}), Option({"tools": [tool]}, results=(r,)), call_state, None, True),
         ]
         batches.append([tool_result(r)])
-    at = len(planned) - 2  # before the round's own (call: opened) step
+    at = len(planned) - 2  # before the round's own (call: opened) step, whose reply makes the final calls
     planned[at:at] = rounds
-    own = planned[-1]  # the round's tool_calls reply carries the final calls' arguments
-    resp = reply(tool_calls=[(r.tool, json.loads(r.args)) for r in final])
-    own.option = dataclasses.replace(own.option, interaction=resp)
     if inserted:
         notes.append(f"{code}: {len(inserted)} tool batch(es) of '{tool}' are played before step {i + 1} so that the detector fires there")
     return dataclasses.replace(o, results=tuple(final))
@@ -961,10 +990,15 @@ def _why_not(realiser: Realiser, steps: Sequence[Step]) -> str:
         nxt = realiser.advance(worlds, st)
         if nxt is None:
             attrs = ", ".join(f"{k}={v!r}" for k, v in st.event.attrs.items())
-            return (
-                f"step {i + 1} asks for {st.event.name}({attrs}) in '{st.before.state}', which no recording makes "
-                "the classifier (or the interpreter) report there"
-            )
+            kind = realiser.policy.states[st.before.state].kind
+            why = "which no recording makes the classifier (or the interpreter) report there"
+            if kind == "tool_exec" and not any(f.calls for f in worlds[0]):
+                why = "but no tool call is pending there (the reply's calls were not sent to run), so the batch is empty and 'ok'"
+            elif kind == "stub":
+                why = "which the stream before it did not leave behind"
+            elif kind == "escalate":
+                why = "which the escalation does not report after the way it was entered"
+            return f"step {i + 1} asks for {st.event.name}({attrs}) in '{st.before.state}', {why}"
         worlds = nxt
     return "no recording leaves the halt's message empty"
 
