@@ -439,7 +439,10 @@ def _deep_counterexample(
     (unless ``abstract`` is False)."""
     dist: dict[Node, int] = {}
     preds: dict[Node, list[Node]] = {}
+    usable = _usable(g, world) if world is not None else None
     for e in g.edges:
+        if usable is not None and e.index not in usable:
+            continue  # guide towards the goal along steps the outside world can take
         preds.setdefault(e.dst, []).append(e.src)
         if goal(e):
             dist[e.src] = 0
@@ -461,6 +464,27 @@ def _deep_counterexample(
     if not path:
         return None, n
     return Counterexample([_abstract_cex(e) for e in path], note + " (abstract path: no concrete run found within the search limit)", concrete=False), n
+
+
+def _usable(g: Graph, world: Any) -> set[int]:
+    """The abstract edges whose representative step the world model lets happen on some abstract
+    run from the start (a guide for the guided search, not a proof)."""
+    start = (g.initial, world.start())
+    seen = {start}
+    todo = [start]
+    usable: set[int] = set()
+    while todo:
+        node, w = todo.pop()
+        for e in g.out.get(node, ()):
+            w2 = world.advance(w, e.step)
+            if w2 is None:
+                continue
+            usable.add(e.index)
+            nxt = (e.dst, w2)
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return usable
 
 
 def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterexample | None, int]:

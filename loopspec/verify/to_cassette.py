@@ -745,8 +745,8 @@ class _Closing:
 
     def advance(self, world: Any, step: Step) -> Any:
         _w, violations = advance_properties(self.realiser.policy, Watch(), step, self.cont)
-        if violations or step.transition is None:
-            return None
+        if violations or step.transition is None or step.event.name in self.realiser.policy.guardrails:
+            return None  # a guardrail would need more tool batches played before it
         return self.realiser.advance(world, step)
 
 
@@ -795,6 +795,25 @@ def _plan(policy: Policy, realiser: Realiser, steps: Sequence[Step], options: Se
         label = st.transition.label if st.transition else None
         planned.append(_Planned(st.before.state, Event(st.event.name, dict(o.attrs)), o, st.after.state, label))
     return planned
+
+
+def _separate_approvals(planned: list[_Planned]) -> None:
+    """A tool needs approval in every batch once the cassette says so; when the tool that waits
+    for approval also runs elsewhere in the run, the waiting batch calls it under its own name."""
+    ran = {r.tool for p in planned for r in p.option.results}
+    for i, p in enumerate(planned):
+        tool = p.option.approval
+        if tool is None or tool not in ran or i == 0 or tool not in planned[i - 1].option.calls:
+            continue
+        fresh = f"{tool}_awaiting_approval"
+        before = planned[i - 1]
+        names = [fresh if n == tool else n for n in before.option.calls]
+        attrs = dict(before.option.attrs, tools=names, count=len(names))
+        resp = reply(_text(int(attrs.get("chars", 0) or 0), ""), tool_calls=[(n, {}) for n in names])
+        before.option = dataclasses.replace(before.option, attrs=attrs, interaction=resp, calls=tuple(names), tools=tuple(names))
+        before.event = Event(before.event.name, attrs)
+        p.option = dataclasses.replace(p.option, attrs=dict(p.option.attrs, tool=fresh), approval=fresh)
+        p.event = Event(p.event.name, dict(p.option.attrs))
 
 
 def _with_script(
@@ -934,6 +953,7 @@ def cassette_from_counterexample(
         options, facts = chosen
     notes: list[str] = []
     planned = _plan(policy, realiser, steps, options, notes)
+    _separate_approvals(planned)
     _check_plan(policy, planned)
     b = _record(planned)
     if prop == "stub_not_silent":
