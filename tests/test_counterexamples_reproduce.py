@@ -4,9 +4,9 @@ Policies are mutated from machines/default.yaml by operators that each break one
 empty or '{response}'-only or '{message}'-only halt message, a tool batch after tools were
 disabled, tools re-enabled on a loop edge, a mid-tool-call stub that completes, a length cut routed
 to tool execution, tool calls routed through an escalation, a retry loop left to a backstop, a
-missing event handler, a loop without a model call) or make attributes matter (guards on an
+missing event handler, a loop without a model call), make attributes matter (guards on an
 error's message, status and retry_after, a reply's length, a stream's break cause, a guardrail's
-verdict). For every property check fails, the cassette it writes must replay under the same policy,
+verdict), or put the witness behind backstop redirects. For every property check fails, the cassette it writes must replay under the same policy,
 in-process and over HTTP through litellm, to verdict "fail" with a failure naming that property
 (or the max_fires / halts expectation it states), and take exactly the recorded decisions.
 """
@@ -199,6 +199,32 @@ def corrected_guardrail_halts(d: dict[str, Any]) -> None:
     _halt(d, "halt_corrected", "{message}", "guardrail")
 
 
+def _small_backstops(d: dict[str, Any]) -> None:
+    """Backstops a run reaches in a few steps, so that counterexamples go through their redirects."""
+    d["backstops"]["model_calls"].update(max=4, warn_at=3)
+    d["backstops"]["tool_batches"].update(max=2, warn_at=1)
+
+
+@mutation
+def backstop_halt_silent(d: dict[str, Any]) -> None:
+    """The model-call backstop's halt says nothing: reached only through a backstop redirect."""
+    _small_backstops(d)
+    d["states"]["halt_backstop"]["message"] = ""
+
+
+@mutation
+def tool_budget_exhausts_into_a_call(d: dict[str, Any]) -> None:
+    """A spent tool budget redirects into a call state, which the model-call backstop redirects again."""
+    _small_backstops(d)
+    d["backstops"]["tool_batches"]["exhausted"] = "call_model"
+    d["states"]["halt_backstop"]["message"] = ""
+
+
+@mutation
+def approval_halt_says_response(d: dict[str, Any]) -> None:
+    d["states"]["halt_approval"]["message"] = "{response}"
+
+
 def load(d: dict[str, Any], name: str) -> Policy:
     d["name"] = name
     return load_policy_text(yaml.safe_dump(d, sort_keys=False), f"{name}.yaml")  # an action is named by its first key
@@ -288,6 +314,9 @@ EXPECTED: dict[str, set[str]] = {
     "thinking_cut_halts": {"halt_message"},
     "disconnect_halts_with_code": {"halt_message"},
     "corrected_guardrail_halts": {"halt_message"},
+    "backstop_halt_silent": {"halt_message"},
+    "tool_budget_exhausts_into_a_call": {"halt_message", "no_backstop_only_loops"},
+    "approval_halt_says_response": {"halt_message"},
 }
 
 
