@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from loopspec import Policy, SpecError, load_policy_text
@@ -337,6 +337,7 @@ def test_each_mutation_fails_its_property_and_its_cassettes_reproduce(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(names=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=2, max_size=3, unique=True))
+@example(names=["backstop_halt_silent", "no_tools_disabled_branch"])  # the loop demo passes a wrap_up redirect
 def test_combined_mutations_reproduce_in_process(
     names: list[str], tmp_path_factory: pytest.TempPathFactory, loop: asyncio.AbstractEventLoop
 ) -> None:

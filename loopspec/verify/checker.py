@@ -267,6 +267,7 @@ def _monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyRe
         bad[0][1],
         _world(an),
         plain=cex,
+        searched=True,
     )
     return res, n + m
 
@@ -288,16 +289,24 @@ def _select(
     world: Any,
     plain: list[CexStep] | None = None,
     plain_predicate: Any = None,
+    searched: bool = False,
 ) -> tuple[Counterexample | None, int, bool]:
     """The counterexample to show, the configurations explored, and whether the outside world can
     produce it. The adversary's shortest run (``plain``, or a search with ``plain_predicate``) when
     the world can produce it; else the shortest run it can (breadth-first, then guided); else the
-    adversary's run, which a cassette may not be able to reproduce."""
+    adversary's run, which a cassette may not be able to reproduce. ``searched``: ``plain`` is what
+    a breadth-first search for the adversary's run already found (None: nothing within its limit)."""
     n = 0
-    if plain is None:
-        plain, n = shortest_counterexample(an, plain_predicate or predicate, limit=SEARCH_LIMIT)
-    if plain is not None and _real(an, world, plain, predicate):
-        return Counterexample(plain, note), n, True
+    plain_predicate = plain_predicate or predicate
+    if plain is None and not searched:
+        plain, n = shortest_counterexample(an, plain_predicate, limit=SEARCH_LIMIT)
+    deep: Counterexample | None = None
+    if plain is None:  # too deep for breadth-first search: a guided run
+        deep, m = _deep_counterexample(an, g, goal, plain_predicate, note, abstract=False)
+        n += m
+    adversary = Counterexample(plain, note) if plain is not None else deep
+    if adversary is not None and _real(an, world, adversary.steps, predicate):
+        return adversary, n, True
     if any(world.possible(e.step) for e in g.edges if goal(e)):  # else no run ends there for real
         path, m = shortest_counterexample(an, predicate, limit=WORLD_LIMIT, world=world)
         n += m
@@ -308,10 +317,13 @@ def _select(
             n += m
             if deep is not None:
                 return deep, n, True
-    if plain is None:
-        cex, m = _deep_counterexample(an, g, goal, plain_predicate or predicate, note)
-        return cex, n + m, False
-    return Counterexample(plain, note), n, False
+    if adversary is None:
+        edges = _abstract_path(g, goal)
+        if not edges:
+            return None, n, False
+        steps = [_abstract_cex(e) for e in edges]
+        return Counterexample(steps, note + " (abstract path: no concrete run found within the search limit)", concrete=False), n, False
+    return adversary, n, False
 
 
 def _real(an: Analysis, world: Any, steps: list[CexStep], predicate: Any) -> bool:
@@ -531,8 +543,11 @@ def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterex
             return bool(child[3] >= need)
 
         real = False
-        for w in (world, None):
-            path, n = shortest_counterexample(an, done, limit=SEARCH_LIMIT // 4, allowed=allowed, extra=bump, world=w)
+        # within the loop's component first; a redirect on the way (a backstop's wrap_up) may lead
+        # outside it, so then anywhere
+        for w, within in ((world, allowed), (world, None), (None, allowed), (None, None)):
+            limit = SEARCH_LIMIT // 4 if within is not None else SEARCH_LIMIT
+            path, n = shortest_counterexample(an, done, limit=limit, allowed=within, extra=bump, world=w)
             total += n
             if path is not None:
                 found.append(Counterexample(path, note, fires=(t.label, need - 1)))
