@@ -249,10 +249,12 @@ def halted(result: TurnResult, policy: Policy) -> bool:
 def step_limit(c: Cassette, policy: Policy) -> int:
     """How many decisions a replay of ``c`` may take before the interpreter ends it.
 
-    Every decision either consumes something the cassette recorded (a model response, a tool
-    result) or moves between states without I/O; a policy that halts moves at most a few times per
-    state and per counter step between two recorded answers. A policy that loops without calling
-    the model (a ``halts`` counterexample) is stopped here instead of hanging the replay."""
+    Between two recorded answers (a model response, a tool result) a turn only moves between
+    states without I/O. The budget allows, per answer, every state once and every counter (the
+    backstops included) through its whole cap: far more than a policy ``loopspec check`` proves
+    ever takes, and small enough that a policy looping without calling the model (a ``halts``
+    counterexample) is stopped within a second instead of hanging the replay. A heuristic, not a
+    proof: nested loops whose counters reset each other could need more."""
     per_answer = len(policy.states) + sum(ctr.max for ctr in policy.counters)
     return (len(c.interactions) + len(c.tool_results) + 2) * per_answer
 
