@@ -333,13 +333,17 @@ def test_unhandled_event_and_shadowed_transition_are_reported() -> None:
 def test_unreachable_state_and_empty_halt_message() -> None:
     extra = """\
   lonely: {kind: halt, outcome: completed, message: ""}
-  mute: {kind: halt, outcome: guardrail, message: "{tool}"}
+  mute: {kind: halt, outcome: guardrail, message: "{message}"}
+  named: {kind: halt, outcome: guardrail, message: "{tool}"}
 """
     tools = TOOLS.replace("repeated_exact_failure: fail", "repeated_exact_failure: mute")
+    tools = tools.replace("same_tool_failure: fail", "same_tool_failure: named")
     r = check_policy(policy(CALL, stream(), tools, HALTS, extra))
     assert "lonely" in r.structure.unreachable  # empty, but unreachable: not a finding
     assert r.failed == ["halt_message"]
-    assert "'mute'" in r.properties["halt_message"].reason
+    # a guardrail event carries no message, so '{message}' renders empty; it always names its tool
+    assert "'mute'" in r.properties["halt_message"].reason and "repeated_exact_failure" in r.properties["halt_message"].reason
+    assert not any("'named'" in f for f in r.properties["halt_message"].findings)
 
 
 def test_tools_re_enabled_after_disable() -> None:

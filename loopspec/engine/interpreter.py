@@ -42,6 +42,9 @@ from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_appro
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
 _STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
 
+DEFAULT_MAX_STEPS = 10_000
+STEP_LIMIT_MESSAGE = "the turn took more than {n} decisions without halting; run loopspec check"
+
 
 @dataclass(frozen=True)
 class TraceStep:
@@ -135,6 +138,7 @@ class Turn:
         reasoning_effort: str | None = None,
         extra: dict[str, Any] | None = None,
         callbacks: TurnCallbacks | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -148,6 +152,9 @@ class Turn:
         self.max_tokens = max_tokens
         self.reasoning_effort = reasoning_effort or policy.settings.reasoning_effort
         self.extra = dict(extra or {})
+        self.max_steps = max_steps
+        """A safety net for a policy that never halts: after this many decisions the turn ends in
+        the policy_error halt (a checked policy never gets near it)."""
         self.result: TurnResult | None = None
         self._cancel_requested = False
         self._task: asyncio.Task[Any] | None = None
@@ -203,10 +210,15 @@ class Turn:
         turn_model = TurnModel.acquire(policy, self.callbacks)
         callback_errors = turn_model.callback_errors
         last_event = Event("start", {})
+        overrun: str | None = None
         try:
             while True:
                 state = policy.states[cfg.state]
                 if state.kind == "halt":
+                    break
+                if len(self.steps) >= self.max_steps:  # a loop `loopspec check` reports as not halting
+                    overrun = STEP_LIMIT_MESSAGE.format(n=self.max_steps)
+                    cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
                     break
                 event = await self._effect(state, cfg, offer)
                 step = policy.step(cfg, event)
@@ -219,7 +231,7 @@ class Turn:
             turn_model.release()
             if self._stream is not None:
                 await self._close_stream()
-        result = await self._halt(cfg, last_event)
+        result = await self._halt(cfg, last_event, overrun)
         result.callback_errors = callback_errors
         self.result = result
         if self._external_cancel and not self._cancel_requested:
@@ -490,11 +502,12 @@ class Turn:
 
     # ------------------------------------------------------------------------------ the halt
 
-    async def _halt(self, cfg: Config, event: Event) -> TurnResult:
-        """Render the halt message and deliver it once to every consumer, then persist it."""
+    async def _halt(self, cfg: Config, event: Event, message: str | None = None) -> TurnResult:
+        """Render the halt message (unless given) and deliver it once to every consumer, then persist it."""
         policy = self.policy
         state = policy.states[cfg.state]
-        message = render_template(state.message or "", self._variables(cfg, event))
+        if message is None:
+            message = render_template(state.message or "", self._variables(cfg, event))
         streamed = self._streamed
         extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
         if extra.strip():

@@ -228,12 +228,36 @@ def check_expectations(c: Cassette, result: TurnResult, policy: Policy, *, uncon
 def property_problem(name: str, result: TurnResult, policy: Policy) -> str:
     """Why ``result`` breaks the built-in property ``name`` ('' when it holds). The step properties
     are the definitions ``loopspec check`` proves, run over the turn's own steps."""
+    if name == "halts":
+        if halted(result, policy):
+            return ""
+        return f"{result.message} (it was still in '{result.steps[-1].after.state}')"
     if name == "halt_message":
         return "" if result.message.strip() else f"halt {result.halt_state} delivered an empty message"
     problem = first_violation(name, trace_violations(policy, result.steps))
     if name == "history_valid" and not problem:
         problem = "; ".join(history_problems(result.messages))
     return problem
+
+
+def halted(result: TurnResult, policy: Policy) -> bool:
+    """The turn reached a halt of its own, rather than being ended by the interpreter's step limit."""
+    if not result.steps:
+        return True
+    return policy.states[result.steps[-1].after.state].kind == "halt"
+
+
+def step_limit(c: Cassette, policy: Policy) -> int:
+    """How many decisions a replay of ``c`` may take before the interpreter ends it.
+
+    Between two recorded answers (a model response, a tool result) a turn only moves between
+    states without I/O. The budget allows, per answer, every state once and every counter (the
+    backstops included) through its whole cap: far more than a policy ``loopspec check`` proves
+    ever takes, and small enough that a policy looping without calling the model (a ``halts``
+    counterexample) is stopped within a second instead of hanging the replay. A heuristic, not a
+    proof: nested loops whose counters reset each other could need more."""
+    per_answer = len(policy.states) + sum(ctr.max for ctr in policy.counters)
+    return (len(c.interactions) + len(c.tool_results) + 2) * per_answer
 
 
 async def replay(
@@ -246,17 +270,19 @@ async def replay(
 ) -> ReplayReport:
     """Replay a cassette under a policy and judge it; ``callbacks`` run as the replayed turn moves."""
     tools = RecordedTools(c)
+    limit = step_limit(c, policy)
     if transport == "http":
         from .http import DEFAULT_TIME_SCALE, run_over_http
 
         result, server = await run_over_http(
             policy, c.interactions, c.messages, time_scale=time_scale or DEFAULT_TIME_SCALE, tools=tools.registry,
             callbacks=callbacks,
+            max_steps=limit,
         )
         diverged_at, unconsumed = server.diverged_at, server.unconsumed
     else:
         provider = InProcessProvider(c.interactions)
-        turn = Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock(), callbacks=callbacks)
+        turn = Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock(), callbacks=callbacks, max_steps=limit)
         result = await turn.run(c.messages)
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
     failures = check_expectations(c, result, policy, unconsumed=unconsumed)

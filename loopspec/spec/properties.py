@@ -8,7 +8,8 @@ the same property when it is replayed.
 Names (as in ``check --json`` and cassette expectations):
 
 ``halts``
-    every path halts within its caps (proven by the checker; a replayed turn always halted).
+    every path halts within its caps (proven by the checker; a replayed turn fails it when the
+    interpreter's step limit had to end it).
 ``halt_message``
     every halt delivers a non-empty message to every consumer.
 ``no_partial_tool_exec``
@@ -55,7 +56,7 @@ PROPERTY_DOCS: dict[str, str] = {
 STEP_PROPERTIES = ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid", "events_handled")
 """The properties :func:`advance` decides step by step."""
 
-RUN_PROPERTIES = ("halt_message", *STEP_PROPERTIES)
+RUN_PROPERTIES = ("halts", "halt_message", *STEP_PROPERTIES)
 """The properties a cassette may expect of one replayed turn."""
 
 Violation = tuple[str, str]

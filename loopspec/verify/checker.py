@@ -18,7 +18,7 @@ from .explore import (
     violation_counterexample,
     witness_walks,
 )
-from .properties import PROPERTY_DOCS, message_problem
+from .properties import PROPERTY_DOCS, empty_when, message_problem, monitor_step
 from .report import FAIL, PASS, WARN, CheckResult, Figure, PropertyResult
 from .structure import analyse_structure
 from .termination import Termination, eliminate, worst_case
@@ -27,6 +27,9 @@ ENUMERATION_LIMIT = 200_000
 """Policies whose configuration space is at most this large are also enumerated in full."""
 SEARCH_LIMIT = 30_000
 """Concrete configurations a counterexample search may visit."""
+WORLD_LIMIT = 10_000
+"""Concrete configurations each search for a run the outside world can produce may visit (before
+the checker falls back to the adversary's own run)."""
 
 
 def estimate_space(policy: Policy, an: Analysis | None = None) -> int:
@@ -72,11 +75,11 @@ def check_policy(
 
     # -- halts ---------------------------------------------------------------------------------
     props["halts"] = _halts(an, g, st, term, enum)
-    if enum is None and not props["halts"].passed and props["halts"].counterexample is None:
+    if enum is None and not props["halts"].passed:
+        # a concrete run into the loop, which a cassette can replay; the abstract cycle otherwise
         lasso, n, _complete = find_lasso(an, limit=SEARCH_LIMIT // 2)
         concrete += n
-        if lasso is not None:
-            props["halts"].counterexample = lasso
+        props["halts"].counterexample = lasso or _abstract_loop(an, g, term)
 
     # -- step-local properties from the monitor ---------------------------------------------------
     for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid"):
@@ -185,7 +188,6 @@ def _halts(an: Analysis, g: Graph, st: Any, term: Termination, enum: Any) -> Pro
         return PropertyResult("halts", PASS, f"every path halts: {n_loops} loop bound(s) found by counter elimination")
     res = PropertyResult("halts", FAIL, "a loop has no counter that bounds it (counter elimination is stuck)")
     res.findings = _unbounded_findings(term, st)
-    res.counterexample = _abstract_loop(an, g, term)
     return res
 
 
@@ -257,21 +259,101 @@ def _monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyRe
     if cex is None and n < SEARCH_LIMIT:
         return PropertyResult(name, PASS, PROPERTY_DOCS[name] + " (abstract findings refuted by exhaustive search)"), n
     res = PropertyResult(name, FAIL, bad[0][1], findings=findings)
-    if cex is not None:
-        res.counterexample = Counterexample(cex, bad[0][1])
-        return res, n
-    res.counterexample, m = _deep_counterexample(
-        an, g, lambda e: any(p == name for p, _ in e.violations), lambda step, child, viol: any(v[0] == name for v in viol), bad[0][1]
+    res.counterexample, m, _real = _select(
+        an,
+        g,
+        lambda e: any(p == name for p, _ in e.violations),
+        lambda step, child, viol: any(v[0] == name for v in viol),
+        bad[0][1],
+        _world(an),
+        plain=cex,
+        searched=True,
     )
     return res, n + m
 
 
+def _world(an: Analysis, halts: dict[str, str | None] | None = None) -> Any:
+    """What the outside world can make happen (see :class:`~loopspec.verify.to_cassette.Realiser`):
+    counterexamples are chosen among the runs a cassette can record."""
+    from .to_cassette import Realiser
+
+    return Realiser(an.policy, halts)
+
+
+def _select(
+    an: Analysis,
+    g: Graph,
+    goal: Any,
+    predicate: Any,
+    note: str,
+    world: Any,
+    plain: list[CexStep] | None = None,
+    plain_predicate: Any = None,
+    searched: bool = False,
+) -> tuple[Counterexample | None, int, bool]:
+    """The counterexample to show, the configurations explored, and whether the outside world can
+    produce it. The adversary's shortest run (``plain``, or a search with ``plain_predicate``) when
+    the world can produce it; else the shortest run it can (breadth-first, then guided); else the
+    adversary's run, which a cassette may not be able to reproduce. ``searched``: ``plain`` is what
+    a breadth-first search for the adversary's run already found (None: nothing within its limit)."""
+    n = 0
+    plain_predicate = plain_predicate or predicate
+    if plain is None and not searched:
+        plain, n = shortest_counterexample(an, plain_predicate, limit=SEARCH_LIMIT)
+    deep: Counterexample | None = None
+    if plain is None:  # too deep for breadth-first search: a guided run
+        deep, m = _deep_counterexample(an, g, goal, plain_predicate, note, abstract=False)
+        n += m
+    adversary = Counterexample(plain, note) if plain is not None else deep
+    if adversary is not None and _real(an, world, adversary.steps, predicate):
+        return adversary, n, True
+    if any(world.possible(e.step) for e in g.edges if goal(e)):  # else no run ends there for real
+        path, m = shortest_counterexample(an, predicate, limit=WORLD_LIMIT, world=world)
+        n += m
+        if path is not None:
+            return Counterexample(path, note), n, True
+        if m >= WORLD_LIMIT:
+            deep, m = _deep_counterexample(an, g, goal, predicate, note, world=world, abstract=False, limit=WORLD_LIMIT)
+            n += m
+            if deep is not None:
+                return deep, n, True
+    if adversary is None:
+        edges = _abstract_path(g, goal)
+        if not edges:
+            return None, n, False
+        steps = [_abstract_cex(e) for e in edges]
+        return Counterexample(steps, note + " (abstract path: no concrete run found within the search limit)", concrete=False), n, False
+    return adversary, n, False
+
+
+def _real(an: Analysis, world: Any, steps: list[CexStep], predicate: Any) -> bool:
+    """The outside world can produce the run ``steps``, and its last step still satisfies
+    ``predicate`` when judged with the world (e.g. it leaves a halt's message empty)."""
+    from .to_cassette import NotReplayable, _simulate
+
+    try:
+        sim = _simulate(an.policy, steps)
+    except NotReplayable:
+        return False
+    if not sim:
+        return False
+    w = world.start()
+    pending, silent, viol = 0, False, list[tuple[str, str]]()
+    for st in sim:
+        w = world.advance(w, st)
+        if w is None:
+            return False
+        pending, silent, viol = monitor_step(an, pending, silent, st)
+    last = sim[-1]
+    return bool(predicate(last, (last.after, pending, silent, w), viol))
+
+
 def _halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
     policy = an.policy
-    incoming: dict[str, set[str]] = {}
+    incoming: dict[str, set[tuple[str | None, str]]] = {}
     for e in g.edges:
         if an.kind(e.dst.state) == "halt":
-            incoming.setdefault(e.dst.state, set()).add(e.step.event.name)
+            incoming.setdefault(e.dst.state, set()).add((an.kind(e.src.state), e.step.event.name))
     if an.kind(g.initial.state) == "halt":
         incoming.setdefault(g.initial.state, set())
     problems = []
@@ -288,50 +370,91 @@ def _halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
         f"halt '{state}' ({policy.states[state].outcome}): {why}",
         findings=[f"halt '{s}' ({policy.states[s].outcome}): {w}" for s, w in problems],
     )
-    note = f"ends in '{state}' with an empty message"
-    cex, n = shortest_counterexample(an, lambda step, child, viol: step.after.state == state, limit=SEARCH_LIMIT)
-    if cex is not None:
-        res.counterexample = Counterexample(cex, note)
-        return res, n
-    res.counterexample, m = _deep_counterexample(
-        an, g, lambda e: e.dst.state == state, lambda step, child, viol: step.after.state == state, note
-    )
-    return res, n + m
+    if an.kind(g.initial.state) == "halt":
+        res.counterexample = Counterexample([], f"the turn starts in '{state}', whose message is empty")
+        return res, 0
+    total = 0
+    found: list[Counterexample] = []
+    best: Counterexample | None = None
+    for halt, _why in problems:
+        # the run must end with an event (and attributes) through which the message renders empty
+        template = policy.states[halt].message
+
+        def entered_empty(step: Step, child: Any, viol: Any, halt: str = halt) -> bool:
+            return step.after.state == halt and bool(child[-1][1])
+
+        def may_be_empty(step: Step, child: Any, viol: Any, halt: str = halt, template: str | None = template) -> bool:
+            return step.after.state == halt and empty_when(template, an.kind(step.before.state), step.event.name) is not None
+
+        cex, n, real = _select(
+            an,
+            g,
+            lambda e, halt=halt: e.dst.state == halt,
+            entered_empty,
+            f"ends in '{halt}' with an empty message",
+            _world(an, {halt: template}),
+            plain_predicate=may_be_empty,
+        )
+        total += n
+        if cex is not None:
+            found.append(cex)
+            if real:
+                best = cex
+                break
+    if found:
+        best = best or found[0]
+        best.alternatives = [c for c in found if c is not best]
+        res.counterexample = best
+    return res, total
 
 
 def _events_handled(an: Analysis, g: Graph, st: Any) -> tuple[PropertyResult, int]:
     if not st.unhandled:
         return PropertyResult("events_handled", PASS, "every event of every reachable state has an enabled transition"), 0
     findings = [u.describe() for u in st.unhandled]
-    u = st.unhandled[0]
     res = PropertyResult("events_handled", FAIL, findings[0], findings=findings)
-    cex, n = shortest_counterexample(
-        an,
-        lambda step, child, viol: step.transition is None and step.before.state == u.state and step.event.name == u.event,
-        limit=SEARCH_LIMIT,
-    )
-    note = f"'{u.event}' in '{u.state}' has no transition"
-    if cex is not None:
-        res.counterexample = Counterexample(cex, note)
-        return res, n
-    res.counterexample, m = _deep_counterexample(
-        an,
-        g,
-        lambda e: e.transition is None and e.src.state == u.state and e.step.event.name == u.event,
-        lambda step, child, viol: step.transition is None and step.before.state == u.state and step.event.name == u.event,
-        note,
-    )
-    return res, n + m
+    total = 0
+    found: list[Counterexample] = []
+    best: Counterexample | None = None
+    world = _world(an)
+    for u in st.unhandled:
+
+        def hit(step: Step, child: Any, viol: Any, u: Any = u) -> bool:
+            return step.transition is None and step.before.state == u.state and step.event.name == u.event
+
+        cex, n, real = _select(
+            an,
+            g,
+            lambda e, u=u: e.transition is None and e.src.state == u.state and e.step.event.name == u.event,
+            hit,
+            f"'{u.event}' in '{u.state}' has no transition",
+            world,
+        )
+        total += n
+        if cex is not None:
+            found.append(cex)
+            if real:
+                best = cex
+                break
+    if found:
+        best = best or found[0]
+        best.alternatives = [c for c in found if c is not best]
+        res.counterexample = best
+    return res, total
 
 
 def _deep_counterexample(
-    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str
+    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str, world: Any = None, abstract: bool = True, limit: int = 50_000
 ) -> tuple[Counterexample | None, int]:
     """When breadth-first search runs out: a guided concrete run to the goal (see
-    :func:`~loopspec.verify.explore.guided_counterexample`); the shortest abstract path otherwise."""
+    :func:`~loopspec.verify.explore.guided_counterexample`); the shortest abstract path otherwise
+    (unless ``abstract`` is False)."""
     dist: dict[Node, int] = {}
     preds: dict[Node, list[Node]] = {}
+    usable = _usable(g, world) if world is not None else None
     for e in g.edges:
+        if usable is not None and e.index not in usable:
+            continue  # guide towards the goal along steps the outside world can take
         preds.setdefault(e.dst, []).append(e.src)
         if goal(e):
             dist[e.src] = 0
@@ -344,19 +467,46 @@ def _deep_counterexample(
                     dist[p] = dist[node] + 1
                     nxt.append(p)
         frontier = nxt
-    steps, n = guided_counterexample(an, dist, predicate)
+    steps, n = guided_counterexample(an, dist, predicate, limit=limit, world=world)
     if steps is not None:
         return Counterexample(steps, note + " (a concrete run, not necessarily the shortest)"), n
+    if not abstract:
+        return None, n
     path = _abstract_path(g, goal)
     if not path:
         return None, n
     return Counterexample([_abstract_cex(e) for e in path], note + " (abstract path: no concrete run found within the search limit)", concrete=False), n
 
 
+def _usable(g: Graph, world: Any) -> set[int]:
+    """The abstract edges whose representative step the world model lets happen on some abstract
+    run from the start (a guide for the guided search, not a proof)."""
+    start = (g.initial, world.start())
+    seen = {start}
+    todo = [start]
+    usable: set[int] = set()
+    while todo:
+        node, w = todo.pop()
+        for e in g.out.get(node, ()):
+            w2 = world.advance(w, e.step)
+            if w2 is None:
+                continue
+            usable.add(e.index)
+            nxt = (e.dst, w2)
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return usable
+
+
 def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterexample | None, int]:
-    """A run where a flagged edge fires more often than its own counter's cap allows."""
+    """A run where a flagged edge fires more often than its own bound allows: its counter's cap
+    (which something in the loop resets), or once when it has no counter of its own."""
     policy = an.policy
     total = 0
+    found: list[Counterexample] = []
+    best: Counterexample | None = None
+    world = _world(an)
     for idx, stuck in term.stuck_components.items():
         edge = g.edges[idx]
         t = edge.transition
@@ -368,13 +518,13 @@ def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterex
         counter = bl.counter
         if counter in an.backstop_names:
             need = 2
-            note = f"'{t.label}' repeats with nothing but the {counter} backstop to stop it"
+            note = f"'{t.label}' repeats with nothing but the {counter} backstop to stop it: it has no counter of its own"
         else:
             ci = policy.counter_index(counter)
             amount = next((i.amount for i in t.increments() if i.index == ci), 1)
             need = an.caps[ci] // amount + 1
             note = (
-                f"'{t.label}' fires {need} times although {counter} caps it at {an.caps[ci]}: "
+                f"'{t.label}' fires {need} times although {counter} caps it at {need - 1}: "
                 f"something in the loop resets {counter}, so only the {bl.backstop} backstop ends it"
             )
         stuck_nodes = {e.src for e in stuck}
@@ -383,19 +533,35 @@ def _backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterex
         allowed |= {id(e.transition) for e in prefix if e.transition is not None}
         target = id(t)
 
-        def bump(count: Any, step: Step | None) -> int:
+        def bump(count: Any, step: Step | None, target: int = target, need: int = need) -> int:
             if step is None:
                 return 0
             c = count + (1 if step.transition is not None and id(step.transition) == target else 0)
             return min(c, need)
 
-        path, n = shortest_counterexample(
-            an, lambda step, child, viol: child[3] >= need, limit=SEARCH_LIMIT // 4, allowed=allowed, extra=bump
-        )
-        total += n
-        if path is not None:
-            return Counterexample(path, note), total
-    return None, total
+        def done(step: Step, child: Any, viol: Any, need: int = need) -> bool:
+            return bool(child[3] >= need)
+
+        real = False
+        # within the loop's component first; a redirect on the way (a backstop's wrap_up) may lead
+        # outside it, so then anywhere
+        for w, within in ((world, allowed), (world, None), (None, allowed), (None, None)):
+            limit = SEARCH_LIMIT // 4 if within is not None else SEARCH_LIMIT
+            path, n = shortest_counterexample(an, done, limit=limit, allowed=within, extra=bump, world=w)
+            total += n
+            if path is not None:
+                found.append(Counterexample(path, note, fires=(t.label, need - 1)))
+                real = w is not None
+                break
+        if real:
+            best = found[-1]
+            break
+    else:
+        best = found[0] if found else None
+    if best is None:
+        return None, total
+    best.alternatives = [c for c in found if c is not best]
+    return best, total
 
 
 __all__ = [

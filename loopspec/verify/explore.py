@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
 
 from ..spec.model import Config, Step
 from .abstraction import Analysis
@@ -58,6 +58,11 @@ class Counterexample:
     """False when only the abstract graph could produce the path (search limit reached)."""
     loop_start: int | None = None
     """For a non-halting run: the index of the first step of the repeated cycle."""
+    fires: tuple[str, int] | None = None
+    """For a loop demonstration: (transition label, the firings its own bound allows); the run
+    fires that transition more often."""
+    alternatives: list["Counterexample"] = field(default_factory=list, repr=False)
+    """Other runs that show the same failure, for when this one cannot be made into a cassette."""
 
     @property
     def end(self) -> str | None:
@@ -67,6 +72,8 @@ class Counterexample:
         out: dict[str, Any] = {"steps": [s.to_json() for s in self.steps], "end": self.end, "concrete": self.concrete}
         if self.loop_start is not None:
             out["loop_start"] = self.loop_start
+        if self.fires is not None:
+            out["fires"] = {"transition": self.fires[0], "at_most": self.fires[1]}
         if self.note:
             out["note"] = self.note
         return out
@@ -111,6 +118,22 @@ def _path(parents: dict[_N, tuple[_N, Step] | None], node: _N, last: Step | None
 StepPredicate = Callable[[Step, SearchNode, list[tuple[str, str]]], bool]
 
 
+class WorldModel(Protocol):
+    """What the outside world must have said for a run to be real, as far as a search needs it.
+
+    The adversary of the abstraction may answer anything the alphabet allows; a world model
+    follows a run and says when a step asks for something no provider, tool or classifier can
+    produce (a rate_limit with status 200, a guardrail verdict the policy does not configure, a
+    stub event that contradicts the stream it was cut from). Searches that pass one only return
+    runs it accepts; the world is appended to each search node (``node[-1]``)."""
+
+    def start(self) -> Hashable: ...
+
+    def advance(self, world: Any, step: Step) -> Hashable | None:
+        """The world after ``step``, or None when no outside world makes ``step`` happen."""
+        ...
+
+
 def shortest_counterexample(
     an: Analysis,
     predicate: StepPredicate,
@@ -118,16 +141,22 @@ def shortest_counterexample(
     allowed: set[int] | None = None,
     start: CNode | None = None,
     extra: Callable[[Any, Step | None], Any] | None = None,
+    world: WorldModel | None = None,
+    world_start: Any = None,
 ) -> tuple[list[CexStep] | None, int]:
     """BFS for the shortest event path whose last step satisfies ``predicate``.
 
     ``allowed`` restricts the search to transitions with these ``id()``s (``None``: all).
     ``extra`` threads an additional small search state (e.g. a firing count) through the path; the
-    predicate then sees it as ``node[3]``. Returns (path or None, configurations explored).
+    predicate then sees it as ``node[3]``. ``world`` keeps to runs the outside world can produce
+    (see :class:`WorldModel`; ``world_start`` replaces its start). Returns (path or None,
+    configurations explored).
     """
     root: SearchNode = start or initial_node(an)
     if extra is not None:
         root = (*root, extra(None, None))
+    if world is not None:
+        root = (*root, world.start() if world_start is None else world_start)
     parents: dict[SearchNode, tuple[SearchNode, Step] | None] = {root: None}
     frontier = [root]
     explored = 0
@@ -139,6 +168,11 @@ def shortest_counterexample(
                 if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
                     continue
                 child: SearchNode = cnode if extra is None else (*cnode, extra(node[3], step))
+                if world is not None:
+                    w = world.advance(node[-1], step)
+                    if w is None:
+                        continue
+                    child = (*child, w)
                 if predicate(step, child, viol):
                     return _path(parents, node, step), explored
                 if child not in parents:
@@ -148,8 +182,10 @@ def shortest_counterexample(
     return None, explored
 
 
-def violation_counterexample(an: Analysis, prop: str, limit: int = 200_000) -> tuple[list[CexStep] | None, int]:
-    return shortest_counterexample(an, lambda step, child, viol: any(v[0] == prop for v in viol), limit)
+def violation_counterexample(
+    an: Analysis, prop: str, limit: int = 200_000, world: WorldModel | None = None
+) -> tuple[list[CexStep] | None, int]:
+    return shortest_counterexample(an, lambda step, child, viol: any(v[0] == prop for v in viol), limit, world=world)
 
 
 # --------------------------------------------------------------------------- full enumeration
@@ -440,6 +476,7 @@ def guided_counterexample(
     distance: dict[Any, int],
     predicate: StepPredicate,
     limit: int = 50_000,
+    world: WorldModel | None = None,
 ) -> tuple[list[CexStep] | None, int]:
     """A concrete run to a step satisfying ``predicate`` when it lies too deep for breadth-first
     search (e.g. behind a backstop that needs sixty tool batches).
@@ -447,18 +484,27 @@ def guided_counterexample(
     Depth-first, always trying first the successor whose abstract node is closest to the goal in the
     abstract graph (``distance``), then the one that spends no retry budget, so counter-free loops
     such as the tool loop are pumped until the backstop phase the goal needs is reached. The run is
-    concrete (every step is the model's own) but not necessarily the shortest.
+    concrete (every step is the model's own) but not necessarily the shortest. ``world`` keeps to
+    runs the outside world can produce (its state is appended to each node).
     """
     inf = 1 << 30
-    root = initial_node(an)
-    visited: set[CNode] = {root}
+    root: tuple[Any, ...] = initial_node(an)
+    if world is not None:
+        root = (*root, world.start())
+    visited: set[tuple[Any, ...]] = {root}
     explored = 0
 
-    def options(node: CNode) -> tuple[list[tuple[Step, CNode]], tuple[Step, CNode] | None]:
+    def options(node: tuple[Any, ...]) -> tuple[list[tuple[Step, Any]], tuple[Step, Any] | None]:
         nonlocal explored
         explored += 1
-        scored: list[tuple[int, int, int, Step, CNode]] = []
-        for step, child, viol in successors(an, node):
+        scored: list[tuple[int, int, int, Step, Any]] = []
+        for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
+            child: tuple[Any, ...] = cnode
+            if world is not None:
+                w = world.advance(node[-1], step)
+                if w is None:
+                    continue
+                child = (*cnode, w)
             if predicate(step, child, viol):
                 return [], (step, child)
             if an.kind(child[0].state) == "halt":
@@ -475,7 +521,7 @@ def guided_counterexample(
     first, hit = options(root)
     if hit is not None:
         return [cex_step(hit[0])], explored
-    stack: list[tuple[CNode, Step | None, list[tuple[Step, CNode]], int]] = [(root, None, first, 0)]
+    stack: list[tuple[Any, Step | None, list[tuple[Step, Any]], int]] = [(root, None, first, 0)]
     while stack:
         if explored > limit:  # a count, not a clock: the same answer on any machine
             return None, explored
