@@ -395,3 +395,20 @@ def test_counterexample_cassettes_can_be_built_inside_an_event_loop() -> None:
         return counterexample_cassettes(policy, result)
 
     assert set(asyncio.run(build())) == {"halt_message"}
+
+
+def test_cli_says_why_no_cassette_was_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The text report and stderr name the reason a failing property got no cassette."""
+    from loopspec.cli import main as cli_main
+
+    d = copy.deepcopy(BASE)
+    _first(d, "call_model", "rate_limit", {"when": {"attr": "status", "ne": 429}, "to": "halt_odd"})
+    _halt(d, "halt_odd", "", "rate_limited")
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    out_dir = tmp_path / "cx"
+    assert cli_main(["check", "--strict", str(path), "--counterexample", str(out_dir) + "/"]) == 1
+    out, err = capsys.readouterr()
+    assert "no replayable run: no cassette is written" in out
+    assert "no counterexample cassette for halt_message:" in err and "rate_limit" in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())

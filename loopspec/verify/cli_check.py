@@ -49,6 +49,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(result.format_text())
         for path in written:
             print(f"wrote counterexample {path} (replay it: loopspec replay {path} --machine {args.file})", file=sys.stderr)
+        if args.counterexample:
+            for name, p in result.properties.items():
+                cex = p.counterexample
+                if p.status == "fail" and (cex is None or not cex.concrete):
+                    why = cex.note if cex is not None and cex.note else "no concrete run was found"
+                    print(f"no counterexample cassette for {name}: {why}", file=sys.stderr)
     return result.exit_code
 
 

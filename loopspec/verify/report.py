@@ -147,8 +147,11 @@ class CheckResult:
                 lines.append(f"          ... and {len(p.findings) - 8} more")
             cex = p.counterexample
             if cex is not None and p.status != PASS:
-                kind = "counterexample" if cex.concrete else "abstract path (search limit reached)"
-                lines.append(f"          {kind}:")
+                if cex.concrete:
+                    lines.append("          counterexample:")
+                else:  # say why no recordable run was found, not just that one wasn't
+                    why = f" ({cex.note})" if cex.note else ""
+                    lines.append(f"          path (no replayable run: no cassette is written){why}:")
                 for i, s in enumerate(cex.steps):
                     mark = "  <- loop" if cex.loop_start == i else ""
                     nxt = cex.steps[i + 1] if i + 1 < len(cex.steps) else None
