@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loopspec import InProcessProvider, Turn, VirtualClock, load_policy  # noqa: E402
-from loopspec.engine.assemble import ReplyAssembler  # noqa: E402
+from loopspec.wire.assemble import ReplyAssembler  # noqa: E402
 from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data  # noqa: E402
 from loopspec.replay.interactions import StreamResponse, sse_events  # noqa: E402
 from loopspec.replay.synth import reply_chunks  # noqa: E402

@@ -7,7 +7,7 @@ litellm. Everything that talks to a model is imported on first use, so ``loopspe
 
 from __future__ import annotations
 
-from .spec import (
+from .language import (
     Config,
     Diagnostic,
     Event,

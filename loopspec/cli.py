@@ -67,7 +67,7 @@ def print_diagnostics(path: str, diags: Sequence[Any], wanted: str) -> bool:
 def swapped_kind(path: str, wanted: str) -> str | None:
     """A one-line error when ``path`` is the other kind of loopspec document than ``wanted``
     ("policy" or "cassette"); None when it is not (or cannot be read)."""
-    from .spec.yamlsource import LoadError, load_yaml_file
+    from .language.yamlsource import LoadError, load_yaml_file
 
     try:
         doc = load_yaml_file(path)
@@ -99,7 +99,7 @@ def _print_json(data: object) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .spec.validate import validate_file
+    from .language.validate import validate_file
 
     results = []
     failed = False
@@ -122,7 +122,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
     """Compile a policy for commands that need one; print diagnostics and return None if invalid."""
-    from .spec.validate import validate_file
+    from .language.validate import validate_file
 
     policy, diags = validate_file(path)
     if policy is None:
@@ -134,7 +134,7 @@ def _load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .spec.graph import to_dot, to_mermaid
+    from .language.graph import to_dot, to_mermaid
 
     if args.trace and args.format != "mermaid":
         print("loopspec graph: --trace draws Mermaid only (transitions' diagram engine without Graphviz)", file=sys.stderr)
@@ -177,7 +177,7 @@ def _trace_graph(policy: Any, cassette: str) -> str | None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .spec.schema import json_schema
+    from .language.schema import json_schema
 
     _print_json(json_schema())
     return EXIT_OK

@@ -130,7 +130,7 @@ def _policy(config: pytest.Config) -> tuple[Any, str | None]:
         result = (None, "loopspec: set loopspec_machine (ini) or --loopspec-machine to the policy to replay the cassettes under")
     else:
         from loopspec.cli import swapped_kind
-        from loopspec.spec.validate import validate_file
+        from loopspec.language.validate import validate_file
 
         shown = _shown(path)
         policy, diags = validate_file(shown)

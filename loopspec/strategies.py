@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from .replay.cassette import Cassette, ToolOutcome, ToolSpec
 from .replay.interactions import ErrorResponse, Interaction, StreamResponse
 from .replay.synth import inside_tool_arguments, reply_chunks
-from .spec.alphabet import KINDS, Attr, Event, EventSpec
+from .language.alphabet import KINDS, Attr, Event, EventSpec
 
 DEFAULT_TOOLS = ("get_capital", "read_file")
 

@@ -50,8 +50,8 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 from loopspec import load_policy_text
-from loopspec.spec.alphabet import KINDS, Attr, Event
-from loopspec.spec.model import Config, Policy
+from loopspec.language.alphabet import KINDS, Attr, Event
+from loopspec.language.model import Config, Policy
 
 # =========================================================================== choosers
 

@@ -25,8 +25,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from loopspec import load_policy_text
-from loopspec.spec.alphabet import KINDS, Attr, Event
-from loopspec.spec.model import AttrTest, Config, CounterCmp
+from loopspec.language.alphabet import KINDS, Attr, Event
+from loopspec.language.model import AttrTest, Config, CounterCmp
 from loopspec.verify import cases as cases_mod
 from loopspec.verify import check_policy
 from loopspec.verify.abstraction import _monitor_signature, build_analysis, event_cases

@@ -15,17 +15,17 @@ import litellm  # noqa: E402
 from litellm.exceptions import MidStreamFallbackError  # noqa: E402
 import pytest  # noqa: E402
 
-from loopspec.engine.assemble import AssembledReply, AssembledToolCall  # noqa: E402
-from loopspec.engine.classify import (  # noqa: E402
+from loopspec.wire.assemble import AssembledReply, AssembledToolCall  # noqa: E402
+from loopspec.wire.classify import (  # noqa: E402
     broken_cause,
     canonical_arguments,
     classify_exception,
     classify_reply,
     validate_tool_arguments,
 )
-from loopspec.engine.deltas import Usage  # noqa: E402
+from loopspec.wire.deltas import Usage  # noqa: E402
 from loopspec.providers.base import ProviderError, StreamBroken  # noqa: E402
-from loopspec.spec.alphabet import KINDS  # noqa: E402
+from loopspec.language.alphabet import KINDS  # noqa: E402
 
 litellm.suppress_debug_info = True
 STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"

@@ -296,7 +296,7 @@ def test_store_trace_that_cannot_write_is_one_line(
 
 
 def test_an_unforeseen_os_error_is_still_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import loopspec.spec.graph as graph_module
+    import loopspec.language.graph as graph_module
 
     def broken(policy: object) -> str:
         raise OSError(5, "Input/output error", "/dev/broken")

@@ -29,7 +29,7 @@ from loopspec.replay.cassette import Cassette, load_cassette
 from loopspec.replay.harness import replay
 from loopspec.replay.inproc import InProcessProvider
 from loopspec.replay.interactions import ErrorResponse
-from loopspec.spec.yamlsource import load_yaml_text
+from loopspec.language.yamlsource import load_yaml_text
 from loopspec.verify.checker import check_policy
 from loopspec.verify.to_cassette import counterexample_cassettes, write_counterexamples
 

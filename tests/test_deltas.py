@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loopspec.engine.assemble import ReplyAssembler
-from loopspec.engine.classify import classify_reply
-from loopspec.engine.deltas import Delta, ToolCallFragment, Usage
+from loopspec.wire.assemble import ReplyAssembler
+from loopspec.wire.classify import classify_reply
+from loopspec.wire.deltas import Delta, ToolCallFragment, Usage
 from loopspec.providers.base import StreamBroken
 from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data
 

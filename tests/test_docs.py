@@ -419,7 +419,7 @@ def test_ellipsis_matches_and_survives_regeneration() -> None:
 
 
 def _kinds_table() -> list[str]:
-    from loopspec.spec.alphabet import KINDS
+    from loopspec.language.alphabet import KINDS
 
     rows = ["| kind | what entering it does | event | meaning | attributes |", "| --- | --- | --- | --- | --- |"]
     for kind in KINDS.values():
@@ -438,7 +438,7 @@ def _two_column(header: str, table: dict[str, str]) -> list[str]:
 
 
 def _tables() -> dict[str, list[str]]:
-    from loopspec.spec.alphabet import OUTCOMES, TEMPLATE_GLOBALS
+    from loopspec.language.alphabet import OUTCOMES, TEMPLATE_GLOBALS
 
     return {
         "| kind | what entering it does |": _kinds_table(),
@@ -465,7 +465,7 @@ def test_language_tables_match_the_alphabet() -> None:
         path.write_text("\n".join(lines))
         warnings.warn(f"rewrote the tables {stale} in docs/language.md; review the diff")
         return
-    assert not stale, f"docs/language.md's tables {stale} differ from loopspec/spec/alphabet.py.\n{UPDATE_HINT}"
+    assert not stale, f"docs/language.md's tables {stale} differ from loopspec/language/alphabet.py.\n{UPDATE_HINT}"
 
 
 # -- docs/examples -------------------------------------------------------------------------------

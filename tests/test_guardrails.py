@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolCall, ToolResult
-from loopspec.spec.model import Guardrail
+from loopspec.language.model import Guardrail
 
 
 def config(**codes: tuple[int, str]) -> dict[str, Guardrail]:

@@ -235,7 +235,7 @@ def test_record_api_keeps_tool_results_stalls_and_breaks_without_secrets(tmp_pat
     from loopspec.engine.tools import ToolRegistry
     from loopspec.replay.harness import replay
     from loopspec.replay.recorder import record_turn
-    from loopspec.spec.validate import validate_file
+    from loopspec.language.validate import validate_file
 
     policy, _ = validate_file(POLICY)
     tools = ToolRegistry()

@@ -19,8 +19,8 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loopback import LoopbackServer, Reply  # noqa: E402
 
-from loopspec.engine.assemble import ReplyAssembler  # noqa: E402
-from loopspec.engine.classify import classify_reply  # noqa: E402
+from loopspec.wire.assemble import ReplyAssembler  # noqa: E402
+from loopspec.wire.classify import classify_reply  # noqa: E402
 from loopspec.providers.base import ModelRequest, Provider, ProviderError, StreamBroken  # noqa: E402
 from loopspec.providers.litellm_provider import LiteLLMProvider, build_kwargs  # noqa: E402
 

@@ -9,7 +9,7 @@ import pytest
 
 from loopspec import validate_text
 from loopspec.replay.importer import TranscriptError, import_transcript
-from loopspec.spec.diagnostics import article
+from loopspec.language.diagnostics import article
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopspec import Event, load_policy, load_policy_text
-from loopspec.spec.alphabet import KINDS
-from loopspec.spec.model import Append, Backoff
+from loopspec.language.alphabet import KINDS
+from loopspec.language.model import Append, Backoff
 
 from _paths import DEFAULT_POLICY
 

@@ -9,8 +9,8 @@ from typing import Any
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy_text
 from loopspec.engine.history import history_problems
 from loopspec.replay.synth import reply
-from loopspec.spec.alphabet import Event
-from loopspec.spec.properties import trace_violations
+from loopspec.language.alphabet import Event
+from loopspec.language.properties import trace_violations
 from loopspec.verify import check_policy
 
 from _paths import DEFAULT_POLICY
@@ -124,7 +124,7 @@ def test_a_spent_tool_budget_that_redirects_to_a_call_state_still_meets_the_mode
         state = policy.states[cfg.state]
         if state.kind == "halt":
             break
-        names = [e.name for e in __import__("loopspec.spec.alphabet", fromlist=["KINDS"]).KINDS[state.kind].events]
+        names = [e.name for e in __import__("loopspec.language.alphabet", fromlist=["KINDS"]).KINDS[state.kind].events]
         name = next(n for n in script if n in names) if any(n in names for n in script) else "done"
         cfg = policy.step(cfg, Event(name, {"tools": ["lookup"], "count": 1})).after
         assert policy.value(cfg, "model_calls") <= cap

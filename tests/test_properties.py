@@ -20,7 +20,7 @@ from loopspec.replay.harness import RecordedTools, property_problem
 from loopspec.replay.inproc import InProcessProvider
 from loopspec.engine.interpreter import Turn
 from loopspec.engine.clock import VirtualClock
-from loopspec.spec.alphabet import OUTCOMES
+from loopspec.language.alphabet import OUTCOMES
 from loopspec.replay.interactions import StreamResponse
 from loopspec.replay.synth import reply_chunks
 from loopspec.strategies import cassettes, events

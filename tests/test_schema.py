@@ -17,9 +17,9 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from loopspec import validate_text  # noqa: E402
 from loopspec.cli import main as cli_main  # noqa: E402
-from loopspec.spec.alphabet import CALL_FLAGS, FLAG_SHORTHANDS, KINDS, OUTCOMES  # noqa: E402
-from loopspec.spec.schema import json_schema  # noqa: E402
-from loopspec.spec.yamlsource import load_yaml_text  # noqa: E402
+from loopspec.language.alphabet import CALL_FLAGS, FLAG_SHORTHANDS, KINDS, OUTCOMES  # noqa: E402
+from loopspec.language.schema import json_schema  # noqa: E402
+from loopspec.language.yamlsource import load_yaml_text  # noqa: E402
 
 from _paths import FIXTURES, MACHINES, ROOT  # noqa: E402
 
@@ -327,7 +327,7 @@ def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) ->
 def test_validate_does_not_import_jsonschema() -> None:
     code = (
         "import sys; from loopspec.cli import main; rc = main(['validate', %r]);"
-        "sys.exit(3 if 'jsonschema' in sys.modules or 'loopspec.spec.schema' in sys.modules else rc)"
+        "sys.exit(3 if 'jsonschema' in sys.modules or 'loopspec.language.schema' in sys.modules else rc)"
         % str(MACHINES / "default.yaml")
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

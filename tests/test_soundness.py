@@ -210,8 +210,8 @@ def test_checkers_cases_realise_every_outcome_the_reference_domain_does() -> Non
     """From any configuration, every outcome (transition taken, tool-call fate, configuration
     entered) that some concrete event of the reference domain produces, the checker's own cases
     for that configuration produce too: its cases are a partition by outcome, never a sample."""
-    from loopspec.spec.alphabet import KINDS
-    from loopspec.spec.model import Config
+    from loopspec.language.alphabet import KINDS
+    from loopspec.language.model import Config
     from loopspec.verify.abstraction import build_analysis
 
     def outcome(step: Any) -> tuple[Any, ...]:

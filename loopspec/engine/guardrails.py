@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from loopspec.spec.alphabet import Event
-from loopspec.spec.model import Guardrail
+from loopspec.language.alphabet import Event
+from loopspec.language.model import Guardrail
 
 from .tools import ToolResult
 

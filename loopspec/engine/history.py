@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .assemble import AssembledReply
+from loopspec.wire.assemble import AssembledReply
 from .tools import ToolCall, ToolResult
 
 

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from loopspec.providers.base import ModelRequest, Provider, ProviderError, StreamBroken
-from loopspec.spec.alphabet import Event
-from loopspec.spec.graph import describe_action
-from loopspec.spec.model import (
+from loopspec.language.alphabet import Event
+from loopspec.language.graph import describe_action
+from loopspec.language.model import (
     FATE_REFUSE,
     FATE_RUN,
     Append,
@@ -30,8 +30,8 @@ from loopspec.spec.model import (
     render_template,
 )
 
-from .assemble import AssembledReply, ReplyAssembler
-from .classify import classify_reply
+from loopspec.wire.assemble import AssembledReply, ReplyAssembler
+from loopspec.wire.classify import classify_reply
 from .clock import Clock, RealClock, StallTimeout
 from .consumers import Consumers
 from .guardrails import GuardrailState

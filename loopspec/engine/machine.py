@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 from transitions import EventData, Machine
 from transitions import State as MachineState
 
-from loopspec.spec.diagnostics import did_you_mean
-from loopspec.spec.model import Policy, Step, Transition
+from loopspec.language.diagnostics import did_you_mean
+from loopspec.language.model import Policy, Step, Transition
 
 Callback = Callable[[EventData], Any]
 """A turn callback: called with transitions' ``EventData``; the decision is ``event.kwargs["step"]``."""

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
-from .classify import canonical_arguments, parse_tool_arguments, validate_tool_arguments
+from loopspec.wire.classify import canonical_arguments, parse_tool_arguments, validate_tool_arguments
 
 ApprovalHook = Callable[["ToolCall"], "bool | Awaitable[bool]"]
 

@@ -1,9 +1,9 @@
 """Provider contract: what the interpreter's ``call`` and ``stream`` effects talk to.
 
 A provider opens a response (errors before the first chunk raise :class:`ProviderError`) and
-returns a :class:`ResponseStream` of :class:`~loopspec.engine.deltas.Delta` (errors after it
+returns a :class:`ResponseStream` of :class:`~loopspec.wire.deltas.Delta` (errors after it
 opened raise :class:`StreamBroken`). Both exceptions carry the already-classified
-:class:`~loopspec.spec.alphabet.Event`, so the interpreter never inspects provider exceptions.
+:class:`~loopspec.language.alphabet.Event`, so the interpreter never inspects provider exceptions.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
-from loopspec.engine.deltas import Delta
-from loopspec.spec.alphabet import Event
+from loopspec.wire.deltas import Delta
+from loopspec.language.alphabet import Event
 
 __all__ = [
     "ModelRequest",

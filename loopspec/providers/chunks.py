@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from loopspec.engine.classify import broken_cause
-from loopspec.engine.deltas import Delta, ToolCallFragment, Usage
+from loopspec.wire.classify import broken_cause
+from loopspec.wire.deltas import Delta, ToolCallFragment, Usage
 from loopspec.providers.base import StreamBroken
 
 __all__ = ["iter_sse_data", "delta_from_chunk_dict", "delta_from_litellm_chunk", "usage_from_dict"]

@@ -12,8 +12,8 @@ import asyncio
 import os
 from typing import Any
 
-from loopspec.engine.classify import classify_exception
-from loopspec.engine.deltas import Delta, ToolCallFragment
+from loopspec.wire.classify import classify_exception
+from loopspec.wire.deltas import Delta, ToolCallFragment
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
 from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from loopspec.spec.properties import RUN_PROPERTIES
-from loopspec.spec.alphabet import OUTCOMES
-from loopspec.spec.diagnostics import Diagnostic, Position, did_you_mean
-from loopspec.spec.reader import DocumentReader
-from loopspec.spec.yamlsource import LoadError, YMap, load_yaml_file
+from loopspec.language.properties import RUN_PROPERTIES
+from loopspec.language.alphabet import OUTCOMES
+from loopspec.language.diagnostics import Diagnostic, Position, did_you_mean
+from loopspec.language.reader import DocumentReader
+from loopspec.language.yamlsource import LoadError, YMap, load_yaml_file
 
 from .interactions import CompletionResponse, ErrorResponse, Interaction, StreamResponse
 from .synth import reply_chunks

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopspec.spec.alphabet import OUTCOMES
+from loopspec.language.alphabet import OUTCOMES
 
-from loopspec.spec.properties import PROPERTY_DOCS as _PROPERTY_DOCS
-from loopspec.spec.properties import RUN_PROPERTIES
+from loopspec.language.properties import PROPERTY_DOCS as _PROPERTY_DOCS
+from loopspec.language.properties import RUN_PROPERTIES
 
 from .cassette import CASSETTE_VERSION, EXPECT_KEYS, FAULT_KEYS, INTERACTION_FORMS, PROPERTIES, TOP_KEYS
 

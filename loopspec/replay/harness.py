@@ -17,9 +17,9 @@ from loopspec.engine.interpreter import TraceStep, Turn, TurnResult
 from loopspec.engine.machine import TurnCallbacks
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, Provider, ResponseStream
-from loopspec.spec.properties import first_violation, trace_violations
-from loopspec.spec.graph import describe_guard
-from loopspec.spec.model import Policy
+from loopspec.language.properties import first_violation, trace_violations
+from loopspec.language.graph import describe_guard
+from loopspec.language.model import Policy
 
 from .cassette import Cassette, RecordedStep
 from .inproc import InProcessProvider

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from loopspec.engine.clock import ScaledClock
 from loopspec.engine.interpreter import Turn, TurnResult
 from loopspec.providers.litellm_provider import LiteLLMProvider
-from loopspec.spec.model import Policy
+from loopspec.language.model import Policy
 
 from .interactions import Interaction, StreamResponse
 from .server import LoopbackServer

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopspec.spec.diagnostics import Diagnostic, Position, article
+from loopspec.language.diagnostics import Diagnostic, Position, article
 
 from .cassette import Cassette, Expectations, ToolOutcome, ToolSpec, cassette_to_data
 from .interactions import Interaction, StreamResponse

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from loopspec.engine.classify import classify_exception
-from loopspec.engine.deltas import Delta
+from loopspec.wire.classify import classify_exception
+from loopspec.wire.deltas import Delta
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
 from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data
 

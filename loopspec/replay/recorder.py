@@ -32,13 +32,13 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from loopspec.engine.classify import classify_exception
+from loopspec.wire.classify import classify_exception
 from loopspec.engine.clock import Clock, RealClock
 from loopspec.engine.interpreter import Turn, TurnResult
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, ProviderError
 from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
-from loopspec.spec.model import Policy
+from loopspec.language.model import Policy
 
 from .cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec, cassette_to_data, _Dumper
 from .interactions import ErrorResponse, Interaction, StreamResponse

@@ -18,8 +18,8 @@ from typing import Any
 from transitions import State as MachineState
 
 from loopspec.engine.machine import MachineTransition, TurnCallbacks, machine_transitions
-from loopspec.spec.graph import edge_label
-from loopspec.spec.model import POLICY_ERROR_STATE, Policy
+from loopspec.language.graph import edge_label
+from loopspec.language.model import POLICY_ERROR_STATE, Policy
 
 from .cassette import Cassette
 from .harness import ReplayReport, replay

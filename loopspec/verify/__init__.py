@@ -1,6 +1,6 @@
 """``loopspec check``: prove that every path of a policy halts, bound its cost, check its properties.
 
-Entry points: :func:`check_policy` (a compiled :class:`~loopspec.spec.model.Policy`) and
+Entry points: :func:`check_policy` (a compiled :class:`~loopspec.language.model.Policy`) and
 :func:`check_file`. Both return a :class:`~loopspec.verify.report.CheckResult`.
 
 The route (docs/design.md, "What is proven, and how"):

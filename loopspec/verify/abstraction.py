@@ -30,9 +30,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..spec.alphabet import BACKSTOP_KIND, KINDS, Event
-from ..spec.properties import budget_lasts, continuation_counters
-from ..spec.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
+from ..language.alphabet import BACKSTOP_KIND, KINDS, Event
+from ..language.properties import budget_lasts, continuation_counters
+from ..language.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
 from .cases import (
     BUDGET_EVENTS,
     MONITOR_ATTRS,  # noqa: F401 - re-exported: the attributes the monitor reads

@@ -75,8 +75,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence, cast
 
-from ..spec.alphabet import KINDS, Attr, Event
-from ..spec.model import (
+from ..language.alphabet import KINDS, Attr, Event
+from ..language.model import (
     AllOf,
     Always,
     AnyOf,

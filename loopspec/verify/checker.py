@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..spec.model import Policy, Step
+from ..language.model import Policy, Step
 from .abstraction import Analysis, Edge, Graph, Node, build_analysis, build_graph
 from .explore import (
     Counterexample,
@@ -44,7 +44,7 @@ def estimate_space(policy: Policy, an: Analysis | None = None) -> int:
 
 
 def check_file(path: str, strict: bool = False, enumerate_limit: int = ENUMERATION_LIMIT) -> CheckResult:
-    from ..spec import load_policy
+    from ..language import load_policy
 
     return check_policy(load_policy(path), strict=strict, enumerate_limit=enumerate_limit)
 

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
 
-from ..spec.model import Config, Step
+from ..language.model import Config, Step
 from .abstraction import Analysis
 from .properties import monitor_step
 

@@ -1,6 +1,6 @@
 """The built-in properties as the checker asks them.
 
-The step properties are defined once, in :mod:`loopspec.spec.properties`, over ``Step`` records;
+The step properties are defined once, in :mod:`loopspec.language.properties`, over ``Step`` records;
 :func:`monitor_step` runs that definition on the checker's abstract and concrete steps, so a
 finding, its counterexample and the replay of that counterexample agree. ``halt_message`` is
 decided statically here from each reachable halt's template and the events that reach it, judged on
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from string import Formatter
 from typing import TYPE_CHECKING, Iterable
 
-from ..spec.alphabet import KINDS
-from ..spec.model import Step
-from ..spec.properties import PROPERTY_DOCS, Watch, advance
+from ..language.alphabet import KINDS
+from ..language.model import Step
+from ..language.properties import PROPERTY_DOCS, Watch, advance
 
 if TYPE_CHECKING:  # pragma: no cover
     from .abstraction import Analysis

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopspec.spec.alphabet import KINDS
+from loopspec.language.alphabet import KINDS
 
 from .explore import CexStep, Counterexample
 from .properties import PROPERTY_DOCS

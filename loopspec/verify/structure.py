@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..spec.model import POLICY_ERROR_STATE, Config, Transition
+from ..language.model import POLICY_ERROR_STATE, Config, Transition
 from .abstraction import Analysis, Graph
 
 

@@ -35,18 +35,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from loopspec.engine.assemble import ReplyAssembler
-from loopspec.engine.classify import broken_cause, classify_exception, classify_reply
+from loopspec.wire.assemble import ReplyAssembler
+from loopspec.wire.classify import broken_cause, classify_exception, classify_reply
 from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolCall, ToolResult
 from loopspec.replay.cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec
 from loopspec.replay.inproc import RecordedHTTPError, _items_for
 from loopspec.replay.interactions import ErrorResponse, Interaction, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
-from loopspec.spec.alphabet import Event
-from loopspec.spec.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
-from loopspec.spec.properties import RUN_PROPERTIES, Watch, continuation_counters
-from loopspec.spec.properties import advance as advance_properties
+from loopspec.language.alphabet import Event
+from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
+from loopspec.language.properties import RUN_PROPERTIES, Watch, continuation_counters
+from loopspec.language.properties import advance as advance_properties
 
 from .abstraction import guard_atoms
 from .explore import CexStep, Counterexample

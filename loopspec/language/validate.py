@@ -1,4 +1,4 @@
-"""Validate a loaded policy document and compile it into a :class:`~loopspec.spec.model.Policy`.
+"""Validate a loaded policy document and compile it into a :class:`~loopspec.language.model.Policy`.
 
 All spec quality comes from here: ``transitions`` checks almost nothing at build time (a misspelt
 target fails only when it fires), so every name is resolved now, every error is reported (not just

@@ -1,4 +1,4 @@
-"""The built-in properties, defined once, over :class:`~loopspec.spec.model.Step` records.
+"""The built-in properties, defined once, over :class:`~loopspec.language.model.Step` records.
 
 ``loopspec check`` runs :func:`advance` on every edge of its abstract graph, replay runs it over
 the steps of a real turn (cassette ``expect.properties``), and the Hypothesis suite runs it over

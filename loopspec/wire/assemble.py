@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopspec.engine.deltas import Delta, Usage
+from loopspec.wire.deltas import Delta, Usage
 
 __all__ = ["AssembledToolCall", "AssembledReply", "ReplyAssembler"]
 
@@ -30,7 +30,7 @@ class AssembledToolCall:
 
 @dataclass(frozen=True)
 class AssembledReply:
-    """Everything one response said; input of :func:`loopspec.engine.classify.classify_reply`."""
+    """Everything one response said; input of :func:`loopspec.wire.classify.classify_reply`."""
 
     text: str = ""
     reasoning: str = ""

@@ -1,4 +1,4 @@
-"""Map raw provider output to events of the closed alphabet (``loopspec.spec.alphabet``).
+"""Map raw provider output to events of the closed alphabet (``loopspec.language.alphabet``).
 
 Pure functions. litellm is never imported here: exceptions are recognised by the class names in
 their MRO and by ``status_code``/message, so this module works on real litellm objects while
@@ -15,8 +15,8 @@ import re
 import time
 from typing import Any, Literal, Mapping
 
-from loopspec.engine.assemble import AssembledReply, AssembledToolCall
-from loopspec.spec.alphabet import Event
+from loopspec.wire.assemble import AssembledReply, AssembledToolCall
+from loopspec.language.alphabet import Event
 
 __all__ = [
     "classify_reply",
