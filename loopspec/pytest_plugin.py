@@ -244,7 +244,7 @@ class _CorpusProgress:
     """Draws ``loopspec: replayed i/n cassettes, k failed`` after pytest's dots while cassette items
     run (in the process that prints, so also for reports pytest-xdist workers send back).
 
-    It never moves the cursor (see :mod:`loopspec.progress`), so pytest's own output is untouched;
+    It never moves the cursor (see :mod:`loopspec.cli.progress`), so pytest's own output is untouched;
     it is off when stdout is not a terminal, with -v (one line per test leaves no room), and with
     ``loopspec_progress = never``.
     """
@@ -255,7 +255,7 @@ class _CorpusProgress:
         self.finished = False
 
     def _start(self) -> Any:
-        from loopspec.progress import Progress
+        from loopspec.cli.progress import Progress
 
         mode = str(self.config.getini("loopspec_progress")).strip().lower()
         tr = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -4,7 +4,6 @@ the README, credentials checked before litellm loads, and one-line errors for ho
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from loopspec.cli import EXIT_CODES, build_parser, main
-from loopspec.credentials import PROVIDER_ENV, UnknownProvider, check_credentials, provider_of
+from loopspec.providers.credentials import PROVIDER_ENV, UnknownProvider, check_credentials, provider_of
 
 from _paths import DEFAULT_POLICY, FIXTURES, MACHINES, ROOT
 
@@ -140,7 +139,7 @@ def _live_args(model: str, **kw: Any) -> argparse.Namespace:
 
 
 def test_live_api_key_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from loopspec.cli_run import live_api_key
+    from loopspec.cli.run import live_api_key
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("LOOPSPEC_API_KEY", raising=False)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from loopspec.cli import main
-from loopspec.progress import Progress, is_terminal
+from loopspec.cli.progress import Progress, is_terminal
 
 from _paths import DEFAULT_POLICY, FIXTURES
 

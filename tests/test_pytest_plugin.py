@@ -4,7 +4,6 @@ updates under xdist are refused, and a cassette run shows progress on a terminal
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, run_async
 
 
 def _positive_float(text: str) -> float:
@@ -40,8 +40,8 @@ def _unwritable(path: str) -> str | None:
 def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
     """Write through ``write`` (which redacts), then read the file back: False, with the reason
     printed, if redaction refused, the file could not be written, or the reader rejects it."""
-    from .cassette import read_cassette
-    from .recorder import RedactionError
+    from loopspec.replay.cassette import read_cassette
+    from loopspec.replay.recorder import RedactionError
 
     try:
         write()
@@ -58,8 +58,8 @@ def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import TranscriptError, import_transcript
-    from .recorder import safe_dump
+    from loopspec.replay.importer import TranscriptError, import_transcript
+    from loopspec.replay.recorder import safe_dump
 
     try:
         imported = import_transcript(args.transcript, name=args.name)
@@ -83,13 +83,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.machine, False)
+    policy = load_or_report(args.machine, False)
     if policy is None:
         return EXIT_USAGE
     why = _unwritable(args.output)
     if why:
         return fail("record", f"cannot write {args.output or repr(args.output)}: {why}")
-    from loopspec.cli_run import live_api_key
+    from loopspec.cli.run import live_api_key
 
     ok, api_key = live_api_key(args, "record")
     if not ok:
@@ -109,9 +109,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 async def _record(policy: Any, messages: list[dict[str, Any]], args: argparse.Namespace, api_key: str | None, name: str) -> Any:
-    from loopspec.cli_run import demo_tools
+    from loopspec.cli.run import demo_tools
 
-    from .recorder import record_turn
+    from loopspec.replay.recorder import record_turn
 
     options: dict[str, Any] = {}
     if args.time_scale is not None:
@@ -133,14 +133,14 @@ async def _record(policy: Any, messages: list[dict[str, Any]], args: argparse.Na
 
 
 def cmd_cassette_schema(args: argparse.Namespace) -> int:
-    from .cassette_schema import cassette_json_schema
+    from loopspec.replay.cassette_schema import cassette_json_schema
 
-    _print_json(cassette_json_schema())
+    print_json(cassette_json_schema())
     return EXIT_OK
 
 
 def register(sub: Any) -> None:
-    from loopspec.cli_run import add_live_arguments
+    from loopspec.cli.run import add_live_arguments
 
     p = sub.add_parser("import", help="turn a saved session (OpenAI messages: JSON or JSONL) into a cassette",
                        epilog=exit_epilog("import"))

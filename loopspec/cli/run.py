@@ -12,12 +12,12 @@ import os
 import sys
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
     """Two harmless tools, so a live turn can exercise the tool loop."""
-    from .engine.tools import ToolRegistry
+    from loopspec.engine.tools import ToolRegistry
 
     reg = ToolRegistry()
 
@@ -39,9 +39,9 @@ def demo_tools():  # type: ignore[no-untyped-def]
 
 def missing_credentials(model: str) -> list[str]:
     """Environment variables ``model``'s provider needs and the environment lacks (empty when
-    nothing is missing). Never imports litellm; raises :class:`loopspec.credentials.UnknownProvider`
+    nothing is missing). Never imports litellm; raises :class:`loopspec.providers.credentials.UnknownProvider`
     for a model name no known provider serves."""
-    from .credentials import check_credentials
+    from loopspec.providers.credentials import check_credentials
 
     return list(check_credentials(model).missing)
 
@@ -61,7 +61,7 @@ def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | No
     """(ok, api key) for a live command, decided before litellm is imported. Not ok, with the
     reason printed, when the model names no known provider or needs credentials the environment
     lacks. An explicit --api-base (any key will do) or --api-key satisfies the credential check."""
-    from .credentials import UnknownProvider
+    from loopspec.providers.credentials import UnknownProvider
 
     try:
         missing = missing_credentials(args.model)
@@ -81,15 +81,15 @@ def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.machine, args.json)
+    policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
     ok, api_key = live_api_key(args, "run")
     if not ok:
         return EXIT_USAGE
-    from .engine.consumers import Consumers
-    from .engine.interpreter import Turn
-    from .providers.litellm_provider import LiteLLMProvider
+    from loopspec.engine.consumers import Consumers
+    from loopspec.engine.interpreter import Turn
+    from loopspec.providers.litellm_provider import LiteLLMProvider
 
     def on_delta(text: str) -> None:
         if not args.json:
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
         data: dict[str, Any] = result.to_json()
-        _print_json(data)
+        print_json(data)
     else:
         print()
         print(

@@ -12,16 +12,16 @@ import sys
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_USAGE, _load_or_report, _print_json, fail
+    from .common import EXIT_USAGE, load_or_report, print_json, fail
 
     try:
-        policy = _load_or_report(args.file, args.json)
+        policy = load_or_report(args.file, args.json)
     except OSError as exc:  # pragma: no cover - validate_file reports unreadable files itself
         print(f"{args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if policy is None:
         return EXIT_USAGE
-    from .checker import check_policy
+    from loopspec.verify.checker import check_policy
 
     result = check_policy(policy, strict=args.strict)
     written: list[str] = []
@@ -38,13 +38,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                     fh.write("\n")
                 written = [args.counterexample] if result.counterexamples() else []
             else:
-                from .to_cassette import write_counterexamples
+                from loopspec.verify.to_cassette import write_counterexamples
 
                 written = write_counterexamples(policy, result, args.counterexample)
         except OSError as exc:
             return fail("check", f"cannot write {args.counterexample}: {exc.strerror or exc}")
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         print(result.format_text())
         for path in written:
@@ -59,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import exit_epilog
+    from .common import exit_epilog
 
     p = sub.add_parser(
         "check",

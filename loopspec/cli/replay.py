@@ -10,13 +10,13 @@ import argparse
 import sys
 from typing import Any
 
-from loopspec.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _load_or_report, _print_json, exit_epilog, fail, print_diagnostics, run_async
-from loopspec.progress import Progress
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, print_diagnostics, run_async
+from .progress import Progress
 
 
 def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
     """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (files, cassettes, bad)."""
-    from .cassette import find_cassettes, read_cassette
+    from loopspec.replay.cassette import find_cassettes, read_cassette
 
     files = find_cassettes(paths)
     cassettes, bad = [], []
@@ -37,7 +37,7 @@ def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
 async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: bool, *, label: str = "",
                       failed: int = 0, show_failed: bool = True) -> list[Any]:
     """Replay each cassette, drawing ``replayed i/n cassettes, k failed`` on a terminal unless ``quiet``."""
-    from .harness import replay
+    from loopspec.replay.harness import replay
 
     reports = []
     enabled = False if quiet or len(cassettes) < 2 else None
@@ -56,7 +56,7 @@ async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: 
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    policy = _load_or_report(args.machine, args.json)
+    policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
     files, cassettes, bad = _read_all(args.paths, args.json)
@@ -64,7 +64,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return fail("replay", f"no cassettes (*.cassette.yaml) under {' '.join(args.paths)}")
     reports = run_async(_replay_all(cassettes, policy, args.transport, args.json, failed=len(bad)))
     if args.store_trace:
-        from .cassette import RecordedStep, store_trace
+        from loopspec.replay.cassette import RecordedStep, store_trace
 
         for r in reports:
             try:
@@ -76,7 +76,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
     ok = not bad and all(r.verdict == "pass" for r in reports)
     if args.json:
-        _print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
+        print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
                      "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
     else:
         for r in reports:
@@ -92,10 +92,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .harness import decision_path
+    from loopspec.replay.harness import decision_path
 
-    old = _load_or_report(args.old, args.json)
-    new = _load_or_report(args.new, args.json)
+    old = load_or_report(args.old, args.json)
+    new = load_or_report(args.new, args.json)
     if old is None or new is None:
         return EXIT_USAGE
     files, cassettes, bad = _read_all([args.corpus], args.json)
@@ -103,7 +103,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         # A diff over part of the corpus would report "nothing changed" for the cassettes it
         # skipped; the diagnostics above name each file:line:col.
         if args.json:
-            _print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "invalid": bad})
+            print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "invalid": bad})
         n = len(bad)
         return fail("diff", f"{n} invalid cassette{'s' if n > 1 else ''} under {args.corpus}; fix "
                             f"{'them' if n > 1 else 'it'} or move {'them' if n > 1 else 'it'} out of the corpus")
@@ -135,7 +135,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         rows.append(row)
     n_changed = sum(1 for r in rows if r["changed"])
     if args.json:
-        _print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
+        print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
     else:
         for r in rows:
             if not r["changed"]:
@@ -152,14 +152,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .cassette import read_cassette
+    from loopspec.replay.cassette import read_cassette
 
-    policy = _load_or_report(args.machine, False)
+    policy = load_or_report(args.machine, False)
     c, diags = read_cassette(args.cassette)
     print_diagnostics(args.cassette, diags, "cassette")
     if policy is None or c is None:
         return None
-    from loopspec.cli_run import live_api_key
+    from loopspec.cli.run import live_api_key
 
     ok, args.api_key = live_api_key(args, args.command)
     return (policy, c) if ok else None
@@ -167,7 +167,7 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _print_live(result: Any, as_json: bool) -> int:
     if as_json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         print(result.message)
         print(f"--- {result.outcome}: {result.usage.model_calls} calls, {result.usage.tool_batches} tool batches", file=sys.stderr)
@@ -175,7 +175,7 @@ def _print_live(result: Any, as_json: bool) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from .harness import rerun
+    from loopspec.replay.harness import rerun
 
     loaded = _live_common(args)
     if loaded is None:
@@ -186,7 +186,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    from .harness import fork
+    from loopspec.replay.harness import fork
 
     loaded = _live_common(args)
     if loaded is None:
@@ -199,7 +199,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from loopspec.cli_run import add_live_arguments
+    from loopspec.cli.run import add_live_arguments
 
     transport_help = ("inproc (default): recorded chunks straight into the delta layer, in virtual time; "
                       "http: through litellm against a loopback server serving the recording")
