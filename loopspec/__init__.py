@@ -7,6 +7,7 @@ litellm. Everything that talks to a model is imported on first use, so ``loopspe
 
 from __future__ import annotations
 
+from .language.errors import DiagnosticError, LoopspecError
 from .language import (
     Config,
     Diagnostic,
@@ -54,6 +55,8 @@ __all__ = [
     *_LAZY,
     "Config",
     "Diagnostic",
+    "DiagnosticError",
+    "LoopspecError",
     "Event",
     "Policy",
     "SpecError",

@@ -6,6 +6,8 @@ interpreter never calls ``asyncio.sleep`` or ``wait_for`` itself; it asks the cl
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import asyncio
 import time
 from typing import Any, Awaitable, Protocol, TypeVar, runtime_checkable
@@ -13,7 +15,7 @@ from typing import Any, Awaitable, Protocol, TypeVar, runtime_checkable
 T = TypeVar("T")
 
 
-class StallTimeout(Exception):
+class StallTimeout(LoopspecError):
     """No chunk arrived within the stall timeout."""
 
 

@@ -6,6 +6,8 @@ as ``FILE:LINE:COL: error: message`` for people and as JSON for machines.
 
 from __future__ import annotations
 
+from loopspec.language.errors import DiagnosticError
+
 import difflib
 from dataclasses import asdict, dataclass
 from typing import Iterable, Literal
@@ -52,12 +54,8 @@ class Diagnostic:
         return data
 
 
-class SpecError(Exception):
+class SpecError(DiagnosticError):
     """Raised by :func:`loopspec.load_policy` when a file does not validate; carries every diagnostic."""
-
-    def __init__(self, diagnostics: Iterable[Diagnostic]):
-        self.diagnostics = tuple(diagnostics)
-        super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
 _VOWELS = "aeiou"

@@ -11,6 +11,8 @@ so the policy key ``on:`` stays the string ``"on"`` instead of YAML 1.1's ``True
 
 from __future__ import annotations
 
+from loopspec.language.errors import DiagnosticError
+
 import re
 from typing import Any
 
@@ -118,10 +120,12 @@ def _pos(mark: Any) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
 
-class LoadError(Exception):
+class LoadError(DiagnosticError):
+    """A file that cannot be read as YAML at all (missing, binary, syntax); one diagnostic."""
+
     def __init__(self, diagnostic: Diagnostic):
         self.diagnostic = diagnostic
-        super().__init__(diagnostic.format())
+        super().__init__((diagnostic,))
 
 
 class _Converter:

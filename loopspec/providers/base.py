@@ -8,6 +8,8 @@ opened raise :class:`StreamBroken`). Both exceptions carry the already-classifie
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
@@ -62,7 +64,7 @@ class Provider(Protocol):
     async def open(self, request: ModelRequest) -> ResponseStream: ...
 
 
-class ProviderError(Exception):
+class ProviderError(LoopspecError):
     """The call failed before the response began; ``event`` is a ``call``-kind event."""
 
     def __init__(self, event: Event) -> None:
@@ -70,7 +72,7 @@ class ProviderError(Exception):
         super().__init__(f"{event.name}: {event.get('message', '')}")
 
 
-class StreamBroken(Exception):
+class StreamBroken(LoopspecError):
     """The stream failed after it opened; ``event`` is a ``stream``-kind ``broken`` event.
 
     Raised by chunk parsing (in-band error objects, ``event: error`` frames) with ``chars=0``

@@ -9,6 +9,8 @@ import). tests/test_cli.py checks every name here against the pinned litellm's p
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import os
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -64,7 +66,7 @@ _BARE_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
-class UnknownProvider(ValueError):
+class UnknownProvider(LoopspecError, ValueError):
     """The model name names no provider this table knows; the message says what to write instead."""
 
 

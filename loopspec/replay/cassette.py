@@ -7,6 +7,8 @@ optional expectations. A bad cassette gets ``file:line:col`` diagnostics like a 
 
 from __future__ import annotations
 
+from loopspec.language.errors import DiagnosticError, LoopspecError
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -112,10 +114,8 @@ class Cassette:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-class CassetteError(Exception):
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = diagnostics
-        super().__init__("\n".join(d.format() for d in diagnostics))
+class CassetteError(DiagnosticError):
+    """A cassette that does not read; ``diagnostics`` say where and why."""
 
 
 class _Reader(DocumentReader):
@@ -348,7 +348,7 @@ class _Reader(DocumentReader):
         return out
 
 
-class _Skip(Exception):
+class _Skip(LoopspecError):
     pass
 
 

@@ -7,6 +7,8 @@ recorded responses up to call k, then live under another policy).
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -28,7 +30,7 @@ Transport = Literal["inproc", "http"]
 Verdict = Literal["pass", "fail", "diverged"]
 
 
-class ToolResultsExhausted(Exception):
+class ToolResultsExhausted(LoopspecError):
     """The policy ran a tool more often than the cassette recorded."""
 
 

@@ -20,6 +20,8 @@ and the JSONL line or the JSON path.
 
 from __future__ import annotations
 
+from loopspec.language.errors import DiagnosticError
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -37,12 +39,8 @@ __all__ = ["TranscriptError", "Transcript", "ImportResult", "read_transcript", "
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
-class TranscriptError(Exception):
+class TranscriptError(DiagnosticError):
     """The transcript cannot be imported; ``diagnostics`` say where and why."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = diagnostics
-        super().__init__("\n".join(d.format() for d in diagnostics))
 
 
 @dataclass

@@ -10,6 +10,8 @@ raise it. When the policy asks for more calls than were recorded, the call fails
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -33,7 +35,7 @@ from .interactions import (
 DIVERGED = "loopspec_diverged"
 
 
-class RecordedHTTPError(Exception):
+class RecordedHTTPError(LoopspecError):
     """A recorded provider error, shaped like the litellm exception it becomes over HTTP."""
 
     def __init__(self, status: int, body: Any, headers: Mapping[str, str]):

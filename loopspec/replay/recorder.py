@@ -21,6 +21,8 @@ across chunks.
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import asyncio
 import datetime as _dt
 import inspect
@@ -92,7 +94,7 @@ _GROUP_RES = [re.compile(_AUTH_SCHEME), re.compile(_KEY_VALUE), re.compile(_URL_
 _SENSITIVE_KEY = re.compile(r"(?i)^(?:" + _CRED_NAMES + r")$")
 
 
-class RedactionError(Exception):
+class RedactionError(LoopspecError):
     """The written text still carried a secret after redaction; nothing was written."""
 
 

@@ -10,6 +10,8 @@ HTTP 409 ``loopspec_diverged``.
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import asyncio
 import http
 import json
@@ -58,7 +60,7 @@ class _Request:
     raw_body: bytes
 
 
-class _Dropped(Exception):
+class _Dropped(LoopspecError):
     """The response plan ended in a disconnect; the connection is gone."""
 
 

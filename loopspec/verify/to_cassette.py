@@ -26,6 +26,8 @@ the other, faithfully:
 
 from __future__ import annotations
 
+from loopspec.language.errors import LoopspecError
+
 import asyncio
 import concurrent.futures
 import dataclasses
@@ -112,7 +114,7 @@ _SAFE_WORD = re.compile(r"^[ -!#-\[\]-~]+$")  # printable ASCII without quotes o
 _CODE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class NotReplayable(Exception):
+class NotReplayable(LoopspecError):
     """The counterexample cannot be recorded as a cassette that reproduces it; says why."""
 
 
