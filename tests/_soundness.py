@@ -1,7 +1,7 @@
 """Soundness harness for ``loopspec check``: generated policies, rich concrete events, and an
 exhaustive reference explorer written independently of the checker.
 
-Three parts, each usable alone (``tests/test_soundness.py`` and ``bench/soundness.py`` use them):
+Three parts, each usable alone (``tests/verify/test_soundness.py`` and ``bench/soundness.py`` use them):
 
 1. **Generator.** :func:`generate_policy` builds a small, valid policy (a YAML document) from a
    :class:`Chooser`. The same code runs on a Hypothesis ``draw`` (:func:`policies`, which shrinks)

@@ -44,3 +44,42 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     yield lp
     lp.run_until_complete(close_litellm_async_clients())
     lp.close()
+
+
+# ------------------------------------------------------------------------------------- slow marker
+# Tests that take seconds each (measured with --durations=25 on 2 cores): real sockets through
+# litellm, the exhaustive soundness reference, counterexample replay, and the big exploration runs.
+# Marked here rather than in the modules so the list is one place to read and to trim. A whole
+# module is named by its path under tests/; a single test by path::function or path::Class (all
+# its parameters).
+# CI runs everything; `python -m pytest -q -n 2 -m "not slow"` is the quick local run.
+SLOW = {
+    "engine/test_interpreter_http.py",
+    "providers/test_litellm_provider.py",
+    "replay/test_replay_server.py",
+    "verify/test_soundness.py",
+    "verify/test_counterexamples_reproduce.py",
+    "verify/test_check_cassettes.py",
+    "verify/test_check_differential.py",
+    "verify/test_cases.py::test_every_concrete_step_is_a_case",
+    "verify/test_cases.py::test_check_gives_a_verdict_whatever_the_guards",
+    "verify/test_cases.py::test_every_concrete_value_truth_vector_has_a_witness",
+    "verify/test_check.py::test_netclaw_post_1358_enables_tools_after_they_were_disabled",
+    "verify/test_check.py::test_every_pre_fix_policy_fails_strict_with_its_incident",
+    "verify/test_check.py::test_default_eliminates_empty_retries_by_the_per_turn_counter",
+    "verify/test_check.py::test_netclaw_pre_1358_retry_edge_is_bounded_only_by_the_tool_batch_backstop",
+    "plugin/test_pytest_plugin.py::test_an_invalid_policy_is_reported_once_under_xdist",
+    "language/test_errors_lead.py::test_no_printed_counterexample_contradicts_itself",
+    "language/test_properties.py::test_compiled_model_walk_keeps_caps_and_disabled_tools",
+    "engine/test_machine.py::test_machine_agrees_with_policy_step_on_random_walks",
+    "replay/test_replay.py::test_transports_agree_and_default_passes",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        rel = os.path.relpath(str(item.path), here).replace(os.sep, "/")
+        names = [part.split("[")[0] for part in item.nodeid.split("::")[1:]]  # class, function
+        if rel in SLOW or any(f"{rel}::{name}" in SLOW for name in names):
+            item.add_marker(pytest.mark.slow)

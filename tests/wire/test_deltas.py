@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from _paths import FIXTURES
+
 import pytest
 
 from loopspec.wire.assemble import ReplyAssembler
@@ -13,7 +15,7 @@ from loopspec.wire.deltas import Delta, ToolCallFragment, Usage
 from loopspec.providers.base import StreamBroken
 from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data
 
-STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+STREAMS = FIXTURES / "streams"
 ALL_SSE = sorted(p.name for p in STREAMS.glob("*.sse"))
 BROKEN = {"openrouter_stream_length_then_error_chunk.sse", "groq_stream_reasoning_then_error_event.sse"}
 

@@ -16,6 +16,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from _paths import ROOT
 from typing import Any, Awaitable, TypeVar
 
 import pytest
@@ -42,7 +44,7 @@ from loopspec.replay import (  # noqa: E402
 
 litellm.suppress_debug_info = True
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 T = TypeVar("T")
 
 

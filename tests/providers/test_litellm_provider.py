@@ -16,15 +16,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402,F401  (imported once per module, so timing below excludes it)
 import pytest  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _loopback import LoopbackServer, Reply  # noqa: E402
+from _paths import FIXTURES  # noqa: E402
 
 from loopspec.wire.assemble import ReplyAssembler  # noqa: E402
 from loopspec.wire.classify import classify_reply  # noqa: E402
 from loopspec.providers.base import ModelRequest, Provider, ProviderError, StreamBroken  # noqa: E402
 from loopspec.providers.litellm_provider import LiteLLMProvider, build_kwargs  # noqa: E402
 
-STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+STREAMS = FIXTURES / "streams"
 CAPITAL_TOOL = {
     "type": "function",
     "function": {

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from _paths import FIXTURES
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import httpx  # noqa: E402
@@ -28,7 +30,7 @@ from loopspec.providers.base import ProviderError, StreamBroken  # noqa: E402
 from loopspec.language.alphabet import KINDS  # noqa: E402
 
 litellm.suppress_debug_info = True
-STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+STREAMS = FIXTURES / "streams"
 M, P = "x", "openai"  # model / provider as litellm names them for model="openai/x"
 
 

@@ -1,0 +1,151 @@
+"""The package layers: a module imports only from its own layer or the layers below it, and no two
+modules import each other in a cycle.
+
+    language(0) < wire(1) < providers(2) < engine(3) < replay(4) < verify(5) < cli(6) < top level
+
+Top-level modules (loopspec/__init__.py, __main__.py, pytest_plugin.py, strategies.py) sit on top.
+Every ``import`` in every module counts, including those inside functions (a lazy import is still a
+dependency). See docs/architecture.md for what each layer does.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from _paths import ROOT
+
+PACKAGE = ROOT / "loopspec"
+LAYERS = ["language", "wire", "providers", "engine", "replay", "verify", "cli"]
+TOP = len(LAYERS)
+
+# Known imports from a higher layer into a lower one, as (importer, imported) module names. This list
+# may only shrink: fix the import, then delete its line.
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
+
+# Known module-level import cycles, each as a sorted tuple of module names. May only shrink.
+ALLOWED_CYCLES: set[tuple[str, ...]] = {
+    # abstraction.py imports monitor_step inside a function; properties.py imports the Analysis type
+    # under TYPE_CHECKING only, so nothing cycles at run time, but the two still know each other.
+    ("loopspec.verify.abstraction", "loopspec.verify.properties"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return TOP
+
+
+def _resolve(target: str) -> str:
+    """The module an imported name lives in: ``loopspec.a.b.name`` -> ``loopspec.a.b`` if ``name`` is
+    not itself a module."""
+    while target not in MODULES and "." in target:
+        target = target.rsplit(".", 1)[0]
+    return target
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    return _imports_in(module, path.read_text(), is_package=path.name == "__init__.py")
+
+
+def _imports_in(module: str, source: str, *, is_package: bool = False) -> set[str]:
+    """Every loopspec module ``module`` imports, at any depth in its body (functions, TYPE_CHECKING)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "loopspec")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                if not is_package:
+                    base = base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "loopspec":
+                prefix = node.module
+            else:
+                continue
+            found.add(prefix)
+            found.update(f"{prefix}.{a.name}" for a in node.names if a.name != "*")
+    # `from pkg import name` adds both pkg and pkg.name; keep pkg.name only when it is a module.
+    return {_resolve(t) for t in found if _resolve(t) != module}
+
+
+GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
+
+
+def test_every_module_is_seen() -> None:
+    assert {"loopspec", "loopspec.language.model", "loopspec.cli.main"} <= set(MODULES)
+    assert GRAPH["loopspec.engine.interpreter"], "the interpreter imports something from loopspec"
+
+
+def test_no_import_reaches_up_a_layer() -> None:
+    upward = {
+        (m, t) for m, targets in GRAPH.items() for t in targets if _layer(t) > _layer(m)
+    }
+    assert upward - ALLOWED_UPWARD == set(), "imports from a higher layer into a lower one"
+    assert ALLOWED_UPWARD - upward == set(), "fixed: delete these from ALLOWED_UPWARD"
+
+
+def _cycles() -> set[tuple[str, ...]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: set[tuple[str, ...]] = set()
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH.get(v, ()):
+            if w not in MODULES:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.add(tuple(sorted(comp)))
+
+    for v in sorted(MODULES):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_between_modules() -> None:
+    cycles = _cycles()
+    assert cycles - ALLOWED_CYCLES == set(), "modules that import each other, directly or not"
+    assert ALLOWED_CYCLES - cycles == set(), "fixed: delete these from ALLOWED_CYCLES"
+
+
+def test_the_checker_catches_an_upward_import() -> None:
+    """Not vacuous: a relative import inside a function, out of language/ into engine/, is seen."""
+    src = "def f():\n    from ..engine import interpreter\n"
+    found = _imports_in("loopspec.language.model", src)
+    assert "loopspec.engine.interpreter" in found
+    assert _layer("loopspec.engine.interpreter") > _layer("loopspec.language.model")
+    assert _imports_in("loopspec.cli", "from .main import main\n", is_package=True) == {"loopspec.cli.main"}
