@@ -20,7 +20,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # What each exit code means, per command: printed at the foot of ``loopspec COMMAND --help`` and
-# kept word for word in the Commands table of README.md (tests/test_cli.py compares the two).
+# kept word for word in the Commands table of README.md (tests/cli/test_cli.py compares the two).
 EXIT_CODES: dict[str, str] = {
     "validate": "0 valid, 1 invalid, 2 usage",
     "check": "0 proven, 1 a property fails, 2 usage or invalid file",

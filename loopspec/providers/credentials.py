@@ -4,7 +4,7 @@ Answered from a table, without importing litellm: ``loopspec run`` must be able 
 OPENAI_API_KEY" or "unknown provider 'opnai'" in well under a second, and importing litellm alone
 takes several. The table covers the providers loopspec documents; a prefix it does not know is a
 usage error with a did-you-mean (a typo would otherwise surface as a ``bad_request`` turn after the
-import). tests/test_cli.py checks every name here against the pinned litellm's provider list.
+import). tests/cli/test_cli.py checks every name here against the pinned litellm's provider list.
 """
 
 from __future__ import annotations

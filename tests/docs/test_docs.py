@@ -29,7 +29,7 @@ repository's (read them; write elsewhere). ``loopspec`` commands run in-process 
 When the output changes on purpose (the checker explores a different number of configurations, a
 message is reworded), regenerate the blocks instead of editing them by hand:
 
-    LOOPSPEC_UPDATE_DOCS=1 python -m pytest tests/test_docs.py
+    LOOPSPEC_UPDATE_DOCS=1 python -m pytest tests/docs/test_docs.py
 
 and review the diff.
 """
@@ -56,7 +56,7 @@ from _paths import ROOT
 UPDATE = os.environ.get("LOOPSPEC_UPDATE_DOCS", "") not in ("", "0")
 UPDATE_HINT = (
     "If the new output is right, regenerate the docs' output blocks and review the diff:\n"
-    "    LOOPSPEC_UPDATE_DOCS=1 python -m pytest tests/test_docs.py"
+    "    LOOPSPEC_UPDATE_DOCS=1 python -m pytest tests/docs/test_docs.py"
 )
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages whose examples are not marked yet; their blocks are left alone.

@@ -1,6 +1,6 @@
 """The incident corpus through the pytest plugin: one test per cassette, decisions snapshotted.
 
-The snapshot (tests/__snapshots__/test_corpus.ambr) is the reviewed decision path of every incident
+The snapshot (tests/plugin/__snapshots__/test_corpus.ambr) is the reviewed decision path of every incident
 under machines/default.yaml; a policy edit that changes a path shows up as a snapshot diff.
 """
 

@@ -7,7 +7,7 @@ constants, every reachable configuration through ``Policy.step``. FALSE PROVEN m
 worst-case model-call / tool-batch bound below the exact worst case.
 
 The generated tests must pass: any false PROVEN they find is a defect to fix, then to record as a
-minimal policy in tests/soundness_cases/. A recorded case whose header names ``wrong-default`` or
+minimal policy in tests/verify/soundness_cases/. A recorded case whose header names ``wrong-default`` or
 ``wrong-elim`` is a known defect, run as a strict xfail; the cases recorded so far (event cases
 that were samples, the backstop escape) are fixed and kept as regression cases.
 
@@ -43,7 +43,7 @@ def _explain(text: str, c: S.Comparison, bad: list[S.Finding]) -> str:
 
 # --------------------------------------------------------------------------- generated policies
 
-# Each test first runs the recorded minimal policies of tests/soundness_cases/ that show its defect
+# Each test first runs the recorded minimal policies of tests/verify/soundness_cases/ that show its defect
 # (@example), so it fails on today's checker deterministically; once those are fixed, the generated
 # search goes on looking for the next defect.
 #
