@@ -34,7 +34,8 @@ import yaml
 
 from loopspec.wire.classify import classify_exception
 from loopspec.engine.clock import Clock, RealClock
-from loopspec.engine.interpreter import Turn, TurnResult
+from loopspec.engine.results import TurnResult
+from loopspec.engine.turn import Turn
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, ProviderError
 from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
