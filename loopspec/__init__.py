@@ -25,12 +25,12 @@ __version__ = "0.1.0"
 
 # Imported on first use (PEP 562) so that `loopspec validate` / `check` stay fast to start.
 _LAZY = {
-    "Turn": "loopspec.engine.interpreter",
-    "TurnResult": "loopspec.engine.interpreter",
-    "TraceStep": "loopspec.engine.interpreter",
+    "Turn": "loopspec.engine.turn",
+    "TurnResult": "loopspec.engine.results",
+    "TraceStep": "loopspec.engine.results",
     "TurnCallbacks": "loopspec.engine.machine",
-    "run_turn": "loopspec.engine.interpreter",
-    "run_turn_sync": "loopspec.engine.interpreter",
+    "run_turn": "loopspec.engine.turn",
+    "run_turn_sync": "loopspec.engine.turn",
     "ToolRegistry": "loopspec.engine.tools",
     "Consumers": "loopspec.engine.consumers",
     "RealClock": "loopspec.engine.clock",

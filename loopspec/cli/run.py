@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not ok:
         return EXIT_USAGE
     from loopspec.engine.consumers import Consumers
-    from loopspec.engine.interpreter import Turn
+    from loopspec.engine.turn import Turn
     from loopspec.providers.litellm_provider import LiteLLMProvider
 
     def on_delta(text: str) -> None:

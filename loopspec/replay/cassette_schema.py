@@ -1,8 +1,9 @@
 """The JSON Schema of a cassette file, for editors and external tools.
 
-It describes what :mod:`loopspec.replay.cassette` reads, built from the same key lists, so the two
-cannot drift apart on names. The reader remains the authority: it also checks what a schema cannot
-say (an ``sse_file`` exists, a fault position is inside the stream, positions for diagnostics).
+It describes what :mod:`loopspec.replay.cassette_reader` reads, built from the same key lists (in
+:mod:`loopspec.replay.cassette`), so the two cannot drift apart on names. The reader remains the
+authority: it also checks what a schema cannot say (an ``sse_file`` exists, a fault position is
+inside the stream, positions for diagnostics).
 Cheap to import: no litellm.
 """
 

@@ -15,7 +15,8 @@ from typing import Any, Literal, Sequence
 
 from loopspec.engine.clock import VirtualClock
 from loopspec.engine.history import history_problems
-from loopspec.engine.interpreter import TraceStep, Turn, TurnResult
+from loopspec.engine.results import TraceStep, TurnResult
+from loopspec.engine.turn import Turn
 from loopspec.engine.machine import TurnCallbacks
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, Provider, ResponseStream

@@ -12,7 +12,8 @@ import dataclasses
 from typing import Any, Sequence
 
 from loopspec.engine.clock import ScaledClock
-from loopspec.engine.interpreter import Turn, TurnResult
+from loopspec.engine.results import TurnResult
+from loopspec.engine.turn import Turn
 from loopspec.providers.litellm_provider import LiteLLMProvider
 from loopspec.language.model import Policy
 

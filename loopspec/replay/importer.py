@@ -29,9 +29,10 @@ from typing import Any
 
 from loopspec.language.diagnostics import Diagnostic, Position, article
 
-from .cassette import Cassette, Expectations, ToolOutcome, ToolSpec, cassette_to_data
+from .cassette import Cassette, Expectations, ToolOutcome, ToolSpec
+from .cassette_writer import cassette_to_data
 from .interactions import Interaction, StreamResponse
-from .recorder import redact
+from .redact import redact
 from .synth import reply_chunks
 
 __all__ = ["TranscriptError", "Transcript", "ImportResult", "read_transcript", "transcript_to_cassette", "import_transcript"]

@@ -1,4 +1,4 @@
-"""Record one live turn into a cassette, and keep secrets out of it.
+"""Record one live turn into a cassette.
 
 :class:`RecordingProvider` is the live litellm provider with a tap: every chunk litellm yields is
 kept as a chunk dict (``model_dump()`` minus its ``None`` fields), an HTTP error before the stream
@@ -11,12 +11,7 @@ Chunk-level capture is what litellm hands the interpreter, not the wire bytes: l
 ``model``/``created`` and drops empty and usage-only chunks (docs/providers.md). It is exactly
 what the interpreter saw, which is what a replay must reproduce.
 
-Redaction (:func:`redact`, :func:`redact_text`, :func:`redact_chunks`) runs over the structured
-cassette and again over the written text, and the written file is re-read and checked before it
-is kept: API keys, ``Authorization``/``x-api-key`` values, ``Bearer`` tokens, ``sk-``/``sk-ant-``
-style keys, ``api_key=`` values and any literal secret the caller names (the ``--api-key`` value,
-``*_API_KEY`` environment values) never reach the file, even when a streamed secret is split
-across chunks.
+Secrets are kept out of the cassette by :mod:`.redact` (its names are re-exported here).
 """
 
 from __future__ import annotations
@@ -27,23 +22,32 @@ import asyncio
 import datetime as _dt
 import inspect
 import math
-import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
-import yaml
-
 from loopspec.wire.classify import classify_exception
 from loopspec.engine.clock import Clock, RealClock
-from loopspec.engine.interpreter import Turn, TurnResult
+from loopspec.engine.results import TurnResult
+from loopspec.engine.turn import Turn
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, ProviderError
 from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
 from loopspec.language.model import Policy
 
-from .cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec, cassette_to_data, _Dumper
+from .cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec
 from .interactions import ErrorResponse, Interaction, StreamResponse
+from .redact import (
+    REDACTED,
+    RedactionError,
+    env_secrets,
+    redact,
+    redact_chunks,
+    redact_text,
+    safe_dump,
+    secret_spans,
+    write_redacted,
+)
 
 __all__ = [
     "REDACTED",
@@ -60,236 +64,6 @@ __all__ = [
     "safe_dump",
     "write_redacted",
 ]
-
-REDACTED = "<redacted>"
-"""What a secret becomes. Plain text that is valid inside a YAML plain scalar, a quoted scalar and a
-JSON string, and that none of the patterns below match again."""
-
-# Key shapes that are secrets wherever they appear.
-_KEY_PATTERNS = [
-    r"\bsk-(?:ant-|proj-|live-|test-|or-v1-)?[A-Za-z0-9_\-]{12,}",  # OpenAI, Anthropic, OpenRouter, ...
-    r"\bgsk_[A-Za-z0-9]{20,}",  # Groq
-    r"\bxai-[A-Za-z0-9]{20,}",  # xAI
-    r"\bAIza[0-9A-Za-z_\-]{30,}",  # Google
-    r"\bhf_[A-Za-z0-9]{20,}",  # Hugging Face
-    r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub
-    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
-]
-# ``Bearer <token>`` / ``Basic <creds>``: the token goes, the scheme stays.
-_AUTH_SCHEME = r"\b(?:Bearer|Basic)\s+(?!<redacted>)([A-Za-z0-9._~+/=\-]{6,})"
-# ``name = value`` / ``name: value`` / ``"name": "value"`` for credential-named fields.
-_CRED_NAMES = (
-    r"(?:x[-_])?api[-_]?key|authorization|proxy[-_]authorization|access[-_]?token|refresh[-_]?token|"
-    r"auth[-_]?token|id[-_]?token|client[-_]?secret|secret[-_]?key|password|passwd"
-)
-_KEY_VALUE = (
-    r"(?i)(?<![A-Za-z0-9])(?:" + _CRED_NAMES + r")[\"']?[ \t]*[:=][ \t]*[\"']?"
-    r"(?:(?:Bearer|Basic)[ \t]+)?(?!(?:Bearer|Basic)\b)([^\s\"'&,;(){}\[\]<>]+)"
-)
-# Credentials inside a URL: ``https://user:pass@host``.
-_URL_USERINFO = r"(?<=://)([^/\s:@]+:[^/\s@]+)@"
-
-_SECRET_RES = [re.compile(p) for p in _KEY_PATTERNS]
-_GROUP_RES = [re.compile(_AUTH_SCHEME), re.compile(_KEY_VALUE), re.compile(_URL_USERINFO)]
-_SENSITIVE_KEY = re.compile(r"(?i)^(?:" + _CRED_NAMES + r")$")
-
-
-class RedactionError(LoopspecError):
-    """The written text still carried a secret after redaction; nothing was written."""
-
-
-def secret_spans(text: str, secrets: Iterable[str] = ()) -> list[tuple[int, int]]:
-    """The character ranges of ``text`` that are secrets, merged and sorted."""
-    spans: list[tuple[int, int]] = []
-    for rx in _SECRET_RES:
-        spans += [(m.start(), m.end()) for m in rx.finditer(text)]
-    for rx in _GROUP_RES:
-        spans += [(m.start(1), m.end(1)) for m in rx.finditer(text) if m.group(1)]
-    for s in secrets:
-        if s:
-            start = text.find(s)
-            while start != -1:
-                spans.append((start, start + len(s)))
-                start = text.find(s, start + 1)
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def redact_text(s: str, secrets: Iterable[str] = ()) -> str:
-    """``s`` with every secret replaced by :data:`REDACTED`."""
-    secrets = tuple(x for x in secrets if x)
-    spans = secret_spans(s, secrets)
-    if not spans:
-        return s
-    out, pos = [], 0
-    for a, b in spans:
-        out += [s[pos:a], REDACTED]
-        pos = b
-    out.append(s[pos:])
-    return "".join(out)
-
-
-def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of a JSON-like value with every secret string redacted.
-
-    Strings are passed through :func:`redact_text`; the value of a credential-named key
-    (``api_key``, ``Authorization``, ``x-api-key``, ``password``, ...) is replaced outright.
-    """
-    secrets = tuple(x for x in secrets if x)
-    if isinstance(obj, str):
-        return redact_text(obj, secrets)
-    if isinstance(obj, dict):
-        out: dict[Any, Any] = {}
-        for k, v in obj.items():
-            if isinstance(k, str) and _SENSITIVE_KEY.match(k) and isinstance(v, (str, int, float)) and v != "":
-                out[k] = REDACTED
-            else:
-                out[redact_text(k, secrets) if isinstance(k, str) else k] = redact(v, secrets)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [redact(x, secrets) for x in obj]
-    return obj
-
-
-# ------------------------------------------------------------------------------ stream channels
-
-
-def _channels(chunks: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[tuple[dict[str, Any], str]]]:
-    """Per text channel (choice content, reasoning, each tool call's arguments): the dicts that
-    hold a piece of it and the key the piece is under, in stream order."""
-    chans: dict[tuple[Any, ...], list[tuple[dict[str, Any], str]]] = {}
-    for chunk in chunks:
-        for ch in chunk.get("choices") or []:
-            if not isinstance(ch, dict):
-                continue
-            idx = ch.get("index", 0)
-            delta = ch.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            for key in ("content", "reasoning_content", "reasoning", "refusal"):
-                if isinstance(delta.get(key), str):
-                    chans.setdefault((idx, key), []).append((delta, key))
-            for tc in delta.get("tool_calls") or []:
-                fn = tc.get("function") if isinstance(tc, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    chans.setdefault((idx, "tool", tc.get("index", 0)), []).append((fn, "arguments"))
-    return chans
-
-
-def redact_chunks(chunks: Sequence[dict[str, Any]], secrets: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Redact a recorded stream, including secrets that arrived split across chunks.
-
-    Each text channel is joined, secrets are found in the joined text, and the pieces are
-    rewritten in place: the piece where a secret starts gets :data:`REDACTED`, the secret's other
-    characters are removed from every piece they were in. Chunk boundaries (and so stall and
-    disconnect positions) are kept; the whole chunks then get :func:`redact` for other fields.
-    """
-    secrets = tuple(x for x in secrets if x)
-    copied = [_deepcopy(c) for c in chunks]
-    for pieces in _channels(copied).values():
-        texts = [holder[key] for holder, key in pieces]
-        joined = "".join(texts)
-        spans = secret_spans(joined, secrets)
-        if not spans:
-            continue
-        offset = 0
-        for (holder, key), text in zip(pieces, texts):
-            start, end = offset, offset + len(text)
-            offset = end
-            out = []
-            for i, char in enumerate(text, start):
-                span = next((sp for sp in spans if sp[0] <= i < sp[1]), None)
-                if span is None:
-                    out.append(char)
-                elif i == span[0]:
-                    out.append(REDACTED)
-            holder[key] = "".join(out)
-    return [redact(c, secrets) for c in copied]
-
-
-def _deepcopy(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _deepcopy(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_deepcopy(x) for x in v]
-    return v
-
-
-def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of credential-looking environment variables (``*_API_KEY``, ``*_TOKEN``, ...)."""
-    env = os.environ if environ is None else environ
-    names = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD)$")
-    return sorted({v for k, v in env.items() if names.search(k) and v and len(v) >= 8})
-
-
-def _strings(obj: Any) -> Iterable[str]:
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from _strings(x)
-
-
-def _leaks(data: Any, text: str, secrets: Sequence[str]) -> list[str]:
-    """Secrets still present in the data (strings, and streamed channels joined) or in the text."""
-    found = []
-    for s in _strings(data):
-        if secret_spans(s, secrets):
-            found.append(s)
-    for it in data.get("interactions") or [] if isinstance(data, dict) else []:
-        if isinstance(it, dict) and isinstance(it.get("chunks"), list):
-            for pieces in _channels(it["chunks"]).values():
-                joined = "".join(h[k] for h, k in pieces)
-                if secret_spans(joined, secrets):
-                    found.append(joined)
-    for s in secrets:
-        if s and s in text:
-            found.append(s)
-    return found
-
-
-def safe_dump(data: dict[str, Any], secrets: Iterable[str] = ()) -> str:
-    """Cassette data as YAML text with every secret gone, checked by reading the text back.
-
-    The structured data is redacted (streams channel by channel), dumped, and the text redacted
-    once more as a net for anything a structure walk cannot see. The text is then parsed again and
-    every string (and every stream channel, joined) checked; a leak raises :class:`RedactionError`.
-    """
-    secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-    data = dict(data)
-    for i, it in enumerate(list(data.get("interactions") or [])):
-        if isinstance(it, dict) and isinstance(it.get("chunks"), list):
-            it = dict(it, chunks=redact_chunks(it["chunks"], secrets))
-            data["interactions"][i] = it
-    data = redact(data, secrets)
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-    net = redact_text(text, secrets)
-    try:
-        reread = yaml.safe_load(net)
-    except yaml.YAMLError as exc:  # pragma: no cover - REDACTED is chosen to keep YAML valid
-        raise RedactionError(f"redacting the written text broke its YAML: {exc}") from exc
-    leaks = _leaks(reread, net, secrets)
-    if leaks:
-        raise RedactionError(f"{len(leaks)} strings still carry a secret after redaction")
-    return net
-
-
-def write_redacted(c: Cassette, path: str, secrets: Iterable[str] = ()) -> str:
-    """Write a cassette with secrets removed; returns the text written."""
-    text = safe_dump(cassette_to_data(c), secrets)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    return text
 
 
 # ------------------------------------------------------------------------------ recording

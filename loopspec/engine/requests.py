@@ -1,0 +1,62 @@
+"""Building one model request from what the step offers (tools, reasoning, fallback model, boosted
+token limit) and the turn's own options, and the record a turn keeps of what it sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopspec.language.model import Offer, Settings
+from loopspec.providers.base import ModelRequest
+
+from .results import RequestRecord
+from .tools import ToolRegistry
+
+
+def build_request(
+    offer: Offer,
+    messages: list[dict[str, Any]],
+    *,
+    settings: Settings,
+    tools: ToolRegistry,
+    model: str,
+    max_tokens: int | None,
+    reasoning_effort: str | None,
+    extra: dict[str, Any],
+    api_base: str | None,
+    api_key: str | None,
+) -> ModelRequest:
+    """The request for one ``call`` effect: ``messages`` is the trajectory's working copy."""
+    specs = tools.specs() if offer.tools and tools.tools else None
+    tool_choice = "auto" if specs and offer.tool_choice_auto else None
+    effort = reasoning_effort if offer.reasoning else None
+    if offer.fallback_model and settings.fallback_model:
+        model = settings.fallback_model
+    if offer.max_tokens_boosted and settings.boosted_max_tokens:
+        max_tokens = settings.boosted_max_tokens
+    return ModelRequest(
+        model=model,
+        messages=messages,
+        tools=specs,
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        reasoning_effort=effort,
+        extra=dict(extra),
+        api_base=api_base,
+        api_key=api_key,
+        timeout=settings.request_timeout,
+    )
+
+
+def record_of(request: ModelRequest) -> RequestRecord:
+    """What a turn remembers of a request it sent (for expectations: was it sent without tools?)."""
+    messages = request.messages
+    last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    return RequestRecord(
+        request.model,
+        [t["function"]["name"] for t in request.tools or []],
+        request.tool_choice,
+        str(last_user),
+        len(messages),
+        request.reasoning_effort,
+        request.max_tokens,
+    )

@@ -1,0 +1,81 @@
+"""What a turn hands back: its trace of decisions, usage, the requests it made, and its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from loopspec.language.model import Step
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One decision: where the turn was, what it observed, and where that took it."""
+
+    index: int
+    state: str
+    kind: str
+    event: str
+    attrs: dict[str, Any]
+    transition: str | None
+    target: str
+    counters: dict[str, int]
+    flags: list[str]
+    actions: list[str]
+    redirected_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TurnUsage:
+    model_calls: int = 0
+    tool_batches: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class RequestRecord:
+    """What one model call carried (for expectations: was it sent without tools?)."""
+
+    model: str
+    tools: list[str]
+    tool_choice: Any
+    last_user: str
+    message_count: int
+    reasoning_effort: str | None
+    max_tokens: int | None
+
+
+@dataclass
+class TurnResult:
+    outcome: str
+    halt_state: str
+    message: str
+    """The halt message every consumer was given."""
+    response: str
+    """The visible text of the model's last reply."""
+    messages: list[dict[str, Any]]
+    """The full trajectory: never truncated, valid at every halt."""
+    trace: list[TraceStep]
+    usage: TurnUsage
+    requests: list[RequestRecord] = field(default_factory=list)
+    consumer_errors: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    """The compiled model's steps, in order: what the built-in properties are judged on."""
+    callback_errors: list[str] = field(default_factory=list)
+    """Callbacks (``Turn.on_enter`` and the like) that raised: ``"hook: Type: message"``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "halt_state": self.halt_state,
+            "message": self.message,
+            "response": self.response,
+            "usage": asdict(self.usage),
+            "trace": [s.to_json() for s in self.trace],
+            "messages": self.messages,
+        }

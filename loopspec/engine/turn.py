@@ -1,0 +1,461 @@
+"""A turn: run one turn of a compiled policy against a provider, tools and consumers.
+
+The loop is: run the current state's effect (await I/O), which yields exactly one event; ask the
+compiled model for the step (pure, synchronous: guards, caps, actions, backstop redirects); move
+the ``transitions`` machine along it; carry out the step's directives in order. Guards and actions
+are never re-implemented here. The result types are in :mod:`.results`, the request a ``call``
+effect sends is built by :mod:`.requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+from loopspec.providers.base import Provider, ProviderError, StreamBroken
+from loopspec.language.alphabet import Event
+from loopspec.language.graph import describe_action
+from loopspec.language.model import (
+    FATE_REFUSE,
+    FATE_RUN,
+    Append,
+    Backoff,
+    Compact,
+    Config,
+    Directive,
+    Offer,
+    Policy,
+    State,
+    Step,
+    render_template,
+)
+
+from loopspec.wire.assemble import AssembledReply, ReplyAssembler
+from loopspec.wire.classify import classify_reply
+from .clock import Clock, RealClock, StallTimeout
+from .consumers import Consumers
+from .guardrails import GuardrailState
+from .history import Trajectory, tool_calls_of
+from .machine import Callback, TurnCallbacks, TurnModel
+from .requests import build_request, record_of
+from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
+from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
+
+_REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
+_STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
+
+DEFAULT_MAX_STEPS = 10_000
+STEP_LIMIT_MESSAGE = "the turn took more than {n} decisions without halting; run loopspec check"
+
+
+class Turn:
+    """One turn: its own configuration, trajectory and guardrail memory; nothing shared."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        provider: Provider,
+        *,
+        model: str,
+        tools: ToolRegistry | None = None,
+        consumers: Consumers | None = None,
+        clock: Clock | None = None,
+        approve: ApprovalHook | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        max_tokens: int | None = None,
+        reasoning_effort: str | None = None,
+        extra: dict[str, Any] | None = None,
+        callbacks: TurnCallbacks | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+    ) -> None:
+        self.policy = policy
+        self.provider = provider
+        self.model = model
+        self.tools = tools or ToolRegistry()
+        self.consumers = consumers or Consumers()
+        self.clock: Clock = clock or RealClock()
+        self.approve = approve
+        self.api_base = api_base
+        self.api_key = api_key
+        self.max_tokens = max_tokens
+        self.reasoning_effort = reasoning_effort or policy.settings.reasoning_effort
+        self.extra = dict(extra or {})
+        self.max_steps = max_steps
+        """A safety net for a policy that never halts: after this many decisions the turn ends in
+        the policy_error halt (a checked policy never gets near it)."""
+        self.result: TurnResult | None = None
+        self._cancel_requested = False
+        self._task: asyncio.Task[Any] | None = None
+        self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
+
+    def cancel(self) -> None:
+        """End the turn in its cancelled halt, at whatever point it is."""
+        self._cancel_requested = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    # ------------------------------------------------------------------------------ callbacks
+
+    # Run synchronously by the turn's transitions machine as it moves, before the step is recorded
+    # and carried out; see TurnCallbacks. Register before run(); a callback that raises is recorded
+    # in TurnResult.callback_errors.
+
+    def on_enter(self, state: str, fn: Callback) -> None:
+        self.callbacks.on_enter(state, fn)
+
+    def on_exit(self, state: str, fn: Callback) -> None:
+        self.callbacks.on_exit(state, fn)
+
+    def before_state_change(self, fn: Callback) -> None:
+        self.callbacks.before_state_change(fn)
+
+    def after_state_change(self, fn: Callback) -> None:
+        self.callbacks.after_state_change(fn)
+
+    # ------------------------------------------------------------------------------ the loop
+
+    async def run(self, messages: Sequence[dict[str, Any]]) -> TurnResult:
+        self._task = asyncio.current_task()
+        policy = self.policy
+        self.trajectory = Trajectory([dict(m) for m in messages], keep_last=policy.settings.compaction_keep_last)
+        self.guardrails = GuardrailState(policy.guardrails)
+        self.trace: list[TraceStep] = []
+        self.steps: list[Step] = []
+        self.requests: list[RequestRecord] = []
+        self.usage = TurnUsage()
+        self._stream: Any = None
+        self._assembler: ReplyAssembler | None = None
+        self._reply = AssembledReply()
+        self._streamed = ""
+        self._pending_calls: tuple[str, list[ToolCall]] | None = None
+        self._escalation_failed: str | None = None
+        self._external_cancel = False
+        self._pending_cancel = False
+        self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
+
+        cfg = policy.initial_config()
+        offer = Offer.from_flags(cfg.flags)
+        turn_model = TurnModel.acquire(policy, self.callbacks)
+        callback_errors = turn_model.callback_errors
+        last_event = Event("start", {})
+        overrun: str | None = None
+        try:
+            while True:
+                state = policy.states[cfg.state]
+                if state.kind == "halt":
+                    break
+                if len(self.steps) >= self.max_steps:  # a loop `loopspec check` reports as not halting
+                    overrun = STEP_LIMIT_MESSAGE.format(n=self.max_steps)
+                    cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
+                    break
+                event = await self._effect(state, cfg, offer)
+                step = policy.step(cfg, event)
+                turn_model.perform(step)
+                self._record(step)
+                await self._carry_out(step)
+                cfg, last_event = step.after, event
+                offer = step.offer or offer
+        finally:
+            turn_model.release()
+            if self._stream is not None:
+                await self._close_stream()
+        result = await self._halt(cfg, last_event, overrun)
+        result.callback_errors = callback_errors
+        self.result = result
+        if self._external_cancel and not self._cancel_requested:
+            raise asyncio.CancelledError()
+        return result
+
+    def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
+        policy = self.policy
+        variables: dict[str, Any] = dict(event.attrs)
+        variables.update(
+            response=self._reply.text,
+            event=event.name,
+            guardrail=event.name if "verdict" in event.attrs else "",
+            model_calls=policy.value(cfg, "model_calls"),
+            tool_batches=policy.value(cfg, "tool_batches"),
+            max_model_calls=policy.backstops["model_calls"].max,
+            max_tool_batches=policy.backstops["tool_batches"].max,
+        )
+        return variables
+
+    def _record(self, step: Step) -> None:
+        policy = self.policy
+        self.steps.append(step)
+        t = step.transition
+        self.trace.append(
+            TraceStep(
+                index=len(self.trace),
+                state=step.before.state,
+                kind=policy.states[step.before.state].kind,
+                event=step.event.name,
+                attrs=dict(step.event.attrs),
+                transition=t.label if t else None,
+                target=step.after.state,
+                counters=dict(zip(policy.counter_names, step.after.counters)),
+                flags=sorted(step.after.flags),
+                actions=[describe_action(a) for a in t.actions] if t else [],
+                redirected_from=step.redirected_from,
+            )
+        )
+
+    # ------------------------------------------------------------------------------ effects
+
+    async def _effect(self, state: State, cfg: Config, offer: Offer) -> Event:
+        """Run the state's effect. Entry effects that the step already listed (a continuation
+        prompt, an escalation's compaction) were carried out with that step."""
+        kind = state.kind
+        if kind in ("call", "stream", "tool_exec") and (self._pending_cancel or self._past_deadline()):
+            self._pending_cancel = False
+            if self._stream is not None:
+                await self._close_stream()
+            return Event("cancelled", {})
+        try:
+            if kind == "call":
+                return await self._call(offer)
+            if kind == "stream":
+                return await self._consume()
+            if kind == "stub":
+                return self._stub()
+            if kind == "continue":
+                return Event("done", {})
+            if kind == "tool_exec":
+                return await self._run_tools()
+            if kind == "escalate":
+                return await self._escalate(state, cfg)
+        except asyncio.CancelledError:
+            self._note_cancel()
+            if self._stream is not None:
+                await self._close_stream()
+            if kind in ("call", "stream", "tool_exec"):
+                return Event("cancelled", {})
+            self._pending_cancel = True
+            return Event("done", {})
+        raise AssertionError(f"no effect for kind {kind}")  # pragma: no cover
+
+    def _past_deadline(self) -> bool:
+        """The policy's turn_deadline has passed (cancellation by the clock)."""
+        return self._deadline is not None and self.clock.now() >= self._deadline
+
+    def _note_cancel(self) -> None:
+        """A CancelledError was turned into the ``cancelled`` event. If it came from outside (the
+        caller cancelled the task, not :meth:`cancel` or the deadline), re-raise it after the halt."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+            if not self._cancel_requested:
+                self._external_cancel = True
+
+    async def _call(self, offer: Offer) -> Event:
+        self.trajectory.strip_thinking = offer.thinking_stripped
+        request = build_request(
+            offer,
+            self.trajectory.working_copy(),
+            settings=self.policy.settings,
+            tools=self.tools,
+            model=self.model,
+            max_tokens=self.max_tokens,
+            reasoning_effort=self.reasoning_effort,
+            extra=self.extra,
+            api_base=self.api_base,
+            api_key=self.api_key,
+        )
+        self.requests.append(record_of(request))
+        self._reply = AssembledReply()
+        self._streamed = ""
+        try:
+            self._stream = await self.clock.within(self.provider.open(request), self.policy.settings.request_timeout)
+        except ProviderError as exc:
+            return exc.event
+        except StallTimeout:
+            return Event("timeout", {"status": 408, "message": "no response within the request timeout", "retry_after": 0.0, "code": ""})
+        return Event("opened", {})
+
+    async def _consume(self) -> Event:
+        stream, asm = self._stream, ReplyAssembler()
+        self._assembler = asm
+        streamed: list[str] = []
+        timeout = self.policy.settings.stall_timeout
+        try:
+            while True:
+                if self._cancel_requested or self._past_deadline():
+                    raise asyncio.CancelledError()
+                try:
+                    delta = await self.clock.next_chunk(stream, timeout)
+                except StopAsyncIteration:
+                    break
+                asm.feed(delta)
+                if delta is not None and delta.text:
+                    streamed.append(delta.text)
+                    await self.consumers.emit("on_delta", delta.text)
+        except StallTimeout:
+            await self._close_stream()
+            self._streamed = "".join(streamed)
+            self._reply = asm.result()
+            return Event("stalled", {"chars": asm.chars, "mid_tool_call": asm.in_tool_call})
+        except StreamBroken as exc:
+            self._stream = None
+            self._streamed = "".join(streamed)
+            self._reply = asm.result()
+            self._count_usage(self._reply)
+            return exc.with_chars(asm.chars).event
+        self._stream = None
+        self._streamed = "".join(streamed)
+        self._reply = asm.result()
+        self._count_usage(self._reply)
+        return classify_reply(self._reply, self.tools.schemas())
+
+    def _count_usage(self, reply: AssembledReply) -> None:
+        if reply.usage is not None:
+            self.usage.prompt_tokens += reply.usage.prompt_tokens
+            self.usage.completion_tokens += reply.usage.completion_tokens
+            self.usage.reasoning_tokens += reply.usage.reasoning_tokens
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+
+    def _stub(self) -> Event:
+        """A partial-stream stub: the text that arrived is kept; partial tool calls never run."""
+        asm = self._assembler or ReplyAssembler()
+        reply = asm.result()
+        self._reply = AssembledReply(text=reply.text, reasoning=reply.reasoning, finish_reason="stalled")
+        cut = asm.cut_tool_names()
+        if asm.in_tool_call or reply.tool_calls:
+            return Event("mid_tool_call", {"chars": asm.chars, "cut_tools": cut})
+        return Event("mid_text", {"chars": asm.chars})
+
+    async def _run_tools(self) -> Event:
+        pending, self._pending_calls = self._pending_calls, None
+        if not pending:  # nothing complete to run: a partial call never becomes a batch
+            return Event("ok", {"tools": []})
+        text, calls = pending
+        names = [c.name for c in calls]
+        blocked = await needs_approval(self.tools, calls, self.approve)
+        if blocked is not None:
+            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
+            self.trajectory.add_tool_round(text, calls, results)
+            return Event("approval_required", {"tool": blocked.name})
+        tasks: list[asyncio.Future[ToolResult]] = []
+        try:
+            if len(calls) == 1:  # the common case: no task, no extra trip through the event loop
+                results = [await run_one(self.tools.tools.get(calls[0].name), calls[0])]
+            else:
+                tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
+                results = list(await asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            done = {id(c): t.result() for t, c in zip(tasks, calls) if t.done() and not t.cancelled()}
+            results = [
+                done.get(id(c)) or ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False) for c in calls
+            ]
+            self.trajectory.add_tool_round(text, calls, results)
+            raise
+        self.trajectory.add_tool_round(text, calls, results)
+        guard = self.guardrails.observe(results)
+        if guard is not None:
+            return guard
+        if all(r.ok for r in results):
+            return Event("ok", {"tools": names})
+        return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
+
+    async def _escalate(self, state: State, cfg: Config) -> Event:
+        """The step that entered ``state`` carried out its apply list; report whether it took."""
+        failed, self._escalation_failed = self._escalation_failed, None
+        if failed is not None:
+            return Event("failed", {"message": failed})
+        if "fallback_model" in cfg.flags and not self.policy.settings.fallback_model:
+            return Event("failed", {"message": "no fallback_model in settings"})
+        await self.consumers.emit("on_status", f"escalate: {state.name}")
+        return Event("done", {})
+
+    # ------------------------------------------------------------------------------ after a step
+
+    async def _carry_out(self, step: Step) -> None:
+        """Commit what the model said as the step's fate for its tool calls says, then perform the
+        step's directives in order."""
+        event = step.event
+        variables = self._variables(step.after, event)
+        if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
+            if step.fate == FATE_RUN:
+                self._pending_calls = (self._reply.text, tool_calls_of(self._reply))
+            elif step.fate == FATE_REFUSE:
+                calls = tool_calls_of(self._reply)
+                content = self.policy.render(step.refusal or "", variables)
+                self.trajectory.add_tool_round(self._reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
+            else:
+                self.trajectory.add_assistant_text(self._reply.text)
+        entering_escalate = self.policy.states[step.after.state].kind == "escalate"
+        for d in step.directives:
+            await self._directive(d, variables, event, entering_escalate)
+
+    async def _directive(self, d: Directive, variables: dict[str, Any], event: Event, entering_escalate: bool) -> None:
+        action = d.action
+        if isinstance(action, Append):
+            self.trajectory.add_user(self.policy.render(action.template, variables))
+        elif isinstance(action, Backoff):
+            delay = max(d.delay, float(event.get("retry_after", 0.0) or 0.0))
+            await self.consumers.emit("on_status", f"{event.name}: retrying in {delay:g} s")
+            try:
+                await self.clock.sleep(delay)
+            except asyncio.CancelledError:
+                self._note_cancel()
+                self._pending_cancel = True
+        elif isinstance(action, Compact):
+            if not self.trajectory.compact() and entering_escalate:
+                self._escalation_failed = "nothing left to compact"
+
+    # ------------------------------------------------------------------------------ the halt
+
+    async def _halt(self, cfg: Config, event: Event, message: str | None = None) -> TurnResult:
+        """Render the halt message (unless given) and deliver it once to every consumer, then persist it."""
+        policy = self.policy
+        state = policy.states[cfg.state]
+        if message is None:
+            message = render_template(state.message or "", self._variables(cfg, event))
+        streamed = self._streamed
+        extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
+        if extra.strip():
+            await self.consumers.emit("on_delta", extra)
+        await self.consumers.emit("on_end")
+        await self.consumers.emit("on_interim", message, not extra.strip())
+        await self.consumers.emit("on_status", f"halt: {state.outcome}")
+        msgs = self.trajectory.messages
+        last = msgs[-1] if msgs else {}
+        if extra.strip() and not (last.get("role") == "assistant" and last.get("content") == message):
+            self.trajectory.add_assistant_text(extra if streamed else message)
+        self.usage.model_calls = policy.value(cfg, "model_calls")
+        self.usage.tool_batches = policy.value(cfg, "tool_batches")
+        return TurnResult(
+            outcome=state.outcome or "policy_error",
+            halt_state=state.name,
+            message=message,
+            response=self._reply.text,
+            messages=self.trajectory.messages,
+            trace=self.trace,
+            usage=self.usage,
+            requests=self.requests,
+            consumer_errors=list(self.consumers.errors),
+            steps=self.steps,
+        )
+
+
+async def run_turn(
+    policy: Policy, messages: Sequence[dict[str, Any]], provider: Provider, *, model: str, **options: Any
+) -> TurnResult:
+    """Run one turn; see :class:`Turn` for the options (tools, consumers, clock, approve, ...)."""
+    return await Turn(policy, provider, model=model, **options).run(messages)
+
+
+def run_turn_sync(
+    policy: Policy, messages: Sequence[dict[str, Any]], provider: Provider, *, model: str, **options: Any
+) -> TurnResult:
+    """:func:`run_turn` for synchronous callers (starts its own event loop)."""
+    return asyncio.run(run_turn(policy, messages, provider, model=model, **options))

@@ -1,0 +1,116 @@
+"""Writing a cassette: the model as YAML data and text, and storing a decision trace into an
+existing file without touching the rest of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .cassette_model import CASSETTE_VERSION, Cassette, RecordedStep
+from .interactions import CompletionResponse, ErrorResponse, Interaction
+
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def interaction_to_data(it: Interaction) -> dict[str, Any]:
+    if isinstance(it, ErrorResponse):
+        data: dict[str, Any] = {"error": {"status": it.status, "body": it.body}}
+        if it.headers:
+            data["error"]["headers"] = dict(it.headers)
+        return data
+    if isinstance(it, CompletionResponse):
+        return {"completion": it.body}
+    data = {"sse": it.sse} if it.sse is not None else {"chunks": list(it.chunks or ())}
+    if it.stall_after is not None:
+        data.update(stall_after=it.stall_after, stall_seconds=it.stall_seconds)
+    if it.disconnect_after is not None:
+        data["disconnect_after"] = it.disconnect_after
+    return data
+
+
+def cassette_to_data(c: Cassette) -> dict[str, Any]:
+    data: dict[str, Any] = {"loopspec_cassette": CASSETTE_VERSION, "name": c.name}
+    if c.doc:
+        data["doc"] = c.doc
+    if c.source:
+        data["source"] = c.source
+    data["model"] = c.model
+    data["messages"] = list(c.messages)
+    if c.tools:
+        data["tools"] = [
+            {
+                "name": t.name,
+                **({"description": t.description} if t.description else {}),
+                "parameters": t.parameters,
+                **({"needs_approval": True} if t.needs_approval else {}),
+            }
+            for t in c.tools
+        ]
+    data["interactions"] = [interaction_to_data(i) for i in c.interactions]
+    if c.tool_results:
+        data["tool_results"] = [
+            {"tool": r.tool, **({"error": r.error} if r.error is not None else {"result": r.result})} for r in c.tool_results
+        ]
+    e = c.expect
+    if not e.empty:
+        exp: dict[str, Any] = {}
+        for key in ("outcome", "model_calls", "tool_batches"):
+            if getattr(e, key) is not None:
+                exp[key] = getattr(e, key)
+        if e.final_response_contains:
+            exp["final_response_contains"] = list(e.final_response_contains)
+        if e.message_contains:
+            exp["message_contains"] = list(e.message_contains)
+        if e.all_played:
+            exp["all_played"] = True
+        if e.requests:
+            exp["requests"] = [{k: v for k, v in vars(r).items() if v is not None} for r in e.requests]
+        if e.properties:
+            exp["properties"] = list(e.properties)
+        if e.max_fires:
+            exp["max_fires"] = dict(e.max_fires)
+        data["expect"] = exp
+    if c.trace:
+        data["trace"] = [{k: v for k, v in vars(s).items() if v is not None} for s in c.trace]
+    return data
+
+
+def dump_cassette(c: Cassette) -> str:
+    return yaml.dump(cassette_to_data(c), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+
+
+def write_cassette(c: Cassette, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(dump_cassette(c))
+
+
+def store_trace(path: str, trace: list[RecordedStep]) -> None:
+    """Write ``trace`` into the cassette file as its top-level ``trace:``, keeping the rest of the
+    file (comments, anchors, layout) exactly as it is; an existing ``trace:`` is replaced."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    out: list[str] = []
+    skipping = False
+    for line in lines:
+        top_level = bool(line.strip()) and not line[0].isspace() and not line.startswith(("#", "-"))
+        if top_level:
+            skipping = line.startswith("trace:")
+        if not skipping:
+            out.append(line)
+    text = "".join(out).rstrip("\n") + "\n"
+    steps = [{k: v for k, v in vars(s).items() if v is not None} for s in trace]
+    text += yaml.dump({"trace": steps}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
