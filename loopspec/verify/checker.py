@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..language.model import Policy, Step
 from .abstraction import Analysis, Edge, Graph, Node, build_analysis, build_graph
@@ -19,6 +19,7 @@ from .explore import (
     witness_walks,
 )
 from .properties import PROPERTY_DOCS, empty_when, message_problem, monitor_step
+from .search import shortest_path
 from .report import FAIL, PASS, WARN, CheckResult, Figure, PropertyResult
 from .structure import analyse_structure
 from .termination import Termination, eliminate, worst_case
@@ -223,28 +224,13 @@ def _abstract_cex(e: Edge) -> CexStep:
 
 
 def _abstract_path(g: Graph, goal: Any, start: Node | None = None, within: set[int] | None = None) -> list[Edge] | None:
-    root = start or g.initial
-    prev: dict[Node, tuple[Node, Edge] | None] = {root: None}
-    frontier = [root]
-    while frontier:
-        nxt = []
-        for n in frontier:
-            for e in g.out.get(n, ()):
-                if within is not None and e.index not in within:
-                    continue
-                if goal(e):
-                    path = [e]
-                    cur = n
-                    while prev[cur] is not None:
-                        p, pe = prev[cur]  # type: ignore[misc]
-                        path.append(pe)
-                        cur = p
-                    return list(reversed(path))
-                if e.dst not in prev:
-                    prev[e.dst] = (n, e)
-                    nxt.append(e.dst)
-        frontier = nxt
-    return None
+    def expand(n: Node) -> Iterator[tuple[Edge, Node]]:
+        for e in g.out.get(n, ()):
+            if within is None or e.index in within:
+                yield e, e.dst
+
+    path, _n = shortest_path(start or g.initial, expand, lambda e, dst: bool(goal(e)))
+    return path
 
 
 def _monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyResult, int]:

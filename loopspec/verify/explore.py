@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, TypeVar
 
 from ..language.model import Config, Step
 from .abstraction import Analysis
 from .properties import monitor_step
+from .search import path_to, shortest_path
 
 CNode = tuple[Config, int, bool]
 """A concrete configuration with the property monitor's state (pending tool calls, silent stub)."""
@@ -99,20 +100,8 @@ def initial_node(an: Analysis) -> CNode:
     return (an.policy.initial_config(), 0, False)
 
 
-def _path(parents: dict[_N, tuple[_N, Step] | None], node: _N, last: Step | None = None) -> list[CexStep]:
-    out: list[CexStep] = []
-    if last is not None:
-        out.append(cex_step(last))
-    cur = node
-    while True:
-        p = parents[cur]
-        if p is None:
-            break
-        prev, step = p
-        out.append(cex_step(step))
-        cur = prev
-    out.reverse()
-    return out
+def _path(parents: dict[_N, tuple[_N, Step] | None], node: _N) -> list[CexStep]:
+    return [cex_step(step) for step in path_to(parents, node)]
 
 
 StepPredicate = Callable[[Step, SearchNode, list[tuple[str, str]]], bool]
@@ -157,29 +146,21 @@ def shortest_counterexample(
         root = (*root, extra(None, None))
     if world is not None:
         root = (*root, world.start() if world_start is None else world_start)
-    parents: dict[SearchNode, tuple[SearchNode, Step] | None] = {root: None}
-    frontier = [root]
-    explored = 0
-    while frontier and explored < limit:
-        nxt: list[SearchNode] = []
-        for node in frontier:
-            explored += 1
-            for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
-                if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
+
+    def expand(node: SearchNode) -> Iterator[tuple[tuple[Step, list[tuple[str, str]]], SearchNode]]:
+        for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
+            if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
+                continue
+            child: SearchNode = cnode if extra is None else (*cnode, extra(node[3], step))
+            if world is not None:
+                w = world.advance(node[-1], step)
+                if w is None:
                     continue
-                child: SearchNode = cnode if extra is None else (*cnode, extra(node[3], step))
-                if world is not None:
-                    w = world.advance(node[-1], step)
-                    if w is None:
-                        continue
-                    child = (*child, w)
-                if predicate(step, child, viol):
-                    return _path(parents, node, step), explored
-                if child not in parents:
-                    parents[child] = (node, step)
-                    nxt.append(child)
-        frontier = nxt
-    return None, explored
+                child = (*child, w)
+            yield (step, viol), child
+
+    path, explored = shortest_path(root, expand, lambda edge, child: predicate(edge[0], child, edge[1]), limit)
+    return (None if path is None else [cex_step(step) for step, _v in path]), explored
 
 
 def violation_counterexample(
@@ -274,35 +255,25 @@ def _lasso_from(
     for i in sorted(cand):
         # shortest cycle from order[i] back to itself
         target = order[i]
-        prev: dict[int, tuple[int, Step] | None] = {i: None}
-        frontier = [i]
-        found: int | None = None
-        found_step: Step | None = None
-        while frontier and found is None:
-            nxt = []
-            for k in frontier:
-                for step, child, _v in successors(an, order[k]):
-                    if child == target:
-                        found, found_step = k, step
-                        break
-                    j = _index_of(order, child, succ, k)
-                    if j is None or j in prev or j not in cand:
-                        continue
-                    prev[j] = (k, step)
-                    nxt.append(j)
-                if found is not None:
-                    break
-            frontier = nxt
-        if found is None or found_step is None:
+
+        def expand(k: int, i: int = i, target: CNode = target) -> Iterator[tuple[Step, int]]:
+            for step, child, _v in successors(an, order[k]):
+                if child == target:
+                    yield step, i
+                    continue
+                j = _index_of(order, child, succ, k)
+                if j is None or j not in cand:
+                    continue
+                yield step, j
+
+        def back(step: Step, j: int, i: int = i) -> bool:
+            return j == i
+
+        cycle, _n = shortest_path(i, expand, back)
+        if cycle is None:
             continue
         prefix = _path(parents, target)
-        loop: list[CexStep] = [cex_step(found_step)]
-        k = found
-        while prev[k] is not None:
-            pk, st = prev[k]  # type: ignore[misc]
-            loop.append(cex_step(st))
-            k = pk
-        loop_steps = list(reversed(loop))
+        loop_steps = [cex_step(step) for step in cycle]
         return Counterexample(prefix + loop_steps, "the run repeats from loop_start forever", True, len(prefix))
     return None
 
