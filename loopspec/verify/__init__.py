@@ -31,8 +31,8 @@ _LAZY = {
     "CheckResult": "report",
     "PropertyResult": "report",
     "Figure": "report",
-    "Counterexample": "explore",
-    "CexStep": "explore",
+    "Counterexample": "counterexample",
+    "CexStep": "counterexample",
 }
 
 __all__ = sorted(_LAZY)

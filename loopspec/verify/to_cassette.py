@@ -49,7 +49,7 @@ from loopspec.language.properties import RUN_PROPERTIES, Watch, continuation_cou
 from loopspec.language.properties import advance as advance_properties
 
 from .abstraction import guard_atoms
-from .explore import CexStep, Counterexample
+from .counterexample import CexStep, Counterexample
 from .properties import EmptyWhen, empty_when
 
 DEFAULT_TOOL = "tool_a"
@@ -753,7 +753,7 @@ class _Closing:
 def _closing_path(policy: Policy, realiser: Realiser, cfg: Config, facts: Facts) -> list[Step]:
     """The shortest realisable, clean way from ``cfg`` to a halt (to end a path that stops short)."""
     from .abstraction import build_analysis
-    from .explore import shortest_counterexample
+    from .reach import shortest_counterexample
 
     an = build_analysis(policy)
     path, _n = shortest_counterexample(
