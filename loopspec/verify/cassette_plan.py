@@ -22,7 +22,8 @@ from loopspec.language.properties import advance as advance_properties
 from .counterexample import CexStep
 from .properties import EmptyWhen
 from .event_options import Facts, NotReplayable, Option, _text
-from .realiser import Realiser, tool_result
+from .realiser import Realiser
+from .tool_scripts import tool_result
 
 
 # --------------------------------------------------------------------------- building cassettes

@@ -5,12 +5,11 @@ outside world. Plus the tool results and scripts that realise tool events."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator, Mapping, Sequence
 
 from loopspec.wire.classify import broken_cause
 from loopspec.engine.guardrails import GuardrailState
-from loopspec.engine.tools import ToolCall, ToolResult
+from loopspec.engine.tools import ToolResult
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
 from loopspec.language.alphabet import Event
@@ -18,6 +17,7 @@ from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy,
 
 from .abstraction import guard_atoms
 from .properties import EmptyWhen, empty_when
+from .tool_scripts import _last_index, _scripts, tool_result
 from .event_options import (
     DEFAULT_TOOL,
     Facts,
@@ -394,37 +394,3 @@ class Realiser:
 
 
 _DUMMY = Config("", (), frozenset())
-
-
-def _last_index(calls: Sequence[str], tool: str) -> int:
-    return max(i for i, t in enumerate(calls) if t == tool)
-
-
-def tool_result(r: Result) -> ToolResult:
-    """A result as the interpreter builds it from a recorded one (errors are raised as RuntimeError)."""
-    content = r.content or ""
-    return ToolResult(ToolCall("call", r.tool, r.args), content if r.ok else f"Error: RuntimeError: {content}", r.ok)
-
-
-def _scripts(tool: str, threshold: int, max_period: int) -> Iterator[tuple[list[Result], Result]]:
-    """Candidate (inserted calls of ``tool``, its call in the final batch), shortest first."""
-    same_fail = Result(tool, False, "the same failure")
-    same_ok = Result(tool, True, "the same result")
-    for k in range(threshold + 1):
-        yield [same_fail] * k, same_fail  # repeated_exact_failure
-        streak = [Result(tool, False, f"scripted failure {i}", json.dumps({"attempt": i})) for i in range(k)]
-        yield streak, Result(tool, False, "the last failure")  # same_tool_failure
-        yield [same_ok] * k, same_ok  # no_progress, doom_loop of period 1
-        mixed: list[Result] = []
-        for i in range(k):
-            mixed += [same_ok, Result(tool, True, f"scripted result {i}", json.dumps({"other": i}))]
-        yield mixed, same_ok  # no_progress without a cycle
-        mixed = []
-        for i in range(k):
-            mixed += [same_fail, Result(tool, True, f"scripted result {i}", json.dumps({"other": i}))]
-        yield mixed, same_fail  # repeated_exact_failure without a cycle or a failure streak
-    for p in range(2, max_period + 1):
-        cycle = [Result(tool, True, f"cycle result {j}", json.dumps({"step": j})) for j in range(p - 1)] + [same_ok]
-        for r in range(1, threshold + 2):
-            seq = cycle * r
-            yield seq[:-1], seq[-1]  # doom_loop of period p
