@@ -33,6 +33,7 @@ from typing import Any, Iterable
 from ..language.alphabet import BACKSTOP_KIND, KINDS, Event
 from ..language.properties import budget_lasts, continuation_counters
 from ..language.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
+from .properties import monitor_step
 from .cases import (
     BUDGET_EVENTS,
     MONITOR_ATTRS,  # noqa: F401 - re-exported: the attributes the monitor reads
@@ -372,8 +373,6 @@ class Graph:
 
 
 def build_graph(an: Analysis) -> Graph:
-    from .properties import monitor_step
-
     policy = an.policy
     cfg0 = policy.initial_config()
     init = an.node_of(cfg0)

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from string import Formatter
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol
 
 from ..language.alphabet import KINDS
-from ..language.model import Step
+from ..language.model import Policy, Step
 from ..language.properties import PROPERTY_DOCS, Watch, advance
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .abstraction import Analysis
 
 __all__ = ["PROPERTY_DOCS", "EmptyWhen", "empty_when", "message_problem", "monitor_step"]
 
 _WATCHES = (Watch(False), Watch(True))
 
 
-def monitor_step(an: "Analysis", pending: int, silent: bool, step: Step) -> tuple[int, bool, list[tuple[str, str]]]:
+class Monitored(Protocol):
+    """What the monitor needs of the checker's analysis (an
+    :class:`~loopspec.verify.abstraction.Analysis`); a protocol, so that this module does not
+    import the abstraction that imports it."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def continuation_counters(self) -> tuple[int, ...]: ...
+
+
+def monitor_step(an: Monitored, pending: int, silent: bool, step: Step) -> tuple[int, bool, list[tuple[str, str]]]:
     """Advance the property watch over one step; return (pending, silent, violations).
 
     ``pending`` is kept for the search nodes' shape and is always 0: since the step itself decides

@@ -7,7 +7,7 @@ from typing import Any
 
 from loopspec.language.alphabet import KINDS
 
-from .explore import CexStep, Counterexample
+from .counterexample import CexStep, Counterexample
 from .properties import PROPERTY_DOCS
 from .structure import Structure
 from .termination import BackstopLoop, Elimination

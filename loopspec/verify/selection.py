@@ -1,0 +1,229 @@
+"""The compiled selection: a state's transitions for one event as a formula over variables
+(attributes, counters, flags), which the outcome search in :mod:`.cases` solves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Hashable, Mapping, Sequence, cast
+
+from ..language.alphabet import KINDS, Attr, Event
+from ..language.model import (
+    AllOf,
+    Always,
+    AnyOf,
+    AttrTest,
+    Config,
+    CounterCmp,
+    FlagIs,
+    Guard,
+    Not,
+    Policy,
+    Transition,
+)
+from .atoms import SAT, UNKNOWN, UNSAT, flag_holds
+from .witnesses import attr_witness, counter_witness
+
+
+# Attributes the property monitor reads, split even when no guard tests them.
+MONITOR_ATTRS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("stream", "length"): ("has_tool_calls",),
+    ("stream", "stalled"): ("mid_tool_call",),
+}
+
+BUDGET_EVENTS = ("mid_tool_call", "stalled")
+"""Events on which the monitor reads whether the continuation budget lasts."""
+
+
+@dataclass(frozen=True)
+class Domains:
+    """Where the counters and flags may be: each counter in an inclusive range; flags fixed or free."""
+
+    counters: tuple[tuple[int, int], ...]
+    flags: frozenset[str] | None
+    """The set flags, or None when every flag may be either."""
+
+    @staticmethod
+    def of_config(cfg: Config) -> "Domains":
+        return Domains(tuple((v, v) for v in cfg.counters), cfg.flags)
+
+    def config(self, values: Mapping[int, int] | None = None, state: str = "") -> Config:
+        vals = values or {}
+        counters = tuple(vals.get(i, lo) for i, (lo, _hi) in enumerate(self.counters))
+        return Config(state, counters, self.flags or frozenset())
+
+
+# =========================================================================== compiled selection
+
+_ATOM, _AND, _OR, _NOT, _CONST = 0, 1, 2, 3, 4
+Node = tuple[Any, ...]
+TRUE: Node = (_CONST, True)
+
+Var = tuple[str, Any]
+"""("attr", name), ("counter", index), ("flag", name) or ("opaque", atom index)."""
+
+
+def _freeze(v: Any) -> Hashable:
+    if isinstance(v, (list, tuple)):
+        return ("list" if isinstance(v, list) else "tuple", tuple(_freeze(x) for x in v))
+    if isinstance(v, dict):
+        return ("dict", tuple(sorted((repr(k), _freeze(x)) for k, x in v.items())))
+    try:
+        hash(v)
+    except TypeError:  # pragma: no cover - YAML gives lists, dicts and scalars only
+        return ("repr", repr(v))
+    return (type(v).__name__, v)
+
+
+@dataclass
+class Selection:
+    """A state's transitions on one event, compiled for the outcome search."""
+
+    policy: Policy
+    state: str
+    event: str
+    attrs: tuple[Attr, ...]
+    transitions: tuple[Transition, ...]
+    atoms: list[Guard] = field(default_factory=list)
+    vars: list[Var] = field(default_factory=list)
+    enabled: list[Node] = field(default_factory=list)
+    """Per transition: its guard and its cap checks (``counter <= max - amount``), as in Policy.enabled."""
+    caps: list[Node] = field(default_factory=list)
+    """Per transition: its cap checks alone (for a "may fire" step)."""
+    monitor: list[Node] = field(default_factory=list)
+    """The truthiness of each attribute the monitor reads (:data:`MONITOR_ATTRS`)."""
+    budget: Node | None = None
+    _keys: dict[Hashable, int] = field(default_factory=dict)
+    _theory: dict[Hashable, tuple[str, Any]] = field(default_factory=dict)
+    _forced: dict[tuple[int | None, str], Policy] = field(default_factory=dict)
+    _outcomes: dict[Hashable, list[tuple[int | None, dict[Var, Any], bool]]] = field(default_factory=dict)
+    counter_vars: tuple[int, ...] = ()
+    flag_vars: frozenset[str] = frozenset()
+    queries: int = 0
+    may: int = 0
+
+    # -- compilation -------------------------------------------------------------------------
+
+    def atom(self, g: Guard) -> Node:
+        if isinstance(g, AttrTest):
+            key: Hashable = ("attr", g.attr, g.op, _freeze(g.value))
+            var: Var = ("attr", g.attr)
+        elif isinstance(g, CounterCmp):
+            key = ("counter", g.index, g.op, _freeze(g.value))
+            var = ("counter", g.index)
+        elif isinstance(g, FlagIs):
+            key = ("flag", g.flag, g.value)
+            var = ("flag", g.flag)
+        else:  # pragma: no cover - a guard form this module does not know: undecided, may fire
+            key = ("opaque", id(g))
+            var = ("opaque", len(self.atoms))
+        i = self._keys.get(key)
+        if i is None:
+            i = self._keys[key] = len(self.atoms)
+            self.atoms.append(g)
+            self.vars.append(var)
+        return (_ATOM, i)
+
+    def compile(self, g: Guard) -> Node:
+        if isinstance(g, Always):
+            return TRUE
+        if isinstance(g, AllOf):
+            return (_AND, tuple(self.compile(p) for p in g.parts))
+        if isinstance(g, AnyOf):
+            return (_OR, tuple(self.compile(p) for p in g.parts))
+        if isinstance(g, Not):
+            return (_NOT, self.compile(g.part))
+        return self.atom(g)
+
+    def cap_node(self, t: Transition) -> Node:
+        checks = []
+        for inc in t.increments():
+            c = self.policy.counters[inc.index]
+            checks.append(self.atom(CounterCmp(c.name, c.index, "le", c.max - inc.amount)))
+        return (_AND, tuple(checks))
+
+    # -- per-variable theories -----------------------------------------------------------------
+
+    def theory(self, var: Var, lits: Sequence[tuple[int, bool]], domains: "Domains") -> tuple[str, Any]:
+        kind, name = var
+        if kind == "counter":
+            lo, hi = domains.counters[name]
+            key: Hashable = (var, lo, hi, frozenset(lits))
+        else:
+            key = (var, frozenset(lits))
+        got = self._theory.get(key)
+        if got is not None:
+            return got
+        if kind == "attr":
+            spec = next((a for a in self.attrs if a.name == name), None)
+            got = attr_witness(spec, [(cast(AttrTest, self.atoms[i]), w) for i, w in lits])
+        elif kind == "counter":
+            got = counter_witness(lo, hi, [(cast(CounterCmp, self.atoms[i]), w) for i, w in lits])
+        elif kind == "flag":
+            got = (UNSAT, None)
+            for present in (False, True):
+                if all(flag_holds(cast(FlagIs, self.atoms[i]), present) is w for i, w in lits):
+                    got = (SAT, present)
+                    break
+        else:  # pragma: no cover
+            got = (UNKNOWN, None)
+        self._theory[key] = got
+        return got
+
+    def context_key(self, cfg: Config) -> tuple[bool, ...]:
+        """The truth of every counter and flag atom in ``cfg``: all that the cases depend on in it."""
+        ev = Event(self.event)
+        return tuple(
+            self.atoms[i].evaluate(self.policy, cfg, ev) for i, (kind, _n) in enumerate(self.vars) if kind != "attr"
+        )
+
+    def fixed(self, domains: "Domains") -> list[bool | None]:
+        """Truth values of the atoms whose variable the domains pin to one value."""
+        out: list[bool | None] = [None] * len(self.atoms)
+        cfg = domains.config()
+        for i, (kind, name) in enumerate(self.vars):
+            if kind == "counter" and domains.counters[name][0] == domains.counters[name][1]:
+                out[i] = self.atoms[i].evaluate(self.policy, cfg, Event(self.event))
+            elif kind == "flag" and domains.flags is not None:
+                out[i] = self.atoms[i].evaluate(self.policy, cfg, Event(self.event))
+        return out
+
+    # -- forced ("may fire") steps ---------------------------------------------------------------
+
+    def forced_policy(self, j: int | None) -> Policy:
+        """The policy with transition ``j`` alone on this event, its guard Always (None: no transition)."""
+        key = (j, self.event)
+        got = self._forced.get(key)
+        if got is None:
+            p = self.policy
+            s = p.states[self.state]
+            ts = dict(s.transitions)
+            ts[self.event] = () if j is None else (replace(self.transitions[j], guard=Always()),)
+            states = dict(p.states)
+            states[self.state] = replace(s, transitions=ts)
+            got = self._forced[key] = replace(p, states=states)
+        return got
+
+
+def compile_selection(policy: Policy, state: str, event: str, continuation: Sequence[int] = ()) -> Selection:
+    """Compile a state's transitions on ``event``; ``continuation``: the counters the budget reads."""
+    s = policy.states[state]
+    spec = KINDS[s.kind].event(event)
+    attrs = spec.attrs if spec is not None else ()
+    sel = Selection(policy, state, event, attrs, s.transitions.get(event, ()))
+    for t in sel.transitions:
+        caps = sel.cap_node(t)
+        sel.caps.append(caps)
+        sel.enabled.append((_AND, (sel.compile(t.guard), caps)))
+    sel.monitor = [sel.atom(AttrTest(name, "truthy")) for name in MONITOR_ATTRS.get((s.kind, event), ())]
+    if event in BUDGET_EVENTS and continuation:
+        parts = []
+        for i in continuation:
+            c = policy.counters[i]
+            parts.append(sel.atom(CounterCmp(c.name, i, "lt", c.max)))
+        sel.budget = (_OR, tuple(parts))
+    sel.counter_vars = tuple(sorted({name for kind, name in sel.vars if kind == "counter"}))
+    sel.flag_vars = frozenset(name for kind, name in sel.vars if kind == "flag")
+    return sel
+
+
+# =========================================================================== domains and cases
