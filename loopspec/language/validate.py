@@ -7,22 +7,38 @@ the first) with ``file:line:col``, and misspelt names get a did-you-mean hint.
 
 from __future__ import annotations
 
-import re
 import string
 from typing import Any, TypeGuard
 
 from .alphabet import (
+    ACTION_KEYS,
+    ACTION_NAMES,
+    ACTIONS_WITH_ARG,
+    ATTR_OPS,
+    BACKSTOP_KEYS,
     BACKSTOP_KIND,
     BACKSTOPS,
     CALL_FLAGS,
+    COMPARATORS,
+    COUNTER_KEYS,
+    FLAG_KEYS,
     FLAG_SHORTHANDS,
+    GUARD_FORMS,
+    GUARDRAIL_CODES,
+    GUARDRAIL_KEYS,
     KINDS,
+    NAME_RE,
     OUTCOMES,
+    SETTINGS_KEYS,
+    STATE_KEYS,
+    SUPPORTED_VERSION,
+    TOP_KEYS,
+    TRANSITION_KEYS,
+    VERDICTS,
     template_variables,
 )
 from .diagnostics import Diagnostic, Position, article, did_you_mean
 from .model import (
-    COMPARATORS,
     POLICY_ERROR_MESSAGE,
     POLICY_ERROR_STATE,
     Action,
@@ -54,59 +70,6 @@ from .model import (
 from .reader import DocumentReader, type_name
 from .yamlsource import LoadError, YList, YMap, load_yaml_file, load_yaml_text
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-TOP_KEYS = (
-    "loopspec",
-    "name",
-    "doc",
-    "initial",
-    "settings",
-    "backoff",
-    "backstops",
-    "guardrails",
-    "counters",
-    "flags",
-    "templates",
-    "states",
-)
-STATE_KEYS = {
-    "call": ("kind", "doc", "on"),
-    "stream": ("kind", "doc", "on"),
-    "stub": ("kind", "doc", "on"),
-    "continue": ("kind", "doc", "on", "prompt"),
-    "tool_exec": ("kind", "doc", "on"),
-    "escalate": ("kind", "doc", "on", "apply"),
-    "halt": ("kind", "doc", "outcome", "message"),
-}
-TRANSITION_KEYS = ("when", "do", "to", "bounded_by", "doc")
-SETTINGS_KEYS = {
-    "stall_timeout": (int, float),
-    "request_timeout": (int, float),
-    "max_tokens": (int,),
-    "boosted_max_tokens": (int,),
-    "fallback_model": (str,),
-    "compaction_keep_last": (int,),
-    "reasoning_effort": (str,),
-    "turn_deadline": (int, float),
-}
-BACKSTOP_KEYS = ("max", "exhausted", "wrap_up", "warn_at", "warning", "doc")
-GUARDRAIL_KEYS = ("threshold", "verdict", "max_period", "doc")
-GUARDRAIL_CODES = ("repeated_exact_failure", "same_tool_failure", "no_progress", "doom_loop")
-VERDICTS = ("allow", "warn", "correct", "halt")
-ACTION_NAMES = (
-    "increment",
-    "reset",
-    "set",
-    "clear",
-    "append",
-    "nudge",
-    "drop_tool_calls",
-    "backoff",
-    "compact",
-    "refuse_tools",
-    *FLAG_SHORTHANDS,
-)
-SUPPORTED_VERSION = 1
 
 
 class _Validator(DocumentReader):
@@ -374,7 +337,7 @@ class _Validator(DocumentReader):
             if body is not None:
                 b = self.expect_map(body, path, m.pos_of(key), "a flag")
                 if b is not None:
-                    self.unknown_keys(b, ("doc",), path, "a flag")
+                    self.unknown_keys(b, FLAG_KEYS, path, "a flag")
             out.add(key)
         return out
 
@@ -400,7 +363,7 @@ class _Validator(DocumentReader):
                 if b is None:
                     self.drop(n, "counter", key, m.key_pos[key])
                     continue
-                self.unknown_keys(b, ("max", "doc"), path, "a counter")
+                self.unknown_keys(b, COUNTER_KEYS, path, "a counter")
                 if "max" not in b:
                     self.error("LS205", f"counter '{key}' needs a 'max'", path, b.pos, "every counter has a cap")
                     self.drop(n, "counter", key, m.key_pos[key])
@@ -729,7 +692,7 @@ class _Validator(DocumentReader):
         g = self.expect_map(node, path, pos, "a guard")
         if g is None:
             return None
-        forms = [k for k in ("all", "any", "not", "counter", "flag", "attr") if k in g]
+        forms = [k for k in GUARD_FORMS if k in g]
         if len(forms) != 1:
             self.error(
                 "LS208",
@@ -783,7 +746,7 @@ class _Validator(DocumentReader):
                 return None
             return FlagIs(g["flag"], value)
         # attr
-        ops_all = ("in", "contains", *COMPARATORS)
+        ops_all = ATTR_OPS
         self.unknown_keys(g, ("attr", *ops_all), path, "an attr guard")
         attr_name = g["attr"]
         espec = KINDS[kind].event(event)
@@ -876,7 +839,7 @@ class _Validator(DocumentReader):
             name = keys[0]
             arg = item[name]
             extra = item
-            allowed_extra = {"backoff": ("backoff", "attempt"), "increment": ("increment", "by")}.get(name, (name,))
+            allowed_extra = ACTION_KEYS.get(name, (name,))
             self.unknown_keys(item, allowed_extra, path, f"{article(repr(name))} action")
             pos = item.key_pos.get(name, pos)
         else:
@@ -885,7 +848,7 @@ class _Validator(DocumentReader):
         if name not in ACTION_NAMES:
             self.error("LS301", f"unknown action {name!r}", path, pos, did_you_mean(name, ACTION_NAMES))
             return None
-        needs_arg = name in ("increment", "reset", "set", "clear", "append", "nudge", "backoff", "refuse_tools")
+        needs_arg = name in ACTIONS_WITH_ARG
         if needs_arg and arg is None:
             self.error("LS205", f"action '{name}' needs an argument, e.g. {{{name}: NAME}}", path, pos)
             return None
