@@ -10,6 +10,7 @@ from __future__ import annotations
 import string
 from typing import Any, TypeGuard
 
+from . import codes
 from .alphabet import (
     ACTION_KEYS,
     ACTION_NAMES,
@@ -121,7 +122,7 @@ class _Validator(DocumentReader):
         if isinstance(name, str) and NAME_RE.match(name):
             return True
         self.error(
-            "LS203",
+            codes.BAD_NAME,
             f"{what} name {name!r} is not a valid name",
             path,
             pos,
@@ -131,10 +132,10 @@ class _Validator(DocumentReader):
 
     def int_in(self, value: Any, path: str, pos: Position | None, what: str, lo: int, hi: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error("LS202", f"{what} must be an integer, got {type_name(value)}", path, pos)
+            self.error(codes.WRONG_TYPE, f"{what} must be an integer, got {type_name(value)}", path, pos)
             return None
         if not lo <= value <= hi:
-            self.error("LS204", f"{what} must be between {lo} and {hi}, got {value}", path, pos)
+            self.error(codes.OUT_OF_RANGE, f"{what} must be between {lo} and {hi}, got {value}", path, pos)
             return None
         return value
 
@@ -144,7 +145,7 @@ class _Validator(DocumentReader):
         root = self.expect_map(doc, "", Position(1, 1), "a policy file's top level")
         if root is None:
             self.diags[-1] = Diagnostic(
-                "LS202",
+                codes.WRONG_TYPE,
                 f"a policy must be a mapping at the top level, got {type_name(doc)}",
                 self.file,
                 "",
@@ -155,10 +156,10 @@ class _Validator(DocumentReader):
         self.unknown_keys(root, TOP_KEYS, "", "the policy")
         version = root.get("loopspec")
         if version is None:
-            self.error("LS205", "missing 'loopspec: 1' (the language version)", "loopspec", root.pos)
+            self.error(codes.MISSING_KEY, "missing 'loopspec: 1' (the language version)", "loopspec", root.pos)
         elif version != SUPPORTED_VERSION:
             self.error(
-                "LS204",
+                codes.OUT_OF_RANGE,
                 f"unsupported language version {version!r}",
                 "loopspec",
                 root.pos_of("loopspec"),
@@ -166,11 +167,11 @@ class _Validator(DocumentReader):
             )
         name = root.get("name", "policy")
         if not isinstance(name, str):
-            self.error("LS202", "name must be a string", "name", root.pos_of("name"))
+            self.error(codes.WRONG_TYPE, "name must be a string", "name", root.pos_of("name"))
             name = "policy"
         doc_text = root.get("doc", "")
         if not isinstance(doc_text, str):
-            self.error("LS202", "doc must be a string", "doc", root.pos_of("doc"))
+            self.error(codes.WRONG_TYPE, "doc must be a string", "doc", root.pos_of("doc"))
             doc_text = ""
 
         self.templates = self.read_templates(root)
@@ -182,7 +183,7 @@ class _Validator(DocumentReader):
 
         states_node = root.get("states")
         if states_node is None:
-            self.error("LS205", "missing 'states'", "states", root.pos, "a policy needs states")
+            self.error(codes.MISSING_KEY, "missing 'states'", "states", root.pos, "a policy needs states")
             return None
         states_map = self.expect_map(states_node, "states", root.pos_of("states"), "states")
         if states_map is None:
@@ -199,10 +200,10 @@ class _Validator(DocumentReader):
 
         initial = root.get("initial")
         if initial is None:
-            self.error("LS205", "missing 'initial' (the state a turn starts in)", "initial", root.pos)
+            self.error(codes.MISSING_KEY, "missing 'initial' (the state a turn starts in)", "initial", root.pos)
         elif initial not in self.state_kinds:
             self.error(
-                "LS301",
+                codes.UNKNOWN_NAME,
                 f"initial state '{initial}' is not defined",
                 "initial",
                 root.pos_of("initial"),
@@ -261,7 +262,7 @@ class _Validator(DocumentReader):
                 self.drop(n, "template", key, m.key_pos[key])
                 continue
             if not isinstance(text, str):
-                self.error("LS202", "a template must be a string", path, m.pos_of(key))
+                self.error(codes.WRONG_TYPE, "a template must be a string", path, m.pos_of(key))
                 self.drop(n, "template", key, m.key_pos[key])
                 continue
             self.check_template(text, path, m.pos_of(key))
@@ -273,14 +274,14 @@ class _Validator(DocumentReader):
         try:
             parts = list(string.Formatter().parse(text))
         except ValueError as exc:
-            self.error("LS206", f"bad template: {exc}", path, pos, "write a literal brace as {{ or }}")
+            self.error(codes.BAD_TEMPLATE, f"bad template: {exc}", path, pos, "write a literal brace as {{ or }}")
             return
         for _lit, field, spec, conv in parts:
             if field is None:
                 continue
             if not NAME_RE.match(field or "") or spec or conv:
                 self.error(
-                    "LS206",
+                    codes.BAD_TEMPLATE,
                     f"template field '{{{field}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}' is not allowed",
                     path,
                     pos,
@@ -288,7 +289,7 @@ class _Validator(DocumentReader):
                 )
             elif field not in known:
                 self.error(
-                    "LS302",
+                    codes.UNKNOWN_TEMPLATE_VARIABLE,
                     f"unknown template variable '{field}'",
                     path,
                     pos,
@@ -311,11 +312,11 @@ class _Validator(DocumentReader):
                 self.drop(n, "backoff schedule", key, m.key_pos[key])
                 continue
             if not lst:
-                self.error("LS204", "a backoff schedule needs at least one delay", path, m.pos_of(key))
+                self.error(codes.OUT_OF_RANGE, "a backoff schedule needs at least one delay", path, m.pos_of(key))
             delays: list[float] = []
             for i, v in enumerate(lst):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v > 86400:
-                    self.error("LS204", f"delay {v!r} must be seconds between 0 and 86400", f"{path}[{i}]", lst.pos_of(i))
+                    self.error(codes.OUT_OF_RANGE, f"delay {v!r} must be seconds between 0 and 86400", f"{path}[{i}]", lst.pos_of(i))
                 else:
                     delays.append(float(v))
             out[key] = tuple(delays)
@@ -333,7 +334,7 @@ class _Validator(DocumentReader):
                 self.drop(n, "flag", key, m.key_pos[key])
                 continue
             if key in CALL_FLAGS:
-                self.error("LS207", f"flag '{key}' is built in; do not declare it", path, m.key_pos[key])
+                self.error(codes.RESERVED_NAME, f"flag '{key}' is built in; do not declare it", path, m.key_pos[key])
             if body is not None:
                 b = self.expect_map(body, path, m.pos_of(key), "a flag")
                 if b is not None:
@@ -353,7 +354,7 @@ class _Validator(DocumentReader):
                     continue
                 if key in BACKSTOPS:
                     self.error(
-                        "LS207",
+                        codes.RESERVED_NAME,
                         f"'{key}' is a backstop; configure it under 'backstops'",
                         path,
                         m.key_pos[key],
@@ -365,7 +366,7 @@ class _Validator(DocumentReader):
                     continue
                 self.unknown_keys(b, COUNTER_KEYS, path, "a counter")
                 if "max" not in b:
-                    self.error("LS205", f"counter '{key}' needs a 'max'", path, b.pos, "every counter has a cap")
+                    self.error(codes.MISSING_KEY, f"counter '{key}' needs a 'max'", path, b.pos, "every counter has a cap")
                     self.drop(n, "counter", key, m.key_pos[key])
                     continue
                 cap = self.int_in(b["max"], f"{path}.max", b.pos_of("max"), "max", 1, 10_000)
@@ -386,10 +387,10 @@ class _Validator(DocumentReader):
                 continue
             v = m[key]
             if isinstance(v, bool) or not isinstance(v, types):
-                self.error("LS202", f"settings.{key} has the wrong type ({type_name(v)})", f"settings.{key}", m.pos_of(key))
+                self.error(codes.WRONG_TYPE, f"settings.{key} has the wrong type ({type_name(v)})", f"settings.{key}", m.pos_of(key))
                 continue
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
-                self.error("LS204", f"settings.{key} must be positive", f"settings.{key}", m.pos_of(key))
+                self.error(codes.OUT_OF_RANGE, f"settings.{key} must be positive", f"settings.{key}", m.pos_of(key))
                 continue
             values[key] = v
         return Settings(**values)
@@ -402,7 +403,7 @@ class _Validator(DocumentReader):
         for key, body in m.items():
             path = f"guardrails.{key}"
             if key not in GUARDRAIL_CODES:
-                self.error("LS301", f"unknown guardrail '{key}'", path, m.key_pos[key], did_you_mean(key, GUARDRAIL_CODES))
+                self.error(codes.UNKNOWN_NAME, f"unknown guardrail '{key}'", path, m.key_pos[key], did_you_mean(key, GUARDRAIL_CODES))
                 continue
             b = self.expect_map(body, path, m.pos_of(key), "a guardrail")
             if b is None:
@@ -411,7 +412,7 @@ class _Validator(DocumentReader):
             threshold = self.int_in(b.get("threshold", 3), f"{path}.threshold", b.pos_of("threshold"), "threshold", 1, 1000)
             verdict = b.get("verdict", "halt")
             if verdict not in VERDICTS:
-                self.error("LS204", f"unknown verdict {verdict!r}", f"{path}.verdict", b.pos_of("verdict"), did_you_mean(verdict, VERDICTS))
+                self.error(codes.OUT_OF_RANGE, f"unknown verdict {verdict!r}", f"{path}.verdict", b.pos_of("verdict"), did_you_mean(verdict, VERDICTS))
                 continue
             period = self.int_in(b.get("max_period", 5), f"{path}.max_period", b.pos_of("max_period"), "max_period", 1, 5)
             if threshold is not None and period is not None:
@@ -423,7 +424,7 @@ class _Validator(DocumentReader):
         node = root.get("backstops")
         if node is None:
             self.error(
-                "LS205",
+                codes.MISSING_KEY,
                 "missing 'backstops' (model_calls and tool_batches per turn)",
                 "backstops",
                 root.pos,
@@ -438,7 +439,7 @@ class _Validator(DocumentReader):
             path = f"backstops.{name}"
             n = len(self.diags)
             if name not in m:
-                self.error("LS205", f"missing backstop '{name}'", path, m.pos)
+                self.error(codes.MISSING_KEY, f"missing backstop '{name}'", path, m.pos)
                 continue
             b = self.expect_map(m[name], path, m.pos_of(name), "a backstop")
             if b is None:
@@ -448,12 +449,12 @@ class _Validator(DocumentReader):
             exhausted = b.get("exhausted")
             kind = BACKSTOP_KIND[name]
             if exhausted is None:
-                self.error("LS205", f"backstop '{name}' needs 'exhausted' (the state it ends in)", path, b.pos)
+                self.error(codes.MISSING_KEY, f"backstop '{name}' needs 'exhausted' (the state it ends in)", path, b.pos)
             elif self.ref_state(exhausted, f"{path}.exhausted", b.pos_of("exhausted")):
                 ek = self.state_kinds[exhausted]
                 if name == "model_calls" and ek != "halt":
                     self.error(
-                        "LS303",
+                        codes.WRONG_STATE_KIND,
                         f"model_calls.exhausted must be a halt state, '{exhausted}' is {article(ek)} state",
                         f"{path}.exhausted",
                         b.pos_of("exhausted"),
@@ -461,7 +462,7 @@ class _Validator(DocumentReader):
                     )
                 elif ek == kind:
                     self.error(
-                        "LS303",
+                        codes.WRONG_STATE_KIND,
                         f"{name}.exhausted cannot be {article(kind)} state: it would count against the spent backstop",
                         f"{path}.exhausted",
                         b.pos_of("exhausted"),
@@ -469,11 +470,11 @@ class _Validator(DocumentReader):
             wrap_up = b.get("wrap_up")
             if wrap_up is not None:
                 if name != "model_calls":
-                    self.error("LS201", "wrap_up applies to model_calls only", f"{path}.wrap_up", b.pos_of("wrap_up"))
+                    self.error(codes.UNKNOWN_KEY, "wrap_up applies to model_calls only", f"{path}.wrap_up", b.pos_of("wrap_up"))
                 elif self.ref_state(wrap_up, f"{path}.wrap_up", b.pos_of("wrap_up")):
                     if self.state_kinds[wrap_up] in ("call", "tool_exec", "halt"):
                         self.error(
-                            "LS303",
+                            codes.WRONG_STATE_KIND,
                             "wrap_up must be an escalate (or continue) state that prepares the last call",
                             f"{path}.wrap_up",
                             b.pos_of("wrap_up"),
@@ -484,7 +485,7 @@ class _Validator(DocumentReader):
             if warn_at is not None and cap is not None:
                 warn_at = self.int_in(warn_at, f"{path}.warn_at", b.pos_of("warn_at"), "warn_at", 1, cap)
                 if warning is None:
-                    self.error("LS205", "warn_at needs a 'warning' template", path, b.pos_of("warn_at"))
+                    self.error(codes.MISSING_KEY, "warn_at needs a 'warning' template", path, b.pos_of("warn_at"))
             if warning is not None:
                 self.ref_template(warning, f"{path}.warning", b.pos_of("warning"))
             if cap is not None and isinstance(exhausted, str):
@@ -500,13 +501,13 @@ class _Validator(DocumentReader):
     def ref_state(self, name: Any, path: str, pos: Position | None) -> bool:
         if isinstance(name, str) and name in self.state_kinds:
             return True
-        self.error("LS301", f"unknown state {name!r}", path, pos, self.unknown("state", name, self.state_kinds))
+        self.error(codes.UNKNOWN_NAME, f"unknown state {name!r}", path, pos, self.unknown("state", name, self.state_kinds))
         return False
 
     def ref_template(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         if isinstance(name, str) and name in self.templates:
             return True
-        self.error("LS301", f"unknown template {name!r}", path, pos, self.unknown("template", name, self.templates))
+        self.error(codes.UNKNOWN_NAME, f"unknown template {name!r}", path, pos, self.unknown("template", name, self.templates))
         return False
 
     def counter_names(self) -> list[str]:
@@ -516,14 +517,14 @@ class _Validator(DocumentReader):
         for c in self.counters:
             if c.name == name:
                 return c
-        self.error("LS301", f"unknown counter {name!r}", path, pos, self.unknown("counter", name, self.counter_names()))
+        self.error(codes.UNKNOWN_NAME, f"unknown counter {name!r}", path, pos, self.unknown("counter", name, self.counter_names()))
         return None
 
     def flag_ok(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         known = self.flags | set(CALL_FLAGS)
         if isinstance(name, str) and name in known:
             return True
-        self.error("LS301", f"unknown flag {name!r}", path, pos, self.unknown("flag", name, known))
+        self.error(codes.UNKNOWN_NAME, f"unknown flag {name!r}", path, pos, self.unknown("flag", name, known))
         return False
 
     # -- states -------------------------------------------------------------------------------
@@ -538,9 +539,9 @@ class _Validator(DocumentReader):
         kind = b.get("kind")
         if kind not in KINDS:
             if kind is None:
-                self.error("LS205", f"state '{name}' needs a 'kind'", path, b.pos, f"one of: {', '.join(KINDS)}")
+                self.error(codes.MISSING_KEY, f"state '{name}' needs a 'kind'", path, b.pos, f"one of: {', '.join(KINDS)}")
             else:
-                self.error("LS301", f"unknown state kind {kind!r}", f"{path}.kind", b.pos_of("kind"), did_you_mean(kind, KINDS))
+                self.error(codes.UNKNOWN_NAME, f"unknown state kind {kind!r}", f"{path}.kind", b.pos_of("kind"), did_you_mean(kind, KINDS))
             self.drop(n, "state", name, parent.key_pos[name])
             return None
         self.unknown_keys(b, STATE_KEYS[kind], path, f"{article(kind)} state")
@@ -550,7 +551,7 @@ class _Validator(DocumentReader):
             outcome = b.get("outcome")
             if outcome not in OUTCOMES:
                 self.error(
-                    "LS301" if outcome is not None else "LS205",
+                    codes.UNKNOWN_NAME if outcome is not None else codes.MISSING_KEY,
                     f"halt state needs a known outcome, got {outcome!r}",
                     f"{path}.outcome",
                     b.pos_of("outcome"),
@@ -559,7 +560,7 @@ class _Validator(DocumentReader):
             message = b.get("message")
             if not isinstance(message, str):
                 self.error(
-                    "LS205",
+                    codes.MISSING_KEY,
                     "halt state needs a 'message' template (what every consumer is told)",
                     f"{path}.message",
                     b.pos_of("message"),
@@ -569,7 +570,7 @@ class _Validator(DocumentReader):
                 self.check_template(message, f"{path}.message", b.pos_of("message"))
                 if not message.strip():
                     self.warn(
-                        "LS401",
+                        codes.EMPTY_HALT_MESSAGE,
                         f"halt '{name}' delivers an empty message",
                         f"{path}.message",
                         b.pos_of("message"),
@@ -581,14 +582,14 @@ class _Validator(DocumentReader):
         if kind == "continue":
             prompt = b.get("prompt")
             if prompt is None:
-                self.error("LS205", "continue state needs a 'prompt' template", path, b.pos)
+                self.error(codes.MISSING_KEY, "continue state needs a 'prompt' template", path, b.pos)
             else:
                 self.ref_template(prompt, f"{path}.prompt", b.pos_of("prompt"))
         apply: tuple[Action, ...] = ()
         if kind == "escalate":
             raw = b.get("apply")
             if raw is None:
-                self.error("LS205", "escalate state needs 'apply' (the actions it performs)", path, b.pos)
+                self.error(codes.MISSING_KEY, "escalate state needs 'apply' (the actions it performs)", path, b.pos)
             else:
                 lst = self.expect_list(raw, f"{path}.apply", b.pos_of("apply"), "apply")
                 if lst is not None:
@@ -596,7 +597,7 @@ class _Validator(DocumentReader):
                     for i, a in enumerate(apply):
                         if isinstance(a, Increment):
                             self.error(
-                                "LS209",
+                                codes.UNBOUNDED_INCREMENT,
                                 "an escalate state's apply cannot increment a counter: no guard could stop it at its cap",
                                 f"{path}.apply[{i}]",
                                 lst.pos_of(i),
@@ -607,7 +608,7 @@ class _Validator(DocumentReader):
         transitions: dict[str, tuple[Transition, ...]] = {}
         spec = KINDS[kind]
         if on is None:
-            self.error("LS205", f"{kind} state '{name}' needs 'on' (its transitions)", path, b.pos)
+            self.error(codes.MISSING_KEY, f"{kind} state '{name}' needs 'on' (its transitions)", path, b.pos)
         else:
             om = self.expect_map(on, f"{path}.on", b.pos_of("on"), "on (event: transitions)")
             if om is not None:
@@ -615,7 +616,7 @@ class _Validator(DocumentReader):
                     epath = f"{path}.on.{event}"
                     if spec.event(event) is None:
                         self.error(
-                            "LS304",
+                            codes.UNKNOWN_EVENT,
                             f"{article(kind)} state never receives event {event!r}",
                             epath,
                             om.key_pos[event],
@@ -642,7 +643,7 @@ class _Validator(DocumentReader):
             items = [(t, body.pos_of(i), f"{path}[{i}]") for i, t in enumerate(body)]
         else:
             self.error(
-                "LS202",
+                codes.WRONG_TYPE,
                 f"transitions on '{event}' must be a state name, a mapping or a list, got {type_name(body)}",
                 path,
                 parent.pos_of(event),
@@ -669,14 +670,14 @@ class _Validator(DocumentReader):
                     actions = self.read_actions(lst, f"{tpath}.do")
             target = tm.get("to")
             if target is None:
-                self.error("LS205", "transition needs 'to' (the target state)", tpath, tm.pos)
+                self.error(codes.MISSING_KEY, "transition needs 'to' (the target state)", tpath, tm.pos)
                 continue
             if not self.ref_state(target, f"{tpath}.to", tm.pos_of("to")):
                 continue
             bounded_by = tm.get("bounded_by")
             if bounded_by is not None and bounded_by not in BACKSTOPS:
                 self.error(
-                    "LS301",
+                    codes.UNKNOWN_NAME,
                     f"bounded_by must name a backstop, got {bounded_by!r}",
                     f"{tpath}.bounded_by",
                     tm.pos_of("bounded_by"),
@@ -695,7 +696,7 @@ class _Validator(DocumentReader):
         forms = [k for k in GUARD_FORMS if k in g]
         if len(forms) != 1:
             self.error(
-                "LS208",
+                codes.BAD_GUARD,
                 "a guard has exactly one of: all, any, not, counter, flag, attr",
                 path,
                 g.pos,
@@ -714,7 +715,7 @@ class _Validator(DocumentReader):
             if any(p is None for p in parts):
                 return None
             if not parts:
-                self.error("LS208", f"{form} needs at least one guard", path, g.pos)
+                self.error(codes.BAD_GUARD, f"{form} needs at least one guard", path, g.pos)
                 return None
             return AllOf(tuple(parts)) if form == "all" else AnyOf(tuple(parts))  # type: ignore[arg-type]
         if form == "not":
@@ -726,14 +727,14 @@ class _Validator(DocumentReader):
             c = self.counter_by_name(g["counter"], f"{path}.counter", g.pos_of("counter"))
             ops = [op for op in COMPARATORS if op in g]
             if len(ops) != 1:
-                self.error("LS208", "a counter guard needs exactly one of lt, le, eq, ne, ge, gt", path, g.pos)
+                self.error(codes.BAD_GUARD, "a counter guard needs exactly one of lt, le, eq, ne, ge, gt", path, g.pos)
                 return None
             if c is None:
                 return None
             raw = g[ops[0]]
             value = c.max if raw == "max" else raw
             if isinstance(value, bool) or not isinstance(value, int):
-                self.error("LS202", f"compare a counter with an integer or 'max', got {raw!r}", f"{path}.{ops[0]}", g.pos_of(ops[0]))
+                self.error(codes.WRONG_TYPE, f"compare a counter with an integer or 'max', got {raw!r}", f"{path}.{ops[0]}", g.pos_of(ops[0]))
                 return None
             return CounterCmp(c.name, c.index, ops[0], value)
         if form == "flag":
@@ -742,7 +743,7 @@ class _Validator(DocumentReader):
                 return None
             value = g.get("is", True)
             if not isinstance(value, bool):
-                self.error("LS202", "'is' must be true or false", f"{path}.is", g.pos_of("is"))
+                self.error(codes.WRONG_TYPE, "'is' must be true or false", f"{path}.is", g.pos_of("is"))
                 return None
             return FlagIs(g["flag"], value)
         # attr
@@ -754,11 +755,11 @@ class _Validator(DocumentReader):
         if attr is None:
             names = [a.name for a in espec.attrs] if espec else []
             hint = did_you_mean(attr_name, names) if names else f"event '{event}' carries no attributes"
-            self.error("LS305", f"event '{event}' has no attribute {attr_name!r}", f"{path}.attr", g.pos_of("attr"), hint)
+            self.error(codes.UNKNOWN_ATTRIBUTE, f"event '{event}' has no attribute {attr_name!r}", f"{path}.attr", g.pos_of("attr"), hint)
             return None
         ops = [op for op in ops_all if op in g]
         if len(ops) > 1:
-            self.error("LS208", "an attr guard takes at most one comparison", path, g.pos)
+            self.error(codes.BAD_GUARD, "an attr guard takes at most one comparison", path, g.pos)
             return None
         if not ops:
             return AttrTest(attr.name, "truthy")
@@ -774,14 +775,14 @@ class _Validator(DocumentReader):
             return AttrTest(attr.name, "in", tuple(lst))
         if op == "contains":
             if attr.type not in ("str", "list"):
-                self.error("LS208", f"contains applies to str or list attributes; '{attr.name}' is {attr.type}", vpath, vpos)
+                self.error(codes.BAD_GUARD, f"contains applies to str or list attributes; '{attr.name}' is {attr.type}", vpath, vpos)
                 return None
             if not isinstance(value, str):
-                self.error("LS202", "contains takes a string", vpath, vpos)
+                self.error(codes.WRONG_TYPE, "contains takes a string", vpath, vpos)
                 return None
             return AttrTest(attr.name, "contains", value)
         if attr.type in ("list", "bool") and op not in ("eq", "ne"):
-            self.error("LS208", f"'{op}' does not apply to {article(attr.type)} attribute", vpath, vpos)
+            self.error(codes.BAD_GUARD, f"'{op}' does not apply to {article(attr.type)} attribute", vpath, vpos)
             return None
         self.check_attr_value(attr, value, vpath, vpos)
         return AttrTest(attr.name, op, value)
@@ -795,10 +796,10 @@ class _Validator(DocumentReader):
             "list": lambda v: isinstance(v, list),
         }[attr.type](value)
         if not ok:
-            self.error("LS202", f"attribute '{attr.name}' is {attr.type}; {value!r} never matches", path, pos)
+            self.error(codes.WRONG_TYPE, f"attribute '{attr.name}' is {attr.type}; {value!r} never matches", path, pos)
         elif attr.values and value not in attr.values:
             self.error(
-                "LS204",
+                codes.OUT_OF_RANGE,
                 f"attribute '{attr.name}' is one of {', '.join(attr.values)}; {value!r} never matches",
                 path,
                 pos,
@@ -817,17 +818,17 @@ class _Validator(DocumentReader):
                 continue
             if isinstance(action, Increment):
                 if action.counter in incremented:
-                    self.error("LS209", f"counter '{action.counter}' is incremented twice in one transition", apath, pos)
+                    self.error(codes.UNBOUNDED_INCREMENT, f"counter '{action.counter}' is incremented twice in one transition", apath, pos)
                 incremented.add(action.counter)
                 if action.counter in BACKSTOPS:
                     self.error(
-                        "LS207",
+                        codes.RESERVED_NAME,
                         f"'{action.counter}' is a backstop: entering {article(BACKSTOP_KIND[action.counter])} state counts it",
                         apath,
                         pos,
                     )
             if isinstance(action, Reset) and action.counter in BACKSTOPS:
-                self.error("LS207", f"backstop '{action.counter}' can never be reset within a turn", apath, pos)
+                self.error(codes.RESERVED_NAME, f"backstop '{action.counter}' can never be reset within a turn", apath, pos)
             out.append(action)
         return tuple(out)
 
@@ -843,17 +844,17 @@ class _Validator(DocumentReader):
             self.unknown_keys(item, allowed_extra, path, f"{article(repr(name))} action")
             pos = item.key_pos.get(name, pos)
         else:
-            self.error("LS202", f"an action is a name or a one-key mapping, got {type_name(item)}", path, pos)
+            self.error(codes.WRONG_TYPE, f"an action is a name or a one-key mapping, got {type_name(item)}", path, pos)
             return None
         if name not in ACTION_NAMES:
-            self.error("LS301", f"unknown action {name!r}", path, pos, did_you_mean(name, ACTION_NAMES))
+            self.error(codes.UNKNOWN_NAME, f"unknown action {name!r}", path, pos, did_you_mean(name, ACTION_NAMES))
             return None
         needs_arg = name in ACTIONS_WITH_ARG
         if needs_arg and arg is None:
-            self.error("LS205", f"action '{name}' needs an argument, e.g. {{{name}: NAME}}", path, pos)
+            self.error(codes.MISSING_KEY, f"action '{name}' needs an argument, e.g. {{{name}: NAME}}", path, pos)
             return None
         if not needs_arg and arg is not None and arg is not True:
-            self.error("LS202", f"action '{name}' takes no argument", path, pos)
+            self.error(codes.WRONG_TYPE, f"action '{name}' takes no argument", path, pos)
             return None
         if name in ("increment", "reset"):
             c = self.counter_by_name(arg, path, pos)
@@ -863,7 +864,7 @@ class _Validator(DocumentReader):
                 return Reset(c.name, c.index)
             amount = extra.get("by", 1) if isinstance(extra, YMap) else 1
             if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-                self.error("LS202", "'by' must be a positive integer", path, pos)
+                self.error(codes.WRONG_TYPE, "'by' must be a positive integer", path, pos)
                 return None
             return Increment(c.name, c.index, amount)
         if name in ("set", "clear"):
@@ -881,7 +882,7 @@ class _Validator(DocumentReader):
             return Compact()
         # backoff
         if arg not in self.backoff:
-            self.error("LS301", f"unknown backoff schedule {arg!r}", path, pos, self.unknown("backoff schedule", arg, self.backoff))
+            self.error(codes.UNKNOWN_NAME, f"unknown backoff schedule {arg!r}", path, pos, self.unknown("backoff schedule", arg, self.backoff))
             return None
         attempt = extra.get("attempt") if isinstance(extra, YMap) else None
         if attempt is None:
