@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import codes
+from .actions import Action, Append, Backoff, Compact, DropToolCalls, Increment, RefuseTools, Reset, SetFlag
 from .alphabet import ACTION_KEYS, ACTION_NAMES, ACTIONS_WITH_ARG, BACKSTOP_KIND, BACKSTOPS, FLAG_SHORTHANDS
 from .diagnostics import Position, article, did_you_mean
-from .model import Action, Append, Backoff, Compact, DropToolCalls, Increment, RefuseTools, Reset, SetFlag
 from .reader import type_name
 from .resolve import Resolver
 from .yamlsource import YList, YMap

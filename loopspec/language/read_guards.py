@@ -7,7 +7,7 @@ from typing import Any
 from . import codes
 from .alphabet import ATTR_OPS, COMPARATORS, GUARD_FORMS, KINDS
 from .diagnostics import Position, article, did_you_mean
-from .model import AllOf, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
+from .guards import AllOf, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 from .resolve import Resolver
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from . import codes
 from .alphabet import BACKSTOPS, KINDS, OUTCOMES, STATE_KEYS, TRANSITION_KEYS
 from .diagnostics import Position, article, did_you_mean
+from .lint import Lint
 from .model import Action, Always, Guard, Increment, State, Transition, frozen_map
 from .read_actions import ActionReader
 from .read_guards import GuardReader
@@ -14,7 +15,7 @@ from .reader import type_name
 from .yamlsource import YList, YMap
 
 
-class StateReader(GuardReader, ActionReader):
+class StateReader(GuardReader, ActionReader, Lint):
     def read_state(self, name: str, body: Any, parent: YMap) -> State | None:
         path = f"states.{name}"
         n = len(self.diags)
@@ -54,14 +55,7 @@ class StateReader(GuardReader, ActionReader):
                 )
             else:
                 self.check_template(message, f"{path}.message", b.pos_of("message"))
-                if not message.strip():
-                    self.warn(
-                        codes.EMPTY_HALT_MESSAGE,
-                        f"halt '{name}' delivers an empty message",
-                        f"{path}.message",
-                        b.pos_of("message"),
-                        "consumers would see nothing (hermes-agent #30770); say why the turn ended",
-                    )
+                self.lint_halt_message(name, message, f"{path}.message", b.pos_of("message"))
             return State(name, kind, frozen_map({}), doc=str(doc), outcome=outcome, message=message, pos=pos)
 
         prompt = None

@@ -6,7 +6,7 @@ the first) with ``file:line:col``, and misspelt names get a did-you-mean hint.
 
 The work is split by concept: :mod:`.checks` (reporting), :mod:`.resolve` (names),
 :mod:`.declarations`, :mod:`.read_states`, :mod:`.read_guards` and :mod:`.read_actions` (reading),
-:mod:`.compile` (building the policy). This module is the entry point.
+:mod:`.lint` (warnings), :mod:`.compile` (building the policy). This module is the entry point.
 """
 
 from __future__ import annotations
