@@ -8,6 +8,7 @@ all read these tables, so adding an event means editing one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -281,3 +282,80 @@ def all_attribute_names() -> set[str]:
 
 def template_variables() -> set[str]:
     return set(TEMPLATE_GLOBALS) | all_attribute_names()
+
+
+# --------------------------------------------------------------------------- the policy file's words
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+"""A declared name (state, counter, flag, template, backoff schedule): lower_snake_case."""
+
+SUPPORTED_VERSION = 1
+"""The language version this loopspec reads (``loopspec: 1``)."""
+
+TOP_KEYS = (
+    "loopspec",
+    "name",
+    "doc",
+    "initial",
+    "settings",
+    "backoff",
+    "backstops",
+    "guardrails",
+    "counters",
+    "flags",
+    "templates",
+    "states",
+)
+STATE_KEYS: dict[str, tuple[str, ...]] = {
+    "call": ("kind", "doc", "on"),
+    "stream": ("kind", "doc", "on"),
+    "stub": ("kind", "doc", "on"),
+    "continue": ("kind", "doc", "on", "prompt"),
+    "tool_exec": ("kind", "doc", "on"),
+    "escalate": ("kind", "doc", "on", "apply"),
+    "halt": ("kind", "doc", "outcome", "message"),
+}
+TRANSITION_KEYS = ("when", "do", "to", "bounded_by", "doc")
+SETTINGS_KEYS: dict[str, tuple[type, ...]] = {
+    "stall_timeout": (int, float),
+    "request_timeout": (int, float),
+    "max_tokens": (int,),
+    "boosted_max_tokens": (int,),
+    "fallback_model": (str,),
+    "compaction_keep_last": (int,),
+    "reasoning_effort": (str,),
+    "turn_deadline": (int, float),
+}
+COUNTER_KEYS = ("max", "doc")
+FLAG_KEYS = ("doc",)
+BACKSTOP_KEYS = ("max", "exhausted", "wrap_up", "warn_at", "warning", "doc")
+GUARDRAIL_KEYS = ("threshold", "verdict", "max_period", "doc")
+GUARDRAIL_CODES = ("repeated_exact_failure", "same_tool_failure", "no_progress", "doom_loop")
+VERDICTS = ("allow", "warn", "correct", "halt")
+
+COMPARATORS = ("lt", "le", "eq", "ne", "ge", "gt")
+"""Comparison operators of counter and attr guards."""
+ATTR_OPS = ("in", "contains", *COMPARATORS)
+"""What an attr guard may test besides truthiness."""
+GUARD_FORMS = ("all", "any", "not", "counter", "flag", "attr")
+"""A guard mapping has exactly one of these keys."""
+
+ACTIONS_WITH_ARG = ("increment", "reset", "set", "clear", "append", "nudge", "backoff", "refuse_tools")
+"""Actions written ``{name: ARG}``."""
+ACTIONS_WITHOUT_ARG = ("drop_tool_calls", "compact")
+"""Actions written as a bare name (so are the flag shorthands)."""
+ACTION_NAMES = (
+    "increment",
+    "reset",
+    "set",
+    "clear",
+    "append",
+    "nudge",
+    "drop_tool_calls",
+    "backoff",
+    "compact",
+    "refuse_tools",
+    *FLAG_SHORTHANDS,
+)
+ACTION_KEYS: dict[str, tuple[str, ...]] = {"backoff": ("backoff", "attempt"), "increment": ("increment", "by")}
+"""Actions that take a second key besides their name."""

@@ -26,7 +26,7 @@ class Position:
 @dataclass(frozen=True)
 class Diagnostic:
     code: str
-    """Stable identifier (``LS1xx`` load, ``LS2xx`` schema, ``LS3xx`` references, ``LS5xx`` check)."""
+    """Stable identifier, one of :data:`loopspec.language.codes.REGISTRY` (listed in docs/errors.md)."""
     message: str
     file: str
     path: str = ""

@@ -17,10 +17,37 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
-from .alphabet import BACKSTOP_KIND, ONCE_FLAGS, Event
+from .actions import (
+    _PURE_ACTIONS,
+    Action,
+    Append,
+    Backoff,
+    Compact,
+    Directive,
+    DropToolCalls,
+    Increment,
+    RefuseTools,
+    Reset,
+    SetFlag,
+)
+from .alphabet import BACKSTOP_KIND, COMPARATORS, ONCE_FLAGS, Event
 from .diagnostics import Position
+from .guards import AllOf, Always, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
+from .step import (
+    CALLS_COMPLETE,
+    CALLS_INVALID,
+    CALLS_NONE,
+    CALLS_PARTIAL,
+    FATE_DROP,
+    FATE_IGNORE,
+    FATE_REFUSE,
+    FATE_RUN,
+    Offer,
+    Step,
+    calls_of,
+)
 
 # --------------------------------------------------------------------------- configuration
 
@@ -33,179 +60,6 @@ class Config:
     counters: tuple[int, ...]
     flags: frozenset[str]
 
-
-# --------------------------------------------------------------------------- guards
-
-COMPARATORS = ("lt", "le", "eq", "ne", "ge", "gt")
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    try:
-        if op == "lt":
-            return bool(left < right)
-        if op == "le":
-            return bool(left <= right)
-        if op == "eq":
-            return bool(left == right)
-        if op == "ne":
-            return bool(left != right)
-        if op == "ge":
-            return bool(left >= right)
-        if op == "gt":
-            return bool(left > right)
-    except TypeError:
-        return False
-    raise ValueError(op)  # pragma: no cover - validator only admits COMPARATORS
-
-
-@dataclass(frozen=True)
-class Always:
-    """The guard of a transition written without ``when``."""
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class AllOf:
-    parts: tuple["Guard", ...]
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return all(p.evaluate(policy, cfg, event) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    parts: tuple["Guard", ...]
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return any(p.evaluate(policy, cfg, event) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class Not:
-    part: "Guard"
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return not self.part.evaluate(policy, cfg, event)
-
-
-@dataclass(frozen=True)
-class CounterCmp:
-    """``{counter: NAME, OP: N}``; ``N`` may be ``max`` (the counter's own cap), resolved at compile time."""
-
-    counter: str
-    index: int
-    op: str
-    value: int
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return _compare(self.op, cfg.counters[self.index], self.value)
-
-
-@dataclass(frozen=True)
-class FlagIs:
-    flag: str
-    value: bool = True
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        return (self.flag in cfg.flags) is self.value
-
-
-@dataclass(frozen=True)
-class AttrTest:
-    """``{attr: NAME}`` (truthy) or ``{attr: NAME, OP: V}`` / ``in: [..]`` / ``contains: V``."""
-
-    attr: str
-    op: str  # "truthy" | COMPARATORS | "in" | "contains"
-    value: Any = None
-
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
-        actual = event.attrs.get(self.attr)
-        if self.op == "truthy":
-            return bool(actual)
-        if self.op == "in":
-            return actual in self.value
-        if self.op == "contains":
-            if actual is None:  # ``in None`` raises TypeError: an absent attribute contains nothing
-                return False
-            try:
-                return self.value in actual
-            except TypeError:
-                return False
-        return _compare(self.op, actual, self.value)
-
-
-Guard = Union[Always, AllOf, AnyOf, Not, CounterCmp, FlagIs, AttrTest]
-
-# --------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class Increment:
-    counter: str
-    index: int
-    amount: int = 1
-
-
-@dataclass(frozen=True)
-class Reset:
-    counter: str
-    index: int
-
-
-@dataclass(frozen=True)
-class SetFlag:
-    flag: str
-    value: bool
-
-
-@dataclass(frozen=True)
-class Append:
-    """Append a named prompt template as a user message before the next call."""
-
-    template: str
-
-
-@dataclass(frozen=True)
-class DropToolCalls:
-    """Drop the truncated or partial tool calls of the last reply: they never enter the history."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Wait ``schedule[counter value]`` seconds (the last entry once the counter passes the end)."""
-
-    schedule: str
-    attempt_counter: str | None
-    attempt_index: int | None
-
-
-@dataclass(frozen=True)
-class Compact:
-    """Compact the working copy of the prompt; the full trajectory is kept."""
-
-
-@dataclass(frozen=True)
-class RefuseTools:
-    """Answer every call of the pending batch with the template as a synthetic result; run none."""
-
-    template: str
-
-
-Action = Union[Increment, Reset, SetFlag, Append, DropToolCalls, Backoff, Compact, RefuseTools]
-
-# Actions that only change the configuration; the rest are also handed to the interpreter.
-_PURE_ACTIONS = (Increment, Reset, SetFlag)
-
-
-@dataclass(frozen=True)
-class Directive:
-    """An effect outside the configuration that a step asks the interpreter to perform, in order."""
-
-    action: Action
-    delay: float = 0.0
-    """For Backoff: the seconds chosen from the schedule."""
 
 
 # --------------------------------------------------------------------------- structure
@@ -291,117 +145,6 @@ class Settings:
     turn_deadline: float | None = None
     """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
     call, stream read or tool batch observes ``cancelled``."""
-
-
-CALLS_NONE = "none"
-CALLS_COMPLETE = "complete"
-CALLS_PARTIAL = "partial"
-CALLS_INVALID = "invalid"
-
-
-def calls_of(source_kind: str, event: Event) -> str:
-    """What tool calls an event carries: none, complete (runnable), partial (cut off by a length
-    limit or a stall) or invalid (malformed arguments, unknown tool). Decided by the event alone."""
-    name = event.name
-    if source_kind == "stream":
-        if name == "tool_calls":
-            return CALLS_COMPLETE
-        if name == "length" and event.attrs.get("has_tool_calls"):
-            return CALLS_PARTIAL
-        if name == "stalled" and event.attrs.get("mid_tool_call"):
-            return CALLS_PARTIAL
-        if name in ("malformed_args", "unknown_tool"):
-            return CALLS_INVALID
-    elif source_kind == "stub" and name == "mid_tool_call":
-        return CALLS_PARTIAL
-    return CALLS_NONE
-
-
-FATE_RUN = "run"
-"""The batch runs: the calls enter the history with their results."""
-FATE_REFUSE = "refuse"
-"""Each call is answered with the refusal template; none runs."""
-FATE_DROP = "drop"
-"""The calls never enter the history (partial or invalid calls, ``drop_tool_calls``, or a batch the
-tool-batch backstop stopped); the reply's text is kept."""
-FATE_IGNORE = "ignore"
-"""Complete calls that no action handled and no tool_exec state receives: they are dropped like
-``drop`` but the policy never said so, which the ``history_valid`` property reports."""
-
-
-@dataclass(frozen=True)
-class Offer:
-    """What the next model request offers, decided by the flags in force when a call is entered."""
-
-    tools: bool
-    """Tools are sent (``tools_disabled`` is not set)."""
-    tool_choice_auto: bool
-    """Send tool_choice 'auto' instead of the caller's forced choice (``tool_choice_reset``)."""
-    reasoning: bool
-    """Send the reasoning-effort parameter (neither ``effort_omitted`` nor ``reasoning_disabled``)."""
-    fallback_model: bool
-    max_tokens_boosted: bool
-    thinking_stripped: bool
-
-    @classmethod
-    def from_flags(cls, flags: frozenset[str]) -> "Offer":
-        return cls(
-            tools="tools_disabled" not in flags,
-            tool_choice_auto="tool_choice_reset" in flags,
-            reasoning="effort_omitted" not in flags and "reasoning_disabled" not in flags,
-            fallback_model="fallback_model" in flags,
-            max_tokens_boosted="max_tokens_boosted" in flags,
-            thinking_stripped="thinking_stripped" in flags,
-        )
-
-
-@dataclass(frozen=True)
-class Step:
-    """Everything one decision does. The interpreter carries it out and the checker reads it;
-    neither decides anything a Step does not say.
-
-    - ``transition`` taken (None: no transition matched, the turn falls into ``policy_error``);
-    - ``after``: the configuration entered (counters and flags changed, backstops counted);
-    - ``calls`` carried by the event and their ``fate`` (run / refuse with ``refusal`` / drop / ignore);
-    - ``directives``: in order, what the interpreter performs outside the configuration (append a
-      template as a user message, back off, compact), including the entered state's own entry
-      effects (a continue state's prompt, an escalate state's ``apply``, a backstop warning);
-    - ``offer``: when a call state is entered, what that request offers (tools, tool_choice,
-      reasoning, model, max_tokens, thinking).
-    """
-
-    before: Config
-    event: Event
-    transition: Transition | None
-    after: Config
-    directives: tuple[Directive, ...]
-    redirected_from: str | None = None
-    """The transition's own target when a backstop redirected it."""
-    request_flags: frozenset[str] = frozenset()
-    """Flags in force for the call being entered (before once-flags were consumed)."""
-    calls: str = CALLS_NONE
-    fate: str | None = None
-    """None when the event carries no tool calls."""
-    refusal: str | None = None
-    """For ``fate == "refuse"``: the template each call is answered with."""
-    offer: Offer | None = None
-    """Set when ``after`` is a call state: what that request offers."""
-    capped: frozenset[int] = frozenset()
-    """Counters (by index) this step increments under cap enforcement: the transition's own
-    increments (a transition that would pass a cap is not enabled) and the backstop counted on
-    entering a call or tool_exec state (a spent backstop redirects the entry). Increments in an
-    escalate state's ``apply`` saturate instead and bound nothing, so they are not listed."""
-    resets: frozenset[int] = frozenset()
-    """Counters this step sets back to zero (the transition's and the entered escalation's)."""
-
-    @property
-    def target(self) -> str:
-        return self.after.state
-
-    @property
-    def appended(self) -> tuple[str, ...]:
-        """The templates this step appends as user messages, in order."""
-        return tuple(d.action.template for d in self.directives if isinstance(d.action, Append))
 
 
 _FORMATTER = string.Formatter()
@@ -668,3 +411,13 @@ POLICY_ERROR_MESSAGE = (
 
 def frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(d))
+
+
+__all__ = [
+    "COMPARATORS", "Action", "AllOf", "Always", "AnyOf", "Append", "AttrTest", "Backoff", "Backstop",
+    "CALLS_COMPLETE", "CALLS_INVALID", "CALLS_NONE", "CALLS_PARTIAL", "Compact", "Config", "Counter",
+    "CounterCmp", "Directive", "DropToolCalls", "FATE_DROP", "FATE_IGNORE", "FATE_REFUSE", "FATE_RUN",
+    "FlagIs", "Guard", "Guardrail", "Increment", "Not", "Offer", "POLICY_ERROR_MESSAGE",
+    "POLICY_ERROR_STATE", "Policy", "RefuseTools", "Reset", "SetFlag", "Settings", "State", "Step",
+    "Transition", "WRAP_UP_FLAG", "calls_of", "frozen_map", "render_template",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import codes
 from .diagnostics import Diagnostic, Position, did_you_mean
 from .yamlsource import YList, YMap
 
@@ -31,8 +32,8 @@ def type_name(v: Any) -> str:
 
 
 class DocumentReader:
-    UNKNOWN_KEY = "LS201"
-    WRONG_TYPE = "LS202"
+    UNKNOWN_KEY = codes.UNKNOWN_KEY
+    WRONG_TYPE = codes.WRONG_TYPE
 
     def __init__(self, file: str) -> None:
         self.file = file

@@ -25,9 +25,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .alphabet import BACKSTOPS, CALL_FLAGS, FLAG_SHORTHANDS, KINDS, OUTCOMES, TEMPLATE_GLOBALS, Attr, template_variables
-from .model import COMPARATORS
-from .validate import ACTION_NAMES, GUARDRAIL_CODES, NAME_RE, SETTINGS_KEYS, STATE_KEYS, VERDICTS
+from .alphabet import (
+    ACTION_NAMES,
+    ACTIONS_WITHOUT_ARG,
+    BACKSTOPS,
+    CALL_FLAGS,
+    COMPARATORS,
+    FLAG_SHORTHANDS,
+    GUARDRAIL_CODES,
+    KINDS,
+    NAME_RE,
+    OUTCOMES,
+    SETTINGS_KEYS,
+    STATE_KEYS,
+    TEMPLATE_GLOBALS,
+    VERDICTS,
+    Attr,
+    template_variables,
+)
 
 SCHEMA_ID = "https://loopspec.dev/schema/policy-1.json"
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -230,7 +245,7 @@ def _action_docs() -> dict[str, str]:
 
 def _action() -> dict[str, Any]:
     docs = _action_docs()
-    bare = {a: d for a, d in docs.items() if a in ("drop_tool_calls", "compact", *FLAG_SHORTHANDS)}
+    bare = {a: d for a, d in docs.items() if a in (*ACTIONS_WITHOUT_ARG, *FLAG_SHORTHANDS)}
     arg: dict[str, dict[str, Any]] = {
         "increment": {"increment": _counter_name(docs["increment"], backstops=False), "by": {"type": "integer", "minimum": 1, "description": "how much to add (default 1)"}},
         "reset": {"reset": _counter_name(docs["reset"], backstops=False)},

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from . import codes
 from .diagnostics import Diagnostic, Position
 
 MAX_DEPTH = 64
@@ -141,16 +142,16 @@ class _Converter:
         self.count += 1
         if self.count > MAX_NODES:
             raise self.fail(
-                "LS105",
+                codes.TOO_MANY_NODES,
                 f"document expands to more than {MAX_NODES} nodes",
                 node,
                 "anchors and aliases multiply; a policy never needs this many (alias bomb?)",
             )
         if depth > MAX_DEPTH:
-            raise self.fail("LS104", f"nesting deeper than {MAX_DEPTH} levels", node)
+            raise self.fail(codes.TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", node)
         if node.tag not in _STD_TAGS:
             raise self.fail(
-                "LS103",
+                codes.YAML_TAG,
                 f"tag '{node.tag}' is not allowed",
                 node,
                 "policies are plain YAML: remove the tag (python/object tags are never constructed)",
@@ -159,7 +160,7 @@ class _Converter:
             try:
                 return self.loader.construct_object(node, deep=False)
             except yaml.YAMLError as exc:
-                raise self.fail("LS106", f"bad scalar: {exc}", node) from None
+                raise self.fail(codes.BAD_SCALAR, f"bad scalar: {exc}", node) from None
         if isinstance(node, SequenceNode):
             out = YList()
             out.pos = _pos(node.start_mark)
@@ -175,14 +176,14 @@ class _Converter:
             m.value_pos = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise self.fail("LS103", "merge keys (<<) are not supported", key_node)
+                    raise self.fail(codes.YAML_TAG, "merge keys (<<) are not supported", key_node)
                 key = self.convert(key_node, depth + 1)
                 if isinstance(key, (dict, list)):
-                    raise self.fail("LS106", "a mapping key must be a plain scalar", key_node)
+                    raise self.fail(codes.BAD_SCALAR, "a mapping key must be a plain scalar", key_node)
                 if key in m:
                     first = m.key_pos[key]
                     raise self.fail(
-                        "LS102",
+                        codes.DUPLICATE_KEY,
                         f"duplicate key '{key}' (first defined at line {first.line}, col {first.col})",
                         key_node,
                         "YAML keeps only the last one silently; merge the two entries",
@@ -191,7 +192,7 @@ class _Converter:
                 m.key_pos[key] = _pos(key_node.start_mark)
                 m.value_pos[key] = _pos(value_node.start_mark)
             return m
-        raise self.fail("LS106", "unsupported YAML node", node)  # pragma: no cover
+        raise self.fail(codes.BAD_SCALAR, "unsupported YAML node", node)  # pragma: no cover
 
 
 def _depth_guard(text: str, file: str, loader_class: Any) -> None:
@@ -203,7 +204,7 @@ def _depth_guard(text: str, file: str, loader_class: Any) -> None:
             if depth > MAX_DEPTH:
                 raise LoadError(
                     Diagnostic(
-                        "LS104",
+                        codes.TOO_DEEP,
                         f"nesting deeper than {MAX_DEPTH} levels",
                         file,
                         pos=_pos(event.start_mark),
@@ -254,7 +255,7 @@ def _load(text: str, file: str, loader_class: Any) -> Any:
             hint = "YAML forbids tabs for indentation; indent with spaces"
         raise LoadError(
             Diagnostic(
-                "LS101",
+                codes.YAML_SYNTAX,
                 f"YAML syntax error: {problem}",
                 file,
                 pos=_pos(mark) if mark else None,
@@ -262,12 +263,12 @@ def _load(text: str, file: str, loader_class: Any) -> Any:
             )
         ) from None
     except yaml.YAMLError as exc:
-        raise LoadError(Diagnostic("LS101", f"YAML error: {exc}", file)) from None
+        raise LoadError(Diagnostic(codes.YAML_SYNTAX, f"YAML error: {exc}", file)) from None
     except RecursionError:
-        raise LoadError(Diagnostic("LS104", "nesting too deep to read", file)) from None
+        raise LoadError(Diagnostic(codes.TOO_DEEP, "nesting too deep to read", file)) from None
     if node is None:
         raise LoadError(
-            Diagnostic("LS107", "the file is empty", file, pos=Position(1, 1), hint="start from machines/default.yaml")
+            Diagnostic(codes.EMPTY_FILE, "the file is empty", file, pos=Position(1, 1), hint="start from machines/default.yaml")
         )
     return _Converter(file, loader).convert(node, 0)
 
@@ -278,12 +279,12 @@ def load_yaml_file(path: str) -> Any:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise LoadError(Diagnostic("LS100", f"cannot read file: {exc.strerror or exc}", path)) from None
+        raise LoadError(Diagnostic(codes.UNREADABLE_FILE, f"cannot read file: {exc.strerror or exc}", path)) from None
     if len(raw) > MAX_BYTES:
-        raise LoadError(Diagnostic("LS100", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", path))
+        raise LoadError(Diagnostic(codes.UNREADABLE_FILE, f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", path))
     if b"\x00" in raw:
         raise LoadError(
-            Diagnostic("LS100", "file is binary (contains NUL bytes), not YAML", path, hint="pass a .yaml policy file")
+            Diagnostic(codes.UNREADABLE_FILE, "file is binary (contains NUL bytes), not YAML", path, hint="pass a .yaml policy file")
         )
     try:
         text = raw.decode("utf-8-sig")
@@ -291,6 +292,6 @@ def load_yaml_file(path: str) -> Any:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise LoadError(
-            Diagnostic("LS100", "file is not valid UTF-8", path, pos=Position(line, col), hint="save it as UTF-8")
+            Diagnostic(codes.UNREADABLE_FILE, "file is not valid UTF-8", path, pos=Position(line, col), hint="save it as UTF-8")
         ) from None
     return load_yaml_text(text, path)
