@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import NAME_RE
 from .diagnostics import Diagnostic, Position, did_you_mean
 from .model import Counter

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import CALL_FLAGS, KINDS, SUPPORTED_VERSION, TOP_KEYS
 from .declarations import Declarations
 from .diagnostics import Diagnostic, Position

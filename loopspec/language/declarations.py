@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import (
     BACKSTOP_KEYS,
     BACKSTOP_KIND,

@@ -3,7 +3,7 @@ warning; ``check`` turns the ones that matter into failing properties."""
 
 from __future__ import annotations
 
-from . import codes
+import loopspec.language.codes as codes
 from .checks import Checks
 from .diagnostics import Position
 

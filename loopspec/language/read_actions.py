@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .actions import Action, Append, Backoff, Compact, DropToolCalls, Increment, RefuseTools, Reset, SetFlag
 from .alphabet import ACTION_KEYS, ACTION_NAMES, ACTIONS_WITH_ARG, BACKSTOP_KIND, BACKSTOPS, FLAG_SHORTHANDS
 from .diagnostics import Position, article, did_you_mean

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import ATTR_OPS, COMPARATORS, GUARD_FORMS, KINDS
 from .diagnostics import Position, article, did_you_mean
 from .guards import AllOf, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import BACKSTOPS, KINDS, OUTCOMES, STATE_KEYS, TRANSITION_KEYS
 from .diagnostics import Position, article, did_you_mean
 from .lint import Lint

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codes
+import loopspec.language.codes as codes
 from .diagnostics import Diagnostic, Position, did_you_mean
 from .yamlsource import YList, YMap
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import string
 from typing import Any, TypeGuard
 
-from . import codes
+import loopspec.language.codes as codes
 from .alphabet import CALL_FLAGS, NAME_RE, template_variables
 from .checks import Checks
 from .diagnostics import Position, did_you_mean

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from . import codes
+import loopspec.language.codes as codes
 from .diagnostics import Diagnostic, Position
 
 MAX_DEPTH = 64

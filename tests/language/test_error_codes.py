@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loopspec.language import codes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\| `(LS\d+)` \| (.+?) \| (.+?) \|$")
 
 
