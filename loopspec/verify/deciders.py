@@ -123,10 +123,7 @@ def decide_halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
             if real:
                 best = cex
                 break
-    if found:
-        best = best or found[0]
-        best.alternatives = [c for c in found if c is not best]
-        res.counterexample = best
+    res.counterexample = _preferred(found, best)
     return res, total
 
 
@@ -158,11 +155,18 @@ def decide_events_handled(an: Analysis, g: Graph, st: Any) -> tuple[PropertyResu
             if real:
                 best = cex
                 break
-    if found:
-        best = best or found[0]
-        best.alternatives = [c for c in found if c is not best]
-        res.counterexample = best
+    res.counterexample = _preferred(found, best)
     return res, total
+
+
+def _preferred(found: list[Counterexample], best: Counterexample | None) -> Counterexample | None:
+    """The counterexample to show: a real run if one was found, else the first; the others are kept
+    as alternatives for the cassette writer to try."""
+    if not found:
+        return None
+    chosen = best or found[0]
+    chosen.alternatives = [c for c in found if c is not chosen]
+    return chosen
 
 
 def backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterexample | None, int]:
