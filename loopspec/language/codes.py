@@ -81,5 +81,8 @@ EMPTY_HALT_MESSAGE = _code("LS401", "a halt delivers an empty message", "say in 
 # -- LS6xx, LS7xx: cassettes and imported transcripts -----------------------------------------------
 
 BAD_CASSETTE = _code("LS601", "invalid cassette", "fix the field the message names, or record the cassette again")
+CASSETTE_UNKNOWN_KEY = _code("LS602", "unknown key in a cassette", "check the spelling against `loopspec cassette-schema`")
+CASSETTE_WRONG_TYPE = _code("LS603", "a cassette field has the wrong type", "give the field the type the message names")
+CASSETTE_VERSION = _code("LS604", "not a cassette of this version", "start the file with 'loopspec_cassette: 1'")
 BAD_TRANSCRIPT = _code("LS701", "the transcript cannot be imported", "fix the transcript at the position shown")
 

@@ -3,6 +3,8 @@ diagnostic like a bad policy gets."""
 
 from __future__ import annotations
 
+import loopspec.language.codes as codes
+
 from loopspec.language.errors import LoopspecError
 
 import json
@@ -36,14 +38,15 @@ _RENAMED_PROPERTIES = {"halt_message_nonempty": "halt_message", "no_partial_tool
 
 
 class _Reader(DocumentReader):
-    UNKNOWN_KEY = WRONG_TYPE = "LS601"
+    UNKNOWN_KEY = codes.CASSETTE_UNKNOWN_KEY
+    WRONG_TYPE = codes.CASSETTE_WRONG_TYPE
 
     def __init__(self, file: str):
         super().__init__(file)
         self.base = os.path.dirname(os.path.abspath(file))
 
     def error(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
-        self.report("LS601", message, path, pos, hint)
+        self.report(codes.BAD_CASSETTE, message, path, pos, hint)
 
     def read(self, doc: Any) -> Cassette | None:
         root = self.expect_map(doc, "", Position(1, 1), "a cassette's top level")
@@ -52,7 +55,8 @@ class _Reader(DocumentReader):
         self.unknown_keys(root, TOP_KEYS, "", "a cassette")
         version = root.get("loopspec_cassette")
         if version != CASSETTE_VERSION:
-            self.error(
+            self.report(
+                codes.CASSETTE_VERSION,
                 f"not a loopspec cassette version {CASSETTE_VERSION} (loopspec_cassette: {version!r})",
                 "loopspec_cassette",
                 root.pos_of("loopspec_cassette"),

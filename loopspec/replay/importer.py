@@ -20,6 +20,8 @@ and the JSONL line or the JSON path.
 
 from __future__ import annotations
 
+import loopspec.language.codes as codes
+
 from loopspec.language.errors import DiagnosticError
 
 import json
@@ -79,7 +81,7 @@ class ImportResult:
 
 def _diag(file: str, message: str, path: str = "", line: int | None = None, col: int = 1, hint: str = "") -> TranscriptError:
     pos = Position(line, col) if line is not None else None
-    return TranscriptError([Diagnostic("LS701", message, file, path, pos, hint)])
+    return TranscriptError([Diagnostic(codes.BAD_TRANSCRIPT, message, file, path, pos, hint)])
 
 
 def read_transcript(path: str) -> Transcript:

@@ -188,3 +188,18 @@ def test_replay_cli_reports_diagnostics_and_exits_1(tmp_path: Path, capsys: pyte
     assert main(["replay", str(p), "--machine", str(FIXTURES.parent / "machines" / "default.yaml")]) == 1
     err = capsys.readouterr().err
     assert f"{p}:7:1: error: unknown key 'expext'" in err and "Traceback" not in err
+
+
+def test_cassette_errors_carry_their_own_codes(tmp_path: Path) -> None:
+    """A misspelt key, a wrong type and a wrong version each get a code of their own (LS602-LS604),
+    not the catch-all LS601, so a CI log can be searched by cause."""
+    cases = {
+        GOOD + "expext: {}\n": "LS602",
+        GOOD.replace("messages:\n  - {role: user, content: hi}\n", "messages: hello\n"): "LS603",
+        GOOD.replace("loopspec_cassette: 1", "loopspec_cassette: 7"): "LS604",
+    }
+    for text, code in cases.items():
+        f = tmp_path / "c.cassette.yaml"
+        f.write_text(text)
+        _, diags = read_cassette(str(f))
+        assert [d.code for d in diags][:1] == [code], [d.format() for d in diags]
