@@ -17,7 +17,7 @@ kept without a witness, on a copy of the policy that forces that transition; see
   outcome covers it. There are at most two backstops, so at most a handful of contexts.
 - **Abstract node** = state x the flags any guard reads (plus ``tools_disabled``) x the phase of each
   backstop (``low`` below max-1, ``last`` at max-1, ``spent`` at max: the only distinctions the
-  redirect makes) x a small property monitor (pending tool calls, a silent stub in flight).
+  redirect makes) x a small property monitor (a silent stub in flight).
 
 The abstract graph over-approximates the concrete configuration graph: every concrete step maps to
 an abstract edge between the nodes of its configurations (counters are forgotten, so an abstract
@@ -83,8 +83,6 @@ class Node:
     flags: frozenset[str]
     phases: tuple[int, ...]
     """One entry per backstop, in :attr:`Analysis.backstop_names` order."""
-    pending: int = 0
-    """Monitor: 0 no tool calls pending, 1 complete calls pending, 2 partial (truncated) calls."""
     silent: bool = False
     """Monitor: a mid-tool-call stub with continuation budget left, not yet followed by a call."""
 
@@ -169,8 +167,8 @@ class Analysis:
     def phases_of(self, counters: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(phase_of(counters[i], self.caps[i]) for i in self.backstop_index)
 
-    def node_of(self, cfg: Config, pending: int = 0, silent: bool = False) -> Node:
-        return Node(cfg.state, cfg.flags & self.tracked_flags, self.phases_of(cfg.counters), pending, silent)
+    def node_of(self, cfg: Config, silent: bool = False) -> Node:
+        return Node(cfg.state, cfg.flags & self.tracked_flags, self.phases_of(cfg.counters), silent)
 
     def budget_lasts(self, cfg: Config) -> bool:
         """The continuation budget lasts (the properties' own definition)."""
@@ -396,8 +394,8 @@ def build_graph(an: Analysis) -> Graph:
             base = base_cache[key] = list(iter_base_steps(an, n.state, n.flags, n.phases))
         dedup: dict[tuple[object, ...], Edge] = {}
         for step in base:
-            pending, silent, viol = monitor_step(an, n.pending, n.silent, step)
-            dst = an.node_of(step.after, pending, silent)
+            silent, viol = monitor_step(an, n.silent, step)
+            dst = an.node_of(step.after, silent)
             k = (id(step.transition), dst, step.redirected_from)
             e = dedup.get(k)
             if e is not None:

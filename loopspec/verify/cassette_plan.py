@@ -136,7 +136,7 @@ def _closing_path(policy: Policy, realiser: Realiser, cfg: Config, facts: Facts)
         an,
         lambda step, child, viol: policy.states[step.after.state].kind == "halt",
         limit=5_000,
-        start=(cfg, 0, False),
+        start=(cfg, False),
         world=_Closing(realiser),
         world_start=(frozenset({facts}), False),
     )

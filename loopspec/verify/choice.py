@@ -86,11 +86,11 @@ def is_real(an: Analysis, world: Any, steps: list[CexStep], predicate: Any) -> b
     if not sim:
         return False
     w = world.start()
-    pending, silent, viol = 0, False, list[tuple[str, str]]()
+    silent, viol = False, list[tuple[str, str]]()
     for st in sim:
         w = world.advance(w, st)
         if w is None:
             return False
-        pending, silent, viol = monitor_step(an, pending, silent, st)
+        silent, viol = monitor_step(an, silent, st)
     last = sim[-1]
-    return bool(predicate(last, (last.after, pending, silent, w), viol))
+    return bool(predicate(last, (last.after, silent, w), viol))

@@ -11,27 +11,27 @@ from .counterexample import CexStep, cex_step
 from .properties import monitor_step
 from .search import path_to
 
-CNode = tuple[Config, int, bool]
-"""A concrete configuration with the property monitor's state (pending tool calls, silent stub)."""
+CNode = tuple[Config, bool]
+"""A concrete configuration with the property monitor's state (a silent stub in flight)."""
 
-SearchNode = tuple[Config, int, bool, *tuple[Any, ...]]
+SearchNode = tuple[Config, bool, *tuple[Any, ...]]
 """A :data:`CNode`, followed by the ``extra`` search state when :func:`shortest_counterexample` threads one."""
 
 _N = TypeVar("_N", bound=SearchNode)
 
 def successors(an: Analysis, node: CNode) -> Iterable[tuple[Step, CNode, list[tuple[str, str]]]]:
-    cfg, pending, silent = node
+    cfg, silent = node
     if an.kind(cfg.state) == "halt":
         return
     for ev_name in an.events_of(cfg.state):
         for step in an.steps_at(cfg, ev_name):
             an.steps_evaluated += 1
-            p2, s2, viol = monitor_step(an, pending, silent, step)
-            yield step, (step.after, p2, s2), viol
+            s2, viol = monitor_step(an, silent, step)
+            yield step, (step.after, s2), viol
 
 
 def initial_node(an: Analysis) -> CNode:
-    return (an.policy.initial_config(), 0, False)
+    return (an.policy.initial_config(), False)
 
 
 def cex_path(parents: dict[_N, tuple[_N, Step] | None], node: _N) -> list[CexStep]:

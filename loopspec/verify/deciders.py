@@ -210,7 +210,7 @@ def backstop_demo(an: Analysis, g: Graph, term: Termination) -> tuple[Counterexa
             return min(c, need)
 
         def done(step: Step, child: Any, viol: Any, need: int = need) -> bool:
-            return bool(child[3] >= need)
+            return bool(child[2] >= need)
 
         real = False
         # within the loop's component first; a redirect on the way (a backstop's wrap_up) may lead

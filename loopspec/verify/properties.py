@@ -34,13 +34,11 @@ class Monitored(Protocol):
     def continuation_counters(self) -> tuple[int, ...]: ...
 
 
-def monitor_step(an: Monitored, pending: int, silent: bool, step: Step) -> tuple[int, bool, list[tuple[str, str]]]:
-    """Advance the property watch over one step; return (pending, silent, violations).
-
-    ``pending`` is kept for the search nodes' shape and is always 0: since the step itself decides
-    the fate of every tool call, nothing is pending between steps."""
+def monitor_step(an: Monitored, silent: bool, step: Step) -> tuple[bool, list[tuple[str, str]]]:
+    """Advance the property watch over one step; return (silent, violations). The step itself
+    decides the fate of every tool call, so nothing else is carried between steps."""
     watch, v = advance(an.policy, _WATCHES[silent], step, an.continuation_counters)
-    return 0, watch.silent, v
+    return watch.silent, v
 
 
 # --------------------------------------------------------------------------- halt messages

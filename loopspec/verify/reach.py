@@ -27,7 +27,7 @@ def shortest_counterexample(
 
     ``allowed`` restricts the search to transitions with these ``id()``s (``None``: all).
     ``extra`` threads an additional small search state (e.g. a firing count) through the path; the
-    predicate then sees it as ``node[3]``. ``world`` keeps to runs the outside world can produce
+    predicate then sees it as ``node[2]``. ``world`` keeps to runs the outside world can produce
     (see :class:`WorldModel`; ``world_start`` replaces its start). Returns (path or None,
     configurations explored).
     """
@@ -38,10 +38,10 @@ def shortest_counterexample(
         root = (*root, world.start() if world_start is None else world_start)
 
     def expand(node: SearchNode) -> Iterator[tuple[tuple[Step, list[tuple[str, str]]], SearchNode]]:
-        for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
+        for step, cnode, viol in successors(an, (node[0], node[1])):
             if allowed is not None and (step.transition is None or id(step.transition) not in allowed):
                 continue
-            child: SearchNode = cnode if extra is None else (*cnode, extra(node[3], step))
+            child: SearchNode = cnode if extra is None else (*cnode, extra(node[2], step))
             if world is not None:
                 w = world.advance(node[-1], step)
                 if w is None:
@@ -86,7 +86,7 @@ def guided_counterexample(
         nonlocal explored
         explored += 1
         scored: list[tuple[int, int, int, Step, Any]] = []
-        for step, cnode, viol in successors(an, (node[0], node[1], node[2])):
+        for step, cnode, viol in successors(an, (node[0], node[1])):
             child: tuple[Any, ...] = cnode
             if world is not None:
                 w = world.advance(node[-1], step)
@@ -97,7 +97,7 @@ def guided_counterexample(
                 return [], (step, child)
             if an.kind(child[0].state) == "halt":
                 continue
-            d = distance.get(an.node_of(child[0], child[1], child[2]), inf)
+            d = distance.get(an.node_of(child[0], child[1]), inf)
             if d >= inf:
                 continue
             t = step.transition

@@ -115,7 +115,7 @@ def test_interpreter_trace_is_a_path_the_explorer_reaches_with_the_same_counters
     checker's explorer generates from the same configuration, with the same target, counters and
     flags; the abstraction's event cases cover what the classifier really emitted."""
     result = run(cassette)
-    node = (POLICY.initial_config(), 0, False)
+    node = (POLICY.initial_config(), False)
     for s in result.trace:
         options = [(st_, child) for st_, child, _ in successors(ANALYSIS, node) if st_.event.name == s.event]
         match = [
