@@ -251,7 +251,6 @@ class Policy:
             entered,
             tuple(directives),
             redirected_from=t.target if target != t.target else None,
-            request_flags=request_flags,
             calls=calls,
             fate=fate,
             refusal=refusal,

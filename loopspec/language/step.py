@@ -95,8 +95,6 @@ class Step:
     directives: tuple[Directive, ...]
     redirected_from: str | None = None
     """The transition's own target when a backstop redirected it."""
-    request_flags: frozenset[str] = frozenset()
-    """Flags in force for the call being entered (before once-flags were consumed)."""
     calls: str = CALLS_NONE
     fate: str | None = None
     """None when the event carries no tool calls."""
