@@ -61,7 +61,7 @@ class RefuseTools:
 Action = Union[Increment, Reset, SetFlag, Append, DropToolCalls, Backoff, Compact, RefuseTools]
 
 # Actions that only change the configuration; the rest are also handed to the interpreter.
-_PURE_ACTIONS = (Increment, Reset, SetFlag)
+PURE_ACTIONS = (Increment, Reset, SetFlag)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from .alphabet import COMPARATORS, Event
+from .config import Config
 
-if TYPE_CHECKING:
-    from .model import Config, Policy
 
 def _compare(op: str, left: Any, right: Any) -> bool:
     try:
@@ -33,7 +32,7 @@ def _compare(op: str, left: Any, right: Any) -> bool:
 class Always:
     """The guard of a transition written without ``when``."""
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return True
 
 
@@ -41,7 +40,7 @@ class Always:
 class AllOf:
     parts: tuple["Guard", ...]
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return all(p.evaluate(policy, cfg, event) for p in self.parts)
 
 
@@ -49,7 +48,7 @@ class AllOf:
 class AnyOf:
     parts: tuple["Guard", ...]
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return any(p.evaluate(policy, cfg, event) for p in self.parts)
 
 
@@ -57,7 +56,7 @@ class AnyOf:
 class Not:
     part: "Guard"
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return not self.part.evaluate(policy, cfg, event)
 
 
@@ -70,7 +69,7 @@ class CounterCmp:
     op: str
     value: int
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return _compare(self.op, cfg.counters[self.index], self.value)
 
 
@@ -79,7 +78,7 @@ class FlagIs:
     flag: str
     value: bool = True
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         return (self.flag in cfg.flags) is self.value
 
 
@@ -91,7 +90,7 @@ class AttrTest:
     op: str  # "truthy" | COMPARATORS | "in" | "contains"
     value: Any = None
 
-    def evaluate(self, policy: "Policy", cfg: Config, event: Event) -> bool:
+    def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
         actual = event.attrs.get(self.attr)
         if self.op == "truthy":
             return bool(actual)

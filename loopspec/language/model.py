@@ -14,13 +14,12 @@ is redirected to the backstop's ``wrap_up`` or ``exhausted`` state.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from .actions import (
-    _PURE_ACTIONS,
+    PURE_ACTIONS,
     Action,
     Append,
     Backoff,
@@ -33,7 +32,6 @@ from .actions import (
     SetFlag,
 )
 from .alphabet import BACKSTOP_KIND, COMPARATORS, ONCE_FLAGS, Event
-from .diagnostics import Position
 from .guards import AllOf, Always, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 from .step import (
     CALLS_COMPLETE,
@@ -48,121 +46,9 @@ from .step import (
     Step,
     calls_of,
 )
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class Config:
-    """Where a turn is: its state, every counter's value (by :attr:`Policy.counter_names`) and set flags."""
-
-    state: str
-    counters: tuple[int, ...]
-    flags: frozenset[str]
-
-
-
-# --------------------------------------------------------------------------- structure
-
-
-@dataclass(frozen=True)
-class Transition:
-    source: str
-    event: str
-    order: int
-    guard: Guard
-    actions: tuple[Action, ...]
-    target: str
-    bounded_by: str | None = None
-    """A declared backstop loop: this edge may repeat until that backstop ends it."""
-    pos: Position | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.source} --{self.event}[{self.order}]--> {self.target}"
-
-    def increments(self) -> tuple[Increment, ...]:
-        return tuple(a for a in self.actions if isinstance(a, Increment))
-
-
-@dataclass(frozen=True)
-class State:
-    name: str
-    kind: str
-    transitions: Mapping[str, tuple[Transition, ...]]
-    doc: str = ""
-    apply: tuple[Action, ...] = ()
-    """escalate: the actions it performs on entry (compact, disable_tools, switch_model, ...)."""
-    prompt: str | None = None
-    """continue: the template appended as the continuation prompt."""
-    outcome: str | None = None
-    message: str | None = None
-    """halt: the message template delivered to every consumer."""
-    pos: Position | None = None
-
-    def all_transitions(self) -> tuple[Transition, ...]:
-        return tuple(t for ts in self.transitions.values() for t in ts)
-
-
-@dataclass(frozen=True)
-class Counter:
-    name: str
-    index: int
-    max: int
-    doc: str = ""
-    backstop: bool = False
-
-
-@dataclass(frozen=True)
-class Backstop:
-    counter: str
-    max: int
-    exhausted: str
-    wrap_up: str | None = None
-    """model_calls only: the state ordinary calls are redirected to when one call is left; the
-    transitions out of it may spend that last call (e.g. disable tools and ask for a summary)."""
-    warn_at: int | None = None
-    warning: str | None = None
-
-
-@dataclass(frozen=True)
-class Guardrail:
-    code: str
-    threshold: int
-    verdict: str
-    max_period: int = 5
-
-
-@dataclass(frozen=True)
-class Settings:
-    stall_timeout: float = 60.0
-    request_timeout: float = 120.0
-    max_tokens: int | None = None
-    boosted_max_tokens: int | None = None
-    fallback_model: str | None = None
-    compaction_keep_last: int = 6
-    reasoning_effort: str | None = None
-    turn_deadline: float | None = None
-    """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
-    call, stream read or tool batch observes ``cancelled``."""
-
-
-_FORMATTER = string.Formatter()
-
-
-def render_template(text: str, variables: Mapping[str, Any]) -> str:
-    """Safe substitution: only plain names (validated); lists are joined, absent names become ''."""
-    out: list[str] = []
-    for literal, name, _spec, _conv in _FORMATTER.parse(text):
-        out.append(literal)
-        if name is None:
-            continue
-        value = variables.get(name, "")
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(str(v) for v in value)
-        out.append(str(value))
-    return "".join(out)
-
+from .config import Config
+from .structure import Backstop, Counter, Guardrail, Settings, State, Transition
+from .templates import render_template
 
 @dataclass(frozen=True)
 class Policy:
@@ -283,13 +169,15 @@ class Policy:
         if s.kind == "continue" and s.prompt:
             return (Directive(Append(s.prompt)),)
         if s.kind == "escalate":
-            return tuple(Directive(a) for a in s.apply if not isinstance(a, _PURE_ACTIONS))
+            return tuple(Directive(a) for a in s.apply if not isinstance(a, PURE_ACTIONS))
         return ()
 
     def _apply(self, action: Action, counters: list[int], flags: set[str], out: list[Directive]) -> None:
         if isinstance(action, Increment):
-            cap = self.counters[action.index].max
-            counters[action.index] = min(cap, counters[action.index] + action.amount)
+            # No clamp: enabled() refused any transition whose increment would pass the cap, and
+            # the validator refuses increments in an escalate state's apply (LS209). A clamp here
+            # would hide a broken enabled() from every test that reads a counter.
+            counters[action.index] += action.amount
         elif isinstance(action, Reset):
             counters[action.index] = 0
         elif isinstance(action, SetFlag):
@@ -377,7 +265,7 @@ class Policy:
             fl = set(flags)
             cs = list(counters)
             for a in self.states[state].apply:
-                if isinstance(a, _PURE_ACTIONS):
+                if isinstance(a, PURE_ACTIONS):
                     self._apply(a, cs, fl, entry)
             flags, counters = frozenset(fl), tuple(cs)
         entry.extend(self.entry_directives(state))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .actions import Append, Directive
 from .alphabet import Event
-
-if TYPE_CHECKING:
-    from .model import Config, Transition
+from .config import Config
+from .structure import Transition
 
 CALLS_NONE = "none"
 CALLS_COMPLETE = "complete"

@@ -1,0 +1,98 @@
+"""The compiled policy's declarations: states, transitions, counters, backstops, guardrails and
+settings, as plain frozen records.
+
+They have no behaviour of their own: the step rules that read them live in
+:mod:`loopspec.language.model`, so guards and step records can name these types without importing
+the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .actions import Action, Increment
+from .diagnostics import Position
+from .guards import Guard
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: str
+    event: str
+    order: int
+    guard: Guard
+    actions: tuple[Action, ...]
+    target: str
+    bounded_by: str | None = None
+    """A declared backstop loop: this edge may repeat until that backstop ends it."""
+    pos: Position | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} --{self.event}[{self.order}]--> {self.target}"
+
+    def increments(self) -> tuple[Increment, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Increment))
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    kind: str
+    transitions: Mapping[str, tuple[Transition, ...]]
+    doc: str = ""
+    apply: tuple[Action, ...] = ()
+    """escalate: the actions it performs on entry (compact, disable_tools, switch_model, ...)."""
+    prompt: str | None = None
+    """continue: the template appended as the continuation prompt."""
+    outcome: str | None = None
+    message: str | None = None
+    """halt: the message template delivered to every consumer."""
+    pos: Position | None = None
+
+    def all_transitions(self) -> tuple[Transition, ...]:
+        return tuple(t for ts in self.transitions.values() for t in ts)
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    index: int
+    max: int
+    doc: str = ""
+    backstop: bool = False
+
+
+@dataclass(frozen=True)
+class Backstop:
+    counter: str
+    max: int
+    exhausted: str
+    wrap_up: str | None = None
+    """model_calls only: the state ordinary calls are redirected to when one call is left; the
+    transitions out of it may spend that last call (e.g. disable tools and ask for a summary)."""
+    warn_at: int | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    code: str
+    threshold: int
+    verdict: str
+    max_period: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    stall_timeout: float = 60.0
+    request_timeout: float = 120.0
+    max_tokens: int | None = None
+    boosted_max_tokens: int | None = None
+    fallback_model: str | None = None
+    compaction_keep_last: int = 6
+    reasoning_effort: str | None = None
+    turn_deadline: float | None = None
+    """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
+    call, stream read or tool batch observes ``cancelled``."""
