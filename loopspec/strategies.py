@@ -35,13 +35,15 @@ from .language.alphabet import KINDS, Attr, Event, EventSpec
 
 DEFAULT_TOOLS = ("get_capital", "read_file")
 
-_ERROR_BODIES: dict[int, dict[str, Any]] = {
-    400: {"error": {"message": "This model's maximum context length is 128000 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}},
-    401: {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}},
-    408: {"error": {"message": "Request timed out", "type": "timeout"}},
-    429: {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}},
-    500: {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}},
-    503: {"error": {"message": "The engine is currently overloaded, please try again later", "type": "server_error"}},
+_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "context_length": (400, {"error": {"message": "This model's maximum context length is 128000 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}}),
+    "effort": (400, {"error": {"message": "This model does not support effort level 'xhigh'. Supported levels: high, low, max, medium.", "type": "invalid_request_error"}}),
+    "signature": (400, {"error": {"message": "messages.1.content.0: Invalid `signature` in `thinking` block", "type": "invalid_request_error"}}),
+    "auth": (401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}),
+    "timeout": (408, {"error": {"message": "Request timed out", "type": "timeout"}}),
+    "rate_limit": (429, {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}}),
+    "server_error": (500, {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
+    "overloaded": (503, {"error": {"message": "The engine is currently overloaded, please try again later", "type": "server_error"}}),
 }
 
 
@@ -70,15 +72,28 @@ def events(kind: str | None = None) -> st.SearchStrategy[Event]:
 _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=40).filter(str.strip)
 
 
+SHAPES = (
+    "text", "tool_call", "tool_calls", "malformed", "unknown", "thinking", "empty", "length_text",
+    "length_tool", "length_thinking", "stall_text", "stall_tool", "disconnect", "error_chunk",
+)
+"""Every response shape :func:`replies` draws."""
+
+PERSISTENT_SHAPES = tuple(s for s in SHAPES if s != "text")
+"""Shapes that never end a turn by themselves (no final answer): what a model stuck in a loop sends."""
+
+PERSISTENT_ERRORS = ("effort", "signature", "timeout", "rate_limit", "server_error", "overloaded")
+"""Provider errors a policy recovers from rather than ends on."""
+
+
+REPEATED_ERRORS = ("context_length", "rate_limit", "server_error", "timeout")
+REPEATED_SHAPES = ("malformed", "unknown", "thinking", "empty", "length_text", "length_tool", "stall_text", "stall_tool", "disconnect")
+"""Faults an "alternate" world repeats between tool batches: the ones per-turn totals count."""
+
+
 @st.composite
-def replies(draw: st.DrawFn, tools: Sequence[str] = DEFAULT_TOOLS) -> StreamResponse:
+def replies(draw: st.DrawFn, tools: Sequence[str] = DEFAULT_TOOLS, shapes: Sequence[str] = SHAPES) -> StreamResponse:
     """One streamed model response, in the shapes real providers send, possibly faulty."""
-    shape = draw(
-        st.sampled_from(
-            ["text", "tool_call", "tool_calls", "malformed", "unknown", "thinking", "empty", "length_text",
-             "length_tool", "length_thinking", "stall_text", "stall_tool", "disconnect", "error_chunk"]
-        )
-    )
+    shape = draw(st.sampled_from(list(shapes)))
     name = draw(st.sampled_from(list(tools)))
     args = {"country": draw(st.sampled_from(["UK", "France", "Japan"]))}
     if shape == "text":
@@ -117,9 +132,12 @@ def replies(draw: st.DrawFn, tools: Sequence[str] = DEFAULT_TOOLS) -> StreamResp
     return StreamResponse(chunks=tuple(chunks + [{"error": {"message": message, "code": 500}}]))
 
 
-def provider_errors() -> st.SearchStrategy[ErrorResponse]:
-    """HTTP errors the classifier maps to rate_limit, transient, timeout, context_overflow, auth."""
-    return st.sampled_from(sorted(_ERROR_BODIES)).map(lambda s: ErrorResponse(s, _ERROR_BODIES[s]))
+def provider_errors(kinds: Sequence[str] | None = None) -> st.SearchStrategy[ErrorResponse]:
+    """HTTP errors shaped like recorded ones, which the classifier maps to context_overflow,
+    effort_unsupported, thinking_signature_invalid, auth, timeout, rate_limit and transient.
+    ``kinds`` picks some by name: context_length, effort, signature, auth, timeout, rate_limit,
+    server_error, overloaded."""
+    return st.sampled_from(sorted(kinds or _ERRORS)).map(lambda k: ErrorResponse(*_ERRORS[k]))
 
 
 def tool_outcomes(tool: str) -> st.SearchStrategy[ToolOutcome]:
@@ -136,19 +154,54 @@ def cassettes(
     tools: Sequence[str] = DEFAULT_TOOLS,
     max_interactions: int = 12,
     error_weight: float = 0.15,
+    max_run: int = 4,
 ) -> Cassette:
-    """A whole turn the outside world might produce: messages, tools, responses, tool results."""
-    n = draw(st.integers(1, max_interactions))
+    """A whole turn the outside world might produce: messages, tools, responses, tool results.
+
+    Responses come in runs of one kind (up to ``max_run`` in a row), because a model that repeats
+    itself is what streak guards, retry budgets and escalations exist for. The defaults make short
+    turns; to reach a policy's caps and backstops, make ``max_interactions`` at least the worst-case
+    model calls ``loopspec check`` prints, and ``max_run`` at least the largest cap. Tool results
+    either progress (each one new, as a poll that advances: no loop detector fires) or repeat a few
+    recorded outcomes, failures included.
+    """
+    # Four kinds of world. "mixed": anything, in short runs and sometimes long ones. "streak":
+    # long runs of one kind, which spend one budget to its cap. "loop": the model is stuck calling
+    # tools and never answers, with a single fault now and then; no fatal error, so only the
+    # policy's own caps and backstops can end the turn (the loops the incidents describe).
+    # "alternate": one fault again and again, each time after a tool batch that resets its streak
+    # guard, which spends the per-turn totals that streaks alone never reach.
+    world = draw(st.sampled_from(["mixed", "streak", "loop", "alternate"]))
+    n = max_interactions if world in ("loop", "alternate") else draw(st.integers(1, max_interactions))
+    errors = provider_errors(PERSISTENT_ERRORS if world == "loop" else None)
+    shaped = replies(tools, PERSISTENT_SHAPES if world == "loop" else SHAPES)
+    tool_loop = replies(tools, ("tool_call", "tool_calls"))
     interactions: list[Interaction] = []
+    repeated = draw(st.one_of(provider_errors(REPEATED_ERRORS), replies(tools, REPEATED_SHAPES)) if world == "alternate" else st.none())
     while len(interactions) < n:
-        # Models repeat themselves: the same kind of reply several times in a row is what streak
-        # guards, retry budgets and escalations exist for, so responses come in runs.
-        one = draw(provider_errors()) if draw(st.floats(0, 1)) < error_weight else draw(replies(tools))
-        interactions += [one] * draw(st.integers(1, 4))
+        if world == "alternate":
+            # tool batches first: they grow the history (compaction needs something to compact)
+            # and reset the fault's streak guard
+            interactions += [draw(tool_loop)] * draw(st.integers(1, 4)) + [repeated] * draw(st.integers(1, 2))
+            continue
+        if world == "loop":
+            fault = draw(st.integers(0, 9)) < 4
+            one = draw(st.one_of(errors, shaped) if fault else tool_loop)
+            run = 1 if fault else draw(st.integers(1, 3) if draw(st.booleans()) else st.integers(1, max_run))
+        else:
+            one = draw(errors) if draw(st.floats(0, 1)) < error_weight else draw(shaped)
+            long_run = world == "streak" or draw(st.integers(0, 3)) == 0
+            run = draw(st.integers(1, max_run) if long_run else st.integers(1, 3))
+        interactions += [one] * run
     interactions = interactions[:n]
-    results = [draw(tool_outcomes(draw(st.sampled_from(list(tools))))) for _ in range(draw(st.integers(0, 2 * n)))]
+    results: list[ToolOutcome]
+    if world in ("loop", "alternate") or draw(st.booleans()):
+        # enough distinct results for every call the responses can make (two per response at most)
+        results = [ToolOutcome(t, result=f"result {i}") for i in range(2 * n) for t in tools]
+    else:
+        results = [draw(tool_outcomes(draw(st.sampled_from(list(tools))))) for _ in range(draw(st.integers(0, 2 * n)))]
     specs = tuple(
-        ToolSpec(t, {"type": "object", "properties": {"country": {"type": "string"}}}, needs_approval=draw(st.booleans()) and t == "read_file")
+        ToolSpec(t, {"type": "object", "properties": {"country": {"type": "string"}}}, needs_approval=world == "mixed" and draw(st.booleans()) and t == "read_file")
         for t in tools
     )
     return Cassette(
