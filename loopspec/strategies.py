@@ -177,12 +177,14 @@ def cassettes(
     shaped = replies(tools, PERSISTENT_SHAPES if world == "loop" else SHAPES)
     tool_loop = replies(tools, ("tool_call", "tool_calls"))
     interactions: list[Interaction] = []
-    repeated = draw(st.one_of(provider_errors(REPEATED_ERRORS), replies(tools, REPEATED_SHAPES)) if world == "alternate" else st.none())
+    repeated: Interaction | None = draw(st.one_of(provider_errors(REPEATED_ERRORS), replies(tools, REPEATED_SHAPES)) if world == "alternate" else st.none())
     while len(interactions) < n:
         if world == "alternate":
             # tool batches first: they grow the history (compaction needs something to compact)
             # and reset the fault's streak guard
-            interactions += [draw(tool_loop)] * draw(st.integers(1, 4)) + [repeated] * draw(st.integers(1, 2))
+            assert repeated is not None
+            interactions += [draw(tool_loop)] * draw(st.integers(1, 4))
+            interactions += [repeated] * draw(st.integers(1, 2))
             continue
         if world == "loop":
             fault = draw(st.integers(0, 9)) < 4
