@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 from loopspec.providers.base import Provider, ProviderError, StreamBroken
 from loopspec.language.alphabet import Event
-from loopspec.language.graph import describe_action
 from loopspec.language.model import (
     FATE_REFUSE,
     FATE_RUN,
@@ -39,7 +38,8 @@ from .history import Trajectory, tool_calls_of
 from .machine import Callback, TurnCallbacks, TurnModel
 from .requests import build_request, record_of
 from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
-from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
+from .tool_batch import PendingBatch, run_batch
+from .tools import ApprovalHook, ToolRegistry, ToolResult
 
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
 _STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
@@ -128,7 +128,7 @@ class Turn:
         self._assembler: ReplyAssembler | None = None
         self._reply = AssembledReply()
         self._streamed = ""
-        self._pending_calls: tuple[str, list[ToolCall]] | None = None
+        self._pending_calls: PendingBatch | None = None
         self._escalation_failed: str | None = None
         self._external_cancel = False
         self._pending_cancel = False
@@ -182,24 +182,8 @@ class Turn:
         return variables
 
     def _record(self, step: Step) -> None:
-        policy = self.policy
         self.steps.append(step)
-        t = step.transition
-        self.trace.append(
-            TraceStep(
-                index=len(self.trace),
-                state=step.before.state,
-                kind=policy.states[step.before.state].kind,
-                event=step.event.name,
-                attrs=dict(step.event.attrs),
-                transition=t.label if t else None,
-                target=step.after.state,
-                counters=dict(zip(policy.counter_names, step.after.counters)),
-                flags=sorted(step.after.flags),
-                actions=[describe_action(a) for a in t.actions] if t else [],
-                redirected_from=step.redirected_from,
-            )
-        )
+        self.trace.append(TraceStep.of(self.policy, step, len(self.trace)))
 
     # ------------------------------------------------------------------------------ effects
 
@@ -333,38 +317,9 @@ class Turn:
 
     async def _run_tools(self) -> Event:
         pending, self._pending_calls = self._pending_calls, None
-        if not pending:  # nothing complete to run: a partial call never becomes a batch
-            return Event("ok", {"tools": []})
-        text, calls = pending
-        names = [c.name for c in calls]
-        blocked = await needs_approval(self.tools, calls, self.approve)
-        if blocked is not None:
-            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
-            self.trajectory.add_tool_round(text, calls, results)
-            return Event("approval_required", {"tool": blocked.name})
-        tasks: list[asyncio.Future[ToolResult]] = []
-        try:
-            if len(calls) == 1:  # the common case: no task, no extra trip through the event loop
-                results = [await run_one(self.tools.tools.get(calls[0].name), calls[0])]
-            else:
-                tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
-                results = list(await asyncio.gather(*tasks))
-        except asyncio.CancelledError:
-            for t in tasks:
-                t.cancel()
-            done = {id(c): t.result() for t, c in zip(tasks, calls) if t.done() and not t.cancelled()}
-            results = [
-                done.get(id(c)) or ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False) for c in calls
-            ]
-            self.trajectory.add_tool_round(text, calls, results)
-            raise
-        self.trajectory.add_tool_round(text, calls, results)
-        guard = self.guardrails.observe(results)
-        if guard is not None:
-            return guard
-        if all(r.ok for r in results):
-            return Event("ok", {"tools": names})
-        return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
+        return await run_batch(
+            pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails
+        )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:
         """The step that entered ``state`` carried out its apply list; report whether it took."""
