@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .abstraction import Analysis, Graph
+from .abstract_graph import Graph
+from .abstraction import Analysis
 from .abstract_runs import abstract_cex, abstract_path, deep_counterexample
 from .counterexample import CexStep, Counterexample
 from .properties import monitor_step

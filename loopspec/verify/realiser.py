@@ -15,7 +15,7 @@ from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
 from loopspec.language.alphabet import Event
 from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
 
-from .abstraction import guard_atoms
+from .atoms import guard_atoms
 from .properties import EmptyWhen, empty_when
 from .tool_scripts import _last_index, _scripts, tool_result
 from .event_options import (

@@ -11,7 +11,7 @@ the other, faithfully:
   error; a guardrail's detector fed the batches that make it fire) and what each recording makes
   the classifier say, observed through the same code the in-process transport runs. For each step
   it picks a recording whose attributes give the same truth value to every guard atom the policy
-  reads on that state and event (:func:`~loopspec.verify.abstraction.guard_atoms`), with natural
+  reads on that state and event (:func:`~loopspec.verify.atoms.guard_atoms`), with natural
   values for the attributes no guard reads. It is also a
   :class:`~loopspec.verify.explore.WorldModel`: the checker's searches use it to prefer runs the
   outside world can produce.
