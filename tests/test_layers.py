@@ -1,5 +1,5 @@
-"""The package layers: a module imports only from its own layer or the layers below it, and no two
-modules import each other in a cycle.
+"""The package layers: a module imports only from its own layer or the layers below it, no two
+modules import each other in a cycle, and no module takes another module's underscore names.
 
     language(0) < wire(1) < providers(2) < engine(3) < replay(4) < verify(5) < cli(6) < top level
 
@@ -22,6 +22,13 @@ TOP = len(LAYERS)
 # Known imports from a higher layer into a lower one, as (importer, imported) module names. This list
 # may only shrink: fix the import, then delete its line.
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
+
+# Known imports of another loopspec module's underscore (private) names, as (importer, owner, name).
+# May only shrink: make the name public in its owner (or move it where it is used), then delete it.
+ALLOWED_PRIVATE: set[tuple[str, str, str]] = {
+    # the step semantics reads which actions are pure; both modules are being reworked elsewhere
+    ("loopspec.language.model", "loopspec.language.actions", "_PURE_ACTIONS"),
+}
 
 # Known module-level import cycles, each as a sorted tuple of module names. May only shrink.
 ALLOWED_CYCLES: set[tuple[str, ...]] = set()
@@ -56,6 +63,20 @@ def _imports(module: str, path: Path) -> set[str]:
     return _imports_in(module, path.read_text(), is_package=path.name == "__init__.py")
 
 
+def _from_target(module: str, node: ast.ImportFrom, *, is_package: bool) -> str | None:
+    """The loopspec module or package a ``from ... import`` names, relative imports resolved; None if
+    it is outside loopspec."""
+    if node.level:
+        base = module.split(".")
+        if not is_package:
+            base = base[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        return ".".join(base + ([node.module] if node.module else []))
+    if node.module and node.module.split(".")[0] == "loopspec":
+        return node.module
+    return None
+
+
 def _imports_in(module: str, source: str, *, is_package: bool = False) -> set[str]:
     """Every loopspec module ``module`` imports, at any depth in its body (functions, TYPE_CHECKING)."""
     found: set[str] = set()
@@ -63,15 +84,8 @@ def _imports_in(module: str, source: str, *, is_package: bool = False) -> set[st
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "loopspec")
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")
-                if not is_package:
-                    base = base[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.split(".")[0] == "loopspec":
-                prefix = node.module
-            else:
+            prefix = _from_target(module, node, is_package=is_package)
+            if prefix is None:
                 continue
             found.add(prefix)
             found.update(f"{prefix}.{a.name}" for a in node.names if a.name != "*")
@@ -145,3 +159,66 @@ def test_the_checker_catches_an_upward_import() -> None:
     assert "loopspec.engine.interpreter" in found
     assert _layer("loopspec.engine.interpreter") > _layer("loopspec.language.model")
     assert _imports_in("loopspec.cli", "from .main import main\n", is_package=True) == {"loopspec.cli.main"}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_uses_in(module: str, source: str, *, is_package: bool = False) -> set[tuple[str, str, str]]:
+    """(module, owner, name) for every underscore name ``module`` takes from another loopspec module:
+    ``from owner import _name``, or ``owner_alias._name`` on an imported loopspec module."""
+    found: set[tuple[str, str, str]] = set()
+    tree = ast.parse(source)
+    aliases: dict[str, str] = {}  # local name -> the loopspec module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "loopspec" and a.asname:
+                    aliases[a.asname] = a.name
+        elif isinstance(node, ast.ImportFrom):
+            owner = _from_target(module, node, is_package=is_package)
+            if owner is None:
+                continue
+            for a in node.names:
+                if f"{owner}.{a.name}" in MODULES:
+                    aliases[a.asname or a.name] = f"{owner}.{a.name}"
+                elif _private(a.name) and owner != module:
+                    found.add((module, owner, a.name))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr):
+            owner = aliases.get(node.value.id)
+            if owner is not None and owner != module:
+                found.add((module, owner, node.attr))
+    return found
+
+
+PRIVATE_USES = {
+    use for m, p in MODULES.items() for use in _private_uses_in(m, p.read_text(), is_package=p.name == "__init__.py")
+}
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    """A name one module uses from another is that module's interface: public, with a docstring."""
+    assert PRIVATE_USES - ALLOWED_PRIVATE == set(), "make these names public in their owner, or move them"
+    assert ALLOWED_PRIVATE - PRIVATE_USES == set(), "fixed: delete these from ALLOWED_PRIVATE"
+
+
+def test_the_checker_catches_a_private_import() -> None:
+    """Not vacuous: relative, absolute and aliased uses of another module's underscore name are seen;
+    a dunder, a public name and a module's own names are not."""
+    src = (
+        "from .tools import _result_text, ToolCall, __doc__\n"
+        "from loopspec.engine import history\n"
+        "import loopspec.engine.clock as clock\n"
+        "def f():\n"
+        "    from ..wire.classify import _tool_names\n"
+        "    return history._keep(), clock._now, clock.RealClock\n"
+    )
+    assert _private_uses_in("loopspec.engine.turn", src) == {
+        ("loopspec.engine.turn", "loopspec.engine.tools", "_result_text"),
+        ("loopspec.engine.turn", "loopspec.wire.classify", "_tool_names"),
+        ("loopspec.engine.turn", "loopspec.engine.history", "_keep"),
+        ("loopspec.engine.turn", "loopspec.engine.clock", "_now"),
+    }
+    assert _private_uses_in("loopspec.engine.turn", "from .turn import _helper\n") == set()

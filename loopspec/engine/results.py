@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from loopspec.language.model import Step
+from loopspec.language.graph import describe_action
+from loopspec.language.model import Policy, Step
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,24 @@ class TraceStep:
     flags: list[str]
     actions: list[str]
     redirected_from: str | None = None
+
+    @classmethod
+    def of(cls, policy: Policy, step: Step, index: int) -> TraceStep:
+        """The record of ``step``, the ``index``-th decision of a turn of ``policy``."""
+        t = step.transition
+        return cls(
+            index=index,
+            state=step.before.state,
+            kind=policy.states[step.before.state].kind,
+            event=step.event.name,
+            attrs=dict(step.event.attrs),
+            transition=t.label if t else None,
+            target=step.after.state,
+            counters=dict(zip(policy.counter_names, step.after.counters)),
+            flags=sorted(step.after.flags),
+            actions=[describe_action(a) for a in t.actions] if t else [],
+            redirected_from=step.redirected_from,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -89,7 +89,9 @@ class ToolRegistry:
         return {name: t.parameters for name, t in self.tools.items()}
 
 
-def _result_text(value: Any) -> str:
+def result_text(value: Any) -> str:
+    """The text a tool's return value becomes in the history: a string as it is, anything else as
+    sorted JSON (``str`` if it is not JSON). The recorder writes recorded results the same way."""
     if isinstance(value, str):
         return value
     try:
@@ -112,7 +114,7 @@ async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
         raise
     except Exception as exc:
         return ToolResult(call, f"Error: {type(exc).__name__}: {exc}", ok=False, schema_valid=problem is None)
-    return ToolResult(call, _result_text(value), ok=True, schema_valid=problem is None)
+    return ToolResult(call, result_text(value), ok=True, schema_valid=problem is None)
 
 
 async def needs_approval(registry: ToolRegistry, calls: list[ToolCall], approve: ApprovalHook | None) -> ToolCall | None:

@@ -4,7 +4,8 @@ The loop is: run the current state's effect (await I/O), which yields exactly on
 compiled model for the step (pure, synchronous: guards, caps, actions, backstop redirects); move
 the ``transitions`` machine along it; carry out the step's directives in order. Guards and actions
 are never re-implemented here. The result types are in :mod:`.results`, the request a ``call``
-effect sends is built by :mod:`.requests`.
+effect sends is built by :mod:`.requests`; the model call and its stream are read in
+:mod:`.model_call`, a tool batch is run in :mod:`.tool_batch`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Sequence
 
-from loopspec.providers.base import Provider, ProviderError, StreamBroken
+from loopspec.providers.base import Provider
 from loopspec.language.alphabet import Event
-from loopspec.language.graph import describe_action
 from loopspec.language.model import (
     FATE_REFUSE,
     FATE_RUN,
@@ -30,16 +30,16 @@ from loopspec.language.model import (
     render_template,
 )
 
-from loopspec.wire.assemble import AssembledReply, ReplyAssembler
-from loopspec.wire.classify import classify_reply
-from .clock import Clock, RealClock, StallTimeout
+from .clock import Clock, RealClock
 from .consumers import Consumers
 from .guardrails import GuardrailState
 from .history import Trajectory, tool_calls_of
 from .machine import Callback, TurnCallbacks, TurnModel
+from .model_call import ModelCall
 from .requests import build_request, record_of
 from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
-from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
+from .tool_batch import PendingBatch, run_batch
+from .tools import ApprovalHook, ToolRegistry, ToolResult
 
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
 _STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
@@ -124,11 +124,8 @@ class Turn:
         self.steps: list[Step] = []
         self.requests: list[RequestRecord] = []
         self.usage = TurnUsage()
-        self._stream: Any = None
-        self._assembler: ReplyAssembler | None = None
-        self._reply = AssembledReply()
-        self._streamed = ""
-        self._pending_calls: tuple[str, list[ToolCall]] | None = None
+        self._model_call = ModelCall(self.provider, self.clock, self.consumers, self.usage)
+        self._pending_calls: PendingBatch | None = None
         self._escalation_failed: str | None = None
         self._external_cancel = False
         self._pending_cancel = False
@@ -158,8 +155,7 @@ class Turn:
                 offer = step.offer or offer
         finally:
             turn_model.release()
-            if self._stream is not None:
-                await self._close_stream()
+            await self._model_call.close()
         result = await self._halt(cfg, last_event, overrun)
         result.callback_errors = callback_errors
         self.result = result
@@ -171,7 +167,7 @@ class Turn:
         policy = self.policy
         variables: dict[str, Any] = dict(event.attrs)
         variables.update(
-            response=self._reply.text,
+            response=self._model_call.reply.text,
             event=event.name,
             guardrail=event.name if "verdict" in event.attrs else "",
             model_calls=policy.value(cfg, "model_calls"),
@@ -182,24 +178,8 @@ class Turn:
         return variables
 
     def _record(self, step: Step) -> None:
-        policy = self.policy
         self.steps.append(step)
-        t = step.transition
-        self.trace.append(
-            TraceStep(
-                index=len(self.trace),
-                state=step.before.state,
-                kind=policy.states[step.before.state].kind,
-                event=step.event.name,
-                attrs=dict(step.event.attrs),
-                transition=t.label if t else None,
-                target=step.after.state,
-                counters=dict(zip(policy.counter_names, step.after.counters)),
-                flags=sorted(step.after.flags),
-                actions=[describe_action(a) for a in t.actions] if t else [],
-                redirected_from=step.redirected_from,
-            )
-        )
+        self.trace.append(TraceStep.of(self.policy, step, len(self.trace)))
 
     # ------------------------------------------------------------------------------ effects
 
@@ -209,8 +189,7 @@ class Turn:
         kind = state.kind
         if kind in ("call", "stream", "tool_exec") and (self._pending_cancel or self._past_deadline()):
             self._pending_cancel = False
-            if self._stream is not None:
-                await self._close_stream()
+            await self._model_call.close()
             return Event("cancelled", {})
         try:
             if kind == "call":
@@ -218,7 +197,7 @@ class Turn:
             if kind == "stream":
                 return await self._consume()
             if kind == "stub":
-                return self._stub()
+                return self._model_call.stub()
             if kind == "continue":
                 return Event("done", {})
             if kind == "tool_exec":
@@ -227,8 +206,7 @@ class Turn:
                 return await self._escalate(state, cfg)
         except asyncio.CancelledError:
             self._note_cancel()
-            if self._stream is not None:
-                await self._close_stream()
+            await self._model_call.close()
             if kind in ("call", "stream", "tool_exec"):
                 return Event("cancelled", {})
             self._pending_cancel = True
@@ -263,108 +241,20 @@ class Turn:
             api_key=self.api_key,
         )
         self.requests.append(record_of(request))
-        self._reply = AssembledReply()
-        self._streamed = ""
-        try:
-            self._stream = await self.clock.within(self.provider.open(request), self.policy.settings.request_timeout)
-        except ProviderError as exc:
-            return exc.event
-        except StallTimeout:
-            return Event("timeout", {"status": 408, "message": "no response within the request timeout", "retry_after": 0.0, "code": ""})
-        return Event("opened", {})
+        return await self._model_call.open(request, self.policy.settings.request_timeout)
 
     async def _consume(self) -> Event:
-        stream, asm = self._stream, ReplyAssembler()
-        self._assembler = asm
-        streamed: list[str] = []
-        timeout = self.policy.settings.stall_timeout
-        try:
-            while True:
-                if self._cancel_requested or self._past_deadline():
-                    raise asyncio.CancelledError()
-                try:
-                    delta = await self.clock.next_chunk(stream, timeout)
-                except StopAsyncIteration:
-                    break
-                asm.feed(delta)
-                if delta is not None and delta.text:
-                    streamed.append(delta.text)
-                    await self.consumers.emit("on_delta", delta.text)
-        except StallTimeout:
-            await self._close_stream()
-            self._streamed = "".join(streamed)
-            self._reply = asm.result()
-            return Event("stalled", {"chars": asm.chars, "mid_tool_call": asm.in_tool_call})
-        except StreamBroken as exc:
-            self._stream = None
-            self._streamed = "".join(streamed)
-            self._reply = asm.result()
-            self._count_usage(self._reply)
-            return exc.with_chars(asm.chars).event
-        self._stream = None
-        self._streamed = "".join(streamed)
-        self._reply = asm.result()
-        self._count_usage(self._reply)
-        return classify_reply(self._reply, self.tools.schemas())
+        return await self._model_call.consume(self.tools, self.policy.settings.stall_timeout, self._stop_reading)
 
-    def _count_usage(self, reply: AssembledReply) -> None:
-        if reply.usage is not None:
-            self.usage.prompt_tokens += reply.usage.prompt_tokens
-            self.usage.completion_tokens += reply.usage.completion_tokens
-            self.usage.reasoning_tokens += reply.usage.reasoning_tokens
-
-    async def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                await stream.aclose()
-            except Exception:
-                pass
-
-    def _stub(self) -> Event:
-        """A partial-stream stub: the text that arrived is kept; partial tool calls never run."""
-        asm = self._assembler or ReplyAssembler()
-        reply = asm.result()
-        self._reply = AssembledReply(text=reply.text, reasoning=reply.reasoning, finish_reason="stalled")
-        cut = asm.cut_tool_names()
-        if asm.in_tool_call or reply.tool_calls:
-            return Event("mid_tool_call", {"chars": asm.chars, "cut_tools": cut})
-        return Event("mid_text", {"chars": asm.chars})
+    def _stop_reading(self) -> bool:
+        """Asked before each chunk: the turn was cancelled or its deadline passed."""
+        return self._cancel_requested or self._past_deadline()
 
     async def _run_tools(self) -> Event:
         pending, self._pending_calls = self._pending_calls, None
-        if not pending:  # nothing complete to run: a partial call never becomes a batch
-            return Event("ok", {"tools": []})
-        text, calls = pending
-        names = [c.name for c in calls]
-        blocked = await needs_approval(self.tools, calls, self.approve)
-        if blocked is not None:
-            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
-            self.trajectory.add_tool_round(text, calls, results)
-            return Event("approval_required", {"tool": blocked.name})
-        tasks: list[asyncio.Future[ToolResult]] = []
-        try:
-            if len(calls) == 1:  # the common case: no task, no extra trip through the event loop
-                results = [await run_one(self.tools.tools.get(calls[0].name), calls[0])]
-            else:
-                tasks = [asyncio.ensure_future(run_one(self.tools.tools.get(c.name), c)) for c in calls]
-                results = list(await asyncio.gather(*tasks))
-        except asyncio.CancelledError:
-            for t in tasks:
-                t.cancel()
-            done = {id(c): t.result() for t, c in zip(tasks, calls) if t.done() and not t.cancelled()}
-            results = [
-                done.get(id(c)) or ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False) for c in calls
-            ]
-            self.trajectory.add_tool_round(text, calls, results)
-            raise
-        self.trajectory.add_tool_round(text, calls, results)
-        guard = self.guardrails.observe(results)
-        if guard is not None:
-            return guard
-        if all(r.ok for r in results):
-            return Event("ok", {"tools": names})
-        return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
+        return await run_batch(
+            pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails
+        )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:
         """The step that entered ``state`` carried out its apply list; report whether it took."""
@@ -383,15 +273,16 @@ class Turn:
         step's directives in order."""
         event = step.event
         variables = self._variables(step.after, event)
+        reply = self._model_call.reply
         if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
             if step.fate == FATE_RUN:
-                self._pending_calls = (self._reply.text, tool_calls_of(self._reply))
+                self._pending_calls = (reply.text, tool_calls_of(reply))
             elif step.fate == FATE_REFUSE:
-                calls = tool_calls_of(self._reply)
+                calls = tool_calls_of(reply)
                 content = self.policy.render(step.refusal or "", variables)
-                self.trajectory.add_tool_round(self._reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
+                self.trajectory.add_tool_round(reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
             else:
-                self.trajectory.add_assistant_text(self._reply.text)
+                self.trajectory.add_assistant_text(reply.text)
         entering_escalate = self.policy.states[step.after.state].kind == "escalate"
         for d in step.directives:
             await self._directive(d, variables, event, entering_escalate)
@@ -420,7 +311,7 @@ class Turn:
         state = policy.states[cfg.state]
         if message is None:
             message = render_template(state.message or "", self._variables(cfg, event))
-        streamed = self._streamed
+        streamed = self._model_call.streamed
         extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
         if extra.strip():
             await self.consumers.emit("on_delta", extra)
@@ -437,7 +328,7 @@ class Turn:
             outcome=state.outcome or "policy_error",
             halt_state=state.name,
             message=message,
-            response=self._reply.text,
+            response=self._model_call.reply.text,
             messages=self.trajectory.messages,
             trace=self.trace,
             usage=self.usage,

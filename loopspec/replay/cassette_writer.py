@@ -12,8 +12,9 @@ from .interactions import CompletionResponse, ErrorResponse, Interaction
 
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
+class CassetteDumper(yaml.SafeDumper):
+    """Dumps cassette YAML with multi-line strings as literal blocks, so recorded bodies stay readable;
+    the redactor writes with it too."""
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
@@ -21,7 +22,7 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-_Dumper.add_representer(str, _str_presenter)
+CassetteDumper.add_representer(str, _str_presenter)
 
 
 def interaction_to_data(it: Interaction) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
 
 
 def dump_cassette(c: Cassette) -> str:
-    return yaml.dump(cassette_to_data(c), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+    return yaml.dump(cassette_to_data(c), Dumper=CassetteDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
 
 
 def write_cassette(c: Cassette, path: str) -> None:
@@ -111,6 +112,6 @@ def store_trace(path: str, trace: list[RecordedStep]) -> None:
             out.append(line)
     text = "".join(out).rstrip("\n") + "\n"
     steps = [{k: v for k, v in vars(s).items() if v is not None} for s in trace]
-    text += yaml.dump({"trace": steps}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
+    text += yaml.dump({"trace": steps}, Dumper=CassetteDumper, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)

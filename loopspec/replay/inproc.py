@@ -79,7 +79,10 @@ class ReplayStream:
         self._pos = len(self._items)
 
 
-def _items_for(resp: StreamResponse) -> list[_Item]:
+def stream_items(resp: StreamResponse) -> list[_Item]:
+    """A recorded stream response as the items :class:`ReplayStream` plays: each delta with the pause
+    before it, and the ``StreamBroken`` that ends a broken stream. The checker reads streams through
+    it too, to see what the classifier will."""
     if resp.chunks is not None:
         return _items_for_chunks(resp)
     items: list[_Item] = []
@@ -168,4 +171,4 @@ class InProcessProvider:
             )
         if isinstance(recorded, CompletionResponse):
             recorded = StreamResponse(chunks=completion_chunks(recorded.body))
-        return ReplayStream(_items_for(recorded))
+        return ReplayStream(stream_items(recorded))

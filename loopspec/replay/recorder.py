@@ -262,7 +262,7 @@ class RecordingTools:
             self.registry.tools[tool.name] = replace(tool, fn=self._wrap(tool.name, tool.fn))
 
     def _wrap(self, name: str, fn: Any) -> Any:
-        from loopspec.engine.tools import _result_text
+        from loopspec.engine.tools import result_text
 
         async def call(**arguments: Any) -> Any:
             try:
@@ -274,7 +274,7 @@ class RecordingTools:
             except Exception as exc:
                 self.outcomes.append(ToolOutcome(name, error=str(exc) or type(exc).__name__))
                 raise
-            self.outcomes.append(ToolOutcome(name, result=_result_text(value)))
+            self.outcomes.append(ToolOutcome(name, result=result_text(value)))
             return value
 
         return call

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from .cassette import Cassette
-from .cassette_writer import _Dumper, cassette_to_data
+from .cassette_writer import CassetteDumper, cassette_to_data
 
 __all__ = [
     "REDACTED",
@@ -244,7 +244,7 @@ def safe_dump(data: dict[str, Any], secrets: Iterable[str] = ()) -> str:
             it = dict(it, chunks=redact_chunks(it["chunks"], secrets))
             data["interactions"][i] = it
     data = redact(data, secrets)
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    text = yaml.dump(data, Dumper=CassetteDumper, sort_keys=False, allow_unicode=True, width=100)
     net = redact_text(text, secrets)
     try:
         reread = yaml.safe_load(net)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .abstraction import Analysis, Edge, Graph, Node
+from .abstract_graph import Edge, Graph
+from .abstraction import Analysis, Node
 from .counterexample import CexStep, Counterexample, cex_step
 from .reach import guided_counterexample
 from .search import shortest_path

@@ -47,7 +47,9 @@ def realises(atom: AttrTest, value: Any) -> bool:
     return atom.evaluate(_NO_POLICY, _NO_CONFIG, Event("", attrs))
 
 
-def _constants(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
+def literal_constants(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
+    """The constants the literals compare with (an ``in`` list's members included): the witness
+    searches try values at and around them."""
     out: list[Any] = []
     for a, _ in lits:
         if a.op == "in":

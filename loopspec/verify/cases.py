@@ -84,12 +84,12 @@ from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, counter_holds, default_value, fl
 from .selection import (
     BUDGET_EVENTS,
     MONITOR_ATTRS,
-    Domains,
-    _AND,
-    _ATOM,
-    _NOT,
-    _OR,
+    OP_AND,
+    OP_ATOM,
+    OP_NOT,
+    OP_OR,
     TRUE,
+    Domains,
     Node,
     Selection,
     Var,
@@ -242,9 +242,9 @@ def forced_step(sel: Selection, cfg: Config, case: Case) -> Step:
 
 def _eval(node: Node, assign: Sequence[bool | None]) -> bool | None:
     k = node[0]
-    if k == _ATOM:
+    if k == OP_ATOM:
         return assign[node[1]]
-    if k == _AND:
+    if k == OP_AND:
         res: bool | None = True
         for ch in node[1]:
             v = _eval(ch, assign)
@@ -253,7 +253,7 @@ def _eval(node: Node, assign: Sequence[bool | None]) -> bool | None:
             if v is None:
                 res = None
         return res
-    if k == _OR:
+    if k == OP_OR:
         res = False
         for ch in node[1]:
             v = _eval(ch, assign)
@@ -262,7 +262,7 @@ def _eval(node: Node, assign: Sequence[bool | None]) -> bool | None:
             if v is None:
                 res = None
         return res
-    if k == _NOT:
+    if k == OP_NOT:
         v = _eval(node[1], assign)
         return None if v is None else not v
     return bool(node[1])
@@ -271,11 +271,11 @@ def _eval(node: Node, assign: Sequence[bool | None]) -> bool | None:
 def _pick(node: Node, want: bool, assign: Sequence[bool | None]) -> tuple[int, bool] | None:
     """An unassigned atom in an undecided part of ``node``, and the value that moves it toward ``want``."""
     k = node[0]
-    if k == _ATOM:
+    if k == OP_ATOM:
         return (node[1], want) if assign[node[1]] is None else None
-    if k == _NOT:
+    if k == OP_NOT:
         return _pick(node[1], not want, assign)
-    if k in (_AND, _OR):
+    if k in (OP_AND, OP_OR):
         for ch in node[1]:
             if _eval(ch, assign) is None:
                 got = _pick(ch, want, assign)

@@ -21,7 +21,7 @@ from loopspec.language.properties import advance as advance_properties
 
 from .counterexample import CexStep
 from .properties import EmptyWhen
-from .event_options import Facts, NotReplayable, Option, _text
+from .event_options import Facts, NotReplayable, Option, filler_text
 from .realiser import Realiser
 from .tool_scripts import tool_result
 
@@ -30,7 +30,7 @@ from .tool_scripts import tool_result
 
 
 @dataclass
-class _Planned:
+class PlannedStep:
     """One step of the planned run: the event, the recording chosen for it, where it must lead."""
 
     state: str
@@ -42,13 +42,16 @@ class _Planned:
 
 
 @dataclass
-class _Build:
+class PlanRecording:
+    """What the planned run records: the interactions in order, the tool outcomes, and the tools to
+    register (name -> needs approval)."""
+
     interactions: list[Interaction] = field(default_factory=list)
     results: list[ToolOutcome] = field(default_factory=list)
     tools: dict[str, bool] = field(default_factory=dict)
 
 
-def _run(coro: Any) -> Any:
+def run_sync(coro: Any) -> Any:
     """Run a coroutine to completion from synchronous code, also when an event loop is running."""
     try:
         asyncio.get_running_loop()
@@ -58,7 +61,7 @@ def _run(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _simulate(policy: Policy, steps: Sequence[CexStep]) -> list[Step]:
+def simulate(policy: Policy, steps: Sequence[CexStep]) -> list[Step]:
     """The counterexample's steps as the policy takes them (the adversary's attributes)."""
     cfg = policy.initial_config()
     out: list[Step] = []
@@ -74,7 +77,7 @@ def _simulate(policy: Policy, steps: Sequence[CexStep]) -> list[Step]:
     return out
 
 
-def _choose(
+def choose_options(
     realiser: Realiser, steps: Sequence[Step], start: Facts, want: EmptyWhen | None
 ) -> tuple[list[Option], Facts] | None:
     """A recording for every step, consistent from one to the next (depth-first, natural first);
@@ -126,7 +129,7 @@ class _Closing:
         return self.realiser.advance(world, step)
 
 
-def _closing_path(policy: Policy, realiser: Realiser, cfg: Config, facts: Facts) -> list[Step]:
+def closing_path(policy: Policy, realiser: Realiser, cfg: Config, facts: Facts) -> list[Step]:
     """The shortest realisable, clean way from ``cfg`` to a halt (to end a path that stops short)."""
     from .abstraction import build_analysis
     from .reach import shortest_counterexample
@@ -150,10 +153,10 @@ def _closing_path(policy: Policy, realiser: Realiser, cfg: Config, facts: Facts)
     return out
 
 
-def _plan(policy: Policy, realiser: Realiser, steps: Sequence[Step], options: Sequence[Option], notes: list[str]) -> list[_Planned]:
+def plan_run(policy: Policy, realiser: Realiser, steps: Sequence[Step], options: Sequence[Option], notes: list[str]) -> list[PlannedStep]:
     """The run to record: the steps with their recordings, and before each guardrail the tool
     batches that make its detector fire (each one more model call and tool batch)."""
-    planned: list[_Planned] = []
+    planned: list[PlannedStep] = []
     batches: list[list[ToolResult]] = []
     serial = 0
     for i, (st, o) in enumerate(zip(steps, options)):
@@ -169,11 +172,11 @@ def _plan(policy: Policy, realiser: Realiser, steps: Sequence[Step], options: Se
         if kind == "tool_exec" and o.results:
             batches.append([tool_result(r) for r in o.results])
         label = st.transition.label if st.transition else None
-        planned.append(_Planned(st.before.state, Event(st.event.name, dict(o.attrs)), o, st.after.state, label))
+        planned.append(PlannedStep(st.before.state, Event(st.event.name, dict(o.attrs)), o, st.after.state, label))
     return planned
 
 
-def _separate_approvals(planned: list[_Planned]) -> None:
+def separate_approvals(planned: list[PlannedStep]) -> None:
     """A tool needs approval in every batch once the cassette says so; when the tool that waits
     for approval also runs elsewhere in the run, the waiting batch calls it under its own name."""
     ran = {r.tool for p in planned for r in p.option.results}
@@ -185,7 +188,7 @@ def _separate_approvals(planned: list[_Planned]) -> None:
         before = planned[i - 1]
         names = [fresh if n == tool else n for n in before.option.calls]
         attrs = dict(before.option.attrs, tools=names, count=len(names))
-        resp = reply(_text(int(attrs.get("chars", 0) or 0), ""), tool_calls=[(n, {}) for n in names])
+        resp = reply(filler_text(int(attrs.get("chars", 0) or 0), ""), tool_calls=[(n, {}) for n in names])
         before.option = dataclasses.replace(before.option, attrs=attrs, interaction=resp, calls=tuple(names), tools=tuple(names))
         before.event = Event(before.event.name, attrs)
         p.option = dataclasses.replace(p.option, attrs=dict(p.option.attrs, tool=fresh), approval=fresh)
@@ -200,7 +203,7 @@ def _with_script(
     i: int,
     o: Option,
     batches: list[list[ToolResult]],
-    planned: list[_Planned],
+    planned: list[PlannedStep],
     notes: list[str],
 ) -> Option:
     """Insert, before the round that ends in guardrail step ``i``, the batches its detector needs."""
@@ -214,14 +217,14 @@ def _with_script(
         raise NotReplayable(f"no sequence of tool batches makes '{code}' fire on '{tool}' first")
     inserted, final = script
     call_state, stream_state, exec_state = steps[i - 2].before.state, steps[i - 1].before.state, steps[i].before.state
-    rounds: list[_Planned] = []
+    rounds: list[PlannedStep] = []
     for r in inserted:
         resp = reply(tool_calls=[(tool, json.loads(r.args))])
         tc = Option({"tools": [tool], "count": 1, "chars": 0}, interaction=resp, text=False, calls=(tool,), tools=(tool,))
         rounds += [
-            _Planned(call_state, Event("opened", {}), Option({}, text=False), stream_state, None, True),
-            _Planned(stream_state, Event("tool_calls", dict(tc.attrs)), tc, exec_state, None, True),
-            _Planned(exec_state, Event("ok" if r.ok else "failed", {"tools": [tool]}), Option({"tools": [tool]}, results=(r,)), call_state, None, True),
+            PlannedStep(call_state, Event("opened", {}), Option({}, text=False), stream_state, None, True),
+            PlannedStep(stream_state, Event("tool_calls", dict(tc.attrs)), tc, exec_state, None, True),
+            PlannedStep(exec_state, Event("ok" if r.ok else "failed", {"tools": [tool]}), Option({"tools": [tool]}, results=(r,)), call_state, None, True),
         ]
         batches.append([tool_result(r)])
     at = len(planned) - 2  # before the round's own (call: opened) step, whose reply makes the final calls
@@ -231,7 +234,7 @@ def _with_script(
     return dataclasses.replace(o, results=tuple(final))
 
 
-def _check_plan(policy: Policy, planned: Sequence[_Planned]) -> None:
+def check_plan(policy: Policy, planned: Sequence[PlannedStep]) -> None:
     """The planned run, with the recordings' own attributes, takes the counterexample's decisions."""
     cfg = policy.initial_config()
     for i, p in enumerate(planned):
@@ -247,8 +250,9 @@ def _check_plan(policy: Policy, planned: Sequence[_Planned]) -> None:
         cfg = st.after
 
 
-def _record(planned: Sequence[_Planned]) -> _Build:
-    b = _Build()
+def record_plan(planned: Sequence[PlannedStep]) -> PlanRecording:
+    """The cassette's contents for the planned run: its interactions, tool outcomes and tools."""
+    b = PlanRecording()
     for p in planned:
         o = p.option
         if o.interaction is not None:

@@ -6,7 +6,8 @@ import time
 
 from ..language.model import Policy
 from .abstract_runs import abstract_loop
-from .abstraction import Analysis, build_analysis, build_graph
+from .abstract_graph import build_graph
+from .abstraction import Analysis, build_analysis
 from .choice import SEARCH_LIMIT
 from .counterexample import CexStep, Counterexample
 from .deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_halts, decide_monitored

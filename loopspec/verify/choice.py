@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .abstraction import Analysis, Graph
+from .abstract_graph import Graph
+from .abstraction import Analysis
 from .abstract_runs import abstract_cex, abstract_path, deep_counterexample
 from .counterexample import CexStep, Counterexample
 from .properties import monitor_step
@@ -76,11 +77,11 @@ def select_counterexample(
 def is_real(an: Analysis, world: Any, steps: list[CexStep], predicate: Any) -> bool:
     """The outside world can produce the run ``steps``, and its last step still satisfies
     ``predicate`` when judged with the world (e.g. it leaves a halt's message empty)."""
-    from .cassette_plan import _simulate
+    from .cassette_plan import simulate
     from .event_options import NotReplayable
 
     try:
-        sim = _simulate(an.policy, steps)
+        sim = simulate(an.policy, steps)
     except NotReplayable:
         return False
     if not sim:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..language.model import Step
-from .abstraction import Analysis, Graph
+from .abstract_graph import Graph
+from .abstraction import Analysis
 from .abstract_runs import abstract_path
 from .choice import SEARCH_LIMIT, select_counterexample, world_model
 from .counterexample import Counterexample

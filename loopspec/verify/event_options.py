@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from loopspec.wire.assemble import ReplyAssembler
 from loopspec.wire.classify import classify_exception, classify_reply
-from loopspec.replay.inproc import RecordedHTTPError, _items_for
+from loopspec.replay.inproc import RecordedHTTPError, stream_items
 from loopspec.replay.interactions import ErrorResponse, Interaction, StreamResponse
 from loopspec.replay.synth import reply
 from loopspec.language.alphabet import Event
@@ -22,11 +22,12 @@ from loopspec.language.model import AttrTest
 
 
 DEFAULT_TOOL = "tool_a"
-_OBJECT = {"type": "object", "properties": {}}
-_USER = {"role": "user", "content": "Reproduce the checker's counterexample."}
+# The parameters schema of every tool a counterexample cassette registers, and its one user message.
+EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+REPRODUCE_MESSAGE = {"role": "user", "content": "Reproduce the checker's counterexample."}
 
 # Attributes the semantics itself reads (Policy.step's calls_of), split even when no guard does.
-_SEMANTIC_ATTRS: dict[tuple[str, str], tuple[str, ...]] = {
+SEMANTIC_ATTRS: dict[tuple[str, str], tuple[str, ...]] = {
     ("stream", "length"): ("has_tool_calls",),
     ("stream", "stalled"): ("mid_tool_call",),
 }
@@ -34,7 +35,7 @@ _SEMANTIC_ATTRS: dict[tuple[str, str], tuple[str, ...]] = {
 # What a provider says to make the classifier emit each call error: the statuses that map to it on
 # both transports (litellm turns a 504 into a timeout, the in-process replay into transient), and
 # two natural messages (the second for when a guard needs the first one's words absent).
-_CALL_ERRORS: dict[str, tuple[tuple[int, ...], Callable[[int], bool], tuple[str, str], str]] = {
+CALL_ERRORS: dict[str, tuple[tuple[int, ...], Callable[[int], bool], tuple[str, str], str]] = {
     "rate_limit": ((429,), lambda s: s == 429, ("Rate limit reached for requests", "Too many requests"), "requests"),
     "transient": (
         (503, 500, 502, 529),
@@ -71,14 +72,15 @@ def _client_status(s: int) -> bool:
 
 
 # What litellm prefixes to a provider's message (the HTTP transport); guards are judged on both.
-_HTTP_CALL_PREFIX = "litellm.APIError: APIError: OpenAIException - "
-_HTTP_STREAM_PREFIX = "litellm.MidStreamFallbackError: litellm.APIConnectionError: APIConnectionError: OpenAIException - "
-_HTTP_DISCONNECT = (
-    _HTTP_STREAM_PREFIX + "Response payload is not completed: <TransferEncodingError: 400, message='Not enough data "
+HTTP_CALL_PREFIX = "litellm.APIError: APIError: OpenAIException - "
+HTTP_STREAM_PREFIX = "litellm.MidStreamFallbackError: litellm.APIConnectionError: APIConnectionError: OpenAIException - "
+HTTP_DISCONNECT = (
+    HTTP_STREAM_PREFIX + "Response payload is not completed: <TransferEncodingError: 400, message='Not enough data "
     "to satisfy transfer length header.'>"
 )
 _SAFE_WORD = re.compile(r"^[ -!#-\[\]-~]+$")  # printable ASCII without quotes or backslashes: JSON leaves it alone
-_CODE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# An error code a guard compares with that a recorded error body can carry as it is.
+CODE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class NotReplayable(LoopspecError):
@@ -88,11 +90,13 @@ class NotReplayable(LoopspecError):
 # --------------------------------------------------------------------------- options
 
 
-def _freeze(attrs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def freeze_attrs(attrs: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Event attributes as a hashable, sorted tuple (lists become tuples), to keep in :class:`Facts`."""
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))
 
 
-def _thaw(frozen: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+def thaw_attrs(frozen: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """The attributes :func:`freeze_attrs` froze, as an event carries them."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in frozen}
 
 
@@ -145,13 +149,16 @@ class Facts:
     """What the escalate state just entered reports: done, failed:<message>, or either (compaction)."""
 
 
-def _text(n: int, natural: str) -> str:
+def filler_text(n: int, natural: str) -> str:
+    """A reply text of ``n`` characters: ``natural`` when it has that length, filler otherwise."""
     if n == len(natural):
         return natural
     return ("Done and more. " * (n // 15 + 1))[:n]
 
 
-def _lengths(consts: list[Any], natural: int, lo: int) -> list[int]:
+def candidate_lengths(consts: list[Any], natural: int, lo: int) -> list[int]:
+    """Lengths worth trying for a text whose guards compare with ``consts``: the natural one and
+    the integers next to each numeric constant, within ``lo``..4000."""
     out = [natural]
     for c in consts:
         if isinstance(c, (int, float)) and not isinstance(c, bool):
@@ -160,7 +167,9 @@ def _lengths(consts: list[Any], natural: int, lo: int) -> list[int]:
     return [v for v in dict.fromkeys(out) if lo <= v <= 4000]
 
 
-def _consts(atoms: Sequence[AttrTest], name: str) -> list[Any]:
+def attr_constants(atoms: Sequence[AttrTest], name: str) -> list[Any]:
+    """The values the guards ``atoms`` compare the attribute ``name`` with (an ``in`` list's members
+    included)."""
     out: list[Any] = []
     for a in atoms:
         if a.attr != name:
@@ -172,20 +181,21 @@ def _consts(atoms: Sequence[AttrTest], name: str) -> list[Any]:
     return out
 
 
-def _words(atoms: Sequence[AttrTest], name: str) -> list[str]:
-    return [c for c in dict.fromkeys(_consts(atoms, name)) if isinstance(c, str) and c and _SAFE_WORD.match(c)]
+def attr_words(atoms: Sequence[AttrTest], name: str) -> list[str]:
+    """The guards' string constants for ``name`` that a JSON message can carry verbatim."""
+    return [c for c in dict.fromkeys(attr_constants(atoms, name)) if isinstance(c, str) and c and _SAFE_WORD.match(c)]
 
 
-def _name_lists(atoms: Sequence[AttrTest], natural: str) -> list[list[str]]:
+def tool_name_lists(atoms: Sequence[AttrTest], natural: str) -> list[list[str]]:
     """Tool-name lists for a reply's calls: the natural one, the guards' names, the guards' counts."""
     lists: list[list[str]] = [[natural]]
-    for c in _consts(atoms, "tools"):
+    for c in attr_constants(atoms, "tools"):
         if isinstance(c, str) and c:
             lists += [[c], [natural, c]]
         elif isinstance(c, (list, tuple)) and c and all(isinstance(x, str) and x for x in c):
             lists.append(list(c))
     pool = [natural] + [f"{natural}_{i}" for i in range(2, 9)]
-    for n in _lengths(_consts(atoms, "count"), 1, 1):
+    for n in candidate_lengths(attr_constants(atoms, "count"), 1, 1):
         lists.append(pool[: min(n, len(pool))])
     out: list[list[str]] = []
     for lst in lists:
@@ -212,7 +222,7 @@ def observe_stream(resp: StreamResponse, schemas: Mapping[str, Any], stall_timeo
     after it would say (the ``stream`` and ``stub`` effects, in virtual time)."""
     asm = ReplyAssembler()
     event: Event | None = None
-    for item in _items_for(resp):
+    for item in stream_items(resp):
         if item.pause >= stall_timeout:
             event = Event("stalled", {"chars": asm.chars, "mid_tool_call": asm.in_tool_call})
             break
@@ -224,8 +234,8 @@ def observe_stream(resp: StreamResponse, schemas: Mapping[str, Any], stall_timeo
     if event is None:
         event = classify_reply(got, schemas)
     if asm.in_tool_call or got.tool_calls:
-        stub = ("mid_tool_call", _freeze({"chars": asm.chars, "cut_tools": asm.cut_tool_names()}))
+        stub = ("mid_tool_call", freeze_attrs({"chars": asm.chars, "cut_tools": asm.cut_tool_names()}))
     else:
-        stub = ("mid_text", _freeze({"chars": asm.chars}))
+        stub = ("mid_text", freeze_attrs({"chars": asm.chars}))
     text = bool(got.text.strip())
     return Observed(event, text, (stub[0], stub[1], text), tuple(c.name or "" for c in got.tool_calls))

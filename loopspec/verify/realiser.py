@@ -15,30 +15,30 @@ from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
 from loopspec.language.alphabet import Event
 from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
 
-from .abstraction import guard_atoms
+from .atoms import guard_atoms
 from .properties import EmptyWhen, empty_when
-from .tool_scripts import _last_index, _scripts, tool_result
+from .tool_scripts import guard_scripts, last_index, tool_result
 from .event_options import (
+    CALL_ERRORS,
+    CODE_RE,
     DEFAULT_TOOL,
+    EMPTY_PARAMETERS,
+    HTTP_CALL_PREFIX,
+    HTTP_DISCONNECT,
+    HTTP_STREAM_PREFIX,
+    SEMANTIC_ATTRS,
     Facts,
     Option,
     Result,
-    _CALL_ERRORS,
-    _CODE,
-    _HTTP_CALL_PREFIX,
-    _HTTP_DISCONNECT,
-    _HTTP_STREAM_PREFIX,
-    _OBJECT,
-    _SEMANTIC_ATTRS,
-    _consts,
-    _freeze,
-    _lengths,
-    _name_lists,
-    _text,
-    _thaw,
-    _words,
+    attr_constants,
+    attr_words,
+    candidate_lengths,
+    filler_text,
+    freeze_attrs,
     observe_error,
     observe_stream,
+    thaw_attrs,
+    tool_name_lists,
 )
 
 
@@ -98,7 +98,7 @@ class Realiser:
                 for a in guard_atoms(t.guard):
                     if isinstance(a, AttrTest) and a not in found:
                         found.append(a)
-            for name in _SEMANTIC_ATTRS.get((s.kind, event), ()):
+            for name in SEMANTIC_ATTRS.get((s.kind, event), ()):
                 probe = AttrTest(name, "truthy")
                 if probe not in found:
                     found.append(probe)
@@ -128,7 +128,7 @@ class Realiser:
             if kind in ("call", "stream"):
                 cands = self._fixed(state, name, kind)
             elif kind == "stub":
-                cands = [Option(_thaw(facts.stub[1]), text=facts.stub[2])] if facts.stub[0] == name else []
+                cands = [Option(thaw_attrs(facts.stub[1]), text=facts.stub[2])] if facts.stub[0] == name else []
             elif kind == "continue":
                 cands = [Option({})]
             elif kind == "escalate":
@@ -172,20 +172,20 @@ class Realiser:
         return got
 
     def _call_errors(self, name: str, atoms: Sequence[AttrTest]) -> Iterator[Option]:
-        spec = _CALL_ERRORS.get(name)
+        spec = CALL_ERRORS.get(name)
         if spec is None:  # cancelled: only the caller can do that, and a cassette cannot record it
             return
         preferred, allowed, naturals, etype = spec
-        statuses = list(preferred) + [int(c) + d for c in _consts(atoms, "status") if isinstance(c, (int, float)) and not isinstance(c, bool) for d in (-1, 0, 1)]
+        statuses = list(preferred) + [int(c) + d for c in attr_constants(atoms, "status") if isinstance(c, (int, float)) and not isinstance(c, bool) for d in (-1, 0, 1)]
         statuses = [s for s in dict.fromkeys(statuses) if allowed(s)]
-        words = _words(atoms, "message")
+        words = attr_words(atoms, "message")
         messages = list(naturals) + [f"{naturals[0]} ({w})" for w in words] + [f"{naturals[1]} ({w})" for w in words]
         if len(words) > 1:
             messages.append(f"{naturals[0]} ({', '.join(words)})")
-        codes = [""] + [c for c in _words(atoms, "code") if _CODE.match(c)]
+        codes = [""] + [c for c in attr_words(atoms, "code") if CODE_RE.match(c)]
         retries = [0.0]
         if name == "rate_limit":  # only a 429 reads Retry-After
-            for c in _consts(atoms, "retry_after"):
+            for c in attr_constants(atoms, "retry_after"):
                 if isinstance(c, (int, float)) and not isinstance(c, bool):
                     retries += [v for v in (float(c), float(c) + 0.5, float(c) - 0.5) if v >= 0]
         seen: set[tuple[Any, ...]] = set()
@@ -202,15 +202,15 @@ class Realiser:
                         ev = observe_error(resp)
                         if ev.name != name:
                             continue
-                        key = _freeze(ev.attrs)
+                        key = freeze_attrs(ev.attrs)
                         if key in seen:
                             continue
                         seen.add(key)
-                        yield Option(dict(ev.attrs), alt=dict(ev.attrs, message=_HTTP_CALL_PREFIX + said), interaction=resp, text=False)
+                        yield Option(dict(ev.attrs), alt=dict(ev.attrs, message=HTTP_CALL_PREFIX + said), interaction=resp, text=False)
 
     def _stream(self, name: str, atoms: Sequence[AttrTest]) -> Iterator[Option]:
         timeout = self.policy.settings.stall_timeout
-        chars = _consts(atoms, "chars")
+        chars = attr_constants(atoms, "chars")
         finishes = ("stop", "content_filter")
         cands: list[tuple[StreamResponse, dict[str, Any], tuple[str, ...], Mapping[str, Any] | None]] = []
 
@@ -218,20 +218,20 @@ class Realiser:
             cands.append((resp, dict(schemas or {}), tools, alt))
 
         if name == "text":
-            for n in _lengths(chars, 5, 1):
+            for n in candidate_lengths(chars, 5, 1):
                 for f in finishes:
-                    add(reply(_text(n, "Done."), finish=f))
+                    add(reply(filler_text(n, "Done."), finish=f))
         elif name == "tool_calls":
-            for names in _name_lists(atoms, DEFAULT_TOOL):
-                for n in _lengths(chars, 0, 0):
-                    add(reply(_text(n, ""), tool_calls=[(t, {}) for t in names]), {t: _OBJECT for t in names}, tuple(names))
+            for names in tool_name_lists(atoms, DEFAULT_TOOL):
+                for n in candidate_lengths(chars, 0, 0):
+                    add(reply(filler_text(n, ""), tool_calls=[(t, {}) for t in names]), {t: EMPTY_PARAMETERS for t in names}, tuple(names))
         elif name == "length":
-            for n in _lengths(chars, 26, 1):
-                add(reply(_text(n, "A reply cut off at the tok"), finish="length"))
+            for n in candidate_lengths(chars, 26, 1):
+                add(reply(filler_text(n, "A reply cut off at the tok"), finish="length"))
             as_tools = [AttrTest("tools", a.op, a.value) for a in atoms if a.attr == "dropped_tools"]
-            for names in _name_lists([*atoms, *as_tools], DEFAULT_TOOL):
-                for n in _lengths(chars, 0, 0):
-                    add(reply(_text(n, ""), tool_calls=[(t, '{"content": "cut') for t in names], finish="length"))
+            for names in tool_name_lists([*atoms, *as_tools], DEFAULT_TOOL):
+                for n in candidate_lengths(chars, 0, 0):
+                    add(reply(filler_text(n, ""), tool_calls=[(t, '{"content": "cut') for t in names], finish="length"))
             add(reply(reasoning="Thinking until the budget runs out", finish="length"))
             add(reply(finish="length"))
         elif name == "empty":
@@ -241,40 +241,40 @@ class Realiser:
             for f in finishes:
                 add(reply(reasoning="Still thinking...", finish=f))
         elif name == "malformed_args":
-            for names in _name_lists(atoms, DEFAULT_TOOL):
-                add(reply(tool_calls=[(t, '{"path": ') for t in names]), {t: _OBJECT for t in names}, tuple(names))
+            for names in tool_name_lists(atoms, DEFAULT_TOOL):
+                add(reply(tool_calls=[(t, '{"path": ') for t in names]), {t: EMPTY_PARAMETERS for t in names}, tuple(names))
         elif name == "unknown_tool":
-            for names in _name_lists(atoms, "no_such_tool"):  # never registered in the cassette
+            for names in tool_name_lists(atoms, "no_such_tool"):  # never registered in the cassette
                 add(reply(tool_calls=[(t, {}) for t in names]))
         elif name == "stalled":
             stall = timeout * 2
-            for n in _lengths(chars, 19, 0):
-                chunks = reply_chunks(_text(n, "A reply that stalls"))
+            for n in candidate_lengths(chars, 19, 0):
+                chunks = reply_chunks(filler_text(n, "A reply that stalls"))
                 k = 1 + sum(1 for c in chunks if c["choices"][0]["delta"].get("content"))
                 add(StreamResponse(chunks=tuple(chunks), stall_after=k, stall_seconds=stall))
-            for n in _lengths(chars, 0, 0):
-                chunks = reply_chunks(_text(n, ""), tool_calls=[(DEFAULT_TOOL, {"content": "a long argument"})])
+            for n in candidate_lengths(chars, 0, 0):
+                chunks = reply_chunks(filler_text(n, ""), tool_calls=[(DEFAULT_TOOL, {"content": "a long argument"})])
                 k = inside_tool_arguments(chunks)[1]
-                add(StreamResponse(chunks=tuple(chunks), stall_after=k, stall_seconds=stall), {DEFAULT_TOOL: _OBJECT})
+                add(StreamResponse(chunks=tuple(chunks), stall_after=k, stall_seconds=stall), {DEFAULT_TOOL: EMPTY_PARAMETERS})
         elif name == "broken":
-            words = _words(atoms, "message")
-            for n in _lengths(chars, 7, 0):
-                text = _text(n, "Partial")
+            words = attr_words(atoms, "message")
+            for n in candidate_lengths(chars, 7, 0):
+                text = filler_text(n, "Partial")
                 head = reply_chunks(text)
                 head = head[: 1 + sum(1 for c in head if c["choices"][0]["delta"].get("content"))]
                 for natural, code in (("upstream provider error", 502), ("maximum context length exceeded", 400)):
                     for said in [natural] + [f"{natural} ({w})" for w in words]:
                         resp = StreamResponse(chunks=tuple(head + [{"error": {"message": said, "code": code}}]))
-                        http = _HTTP_STREAM_PREFIX + said
+                        http = HTTP_STREAM_PREFIX + said
                         add(resp, alt={"cause": broken_cause(http), "chars": n, "message": http})
                 add(StreamResponse(chunks=tuple(reply_chunks(text or "A reply that is cut")), disconnect_after=len(head)),
-                    alt={"cause": broken_cause(_HTTP_DISCONNECT), "chars": n, "message": _HTTP_DISCONNECT})
+                    alt={"cause": broken_cause(HTTP_DISCONNECT), "chars": n, "message": HTTP_DISCONNECT})
         seen: set[tuple[Any, ...]] = set()
         for resp, schemas, tools, alt in cands:
             got = observe_stream(resp, schemas, timeout)
             if got.event.name != name:
                 continue
-            key = (_freeze(got.event.attrs), got.stub, got.text)
+            key = (freeze_attrs(got.event.attrs), got.stub, got.text)
             if key in seen:
                 continue
             seen.add(key)
@@ -374,8 +374,8 @@ class Realiser:
         for batch in before:
             base.observe(list(batch))
         found = None
-        mine = _last_index(calls, tool) if tool in calls else -1
-        for inserted, final in _scripts(tool, g.threshold, g.max_period) if mine >= 0 else ():
+        mine = last_index(calls, tool) if tool in calls else -1
+        for inserted, final in guard_scripts(tool, g.threshold, g.max_period) if mine >= 0 else ():
             state = GuardrailState(
                 base.config, list(base.signatures), dict(base.failures), dict(base.tool_fail_streak), dict(base.repeats)
             )

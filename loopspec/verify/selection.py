@@ -54,9 +54,11 @@ class Domains:
 
 # =========================================================================== compiled selection
 
-_ATOM, _AND, _OR, _NOT, _CONST = 0, 1, 2, 3, 4
+# The operators of a compiled guard node: (OP_ATOM, atom index), (OP_AND | OP_OR, parts), (OP_NOT, part),
+# (OP_CONST, truth). The case search in cases.py walks these nodes.
+OP_ATOM, OP_AND, OP_OR, OP_NOT, OP_CONST = 0, 1, 2, 3, 4
 Node = tuple[Any, ...]
-TRUE: Node = (_CONST, True)
+TRUE: Node = (OP_CONST, True)
 
 Var = tuple[str, Any]
 """("attr", name), ("counter", index), ("flag", name) or ("opaque", atom index)."""
@@ -121,17 +123,17 @@ class Selection:
             i = self._keys[key] = len(self.atoms)
             self.atoms.append(g)
             self.vars.append(var)
-        return (_ATOM, i)
+        return (OP_ATOM, i)
 
     def compile(self, g: Guard) -> Node:
         if isinstance(g, Always):
             return TRUE
         if isinstance(g, AllOf):
-            return (_AND, tuple(self.compile(p) for p in g.parts))
+            return (OP_AND, tuple(self.compile(p) for p in g.parts))
         if isinstance(g, AnyOf):
-            return (_OR, tuple(self.compile(p) for p in g.parts))
+            return (OP_OR, tuple(self.compile(p) for p in g.parts))
         if isinstance(g, Not):
-            return (_NOT, self.compile(g.part))
+            return (OP_NOT, self.compile(g.part))
         return self.atom(g)
 
     def cap_node(self, t: Transition) -> Node:
@@ -139,7 +141,7 @@ class Selection:
         for inc in t.increments():
             c = self.policy.counters[inc.index]
             checks.append(self.atom(CounterCmp(c.name, c.index, "le", c.max - inc.amount)))
-        return (_AND, tuple(checks))
+        return (OP_AND, tuple(checks))
 
     # -- per-variable theories -----------------------------------------------------------------
 
@@ -213,14 +215,14 @@ def compile_selection(policy: Policy, state: str, event: str, continuation: Sequ
     for t in sel.transitions:
         caps = sel.cap_node(t)
         sel.caps.append(caps)
-        sel.enabled.append((_AND, (sel.compile(t.guard), caps)))
+        sel.enabled.append((OP_AND, (sel.compile(t.guard), caps)))
     sel.monitor = [sel.atom(AttrTest(name, "truthy")) for name in MONITOR_ATTRS.get((s.kind, event), ())]
     if event in BUDGET_EVENTS and continuation:
         parts = []
         for i in continuation:
             c = policy.counters[i]
             parts.append(sel.atom(CounterCmp(c.name, i, "lt", c.max)))
-        sel.budget = (_OR, tuple(parts))
+        sel.budget = (OP_OR, tuple(parts))
     sel.counter_vars = tuple(sorted({name for kind, name in sel.vars if kind == "counter"}))
     sel.flag_vars = frozenset(name for kind, name in sel.vars if kind == "flag")
     return sel

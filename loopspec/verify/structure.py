@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..language.model import POLICY_ERROR_STATE, Config, Transition
-from .abstraction import Analysis, Graph
+from .abstract_graph import Graph
+from .abstraction import Analysis
 
 
 @dataclass

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .abstraction import PHASE_LAST, PHASE_LOW, Analysis, Edge, Graph, Node
+from .abstract_graph import Edge, Graph
+from .abstraction import PHASE_LAST, PHASE_LOW, Analysis, Node
 
 
 def sccs(nodes: Iterable[Node], edges: Iterable[Edge]) -> list[list[Node]]:

@@ -11,7 +11,7 @@ the other, faithfully:
   error; a guardrail's detector fed the batches that make it fire) and what each recording makes
   the classifier say, observed through the same code the in-process transport runs. For each step
   it picks a recording whose attributes give the same truth value to every guard atom the policy
-  reads on that state and event (:func:`~loopspec.verify.abstraction.guard_atoms`), with natural
+  reads on that state and event (:func:`~loopspec.verify.atoms.guard_atoms`), with natural
   values for the attributes no guard reads. It is also a
   :class:`~loopspec.verify.explore.WorldModel`: the checker's searches use it to prefer runs the
   outside world can produce.
@@ -36,22 +36,22 @@ from loopspec.language.properties import RUN_PROPERTIES
 
 from .counterexample import Counterexample
 from .properties import empty_when
-from .event_options import Facts, NotReplayable, _OBJECT, _USER
+from .event_options import EMPTY_PARAMETERS, REPRODUCE_MESSAGE, Facts, NotReplayable
 from .realiser import Realiser
 from .cassette_plan import (
-    _Planned,
-    _check_plan,
-    _choose,
-    _closing_path,
-    _plan,
-    _record,
-    _run,
-    _separate_approvals,
-    _simulate,
+    PlannedStep,
+    check_plan,
+    choose_options,
+    closing_path,
+    plan_run,
+    record_plan,
+    run_sync,
+    separate_approvals,
+    simulate,
 )
 
 
-def _reproduces(report: Any, planned: Sequence[_Planned], prop: str, cex: Counterexample, policy: Policy) -> str:
+def _reproduces(report: Any, planned: Sequence[PlannedStep], prop: str, cex: Counterexample, policy: Policy) -> str:
     """'' when the replay shows the counterexample: its decisions, and the failure it states."""
     from loopspec.replay.harness import halted
 
@@ -90,7 +90,7 @@ def cassette_from_counterexample(
     failure in-process. A path that stops short of a halt is closed by the shortest way to one
     that breaks nothing; a ``halts`` lasso is left open (the replay's step limit ends it).
     """
-    steps = _simulate(policy, cex.steps)
+    steps = simulate(policy, cex.steps)
     if not steps and policy.states[policy.initial].kind != "halt":
         raise NotReplayable("the counterexample has no steps")
     want = None
@@ -100,23 +100,23 @@ def cassette_from_counterexample(
         if want is None:
             raise NotReplayable(f"'{last.after.state}' cannot render an empty message when entered on {last.event.name}")
     realiser = Realiser(policy)
-    chosen = _choose(realiser, steps, Facts(), want)
+    chosen = choose_options(realiser, steps, Facts(), want)
     if chosen is None:
         raise NotReplayable(_why_not(realiser, steps))
     options, facts = chosen
     ends_in_halt = not steps or policy.states[steps[-1].after.state].kind == "halt"
     if not ends_in_halt and cex.loop_start is None:
-        closing = _closing_path(policy, realiser, steps[-1].after, facts)
+        closing = closing_path(policy, realiser, steps[-1].after, facts)
         steps = steps + closing
-        chosen = _choose(realiser, steps, Facts(), want)
+        chosen = choose_options(realiser, steps, Facts(), want)
         if chosen is None:
             raise NotReplayable("no recording reproduces the counterexample and the way from its end to a halt")
         options, facts = chosen
     notes: list[str] = []
-    planned = _plan(policy, realiser, steps, options, notes)
-    _separate_approvals(planned)
-    _check_plan(policy, planned)
-    b = _record(planned)
+    planned = plan_run(policy, realiser, steps, options, notes)
+    separate_approvals(planned)
+    check_plan(policy, planned)
+    b = record_plan(planned)
     if prop == "stub_not_silent":
         b.interactions.append(reply("The answer."))  # what a policy that recovers would go on to use
     if cex.fires is not None:
@@ -134,9 +134,9 @@ def cassette_from_counterexample(
         file=f"{policy.name}-{prop}.cassette.yaml",
         doc=doc,
         source={"checker": "loopspec check", "policy": policy.file, "property": prop},
-        messages=(_USER,),
+        messages=(REPRODUCE_MESSAGE,),
         interactions=tuple(b.interactions),
-        tools=tuple(ToolSpec(n, dict(_OBJECT), needs_approval=a) for n, a in b.tools.items()),
+        tools=tuple(ToolSpec(n, dict(EMPTY_PARAMETERS), needs_approval=a) for n, a in b.tools.items()),
         tool_results=tuple(b.results),
         expect=expect,
     )
@@ -145,8 +145,8 @@ def cassette_from_counterexample(
     compacts = any(isinstance(d.action, Compact) for st in steps for d in st.directives)
     problem = ""
     for padding in (0, 6, 12, 24) if compacts else (0,):
-        attempt = dataclasses.replace(cassette, messages=(_USER, *_padding(padding)))
-        report = _run(replay(attempt, policy))
+        attempt = dataclasses.replace(cassette, messages=(REPRODUCE_MESSAGE, *_padding(padding)))
+        report = run_sync(replay(attempt, policy))
         problem = _reproduces(report, planned, prop, cex, policy)
         if not problem:
             trace = tuple(RecordedStep(s.state, s.event, s.target, s.transition) for s in report.result.trace)

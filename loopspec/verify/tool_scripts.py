@@ -11,7 +11,8 @@ from loopspec.engine.tools import ToolCall, ToolResult
 from .event_options import Result
 
 
-def _last_index(calls: Sequence[str], tool: str) -> int:
+def last_index(calls: Sequence[str], tool: str) -> int:
+    """The position of the last call of ``tool`` in ``calls``."""
     return max(i for i, t in enumerate(calls) if t == tool)
 
 
@@ -21,7 +22,7 @@ def tool_result(r: Result) -> ToolResult:
     return ToolResult(ToolCall("call", r.tool, r.args), content if r.ok else f"Error: RuntimeError: {content}", r.ok)
 
 
-def _scripts(tool: str, threshold: int, max_period: int) -> Iterator[tuple[list[Result], Result]]:
+def guard_scripts(tool: str, threshold: int, max_period: int) -> Iterator[tuple[list[Result], Result]]:
     """Candidate (inserted calls of ``tool``, its call in the final batch), shortest first."""
     same_fail = Result(tool, False, "the same failure")
     same_ok = Result(tool, True, "the same result")

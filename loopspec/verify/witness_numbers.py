@@ -8,12 +8,12 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from ..language.model import AttrTest
-from .atoms import _constants
+from .atoms import literal_constants
 
 
 def _real_points(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
     pts: set[Any] = {0}
-    for c in _constants(lits):
+    for c in literal_constants(lits):
         if isinstance(c, (int, float)) and c == c:  # numbers (and bools), not NaN
             pts.add(c)
     return sorted(pts)
@@ -28,7 +28,8 @@ def _int_below(b: Any) -> int:
     return b - 1 if isinstance(b, int) else math.ceil(b) - 1
 
 
-def _finite(x: Any) -> bool:
+def is_finite(x: Any) -> bool:
+    """A finite number: not an infinity or NaN (an int always is)."""
     return isinstance(x, int) or math.isfinite(x)
 
 
@@ -37,8 +38,10 @@ def _pretty_order(xs: Iterable[Any]) -> list[Any]:
     return sorted(set(xs), key=lambda x: (x < 0, abs(x)))
 
 
-def _int_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> list[int]:
-    pts = [p for p in _real_points(lits) if _finite(p)]  # ints never reach an infinity
+def int_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> list[int]:
+    """Integers that cover every outcome of the literals: each integer point and the nearest
+    integer on either side of and between the points they compare with."""
+    pts = [p for p in _real_points(lits) if is_finite(p)]  # ints never reach an infinity
     out: list[int] = []
     for p in pts:
         if isinstance(p, int) or p.is_integer():
@@ -71,21 +74,21 @@ def _float_above(a: Any) -> float | None:
 
 def _float_between(a: Any, b: Any) -> float | None:
     """A float strictly between reals ``a < b`` (a readable one when possible), or None."""
-    if _finite(a) and _finite(b):
+    if is_finite(a) and is_finite(b):
         try:
             m = float(a) / 2 + float(b) / 2
             if a < m < b:
                 return round(m, 6) if a < round(m, 6) < b else m
         except OverflowError:
             pass
-    elif a == -math.inf and _finite(b):
+    elif a == -math.inf and is_finite(b):
         try:
             m = float(math.floor(b) - 1)
             if m < b:
                 return m
         except OverflowError:
             pass
-    elif _finite(a) and b == math.inf:
+    elif is_finite(a) and b == math.inf:
         try:
             m = float(math.floor(a) + 1)
             if a < m:
@@ -96,7 +99,9 @@ def _float_between(a: Any, b: Any) -> float | None:
     return x if x is not None and x < b else None
 
 
-def _float_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> list[float]:
+def float_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> list[float]:
+    """Floats that cover every outcome of the literals: each finite point and one float in each
+    open interval between the points (infinities and NaN are added by the caller)."""
     pts = _real_points(lits)
     out: list[float] = []
     for p in pts:

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Iterator, Sequence
 
 from ..language.model import AttrTest
-from .atoms import ABSENT, _constants
+from .atoms import ABSENT, literal_constants
 
 
 _SEPARATORS = " |#~/_-.:;,+=*"
@@ -47,9 +47,11 @@ def _pinned(lits: Sequence[tuple[AttrTest, bool]]) -> bool:
     return False
 
 
-def _str_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> Iterator[Any]:
+def str_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> Iterator[Any]:
+    """Strings that cover every outcome of the literals (see the completeness argument above),
+    then ABSENT."""
     seen: set[str] = set()
-    points = [""] + [c for c in _constants(lits) if isinstance(c, str)]
+    points = [""] + [c for c in literal_constants(lits) if isinstance(c, str)]
     lo, hi = _str_bounds(lits)
     if hi is not None:
         points += [hi[0][:k] for k in range(len(hi[0]))]
@@ -76,7 +78,7 @@ def _excluded(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
         if (a.op == "eq" and not want) or (a.op == "ne" and want):
             out.append(a.value)
         elif a.op == "in" and not want:
-            out.extend(_constants([(a, want)]))
+            out.extend(literal_constants([(a, want)]))
     return out
 
 
@@ -185,9 +187,11 @@ def _char_choices(cmin: int, cmax: int, need: int) -> Iterator[int]:
 # constants): it holds exactly P, is non-empty for some k >= 1 and avoids X for some k.
 
 
-def _list_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> Iterator[Any]:
+def list_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> Iterator[Any]:
+    """Lists that cover every outcome of the literals: empty, the lists they compare with, and
+    lists built to contain or avoid their needles."""
     yield []
-    for c in _constants(lits):
+    for c in literal_constants(lits):
         if isinstance(c, (list, tuple)):
             yield list(c)
     if not _pinned(lits):

@@ -9,8 +9,8 @@ from typing import Any, Iterable, Sequence
 from ..language.alphabet import Attr
 from ..language.model import AttrTest, CounterCmp
 from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, counter_holds, realises
-from .witness_numbers import _finite, _float_candidates, _int_candidates
-from .witness_strings import _list_candidates, _str_candidates
+from .witness_numbers import float_candidates, int_candidates, is_finite
+from .witness_strings import list_candidates, str_candidates
 
 
 def attr_witness(attr: Attr | None, lits: Sequence[tuple[AttrTest, bool]]) -> tuple[str, Any]:
@@ -38,14 +38,14 @@ def _candidates(attr: Attr, lits: Sequence[tuple[AttrTest, bool]]) -> tuple[Iter
     if t == "str" and attr.values:
         return [*attr.values, ABSENT], True
     if t == "int":
-        return [*_int_candidates(lits), ABSENT], True
+        return [*int_candidates(lits), ABSENT], True
     if t == "float":
-        return [*_float_candidates(lits), math.inf, -math.inf, math.nan, ABSENT], True
+        return [*float_candidates(lits), math.inf, -math.inf, math.nan, ABSENT], True
     if t == "str":
-        return _str_candidates(lits), True
+        return str_candidates(lits), True
     if t == "list":
         supported = all(a.op in ("eq", "ne", "in", "contains", "truthy") for a, _ in lits)
-        return _list_candidates(lits), supported
+        return list_candidates(lits), supported
     return [ABSENT], False  # pragma: no cover - the alphabet has only the types above
 
 
@@ -59,7 +59,7 @@ def counter_witness(lo: int, hi: int, lits: Sequence[tuple[CounterCmp, bool]]) -
     cands = {lo, hi}
     for a, _ in lits:
         c = a.value
-        if isinstance(c, (int, float)) and c == c and _finite(c):
+        if isinstance(c, (int, float)) and c == c and is_finite(c):
             for x in (math.floor(c), math.floor(c) + 1, math.ceil(c), math.ceil(c) + 1):
                 if lo <= x <= hi:
                     cands.add(x)

@@ -29,7 +29,8 @@ from loopspec.language.alphabet import KINDS, Attr, Event
 from loopspec.language.model import AttrTest, Config, CounterCmp
 from loopspec.verify import cases as cases_mod
 from loopspec.verify import check_policy
-from loopspec.verify.abstraction import _monitor_signature, build_analysis, event_cases
+from loopspec.verify.abstract_graph import monitor_signature
+from loopspec.verify.abstraction import build_analysis, event_cases
 from loopspec.verify.cases import ABSENT, SAT, UNKNOWN, UNSAT, attr_witness, case_steps, counter_witness
 
 from test_check import CALL, HALTS, TOOLS, policy, stream
@@ -426,7 +427,7 @@ def outcome(an: Any, step: Any) -> tuple[Any, ...]:
         after.flags & an.tracked_flags,
         an.phases_of(after.counters),
         step.redirected_from,
-        _monitor_signature(an, step),
+        monitor_signature(an, step),
     )
 
 

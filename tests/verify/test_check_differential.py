@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from loopspec import load_policy_text
 from loopspec.verify import check_policy
-from loopspec.verify.abstraction import build_analysis, build_graph
+from loopspec.verify.abstract_graph import build_graph
+from loopspec.verify.abstraction import build_analysis
 from loopspec.verify.explore import enumerate_all, witness_walks
 from loopspec.verify.termination import eliminate, worst_case
 
