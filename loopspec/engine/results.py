@@ -87,6 +87,9 @@ class TurnResult:
     """The compiled model's steps, in order: what the built-in properties are judged on."""
     callback_errors: list[str] = field(default_factory=list)
     """Callbacks (``Turn.on_enter`` and the like) that raised: ``"hook: Type: message"``."""
+    error: str | None = None
+    """The raw text of the last failure the turn observed (a provider's error message, an
+    escalation's reason), for logs; halt messages name a short typed reason instead."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,4 +100,5 @@ class TurnResult:
             "usage": asdict(self.usage),
             "trace": [s.to_json() for s in self.trace],
             "messages": self.messages,
+            "error": self.error,
         }

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any, Sequence
 
 from loopspec.providers.base import Provider
-from loopspec.language.alphabet import Event
+from loopspec.language.alphabet import Event, reason_of
 from loopspec.language.model import (
     FATE_REFUSE,
     FATE_RUN,
@@ -170,6 +170,7 @@ class Turn:
             response=self._model_call.reply.text,
             event=event.name,
             guardrail=event.name if "verdict" in event.attrs else "",
+            reason=reason_of(event),
             model_calls=policy.value(cfg, "model_calls"),
             tool_batches=policy.value(cfg, "tool_batches"),
             max_model_calls=policy.backstops["model_calls"].max,
@@ -312,6 +313,10 @@ class Turn:
         if message is None:
             message = render_template(state.message or "", self._variables(cfg, event))
         streamed = self._model_call.streamed
+        if not (streamed and message.startswith(streamed)):
+            # "{response}\n\n(...)" with nothing written must not start with blank lines; a message
+            # that continues the streamed text keeps it byte for byte
+            message = message.strip()
         extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
         if extra.strip():
             await self.consumers.emit("on_delta", extra)
@@ -335,6 +340,7 @@ class Turn:
             requests=self.requests,
             consumer_errors=list(self.consumers.errors),
             steps=self.steps,
+            error=next((str(s.event.attrs["message"]) for s in reversed(self.steps) if s.event.attrs.get("message")), None),
         )
 
 

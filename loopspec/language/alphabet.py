@@ -228,6 +228,7 @@ OUTCOMES: dict[str, str] = {
     "bad_request": "the provider rejected the request",
     "approval_required": "a tool call waits for human approval",
     "cancelled": "the caller cancelled the turn",
+    "tool_budget": "the tool-batch backstop was spent; the turn ended on the next reply, without tools",
     "policy_error": "the policy had no transition for an event (the checker reports this statically)",
 }
 
@@ -273,7 +274,39 @@ TEMPLATE_GLOBALS: dict[str, str] = {
     "max_tool_batches": "the tool-batch backstop",
     "event": "the name of the event that led here",
     "guardrail": "the guardrail code that fired (same as event for tool_exec guardrails)",
+    "reason": "a short typed reason for a provider failure, e.g. 'server error, HTTP 503' (the raw "
+    "error text is the event's `message`, kept in the result for logs)",
 }
+
+# Short, typed phrases for the failures a halt message may name; see reason_of.
+FAILURE_REASONS: dict[str, str] = {
+    "rate_limit": "rate limited",
+    "transient": "server error",
+    "timeout": "timed out",
+    "context_overflow": "context window exceeded",
+    "auth": "credentials rejected",
+    "bad_request": "request rejected",
+    "effort_unsupported": "reasoning effort not supported",
+    "thinking_signature_invalid": "thinking signature rejected",
+    "broken": "the stream broke",
+}
+
+
+def reason_of(event: Event) -> str:
+    """A one-line reason for a failure event, built from its typed attributes only (event name,
+    HTTP status, error code, cause), never from the provider's raw message, which can be a whole
+    exception chain."""
+    base = FAILURE_REASONS.get(event.name)
+    if base is None:
+        return event.name.replace("_", " ")
+    details = []
+    if event.attrs.get("cause"):
+        details.append(str(event.attrs["cause"]).replace("_", " "))
+    if event.attrs.get("status"):
+        details.append(f"HTTP {event.attrs['status']}")
+    if event.attrs.get("code"):
+        details.append(str(event.attrs["code"]))
+    return f"{base}, {', '.join(details)}" if details else base
 
 
 def all_attribute_names() -> set[str]:

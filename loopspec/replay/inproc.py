@@ -155,6 +155,7 @@ class InProcessProvider:
                         {
                             "error": {
                                 "type": DIVERGED,
+                                "code": DIVERGED,
                                 "message": f"cassette has {len(self.interactions)} recorded model responses; "
                                 f"the policy asked for call {index + 1}",
                             }

@@ -320,7 +320,7 @@ class LoopbackServer:
             # litellm keeps only the message of the body, not its "type", but it does keep the
             # response headers (exc.litellm_response_headers): x-loopspec-diverged marks it.
             return await self._send_json(
-                writer, 409, {"error": {"type": "loopspec_diverged", "message": msg}}, keep,
+                writer, 409, {"error": {"type": "loopspec_diverged", "code": "loopspec_diverged", "message": msg}}, keep,
                 {"x-should-retry": "false", DIVERGED_HEADER: str(n)},
             )
         resp = self.responses[call]

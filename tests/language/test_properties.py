@@ -192,7 +192,7 @@ def test_generated_worlds_reach_every_cap_backstop_and_escalation() -> None:
     default = POLICIES["default"]
     wanted = {f"cap {c.name}" for c in default.counters}
     wanted |= {f"escalate {s.name}" for s in default.states.values() if s.kind == "escalate"}
-    wanted |= {"multi-call batch", "outcome backstop", "outcome tools_disabled", "outcome completed"}
+    wanted |= {"multi-call batch", "outcome backstop", "outcome tool_budget", "outcome tools_disabled", "outcome completed"}
     seen: set[str] = set()
 
     @settings(max_examples=400, derandomize=True, database=None, phases=[Phase.generate],

@@ -51,7 +51,7 @@ def test_default_strict_is_proven_with_integer_bounds(capsys: pytest.CaptureFixt
     assert (wc["model_calls"], wc["tool_batches"]) == (90, 60)
     assert wc["exact"] == {"model_calls": True, "tool_batches": True}
     assert data["backstop_only_loops"] == []
-    assert [d["edge"] for d in data["declared_backstop_loops"]] == ["read_stream --tool_calls[1]--> run_tools"]
+    assert [d["edge"] for d in data["declared_backstop_loops"]] == ["read_stream --tool_calls[2]--> run_tools"]
     assert isinstance(data["explored"], int) and data["explored"] > 100
     assert set(data["properties"]) >= {
         "halts",
@@ -80,7 +80,7 @@ def test_default_eliminates_empty_retries_by_the_per_turn_counter() -> None:
     by_counter = {el.counter: el for el in r.eliminations}
     el = by_counter["empty_total"]
     assert el.absolute and el.fires == 6 and el.through == ()
-    assert any("read_stream --empty[1]--> call_model" == e.label for e in el.edges)
+    assert any("read_stream --empty[2]--> call_model" == e.label for e in el.edges)
     # the tool loop is the only backstop elimination, and it is declared
     assert by_counter["tool_batches"].backstop
     assert r.backstop_only_loops == []

@@ -99,7 +99,8 @@ def message_only_completed(d: dict[str, Any]) -> None:
 
 @mutation
 def no_tools_disabled_branch(d: dict[str, Any]) -> None:
-    _on(d, "read_stream")["tool_calls"].pop(0)
+    branches = _on(d, "read_stream")["tool_calls"]
+    branches.remove(next(b for b in branches if isinstance(b, dict) and b.get("when") == {"flag": "tools_disabled"}))
 
 
 @mutation
@@ -134,7 +135,7 @@ def retry_without_counter(d: dict[str, Any]) -> None:
 @mutation
 def empty_retry_reset_by_tools(d: dict[str, Any]) -> None:
     """netclaw #1346: only the streak counts empty replies, and a tool batch resets it."""
-    retry = _on(d, "read_stream")["empty"][1]
+    retry = next(b for b in _on(d, "read_stream")["empty"] if {"increment": "empty_total"} in b.get("do", []))
     retry["do"] = [a for a in retry["do"] if a != {"increment": "empty_total"}]
 
 
@@ -298,7 +299,8 @@ EXPECTED: dict[str, set[str]] = {
     "response_only_truncated": {"halt_message"},
     "response_only_guardrail": {"halt_message"},
     "message_only_completed": {"halt_message"},
-    "no_tools_disabled_branch": {"tools_stay_disabled", "no_backstop_only_loops"},
+    # the tool_budget_spent branch still ends the turn after tools_spent, so no loop is left
+    "no_tools_disabled_branch": {"tools_stay_disabled"},
     "enable_tools_on_retry": {"tools_stay_disabled"},
     "stub_completes": {"stub_not_silent", "halt_message"},
     "length_runs_tools": {"no_partial_tool_exec"},
