@@ -151,13 +151,29 @@ def test_no_color_wins_over_force_color(capsys: pytest.CaptureFixture[str], monk
     assert "\x1b" not in out + err
 
 
-def test_json_is_never_coloured(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bad_policy: str) -> None:
+def test_json_is_never_coloured(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bad_policy: str, tmp_path: Path
+) -> None:
+    """Neither the JSON nor what a --json run still says on stderr (a one-line error, the
+    diagnostics of a cassette a live command could not read)."""
     monkeypatch.setenv("FORCE_COLOR", "1")
-    for argv in (["check", FAILING, "--json"], ["validate", bad_policy, "--json"],
-                 ["replay", CASSETTE, "--machine", POLICY, "--json"], ["check", bad_policy, "--json"]):
+    bad_cassette = tmp_path / "bad.cassette.yaml"
+    bad_cassette.write_text("loopspec_cassette: 1\nmessages: []\ninteractons: []\n", encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    live = ["--machine", POLICY, "--model", "openai/x", "--api-base", "http://127.0.0.1:1", "--json"]
+    for argv, stderr_said in (
+        (["check", FAILING, "--json"], ""),
+        (["validate", bad_policy, "--json"], ""),
+        (["replay", CASSETTE, "--machine", POLICY, "--json"], ""),
+        (["check", bad_policy, "--json"], ""),
+        (["replay", str(tmp_path / "empty"), "--machine", POLICY, "--json"], "loopspec replay: no cassettes"),
+        (["fork", str(bad_cassette), "--at", "0", *live], "error: unknown key 'interactons'"),
+    ):
         _, out, err = run(capsys, "--color", "always", *argv)
         assert "\x1b" not in out + err, argv
-        json.loads(out)
+        assert stderr_said in err
+        if not stderr_said:
+            json.loads(out)
 
 
 def _cli(*argv: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
