@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    autocomplete(parser)  # answers the shell and exits when _ARGCOMPLETE is set; else returns at once
+    if argv is None:  # the console script: answer a shell's completion request (_ARGCOMPLETE) and exit
+        autocomplete(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help and --version

@@ -147,3 +147,14 @@ def test_every_metavar_is_completed_or_known_free_text() -> None:
     free_text = {"K", "F", "COMMAND", "SHELL"}  # numbers, the subcommand and shell (choices complete)
     used = {a.metavar for _, p in _parsers(build_parser()) for a in p._actions if isinstance(a.metavar, str)}
     assert used - free_text - set(COMPLETERS) == set()
+
+
+def test_main_called_with_arguments_never_completes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A program (or test) calling ``main([...])`` with _ARGCOMPLETE in its environment runs the
+    command; only the console script answers completion requests (argcomplete exits the process)."""
+    cli_main = sys.modules["loopspec.cli.main"]  # the package's ``main`` attribute is the function
+    asked: list[object] = []
+    monkeypatch.setattr(cli_main, "autocomplete", asked.append)
+    monkeypatch.setenv("_ARGCOMPLETE", "1")
+    assert main(["validate", str(DEFAULT_POLICY)]) == 0
+    assert asked == [] and capsys.readouterr().out.endswith("ok (31 states, 14 counters)\n")
