@@ -126,19 +126,20 @@ class Painter:
 
 # "FILE: PROVEN (strict)  [name]" (the first line), "  PASS  property  reason" (exactly two spaces
 # before a four-letter status; findings and counterexample steps are indented further), "warning: ".
-_HEADLINE = re.compile(r"^(.*: )(PROVEN|FAILED)(( \(strict\))?  \[[^\]]*\])$")
-_PROPERTY = re.compile(r"^  (PASS|FAIL|WARN)(  \S.*)$")
-_WARNING = re.compile(r"^(warning:)( .*)$")
+# Compiled on first use (re caches them), so a command that paints no report does not pay for them.
+_HEADLINE = r"^(.*: )(PROVEN|FAILED)(( \(strict\))?  \[[^\]]*\])$"
+_PROPERTY = r"^  (PASS|FAIL|WARN)(  \S.*)$"
+_WARNING = r"^(warning:)( .*)$"
 
 
 def _paint_report_line(paint: Painter, line: str, first: bool) -> str:
-    m = _HEADLINE.match(line) if first else None
+    m = re.match(_HEADLINE, line) if first else None
     if m:
         return m.group(1) + paint.verdict(m.group(2)) + m.group(3)
-    m = _PROPERTY.match(line)
+    m = re.match(_PROPERTY, line)
     if m:
         return "  " + paint.verdict(m.group(1)) + m.group(2)
-    m = _WARNING.match(line)
+    m = re.match(_WARNING, line)
     if m:
         return paint("warning", m.group(1)) + m.group(2)
     return line
