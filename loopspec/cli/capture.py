@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, Callable
 
+from .colour import painter
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, run_async
 
 
@@ -46,14 +47,14 @@ def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
     try:
         write()
     except RedactionError as exc:
-        print(f"loopspec {command}: {exc}; nothing written", file=sys.stderr)
+        fail(command, f"{exc}; nothing written")
         return False
     except OSError as exc:
-        print(f"loopspec {command}: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        fail(command, f"cannot write {path}: {exc.strerror}")
         return False
     c, diags = read_cassette(path)
     for d in diags:
-        print(d.format(), file=sys.stderr)
+        print(painter(sys.stderr).diagnostic(d), file=sys.stderr)
     return c is not None
 
 
@@ -65,7 +66,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         imported = import_transcript(args.transcript, name=args.name)
     except TranscriptError as exc:
         for d in exc.diagnostics:
-            print(d.format(), file=sys.stderr)
+            print(painter(sys.stderr).diagnostic(d), file=sys.stderr)
         return EXIT_FAILED
     def write() -> None:
         text = safe_dump(imported.to_data())

@@ -46,7 +46,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     else:
-        print(result.format_text())
+        from .colour import painter
+
+        print(painter(sys.stdout).check_report(result.format_text()))
         for path in written:
             print(f"wrote counterexample {path} (replay it: loopspec replay {path} --machine {args.file})", file=sys.stderr)
         if args.counterexample:

@@ -15,6 +15,8 @@ import json
 import sys
 from typing import Any, Sequence
 
+from .colour import painter
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -34,6 +36,7 @@ EXIT_CODES: dict[str, str] = {
     "fork": "0 completed, 1 other outcome, 2 usage, invalid input or no credentials",
     "schema": "0",
     "cassette-schema": "0",
+    "completion": "0 printed, 2 usage",
 }
 
 
@@ -45,7 +48,7 @@ def exit_epilog(command: str) -> str:
 def fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
     """Print ``loopspec COMMAND: message`` on stderr and return ``code``: the one shape of every
     error the CLI reports itself."""
-    print(f"loopspec {command}: {message}", file=sys.stderr)
+    print(painter(sys.stderr).command_error(command, message), file=sys.stderr)
     return code
 
 
@@ -54,18 +57,25 @@ def print_diagnostics(path: str, diags: Sequence[Any], wanted: str) -> bool:
     because it is the other kind of loopspec document (a cassette given as a policy, a policy given
     as a cassette), print that single fact instead of one unknown-key error per top-level key, and
     return True."""
-    swapped = swapped_kind(path, wanted) if any(d.severity == "error" for d in diags) else None
+    swapped = _swapped(path, wanted) if any(d.severity == "error" for d in diags) else None
     if swapped:
-        print(swapped, file=sys.stderr)
+        print(painter(sys.stderr).error_line(*swapped), file=sys.stderr)
         return True
     for d in diags:
-        print(d.format(), file=sys.stderr if d.severity == "error" else sys.stdout)
+        stream = sys.stderr if d.severity == "error" else sys.stdout
+        print(painter(stream).diagnostic(d), file=stream)
     return False
 
 
 def swapped_kind(path: str, wanted: str) -> str | None:
     """A one-line error when ``path`` is the other kind of loopspec document than ``wanted``
     ("policy" or "cassette"); None when it is not (or cannot be read)."""
+    swapped = _swapped(path, wanted)
+    return None if swapped is None else "{}: {}: {}".format(*swapped)
+
+
+def _swapped(path: str, wanted: str) -> tuple[str, str, str] | None:
+    """:func:`swapped_kind` in parts, (where, "error", message), so the CLI can paint them."""
     from ..language.yamlsource import LoadError, load_yaml_file
 
     try:
@@ -80,9 +90,9 @@ def swapped_kind(path: str, wanted: str) -> str | None:
     pos = getattr(doc, "key_pos", {}).get(theirs)
     where = f"{path}:{pos.line}:{pos.col}" if pos is not None else path
     if wanted == "policy":
-        return (f"{where}: error: this is a cassette ('loopspec_cassette:'), not a policy; "
+        return (where, "error", "this is a cassette ('loopspec_cassette:'), not a policy; "
                 "replay it with: loopspec replay CASSETTE --machine POLICY")
-    return f"{where}: error: this is a policy ('loopspec:'), not a cassette; a policy goes after --machine"
+    return where, "error", "this is a policy ('loopspec:'), not a cassette; a policy goes after --machine"
 
 
 def run_async(coro: Any) -> Any:

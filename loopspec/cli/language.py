@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from .colour import painter
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_epilog, fail, load_or_report, print_diagnostics, print_json, run_async
 
 
@@ -24,7 +25,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not args.json:
             print_diagnostics(path, diags, "policy")
             if not errors and policy is not None:
-                print(f"{path}: ok ({len(policy.states) - 1} states, {len(policy.counters)} counters)")
+                print(f"{path}: {painter(sys.stdout).verdict('ok')} ({len(policy.states) - 1} states, {len(policy.counters)} counters)")
     if args.json:
         print_json({"valid": not failed, "files": results})
     elif len(args.files) > 1:
@@ -37,8 +38,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from ..language.graph import to_dot, to_mermaid
 
     if args.trace and args.format != "mermaid":
-        print("loopspec graph: --trace draws Mermaid only (transitions' diagram engine without Graphviz)", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("graph", "--trace draws Mermaid only (transitions' diagram engine without Graphviz)")
     policy = load_or_report(args.file, False)
     if policy is None:
         return EXIT_USAGE
@@ -68,7 +68,7 @@ def _trace_graph(policy: Any, cassette: str) -> str | None:
     c, diags = read_cassette(cassette)
     if c is None:
         for d in diags:
-            print(d.format(), file=sys.stderr)
+            print(painter(sys.stderr).diagnostic(d), file=sys.stderr)
         return None
     text, report = run_async(trace_graph(c, policy))
     r = report.result

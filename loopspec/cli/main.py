@@ -14,7 +14,9 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
+from .colour import CHOICES as COLOR_CHOICES, use as use_colour
 from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
+from .completion import autocomplete
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -26,7 +28,11 @@ _COMMAND_MODULES = (
     "loopspec.cli.run",
     "loopspec.cli.replay",
     "loopspec.cli.capture",
+    "loopspec.cli.completion",
 )
+
+_COLOR_HELP = ("colour verdicts and diagnostics: auto (default) on a terminal, unless NO_COLOR is set "
+               "(FORCE_COLOR forces it); always; never. --json output is never coloured")
 
 
 class _VersionAction(argparse.Action):
@@ -61,17 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
+    parser.add_argument("--color", choices=COLOR_CHOICES, default="auto", help=_COLOR_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     import importlib
 
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    # Also after the subcommand (``loopspec check x --color never``); SUPPRESS keeps the top-level
+    # value when it is not given there.
+    for p in sub.choices.values():
+        p.add_argument("--color", choices=COLOR_CHOICES, default=argparse.SUPPRESS, help=_COLOR_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None:  # the console script: answer a shell's completion request (_ARGCOMPLETE) and exit
+        autocomplete(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help and --version
@@ -79,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    use_colour("never" if getattr(args, "json", False) else args.color)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
@@ -91,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # itself: still one line, never a traceback.
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(args.command, f"{where}{exc.strerror or exc}", EXIT_FAILED)
+    finally:
+        use_colour("auto")  # main() runs many times in one process under the tests
 
 
 if __name__ == "__main__":  # pragma: no cover

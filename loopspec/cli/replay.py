@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, print_diagnostics, run_async
+from .colour import painter
 from .progress import Progress
 
 
@@ -79,9 +80,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
                      "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
     else:
+        paint = painter(sys.stdout)
         for r in reports:
             mark = {"pass": "PASS", "fail": "FAIL", "diverged": "DIVERGED"}[r.verdict]
-            print(f"{mark:8s} {r.name}: {r.outcome}, {r.result.usage.model_calls} calls, {r.result.usage.tool_batches} tool batches")
+            print(f"{paint.verdict(mark, 8)} {r.name}: {r.outcome}, {r.result.usage.model_calls} calls, {r.result.usage.tool_batches} tool batches")
             for f in r.failures:
                 print(f"         - {f}")
             if r.divergence is not None:

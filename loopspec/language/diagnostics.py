@@ -10,9 +10,14 @@ from loopspec.language.errors import DiagnosticError
 
 import difflib
 from dataclasses import asdict, dataclass
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 Severity = Literal["error", "warning"]
+
+
+def _plain(role: str, text: str) -> str:
+    """The default style of :meth:`Diagnostic.format`: every part as it is."""
+    return text
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,22 @@ class Diagnostic:
     hint: str = ""
     severity: Severity = "error"
 
-    def format(self) -> str:
+    def format(self, style: Callable[[str, str], str] | None = None) -> str:
+        """``FILE:LINE:COL: error: message (at path)``, then an indented hint line.
+
+        ``style(role, text)``, when given, decorates the parts (roles ``location``, the severity, and
+        ``hint``) and returns them; the CLI passes its colour painter here, so this module formats
+        text and knows nothing of terminals.
+        """
+        paint = style or _plain
         where = self.file
         if self.pos is not None:
             where = f"{self.file}:{self.pos.line}:{self.pos.col}"
-        text = f"{where}: {self.severity}: {self.message}"
+        text = f"{paint('location', where)}: {paint(self.severity, self.severity + ':')} {self.message}"
         if self.path:
             text += f" (at {self.path})"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    {paint('hint', 'hint:')} {self.hint}"
         return text
 
     def to_json(self) -> dict[str, object]:
