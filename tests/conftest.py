@@ -83,3 +83,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = [part.split("[")[0] for part in item.nodeid.split("::")[1:]]  # class, function
         if rel in SLOW or any(f"{rel}::{name}" in SLOW for name in names):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _no_colour_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests assert exact output (CLI, docs examples), which the colour variables would change:
+    each test starts with none set; the colour tests set what they need."""
+    for name in ("NO_COLOR", "FORCE_COLOR", "TERM"):
+        monkeypatch.delenv(name, raising=False)

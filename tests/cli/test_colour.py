@@ -21,6 +21,8 @@ from loopspec.language.diagnostics import Diagnostic, Position
 
 from _paths import DEFAULT_POLICY, FIXTURES, MACHINES, ROOT
 
+from _size import SIZE  # "N states, M counters" of default.yaml, as validate prints it
+
 POLICY = str(DEFAULT_POLICY)
 FAILING = str(MACHINES / "hermes_pre_32012.yaml")
 CASSETTE = str(FIXTURES / "incidents" / "ml-intern-length-with-tool-calls.cassette.yaml")
@@ -128,9 +130,9 @@ def test_color_always_paints_diagnostics_and_command_errors(
 
 def test_color_after_the_command_and_its_override(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "validate", POLICY, "--color", "always")
-    assert out == f"{POLICY}: {GREEN}ok{RESET} (31 states, 14 counters)\n"
+    assert out == f"{POLICY}: {GREEN}ok{RESET} ({SIZE})\n"
     _, out, _ = run(capsys, "--color", "always", "validate", POLICY, "--color", "never")
-    assert out == f"{POLICY}: ok (31 states, 14 counters)\n"
+    assert out == f"{POLICY}: ok ({SIZE})\n"
 
 
 def test_force_color_paints_replay(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,7 +210,7 @@ def test_a_terminal_gets_colour_by_default() -> None:
     finally:
         os.close(main_fd)
     assert done.returncode == 0
-    assert f"{POLICY}: {GREEN}ok{RESET} (31 states".encode() in shown
+    assert f"{POLICY}: {GREEN}ok{RESET} ({SIZE}".encode() in shown
 
 
 def test_the_colour_choice_ends_with_the_call(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from loopspec.cli import build_parser, main
 from loopspec.cli.completion import PathCompleter
 
 from _paths import DEFAULT_POLICY, ROOT
+from _size import SIZE  # "N states, M counters" of default.yaml, as validate prints it
 
 SUBCOMMANDS = {"validate", "graph", "schema", "check", "run", "replay", "diff", "rerun", "fork", "import", "record",
                "cassette-schema", "completion"}
@@ -157,4 +158,4 @@ def test_main_called_with_arguments_never_completes(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cli_main, "autocomplete", asked.append)
     monkeypatch.setenv("_ARGCOMPLETE", "1")
     assert main(["validate", str(DEFAULT_POLICY)]) == 0
-    assert asked == [] and capsys.readouterr().out.endswith("ok (31 states, 14 counters)\n")
+    assert asked == [] and capsys.readouterr().out.endswith(f"ok ({SIZE})\n")
