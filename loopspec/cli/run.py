@@ -80,6 +80,14 @@ def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | No
     return True, args.api_key
 
 
+def tool_choice_of(value: str | None) -> Any:
+    """--tool-choice as litellm takes it: auto, required and none as they are; any other word
+    names the one tool the model must call."""
+    if value is None or value in ("auto", "required", "none"):
+        return value
+    return {"type": "function", "function": {"name": value}}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     policy = load_or_report(args.machine, args.json)
     if policy is None:
@@ -108,6 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         consumers=Consumers(on_delta=on_delta, on_status=on_status),
         api_base=args.api_base,
         api_key=api_key,
+        tool_choice=tool_choice_of(args.tool_choice),
     )
     result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
@@ -131,6 +140,9 @@ def register(sub: Any) -> None:
     add_live_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print retries and escalations as they happen")
+    p.add_argument("--tool-choice", default=None, metavar="CHOICE",
+                   help="auto, required, none, or a tool's name to force that tool; sent only with requests "
+                        "that offer tools, until the policy resets it (default.yaml does after each tool batch)")
     p.set_defaults(handler=cmd_run)
 
 

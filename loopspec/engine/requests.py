@@ -24,10 +24,23 @@ def build_request(
     extra: dict[str, Any],
     api_base: str | None,
     api_key: str | None,
+    tool_choice: Any = None,
 ) -> ModelRequest:
-    """The request for one ``call`` effect: ``messages`` is the trajectory's working copy."""
+    """The request for one ``call`` effect: ``messages`` is the trajectory's working copy.
+
+    ``tool_choice`` is the caller's (e.g. ``"required"``); one smuggled in ``extra`` counts as the
+    caller's too. It goes only with a request that offers tools, and becomes ``"auto"`` once the
+    policy resets it (``reset_tool_choice``): a choice forced on every request makes a real model
+    call tools forever."""
+    extra = dict(extra)
+    forced = extra.pop("tool_choice", None) if tool_choice is None else tool_choice
+    extra.pop("tool_choice", None)
+    extra.pop("tools", None)
     specs = tools.specs() if offer.tools and tools.tools else None
-    tool_choice = "auto" if specs and offer.tool_choice_auto else None
+    if not specs or forced is None:
+        tool_choice = None
+    else:
+        tool_choice = "auto" if offer.tool_choice_auto else forced
     effort = reasoning_effort if offer.reasoning else None
     if offer.fallback_model and settings.fallback_model:
         model = settings.fallback_model
@@ -40,7 +53,7 @@ def build_request(
         tool_choice=tool_choice,
         max_tokens=max_tokens,
         reasoning_effort=effort,
-        extra=dict(extra),
+        extra=extra,
         api_base=api_base,
         api_key=api_key,
         timeout=settings.request_timeout,

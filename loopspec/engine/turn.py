@@ -66,6 +66,7 @@ class Turn:
         max_tokens: int | None = None,
         reasoning_effort: str | None = None,
         extra: dict[str, Any] | None = None,
+        tool_choice: Any = None,
         callbacks: TurnCallbacks | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
     ) -> None:
@@ -81,6 +82,9 @@ class Turn:
         self.max_tokens = max_tokens
         self.reasoning_effort = reasoning_effort or policy.settings.reasoning_effort
         self.extra = dict(extra or {})
+        self.tool_choice = tool_choice
+        """The caller's tool_choice (``"required"``, a named function): sent only with requests that
+        offer tools, and replaced by ``"auto"`` once the policy resets it (``reset_tool_choice``)."""
         self.max_steps = max_steps
         """A safety net for a policy that never halts: after this many decisions the turn ends in
         the policy_error halt (a checked policy never gets near it)."""
@@ -240,6 +244,7 @@ class Turn:
             extra=self.extra,
             api_base=self.api_base,
             api_key=self.api_key,
+            tool_choice=self.tool_choice,
         )
         self.requests.append(record_of(request))
         return await self._model_call.open(request, self.policy.settings.request_timeout)

@@ -235,7 +235,7 @@ OUTCOMES: dict[str, str] = {
 # Flags the interpreter reads when it builds a request. A policy may set and clear them like its own
 # flags; the named actions below are shorthands for doing so.
 CALL_FLAGS: dict[str, str] = {
-    "tools_disabled": "send no tools (and tool_choice none) with the next calls",
+    "tools_disabled": "send no tools (and no tool_choice) with the next calls",
     "reasoning_disabled": "send the next call with reasoning off; cleared when a call is made",
     "max_tokens_boosted": "send the next calls with the boosted max_tokens from settings",
     "fallback_model": "send the next calls to settings.fallback_model",

@@ -37,6 +37,10 @@ def import_litellm() -> Any:
 def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any]:
     """The ``acompletion`` keyword arguments for a request (exposed for tests and recording)."""
     kwargs: dict[str, Any] = dict(request.extra)
+    # tools and tool_choice come from the request alone: extra must not force a tool_choice onto a
+    # request that offers no tools
+    kwargs.pop("tools", None)
+    kwargs.pop("tool_choice", None)
     kwargs.update(
         model=request.model,
         messages=request.messages,
