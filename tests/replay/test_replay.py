@@ -88,10 +88,12 @@ def test_replay_under_an_edited_policy_names_the_step_and_guard_that_changed() -
     with_trace = type(c)(**{**vars(c), "trace": tuple(RecordedStep(s.state, s.event, s.target, s.transition) for s in recorded.trace)})
     assert asyncio.run(replay(with_trace, DEFAULT)).divergence is None
     edited = DEFAULT_POLICY.read_text().replace("stalls: {max: 2,", "stalls: {max: 0,")
-    with pytest.raises(Exception):  # max 0 is invalid: caps are at least 1
-        from loopspec import load_policy_text
+    from loopspec import load_policy_text
+    from loopspec.language.diagnostics import SpecError
 
+    with pytest.raises(SpecError) as ei:  # max 0 is invalid: caps are at least 1
         load_policy_text(edited)
+    assert [(d.code, d.path) for d in ei.value.diagnostics][0] == ("LS204", "counters.stalls.max")
     pre = policy("hermes_pre_32012")
     d = asyncio.run(replay(with_trace, pre)).divergence
     assert d is not None and d.step == 2
