@@ -382,3 +382,16 @@ def test_every_compacted_request_is_a_valid_history_over_http(tail: int, loop: a
         msgs = req.body["messages"]
         assert orphans(msgs) == [] and unanswered(msgs) == [], f"request {n}: {msgs}"
     assert len(server.requests[2].body["messages"]) < len(messages)
+
+
+def test_a_silent_server_is_a_timeout_whichever_timer_fires_first(loop: asyncio.AbstractEventLoop) -> None:
+    """The plain provider passes the same request_timeout to litellm: its Timeout and the turn's
+    own timer race, and either way the event is ``timeout`` (HTTP 408), never ``transient``."""
+    policy = with_settings(request_timeout=OPEN_TIMEOUT)
+    with SilentServer() as server:
+        turn = Turn(policy, LiteLLMProvider(), model="openai/x", api_base=server.api_base, api_key="sk-test",
+                    clock=VirtualClock())
+        result = loop.run_until_complete(turn.run(USER))
+    assert [s.event for s in result.trace] == ["timeout"] * 4
+    assert all(s.attrs["status"] == 408 for s in result.trace)
+    assert result.outcome == "provider_error" and len(result.requests) == 4
