@@ -12,6 +12,7 @@ The history checks here are written out rather than taken from ``history_problem
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -274,3 +275,39 @@ def test_cancelling_during_a_batch_keeps_finished_results_and_answers_the_rest()
     assert [c for _, c in round_[1][1:]] == ["Not run: the turn was cancelled."] * 2
     assert_every_call_answered_once_in_order(result.messages)
     assert len(provider.requests) == 1, "no call after the cancel"
+
+
+# ------------------------------------------------------------------------------ batches that do not all succeed
+
+
+def test_a_batch_with_a_failing_call_answers_it_with_the_error_in_its_place() -> None:
+    reg = ToolRegistry()
+    reg.register(lambda city: f"sunny in {city}", name="get_weather",
+                 parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+
+    def get_product_name() -> str:
+        raise LookupError("catalogue offline")
+
+    reg.register(get_product_name, parameters={"type": "object", "properties": {}})
+    result, provider = inproc(POLICY, [PARALLEL_3, ANSWER], reg)
+    ids = EXPECTED[3][0]
+    (round_,) = tool_rounds(result.messages)
+    assert round_ == (ids, [(ids[0], "sunny in Mexico City"), (ids[1], "Error: LookupError: catalogue offline"),
+                            (ids[2], "sunny in Oslo")])
+    step = next(s for s in result.trace if s.state == "run_tools")
+    assert step.event == "failed" and step.attrs["tools"] == ["get_product_name"]
+    assert result.outcome == "completed"
+    assert_requests_valid([r.messages for r in provider.requests])
+
+
+def test_a_batch_with_one_call_awaiting_approval_runs_none_and_answers_all() -> None:
+    ran: list[str] = []
+    reg = registry(ran)
+    product = reg.tools["get_product_name"]
+    reg.tools["get_product_name"] = dataclasses.replace(product, needs_approval=True)
+    result, provider = inproc(POLICY, [PARALLEL_3, ANSWER], reg)
+    assert ran == [], "no call of a batch runs while one of them awaits approval"
+    assert result.outcome == "approval_required" and len(provider.requests) == 1
+    ids = EXPECTED[3][0]
+    (round_,) = tool_rounds(result.messages)
+    assert round_ == (ids, [(i, "Not run: this call is awaiting human approval.") for i in ids])
