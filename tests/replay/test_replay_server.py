@@ -405,3 +405,14 @@ def test_chunked_request_body_then_a_second_request_on_the_same_connection() -> 
         assert r2.status == 200 and json.loads(r2.read())["object"] == "chat.completion"
         conn.close()
     assert [r.body["n"] for r in server.requests] == [1, 2]
+
+
+def test_nonstreaming_request_for_a_stream_with_an_error_event_is_http_500() -> None:
+    """Folding Groq's recorded ``event: error`` frame: the answer is the error object, as HTTP 500."""
+    with LoopbackServer([StreamResponse(sse=sse_text("groq_stream_reasoning_then_error_event.sse"))]) as server:
+        with _raw_post(server.port, NONSTREAM, b"Connection: close\r\n") as s:
+            data = _read_all(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    error = json.loads(body)["error"]
+    assert error["code"] == "tool_use_failed" and error["message"].startswith("Tool call validation failed")
