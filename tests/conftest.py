@@ -75,6 +75,7 @@ SLOW = {
     "replay/test_replay.py::test_transports_agree_and_default_passes",
     "replay/test_redaction.py::test_record_turn_writes_no_key_of_any_provider",
     "engine/test_tool_batches.py::test_a_parallel_batch_over_http_answers_every_call_once_in_order",
+    "engine/test_tool_batches.py::test_a_recorded_non_streaming_batch_over_http_without_streaming",
     "engine/test_call_effects.py::test_retry_after_reaches_the_event_over_http",
     "engine/test_call_effects.py::test_a_request_that_never_opens_is_a_timeout_in_process",
     "engine/test_call_effects.py::test_a_server_that_never_sends_headers_is_a_timeout_over_http",

@@ -311,3 +311,51 @@ def test_a_batch_with_one_call_awaiting_approval_runs_none_and_answers_all() -> 
     ids = EXPECTED[3][0]
     (round_,) = tool_rounds(result.messages)
     assert round_ == (ids, [(i, "Not run: this call is awaiting human approval.") for i in ids])
+
+
+# ------------------------------------------------------------------------------ a recorded non-streaming batch
+
+NONSTREAM_BODY = json.loads((STREAMS / "openai_nonstream_tool_calls_parallel.json").read_text())
+NONSTREAM_IDS = [tc["id"] for tc in NONSTREAM_BODY["choices"][0]["message"]["tool_calls"]]
+
+
+def file_tools(ran: list[str]) -> ToolRegistry:
+    """Stand-ins named as in the recording; they only note the call."""
+    reg = ToolRegistry()
+    for name in ("delete_file", "create_file"):
+        reg.register(lambda path, name=name: ran.append(f"{name}:{path}") or f"{name} {path}: done", name=name,
+                     parameters={"type": "object", "properties": {"path": {"type": "string"}}})
+    return reg
+
+
+def check_file_batch(result: Any, bodies: list[list[dict[str, Any]]], ran: list[str]) -> None:
+    assert result.outcome == "completed" and sorted(ran) == ["create_file:test.txt", "delete_file:.env"]
+    (round_,) = tool_rounds(result.messages)
+    assert round_ == (NONSTREAM_IDS, [(NONSTREAM_IDS[0], "delete_file .env: done"), (NONSTREAM_IDS[1], "create_file test.txt: done")])
+    assert_requests_valid(bodies)
+    assert tool_rounds(bodies[1]) == [round_]
+
+
+def test_a_recorded_non_streaming_batch_in_process() -> None:
+    from loopspec.replay.interactions import CompletionResponse
+
+    ran: list[str] = []
+    result, provider = inproc(POLICY, [CompletionResponse(NONSTREAM_BODY), ANSWER], file_tools(ran))
+    check_file_batch(result, [r.messages for r in provider.requests], ran)
+
+
+def test_a_recorded_non_streaming_batch_over_http_without_streaming(loop: asyncio.AbstractEventLoop) -> None:
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+    from loopspec.replay.interactions import CompletionResponse
+    from loopspec.replay.server import LoopbackServer
+
+    ran: list[str] = []
+
+    async def go() -> tuple[Any, list[list[dict[str, Any]]]]:
+        async with LoopbackServer([CompletionResponse(NONSTREAM_BODY), ANSWER]) as server:
+            turn = Turn(POLICY, LiteLLMProvider(stream=False), model="openai/x", api_base=server.api_base,
+                        api_key="sk-test", tools=file_tools(ran), clock=VirtualClock())
+            return await turn.run(USER), [r.body["messages"] for r in server.requests]
+
+    result, bodies = loop.run_until_complete(go())
+    check_file_batch(result, bodies, ran)
