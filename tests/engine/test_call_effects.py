@@ -32,6 +32,9 @@ from _paths import DEFAULT_POLICY, FIXTURES
 POLICY = load_policy(str(DEFAULT_POLICY))
 STREAMS = FIXTURES / "streams"
 USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+HTTP_SCALE = 0.05
+"""Replay over HTTP compresses time by this: the stall timer is 3 s of wall time, which a loaded
+machine does not miss between two chunks (at the default 0.01 it is 0.6 s)."""
 RATE_LIMIT = json.loads((STREAMS / "openai_error_429_rate_limit_requests.json").read_text())  # "try again in 20s"
 
 
@@ -78,10 +81,10 @@ def test_rate_limit_backoff_is_the_larger_of_schedule_and_retry_after(headers: d
 
 def test_retry_after_reaches_the_event_over_http(loop: asyncio.AbstractEventLoop) -> None:
     """The header travels through litellm's exception to the rate_limit event the backoff reads."""
-    script = [ErrorResponse(429, RATE_LIMIT, {"retry-after": "45"}), recorded("openai_stream_text.sse")]
-    result, server = loop.run_until_complete(run_over_http(POLICY, script, USER))
+    script = [ErrorResponse(429, RATE_LIMIT, {"retry-after": "31"}), recorded("openai_stream_text.sse")]
+    result, server = loop.run_until_complete(run_over_http(POLICY, script, USER, time_scale=HTTP_SCALE))
     assert result.outcome == "completed" and len(server.requests) == 2
-    assert result.trace[0].event == "rate_limit" and result.trace[0].attrs["retry_after"] == 45.0
+    assert result.trace[0].event == "rate_limit" and result.trace[0].attrs["retry_after"] == 31.0
 
 
 class BlockingClock(VirtualClock):
@@ -376,7 +379,7 @@ def test_a_cut_that_lands_on_a_tool_result_moves_past_the_round() -> None:
 def test_every_compacted_request_is_a_valid_history_over_http(tail: int, loop: asyncio.AbstractEventLoop) -> None:
     messages = history_of(3, tail)
     script = [OVERFLOW, OVERFLOW, recorded("openai_stream_text.sse")]
-    result, server = loop.run_until_complete(run_over_http(POLICY, script, messages))
+    result, server = loop.run_until_complete(run_over_http(POLICY, script, messages, time_scale=HTTP_SCALE))
     assert result.outcome == "completed" and len(server.requests) == 3
     for n, req in enumerate(server.requests, 1):
         msgs = req.body["messages"]

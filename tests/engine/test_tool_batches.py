@@ -155,7 +155,7 @@ def test_a_parallel_batch_in_process_answers_every_call_once_in_order(n: int) ->
 def test_a_parallel_batch_over_http_answers_every_call_once_in_order(n: int, loop: asyncio.AbstractEventLoop) -> None:
     ran: list[str] = []
     result, server = loop.run_until_complete(
-        run_over_http(POLICY, [PARALLEL_2 if n == 2 else PARALLEL_3, ANSWER], USER, tools=registry(ran))
+        run_over_http(POLICY, [PARALLEL_2 if n == 2 else PARALLEL_3, ANSWER], USER, tools=registry(ran), time_scale=0.05)
     )
     check_batch(result, [r.body["messages"] for r in server.requests], ran, n)
 

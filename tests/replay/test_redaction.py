@@ -105,7 +105,7 @@ def test_record_turn_writes_no_key_of_any_provider(tmp_path: Path) -> None:
     async def go():  # type: ignore[no-untyped-def]
         async with LoopbackServer(upstream) as srv:
             return await record_turn(policy, [{"role": "user", "content": "look up prod"}], model="openai/x", tools=tools,
-                                     api_base=srv.api_base, api_key="sk-loopspec-recording-key", clock=ScaledClock(0.01))
+                                     api_base=srv.api_base, api_key="sk-loopspec-recording-key", clock=ScaledClock(0.05))
 
     rec = asyncio.run(go())
     assert rec.result.outcome == "completed" and rec.result.usage.tool_batches == 1
