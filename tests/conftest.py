@@ -73,6 +73,15 @@ SLOW = {
     "language/test_properties.py::test_compiled_model_walk_keeps_caps_and_disabled_tools",
     "engine/test_machine.py::test_machine_agrees_with_policy_step_on_random_walks",
     "replay/test_replay.py::test_transports_agree_and_default_passes",
+    "replay/test_redaction.py::test_record_turn_writes_no_key_of_any_provider",
+    "engine/test_tool_batches.py::test_a_parallel_batch_over_http_answers_every_call_once_in_order",
+    "engine/test_tool_batches.py::test_a_recorded_non_streaming_batch_over_http_without_streaming",
+    "engine/test_call_effects.py::test_retry_after_reaches_the_event_over_http",
+    "engine/test_call_effects.py::test_a_request_that_never_opens_is_a_timeout_in_process",
+    "engine/test_call_effects.py::test_a_server_that_never_sends_headers_is_a_timeout_over_http",
+    "engine/test_call_effects.py::test_a_silent_server_is_a_timeout_whichever_timer_fires_first",
+    "engine/test_call_effects.py::test_fallback_model_and_boosted_max_tokens_go_on_the_wire",
+    "engine/test_call_effects.py::test_every_compacted_request_is_a_valid_history_over_http",
 }
 
 

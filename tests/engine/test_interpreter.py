@@ -235,7 +235,8 @@ def test_rate_limit_backs_off_on_schedule_in_virtual_time() -> None:
     provider = InProcessProvider([ErrorResponse(429, body)] * 3)
     result = asyncio.run(Turn(POLICY, provider, model="replay", clock=clock).run(USER))
     assert result.outcome == "rate_limited"
-    assert clock.slept[:2] == [30.0, 60.0] or all(s >= 30 for s in clock.slept)
+    assert clock.slept == [30.0, 60.0], "the schedule; the body's 'try again in 20s' is shorter"
+    assert len(provider.requests) == 3
     assert "429" in result.message
 
 
@@ -286,12 +287,36 @@ def test_cancellation_during_a_tool_ends_in_cancelled_halt_with_valid_history() 
     assert result.messages[-2]["content"].startswith("Not run: the turn was cancelled")
 
 
-def test_approval_required_halts_with_the_call_answered() -> None:
+def test_approval_required_halts_with_the_call_answered_and_not_run() -> None:
+    ran: list[str] = []
+    asked: list[str] = []
     reg = ToolRegistry()
-    reg.register(lambda country: "x", name="get_capital", needs_approval=True,
+    reg.register(lambda country: ran.append(country) or "x", name="get_capital", needs_approval=True,
                  parameters={"type": "object", "properties": {"country": {"type": "string"}}})
-    result, _ = run([recorded("openai_stream_tool_call_single.sse")], tools=reg)
+
+    def approve(call: Any) -> bool:
+        asked.append(call.name)
+        return False
+
+    result, provider = run([recorded("openai_stream_tool_call_single.sse"), recorded("openai_stream_text.sse")],
+                           tools=reg, approve=approve)
+    assert ran == [], "a call awaiting approval never runs"
+    assert asked == ["get_capital"]
     assert result.outcome == "approval_required" and "get_capital" in result.message
+    assert [m["role"] for m in result.messages] == ["user", "assistant", "tool", "assistant"]
+    assert result.messages[2] == {"role": "tool", "tool_call_id": "call_ZR5UUuTt3pf61kjwAJIYdVMj",
+                                  "content": "Not run: this call is awaiting human approval."}
+    assert len(provider.requests) == 1
+
+
+def test_an_approved_call_runs() -> None:
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital", needs_approval=True,
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    result, _ = run([recorded("openai_stream_tool_call_single.sse"), recorded("openai_stream_text.sse")],
+                    tools=reg, approve=lambda call: True)
+    assert ran == ["UK"] and result.outcome == "completed"
 
 
 def test_trace_records_counters_flags_and_actions() -> None:
@@ -303,11 +328,42 @@ def test_trace_records_counters_flags_and_actions() -> None:
     assert json.loads(json.dumps(result.to_json()))["outcome"] == "completed"
 
 
-@pytest.mark.parametrize("name", ["groq_stream_reasoning_then_error_event.sse", "openrouter_stream_length_then_error_chunk.sse"])
-def test_recorded_mid_stream_errors_become_broken_and_are_retried(name: str) -> None:
-    result, _ = run([recorded(name), recorded("openai_stream_text.sse")])
-    assert events(result)[1] == "broken"
-    assert result.outcome in ("completed", "context_exceeded")
+def test_a_recorded_mid_stream_error_event_is_broken_and_retried_after_the_stream_backoff() -> None:
+    """Groq's in-band ``event: error`` after some reasoning: the stream is broken, the turn waits
+    the stream schedule's first entry and sends the same request again, which completes."""
+    clock = VirtualClock()
+    provider = InProcessProvider([recorded("groq_stream_reasoning_then_error_event.sse"), recorded("openai_stream_text.sse")])
+    result = asyncio.run(Turn(POLICY, provider, model="replay", tools=capital_tools(), clock=clock).run(USER))
+    assert [(s.event, s.target) for s in result.trace] == [
+        ("opened", "read_stream"), ("broken", "call_model"), ("opened", "read_stream"), ("text", "halt_completed")]
+    assert result.trace[1].attrs["cause"] == "provider_error" and result.trace[-1].counters["stream_retries"] == 1
+    assert clock.slept == [2.0]
+    assert len(provider.requests) == 2 and provider.requests[1].messages == provider.requests[0].messages
+    assert result.outcome == "completed" and result.message == "The capital of Mexico is Mexico City."
+
+
+def test_a_recorded_overflow_error_chunk_is_compacted_then_retried_not_retried_as_is() -> None:
+    """OpenRouter's error chunk after a length cut says the context overflowed: the turn compacts
+    and retries with a smaller prompt (no backoff), never the same request again."""
+    history = USER + [
+        {"role": "assistant", "content": f"note {i}"} if i % 2 else {"role": "user", "content": f"more {i}"} for i in range(20)
+    ]
+    clock = VirtualClock()
+    provider = InProcessProvider([recorded("openrouter_stream_length_then_error_chunk.sse"), recorded("openai_stream_text.sse")])
+    result = asyncio.run(Turn(POLICY, provider, model="replay", tools=capital_tools(), clock=clock).run(history))
+    assert [(s.event, s.target) for s in result.trace] == [
+        ("opened", "read_stream"), ("broken", "compact_context"), ("done", "call_model"), ("opened", "read_stream"),
+        ("text", "halt_completed")]
+    assert result.trace[1].attrs["cause"] == "overflow" and clock.slept == []
+    assert len(provider.requests) == 2 and len(provider.requests[1].messages) < len(provider.requests[0].messages)
+    assert result.outcome == "completed"
+
+
+def test_a_recorded_overflow_error_chunk_with_nothing_to_compact_ends_the_turn() -> None:
+    result, provider = run([recorded("openrouter_stream_length_then_error_chunk.sse"), recorded("openai_stream_text.sse")])
+    assert [(s.event, s.target) for s in result.trace] == [
+        ("opened", "read_stream"), ("broken", "compact_context"), ("failed", "halt_context_exceeded")]
+    assert result.outcome == "context_exceeded" and len(provider.requests) == 1
 
 
 def test_turn_deadline_cancels_the_turn_in_virtual_time() -> None:

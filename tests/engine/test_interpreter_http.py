@@ -214,3 +214,21 @@ def test_cli_run_streams_the_answer_and_prints_the_trace(capsys: pytest.CaptureF
     assert code == 0 and "The capital of Mexico is Mexico City." in out.out
     assert "completed (halt_completed): 1 model calls" in out.err
     assert sorted(tools) == ["current_time", "word_count"]
+
+
+def test_non_streaming_mode_retries_a_planned_disconnect(loop: asyncio.AbstractEventLoop) -> None:
+    """stream=False and a recording that drops the connection: the whole answer is lost before it
+    began, so the call fails (transient, not a broken stream) and the retry completes the turn."""
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+    from loopspec.replay.server import LoopbackServer
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with LoopbackServer([recorded("openai_stream_text.sse", disconnect_after=3), recorded("openai_stream_text.sse")]) as server:
+            turn = Turn(POLICY, LiteLLMProvider(stream=False), model="openai/x", api_base=server.api_base,
+                        api_key="sk-test", clock=VirtualClock())
+            return await turn.run(USER), server, turn.clock
+
+    result, server, clock = loop.run_until_complete(go())
+    assert [s.event for s in result.trace] == ["transient", "opened", "text"]
+    assert clock.slept == [5.0] and len(server.requests) == 2
+    assert result.outcome == "completed" and result.message == "The capital of Mexico is Mexico City."

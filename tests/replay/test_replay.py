@@ -70,9 +70,38 @@ def test_hermes_30770_pre_fix_halts_silently() -> None:
 def test_netclaw_1346_pre_fix_spins_to_the_backstop() -> None:
     r = run("netclaw-1346-thinking-only-interleaved", "netclaw_pre_1358")
     assert r.outcome == "backstop" and r.result.usage.tool_batches == 60
-    assert r.result.usage.model_calls > 200
+    assert r.result.usage.model_calls == 184
     good = asyncio.run(replay(CASSETTES["netclaw-1346-thinking-only-interleaved"], DEFAULT))
-    assert good.result.usage.model_calls == 5
+    assert good.verdict == "pass" and good.result.usage.model_calls == 12
+
+
+def test_netclaw_1346_under_default_is_ended_by_the_per_turn_ceiling_not_the_streak() -> None:
+    """Two thinking-only replies between tool batches: the streak never passes 2 of its cap, and
+    the 7th such reply in the turn meets empty_total's cap of 6, which escalates to no tools."""
+    c = CASSETTES["netclaw-1346-thinking-only-interleaved"]
+    r = asyncio.run(replay(c, DEFAULT))
+    assert r.verdict == "pass", r.explain()
+    thinking = [s for s in r.result.trace if s.event == "thinking_only"]
+    assert [s.counters["empty_total"] for s in thinking] == [1, 2, 3, 4, 5, 6, 6, 6]
+    assert max(s.counters["empty_streak"] for s in thinking) == 2
+    escalation = next(s for s in r.result.trace if s.target == "escalate_no_tools")
+    assert escalation.counters["empty_total"] == DEFAULT.counters[DEFAULT.counter_names.index("empty_total")].max
+    # the batch just before reset the streak, so one more reply could not pass its cap of 2
+    assert r.result.trace[escalation.index - 3].event == "tool_calls"
+    assert escalation.counters["empty_streak"] == 0, "the ceiling fired, not the streak"
+    assert [bool(req.tools) for req in r.result.requests] == [True] * 11 + [False]
+
+
+def test_netclaw_1346_with_the_ceiling_raised_tenfold_fails_its_replay() -> None:
+    """The cassette depends on the ceiling: raise empty_total's cap from 6 to 60 and the turn no
+    longer stops at call 12."""
+    from loopspec import load_policy_text
+
+    raised = DEFAULT_POLICY.read_text().replace("empty_total: {max: 6,", "empty_total: {max: 60,")
+    assert raised != DEFAULT_POLICY.read_text()
+    r = asyncio.run(replay(CASSETTES["netclaw-1346-thinking-only-interleaved"], load_policy_text(raised)))
+    assert r.verdict == "fail"
+    assert r.result.usage.model_calls > 12 and r.divergence is not None
 
 
 def test_netclaw_1358_merged_fix_reenables_tools() -> None:
@@ -88,10 +117,12 @@ def test_replay_under_an_edited_policy_names_the_step_and_guard_that_changed() -
     with_trace = type(c)(**{**vars(c), "trace": tuple(RecordedStep(s.state, s.event, s.target, s.transition) for s in recorded.trace)})
     assert asyncio.run(replay(with_trace, DEFAULT)).divergence is None
     edited = DEFAULT_POLICY.read_text().replace("stalls: {max: 2,", "stalls: {max: 0,")
-    with pytest.raises(Exception):  # max 0 is invalid: caps are at least 1
-        from loopspec import load_policy_text
+    from loopspec import load_policy_text
+    from loopspec.language.diagnostics import SpecError
 
+    with pytest.raises(SpecError) as ei:  # max 0 is invalid: caps are at least 1
         load_policy_text(edited)
+    assert [(d.code, d.path) for d in ei.value.diagnostics][0] == ("LS204", "counters.stalls.max")
     pre = policy("hermes_pre_32012")
     d = asyncio.run(replay(with_trace, pre)).divergence
     assert d is not None and d.step == 2
@@ -128,7 +159,7 @@ def test_cli_diff_reports_outcome_counts_and_first_difference(capsys: pytest.Cap
     assert cli_main(["diff", old, new, "--corpus", str(INCIDENTS), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     row = next(r for r in data["cassettes"] if r["name"] == "netclaw-1346-thinking-only-interleaved")
-    assert row["changed"] and row["old"]["outcome"] == "backstop" and row["new"]["outcome"] == "tools_disabled"
+    assert row["changed"] and row["old"]["outcome"] == "backstop" and row["new"]["outcome"] == "empty"
     assert row["first_difference"]["old"] == ["read_stream", "thinking_only", "call_model"]
     assert row["first_difference"]["new"] == ["read_stream", "thinking_only", "escalate_no_tools"]
 

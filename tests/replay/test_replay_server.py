@@ -170,19 +170,20 @@ def test_429_raises_rate_limit_with_one_request(loop: asyncio.AbstractEventLoop)
 
 
 def test_stall_past_timeout_is_midstream_failure_and_exit_is_fast(loop: asyncio.AbstractEventLoop) -> None:
-    stream = StreamResponse(sse=sse_text("openai_stream_text.sse"), stall_after=3, stall_seconds=1.5)
+    stall = 30.0  # far beyond anything the test waits: ending before it means the stall was cut short
+    stream = StreamResponse(sse=sse_text("openai_stream_text.sse"), stall_after=3, stall_seconds=stall)
     server = LoopbackServer([stream]).start()
     try:
         t0 = time.monotonic()
-        with pytest.raises(MidStreamFallbackError) as ei:  # raising at all means before the 1.5 s
+        with pytest.raises(MidStreamFallbackError) as ei:  # raising at all means before the stall ended
             run(loop, stream_call(server, timeout=0.5))
-        assert time.monotonic() - t0 > 0.4
+        assert time.monotonic() - t0 >= 0.5, "not before the client's own timeout"
         assert len(ei.value.seen_chunks) >= 2  # type: ignore[attr-defined]
         assert ei.value.generated_content == "The capital"
     finally:
         t0 = time.monotonic()
-        server.close()  # the handler is still asleep in its 1.5 s stall
-        assert time.monotonic() - t0 < 1.0
+        server.close()  # the handler is still asleep in its stall
+        assert time.monotonic() - t0 < stall / 3, "close cancelled the stalled handler instead of waiting it out"
 
 
 def test_disconnect_after_3_is_midstream_failure(loop: asyncio.AbstractEventLoop) -> None:
@@ -295,3 +296,123 @@ def test_sync_urllib_nonstreaming_and_404() -> None:
     assert server.requests[0].headers["authorization"] == "Bearer ***"
     assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2 + ["/v1/models"] + ["/v1/chat/completions"] * 2
     assert server.diverged_at == 2
+
+
+# ---------------------------------------------------------------------------- non-streaming faults
+
+
+def _raw_post(port: int, body: bytes, extra_headers: bytes = b"", *, timeout: float = 5.0) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + extra_headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    data = b""
+    while part := s.recv(65536):
+        data += part
+    return data
+
+
+NONSTREAM = json.dumps({"model": "x", "messages": MESSAGES, "stream": False}).encode()
+
+
+def test_nonstreaming_request_with_a_planned_disconnect_gets_no_byte() -> None:
+    """The plan drops the connection after 3 events; folded, that is a close before any byte of
+    the answer, and the recorded response counts as played."""
+    disconnect = StreamResponse(chunks=recorded_chunks("openai_stream_text.sse"), disconnect_after=3)
+    with LoopbackServer([disconnect, StreamResponse(sse=sse_text("openai_stream_text.sse"))]) as server:
+        with _raw_post(server.port, NONSTREAM, b"Connection: keep-alive\r\n") as s:
+            assert _read_all(s) == b"", "the connection closed with nothing sent"
+        with _raw_post(server.port, NONSTREAM, b"Connection: close\r\n") as s:
+            data = _read_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["choices"][0]["message"]["content"] == recorded_content("openai_stream_text.sse")
+    assert server.consumed == 2 and len(server.requests) == 2
+
+
+def test_nonstreaming_disconnect_is_a_connection_error_in_litellm(loop: asyncio.AbstractEventLoop) -> None:
+    disconnect = StreamResponse(sse=sse_text("openai_stream_text.sse"), disconnect_after=3)
+    with LoopbackServer([disconnect]) as server:
+        with pytest.raises(litellm.InternalServerError) as ei:
+            run(loop, litellm.acompletion(model="openai/x", api_base=server.api_base, api_key="sk-test",
+                                          messages=MESSAGES, max_retries=0, timeout=5))
+    assert "Connection error" in str(ei.value)
+    assert len(server.requests) == 1
+
+
+def test_nonstreaming_request_with_a_planned_stall_waits_before_the_status_line() -> None:
+    """A stall anywhere in the stream delays the whole folded answer: no byte (not even headers)
+    arrives before it ends, then the complete body does."""
+    stall = StreamResponse(sse=sse_text("openai_stream_text.sse"), stall_after=3, stall_seconds=1.0)
+    with LoopbackServer([stall]) as server:
+        with _raw_post(server.port, NONSTREAM, b"Connection: close\r\n") as s:
+            s.settimeout(0.3)  # the server cannot answer before its 1.0 s stall ends
+            with pytest.raises(socket.timeout):
+                s.recv(1)
+            s.settimeout(5)
+            data = _read_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["choices"][0]["message"]["content"] == recorded_content("openai_stream_text.sse")
+
+
+def test_nonstreaming_stall_past_the_timeout_is_a_litellm_timeout(loop: asyncio.AbstractEventLoop) -> None:
+    stall = StreamResponse(sse=sse_text("openai_stream_text.sse"), stall_after=1, stall_seconds=1.5)
+    with LoopbackServer([stall]) as server:
+        with pytest.raises(litellm.Timeout):
+            run(loop, litellm.acompletion(model="openai/x", api_base=server.api_base, api_key="sk-test",
+                                          messages=MESSAGES, max_retries=0, timeout=0.3))
+
+
+# ---------------------------------------------------------------------------- request bodies
+
+
+def test_chunked_request_body_with_extensions_and_trailers_is_read_whole() -> None:
+    body = json.dumps({"model": "x", "messages": MESSAGES, "stream": False, "temperature": 0}).encode()
+    pieces = [body[:7], body[7:40], body[40:]]
+    chunked = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-Trailer: yes\r\n\r\n"
+    with LoopbackServer([StreamResponse(sse=sse_text("openai_stream_text.sse"))]) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+            )
+            assert s.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(chunked)
+            data = _read_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    (req,) = server.requests
+    assert req.body == json.loads(body)
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["choices"][0]["message"]["content"] == recorded_content("openai_stream_text.sse")
+
+
+def test_chunked_request_body_then_a_second_request_on_the_same_connection() -> None:
+    """Keep-alive after a chunked body: the terminating chunk and trailers are consumed exactly."""
+    first = json.dumps({"model": "x", "messages": MESSAGES, "stream": False, "n": 1}).encode()
+    second = json.dumps({"model": "x", "messages": MESSAGES, "stream": False, "n": 2}).encode()
+    texts = [StreamResponse(sse=sse_text("openai_stream_text.sse"))] * 2
+    with LoopbackServer(texts) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("POST", "/v1/chat/completions", body=iter([first[:10], first[10:]]),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        r1 = conn.getresponse()
+        assert r1.status == 200 and json.loads(r1.read())["object"] == "chat.completion"
+        conn.request("POST", "/v1/chat/completions", body=second, headers={"Content-Type": "application/json"})
+        r2 = conn.getresponse()
+        assert r2.status == 200 and json.loads(r2.read())["object"] == "chat.completion"
+        conn.close()
+    assert [r.body["n"] for r in server.requests] == [1, 2]
+
+
+def test_nonstreaming_request_for_a_stream_with_an_error_event_is_http_500() -> None:
+    """Folding Groq's recorded ``event: error`` frame: the answer is the error object, as HTTP 500."""
+    with LoopbackServer([StreamResponse(sse=sse_text("groq_stream_reasoning_then_error_event.sse"))]) as server:
+        with _raw_post(server.port, NONSTREAM, b"Connection: close\r\n") as s:
+            data = _read_all(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    error = json.loads(body)["error"]
+    assert error["code"] == "tool_use_failed" and error["message"].startswith("Tool call validation failed")

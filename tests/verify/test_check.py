@@ -26,8 +26,7 @@ PRE_FIX = {
 
 def machine(name: str):  # type: ignore[no-untyped-def]
     path = MACHINES / f"{name}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path.name} not written yet")
+    assert path.is_file(), f"{path} is missing: every pre-fix policy this suite names must exist"
     return load_policy(str(path))
 
 
@@ -92,8 +91,7 @@ def test_default_eliminates_empty_retries_by_the_per_turn_counter() -> None:
 @pytest.mark.parametrize("name", sorted(PRE_FIX))
 def test_every_pre_fix_policy_fails_strict_with_its_incident(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = MACHINES / f"{name}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path.name} not written yet")
+    assert path.is_file(), f"{path} is missing: every pre-fix policy this suite names must exist"
     code, out = run_cli(capsys, "check", "--strict", str(path), "--json")
     data = json.loads(out)
     assert code == 1
