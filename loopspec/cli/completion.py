@@ -75,6 +75,11 @@ def complete_model(prefix: str, **_: Any) -> list[str]:
     return sorted(f"{p}/" for p in PROVIDER_ENV if f"{p}/".startswith(prefix))
 
 
+def complete_tool_choice(prefix: str, **_: Any) -> list[str]:
+    """``--tool-choice``: the three named choices (a tool's name is free text)."""
+    return [c for c in ("auto", "required", "none") if c.startswith(prefix)]
+
+
 # metavar (or option) -> completer; everything else completes to nothing.
 COMPLETERS: dict[str, Any] = {
     "FILE": PathCompleter(POLICY_SUFFIXES, exclude=CASSETTE_SUFFIXES),
@@ -86,6 +91,7 @@ COMPLETERS: dict[str, Any] = {
     "TRANSCRIPT": PathCompleter((".json", ".jsonl")),
     "OUT": PathCompleter(),
     "--model": complete_model,
+    "CHOICE": complete_tool_choice,
 }
 
 

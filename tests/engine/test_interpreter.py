@@ -323,7 +323,7 @@ def test_trace_records_counters_flags_and_actions() -> None:
     result, _ = run([recorded("openai_stream_tool_call_single.sse"), recorded("openai_stream_text.sse")])
     step = next(s for s in result.trace if s.event == "tool_calls")
     assert step.state == "read_stream" and step.target == "run_tools"
-    assert step.actions == ["reset empty_streak", "reset bad_call_streak"]
+    assert step.actions == ["reset empty_streak", "reset bad_call_streak", "set tool_choice_reset"]
     assert step.counters["model_calls"] == 1 and step.counters["tool_batches"] == 1
     assert json.loads(json.dumps(result.to_json()))["outcome"] == "completed"
 
