@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 from loopspec import load_policy_text
-from loopspec.language.alphabet import KINDS, Attr, Event
+from loopspec.language.alphabet import KINDS, Attr, Event, judge_wait
 from loopspec.language.model import Config, Policy
 
 # =========================================================================== choosers
@@ -573,7 +573,9 @@ def event_domain(policy: Policy, state: str, event: str, absent: bool = False, d
             vals = list(seen.values())
         axes.append(vals)
     names = [a.name for a in spec.attrs]
-    return [_make_event(event, dict(zip(names, combo))) for combo in itertools.product(*axes)]
+    # wait_too_long is derived from retry_after on every call event, as the interpreter does
+    events = [judge_wait(_make_event(event, dict(zip(names, combo))), policy.settings.max_wait) for combo in itertools.product(*axes)]
+    return list({tuple(sorted((k, repr(v)) for k, v in e.attrs.items())): e for e in events}.values())
 
 
 # =========================================================================== the reference explorer

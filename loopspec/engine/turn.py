@@ -14,7 +14,7 @@ import asyncio
 from typing import Any, Sequence
 
 from loopspec.providers.base import Provider
-from loopspec.language.alphabet import Event, reason_of
+from loopspec.language.alphabet import Event, judge_wait, reason_of
 from loopspec.language.model import (
     FATE_REFUSE,
     FATE_RUN,
@@ -179,6 +179,7 @@ class Turn:
             tool_batches=policy.value(cfg, "tool_batches"),
             max_model_calls=policy.backstops["model_calls"].max,
             max_tool_batches=policy.backstops["tool_batches"].max,
+            max_wait=policy.settings.max_wait,
         )
         return variables
 
@@ -247,7 +248,8 @@ class Turn:
             tool_choice=self.tool_choice,
         )
         self.requests.append(record_of(request))
-        return await self._model_call.open(request, self.policy.settings.request_timeout)
+        event = await self._model_call.open(request, self.policy.settings.request_timeout)
+        return judge_wait(event, self.policy.settings.max_wait)
 
     async def _consume(self) -> Event:
         return await self._model_call.consume(self.tools, self.policy.settings.stall_timeout, self._stop_reading)
@@ -298,7 +300,10 @@ class Turn:
         if isinstance(action, Append):
             self.trajectory.add_user(self.policy.render(action.template, variables))
         elif isinstance(action, Backoff):
-            delay = max(d.delay, float(event.get("retry_after", 0.0) or 0.0))
+            # Retry-After may lengthen the schedule's wait, never past backoff.max_wait (a 429 asking
+            # for an hour is the wait_too_long case, which default.yaml halts on instead)
+            asked = min(float(event.get("retry_after", 0.0) or 0.0), self.policy.settings.max_wait)
+            delay = max(d.delay, asked)
             await self.consumers.emit("on_status", f"{event.name}: retrying in {delay:g} s")
             try:
                 await self.clock.sleep(delay)

@@ -70,7 +70,10 @@ _STATUS = Attr("status", "int", "HTTP status of the provider error (0 when there
 _MESSAGE = Attr("message", "str", "provider error message, as received")
 _RETRY_AFTER = Attr("retry_after", "float", "seconds the provider asked us to wait (0 when absent)")
 _CODE = Attr("code", "str", "provider error code when given (e.g. insufficient_quota), else ''")
-_ERROR_ATTRS = (_STATUS, _MESSAGE, _RETRY_AFTER, _CODE)
+_WAIT_TOO_LONG = Attr(
+    "wait_too_long", "bool", "retry_after asks for longer than the policy's backoff.max_wait (no backoff will wait that long)"
+)
+_ERROR_ATTRS = (_STATUS, _MESSAGE, _RETRY_AFTER, _CODE, _WAIT_TOO_LONG)
 _FINISH = Attr("finish_reason", "str", "finish_reason reported by the provider")
 _CHARS = Attr("chars", "int", "characters of visible text received")
 _TOOLS = Attr("tools", "list", "names of the tool calls concerned")
@@ -265,6 +268,9 @@ BACKSTOPS: dict[str, str] = {
 }
 BACKSTOP_KIND: dict[str, str] = {"model_calls": "call", "tool_batches": "tool_exec"}
 
+MAX_WAIT = "max_wait"
+"""The one key of ``backoff`` that is not a schedule: the longest a backoff waits, in seconds."""
+
 # Variables every template may use, besides the attributes of any event.
 TEMPLATE_GLOBALS: dict[str, str] = {
     "response": "the visible text of the last model reply",
@@ -274,6 +280,7 @@ TEMPLATE_GLOBALS: dict[str, str] = {
     "max_tool_batches": "the tool-batch backstop",
     "event": "the name of the event that led here",
     "guardrail": "the guardrail code that fired (same as event for tool_exec guardrails)",
+    "max_wait": "the longest wait a backoff makes (backoff.max_wait)",
     "reason": "a short typed reason for a provider failure, e.g. 'server error, HTTP 503' (the raw "
     "error text is the event's `message`, kept in the result for logs)",
 }
@@ -307,6 +314,25 @@ def reason_of(event: Event) -> str:
     if event.attrs.get("code"):
         details.append(str(event.attrs["code"]))
     return f"{base}, {', '.join(details)}" if details else base
+
+
+WAIT_TOO_LONG = "wait_too_long"
+
+
+def judge_wait(event: Event, max_wait: float) -> Event:
+    """``event`` with ``wait_too_long`` decided: its ``retry_after`` against the policy's
+    ``backoff.max_wait`` (absent or not a number: False).
+
+    ``wait_too_long`` is the one DERIVED attribute: the classifier knows what the provider asked,
+    only the policy knows how long it waits. The interpreter applies this to every call event, and
+    the checker treats a guard on ``wait_too_long`` as the same test on ``retry_after``, so the two
+    attributes are never judged independently."""
+    spec = KINDS["call"].event(event.name)
+    if spec is None or not any(a.name == WAIT_TOO_LONG for a in spec.attrs):
+        return event
+    asked = event.attrs.get("retry_after")
+    too_long = isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > max_wait
+    return Event(event.name, {**event.attrs, WAIT_TOO_LONG: too_long})
 
 
 def all_attribute_names() -> set[str]:

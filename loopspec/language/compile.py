@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import loopspec.language.codes as codes
@@ -57,6 +59,8 @@ class Compiler(Declarations, StateReader):
         self.flags = self.read_flags(root)
         self.counters = self.read_counters(root)
         self.settings = self.read_settings(root)
+        if self.max_wait is not None:
+            self.settings = dataclasses.replace(self.settings, max_wait=self.max_wait)
         self.guardrails = self.read_guardrails(root)
 
         states_node = root.get("states")

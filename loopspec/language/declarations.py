@@ -16,6 +16,7 @@ from .alphabet import (
     FLAG_KEYS,
     GUARDRAIL_CODES,
     GUARDRAIL_KEYS,
+    MAX_WAIT,
     SETTINGS_KEYS,
     VERDICTS,
 )
@@ -27,6 +28,9 @@ from .yamlsource import YMap
 
 
 class Declarations(Resolver):
+    max_wait: float | None = None
+    """``backoff.max_wait`` when the policy sets it."""
+
     def read_templates(self, root: YMap) -> dict[str, str]:
         out: dict[str, str]= {}
         m = self.section(root, "templates", "templates")
@@ -54,6 +58,12 @@ class Declarations(Resolver):
         for key, seq in m.items():
             path = f"backoff.{key}"
             n = len(self.diags)
+            if key == MAX_WAIT:
+                if isinstance(seq, bool) or not isinstance(seq, (int, float)) or not 0 < seq <= 86400:
+                    self.error(codes.OUT_OF_RANGE, f"max_wait {seq!r} must be seconds, more than 0 and at most 86400", path, m.pos_of(key))
+                else:
+                    self.max_wait = float(seq)
+                continue
             if not self.name_ok(key, path, m.key_pos[key], "backoff schedule"):
                 self.drop(n, "backoff schedule", key, m.key_pos[key])
                 continue

@@ -161,8 +161,13 @@ def json_schema() -> dict[str, Any]:
             "settings": _settings(),
             "backoff": {
                 "type": "object",
-                "description": "named wait schedules: seconds before attempt 1, 2, ...; the last entry repeats",
+                "description": "named wait schedules: seconds before attempt 1, 2, ...; the last entry repeats; "
+                "max_wait caps what a Retry-After may ask (default 60)",
                 "propertyNames": names,
+                "properties": {
+                    "max_wait": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                                 "description": "the longest a backoff waits, whatever Retry-After asks (seconds, default 60)"},
+                },
                 "additionalProperties": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 86400}, "minItems": 1},
             },
             "backstops": {

@@ -93,6 +93,8 @@ class Settings:
     fallback_model: str | None = None
     compaction_keep_last: int = 6
     reasoning_effort: str | None = None
+    max_wait: float = 60.0
+    """The longest a backoff waits, whatever Retry-After asks (``backoff.max_wait``)."""
     turn_deadline: float | None = None
     """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
     call, stream read or tool batch observes ``cancelled``."""

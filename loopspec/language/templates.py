@@ -18,5 +18,8 @@ def render_template(text: str, variables: Mapping[str, Any]) -> str:
         value = variables.get(name, "")
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(v) for v in value)
+        elif isinstance(value, float):
+            # 3600.0 reads as 3600, an unbounded wait as inf
+            value = str(int(value)) if value.is_integer() else f"{value:g}"
         out.append(str(value))
     return "".join(out)

@@ -73,7 +73,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
-from ..language.alphabet import Event
+from ..language.alphabet import Event, judge_wait
 from ..language.model import Config, Policy, Step, Transition
 
 SEARCH_BUDGET = 20_000
@@ -212,7 +212,7 @@ def _case(sel: Selection, domains: Domains, j: int | None, wit: Mapping[Var, Any
     cfg = domains.config(counters)
     return Case(
         sel.transitions[j] if j is not None else None,
-        Event(sel.event, attrs),
+        judge_wait(Event(sel.event, attrs), sel.policy.settings.max_wait),
         cfg.counters,
         flags,
         witnessed,

@@ -12,7 +12,7 @@ from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolResult
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
-from loopspec.language.alphabet import Event
+from loopspec.language.alphabet import Event, judge_wait
 from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
 
 from .atoms import guard_atoms
@@ -188,6 +188,8 @@ class Realiser:
             for c in attr_constants(atoms, "retry_after"):
                 if isinstance(c, (int, float)) and not isinstance(c, bool):
                     retries += [v for v in (float(c), float(c) + 0.5, float(c) - 0.5) if v >= 0]
+            if any(a.attr == "wait_too_long" for a in atoms):
+                retries.append(self.policy.settings.max_wait + 1)
         seen: set[tuple[Any, ...]] = set()
         for message in messages:
             for status in statuses:
@@ -199,7 +201,7 @@ class Realiser:
                             body["error"]["code"] = code
                         headers = {"retry-after": f"{retry:g}"} if retry else {}
                         resp = ErrorResponse(status, body, headers)
-                        ev = observe_error(resp)
+                        ev = judge_wait(observe_error(resp), self.policy.settings.max_wait)
                         if ev.name != name:
                             continue
                         key = freeze_attrs(ev.attrs)

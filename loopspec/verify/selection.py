@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable, Mapping, Sequence, cast
 
-from ..language.alphabet import KINDS, Attr, Event
+from ..language.alphabet import KINDS, WAIT_TOO_LONG, Attr, Event
 from ..language.model import (
     AllOf,
     Always,
@@ -59,6 +59,7 @@ class Domains:
 OP_ATOM, OP_AND, OP_OR, OP_NOT, OP_CONST = 0, 1, 2, 3, 4
 Node = tuple[Any, ...]
 TRUE: Node = (OP_CONST, True)
+_NO_CFG = Config("", (), frozenset())
 
 Var = tuple[str, Any]
 """("attr", name), ("counter", index), ("flag", name) or ("opaque", atom index)."""
@@ -106,6 +107,8 @@ class Selection:
     # -- compilation -------------------------------------------------------------------------
 
     def atom(self, g: Guard) -> Node:
+        if isinstance(g, AttrTest) and g.attr == WAIT_TOO_LONG:
+            return self.derived_wait(g)
         if isinstance(g, AttrTest):
             key: Hashable = ("attr", g.attr, g.op, _freeze(g.value))
             var: Var = ("attr", g.attr)
@@ -124,6 +127,17 @@ class Selection:
             self.atoms.append(g)
             self.vars.append(var)
         return (OP_ATOM, i)
+
+    def derived_wait(self, g: AttrTest) -> Node:
+        """A test on ``wait_too_long`` is a test on ``retry_after``: the interpreter sets it to
+        ``retry_after > backoff.max_wait`` on every call event (:func:`judge_wait`), so judging the
+        two attributes independently would invent events no provider can cause."""
+        when_true = g.evaluate(None, _NO_CFG, Event(self.event, {WAIT_TOO_LONG: True}))
+        when_false = g.evaluate(None, _NO_CFG, Event(self.event, {WAIT_TOO_LONG: False}))
+        if when_true == when_false:
+            return TRUE if when_true else (OP_NOT, TRUE)
+        longer = self.atom(AttrTest("retry_after", "gt", self.policy.settings.max_wait))
+        return longer if when_true else (OP_NOT, longer)
 
     def compile(self, g: Guard) -> Node:
         if isinstance(g, Always):

@@ -307,7 +307,9 @@ def error_code(message: str) -> str:
 
 def _call_event(name: str, status: int, message: str, retry_after: float = 0.0) -> Event:
     return Event(
-        name, {"status": status, "message": message, "retry_after": retry_after, "code": error_code(message)}
+        name,
+        {"status": status, "message": message, "retry_after": retry_after, "code": error_code(message),
+         "wait_too_long": False},  # the engine judges it against the policy (alphabet.judge_wait)
     )
 
 

@@ -63,17 +63,20 @@ def with_settings(**settings: Any) -> Any:
     [
         ({}, [30.0, 60.0]),  # the body's "try again in 20s" is below the schedule: the schedule
         ({"retry-after": "45"}, [45.0, 60.0]),  # above the first entry only
-        ({"retry-after": "90"}, [90.0, 90.0]),  # above both
+        ({"retry-after": "90"}, [90.0, 90.0]),  # above both, within max_wait
         ({"retry-after-ms": "75000"}, [75.0, 75.0]),
         ({"retry-after": "0"}, [30.0, 60.0]),
     ],
 )
 def test_rate_limit_backoff_is_the_larger_of_schedule_and_retry_after(headers: dict[str, str], slept: list[float]) -> None:
-    """Two retries of [30, 60] s; each sleep is exactly max(schedule entry, Retry-After). The
-    policy sets no cap on Retry-After, so a longer one is honoured in full."""
+    """Two retries of [30, 60] s; each sleep is exactly max(schedule entry, Retry-After), with
+    backoff.max_wait raised to 120 s so these Retry-After values are honoured (default.yaml's 60 s
+    cap and its wait_too_long halt are tests/engine/test_retry_after.py)."""
     clock = VirtualClock()
     provider = InProcessProvider([ErrorResponse(429, RATE_LIMIT, headers)] * 3)
-    result = asyncio.run(Turn(POLICY, provider, model="replay", clock=clock).run(USER))
+    policy = load_policy_text(DEFAULT_POLICY.read_text().replace("  max_wait: 60 ", "  max_wait: 120 ", 1))
+    assert policy.settings.max_wait == 120.0
+    result = asyncio.run(Turn(policy, provider, model="replay", clock=clock).run(USER))
     assert result.outcome == "rate_limited"
     assert clock.slept == slept
     assert len(provider.requests) == 3

@@ -25,8 +25,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from loopspec import load_policy_text
-from loopspec.language.alphabet import KINDS, Attr, Event
-from loopspec.language.model import AttrTest, Config, CounterCmp
+from loopspec.language.alphabet import KINDS, Attr, Event, judge_wait
+from loopspec.language.model import AttrTest, Config, CounterCmp, Settings
 from loopspec.verify import cases as cases_mod
 from loopspec.verify import check_policy
 from loopspec.verify.abstract_graph import monitor_signature
@@ -298,8 +298,9 @@ SITES = [("ask", "call", "rate_limit"), ("read", "stream", "length"), ("stub", "
 CONSTS: dict[str, list[Any]] = {
     "status": [0, 429, 500, 10**30],
     "message": ["quota", "retry", "b", "", "b\x00", "\u00e9"],
-    "retry_after": [1.0, 1.2, math.nan, math.inf, -math.inf, 1e308],
+    "retry_after": [1.0, 1.2, 60.0, math.nan, math.inf, -math.inf, 1e308],
     "code": ["x", ""],
+    "wait_too_long": [True, False],
     "has_tool_calls": [True, False],
     "thinking_only": [True],
     "dropped_tools": [["write_file"], []],
@@ -416,7 +417,8 @@ def events_for(draw: st.DrawFn, kind: str, event: str) -> Event:
             v = draw(st.one_of(list_values(ITEMS), st.sampled_from(consts)))
         if v is not ABSENT:
             attrs[a.name] = v
-    return Event(event, attrs)
+    # the interpreter derives wait_too_long from retry_after on every call event
+    return judge_wait(Event(event, attrs), Settings().max_wait)
 
 
 def outcome(an: Any, step: Any) -> tuple[Any, ...]:

@@ -74,6 +74,11 @@ def _first(d: dict[str, Any], state: str, event: str, branch: dict[str, Any]) ->
     on[event] = [branch] + (old if isinstance(old, list) else [old])
 
 
+def _retry(d: dict[str, Any], event: str) -> dict[str, Any]:
+    """call_model's retry branch on ``event`` (the one that backs off), wherever it stands."""
+    return next(b for b in _on(d, "call_model")[event] if isinstance(b, dict) and "do" in b)
+
+
 @mutation
 def empty_message(d: dict[str, Any]) -> None:
     d["states"]["halt_provider_error"]["message"] = ""
@@ -105,7 +110,7 @@ def no_tools_disabled_branch(d: dict[str, Any]) -> None:
 
 @mutation
 def enable_tools_on_retry(d: dict[str, Any]) -> None:
-    _on(d, "call_model")["rate_limit"][0]["do"].append("enable_tools")
+    _retry(d, "rate_limit")["do"].append("enable_tools")
 
 
 @mutation
@@ -129,7 +134,7 @@ def tools_through_escalation(d: dict[str, Any]) -> None:
 @mutation
 def retry_without_counter(d: dict[str, Any]) -> None:
     """The rate-limit retry no longer counts: only the model-call backstop ends it."""
-    _on(d, "call_model")["rate_limit"][0]["do"] = [{"backoff": "rate_limit", "attempt": "rate_limit_retries"}]
+    _retry(d, "rate_limit")["do"] = [{"backoff": "rate_limit", "attempt": "rate_limit_retries"}]
 
 
 @mutation
@@ -161,6 +166,13 @@ def long_wait_halt_says_code(d: dict[str, Any]) -> None:
     """'{code}' is empty unless the provider sent one; the witness needs retry_after > 60."""
     _first(d, "call_model", "rate_limit", {"when": {"attr": "retry_after", "gt": 60}, "to": "halt_wait"})
     _halt(d, "halt_wait", "{code}", "rate_limited")
+
+
+@mutation
+def wait_too_long_halt_says_code(d: dict[str, Any]) -> None:
+    """default.yaml's own wait_too_long halt, made to show only '{code}': the witness needs a 429
+    whose Retry-After passes backoff.max_wait, which only the engine's judgement marks."""
+    d["states"]["halt_rate_limited_long"]["message"] = "{code}"
 
 
 @mutation
@@ -311,6 +323,7 @@ EXPECTED: dict[str, set[str]] = {
     "heal_loops_forever": {"halts"},
     "quota_halt_is_empty": {"halt_message"},
     "long_wait_halt_says_code": {"halt_message"},
+    "wait_too_long_halt_says_code": {"halt_message"},
     "overload_status_guards": {"halt_message"},
     "long_text_halts_with_message": {"halt_message"},
     "thinking_cut_halts": {"halt_message"},
