@@ -85,9 +85,9 @@ PERSISTENT_ERRORS = ("effort", "signature", "timeout", "rate_limit", "server_err
 """Provider errors a policy recovers from rather than ends on."""
 
 
-REPEATED_ERRORS = ("context_length", "rate_limit", "server_error", "timeout")
-REPEATED_SHAPES = ("malformed", "unknown", "thinking", "empty", "length_text", "length_tool", "stall_text", "stall_tool", "disconnect")
-"""Faults an "alternate" world repeats between tool batches: the ones per-turn totals count."""
+REPEATED_FAULTS = ("context_length", "malformed", "unknown", "thinking", "empty")
+"""Faults an "alternate" world repeats between tool batches: the ones whose per-turn totals a tool
+batch's streak reset leaves standing (compactions, bad calls, empty replies)."""
 
 
 @st.composite
@@ -155,6 +155,7 @@ def cassettes(
     max_interactions: int = 12,
     error_weight: float = 0.15,
     max_run: int = 4,
+    worlds: Sequence[str] = ("mixed", "streak", "loop", "alternate"),
 ) -> Cassette:
     """A whole turn the outside world might produce: messages, tools, responses, tool results.
 
@@ -163,7 +164,7 @@ def cassettes(
     turns; to reach a policy's caps and backstops, make ``max_interactions`` at least the worst-case
     model calls ``loopspec check`` prints, and ``max_run`` at least the largest cap. Tool results
     either progress (each one new, as a poll that advances: no loop detector fires) or repeat a few
-    recorded outcomes, failures included.
+    recorded outcomes, failures included. ``worlds`` picks among the kinds of world (see below).
     """
     # Four kinds of world. "mixed": anything, in short runs and sometimes long ones. "streak":
     # long runs of one kind, which spend one budget to its cap. "loop": the model is stuck calling
@@ -171,19 +172,22 @@ def cassettes(
     # policy's own caps and backstops can end the turn (the loops the incidents describe).
     # "alternate": one fault again and again, each time after a tool batch that resets its streak
     # guard, which spends the per-turn totals that streaks alone never reach.
-    world = draw(st.sampled_from(["mixed", "streak", "loop", "alternate"]))
+    world = draw(st.sampled_from(list(worlds)))
     n = max_interactions if world in ("loop", "alternate") else draw(st.integers(1, max_interactions))
     errors = provider_errors(PERSISTENT_ERRORS if world == "loop" else None)
     shaped = replies(tools, PERSISTENT_SHAPES if world == "loop" else SHAPES)
     tool_loop = replies(tools, ("tool_call", "tool_calls"))
     interactions: list[Interaction] = []
-    repeated: Interaction | None = draw(st.one_of(provider_errors(REPEATED_ERRORS), replies(tools, REPEATED_SHAPES)) if world == "alternate" else st.none())
+    repeated: Interaction | None = None
+    if world == "alternate":
+        kind = draw(st.sampled_from(REPEATED_FAULTS))
+        repeated = ErrorResponse(*_ERRORS[kind]) if kind in _ERRORS else draw(replies(tools, (kind,)))
     while len(interactions) < n:
         if world == "alternate":
             # tool batches first: they grow the history (compaction needs something to compact)
             # and reset the fault's streak guard
             assert repeated is not None
-            interactions += [draw(tool_loop)] * draw(st.integers(1, 4))
+            interactions += [draw(tool_loop)] * draw(st.integers(3 if not interactions else 1, 4))
             interactions += [repeated] * draw(st.integers(1, 2))
             continue
         if world == "loop":

@@ -41,18 +41,23 @@ from loopspec.verify.explore import successors
 from _policies import property_policies
 
 POLICIES = property_policies()
+WORLDS = ("mixed", "streak", "loop", "alternate")
 
 
-def world(policy_name: str) -> st.SearchStrategy[Cassette]:
+def world(policy_name: str, worlds: tuple[str, ...] = WORLDS) -> st.SearchStrategy[Cassette]:
     """Worlds long enough for any path of the policy: more responses than its model-call backstop
     allows calls (which bounds the checker's worst case), and runs as long as its largest cap."""
     p = POLICIES[policy_name]
-    return cassettes(max_interactions=p.backstops["model_calls"].max + 5, max_run=max(c.max for c in p.counters if not c.backstop) + 2)
+    return cassettes(
+        max_interactions=p.backstops["model_calls"].max + 5,
+        max_run=max(c.max for c in p.counters if not c.backstop) + 2,
+        worlds=worlds,
+    )
 
 
-def played() -> st.SearchStrategy[tuple[Policy, Cassette]]:
+def played(worlds: tuple[str, ...] = WORLDS) -> st.SearchStrategy[tuple[Policy, Cassette]]:
     """(policy, world): one of the property policies and a world sized for it."""
-    return st.sampled_from(sorted(POLICIES)).flatmap(lambda n: st.tuples(st.just(POLICIES[n]), world(n)))
+    return st.sampled_from(sorted(POLICIES)).flatmap(lambda n: st.tuples(st.just(POLICIES[n]), world(n, worlds)))
 
 
 def run(policy: Policy, cassette: Cassette, deltas: list[str] | None = None, ends: list[int] | None = None) -> TurnResult:
@@ -186,24 +191,34 @@ def test_interpreter_trace_is_a_path_the_explorer_reaches_with_the_same_counters
 
 def test_generated_worlds_reach_every_cap_backstop_and_escalation() -> None:
     """The strategies are strong enough for the properties above to mean something: over a fixed
-    budget of generated worlds, every counter of the default policy reaches its cap (backstops
-    included), both backstops' wrap_up and exhausted states are entered, every escalate state is
-    entered, a multi-call tool batch runs, and the turn ends by the model-call backstop."""
+    budget of generated worlds of each kind, every counter of the default policy reaches its cap
+    (backstops included), every escalate state is entered, a multi-call tool batch runs, and the turn
+    ends by the model-call backstop, by the tool budget and by an answer.
+
+    Each kind of world gets its own budget, so a milestone that one kind reaches does not depend on
+    how often that kind is drawn (Hypothesis's choices shift with what the process ran before)."""
     default = POLICIES["default"]
     wanted = {f"cap {c.name}" for c in default.counters}
     wanted |= {f"escalate {s.name}" for s in default.states.values() if s.kind == "escalate"}
     wanted |= {"multi-call batch", "outcome backstop", "outcome tool_budget", "outcome tools_disabled", "outcome completed"}
     seen: set[str] = set()
 
-    @settings(max_examples=400, derandomize=True, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(played())
-    def explore(played: tuple[Policy, Cassette]) -> None:
-        policy, cassette = played
-        seen.update(milestones(policy, run(policy, cassette)))
+    def explore(worlds: tuple[str, ...], examples: int) -> None:
+        @settings(max_examples=examples, derandomize=True, database=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(played(worlds))
+        def one_kind(played: tuple[Policy, Cassette]) -> None:
+            policy, cassette = played
+            seen.update(milestones(policy, run(policy, cassette)))
 
-    explore()
-    assert wanted - seen == set(), f"never reached in 400 generated worlds: {sorted(wanted - seen)}"
+        one_kind()
+
+    for kind in WORLDS:
+        explore((kind,), PER_WORLD)
+    assert wanted - seen == set(), f"never reached in {PER_WORLD} generated worlds of each kind: {sorted(wanted - seen)}"
+
+
+PER_WORLD = 120
 
 
 # ----------------------------------------------------------------------------- the compiled model
