@@ -78,3 +78,10 @@ def test_the_first_divergence_from_a_stored_trace(name: str, tmp_path: Path) -> 
     assert data["step"] == step and data["reason"] == reason
     assert (data["recorded"] is None) == (name == "replay longer")
     assert (data["actual"] is None) == (name == "replay shorter")
+
+
+def test_a_policy_that_runs_a_tool_more_often_than_recorded_diverges(tmp_path: Path) -> None:
+    call = {"reply": {"tool_calls": [{"name": "read_file", "arguments": {"path": "a"}}]}}
+    r = run(tmp_path, interactions=[call, call, {"reply": {"text": "hello"}}], tool_results=[{"tool": "read_file", "result": "A"}])
+    assert r.verdict == "diverged"
+    assert r.failures[0] == "diverged: the policy ran read_file more often than the cassette recorded", r.failures
