@@ -45,3 +45,20 @@ def test_an_empty_message_a_halt_cannot_render_is_refused() -> None:
     step = CexStep("ask", "auth", {"status": 401, "message": "no", "retry_after": 0.0, "code": ""}, "fail", "ask --auth[0]--> fail")
     with pytest.raises(NotReplayable, match="'fail' cannot render an empty message when entered on auth"):
         cassette_from_counterexample(policy(CALL, stream(), TOOLS, HALTS), Counterexample([step]), "halt_message")
+
+
+OPENED = CexStep("ask", "opened", {}, "read", "ask --opened[0]--> read")
+
+
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([CexStep("read", "text", {}, "done", "read --text[0]--> done")], "step 1 starts in 'read' but the run is in 'ask' (an abstract path)"),
+        ([OPENED, CexStep("read", "text", {}, "fail", "read --text[0]--> fail")], "step 2 (read: text) leads to 'done', not 'fail' (an abstract path)"),
+    ],
+    ids=["wrong state", "wrong target"],
+)
+def test_an_abstract_path_the_policy_does_not_take_is_refused(steps: list[CexStep], message: str) -> None:
+    with pytest.raises(NotReplayable) as info:
+        cassette_from_counterexample(policy(CALL, stream(), TOOLS, HALTS), Counterexample(steps), "halts")
+    assert str(info.value) == message
