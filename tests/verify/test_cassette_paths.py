@@ -54,9 +54,10 @@ OPENED = CexStep("ask", "opened", {}, "read", "ask --opened[0]--> read")
     "steps, message",
     [
         ([CexStep("read", "text", {}, "done", "read --text[0]--> done")], "step 1 starts in 'read' but the run is in 'ask' (an abstract path)"),
-        ([OPENED, CexStep("read", "text", {}, "fail", "read --text[0]--> fail")], "step 2 (read: text) leads to 'done', not 'fail' (an abstract path)"),
+        ([OPENED, CexStep("read", "text", {}, "fail", "read --text[0]--> done")], "step 2 (read: text) leads to 'done', not 'fail' (an abstract path)"),
+        ([OPENED, CexStep("read", "text", {}, "done", "read --text[3]--> done")], "step 2 (read: text) leads to 'done', not 'done' (an abstract path)"),
     ],
-    ids=["wrong state", "wrong target"],
+    ids=["wrong state", "wrong target", "wrong transition"],
 )
 def test_an_abstract_path_the_policy_does_not_take_is_refused(steps: list[CexStep], message: str) -> None:
     with pytest.raises(NotReplayable) as info:
