@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pytest
 
 from loopspec import load_policy_text
-from loopspec.language.alphabet import Attr, Event
+from loopspec.language.alphabet import Event
 from loopspec.language.model import AttrTest, CounterCmp, Policy, Transition
 from loopspec.verify import check_policy
 from loopspec.verify.abstraction import event_cases
