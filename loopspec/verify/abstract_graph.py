@@ -30,10 +30,6 @@ class Edge:
     violations: tuple[tuple[str, str], ...] = ()
 
     @property
-    def target(self) -> str:
-        return self.dst.state
-
-    @property
     def label(self) -> str:
         t = self.transition
         if t is None:

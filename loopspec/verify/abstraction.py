@@ -86,12 +86,6 @@ class Node:
     silent: bool = False
     """Monitor: a mid-tool-call stub with continuation budget left, not yet followed by a call."""
 
-    def describe(self) -> str:
-        bits = [self.state]
-        if self.flags:
-            bits.append("{" + ",".join(sorted(self.flags)) + "}")
-        return " ".join(bits)
-
 
 @dataclass
 class Analysis:
@@ -103,8 +97,6 @@ class Analysis:
     backstop_index: tuple[int, ...]
     caps: tuple[int, ...]
     continuation_counters: tuple[int, ...]
-    cases: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
-    rho: dict[tuple[str, str, tuple[int, ...]], list[tuple[int, ...]]] = field(default_factory=dict)
     steps_evaluated: int = 0
     selections: dict[tuple[str, str], Selection] = field(default_factory=dict)
     abstract: dict[tuple[Any, ...], list[Case]] = field(default_factory=dict)
@@ -123,15 +115,6 @@ class Analysis:
         got = self.selections.get(key)
         if got is None:
             got = self.selections[key] = compile_selection(self.policy, state, event, self.continuation_counters)
-        return got
-
-    def cases_of(self, state: str, event: str) -> list[Event]:
-        """Witness events for every outcome in some configuration (not complete for a given one:
-        use :meth:`steps_at` for that)."""
-        key = (state, event)
-        got = self.cases.get(key)
-        if got is None:
-            got = self.cases[key] = event_cases(self.policy, state, event)
         return got
 
     def phases_of(self, counters: tuple[int, ...]) -> tuple[int, ...]:
@@ -250,20 +233,6 @@ class Analysis:
             if case is not None:
                 out.append(case)
         return out
-
-    def representatives(self, state: str, event: str, phases: tuple[int, ...]) -> list[tuple[int, ...]]:
-        """The counter values of the witnesses of every outcome, flags free (not a product)."""
-        key = (state, event, phases)
-        got = self.rho.get(key)
-        if got is None:
-            sel = self.selection(state, event)
-            seen: dict[tuple[int, ...], None] = {}
-            for counters in self.contexts(state, event, phases):
-                for case in enumerate_cases(sel, Domains(counters, None)):
-                    seen.setdefault(case.counters)
-            got = self.rho[key] = list(seen)
-        return got
-
 
 def build_analysis(policy: Policy) -> Analysis:
     # tools_disabled for the property; the wrap-up flag because the backstop redirect reads it

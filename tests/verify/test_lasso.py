@@ -1,0 +1,142 @@
+"""A run that never halts, as the checker shows it: the concrete lasso (``find_lasso`` and the full
+enumeration's cycle search) and the abstract loop that stands in when no concrete run is found.
+
+Both policies loop in an escalate state that no counter bounds (``fix --failed--> fix``). In
+BEHIND_HALT the loop's other exit reaches a halt configuration BFS met earlier: the cycle search
+must skip that halt (behind the cycle, not on it). In BACK_TO_CALL the other exit makes a model call,
+so a truncated search has cycle nodes whose successors it never expanded.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from loopspec.language.model import Policy
+from loopspec.verify import check_policy
+from loopspec.verify import checker as checker_mod
+from loopspec.verify.abstract_runs import abstract_loop
+from loopspec.verify.abstraction import build_analysis, build_graph
+from loopspec.verify.counterexample import Counterexample
+from loopspec.verify.enumeration import enumerate_all, find_lasso
+from loopspec.verify.termination import eliminate
+
+from _soundness import replays_as_cycle
+from test_check import CALL, HALTS, TOOLS, policy, stream
+
+
+
+def fix(done: str) -> str:
+    return f"  fix:\n    kind: escalate\n    apply: [compact]\n    on: {{done: {done}, failed: fix}}\n"
+
+
+# read: text -> fail (BFS reaches that halt first), cancelled -> fix, which fails over to itself forever
+BEHIND_HALT = (CALL, stream(text="fail", cancelled="fix"), TOOLS, fix("fail"), HALTS)
+BACK_TO_CALL = (CALL, stream(cancelled="fix"), TOOLS, fix("ask"), HALTS)
+LOOPING = {"behind_halt": BEHIND_HALT, "back_to_call": BACK_TO_CALL}
+HALTING = (CALL, stream(), TOOLS, HALTS)
+
+RUN_INTO_LOOP = [("ask", "opened"), ("read", "cancelled")]
+LOOP = [("fix", "failed")]
+
+
+def looping(name: str = "behind_halt") -> Policy:
+    return policy(*LOOPING[name])
+
+
+def events(cex: Counterexample) -> list[tuple[str, str]]:
+    return [(s.state, s.event) for s in cex.steps]
+
+
+def assert_lasso(p: Policy, cex: Counterexample | None) -> Counterexample:
+    """A concrete run that, replayed through Policy.step, comes back to where its loop starts."""
+    assert cex is not None and cex.concrete
+    assert cex.loop_start is not None
+    assert replays_as_cycle(p, [s.as_tuple() for s in cex.steps], cex.loop_start), events(cex)
+    return cex
+
+
+@pytest.mark.parametrize("name", sorted(LOOPING))
+@pytest.mark.parametrize("enumerate_limit", [200_000, 0], ids=["enumerated", "find_lasso"])
+def test_check_shows_the_shortest_run_into_the_loop(enumerate_limit: int, name: str) -> None:
+    p = looping(name)
+    r = check_policy(p, enumerate_limit=enumerate_limit)
+    assert r.exploration["full_enumeration"] is (enumerate_limit > 0)
+    halts = r.properties["halts"]
+    assert halts.status == "fail"
+    cex = assert_lasso(p, halts.counterexample)
+    assert events(cex) == RUN_INTO_LOOP + LOOP
+    assert cex.loop_start == len(RUN_INTO_LOOP)
+
+
+def test_the_halt_behind_the_loop_is_not_taken_for_it() -> None:
+    """The configuration 'fail' is reached before the loop (from read) and from it (fix --done-->):
+    it is left over by the topological sort, comes first in BFS order, and has no cycle."""
+    an = build_analysis(looping())
+    enum = enumerate_all(an)
+    assert enum is not None and not enum.halts
+    cex = assert_lasso(an.policy, enum.lasso)
+    assert all(s.to != "fail" for s in cex.steps)
+
+
+@pytest.mark.parametrize("name", sorted(LOOPING))
+def test_find_lasso_at_every_search_limit(name: str) -> None:
+    """Below the limit that expands the loop, no lasso; from it on, the same lasso; the search is
+    exhaustive exactly when every configuration was expanded."""
+    p = looping(name)
+    total = enumerate_all(build_analysis(p))
+    assert total is not None
+    found_at = None
+    for limit in range(1, total.configs + 3):
+        lasso, explored, complete = find_lasso(build_analysis(p), limit=limit)
+        assert explored <= min(limit, total.configs)
+        assert complete == (explored == total.configs), (limit, explored)
+        if lasso is None:
+            assert found_at is None, f"found at limit {found_at}, lost at {limit}"
+            continue
+        found_at = found_at or limit
+        assert_lasso(p, lasso)
+        assert events(lasso) == RUN_INTO_LOOP + LOOP
+    assert found_at is not None and found_at < total.configs, "a truncated search finds the loop too"
+
+
+def test_a_halting_policy_has_no_lasso() -> None:
+    an = build_analysis(policy(*HALTING))
+    lasso, explored, complete = find_lasso(an)
+    total = enumerate_all(build_analysis(policy(*HALTING)))
+    assert total is not None and total.halts
+    assert (lasso, explored, complete) == (None, total.configs, True)
+
+
+def test_abstract_loop_is_a_cycle_of_the_abstract_graph() -> None:
+    an = build_analysis(looping())
+    g = build_graph(an)
+    term = eliminate(an, g)
+    assert not term.halts
+    cex = abstract_loop(an, g, term)
+    assert cex is not None and not cex.concrete
+    assert cex.loop_start is not None and cex.loop_start < len(cex.steps)
+    assert cex.steps[0].state == "ask"
+    for a, b in zip(cex.steps, cex.steps[1:]):
+        assert a.to == b.state, events(cex)
+    assert cex.steps[cex.loop_start].state == cex.steps[-1].to, "the loop returns to where it starts"
+    assert ("fix", "failed") in events(cex)[cex.loop_start :]
+
+
+def test_abstract_loop_of_a_halting_policy_is_none() -> None:
+    an = build_analysis(policy(*HALTING))
+    g = build_graph(an)
+    term = eliminate(an, g)
+    assert term.halts and abstract_loop(an, g, term) is None
+
+
+def test_check_falls_back_to_the_abstract_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy too large to enumerate whose loop the bounded concrete search misses still gets a
+    counterexample: the abstract cycle, marked not concrete."""
+    monkeypatch.setattr(checker_mod, "find_lasso", lambda an, limit: (None, 7, False))
+    r = check_policy(looping(), enumerate_limit=0)
+    halts = r.properties["halts"]
+    assert halts.status == "fail"
+    cex = halts.counterexample
+    assert cex is not None and not cex.concrete and cex.loop_start is not None
+    assert cex.steps[cex.loop_start].state == cex.steps[-1].to
+    assert r.exploration["concrete_configs"] >= 7
