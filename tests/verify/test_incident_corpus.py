@@ -66,6 +66,7 @@ DEFAULT_ONLY = {
     "claude-code-35792-overloaded-529",
     "claude-code-12186-prompt-too-long",
     "goose-7915-approval-headless",
+    "codex-22472-disconnect-reconnect-loop",
 }
 
 
