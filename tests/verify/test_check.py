@@ -21,6 +21,10 @@ PRE_FIX = {
     "hermes_pre_30813": "halt_message",
     "netclaw_pre_1358": "no_backstop_only_loops",
     "netclaw_post_1358": "tools_stay_disabled",
+    "nat_pre_1705": "halt_message",
+    "ogx_pre_6231": "halt_message",
+    "cogtrix_pre_1370": "no_partial_tool_exec",
+    "zoo_code_pre_1112": "no_backstop_only_loops",
 }
 
 

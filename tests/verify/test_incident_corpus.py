@@ -1,0 +1,137 @@
+"""The incident corpus, both directions: each policy-caused incident fails under a pre-fix policy
+modelled on the project's loop, is flagged by `check --strict` with its finding, and passes under
+machines/default.yaml. Engine-caused incidents pass under default.yaml (their engine tests live with
+the engine)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from loopspec import load_policy
+from loopspec.replay.cassette import find_cassettes, load_cassette
+from loopspec.replay.harness import replay
+from loopspec.verify import check_policy
+
+from _paths import DEFAULT_POLICY, FIXTURES, MACHINES
+
+INCIDENTS = FIXTURES / "incidents"
+CASSETTES = {load_cassette(p).name: load_cassette(p) for p in find_cassettes([str(INCIDENTS)])}
+DEFAULT = load_policy(str(DEFAULT_POLICY))
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A policy-caused incident: its pre-fix policy, the finding `check --strict` must report, and
+    how the replay under the pre-fix policy must fail (verdict and one failure it must list)."""
+
+    machine: str
+    finding: str
+    verdict: str
+    failure: str
+
+
+POLICY_CAUSED = {
+    "nat-1705-recursion-limit-silent": Incident(
+        "nat_pre_1705", "halt_message", "fail", "property halt_message fails: halt halt_recursion_limit delivered an empty message"
+    ),
+    "ogx-6231-unknown-tool-silent-exit": Incident(
+        "ogx_pre_6231", "halt_message", "fail", "property halt_message fails: halt halt_client_call delivered an empty message"
+    ),
+    "cogtrix-1370-truncated-write-executed": Incident(
+        "cogtrix_pre_1370",
+        "no_partial_tool_exec",
+        "fail",
+        "property no_partial_tool_exec fails: truncated tool call(s) from 'length' are routed to tool execution",
+    ),
+    "zoo-code-1111-empty-retry-unbounded": Incident(
+        "zoo_code_pre_1112",
+        "no_backstop_only_loops",
+        "diverged",
+        "the cassette recorded 8 model responses and the policy asked for another, after read_stream --empty--> call_model",
+    ),
+}
+# Engine behaviour (waits, classification of provider errors and streams) or policy mechanisms that
+# default.yaml answers and no checker property names: they must pass under default.yaml.
+DEFAULT_ONLY = {
+    "hermes-2642-retry-after-429",
+    "hermes-webui-4980-rate-limit-exhausted",
+    "litellm-29808-midstream-error-not-retried",
+    "cline-12018-reasoning-ate-output-budget",
+    "openhands-sdk-755-reasoning-effort-unsupported",
+    "openhands-3663-syntax-error-loop",
+    "claude-code-35792-overloaded-529",
+    "claude-code-12186-prompt-too-long",
+    "goose-7915-approval-headless",
+    "codex-22472-disconnect-reconnect-loop",
+}
+
+
+def machine_path(name: str) -> Path:
+    path = MACHINES / f"{name}.yaml"
+    assert path.is_file(), f"{path} is missing: every pre-fix policy this suite names must exist"
+    return path
+
+
+def test_corpus_holds_at_least_twenty_incidents_each_citing_its_source() -> None:
+    assert len(CASSETTES) >= 20, sorted(CASSETTES)
+    assert set(POLICY_CAUSED) | DEFAULT_ONLY <= set(CASSETTES)
+    for name, c in CASSETTES.items():
+        assert str(c.source.get("incident", "")).strip(), f"{name} names no source incident"
+        assert c.doc.strip(), f"{name} says nothing about what happened"
+    for name in set(POLICY_CAUSED) | DEFAULT_ONLY:
+        assert str(CASSETTES[name].source.get("url", "")).startswith("https://github.com/"), name
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_CAUSED))
+def test_pre_fix_policy_fails_strict_with_the_incident_finding_alone(name: str) -> None:
+    inc = POLICY_CAUSED[name]
+    r = check_policy(load_policy(str(machine_path(inc.machine))), strict=True)
+    assert r.exit_code == 1
+    assert r.failed == [inc.finding], r.failed  # its one defect stands out
+    assert r.properties["halts"].status == "pass" and r.properties["events_handled"].status == "pass"
+    assert r.properties[inc.finding].counterexample is not None
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_CAUSED))
+def test_incident_replays_to_its_failure_under_the_pre_fix_policy(name: str) -> None:
+    inc = POLICY_CAUSED[name]
+    report = asyncio.run(replay(CASSETTES[name], load_policy(str(machine_path(inc.machine)))))
+    assert report.verdict == inc.verdict, report.explain()
+    assert any(inc.failure in f for f in report.failures), report.failures
+
+
+@pytest.mark.parametrize("name", sorted(set(POLICY_CAUSED) | DEFAULT_ONLY))
+def test_incident_passes_under_the_default_policy(name: str) -> None:
+    report = asyncio.run(replay(CASSETTES[name], DEFAULT))
+    assert report.verdict == "pass", report.explain()
+
+
+def test_nat_pre_fix_halts_at_the_recursion_limit_with_nothing_to_say() -> None:
+    report = asyncio.run(replay(CASSETTES["nat-1705-recursion-limit-silent"], load_policy(str(machine_path("nat_pre_1705")))))
+    usage = report.result.usage
+    assert (report.outcome, usage.model_calls, usage.tool_batches) == ("backstop", 16, 15)
+    assert report.result.message == ""
+    fixed = asyncio.run(replay(CASSETTES["nat-1705-recursion-limit-silent"], DEFAULT))
+    assert fixed.outcome == "tool_budget" and "60 tool batches" in fixed.result.message
+
+
+def test_cogtrix_pre_fix_runs_the_cut_call_and_default_never_does() -> None:
+    cassette = CASSETTES["cogtrix-1370-truncated-write-executed"]
+    pre = asyncio.run(replay(cassette, load_policy(str(machine_path("cogtrix_pre_1370")))))
+    assert [(s.state, s.event, s.target) for s in pre.result.trace[:3]] == [
+        ("call_model", "opened", "read_stream"),
+        ("read_stream", "length", "run_tools"),
+        ("run_tools", "ok", "call_model"),
+    ]
+    fixed = asyncio.run(replay(cassette, DEFAULT))
+    assert ("read_stream", "length", "continue_chunking") in [(s.state, s.event, s.target) for s in fixed.result.trace]
+
+
+def test_zoo_code_pre_fix_checker_names_the_empty_retry_edges() -> None:
+    r = check_policy(load_policy(str(machine_path("zoo_code_pre_1112"))), strict=True)
+    flagged = {(b.transition_source, b.event, b.backstop) for b in r.backstop_only_loops}
+    assert flagged == {("read_stream", "empty", "model_calls"), ("read_stream", "thinking_only", "model_calls")}
