@@ -61,7 +61,7 @@ DIVERGENCES = {
     "other target": (
         [OPENED, {**TEXT, "target": "call_model"}],
         1,
-        "in read_stream on text: now -> halt_completed, recorded -> call_model, by transition read_stream --text[1]--> halt_completed (guard: no guard)",
+        "in read_stream on text: now -> halt_completed, recorded -> call_model, by transition read_stream --text[2]--> halt_completed (guard: no guard)",
     ),
     "replay longer": ([OPENED], 1, "the replay took more steps than recorded"),
     "replay shorter": ([OPENED, TEXT, {"state": "halt_completed", "event": "x", "target": "y"}], 2, "the replay ended before the recorded trace did"),
