@@ -14,6 +14,7 @@ import ast
 from pathlib import Path
 
 from _paths import ROOT
+from _syntax import parse
 
 PACKAGE = ROOT / "loopspec"
 LAYERS = ["language", "wire", "providers", "engine", "replay", "verify", "cli"]
@@ -77,7 +78,7 @@ def _from_target(module: str, node: ast.ImportFrom, *, is_package: bool) -> str 
 def _imports_in(module: str, source: str, *, is_package: bool = False) -> set[str]:
     """Every loopspec module ``module`` imports, at any depth in its body (functions, TYPE_CHECKING)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "loopspec")
         elif isinstance(node, ast.ImportFrom):
@@ -166,7 +167,7 @@ def _private_uses_in(module: str, source: str, *, is_package: bool = False) -> s
     """(module, owner, name) for every underscore name ``module`` takes from another loopspec module:
     ``from owner import _name``, or ``owner_alias._name`` on an imported loopspec module."""
     found: set[tuple[str, str, str]] = set()
-    tree = ast.parse(source)
+    tree = parse(source)
     aliases: dict[str, str] = {}  # local name -> the loopspec module it is bound to
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -10,13 +10,15 @@ import pytest
 import loopspec
 from loopspec import DiagnosticError, LoopspecError, load_policy_text
 
+from _syntax import parse
+
 PACKAGE = Path(loopspec.__file__).parent
 
 
 def _exception_classes() -> list[tuple[str, str, list[str]]]:
     out = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path.read_text())):
             if isinstance(node, ast.ClassDef):
                 bases = [ast.unparse(b) for b in node.bases]
                 if node.name.endswith(("Error", "Exception", "Timeout", "Broken", "Exhausted", "Replayable", "Provider", "Skip", "Dropped")) and bases:

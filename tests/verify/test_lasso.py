@@ -15,7 +15,8 @@ from loopspec.language.model import Policy
 from loopspec.verify import check_policy
 from loopspec.verify import checker as checker_mod
 from loopspec.verify.abstract_runs import abstract_loop
-from loopspec.verify.abstraction import build_analysis, build_graph
+from loopspec.verify.abstract_graph import build_graph
+from loopspec.verify.abstraction import build_analysis
 from loopspec.verify.counterexample import Counterexample
 from loopspec.verify.enumeration import enumerate_all, find_lasso
 from loopspec.verify.termination import eliminate
