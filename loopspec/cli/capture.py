@@ -125,12 +125,9 @@ async def _record(policy: Any, messages: list[dict[str, Any]], args: argparse.Na
             name=name, machine=args.machine, **options,
         )
     finally:
-        try:
-            from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+        from loopspec.providers.litellm_provider import close_clients
 
-            await close_litellm_async_clients()
-        except Exception:  # pragma: no cover - best effort, older litellm
-            pass
+        await close_clients()
 
 
 def cmd_cassette_schema(args: argparse.Namespace) -> int:

@@ -50,9 +50,9 @@ async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: 
                 progress.advance(failed=report.verdict != "pass")
     finally:
         if transport == "http":
-            from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+            from loopspec.providers.litellm_provider import close_clients
 
-            await close_litellm_async_clients()
+            await close_clients()
     return reports
 
 

@@ -225,6 +225,7 @@ OUTCOMES: dict[str, str] = {
     "malformed": "the model kept writing malformed tool calls",
     "tools_disabled": "the model asked for tools after tools were disabled for the turn",
     "rate_limited": "the provider kept rate-limiting the request",
+    "quota_exhausted": "the provider account's quota or billing limit is reached; no retry helps",
     "provider_error": "the provider kept failing",
     "context_exceeded": "the context stayed over the window after compaction",
     "auth_failed": "credentials were missing or rejected",

@@ -17,7 +17,7 @@ from loopspec.wire.deltas import Delta, ToolCallFragment
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
 from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 
-__all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "import_litellm"]
+__all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "close_clients", "import_litellm"]
 
 _litellm: Any = None
 
@@ -32,6 +32,19 @@ def import_litellm() -> Any:
         litellm.suppress_debug_info = True
         _litellm = litellm
     return _litellm
+
+
+async def close_clients() -> None:
+    """Close the async HTTP clients litellm caches per event loop (their sockets leak otherwise).
+    Does nothing when this process never imported litellm: importing it only to close nothing
+    costs 2.5 s and, without the local cost map, a network fetch."""
+    if _litellm is None:
+        return
+    try:
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+    except ImportError:  # pragma: no cover - a litellm without the helper
+        return
+    await close_litellm_async_clients()
 
 
 def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any]:

@@ -135,3 +135,23 @@ def test_zoo_code_pre_fix_checker_names_the_empty_retry_edges() -> None:
     r = check_policy(load_policy(str(machine_path("zoo_code_pre_1112"))), strict=True)
     flagged = {(b.transition_source, b.event, b.backstop) for b in r.backstop_only_loops}
     assert flagged == {("read_stream", "empty", "model_calls"), ("read_stream", "thinking_only", "model_calls")}
+
+
+def test_a_quota_error_is_retried_like_a_rate_limit_without_the_quota_branch() -> None:
+    """codex PR #6340, the other direction: default.yaml minus its quota transition backs off and
+    asks again (the cassette's second response is one no call should reach), as codex did; with
+    it, one call and quota_exhausted."""
+    import re
+
+    from loopspec import load_policy_text
+
+    text = DEFAULT_POLICY.read_text()
+    branch = re.compile(r"        - when: +# a 429 that no wait fixes.*?\n          to: halt_quota\n", re.S)
+    assert len(branch.findall(text)) == 1, "default.yaml's quota branch moved; update this test"
+    without = load_policy_text(branch.sub("", text), "default-without-quota.yaml")
+    cassette = CASSETTES["codex-6340-insufficient-quota"]
+    before = asyncio.run(replay(cassette, without))
+    after = asyncio.run(replay(cassette, DEFAULT))
+    assert before.verdict == "fail" and before.result.usage.model_calls == 2
+    assert before.result.trace[0].target == "call_model"  # the quota error was retried
+    assert after.verdict == "pass" and after.result.outcome == "quota_exhausted" and after.result.usage.model_calls == 1
