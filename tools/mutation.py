@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -145,7 +146,7 @@ def collect(module: str) -> dict[str, Any]:
     survivors = []
     os.chdir(ROOT)
     for name, status in sorted(statuses.items(), key=lambda kv: _mutant_order(kv[0])):
-        if status in DETECTED:
+        if status in DETECTED or status == "not checked":
             continue
         func, cls = orig_function_and_class_names_from_key(name)
         diff = get_diff_for_mutant(name, path=module)
@@ -155,7 +156,8 @@ def collect(module: str) -> dict[str, Any]:
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     return {
-        "total": len(statuses),
+        "total": len(statuses) - counts.get("not checked", 0),
+        "unchecked": counts.get("not checked", 0),
         "detected": sum(n for s, n in counts.items() if s in DETECTED),
         "counts": counts,
         "survivors": survivors,
@@ -200,8 +202,9 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
         score = f"{100.0 * r['detected'] / r['total']:.1f} %" if r["total"] else "no mutants (no functions)"
         minutes = f"{r['seconds'] / 60:.0f} min"
         earlier = ", ".join(f"{e['detected']} / {e['total']} ({e['date']})" for e in r.get("earlier", []))
+        of = f" (stopped early: {r['unchecked']} more not run)" if r.get("unchecked") else ""
         out.append(
-            f"| `{module}` | {r['detected']} / {r['total']} | {score} | {minutes} | {r['date']} "
+            f"| `{module}` | {r['detected']} / {r['total']}{of} | {score} | {minutes} | {r['date']} "
             f"| `{' '.join(r['selection'])}` | {earlier} |"
         )
     out.append("")
@@ -269,6 +272,7 @@ pip install -e '.[mutation]'
 python tools/mutation.py loopspec/replay/redact.py   # one module (minutes to an hour)
 python tools/mutation.py --all                       # every module (many hours on 2 cores)
 python tools/mutation.py --report                    # rewrite this file from the stored results
+python tools/mutation.py --max-minutes 60 loopspec/language/model.py  # stop early, keep what ran
 ```
 
 The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[tool.mutmut]` in
@@ -278,6 +282,9 @@ those tests with `-x`, two mutants at a time, at nice 10, with `HYPOTHESIS_PROFI
 part of `.ci/run`. The selection is `tests -m "not slow"`, or the whole suite for the modules that
 the slow tests exercise (the checker and the replay transports). A mutant is *killed* when a test
 fails or times out; *no tests* means no selected test calls the function, and counts as surviving.
+A run stopped by `--max-minutes` scores the mutants it reached and says how many it did not run;
+mutmut runs the mutants with the fastest tests first, so the rest are the ones whose tests take
+longest.
 
 Known limit: code that the suite runs only in a child process (`loopspec` started as a command,
 the replay server run as a subprocess) imports the installed, unmutated package, so mutants there
@@ -299,18 +306,33 @@ Mutants that survived an earlier run and that a test written for them now kills.
 
 
 # -------------------------------------------------------------------------------------- driver
-def run_module(module: str, jobs: int) -> dict[str, Any]:
+def has_functions(module: str) -> bool:
+    """mutmut 3 mutates function bodies only; a module of plain dataclasses has no mutants."""
+    tree = ast.parse((ROOT / module).read_text())
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
+
+
+def run_module(module: str, jobs: int, max_minutes: float | None = None) -> dict[str, Any]:
     """Run one module in a child process, then read its verdicts."""
+    if not has_functions(module):
+        return {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
+                "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", LITELLM_LOCAL_MODEL_COST_MAP="True")
     started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--worker", module, "--jobs", str(jobs)],
         cwd=ROOT,
         env=env,
     )
+    try:
+        proc.wait(timeout=None if max_minutes is None else max_minutes * 60)
+    except subprocess.TimeoutExpired:
+        # mutmut stops its workers on Ctrl-C and keeps every verdict reached so far
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
     seconds = time.monotonic() - started
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not (ROOT / "mutants" / f"{module}.meta").exists():
         raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); see its output above")
     result = collect(module)
     result.update(
@@ -334,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all", action="store_true", help="every module in MODULES, smallest first")
     parser.add_argument("--report", action="store_true", help="only rewrite docs/quality.md")
     parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"mutants at a time (at most {MAX_JOBS})")
+    parser.add_argument("--max-minutes", type=float, help="stop a module after this long and keep what it reached")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     jobs = max(1, min(args.jobs, MAX_JOBS))
@@ -349,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"not in MODULES: {', '.join(unknown)} (add it there first)")
     for module in modules:
-        result = run_module(module, jobs)
+        result = run_module(module, jobs, args.max_minutes)
         results = load_results()
         earlier = results.get(module, {})
         result["earlier"] = earlier.get("earlier", []) + (

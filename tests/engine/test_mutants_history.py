@@ -88,7 +88,7 @@ def test_a_tool_round_is_the_calls_then_one_answer_each_in_order() -> None:
 
 def test_a_tool_round_refuses_answers_that_do_not_match_the_calls() -> None:
     calls = [ToolCall("a", "f", "{}"), ToolCall("b", "g", "{}")]
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="^every call answered exactly once"):
         Trajectory().add_tool_round("", calls, [ToolResult(calls[0], "r", True)])
 
 
@@ -179,6 +179,17 @@ def test_a_tail_of_only_tool_results_is_dropped_not_kept_orphaned() -> None:
     copy = t.working_copy()
     assert copy == [{"role": "user", "content": "u"},
                     {"role": "user", "content": "[2 earlier messages were compacted to fit the context window]"}]
+
+
+def test_one_dropped_message_gets_its_note_too() -> None:
+    t = Trajectory(keep_last=2, compaction_level=1)
+    t.messages = [{"role": "user", "content": "u"}] + [{"role": "assistant", "content": str(i)} for i in range(3)]
+    assert t.working_copy() == [
+        {"role": "user", "content": "u"},
+        {"role": "user", "content": "[1 earlier messages were compacted to fit the context window]"},
+        {"role": "assistant", "content": "1"},
+        {"role": "assistant", "content": "2"},
+    ]
 
 
 def test_no_note_when_nothing_was_dropped() -> None:

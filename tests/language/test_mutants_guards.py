@@ -62,6 +62,20 @@ def test_boolean_combinators() -> None:
     assert _ev(Not(no)) is True
 
 
+def test_combinators_hand_their_parts_the_configuration_and_the_event() -> None:
+    on, low, has_s = FlagIs("on"), CounterCmp("b", 1, "lt", 2), AttrTest("s", "truthy")
+    assert _ev(AllOf((on, low, has_s))) is True
+    assert _ev(AnyOf((Not(on), low))) is True
+    assert _ev(Not(has_s)) is False
+    assert _ev(Not(low)) is False
+    assert _ev(Not(FlagIs("off"))) is True
+
+
+def test_an_unknown_comparator_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="^bogus$"):
+        _compare("bogus", 1, 2)
+
+
 def test_counter_comparison_reads_its_own_counter() -> None:
     assert _ev(CounterCmp("b", 1, "eq", 1)) is True
     assert _ev(CounterCmp("a", 0, "eq", 1)) is False
