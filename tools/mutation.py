@@ -66,14 +66,15 @@ MAX_JOBS = 2  # the machine has two cores, shared with other work
 DETECTED = {"killed", "timeout", "caught by type check"}
 
 
-def test_selection(module: str) -> list[str]:
+def selection_args(module: str) -> list[str]:
     """pytest arguments for mutmut's mapping run: the whole suite, slow tests only where needed."""
     return ["tests"] if MODULES[module] else ["tests", "-m", "not slow"]
 
 
 # ------------------------------------------------------------------------------------ the worker
-def worker(module: str, jobs: int) -> None:
-    """Run mutmut over one module, in this process (it is a fresh child of `main`)."""
+def worker(module: str, jobs: int, names: list[str]) -> None:
+    """Run mutmut over one module (or only the mutants named), in this process: a fresh child of
+    `main`, since mutmut keeps its state in module globals and pytest caches imports."""
     from mutmut import configuration
     from mutmut.__main__ import _run
 
@@ -81,9 +82,9 @@ def worker(module: str, jobs: int) -> None:
     configuration._config = dataclasses.replace(
         cfg,
         only_mutate=[module],
-        pytest_add_cli_args_test_selection=test_selection(module),
+        pytest_add_cli_args_test_selection=selection_args(module),
     )
-    _run((), jobs)
+    _run(names, jobs)
 
 
 # ----------------------------------------------------------------------------- reading results
@@ -217,6 +218,10 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
             continue
         out.append(f"### `{module}`")
         out.append("")
+        if not r["total"]:
+            out.append("No mutants: mutmut 3 mutates function bodies, and this module has none.")
+            out.append("")
+            continue
         if not r["survivors"]:
             out.append("None: every mutant was killed.")
             out.append("")
@@ -273,7 +278,12 @@ python tools/mutation.py loopspec/replay/redact.py   # one module (minutes to an
 python tools/mutation.py --all                       # every module (many hours on 2 cores)
 python tools/mutation.py --report                    # rewrite this file from the stored results
 python tools/mutation.py --max-minutes 60 loopspec/language/model.py  # stop early, keep what ran
+python tools/mutation.py --survivors loopspec/engine/history.py       # after new tests: rerun survivors
 ```
+
+To work on a module: run it, read its survivors below, write a test in a `tests/*/test_mutants_*.py`
+file that fails on each one (or explain it as equivalent) in `tools/mutation_notes.toml`, then
+rerun with `--survivors` (or in full) to confirm.
 
 The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[tool.mutmut]` in
 `pyproject.toml`. Each module runs in a fresh `mutants/` copy of the tree. mutmut first runs the
@@ -312,16 +322,30 @@ def has_functions(module: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
 
 
-def run_module(module: str, jobs: int, max_minutes: float | None = None) -> dict[str, Any]:
-    """Run one module in a child process, then read its verdicts."""
+def run_module(module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False) -> dict[str, Any]:
+    """Run one module in a child process, then read its verdicts.
+
+    With ``survivors``, only the mutants that survived the module's last run are run again (after
+    new tests were written for them), in the `mutants/` copy that run left; mutmut finds the new
+    tests and maps them first. That copy must be this module's: every full run starts afresh.
+    """
     if not has_functions(module):
         return {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
                 "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
-    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    names: list[str] = []
+    marker = ROOT / "mutants" / "loopspec-module.txt"
+    if survivors:
+        if not marker.exists() or marker.read_text() != module:
+            raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
+        names = [s["name"] for s in load_results()[module]["survivors"]]
+    else:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+        marker.parent.mkdir()
+        marker.write_text(module)
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", LITELLM_LOCAL_MODEL_COST_MAP="True")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", module, "--jobs", str(jobs)],
+        [sys.executable, str(Path(__file__).resolve()), "--worker", module, "--jobs", str(jobs), *names],
         cwd=ROOT,
         env=env,
     )
@@ -338,7 +362,7 @@ def run_module(module: str, jobs: int, max_minutes: float | None = None) -> dict
     result.update(
         seconds=round(seconds),
         date=dt.date.today().isoformat(),
-        selection=test_selection(module),
+        selection=selection_args(module),
         mutmut=_mutmut_version(),
     )
     return result
@@ -357,12 +381,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="only rewrite docs/quality.md")
     parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"mutants at a time (at most {MAX_JOBS})")
     parser.add_argument("--max-minutes", type=float, help="stop a module after this long and keep what it reached")
+    parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors (one module)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     jobs = max(1, min(args.jobs, MAX_JOBS))
     os.chdir(ROOT)
     if args.worker:
-        worker(args.worker, jobs)
+        worker(args.worker, jobs, args.modules)  # after --worker, the positionals are mutant names
         return
     os.nice(10)  # other work shares the two cores; mutmut's workers inherit this
     modules = list(args.modules)
@@ -372,9 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"not in MODULES: {', '.join(unknown)} (add it there first)")
     for module in modules:
-        result = run_module(module, jobs, args.max_minutes)
+        result = run_module(module, jobs, args.max_minutes, args.survivors)
         results = load_results()
         earlier = results.get(module, {})
+        if args.survivors:  # the time of a run includes its reruns
+            result["seconds"] += earlier["seconds"]
         result["earlier"] = earlier.get("earlier", []) + (
             [{k: earlier[k] for k in ("date", "detected", "total")}] if earlier else []
         )
