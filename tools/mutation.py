@@ -159,6 +159,7 @@ def collect(module: str) -> dict[str, Any]:
     return {
         "total": len(statuses) - counts.get("not checked", 0),
         "unchecked": counts.get("not checked", 0),
+        "unchecked_names": sorted((k for k, v in statuses.items() if v == "not checked"), key=_mutant_order),
         "detected": sum(n for s, n in counts.items() if s in DETECTED),
         "counts": counts,
         "survivors": survivors,
@@ -325,8 +326,8 @@ def has_functions(module: str) -> bool:
 def run_module(module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False) -> dict[str, Any]:
     """Run one module in a child process, then read its verdicts.
 
-    With ``survivors``, only the mutants that survived the module's last run are run again (after
-    new tests were written for them), in the `mutants/` copy that run left; mutmut finds the new
+    With ``survivors``, only the mutants that survived the module's last run (or that it stopped
+    before) are run again, after new tests were written for them, in the `mutants/` copy that run left; mutmut finds the new
     tests and maps them first. That copy must be this module's: every full run starts afresh.
     """
     if not has_functions(module):
@@ -337,7 +338,8 @@ def run_module(module: str, jobs: int, max_minutes: float | None = None, survivo
     if survivors:
         if not marker.exists() or marker.read_text() != module:
             raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
-        names = [s["name"] for s in load_results()[module]["survivors"]]
+        last = load_results()[module]
+        names = [s["name"] for s in last["survivors"]] + last.get("unchecked_names", [])
     else:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         marker.parent.mkdir()
