@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -203,11 +204,12 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
             continue
         score = f"{100.0 * r['detected'] / r['total']:.1f} %" if r["total"] else "no mutants (no functions)"
         minutes = f"{r['seconds'] / 60:.0f} min"
+        tests = f"`{shlex.join(r['selection'])}`" if r["selection"] else "—"
         earlier = ", ".join(f"{e['detected']} / {e['total']} ({e['date']})" for e in r.get("earlier", []))
         of = f" (stopped early: {r['unchecked']} more not run)" if r.get("unchecked") else ""
         out.append(
             f"| `{module}` | {r['detected']} / {r['total']}{of} | {score} | {minutes} | {r['date']} "
-            f"| `{' '.join(r['selection'])}` | {earlier} |"
+            f"| {tests} | {earlier} |"
         )
     out.append("")
     out.append("## Surviving mutants")
@@ -297,12 +299,13 @@ A run stopped by `--max-minutes` scores the mutants it reached and says how many
 mutmut runs the mutants with the fastest tests first, so the rest are the ones whose tests take
 longest.
 
-Known limit: code that the suite runs only in a child process (`loopspec` started as a command,
-the replay server run as a subprocess) imports the installed, unmutated package, so mutants there
-survive unless an in-process test also covers them.
+Known limits: mutmut 3 mutates function bodies only, so module-level constants (the key patterns
+of `redact.py`, the tables of `alphabet.py`) get no mutants and need tests of their own (e.g.
+`test_every_provider_key_shape_is_redacted`). Code that the suite runs only in a child process
+(`loopspec` started as a command, the replay server run as a subprocess) imports the installed,
+unmutated package, so mutants there survive unless an in-process test also covers them.
 
 ## Scores
-
 """
 
 SURVIVORS_INTRO = """Every mutant that survived the latest run of its module, at its line in today's source. The

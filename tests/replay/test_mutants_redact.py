@@ -121,6 +121,36 @@ def test_a_clean_channel_before_a_dirty_one_does_not_stop_the_pass() -> None:
     assert "".join(_args(out)) == JOINED_REDACTED
 
 
+# ------------------------------------------------------------- key shapes (module constants)
+# mutmut 3 mutates function bodies only, so the patterns in `_KEY_PATTERNS` get no mutants: each
+# provider's key shape is pinned here instead.
+KEY_SHAPES = {
+    "openai": "sk-" + "A1b2" * 6,
+    "openai project": "sk-proj-" + "A1b2" * 6,
+    "anthropic": "sk-ant-api03-" + "A1b2" * 6,
+    "openrouter": "sk-or-v1-" + "a1b2" * 8,
+    "groq": "gsk_" + "A1b2" * 6,
+    "xai": "xai-" + "A1b2" * 6,
+    "google": "AIza" + "A1b2_-" * 6,
+    "hugging face": "hf_" + "A1b2" * 6,
+    "github": "ghp_" + "A1b2" * 6,
+    "github oauth": "gho_" + "A1b2" * 6,
+    "aws": "AKIA" + "ABCDEFGH12345678",
+}
+
+
+@pytest.mark.parametrize("provider", KEY_SHAPES)
+def test_every_provider_key_shape_is_redacted(provider: str) -> None:
+    key = KEY_SHAPES[provider]
+    assert redact_text(f"key {key} here") == f"key {REDACTED} here"
+    assert redact({"note": key}) == {"note": REDACTED}
+
+
+def test_keys_inside_words_are_not_keys() -> None:
+    text = "task-" + "A1b2" * 6 + " and xAKIAABCDEFGH12345678"
+    assert redact_text(text) == text
+
+
 # ---------------------------------------------------------------------------- literal secrets
 
 
