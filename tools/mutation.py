@@ -282,6 +282,7 @@ python tools/mutation.py --all                       # every module (many hours 
 python tools/mutation.py --report                    # rewrite this file from the stored results
 python tools/mutation.py --max-minutes 60 loopspec/language/model.py  # stop early, keep what ran
 python tools/mutation.py --survivors loopspec/engine/history.py       # after new tests: rerun survivors
+python tools/mutation.py --resume loopspec/language/model.py          # go on where --max-minutes stopped
 ```
 
 To work on a module: run it, read its survivors below, write a test in a `tests/*/test_mutants_*.py`
@@ -326,23 +327,29 @@ def has_functions(module: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
 
 
-def run_module(module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False) -> dict[str, Any]:
+def run_module(
+    module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False, resume: bool = False
+) -> dict[str, Any]:
     """Run one module in a child process, then read its verdicts.
 
-    With ``survivors``, only the mutants that survived the module's last run (or that it stopped
-    before) are run again, after new tests were written for them, in the `mutants/` copy that run left; mutmut finds the new
-    tests and maps them first. That copy must be this module's: every full run starts afresh.
+    With ``survivors``, only the mutants that survived the module's last run are run again (after
+    new tests were written for them); with ``resume``, the mutants a stopped run never reached. Both
+    work in the `mutants/` copy that run left, where mutmut finds new tests and maps them first;
+    that copy must be this module's, since every full run starts afresh.
     """
     if not has_functions(module):
         return {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
                 "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
     names: list[str] = []
     marker = ROOT / "mutants" / "loopspec-module.txt"
-    if survivors:
+    if survivors or resume:
         if not marker.exists() or marker.read_text() != module:
             raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
         last = load_results()[module]
-        names = [s["name"] for s in last["survivors"]] + last.get("unchecked_names", [])
+        names = [s["name"] for s in last["survivors"]] if survivors else []
+        names += last.get("unchecked_names", []) if resume else []
+        if not names:
+            raise SystemExit(f"nothing to rerun in {module}")
     else:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         marker.parent.mkdir()
@@ -387,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"mutants at a time (at most {MAX_JOBS})")
     parser.add_argument("--max-minutes", type=float, help="stop a module after this long and keep what it reached")
     parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors (one module)")
+    parser.add_argument("--resume", action="store_true", help="run the mutants a stopped run did not reach (one module)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     jobs = max(1, min(args.jobs, MAX_JOBS))
@@ -402,10 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"not in MODULES: {', '.join(unknown)} (add it there first)")
     for module in modules:
-        result = run_module(module, jobs, args.max_minutes, args.survivors)
+        result = run_module(module, jobs, args.max_minutes, args.survivors, args.resume)
         results = load_results()
         earlier = results.get(module, {})
-        if args.survivors:  # the time of a run includes its reruns
+        if args.survivors or args.resume:  # the time of a run includes its reruns
             result["seconds"] += earlier["seconds"]
         result["earlier"] = earlier.get("earlier", []) + (
             [{k: earlier[k] for k in ("date", "detected", "total")}] if earlier else []

@@ -26,7 +26,7 @@ counters:
   retries: {max: 4}
 backoff:
   rl: [30, 60]
-  flat: [5]
+  flat: [5, 9]
 templates:
   hurry: "hurry"
   no: "refused: {tools}"
@@ -196,3 +196,25 @@ def test_an_unmatched_event_drops_its_calls_and_keeps_the_configuration() -> Non
     assert (step.calls, step.fate) == ("partial", "drop")
     assert p.step(cfg, Event("stalled", {})).fate is None
     assert p.states[POLICY_ERROR_STATE].outcome == "policy_error" == p.states[step.target].outcome
+
+
+def test_an_unmatched_event_goes_to_the_policys_own_policy_error_halt() -> None:
+    p = load_policy_text(POLICY.replace(
+        '  out: {kind: halt, outcome: backstop, message: "out"}\n',
+        '  out: {kind: halt, outcome: backstop, message: "out"}\n'
+        '  oops: {kind: halt, outcome: policy_error, message: "no transition for {event}"}\n',
+    ))
+    assert p.policy_error_state() == "oops"
+    assert p.step(p.initial_config(), Event("auth", {"status": 401})).target == "oops"
+
+
+def test_render_template_keeps_escaped_braces_before_a_field() -> None:
+    assert render_template("{{a}} {x} {{b}}", {"x": 1}) == "{a} 1 {b}"
+
+
+def test_redirect_targets_are_the_backstop_states_of_a_call_or_tool_exec_entry() -> None:
+    p = _policy()
+    assert p.redirect_targets("ask") == ("out",)
+    assert p.redirect_targets("tools") == ("out",)
+    assert p.redirect_targets("read") == ()
+    assert p.redirect_targets("done") == ()
