@@ -332,8 +332,8 @@ def run_module(
 ) -> dict[str, Any]:
     """Run one module in a child process, then read its verdicts.
 
-    With ``survivors``, only the mutants that survived the module's last run are run again (after
-    new tests were written for them); with ``resume``, the mutants a stopped run never reached. Both
+    With ``survivors``, only the mutants that survived the module's last run and are not explained
+    as equivalent are run again (after new tests were written for them); with ``resume``, the mutants a stopped run never reached. Both
     work in the `mutants/` copy that run left, where mutmut finds new tests and maps them first;
     that copy must be this module's, since every full run starts afresh.
     """
@@ -346,7 +346,9 @@ def run_module(
         if not marker.exists() or marker.read_text() != module:
             raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
         last = load_results()[module]
-        names = [s["name"] for s in last["survivors"]] if survivors else []
+        notes = load_notes()
+        equivalent = {n for n, note in notes.items() if "equivalent" in note}  # no test can kill these
+        names = [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
         names += last.get("unchecked_names", []) if resume else []
         if not names:
             raise SystemExit(f"nothing to rerun in {module}")

@@ -194,6 +194,7 @@ def test_an_unmatched_event_drops_its_calls_and_keeps_the_configuration() -> Non
     assert step.transition is None
     assert step.after == Config(p.policy_error_state(), cfg.counters, cfg.flags)
     assert (step.calls, step.fate) == ("partial", "drop")
+    assert step.directives == () and step.appended == ()
     assert p.step(cfg, Event("stalled", {})).fate is None
     assert p.states[POLICY_ERROR_STATE].outcome == "policy_error" == p.states[step.target].outcome
 
