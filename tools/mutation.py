@@ -205,12 +205,17 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
         score = f"{100.0 * r['detected'] / r['total']:.1f} %" if r["total"] else "no mutants (no functions)"
         minutes = f"{r['seconds'] / 60:.0f} min"
         tests = f"`{shlex.join(r['selection'])}`" if r["selection"] else "—"
-        earlier = ", ".join(f"{e['detected']} / {e['total']} ({e['date']})" for e in r.get("earlier", []))
+        earlier = ", ".join(
+            f"{e['detected']} / {e['total']}{f' (+{n} not run)' if (n := e.get('unchecked')) else ''} ({e['date']})"
+            for e in r.get("earlier", [])
+        )
         of = f" (stopped early: {r['unchecked']} more not run)" if r.get("unchecked") else ""
         out.append(
             f"| `{module}` | {r['detected']} / {r['total']}{of} | {score} | {minutes} | {r['date']} "
             f"| {tests} | {earlier} |"
         )
+    out.append("")
+    out.append(SCORES_NOTE)
     out.append("")
     out.append("## Surviving mutants")
     out.append("")
@@ -308,6 +313,10 @@ unmutated package, so mutants there survive unless an in-process test also cover
 
 ## Scores
 """
+
+SCORES_NOTE = """*time* is the latest run's, reruns of its survivors included; *earlier runs* are the scores
+before the tests written for their survivors. An empty *earlier runs* means the module's
+`test_mutants_*.py` tests were written from reading the code, before its first run."""
 
 SURVIVORS_INTRO = """Every mutant that survived the latest run of its module, at its line in today's source. The
 verdict is *fixed by* the test added to kill it (confirmed by a rerun, listed under "Killed by new
@@ -418,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.survivors or args.resume:  # the time of a run includes its reruns
             result["seconds"] += earlier["seconds"]
         result["earlier"] = earlier.get("earlier", []) + (
-            [{k: earlier[k] for k in ("date", "detected", "total")}] if earlier else []
+            [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}] if earlier else []
         )
         results[module] = result
         RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n")

@@ -72,6 +72,20 @@ def test_a_tool_that_raises_is_an_error_result() -> None:
     assert (r.content, r.ok, r.schema_valid, r.ran) == ("Error: ValueError: bad 3", False, True, True)
 
 
+def test_a_tool_that_raises_on_invalid_arguments_says_they_were_invalid() -> None:
+    def strict(n: int) -> int:
+        raise TypeError("n must be an int")
+
+    r = _run(run_one(Tool("strict", strict, SCHEMA), ToolCall("c", "strict", '{"n": "x"}')))
+    assert (r.content, r.ok, r.schema_valid) == ("Error: TypeError: n must be an int", False, False)
+
+
+def test_a_tool_without_docstring_or_description_has_an_empty_description() -> None:
+    reg = ToolRegistry()
+    reg.register(lambda: "a", name="anon")
+    assert reg.tools["anon"].description == ""
+
+
 def test_a_call_with_invalid_arguments_still_runs_and_says_so() -> None:
     r = _run(run_one(Tool("echo", lambda **kw: kw, SCHEMA), ToolCall("c", "echo", '{"n": "x"}')))
     assert (r.content, r.ok, r.schema_valid) == ('{"n": "x"}', True, False)
