@@ -134,6 +134,11 @@ def test_a_model_call_between_the_stall_and_the_halt_clears_it() -> None:
     assert _violations(_stall(), _step("cont", "done", "ask"), _step("ask", "opened", "done")) == []
 
 
+def test_entering_a_stream_or_tool_exec_state_clears_it_too() -> None:
+    assert _violations(_stall(), _step("cont", "done", "read"), _step("read", "text", "done")) == []
+    assert _violations(_stall(), _step("cont", "done", "tools"), _step("tools", "ok", "done")) == []
+
+
 def test_no_violation_once_the_budget_is_spent_or_the_halt_is_not_completed() -> None:
     assert _violations(_stall(conts=2), _step("cont", "done", "done")) == []
     assert _violations(_stall(), _step("cont", "done", "out")) == []
