@@ -1,0 +1,441 @@
+"""Mutation testing of loopspec's core modules with mutmut, one module at a time.
+
+Why a script of its own: a full run takes hours on two cores, so it is never part of `.ci/run`.
+It runs mutmut over the modules named (or `--all`), records each module's result in
+`tools/mutation_results.json`, and rewrites `docs/quality.md` from those results and the verdicts
+on surviving mutants kept in `tools/mutation_notes.toml`.
+
+    python tools/mutation.py loopspec/replay/redact.py      # one module
+    python tools/mutation.py --all                          # every module in MODULES
+    python tools/mutation.py --report                       # only rewrite docs/quality.md
+
+Each module runs in a fresh `mutants/` copy of the tree, in a child process of its own (mutmut
+keeps its state in module globals and pytest caches imports). mutmut first runs the selected tests
+once to learn which tests call which function, then runs each mutant against only those tests,
+with `-x`, at most two at a time, under the Hypothesis `ci` profile and at nice 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "tools" / "mutation_results.json"
+NOTES = ROOT / "tools" / "mutation_notes.toml"
+REPORT = ROOT / "docs" / "quality.md"
+
+# The modules under mutation testing. This list only grows: a module leaves it only when the
+# module itself leaves the code base. `True` adds the tests marked slow to the selection: the
+# transports and the checker are exercised mostly by them (real sockets, the soundness reference).
+MODULES: dict[str, bool] = {
+    # the semantics
+    "loopspec/language/model.py": False,
+    "loopspec/language/guards.py": False,
+    "loopspec/language/actions.py": False,
+    "loopspec/language/step.py": False,
+    "loopspec/language/properties.py": False,
+    # the checker
+    **{f"loopspec/verify/{p.name}": True for p in sorted((ROOT / "loopspec" / "verify").glob("*.py"))},
+    # the interpreter
+    "loopspec/engine/turn.py": False,
+    "loopspec/engine/history.py": False,
+    "loopspec/engine/tools.py": False,
+    # redaction
+    "loopspec/replay/redact.py": False,
+    # the replay transports
+    "loopspec/replay/inproc.py": True,
+    "loopspec/replay/http.py": True,
+    "loopspec/replay/server.py": True,
+}
+
+MAX_JOBS = 2  # the machine has two cores, shared with other work
+DETECTED = {"killed", "timeout", "caught by type check"}
+
+
+def selection_args(module: str) -> list[str]:
+    """pytest arguments for mutmut's mapping run: the whole suite, slow tests only where needed."""
+    return ["tests"] if MODULES[module] else ["tests", "-m", "not slow"]
+
+
+# ------------------------------------------------------------------------------------ the worker
+def worker(module: str, jobs: int, names: list[str]) -> None:
+    """Run mutmut over one module (or only the mutants named), in this process: a fresh child of
+    `main`, since mutmut keeps its state in module globals and pytest caches imports."""
+    from mutmut import configuration
+    from mutmut.__main__ import _run
+
+    cfg = configuration.config()
+    configuration._config = dataclasses.replace(
+        cfg,
+        only_mutate=[module],
+        pytest_add_cli_args_test_selection=selection_args(module),
+    )
+    _run(names, jobs)
+
+
+# ----------------------------------------------------------------------------- reading results
+def function_start(source: str, func: str, cls: str | None) -> int:
+    """First line (decorators included) of a function or method in the original source."""
+    tree = ast.parse(source)
+    scope: list[ast.stmt] = tree.body
+    if cls is not None:
+        scope = next(n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    node = next(
+        n for n in scope if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func
+    )
+    start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    # mutmut's diff starts at the comments directly above the function (libcst keeps them with it)
+    lines = source.splitlines()
+    while start > 1 and (not lines[start - 2].strip() or lines[start - 2].lstrip().startswith("#")):
+        start -= 1
+    while not lines[start - 1].strip():
+        start += 1
+    return start
+
+
+def describe(diff: str, start: int) -> tuple[int, str]:
+    """The file line of a mutant's first change and the change itself (`old` → `new`)."""
+    rel = 0
+    removed: list[str] = []
+    added: list[str] = []
+    first = 0
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++")):
+            continue
+        m = re.match(r"@@ -(\d+)", line)
+        if m:
+            rel = int(m.group(1))
+            continue
+        if line.startswith("-"):
+            first = first or rel
+            removed.append(line[1:].strip())
+            rel += 1
+        elif line.startswith("+"):
+            first = first or rel
+            added.append(line[1:].strip())
+        else:
+            rel += 1
+    change = f"`{' '.join(removed)}` → `{' '.join(added)}`" if removed else f"adds `{' '.join(added)}`"
+    return start + first - 1, change
+
+
+def collect(module: str) -> dict[str, Any]:
+    """Read mutmut's verdicts for one module from `mutants/` after its run."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    meta_path = ROOT / "mutants" / f"{module}.meta"
+    # no meta file: the module has no function bodies, the only code mutmut 3 mutates
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"exit_code_by_key": {}}
+    statuses = {k: status_by_exit_code[v] for k, v in meta["exit_code_by_key"].items()}
+    source = (ROOT / module).read_text()
+    survivors = []
+    os.chdir(ROOT)
+    for name, status in sorted(statuses.items(), key=lambda kv: _mutant_order(kv[0])):
+        if status in DETECTED or status == "not checked":
+            continue
+        func, cls = orig_function_and_class_names_from_key(name)
+        diff = get_diff_for_mutant(name, path=module)
+        line, change = describe(diff, function_start(source, func, cls))
+        survivors.append({"name": name, "status": status, "line": line, "mutation": change})
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "total": len(statuses) - counts.get("not checked", 0),
+        "unchecked": counts.get("not checked", 0),
+        "unchecked_names": sorted((k for k, v in statuses.items() if v == "not checked"), key=_mutant_order),
+        "detected": sum(n for s, n in counts.items() if s in DETECTED),
+        "counts": counts,
+        "survivors": survivors,
+    }
+
+
+def _mutant_order(name: str) -> tuple[str, int]:
+    stem, _, number = name.rpartition("__mutmut_")
+    return stem, int(number)
+
+
+# ---------------------------------------------------------------------------------- the report
+def load_results() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def load_notes() -> dict[str, dict[str, str]]:
+    """Verdicts on survivors, keyed by mutant name; each says `test` (fixed by) or `equivalent`."""
+    return tomllib.loads(NOTES.read_text()) if NOTES.exists() else {}
+
+
+def verdict(survivor: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
+    note = notes.get(survivor["name"])
+    if note is None:
+        return "**open**"
+    if note.get("mutation") and note["mutation"] != survivor["mutation"]:
+        return "**open** (the note is for another mutation; the function changed)"
+    if "test" in note:
+        return f"fixed by `{note['test']}` (survived this run: rerun the module)"
+    return f"equivalent: {note['equivalent']}"
+
+
+def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
+    out = [HEADER]
+    out.append("| module | killed / total | score | time | run on | tests | earlier runs |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for module in MODULES:
+        r = results.get(module)
+        if r is None:
+            out.append(f"| `{module}` | not yet run | | | | | |")
+            continue
+        score = f"{100.0 * r['detected'] / r['total']:.1f} %" if r["total"] else "no mutants (no functions)"
+        minutes = f"{r['seconds'] / 60:.0f} min"
+        tests = f"`{shlex.join(r['selection'])}`" if r["selection"] else "—"
+        earlier = ", ".join(
+            f"{e['detected']} / {e['total']}{f' (+{n} not run)' if (n := e.get('unchecked')) else ''} ({e['date']})"
+            for e in r.get("earlier", [])
+        )
+        of = f" (stopped early: {r['unchecked']} more not run)" if r.get("unchecked") else ""
+        out.append(
+            f"| `{module}` | {r['detected']} / {r['total']}{of} | {score} | {minutes} | {r['date']} "
+            f"| {tests} | {earlier} |"
+        )
+    out.append("")
+    out.append(SCORES_NOTE)
+    out.append("")
+    out.append("## Surviving mutants")
+    out.append("")
+    out.append(SURVIVORS_INTRO)
+    for module in MODULES:
+        r = results.get(module)
+        if r is None:
+            continue
+        out.append(f"### `{module}`")
+        out.append("")
+        if not r["total"]:
+            out.append("No mutants: mutmut 3 mutates function bodies, and this module has none.")
+            out.append("")
+            continue
+        if not r["survivors"]:
+            out.append("None: every mutant was killed.")
+            out.append("")
+            continue
+        out.append("| where | mutation | mutmut | verdict |")
+        out.append("| --- | --- | --- | --- |")
+        for s in r["survivors"]:
+            mutation = s["mutation"].replace("|", "\\|")
+            out.append(f"| {module}:{s['line']} | {mutation} | {s['status']} | {verdict(s, notes)} |")
+        out.append("")
+    fixed = fixed_since(results, notes)
+    if fixed:
+        out.append(FIXED_INTRO)
+        out.append("| module | mutant | mutation | killed by |")
+        out.append("| --- | --- | --- | --- |")
+        for module, name, note in fixed:
+            mutation = note.get("mutation", "").replace("|", "\\|")
+            out.append(f"| `{module}` | `{name.rpartition('.')[2]}` | {mutation} | `{note['test']}` |")
+        out.append("")
+    return "\n".join(out)
+
+
+def fixed_since(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> list[tuple[str, str, dict[str, str]]]:
+    """Notes naming a test whose mutant no longer survives: the record of what each new test kills."""
+    rows = []
+    for name, note in notes.items():
+        if "test" not in note:
+            continue
+        module = note["module"]
+        r = results.get(module)
+        if r is None or any(s["name"] == name for s in r["survivors"]):
+            continue
+        rows.append((module, name, note))
+    return sorted(rows, key=lambda row: (row[0], _mutant_order(row[1])))
+
+
+HEADER = """# Quality: mutation testing
+
+A mutation test plants one small bug (a *mutant*: `<` for `<=`, `None` for a value, a dropped
+argument) in a copy of the code and runs the tests that call the mutated function. A mutant the
+tests still pass on *survived*: either no test holds that behaviour, or the mutant is *equivalent*
+(it changes nothing observable). The score of a module is killed / total; the target is at least
+90 % in each module below, and the list of modules only grows.
+
+This file is written by `tools/mutation.py`; do not edit it by hand. Verdicts on survivors live
+in `tools/mutation_notes.toml` and the raw results in `tools/mutation_results.json`.
+
+## How to run
+
+<!-- doctest: skip runs for minutes to hours; it is a check of its own, never part of the suite -->
+```sh
+pip install -e '.[mutation]'
+python tools/mutation.py loopspec/replay/redact.py   # one module (minutes to an hour)
+python tools/mutation.py --all                       # every module (many hours on 2 cores)
+python tools/mutation.py --report                    # rewrite this file from the stored results
+python tools/mutation.py --max-minutes 60 loopspec/language/model.py  # stop early, keep what ran
+python tools/mutation.py --survivors loopspec/engine/history.py       # after new tests: rerun survivors
+python tools/mutation.py --resume loopspec/language/model.py          # go on where --max-minutes stopped
+```
+
+To work on a module: run it, read its survivors below, write a test in a `tests/*/test_mutants_*.py`
+file that fails on each one (or explain it as equivalent) in `tools/mutation_notes.toml`, then
+rerun with `--survivors` (or in full) to confirm.
+
+The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[tool.mutmut]` in
+`pyproject.toml`. Each module runs in a fresh `mutants/` copy of the tree. mutmut first runs the
+selected tests once to learn which tests call each function, then runs every mutant against only
+those tests with `-x`, two mutants at a time, at nice 10, with `HYPOTHESIS_PROFILE=ci`. It is not
+part of `.ci/run`. The selection is `tests -m "not slow"`, or the whole suite for the modules that
+the slow tests exercise (the checker and the replay transports). A mutant is *killed* when a test
+fails or times out; *no tests* means no selected test calls the function, and counts as surviving.
+A run stopped by `--max-minutes` scores the mutants it reached and says how many it did not run;
+mutmut runs the mutants with the fastest tests first, so the rest are the ones whose tests take
+longest.
+
+Known limits: mutmut 3 mutates function bodies only, so module-level constants (the key patterns
+of `redact.py`, the tables of `alphabet.py`) get no mutants and need tests of their own (e.g.
+`test_every_provider_key_shape_is_redacted`). Code that the suite runs only in a child process
+(`loopspec` started as a command, the replay server run as a subprocess) imports the installed,
+unmutated package, so mutants there survive unless an in-process test also covers them.
+
+## Scores
+"""
+
+SCORES_NOTE = """*time* is the latest run's, reruns of its survivors included; *earlier runs* are the scores
+before the tests written for their survivors. An empty *earlier runs* means the module's
+`test_mutants_*.py` tests were written from reading the code, before its first run."""
+
+SURVIVORS_INTRO = """Every mutant that survived the latest run of its module, at its line in today's source. The
+verdict is *fixed by* the test added to kill it (confirmed by a rerun, listed under "Killed by new
+tests" once it is killed), *equivalent* with the reason no test can tell it apart, or **open**.
+"""
+
+FIXED_INTRO = """## Killed by new tests
+
+Mutants that survived an earlier run and that a test written for them now kills.
+"""
+
+
+# -------------------------------------------------------------------------------------- driver
+def has_functions(module: str) -> bool:
+    """mutmut 3 mutates function bodies only; a module of plain dataclasses has no mutants."""
+    tree = ast.parse((ROOT / module).read_text())
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
+
+
+def run_module(
+    module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False, resume: bool = False
+) -> dict[str, Any]:
+    """Run one module in a child process, then read its verdicts.
+
+    With ``survivors``, only the mutants that survived the module's last run and are not explained
+    as equivalent are run again (after new tests were written for them); with ``resume``, the mutants a stopped run never reached. Both
+    work in the `mutants/` copy that run left, where mutmut finds new tests and maps them first;
+    that copy must be this module's, since every full run starts afresh.
+    """
+    if not has_functions(module):
+        return {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
+                "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
+    names: list[str] = []
+    marker = ROOT / "mutants" / "loopspec-module.txt"
+    if survivors or resume:
+        if not marker.exists() or marker.read_text() != module:
+            raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
+        last = load_results()[module]
+        notes = load_notes()
+        equivalent = {n for n, note in notes.items() if "equivalent" in note}  # no test can kill these
+        names = [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
+        names += last.get("unchecked_names", []) if resume else []
+        if not names:
+            raise SystemExit(f"nothing to rerun in {module}")
+    else:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+        marker.parent.mkdir()
+        marker.write_text(module)
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", module, "--jobs", str(jobs), *names],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        proc.wait(timeout=None if max_minutes is None else max_minutes * 60)
+    except subprocess.TimeoutExpired:
+        # mutmut stops its workers on Ctrl-C and keeps every verdict reached so far
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+    seconds = time.monotonic() - started
+    if proc.returncode != 0 and not (ROOT / "mutants" / f"{module}.meta").exists():
+        raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); see its output above")
+    result = collect(module)
+    result.update(
+        seconds=round(seconds),
+        date=dt.date.today().isoformat(),
+        selection=selection_args(module),
+        mutmut=_mutmut_version(),
+    )
+    return result
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="source files, e.g. loopspec/language/model.py")
+    parser.add_argument("--all", action="store_true", help="every module in MODULES, smallest first")
+    parser.add_argument("--report", action="store_true", help="only rewrite docs/quality.md")
+    parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"mutants at a time (at most {MAX_JOBS})")
+    parser.add_argument("--max-minutes", type=float, help="stop a module after this long and keep what it reached")
+    parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors (one module)")
+    parser.add_argument("--resume", action="store_true", help="run the mutants a stopped run did not reach (one module)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    jobs = max(1, min(args.jobs, MAX_JOBS))
+    os.chdir(ROOT)
+    if args.worker:
+        worker(args.worker, jobs, args.modules)  # after --worker, the positionals are mutant names
+        return
+    os.nice(10)  # other work shares the two cores; mutmut's workers inherit this
+    modules = list(args.modules)
+    if args.all:
+        modules = sorted(MODULES, key=lambda m: (ROOT / m).stat().st_size)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not in MODULES: {', '.join(unknown)} (add it there first)")
+    for module in modules:
+        result = run_module(module, jobs, args.max_minutes, args.survivors, args.resume)
+        results = load_results()
+        earlier = results.get(module, {})
+        if args.survivors or args.resume:  # the time of a run includes its reruns
+            result["seconds"] += earlier["seconds"]
+        result["earlier"] = earlier.get("earlier", []) + (
+            [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}] if earlier else []
+        )
+        results[module] = result
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        REPORT.write_text(render(results, load_notes()))
+        print(f"{module}: {result['detected']} / {result['total']} in {result['seconds']} s")
+    if not modules:
+        REPORT.write_text(render(load_results(), load_notes()))
+
+
+if __name__ == "__main__":
+    main()
