@@ -28,6 +28,7 @@ from loopspec.replay.server import LoopbackServer
 from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY, FIXTURES
+from _policy_text import handles
 
 POLICY = load_policy(str(DEFAULT_POLICY))
 STREAMS = FIXTURES / "streams"
@@ -251,8 +252,7 @@ backstops:
 states:
   ask:
     kind: call
-    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out,
-         bad_request: out, effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
+    on: CALL_EVENTS
   read:
     kind: stream
     on:
@@ -273,7 +273,7 @@ states:
   done: {kind: halt, outcome: completed, message: "{response}"}
   no_fallback: {kind: halt, outcome: provider_error, message: "cannot escalate: {message}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-"""
+""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
 
 
 def escalating(fallback: str | None) -> Any:

@@ -14,6 +14,7 @@ from loopspec.language.properties import trace_violations
 from loopspec.verify import check_policy
 
 from _paths import DEFAULT_POLICY
+from _policy_text import handles
 
 USER = [{"role": "user", "content": "go"}]
 
@@ -46,8 +47,7 @@ backstops:
 states:
   ask:
     kind: call
-    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out,
-         bad_request: out, effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
+    on: CALL_EVENTS
   read:
     kind: stream
     on:
@@ -75,7 +75,7 @@ states:
     on: {done: ask, failed: out}
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-"""
+""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
 
 
 def test_calls_routed_through_an_escalation_are_ignored_by_both_the_interpreter_and_check() -> None:

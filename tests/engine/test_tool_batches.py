@@ -24,6 +24,7 @@ from loopspec.replay.interactions import StreamResponse
 from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY, FIXTURES
+from _policy_text import handles
 
 POLICY = load_policy(str(DEFAULT_POLICY))
 STREAMS = FIXTURES / "streams"
@@ -186,8 +187,7 @@ backstops:
 states:
   ask:
     kind: call
-    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out,
-         bad_request: out, effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
+    on: CALL_EVENTS
   read:
     kind: stream
     on:
@@ -203,7 +203,7 @@ states:
       cancelled: out
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-"""
+""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
 
 
 @pytest.mark.parametrize("n", [2, 3])

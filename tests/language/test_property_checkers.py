@@ -25,6 +25,8 @@ from loopspec.language.properties import (
     trace_violations,
 )
 
+from _policy_text import handles
+
 # ------------------------------------------------------------------------------ history_problems
 
 
@@ -83,8 +85,7 @@ backstops:
 states:
   ask:
     kind: call
-    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out,
-         bad_request: out, effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
+    on: CALL_EVENTS
   read:
     kind: stream
     on:
@@ -119,7 +120,7 @@ states:
     on: {done: tools, failed: out}
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-"""
+""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
 
 GOOD = {
     "TOOL_CALLS": "tools",

@@ -10,6 +10,8 @@ import pytest
 from loopspec import load_policy_text
 from loopspec.verify import check_policy
 
+from _policy_text import handles
+
 POLICY = """\
 loopspec: 1
 initial: ask
@@ -20,21 +22,11 @@ backstops:
 states:
   ask:
     kind: call
-    on:
-      opened: done
-      rate_limit: [{when: GUARD, do: [{backoff: wait}], to: ask}, fail]
-      transient: fail
-      timeout: fail
-      context_overflow: fail
-      auth: fail
-      bad_request: fail
-      effort_unsupported: fail
-      thinking_signature_invalid: fail
-      cancelled: fail
+    on: CALL_EVENTS
   done: {kind: halt, outcome: completed, message: "done"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
   fail: {kind: halt, outcome: provider_error, message: "failed"}
-"""
+""".replace("CALL_EVENTS", handles("call", "fail", opened="done", rate_limit="[{when: GUARD, do: [{backoff: wait}], to: ask}, fail]"))
 
 
 def halts(guard: str) -> bool:
