@@ -19,7 +19,16 @@ EXPECTED_FAILURE = {
     "hermes_pre_30813": ("halt_message", "property halt_message fails"),
     "netclaw_pre_1358": ("no_backstop_only_loops", "fired 4 times, at most 3 expected"),
     "netclaw_post_1358": ("tools_stay_disabled", "property tools_stay_disabled fails: tools were disabled and"),
+    "nat_pre_1705": ("halt_message", "property halt_message fails: halt halt_recursion_limit delivered an empty message"),
+    "ogx_pre_6231": ("halt_message", "property halt_message fails: halt halt_client_call delivered an empty message"),
+    "cogtrix_pre_1370": ("no_partial_tool_exec", "property no_partial_tool_exec fails: truncated tool call(s) from 'length'"),
+    "zoo_code_pre_1112": ("no_backstop_only_loops", "transition read_stream --empty[0]--> call_model fired 2 times"),
 }
+
+
+def test_every_pre_fix_policy_has_its_counterexample_pinned_here() -> None:
+    pre_fix = {p.stem for p in MACHINES.glob("*.yaml") if p.stem != "default"}
+    assert pre_fix == set(EXPECTED_FAILURE), "a policy in machines/ without an expected counterexample"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_FAILURE))
