@@ -28,6 +28,7 @@ from .interactions import (
     Interaction,
     Stall,
     StreamResponse,
+    choose,
     completion_chunks,
     stream_plan,
 )
@@ -165,7 +166,7 @@ class InProcessProvider:
                     phase="call",
                 )
             )
-        recorded = self.interactions[index]
+        recorded = choose(self.interactions[index], bool(request.tools))
         if isinstance(recorded, ErrorResponse):
             raise ProviderError(
                 classify_exception(RecordedHTTPError(recorded.status, recorded.body, recorded.headers), phase="call")

@@ -17,7 +17,10 @@ __all__ = [
     "StreamResponse",
     "ErrorResponse",
     "CompletionResponse",
+    "WhenNoTools",
     "Interaction",
+    "Served",
+    "choose",
     "Stall",
     "Disconnect",
     "PlanStep",
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 DONE_EVENT = b"data: [DONE]\n\n"
+PING_EVENT = b": ping\n\n"
+"""The SSE comment a keep-alive sends: bytes on the wire, no content for the reader."""
 
 # One end-of-line as the SSE spec defines it. A lone CR must not eat the CR of a CRLF, or
 # "a\r\nb" would look like a blank line.
@@ -46,6 +51,8 @@ class StreamResponse:
     ``stall_after=k`` pauses ``stall_seconds`` after the k-th data event; ``disconnect_after=k``
     drops the connection after the k-th data event, without a terminating chunk or ``[DONE]``.
     Counting data events (not bytes, not comment lines) keeps both faults on event boundaries.
+    ``keepalive=p`` sends an SSE comment (``: ping``) every ``p`` seconds during the pause, as
+    providers and proxies do: bytes arrive, content does not, so the pause must stay a stall.
     """
 
     chunks: tuple[dict[str, Any], ...] | None = None
@@ -53,6 +60,7 @@ class StreamResponse:
     stall_after: int | None = None
     stall_seconds: float = 0.0
     disconnect_after: int | None = None
+    keepalive: float | None = None
 
     def __post_init__(self) -> None:
         if (self.chunks is None) == (self.sse is None):
@@ -69,6 +77,8 @@ class StreamResponse:
                 raise ValueError(f"{name}={k} is outside 0..{n_data} (the stream's data events)")
         if self.stall_seconds < 0:
             raise ValueError("stall_seconds must be >= 0")
+        if self.keepalive is not None and not self.keepalive > 0:
+            raise ValueError("keepalive must be a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,28 @@ class CompletionResponse:
     body: dict[str, Any]
 
 
-Interaction = Union[StreamResponse, ErrorResponse, CompletionResponse]
+Served = Union[StreamResponse, ErrorResponse, CompletionResponse]
+"""What a transport actually plays for one request."""
+
+
+@dataclass(frozen=True)
+class WhenNoTools:
+    """A response that depends on the request: ``no_tools`` answers a request that offered no
+    tools (a toolless wrap-up call), ``default`` answers every other one. Both transports choose
+    with :func:`choose`."""
+
+    default: Served
+    no_tools: Served
+
+
+Interaction = Union[StreamResponse, ErrorResponse, CompletionResponse, WhenNoTools]
+
+
+def choose(it: Interaction, offered_tools: bool) -> Served:
+    """The response to play for a request that did (or did not) offer tools."""
+    if isinstance(it, WhenNoTools):
+        return it.default if offered_tools else it.no_tools
+    return it
 
 
 @dataclass(frozen=True)
@@ -151,7 +182,7 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
     """
     steps: list[PlanStep] = []
     if resp.stall_after == 0:
-        steps.append(Stall(resp.stall_seconds))
+        steps += _pause(resp)
     if resp.disconnect_after == 0:
         steps.append(Disconnect())
         return steps
@@ -162,10 +193,26 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
             continue
         n_data += 1
         if n_data == resp.stall_after:
-            steps.append(Stall(resp.stall_seconds))
+            steps += _pause(resp)
         if n_data == resp.disconnect_after:
             steps.append(Disconnect())
             return steps
+    return steps
+
+
+def _pause(resp: StreamResponse) -> list[PlanStep]:
+    """The stall as plan steps: one wait, or waits with a keep-alive comment after each
+    ``keepalive`` seconds of it (the total stays ``stall_seconds``)."""
+    total, every = resp.stall_seconds, resp.keepalive
+    if not every:
+        return [Stall(total)]
+    steps: list[PlanStep] = []
+    waited = 0.0
+    while waited + every <= total:
+        steps += [Stall(every), PING_EVENT]
+        waited += every
+    if total - waited > 0:
+        steps.append(Stall(total - waited))
     return steps
 
 
