@@ -351,13 +351,14 @@ async def replay(
 
         from .http import DEFAULT_TIME_SCALE, run_guarded_over_http
 
+        from .turn_time import TurnTime
+
         scale = time_scale or DEFAULT_TIME_SCALE
-        clock = ScaledClock(scale)
-        start = clock.now()
+        clock = TurnTime(ScaledClock(scale))
         result, server, crash = await run_guarded_over_http(
-            policy, c.interactions, c.messages, time_scale=scale, clock=clock, prepare=cancel.attach, **options
+            policy, c.interactions, c.messages, time_scale=scale, clock=clock, prepare=cancel.attach, **options  # type: ignore[arg-type]
         )
-        elapsed = clock.now() - start
+        elapsed = clock.elapsed
         diverged_at, unconsumed = server.diverged_at, server.unconsumed
     else:
         provider = InProcessProvider(c.interactions)
