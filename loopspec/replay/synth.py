@@ -81,6 +81,7 @@ def reply(
     stall_after: int | None = None,
     stall_seconds: float = 0.0,
     disconnect_after: int | None = None,
+    keepalive: float | None = None,
 ) -> StreamResponse:
     """A StreamResponse for one reply (see :func:`reply_chunks`), optionally with a fault."""
     return StreamResponse(
@@ -88,6 +89,7 @@ def reply(
         stall_after=stall_after,
         stall_seconds=stall_seconds,
         disconnect_after=disconnect_after,
+        keepalive=keepalive,
     )
 
 
