@@ -190,7 +190,7 @@ expect:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_pause_padded_with_keepalive_pings_is_still_a_stall(tmp_path: Path, transport: str) -> None:
-    report = run(write(tmp_path, keepalive_cassette(90, 15)), transport)
+    report = run(write(tmp_path, keepalive_cassette(600, 15)), transport)
     assert report.verdict == "pass", report.failures
     assert report.result.trace[1].event == "stalled" and report.result.trace[1].attrs["chars"] == 0
 
@@ -399,3 +399,16 @@ def test_engine_over_litellm_sees_a_stream_of_only_comments_as_a_stall() -> None
     assert crash is None and len(server.requests) == 2
     assert [(s.event, s.attrs.get("chars")) for s in result.trace[:2]] == [("opened", None), ("stalled", 0)]
     assert result.outcome == "completed" and result.response == "All green."
+
+
+def test_the_schema_accepts_the_new_vocabulary_and_refuses_index_zero(tmp_path: Path) -> None:
+    import yaml
+    from test_cassette_format import schema_errors
+
+    from loopspec.replay.cassette_schema import cassette_json_schema
+
+    schema = cassette_json_schema()
+    for text in (EVERYTHING, (ROOT / "docs" / "examples" / "stop-during-tests.cassette.yaml").read_text()):
+        assert schema_errors(yaml.safe_load(text), schema, schema) == []
+    bad = yaml.safe_load(EVERYTHING.replace("keepalive: 15", "keepalive: 15\n    pause: 90"))
+    assert any("unknown key pause" in e for e in schema_errors(bad, schema, schema))
