@@ -133,23 +133,21 @@ class _Clock:
 
 async def run_guarded(turn: Turn, messages: Sequence[dict[str, Any]]) -> tuple[TurnResult, str | None]:
     """Run the turn in a task of its own. Returns its result and ``None``, or, when the turn
-    raised instead of halting (a cancellation it did not absorb, a bug), a stand-in result with
-    outcome ``crashed`` and what was raised."""
+    raised ``CancelledError`` instead of halting (a cancellation it did not absorb), a stand-in result with
+    outcome ``crashed`` and what was raised. Only a cancellation is reported this way: any other
+    exception is an interpreter bug and propagates, loudly."""
     task = asyncio.ensure_future(turn.run(messages))
     await asyncio.wait([task])
-    if task.cancelled():
-        crash = "the turn raised CancelledError instead of halting"
-    else:
-        exc = task.exception()
-        if exc is None:
-            return task.result(), None
-        crash = f"the turn raised {type(exc).__name__}: {exc}"
+    if not task.cancelled():
+        return task.result(), None  # raises what the turn raised
+    crash = "the turn raised CancelledError instead of halting"
+    trajectory = getattr(turn, "trajectory", None)
     stand_in = TurnResult(
         outcome="crashed",
         halt_state="",
         message="",
         response="",
-        messages=list(getattr(turn, "trajectory", None).messages if hasattr(turn, "trajectory") else messages),
+        messages=list(trajectory.messages if trajectory is not None else messages),
         trace=list(getattr(turn, "trace", [])),
         usage=getattr(turn, "usage", TurnUsage()),
         requests=list(getattr(turn, "requests", [])),

@@ -362,7 +362,6 @@ class _Reader(DocumentReader):
             self.report(codes.BAD_CANCEL_POINT, "cancel.after_chunks is a whole number of chunks", "cancel.after_chunks", cm.pos_of("after_chunks"))
             return None
         return CancelPoint(**{point: value}, after_chunks=after)
-        return out
 
     def read_expect(self, root: YMap) -> Expectations:
         if root.get("expect") is None:
@@ -438,7 +437,7 @@ class _Reader(DocumentReader):
             self.error(f"unknown outcome {value!r}", "expect.outcome", pos, did_you_mean(value, OUTCOMES))
         return value, ()
 
-    def read_bound(self, value: Any, path: str, pos: Position | None, *, integer: bool) -> int | float | Bound | None:
+    def read_bound(self, value: Any, path: str, pos: Position | None, *, integer: bool) -> Any:
         """A number as is, or ``{min: N, max: N}`` (either or both) as a :class:`Bound`."""
         if value is None:
             return None

@@ -105,6 +105,8 @@ def cassette_json_schema() -> dict[str, Any]:
     expect_props: dict[str, Any] = {
         "outcome": {
             "description": "the turn's outcome, or {any_of: [...]} for one of several",
+            # the outcomes' descriptions stay at the top, where editors look for them on hover
+            "enumDescriptions": list(OUTCOMES.values()),
             "oneOf": [
                 _enum(OUTCOMES, "the turn's outcome"),
                 {
@@ -151,8 +153,8 @@ def cassette_json_schema() -> dict[str, Any]:
         "doc": {"type": "string", "description": "what happened and why this cassette exists"},
         "source": {"type": "object", "description": "free-form provenance (incident, recording, import)"},
         "model": {"type": "string", "description": "litellm model name for in-process replay (default openai/replay)"},
-        "request": {"$ref": "#/definitions/request_options"},
-        "cancel": {"$ref": "#/definitions/cancel"},
+        "request": {"$ref": "#/definitions/request_options", "description": "the options the caller passed to the Turn"},
+        "cancel": {"$ref": "#/definitions/cancel", "description": "where the caller cancels the turn (Turn.cancel())"},
         "messages": {
             "type": "array",
             "minItems": 1,
