@@ -414,3 +414,20 @@ def test_the_schema_accepts_the_new_vocabulary_and_refuses_index_zero(tmp_path: 
         assert schema_errors(yaml.safe_load(text), schema, schema) == []
     bad = yaml.safe_load(EVERYTHING.replace("keepalive: 15", "keepalive: 15\n    pause: 90"))
     assert any("unknown key pause" in e for e in schema_errors(bad, schema, schema))
+
+
+def test_counters_are_judged_on_their_highest_value_not_the_last(tmp_path: Path) -> None:
+    """empty_streak rises to 1 on the empty reply and is reset by the tool call after it: a bound
+    of 0 must fail, an exact 1 must hold."""
+    text = HEAD + """interactions:
+  - reply: {text: ""}
+  - reply: {tool_calls: [{name: run_tests, arguments: {}}]}
+  - reply: {text: "All green."}
+tool_results:
+  - {tool: run_tests, result: ok}
+expect:
+  counters: {empty_streak: {max: 0}, empty_total: 1}
+"""
+    report = run(write(tmp_path, text))
+    assert report.result.trace[-1].counters["empty_streak"] == 0
+    assert report.failures == ["counter empty_streak reached 1, expected at most 0"]
