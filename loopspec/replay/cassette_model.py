@@ -26,7 +26,8 @@ TOP_KEYS = (
     "tool_results", "cancel", "expect", "trace",
 )
 INTERACTION_FORMS = ("sse", "sse_file", "chunks", "reply", "error", "completion")
-FAULT_KEYS = ("stall_after", "stall_seconds", "keepalive", "disconnect_after")
+FAULT_KEYS = ("stall_after", "stall_seconds", "keepalive", "pauses", "disconnect_after")
+PAUSE_KEYS = ("after", "seconds", "keepalive")
 INTERACTION_KEYS = (*INTERACTION_FORMS, *FAULT_KEYS, "when_no_tools", "doc")
 REPLY_KEYS = ("text", "reasoning", "tool_calls", "finish", "usage")
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")

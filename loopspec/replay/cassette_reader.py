@@ -24,6 +24,7 @@ from .cassette_model import (
     FAULT_KEYS,
     INTERACTION_FORMS,
     INTERACTION_KEYS,
+    PAUSE_KEYS,
     PROPERTIES,
     REPLY_KEYS,
     REQUEST_EXPECT_KEYS,
@@ -42,7 +43,7 @@ from .cassette_model import (
     ToolOutcome,
     ToolSpec,
 )
-from .interactions import CompletionResponse, ErrorResponse, Interaction, Served, StreamResponse, WhenNoTools
+from .interactions import CompletionResponse, ErrorResponse, Interaction, Pause, Served, StreamResponse, WhenNoTools
 from .synth import reply_chunks
 
 _RENAMED_PROPERTIES = {"halt_message_nonempty": "halt_message", "no_partial_tool_ran": "no_partial_tool_exec"}
@@ -182,6 +183,8 @@ class _Reader(DocumentReader):
 
     def interaction(self, form: str, value: Any, im: YMap, path: str, pos: Position | None) -> Served:
         faults = {k: im[k] for k in FAULT_KEYS if k in im}
+        if "pauses" in faults:
+            faults["pauses"] = self.read_pauses(im, path.rsplit(".", 1)[0])
         if form == "error":
             em = self.expect_map(value, path, pos, "an error ({status, body})")
             if em is None or not isinstance(em.get("status"), int):
@@ -233,6 +236,28 @@ class _Reader(DocumentReader):
             omit_finish="finish" in rm and finish is None, usage=usage,
         )
         return StreamResponse(chunks=tuple(chunks), **faults)
+
+    def read_pauses(self, im: YMap, path: str) -> tuple[Pause, ...]:
+        """``pauses: [{after: K, seconds: S, keepalive: P}]``: waits anywhere in the stream."""
+        lst = self.expect_list(im["pauses"], f"{path}.pauses", im.pos_of("pauses"), "pauses (a list of {after, seconds, keepalive})")
+        if lst is None:
+            raise _Skip()
+        out: list[Pause] = []
+        for j, p in enumerate(lst):
+            ppath = f"{path}.pauses[{j}]"
+            pm = self.expect_map(p, ppath, lst.pos_of(j), "a pause ({after, seconds, keepalive})")
+            if pm is None:
+                raise _Skip()
+            self.unknown_keys(pm, PAUSE_KEYS, ppath, "a pause")
+            after, seconds, every = pm.get("after"), pm.get("seconds"), pm.get("keepalive")
+            if isinstance(after, bool) or not isinstance(after, int) or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                self.error("a pause needs 'after' (data events before it) and 'seconds'", ppath, pm.pos)
+                raise _Skip()
+            if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float))):
+                self.error("keepalive is a number of seconds", f"{ppath}.keepalive", pm.pos_of("keepalive"))
+                raise _Skip()
+            out.append(Pause(after, float(seconds), None if every is None else float(every)))
+        return tuple(out)
 
     def read_usage(self, rm: YMap, path: str) -> dict[str, int] | None:
         if rm.get("usage") is None:

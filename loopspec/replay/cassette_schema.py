@@ -86,6 +86,20 @@ def _served_props(count: dict[str, Any]) -> dict[str, Any]:
             "exclusiveMinimum": 0,
             "description": "send an SSE comment ': ping' every this many seconds during the pause (bytes, no content)",
         },
+        "pauses": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["after", "seconds"],
+                "additionalProperties": False,
+                "properties": {
+                    "after": dict(count, description="data events before the pause (0 = before the first)"),
+                    "seconds": {"type": "number", "minimum": 0, "description": "how long it lasts"},
+                    "keepalive": {"type": "number", "exclusiveMinimum": 0, "description": "': ping' every this many seconds inside it"},
+                },
+            },
+            "description": "further waits anywhere in the stream (a slow stream with gaps); a pause past the stall_timeout is a stall",
+        },
         "disconnect_after": dict(count, description="drop the connection after this many data events, no [DONE]"),
         "doc": {"type": "string", "description": "a note for readers"},
     }

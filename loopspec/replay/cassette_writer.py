@@ -40,6 +40,10 @@ def interaction_to_data(it: Interaction) -> dict[str, Any]:
         data.update(stall_after=it.stall_after, stall_seconds=it.stall_seconds)
         if it.keepalive is not None:
             data["keepalive"] = it.keepalive
+    if it.pauses:
+        data["pauses"] = [
+            {"after": p.after, "seconds": p.seconds, **({"keepalive": p.keepalive} if p.keepalive else {})} for p in it.pauses
+        ]
     if it.disconnect_after is not None:
         data["disconnect_after"] = it.disconnect_after
     return data

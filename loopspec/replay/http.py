@@ -17,7 +17,7 @@ from loopspec.engine.turn import Turn
 from loopspec.providers.litellm_provider import LiteLLMProvider
 from loopspec.language.model import Policy
 
-from .interactions import Interaction, Served, StreamResponse, WhenNoTools
+from .interactions import Interaction, Pause, Served, StreamResponse, WhenNoTools
 from .server import LoopbackServer
 
 DEFAULT_TIME_SCALE = 0.01
@@ -35,9 +35,12 @@ def _scaled(it: Interaction, factor: float) -> Interaction:
 
 
 def _scaled_one(it: Served, factor: float) -> Served:
-    if isinstance(it, StreamResponse) and it.stall_after is not None:
+    if isinstance(it, StreamResponse) and (it.stall_after is not None or it.pauses):
         keepalive = it.keepalive * factor if it.keepalive else it.keepalive
-        it = dataclasses.replace(it, stall_seconds=it.stall_seconds * factor, keepalive=keepalive)
+        pauses = tuple(
+            Pause(p.after, p.seconds * factor, p.keepalive * factor if p.keepalive else p.keepalive) for p in it.pauses
+        )
+        it = dataclasses.replace(it, stall_seconds=it.stall_seconds * factor, keepalive=keepalive, pauses=pauses)
     return it
 
 

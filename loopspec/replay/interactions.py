@@ -15,6 +15,7 @@ from typing import Any, Mapping, Union
 
 __all__ = [
     "StreamResponse",
+    "Pause",
     "ErrorResponse",
     "CompletionResponse",
     "WhenNoTools",
@@ -45,6 +46,17 @@ _DATA_LINE = re.compile(rb"(?:^|\r\n|\n|\r)data:")
 
 
 @dataclass(frozen=True)
+class Pause:
+    """A wait of ``seconds`` after the ``after``-th data event (0: before the first), with a
+    keep-alive comment every ``keepalive`` seconds inside it when given. Whether it is a stall is
+    the policy's stall_timeout to say."""
+
+    after: int
+    seconds: float
+    keepalive: float | None = None
+
+
+@dataclass(frozen=True)
 class StreamResponse:
     """A streamed (SSE) answer: either chunk dicts (rendered as OpenAI SSE) or raw SSE text.
 
@@ -53,6 +65,8 @@ class StreamResponse:
     Counting data events (not bytes, not comment lines) keeps both faults on event boundaries.
     ``keepalive=p`` sends an SSE comment (``: ping``) every ``p`` seconds during the pause, as
     providers and proxies do: bytes arrive, content does not, so the pause must stay a stall.
+    ``pauses`` are further waits anywhere in the stream (a slow stream with gaps), each a
+    :class:`Pause`; the stall is one more, and :meth:`all_pauses` lists them in stream order.
     """
 
     chunks: tuple[dict[str, Any], ...] | None = None
@@ -61,8 +75,20 @@ class StreamResponse:
     stall_seconds: float = 0.0
     disconnect_after: int | None = None
     keepalive: float | None = None
+    pauses: tuple[Pause, ...] = ()
+
+    def all_pauses(self) -> list[Pause]:
+        """The stall and the other pauses, ordered by position (stable: the stall first)."""
+        out = [Pause(self.stall_after, self.stall_seconds, self.keepalive)] if self.stall_after is not None else []
+        return sorted(out + list(self.pauses), key=lambda p: p.after)
+
+    def pause_at(self, k: int) -> float:
+        """Seconds of waiting right after the k-th data event."""
+        return sum(p.seconds for p in self.all_pauses() if p.after == k)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pauses, tuple):
+            object.__setattr__(self, "pauses", tuple(self.pauses))
         if (self.chunks is None) == (self.sse is None):
             raise ValueError("StreamResponse needs exactly one of chunks= or sse=")
         if self.chunks is not None and not isinstance(self.chunks, tuple):
@@ -79,6 +105,13 @@ class StreamResponse:
             raise ValueError("stall_seconds must be >= 0")
         if self.keepalive is not None and not self.keepalive > 0:
             raise ValueError("keepalive must be a positive number of seconds")
+        for p in self.pauses:
+            if not 0 <= p.after <= n_data:
+                raise ValueError(f"a pause after {p.after} data events is outside 0..{n_data} (the stream's data events)")
+            if p.seconds < 0:
+                raise ValueError("a pause's seconds must be >= 0")
+            if p.keepalive is not None and not p.keepalive > 0:
+                raise ValueError("keepalive must be a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -181,8 +214,8 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
     stream normally.
     """
     steps: list[PlanStep] = []
-    if resp.stall_after == 0:
-        steps += _pause(resp)
+    pauses = resp.all_pauses()
+    steps += _waits(pauses, 0)
     if resp.disconnect_after == 0:
         steps.append(Disconnect())
         return steps
@@ -192,27 +225,29 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
         if not is_data_event(ev):
             continue
         n_data += 1
-        if n_data == resp.stall_after:
-            steps += _pause(resp)
+        steps += _waits(pauses, n_data)
         if n_data == resp.disconnect_after:
             steps.append(Disconnect())
             return steps
     return steps
 
 
-def _pause(resp: StreamResponse) -> list[PlanStep]:
-    """The stall as plan steps: one wait, or waits with a keep-alive comment after each
-    ``keepalive`` seconds of it (the total stays ``stall_seconds``)."""
-    total, every = resp.stall_seconds, resp.keepalive
-    if not every:
-        return [Stall(total)]
+def _waits(pauses: list[Pause], k: int) -> list[PlanStep]:
+    """The pauses after the k-th data event as plan steps: a wait, or waits with a keep-alive
+    comment after each ``keepalive`` seconds of it (the total stays the pause's length)."""
     steps: list[PlanStep] = []
-    waited = 0.0
-    while waited + every <= total:
-        steps += [Stall(every), PING_EVENT]
-        waited += every
-    if total - waited > 0:
-        steps.append(Stall(total - waited))
+    for p in pauses:
+        if p.after != k:
+            continue
+        if not p.keepalive:
+            steps.append(Stall(p.seconds))
+            continue
+        waited = 0.0
+        while waited + p.keepalive <= p.seconds:
+            steps += [Stall(p.keepalive), PING_EVENT]
+            waited += p.keepalive
+        if p.seconds - waited > 0:
+            steps.append(Stall(p.seconds - waited))
     return steps
 
 

@@ -352,8 +352,9 @@ class LoopbackServer:
     async def _send_folded(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool) -> bool:
         """A stream asked for non-streaming: the stall delays the whole answer, a disconnect
         drops the connection before any byte, a mid-stream error object becomes HTTP 500."""
-        if resp.stall_after is not None:
-            await asyncio.sleep(resp.stall_seconds)
+        wait = sum(p.seconds for p in resp.all_pauses())
+        if wait:
+            await asyncio.sleep(wait)
         if resp.disconnect_after is not None:
             raise _Dropped
         folded = fold_stream(resp)

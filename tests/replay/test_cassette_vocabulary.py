@@ -355,6 +355,7 @@ interactions:
     stall_after: 1
     stall_seconds: 90
     keepalive: 15
+    pauses: [{after: 0, seconds: 2.5}, {after: 2, seconds: 30, keepalive: 10}]
     when_no_tools: {reply: {text: "y", finish: null, usage: {prompt_tokens: 3}}}
 tool_results:
   - {tool: run_tests, blocks: true}
@@ -431,3 +432,26 @@ expect:
     report = run(write(tmp_path, text))
     assert report.result.trace[-1].counters["empty_streak"] == 0
     assert report.failures == ["counter empty_streak reached 1, expected at most 0"]
+
+
+GAPS = HEAD + """interactions:
+  - reply: {text: "The suite is still running, please wait for it."}
+    pauses:
+      - {after: 2, seconds: 20, keepalive: 5}   # a gap, shorter than the stall_timeout (60 s)
+      - {after: 4, seconds: 90, keepalive: 30}  # a stall behind pings
+  - reply: {text: "All green."}
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_slow_stream_with_gaps_stalls_only_where_the_gap_passes_the_stall_timeout(tmp_path: Path, transport: str) -> None:
+    report = run(write(tmp_path, GAPS + "expect:\n  counters: {stalls: 1}\n  elapsed: {min: 80}\n"), transport)
+    assert report.verdict == "pass", report.failures
+    stalled = report.result.trace[1]
+    assert (stalled.event, stalled.attrs["chars"]) == ("stalled", 24)  # role chunk + three 8-character pieces
+
+
+def test_pauses_are_checked_against_the_stream(tmp_path: Path) -> None:
+    text = GAPS.replace("{after: 4, seconds: 90", "{after: 40, seconds: 90")
+    ((code, message),) = diags(write(tmp_path, text))
+    assert code == codes.BAD_CASSETTE and "a pause after 40 data events is outside 0..8" in message
