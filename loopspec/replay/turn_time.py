@@ -4,7 +4,10 @@ In-process, the virtual clock's reading is the turn's time. Over HTTP the clock 
 compressed by a factor, and dividing the wall time by the factor would also count what the client
 stack spent (a cold litellm import is seconds of wall time, minutes of turn time at 0.01). This
 clock counts only what the turn waited for, as the virtual clock does: backoffs, the pauses
-between chunks (each at most the stall timeout), and no time for opening a request.
+between chunks (each at most the stall timeout), and no time for opening a request. A pause is
+measured from the end of the previous chunk (or of the opening), not from when the turn asked for
+the next one: on a loaded machine the server's pause overlaps the client's work on the last chunk,
+and would otherwise be undercounted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class TurnTime:
     def __init__(self, inner: ScaledClock) -> None:
         self.inner = inner
         self.elapsed = 0.0
+        self._mark: float | None = None
+        """When the last chunk (or the opening) of the stream being read arrived."""
 
     def _count(self, started: float, limit: float) -> None:
         self.elapsed += min((time.monotonic() - started) / self.inner.factor, limit)
@@ -33,6 +38,7 @@ class TurnTime:
         return self.inner.now()
 
     async def sleep(self, seconds: float) -> None:
+        self._mark = None
         started = time.monotonic()
         try:
             await self.inner.sleep(seconds)
@@ -40,11 +46,15 @@ class TurnTime:
             self._count(started, max(seconds, 0.0))
 
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
-        started = time.monotonic()
+        started = self._mark if self._mark is not None else time.monotonic()
         try:
             return await self.inner.next_chunk(stream, timeout)
         finally:
             self._count(started, timeout)
+            self._mark = time.monotonic()
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
-        return await self.inner.within(awaitable, timeout)
+        try:
+            return await self.inner.within(awaitable, timeout)
+        finally:
+            self._mark = time.monotonic()
