@@ -185,6 +185,14 @@ class _Reader(DocumentReader):
         faults = {k: im[k] for k in FAULT_KEYS if k in im}
         if "pauses" in faults:
             faults["pauses"] = self.read_pauses(im, path.rsplit(".", 1)[0])
+        if "keepalive" in faults and "stall_after" not in faults:
+            self.error(
+                "keepalive pings fill a pause, and this response has no stall",
+                path.rsplit(".", 1)[0] + ".keepalive",
+                im.pos_of("keepalive"),
+                "add stall_after and stall_seconds, or give the pause in pauses: [{after, seconds, keepalive}]",
+            )
+            raise _Skip()
         if form == "error":
             em = self.expect_map(value, path, pos, "an error ({status, body})")
             if em is None or not isinstance(em.get("status"), int):

@@ -455,3 +455,8 @@ def test_pauses_are_checked_against_the_stream(tmp_path: Path) -> None:
     text = GAPS.replace("{after: 4, seconds: 90", "{after: 40, seconds: 90")
     ((code, message),) = diags(write(tmp_path, text))
     assert code == codes.BAD_CASSETTE and "a pause after 40 data events is outside 0..8" in message
+
+
+def test_keepalive_without_a_pause_is_refused(tmp_path: Path) -> None:
+    text = HEAD + "interactions:\n  - reply: {text: hi}\n    keepalive: 15\n"
+    assert diags(write(tmp_path, text)) == [(codes.BAD_CASSETTE, "9:16: keepalive pings fill a pause, and this response has no stall")]
