@@ -62,21 +62,37 @@ class RecordedTools:
             )
 
     def _player(self, name: str):  # type: ignore[no-untyped-def]
-        async def play(**_arguments: Any) -> str:
+        """A plain function, as recorded tools were before cancel points existed; a coroutine
+        only for a cassette that cancels during a tool or has a tool that blocks, where the tool
+        must be running (awaiting) when the cancel lands."""
+
+        def answer() -> Any:
             queue = self.queues.get(name) or []
             if not queue:
                 self.exhausted.append(name)
                 raise ToolResultsExhausted(f"the cassette recorded no further result for tool '{name}'")
             outcome = queue.pop(0)
             self.ran.append(name)
-            await self.cancel.tool_started(name)
-            if outcome.blocks:
-                await asyncio.Event().wait()  # until the turn is cancelled
+            return outcome
+
+        def result(outcome: Any) -> str:
             if outcome.error is not None:
                 raise RuntimeError(outcome.error)
             return outcome.result or ""
 
-        return play
+        def play(**_arguments: Any) -> str:
+            return result(answer())
+
+        async def play_until_cancelled(**_arguments: Any) -> str:
+            outcome = answer()
+            await self.cancel.tool_started(name)
+            if outcome.blocks:
+                await asyncio.Event().wait()  # until the turn is cancelled
+            return result(outcome)
+
+        point = self.cassette.cancel
+        waits = (point is not None and point.during_tool == name) or any(r.blocks for r in self.queues.get(name) or [])
+        return play_until_cancelled if waits else play
 
 
 @dataclass
