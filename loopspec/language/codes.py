@@ -84,5 +84,17 @@ BAD_CASSETTE = _code("LS601", "invalid cassette", "fix the field the message nam
 CASSETTE_UNKNOWN_KEY = _code("LS602", "unknown key in a cassette", "check the spelling against `loopspec cassette-schema`")
 CASSETTE_WRONG_TYPE = _code("LS603", "a cassette field has the wrong type", "give the field the type the message names")
 CASSETTE_VERSION = _code("LS604", "not a cassette of this version", "start the file with 'loopspec_cassette: 1'")
+BAD_REQUEST_INDEX = _code(
+    "LS605", "a request index that names no request", "number requests from 1, or from the end with -1 (the last)"
+)
+BAD_BOUND = _code("LS606", "a malformed bound", "write a number, or {max: N} and/or {min: N}")
+BAD_CANCEL_POINT = _code(
+    "LS607",
+    "a malformed cancellation point",
+    "give one of before_call: N, during_call: N (with after_chunks: K), during_tool: NAME, during_backoff: N",
+)
+BAD_REQUEST_OPTIONS = _code(
+    "LS608", "malformed request options", "tool_choice is a string or a mapping, max_tokens a positive integer, extra a mapping"
+)
 BAD_TRANSCRIPT = _code("LS701", "the transcript cannot be imported", "fix the transcript at the position shown")
 

@@ -15,6 +15,9 @@ from .cassette_model import (
     PROPERTIES,
     ToolSpec,
     ToolOutcome,
+    Bound,
+    CancelPoint,
+    RequestOptions,
     RequestExpectation,
     Expectations,
     RecordedStep,
@@ -25,6 +28,9 @@ from .cassette_reader import find_cassettes, load_cassette, read_cassette
 from .cassette_writer import cassette_to_data, dump_cassette, interaction_to_data, store_trace, write_cassette
 
 __all__ = [
+    "Bound",
+    "CancelPoint",
+    "RequestOptions",
     "CASSETTE_VERSION",
     "Cassette",
     "CassetteError",

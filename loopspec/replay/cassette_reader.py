@@ -17,21 +17,33 @@ from loopspec.language.reader import DocumentReader
 from loopspec.language.yamlsource import LoadError, YMap, load_yaml_file
 
 from .cassette_model import (
+    CANCEL_KEYS,
+    CANCEL_POINTS,
     CASSETTE_VERSION,
     EXPECT_KEYS,
     FAULT_KEYS,
     INTERACTION_FORMS,
+    INTERACTION_KEYS,
+    PAUSE_KEYS,
     PROPERTIES,
+    REPLY_KEYS,
+    REQUEST_EXPECT_KEYS,
+    REQUEST_KEYS,
+    TOOL_RESULT_KEYS,
     TOP_KEYS,
+    USAGE_KEYS,
+    Bound,
+    CancelPoint,
     Cassette,
     CassetteError,
     Expectations,
     RecordedStep,
     RequestExpectation,
+    RequestOptions,
     ToolOutcome,
     ToolSpec,
 )
-from .interactions import CompletionResponse, ErrorResponse, Interaction, StreamResponse
+from .interactions import CompletionResponse, ErrorResponse, Interaction, Pause, Served, StreamResponse, WhenNoTools
 from .synth import reply_chunks
 
 _RENAMED_PROPERTIES = {"halt_message_nonempty": "halt_message", "no_partial_tool_ran": "no_partial_tool_exec"}
@@ -44,6 +56,8 @@ class _Reader(DocumentReader):
     def __init__(self, file: str):
         super().__init__(file)
         self.base = os.path.dirname(os.path.abspath(file))
+        self.positions: dict[tuple[str, int], Position] = {}
+        """Where read items stood, for checks made after reading them."""
 
     def error(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
         self.report(codes.BAD_CASSETTE, message, path, pos, hint)
@@ -67,6 +81,8 @@ class _Reader(DocumentReader):
         tools = self.read_tools(root)
         interactions = self.read_interactions(root)
         tool_results = self.read_tool_results(root)
+        request = self.read_request(root)
+        cancel = self.read_cancel(root, tools, tool_results)
         expect = self.read_expect(root)
         trace = self.read_trace(root)
         if self.diags:
@@ -83,6 +99,8 @@ class _Reader(DocumentReader):
             model=str(root.get("model") or "openai/replay"),
             doc=str(root.get("doc") or ""),
             source=_plain(root.get("source") or {}),
+            request=request,
+            cancel=cancel,
         )
 
     def read_messages(self, root: YMap) -> list[dict[str, Any]]:
@@ -124,29 +142,57 @@ class _Reader(DocumentReader):
             im = self.expect_map(it, path, lst.pos_of(i), "an interaction") if lst is not None else None
             if im is None:
                 continue
-            forms = [k for k in im if k in INTERACTION_FORMS]
-            self.unknown_keys(im, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"), path, "an interaction")
-            if len(forms) != 1:
-                found = f"found {' and '.join(forms)}" if forms else "found none"
-                self.error(
-                    f"an interaction has exactly one of: {', '.join(INTERACTION_FORMS)}",
-                    path,
-                    im.pos,
-                    f"{found}; one model response per list item" + (" (split them into two items?)" if forms else ""),
-                )
+            self.unknown_keys(im, INTERACTION_KEYS, path, "an interaction")
+            served = self.read_served(im, path)
+            if served is None:
                 continue
-            form = forms[0]
-            value, pos = im[form], im.pos_of(form)
-            try:
-                out.append(self.interaction(form, value, im, f"{path}.{form}", pos))
-            except _Skip:
+            if "when_no_tools" in im:
+                alt_path = f"{path}.when_no_tools"
+                am = self.expect_map(im["when_no_tools"], alt_path, im.pos_of("when_no_tools"), "when_no_tools (a response)")
+                if am is None:
+                    continue
+                self.unknown_keys(am, tuple(k for k in INTERACTION_KEYS if k != "when_no_tools"), alt_path, "when_no_tools")
+                alt = self.read_served(am, alt_path)
+                if alt is not None:
+                    out.append(WhenNoTools(served, alt))
                 continue
-            except (ValueError, TypeError) as exc:
-                self.error(str(exc), path, im.pos)
+            out.append(served)
         return out
 
-    def interaction(self, form: str, value: Any, im: YMap, path: str, pos: Position | None) -> Interaction:
+    def read_served(self, im: YMap, path: str) -> Served | None:
+        """One response (exactly one form, its faults), or None after reporting why not."""
+        forms = [k for k in im if k in INTERACTION_FORMS]
+        if len(forms) != 1:
+            found = f"found {' and '.join(forms)}" if forms else "found none"
+            self.error(
+                f"an interaction has exactly one of: {', '.join(INTERACTION_FORMS)}",
+                path,
+                im.pos,
+                f"{found}; one model response per list item" + (" (split them into two items?)" if forms else ""),
+            )
+            return None
+        form = forms[0]
+        value, pos = im[form], im.pos_of(form)
+        try:
+            return self.interaction(form, value, im, f"{path}.{form}", pos)
+        except _Skip:
+            return None
+        except (ValueError, TypeError) as exc:
+            self.error(str(exc), path, im.pos)
+            return None
+
+    def interaction(self, form: str, value: Any, im: YMap, path: str, pos: Position | None) -> Served:
         faults = {k: im[k] for k in FAULT_KEYS if k in im}
+        if "pauses" in faults:
+            faults["pauses"] = self.read_pauses(im, path.rsplit(".", 1)[0])
+        if "keepalive" in faults and "stall_after" not in faults:
+            self.error(
+                "keepalive pings fill a pause, and this response has no stall",
+                path.rsplit(".", 1)[0] + ".keepalive",
+                im.pos_of("keepalive"),
+                "add stall_after and stall_seconds, or give the pause in pauses: [{after, seconds, keepalive}]",
+            )
+            raise _Skip()
         if form == "error":
             em = self.expect_map(value, path, pos, "an error ({status, body})")
             if em is None or not isinstance(em.get("status"), int):
@@ -177,10 +223,11 @@ class _Reader(DocumentReader):
             if lst is None:
                 raise _Skip()
             return StreamResponse(chunks=tuple(_plain(c) for c in lst), **faults)
-        rm = self.expect_map(value, path, pos, "a reply ({text, reasoning, tool_calls, finish})")
+        rm = self.expect_map(value, path, pos, "a reply ({text, reasoning, tool_calls, finish, usage})")
         if rm is None:
             raise _Skip()
-        self.unknown_keys(rm, ("text", "reasoning", "tool_calls", "finish"), path, "a reply")
+        self.unknown_keys(rm, REPLY_KEYS, path, "a reply")
+        usage = self.read_usage(rm, path)
         calls = []
         for j, tc in enumerate(rm.get("tool_calls") or []):
             if not isinstance(tc, dict) or "name" not in tc:
@@ -188,8 +235,50 @@ class _Reader(DocumentReader):
                 raise _Skip()
             args = tc.get("arguments", {})
             calls.append((tc["name"], args if isinstance(args, str) else _plain(args)))
-        chunks = reply_chunks(str(rm.get("text") or ""), reasoning=str(rm.get("reasoning") or ""), tool_calls=calls, finish=rm.get("finish"))
+        finish = rm.get("finish")
+        if finish is not None and not isinstance(finish, str):
+            self.error("finish is a finish_reason string, or null for none at all", f"{path}.finish", rm.pos_of("finish"))
+            raise _Skip()
+        chunks = reply_chunks(
+            str(rm.get("text") or ""), reasoning=str(rm.get("reasoning") or ""), tool_calls=calls, finish=finish,
+            omit_finish="finish" in rm and finish is None, usage=usage,
+        )
         return StreamResponse(chunks=tuple(chunks), **faults)
+
+    def read_pauses(self, im: YMap, path: str) -> tuple[Pause, ...]:
+        """``pauses: [{after: K, seconds: S, keepalive: P}]``: waits anywhere in the stream."""
+        lst = self.expect_list(im["pauses"], f"{path}.pauses", im.pos_of("pauses"), "pauses (a list of {after, seconds, keepalive})")
+        if lst is None:
+            raise _Skip()
+        out: list[Pause] = []
+        for j, p in enumerate(lst):
+            ppath = f"{path}.pauses[{j}]"
+            pm = self.expect_map(p, ppath, lst.pos_of(j), "a pause ({after, seconds, keepalive})")
+            if pm is None:
+                raise _Skip()
+            self.unknown_keys(pm, PAUSE_KEYS, ppath, "a pause")
+            after, seconds, every = pm.get("after"), pm.get("seconds"), pm.get("keepalive")
+            if isinstance(after, bool) or not isinstance(after, int) or isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                self.error("a pause needs 'after' (data events before it) and 'seconds'", ppath, pm.pos)
+                raise _Skip()
+            if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float))):
+                self.error("keepalive is a number of seconds", f"{ppath}.keepalive", pm.pos_of("keepalive"))
+                raise _Skip()
+            out.append(Pause(after, float(seconds), None if every is None else float(every)))
+        return tuple(out)
+
+    def read_usage(self, rm: YMap, path: str) -> dict[str, int] | None:
+        if rm.get("usage") is None:
+            return None
+        um = self.expect_map(rm["usage"], f"{path}.usage", rm.pos_of("usage"), "usage ({prompt_tokens, completion_tokens, reasoning_tokens})")
+        if um is None:
+            raise _Skip()
+        self.unknown_keys(um, USAGE_KEYS, f"{path}.usage", "usage")
+        for k, v in um.items():
+            if k in USAGE_KEYS and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                self.report(codes.CASSETTE_WRONG_TYPE, f"{k} must be a whole number of tokens", f"{path}.usage.{k}", um.pos_of(k))
+                raise _Skip()
+        return {k: int(v) for k, v in um.items() if k in USAGE_KEYS}
 
     def read_tool_results(self, root: YMap) -> list[ToolOutcome]:
         if root.get("tool_results") is None:
@@ -200,13 +289,112 @@ class _Reader(DocumentReader):
             rm = self.expect_map(r, f"tool_results[{i}]", lst.pos_of(i), "a tool result") if lst is not None else None
             if rm is None:
                 continue
-            self.unknown_keys(rm, ("tool", "result", "error"), f"tool_results[{i}]", "a tool result")
-            if not isinstance(rm.get("tool"), str) or ("result" in rm) == ("error" in rm):
-                self.error("a tool result names its tool and has exactly one of result or error", f"tool_results[{i}]", rm.pos)
+            self.unknown_keys(rm, TOOL_RESULT_KEYS, f"tool_results[{i}]", "a tool result")
+            blocks = rm.get("blocks") is True
+            if not isinstance(rm.get("tool"), str) or ("result" in rm) + ("error" in rm) + blocks != 1:
+                self.error(
+                    "a tool result names its tool and has exactly one of result, error or blocks: true",
+                    f"tool_results[{i}]",
+                    rm.pos,
+                )
                 continue
             res = rm.get("result")
-            out.append(ToolOutcome(rm["tool"], None if res is None else (res if isinstance(res, str) else json.dumps(_plain(res))), rm.get("error")))
+            result = None if res is None else (res if isinstance(res, str) else json.dumps(_plain(res)))
+            out.append(ToolOutcome(rm["tool"], result, rm.get("error"), blocks))
+            self.positions[("tool_results", len(out) - 1)] = rm.pos
         return out
+
+    def read_request(self, root: YMap) -> RequestOptions:
+        """``request:``: the options the caller passed to the Turn."""
+        if root.get("request") is None:
+            return RequestOptions()
+        rm = self.expect_map(root["request"], "request", root.pos_of("request"), "request ({tool_choice, reasoning_effort, max_tokens, extra})")
+        if rm is None:
+            return RequestOptions()
+        self.unknown_keys(rm, REQUEST_KEYS, "request", "request")
+
+        def bad(key: str, what: str) -> None:
+            self.report(codes.BAD_REQUEST_OPTIONS, f"request.{key} {what}", f"request.{key}", rm.pos_of(key))
+
+        choice, effort, tokens, extra = rm.get("tool_choice"), rm.get("reasoning_effort"), rm.get("max_tokens"), rm.get("extra")
+        if choice is not None and not isinstance(choice, (str, dict)):
+            bad("tool_choice", "must be a string (auto, required, none) or a mapping naming a function")
+        if effort is not None and not isinstance(effort, str):
+            bad("reasoning_effort", "must be a string (e.g. low, medium, high)")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
+            bad("max_tokens", "must be a positive integer")
+        if extra is not None and not isinstance(extra, dict):
+            bad("extra", "must be a mapping of litellm keyword arguments")
+        return RequestOptions(
+            tool_choice=_plain(choice),
+            reasoning_effort=effort if isinstance(effort, str) else None,
+            max_tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+            extra=tuple(_plain(extra).items()) if isinstance(extra, dict) else (),
+        )
+
+    def read_cancel(self, root: YMap, tools: list[ToolSpec], results: list[ToolOutcome]) -> CancelPoint | None:
+        """``cancel:``: where the caller cancels. A tool that blocks must have a cancel that ends it."""
+        cancel: CancelPoint | None = None
+        if root.get("cancel") is not None:
+            cancel = self._cancel_point(root)
+        for i, r in enumerate(results):
+            if r.blocks and (cancel is None or cancel.during_tool != r.tool):
+                self.report(
+                    codes.BAD_CANCEL_POINT,
+                    f"tool {r.tool!r} blocks until the turn is cancelled, and nothing cancels it",
+                    f"tool_results[{i}]",
+                    self.positions.get(("tool_results", i)),
+                    f"add 'cancel: {{during_tool: {r.tool}}}', or give the tool a result",
+                )
+        if cancel is not None and cancel.during_tool is not None and cancel.during_tool not in {t.name for t in tools}:
+            cm = root["cancel"]
+            self.report(
+                codes.BAD_CANCEL_POINT,
+                f"cancel.during_tool names {cancel.during_tool!r}, which the cassette's tools do not offer",
+                "cancel.during_tool",
+                cm.pos_of("during_tool"),
+                did_you_mean(cancel.during_tool, [t.name for t in tools]),
+            )
+        return cancel
+
+    def _cancel_point(self, root: YMap) -> CancelPoint | None:
+        cm = self.expect_map(root["cancel"], "cancel", root.pos_of("cancel"), "cancel (where the caller cancels the turn)")
+        if cm is None:
+            return None
+        self.unknown_keys(cm, CANCEL_KEYS, "cancel", "cancel")
+        points = [k for k in CANCEL_POINTS if k in cm]
+        if len(points) != 1:
+            self.report(
+                codes.BAD_CANCEL_POINT,
+                f"cancel has exactly one of: {', '.join(CANCEL_POINTS)}",
+                "cancel",
+                root.pos_of("cancel"),
+                f"found {' and '.join(points) if points else 'none'}",
+            )
+            return None
+        point = points[0]
+        value = cm[point]
+        if point == "during_tool":
+            if not isinstance(value, str):
+                self.report(codes.BAD_CANCEL_POINT, "cancel.during_tool names a tool", "cancel.during_tool", cm.pos_of(point))
+                return None
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.report(
+                codes.BAD_CANCEL_POINT,
+                f"cancel.{point} counts from 1, got {value!r}",
+                f"cancel.{point}",
+                cm.pos_of(point),
+                "1 = the first " + ("backoff" if point == "during_backoff" else "model call"),
+            )
+            return None
+        after = cm.get("after_chunks", 0)
+        if "after_chunks" in cm and point != "during_call":
+            self.report(codes.BAD_CANCEL_POINT, "after_chunks goes with during_call", "cancel.after_chunks", cm.pos_of("after_chunks"))
+            return None
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            self.report(codes.BAD_CANCEL_POINT, "cancel.after_chunks is a whole number of chunks", "cancel.after_chunks", cm.pos_of("after_chunks"))
+            return None
+        return CancelPoint(**{point: value}, after_chunks=after)
 
     def read_expect(self, root: YMap) -> Expectations:
         if root.get("expect") is None:
@@ -215,9 +403,7 @@ class _Reader(DocumentReader):
         if em is None:
             return Expectations()
         self.unknown_keys(em, EXPECT_KEYS, "expect", "expect")
-        outcome = em.get("outcome")
-        if outcome is not None and outcome not in OUTCOMES:
-            self.error(f"unknown outcome {outcome!r}", "expect.outcome", em.pos_of("outcome"), did_you_mean(outcome, OUTCOMES))
+        outcome, any_of = self.read_outcome(em)
         props = tuple(em.get("properties") or ())
         for p in props:
             if p in _RENAMED_PROPERTIES:
@@ -229,14 +415,6 @@ class _Reader(DocumentReader):
                 )
             elif p not in PROPERTIES:
                 self.error(f"unknown property {p!r}", "expect.properties", em.pos_of("properties"), did_you_mean(p, PROPERTIES))
-        reqs = []
-        for j, r in enumerate(em.get("requests") or []):
-            if not isinstance(r, dict) or not isinstance(r.get("index"), int):
-                self.error("a request expectation needs an integer 'index' (1 = the first call)", f"expect.requests[{j}]", em.pos_of("requests"))
-                continue
-            if r.get("tools") not in (None, "present", "absent"):
-                self.error("tools is 'present' or 'absent'", f"expect.requests[{j}].tools", em.pos_of("requests"))
-            reqs.append(RequestExpectation(r["index"], r.get("tools"), r.get("prompt_contains")))
         fires: list[tuple[str, int]] = []
         mf = em.get("max_fires")
         if mf is not None:
@@ -247,17 +425,103 @@ class _Reader(DocumentReader):
                         self.error(f"max_fires for {label!r} must be a whole number", f"expect.max_fires.{label}", mm.pos_of(label))
                     else:
                         fires.append((str(label), n))
+        counters: list[tuple[str, Bound]] = []
+        cm = em.get("counters")
+        if cm is not None:
+            cmap = self.expect_map(cm, "expect.counters", em.pos_of("counters"), "counters ({counter: N or {max: N}})")
+            for name, v in (cmap or {}).items():
+                b = self.read_bound(v, f"expect.counters.{name}", cmap.pos_of(name) if cmap is not None else None, integer=True)
+                if b is not None:
+                    counters.append((str(name), b if isinstance(b, Bound) else Bound(exact=b)))
+        elapsed = self.read_bound(em.get("elapsed"), "expect.elapsed", em.pos_of("elapsed"), integer=False)
         return Expectations(
             outcome=outcome,
-            model_calls=em.get("model_calls"),
-            tool_batches=em.get("tool_batches"),
+            outcome_any_of=any_of,
+            model_calls=self.read_bound(em.get("model_calls"), "expect.model_calls", em.pos_of("model_calls"), integer=True),
+            tool_batches=self.read_bound(em.get("tool_batches"), "expect.tool_batches", em.pos_of("tool_batches"), integer=True),
             final_response_contains=tuple(_strings(em.get("final_response_contains"))),
             message_contains=tuple(_strings(em.get("message_contains"))),
+            message_not_contains=tuple(_strings(em.get("message_not_contains"))),
+            tools_never_ran=tuple(_strings(em.get("tools_never_ran"))),
+            counters=tuple(counters),
+            elapsed=elapsed if isinstance(elapsed, Bound) or elapsed is None else Bound(exact=elapsed),
             all_played=bool(em.get("all_played", False)),
-            requests=tuple(reqs),
+            requests=tuple(self.read_request_expectations(em)),
             properties=props,
             max_fires=tuple(fires),
         )
+
+    def read_outcome(self, em: YMap) -> tuple[str | None, tuple[str, ...]]:
+        """``outcome: NAME`` or ``outcome: {any_of: [NAME, ...]}``."""
+        value, pos = em.get("outcome"), em.pos_of("outcome")
+        if value is None:
+            return None, ()
+        if isinstance(value, dict):
+            self.unknown_keys(value, ("any_of",), "expect.outcome", "outcome")  # type: ignore[arg-type]
+            names = value.get("any_of")
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                self.error("outcome.any_of is a list of outcomes", "expect.outcome.any_of", pos, "e.g. outcome: {any_of: [completed, tool_budget]}")
+                return None, ()
+            for n in names:
+                if n not in OUTCOMES:
+                    self.error(f"unknown outcome {n!r}", "expect.outcome.any_of", value.pos_of("any_of"), did_you_mean(n, OUTCOMES))  # type: ignore[attr-defined]
+            return None, tuple(names)
+        if value not in OUTCOMES:
+            self.error(f"unknown outcome {value!r}", "expect.outcome", pos, did_you_mean(value, OUTCOMES))
+        return value, ()
+
+    def read_bound(self, value: Any, path: str, pos: Position | None, *, integer: bool) -> Any:
+        """A number as is, or ``{min: N, max: N}`` (either or both) as a :class:`Bound`."""
+        if value is None:
+            return None
+        kind = "a whole number" if integer else "a number of seconds"
+
+        def ok(v: Any) -> bool:
+            return not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and v >= 0
+
+        if ok(value):
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, dict) and value and set(value) <= {"min", "max"} and all(ok(v) for v in value.values()):
+            lo, hi = value.get("min"), value.get("max")
+            if lo is not None and hi is not None and lo > hi:
+                self.report(codes.BAD_BOUND, f"{path}: min {lo} is above max {hi}", path, pos)
+                return None
+            return Bound(min=lo, max=hi)
+        self.report(codes.BAD_BOUND, f"{path} must be {kind}, or {{max: N}} and/or {{min: N}}, got {value!r}", path, pos,
+                    f"e.g. {path.rsplit('.', 1)[-1]}: {{max: 3}}")
+        return None
+
+    def read_request_expectations(self, em: YMap) -> list[RequestExpectation]:
+        reqs: list[RequestExpectation] = []
+        lst = em.get("requests")
+        if lst is None:
+            return reqs
+        if not isinstance(lst, list):
+            self.report(codes.CASSETTE_WRONG_TYPE, "expect.requests must be a list", "expect.requests", em.pos_of("requests"))
+            return reqs
+        for j, r in enumerate(lst):
+            path = f"expect.requests[{j}]"
+            pos = lst.pos_of(j) if hasattr(lst, "pos_of") else em.pos_of("requests")
+            if not isinstance(r, dict):
+                self.error("a request expectation is a mapping with an 'index'", path, pos)
+                continue
+            self.unknown_keys(r, REQUEST_EXPECT_KEYS, path, "a request expectation")  # type: ignore[arg-type]
+            index = r.get("index")
+            ipos = r.pos_of("index") if hasattr(r, "pos_of") else pos
+            if isinstance(index, bool) or not isinstance(index, int) or index == 0:
+                self.report(
+                    codes.BAD_REQUEST_INDEX,
+                    f"request index {index!r} names no request" if index == 0 else "a request expectation needs an integer 'index'",
+                    f"{path}.index",
+                    ipos,
+                    "1 = the first request, -1 = the last (negative counts from the end); there is no request 0",
+                )
+                continue
+            if r.get("tools") not in (None, "present", "absent"):
+                self.error("tools is 'present' or 'absent'", f"{path}.tools", pos)
+            carries = tuple((k, _plain(r[k])) for k in ("tool_choice", "reasoning_effort", "max_tokens", "model") if k in r)
+            reqs.append(RequestExpectation(index, r.get("tools"), r.get("prompt_contains"), carries))
+        return reqs
 
     def read_trace(self, root: YMap) -> list[RecordedStep]:
         out: list[RecordedStep] = []

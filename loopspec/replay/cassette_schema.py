@@ -17,6 +17,7 @@ from loopspec.language.properties import PROPERTY_DOCS as _PROPERTY_DOCS
 from loopspec.language.properties import RUN_PROPERTIES
 
 from .cassette import CASSETTE_VERSION, EXPECT_KEYS, FAULT_KEYS, INTERACTION_FORMS, PROPERTIES, TOP_KEYS
+from .cassette_model import CANCEL_KEYS, CANCEL_POINTS, INTERACTION_KEYS, REQUEST_EXPECT_KEYS, REQUEST_KEYS, USAGE_KEYS
 
 __all__ = ["cassette_json_schema", "SCHEMA_ID"]
 
@@ -48,10 +49,26 @@ def _cover(props: dict[str, Any], keys: tuple[str, ...]) -> None:
         del props[k]
 
 
-def cassette_json_schema() -> dict[str, Any]:
-    """JSON Schema (draft-07, what yaml-language-server validates with) for ``loopspec_cassette: 1`` files."""
-    count = {"type": "integer", "minimum": 0}
-    interaction_props: dict[str, Any] = {
+def _bound(kind: str, description: str) -> dict[str, Any]:
+    """An exact number, or ``{min, max}`` (either or both)."""
+    number = {"type": kind, "minimum": 0}
+    return {
+        "description": description,
+        "oneOf": [
+            number,
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {"min": dict(number, description="at least"), "max": dict(number, description="at most")},
+            },
+        ],
+    }
+
+
+def _served_props(count: dict[str, Any]) -> dict[str, Any]:
+    """The keys of one response: its form and its faults."""
+    return {
         "sse": {"type": "string", "description": "the raw SSE text, played byte for byte"},
         "sse_file": {"type": "string", "description": "a file of raw SSE, relative to the cassette's folder"},
         "chunks": {
@@ -64,16 +81,68 @@ def cassette_json_schema() -> dict[str, Any]:
         "completion": {"type": "object", "description": "a non-streaming chat.completion body"},
         "stall_after": dict(count, description="pause stall_seconds after this many data events (0 = before the first)"),
         "stall_seconds": {"type": "number", "minimum": 0, "description": "how long the stall lasts (virtual in-process, scaled over HTTP)"},
+        "keepalive": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "send an SSE comment ': ping' every this many seconds during the pause (bytes, no content)",
+        },
+        "pauses": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["after", "seconds"],
+                "additionalProperties": False,
+                "properties": {
+                    "after": dict(count, description="data events before the pause (0 = before the first)"),
+                    "seconds": {"type": "number", "minimum": 0, "description": "how long it lasts"},
+                    "keepalive": {"type": "number", "exclusiveMinimum": 0, "description": "': ping' every this many seconds inside it"},
+                },
+            },
+            "description": "further waits anywhere in the stream (a slow stream with gaps); a pause past the stall_timeout is a stall",
+        },
         "disconnect_after": dict(count, description="drop the connection after this many data events, no [DONE]"),
         "doc": {"type": "string", "description": "a note for readers"},
     }
-    _cover(interaction_props, (*INTERACTION_FORMS, *FAULT_KEYS, "doc"))
+
+
+def cassette_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft-07, what yaml-language-server validates with) for ``loopspec_cassette: 1`` files."""
+    count = {"type": "integer", "minimum": 0}
+    interaction_props: dict[str, Any] = _served_props(count)
+    interaction_props["when_no_tools"] = {
+        "$ref": "#/definitions/response",
+        "description": "the response played instead when the request offered no tools (a toolless wrap-up call)",
+    }
+    response_props = _served_props(count)
+    _cover(response_props, tuple(k for k in INTERACTION_KEYS if k != "when_no_tools"))
+    _cover(interaction_props, INTERACTION_KEYS)
     expect_props: dict[str, Any] = {
-        "outcome": _enum(OUTCOMES, "the turn's outcome"),
-        "model_calls": dict(count, description="the number of model calls the turn made"),
-        "tool_batches": dict(count, description="the number of tool batches the turn ran"),
+        "outcome": {
+            "description": "the turn's outcome, or {any_of: [...]} for one of several",
+            # the outcomes' descriptions stay at the top, where editors look for them on hover
+            "enumDescriptions": list(OUTCOMES.values()),
+            "oneOf": [
+                _enum(OUTCOMES, "the turn's outcome"),
+                {
+                    "type": "object",
+                    "required": ["any_of"],
+                    "additionalProperties": False,
+                    "properties": {"any_of": {"type": "array", "minItems": 1, "items": _enum(OUTCOMES, "an outcome")}},
+                },
+            ],
+        },
+        "model_calls": _bound("integer", "the number of model calls the turn made: N, or {max: N} / {min: N}"),
+        "tool_batches": _bound("integer", "the number of tool batches the turn ran: N, or {max: N} / {min: N}"),
         "final_response_contains": dict(_strings_or_one(), description="text the final model response contains"),
         "message_contains": dict(_strings_or_one(), description="text the halt message delivered to the user contains"),
+        "message_not_contains": dict(_strings_or_one(), description="text the halt message must not contain"),
+        "tools_never_ran": dict(_strings_or_one(), description="tools that must never start running in the turn"),
+        "counters": {
+            "type": "object",
+            "additionalProperties": _bound("integer", "the counter's highest value over the turn: N, or {max: N} / {min: N}"),
+            "description": "policy counter -> bound on its highest value over the turn (a name the policy does not declare fails the replay)",
+        },
+        "elapsed": _bound("number", "seconds on the turn's own clock, start to halt (virtual in-process): {max: S} / {min: S}"),
         "all_played": {"type": "boolean", "description": "every recorded response was played"},
         "requests": {
             "type": "array",
@@ -98,6 +167,8 @@ def cassette_json_schema() -> dict[str, Any]:
         "doc": {"type": "string", "description": "what happened and why this cassette exists"},
         "source": {"type": "object", "description": "free-form provenance (incident, recording, import)"},
         "model": {"type": "string", "description": "litellm model name for in-process replay (default openai/replay)"},
+        "request": {"$ref": "#/definitions/request_options", "description": "the options the caller passed to the Turn"},
+        "cancel": {"$ref": "#/definitions/cancel", "description": "where the caller cancels the turn (Turn.cancel())"},
         "messages": {
             "type": "array",
             "minItems": 1,
@@ -132,6 +203,51 @@ def cassette_json_schema() -> dict[str, Any]:
         },
     }
     _cover(top_props, TOP_KEYS)
+    request_options_props: dict[str, Any] = {
+        "tool_choice": {
+            "oneOf": [{"type": "string"}, {"type": "object"}],
+            "description": "the caller's tool_choice (auto, required, none, or a named function); sent only with requests that offer tools",
+        },
+        "reasoning_effort": {"type": "string", "description": "the caller's reasoning effort (low, medium, high)"},
+        "max_tokens": {"type": "integer", "minimum": 1, "description": "the caller's output-token limit"},
+        "extra": {"type": "object", "description": "extra litellm keyword arguments, sent with every request"},
+    }
+    _cover(request_options_props, REQUEST_KEYS)
+    request_options = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": request_options_props,
+        "description": "the options the caller passed to the Turn in the recorded run",
+    }
+    cancel_props: dict[str, Any] = {
+        "before_call": {"type": "integer", "minimum": 1, "description": "cancel as model call N is about to be sent"},
+        "during_call": {"type": "integer", "minimum": 1, "description": "cancel while model call N streams (after after_chunks chunks)"},
+        "after_chunks": dict(count, description="with during_call: cancel after this many chunks (0 = as the stream opens)"),
+        "during_tool": {"type": "string", "description": "cancel once this tool starts running"},
+        "during_backoff": {"type": "integer", "minimum": 1, "description": "cancel as the N-th backoff starts waiting"},
+    }
+    _cover(cancel_props, CANCEL_KEYS)
+    cancel = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": cancel_props,
+        "oneOf": [{"required": [p]} for p in CANCEL_POINTS],
+        "description": "where the caller cancels the turn (Turn.cancel()); exactly one point",
+    }
+    request_expect_props: dict[str, Any] = {
+        "index": {
+            "type": "integer",
+            "not": {"const": 0},
+            "description": "1 = the first model call, -1 = the last (negative counts from the end); never 0",
+        },
+        "tools": {"enum": ["present", "absent"], "description": "whether the request offered tools"},
+        "prompt_contains": {"type": "string", "description": "text the request's last user message contains"},
+        "tool_choice": {"description": "the tool_choice the request carried (null: none sent)"},
+        "reasoning_effort": {"type": ["string", "null"], "description": "the reasoning effort the request carried (null: none)"},
+        "max_tokens": {"type": ["integer", "null"], "description": "the token limit the request carried (null: none)"},
+        "model": {"type": "string", "description": "the model the request named"},
+    }
+    _cover(request_expect_props, REQUEST_EXPECT_KEYS)
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
@@ -178,6 +294,15 @@ def cassette_json_schema() -> dict[str, Any]:
                 "description": "exactly one of sse, sse_file, chunks, reply, error, completion; faults apply "
                 "to the streamed forms (sse, sse_file, chunks, reply)",
             },
+            "response": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": response_props,
+                "oneOf": [{"required": [form]} for form in INTERACTION_FORMS],
+                "description": "one model response: exactly one form, optional faults",
+            },
+            "request_options": request_options,
+            "cancel": cancel,
             "reply": {
                 "type": "object",
                 "additionalProperties": False,
@@ -198,7 +323,16 @@ def cassette_json_schema() -> dict[str, Any]:
                             },
                         },
                     },
-                    "finish": {"type": "string", "description": "default tool_calls when there are calls, else stop"},
+                    "finish": {
+                        "type": ["string", "null"],
+                        "description": "default tool_calls when there are calls, else stop; null: the stream ends with no finish_reason",
+                    },
+                    "usage": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {k: dict(count, description=f"{k.replace('_', ' ')}") for k in USAGE_KEYS},
+                        "description": "token counts, sent on the last chunk; they reach TurnResult.usage",
+                    },
                 },
             },
             "error": {
@@ -222,17 +356,15 @@ def cassette_json_schema() -> dict[str, Any]:
                     "tool": {"type": "string", "description": "the tool this result answers"},
                     "result": {"description": "the tool's text (anything else is serialised as JSON)"},
                     "error": {"type": "string", "description": "the error the tool raised"},
+                    "blocks": {"const": True, "description": "the tool never returns: it waits until the turn is cancelled (cancel.during_tool)"},
                 },
-                "oneOf": [{"required": ["result"]}, {"required": ["error"]}],
+                "oneOf": [{"required": ["result"]}, {"required": ["error"]}, {"required": ["blocks"]}],
             },
             "request_expectation": {
                 "type": "object",
                 "required": ["index"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 1, "description": "1 = the first model call"},
-                    "tools": {"enum": ["present", "absent"], "description": "whether the request offered tools"},
-                    "prompt_contains": {"type": "string", "description": "text the request's messages contain"},
-                },
+                "additionalProperties": False,
+                "properties": request_expect_props,
             },
             "trace_step": {
                 "type": "object",

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from .cassette_model import CASSETTE_VERSION, Cassette, RecordedStep
-from .interactions import CompletionResponse, ErrorResponse, Interaction
+from .cassette_model import CASSETTE_VERSION, Bound, CancelPoint, Cassette, RecordedStep, RequestOptions
+from .interactions import CompletionResponse, ErrorResponse, Interaction, WhenNoTools
 
 
 
@@ -26,6 +26,8 @@ CassetteDumper.add_representer(str, _str_presenter)
 
 
 def interaction_to_data(it: Interaction) -> dict[str, Any]:
+    if isinstance(it, WhenNoTools):
+        return {**interaction_to_data(it.default), "when_no_tools": interaction_to_data(it.no_tools)}
     if isinstance(it, ErrorResponse):
         data: dict[str, Any] = {"error": {"status": it.status, "body": it.body}}
         if it.headers:
@@ -36,6 +38,12 @@ def interaction_to_data(it: Interaction) -> dict[str, Any]:
     data = {"sse": it.sse} if it.sse is not None else {"chunks": list(it.chunks or ())}
     if it.stall_after is not None:
         data.update(stall_after=it.stall_after, stall_seconds=it.stall_seconds)
+        if it.keepalive is not None:
+            data["keepalive"] = it.keepalive
+    if it.pauses:
+        data["pauses"] = [
+            {"after": p.after, "seconds": p.seconds, **({"keepalive": p.keepalive} if p.keepalive else {})} for p in it.pauses
+        ]
     if it.disconnect_after is not None:
         data["disconnect_after"] = it.disconnect_after
     return data
@@ -48,6 +56,8 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
     if c.source:
         data["source"] = c.source
     data["model"] = c.model
+    if c.request != RequestOptions():
+        data["request"] = request_to_data(c.request)
     data["messages"] = list(c.messages)
     if c.tools:
         data["tools"] = [
@@ -62,22 +72,38 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
     data["interactions"] = [interaction_to_data(i) for i in c.interactions]
     if c.tool_results:
         data["tool_results"] = [
-            {"tool": r.tool, **({"error": r.error} if r.error is not None else {"result": r.result})} for r in c.tool_results
+            {"tool": r.tool, **_tool_answer(r.result, r.error, r.blocks)} for r in c.tool_results
         ]
+    if c.cancel is not None:
+        data["cancel"] = cancel_to_data(c.cancel)
     e = c.expect
     if not e.empty:
         exp: dict[str, Any] = {}
-        for key in ("outcome", "model_calls", "tool_batches"):
-            if getattr(e, key) is not None:
-                exp[key] = getattr(e, key)
-        if e.final_response_contains:
-            exp["final_response_contains"] = list(e.final_response_contains)
-        if e.message_contains:
-            exp["message_contains"] = list(e.message_contains)
+        if e.outcome is not None:
+            exp["outcome"] = e.outcome
+        elif e.outcome_any_of:
+            exp["outcome"] = {"any_of": list(e.outcome_any_of)}
+        for key in ("model_calls", "tool_batches", "elapsed"):
+            value = getattr(e, key)
+            if value is not None:
+                exp[key] = value.to_data() if isinstance(value, Bound) else value
+        for key in ("final_response_contains", "message_contains", "message_not_contains", "tools_never_ran"):
+            if getattr(e, key):
+                exp[key] = list(getattr(e, key))
+        if e.counters:
+            exp["counters"] = {name: b.to_data() for name, b in e.counters}
         if e.all_played:
             exp["all_played"] = True
         if e.requests:
-            exp["requests"] = [{k: v for k, v in vars(r).items() if v is not None} for r in e.requests]
+            exp["requests"] = [
+                {
+                    "index": r.index,
+                    **({"tools": r.tools} if r.tools is not None else {}),
+                    **({"prompt_contains": r.prompt_contains} if r.prompt_contains is not None else {}),
+                    **dict(r.carries),
+                }
+                for r in e.requests
+            ]
         if e.properties:
             exp["properties"] = list(e.properties)
         if e.max_fires:
@@ -85,6 +111,28 @@ def cassette_to_data(c: Cassette) -> dict[str, Any]:
         data["expect"] = exp
     if c.trace:
         data["trace"] = [{k: v for k, v in vars(s).items() if v is not None} for s in c.trace]
+    return data
+
+
+def _tool_answer(result: str | None, error: str | None, blocks: bool) -> dict[str, Any]:
+    if blocks:
+        return {"blocks": True}
+    return {"error": error} if error is not None else {"result": result}
+
+
+def request_to_data(r: RequestOptions) -> dict[str, Any]:
+    data: dict[str, Any] = {k: getattr(r, k) for k in ("tool_choice", "reasoning_effort", "max_tokens") if getattr(r, k) is not None}
+    if r.extra:
+        data["extra"] = dict(r.extra)
+    return data
+
+
+def cancel_to_data(c: CancelPoint) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        k: getattr(c, k) for k in ("before_call", "during_call", "during_tool", "during_backoff") if getattr(c, k) is not None
+    }
+    if c.during_call is not None and c.after_chunks:
+        data["after_chunks"] = c.after_chunks
     return data
 
 

@@ -24,8 +24,11 @@ from loopspec.language.properties import first_violation, trace_violations
 from loopspec.language.graph import describe_guard
 from loopspec.language.model import Policy
 
+from .cancel import CancelPlan, run_guarded
 from .cassette import Cassette, RecordedStep
+from .cassette_model import as_bound
 from .inproc import InProcessProvider
+from loopspec.language.diagnostics import did_you_mean
 
 Transport = Literal["inproc", "http"]
 Verdict = Literal["pass", "fail", "diverged"]
@@ -37,11 +40,15 @@ class ToolResultsExhausted(LoopspecError):
 
 @dataclass
 class RecordedTools:
-    """A tool registry that answers each call with the cassette's next recorded result."""
+    """A tool registry that answers each call with the cassette's next recorded result. A result
+    that ``blocks`` never returns: the tool waits until the turn is cancelled."""
 
     cassette: Cassette
     registry: ToolRegistry = field(default_factory=ToolRegistry)
     exhausted: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    """The tools that started running, in order."""
+    cancel: CancelPlan = field(default_factory=lambda: CancelPlan(None))
 
     def __post_init__(self) -> None:
         queues: dict[str, list[Any]] = {t.name: [] for t in self.cassette.tools}
@@ -55,17 +62,37 @@ class RecordedTools:
             )
 
     def _player(self, name: str):  # type: ignore[no-untyped-def]
-        def play(**_arguments: Any) -> str:
+        """A plain function, as recorded tools were before cancel points existed; a coroutine
+        only for a cassette that cancels during a tool or has a tool that blocks, where the tool
+        must be running (awaiting) when the cancel lands."""
+
+        def answer() -> Any:
             queue = self.queues.get(name) or []
             if not queue:
                 self.exhausted.append(name)
                 raise ToolResultsExhausted(f"the cassette recorded no further result for tool '{name}'")
             outcome = queue.pop(0)
+            self.ran.append(name)
+            return outcome
+
+        def result(outcome: Any) -> str:
             if outcome.error is not None:
                 raise RuntimeError(outcome.error)
             return outcome.result or ""
 
-        return play
+        def play(**_arguments: Any) -> str:
+            return result(answer())
+
+        async def play_until_cancelled(**_arguments: Any) -> str:
+            outcome = answer()
+            await self.cancel.tool_started(name)
+            if outcome.blocks:
+                await asyncio.Event().wait()  # until the turn is cancelled
+            return result(outcome)
+
+        point = self.cassette.cancel
+        waits = (point is not None and point.during_tool == name) or any(r.blocks for r in self.queues.get(name) or [])
+        return play_until_cancelled if waits else play
 
 
 @dataclass
@@ -98,6 +125,10 @@ class ReplayReport:
     diverged_at: int | None = None
     unconsumed: int = 0
     divergence: TraceDivergence | None = None
+    elapsed: float | None = None
+    """Seconds of the turn's own clock from start to halt (virtual in-process)."""
+    crash: str | None = None
+    """What the turn raised when it did not halt (e.g. a cancellation it did not absorb)."""
 
     @property
     def outcome(self) -> str:
@@ -119,6 +150,8 @@ class ReplayReport:
             "diverged_at": self.diverged_at,
             "unconsumed": self.unconsumed,
             "trace_divergence": self.divergence.to_json() if self.divergence else None,
+            "elapsed": self.elapsed,
+            "crash": self.crash,
         }
         if with_trace:
             data["trace"] = [s.to_json() for s in r.trace]
@@ -188,35 +221,68 @@ def divergence_message(c: Cassette, result: TurnResult, index: int) -> str:
     )
 
 
-def check_expectations(c: Cassette, result: TurnResult, policy: Policy, *, unconsumed: int) -> list[str]:
-    """Every expectation that does not hold, as a sentence that says what to look at."""
+def check_expectations(
+    c: Cassette,
+    result: TurnResult,
+    policy: Policy,
+    *,
+    unconsumed: int,
+    ran: Sequence[str] = (),
+    elapsed: float | None = None,
+) -> list[str]:
+    """Every expectation that does not hold, as a sentence that says what to look at. ``ran`` is
+    the tools that started running, ``elapsed`` the turn's seconds on its own clock."""
     e = c.expect
     out: list[str] = []
     if e.outcome is not None and result.outcome != e.outcome:
         out.append(f"outcome is {result.outcome} ({result.halt_state}), expected {e.outcome}")
-    if e.model_calls is not None and result.usage.model_calls != e.model_calls:
-        out.append(f"{result.usage.model_calls} model calls, expected {e.model_calls}")
-    if e.tool_batches is not None and result.usage.tool_batches != e.tool_batches:
-        out.append(f"{result.usage.tool_batches} tool batches, expected {e.tool_batches}")
+    if e.outcome_any_of and result.outcome not in e.outcome_any_of:
+        out.append(f"outcome is {result.outcome} ({result.halt_state}), expected one of {', '.join(e.outcome_any_of)}")
+    if e.model_calls is not None:
+        problem = as_bound(e.model_calls).violation(result.usage.model_calls)
+        if problem:
+            out.append(f"{result.usage.model_calls} model calls, {problem}")
+    if e.tool_batches is not None:
+        problem = as_bound(e.tool_batches).violation(result.usage.tool_batches)
+        if problem:
+            out.append(f"{result.usage.tool_batches} tool batches, {problem}")
     for s in e.final_response_contains:
         if s not in result.response:
             out.append(f"final response does not contain {s!r} (it is {result.response[:80]!r})")
     for s in e.message_contains:
         if s not in result.message:
             out.append(f"halt message does not contain {s!r} (it is {result.message[:80]!r})")
+    for s in e.message_not_contains:
+        if s in result.message:
+            out.append(f"halt message contains {s!r}, expected it not to (it is {result.message[:80]!r})")
+    for name in e.tools_never_ran:
+        if name in ran:
+            out.append(f"tool {name} ran {ran.count(name)} times, expected never")
+    out += _counter_problems(c, result, policy)
+    if e.elapsed is not None and elapsed is not None:
+        problem = e.elapsed.violation(elapsed)
+        if problem:
+            out.append(f"the turn took {elapsed:g} s on its clock, {problem} s")
     if e.all_played and unconsumed:
         out.append(f"{unconsumed} recorded model responses were never played (the policy stopped early)")
+    made = len(result.requests)
     for r in e.requests:
-        if r.index > len(result.requests):
-            out.append(f"request {r.index} was never made ({len(result.requests)} calls)")
+        position = r.index if r.index > 0 else made + r.index + 1
+        if not 1 <= position <= made:
+            out.append(f"request {r.index} was never made ({made} calls)")
             continue
-        req = result.requests[r.index - 1]
+        req = result.requests[position - 1]
+        name = f"request {r.index}" if r.index > 0 else f"request {r.index} (call {position})"
         if r.tools == "absent" and req.tools:
-            out.append(f"request {r.index} carried tools {req.tools}, expected none")
+            out.append(f"{name} carried tools {req.tools}, expected none")
         if r.tools == "present" and not req.tools:
-            out.append(f"request {r.index} carried no tools, expected some")
+            out.append(f"{name} carried no tools, expected some")
         if r.prompt_contains and r.prompt_contains not in req.last_user:
-            out.append(f"request {r.index}'s last prompt does not contain {r.prompt_contains!r}")
+            out.append(f"{name}'s last prompt does not contain {r.prompt_contains!r}")
+        for key, want in r.carries:
+            got = getattr(req, key)
+            if got != want:
+                out.append(f"{name} carried {key} {got!r}, expected {want!r}")
     for label, limit in e.max_fires:
         fired = sum(1 for s in result.trace if s.transition == label)
         if fired > limit:
@@ -225,6 +291,25 @@ def check_expectations(c: Cassette, result: TurnResult, policy: Policy, *, uncon
         problem = property_problem(p, result, policy)
         if problem:
             out.append(f"property {p} fails: {problem}")
+    return out
+
+
+def _counter_problems(c: Cassette, result: TurnResult, policy: Policy) -> list[str]:
+    """``expect.counters``, judged on each counter's highest value over the turn."""
+    out: list[str] = []
+    names = policy.counter_names
+    for name, bound in c.expect.counters:
+        if name not in names:
+            hint = did_you_mean(name, names)
+            out.append(
+                f"expect.counters names {name!r}, which policy {policy.name} ({policy.file}) does not declare "
+                f"(cassette {c.file}); its counters: {', '.join(names)}" + (f"; {hint}" if hint else "")
+            )
+            continue
+        highest = max((s.counters.get(name, 0) for s in result.trace), default=0)
+        problem = bound.violation(highest)
+        if problem:
+            out.append(f"counter {name} reached {highest}, {problem}")
     return out
 
 
@@ -272,24 +357,39 @@ async def replay(
     callbacks: TurnCallbacks | None = None,
 ) -> ReplayReport:
     """Replay a cassette under a policy and judge it; ``callbacks`` run as the replayed turn moves."""
-    tools = RecordedTools(c)
+    cancel = CancelPlan(c.cancel)
+    tools = RecordedTools(c, cancel=cancel)
     limit = step_limit(c, policy)
+    options: dict[str, Any] = dict(c.request.turn_options(), tools=tools.registry, callbacks=callbacks, max_steps=limit)
+    crash: str | None
     if transport == "http":
-        from .http import DEFAULT_TIME_SCALE, run_over_http
+        from loopspec.engine.clock import ScaledClock
 
-        result, server = await run_over_http(
-            policy, c.interactions, c.messages, time_scale=time_scale or DEFAULT_TIME_SCALE, tools=tools.registry,
-            callbacks=callbacks,
-            max_steps=limit,
+        from .http import DEFAULT_TIME_SCALE, run_guarded_over_http
+
+        from .turn_time import TurnTime
+
+        scale = time_scale or DEFAULT_TIME_SCALE
+        clock = TurnTime(ScaledClock(scale))
+        result, server, crash = await run_guarded_over_http(
+            policy, c.interactions, c.messages, time_scale=scale, clock=clock, prepare=cancel.attach, **options  # type: ignore[arg-type]
         )
+        elapsed = clock.elapsed
         diverged_at, unconsumed = server.diverged_at, server.unconsumed
     else:
         provider = InProcessProvider(c.interactions)
-        turn = Turn(policy, provider, model=c.model, tools=tools.registry, clock=VirtualClock(), callbacks=callbacks, max_steps=limit)
-        result = await turn.run(c.messages)
+        vclock = VirtualClock()
+        turn = Turn(policy, provider, model=c.model, clock=vclock, **options)
+        cancel.attach(turn)
+        result, crash = await run_guarded(turn, c.messages)
+        elapsed = vclock.now()
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
-    failures = check_expectations(c, result, policy, unconsumed=unconsumed)
+    failures = check_expectations(c, result, policy, unconsumed=unconsumed, ran=tools.ran, elapsed=elapsed)
     verdict: Verdict = "fail" if failures else "pass"
+    if crash is not None:
+        verdict = "fail"
+        where = f" (cancelled {c.cancel.describe()})" if c.cancel is not None else ""
+        failures.insert(0, f"crashed: {crash}{where}")
     if diverged_at is not None:
         verdict = "diverged"
         failures.insert(0, divergence_message(c, result, diverged_at))
@@ -297,7 +397,9 @@ async def replay(
         verdict = "diverged"
         failures.insert(0, f"diverged: the policy ran {tools.exhausted[0]} more often than the cassette recorded")
     divergence = compare_trace(c.trace, result, policy) if c.trace else None
-    return ReplayReport(c.file, c.name, transport, verdict, result, failures, diverged_at, unconsumed, divergence)
+    return ReplayReport(
+        c.file, c.name, transport, verdict, result, failures, diverged_at, unconsumed, divergence, elapsed=elapsed, crash=crash
+    )
 
 
 class _ChainProvider:

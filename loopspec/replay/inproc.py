@@ -28,6 +28,7 @@ from .interactions import (
     Interaction,
     Stall,
     StreamResponse,
+    choose,
     completion_chunks,
     stream_plan,
 )
@@ -115,7 +116,7 @@ def _items_for_chunks(resp: StreamResponse) -> list[_Item]:
     for k, chunk in enumerate(chunks):
         if resp.disconnect_after is not None and k >= resp.disconnect_after:
             break
-        pause = resp.stall_seconds if resp.stall_after == k else 0.0
+        pause = resp.pause_at(k)
         try:
             items.append(_Item(pause, delta=delta_from_chunk_dict(chunk)))
         except StreamBroken as exc:
@@ -123,10 +124,10 @@ def _items_for_chunks(resp: StreamResponse) -> list[_Item]:
             return items
     n = len(chunks)
     if resp.disconnect_after is not None and resp.disconnect_after <= n:
-        pause = resp.stall_seconds if resp.stall_after == resp.disconnect_after else 0.0
+        pause = resp.pause_at(resp.disconnect_after)
         items.append(_Item(pause, broken=StreamBroken.make("disconnect", "connection dropped mid-stream")))
-    elif resp.stall_after == n:
-        items.append(_Item(resp.stall_seconds, delta=None))
+    elif resp.pause_at(n):
+        items.append(_Item(resp.pause_at(n), delta=None))
     return items
 
 
@@ -165,7 +166,7 @@ class InProcessProvider:
                     phase="call",
                 )
             )
-        recorded = self.interactions[index]
+        recorded = choose(self.interactions[index], bool(request.tools))
         if isinstance(recorded, ErrorResponse):
             raise ProviderError(
                 classify_exception(RecordedHTTPError(recorded.status, recorded.body, recorded.headers), phase="call")

@@ -15,9 +15,13 @@ from typing import Any, Mapping, Union
 
 __all__ = [
     "StreamResponse",
+    "Pause",
     "ErrorResponse",
     "CompletionResponse",
+    "WhenNoTools",
     "Interaction",
+    "Served",
+    "choose",
     "Stall",
     "Disconnect",
     "PlanStep",
@@ -31,6 +35,8 @@ __all__ = [
 ]
 
 DONE_EVENT = b"data: [DONE]\n\n"
+PING_EVENT = b": ping\n\n"
+"""The SSE comment a keep-alive sends: bytes on the wire, no content for the reader."""
 
 # One end-of-line as the SSE spec defines it. A lone CR must not eat the CR of a CRLF, or
 # "a\r\nb" would look like a blank line.
@@ -40,12 +46,27 @@ _DATA_LINE = re.compile(rb"(?:^|\r\n|\n|\r)data:")
 
 
 @dataclass(frozen=True)
+class Pause:
+    """A wait of ``seconds`` after the ``after``-th data event (0: before the first), with a
+    keep-alive comment every ``keepalive`` seconds inside it when given. Whether it is a stall is
+    the policy's stall_timeout to say."""
+
+    after: int
+    seconds: float
+    keepalive: float | None = None
+
+
+@dataclass(frozen=True)
 class StreamResponse:
     """A streamed (SSE) answer: either chunk dicts (rendered as OpenAI SSE) or raw SSE text.
 
     ``stall_after=k`` pauses ``stall_seconds`` after the k-th data event; ``disconnect_after=k``
     drops the connection after the k-th data event, without a terminating chunk or ``[DONE]``.
     Counting data events (not bytes, not comment lines) keeps both faults on event boundaries.
+    ``keepalive=p`` sends an SSE comment (``: ping``) every ``p`` seconds during the pause, as
+    providers and proxies do: bytes arrive, content does not, so the pause must stay a stall.
+    ``pauses`` are further waits anywhere in the stream (a slow stream with gaps), each a
+    :class:`Pause`; the stall is one more, and :meth:`all_pauses` lists them in stream order.
     """
 
     chunks: tuple[dict[str, Any], ...] | None = None
@@ -53,8 +74,21 @@ class StreamResponse:
     stall_after: int | None = None
     stall_seconds: float = 0.0
     disconnect_after: int | None = None
+    keepalive: float | None = None
+    pauses: tuple[Pause, ...] = ()
+
+    def all_pauses(self) -> list[Pause]:
+        """The stall and the other pauses, ordered by position (stable: the stall first)."""
+        out = [Pause(self.stall_after, self.stall_seconds, self.keepalive)] if self.stall_after is not None else []
+        return sorted(out + list(self.pauses), key=lambda p: p.after)
+
+    def pause_at(self, k: int) -> float:
+        """Seconds of waiting right after the k-th data event."""
+        return sum(p.seconds for p in self.all_pauses() if p.after == k)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pauses, tuple):
+            object.__setattr__(self, "pauses", tuple(self.pauses))
         if (self.chunks is None) == (self.sse is None):
             raise ValueError("StreamResponse needs exactly one of chunks= or sse=")
         if self.chunks is not None and not isinstance(self.chunks, tuple):
@@ -69,6 +103,15 @@ class StreamResponse:
                 raise ValueError(f"{name}={k} is outside 0..{n_data} (the stream's data events)")
         if self.stall_seconds < 0:
             raise ValueError("stall_seconds must be >= 0")
+        if self.keepalive is not None and not self.keepalive > 0:
+            raise ValueError("keepalive must be a positive number of seconds")
+        for p in self.pauses:
+            if not 0 <= p.after <= n_data:
+                raise ValueError(f"a pause after {p.after} data events is outside 0..{n_data} (the stream's data events)")
+            if p.seconds < 0:
+                raise ValueError("a pause's seconds must be >= 0")
+            if p.keepalive is not None and not p.keepalive > 0:
+                raise ValueError("keepalive must be a positive number of seconds")
 
 
 @dataclass(frozen=True)
@@ -87,7 +130,28 @@ class CompletionResponse:
     body: dict[str, Any]
 
 
-Interaction = Union[StreamResponse, ErrorResponse, CompletionResponse]
+Served = Union[StreamResponse, ErrorResponse, CompletionResponse]
+"""What a transport actually plays for one request."""
+
+
+@dataclass(frozen=True)
+class WhenNoTools:
+    """A response that depends on the request: ``no_tools`` answers a request that offered no
+    tools (a toolless wrap-up call), ``default`` answers every other one. Both transports choose
+    with :func:`choose`."""
+
+    default: Served
+    no_tools: Served
+
+
+Interaction = Union[StreamResponse, ErrorResponse, CompletionResponse, WhenNoTools]
+
+
+def choose(it: Interaction, offered_tools: bool) -> Served:
+    """The response to play for a request that did (or did not) offer tools."""
+    if isinstance(it, WhenNoTools):
+        return it.default if offered_tools else it.no_tools
+    return it
 
 
 @dataclass(frozen=True)
@@ -150,8 +214,8 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
     stream normally.
     """
     steps: list[PlanStep] = []
-    if resp.stall_after == 0:
-        steps.append(Stall(resp.stall_seconds))
+    pauses = resp.all_pauses()
+    steps += _waits(pauses, 0)
     if resp.disconnect_after == 0:
         steps.append(Disconnect())
         return steps
@@ -161,11 +225,29 @@ def stream_plan(resp: StreamResponse) -> list[PlanStep]:
         if not is_data_event(ev):
             continue
         n_data += 1
-        if n_data == resp.stall_after:
-            steps.append(Stall(resp.stall_seconds))
+        steps += _waits(pauses, n_data)
         if n_data == resp.disconnect_after:
             steps.append(Disconnect())
             return steps
+    return steps
+
+
+def _waits(pauses: list[Pause], k: int) -> list[PlanStep]:
+    """The pauses after the k-th data event as plan steps: a wait, or waits with a keep-alive
+    comment after each ``keepalive`` seconds of it (the total stays the pause's length)."""
+    steps: list[PlanStep] = []
+    for p in pauses:
+        if p.after != k:
+            continue
+        if not p.keepalive:
+            steps.append(Stall(p.seconds))
+            continue
+        waited = 0.0
+        while waited + p.keepalive <= p.seconds:
+            steps += [Stall(p.keepalive), PING_EVENT]
+            waited += p.keepalive
+        if p.seconds - waited > 0:
+            steps.append(Stall(p.seconds - waited))
     return steps
 
 

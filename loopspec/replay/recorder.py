@@ -35,7 +35,7 @@ from loopspec.providers.base import ModelRequest, ProviderError
 from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
 from loopspec.language.model import Policy
 
-from .cassette import Cassette, Expectations, RecordedStep, ToolOutcome, ToolSpec
+from .cassette import Cassette, Expectations, RecordedStep, RequestOptions, ToolOutcome, ToolSpec
 from .interactions import ErrorResponse, Interaction, StreamResponse
 from .redact import (
     REDACTED,
@@ -351,6 +351,12 @@ async def record_turn(
         model=model,
         doc=f"Recorded live with loopspec record under {machine or 'a policy'}: outcome {result.outcome}.",
         source=source,
+        request=RequestOptions(
+            tool_choice=turn_options.get("tool_choice"),
+            reasoning_effort=turn_options.get("reasoning_effort"),
+            max_tokens=turn_options.get("max_tokens"),
+            extra=tuple((turn_options.get("extra") or {}).items()),
+        ),
     )
     # Literal secrets shorter than 8 characters would redact ordinary words; patterns cover keys.
     all_secrets = tuple(s for s in (*secrets, api_key or "", *env_secrets()) if s and len(s) >= 8)

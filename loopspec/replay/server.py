@@ -27,6 +27,8 @@ from .interactions import (
     Interaction,
     Stall,
     StreamResponse,
+    WhenNoTools,
+    choose,
     completion_chunks,
     fold_stream,
     stream_plan,
@@ -74,7 +76,7 @@ class LoopbackServer:
 
     def __init__(self, responses: Sequence[Interaction], *, host: str = "127.0.0.1") -> None:
         for r in responses:
-            if not isinstance(r, (StreamResponse, ErrorResponse, CompletionResponse)):
+            if not isinstance(r, (StreamResponse, ErrorResponse, CompletionResponse, WhenNoTools)):
                 raise TypeError(f"not a replayable response: {r!r}")
         self.responses: tuple[Interaction, ...] = tuple(responses)
         self.host = host
@@ -323,7 +325,7 @@ class LoopbackServer:
                 writer, 409, {"error": {"type": "loopspec_diverged", "code": "loopspec_diverged", "message": msg}}, keep,
                 {"x-should-retry": "false", DIVERGED_HEADER: str(n)},
             )
-        resp = self.responses[call]
+        resp = choose(self.responses[call], bool(body.get("tools")))
         wants_stream = body.get("stream") is True
         if isinstance(resp, ErrorResponse):
             return await self._send_error(writer, resp, keep)
@@ -350,8 +352,9 @@ class LoopbackServer:
     async def _send_folded(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool) -> bool:
         """A stream asked for non-streaming: the stall delays the whole answer, a disconnect
         drops the connection before any byte, a mid-stream error object becomes HTTP 500."""
-        if resp.stall_after is not None:
-            await asyncio.sleep(resp.stall_seconds)
+        wait = sum(p.seconds for p in resp.all_pauses())
+        if wait:
+            await asyncio.sleep(wait)
         if resp.disconnect_after is not None:
             raise _Dropped
         folded = fold_stream(resp)

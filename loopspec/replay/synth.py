@@ -31,11 +31,15 @@ def reply_chunks(
     tool_calls: Sequence[tuple[str, Any]] = (),
     finish: str | None = None,
     piece: int = 8,
+    omit_finish: bool = False,
+    usage: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Chunks for one reply: reasoning, then text, then tool calls (name, arguments) in order.
 
     ``arguments`` may be a dict (serialised) or a raw string (to write malformed JSON). ``finish``
-    defaults to ``tool_calls`` when there are tool calls, else ``stop``.
+    defaults to ``tool_calls`` when there are tool calls, else ``stop``; ``omit_finish`` ends the
+    stream with no finish_reason at all (some providers and proxies do). ``usage`` (prompt,
+    completion and reasoning token counts) goes on the last chunk, as providers send it.
     """
     out = [_chunk({"role": "assistant", "content": ""})]
     out += [_chunk({"reasoning_content": part}) for part in split(reasoning, piece) if part]
@@ -52,8 +56,20 @@ def reply_chunks(
             )
         )
         out += [_chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}) for part in split(raw, piece)]
-    out.append(_chunk({}, finish or ("tool_calls" if tool_calls else "stop")))
+    if not omit_finish:
+        out.append(_chunk({}, finish or ("tool_calls" if tool_calls else "stop")))
+    if usage is not None:
+        out[-1] = dict(out[-1], usage=usage_body(usage))
     return out
+
+
+def usage_body(usage: dict[str, int]) -> dict[str, Any]:
+    """OpenAI's usage object for ``{prompt_tokens, completion_tokens, reasoning_tokens}``."""
+    prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+    body: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if usage.get("reasoning_tokens"):
+        body["completion_tokens_details"] = {"reasoning_tokens": int(usage["reasoning_tokens"])}
+    return body
 
 
 def reply(
@@ -65,6 +81,7 @@ def reply(
     stall_after: int | None = None,
     stall_seconds: float = 0.0,
     disconnect_after: int | None = None,
+    keepalive: float | None = None,
 ) -> StreamResponse:
     """A StreamResponse for one reply (see :func:`reply_chunks`), optionally with a fault."""
     return StreamResponse(
@@ -72,6 +89,7 @@ def reply(
         stall_after=stall_after,
         stall_seconds=stall_seconds,
         disconnect_after=disconnect_after,
+        keepalive=keepalive,
     )
 
 
