@@ -1,0 +1,75 @@
+"""The tools a replay runs: each call answered with the result the cassette recorded for that
+tool, in order; a tool that blocks until the turn is cancelled, when the cassette says so."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopspec.engine.tools import ToolRegistry
+from loopspec.language.errors import LoopspecError
+
+from .cancel import CancelPlan
+from .cassette import Cassette
+
+
+class ToolResultsExhausted(LoopspecError):
+    """The policy ran a tool more often than the cassette recorded."""
+
+
+@dataclass
+class RecordedTools:
+    """A tool registry that answers each call with the cassette's next recorded result. A result
+    that ``blocks`` never returns: the tool waits until the turn is cancelled."""
+
+    cassette: Cassette
+    registry: ToolRegistry = field(default_factory=ToolRegistry)
+    exhausted: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    """The tools that started running, in order."""
+    cancel: CancelPlan = field(default_factory=lambda: CancelPlan(None))
+
+    def __post_init__(self) -> None:
+        queues: dict[str, list[Any]] = {t.name: [] for t in self.cassette.tools}
+        for r in self.cassette.tool_results:
+            queues.setdefault(r.tool, []).append(r)
+        self.queues = queues
+        for spec in self.cassette.tools:
+            self.registry.register(
+                self._player(spec.name), name=spec.name, parameters=spec.parameters,
+                description=spec.description, needs_approval=spec.needs_approval,
+            )
+
+    def _player(self, name: str):  # type: ignore[no-untyped-def]
+        """A plain function, as recorded tools were before cancel points existed; a coroutine
+        only for a cassette that cancels during a tool or has a tool that blocks, where the tool
+        must be running (awaiting) when the cancel lands."""
+
+        def answer() -> Any:
+            queue = self.queues.get(name) or []
+            if not queue:
+                self.exhausted.append(name)
+                raise ToolResultsExhausted(f"the cassette recorded no further result for tool '{name}'")
+            outcome = queue.pop(0)
+            self.ran.append(name)
+            return outcome
+
+        def result(outcome: Any) -> str:
+            if outcome.error is not None:
+                raise RuntimeError(outcome.error)
+            return outcome.result or ""
+
+        def play(**_arguments: Any) -> str:
+            return result(answer())
+
+        async def play_until_cancelled(**_arguments: Any) -> str:
+            outcome = answer()
+            await self.cancel.tool_started(name)
+            if outcome.blocks:
+                await asyncio.Event().wait()  # until the turn is cancelled
+            return result(outcome)
+
+        point = self.cassette.cancel
+        waits = (point is not None and point.during_tool == name) or any(r.blocks for r in self.queues.get(name) or [])
+        return play_until_cancelled if waits else play
