@@ -19,7 +19,7 @@ import coverage
 PACKAGES = ("engine", "verify", "replay", "language", "wire", "providers", "cli")
 """Every package of loopspec/, in layer order; the top-level modules are reported as "top"."""
 
-FLOORS = {"engine": 93.0, "verify": 95.0, "replay": 95.0}
+FLOORS = {"engine": 95.0, "verify": 95.0, "replay": 95.0}
 """The gate: the lowest figure each package may fall to. A floor below 95 is the figure measured
 when the gate was set (rounded down); it only rises. docs/ci.md names what is left uncovered."""
 
