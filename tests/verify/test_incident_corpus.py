@@ -67,6 +67,7 @@ DEFAULT_ONLY = {
     "claude-code-12186-prompt-too-long",
     "goose-7915-approval-headless",
     "codex-22472-disconnect-reconnect-loop",
+    "openai-agents-263-forced-tool-choice",
 }
 
 
@@ -155,3 +156,21 @@ def test_a_quota_error_is_retried_like_a_rate_limit_without_the_quota_branch() -
     assert before.verdict == "fail" and before.result.usage.model_calls == 2
     assert before.result.trace[0].target == "call_model"  # the quota error was retried
     assert after.verdict == "pass" and after.result.outcome == "quota_exhausted" and after.result.usage.model_calls == 1
+
+
+def test_a_forced_tool_choice_stays_forced_without_reset_tool_choice() -> None:
+    """openai-agents-python PR #263, the other direction: default.yaml minus `reset_tool_choice` on
+    its tool-batch transition sends request 2 with tool_choice still 'required', the loop the PR
+    fixed; with it, request 2 carries 'auto'."""
+    from loopspec import load_policy_text
+
+    text = DEFAULT_POLICY.read_text()
+    edge = "- do: [{reset: empty_streak}, {reset: bad_call_streak}, reset_tool_choice]"
+    assert text.count(edge) == 1, "default.yaml's tool-batch transition moved; update this test"
+    without = load_policy_text(text.replace(edge, "- do: [{reset: empty_streak}, {reset: bad_call_streak}]"), "default-without-reset.yaml")
+    cassette = CASSETTES["openai-agents-263-forced-tool-choice"]
+    before = asyncio.run(replay(cassette, without))
+    after = asyncio.run(replay(cassette, DEFAULT))
+    assert before.verdict == "fail"
+    assert before.failures == ["request 2 carried tool_choice 'required', expected 'auto'"]
+    assert after.verdict == "pass", after.explain()
