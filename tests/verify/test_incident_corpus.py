@@ -68,6 +68,7 @@ DEFAULT_ONLY = {
     "goose-7915-approval-headless",
     "codex-22472-disconnect-reconnect-loop",
     "openai-agents-263-forced-tool-choice",
+    "hermes-3809-retry-after-one-hour",
 }
 
 
@@ -174,3 +175,23 @@ def test_a_forced_tool_choice_stays_forced_without_reset_tool_choice() -> None:
     assert before.verdict == "fail"
     assert before.failures == ["request 2 carried tool_choice 'required', expected 'auto'"]
     assert after.verdict == "pass", after.explain()
+
+
+def test_an_hour_long_retry_after_is_waited_out_without_the_wait_too_long_branch() -> None:
+    """hermes-agent PR #3809, the other direction: default.yaml minus its `wait_too_long` branch
+    backs off (as long as `max_wait` lets it) and asks again, where the incident asked for an hour;
+    with it, one call, no wait, and a message naming the asked wait."""
+    from loopspec import load_policy_text
+
+    text = DEFAULT_POLICY.read_text()
+    branch = "        - when: {attr: wait_too_long}      # the provider asks for longer than any backoff waits\n          to: halt_rate_limited_long\n"
+    assert text.count(branch) == 1, "default.yaml's wait_too_long branch moved; update this test"
+    without = load_policy_text(text.replace(branch, ""), "default-without-wait-too-long.yaml")
+    cassette = CASSETTES["hermes-3809-retry-after-one-hour"]
+    before = asyncio.run(replay(cassette, without))
+    after = asyncio.run(replay(cassette, DEFAULT))
+    assert before.verdict == "fail" and before.result.usage.model_calls == 2
+    assert before.elapsed is not None and before.elapsed >= 30  # it slept (the longest wait max_wait allows)
+    assert after.verdict == "pass", after.explain()
+    assert after.result.usage.model_calls == 1 and after.elapsed is not None and after.elapsed < 1
+    assert "asks to wait 3600 seconds" in after.result.message
