@@ -69,6 +69,7 @@ DEFAULT_ONLY = {
     "codex-22472-disconnect-reconnect-loop",
     "openai-agents-263-forced-tool-choice",
     "hermes-3809-retry-after-one-hour",
+    "goose-11679-keepalive-hides-stall",
 }
 
 
@@ -195,3 +196,21 @@ def test_an_hour_long_retry_after_is_waited_out_without_the_wait_too_long_branch
     assert after.verdict == "pass", after.explain()
     assert after.result.usage.model_calls == 1 and after.elapsed is not None and after.elapsed < 1
     assert "asks to wait 3600 seconds" in after.result.message
+
+
+@pytest.mark.parametrize("transport", ["inproc", "http"])
+def test_keepalive_pings_do_not_hide_a_stall(transport: str) -> None:
+    """goose #11679, engine-caused: 600 s of ': ping' comments inside a tool call. The stall timer
+    watches data events, not bytes, so the stall fires at default.yaml's stall_timeout (60 s), well
+    inside the pause, once, and the stub continues with the call asked again. No policy can express
+    the goose defect (a timer reset by every byte), so the engine's guard is what this pins."""
+    cassette = CASSETTES["goose-11679-keepalive-hides-stall"]
+    pause = cassette.interactions[0].pauses[0]
+    assert (pause.seconds, pause.keepalive) == (600, 15)
+    report = asyncio.run(replay(cassette, DEFAULT, transport=transport))
+    assert report.verdict == "pass", report.explain()
+    steps = [(s.state, s.event, s.target) for s in report.result.trace]
+    assert steps[1:3] == [("read_stream", "stalled", "make_stub"), ("make_stub", "mid_tool_call", "continue_after_stall_tool")]
+    assert steps.count(("read_stream", "stalled", "make_stub")) == 1
+    stall_timeout = DEFAULT.settings.stall_timeout
+    assert report.elapsed is not None and stall_timeout <= report.elapsed < pause.seconds, report.elapsed
