@@ -70,6 +70,7 @@ DEFAULT_ONLY = {
     "openai-agents-263-forced-tool-choice",
     "hermes-3809-retry-after-one-hour",
     "goose-11679-keepalive-hides-stall",
+    "hermes-76460-cancel-mid-tool-batch",
 }
 
 
@@ -214,3 +215,16 @@ def test_keepalive_pings_do_not_hide_a_stall(transport: str) -> None:
     assert steps.count(("read_stream", "stalled", "make_stub")) == 1
     stall_timeout = DEFAULT.settings.stall_timeout
     assert report.elapsed is not None and stall_timeout <= report.elapsed < pause.seconds, report.elapsed
+
+
+def test_a_cancel_mid_tool_batch_answers_every_call_as_cancelled() -> None:
+    """hermes-agent PR #76460, engine-caused: a cancel while the first of two tools runs. Every tool
+    call in the history gets an answer (the unrun ones say the turn was cancelled), so the history
+    is valid for the next request; before the PR the interrupted calls were left unanswered."""
+    report = asyncio.run(replay(CASSETTES["hermes-76460-cancel-mid-tool-batch"], DEFAULT))
+    assert report.verdict == "pass", report.explain()
+    messages = report.result.messages
+    calls = [tc["id"] for m in messages if m["role"] == "assistant" for tc in m.get("tool_calls") or []]
+    answers = {m["tool_call_id"]: m["content"] for m in messages if m["role"] == "tool"}
+    assert len(calls) == 2 and set(answers) == set(calls)
+    assert all("cancelled" in answers[c] for c in calls), answers
