@@ -67,6 +67,10 @@ DEFAULT_ONLY = {
     "claude-code-12186-prompt-too-long",
     "goose-7915-approval-headless",
     "codex-22472-disconnect-reconnect-loop",
+    "openai-agents-263-forced-tool-choice",
+    "hermes-3809-retry-after-one-hour",
+    "goose-11679-keepalive-hides-stall",
+    "hermes-76460-cancel-mid-tool-batch",
 }
 
 
@@ -155,3 +159,72 @@ def test_a_quota_error_is_retried_like_a_rate_limit_without_the_quota_branch() -
     assert before.verdict == "fail" and before.result.usage.model_calls == 2
     assert before.result.trace[0].target == "call_model"  # the quota error was retried
     assert after.verdict == "pass" and after.result.outcome == "quota_exhausted" and after.result.usage.model_calls == 1
+
+
+def test_a_forced_tool_choice_stays_forced_without_reset_tool_choice() -> None:
+    """openai-agents-python PR #263, the other direction: default.yaml minus `reset_tool_choice` on
+    its tool-batch transition sends request 2 with tool_choice still 'required', the loop the PR
+    fixed; with it, request 2 carries 'auto'."""
+    from loopspec import load_policy_text
+
+    text = DEFAULT_POLICY.read_text()
+    edge = "- do: [{reset: empty_streak}, {reset: bad_call_streak}, reset_tool_choice]"
+    assert text.count(edge) == 1, "default.yaml's tool-batch transition moved; update this test"
+    without = load_policy_text(text.replace(edge, "- do: [{reset: empty_streak}, {reset: bad_call_streak}]"), "default-without-reset.yaml")
+    cassette = CASSETTES["openai-agents-263-forced-tool-choice"]
+    before = asyncio.run(replay(cassette, without))
+    after = asyncio.run(replay(cassette, DEFAULT))
+    assert before.verdict == "fail"
+    assert before.failures == ["request 2 carried tool_choice 'required', expected 'auto'"]
+    assert after.verdict == "pass", after.explain()
+
+
+def test_an_hour_long_retry_after_is_waited_out_without_the_wait_too_long_branch() -> None:
+    """hermes-agent PR #3809, the other direction: default.yaml minus its `wait_too_long` branch
+    backs off (as long as `max_wait` lets it) and asks again, where the incident asked for an hour;
+    with it, one call, no wait, and a message naming the asked wait."""
+    from loopspec import load_policy_text
+
+    text = DEFAULT_POLICY.read_text()
+    branch = "        - when: {attr: wait_too_long}      # the provider asks for longer than any backoff waits\n          to: halt_rate_limited_long\n"
+    assert text.count(branch) == 1, "default.yaml's wait_too_long branch moved; update this test"
+    without = load_policy_text(text.replace(branch, ""), "default-without-wait-too-long.yaml")
+    cassette = CASSETTES["hermes-3809-retry-after-one-hour"]
+    before = asyncio.run(replay(cassette, without))
+    after = asyncio.run(replay(cassette, DEFAULT))
+    assert before.verdict == "fail" and before.result.usage.model_calls == 2
+    assert before.elapsed is not None and before.elapsed >= 30  # it slept (the longest wait max_wait allows)
+    assert after.verdict == "pass", after.explain()
+    assert after.result.usage.model_calls == 1 and after.elapsed is not None and after.elapsed < 1
+    assert "asks to wait 3600 seconds" in after.result.message
+
+
+@pytest.mark.parametrize("transport", ["inproc", "http"])
+def test_keepalive_pings_do_not_hide_a_stall(transport: str) -> None:
+    """goose #11679, engine-caused: 600 s of ': ping' comments inside a tool call. The stall timer
+    watches data events, not bytes, so the stall fires at default.yaml's stall_timeout (60 s), well
+    inside the pause, once, and the stub continues with the call asked again. No policy can express
+    the goose defect (a timer reset by every byte), so the engine's guard is what this pins."""
+    cassette = CASSETTES["goose-11679-keepalive-hides-stall"]
+    pause = cassette.interactions[0].pauses[0]
+    assert (pause.seconds, pause.keepalive) == (600, 15)
+    report = asyncio.run(replay(cassette, DEFAULT, transport=transport))
+    assert report.verdict == "pass", report.explain()
+    steps = [(s.state, s.event, s.target) for s in report.result.trace]
+    assert steps[1:3] == [("read_stream", "stalled", "make_stub"), ("make_stub", "mid_tool_call", "continue_after_stall_tool")]
+    assert steps.count(("read_stream", "stalled", "make_stub")) == 1
+    stall_timeout = DEFAULT.settings.stall_timeout
+    assert report.elapsed is not None and stall_timeout <= report.elapsed < pause.seconds, report.elapsed
+
+
+def test_a_cancel_mid_tool_batch_answers_every_call_as_cancelled() -> None:
+    """hermes-agent PR #76460, engine-caused: a cancel while the first of two tools runs. Every tool
+    call in the history gets an answer (the unrun ones say the turn was cancelled), so the history
+    is valid for the next request; before the PR the interrupted calls were left unanswered."""
+    report = asyncio.run(replay(CASSETTES["hermes-76460-cancel-mid-tool-batch"], DEFAULT))
+    assert report.verdict == "pass", report.explain()
+    messages = report.result.messages
+    calls = [tc["id"] for m in messages if m["role"] == "assistant" for tc in m.get("tool_calls") or []]
+    answers = {m["tool_call_id"]: m["content"] for m in messages if m["role"] == "tool"}
+    assert len(calls) == 2 and set(answers) == set(calls)
+    assert all("cancelled" in answers[c] for c in calls), answers
