@@ -255,17 +255,7 @@ states:
     on: CALL_EVENTS
   read:
     kind: stream
-    on:
-      text: done
-      tool_calls: out
-      length: bigger
-      empty: out
-      thinking_only: out
-      malformed_args: out
-      unknown_tool: out
-      stalled: out
-      broken: out
-      cancelled: out
+    on: STREAM_EVENTS
   bigger:
     kind: escalate
     apply: [switch_model, boost_max_tokens]
@@ -273,7 +263,9 @@ states:
   done: {kind: halt, outcome: completed, message: "{response}"}
   no_fallback: {kind: halt, outcome: provider_error, message: "cannot escalate: {message}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
+""".replace("CALL_EVENTS", handles("call", "out", opened="read")).replace(
+    "STREAM_EVENTS", handles("stream", "out", text='done', length='bigger')
+)
 
 
 def escalating(fallback: str | None) -> Any:

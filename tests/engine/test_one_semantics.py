@@ -50,17 +50,7 @@ states:
     on: CALL_EVENTS
   read:
     kind: stream
-    on:
-      text: done
-      tool_calls: {TOOL_CALLS}
-      length: out
-      empty: out
-      thinking_only: out
-      malformed_args: out
-      unknown_tool: out
-      stalled: out
-      broken: out
-      cancelled: out
+    on: STREAM_EVENTS
   tools:
     kind: tool_exec
     on: {ok: ask, failed: ask, repeated_exact_failure: out, same_tool_failure: out, no_progress: out,
@@ -75,7 +65,9 @@ states:
     on: {done: ask, failed: out}
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
+""".replace("CALL_EVENTS", handles("call", "out", opened="read")).replace(
+    "STREAM_EVENTS", handles("stream", "out", text='done', tool_calls='{TOOL_CALLS}')
+)
 
 
 def test_calls_routed_through_an_escalation_are_ignored_by_both_the_interpreter_and_check() -> None:

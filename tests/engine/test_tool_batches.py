@@ -190,20 +190,12 @@ states:
     on: CALL_EVENTS
   read:
     kind: stream
-    on:
-      text: done
-      tool_calls: {do: [{refuse_tools: refused}], to: ask}
-      length: out
-      empty: out
-      thinking_only: out
-      malformed_args: out
-      unknown_tool: out
-      stalled: out
-      broken: out
-      cancelled: out
+    on: STREAM_EVENTS
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
+""".replace("CALL_EVENTS", handles("call", "out", opened="read")).replace(
+    "STREAM_EVENTS", handles("stream", "out", text='done', tool_calls='{do: [{refuse_tools: refused}], to: ask}')
+)
 
 
 @pytest.mark.parametrize("n", [2, 3])

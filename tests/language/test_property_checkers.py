@@ -88,17 +88,7 @@ states:
     on: CALL_EVENTS
   read:
     kind: stream
-    on:
-      text: done
-      tool_calls: TOOL_CALLS
-      length: LENGTH
-      empty: off
-      thinking_only: out
-      malformed_args: out
-      unknown_tool: out
-      stalled: stub
-      broken: UNHANDLED
-      cancelled: out
+    on: STREAM_EVENTS
   stub:
     kind: stub
     on: {mid_text: out, mid_tool_call: STUB}
@@ -120,7 +110,9 @@ states:
     on: {done: tools, failed: out}
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-""".replace("CALL_EVENTS", handles("call", "out", opened="read"))
+""".replace("CALL_EVENTS", handles("call", "out", opened="read")).replace(
+    "STREAM_EVENTS", handles("stream", "out", text='done', tool_calls='TOOL_CALLS', length='LENGTH', empty='off', stalled='stub', broken='UNHANDLED')
+)
 
 GOOD = {
     "TOOL_CALLS": "tools",
