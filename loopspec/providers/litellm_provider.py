@@ -50,6 +50,7 @@ async def close_clients() -> None:
 def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any]:
     """The ``acompletion`` keyword arguments for a request (exposed for tests and recording)."""
     kwargs: dict[str, Any] = dict(request.extra)
+    caller_stream_options = kwargs.pop("stream_options", None)
     # tools and tool_choice come from the request alone: extra must not force a tool_choice onto a
     # request that offers no tools
     kwargs.pop("tools", None)
@@ -58,6 +59,9 @@ def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any
         model=request.model,
         messages=request.messages,
         stream=True,
+        # without it litellm drops the usage-only final chunk, and a reply whose output all went
+        # to hidden reasoning (gpt-5-nano: finish length, no text) looks like a plain cut-off
+        stream_options={**(caller_stream_options or {}), "include_usage": True},
         max_retries=0,
         timeout=request.timeout if request.timeout is not None else default_timeout,
     )
@@ -182,6 +186,8 @@ class LiteLLMProvider:
         litellm = import_litellm()
         kwargs = build_kwargs(request, self.default_timeout)
         kwargs["stream"] = self.stream
+        if not self.stream:
+            kwargs.pop("stream_options", None)  # only a stream takes them
         try:
             wrapper = await litellm.acompletion(**kwargs)
         except asyncio.CancelledError:

@@ -82,6 +82,28 @@ def test_provider_protocol_and_kwargs():
     assert kw["timeout"] == 30.0 and kw["temperature"] == 0 and kw["reasoning_effort"] == "low"
 
 
+def test_a_stream_always_asks_for_usage_keeping_the_callers_stream_options():
+    """Without include_usage litellm drops the usage-only final chunk: a reply whose output all
+    went to hidden reasoning (gpt-5-nano) would look like a plain cut-off over HTTP."""
+    kw = build_kwargs(ModelRequest("openai/x", [], extra={"stream_options": {"continuous_usage_stats": True}}), 30.0)
+    assert kw["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
+    assert build_kwargs(ModelRequest("openai/x", []), 30.0)["stream_options"] == {"include_usage": True}
+
+
+def test_usage_is_asked_for_on_the_wire_and_reaches_the_reply(srv):
+    srv.push(Reply(sse=sse("openai_stream_finish_length_reasoning_only_gpt5nano.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+        return a.result()
+
+    r = run(go())
+    assert srv.requests[0].body["stream_options"] == {"include_usage": True}
+    assert r.finish_reason == "length" and r.text == "" and r.usage is not None and r.usage.reasoning_tokens == 100
+    assert classify_reply(r, {}).attrs["thinking_only"] is True
+
+
 def test_text_stream(srv):
     srv.push(Reply(sse=sse("openai_stream_text.sse")))
 
