@@ -3,7 +3,7 @@ the full enumeration) and searches for a counterexample when it fails."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from ..language.model import Step
 from .abstract_graph import Graph
@@ -96,35 +96,28 @@ def decide_halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
     if an.kind(g.initial.state) == "halt":
         res.counterexample = Counterexample([], f"the turn starts in '{state}', whose message is empty")
         return res, 0
-    total = 0
-    found: list[Counterexample] = []
-    best: Counterexample | None = None
-    for halt, _why in problems:
-        # the run must end with an event (and attributes) through which the message renders empty
-        template = policy.states[halt].message
+    def attempts() -> Iterator[tuple[Counterexample | None, int, bool]]:
+        for halt, _why in problems:
+            # the run must end with an event (and attributes) through which the message renders empty
+            template = policy.states[halt].message
 
-        def entered_empty(step: Step, child: Any, viol: Any, halt: str = halt) -> bool:
-            return step.after.state == halt and bool(child[-1][1])
+            def entered_empty(step: Step, child: Any, viol: Any, halt: str = halt) -> bool:
+                return step.after.state == halt and bool(child[-1][1])
 
-        def may_be_empty(step: Step, child: Any, viol: Any, halt: str = halt, template: str | None = template) -> bool:
-            return step.after.state == halt and empty_when(template, an.kind(step.before.state), step.event.name) is not None
+            def may_be_empty(step: Step, child: Any, viol: Any, halt: str = halt, template: str | None = template) -> bool:
+                return step.after.state == halt and empty_when(template, an.kind(step.before.state), step.event.name) is not None
 
-        cex, n, real = select_counterexample(
-            an,
-            g,
-            lambda e, halt=halt: e.dst.state == halt,
-            entered_empty,
-            f"ends in '{halt}' with an empty message",
-            world_model(an, {halt: template}),
-            plain_predicate=may_be_empty,
-        )
-        total += n
-        if cex is not None:
-            found.append(cex)
-            if real:
-                best = cex
-                break
-    res.counterexample = _preferred(found, best)
+            yield select_counterexample(
+                an,
+                g,
+                lambda e, halt=halt: e.dst.state == halt,
+                entered_empty,
+                f"ends in '{halt}' with an empty message",
+                world_model(an, {halt: template}),
+                plain_predicate=may_be_empty,
+            )
+
+    res.counterexample, total = _first_real(attempts())
     return res, total
 
 
@@ -133,31 +126,41 @@ def decide_events_handled(an: Analysis, g: Graph, st: Any) -> tuple[PropertyResu
         return PropertyResult("events_handled", PASS, "every event of every reachable state has an enabled transition"), 0
     findings = [u.describe() for u in st.unhandled]
     res = PropertyResult("events_handled", FAIL, findings[0], findings=findings)
+    world = world_model(an)
+
+    def attempts() -> Iterator[tuple[Counterexample | None, int, bool]]:
+        for u in st.unhandled:
+
+            def hit(step: Step, child: Any, viol: Any, u: Any = u) -> bool:
+                return step.transition is None and step.before.state == u.state and step.event.name == u.event
+
+            yield select_counterexample(
+                an,
+                g,
+                lambda e, u=u: e.transition is None and e.src.state == u.state and e.step.event.name == u.event,
+                hit,
+                f"'{u.event}' in '{u.state}' has no transition",
+                world,
+            )
+
+    res.counterexample, total = _first_real(attempts())
+    return res, total
+
+
+def _first_real(attempts: Iterable[tuple[Counterexample | None, int, bool]]) -> tuple[Counterexample | None, int]:
+    """Run the searches in order until one finds a run the outside world can produce: the
+    counterexample to show (see :func:`_preferred`) and the configurations explored in all."""
     total = 0
     found: list[Counterexample] = []
     best: Counterexample | None = None
-    world = world_model(an)
-    for u in st.unhandled:
-
-        def hit(step: Step, child: Any, viol: Any, u: Any = u) -> bool:
-            return step.transition is None and step.before.state == u.state and step.event.name == u.event
-
-        cex, n, real = select_counterexample(
-            an,
-            g,
-            lambda e, u=u: e.transition is None and e.src.state == u.state and e.step.event.name == u.event,
-            hit,
-            f"'{u.event}' in '{u.state}' has no transition",
-            world,
-        )
+    for cex, n, real in attempts:
         total += n
         if cex is not None:
             found.append(cex)
             if real:
                 best = cex
                 break
-    res.counterexample = _preferred(found, best)
-    return res, total
+    return _preferred(found, best), total
 
 
 def _preferred(found: list[Counterexample], best: Counterexample | None) -> Counterexample | None:
