@@ -222,3 +222,13 @@ class Cassette:
 
 class CassetteError(DiagnosticError):
     """A cassette that does not read; ``diagnostics`` say where and why."""
+
+
+def plain(v: Any) -> Any:
+    """YMap/YList -> dict/list, recursively: a fresh plain copy (cassette payloads are handed to other
+    code as JSON, and redaction edits its own copy)."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v

@@ -13,6 +13,7 @@ from loopspec.language.errors import LoopspecError
 from loopspec.language.yamlsource import LoadError, YMap, load_yaml_file
 
 from .cassette_model import (
+    plain,
     CASSETTE_VERSION,
     FAULT_KEYS,
     INTERACTION_FORMS,
@@ -32,7 +33,7 @@ from .interactions import CompletionResponse, ErrorResponse, Interaction, Pause,
 from .synth import reply_chunks
 
 _RENAMED_PROPERTIES = {"halt_message_nonempty": "halt_message", "no_partial_tool_ran": "no_partial_tool_exec"}
-from .cassette_sections import SectionReader, plain
+from .cassette_sections import SectionReader
 
 
 class _Reader(SectionReader):

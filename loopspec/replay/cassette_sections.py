@@ -13,6 +13,7 @@ from loopspec.language.reader import DocumentReader
 from loopspec.language.yamlsource import YMap
 
 from .cassette_model import (
+    plain,
     CANCEL_KEYS,
     CANCEL_POINTS,
     EXPECT_KEYS,
@@ -275,12 +276,3 @@ def strings(v: Any) -> list[str]:
     if isinstance(v, str):
         return [v]
     return [str(x) for x in v]
-
-
-def plain(v: Any) -> Any:
-    """YMap/YList -> dict/list, recursively (cassette payloads are handed to other code as JSON)."""
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [plain(x) for x in v]
-    return v

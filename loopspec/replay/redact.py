@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from .cassette import Cassette
+from .cassette_model import plain
 from .cassette_writer import CassetteDumper, cassette_to_data
 
 __all__ = [
@@ -163,7 +164,7 @@ def redact_chunks(chunks: Sequence[dict[str, Any]], secrets: Iterable[str] = ())
     disconnect positions) are kept; the whole chunks then get :func:`redact` for other fields.
     """
     secrets = tuple(x for x in secrets if x)
-    copied = [_deepcopy(c) for c in chunks]
+    copied = [plain(c) for c in chunks]
     for pieces in _channels(copied).values():
         texts = [holder[key] for holder, key in pieces]
         joined = "".join(texts)
@@ -183,14 +184,6 @@ def redact_chunks(chunks: Sequence[dict[str, Any]], secrets: Iterable[str] = ())
                     out.append(REDACTED)
             holder[key] = "".join(out)
     return [redact(c, secrets) for c in copied]
-
-
-def _deepcopy(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _deepcopy(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_deepcopy(x) for x in v]
-    return v
 
 
 def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
