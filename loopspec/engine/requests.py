@@ -33,9 +33,9 @@ def build_request(
     policy resets it (``reset_tool_choice``): a choice forced on every request makes a real model
     call tools forever."""
     extra = dict(extra)
-    forced = extra.pop("tool_choice", None) if tool_choice is None else tool_choice
-    extra.pop("tool_choice", None)
+    smuggled = extra.pop("tool_choice", None)
     extra.pop("tools", None)
+    forced = smuggled if tool_choice is None else tool_choice
     specs = tools.specs() if offer.tools and tools.tools else None
     if not specs or forced is None:
         tool_choice = None
