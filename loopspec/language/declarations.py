@@ -151,7 +151,7 @@ class Declarations(Resolver):
             if isinstance(v, bool) or not isinstance(v, types):
                 self.error(codes.WRONG_TYPE, f"settings.{key} has the wrong type ({type_name(v)})", f"settings.{key}", m.pos_of(key))
                 continue
-            if key in SECONDS_SETTINGS and not 0 < v <= MAX_SECONDS:  # NaN and inf fail too: no wait is endless
+            if key in SECONDS_SETTINGS and isinstance(v, (int, float)) and not 0 < v <= MAX_SECONDS:  # NaN and inf fail too: no wait is endless
                 self.error(
                     codes.OUT_OF_RANGE,
                     f"settings.{key} {v!r} must be seconds, more than 0 and at most {MAX_SECONDS}",
