@@ -273,7 +273,7 @@ def _actions(ctx: _Ctx, in_apply: bool = False) -> list[Any]:
             if in_apply:
                 out.append(c.choice(["compact", {"append": "note"}, {"refuse_tools": "note"}]))
             else:
-                out.append(c.choice(["drop_tool_calls", {"append": "note"}, {"backoff": "wait"}]))
+                out.append(c.choice(["drop_tool_calls", {"append": "note"}, {"backoff": "wait"}, {"backoff": "long"}]))
     return out
 
 
@@ -377,7 +377,7 @@ def generate_document(c: Chooser, escape: bool = True) -> dict[str, Any]:
         "name": "generated",
         "initial": initial,
         "templates": {"note": "note {event}", "go_on": "go on", "warn": "{model_calls} calls"},
-        "backoff": {"wait": [0, 1]},
+        "backoff": {"wait": [0, 1], "long": [c.choice([0, 2, 7]), c.choice([3, 45, 120])], "max_wait": c.choice([1, 30, 60, 600])},
     }
     if counters:
         doc["counters"] = {n: {"max": m} for n, m in counters.items()}
@@ -541,6 +541,14 @@ def attr_values(attr: Attr, tests: list[Any], absent: bool) -> list[Any]:
     return vals
 
 
+RETRY_AFTER_LONGEST = 1e6
+
+
+def _longer(v: Any, than: Any) -> bool:
+    number = (int, float)
+    return isinstance(v, number) and not isinstance(v, bool) and (not isinstance(than, number) or isinstance(than, bool) or v > than)
+
+
 def _default(attr: Attr) -> Any:
     return {"bool": False, "int": 0, "float": 0.0, "list": [], "str": attr.values[0] if attr.values else ""}[attr.type]
 
@@ -560,15 +568,19 @@ def event_domain(policy: Policy, state: str, event: str, absent: bool = False, d
     axes: list[list[Any]] = []
     for attr in spec.attrs:
         mine = [t for t in tests if t.attr == attr.name]
+        # a Retry-After longer than anything a policy states, so the longest wait is reachable
+        longer = [RETRY_AFTER_LONGEST] if attr.name == "retry_after" else []
         if not mine:
-            axes.append([_default(attr)])
+            axes.append([_default(attr), *longer])
             continue
-        vals = attr_values(attr, mine, absent)
+        vals = attr_values(attr, mine, absent) + longer
         if dedup:
             seen: dict[tuple[bool, ...], Any] = {}
             for v in vals:
                 ev = _make_event(event, {attr.name: v})
                 key = tuple(bool(t.evaluate(policy, _NO_CFG, ev)) for t in mine)
+                if longer and key in seen and _longer(v, seen[key]):
+                    seen[key] = v  # a class's longest Retry-After: it waits the most
                 seen.setdefault(key, v)
             vals = list(seen.values())
         axes.append(vals)
@@ -596,6 +608,9 @@ class Reference:
     """Exact maximum of model calls / tool batches made in one run (entries into call/tool_exec)."""
     worst_counter: dict[str, int] = field(default_factory=dict)
     """The maximum of the backstop counters over reachable halts (saturates at the cap)."""
+    worst_backoff: float = 0.0
+    """The most seconds one run waits in backoffs, as the interpreter waits: the schedule's delay,
+    lengthened by the event's retry_after up to backoff.max_wait."""
     by_outcome: dict[str, dict[str, int]] = field(default_factory=dict)
     policy_errors: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     fired: set[str] = field(default_factory=set)
@@ -656,6 +671,8 @@ def explore(
     index: dict[Config, int] = {root: 0}
     order: list[Config] = [root]
     succ: list[list[tuple[int, tuple[int, int]]]] = []
+    waited: dict[tuple[int, int], float] = {}
+    """(config, next config) -> the longest backoff wait of a step between them."""
     parent: dict[int, tuple[int, Event]] = {}
     errors_seen: set[tuple[str, str]] = set()
     fired: dict[int, Any] = {}
@@ -689,6 +706,9 @@ def explore(
                     order.append(after)
                     parent[j] = (head - 1, ev)
                 mine[(j, weight(after))] = None
+                wait = backoff_wait(step, ev, policy.settings.max_wait)
+                if wait > waited.get((head - 1, j), 0.0):
+                    waited[(head - 1, j)] = wait
         succ[-1] = list(mine)
     ref.configs = len(order)
     ref.reached = {cfg.state for cfg in order}
@@ -735,11 +755,22 @@ def explore(
         "model_calls": max((f["model_calls"] for f in ref.by_outcome.values()), default=0),
         "tool_batches": max((f["tool_batches"] for f in ref.by_outcome.values()), default=0),
     }
+    longest = [0.0] * n
+    for i in reversed(topo):
+        longest[i] = max((waited.get((i, j), 0.0) + longest[j] for j, _w in succ[i]), default=0.0)
+    ref.worst_backoff = longest[0]
     ix = {name: policy.counter_index(name) for name in ("model_calls", "tool_batches")}
     ref.worst_counter = {
         name: max((cfg.counters[i] for cfg in order if kinds[cfg.state] == "halt"), default=0) for name, i in ix.items()
     }
     return ref
+
+
+def backoff_wait(step: Any, event: Event, max_wait: float) -> float:
+    """What the interpreter waits for a step's backoffs (written here from docs/language.md)."""
+    asked = event.attrs.get("retry_after", 0.0)
+    asked = asked if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 else 0.0
+    return sum(max(d.delay, min(asked, max_wait)) for d in step.directives if type(d.action).__name__ == "Backoff")
 
 
 def _lasso(
@@ -931,6 +962,12 @@ def _findings(policy: Policy, ref: Reference, result: Any, out: Comparison) -> l
                 upper = None if have is None or b not in have else have[b].value
                 if upper is None or upper < exact:
                     found.append((f"outcome:{o}:{b}", Finding("outcome_bound_low", f"outcome {o}: {b} bound {upper} < exact {exact}")))
+        wall = result.wall_time
+        if wall is None or wall.parts["backoff"] < ref.worst_backoff - 1e-9:
+            have = None if wall is None else wall.parts["backoff"]
+            found.append(("bound:backoff", Finding(
+                "false_proven_bound", f"backoff: check's wall-time bound {have} s < a run that waits {ref.worst_backoff} s"
+            )))
     # the structure report's claims: a transition that never fires, a state no run reaches
     structure = result.structure.to_json()
     for d in structure.get("shadowed_transitions", ()):

@@ -386,6 +386,10 @@ SETTINGS_KEYS: dict[str, tuple[type, ...]] = {
     "reasoning_effort": (str,),
     "turn_deadline": (int, float),
 }
+SECONDS_SETTINGS = ("stall_timeout", "request_timeout", "turn_deadline")
+"""Settings that are waits: finite seconds, more than 0 and at most MAX_SECONDS."""
+MAX_SECONDS = 86400
+"""The longest wait a policy may state (a backoff delay, max_wait, a timeout): one day."""
 COUNTER_KEYS = ("max", "doc")
 FLAG_KEYS = ("doc",)
 BACKSTOP_KEYS = ("max", "exhausted", "wrap_up", "warn_at", "warning", "doc")

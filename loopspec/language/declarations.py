@@ -16,7 +16,9 @@ from .alphabet import (
     FLAG_KEYS,
     GUARDRAIL_CODES,
     GUARDRAIL_KEYS,
+    MAX_SECONDS,
     MAX_WAIT,
+    SECONDS_SETTINGS,
     SETTINGS_KEYS,
     VERDICTS,
 )
@@ -59,7 +61,7 @@ class Declarations(Resolver):
             path = f"backoff.{key}"
             n = len(self.diags)
             if key == MAX_WAIT:
-                if isinstance(seq, bool) or not isinstance(seq, (int, float)) or not 0 < seq <= 86400:
+                if isinstance(seq, bool) or not isinstance(seq, (int, float)) or not 0 < seq <= MAX_SECONDS:
                     self.error(codes.OUT_OF_RANGE, f"max_wait {seq!r} must be seconds, more than 0 and at most 86400", path, m.pos_of(key))
                 else:
                     self.max_wait = float(seq)
@@ -75,7 +77,7 @@ class Declarations(Resolver):
                 self.error(codes.OUT_OF_RANGE, "a backoff schedule needs at least one delay", path, m.pos_of(key))
             delays: list[float] = []
             for i, v in enumerate(lst):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v > 86400:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_SECONDS:  # NaN fails too
                     self.error(codes.OUT_OF_RANGE, f"delay {v!r} must be seconds between 0 and 86400", f"{path}[{i}]", lst.pos_of(i))
                 else:
                     delays.append(float(v))
@@ -148,6 +150,14 @@ class Declarations(Resolver):
             v = m[key]
             if isinstance(v, bool) or not isinstance(v, types):
                 self.error(codes.WRONG_TYPE, f"settings.{key} has the wrong type ({type_name(v)})", f"settings.{key}", m.pos_of(key))
+                continue
+            if key in SECONDS_SETTINGS and isinstance(v, (int, float)) and not 0 < v <= MAX_SECONDS:  # NaN and inf fail too: no wait is endless
+                self.error(
+                    codes.OUT_OF_RANGE,
+                    f"settings.{key} {v!r} must be seconds, more than 0 and at most {MAX_SECONDS}",
+                    f"settings.{key}",
+                    m.pos_of(key),
+                )
                 continue
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
                 self.error(codes.OUT_OF_RANGE, f"settings.{key} must be positive", f"settings.{key}", m.pos_of(key))

@@ -34,7 +34,9 @@ from .alphabet import (
     CALL_FLAGS,
     GUARDRAIL_CODES,
     KINDS,
+    MAX_SECONDS,
     NAME_RE,
+    SECONDS_SETTINGS,
     SETTINGS_KEYS,
     TEMPLATE_GLOBALS,
     VERDICTS,
@@ -95,6 +97,8 @@ def _settings() -> dict[str, Any]:
             t: dict[str, Any] = {"type": ["string", "null"]}
         else:
             t = {"type": ["number" if float in types else "integer", "null"], "exclusiveMinimum": 0}
+            if key in SECONDS_SETTINGS:
+                t["maximum"] = MAX_SECONDS
         props[key] = {**t, "description": _SETTINGS_DOCS.get(key, key)}
     return {"type": "object", "additionalProperties": False, "properties": props, "description": "request and effect settings"}
 
@@ -165,10 +169,10 @@ def json_schema() -> dict[str, Any]:
                 "max_wait caps what a Retry-After may ask (default 60)",
                 "propertyNames": names,
                 "properties": {
-                    "max_wait": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                    "max_wait": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
                                  "description": "the longest a backoff waits, whatever Retry-After asks (seconds, default 60)"},
                 },
-                "additionalProperties": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 86400}, "minItems": 1},
+                "additionalProperties": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}, "minItems": 1},
             },
             "backstops": {
                 "type": "object",

@@ -16,6 +16,7 @@ from .properties import PROPERTY_DOCS
 from .report import FAIL, PASS, WARN, CheckResult, Figure, PropertyResult
 from .structure import analyse_structure
 from .termination import eliminate, worst_case
+from .wall_time import wall_time
 from .witness import witness_walks
 
 ENUMERATION_LIMIT = 200_000
@@ -133,6 +134,9 @@ def check_policy(
                 by[o][b] = Figure(v, lo >= v, min(lo, v))
 
     props = {k: props[k] for k in PROPERTY_DOCS if k in props}
+    wall = None
+    if props["halts"].passed:
+        wall = wall_time(an, g, term, wc["model_calls"].value, wc["tool_batches"].value)
     seconds = time.perf_counter() - t0
     return CheckResult(
         file=policy.file,
@@ -141,6 +145,7 @@ def check_policy(
         properties=props,
         worst_case=wc,
         by_outcome=by,
+        wall_time=wall,
         backstop_only_loops=undeclared,
         declared_loops=declared,
         structure=st,

@@ -11,6 +11,7 @@ from .counterexample import CexStep, Counterexample
 from .properties import PROPERTY_DOCS
 from .structure import Structure
 from .termination import BackstopLoop, Elimination
+from .wall_time import WallTime
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
 
@@ -63,6 +64,8 @@ class CheckResult:
     worst_case: dict[str, Figure]
     """``model_calls`` and ``tool_batches`` per turn, over every path."""
     by_outcome: dict[str, dict[str, Figure]]
+    wall_time: WallTime | None
+    """The turn's worst-case wall-clock time; None when the policy is not proven to halt."""
     backstop_only_loops: list[BackstopLoop]
     """Loops whose bound passes through a backstop and that are not declared ``bounded_by`` it."""
     declared_loops: list[BackstopLoop]
@@ -112,6 +115,7 @@ class CheckResult:
                     o: {**{k: f.value for k, f in figs.items()}, "exact": {k: f.exact for k, f in figs.items()}}
                     for o, figs in self.by_outcome.items()
                 },
+                "wall_time": None if self.wall_time is None else self.wall_time.to_json(),
             },
             "backstop_only_loops": [_loop_json(b) for b in self.backstop_only_loops],
             "declared_backstop_loops": [_loop_json(b) for b in self.declared_loops],
@@ -169,6 +173,8 @@ class CheckResult:
                 vals = "/".join(str(f.value) + ("" if f.exact else "+") for f in figs.values())
                 parts.append(f"{o} {vals}")
             lines.append("  by outcome (" + "/".join(k.replace("_", " ") for k in wc) + "; + = upper bound): " + ", ".join(parts))
+        if self.wall_time is not None:
+            lines.extend(self.wall_time.lines())
         own = [el for el in _merge_eliminations(self.eliminations) if not el.backstop]
         if own:
             lines.append("loop bounds (each retry/continuation edge, by the counter that bounds it):")

@@ -1,0 +1,154 @@
+"""`check` bounds a turn's wall-clock time from the policy alone: the engine's own waits (request
+opens, stall detection, backoffs with Retry-After capped by max_wait) and, when the policy sets
+one, the turn deadline that bounds what nothing else does (streaming content, tool runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loopspec.language import load_policy_text
+from loopspec.verify import check_policy
+from loopspec.verify.wall_time import STREAMING, TOOLS
+
+from _paths import DEFAULT_POLICY
+from _policy_text import handles
+from _soundness import compare, explore
+
+DEFAULT_TEXT = DEFAULT_POLICY.read_text()
+
+
+def retry_policy(*, schedule: str, retries: int, max_wait: int | None = None, event: str = "rate_limit", deadline: str = "") -> str:
+    """A call that retries `event` with a backoff at most `retries` times, then halts."""
+    wait = f"\n  max_wait: {max_wait}" if max_wait is not None else ""
+    return f"""
+loopspec: 1
+name: retries
+initial: ask
+settings: {{request_timeout: 10, stall_timeout: 4{deadline}}}
+backoff:
+  again: {schedule}{wait}
+backstops:
+  model_calls: {{max: 20, exhausted: failed}}
+  tool_batches: {{max: 5, exhausted: failed}}
+counters:
+  tries: {{max: {retries}}}
+states:
+  ask:
+    kind: call
+    on:
+      {event}:
+        - do: [{{backoff: again, attempt: tries}}, {{increment: tries}}]
+          to: ask
+        - to: failed
+      opened: read
+  read:
+    kind: stream
+    on: {handles("stream", "done")}
+  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+"""
+
+
+def fill_call_events(text: str) -> str:
+    """Route every call event the text does not name to `failed`."""
+    from loopspec.language.alphabet import KINDS
+
+    named = {line.strip().split(":")[0] for line in text.split("  ask:")[1].split("  read:")[0].splitlines()}
+    extra = "".join(f"      {e}: failed\n" for e in KINDS["call"].event_names if e not in named)
+    return text.replace("      opened: read\n", "      opened: read\n" + extra)
+
+
+def check_text(text: str):
+    return check_policy(load_policy_text(fill_call_events(text), "retries.yaml"))
+
+
+def test_a_retry_after_lengthens_each_backoff_up_to_max_wait_and_the_counter_bounds_how_many() -> None:
+    result = check_text(retry_policy(schedule="[1, 7]", retries=3, max_wait=45))
+    wall = result.wall_time
+    assert wall is not None
+    calls = result.worst_case["model_calls"].value
+    assert calls == 4  # the first call and three retries
+    # rate_limit carries retry_after: each of the 3 retries may wait max(7, 45) s
+    assert wall.parts == {"request_open": 4 * 10.0, "stall_detection": 4 * 4.0, "backoff": 3 * 45.0}
+    assert wall.waits == 40 + 16 + 135
+
+
+def test_a_schedule_longer_than_max_wait_is_its_own_bound() -> None:
+    wall = check_text(retry_policy(schedule="[1, 300]", retries=2, max_wait=45)).wall_time
+    assert wall is not None and wall.parts["backoff"] == 2 * 300.0
+
+
+def test_an_event_without_retry_after_waits_only_its_schedule() -> None:
+    # `broken` (a stream cut mid-way) carries no Retry-After: max_wait does not apply to it
+    text = retry_policy(schedule="[2, 5]", retries=2, max_wait=600, event="transient")
+    text = text.replace("    on: " + handles("stream", "done"), "    on: " + handles("stream", "done", broken="again_state"))
+    text = text.replace("  done: {", "  again_state:\n    kind: call\n    on: " + handles("call", "failed", opened="read") + "\n  done: {")
+    wall = check_text(text).wall_time
+    assert wall is not None
+    # transient does carry retry_after, so its two retries may wait max_wait each
+    assert wall.parts["backoff"] == 2 * 600.0
+
+
+def test_without_a_deadline_the_turn_is_unbounded_and_the_report_says_why() -> None:
+    result = check_policy(load_policy_text(DEFAULT_TEXT, "default.yaml"))
+    wall = result.wall_time
+    assert wall is not None and wall.seconds is None
+    assert wall.unbounded == (STREAMING, TOOLS)
+    calls = result.worst_case["model_calls"].value
+    assert wall.parts["request_open"] == calls * 120 and wall.parts["stall_detection"] == calls * 60
+    # rate_limit_retries 2 x max_wait 60, transient_retries 3 x 60, stream_retries 2 x 5
+    assert wall.parts["backoff"] == 2 * 60 + 3 * 60 + 2 * 5
+    text = result.format_text()
+    assert "worst-case wall time per turn: unbounded (set settings.turn_deadline)" in text
+    assert f"only turn_deadline bounds {STREAMING}" in text
+    data = result.to_json()["worst_case"]["wall_time"]
+    assert data["seconds"] is None and data["bounded"] is False and data["waits"] == wall.waits
+
+
+def test_a_turn_deadline_bounds_the_whole_turn() -> None:
+    text = DEFAULT_TEXT.replace("  # turn_deadline: 900", "  turn_deadline: 900")
+    assert text != DEFAULT_TEXT
+    result = check_policy(load_policy_text(text, "default.yaml"))
+    assert result.wall_time is not None and result.wall_time.seconds == 900
+    assert "worst-case wall time per turn: <= 900 s (settings.turn_deadline)" in result.format_text()
+    assert json.loads(json.dumps(result.to_json()))["worst_case"]["wall_time"]["seconds"] == 900
+
+
+def test_a_policy_that_may_not_halt_has_no_wall_time() -> None:
+    # an escalation that waits and escalates again, with no counter: no backstop is spent either
+    text = retry_policy(schedule="[1]", retries=3).replace(
+        "        - do: [{backoff: again, attempt: tries}, {increment: tries}]\n          to: ask",
+        "        - to: pause",
+    ).replace(
+        "  done: {", "  pause:\n    kind: escalate\n    apply: [compact]\n    on: {done: {do: [{backoff: again}], to: pause}, failed: failed}\n  done: {"
+    )
+    result = check_text(text)
+    assert not result.halts and result.wall_time is None
+    assert "wall time" not in result.format_text()
+
+
+@pytest.mark.parametrize("retries,schedule,max_wait", [(1, "[0]", 1), (3, "[2, 9]", 30), (4, "[120]", 60)])
+def test_the_backoff_bound_is_never_below_the_reference_explorers_longest_run(retries: int, schedule: str, max_wait: int) -> None:
+    """Soundness against the independent explorer, with Retry-After values beyond max_wait."""
+    policy = load_policy_text(fill_call_events(retry_policy(schedule=schedule, retries=retries, max_wait=max_wait)), "r.yaml")
+    ref = explore(policy)
+    assert ref.halts and ref.worst_backoff > 0
+    wall = check_policy(policy).wall_time
+    assert wall is not None and wall.parts["backoff"] >= ref.worst_backoff
+    assert not [f for f in compare(policy).findings if "backoff" in f.detail]
+
+
+def test_edges_that_share_a_counter_are_charged_at_the_longest_wait_among_them() -> None:
+    """rate_limit waits up to 100 s and transient up to max_wait 45 s; both spend `tries` (max 2),
+    so the worst run is two rate limits: 200 s, which the explorer finds too."""
+    text = retry_policy(schedule="[100]", retries=2, max_wait=45).replace(
+        "        - to: failed\n      opened: read\n",
+        "        - to: failed\n      transient:\n        - do: [{backoff: short, attempt: tries}, {increment: tries}]\n"
+        "          to: ask\n        - to: failed\n      opened: read\n",
+    ).replace("  again: [100]", "  again: [100]\n  short: [1]")
+    policy = load_policy_text(fill_call_events(text), "r.yaml")
+    wall = check_policy(policy).wall_time
+    assert wall is not None and wall.parts["backoff"] == 2 * 100.0
+    assert explore(policy).worst_backoff == 2 * 100.0
