@@ -1,7 +1,7 @@
 """The package layers: a module imports only from its own layer or the layers below it, no two
 modules import each other in a cycle, and no module takes another module's underscore names.
 
-    language(0) < wire(1) < providers(2) < engine(3) < replay(4) < verify(5) < cli(6) < top level
+    language(0) < wire(1) < providers(2) < journal(3) < engine(4) < replay(5) < verify(6) < cli(7) < top level
 
 Top-level modules (loopspec/__init__.py, __main__.py, pytest_plugin.py, strategies.py) sit on top.
 Every ``import`` in every module counts, including those inside functions (a lazy import is still a
@@ -17,7 +17,7 @@ from _paths import ROOT
 from _syntax import parse
 
 PACKAGE = ROOT / "loopspec"
-LAYERS = ["language", "wire", "providers", "engine", "replay", "verify", "cli"]
+LAYERS = ["language", "wire", "providers", "journal", "engine", "replay", "verify", "cli"]
 TOP = len(LAYERS)
 
 # Known imports from a higher layer into a lower one, as (importer, imported) module names. This list

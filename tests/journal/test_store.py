@@ -1,0 +1,126 @@
+"""The journal store: entries come back in the order written, per turn; a write that returns has
+survived the process being killed; a file that is not a journal is refused with its name."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from loopspec.journal import JournalError, SqliteJournal
+
+
+def test_entries_come_back_in_order_per_turn(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "j.db") as j:
+        assert [j.append("a", "step", {"n": i}) for i in range(3)] == [0, 1, 2]
+        assert j.append("b", "begin", {"messages": [{"role": "user", "content": "hé"}]}) == 0
+        assert j.append("a", "halt", {"outcome": "completed"}) == 3
+        assert [(e.seq, e.kind, e.body) for e in j.entries("a")] == [
+            (0, "step", {"n": 0}), (1, "step", {"n": 1}), (2, "step", {"n": 2}), (3, "halt", {"outcome": "completed"})
+        ]
+        assert j.entries("b")[0].body["messages"][0]["content"] == "hé"
+        assert j.turn_ids() == ["a", "b"]
+        assert j.entries("nobody") == []
+
+
+def test_a_reopened_journal_continues_each_turns_sequence(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with SqliteJournal(path) as j:
+        j.append("a", "step", {})
+    with SqliteJournal(path) as j:
+        assert j.append("a", "step", {}) == 1
+        assert [e.seq for e in j.entries("a")] == [0, 1]
+
+
+WRITER = """
+import os, signal, sys
+from loopspec.journal import SqliteJournal
+j = SqliteJournal(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    j.append("t", "step", {"i": i})
+    print(i, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_every_append_that_returned_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    proc = subprocess.run([sys.executable, "-c", WRITER, str(path), "25"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    acknowledged = [int(x) for x in proc.stdout.split()]
+    assert acknowledged == list(range(25))
+    with SqliteJournal(path) as j:
+        assert [e.body["i"] for e in j.entries("t")] == acknowledged
+
+
+def test_an_entry_that_is_not_json_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "j.db") as j:
+        with pytest.raises(JournalError, match="a step entry of turn t cannot be written as JSON"):
+            j.append("t", "step", {"x": math.nan})
+        with pytest.raises(JournalError, match="cannot be written as JSON"):
+            j.append("t", "step", {"x": object()})
+        assert j.entries("t") == [] and j.append("t", "step", {}) == 0
+
+
+def test_a_file_that_is_not_a_journal_is_refused_with_its_name(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all\n" * 100)
+    with pytest.raises(JournalError, match=r"notes\.txt: not a loopspec journal"):
+        SqliteJournal(text)
+    other = tmp_path / "app.db"
+    sqlite3.connect(other).execute("CREATE TABLE users (id INTEGER)").connection.commit()
+    with pytest.raises(JournalError, match=r"app\.db: an SQLite database that is not a loopspec journal"):
+        SqliteJournal(other)
+    assert sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+
+
+def test_a_journal_from_a_newer_loopspec_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 7")
+    db.close()
+    with pytest.raises(JournalError, match="journal format 7 is newer than this loopspec reads"):
+        SqliteJournal(path)
+
+
+def test_a_directory_is_not_a_journal(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot open the journal"):
+        SqliteJournal(tmp_path)
+
+
+def test_appends_from_many_threads_get_distinct_contiguous_sequence_numbers(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "j.db") as j:
+        seqs: list[int] = []
+        lock = threading.Lock()
+
+        def write() -> None:
+            for _ in range(20):
+                s = j.append("t", "tool_finish", {})
+                with lock:
+                    seqs.append(s)
+
+        threads = [threading.Thread(target=write) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(seqs) == list(range(80))
+        assert [e.seq for e in j.entries("t")] == list(range(80))
+
+
+def test_synchronous_must_be_normal_or_full(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous must be one of NORMAL, FULL"):
+        SqliteJournal(tmp_path / "j.db", synchronous="OFF")
+    with SqliteJournal(tmp_path / "j.db", synchronous="FULL") as j:
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with SqliteJournal(tmp_path / "k.db") as j:
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
