@@ -24,6 +24,8 @@ EXPECTED_FAILURE = {
     "cogtrix_pre_1370": ("no_partial_tool_exec", "property no_partial_tool_exec fails: truncated tool call(s) from 'length'"),
     "zoo_code_pre_1112": ("no_backstop_only_loops", "transition read_stream --empty[0]--> call_model fired 2 times"),
     "hermes_webui_asked_4980": ("no_backstop_only_loops", "transition call_model --rate_limit[0]--> call_model fired 2 times"),
+    "ml_intern_pre_213": ("no_backstop_only_loops", "--> call_model fired 2 times, at most 1 expected"),
+    "ml_intern_pre_8e63f40": ("halt_message", "property halt_message fails: halt halt_turn_complete delivered an empty message"),
 }
 NO_FINDING = {"litellm_pre_29808", "cline_pre_12166", "openhands_sdk_pre_755", "openhands_pre_3663", "codex_pre_22472"}
 """Pre-fix policies that no checker property flags: their incidents are pinned by replay

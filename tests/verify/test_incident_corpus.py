@@ -26,12 +26,14 @@ DEFAULT = load_policy(str(DEFAULT_POLICY))
 @dataclass(frozen=True)
 class Incident:
     """A policy-caused incident: its pre-fix policy, the finding `check --strict` must report, and
-    how the replay under the pre-fix policy must fail (verdict and one failure it must list)."""
+    how the replay under the pre-fix policy must fail (verdict and one failure it must list).
+    ``also`` names findings the same loop really had besides (its header says which)."""
 
     machine: str
     finding: str
     verdict: str
     failure: str
+    also: frozenset[str] = frozenset()
 
 
 POLICY_CAUSED = {
@@ -59,6 +61,24 @@ POLICY_CAUSED = {
         "no_backstop_only_loops",
         "diverged",
         "the cassette recorded 5 model responses and the policy asked for another, after call_model --rate_limit--> call_model",
+    ),
+    # ml-intern's loop had all three lessons' defects at once; each pre-fix policy is the loop at a fix
+    "ml-intern-overflow-compaction-loop": Incident(
+        "ml_intern_pre_213",
+        "no_backstop_only_loops",
+        "diverged",
+        "the cassette recorded 4 model responses and the policy asked for another, after compact_context --done--> call_model",
+        frozenset({"halt_message"}),
+    ),
+    "ml-intern-malformed-arguments": Incident(
+        "ml_intern_pre_213",
+        "no_backstop_only_loops",
+        "diverged",
+        "the cassette recorded 5 model responses and the policy asked for another, after read_stream --malformed_args--> call_model",
+        frozenset({"halt_message"}),
+    ),
+    "ml-intern-length-with-tool-calls": Incident(
+        "ml_intern_pre_8e63f40", "halt_message", "fail", "1 model calls, expected 3", frozenset({"no_backstop_only_loops"})
     ),
 }
 
@@ -121,7 +141,9 @@ def test_corpus_holds_at_least_twenty_incidents_each_citing_its_source() -> None
     for name, c in CASSETTES.items():
         assert str(c.source.get("incident", "")).strip(), f"{name} names no source incident"
         assert c.doc.strip(), f"{name} says nothing about what happened"
-    for name in PINNED:
+    # ml-intern's three lessons come from its agent loop's history, not one issue: their cassettes
+    # name the loop, and docs/incidents.md and the pre-fix policies' headers cite the commits
+    for name in PINNED - {n for n in POLICY_CAUSED if n.startswith("ml-intern-")}:
         assert str(CASSETTES[name].source.get("url", "")).startswith("https://github.com/"), name
 
 
@@ -130,7 +152,7 @@ def test_pre_fix_policy_fails_strict_with_the_incident_finding_alone(name: str) 
     inc = POLICY_CAUSED[name]
     r = check_policy(load_policy(str(machine_path(inc.machine))), strict=True)
     assert r.exit_code == 1
-    assert r.failed == [inc.finding], r.failed  # its one defect stands out
+    assert set(r.failed) == {inc.finding} | inc.also, r.failed  # its one defect stands out (and no other)
     assert r.properties["halts"].status == "pass" and r.properties["events_handled"].status == "pass"
     assert r.properties[inc.finding].counterexample is not None
 
@@ -223,6 +245,29 @@ def test_codex_pre_fix_reconnects_five_times_and_ends_with_the_transport_error()
     fixed = asyncio.run(replay(cassette, DEFAULT))
     assert (fixed.outcome, fixed.result.usage.model_calls, fixed.result.usage.tool_batches) == ("provider_error", 3, 0)
     assert "kept failing" in fixed.result.message
+
+
+def test_ml_intern_pre_213_counts_no_compaction_and_no_malformed_retry() -> None:
+    """ml-intern PR #213: overflow -> compaction -> overflow, and the malformed-arguments streak
+    that only nudges, are bounded by max_iterations alone; the length lesson was learned by then
+    (its cassette passes under this loop)."""
+    policy = load_policy(str(machine_path("ml_intern_pre_213")))
+    r = check_policy(policy, strict=True)
+    flagged = {(b.transition_source, b.event) for b in r.backstop_only_loops}
+    assert {("compact_context", "done"), ("compact_context", "failed"), ("read_stream", "malformed_args")} <= flagged
+    report = asyncio.run(replay(CASSETTES["ml-intern-length-with-tool-calls"], policy))
+    assert report.verdict == "pass", report.explain()
+
+
+def test_ml_intern_pre_8e63f40_ends_a_cut_tool_call_in_silence() -> None:
+    """ml-intern 8e63f40: the cut call is dropped (never run) and the turn ends as completed with
+    nothing to say; default.yaml asks for smaller calls and writes the file."""
+    cassette = CASSETTES["ml-intern-length-with-tool-calls"]
+    pre = asyncio.run(replay(cassette, load_policy(str(machine_path("ml_intern_pre_8e63f40")))))
+    assert (pre.outcome, pre.result.message, pre.result.usage.tool_batches) == ("completed", "", 0)
+    assert "no_partial_tool_exec" not in " ".join(pre.failures)
+    fixed = asyncio.run(replay(cassette, DEFAULT))
+    assert fixed.result.usage.tool_batches == 1 and fixed.result.message == "The report is written to report.md."
 
 
 def test_a_quota_error_is_retried_like_a_rate_limit_without_the_quota_branch() -> None:
