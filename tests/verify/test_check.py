@@ -25,6 +25,9 @@ PRE_FIX = {
     "ogx_pre_6231": "halt_message",
     "cogtrix_pre_1370": "no_partial_tool_exec",
     "zoo_code_pre_1112": "no_backstop_only_loops",
+    "hermes_webui_asked_4980": "no_backstop_only_loops",
+    "ml_intern_pre_213": "no_backstop_only_loops",
+    "ml_intern_pre_8e63f40": "halt_message",
 }
 
 

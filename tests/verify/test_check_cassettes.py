@@ -23,12 +23,26 @@ EXPECTED_FAILURE = {
     "ogx_pre_6231": ("halt_message", "property halt_message fails: halt halt_client_call delivered an empty message"),
     "cogtrix_pre_1370": ("no_partial_tool_exec", "property no_partial_tool_exec fails: truncated tool call(s) from 'length'"),
     "zoo_code_pre_1112": ("no_backstop_only_loops", "transition read_stream --empty[0]--> call_model fired 2 times"),
+    "hermes_webui_asked_4980": ("no_backstop_only_loops", "transition call_model --rate_limit[0]--> call_model fired 2 times"),
+    "ml_intern_pre_213": ("no_backstop_only_loops", "--> call_model fired 2 times, at most 1 expected"),
+    "ml_intern_pre_8e63f40": ("halt_message", "property halt_message fails: halt halt_turn_complete delivered an empty message"),
 }
+NO_FINDING = {"litellm_pre_29808", "cline_pre_12166", "openhands_sdk_pre_755", "openhands_pre_3663", "codex_pre_22472"}
+"""Pre-fix policies that no checker property flags: their incidents are pinned by replay
+(tests/verify/test_incident_corpus.py, REPLAY_ONLY), and docs/incidents.md says why."""
 
 
 def test_every_pre_fix_policy_has_its_counterexample_pinned_here() -> None:
     pre_fix = {p.stem for p in MACHINES.glob("*.yaml") if p.stem != "default"}
-    assert pre_fix == set(EXPECTED_FAILURE), "a policy in machines/ without an expected counterexample"
+    assert not set(EXPECTED_FAILURE) & NO_FINDING
+    assert pre_fix == set(EXPECTED_FAILURE) | NO_FINDING, "a policy in machines/ without an expected counterexample"
+
+
+@pytest.mark.parametrize("name", sorted(NO_FINDING))
+def test_a_pre_fix_policy_no_property_flags_writes_no_counterexample(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "none.cassette.yaml"
+    assert cli_main(["check", "--strict", str(MACHINES / f"{name}.yaml"), "--counterexample", str(out)]) == 0
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_FAILURE))
