@@ -141,9 +141,7 @@ def test_corpus_holds_at_least_twenty_incidents_each_citing_its_source() -> None
     for name, c in CASSETTES.items():
         assert str(c.source.get("incident", "")).strip(), f"{name} names no source incident"
         assert c.doc.strip(), f"{name} says nothing about what happened"
-    # ml-intern's three lessons come from its agent loop's history, not one issue: their cassettes
-    # name the loop, and docs/incidents.md and the pre-fix policies' headers cite the commits
-    for name in PINNED - {n for n in POLICY_CAUSED if n.startswith("ml-intern-")}:
+    for name in PINNED:
         assert str(CASSETTES[name].source.get("url", "")).startswith("https://github.com/"), name
 
 
