@@ -38,6 +38,8 @@ _LAZY = {
     "ModelRequest": "loopspec.providers.base",
     "LiteLLMProvider": "loopspec.providers.litellm_provider",
     "InProcessProvider": "loopspec.replay.inproc",
+    "TurnObserver": "loopspec.engine.observers",
+    "OpenTelemetryTracing": "loopspec.engine.tracing",
 }
 
 

@@ -117,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_base=args.api_base,
         api_key=api_key,
         tool_choice=tool_choice_of(args.tool_choice),
+        observers=otel_observers(args),
     )
     result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
@@ -134,6 +135,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
 
 
+def otel_observers(args: Any) -> list[Any]:
+    """``--otel``: the turn's spans go to the tracer provider the environment set up (for example
+    under ``opentelemetry-instrument``); ``--otel-content`` records prompts and replies too."""
+    if not (args.otel or args.otel_content):
+        return []
+    from loopspec.engine.tracing import OpenTelemetryTracing
+
+    return [OpenTelemetryTracing(capture_content=args.otel_content)]
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run one live turn through litellm (needs credentials)", epilog=exit_epilog("run"))
     p.add_argument("prompt", help="the user message")
@@ -143,6 +154,10 @@ def register(sub: Any) -> None:
     p.add_argument("--tool-choice", default=None, metavar="CHOICE",
                    help="auto, required, none, or a tool's name to force that tool; sent only with requests "
                         "that offer tools, until the policy resets it (default.yaml does after each tool batch)")
+    p.add_argument("--otel", action="store_true",
+                   help="emit OpenTelemetry spans (GenAI conventions) to the tracer provider the environment configures")
+    p.add_argument("--otel-content", action="store_true",
+                   help="like --otel, and record prompts, replies, tool arguments and results on the spans")
     p.set_defaults(handler=cmd_run)
 
 

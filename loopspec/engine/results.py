@@ -87,6 +87,8 @@ class TurnResult:
     """The compiled model's steps, in order: what the built-in properties are judged on."""
     callback_errors: list[str] = field(default_factory=list)
     """Callbacks (``Turn.on_enter`` and the like) that raised: ``"hook: Type: message"``."""
+    observer_errors: list[str] = field(default_factory=list)
+    """Observers (traces, a journal) that raised: ``"Observer.hook: Type: message"``."""
     error: str | None = None
     """The raw text of the last failure the turn observed (a provider's error message, an
     escalation's reason), for logs; halt messages name a short typed reason instead."""

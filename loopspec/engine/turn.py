@@ -36,6 +36,7 @@ from .guardrails import GuardrailState
 from .history import Trajectory, tool_calls_of
 from .machine import Callback, TurnCallbacks, TurnModel
 from .model_call import ModelCall
+from .observers import Observers, TurnInfo, TurnObserver
 from .requests import build_request, record_of
 from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
 from .tool_batch import PendingBatch, run_batch
@@ -69,6 +70,7 @@ class Turn:
         tool_choice: Any = None,
         callbacks: TurnCallbacks | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        observers: Sequence[TurnObserver] = (),
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -92,6 +94,8 @@ class Turn:
         self._cancel_requested = False
         self._task: asyncio.Task[Any] | None = None
         self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
+        self.observers = Observers(observers)
+        """Who watches the turn's effects (traces, a journal); see :mod:`.observers`."""
 
     def cancel(self) -> None:
         """End the turn in its cancelled halt, at whatever point it is."""
@@ -134,6 +138,10 @@ class Turn:
         self._external_cancel = False
         self._pending_cancel = False
         self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
+        self._calls_sent = 0
+        self._call_in_flight = False
+        replayed = bool(getattr(self.provider, "replayed", False))
+        self.observers.notify("turn_started", TurnInfo(policy.name, self.model, self.api_base, replayed), self.trajectory.messages)
 
         cfg = policy.initial_config()
         offer = Offer.from_flags(cfg.flags)
@@ -162,7 +170,9 @@ class Turn:
             await self._model_call.close()
         result = await self._halt(cfg, last_event, overrun)
         result.callback_errors = callback_errors
+        result.observer_errors = self.observers.errors
         self.result = result
+        self.observers.notify("turn_halted", result)
         if self._external_cancel and not self._cancel_requested:
             raise asyncio.CancelledError()
         return result
@@ -185,7 +195,10 @@ class Turn:
 
     def _record(self, step: Step) -> None:
         self.steps.append(step)
-        self.trace.append(TraceStep.of(self.policy, step, len(self.trace)))
+        record = TraceStep.of(self.policy, step, len(self.trace))
+        self.trace.append(record)
+        if self.observers:
+            self.observers.notify("step_taken", step, record)
 
     # ------------------------------------------------------------------------------ effects
 
@@ -213,6 +226,7 @@ class Turn:
         except asyncio.CancelledError:
             self._note_cancel()
             await self._model_call.close()
+            self._call_finished(Event("cancelled", {}), None)
             if kind in ("call", "stream", "tool_exec"):
                 return Event("cancelled", {})
             self._pending_cancel = True
@@ -248,11 +262,24 @@ class Turn:
             tool_choice=self.tool_choice,
         )
         self.requests.append(record_of(request))
-        event = await self._model_call.open(request, self.policy.settings.request_timeout)
-        return judge_wait(event, self.policy.settings.max_wait)
+        self._calls_sent += 1
+        self._call_in_flight = True
+        self.observers.notify("model_call_started", self._calls_sent, request)
+        event = judge_wait(await self._model_call.open(request, self.policy.settings.request_timeout), self.policy.settings.max_wait)
+        if event.name != "opened":
+            self._call_finished(event, None)
+        return event
 
     async def _consume(self) -> Event:
-        return await self._model_call.consume(self.tools, self.policy.settings.stall_timeout, self._stop_reading)
+        event = await self._model_call.consume(self.tools, self.policy.settings.stall_timeout, self._stop_reading)
+        self._call_finished(event, self._model_call.reply)
+        return event
+
+    def _call_finished(self, event: Event, reply: Any) -> None:
+        """Tell the observers how the model call in flight ended (once; no call, nothing)."""
+        if self._call_in_flight:
+            self._call_in_flight = False
+            self.observers.notify("model_call_finished", self._calls_sent, event, reply)
 
     def _stop_reading(self) -> bool:
         """Asked before each chunk: the turn was cancelled or its deadline passed."""
@@ -261,7 +288,12 @@ class Turn:
     async def _run_tools(self) -> Event:
         pending, self._pending_calls = self._pending_calls, None
         return await run_batch(
-            pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails
+            pending,
+            tools=self.tools,
+            approve=self.approve,
+            trajectory=self.trajectory,
+            guardrails=self.guardrails,
+            observers=self.observers,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:
@@ -288,7 +320,10 @@ class Turn:
             elif step.fate == FATE_REFUSE:
                 calls = tool_calls_of(reply)
                 content = self.policy.render(step.refusal or "", variables)
-                self.trajectory.add_tool_round(reply.text, calls, [ToolResult(c, content, ok=False, ran=False) for c in calls])
+                refused = [ToolResult(c, content, ok=False, ran=False) for c in calls]
+                self.trajectory.add_tool_round(reply.text, calls, refused)
+                for r in refused:
+                    self.observers.notify("tool_finished", r.call, r)
             else:
                 self.trajectory.add_assistant_text(reply.text)
         entering_escalate = self.policy.states[step.after.state].kind == "escalate"

@@ -14,7 +14,7 @@ from loopspec.language.errors import LoopspecError
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from loopspec.wire.classify import classify_exception
 from loopspec.wire.deltas import Delta
@@ -135,6 +135,8 @@ def _items_for_chunks(resp: StreamResponse) -> list[_Item]:
 class InProcessProvider:
     """Serves recorded interactions, in order, to the interpreter's ``call``/``stream`` effects."""
 
+    replayed: ClassVar[bool] = True
+    """Observers mark this turn's spans as replayed (``loopspec.replayed``)."""
     interactions: Sequence[Interaction]
     requests: list[ModelRequest] = field(default_factory=list)
     diverged_at: int | None = None

@@ -1,0 +1,82 @@
+"""Observers: who watches a turn's effects as they happen, for traces now and the journal next.
+
+Consumers hear what a *user* sees (streamed text, the halt message). Observers hear what an
+*operator* needs: each model call from request to classified event, each tool call from start to
+finish, each decision step, and the halt. The hooks are synchronous and run at the point of the
+effect: ``model_call_started`` before the request is sent and ``tool_started`` before the tool runs,
+so an observer that writes them down (a journal) has written them before the effect happens.
+
+An observer that raises is recorded in ``TurnResult.observer_errors`` and never stops the turn:
+tracing is never a reason for a turn to fail.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from loopspec.language.alphabet import Event
+from loopspec.language.model import Step
+
+if TYPE_CHECKING:  # the hooks' argument types; nothing here imports them at run time
+    from loopspec.providers.base import ModelRequest
+    from loopspec.wire.assemble import AssembledReply
+
+    from .results import TraceStep, TurnResult
+    from .tools import ToolCall, ToolResult
+
+
+class TurnObserver:
+    """The hooks, each a no-op here: subclass and override the ones you need."""
+
+    def turn_started(self, info: "TurnInfo", messages: Sequence[dict[str, Any]]) -> None:
+        """A turn begins with these messages."""
+
+    def model_call_started(self, index: int, request: "ModelRequest") -> None:
+        """Model call ``index`` (from 1) is about to be sent."""
+
+    def model_call_finished(self, index: int, event: Event, reply: "AssembledReply | None") -> None:
+        """Model call ``index`` ended in ``event``: its stream's classification, or the provider
+        error that kept it from opening (``reply`` is None then)."""
+
+    def tool_started(self, call: "ToolCall") -> None:
+        """A tool call is about to run."""
+
+    def tool_finished(self, call: "ToolCall", result: "ToolResult") -> None:
+        """A tool call has an answer (ran, failed, refused, timed out or cancelled)."""
+
+    def step_taken(self, step: Step, record: "TraceStep") -> None:
+        """The policy took a decision step."""
+
+    def turn_halted(self, result: "TurnResult") -> None:
+        """The turn has ended; ``result`` is final."""
+
+
+class TurnInfo:
+    """What an observer may want to know about the turn as a whole."""
+
+    __slots__ = ("policy", "model", "api_base", "replayed")
+
+    def __init__(self, policy: str, model: str, api_base: str | None, replayed: bool) -> None:
+        self.policy = policy
+        self.model = model
+        self.api_base = api_base
+        self.replayed = replayed
+        """The turn runs against a recorded cassette, not a live provider."""
+
+
+class Observers:
+    """The turn's observers, called in order; one that raises is recorded and skipped."""
+
+    def __init__(self, observers: Sequence[TurnObserver] = ()) -> None:
+        self.observers = list(observers)
+        self.errors: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def notify(self, hook: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, hook)(*args)
+            except Exception as exc:  # isolation is the point: record, never propagate
+                self.errors.append(f"{type(observer).__name__}.{hook}: {type(exc).__name__}: {exc}")
