@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--loopspec-machine", default=None, metavar="FILE", help="policy to replay them under")
     group.addoption("--loopspec-transport", default=None, choices=("inproc", "http"),
                     help="replay transport (default inproc)")
+    group.addoption("--loopspec-min-coverage", type=float, default=None, metavar="PCT",
+                    help="fail the session when the replayed cassettes cover less than PCT %% of the policy's "
+                         "reachable transitions, guard outcomes and halts (see loopspec cover)")
     parser.addini("loopspec_cassettes", "cassette files or folders", type="paths", default=[])
     parser.addini("loopspec_machine", "policy to replay cassettes under", default="")
     parser.addini("loopspec_transport", "replay transport: inproc or http", default="inproc")
@@ -96,6 +99,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(_CorpusProgress(config), "loopspec-progress")
+        minimum = config.getoption("loopspec_min_coverage")
+        if minimum is not None:
+            if not 0 <= minimum <= 100:
+                raise pytest.UsageError(f"loopspec: --loopspec-min-coverage {minimum:g} must be a percentage between 0 and 100")
+            config.pluginmanager.register(_CoverageGate(config, minimum), "loopspec-coverage")
 
 
 # -------------------------------------------------------------------------------- the policy
@@ -234,7 +242,62 @@ def loopspec_replay(request: pytest.FixtureRequest, loopspec_cassette: Any, loop
     from loopspec.replay.harness import replay
 
     transport = request.config.getoption("loopspec_transport") or request.config.getini("loopspec_transport")
-    return CassetteRun(asyncio.run(replay(loopspec_cassette, loopspec_policy, transport=transport)))
+    run = CassetteRun(asyncio.run(replay(loopspec_cassette, loopspec_policy, transport=transport)))
+    if request.config.getoption("loopspec_min_coverage") is not None and run.report.result is not None:
+        from loopspec.verify.cover import run_items
+
+        # a property of the report, so that pytest-xdist workers send it to the process that counts
+        covered = sorted(f"{i.kind}:{i.name}" for i in run_items(loopspec_policy, run.report.result.steps))
+        request.node.user_properties.append((_COVERED_PROPERTY, covered))
+    return run
+
+
+# ---------------------------------------------------------------------------------- coverage
+
+_COVERED_PROPERTY = "loopspec_covered"
+
+
+class _CoverageGate:
+    """``--loopspec-min-coverage PCT``: counts what the replayed cassettes cover (from each test's
+    report, so pytest-xdist workers count too) and fails the session below PCT %."""
+
+    def __init__(self, config: pytest.Config, minimum: float) -> None:
+        self.config = config
+        self.minimum = minimum
+        self.covered: set[str] = set()
+        self.runs = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == _COVERED_PROPERTY and isinstance(value, list):
+                self.covered.update(str(v) for v in value)
+                self.runs += 1
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        policy, problem = _policy(self.config)
+        if policy is None or problem is not None:
+            return
+        from loopspec.verify.cover import reachable_items
+
+        reachable = {f"{i.kind}:{i.name}" for i in reachable_items(policy)}
+        hit = reachable & self.covered
+        ratio = 100.0 * len(hit) / len(reachable) if reachable else 100.0
+        missing = sorted(reachable - hit)
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"loopspec coverage: {len(hit)}/{len(reachable)} reachable items ({ratio:.1f} %) by {self.runs} cassettes; "
+                 f"minimum {self.minimum:g} %"]
+        if ratio < self.minimum:
+            lines += [f"  not covered: {m}" for m in missing[:20]]
+            if len(missing) > 20:
+                lines.append(f"  ... and {len(missing) - 20} more (loopspec cover POLICY --corpus DIR lists them all)")
+            if session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if tr is not None:
+            tr.write_line("")
+            for line in lines:
+                tr.write_line(line, red=ratio < self.minimum, bold=ratio < self.minimum)
 
 
 # ---------------------------------------------------------------------------------- progress

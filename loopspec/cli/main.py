@@ -25,6 +25,7 @@ Handler = Callable[[argparse.Namespace], int]
 _COMMAND_MODULES = (
     "loopspec.cli.language",
     "loopspec.cli.check",
+    "loopspec.cli.cover",
     "loopspec.cli.run",
     "loopspec.cli.replay",
     "loopspec.cli.capture",

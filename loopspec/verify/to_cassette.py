@@ -83,6 +83,8 @@ def cassette_from_counterexample(
     *,
     name: str | None = None,
     max_fires: tuple[tuple[str, int], ...] = (),
+    doc: str | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Cassette:
     """A cassette reproducing ``cex`` under ``policy``; its expectations state ``prop``.
 
@@ -126,14 +128,14 @@ def cassette_from_counterexample(
         all_played=prop == "stub_not_silent",
         max_fires=max_fires,
     )
-    doc = f"Counterexample for property '{prop}' of policy '{policy.name}': {cex.note}".strip()
+    doc = doc or f"Counterexample for property '{prop}' of policy '{policy.name}': {cex.note}".strip()
     if notes:
         doc += " Notes: " + "; ".join(notes)
     cassette = Cassette(
         name=name or f"{policy.name}-{prop}",
         file=f"{policy.name}-{prop}.cassette.yaml",
         doc=doc,
-        source={"checker": "loopspec check", "policy": policy.file, "property": prop},
+        source=source or {"checker": "loopspec check", "policy": policy.file, "property": prop},
         messages=(REPRODUCE_MESSAGE,),
         interactions=tuple(b.interactions),
         tools=tuple(ToolSpec(n, dict(EMPTY_PARAMETERS), needs_approval=a) for n, a in b.tools.items()),

@@ -19,7 +19,7 @@ from loopspec.cli.completion import PathCompleter
 from _paths import DEFAULT_POLICY, ROOT
 from _size import SIZE  # "N states, M counters" of default.yaml, as validate prints it
 
-SUBCOMMANDS = {"validate", "graph", "schema", "check", "run", "replay", "diff", "rerun", "fork", "import", "record",
+SUBCOMMANDS = {"validate", "graph", "schema", "check", "cover", "run", "replay", "diff", "rerun", "fork", "import", "record",
                "cassette-schema", "completion"}
 
 
@@ -61,7 +61,7 @@ def test_subcommand_names_complete(tmp_path: Path) -> None:
     assert set(complete("loopspec ", ROOT, tmp_path)) == SUBCOMMANDS, "options wait for a '-'"
     assert complete("loopspec ch", ROOT, tmp_path) == ["check"]
     assert sorted(complete("loopspec re", ROOT, tmp_path)) == ["record", "replay", "rerun"]
-    assert sorted(complete("loopspec --color never c", ROOT, tmp_path)) == ["cassette-schema", "check", "completion"]
+    assert sorted(complete("loopspec --color never c", ROOT, tmp_path)) == ["cassette-schema", "check", "completion", "cover"]
 
 
 def test_options_and_choices_complete(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_every_metavar_is_completed_or_known_free_text() -> None:
     from loopspec.cli.completion import COMPLETERS
     from test_cli import _parsers
 
-    free_text = {"K", "F", "COMMAND", "SHELL"}  # numbers, the subcommand and shell (choices complete)
+    free_text = {"K", "F", "PCT", "COMMAND", "SHELL"}  # numbers, the subcommand and shell (choices complete)
     used = {a.metavar for _, p in _parsers(build_parser()) for a in p._actions if isinstance(a.metavar, str)}
     assert used - free_text - set(COMPLETERS) == set()
 

@@ -181,3 +181,41 @@ def test_progress_never(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     result = pytester.runpytest("--snapshot-update", "-o", "loopspec_progress=never")
     assert "loopspec: replayed" not in result.stdout.str()
+
+
+COVERAGE_TEST = """
+def test_cassette(loopspec_replay):
+    assert loopspec_replay.verdict == "pass", loopspec_replay.explain()
+"""
+
+
+def _coverage_project(pytester: pytest.Pytester) -> None:
+    make_project(pytester)
+    pytester.makepyfile(test_guard_corpus=COVERAGE_TEST)
+
+
+def test_min_coverage_fails_a_green_session_below_the_threshold_and_says_what_is_missing(pytester: pytest.Pytester) -> None:
+    _coverage_project(pytester)
+    result = pytester.runpytest("--loopspec-min-coverage", "99")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=len(SELF_CONTAINED))
+    result.stdout.re_match_lines([r"loopspec coverage: \d+/\d+ reachable items \(\d+\.\d %\) by \d+ cassettes; minimum 99 %", r"  not covered: .*"])
+    low = pytester.runpytest("--loopspec-min-coverage", "1")
+    assert low.ret == pytest.ExitCode.OK
+    line = next(x for x in low.stdout.lines if x.startswith("loopspec coverage:"))
+    assert line.endswith("minimum 1 %") and f"by {len(SELF_CONTAINED)} cassettes" in line
+
+
+def test_min_coverage_counts_what_xdist_workers_replayed(pytester: pytest.Pytester) -> None:
+    _coverage_project(pytester)
+    serial = pytester.runpytest("--loopspec-min-coverage", "1")
+    parallel = pytester.runpytest_subprocess("-n", "2", "--loopspec-min-coverage", "1")
+    pick = lambda r: next(x for x in r.stdout.lines if x.startswith("loopspec coverage:"))  # noqa: E731
+    assert pick(serial) == pick(parallel)
+
+
+def test_min_coverage_out_of_range_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    _coverage_project(pytester)
+    result = pytester.runpytest("--loopspec-min-coverage", "150")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--loopspec-min-coverage 150 must be a percentage between 0 and 100*"])

@@ -1,0 +1,218 @@
+"""`loopspec cover`: generated cassettes fire every reachable transition, take both outcomes of
+every guard and reach every reachable halt; each replays along its planned path; what the checker
+proves unreachable is listed, not counted; a corpus's coverage is measured item by item."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopspec import load_policy_text
+from loopspec.cli.main import main
+from loopspec.replay.cassette import find_cassettes, load_cassette
+from loopspec.replay.harness import replay_sync
+from loopspec.verify.cover import CoverCassette, Item, corpus_coverage, cover, coverage_items, minimal_cover, reachable_items, run_items, step_items
+
+from _policy_text import handles
+
+SMALL = f"""
+loopspec: 1
+name: small
+initial: ask
+backstops:
+  model_calls: {{max: 6, exhausted: out_of_calls}}
+  tool_batches: {{max: 3, exhausted: out_of_calls}}
+backoff:
+  wait: [1, 2]
+counters:
+  retries: {{max: 2}}
+states:
+  ask:
+    kind: call
+    on:
+{chr(10).join(f"      {e}: failed" for e in ("auth", "bad_request", "cancelled", "context_overflow", "effort_unsupported", "thinking_signature_invalid", "timeout", "transient"))}
+      opened: read
+      rate_limit:
+        - when: {{counter: retries, lt: max}}
+          do: [{{backoff: wait, attempt: retries}}, {{increment: retries}}]
+          to: ask
+        - to: limited
+  read:
+    kind: stream
+    on: {handles("stream", "failed", text="done", tool_calls="tools", length="cut")}
+  cut:
+    kind: stub
+    on: {{mid_text: failed, mid_tool_call: failed}}
+  tools:
+    kind: tool_exec
+    on: {handles("tool_exec", "failed", ok="ask")}
+  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  limited: {{kind: halt, outcome: rate_limited, message: "rate limited"}}
+  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+  out_of_calls: {{kind: halt, outcome: backstop, message: "out of calls"}}
+"""
+
+
+def small_policy(text: str = SMALL) -> Any:
+    return load_policy_text(text, "small.yaml")
+
+
+@pytest.fixture(scope="module")
+def small_cover() -> Any:
+    return cover(small_policy())
+
+
+def test_every_reachable_item_of_a_small_policy_is_covered_by_few_cassettes(small_cover: Any) -> None:
+    policy = small_policy()
+    reachable = set(small_cover.reachable)
+    assert Item("transition", "ask --rate_limit[0]--> ask") in reachable
+    assert Item("guard_false", "ask --rate_limit[0]--> ask") in reachable
+    assert Item("halt", "out_of_calls") in reachable
+    missing = reachable - small_cover.covered
+    # a cancel is the caller's: cover writes no cancel points yet, so those stay missing and say so
+    assert all("cancelled" in i.name for i in missing), sorted(missing)
+    assert all("cancel" in why for i, why in small_cover.missing.items())
+    # no cassette is redundant: each covers something none of the others does
+    for cc in small_cover.cassettes:
+        others: set[Item] = set()
+        for o in small_cover.cassettes:
+            if o is not cc:
+                others |= o.items
+        assert cc.items - others, cc.cassette.name
+    # every way to halt ends its run, so the floor is one cassette per way to halt: each halting
+    # transition, and each backstop's redirect; greedy needs no more than that here
+    halting = {i for i in reachable - missing if i.kind == "transition" and policy.states[i.name.rsplit("--> ", 1)[1]].kind == "halt"}
+    assert len(small_cover.cassettes) <= len(halting) + len(policy.backstops)
+
+
+def test_each_generated_cassette_replays_along_its_stored_decisions_and_covers_what_it_claims(small_cover: Any) -> None:
+    policy = small_policy()
+    for cc in small_cover.cassettes:
+        report = replay_sync(cc.cassette, policy)
+        assert report.verdict == "pass", report.failures
+        got = [(s.state, s.event, s.target) for s in report.result.trace]
+        assert got == [(s.state, s.event, s.target) for s in cc.cassette.trace] == list(cc.decisions)
+        assert run_items(policy, report.result.steps) == cc.items
+
+
+def test_an_item_no_run_reaches_is_listed_unreachable_not_missing() -> None:
+    # a transition after one that is always enabled is never tried
+    text = SMALL.replace("        - to: limited\n", "        - to: limited\n        - to: done\n")
+    policy = small_policy(text)
+    never = Item("transition", "ask --rate_limit[2]--> done")
+    assert never in coverage_items(policy) and never not in reachable_items(policy)
+    result = cover(policy)
+    assert never in result.unreachable and never not in result.missing
+
+
+def _candidate(name: str, items: set[Item], decisions: list[str]) -> CoverCassette:
+    return CoverCassette(type("C", (), {"name": name})(), frozenset(items), tuple((d, "e", "t") for d in decisions))
+
+
+def test_a_prefix_is_never_chosen_over_a_longer_run_that_covers_more_nor_a_longer_run_that_covers_nothing_more() -> None:
+    a, b, c = Item("transition", "a"), Item("transition", "b"), Item("halt", "h")
+    short = _candidate("short", {a}, ["s"])
+    long_ = _candidate("long", {a, b, c}, ["s", "t"])
+    other = _candidate("other", {b}, ["x"])
+    assert minimal_cover([short, other, long_]) == [long_], "short is a prefix of long; other adds nothing long does not"
+    same = _candidate("same", {a}, ["s", "t", "u"])
+    assert minimal_cover([same, short]) == [short], "the longer run covers nothing more: the shorter stays"
+
+
+def test_greedy_takes_the_widest_first_and_stops_when_all_is_covered() -> None:
+    items = [Item("transition", str(i)) for i in range(5)]
+    wide = _candidate("wide", set(items[:4]), ["w"])
+    narrow = _candidate("narrow", {items[0], items[4]}, ["n"])
+    spare = _candidate("spare", {items[1]}, ["p"])
+    assert minimal_cover([spare, narrow, wide]) == [wide, narrow]
+
+
+def test_a_step_covers_its_transition_the_guards_it_passed_over_and_its_halt() -> None:
+    policy = small_policy()
+    from loopspec import Event
+
+    cfg = policy.initial_config()
+    retry = policy.step(cfg, Event("rate_limit", {"status": 429, "message": "slow", "retry_after": 0.0, "code": ""}))
+    assert step_items(policy, retry) == {Item("transition", "ask --rate_limit[0]--> ask")}
+    spent = type(cfg)(cfg.state, tuple(2 if n == "retries" else v for n, v in zip(policy.counter_names, cfg.counters)), cfg.flags)
+    give_up = policy.step(spent, Event("rate_limit", {"status": 429, "message": "slow", "retry_after": 0.0, "code": ""}))
+    assert step_items(policy, give_up) == {
+        Item("transition", "ask --rate_limit[1]--> limited"), Item("guard_false", "ask --rate_limit[0]--> ask"), Item("halt", "limited"),
+    }
+
+
+def test_corpus_coverage_counts_each_item_once_with_the_cassettes_that_fire_it(small_cover: Any) -> None:
+    policy = small_policy()
+    runs = [(cc.cassette.name, replay_sync(cc.cassette, policy).result.steps) for cc in small_cover.cassettes]
+    cov = corpus_coverage(policy, runs)
+    assert set(cov.covered) == small_cover.covered & set(cov.reachable)
+    assert cov.cassettes == len(small_cover.cassettes)
+    for item in cov.covered:
+        assert cov.fired[item] and set(cov.fired[item]) <= {cc.cassette.name for cc in small_cover.cassettes}
+    half = corpus_coverage(policy, runs[:1])
+    assert len(half.covered) < len(cov.covered) and half.ratio < cov.ratio
+
+
+def test_the_cli_writes_the_cassettes_and_measures_them_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+    out = tmp_path / "covering"
+    assert main(["cover", str(policy_file), str(out), "--no-http", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    files = find_cassettes([str(out)])
+    assert len(files) == len(data["cassettes"]) == len(data["written"]) > 0
+    assert data["ok"] is True and data["disagreements"] == []
+    junit = tmp_path / "cover.xml"
+    assert main(["cover", str(policy_file), "--corpus", str(out), "--json", "--junit", str(junit)]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["covered"] == data["covered"] and measured["cassettes"] == len(files)
+    suite = ET.parse(junit).getroot()
+    assert int(suite.get("tests")) == measured["reachable"] + len(measured["unreachable"])
+    assert int(suite.get("failures")) == len(measured["missing"]) == len(suite.findall("testcase/failure"))
+    assert main(["cover", str(policy_file), "--corpus", str(out), "--min-coverage", "100"]) == 1
+    assert "is below --min-coverage 100" in capsys.readouterr().err
+    assert main(["cover", str(policy_file), "--corpus", str(out), "--min-coverage", "50"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["cover", "{p}"], "give either OUT"),
+    (["cover", "{p}", "out", "--corpus", "x"], "give either OUT"),
+    (["cover", "{p}", "--corpus", "{p}"], "is not a folder"),
+    (["cover", "{p}", "--corpus", ".", "--min-coverage", "101"], "must be a percentage between 0 and 100"),
+])
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+    assert main([a.replace("{p}", str(policy_file)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_cassette_that_left_its_path_stays_in_failures_until_it_agrees_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+    out = tmp_path / "covering"
+    assert main(["cover", str(policy_file), str(out), "--no-http"]) == 0
+    capsys.readouterr()
+    first = sorted(find_cassettes([str(out)]))[0]
+    text = Path(first).read_text()
+    broken = text.replace("target: done", "target: limited", 1) if "target: done" in text else text.replace("target: ", "target: x", 1)
+    (out / "failures").mkdir()
+    (out / "failures" / "stale.cassette.yaml").write_text(broken)
+    (out / "failures" / "fixed.cassette.yaml").write_text(text)
+    assert main(["cover", str(policy_file), str(out), "--no-http"]) == 1
+    captured = capsys.readouterr()
+    assert "STILL FAILING" in captured.out and "stale.cassette.yaml" in captured.out
+    assert "fixed since the last run (removed)" in captured.err
+    assert not (out / "failures" / "fixed.cassette.yaml").exists() and (out / "failures" / "stale.cassette.yaml").exists()
+
+
+@pytest.mark.slow
+def test_the_generated_cassettes_agree_over_http(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+    assert main(["cover", str(policy_file), str(tmp_path / "c")]) == 0, capsys.readouterr().out
