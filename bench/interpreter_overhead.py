@@ -1,13 +1,15 @@
 """What loopspec adds to a live turn, measured side by side in one run.
 
 1. Wall time of a turn driven by loopspec (default.yaml, tool call then answer) against the same
-   two requests made with ``litellm.acompletion`` directly, on the same loopback stream, interleaved.
-   Target (issue #3): added wall time <= 5 %.
+   two requests made with ``litellm.acompletion`` directly, on the same loopback stream, in pairs
+   run back to back (ABBA order). Each pair gives one ratio; the report is the median ratio with a
+   95 % confidence interval (order statistics), over at least 200 pairs. Target: the interval's
+   upper end at most +5 % added wall time.
 2. The interpreter's own cost per step: ``Policy.step`` + the ``transitions`` move + the trace
    record, over a recorded decision path. Target: <= 20 us per step. Measured without callbacks
    (the plain machine) and with four no-op callbacks (the dispatching machine).
 
-    python bench/interpreter_overhead.py [--turns 30]
+    python bench/interpreter_overhead.py [--turns 200]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import litellm  # noqa: E402
 
@@ -33,6 +36,8 @@ from loopspec.engine.machine import TurnModel  # noqa: E402
 from loopspec.providers.litellm_provider import LiteLLMProvider  # noqa: E402
 from loopspec.replay.interactions import StreamResponse  # noqa: E402
 from loopspec.replay.server import LoopbackServer  # noqa: E402
+
+from _stats import median_ci  # noqa: E402
 
 STREAMS = ROOT / "fixtures" / "streams"
 POLICY = load_policy(str(ROOT / "machines" / "default.yaml"))
@@ -131,19 +136,23 @@ def step_cost(repeats: int = 20000, callbacks: TurnCallbacks | None = None) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--turns", type=int, default=200, help="interleaved pairs (at least 200 for the target)")
     args = parser.parse_args()
     direct, ours = asyncio.run(wall_time(args.turns))
     d, o = statistics.median(direct), statistics.median(ours)
-    print(f"turn wall time (median of {args.turns}, 2 requests each, loopback):")
-    print(f"  litellm directly   {d * 1000:8.2f} ms")
-    print(f"  loopspec turn      {o * 1000:8.2f} ms")
-    added = (o - d) / d * 100
-    print(f"  added wall time    {added:+8.1f} %   ratio {o / d:.3f}   (target <= 5 %: {'OK' if added <= 5 else 'OVER'})")
-    us = min(step_cost() for _ in range(5))
-    print(f"interpreter cost per step: {us:.1f} us (target <= 20 us: {'OK' if us <= 20 else 'OVER'})")
-    us = min(step_cost(callbacks=noop_callbacks()) for _ in range(5))
-    print(f"  with four no-op callbacks: {us:.1f} us")
+    print(f"turn wall time ({args.turns} interleaved pairs, 2 requests each, loopback):")
+    print(f"  litellm directly   median {d * 1000:8.2f} ms")
+    print(f"  loopspec turn      median {o * 1000:8.2f} ms")
+    ratio, lo, hi = median_ci([b / a for a, b in zip(direct, ours)])
+    verdict = "OK" if hi <= 1.05 else "OVER"
+    print(f"  added wall time    median {(ratio - 1) * 100:+.1f} % (95 % CI {(lo - 1) * 100:+.1f} to {(hi - 1) * 100:+.1f} %)"
+          f"   target: upper end <= +5 %: {verdict}")
+    samples = [step_cost(repeats=2000) for _ in range(41)]
+    us, lo_us, hi_us = median_ci(samples)
+    print(f"interpreter cost per step: median {us:.1f} us (95 % CI {lo_us:.1f}-{hi_us:.1f} us; target: upper end <= 20 us: "
+          f"{'OK' if hi_us <= 20 else 'OVER'})")
+    cb, cb_lo, cb_hi = median_ci([step_cost(repeats=2000, callbacks=noop_callbacks()) for _ in range(41)])
+    print(f"  with four no-op callbacks: median {cb:.1f} us (95 % CI {cb_lo:.1f}-{cb_hi:.1f} us)")
 
 
 if __name__ == "__main__":

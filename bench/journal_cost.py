@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -28,8 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from loopspec.journal import SqliteJournal  # noqa: E402
+
+from _stats import median_ci  # noqa: E402
 
 
 def step_entry(i: int) -> dict[str, Any]:
@@ -54,16 +56,6 @@ class ListStore:
     def append(self, turn_id: str, kind: str, body: dict[str, Any]) -> int:
         self.rows.append(json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
         return len(self.rows) - 1
-
-
-def median_ci(samples: list[float]) -> tuple[float, float, float]:
-    """The median and a distribution-free 95 % confidence interval for it (binomial order statistics)."""
-    xs = sorted(samples)
-    n = len(xs)
-    half = 1.96 * math.sqrt(n) / 2
-    lo = max(0, int(math.floor(n / 2 - half)))
-    hi = min(n - 1, int(math.ceil(n / 2 + half)))
-    return statistics.median(xs), xs[lo], xs[hi]
 
 
 def main() -> None:
