@@ -4,7 +4,8 @@ In-process, the virtual clock's reading is the turn's time. Over HTTP the clock 
 compressed by a factor, and dividing the wall time by the factor would also count what the client
 stack spent (a cold litellm import is seconds of wall time, minutes of turn time at 0.01). This
 clock counts only what the turn waited for, as the virtual clock does: backoffs, the pauses
-between chunks (each at most the stall timeout), and no time for opening a request. A pause is
+between chunks (each at most the stall timeout, a stall exactly that), and no time for opening a
+request. A pause is
 measured from the end of the previous chunk (or of the opening), not from when the turn asked for
 the next one: on a loaded machine the server's pause overlaps the client's work on the last chunk,
 and would otherwise be undercounted.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, TypeVar
 
-from loopspec.engine.clock import ScaledClock
+from loopspec.engine.clock import ScaledClock, StallTimeout
 
 T = TypeVar("T")
 
@@ -49,6 +50,12 @@ class TurnTime:
         started = self._mark if self._mark is not None else time.monotonic()
         try:
             return await self.inner.next_chunk(stream, timeout)
+        except StallTimeout:
+            # A stall costs the turn its stall timeout, as on the virtual clock; the wall time
+            # seen here is less when the client was still busy with the last chunk as the server
+            # began the stall.
+            started = time.monotonic() - timeout * self.inner.factor
+            raise
         finally:
             self._count(started, timeout)
             self._mark = time.monotonic()
