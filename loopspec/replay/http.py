@@ -65,6 +65,14 @@ class ServedStream:
 
     def __init__(self, inner: Any, server: LoopbackServer, index: int) -> None:
         self._inner, self._server, self._index = inner, server, index
+        self._counted = 0.0
+
+    def take_wait(self) -> float:
+        """Recorded seconds the server paused this stream since the last call: what the turn
+        waited, in turn time, with none of the client's own time in it."""
+        waited = self._server.waited.get(self._index, 0.0)
+        taken, self._counted = waited - self._counted, waited
+        return taken
 
     def __aiter__(self) -> "ServedStream":
         return self

@@ -112,6 +112,9 @@ class LoopbackServer:
         self.requests: list[RecordedRequest] = []
         self.stalled: set[int] = set()
         """Indices of the requests whose stream the server ended at a recorded stall."""
+        self.waited: dict[int, float] = {}
+        """Recorded seconds of pause served so far, by request index (a stall counts as the stall
+        timeout it was served for): the turn's own time, whatever the client spent meanwhile."""
         self.diverged_at: int | None = None
         self._served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -417,6 +420,7 @@ class LoopbackServer:
             if isinstance(step, Stall):
                 seconds = min(step.seconds, budget) if stalling else step.seconds
                 await asyncio.sleep(seconds * self.time_scale)
+                self.waited[call] = self.waited.get(call, 0.0) + seconds  # before the next byte
                 if stalling:
                     budget -= seconds
                     if budget <= 0:
@@ -433,7 +437,7 @@ class LoopbackServer:
                     break  # the client gave up before this event; comments (pings) still go out
                 writer.write(b"%x\r\n" % len(step) + step + b"\r\n")
                 await writer.drain()
-                if data and _is_item(step):
+                if data and stall_at is not None and _is_item(step):
                     events += 1
         if events == stall_at:
             # The recorded stall: noted before the drop, so the client reading the truncated

@@ -5,10 +5,13 @@ compressed by a factor, and dividing the wall time by the factor would also coun
 stack spent (a cold litellm import is seconds of wall time, minutes of turn time at 0.01). This
 clock counts only what the turn waited for, as the virtual clock does: backoffs, the pauses
 between chunks (each at most the stall timeout, a stall exactly that), and no time for opening a
-request. A pause is
-measured from the end of the previous chunk (or of the opening), not from when the turn asked for
-the next one: on a loaded machine the server's pause overlaps the client's work on the last chunk,
-and would otherwise be undercounted.
+request.
+
+On a stream the loopback server serves, the pauses are the recorded seconds the server says it
+served (:meth:`~loopspec.replay.http.ServedStream.take_wait`): exact, however busy the client. On
+any other stream a pause is measured in wall time from the end of the previous chunk (or of the
+opening), not from when the turn asked for the next one, since on a loaded machine the server's
+pause overlaps the client's work on the last chunk.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ class TurnTime:
             self._count(started, max(seconds, 0.0))
 
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
+        take_wait = getattr(stream, "take_wait", None)
+        if take_wait is not None:  # the loopback server counts the pauses it served, exactly
+            try:
+                return await self.inner.next_chunk(stream, timeout)
+            finally:
+                self.elapsed += take_wait()
+                self._mark = time.monotonic()
         started = self._mark if self._mark is not None else time.monotonic()
         try:
             return await self.inner.next_chunk(stream, timeout)

@@ -148,3 +148,47 @@ def test_pauses_that_add_up_at_one_point_are_judged_together() -> None:
     resp = StreamResponse(chunks=CHUNKS, pauses=(Pause(2, 40.0), Pause(2, 30.0)))
     body, dropped, stalled = read_until_drop(resp, 60)
     assert dropped and stalled == {0} and body.count(b"data: {") == 2
+
+
+def test_a_served_stream_that_never_answers_is_still_a_stall() -> None:
+    """No recorded stall, but the client stack never yields: the clock's safety net ends the read
+    (a broken client must not hang a replay), and a stream that is not served keeps its timer."""
+    from loopspec.engine.clock import StallTimeout
+    from loopspec.replay.http import LoopbackClock
+
+    class Silent:
+        stalls_served = True
+
+        async def __anext__(self) -> Any:
+            await asyncio.Event().wait()
+
+    class Unserved(Silent):
+        stalls_served = False
+
+    clock = LoopbackClock(1e-6, min_open=0.001)
+    for stream in (Silent(), Unserved()):
+        with pytest.raises(StallTimeout):
+            asyncio.run(clock.next_chunk(stream, 60))
+
+
+def test_the_turn_time_over_http_is_the_recorded_time_however_busy_the_client(loop: asyncio.AbstractEventLoop) -> None:
+    """A 20 s gap and a stall behind pings: 20 + 60 s of turn time on both transports. Wall time
+    from the last chunk would undercount the gap the server served while the client was busy."""
+    from loopspec.replay.http import LoopbackClock, run_guarded_over_http
+    from loopspec.replay.interactions import Pause
+    from loopspec.replay.turn_time import TurnTime
+
+    chunks = reply_chunks("The suite is still running, please wait for it.")
+    script: list[Interaction] = [
+        StreamResponse(chunks=chunks, pauses=(Pause(2, 20.0, 5.0), Pause(4, 90.0, 30.0))),
+        StreamResponse(chunks=reply_chunks("All green.")),
+    ]
+    scale = 0.002
+    clock = TurnTime(LoopbackClock(scale))
+    result, _server, crash = loop.run_until_complete(
+        run_guarded_over_http(POLICY, script, USER, time_scale=scale, clock=clock, consumers=busy_client(30 * scale))
+    )
+    virtual = VirtualClock()
+    local = asyncio.run(Turn(POLICY, InProcessProvider(script), model="replay", clock=virtual).run(USER))
+    assert crash is None and summary(result) == summary(local)
+    assert clock.elapsed == virtual.now() == 80.0
