@@ -29,9 +29,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Sequence
 
-from loopspec.providers.base import StreamBroken
-from loopspec.providers.chunks import iter_sse_data
-
 from .inproc import stream_items
 from .interactions import (
     CompletionResponse,
@@ -437,7 +434,7 @@ class LoopbackServer:
                     break  # the client gave up before this event; comments (pings) still go out
                 writer.write(b"%x\r\n" % len(step) + step + b"\r\n")
                 await writer.drain()
-                if data and stall_at is not None and _is_item(step):
+                if stall_at is not None and _is_item(step):
                     events += 1
         if events == stall_at:
             # The recorded stall: noted before the drop, so the client reading the truncated
@@ -452,9 +449,8 @@ class LoopbackServer:
 
 
 def _is_item(event: bytes) -> bool:
-    """Whether the in-process transport makes an item of this event: a data event with a payload
-    (``[DONE]`` has none), or one that breaks the stream (an error frame, unparseable data)."""
-    try:
-        return any(True for _ in iter_sse_data(event))
-    except StreamBroken:
-        return True
+    """Whether the in-process transport makes an item of this event, read as ``iter_sse_data``
+    reads it: a data event whose payload is not ``[DONE]`` (parsed, or breaking the stream)."""
+    lines = [line for line in event.decode("utf-8", errors="replace").splitlines() if line.startswith("data:")]
+    payload = "\n".join(line[6:] if line.startswith("data: ") else line[5:] for line in lines)
+    return bool(lines) and payload != "[DONE]"

@@ -192,3 +192,26 @@ def test_the_turn_time_over_http_is_the_recorded_time_however_busy_the_client(lo
     local = asyncio.run(Turn(POLICY, InProcessProvider(script), model="replay", clock=virtual).run(USER))
     assert crash is None and summary(result) == summary(local)
     assert clock.elapsed == virtual.now() == 80.0
+
+
+@pytest.mark.parametrize("then", ["drop", "more events"])
+def test_a_stall_is_a_stall_even_when_its_pings_add_up_to_a_hair_less(then: str) -> None:
+    """0.6 s served as pings every 0.1 s adds up to a hair under 0.6 in floating point; in-process
+    the pause is 0.6, a stall at a 0.6 s timeout. What comes next (the recording's drop, or more
+    events) is never served: the client gave up first."""
+    faults: dict[str, Any] = {"disconnect_after": 3} if then == "drop" else {}
+    resp = StreamResponse(chunks=CHUNKS, stall_after=3, stall_seconds=0.6, keepalive=0.1, **faults)
+    body, dropped, stalled = read_until_drop(resp, 0.6)
+    assert dropped and stalled == {0} and body.count(b"data: {") == 3
+
+
+def test_waits_on_both_sides_of_done_add_up_to_a_stall() -> None:
+    """``[DONE]`` carries no payload, so the in-process transport adds the waits before and after
+    it into one: 40 + 40 s is a stall at the end of the stream, and the server stops before [DONE]."""
+    from loopspec.replay.interactions import Pause
+
+    sse = 'data: {"choices":[{"index":0,"delta":{"content":"Hi."},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    resp = StreamResponse(sse=sse, pauses=(Pause(1, 40.0), Pause(2, 40.0)))
+    body, dropped, stalled = read_until_drop(resp, 60)
+    assert dropped and stalled == {0}
+    assert body.count(b"data: {") == 1 and b"[DONE]" not in body
