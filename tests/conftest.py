@@ -57,6 +57,8 @@ SLOW = {
     "engine/test_interpreter_http.py",
     "providers/test_litellm_provider.py",
     "replay/test_replay_server.py",
+    "replay/test_transport_agreement.py",
+    "replay/test_fault_matrix.py::test_fault_over_http",
     "verify/test_soundness.py",
     "verify/test_counterexamples_reproduce.py",
     "verify/test_check_cassettes.py",

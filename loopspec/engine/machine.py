@@ -8,7 +8,9 @@ A policy gets up to two machines, built on first use (about 70 µs each): a plai
 without callbacks, which runs no callback machinery at all; and one whose states and machine-level
 hooks name dispatch methods that ``transitions`` resolves on the model, for turns with callbacks.
 Every turn is its own model, so concurrent turns share nothing and never see each other's
-callbacks. The synchronous ``Machine`` is used on purpose: ``AsyncMachine`` runs callbacks
+callbacks. A model is never added to its machine (``add_model`` binds a trigger and a ``may_``
+check per move to it, about 90 KB per turn under default.yaml): it holds only its state, and its
+moves are the machine's own events triggered on it, which is all ``add_model`` would bind. The synchronous ``Machine`` is used on purpose: ``AsyncMachine`` runs callbacks
 concurrently (transitions #717), which would break ordered actions; effects are awaited by the
 interpreter loop instead.
 
@@ -32,8 +34,7 @@ Callback = Callable[[EventData], Any]
 """A turn callback: called with transitions' ``EventData``; the decision is ``event.kwargs["step"]``."""
 
 POOL_SIZE = 8
-"""Idle models kept per machine. Binding a model costs about 0.5 ms (transitions attaches every
-trigger to it), so released models are reused; beyond this many, a released model is dropped."""
+"""Idle models kept per machine for reuse; beyond this many, a released model is dropped."""
 
 
 # --------------------------------------------------------------------------- triggers
@@ -216,11 +217,13 @@ class TurnModel:
 
     state: str
 
+    __slots__ = ("_pool", "_callbacks", "callback_errors", "state")
+
     def __init__(self, pool: _Pool, initial: str) -> None:
         self._pool = pool
         self._callbacks: TurnCallbacks | None = None
         self.callback_errors: list[str] = []
-        pool.machine.add_model(self, initial=initial)
+        self.state = initial
 
     @classmethod
     def acquire(cls, policy: Policy, callbacks: TurnCallbacks | None = None) -> "TurnModel":
@@ -231,7 +234,7 @@ class TurnModel:
         pool = _pool(policy, dispatch)
         if pool.idle:
             model = pool.idle.pop()
-            pool.machine.set_state(policy.initial, model=model)
+            model.state = policy.initial
         else:
             model = cls(pool, policy.initial)
         model._callbacks = callbacks if dispatch else None
@@ -242,11 +245,18 @@ class TurnModel:
         """Move along the step's transition; raises if the machine does not declare it or ends up
         somewhere other than where the policy says (the machine and ``Policy.step`` disagree)."""
         if self._callbacks is None:  # the plain machine: nothing to hand the step to
-            self.trigger(trigger_name(step))  # type: ignore[attr-defined]
+            self.trigger(trigger_name(step))
         else:
-            self.trigger(trigger_name(step), step=step)  # type: ignore[attr-defined]
+            self.trigger(trigger_name(step), step=step)
         if self.state != step.after.state:
             raise RuntimeError(f"machine moved to {self.state}, policy says {step.after.state}")
+
+    def trigger(self, name: str, **kwargs: Any) -> bool:
+        """Make the move ``name`` on the machine, as the trigger ``add_model`` would bind does."""
+        event = self._pool.machine.events.get(name)
+        if event is None:
+            raise AttributeError(f"Do not know event named '{name}'.")
+        return bool(event.trigger(self, **kwargs))
 
     def release(self) -> None:
         """Give the model back for the next turn of the same policy; its callbacks are dropped."""
@@ -254,8 +264,6 @@ class TurnModel:
         pool = self._pool
         if len(pool.idle) < POOL_SIZE:
             pool.idle.append(self)
-        else:
-            pool.machine.remove_model(self)
 
     # -- the dispatchers the callback machine resolves by name on the model ------------------
 

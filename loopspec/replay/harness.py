@@ -117,14 +117,11 @@ async def replay(
     options: dict[str, Any] = dict(c.request.turn_options(), tools=tools.registry, callbacks=callbacks, max_steps=limit)
     crash: str | None
     if transport == "http":
-        from loopspec.engine.clock import ScaledClock
-
-        from .http import DEFAULT_TIME_SCALE, run_guarded_over_http
-
+        from .http import DEFAULT_TIME_SCALE, LoopbackClock, run_guarded_over_http
         from .turn_time import TurnTime
 
         scale = time_scale or DEFAULT_TIME_SCALE
-        clock = TurnTime(ScaledClock(scale))
+        clock = TurnTime(LoopbackClock(scale))
         result, server, crash = await run_guarded_over_http(
             policy, c.interactions, c.messages, time_scale=scale, clock=clock, prepare=cancel.attach, **options  # type: ignore[arg-type]
         )

@@ -46,6 +46,16 @@ class RecordedHTTPError(LoopspecError):
         super().__init__(text)
 
 
+class Timeout(RecordedHTTPError):
+    """A recorded 504: litellm raises a gateway timeout as ``litellm.Timeout``, and the classifier
+    reads the class name, so in-process it is a ``timeout`` event too, as over HTTP."""
+
+
+def recorded_error(status: int, body: Any, headers: Mapping[str, str]) -> RecordedHTTPError:
+    """The recorded error as the litellm exception class it becomes over HTTP."""
+    return (Timeout if status == 504 else RecordedHTTPError)(status, body, headers)
+
+
 @dataclass
 class _Item:
     pause: float
@@ -171,7 +181,7 @@ class InProcessProvider:
         recorded = choose(self.interactions[index], bool(request.tools))
         if isinstance(recorded, ErrorResponse):
             raise ProviderError(
-                classify_exception(RecordedHTTPError(recorded.status, recorded.body, recorded.headers), phase="call")
+                classify_exception(recorded_error(recorded.status, recorded.body, recorded.headers), phase="call")
             )
         if isinstance(recorded, CompletionResponse):
             recorded = StreamResponse(chunks=completion_chunks(recorded.body))

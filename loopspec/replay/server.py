@@ -6,6 +6,15 @@ and real dropped connections. HTTP/1.1 is hand-written on ``asyncio.start_server
 dependency; it supports keep-alive and chunked responses because litellm's clients reuse
 connections. The server never invents a response: a request past the end of the cassette gets
 HTTP 409 ``loopspec_diverged``.
+
+Given the client's stall timeout, the server also says where the recording stalls, so a replay
+over HTTP stalls exactly where an in-process one does, however slow the client stack is: the wait
+before a data event is judged with the in-process transport's own items
+(:func:`~loopspec.replay.inproc.stream_items`); at a stall the server waits out the stall timeout
+(keep-alive pings included), drops the connection before the next data event and notes the
+request in :attr:`LoopbackServer.stalled`. A client that reads a dropped stream of a noted
+request knows it as a stall, not as a disconnect, and needs no timer of its own, so the time
+litellm spends parsing a 4 MB reply or a 40,000-event stream never counts as a stall.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Sequence
 
+from .inproc import stream_items
 from .interactions import (
     CompletionResponse,
     Disconnect,
@@ -31,6 +41,7 @@ from .interactions import (
     choose,
     completion_chunks,
     fold_stream,
+    is_data_event,
     stream_plan,
 )
 
@@ -71,17 +82,36 @@ class LoopbackServer:
 
     Runs its own asyncio loop in a daemon thread so that sync and async callers alike can use it
     (``with`` or ``async with``). Exit cancels in-flight handlers, so a stalled stream never holds
-    up shutdown.
+    up shutdown. Every recorded pause is served ``time_scale`` times as long. With
+    ``stall_timeout`` (in recorded seconds, the client's), a wait at least that long before a data
+    event is a stall: served as the stall timeout, then the connection is dropped and the request's
+    index added to :attr:`stalled`.
     """
 
-    def __init__(self, responses: Sequence[Interaction], *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        responses: Sequence[Interaction],
+        *,
+        host: str = "127.0.0.1",
+        time_scale: float = 1.0,
+        stall_timeout: float | None = None,
+    ) -> None:
         for r in responses:
             if not isinstance(r, (StreamResponse, ErrorResponse, CompletionResponse, WhenNoTools)):
                 raise TypeError(f"not a replayable response: {r!r}")
+        if not time_scale > 0:
+            raise ValueError("time_scale must be positive")
         self.responses: tuple[Interaction, ...] = tuple(responses)
         self.host = host
+        self.time_scale = time_scale
+        self.stall_timeout = stall_timeout
         self.port: int = 0
         self.requests: list[RecordedRequest] = []
+        self.stalled: set[int] = set()
+        """Indices of the requests whose stream the server ended at a recorded stall."""
+        self.waited: dict[int, float] = {}
+        """Recorded seconds of pause served so far, by request index (a stall counts as the stall
+        timeout it was served for): the turn's own time, whatever the client spent meanwhile."""
         self.diverged_at: int | None = None
         self._served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -331,10 +361,10 @@ class LoopbackServer:
             return await self._send_error(writer, resp, keep)
         if isinstance(resp, CompletionResponse):
             if wants_stream:
-                return await self._send_stream(writer, StreamResponse(chunks=completion_chunks(resp.body)), keep)
+                return await self._send_stream(writer, StreamResponse(chunks=completion_chunks(resp.body)), keep, call)
             return await self._send_json(writer, 200, resp.body, keep)
         if wants_stream:
-            return await self._send_stream(writer, resp, keep)
+            return await self._send_stream(writer, resp, keep, call)
         return await self._send_folded(writer, resp, keep)
 
     async def _send_error(self, writer: asyncio.StreamWriter, resp: ErrorResponse, keep: bool) -> bool:
@@ -354,13 +384,24 @@ class LoopbackServer:
         drops the connection before any byte, a mid-stream error object becomes HTTP 500."""
         wait = sum(p.seconds for p in resp.all_pauses())
         if wait:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(wait * self.time_scale)
         if resp.disconnect_after is not None:
             raise _Dropped
         folded = fold_stream(resp)
         return await self._send_json(writer, 500 if "error" in folded else 200, folded, keep)
 
-    async def _send_stream(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool) -> bool:
+    def _stall_at(self, resp: StreamResponse) -> int | None:
+        """After how many data events the recording stalls for this client, or None: the first
+        wait at least ``stall_timeout`` long, judged on the in-process transport's own items (each
+        is one data event, with the wait before it), so both transports stall at the same one."""
+        if self.stall_timeout is None:
+            return None
+        for k, item in enumerate(stream_items(resp)):
+            if item.pause >= self.stall_timeout:
+                return k
+        return None
+
+    async def _send_stream(self, writer: asyncio.StreamWriter, resp: StreamResponse, keep: bool, call: int) -> bool:
         headers = {
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
@@ -368,16 +409,48 @@ class LoopbackServer:
         }
         writer.write(self._head(200, headers, keep))
         await writer.drain()
+        stall_at = self._stall_at(resp)
+        budget = self.stall_timeout or 0.0
+        events = 0
         for step in stream_plan(resp):
+            stalling = events == stall_at
             if isinstance(step, Stall):
-                await asyncio.sleep(step.seconds)
+                seconds = min(step.seconds, budget) if stalling else step.seconds
+                await asyncio.sleep(seconds * self.time_scale)
+                self.waited[call] = self.waited.get(call, 0.0) + seconds  # before the next byte
+                if stalling:
+                    budget -= seconds
+                    if budget <= 0:
+                        break
             elif isinstance(step, Disconnect):
+                if stalling:
+                    break
                 # Close with the chunked body unterminated: the client sees a truncated stream.
                 writer.close()
                 raise _Dropped
             elif step:
+                data = is_data_event(step)
+                if stalling and data:
+                    break  # the client gave up before this event; comments (pings) still go out
                 writer.write(b"%x\r\n" % len(step) + step + b"\r\n")
                 await writer.drain()
+                if stall_at is not None and _is_item(step):
+                    events += 1
+        if events == stall_at:
+            # The recorded stall: noted before the drop, so the client reading the truncated
+            # stream already finds it here.
+            self.stalled.add(call)
+            writer.close()
+            raise _Dropped
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return keep
+
+
+
+def _is_item(event: bytes) -> bool:
+    """Whether the in-process transport makes an item of this event, read as ``iter_sse_data``
+    reads it: a data event whose payload is not ``[DONE]`` (parsed, or breaking the stream)."""
+    lines = [line for line in event.decode("utf-8", errors="replace").splitlines() if line.startswith("data:")]
+    payload = "\n".join(line[6:] if line.startswith("data: ") else line[5:] for line in lines)
+    return bool(lines) and payload != "[DONE]"

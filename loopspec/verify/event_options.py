@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from loopspec.wire.assemble import ReplyAssembler
 from loopspec.wire.classify import classify_exception, classify_reply
-from loopspec.replay.inproc import RecordedHTTPError, stream_items
+from loopspec.replay.inproc import recorded_error, stream_items
 from loopspec.replay.interactions import ErrorResponse, Interaction, StreamResponse
 from loopspec.replay.synth import reply
 from loopspec.language.alphabet import Event
@@ -206,7 +206,7 @@ def tool_name_lists(atoms: Sequence[AttrTest], natural: str) -> list[list[str]]:
 
 def observe_error(resp: ErrorResponse) -> Event:
     """The call event the classifier makes of a recorded HTTP error (as in-process replay does)."""
-    return classify_exception(RecordedHTTPError(resp.status, resp.body, resp.headers), phase="call")
+    return classify_exception(recorded_error(resp.status, resp.body, resp.headers), phase="call")
 
 
 @dataclass(frozen=True)

@@ -363,14 +363,13 @@ def test_the_idle_pool_is_bounded_after_many_concurrent_turns() -> None:
         ]
         runs = [asyncio.ensure_future(t.run(USER)) for t in turns]
         await asyncio.sleep(0.01)
-        assert len(machine_for(policy).models) == n, "every turn holds its own model at once"
+        assert machine_for(policy).models == [], "no turn's model is bound to the machine (add_model costs ~90 KB)"
         gate.set()
         return list(await asyncio.gather(*runs))
 
     results = asyncio.run(many())
     assert all(r.outcome == "completed" for r in results)
     assert idle_models(policy) == POOL_SIZE
-    assert len(machine_for(policy).models) == POOL_SIZE, "dropped models are removed from the machine"
 
 
 # --------------------------------------------------------------------------- graph --trace
