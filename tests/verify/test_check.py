@@ -248,6 +248,7 @@ TOOLS = """\
       no_progress: fail
       doom_loop: fail
       approval_required: fail
+      timeout: fail
       cancelled: fail
 """
 
