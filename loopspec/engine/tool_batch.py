@@ -62,14 +62,22 @@ async def run_batch(
         return Event("ok", {"tools": []})
     text, calls = pending
     names = [c.name for c in calls]
-    blocked = await needs_approval(tools, calls, approve)
-    if blocked is not None:
-        results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
-        trajectory.add_tool_round(text, calls, results)
-        return Event("approval_required", {"tool": blocked.name})
     tasks: list[asyncio.Future[ToolResult]] = []
-    bound, by_deadline = bounded(clock, batch_timeout, deadline)
     try:
+        asking = needs_approval(tools, calls, approve)  # a human may take long: the deadline bounds it too
+        left, _ = bounded(clock, None, deadline)
+        if left is None:
+            blocked = await asking
+        else:
+            try:
+                blocked = await clock.within(asking, left)
+            except StallTimeout:
+                raise DeadlinePassed() from None
+        if blocked is not None:
+            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
+            trajectory.add_tool_round(text, calls, results)
+            return Event("approval_required", {"tool": blocked.name})
+        bound, by_deadline = bounded(clock, batch_timeout, deadline)
         if len(calls) == 1 and bound is None:  # the common case: no task, no extra trip through the loop
             results = [await _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)]
         else:

@@ -91,7 +91,8 @@ class Turn:
         self.result: TurnResult | None = None
         self._cancel_requested = False
         self._cancel_seen = False
-        """The turn has turned the cancel request into its ``cancelled`` event (or is halting)."""
+        """The turn has turned the cancel request into its ``cancelled`` event, or halted: a cancel
+        scheduled before that must not land any more."""
         self._task: asyncio.Task[Any] | None = None
         self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
 
@@ -101,8 +102,8 @@ class Turn:
         Before :meth:`run` the turn halts cancelled without sending a request. While it runs, the
         wait in progress (a request, a chunk, a backoff, a tool) is interrupted: the turn's task is
         cancelled from the event loop, never from inside itself, so the cancellation lands where the
-        turn waits and not at some later await. Once the turn has seen the request, or is
-        delivering its halt, nothing is interrupted: the halt it is delivering is kept."""
+        turn waits and not at some later await. A cancel that comes while the halt is delivered
+        interrupts only the consumer it waits on: the halt is decided, and kept."""
         if self._cancel_requested:
             return
         self._cancel_requested = True
@@ -189,10 +190,10 @@ class Turn:
                 offer = step.offer or offer
         finally:
             turn_model.release()
-        # a cancel asked for before the halt is moot now (the halt is decided): it must not land in
-        # the delivery; one asked for during the delivery interrupts the consumer it waits on
-        self._cancel_seen = self._cancel_seen or self._cancel_requested
-        await self._absorbing(self._model_call.close())
+            # a cancel asked for before the halt is moot now (the halt is decided): it must not land
+            # in the delivery; one asked for during the delivery interrupts the consumer it waits on
+            self._cancel_seen = self._cancel_seen or self._cancel_requested
+            await self._absorbing(self._model_call.close())
         result = await self._halt(cfg, last_event, overrun, callback_errors)
         if self._external_cancel and not self._cancel_requested:
             raise asyncio.CancelledError()
@@ -237,7 +238,6 @@ class Turn:
         prompt, an escalation's compaction) were carried out with that step."""
         kind = state.kind
         if kind in ("call", "stream", "tool_exec") and (self._cancel_requested or self._pending_cancel or self._past_deadline()):
-            self._pending_cancel = False
             self._cancel_seen = self._cancel_seen or self._cancel_requested
             await self._absorbing(self._model_call.close())
             self._pending_cancel = False

@@ -404,3 +404,20 @@ def test_a_repeated_tool_call_id_is_a_history_problem() -> None:
     call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     answer = {"role": "tool", "tool_call_id": "c", "content": "x"}
     assert history_problems([call, answer, call, answer]) == ["message 2: tool call id 'c' is used by an earlier call"]
+
+
+def test_the_deadline_cuts_a_wait_for_approval() -> None:
+    """An approval hook that never answers (nobody at the keyboard) is a wait like any other: the
+    deadline ends it, and the call is answered "not run"."""
+    async def never_answers(call: Any) -> bool:
+        await asyncio.Event().wait()
+        return True
+
+    reg = ToolRegistry()
+    reg.register(lambda: "deployed", name="deploy", parameters={"type": "object"}, needs_approval=True)
+    provider = InProcessProvider([reply(tool_calls=[("deploy", {})]), reply("never asked")])
+    turn = Turn(policy_with(turn_deadline=SHORT), provider, model="replay", tools=reg, approve=never_answers, clock=VirtualClock())
+    result = run(turn)
+    assert result.outcome == "cancelled" and events(result) == ["opened", "tool_calls", "cancelled"]
+    assert list(tool_answers(result).values()) == ["Not run: the turn's deadline passed before this call finished."]
+    assert history_problems(result.messages) == []
