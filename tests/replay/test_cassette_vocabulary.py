@@ -12,6 +12,7 @@ import pytest
 
 from _paths import ROOT
 from loopspec import load_policy
+from loopspec.engine.history import history_problems
 from loopspec.language import codes
 from loopspec.replay.cassette import Cassette, dump_cassette, load_cassette, read_cassette
 from loopspec.replay.harness import ReplayReport, replay
@@ -298,6 +299,34 @@ def test_a_turn_that_raises_anything_but_a_cancellation_propagates() -> None:
     turn = Turn(POLICY, provider, model="openai/replay", tools=tools, clock=VirtualClock())
     with pytest.raises(Boom, match="tool blew up"):
         asyncio.run(run_guarded(turn, [{"role": "user", "content": "go"}]))
+
+
+def test_an_outside_cancellation_is_reported_as_a_crash_not_raised() -> None:
+    """A cancellation of the turn's task that is not Turn.cancel() is the caller's: the turn halts,
+    keeps its result and re-raises it. The replay reports that as a crash and carries on."""
+    from loopspec.engine.clock import VirtualClock
+    from loopspec.engine.consumers import Consumers
+    from loopspec.engine.turn import Turn
+    from loopspec.replay.cancel import run_guarded
+    from loopspec.replay.inproc import InProcessProvider
+    from loopspec.replay.synth import reply
+
+    cancelled: list[str] = []
+
+    async def cancel_my_task(text: str) -> None:  # a consumer runs in the turn's task
+        if not cancelled:
+            cancelled.append(text)
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(0)  # the cancellation lands here, inside the stream effect
+
+    provider = InProcessProvider([reply("All green, and more text after it.")])
+    turn = Turn(POLICY, provider, model="openai/replay", consumers=Consumers(on_delta=cancel_my_task), clock=VirtualClock())
+    result, crash = asyncio.run(run_guarded(turn, [{"role": "user", "content": "go"}]))
+    assert crash == "the turn raised CancelledError instead of halting" and result.outcome == "crashed"
+    assert turn.result is not None and turn.result.outcome == "cancelled"
+    assert history_problems(turn.result.messages) == []
 
 
 # -- responses that depend on the request --------------------------------------------------------
