@@ -85,7 +85,7 @@ class ModelCall:
                 asm.feed(delta)
                 if delta is not None and delta.text:
                     streamed.append(delta.text)
-                    await self.consumers.emit("on_delta", delta.text)
+                    await self._deliver(delta.text)
         except StallTimeout:
             await self.close()
             self.streamed = "".join(streamed)
@@ -102,6 +102,20 @@ class ModelCall:
         self.reply = asm.result()
         self._count_usage(self.reply)
         return classify_reply(self.reply, tools.schemas())
+
+    async def _deliver(self, text: str) -> None:
+        """Stream ``text`` to the consumers; a consumer that holds the turn past its deadline is a
+        wait like the others (:class:`DeadlinePassed`)."""
+        if self.deadline is None:
+            await self.consumers.emit("on_delta", text)
+            return
+        left, _ = bounded(self.clock, None, self.deadline)
+        assert left is not None
+        try:
+            await self.clock.within(self.consumers.emit("on_delta", text), left)
+        except StallTimeout:
+            await self.close()
+            raise DeadlinePassed() from None
 
     def _count_usage(self, reply: AssembledReply) -> None:
         if reply.usage is not None:

@@ -421,3 +421,20 @@ def test_the_deadline_cuts_a_wait_for_approval() -> None:
     assert result.outcome == "cancelled" and events(result) == ["opened", "tool_calls", "cancelled"]
     assert list(tool_answers(result).values()) == ["Not run: the turn's deadline passed before this call finished."]
     assert history_problems(result.messages) == []
+
+
+def test_the_deadline_cuts_a_consumer_that_holds_the_stream() -> None:
+    """A streaming client that stops reading (its on_delta never returns) holds the turn: the
+    deadline ends that wait too, and the halt message still goes out."""
+    seen: list[str] = []
+
+    async def stuck_client(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 1:
+            await asyncio.Event().wait()
+
+    provider = InProcessProvider([reply("A long answer, streamed in many small pieces.")])
+    turn = Turn(policy_with(turn_deadline=SHORT), provider, model="replay", consumers=Consumers(on_delta=stuck_client), clock=VirtualClock())
+    result = run(turn)
+    assert result.outcome == "cancelled" and events(result) == ["opened", "cancelled"]
+    assert seen[-1] == "Cancelled." and len(seen) == 2
