@@ -438,3 +438,36 @@ def test_the_deadline_cuts_a_consumer_that_holds_the_stream() -> None:
     result = run(turn)
     assert result.outcome == "cancelled" and events(result) == ["opened", "cancelled"]
     assert seen[-1] == "Cancelled." and len(seen) == 2
+
+
+def test_async_tools_stay_on_the_loop_and_sync_ones_leave_it() -> None:
+    """Where each tool runs: an async tool (also behind functools.partial) in the turn's event-loop
+    thread, where it may use the loop; a sync tool in a thread of its own."""
+    import functools
+
+    where: dict[str, bool] = {}
+
+    async def probe(name: str) -> str:
+        asyncio.get_running_loop()  # raises off the loop
+        where[name] = threading.current_thread() is threading.main_thread()
+        return name
+
+    def sync_probe() -> str:
+        where["sync"] = threading.current_thread() is threading.main_thread()
+        return "sync"
+
+    reg = ToolRegistry()
+    reg.register(functools.partial(probe, "partial"), name="partial", parameters={"type": "object"})
+    reg.register(sync_probe, name="sync", parameters={"type": "object"})
+    provider = InProcessProvider([reply(tool_calls=[("partial", {}), ("sync", {})]), reply("done")])
+    result = run(Turn(policy_with(), provider, model="replay", tools=reg, clock=VirtualClock()))
+    assert list(tool_answers(result).values()) == ["partial", "sync"]
+    assert where == {"partial": True, "sync": False}
+
+
+def test_a_cancel_after_the_turn_ended_changes_nothing() -> None:
+    provider = InProcessProvider([reply("Hello.")])
+    turn = Turn(policy_with(), provider, model="replay", clock=VirtualClock())
+    result = run(turn)
+    turn.cancel()
+    assert turn.result is result and result.outcome == "completed" and len(provider.requests) == 1
