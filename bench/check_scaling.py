@@ -61,6 +61,7 @@ TAIL = """\
       no_progress: fail
       doom_loop: fail
       approval_required: fail
+      timeout: fail
       cancelled: fail
   done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}

@@ -80,7 +80,7 @@ def _measure(args: argparse.Namespace, policy: Any) -> int:
             for item in coverage.missing:
                 print(f"  - {item.describe()}")
         if coverage.unreachable:
-            print("unreachable (no run reaches them on the checker's graph, or their event is a guardrail the policy does not configure; not counted):")
+            print("unreachable (no run reaches them on the checker's graph, or their event is one this configuration never emits; not counted):")
             for item in coverage.unreachable:
                 print(f"  - {item.describe()}")
         if below:
@@ -181,7 +181,7 @@ def _generate(args: argparse.Namespace, policy: Any) -> int:
             for item, why in sorted(result.missing.items()):
                 print(f"  - {item.describe()}: {why}")
         if result.unreachable:
-            print("unreachable (no run reaches them on the checker's graph, or their event is a guardrail the policy does not configure; not counted):")
+            print("unreachable (no run reaches them on the checker's graph, or their event is one this configuration never emits; not counted):")
             for item in result.unreachable:
                 print(f"  - {item.describe()}")
         for path, why in disagreements:

@@ -19,6 +19,22 @@ class StallTimeout(LoopspecError):
     """No chunk arrived within the stall timeout."""
 
 
+class DeadlinePassed(LoopspecError):
+    """The turn's ``turn_deadline`` passed while the turn was waiting: a cancellation by the clock."""
+
+
+def bounded(clock: "Clock", timeout: float | None, deadline: float | None) -> tuple[float | None, bool]:
+    """How long a wait of at most ``timeout`` seconds may last before the turn's ``deadline`` (turn
+    time, None for none), and whether the deadline is what bounds it: every wait the turn makes is
+    cut at its deadline, so a 3600 s Retry-After never outlives a 2 s turn."""
+    if deadline is None:
+        return timeout, False
+    left = max(0.0, deadline - clock.now())
+    if timeout is None or left < timeout:
+        return left, True
+    return timeout, False
+
+
 @runtime_checkable
 class PausingStream(Protocol):
     """A replayed stream that knows how long the recorded provider paused before its next chunk."""

@@ -14,12 +14,22 @@ from loopspec.wire.assemble import AssembledReply
 from .tools import ToolCall, ToolResult
 
 
-def tool_calls_of(reply: AssembledReply) -> list[ToolCall]:
-    """Complete tool calls with deterministic ids (providers may send none)."""
-    return [
-        ToolCall(id=c.id or f"call_{c.index}", name=c.name or "", arguments=c.arguments or "{}")
-        for c in reply.tool_calls
-    ]
+def tool_calls_of(reply: AssembledReply, taken: set[str] | frozenset[str] = frozenset()) -> list[ToolCall]:
+    """Complete tool calls, each with an id that no id in ``taken`` nor another call of the reply
+    has: the provider's own id when it is fresh, else a deterministic one (``call_{index}``, or
+    ``{id}_{n}`` with the first free ``n``). Providers may send no ids, and replayed replies repeat
+    theirs every round; a live provider rejects a history whose ids repeat."""
+    used = set(taken)
+    calls = []
+    for c in reply.tool_calls:
+        base = c.id or f"call_{c.index}"
+        cid, n = base, 1
+        while cid in used:
+            n += 1
+            cid = f"{base}_{n}"
+        used.add(cid)
+        calls.append(ToolCall(id=cid, name=c.name or "", arguments=c.arguments or "{}"))
+    return calls
 
 
 @dataclass
@@ -28,6 +38,18 @@ class Trajectory:
     compaction_level: int = 0
     keep_last: int = 6
     strip_thinking: bool = False
+    call_ids: set[str] = field(default_factory=set)
+    """Every tool call id in the history: a new call gets none of them (:func:`tool_calls_of`)."""
+
+    def __post_init__(self) -> None:
+        for m in self.messages:
+            for tc in m.get("tool_calls") or []:
+                if isinstance(tc, dict) and isinstance(tc.get("id"), str):
+                    self.call_ids.add(tc["id"])
+
+    def calls_of(self, reply: AssembledReply) -> list[ToolCall]:
+        """The reply's complete tool calls, with ids unique in this history."""
+        return tool_calls_of(reply, self.call_ids)
 
     def add_user(self, text: str) -> None:
         self.messages.append({"role": "user", "content": text})
@@ -39,6 +61,7 @@ class Trajectory:
     def add_tool_round(self, text: str, calls: list[ToolCall], results: list[ToolResult]) -> None:
         """An assistant message with its tool calls and exactly one answer per call, in order."""
         assert [r.call.id for r in results] == [c.id for c in calls], "every call answered exactly once"
+        self.call_ids.update(c.id for c in calls)
         self.messages.append(
             {
                 "role": "assistant",
@@ -91,12 +114,15 @@ class Trajectory:
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:
-    """Why a history is invalid: a tool call not answered exactly once, or an orphan tool result."""
+    """Why a history is invalid: a tool call not answered exactly once, an orphan tool result, or a
+    tool call id used twice (a live provider rejects it)."""
     problems: list[str] = []
     pending: dict[str, int] = {}
     for i, m in enumerate(messages):
         if m.get("role") == "assistant":
             for tc in m.get("tool_calls") or []:
+                if tc["id"] in pending:
+                    problems.append(f"message {i}: tool call id {tc['id']!r} is used by an earlier call")
                 pending[tc["id"]] = 0
         elif m.get("role") == "tool":
             cid = m.get("tool_call_id")

@@ -17,7 +17,7 @@ from loopspec.providers.base import ModelRequest, Provider, ProviderError, Strea
 from loopspec.wire.assemble import AssembledReply, ReplyAssembler
 from loopspec.wire.classify import classify_reply
 
-from .clock import Clock, StallTimeout
+from .clock import Clock, DeadlinePassed, StallTimeout, bounded
 from .consumers import Consumers
 from .results import TurnUsage
 from .tools import ToolRegistry
@@ -38,23 +38,31 @@ class ModelCall:
         self.reply = AssembledReply()
         self.streamed = ""
         """The visible text of the last stream read, as the consumers received it."""
+        self.deadline: float | None = None
+        """The turn's deadline in clock time: no wait here outlasts it (:class:`DeadlinePassed`)."""
 
     async def open(self, request: ModelRequest, timeout: float) -> Event:
-        """Send ``request``: ``opened``, or the event of the provider's error or of a timeout."""
+        """Send ``request``: ``opened``, or the event of the provider's error or of a timeout.
+        Raises :class:`DeadlinePassed` when the turn's deadline comes before the response opens."""
         self.reply = AssembledReply()
         self.streamed = ""
+        wait, by_deadline = bounded(self.clock, timeout, self.deadline)
+        assert wait is not None
         try:
-            self.stream = await self.clock.within(self.provider.open(request), timeout)
+            self.stream = await self.clock.within(self.provider.open(request), wait)
         except ProviderError as exc:
             return exc.event
         except StallTimeout:
+            if by_deadline:
+                raise DeadlinePassed() from None
             return Event("timeout", {"status": 408, "message": "no response within the request timeout", "retry_after": 0.0, "code": ""})
         return Event("opened", {})
 
     async def consume(self, tools: ToolRegistry, stall_timeout: float, stop: Callable[[], bool]) -> Event:
         """Read the open stream to its end, streaming visible text to the consumers, and classify the
         reply against ``tools``; ``stalled`` or the stream's error event if it does not end. ``stop`` is asked before
-        each chunk: when it says so the read is cancelled (``CancelledError``)."""
+        each chunk: when it says so the read is cancelled (``CancelledError``). A chunk that would come
+        after the turn's deadline is not waited for (:class:`DeadlinePassed`)."""
         stream, asm = self.stream, ReplyAssembler()
         self.assembler = asm
         streamed: list[str] = []
@@ -62,14 +70,22 @@ class ModelCall:
             while True:
                 if stop():
                     raise asyncio.CancelledError()
+                wait, by_deadline = bounded(self.clock, stall_timeout, self.deadline)
+                assert wait is not None
                 try:
-                    delta = await self.clock.next_chunk(stream, stall_timeout)
+                    delta = await self.clock.next_chunk(stream, wait)
                 except StopAsyncIteration:
                     break
+                except StallTimeout:
+                    if not by_deadline:
+                        raise
+                    await self.close()
+                    self.streamed = "".join(streamed)
+                    raise DeadlinePassed() from None
                 asm.feed(delta)
                 if delta is not None and delta.text:
                     streamed.append(delta.text)
-                    await self.consumers.emit("on_delta", delta.text)
+                    await self._deliver(delta.text)
         except StallTimeout:
             await self.close()
             self.streamed = "".join(streamed)
@@ -86,6 +102,20 @@ class ModelCall:
         self.reply = asm.result()
         self._count_usage(self.reply)
         return classify_reply(self.reply, tools.schemas())
+
+    async def _deliver(self, text: str) -> None:
+        """Stream ``text`` to the consumers; a consumer that holds the turn past its deadline is a
+        wait like the others (:class:`DeadlinePassed`)."""
+        if self.deadline is None:
+            await self.consumers.emit("on_delta", text)
+            return
+        left, _ = bounded(self.clock, None, self.deadline)
+        assert left is not None
+        try:
+            await self.clock.within(self.consumers.emit("on_delta", text), left)
+        except StallTimeout:
+            await self.close()
+            raise DeadlinePassed() from None
 
     def _count_usage(self, reply: AssembledReply) -> None:
         if reply.usage is not None:

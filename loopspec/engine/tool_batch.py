@@ -1,8 +1,13 @@
 """The ``tool_exec`` effect: run the pending batch of tool calls and report it as one event.
 
 Every call of the batch is answered in the trajectory exactly once (run, awaiting approval, or
-cancelled), so the history stays valid whatever ends the turn; the batch's results then go through
-the guardrail detectors. The turn hands in what the batch needs and nothing else.
+cancelled, timed out), so the history stays valid whatever ends the turn; the batch's results then go
+through the guardrail detectors. The turn hands in what the batch needs and nothing else.
+
+Every wait here is bounded when the policy says so: each call by ``settings.tool_timeout``, the
+whole batch by ``settings.tool_batch_timeout``, and both by the turn's deadline. A call that
+outlives a timeout is answered "timed out" and the batch reports ``timeout``; a deadline that
+passes answers what is still running "not run" and ends the batch like a cancellation.
 """
 
 from __future__ import annotations
@@ -11,13 +16,30 @@ import asyncio
 
 from loopspec.language.alphabet import Event
 
+from .clock import Clock, DeadlinePassed, StallTimeout, bounded
 from .guardrails import GuardrailState
 from .history import Trajectory
 from .observers import Observers
-from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one
+from .tools import ApprovalHook, Tool, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one, timed_out
 
 PendingBatch = tuple[str, list[ToolCall]]
 """The text of the reply that asked for the calls, and the complete calls to run."""
+
+NOT_RUN = {
+    "cancelled": "Not run: the turn was cancelled.",
+    "deadline": "Not run: the turn's deadline passed before this call finished.",
+}
+"""The answer of a call a cancellation or the turn's deadline stopped."""
+
+
+async def _run_call(tool: Tool | None, call: ToolCall, clock: Clock, timeout: float | None) -> ToolResult:
+    """One call, answered "timed out" if it outlives ``timeout``."""
+    if timeout is None:
+        return await run_one(tool, call)
+    try:
+        return await clock.within(run_one(tool, call), timeout)
+    except StallTimeout:
+        return timed_out(call, timeout)
 
 
 async def run_batch(
@@ -27,51 +49,87 @@ async def run_batch(
     approve: ApprovalHook | None,
     trajectory: Trajectory,
     guardrails: GuardrailState,
+    clock: Clock,
+    tool_timeout: float | None = None,
+    batch_timeout: float | None = None,
+    deadline: float | None = None,
     observers: Observers | None = None,
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
-    ``approval_required`` or a guardrail event. On cancellation the unanswered calls are answered
-    "cancelled" and the ``CancelledError`` propagates to the turn."""
+    ``timeout``, ``approval_required`` or a guardrail event (guardrails first: they read every
+    result, timed out ones included). On cancellation or at the ``deadline`` (clock time) the
+    unanswered calls are answered "not run" and the ``CancelledError`` or :class:`DeadlinePassed`
+    propagates to the turn."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
     names = [c.name for c in calls]
     watch = observers if observers else None
-    blocked = await needs_approval(tools, calls, approve)
-    if blocked is not None:
-        results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
-        trajectory.add_tool_round(text, calls, results)
-        _finished(watch, results)
-        return Event("approval_required", {"tool": blocked.name})
     tasks: list[asyncio.Future[ToolResult]] = []
-    if watch is not None:
-        for c in calls:
-            watch.notify("tool_started", c)
     try:
-        if len(calls) == 1:  # the common case: no task, no extra trip through the event loop
-            results = [await run_one(tools.tools.get(calls[0].name), calls[0])]
+        asking = needs_approval(tools, calls, approve)  # a human may take long: the deadline bounds it too
+        left, _ = bounded(clock, None, deadline)
+        if left is None:
+            blocked = await asking
         else:
-            tasks = [asyncio.ensure_future(run_one(tools.tools.get(c.name), c)) for c in calls]
-            results = list(await asyncio.gather(*tasks))
-    except asyncio.CancelledError:
+            try:
+                blocked = await clock.within(asking, left)
+            except StallTimeout:
+                raise DeadlinePassed() from None
+        if blocked is not None:
+            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
+            trajectory.add_tool_round(text, calls, results)
+            _tell_finished(watch, results)
+            return Event("approval_required", {"tool": blocked.name})
+        if watch is not None:
+            for c in calls:
+                watch.notify("tool_started", c)
+        bound, by_deadline = bounded(clock, batch_timeout, deadline)
+        if len(calls) == 1 and bound is None:  # the common case: no task, no extra trip through the loop
+            results = [await _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)]
+        else:
+            tasks = [asyncio.ensure_future(_run_call(tools.tools.get(c.name), c, clock, tool_timeout)) for c in calls]
+            everything = asyncio.gather(*tasks)
+            if bound is None:
+                results = list(await everything)
+            else:
+                try:
+                    results = list(await clock.within(everything, bound))
+                except StallTimeout:
+                    if by_deadline:
+                        raise DeadlinePassed() from None
+                    assert batch_timeout is not None
+                    results = [_finished(t) or timed_out(c, batch_timeout) for t, c in zip(tasks, calls)]
+    except (asyncio.CancelledError, DeadlinePassed) as exc:
         for t in tasks:
             t.cancel()
-        done = {id(c): t.result() for t, c in zip(tasks, calls) if t.done() and not t.cancelled()}
-        results = [done.get(id(c)) or ToolResult(c, "Not run: the turn was cancelled.", ok=False, ran=False) for c in calls]
+        why = NOT_RUN["deadline" if isinstance(exc, DeadlinePassed) else "cancelled"]
+        results = [_finished(t) or ToolResult(c, why, ok=False, ran=False) for t, c in zip(tasks, calls)] if tasks else [
+            ToolResult(c, why, ok=False, ran=False) for c in calls
+        ]
         trajectory.add_tool_round(text, calls, results)
-        _finished(watch, results)
+        _tell_finished(watch, results)
         raise
     trajectory.add_tool_round(text, calls, results)
-    _finished(watch, results)
+    _tell_finished(watch, results)
     guard = guardrails.observe(results)
     if guard is not None:
         return guard
+    late = [r.call.name for r in results if r.timed_out]
+    if late:
+        return Event("timeout", {"tools": late})
     if all(r.ok for r in results):
         return Event("ok", {"tools": names})
     return Event("failed", {"tools": [r.call.name for r in results if not r.ok]})
 
 
-def _finished(observers: Observers | None, results: list[ToolResult]) -> None:
+def _finished(task: asyncio.Future[ToolResult]) -> ToolResult | None:
+    """The result of a call that finished before the batch was stopped."""
+    return task.result() if task.done() and not task.cancelled() else None
+
+
+def _tell_finished(observers: Observers | None, results: list[ToolResult]) -> None:
+    """Every call of the batch has its answer: tell the observers, in call order."""
     if observers is not None:
         for r in results:
             observers.notify("tool_finished", r.call, r)

@@ -1,15 +1,24 @@
 """Tools: a registry of sync or async callables with JSON Schemas, and batch execution.
 
 Every call in a batch is answered exactly once, whatever happens: a tool that raises becomes an
-error result the model sees, a call that needs approval is answered "not run", a cancelled batch
-answers the rest "cancelled". That is what keeps the message history valid at every halt.
+error result the model sees, a call that needs approval is answered "not run", a call that outlives
+its timeout is answered "timed out", a cancelled batch answers the rest "cancelled". That is what
+keeps the message history valid at every halt.
+
+A synchronous tool runs in a thread of its own, never on the event loop: a blocking tool must not
+stall the other turns of the process, nor the timers that time it out or cancel it. The thread is
+a daemon: Python cannot stop a thread, so a tool that hangs past its timeout is abandoned (its
+result, if it ever comes, is dropped) and never keeps the process from exiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -52,6 +61,8 @@ class ToolResult:
     ok: bool
     schema_valid: bool = True
     ran: bool = True
+    timed_out: bool = False
+    """The call outlived its timeout (``settings.tool_timeout`` or ``tool_batch_timeout``)."""
 
 
 @dataclass
@@ -100,14 +111,62 @@ def result_text(value: Any) -> str:
         return str(value)
 
 
+TIMED_OUT = "Timed out: '{tool}' did not finish within {seconds:g} s and was abandoned; it returned nothing."
+"""The answer a call gets when it outlives its timeout."""
+
+
+def timed_out(call: ToolCall, seconds: float) -> ToolResult:
+    """The answer of a call that did not finish within ``seconds``."""
+    return ToolResult(call, TIMED_OUT.format(tool=call.name, seconds=seconds), ok=False, timed_out=True)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """``fn`` is a coroutine function (also behind ``functools.partial`` or as a callable object)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+async def in_thread(fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
+    """``fn(**args)`` in a daemon thread of its own, awaited without blocking the event loop.
+
+    Cancelling the wait abandons the thread (nothing can stop it); what it returns later is dropped.
+    The caller's context variables are visible in the thread, as with ``asyncio.to_thread``."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, outcome: Any) -> None:
+        if done.done():  # the wait was cancelled or timed out
+            return
+        if ok:
+            done.set_result(outcome)
+        else:
+            done.set_exception(outcome)
+
+    def work() -> None:
+        try:
+            outcome, ok = ctx.run(fn, **args), True
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            outcome, ok = exc, False
+        try:
+            loop.call_soon_threadsafe(settle, ok, outcome)
+        except RuntimeError:  # the loop is closed: nobody waits for this result any more
+            pass
+
+    threading.Thread(target=work, name="loopspec-tool", daemon=True).start()
+    return await done
+
+
 async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
-    """Run one call; never raises (except cancellation)."""
+    """Run one call; never raises (except cancellation). An async tool runs in the caller's task, a
+    sync one in a thread (:func:`in_thread`)."""
     if tool is None:
         return ToolResult(call, f"Error: unknown tool '{call.name}'", ok=False, schema_valid=False, ran=False)
     problem = validate_tool_arguments(call.arguments, tool.parameters)
     args = parse_tool_arguments(call.arguments) or {}
     try:
-        value = tool.fn(**args)
+        value = tool.fn(**args) if _is_async(tool.fn) else await in_thread(tool.fn, args)
         if inspect.isawaitable(value):
             value = await value
     except asyncio.CancelledError:

@@ -11,7 +11,7 @@ effect sends is built by :mod:`.requests`; the model call and its stream are rea
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from typing import Any, Awaitable, Sequence
 
 from loopspec.providers.base import Provider
 from loopspec.language.alphabet import Event, judge_wait, reason_of
@@ -30,10 +30,10 @@ from loopspec.language.model import (
     render_template,
 )
 
-from .clock import Clock, RealClock
+from .clock import Clock, DeadlinePassed, RealClock, bounded
 from .consumers import Consumers
 from .guardrails import GuardrailState
-from .history import Trajectory, tool_calls_of
+from .history import Trajectory
 from .machine import Callback, TurnCallbacks, TurnModel
 from .model_call import ModelCall
 from .observers import Observers, TurnInfo, TurnObserver
@@ -92,16 +92,45 @@ class Turn:
         the policy_error halt (a checked policy never gets near it)."""
         self.result: TurnResult | None = None
         self._cancel_requested = False
+        self._cancel_seen = False
+        """The turn has turned the cancel request into its ``cancelled`` event, or halted: a cancel
+        scheduled before that must not land any more."""
         self._task: asyncio.Task[Any] | None = None
         self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
         self.observers = Observers(observers)
         """Who watches the turn's effects (traces, a journal); see :mod:`.observers`."""
 
     def cancel(self) -> None:
-        """End the turn in its cancelled halt, at whatever point it is."""
+        """End the turn in its cancelled halt, at whatever point it is; safe from any thread.
+
+        Before :meth:`run` the turn halts cancelled without sending a request. While it runs, the
+        wait in progress (a request, a chunk, a backoff, a tool) is interrupted: the turn's task is
+        cancelled from the event loop, never from inside itself, so the cancellation lands where the
+        turn waits and not at some later await. A cancel that comes while the halt is delivered
+        interrupts only the consumer it waits on: the halt is decided, and kept."""
+        if self._cancel_requested:
+            return
         self._cancel_requested = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop and asyncio.current_task() is not task:
+            self._interrupt()  # from another task or a callback: the turn is waiting, the cancel lands there
+            return
+        try:  # from inside the turn (a consumer, a tool in its task) or another thread: from the loop, next
+            loop.call_soon_threadsafe(self._interrupt)
+        except RuntimeError:  # the loop is closed: the turn is over
+            pass
+
+    def _interrupt(self) -> None:
+        task = self._task
+        if task is not None and not task.done() and not self._cancel_seen:
+            task.cancel()
 
     # ------------------------------------------------------------------------------ callbacks
 
@@ -137,7 +166,9 @@ class Turn:
         self._escalation_failed: str | None = None
         self._external_cancel = False
         self._pending_cancel = False
+        self._batches_run = 0
         self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
+        self._model_call.deadline = self._deadline
         self._calls_sent = 0
         self._call_in_flight = False
         replayed = bool(getattr(self.provider, "replayed", False))
@@ -167,15 +198,28 @@ class Turn:
                 offer = step.offer or offer
         finally:
             turn_model.release()
-            await self._model_call.close()
-        result = await self._halt(cfg, last_event, overrun)
-        result.callback_errors = callback_errors
+            # a cancel asked for before the halt is moot now (the halt is decided): it must not land
+            # in the delivery; one asked for during the delivery interrupts the consumer it waits on
+            self._cancel_seen = self._cancel_seen or self._cancel_requested
+            await self._absorbing(self._model_call.close())
+        result = await self._halt(cfg, last_event, overrun, callback_errors)
         result.observer_errors = self.observers.errors
-        self.result = result
         self.observers.notify("turn_halted", result)
         if self._external_cancel and not self._cancel_requested:
             raise asyncio.CancelledError()
         return result
+
+    async def _absorbing(self, waiting: Awaitable[Any]) -> bool:
+        """Await ``waiting``; a cancellation that lands there is noted, not raised: the next
+        call, stream or tool effect observes ``cancelled`` (and an outside cancel of the task is
+        re-raised once the turn has halted). False when it was cancelled."""
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            self._note_cancel()
+            self._pending_cancel = True
+            return False
+        return True
 
     def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
         policy = self.policy
@@ -206,9 +250,10 @@ class Turn:
         """Run the state's effect. Entry effects that the step already listed (a continuation
         prompt, an escalation's compaction) were carried out with that step."""
         kind = state.kind
-        if kind in ("call", "stream", "tool_exec") and (self._pending_cancel or self._past_deadline()):
+        if kind in ("call", "stream", "tool_exec") and (self._cancel_requested or self._pending_cancel or self._past_deadline()):
+            self._cancel_seen = self._cancel_seen or self._cancel_requested
+            await self._absorbing(self._model_call.close())
             self._pending_cancel = False
-            await self._model_call.close()
             return Event("cancelled", {})
         try:
             if kind == "call":
@@ -223,11 +268,14 @@ class Turn:
                 return await self._run_tools()
             if kind == "escalate":
                 return await self._escalate(state, cfg)
-        except asyncio.CancelledError:
-            self._note_cancel()
-            await self._model_call.close()
+        except (asyncio.CancelledError, DeadlinePassed) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                self._note_cancel()
+            self._cancel_seen = self._cancel_seen or self._cancel_requested
+            await self._absorbing(self._model_call.close())
             self._call_finished(Event("cancelled", {}), None)
             if kind in ("call", "stream", "tool_exec"):
+                self._pending_cancel = False
                 return Event("cancelled", {})
             self._pending_cancel = True
             return Event("done", {})
@@ -287,13 +335,12 @@ class Turn:
 
     async def _run_tools(self) -> Event:
         pending, self._pending_calls = self._pending_calls, None
+        self._batches_run += 1
+        settings = self.policy.settings
         return await run_batch(
-            pending,
-            tools=self.tools,
-            approve=self.approve,
-            trajectory=self.trajectory,
-            guardrails=self.guardrails,
-            observers=self.observers,
+            pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails,
+            clock=self.clock, tool_timeout=settings.tool_timeout, batch_timeout=settings.tool_batch_timeout,
+            deadline=self._deadline, observers=self.observers,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:
@@ -303,7 +350,7 @@ class Turn:
             return Event("failed", {"message": failed})
         if "fallback_model" in cfg.flags and not self.policy.settings.fallback_model:
             return Event("failed", {"message": "no fallback_model in settings"})
-        await self.consumers.emit("on_status", f"escalate: {state.name}")
+        await self._absorbing(self.consumers.emit("on_status", f"escalate: {state.name}"))
         return Event("done", {})
 
     # ------------------------------------------------------------------------------ after a step
@@ -316,9 +363,9 @@ class Turn:
         reply = self._model_call.reply
         if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
             if step.fate == FATE_RUN:
-                self._pending_calls = (reply.text, tool_calls_of(reply))
+                self._pending_calls = (reply.text, self.trajectory.calls_of(reply))
             elif step.fate == FATE_REFUSE:
-                calls = tool_calls_of(reply)
+                calls = self.trajectory.calls_of(reply)
                 content = self.policy.render(step.refusal or "", variables)
                 refused = [ToolResult(c, content, ok=False, ran=False) for c in calls]
                 self.trajectory.add_tool_round(reply.text, calls, refused)
@@ -336,23 +383,27 @@ class Turn:
             self.trajectory.add_user(self.policy.render(action.template, variables))
         elif isinstance(action, Backoff):
             # Retry-After may lengthen the schedule's wait, never past backoff.max_wait (a 429 asking
-            # for an hour is the wait_too_long case, which default.yaml halts on instead)
+            # for an hour is the wait_too_long case, which default.yaml halts on instead); no wait
+            # outlasts the turn's deadline, and none starts once the turn is cancelled
             asked = min(float(event.get("retry_after", 0.0) or 0.0), self.policy.settings.max_wait)
             delay = max(d.delay, asked)
-            await self.consumers.emit("on_status", f"{event.name}: retrying in {delay:g} s")
-            try:
-                await self.clock.sleep(delay)
-            except asyncio.CancelledError:
-                self._note_cancel()
-                self._pending_cancel = True
+            if not await self._absorbing(self.consumers.emit("on_status", f"{event.name}: retrying in {delay:g} s")):
+                return
+            wait, _ = bounded(self.clock, delay, self._deadline)
+            if not (self._cancel_requested or self._pending_cancel):
+                await self._absorbing(self.clock.sleep(wait or 0.0))
         elif isinstance(action, Compact):
             if not self.trajectory.compact() and entering_escalate:
                 self._escalation_failed = "nothing left to compact"
 
     # ------------------------------------------------------------------------------ the halt
 
-    async def _halt(self, cfg: Config, event: Event, message: str | None = None) -> TurnResult:
-        """Render the halt message (unless given) and deliver it once to every consumer, then persist it."""
+    async def _halt(self, cfg: Config, event: Event, message: str | None, callback_errors: list[str]) -> TurnResult:
+        """Render the halt message (unless given) and deliver it once to every consumer, then persist it.
+
+        The result is kept on the turn before anything is delivered, and a cancellation that lands
+        in a consumer during delivery is noted and the delivery goes on: the halt is decided, a
+        cancel cannot lose it nor deliver its message twice."""
         policy = self.policy
         state = policy.states[cfg.state]
         if message is None:
@@ -363,18 +414,15 @@ class Turn:
             # that continues the streamed text keeps it byte for byte
             message = message.strip()
         extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
-        if extra.strip():
-            await self.consumers.emit("on_delta", extra)
-        await self.consumers.emit("on_end")
-        await self.consumers.emit("on_interim", message, not extra.strip())
-        await self.consumers.emit("on_status", f"halt: {state.outcome}")
         msgs = self.trajectory.messages
         last = msgs[-1] if msgs else {}
         if extra.strip() and not (last.get("role") == "assistant" and last.get("content") == message):
             self.trajectory.add_assistant_text(extra if streamed else message)
-        self.usage.model_calls = policy.value(cfg, "model_calls")
-        self.usage.tool_batches = policy.value(cfg, "tool_batches")
-        return TurnResult(
+        # what happened, not what the budgets were charged: a call state entered and then cancelled
+        # spends a model call of the backstop but sends no request
+        self.usage.model_calls = len(self.requests)
+        self.usage.tool_batches = self._batches_run
+        result = self.result = TurnResult(
             outcome=state.outcome or "policy_error",
             halt_state=state.name,
             message=message,
@@ -386,7 +434,15 @@ class Turn:
             consumer_errors=list(self.consumers.errors),
             steps=self.steps,
             error=next((str(s.event.attrs["message"]) for s in reversed(self.steps) if s.event.attrs.get("message")), None),
+            callback_errors=callback_errors,
         )
+        if extra.strip():
+            await self._absorbing(self.consumers.emit("on_delta", extra))
+        await self._absorbing(self.consumers.emit("on_end"))
+        await self._absorbing(self.consumers.emit("on_interim", message, not extra.strip()))
+        await self._absorbing(self.consumers.emit("on_status", f"halt: {state.outcome}"))
+        result.consumer_errors = list(self.consumers.errors)
+        return result
 
 
 async def run_turn(

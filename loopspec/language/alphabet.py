@@ -192,7 +192,13 @@ TOOL_EXEC = KindSpec(
             "the batch repeats a cycle of period 1-5 of identical calls with identical results",
             (_TOOL, _VERDICT, Attr("period", "int", "length of the detected cycle"))),
         EventSpec("approval_required", "a call needs human approval before it may run", (_TOOL,)),
-        EventSpec("cancelled", "the caller cancelled the turn while tools ran"),
+        EventSpec(
+            "timeout",
+            "a call outlived settings.tool_timeout or the batch settings.tool_batch_timeout; each call "
+            "still running was answered 'timed out'",
+            (Attr("tools", "list", "names of the calls that timed out"),),
+        ),
+        EventSpec("cancelled", "the caller cancelled the turn while tools ran (or its turn_deadline passed)"),
     ),
 )
 
@@ -232,6 +238,7 @@ OUTCOMES: dict[str, str] = {
     "bad_request": "the provider rejected the request",
     "approval_required": "a tool call waits for human approval",
     "cancelled": "the caller cancelled the turn",
+    "tool_timeout": "tool calls kept outliving the policy's tool timeouts",
     "tool_budget": "the tool-batch backstop was spent; the turn ended on the next reply, without tools",
     "policy_error": "the policy had no transition for an event (the checker reports this statically)",
 }
@@ -385,8 +392,10 @@ SETTINGS_KEYS: dict[str, tuple[type, ...]] = {
     "compaction_keep_last": (int,),
     "reasoning_effort": (str,),
     "turn_deadline": (int, float),
+    "tool_timeout": (int, float),
+    "tool_batch_timeout": (int, float),
 }
-SECONDS_SETTINGS = ("stall_timeout", "request_timeout", "turn_deadline")
+SECONDS_SETTINGS = ("stall_timeout", "request_timeout", "turn_deadline", "tool_timeout", "tool_batch_timeout")
 """Settings that are waits: finite seconds, more than 0 and at most MAX_SECONDS."""
 MAX_SECONDS = 86400
 """The longest wait a policy may state (a backoff delay, max_wait, a timeout): one day."""

@@ -61,7 +61,9 @@ _SETTINGS_DOCS: dict[str, str] = {
     "fallback_model": "the model used while the call flag fallback_model is set",
     "compaction_keep_last": "messages kept verbatim when the prompt is compacted (default 6)",
     "reasoning_effort": "reasoning-effort parameter sent unless effort_omitted is set",
-    "turn_deadline": "seconds a whole turn may take; past it the next call, stream read or tool batch observes `cancelled`",
+    "turn_deadline": "seconds a whole turn may take; every wait (request, chunk, backoff, tool) is cut at it and the call, stream or tool batch observes `cancelled`",
+    "tool_timeout": "seconds one tool call may run; past it the call is answered 'timed out' and the batch emits `timeout`",
+    "tool_batch_timeout": "seconds a whole tool batch may run; past it the calls still running are answered 'timed out' and the batch emits `timeout`",
 }
 _GUARDRAIL_DOCS: dict[str, str] = {
     "repeated_exact_failure": "the same call (tool and canonical arguments) failed again with the same result",

@@ -96,5 +96,12 @@ class Settings:
     max_wait: float = 60.0
     """The longest a backoff waits, whatever Retry-After asks (``backoff.max_wait``)."""
     turn_deadline: float | None = None
-    """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
-    call, stream read or tool batch observes ``cancelled``."""
+    """Seconds a whole turn may take (litellm's timeouts only bound each read). Every wait of the
+    turn (request, chunk, backoff, tool) is cut at it, and the call, stream or tool batch waiting
+    observes ``cancelled``."""
+    tool_timeout: float | None = None
+    """Seconds one tool call may run; past it the call is answered "timed out" and the batch
+    emits ``timeout``. None: no limit (only the turn's deadline and a cancel stop a tool)."""
+    tool_batch_timeout: float | None = None
+    """Seconds a whole tool batch may run; past it every call still running is answered "timed
+    out" and the batch emits ``timeout``."""

@@ -42,9 +42,9 @@ class RecordedTools:
             )
 
     def _player(self, name: str):  # type: ignore[no-untyped-def]
-        """A plain function, as recorded tools were before cancel points existed; a coroutine
-        only for a cassette that cancels during a tool or has a tool that blocks, where the tool
-        must be running (awaiting) when the cancel lands."""
+        """A coroutine, so it runs on the event loop (a sync tool would run in a thread, and the
+        calls of a batch would take the recorded results in whatever order the threads ran); one
+        that waits for the cancel when the cassette cancels during the tool or the tool blocks."""
 
         def answer() -> Any:
             queue = self.queues.get(name) or []
@@ -60,7 +60,7 @@ class RecordedTools:
                 raise RuntimeError(outcome.error)
             return outcome.result or ""
 
-        def play(**_arguments: Any) -> str:
+        async def play(**_arguments: Any) -> str:  # on the event loop: results go out in call order
             return result(answer())
 
         async def play_until_cancelled(**_arguments: Any) -> str:

@@ -104,10 +104,14 @@ def run_items(policy: Policy, steps: Iterable[Step]) -> set[Item]:
     return out
 
 
-def silent_events(policy: Policy) -> set[str]:
-    """Events the interpreter never emits under this policy's configuration: the detectors of
-    guardrails it does not configure (or configures to ``allow``)."""
-    return {code for code in GUARDRAIL_CODES if (g := policy.guardrails.get(code)) is None or g.verdict == "allow"}
+def silent_events(policy: Policy) -> set[tuple[str, str]]:
+    """(state kind, event) pairs the interpreter never emits under this policy's configuration:
+    the detectors of guardrails it does not configure (or configures to ``allow``), and a tool
+    batch's ``timeout`` when it sets no tool timeout."""
+    out = {("tool_exec", code) for code in GUARDRAIL_CODES if (g := policy.guardrails.get(code)) is None or g.verdict == "allow"}
+    if policy.settings.tool_timeout is None and policy.settings.tool_batch_timeout is None:
+        out.add(("tool_exec", "timeout"))
+    return out
 
 
 def reachable_items(policy: Policy, an: Analysis | None = None) -> set[Item]:
@@ -116,17 +120,21 @@ def reachable_items(policy: Policy, an: Analysis | None = None) -> set[Item]:
     an = an or build_analysis(policy)
     g = build_graph(an)
     silent = silent_events(policy)
+
+    def heard(e: Any) -> bool:
+        return (policy.states[e.src.state].kind, e.step.event.name) not in silent
+
     live: set[Any] = {g.initial}
     out: set[Item] = set()
     changed = True
     while changed:  # abstract reachability again, without the silent events' edges
         changed = False
         for e in g.edges:
-            if e.src in live and e.step.event.name not in silent and e.dst not in live:
+            if e.src in live and heard(e) and e.dst not in live:
                 live.add(e.dst)
                 changed = True
     for e in g.edges:
-        if e.src in live and e.step.event.name not in silent:
+        if e.src in live and heard(e):
             out |= step_items(policy, e.step)
     if policy.states[policy.initial].kind == "halt":
         out.add(Item("halt", policy.initial))
@@ -237,8 +245,11 @@ def cover(
     runs = witness_runs(policy, an, reachable, limit=search_limit)
     missing: dict[Item, str] = {}
     for item in sorted(reachable - set(runs)):
-        if "--cancelled[" in item.name or (item.kind == "halt" and _only_on_cancel(policy, item.name)):
+        if "--cancelled[" in item.name or (item.kind == "halt" and _only_on(policy, item.name, "cancelled")):
             missing[item] = "a cancel is the caller's, not the model's: cover does not write cancel points yet"
+            continue
+        if _tool_timeout(policy, item):
+            missing[item] = "a tool that outlives its timeout: cover does not write blocking tools yet"
             continue
         deep = deep_witness(policy, an, item, limit=guided_limit)
         if deep is None:
@@ -280,10 +291,19 @@ def cover(
     return CoverResult(policy.name, sorted(reachable), unreachable, chosen, missing)
 
 
-def _only_on_cancel(policy: Policy, halt: str) -> bool:
-    """Every transition into the halt is taken on ``cancelled``."""
+def _only_on(policy: Policy, halt: str, event: str) -> bool:
+    """Every transition into the halt is taken on ``event``."""
     into = [t for s in policy.states.values() for t in s.all_transitions() if t.target == halt]
-    return bool(into) and all(t.event == "cancelled" for t in into)
+    return bool(into) and all(t.event == event for t in into)
+
+
+def _tool_timeout(policy: Policy, item: Item) -> bool:
+    """The item is a tool batch's ``timeout`` transition (or a halt only that reaches)."""
+    if item.kind == "halt":
+        into = [t for s in policy.states.values() for t in s.all_transitions() if t.target == item.name]
+        return bool(into) and all(t.event == "timeout" and policy.states[t.source].kind == "tool_exec" for t in into)
+    source = item.name.split(" --", 1)[0]
+    return "--timeout[" in item.name and source in policy.states and policy.states[source].kind == "tool_exec"
 
 
 def covered_by(cassette: Any, policy: Policy) -> CoverCassette:

@@ -7,10 +7,13 @@ emits ``stalled``; a backoff waits its schedule's delay, lengthened by a Retry-A
 it fires in a turn, and the model-call backstop bounds the calls, so the sum of those waits over
 the worst path is a sound upper bound.
 
-Two things have no bound of their own: a stream that keeps sending content (every chunk resets
-the stall timer) and a tool that keeps running. Only ``settings.turn_deadline`` bounds them, since
-the engine interrupts every wait at the deadline; without it the turn's wall time is unbounded, and
-the report says which parts make it so.
+A tool batch is bounded by ``tool_timeout`` (its calls run side by side) and by
+``tool_batch_timeout``, when the policy sets them.
+
+Some waits have no bound of their own: a stream that keeps sending content (every chunk resets the
+stall timer), a tool batch when no tool timeout is set, and a human's approval. Only
+``settings.turn_deadline`` bounds them, since the engine interrupts every wait at the deadline;
+without it the turn's wall time is unbounded, and the report says which parts make it so.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from .abstraction import Analysis
 from .termination import Termination
 
 STREAMING = "a stream that keeps sending content (each chunk restarts the stall timer)"
-TOOLS = "tool runs (a tool may run for as long as it likes)"
+TOOLS = "tool runs (no tool_timeout or tool_batch_timeout is set)"
+APPROVAL = "a human's approval of a tool call"
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,10 @@ class WallTime:
     seconds: float | None
     """The bound on the whole turn, or None when nothing bounds it (no ``turn_deadline``)."""
     waits: float
-    """The engine's own waits on the worst path: request opens, stall detection and backoffs."""
+    """The engine's own waits on the worst path: request opens, stall detection, backoffs and, when
+    tool timeouts are set, tool runs."""
     parts: dict[str, float] = field(default_factory=dict)
-    """``waits`` by kind: ``request_open``, ``stall_detection``, ``backoff``."""
+    """``waits`` by kind: ``request_open``, ``stall_detection``, ``backoff``, ``tool_runs``."""
     unbounded: tuple[str, ...] = ()
     """What only the turn deadline bounds; empty when every part has a bound of its own."""
     deadline: float | None = None
@@ -109,10 +114,15 @@ def wall_time(an: Analysis, graph: Graph, term: Termination, model_calls: int, t
         "stall_detection": model_calls * float(settings.stall_timeout),
         "backoff": backoff_time(an, graph, term),
     }
-    waits = sum(parts.values())
     unbounded = [STREAMING] if model_calls else []
     if tool_batches:
-        unbounded.append(TOOLS)
+        limits = [float(t) for t in (settings.tool_timeout, settings.tool_batch_timeout) if t is not None]
+        if limits:
+            parts["tool_runs"] = tool_batches * min(limits)
+        else:
+            unbounded.append(TOOLS)
+        unbounded.append(APPROVAL)
+    waits = sum(parts.values())
     deadline = None if settings.turn_deadline is None else float(settings.turn_deadline)
     if not unbounded:
         seconds: float | None = waits if deadline is None else min(waits, deadline)

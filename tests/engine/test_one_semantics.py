@@ -54,7 +54,7 @@ states:
   tools:
     kind: tool_exec
     on: {ok: ask, failed: ask, repeated_exact_failure: out, same_tool_failure: out, no_progress: out,
-         doom_loop: out, approval_required: out, cancelled: out}
+         doom_loop: out, approval_required: out, timeout: out, cancelled: out}
   warn:
     kind: escalate
     apply: [{append: careful}]

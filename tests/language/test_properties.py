@@ -198,7 +198,9 @@ def test_generated_worlds_reach_every_cap_backstop_and_escalation() -> None:
     Each kind of world gets its own budget, so a milestone that one kind reaches does not depend on
     how often that kind is drawn (Hypothesis's choices shift with what the process ran before)."""
     default = POLICIES["default"]
-    wanted = {f"cap {c.name}" for c in default.counters}
+    # a tool timeout needs a tool that outlives settings.tool_timeout in real time, which a replayed
+    # world never has (tests/engine/test_waits.py reaches that cap)
+    wanted = {f"cap {c.name}" for c in default.counters if c.name != "tool_timeouts"}
     wanted |= {f"escalate {s.name}" for s in default.states.values() if s.kind == "escalate"}
     wanted |= {"multi-call batch", "outcome backstop", "outcome tool_budget", "outcome tools_disabled", "outcome completed"}
     seen: set[str] = set()

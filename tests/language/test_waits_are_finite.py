@@ -22,6 +22,8 @@ TEXT = DEFAULT_POLICY.read_text()
         ("  request_timeout: 120 ", "  request_timeout: 86401 ", "settings.request_timeout"),
         ("  # turn_deadline: 900", "  turn_deadline: .nan", "settings.turn_deadline"),
         ("  # turn_deadline: 900", "  turn_deadline: .inf", "settings.turn_deadline"),
+        ("  tool_timeout: 600 ", "  tool_timeout: .nan ", "settings.tool_timeout"),
+        ("  tool_batch_timeout: 900 ", "  tool_batch_timeout: .inf ", "settings.tool_batch_timeout"),
         ("  rate_limit: [30, 60]", "  rate_limit: [.nan, 60]", "backoff.rate_limit[0]"),
         ("  rate_limit: [30, 60]", "  rate_limit: [30, .inf]", "backoff.rate_limit[1]"),
     ],

@@ -12,6 +12,7 @@ import pytest
 
 from _paths import ROOT
 from loopspec import load_policy
+from loopspec.engine.history import history_problems
 from loopspec.language import codes
 from loopspec.replay.cassette import Cassette, dump_cassette, load_cassette, read_cassette
 from loopspec.replay.harness import ReplayReport, replay
@@ -243,24 +244,16 @@ def test_the_caller_cancels_at_the_point_the_cassette_names(tmp_path: Path, tran
     assert report.result.trace[-1].event == "cancelled"
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (reliability issue): Turn.cancel() from inside the turn's task while "
-                   "a stream is read leaves the task's cancellation armed after uncancel(); the turn raises CancelledError")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("point", ["{during_call: 2, after_chunks: 2}", "{during_call: 3}"])
 def test_cancel_mid_stream_halts_cancelled(tmp_path: Path, transport: str, point: str) -> None:
-    text = CANCEL_BASE.replace("RESULT", "result: ok") + f"cancel: {point}\nexpect:\n  outcome: cancelled\n"
+    """Turn.cancel() from inside the turn's task (here: as a chunk is read) ends the turn in its
+    cancelled halt; it once left the task's cancellation armed and the turn raised CancelledError."""
+    text = CANCEL_BASE.replace("RESULT", "result: ok") + f"cancel: {point}\nexpect:\n  outcome: cancelled\n  properties: [history_valid]\n"
     report = run(write(tmp_path, text), transport)
     assert report.crash is None and report.verdict == "pass", report.failures
-
-
-def test_mid_stream_cancel_today_is_reported_as_a_crash_not_raised(tmp_path: Path) -> None:
-    """What happens today (see the xfail above): the replay reports the crash and carries on."""
-    text = CANCEL_BASE.replace("RESULT", "result: ok") + "cancel: {during_call: 2, after_chunks: 2}\n"
-    report = run(write(tmp_path, text))
-    assert report.verdict == "fail" and report.outcome == "crashed"
-    assert report.failures[0] == (
-        "crashed: the turn raised CancelledError instead of halting (cancelled during model call 2, after 2 chunks)"
-    )
+    assert report.result.trace[-1].event == "cancelled"
+    assert report.result.messages[-1] == {"role": "assistant", "content": "Cancelled."}
 
 
 @pytest.mark.parametrize(
@@ -306,6 +299,34 @@ def test_a_turn_that_raises_anything_but_a_cancellation_propagates() -> None:
     turn = Turn(POLICY, provider, model="openai/replay", tools=tools, clock=VirtualClock())
     with pytest.raises(Boom, match="tool blew up"):
         asyncio.run(run_guarded(turn, [{"role": "user", "content": "go"}]))
+
+
+def test_an_outside_cancellation_is_reported_as_a_crash_not_raised() -> None:
+    """A cancellation of the turn's task that is not Turn.cancel() is the caller's: the turn halts,
+    keeps its result and re-raises it. The replay reports that as a crash and carries on."""
+    from loopspec.engine.clock import VirtualClock
+    from loopspec.engine.consumers import Consumers
+    from loopspec.engine.turn import Turn
+    from loopspec.replay.cancel import run_guarded
+    from loopspec.replay.inproc import InProcessProvider
+    from loopspec.replay.synth import reply
+
+    cancelled: list[str] = []
+
+    async def cancel_my_task(text: str) -> None:  # a consumer runs in the turn's task
+        if not cancelled:
+            cancelled.append(text)
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(0)  # the cancellation lands here, inside the stream effect
+
+    provider = InProcessProvider([reply("All green, and more text after it.")])
+    turn = Turn(POLICY, provider, model="openai/replay", consumers=Consumers(on_delta=cancel_my_task), clock=VirtualClock())
+    result, crash = asyncio.run(run_guarded(turn, [{"role": "user", "content": "go"}]))
+    assert crash == "the turn raised CancelledError instead of halting" and result.outcome == "crashed"
+    assert turn.result is not None and turn.result.outcome == "cancelled"
+    assert history_problems(turn.result.messages) == []
 
 
 # -- responses that depend on the request --------------------------------------------------------

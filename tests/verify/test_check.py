@@ -251,6 +251,7 @@ TOOLS = """\
       no_progress: fail
       doom_loop: fail
       approval_required: fail
+      timeout: fail
       cancelled: fail
 """
 

@@ -274,7 +274,7 @@ states:
   tools:
     kind: tool_exec
     on: {ok: ask, failed: ask, repeated_exact_failure: ask, same_tool_failure: ask, no_progress: ask,
-         doom_loop: ask, approval_required: stop, cancelled: stop}
+         doom_loop: ask, approval_required: stop, timeout: ask, cancelled: stop}
   done: {kind: halt, outcome: completed, message: done}
   stop: {kind: halt, outcome: backstop, message: stopped}
   fail: {kind: halt, outcome: provider_error, message: failed}

@@ -10,7 +10,7 @@ import pytest
 
 from loopspec.language import load_policy_text
 from loopspec.verify import check_policy
-from loopspec.verify.wall_time import STREAMING, TOOLS
+from loopspec.verify.wall_time import APPROVAL, STREAMING, TOOLS
 
 from _paths import DEFAULT_POLICY
 from _policy_text import handles
@@ -95,9 +95,12 @@ def test_without_a_deadline_the_turn_is_unbounded_and_the_report_says_why() -> N
     result = check_policy(load_policy_text(DEFAULT_TEXT, "default.yaml"))
     wall = result.wall_time
     assert wall is not None and wall.seconds is None
-    assert wall.unbounded == (STREAMING, TOOLS)
+    assert wall.unbounded == (STREAMING, APPROVAL)
     calls = result.worst_case["model_calls"].value
+    batches = result.worst_case["tool_batches"].value
     assert wall.parts["request_open"] == calls * 120 and wall.parts["stall_detection"] == calls * 60
+    # calls of a batch run side by side: a batch lasts at most min(tool_timeout 600, tool_batch_timeout 900)
+    assert wall.parts["tool_runs"] == batches * 600
     # rate_limit_retries 2 x max_wait 60, transient_retries 3 x 60, stream_retries 2 x 5
     assert wall.parts["backoff"] == 2 * 60 + 3 * 60 + 2 * 5
     text = result.format_text()
@@ -152,3 +155,17 @@ def test_edges_that_share_a_counter_are_charged_at_the_longest_wait_among_them()
     wall = check_policy(policy).wall_time
     assert wall is not None and wall.parts["backoff"] == 2 * 100.0
     assert explore(policy).worst_backoff == 2 * 100.0
+
+
+def test_without_tool_timeouts_tool_runs_are_unbounded_and_named() -> None:
+    text = DEFAULT_TEXT
+    for key in ("tool_timeout", "tool_batch_timeout"):
+        line = next(x for x in text.splitlines() if x.strip().startswith(key + ":"))
+        text = text.replace(line + "\n", "")
+    wall = check_policy(load_policy_text(text, "default.yaml")).wall_time
+    assert wall is not None and wall.unbounded == (STREAMING, TOOLS, APPROVAL)
+    assert "tool_runs" not in wall.parts
+    only_batch = DEFAULT_TEXT.replace(next(x for x in DEFAULT_TEXT.splitlines() if x.strip().startswith("tool_timeout:")) + "\n", "")
+    wall = check_policy(load_policy_text(only_batch, "default.yaml")).wall_time
+    assert wall is not None and TOOLS not in wall.unbounded
+    assert wall.parts["tool_runs"] == check_policy(load_policy_text(only_batch, "d.yaml")).worst_case["tool_batches"].value * 900
