@@ -15,7 +15,7 @@ from .colour import painter
 from .progress import Progress
 
 
-def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
+def _read_all(paths: list[str], as_json: bool, files_root: str | None = None):  # type: ignore[no-untyped-def]
     """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (files, cassettes, bad)."""
     from loopspec.replay.cassette import find_cassettes, read_cassette
 
@@ -23,7 +23,7 @@ def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
     cassettes, bad = [], []
     with Progress(len(files), verb="read", enabled=False if as_json or len(files) < 2 else None) as progress:
         for f in files:
-            c, diags = read_cassette(f)
+            c, diags = read_cassette(f, files_root=files_root)
             if c is None:
                 bad.append({"cassette": f, "verdict": "invalid", "diagnostics": [d.to_json() for d in diags]})
                 if not as_json:
@@ -60,7 +60,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all(args.paths, args.json)
+    files, cassettes, bad = _read_all(args.paths, args.json, args.files_root)
     if not files:
         return fail("replay", f"no cassettes (*.cassette.yaml) under {' '.join(args.paths)}")
     reports = run_async(_replay_all(cassettes, policy, args.transport, args.json, failed=len(bad)))
@@ -100,7 +100,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new = load_or_report(args.new, args.json)
     if old is None or new is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all([args.corpus], args.json)
+    files, cassettes, bad = _read_all([args.corpus], args.json, args.files_root)
     if bad:
         # A diff over part of the corpus would report "nothing changed" for the cassettes it
         # skipped; the diagnostics above name each file:line:col.
@@ -157,7 +157,7 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from loopspec.replay.cassette import read_cassette
 
     policy = load_or_report(args.machine, False)
-    c, diags = read_cassette(args.cassette)
+    c, diags = read_cassette(args.cassette, files_root=args.files_root)
     print_diagnostics(args.cassette, diags, "cassette")
     if policy is None or c is None:
         return None
@@ -200,6 +200,12 @@ def cmd_fork(args: argparse.Namespace) -> int:
     return _print_live(result, args.json)
 
 
+def _files_root_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--files-root", default=None, metavar="DIR",
+                   help="also let sse_file read files under DIR (default: only the cassette's own folder, "
+                        "or $LOOPSPEC_FILES_ROOT)")
+
+
 def register(sub: Any) -> None:
     from loopspec.cli.run import add_live_arguments
 
@@ -219,6 +225,7 @@ def register(sub: Any) -> None:
         help="write this replay's decision trace into each cassette (later replays under an edited "
         "policy then name the first step whose decision changed, and the guard that changed it)",
     )
+    _files_root_argument(p)
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed",
@@ -228,6 +235,7 @@ def register(sub: Any) -> None:
     p.add_argument("--corpus", required=True, metavar="DIR", help="folder of cassettes (every one must be valid)")
     p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
     p.add_argument("--json", action="store_true", help="one record per cassette, changed or not (no progress line)")
+    _files_root_argument(p)
     p.set_defaults(handler=cmd_diff)
 
     for name, handler, helptext in (
@@ -241,4 +249,5 @@ def register(sub: Any) -> None:
             p.add_argument("--at", type=int, required=True, metavar="K",
                            help="recorded model calls to replay before going live (0 to the number recorded)")
         p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
+        _files_root_argument(p)
         p.set_defaults(handler=handler)
