@@ -13,7 +13,7 @@ import loopspec.language.codes as codes
 from loopspec.language.diagnostics import Diagnostic, Position
 from loopspec.language.errors import LoopspecError
 from loopspec.language.reader import type_name
-from loopspec.language.yamlsource import LoadError, YList, YMap, load_yaml_file
+from loopspec.language.yamlsource import LoadError, YList, YMap, load_yaml_file, load_yaml_text
 
 from .cassette_model import (
     plain,
@@ -455,6 +455,18 @@ def read_cassette(path: str, *, files_root: str | None = None) -> tuple[Cassette
     ``files_root`` (default: ``$LOOPSPEC_FILES_ROOT``, else the cassette's folder)."""
     try:
         doc = load_yaml_file(path)
+    except LoadError as exc:
+        return None, [exc.diagnostic]
+    reader = _Reader(path, files_root=files_root)
+    cassette = reader.read(doc)
+    return cassette, reader.diags
+
+
+def read_cassette_text(text: str, path: str, *, files_root: str | None = None) -> tuple[Cassette | None, list[Diagnostic]]:
+    """Check cassette text as if it were the file ``path``, before anything is written there: what
+    ``import`` and ``record`` write, ``replay`` must read."""
+    try:
+        doc = load_yaml_text(text, path)
     except LoadError as exc:
         return None, [exc.diagnostic]
     reader = _Reader(path, files_root=files_root)
