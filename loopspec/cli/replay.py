@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, print_diagnostics, run_async
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
+                     print_diagnostics, run_async)
 from .colour import painter
 from .progress import Progress
 
@@ -77,8 +78,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
     ok = not bad and all(r.verdict == "pass" for r in reports)
     if args.json:
-        print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
-                     "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
+        print_result_json({"machine": args.machine, "transport": args.transport, "ok": ok,
+                           "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
     else:
         paint = painter(sys.stdout)
         for r in reports:
@@ -137,7 +138,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         rows.append(row)
     n_changed = sum(1 for r in rows if r["changed"])
     if args.json:
-        print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
+        print_result_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
     else:
         for r in rows:
             if not r["changed"]:
@@ -167,9 +168,9 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return (policy, c) if ok else None
 
 
-def _print_live(result: Any, as_json: bool) -> int:
+def _print_live(result: Any, as_json: bool, api_key: str | None = None) -> int:
     if as_json:
-        print_json(result.to_json())
+        print_result_json(result.to_json(), api_key)
     else:
         print(result.message)
         print(f"--- {result.outcome}: {result.usage.model_calls} calls, {result.usage.tool_batches} tool batches", file=sys.stderr)
@@ -184,7 +185,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     policy, c = loaded
     result = run_async(rerun(c, policy, model=args.model, api_base=args.api_base, api_key=args.api_key))
-    return _print_live(result, args.json)
+    return _print_live(result, args.json, args.api_key)
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
@@ -197,7 +198,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
     if not 0 <= args.at <= len(c.interactions):
         return fail("fork", f"--at must be between 0 and {len(c.interactions)} (the model calls {c.file} recorded), not {args.at}")
     result = run_async(fork(c, policy, args.at, model=args.model, api_base=args.api_base, api_key=args.api_key))
-    return _print_live(result, args.json)
+    return _print_live(result, args.json, args.api_key)
 
 
 def _files_root_argument(p: argparse.ArgumentParser) -> None:

@@ -222,7 +222,7 @@ class _Reader(SectionReader):
             if lst is None:
                 raise _Skip()
             for j, c in enumerate(lst):
-                if not isinstance(c, dict):
+                if not isinstance(c, YMap):
                     self.wrong_type(
                         f"a chunk is a chat.completion.chunk mapping, got {type_name(c)}",
                         f"{path}[{j}]",
@@ -316,15 +316,17 @@ class _Reader(SectionReader):
         if not isinstance(body, (str, dict)):
             self.wrong_type(f"an error body is text or a mapping, got {type_name(body)}", f"{path}.body", em.pos_of("body"))
             raise _Skip()
-        headers = em.get("headers") or {}
-        hm = self.expect_map(headers, f"{path}.headers", em.pos_of("headers"), "headers ({name: value})") if headers else headers
-        if hm is None:
-            raise _Skip()
-        for k, v in hm.items():
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
-                self.wrong_type(f"header {k!r} must be text or a number, got {type_name(v)}", f"{path}.headers.{k}", hm.pos_of(k))
+        headers: dict[str, Any] = {}
+        if em.get("headers"):
+            hm = self.expect_map(em["headers"], f"{path}.headers", em.pos_of("headers"), "headers ({name: value})")
+            if hm is None:
                 raise _Skip()
-        return ErrorResponse(status, plain(body), plain(hm))
+            for k, v in hm.items():
+                if not isinstance(v, (str, int, float)) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+                    self.wrong_type(f"header {k!r} must be text or a number, got {type_name(v)}", f"{path}.headers.{k}", hm.pos_of(k))
+                    raise _Skip()
+            headers = plain(hm)
+        return ErrorResponse(status, plain(body), headers)
 
     def read_sse_file(self, value: Any, path: str, pos: Position | None) -> str:
         """The text of an ``sse_file``: a regular file, inside the cassette's folder unless the
