@@ -385,6 +385,7 @@ SETTINGS_KEYS: dict[str, tuple[type, ...]] = {
     "compaction_keep_last": (int,),
     "reasoning_effort": (str,),
     "turn_deadline": (int, float),
+    "max_message_bytes": (int,),
 }
 COUNTER_KEYS = ("max", "doc")
 FLAG_KEYS = ("doc",)

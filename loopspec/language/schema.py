@@ -60,6 +60,8 @@ _SETTINGS_DOCS: dict[str, str] = {
     "compaction_keep_last": "messages kept verbatim when the prompt is compacted (default 6)",
     "reasoning_effort": "reasoning-effort parameter sent unless effort_omitted is set",
     "turn_deadline": "seconds a whole turn may take; past it the next call, stream read or tool batch observes `cancelled`",
+    "max_message_bytes": "the most a rendered halt message or prompt may hold, in UTF-8 bytes (one copy of {response} "
+    "not counted); longer text is cut with a visible marker (default 65536)",
 }
 _GUARDRAIL_DOCS: dict[str, str] = {
     "repeated_exact_failure": "the same call (tool and canonical arguments) failed again with the same result",

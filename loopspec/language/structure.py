@@ -14,6 +14,7 @@ from typing import Mapping
 from .actions import Action, Increment
 from .diagnostics import Position
 from .guards import Guard
+from .templates import DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,6 @@ class Settings:
     turn_deadline: float | None = None
     """Seconds a whole turn may take (litellm's timeouts only bound each read). Past it, the next
     call, stream read or tool batch observes ``cancelled``."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The most a rendered message or prompt may hold (UTF-8 bytes, one copy of ``{response}``
+    not counted); past it the text is cut with a visible marker (:mod:`.templates`)."""
