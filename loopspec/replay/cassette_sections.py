@@ -53,7 +53,7 @@ class SectionReader(DocumentReader):
         self.report(codes.BAD_CASSETTE, message, path, pos, hint)
 
     def wrong_type(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
-        self.report(codes.CASSETTE_WRONG_TYPE, message, path, pos, hint)
+        self.report(codes.CASSETTE_WRONG_TYPE, message, path, pos, hint or "`loopspec cassette-schema` gives every field's type")
 
     def read_strings(self, parent: YMap, key: str, path: str, what: str) -> list[str]:
         """``key: TEXT`` or ``key: [TEXT, ...]``; anything else (a number, a boolean, a mapping, a
