@@ -58,17 +58,11 @@ def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, 
         fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         return (exc.strerror or str(exc), "sse_file is relative to the cassette's folder"), ""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ("it is not a regular file (a device, FIFO or folder)", "point sse_file at a file of recorded SSE text"), ""
-        raw = os.read(fd, MAX_SIDE_FILE_BYTES + 1)
-        while len(raw) <= MAX_SIDE_FILE_BYTES:  # os.read may return less than asked
-            more = os.read(fd, MAX_SIDE_FILE_BYTES + 1 - len(raw))
-            if not more:
-                break
-            raw += more
-    finally:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        return ("it is not a regular file (a device, FIFO or folder)", "point sse_file at a file of recorded SSE text"), ""
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(MAX_SIDE_FILE_BYTES + 1)
     if len(raw) > MAX_SIDE_FILE_BYTES:
         return (f"it is larger than {MAX_SIDE_FILE_BYTES // (1024 * 1024)} MiB", "split the stream, or trim the recording"), ""
     try:

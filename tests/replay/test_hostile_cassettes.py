@@ -264,3 +264,52 @@ def test_sse_file_must_be_utf8_and_named_by_text(tmp_path: Path) -> None:
     (tmp_path / "bin.sse").write_bytes(b"data: \xff\n\n")
     assert "not UTF-8" in one_problem(sse_cassette(tmp_path, "bin.sse"))
     assert "names a file" in one_problem(sse_cassette(tmp_path, 5))  # type: ignore[arg-type]
+
+
+# -- the wire shapes of recorded bodies, field by field ----------------------------------------------
+
+CHUNK_SHAPES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "x_groq not a mapping": ({"x_groq": 5}, ".x_groq", "x_groq is a mapping"),
+    "x_groq usage": ({"x_groq": {"usage": {"completion_tokens": -1}}}, ".x_groq.usage.completion_tokens", "whole number of tokens"),
+    "usage not a mapping": ({"usage": [1]}, ".usage", "usage is a mapping"),
+    "details not a mapping": ({"usage": {"completion_tokens_details": 3}}, ".usage.completion_tokens_details", "is a mapping"),
+    "reasoning tokens": ({"usage": {"completion_tokens_details": {"reasoning_tokens": "many"}}},
+                         ".usage.completion_tokens_details.reasoning_tokens", "whole number"),
+    "choice not a mapping": ({"choices": [3]}, ".choices[0]", "a choice is a mapping"),
+    "choice index": ({"choices": [{"index": True}]}, ".choices[0].index", "index is a whole number"),
+    "finish_reason": ({"choices": [{"finish_reason": 5}]}, ".choices[0].finish_reason", "finish_reason is text or null"),
+    "role": ({"choices": [{"delta": {"role": 1}}]}, ".choices[0].delta.role", "role is text or null"),
+    "tool_calls not a list": ({"choices": [{"delta": {"tool_calls": {}}}]}, ".choices[0].delta.tool_calls", "tool_calls is a list"),
+    "tool call index": ({"choices": [{"delta": {"tool_calls": [{"index": "a"}]}}]}, ".choices[0].delta.tool_calls[0].index", "whole number"),
+    "tool call id": ({"choices": [{"delta": {"tool_calls": [{"id": 5}]}}]}, ".choices[0].delta.tool_calls[0].id", "id is text"),
+    "function": ({"choices": [{"delta": {"tool_calls": [{"function": "f"}]}}]}, ".choices[0].delta.tool_calls[0].function", "function is a mapping"),
+    "function name": ({"choices": [{"delta": {"tool_calls": [{"function": {"name": 1}}]}}]},
+                      ".choices[0].delta.tool_calls[0].function.name", "name is text"),
+    "arguments": ({"choices": [{"delta": {"tool_calls": [{"function": {"arguments": 1}}]}}]},
+                  ".choices[0].delta.tool_calls[0].function.arguments", "arguments are the JSON text"),
+    "reasoning_details not a list": ({"choices": [{"delta": {"reasoning_details": "x"}}]},
+                                     ".choices[0].delta.reasoning_details", "reasoning_details is a list"),
+    "reasoning_details text": ({"choices": [{"delta": {"reasoning_details": [{"type": "reasoning.text", "text": 5}]}}]},
+                               ".choices[0].delta.reasoning_details[0].text", "text is text"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHUNK_SHAPES))
+def test_a_recorded_chunk_with_a_wrong_field_is_refused_there(name: str, tmp_path: Path) -> None:
+    chunk, sub, message = CHUNK_SHAPES[name]
+    cassette, diags = read_cassette(write(tmp_path, with_value(("interactions", 0), {"chunks": [chunk]})))
+    assert cassette is None and [d.path for d in diags] == ["interactions[0].chunks[0]" + sub], [d.format() for d in diags]
+    assert message in diags[0].message
+
+
+def test_well_formed_chunks_of_every_kind_are_accepted(tmp_path: Path) -> None:
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "reasoning_details": [
+            {"type": "reasoning.text", "text": "hm", "signature": None}, "opaque"]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "t", "arguments": "{}"}}]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "completion_tokens_details": {"reasoning_tokens": 1}},
+         "x_groq": {"usage": {"prompt_tokens": 3}}},
+    ]
+    cassette, diags = read_cassette(write(tmp_path, with_value(("interactions", 0), {"chunks": chunks})))
+    assert diags == [] and cassette is not None
