@@ -172,7 +172,9 @@ def _print_live(result: Any, as_json: bool, api_key: str | None = None) -> int:
     if as_json:
         print_result_json(result.to_json(), api_key)
     else:
-        print(result.message)
+        from loopspec.wire.redaction import env_secrets, literal_secrets, redact_text
+
+        print(redact_text(result.message, (*literal_secrets(api_key), *env_secrets())))
         print(f"--- {result.outcome}: {result.usage.model_calls} calls, {result.usage.tool_batches} tool batches", file=sys.stderr)
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
 

@@ -48,7 +48,7 @@ class _Reader(SectionReader):
             return None
         self.unknown_keys(root, TOP_KEYS, "", "a cassette")
         version = root.get("loopspec_cassette")
-        if isinstance(version, bool) or version != CASSETTE_VERSION:  # true == 1 in Python
+        if type(version) is not int or version != CASSETTE_VERSION:  # true and 1.0 both == 1 in Python
             self.report(
                 codes.CASSETTE_VERSION,
                 f"not a loopspec cassette version {CASSETTE_VERSION} (loopspec_cassette: {version!r})",

@@ -51,6 +51,7 @@ def with_value(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
 # path in the document -> bad value, the diagnostic's path, a piece of its message
 WRONG: dict[str, tuple[tuple[Any, ...], Any, str, str]] = {
     "version true": (("loopspec_cassette",), True, "loopspec_cassette", "loopspec_cassette: True"),
+    "version 1.0": (("loopspec_cassette",), 1.0, "loopspec_cassette", "loopspec_cassette: 1.0"),
     "content mapping": (("messages", 0, "content"), {"text": "hi"}, "messages[0].content", "content is text, a list of parts or null"),
     "parameters text": (("tools", 0, "parameters"), "notaschema", "tools[0].parameters", "JSON Schema mapping"),
     "parameters type number": (("tools", 0, "parameters"), {"type": 5}, "tools[0].parameters", "JSON Schema mapping"),

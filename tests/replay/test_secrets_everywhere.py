@@ -125,3 +125,18 @@ def test_an_in_band_stream_error_that_quotes_a_key_is_redacted() -> None:
     message = caught.value.event.attrs["message"]
     assert message == f"upstream rejected {REDACTED} (token={REDACTED})"
     assert KEY not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_rerun_prints_no_credential_environment_value(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = tmp_path / "quoting.yaml"
+    machine.write_text(POLICY_TEXT)
+    cassette = tmp_path / "c.cassette.yaml"
+    cassette.write_text("loopspec_cassette: 1\nmessages: [{role: user, content: hi}]\ninteractions: [{reply: {text: a}}]\n")
+    monkeypatch.setenv("ACME_SERVICE_TOKEN", "env-credential-0815")
+    body = {"error": {"message": "bad credential env-credential-0815", "code": "invalid_api_key"}}
+    with LoopbackServer([ErrorResponse(401, body)]) as srv:
+        rc = main(["rerun", str(cassette), "--machine", str(machine), "--model", "openai/gpt-test", "--api-base", srv.api_base,
+                   "--api-key", LITERAL])
+    out = capsys.readouterr().out
+    assert rc == 1 and "bad credential <redacted>" in out and "env-credential-0815" not in out
