@@ -11,6 +11,10 @@ import os
 from typing import Iterator
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The incident cassettes share fixtures/streams (``sse_file: ../streams/...``): widen the folder
+# sse_file may read from to the repository, as a user with such a corpus would. Tests of the
+# default (the cassette's own folder) pass files_root= or clear it (tests/replay/test_hostile_cassettes.py).
+os.environ.setdefault("LOOPSPEC_FILES_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -38,24 +38,37 @@ def _unwritable(path: str) -> str | None:
     return None
 
 
-def _write_cassette(command: str, write: Callable[[], None], path: str) -> bool:
-    """Write through ``write`` (which redacts), then read the file back: False, with the reason
-    printed, if redaction refused, the file could not be written, or the reader rejects it."""
-    from loopspec.replay.cassette import read_cassette
+def _write_cassette(command: str, render: Callable[[], str], path: str) -> bool:
+    """Render the cassette text through ``render`` (which redacts), check it as ``replay`` would
+    read it, and only then write it: False, with the reason printed and nothing left on disk, if
+    redaction refused, the reader would reject the text, or the file could not be written."""
+    from loopspec.language import codes
+    from loopspec.language.yamlsource import MAX_NODES
+    from loopspec.replay.cassette import read_cassette_text
     from loopspec.replay.recorder import RedactionError
 
     try:
-        write()
+        text = render()
     except RedactionError as exc:
         fail(command, f"{exc}; nothing written")
         return False
+    c, diags = read_cassette_text(text, path)
+    if c is None:
+        for d in diags:
+            if d.code == codes.TOO_MANY_NODES:
+                fail(command, f"{path} not written: the cassette would hold more than {MAX_NODES} YAML nodes, the most "
+                              "replay reads; import a shorter part of the session (cut the transcript at a user message)")
+            else:
+                fail(command, f"{path} not written: replay would refuse it: {d.message}"
+                              + (f" (at {d.path})" if d.path else "") + (f"; {d.hint}" if d.hint else ""))
+        return False
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
     except OSError as exc:
         fail(command, f"cannot write {path}: {exc.strerror}")
         return False
-    c, diags = read_cassette(path)
-    for d in diags:
-        print(painter(sys.stderr).diagnostic(d), file=sys.stderr)
-    return c is not None
+    return True
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -68,12 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         for d in exc.diagnostics:
             print(painter(sys.stderr).diagnostic(d), file=sys.stderr)
         return EXIT_FAILED
-    def write() -> None:
-        text = safe_dump(imported.to_data())
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    if not _write_cassette("import", write, args.output):
+    if not _write_cassette("import", lambda: safe_dump(imported.to_data(), imported.secrets), args.output):
         return EXIT_FAILED
     c = imported.cassette
     for note in imported.notes:
@@ -101,7 +109,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
     recording = run_async(_record(policy, messages, args, api_key, name))
-    if not _write_cassette("record", lambda: recording.write(args.output), args.output):
+    if not _write_cassette("record", recording.render, args.output):
         return EXIT_FAILED
     r = recording.result
     print(f"wrote {args.output}: {r.outcome} ({r.halt_state}), {r.usage.model_calls} model calls, "

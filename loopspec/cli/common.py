@@ -108,6 +108,15 @@ def print_json(data: object) -> None:
     sys.stdout.write("\n")
 
 
+def print_result_json(data: object, api_key: str | None = None) -> None:
+    """A turn's or a replay's result as JSON, redacted like a cassette: provider key shapes,
+    credential fields, ``token=``/``key=`` values, ``api_key`` and credential environment values
+    never reach stdout, wherever in the result they surfaced (an error body, a tool error, a reply)."""
+    from loopspec.wire.redaction import env_secrets, literal_secrets, redact
+
+    print_json(redact(data, (*literal_secrets(api_key), *env_secrets())))
+
+
 def load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
     """Compile a policy for commands that need one; print diagnostics and return None if invalid."""
     from ..language.validate import validate_file

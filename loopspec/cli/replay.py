@@ -10,12 +10,13 @@ import argparse
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, print_diagnostics, run_async
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
+                     print_diagnostics, run_async)
 from .colour import painter
 from .progress import Progress
 
 
-def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
+def _read_all(paths: list[str], as_json: bool, files_root: str | None = None):  # type: ignore[no-untyped-def]
     """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (files, cassettes, bad)."""
     from loopspec.replay.cassette import find_cassettes, read_cassette
 
@@ -23,7 +24,7 @@ def _read_all(paths: list[str], as_json: bool):  # type: ignore[no-untyped-def]
     cassettes, bad = [], []
     with Progress(len(files), verb="read", enabled=False if as_json or len(files) < 2 else None) as progress:
         for f in files:
-            c, diags = read_cassette(f)
+            c, diags = read_cassette(f, files_root=files_root)
             if c is None:
                 bad.append({"cassette": f, "verdict": "invalid", "diagnostics": [d.to_json() for d in diags]})
                 if not as_json:
@@ -60,7 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all(args.paths, args.json)
+    files, cassettes, bad = _read_all(args.paths, args.json, args.files_root)
     if not files:
         return fail("replay", f"no cassettes (*.cassette.yaml) under {' '.join(args.paths)}")
     reports = run_async(_replay_all(cassettes, policy, args.transport, args.json, failed=len(bad)))
@@ -77,8 +78,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
     ok = not bad and all(r.verdict == "pass" for r in reports)
     if args.json:
-        print_json({"machine": args.machine, "transport": args.transport, "ok": ok,
-                     "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
+        print_result_json({"machine": args.machine, "transport": args.transport, "ok": ok,
+                           "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
     else:
         paint = painter(sys.stdout)
         for r in reports:
@@ -100,7 +101,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new = load_or_report(args.new, args.json)
     if old is None or new is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all([args.corpus], args.json)
+    files, cassettes, bad = _read_all([args.corpus], args.json, args.files_root)
     if bad:
         # A diff over part of the corpus would report "nothing changed" for the cassettes it
         # skipped; the diagnostics above name each file:line:col.
@@ -137,7 +138,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         rows.append(row)
     n_changed = sum(1 for r in rows if r["changed"])
     if args.json:
-        print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
+        print_result_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
     else:
         for r in rows:
             if not r["changed"]:
@@ -157,7 +158,7 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from loopspec.replay.cassette import read_cassette
 
     policy = load_or_report(args.machine, False)
-    c, diags = read_cassette(args.cassette)
+    c, diags = read_cassette(args.cassette, files_root=args.files_root)
     print_diagnostics(args.cassette, diags, "cassette")
     if policy is None or c is None:
         return None
@@ -167,11 +168,13 @@ def _live_common(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return (policy, c) if ok else None
 
 
-def _print_live(result: Any, as_json: bool) -> int:
+def _print_live(result: Any, as_json: bool, api_key: str | None = None) -> int:
     if as_json:
-        print_json(result.to_json())
+        print_result_json(result.to_json(), api_key)
     else:
-        print(result.message)
+        from loopspec.wire.redaction import env_secrets, literal_secrets, redact_text
+
+        print(redact_text(result.message, (*literal_secrets(api_key), *env_secrets())))
         print(f"--- {result.outcome}: {result.usage.model_calls} calls, {result.usage.tool_batches} tool batches", file=sys.stderr)
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
 
@@ -184,7 +187,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     policy, c = loaded
     result = run_async(rerun(c, policy, model=args.model, api_base=args.api_base, api_key=args.api_key))
-    return _print_live(result, args.json)
+    return _print_live(result, args.json, args.api_key)
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
@@ -197,7 +200,13 @@ def cmd_fork(args: argparse.Namespace) -> int:
     if not 0 <= args.at <= len(c.interactions):
         return fail("fork", f"--at must be between 0 and {len(c.interactions)} (the model calls {c.file} recorded), not {args.at}")
     result = run_async(fork(c, policy, args.at, model=args.model, api_base=args.api_base, api_key=args.api_key))
-    return _print_live(result, args.json)
+    return _print_live(result, args.json, args.api_key)
+
+
+def _files_root_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--files-root", default=None, metavar="DIR",
+                   help="also let sse_file read files under DIR (default: only the cassette's own folder, "
+                        "or $LOOPSPEC_FILES_ROOT)")
 
 
 def register(sub: Any) -> None:
@@ -219,6 +228,7 @@ def register(sub: Any) -> None:
         help="write this replay's decision trace into each cassette (later replays under an edited "
         "policy then name the first step whose decision changed, and the guard that changed it)",
     )
+    _files_root_argument(p)
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed",
@@ -228,6 +238,7 @@ def register(sub: Any) -> None:
     p.add_argument("--corpus", required=True, metavar="DIR", help="folder of cassettes (every one must be valid)")
     p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
     p.add_argument("--json", action="store_true", help="one record per cassette, changed or not (no progress line)")
+    _files_root_argument(p)
     p.set_defaults(handler=cmd_diff)
 
     for name, handler, helptext in (
@@ -241,4 +252,5 @@ def register(sub: Any) -> None:
             p.add_argument("--at", type=int, required=True, metavar="K",
                            help="recorded model calls to replay before going live (0 to the number recorded)")
         p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
+        _files_root_argument(p)
         p.set_defaults(handler=handler)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, exit_epilog, fail, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
     if args.json:
         data: dict[str, Any] = result.to_json()
-        print_json(data)
+        print_result_json(data, api_key)
     else:
         print()
         print(

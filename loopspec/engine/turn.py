@@ -407,7 +407,7 @@ class Turn:
         policy = self.policy
         state = policy.states[cfg.state]
         if message is None:
-            message = render_template(state.message or "", self._variables(cfg, event))
+            message = render_template(state.message or "", self._variables(cfg, event), policy.settings.max_message_bytes)
         streamed = self._model_call.streamed
         if not (streamed and message.startswith(streamed)):
             # "{response}\n\n(...)" with nothing written must not start with blank lines; a message

@@ -394,6 +394,7 @@ SETTINGS_KEYS: dict[str, tuple[type, ...]] = {
     "turn_deadline": (int, float),
     "tool_timeout": (int, float),
     "tool_batch_timeout": (int, float),
+    "max_message_bytes": (int,),
 }
 SECONDS_SETTINGS = ("stall_timeout", "request_timeout", "turn_deadline", "tool_timeout", "tool_batch_timeout")
 """Settings that are waits: finite seconds, more than 0 and at most MAX_SECONDS."""

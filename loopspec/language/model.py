@@ -281,7 +281,7 @@ class Policy:
     # -- templates ------------------------------------------------------------------------------
 
     def render(self, template: str, variables: Mapping[str, Any]) -> str:
-        return render_template(self.templates[template], variables)
+        return render_template(self.templates[template], variables, self.settings.max_message_bytes)
 
 
 WRAP_UP_FLAG = "wrap_up_entered"

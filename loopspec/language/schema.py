@@ -64,6 +64,8 @@ _SETTINGS_DOCS: dict[str, str] = {
     "turn_deadline": "seconds a whole turn may take; every wait (request, chunk, backoff, tool) is cut at it and the call, stream or tool batch observes `cancelled`",
     "tool_timeout": "seconds one tool call may run; past it the call is answered 'timed out' and the batch emits `timeout`",
     "tool_batch_timeout": "seconds a whole tool batch may run; past it the calls still running are answered 'timed out' and the batch emits `timeout`",
+    "max_message_bytes": "the most a rendered halt message or prompt may hold, in UTF-8 bytes (one copy of {response} "
+    "not counted); longer text is cut with a visible marker (default 65536)",
 }
 _GUARDRAIL_DOCS: dict[str, str] = {
     "repeated_exact_failure": "the same call (tool and canonical arguments) failed again with the same result",

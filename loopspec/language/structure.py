@@ -14,6 +14,7 @@ from typing import Mapping
 from .actions import Action, Increment
 from .diagnostics import Position
 from .guards import Guard
+from .templates import DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,6 @@ class Settings:
     tool_batch_timeout: float | None = None
     """Seconds a whole tool batch may run; past it every call still running is answered "timed
     out" and the batch emits ``timeout``."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The most a rendered message or prompt may hold (UTF-8 bytes, one copy of ``{response}``
+    not counted); past it the text is cut with a visible marker (:mod:`.templates`)."""

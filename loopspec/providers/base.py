@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 from loopspec.wire.deltas import Delta
+from loopspec.wire.redaction import redact_text
 from loopspec.language.alphabet import Event
 
 __all__ = [
@@ -86,7 +87,8 @@ class StreamBroken(LoopspecError):
 
     @classmethod
     def make(cls, cause: str, message: str, chars: int = 0) -> "StreamBroken":
-        return cls(Event("broken", {"cause": cause, "chars": chars, "message": message}))
+        """A ``broken`` event from an in-band error; its message is redacted (it quotes the provider)."""
+        return cls(Event("broken", {"cause": cause, "chars": chars, "message": redact_text(message)}))
 
     def with_chars(self, chars: int) -> "StreamBroken":
         """A copy whose event reports ``chars`` characters of visible text received."""

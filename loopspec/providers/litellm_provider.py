@@ -15,6 +15,7 @@ from typing import Any
 from loopspec.wire.classify import classify_exception
 from loopspec.wire.deltas import Delta, ToolCallFragment
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
+from loopspec.wire.redaction import literal_secrets
 from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 
 __all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "close_clients", "import_litellm"]
@@ -193,7 +194,7 @@ class LiteLLMProvider:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            raise ProviderError(classify_exception(e, phase="call")) from e
+            raise ProviderError(classify_exception(e, phase="call", secrets=literal_secrets(request.api_key))) from e
         if not self.stream:
             return CompletedResponse(delta_from_litellm_response(wrapper))  # type: ignore[return-value]
         return LiteLLMResponseStream(wrapper, None, exhausted=False)

@@ -24,7 +24,7 @@ from .cassette_model import (
     Cassette,
     CassetteError,
 )
-from .cassette_reader import find_cassettes, load_cassette, read_cassette
+from .cassette_reader import find_cassettes, load_cassette, read_cassette, read_cassette_text
 from .cassette_writer import cassette_to_data, dump_cassette, interaction_to_data, store_trace, write_cassette
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "interaction_to_data",
     "load_cassette",
     "read_cassette",
+    "read_cassette_text",
     "store_trace",
     "write_cassette",
 ]

@@ -271,7 +271,8 @@ def cassette_json_schema() -> dict[str, Any]:
                             "tool": "an earlier tool result",
                         },
                         "who speaks",
-                    )
+                    ),
+                    "content": {"type": ["string", "array", "null"], "description": "text, a list of parts, or null"},
                 },
                 "description": "an OpenAI chat message, passed to the model as is",
             },
@@ -339,7 +340,8 @@ def cassette_json_schema() -> dict[str, Any]:
                 "type": "object",
                 "required": ["status"],
                 "properties": {
-                    "status": {"type": "integer", "description": "the HTTP status, e.g. 429"},
+                    "status": {"type": "integer", "minimum": 400, "maximum": 599,
+                               "description": "the HTTP error status (4xx or 5xx), e.g. 429"},
                     "body": {"oneOf": [{"type": "string"}, {"type": "object"}], "description": "the error body, as the provider sent it"},
                     "headers": {
                         "type": "object",

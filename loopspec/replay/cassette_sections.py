@@ -3,15 +3,17 @@ what a replay must see. The rest of the document is read in :mod:`.cassette_read
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import loopspec.language.codes as codes
 from loopspec.language.alphabet import OUTCOMES
 from loopspec.language.diagnostics import Position, did_you_mean
-from loopspec.language.reader import DocumentReader
+from loopspec.language.reader import DocumentReader, type_name
 from loopspec.language.yamlsource import YMap
 
+from .cassette_files import files_root_for
 from .cassette_model import (
     plain,
     CANCEL_KEYS,
@@ -39,14 +41,33 @@ class SectionReader(DocumentReader):
     UNKNOWN_KEY = codes.CASSETTE_UNKNOWN_KEY
     WRONG_TYPE = codes.CASSETTE_WRONG_TYPE
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, *, files_root: str | None = None):
         super().__init__(file)
         self.base = os.path.dirname(os.path.abspath(file))
+        self.files_root = files_root_for(self.base, files_root)
+        """The folder an ``sse_file`` must stay in."""
         self.positions: dict[tuple[str, int], Position] = {}
         """Where read items stood, for checks made after reading them."""
 
     def error(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
         self.report(codes.BAD_CASSETTE, message, path, pos, hint)
+
+    def wrong_type(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
+        self.report(codes.CASSETTE_WRONG_TYPE, message, path, pos, hint or "`loopspec cassette-schema` gives every field's type")
+
+    def read_strings(self, parent: YMap, key: str, path: str, what: str) -> list[str]:
+        """``key: TEXT`` or ``key: [TEXT, ...]``; anything else (a number, a boolean, a mapping, a
+        list holding one) is reported, not turned into text with ``str``."""
+        v = parent.get(key)
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return list(v)
+        self.wrong_type(f"{path} must be {what} (a string or a list of strings), got {type_name(v)}", path, parent.pos_of(key),
+                        f"quote it: {key}: \"{v}\"" if isinstance(v, (bool, int, float)) else "")
+        return []
 
 
     def read_request(self, root: YMap) -> RequestOptions:
@@ -149,7 +170,7 @@ class SectionReader(DocumentReader):
             return Expectations()
         self.unknown_keys(em, EXPECT_KEYS, "expect", "expect")
         outcome, any_of = self.read_outcome(em)
-        props = tuple(em.get("properties") or ())
+        props = tuple(self.read_strings(em, "properties", "expect.properties", "a list of property names"))
         for p in props:
             if p in _RENAMED_PROPERTIES:
                 self.error(
@@ -184,13 +205,13 @@ class SectionReader(DocumentReader):
             outcome_any_of=any_of,
             model_calls=self.read_bound(em.get("model_calls"), "expect.model_calls", em.pos_of("model_calls"), integer=True),
             tool_batches=self.read_bound(em.get("tool_batches"), "expect.tool_batches", em.pos_of("tool_batches"), integer=True),
-            final_response_contains=tuple(strings(em.get("final_response_contains"))),
-            message_contains=tuple(strings(em.get("message_contains"))),
-            message_not_contains=tuple(strings(em.get("message_not_contains"))),
-            tools_never_ran=tuple(strings(em.get("tools_never_ran"))),
+            final_response_contains=tuple(self.read_strings(em, "final_response_contains", "expect.final_response_contains", "text")),
+            message_contains=tuple(self.read_strings(em, "message_contains", "expect.message_contains", "text")),
+            message_not_contains=tuple(self.read_strings(em, "message_not_contains", "expect.message_not_contains", "text")),
+            tools_never_ran=tuple(self.read_strings(em, "tools_never_ran", "expect.tools_never_ran", "tool names")),
             counters=tuple(counters),
             elapsed=elapsed if isinstance(elapsed, Bound) or elapsed is None else Bound(exact=elapsed),
-            all_played=bool(em.get("all_played", False)),
+            all_played=self.read_flag(em, "all_played", "expect.all_played"),
             requests=tuple(self.read_request_expectations(em)),
             properties=props,
             max_fires=tuple(fires),
@@ -211,6 +232,10 @@ class SectionReader(DocumentReader):
                 if n not in OUTCOMES:
                     self.error(f"unknown outcome {n!r}", "expect.outcome.any_of", value.pos_of("any_of"), did_you_mean(n, OUTCOMES))  # type: ignore[attr-defined]
             return None, tuple(names)
+        if not isinstance(value, str):
+            self.wrong_type(f"expect.outcome must be an outcome name or {{any_of: [...]}}, got {type_name(value)}", "expect.outcome", pos,
+                            "e.g. outcome: completed")
+            return None, ()
         if value not in OUTCOMES:
             self.error(f"unknown outcome {value!r}", "expect.outcome", pos, did_you_mean(value, OUTCOMES))
         return value, ()
@@ -222,7 +247,7 @@ class SectionReader(DocumentReader):
         kind = "a whole number" if integer else "a number of seconds"
 
         def ok(v: Any) -> bool:
-            return not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and v >= 0
+            return not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and math.isfinite(v) and v >= 0
 
         if ok(value):
             return value  # type: ignore[no-any-return]
@@ -264,15 +289,20 @@ class SectionReader(DocumentReader):
                 continue
             if r.get("tools") not in (None, "present", "absent"):
                 self.error("tools is 'present' or 'absent'", f"{path}.tools", pos)
+            prompt = r.get("prompt_contains")
+            if prompt is not None and not isinstance(prompt, str):
+                self.wrong_type(f"{path}.prompt_contains must be text, got {type_name(prompt)}", f"{path}.prompt_contains",
+                                r.pos_of("prompt_contains") if hasattr(r, "pos_of") else pos, f'quote it: prompt_contains: "{prompt}"')
+                continue
             carries = tuple((k, plain(r[k])) for k in ("tool_choice", "reasoning_effort", "max_tokens", "model") if k in r)
             reqs.append(RequestExpectation(index, r.get("tools"), r.get("prompt_contains"), carries))
         return reqs
 
 
-def strings(v: Any) -> list[str]:
-    """A string or a list of them, as a list of strings (None: empty)."""
-    if v is None:
-        return []
-    if isinstance(v, str):
-        return [v]
-    return [str(x) for x in v]
+    def read_flag(self, parent: YMap, key: str, path: str) -> bool:
+        """``key: true`` or ``key: false``; a string or number is reported, not read as truthy."""
+        v = parent.get(key, False)
+        if isinstance(v, bool):
+            return v
+        self.wrong_type(f"{path} is true or false, got {type_name(v)}", path, parent.pos_of(key))
+        return False

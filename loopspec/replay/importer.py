@@ -27,14 +27,15 @@ from loopspec.language.errors import DiagnosticError
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from loopspec.language.diagnostics import Diagnostic, Position, article
+from loopspec.language.yamlsource import MAX_DEPTH
 
 from .cassette import Cassette, Expectations, ToolOutcome, ToolSpec
 from .cassette_writer import cassette_to_data
 from .interactions import Interaction, StreamResponse
-from .redact import redact
+from .redact import env_secrets, redact
 from .synth import reply_chunks
 
 __all__ = ["TranscriptError", "Transcript", "ImportResult", "read_transcript", "transcript_to_cassette", "import_transcript"]
@@ -66,6 +67,8 @@ class ImportResult:
     """Things the import left out or guessed, for the user to know."""
     replies: list[dict[str, Any]] = field(default_factory=list)
     """Each response in the cassette's ``reply:`` form (the same chunks, as the reader builds them)."""
+    secrets: tuple[str, ...] = ()
+    """The literal secrets redacted, for the writer's second pass over the text."""
 
     def to_data(self) -> dict[str, Any]:
         """The cassette as YAML-ready data, each response written in the short ``reply:`` form.
@@ -96,12 +99,13 @@ def read_transcript(path: str) -> Transcript:
     if not text.strip():
         raise _diag(path, "the transcript is empty", hint="expected a JSON array of messages, {\"messages\": [...]}, or JSONL")
     try:
-        doc = json.loads(text)
+        doc = _loads(path, text)
     except json.JSONDecodeError as whole:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) <= 1:
             raise _diag(path, f"not JSON: {whole.msg}", line=whole.lineno, col=whole.colno) from None
         return _read_jsonl(path, text)
+    _check_depth(path, doc, "$")
     if isinstance(doc, list):
         return _from_list(path, "json", doc, "$")
     if isinstance(doc, dict):
@@ -129,10 +133,11 @@ def _read_jsonl(path: str, text: str) -> Transcript:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = _loads(path, raw, n)
         except json.JSONDecodeError as exc:
             raise _diag(path, f"line {n} is not JSON: {exc.msg}", line=n, col=exc.colno,
                         hint="JSONL holds one JSON message object per line") from None
+        _check_depth(path, obj, f"line {n}", n)
         if isinstance(obj, dict) and "role" not in obj and "tools" in obj:
             tools, tools_path = obj["tools"], f"line {n}: tools"
             continue
@@ -142,6 +147,31 @@ def _read_jsonl(path: str, text: str) -> Transcript:
         paths.append("")
         lines.append(n)
     return Transcript(path, "jsonl", msgs, paths, lines, tools, tools_path)
+
+
+_TOO_DEEP_HINT = f"a cassette nests at most {MAX_DEPTH} levels; a chat message is a few levels deep, so this is not a session"
+
+
+def _loads(path: str, text: str, line: int | None = None) -> Any:
+    """``json.loads``, with nesting too deep for Python's parser as a diagnostic, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _diag(path, "the JSON nests too deeply to read", line=line, hint=_TOO_DEEP_HINT) from None
+
+
+def _check_depth(path: str, doc: Any, where: str, line: int | None = None) -> None:
+    """Refuse nesting the cassette could not hold (the YAML reader's limit), before anything
+    recursive (redaction, the YAML writer) walks it. Iterative, so no depth can overflow it."""
+    stack: list[tuple[Any, str, int]] = [(doc, where, 0)]
+    while stack:
+        value, at, depth = stack.pop()
+        if depth > MAX_DEPTH - 8:  # the cassette wraps a message in a few levels of its own
+            raise _diag(path, f"nesting deeper than {MAX_DEPTH - 8} levels at {at}", at, line, hint=_TOO_DEEP_HINT)
+        if isinstance(value, dict):
+            stack += [(v, f"{at}.{k}", depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{at}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
 def _from_list(path: str, fmt: str, items: list[Any], base: str) -> Transcript:
@@ -206,11 +236,17 @@ def _tool_specs(t: Transcript, used: list[str]) -> tuple[list[ToolSpec], list[st
     return specs, notes
 
 
-def transcript_to_cassette(t: Transcript, *, name: str | None = None, redact_secrets: bool = True) -> ImportResult:
-    """Build the cassette for a transcript; raises :class:`TranscriptError` on wrong shapes."""
+def transcript_to_cassette(
+    t: Transcript, *, name: str | None = None, redact_secrets: bool = True, secrets: Iterable[str] | None = None
+) -> ImportResult:
+    """Build the cassette for a transcript; raises :class:`TranscriptError` on wrong shapes.
+
+    Secrets are redacted: the patterns of :mod:`.redact`, plus ``secrets`` (default: the values
+    of credential-named environment variables, as ``loopspec record`` does)."""
     w = _Where(t)
     # Redact before the chunks are cut, so that no secret ends up split across chunks.
-    msgs = redact(t.messages) if redact_secrets else t.messages
+    literal = tuple(env_secrets() if secrets is None else secrets)
+    msgs = redact(t.messages, literal) if redact_secrets else t.messages
     for i, m in enumerate(msgs):
         role = m.get("role")
         if role not in _ROLES:
@@ -224,7 +260,10 @@ def transcript_to_cassette(t: Transcript, *, name: str | None = None, redact_sec
         if m.get("role") not in ("system", "developer", "user"):
             raise w.fail(i, f"{article(m.get('role'))} message before the first user message",
                          hint="the opening of a turn is system messages and the first user message")
-        opening.append({"role": "system" if m["role"] == "developer" else m["role"], "content": m.get("content")})
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise w.fail(i, f"a message's content must be text, a list of parts or null, not {_kind(content)}", ".content")
+        opening.append({"role": "system" if m["role"] == "developer" else m["role"], "content": content})
     interactions: list[Interaction] = []
     replies: list[dict[str, Any]] = []
     results: list[ToolOutcome] = []
@@ -267,7 +306,7 @@ def transcript_to_cassette(t: Transcript, *, name: str | None = None, redact_sec
         doc=f"Imported from {base} by loopspec import: {len(interactions)} model responses, {len(results)} tool results.",
         source={"imported_from": base, "format": t.format, "messages": len(msgs)},
     )
-    return ImportResult(cassette, notes, replies)
+    return ImportResult(cassette, notes, replies, literal)
 
 
 def _reply(w: _Where, i: int, m: dict[str, Any], call_names: dict[str, str], used: list[str]) -> dict[str, Any]:
@@ -333,6 +372,8 @@ def _tool_result(w: _Where, i: int, m: dict[str, Any], call_names: dict[str, str
     return ToolOutcome(tool, result=text)
 
 
-def import_transcript(path: str, *, name: str | None = None, redact_secrets: bool = True) -> ImportResult:
+def import_transcript(
+    path: str, *, name: str | None = None, redact_secrets: bool = True, secrets: Iterable[str] | None = None
+) -> ImportResult:
     """Read a transcript file and build its cassette; raises :class:`TranscriptError`."""
-    return transcript_to_cassette(read_transcript(path), name=name, redact_secrets=redact_secrets)
+    return transcript_to_cassette(read_transcript(path), name=name, redact_secrets=redact_secrets, secrets=secrets)

@@ -35,7 +35,7 @@ from loopspec.providers.base import ModelRequest, ProviderError
 from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
 from loopspec.language.model import Policy
 
-from .cassette import Cassette, Expectations, RecordedStep, RequestOptions, ToolOutcome, ToolSpec
+from .cassette import Cassette, Expectations, RecordedStep, RequestOptions, ToolOutcome, ToolSpec, cassette_to_data
 from .interactions import ErrorResponse, Interaction, StreamResponse
 from .redact import (
     REDACTED,
@@ -292,6 +292,10 @@ class Recording:
     def write(self, path: str) -> str:
         """Write the cassette, redacted; returns the text written."""
         return write_redacted(self.cassette, path, self.secrets)
+
+    def render(self) -> str:
+        """The cassette's text, redacted, without writing it (the CLI checks it first)."""
+        return safe_dump(cassette_to_data(self.cassette), self.secrets)
 
 
 async def record_turn(

@@ -1,6 +1,7 @@
 """Keep secrets out of a cassette.
 
-Redaction (:func:`redact`, :func:`redact_text`, :func:`redact_chunks`) runs over the structured
+What a secret is lives in :mod:`loopspec.wire.redaction` (re-exported here); this module applies
+it to cassettes. Redaction (:func:`redact`, :func:`redact_text`, :func:`redact_chunks`) runs over the structured
 cassette and again over the written text, and the written file is re-read and checked before it
 is kept: API keys, ``Authorization``/``x-api-key`` values, ``Bearer`` tokens, ``sk-``/``sk-ant-``
 style keys, ``api_key=`` values and any literal secret the caller names (the ``--api-key`` value,
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 from loopspec.language.errors import LoopspecError
 
-import os
-import re
 from typing import Any, Iterable, Sequence
 
 import yaml
+
+from loopspec.wire.redaction import REDACTED, env_secrets, redact, redact_text, secret_spans
 
 from .cassette import Cassette
 from .cassette_model import plain
@@ -34,100 +35,9 @@ __all__ = [
     "write_redacted",
 ]
 
-REDACTED = "<redacted>"
-"""What a secret becomes. Plain text that is valid inside a YAML plain scalar, a quoted scalar and a
-JSON string, and that none of the patterns below match again."""
-
-# Key shapes that are secrets wherever they appear.
-_KEY_PATTERNS = [
-    r"\bsk-(?:ant-|proj-|live-|test-|or-v1-)?[A-Za-z0-9_\-]{12,}",  # OpenAI, Anthropic, OpenRouter, ...
-    r"\bgsk_[A-Za-z0-9]{20,}",  # Groq
-    r"\bxai-[A-Za-z0-9]{20,}",  # xAI
-    r"\bAIza[0-9A-Za-z_\-]{30,}",  # Google
-    r"\bhf_[A-Za-z0-9]{20,}",  # Hugging Face
-    r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub
-    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
-]
-# ``Bearer <token>`` / ``Basic <creds>``: the token goes, the scheme stays.
-_AUTH_SCHEME = r"\b(?:Bearer|Basic)\s+(?!<redacted>)([A-Za-z0-9._~+/=\-]{6,})"
-# ``name = value`` / ``name: value`` / ``"name": "value"`` for credential-named fields.
-_CRED_NAMES = (
-    r"(?:x[-_])?api[-_]?key|authorization|proxy[-_]authorization|access[-_]?token|refresh[-_]?token|"
-    r"auth[-_]?token|id[-_]?token|client[-_]?secret|secret[-_]?key|password|passwd"
-)
-_KEY_VALUE = (
-    r"(?i)(?<![A-Za-z0-9])(?:" + _CRED_NAMES + r")[\"']?[ \t]*[:=][ \t]*[\"']?"
-    r"(?:(?:Bearer|Basic)[ \t]+)?(?!(?:Bearer|Basic)\b)([^\s\"'&,;(){}\[\]<>]+)"
-)
-# Credentials inside a URL: ``https://user:pass@host``.
-_URL_USERINFO = r"(?<=://)([^/\s:@]+:[^/\s@]+)@"
-
-_SECRET_RES = [re.compile(p) for p in _KEY_PATTERNS]
-_GROUP_RES = [re.compile(_AUTH_SCHEME), re.compile(_KEY_VALUE), re.compile(_URL_USERINFO)]
-_SENSITIVE_KEY = re.compile(r"(?i)^(?:" + _CRED_NAMES + r")$")
-
 
 class RedactionError(LoopspecError):
     """The written text still carried a secret after redaction; nothing was written."""
-
-
-def secret_spans(text: str, secrets: Iterable[str] = ()) -> list[tuple[int, int]]:
-    """The character ranges of ``text`` that are secrets, merged and sorted."""
-    spans: list[tuple[int, int]] = []
-    for rx in _SECRET_RES:
-        spans += [(m.start(), m.end()) for m in rx.finditer(text)]
-    for rx in _GROUP_RES:
-        spans += [(m.start(1), m.end(1)) for m in rx.finditer(text) if m.group(1)]
-    for s in secrets:
-        if s:
-            start = text.find(s)
-            while start != -1:
-                spans.append((start, start + len(s)))
-                start = text.find(s, start + 1)
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def redact_text(s: str, secrets: Iterable[str] = ()) -> str:
-    """``s`` with every secret replaced by :data:`REDACTED`."""
-    secrets = tuple(x for x in secrets if x)
-    spans = secret_spans(s, secrets)
-    if not spans:
-        return s
-    out, pos = [], 0
-    for a, b in spans:
-        out += [s[pos:a], REDACTED]
-        pos = b
-    out.append(s[pos:])
-    return "".join(out)
-
-
-def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of a JSON-like value with every secret string redacted.
-
-    Strings are passed through :func:`redact_text`; the value of a credential-named key
-    (``api_key``, ``Authorization``, ``x-api-key``, ``password``, ...) is replaced outright.
-    """
-    secrets = tuple(x for x in secrets if x)
-    if isinstance(obj, str):
-        return redact_text(obj, secrets)
-    if isinstance(obj, dict):
-        out: dict[Any, Any] = {}
-        for k, v in obj.items():
-            if isinstance(k, str) and _SENSITIVE_KEY.match(k) and isinstance(v, (str, int, float)) and v != "":
-                out[k] = REDACTED
-            else:
-                out[redact_text(k, secrets) if isinstance(k, str) else k] = redact(v, secrets)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [redact(x, secrets) for x in obj]
-    return obj
 
 
 # ------------------------------------------------------------------------------ stream channels
@@ -184,13 +94,6 @@ def redact_chunks(chunks: Sequence[dict[str, Any]], secrets: Iterable[str] = ())
                     out.append(REDACTED)
             holder[key] = "".join(out)
     return [redact(c, secrets) for c in copied]
-
-
-def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of credential-looking environment variables (``*_API_KEY``, ``*_TOKEN``, ...)."""
-    env = os.environ if environ is None else environ
-    names = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD)$")
-    return sorted({v for k, v in env.items() if names.search(k) and v and len(v) >= 8})
 
 
 def _strings(obj: Any) -> Iterable[str]:

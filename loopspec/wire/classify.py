@@ -9,13 +9,15 @@ behaviour measured in ``docs/providers.md`` ("How errors become events": which l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import re
 import time
-from typing import Any, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 from loopspec.wire.assemble import AssembledReply, AssembledToolCall
+from loopspec.wire.redaction import redact_text
 from loopspec.language.alphabet import Event
 
 __all__ = [
@@ -323,12 +325,28 @@ def _is_effort_message(m: str) -> bool:
     )
 
 
-def classify_exception(exc: BaseException, *, phase: Literal["call", "stream"]) -> Event:
+def classify_exception(exc: BaseException, *, phase: Literal["call", "stream"], secrets: Iterable[str] = ()) -> Event:
     """The event for an exception raised while opening (``call``) or consuming (``stream``).
 
     Stream-phase failures are always ``broken`` (the stream alphabet has no rate_limit etc.);
     call-phase failures map to the call alphabet by litellm class name and HTTP status.
+    The event's ``message`` is redacted (:mod:`loopspec.wire.redaction`, plus the literal
+    ``secrets``, e.g. the request's API key): an error body that echoes a key must not reach the
+    halt message, the consumers, the trace or ``--json``. Classification reads the raw text.
     """
+    return redact_message(_classify_exception(exc, phase=phase), secrets)
+
+
+def redact_message(event: Event, secrets: Iterable[str] = ()) -> Event:
+    """``event`` with its ``message`` attribute redacted (the same event when nothing changes)."""
+    message = event.attrs.get("message")
+    if not isinstance(message, str):
+        return event
+    clean = redact_text(message, secrets)
+    return event if clean == message else dataclasses.replace(event, attrs={**event.attrs, "message": clean})
+
+
+def _classify_exception(exc: BaseException, *, phase: Literal["call", "stream"]) -> Event:
     if isinstance(exc, asyncio.CancelledError):
         return Event("cancelled", {})
     carried = getattr(exc, "event", None)
@@ -351,7 +369,7 @@ def classify_exception(exc: BaseException, *, phase: Literal["call", "stream"]) 
     # A stream that failed before its first chunk arrives as MidStreamFallbackError; what
     # matters is the error it wraps.
     if "MidStreamFallbackError" in names and isinstance(original, BaseException):
-        return classify_exception(original, phase="call")
+        return _classify_exception(original, phase="call")
 
     status = _status_of(exc)
     m = message.lower()

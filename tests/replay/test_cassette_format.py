@@ -23,7 +23,7 @@ _TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number"
 
 def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], path: str = "$") -> list[str]:
     """A tiny JSON Schema checker: $ref, type, const, enum, required, properties,
-    additionalProperties, items, minItems, minimum, oneOf, anyOf. Enough for this schema."""
+    additionalProperties, items, minItems, minimum, maximum, oneOf, anyOf. Enough for this schema."""
     if "$ref" in schema:
         node: Any = root
         for part in schema["$ref"].lstrip("#/").split("/"):
@@ -35,7 +35,7 @@ def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], path
         ok = any(isinstance(value, _TYPES[t]) and not (t in ("integer", "number") and isinstance(value, bool)) for t in types)
         if not ok:
             return [f"{path}: expected {schema['type']}, got {type(value).__name__}"]
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and (value != schema["const"] or type(value) is not type(schema["const"])):  # JSON: true is not 1
         errs.append(f"{path}: expected {schema['const']!r}")
     if "enum" in schema and value not in schema["enum"]:
         errs.append(f"{path}: {value!r} not in {schema['enum']}")
@@ -57,6 +57,8 @@ def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], path
                 errs += schema_errors(v, schema["items"], root, f"{path}[{i}]")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < schema.get("minimum", value):
         errs.append(f"{path}: below {schema['minimum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > schema.get("maximum", value):
+        errs.append(f"{path}: above {schema['maximum']}")
     if "oneOf" in schema:
         n = sum(1 for s in schema["oneOf"] if not schema_errors(value, s, root, path))
         if n != 1:
@@ -113,6 +115,10 @@ def test_schema_rejects_what_the_reader_rejects(schema: dict[str, Any]) -> None:
         dict(base, expect={"requests": [{"index": 1, "tools": "maybe"}]}),
         dict(base, trace=[{"state": "a", "event": "b"}]),
         dict(base, expect={"max_fires": {"t": -1}}),
+        dict(base, interactions=[{"error": {"status": 200}}]),
+        dict(base, interactions=[{"error": {"status": 99999}}]),
+        dict(base, messages=[{"role": "user", "content": {"text": "hi"}}]),
+        dict(base, loopspec_cassette=True),
     ]
     for doc in bad:
         assert schema_errors(doc, schema, schema), doc

@@ -17,7 +17,7 @@ import pytest
 
 from loopspec import ToolRegistry, load_policy
 from loopspec.engine.clock import ScaledClock
-from loopspec.replay import redact as redact_module
+from loopspec.wire import redaction as redact_module
 from loopspec.replay.cassette import read_cassette
 from loopspec.replay.interactions import ErrorResponse, stream_chunks
 from loopspec.replay.recorder import REDACTED, record_turn, redact, redact_chunks, redact_text, safe_dump

@@ -1,0 +1,71 @@
+"""Files a cassette points at (``sse_file``): read only what the cassette's author could mean.
+
+A cassette is often someone else's file (an incident attached to a bug report, a fixture from
+another repository), so the path it names is input, not an instruction: it must stay inside the
+*files root* once ``..`` and symlinks are resolved, it must be a regular file (never a device such
+as ``/dev/zero`` or a FIFO that blocks forever), and it is size-capped like the YAML.
+
+The files root adds to the cassette's own folder when the user widens it: ``files_root=`` from
+Python, ``--files-root DIR`` on the command line, or the ``LOOPSPEC_FILES_ROOT`` environment
+variable (a corpus whose cassettes share a ``../streams`` folder sets it to the corpus's top).
+A cassette cannot widen it itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from loopspec.language.yamlsource import MAX_BYTES
+
+__all__ = ["FILES_ROOT_ENV", "MAX_SIDE_FILE_BYTES", "OUTSIDE_HINT", "files_root_for", "read_side_file"]
+
+FILES_ROOT_ENV = "LOOPSPEC_FILES_ROOT"
+"""The environment variable that widens the files root for every cassette read."""
+
+MAX_SIDE_FILE_BYTES = MAX_BYTES
+"""The largest ``sse_file`` read: the same cap as a cassette or policy file."""
+
+OUTSIDE_HINT = (
+    "keep the file in the cassette's folder, or widen the folder files may come from "
+    f"(loopspec replay --files-root DIR, or {FILES_ROOT_ENV}=DIR)"
+)
+
+Problem = tuple[str, str]
+"""What went wrong and what to do about it."""
+
+
+def files_root_for(cassette_folder: str, files_root: str | None = None) -> str:
+    """The folder side files must stay in: the caller's, else the environment's, else the cassette's."""
+    return files_root or os.environ.get(FILES_ROOT_ENV) or cassette_folder
+
+
+def _inside(folder: str, path: str) -> bool:
+    folder, path = os.path.realpath(folder), os.path.realpath(path)
+    return os.path.commonpath([folder, path]) == folder
+
+
+def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, str]:
+    """The text of ``name`` (relative to ``base``, the cassette's folder), or the problem that
+    stopped the read; it must stay inside ``base`` or ``root``."""
+    full = os.path.join(base, name)
+    if not (_inside(base, full) or _inside(root, full)):
+        where = "the cassette's folder" if os.path.realpath(root) == os.path.realpath(base) else f"the cassette's folder and {root}"
+        return (f"it is outside {where} (after following '..' and symlinks)", OUTSIDE_HINT), ""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of hanging; the
+        # file type is then checked on the open descriptor, so nothing can swap it in between
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return (exc.strerror or str(exc), "sse_file is relative to the cassette's folder"), ""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return ("it is not a regular file (a device, FIFO or folder)", "point sse_file at a file of recorded SSE text"), ""
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(MAX_SIDE_FILE_BYTES + 1)
+    if len(raw) > MAX_SIDE_FILE_BYTES:
+        return (f"it is larger than {MAX_SIDE_FILE_BYTES // (1024 * 1024)} MiB", "split the stream, or trim the recording"), ""
+    try:
+        return None, raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (f"it is not UTF-8 text ({exc.reason} at byte {exc.start})", "SSE is text; save the file as UTF-8"), ""
