@@ -27,7 +27,7 @@ EXIT_CODES: dict[str, str] = {
     "validate": "0 valid, 1 invalid, 2 usage",
     "check": "0 proven, 1 a property fails, 2 usage or invalid file",
     "replay": "0 all pass, 1 a failure or an invalid cassette, 2 usage or invalid policy",
-    "diff": "0 compared, 2 usage, invalid policy or invalid cassette",
+    "diff": "0 no regression (or no --fail-on), 1 a regression under --fail-on, 2 usage, invalid policy or invalid cassette",
     "graph": "0 drawn, 2 usage or invalid file",
     "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials",
     "record": "0 written, 1 not written, 2 usage, invalid policy or no credentials",
