@@ -148,6 +148,14 @@ def run_batch(job: Job, files: Sequence[str]) -> list[Outcome]:
     return asyncio.run(_run_batch(job, list(files)))
 
 
+def run_batch_in(cwd: str, job: Job, files: Sequence[str]) -> list[Outcome]:
+    """:func:`run_batch` from the driver's working directory when this machine has it (a Ray
+    worker starts elsewhere), so relative paths resolve, and read the same, as in a local run."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return run_batch(job, files)
+
+
 async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
     from .cassette import read_cassette
 
@@ -302,14 +310,15 @@ def run_on_ray(job: Job, files: Sequence[str], *, on_done: Done | None = None, r
         ray.init()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     limit = max_in_flight if max_in_flight is not None else 2 * cpus
-    task = ray.remote(run_batch)
+    task = ray.remote(run_batch_in)
+    here = os.getcwd()
     todo = batches(files, ray_batch_size(len(files), cpus))
     todo.reverse()  # pop() from the end submits them in file order
     pending: list[Any] = []
     outcomes: list[Outcome] = []
     while todo or pending:
         while todo and len(pending) < limit:
-            pending.append(task.remote(job, todo.pop()))
+            pending.append(task.remote(here, job, todo.pop()))
         ready, pending = ray.wait(pending, num_returns=1)
         for ref in ready:
             result = ray.get(ref)

@@ -122,10 +122,12 @@ class FakeRayForTests:
     """A test double of the part of Ray's core API that ``run_on_ray`` uses (``is_initialized``,
     ``init``, ``cluster_resources``, ``remote``, ``wait``, ``get``). Tasks run when submitted;
     ``wait`` hands back the most recently submitted one first, so results arrive out of order, and
-    it records how many tasks were in flight at each call."""
+    it records how many tasks were in flight at each call. ``worker_cwd`` moves to another
+    directory before each task, as a Ray worker starts in a directory of its own."""
 
-    def __init__(self, cpus: int = 2, fn: Callable[..., Any] | None = None) -> None:
+    def __init__(self, cpus: int = 2, fn: Callable[..., Any] | None = None, worker_cwd: str | None = None) -> None:
         self.cpus = cpus
+        self.worker_cwd = worker_cwd
         self.initialised = False
         self.fn = fn
         self.in_flight: list[int] = []
@@ -144,9 +146,11 @@ class FakeRayForTests:
         fake, body = self, self.fn or fn
 
         class Task:
-            def remote(self, job: Job, files: list[str]) -> tuple[str, Any]:
-                fake.batch_sizes.append(len(files))
-                return ("ref", body(job, files))
+            def remote(self, *args: Any) -> tuple[str, Any]:
+                fake.batch_sizes.append(len(args[-1]))
+                if fake.worker_cwd:  # a Ray worker starts in a directory of Ray's, not the driver's
+                    os.chdir(fake.worker_cwd)
+                return ("ref", body(*args))
 
         return Task()
 
@@ -158,7 +162,7 @@ class FakeRayForTests:
         return ref[1]
 
 
-def _echo(job: Job, files: list[str]) -> list[Outcome]:
+def _echo(cwd: str, job: Job, files: list[str]) -> list[Outcome]:
     return [Outcome(f, {"cassette": f, "verdict": "pass"}) for f in files]
 
 
@@ -198,11 +202,15 @@ def test_ray_in_flight_defaults_to_twice_the_cpus() -> None:
     assert max(fake.in_flight) == 4 and len(fake.batch_sizes) == 20
 
 
-def test_ray_replays_real_cassettes_like_the_serial_run() -> None:
-    files = select(discover([str(INCIDENTS)]), None)
-    fake = FakeRayForTests(cpus=1)
-    via_ray = run_on_ray(Job("replay", (POLICY,)), files, ray=fake)
-    assert sorted((o.file, str(o.record)) for o in via_ray) == [(o.file, str(o.record)) for o in run_corpus(Job("replay", (POLICY,)), files)]
+def test_ray_replays_real_cassettes_like_the_serial_run_from_the_drivers_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths, as a CI job names them: the task runs from the driver's directory."""
+    monkeypatch.chdir(INCIDENTS.parent.parent)
+    files = select(discover(["fixtures/incidents"]), None)
+    job = Job("replay", (os.path.relpath(POLICY),))
+    serial = run_corpus(job, files)
+    via_ray = run_on_ray(job, files, ray=FakeRayForTests(cpus=1, worker_cwd="/"))
+    assert sorted((o.file, str(o.record)) for o in via_ray) == [(o.file, str(o.record)) for o in serial]
+    assert all(o.record["verdict"] == "pass" for o in serial)
 
 
 def test_without_ray_installed_the_error_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,7 +235,7 @@ def test_real_ray_tasks_give_the_serial_outcomes(tmp_path: Path) -> None:
     files = select(discover([str(corpus)]), None)
     job = Job("diff", (POLICY, str(DEFAULT_POLICY.parent / "hermes_pre_32012.yaml")))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": os.getcwd()}})
+             runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}})
     try:
         via_ray = run_corpus(job, files, backend="ray")
     finally:
