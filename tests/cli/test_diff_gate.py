@@ -248,3 +248,30 @@ def test_the_cli_starts_without_importing_ray_or_the_corpus_runner() -> None:
             "print(sorted(m for m in ('ray', 'loopspec.replay.corpus', 'loopspec.replay.gate') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_jobs_must_be_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "replay", INCIDENTS, "--machine", POLICY, "--jobs", "many")
+    assert code == 2 and "argument --jobs/-j: --jobs takes a number of processes, 1 or more, not 'many'" in err
+
+
+def test_backend_ray_without_ray_is_a_usage_error_that_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    code, out, err = run(capsys, *DIFF, "--backend", "ray", "--fail-on", "regression")
+    assert (code, out) == (2, "")
+    assert err == "loopspec diff: --backend ray needs Ray: pip install 'loopspec[ray]'\n"
+
+
+def test_store_trace_on_a_pool_writes_every_cassette(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "c"
+    shutil.copytree(FIXTURES / "incidents", corpus)
+    shutil.copytree(FIXTURES / "streams", tmp_path / "streams")
+    code, _, err = run(capsys, "replay", str(corpus), "--machine", PRE_FIX, "--store-trace", "--jobs", "2")
+    assert code == 1 and err == f"stored the decision trace under {PRE_FIX} in 27 cassette(s)\n"
+    assert all("\ntrace:" in f.read_text() for f in corpus.glob("*.cassette.yaml"))
+    # Under the policy that wrote them, every stored trace is followed step for step.
+    code, out, _ = run(capsys, "replay", str(corpus), "--machine", PRE_FIX, "--json", "--jobs", "2")
+    assert all(r["trace_divergence"] is None for r in json.loads(out)["cassettes"])
+    code, out, _ = run(capsys, "replay", str(corpus), "--machine", POLICY, "--json", "--jobs", "2")
+    assert sum(r["trace_divergence"] is not None for r in json.loads(out)["cassettes"]) == 21
