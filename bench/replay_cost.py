@@ -4,9 +4,14 @@
    (target, issue #4: <= 3x), for the delta layer alone and for a whole interpreter turn over a
    long stream; and, for scale, litellm's own stream wrapper (``CustomStreamWrapper`` fed by
    ``mock_response``, no network) per chunk.
-2. A 1,000-cassette corpus replayed through the pytest plugin, serially and with pytest-xdist.
+2. A 1,000-cassette corpus (the incident corpus replicated) replayed through the pytest plugin,
+   serially and with pytest-xdist.
+3. The same corpus through the CLI, ``loopspec replay`` and ``loopspec diff``, serially
+   (``--jobs 1``) and on a process pool (``--jobs 2``), side by side: wall time, milliseconds per
+   cassette, and per cassette per core (wall x jobs; the issue's target is 2 ms for replay and
+   twice that for diff). ``--profile`` adds where a serial replay's time goes (cProfile, in process).
 
-    python bench/replay_cost.py [--corpus 1000] [--skip-corpus]
+    python bench/replay_cost.py [--corpus 1000] [--skip-corpus] [--skip-plugin] [--profile]
 """
 
 from __future__ import annotations
@@ -96,18 +101,24 @@ def litellm_wrapper_cost(n_chars: int = 6000) -> float:
     return best_of(run, 3) / chunks * 1e6
 
 
-def corpus(n: int) -> None:
+def build_corpus(tmp: Path, n: int) -> Path:
+    """The incident corpus replicated to ``n`` cassettes under ``tmp/incidents`` (streams beside it)."""
     src = sorted((ROOT / "fixtures" / "incidents").glob("*.cassette.yaml"))
+    (tmp / "streams").mkdir()
+    for f in (ROOT / "fixtures" / "streams").glob("*.sse"):
+        shutil.copy(f, tmp / "streams" / f.name)
+    cdir = tmp / "incidents"
+    cdir.mkdir()
+    for i in range(n):
+        f = src[i % len(src)]
+        shutil.copy(f, cdir / f"{i:04d}-{f.name}")
+    return cdir
+
+
+def corpus(n: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="loopspec-corpus-"))
     try:
-        (tmp / "streams").mkdir()
-        for f in (ROOT / "fixtures" / "streams").glob("*.sse"):
-            shutil.copy(f, tmp / "streams" / f.name)
-        cdir = tmp / "incidents"
-        cdir.mkdir()
-        for i in range(n):
-            f = src[i % len(src)]
-            shutil.copy(f, cdir / f"{i:04d}-{f.name}")
+        cdir = build_corpus(tmp, n)
         (tmp / "test_corpus.py").write_text(
             "def test_cassette(loopspec_replay):\n    assert loopspec_replay.verdict == 'pass', loopspec_replay.explain()\n"
         )
@@ -126,23 +137,129 @@ def corpus(n: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def corpus_cli(n: int) -> None:
+    """``loopspec replay`` and ``loopspec diff`` over the replicated corpus, --jobs 1 and 2, side
+    by side; each figure is the best of two runs of the whole command (start-up included, about
+    0.3 s, which a column also shows subtracted). The CPU column is the time every process of
+    the command spent on a core: on a machine shared with other work (load above the core count)
+    it is the per-core cost, where wall x jobs counts the waiting too."""
+    tmp = Path(tempfile.mkdtemp(prefix="loopspec-cli-corpus-"))
+    policy, pre = str(ROOT / "machines" / "default.yaml"), str(ROOT / "machines" / "hermes_pre_32012.yaml")
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    cli = [sys.executable, "-m", "loopspec"]
+    try:
+        cdir = build_corpus(tmp, n)
+        startup = min(_wall(cli + ["replay", "--help"], env)[0] for _ in range(3))
+        commands = {"replay": ["replay", str(cdir), "--machine", policy],
+                    "diff": ["diff", policy, pre, "--corpus", str(cdir)]}
+        print(f"  {'command':8s} {'jobs':>4s} {'wall':>8s} {'ms/cassette':>12s} {'ms/cassette/core':>17s} "
+              f"{'same, less start-up':>20s} {'CPU ms/cassette':>16s}   (start-up {startup * 1000:.0f} ms)")
+        outputs: dict[str, set[bytes]] = {}
+        for name, argv in commands.items():
+            for jobs in (1, 2):
+                runs = [_wall(cli + argv + ["--jobs", str(jobs), "--json"], env, keep=outputs.setdefault(name, set()))
+                        for _ in range(2)]
+                wall, cpu = min(runs)
+                per = wall / n * 1000
+                net = (wall - startup) / n * 1000 * jobs
+                print(f"  {name:8s} {jobs:4d} {wall:7.2f}s {per:12.2f} {per * jobs:17.2f} {net:20.2f} {cpu / n * 1000:16.2f}")
+            print(f"  {name}: --jobs 1 and --jobs 2 printed {'the same' if len(outputs[name]) == 1 else 'DIFFERENT'} JSON")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wall(argv: list[str], env: dict[str, str], keep: set[bytes] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and every process it waited for)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if keep is not None:
+        keep.add(out.stdout)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def profile_replay(n: int, top: int = 14) -> None:
+    """Where a serial in-process replay of the corpus spends its time: reading (YAML with
+    positions, cassette model) against replaying the turn, then cProfile's top functions."""
+    import cProfile
+    import pstats
+
+    from loopspec.replay.corpus import Job, discover, prime_policy, run_corpus, select
+    from loopspec.replay.cassette import read_cassette
+
+    tmp = Path(tempfile.mkdtemp(prefix="loopspec-profile-"))
+    try:
+        files = select(discover([str(build_corpus(tmp, n))]), None)
+        policy = str(ROOT / "machines" / "default.yaml")
+        prime_policy(policy, POLICY)
+        t = time.perf_counter()
+        for f in files:
+            read_cassette(f)
+        read = time.perf_counter() - t
+        t = time.perf_counter()
+        run_corpus(Job("replay", (policy,)), files, jobs=1)
+        whole = time.perf_counter() - t
+        print(f"  in process, serial: {whole / n * 1000:.2f} ms per cassette, of which reading "
+              f"{read / n * 1000:.2f} ms ({read / whole:.0%}) and replaying {(whole - read) / n * 1000:.2f} ms")
+        prof = cProfile.Profile()
+        prof.enable()
+        run_corpus(Job("replay", (policy,)), files, jobs=1)
+        prof.disable()
+        stats = pstats.Stats(prof)
+        by_file: dict[str, float] = {}
+        total = 0.0
+        for (filename, _line, _func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+            where = _package_of(filename)
+            by_file[where] = by_file.get(where, 0.0) + tt
+            total += tt
+        print(f"  cProfile self time by source file (profiling inflates it: {total / n * 1000:.2f} ms per cassette in all), top {top}:")
+        for where, tt in sorted(by_file.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {tt / n * 1000:6.2f} ms  {tt / total:4.0%}  {where}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _package_of(filename: str) -> str:
+    """``loopspec/replay/cassette_reader.py``, ``yaml/composer.py``, ``asyncio/events.py``, ...:
+    the file with its package, short enough to read."""
+    parts = Path(filename).parts
+    if "loopspec" in parts:
+        return "/".join(parts[parts.index("loopspec"):])
+    return "/".join(parts[-2:]) if len(parts) >= 2 else filename
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=int, default=1000)
-    parser.add_argument("--skip-corpus", action="store_true")
+    parser.add_argument("--skip-corpus", action="store_true", help="skip every corpus run")
+    parser.add_argument("--skip-plugin", action="store_true", help="skip the pytest-plugin corpus run")
+    parser.add_argument("--skip-chunks", action="store_true", help="skip the per-chunk costs")
+    parser.add_argument("--profile", action="store_true", help="profile a serial in-process corpus replay")
     args = parser.parse_args()
-    costs = per_chunk_costs()
-    base = costs["json.loads"]
-    print("per streamed chunk (best of 5, 4000-chunk stream):")
-    for name, us in costs.items():
-        print(f"  {name:18s} {us:7.2f} us   x{us / base:5.2f} of json.loads")
-    wrapper = litellm_wrapper_cost()
-    print(f"  {'litellm wrapper':18s} {wrapper:7.2f} us   x{wrapper / base:5.2f} of json.loads (mock_response, for scale)")
-    worst = costs["turn, raw SSE"] / base
-    print(f"in-process replay of a whole turn from raw SSE: x{worst:.2f} of json.loads (target <= 3x): {'OK' if worst <= 3 else 'OVER'}")
+    if not args.skip_chunks:
+        costs = per_chunk_costs()
+        base = costs["json.loads"]
+        print("per streamed chunk (best of 5, 4000-chunk stream):")
+        for name, us in costs.items():
+            print(f"  {name:18s} {us:7.2f} us   x{us / base:5.2f} of json.loads")
+        wrapper = litellm_wrapper_cost()
+        print(f"  {'litellm wrapper':18s} {wrapper:7.2f} us   x{wrapper / base:5.2f} of json.loads (mock_response, for scale)")
+        worst = costs["turn, raw SSE"] / base
+        print(f"in-process replay of a whole turn from raw SSE: x{worst:.2f} of json.loads (target <= 3x): {'OK' if worst <= 3 else 'OVER'}")
     if not args.skip_corpus:
-        print(f"{args.corpus}-cassette corpus through the pytest plugin:")
-        corpus(args.corpus)
+        if not args.skip_plugin:
+            print(f"{args.corpus}-cassette corpus through the pytest plugin:")
+            corpus(args.corpus)
+        print(f"{args.corpus}-cassette corpus through the CLI (os.cpu_count() = {os.cpu_count()}; "
+              f"targets: replay <= 2 ms, diff <= 4 ms per cassette per core):")
+        corpus_cli(args.corpus)
+    if args.profile:
+        print(f"{args.corpus}-cassette corpus, where a serial replay's time goes:")
+        profile_replay(args.corpus)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ EXIT_CODES: dict[str, str] = {
     "validate": "0 valid, 1 invalid, 2 usage",
     "check": "0 proven, 1 a property fails, 2 usage or invalid file",
     "replay": "0 all pass, 1 a failure or an invalid cassette, 2 usage or invalid policy",
-    "diff": "0 compared, 2 usage, invalid policy or invalid cassette",
+    "diff": "0 no regression (or no --fail-on), 1 a regression under --fail-on, 2 usage, invalid policy or invalid cassette",
     "cover": "0 covered (or coverage met), 1 a transport disagrees with the checker or coverage below --min-coverage, 2 usage or invalid input",
     "graph": "0 drawn, 2 usage or invalid file",
     "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials",

@@ -16,132 +16,163 @@ from .colour import painter
 from .progress import Progress
 
 
-def _read_all(paths: list[str], as_json: bool, files_root: str | None = None):  # type: ignore[no-untyped-def]
-    """Every cassette under ``paths``; prints diagnostics for bad ones. Returns (files, cassettes, bad)."""
-    from loopspec.replay.cassette import find_cassettes, read_cassette
+def _shard(text: str) -> Any:
+    """argparse type of ``--shard``: a bad value is a usage error (exit 2) saying what is wrong."""
+    from loopspec.replay.corpus import Shard
 
-    files = find_cassettes(paths)
-    cassettes, bad = [], []
-    with Progress(len(files), verb="read", enabled=False if as_json or len(files) < 2 else None) as progress:
-        for f in files:
-            c, diags = read_cassette(f, files_root=files_root)
-            if c is None:
-                bad.append({"cassette": f, "verdict": "invalid", "diagnostics": [d.to_json() for d in diags]})
-                if not as_json:
-                    progress.close()
-                    print_diagnostics(f, diags, "cassette")
-            else:
-                cassettes.append(c)
-            progress.advance(failed=c is None)
-    return files, cassettes, bad
-
-
-async def _replay_all(cassettes: list[Any], policy: Any, transport: str, quiet: bool, *, label: str = "",
-                      failed: int = 0, show_failed: bool = True) -> list[Any]:
-    """Replay each cassette, drawing ``replayed i/n cassettes, k failed`` on a terminal unless ``quiet``."""
-    from loopspec.replay.harness import replay
-
-    reports = []
-    enabled = False if quiet or len(cassettes) < 2 else None
     try:
-        with Progress(len(cassettes), label=label, failed=failed, show_failed=show_failed, enabled=enabled) as progress:
-            for c in cassettes:
-                report = await replay(c, policy, transport=transport)  # type: ignore[arg-type]
-                reports.append(report)
-                progress.advance(failed=report.verdict != "pass")
-    finally:
-        if transport == "http":
-            from loopspec.providers.litellm_provider import close_clients
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
-            await close_clients()
-    return reports
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes a number of processes, 1 or more, not {text!r}")
+    return n
+
+
+def _add_corpus_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="local worker processes (default: all cores); the report is the same for any N")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="run only the I-th of N parts of the corpus, picked by a hash of each cassette's "
+                        "path relative to the folder it is under: CI matrices and clusters split it alike")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local (default): a process pool of --jobs; ray: Ray tasks of 200-1,000 cassettes "
+                        "on the cluster RAY_ADDRESS names, or a local one (pip install 'loopspec[ray]')")
+
+
+def _run(command: str, args: argparse.Namespace, job: Any, paths: list[str], quiet: bool, *,
+         verb: str, show_failed: bool) -> Any:
+    """Every cassette under ``paths`` in ``args.shard`` run as ``job``: (outcomes, None), or
+    (None, exit code) after reporting why not."""
+    from loopspec.replay.corpus import RayMissing, default_jobs, discover, run_corpus, select
+
+    files = select(discover(paths), args.shard)
+    if not files:
+        where = " ".join(paths) + (f" in shard {args.shard}" if args.shard else "")
+        return None, fail(command, f"no cassettes (*.cassette.yaml) under {where}")
+    enabled = False if quiet or len(files) < 2 else None
+    with Progress(len(files), verb=verb, show_failed=show_failed, enabled=enabled) as progress:
+        def done(batch: list[Any]) -> None:
+            for o in batch:
+                progress.advance(failed=o.record.get("verdict") != "pass")
+
+        try:
+            outcomes = run_corpus(job, files, jobs=args.jobs or default_jobs(), backend=args.backend, on_done=done)
+        except RayMissing as exc:
+            progress.close()
+            return None, fail(command, str(exc))
+    return outcomes, None
+
+
+def _print_invalid(outcomes: list[Any]) -> None:
+    for o in outcomes:
+        if o.invalid:
+            print_diagnostics(o.file, o.diagnostics, "cassette")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from loopspec.replay.corpus import Job, prime_policy
+
     policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all(args.paths, args.json, args.files_root)
-    if not files:
-        return fail("replay", f"no cassettes (*.cassette.yaml) under {' '.join(args.paths)}")
-    reports = run_async(_replay_all(cassettes, policy, args.transport, args.json, failed=len(bad)))
-    if args.store_trace:
-        from loopspec.replay.cassette import RecordedStep, store_trace
-
-        for r in reports:
-            try:
-                store_trace(r.cassette, [RecordedStep(s.state, s.event, s.target, s.transition) for s in r.result.trace])
-            except OSError as exc:
-                return fail("replay", f"cannot store the trace in {r.cassette}: {exc.strerror or exc}", EXIT_FAILED)
-            r.divergence = None
-        if not args.json:
-            print(f"stored the decision trace under {args.machine} in {len(reports)} cassette(s)", file=sys.stderr)
-    ok = not bad and all(r.verdict == "pass" for r in reports)
+    prime_policy(args.machine, policy)
+    job = Job("replay", (args.machine,), args.transport, with_trace=args.trace, store_trace=args.store_trace,
+              files_root=args.files_root)
+    outcomes, code = _run("replay", args, job, args.paths, args.json, verb="replayed", show_failed=True)
+    if outcomes is None:
+        return int(code)
+    if not args.json:
+        _print_invalid(outcomes)
+    errors = [o.error for o in outcomes if o.error]
+    if errors:
+        return fail("replay", errors[0], EXIT_FAILED)
+    if args.store_trace and not args.json:
+        stored = sum(1 for o in outcomes if not o.invalid)
+        print(f"stored the decision trace under {args.machine} in {stored} cassette(s)", file=sys.stderr)
+    records = [o.record for o in outcomes]
+    ok = all(r["verdict"] == "pass" for r in records)
     if args.json:
-        print_result_json({"machine": args.machine, "transport": args.transport, "ok": ok,
-                           "cassettes": [r.to_json(with_trace=args.trace) for r in reports] + bad})
+        data: dict[str, Any] = {"machine": args.machine, "transport": args.transport, "ok": ok}
+        if args.shard:
+            data["shard"] = str(args.shard)
+        print_result_json(dict(data, cassettes=records))
     else:
         paint = painter(sys.stdout)
-        for r in reports:
-            mark = {"pass": "PASS", "fail": "FAIL", "diverged": "DIVERGED"}[r.verdict]
-            print(f"{paint.verdict(mark, 8)} {r.name}: {r.outcome}, {r.result.usage.model_calls} calls, {r.result.usage.tool_batches} tool batches")
-            for f in r.failures:
+        for r in records:
+            if r["verdict"] == "invalid":
+                continue
+            mark = {"pass": "PASS", "fail": "FAIL", "diverged": "DIVERGED"}[r["verdict"]]
+            print(f"{paint.verdict(mark, 8)} {r['name']}: {r['outcome']}, {r['model_calls']} calls, {r['tool_batches']} tool batches")
+            for f in r["failures"]:
                 print(f"         - {f}")
-            if r.divergence is not None:
-                print(f"         - decisions part from the recorded trace at step {r.divergence.step}: {r.divergence.reason}")
-        passed = sum(1 for r in reports if r.verdict == "pass")
-        print(f"{passed} passed, {len(reports) - passed + len(bad)} failed")
+            d = r["trace_divergence"]
+            if d is not None:
+                print(f"         - decisions part from the recorded trace at step {d['step']}: {d['reason']}")
+        passed = sum(1 for r in records if r["verdict"] == "pass")
+        print(f"{passed} passed, {len(records) - passed} failed")
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
-    from loopspec.replay.harness import decision_path
+def _gate_rule(args: argparse.Namespace) -> Any:
+    """The ``--worse`` and ``--tolerance`` of ``diff`` as a GateRule; ValueError on a bad value."""
+    from loopspec.language.alphabet import OUTCOMES
+    from loopspec.replay.gate import GateRule, parse_tolerance, parse_worse
 
+    return GateRule(parse_worse(args.worse, list(OUTCOMES)), parse_tolerance(args.tolerance))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from loopspec.replay.corpus import Job, prime_policy
+    from loopspec.replay.gate import judge, markdown
+
+    try:
+        rule = _gate_rule(args)
+    except ValueError as exc:
+        return fail("diff", str(exc))
     old = load_or_report(args.old, args.json)
     new = load_or_report(args.new, args.json)
     if old is None or new is None:
         return EXIT_USAGE
-    files, cassettes, bad = _read_all([args.corpus], args.json, args.files_root)
+    prime_policy(args.old, old)
+    prime_policy(args.new, new)
+    outcomes, code = _run("diff", args, Job("diff", (args.old, args.new), args.transport, files_root=args.files_root), [args.corpus],
+                          args.json, verb="compared", show_failed=False)
+    if outcomes is None:
+        return int(code)
+    bad = [o.record for o in outcomes if o.invalid]
     if bad:
         # A diff over part of the corpus would report "nothing changed" for the cassettes it
-        # skipped; the diagnostics above name each file:line:col.
+        # skipped; the diagnostics name each file:line:col.
         if args.json:
             print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "invalid": bad})
+        else:
+            _print_invalid(outcomes)
         n = len(bad)
         return fail("diff", f"{n} invalid cassette{'s' if n > 1 else ''} under {args.corpus}; fix "
                             f"{'them' if n > 1 else 'it'} or move {'them' if n > 1 else 'it'} out of the corpus")
-    if not cassettes:
-        return fail("diff", f"no cassettes (*.cassette.yaml) under {args.corpus}")
-    before = run_async(_replay_all(cassettes, old, args.transport, args.json, label="old policy: ", show_failed=False))
-    after = run_async(_replay_all(cassettes, new, args.transport, args.json, label="new policy: ", show_failed=False))
-    rows = []
-    for a, b in zip(before, after):
-        pa, pb = decision_path(a.result), decision_path(b.result)
-        part = next((i for i, (x, y) in enumerate(zip(pa, pb)) if x != y), None)
-        if part is None and len(pa) != len(pb):
-            part = min(len(pa), len(pb))
-        changed = part is not None or a.outcome != b.outcome
-        row: dict[str, Any] = {
-            "cassette": a.cassette,
-            "name": a.name,
-            "changed": changed,
-            "old": {"outcome": a.outcome, "model_calls": a.result.usage.model_calls, "tool_batches": a.result.usage.tool_batches, "verdict": a.verdict},
-            "new": {"outcome": b.outcome, "model_calls": b.result.usage.model_calls, "tool_batches": b.result.usage.tool_batches, "verdict": b.verdict},
-            "first_difference": None,
-        }
-        if part is not None:
-            row["first_difference"] = {
-                "step": part,
-                "old": list(pa[part]) if part < len(pa) else None,
-                "new": list(pb[part]) if part < len(pb) else None,
-            }
-        rows.append(row)
+    rows = judge([o.record for o in outcomes], rule)
     n_changed = sum(1 for r in rows if r["changed"])
+    n_bad = sum(1 for r in rows if r["regressions"])
+    shard = str(args.shard) if args.shard else None
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(markdown(rows, old=args.old, new=args.new, corpus=args.corpus, rule=rule, shard=shard))
     if args.json:
-        print_result_json({"old": args.old, "new": args.new, "corpus": args.corpus, "changed": n_changed, "cassettes": rows})
+        data: dict[str, Any] = {"old": args.old, "new": args.new, "corpus": args.corpus}
+        if shard:
+            data["shard"] = shard
+        print_result_json(dict(data, changed=n_changed, regressed=n_bad, cassettes=rows))
     else:
         for r in rows:
-            if not r["changed"]:
+            if not r["changed"] and not r["regressions"]:
                 continue
             o, n = r["old"], r["new"]
             print(f"{r['name']}: {o['outcome']} ({o['model_calls']} calls, {o['tool_batches']} batches) -> "
@@ -150,7 +181,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
             if d:
                 fmt = lambda s: "(ended)" if s is None else f"{s[0]} --{s[1]}--> {s[2]}"  # noqa: E731
                 print(f"    first difference at step {d['step']}: {fmt(d['old'])}  vs  {fmt(d['new'])}")
-        print(f"{n_changed} of {len(rows)} cassettes changed")
+            for why in r["regressions"]:
+                print(f"    REGRESSION: {why}")
+        print(f"{n_changed} of {len(rows)} cassettes changed, {n_bad} regressed")
+    if args.fail_on == "regression" and n_bad:
+        return EXIT_FAILED
+    if args.fail_on == "change" and n_changed:
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -229,6 +266,7 @@ def register(sub: Any) -> None:
         "policy then name the first step whose decision changed, and the guard that changed it)",
     )
     _files_root_argument(p)
+    _add_corpus_arguments(p)
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed",
@@ -239,6 +277,17 @@ def register(sub: Any) -> None:
     p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
     p.add_argument("--json", action="store_true", help="one record per cassette, changed or not (no progress line)")
     _files_root_argument(p)
+    p.add_argument("--fail-on", choices=("regression", "change"), default=None,
+                   help="exit 1 on a regression (see --worse, --tolerance) or on any change; without it "
+                        "diff reports and exits 0")
+    p.add_argument("--worse", default="", metavar="OUTCOME,...",
+                   help="outcomes a cassette must not move into (e.g. backstop,guardrail); leaving "
+                        "completed for any other outcome is always a regression")
+    p.add_argument("--tolerance", default="10%", metavar="PERCENT",
+                   help="how many more model calls or tool batches a cassette may spend before it "
+                        "regresses (default 10%%; 0%% allows none)")
+    p.add_argument("--markdown", metavar="OUT", help="also write the report as markdown, for a PR comment")
+    _add_corpus_arguments(p)
     p.set_defaults(handler=cmd_diff)
 
     for name, handler, helptext in (
