@@ -29,6 +29,7 @@ from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY, FIXTURES
 from _policy_text import handles
+from _clocks import BlockingClock
 
 POLICY = load_policy(str(DEFAULT_POLICY))
 STREAMS = FIXTURES / "streams"
@@ -89,19 +90,6 @@ def test_retry_after_reaches_the_event_over_http(loop: asyncio.AbstractEventLoop
     result, server = loop.run_until_complete(run_over_http(POLICY, script, USER, time_scale=HTTP_SCALE))
     assert result.outcome == "completed" and len(server.requests) == 2
     assert result.trace[0].event == "rate_limit" and result.trace[0].attrs["retry_after"] == 31.0
-
-
-class BlockingClock(VirtualClock):
-    """Virtual time whose sleeps never end: a backoff that only a cancel gets out of."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sleeping = asyncio.Event()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.sleeping.set()
-        await asyncio.Event().wait()
 
 
 def _tool_then_rate_limit() -> tuple[list[Any], ToolRegistry]:

@@ -27,6 +27,7 @@ from loopspec.replay.synth import reply
 from loopspec.wire.assemble import AssembledReply, AssembledToolCall
 
 from _paths import DEFAULT_POLICY
+from _clocks import BlockingClock
 
 USER = [{"role": "user", "content": "Run the tests."}]
 SHORT = 0.05
@@ -342,23 +343,10 @@ def test_a_consumer_that_cancels_mid_stream_halts_cancelled_once() -> None:
     assert result.messages == [*USER, {"role": "assistant", "content": "Cancelled."}]
 
 
-class SleepsForever(VirtualClock):
-    """Virtual time whose sleeps never end: only a cancel gets a backoff out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sleeping = asyncio.Event()
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.sleeping.set()
-        await asyncio.Event().wait()
-
-
 def test_usage_counts_the_requests_sent_not_the_budget_spent() -> None:
     """A cancel during a backoff: the policy spent two model calls of its backstop (the retry
     entered call_model), but only one request went out, and the usage says one."""
-    clock = SleepsForever()
+    clock = BlockingClock()
     provider = InProcessProvider([ErrorResponse(429, RATE_LIMITED, {}), reply("never asked")])
     turn = Turn(policy_with(), provider, model="replay", clock=clock)
 
