@@ -9,7 +9,9 @@ One span tree per turn::
 
 What only loopspec knows (the state, the event the stream was classified as, the transition taken,
 the counters, a stall or a stub) goes under ``loopspec.*``. Prompt and response content is off
-unless ``capture_content=True``, as the conventions ask.
+unless ``capture_content=True``, as the conventions ask; when on, it is redacted like every other
+output (provider key shapes, ``key=``/``token=`` values, the request's API key, credential
+environment values).
 
 Only ``opentelemetry-api`` is used, and only if it is installed (the ``loopspec[otel]`` extra):
 without it this observer does nothing. Spans go to the tracer provider the application set up
@@ -24,6 +26,8 @@ from urllib.parse import urlparse
 
 from loopspec.language.alphabet import Event
 from loopspec.language.model import Step
+
+from loopspec.wire.redaction import env_secrets, literal_secrets, redact, redact_text
 
 from .observers import TurnInfo, TurnObserver
 
@@ -67,6 +71,7 @@ class OpenTelemetryTracing(TurnObserver):
         self._info: TurnInfo | None = None
         self._chat: Any = None
         self._tools: dict[str, Any] = {}
+        self._secrets: tuple[str, ...] = tuple(env_secrets()) if capture_content else ()
         try:
             from opentelemetry import trace
         except ImportError:  # the extra is not installed: a no-op observer
@@ -166,7 +171,8 @@ class OpenTelemetryTracing(TurnObserver):
         if request.tools:
             attrs["loopspec.tools_offered"] = len(request.tools)
         if self.capture_content:
-            attrs["gen_ai.input.messages"] = json.dumps(request.messages, ensure_ascii=False, default=str)
+            secrets = (*self._secrets, *literal_secrets(request.api_key))
+            attrs["gen_ai.input.messages"] = json.dumps(redact(request.messages, secrets), ensure_ascii=False, default=str)
         parent = self._trace.set_span_in_context(self._turn)
         self._chat = self._tracer.start_span(f"chat {request.model}", context=parent, kind=self._trace.SpanKind.CLIENT, attributes=attrs)
 
@@ -193,7 +199,7 @@ class OpenTelemetryTracing(TurnObserver):
                 out: dict[str, Any] = {"role": "assistant", "content": reply.text}
                 if reply.tool_calls:
                     out["tool_calls"] = reply.tool_calls
-                span.set_attribute("gen_ai.output.messages", json.dumps([out], ensure_ascii=False, default=str))
+                span.set_attribute("gen_ai.output.messages", json.dumps(redact([out], self._secrets), ensure_ascii=False, default=str))
         if event.name not in REPLY_EVENTS:
             span.set_attribute("error.type", event.name)
             status = event.attrs.get("status")
@@ -214,7 +220,7 @@ class OpenTelemetryTracing(TurnObserver):
             "gen_ai.tool.type": "function",
         }
         if self.capture_content:
-            attrs["gen_ai.tool.call.arguments"] = call.arguments
+            attrs["gen_ai.tool.call.arguments"] = redact_text(call.arguments, self._secrets)
         parent = self._trace.set_span_in_context(self._turn)
         self._tools[call.id] = self._tracer.start_span(f"execute_tool {call.name}", context=parent, kind=self._trace.SpanKind.INTERNAL, attributes=attrs)
 
@@ -227,7 +233,7 @@ class OpenTelemetryTracing(TurnObserver):
             span = self._tools.pop(call.id)
         span.set_attribute("loopspec.tool.ran", result.ran)
         if self.capture_content:
-            span.set_attribute("gen_ai.tool.call.result", result.content)
+            span.set_attribute("gen_ai.tool.call.result", redact_text(result.content, self._secrets))
         if not result.ok:
             span.set_attribute("error.type", "tool_error" if result.ran else "not_run")
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, result.content[:200]))

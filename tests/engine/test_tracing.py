@@ -158,3 +158,24 @@ def test_without_opentelemetry_installed_the_observer_does_nothing(monkeypatch: 
                 model="replay", tools=capital_tools(), clock=VirtualClock(), observers=[tracing])
     result = asyncio.run(turn.run(USER))
     assert result.outcome == "completed" and result.observer_errors == []
+
+
+def test_recorded_content_is_redacted_like_every_other_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_API_KEY", "acme-secret-0123456789")
+
+    def leaky(country: str) -> str:
+        return "failed: GET https://x.test/v1?token=abcdef0123456789 with acme-secret-0123456789"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reg = ToolRegistry()
+    reg.register(leaky, name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    user = [{"role": "user", "content": "my key is sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"}]
+    turn = Turn(POLICY, InProcessProvider([recorded("openai_stream_tool_call_single.sse"), recorded("openai_stream_text.sse")]),
+                model="openai/x", tools=reg, clock=VirtualClock(), observers=[OpenTelemetryTracing(provider, capture_content=True)])
+    asyncio.run(turn.run(user))
+    text = json.dumps([dict(s.attributes or {}) for s in exporter.get_finished_spans()])
+    assert "gen_ai.tool.call.result" in text and "gen_ai.input.messages" in text
+    for secret in ("acme-secret-0123456789", "abcdef0123456789", "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"):
+        assert secret not in text, secret
