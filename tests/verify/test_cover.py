@@ -216,3 +216,34 @@ def test_the_generated_cassettes_agree_over_http(tmp_path: Path, capsys: pytest.
     policy_file = tmp_path / "small.yaml"
     policy_file.write_text(SMALL)
     assert main(["cover", str(policy_file), str(tmp_path / "c")]) == 0, capsys.readouterr().out
+
+
+def test_items_breadth_first_search_runs_out_on_are_found_by_the_guided_search(small_cover: Any) -> None:
+    """With a search budget of a few configurations, the guided (depth-first, abstract-distance)
+    search must still find a run to every item the full search covers."""
+    policy = small_policy()
+    starved = cover(policy, search_limit=5)
+    assert starved.covered <= small_cover.covered
+    # six model calls deep: far past five configurations of breadth-first search
+    assert {Item("halt", "out_of_calls"), Item("guard_false", "ask --rate_limit[0]--> ask")} <= starved.covered
+    assert len(starved.covered) >= len(small_cover.covered) * 3 // 4
+    assert all(why for why in starved.missing.values())
+    for cc in starved.cassettes:
+        assert replay_sync(cc.cassette, policy).verdict == "pass"
+
+
+def test_an_item_no_recording_can_produce_is_missing_with_the_reason() -> None:
+    # a guardrail configured to halt: its detector fires, but never with a verdict other than halt,
+    # so the transition for any other verdict is reachable on the abstract graph and never recorded
+    text = SMALL.replace("backoff:\n", "guardrails:\n  no_progress: {threshold: 2, verdict: halt}\nbackoff:\n")
+    text = text.replace("model_calls: {max: 6,", "model_calls: {max: 9,").replace("tool_batches: {max: 3,", "tool_batches: {max: 6,")
+    text = text.replace("    on: " + handles("tool_exec", "failed", ok="ask"),
+                        "    on:\n" + "".join(f"      {e}: failed\n" for e in ("timeout", "approval_required", "cancelled",
+                                                                                  "repeated_exact_failure", "same_tool_failure", "doom_loop"))
+                        + "      ok: ask\n      failed: ask\n      no_progress:\n        - when: {attr: verdict, eq: warn}\n          to: ask\n        - to: failed\n")
+    policy = small_policy(text)
+    result = cover(policy, guided_limit=2_000)
+    warn = Item("transition", "tools --no_progress[0]--> ask")
+    assert warn in result.reachable and warn in result.missing
+    assert "no run the outside world can produce" in result.missing[warn]
+    assert Item("transition", "tools --no_progress[1]--> failed") in result.covered
