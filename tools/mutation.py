@@ -1,4 +1,4 @@
-"""Mutation testing of loopspec's core modules with mutmut, one module at a time.
+"""Mutation testing of loopspec's core modules with mutmut, a module (or a group) at a time.
 
 Why a script of its own: a full run takes hours on two cores, so it is never part of `.ci/run`.
 It runs mutmut over the modules named (or `--all`), records each module's result in
@@ -8,6 +8,7 @@ on surviving mutants kept in `tools/mutation_notes.toml`.
     python tools/mutation.py loopspec/replay/redact.py      # one module
     python tools/mutation.py --all                          # every module in MODULES
     python tools/mutation.py --report                       # only rewrite docs/quality.md
+    python tools/mutation.py --together loopspec/verify/*.py  # one pass, one mapping run
 
 Each module runs in a fresh `mutants/` copy of the tree, in a child process of its own (mutmut
 keeps its state in module globals and pytest caches imports). mutmut first runs the selected tests
@@ -39,42 +40,53 @@ RESULTS = ROOT / "tools" / "mutation_results.json"
 NOTES = ROOT / "tools" / "mutation_notes.toml"
 REPORT = ROOT / "docs" / "quality.md"
 
-# The modules under mutation testing. This list only grows: a module leaves it only when the
-# module itself leaves the code base. `True` adds the tests marked slow to the selection: the
-# transports and the checker are exercised mostly by them (real sockets, the soundness reference).
-MODULES: dict[str, bool] = {
+# The modules under mutation testing, each with the tests mutmut maps and runs against it. This
+# list only grows: a module leaves it only when the module itself leaves the code base. The default
+# is the suite without the slow tests; the transports are exercised mostly by the slow tests (real
+# sockets), and the checker by its own tests, the CLI's and the language's (the soundness reference
+# among them, some marked slow): the HTTP tests, timing-sensitive under a loaded machine, stay out
+# of the checker's selection, so one flaky run cannot void a whole pass.
+FAST = ("tests", "-m", "not slow")
+CHECKER = ("tests/verify", "tests/cli", "tests/language")
+EVERYTHING = ("tests",)
+MODULES: dict[str, tuple[str, ...]] = {
     # the semantics
-    "loopspec/language/model.py": False,
-    "loopspec/language/guards.py": False,
-    "loopspec/language/actions.py": False,
-    "loopspec/language/step.py": False,
-    "loopspec/language/properties.py": False,
+    "loopspec/language/model.py": FAST,
+    "loopspec/language/guards.py": FAST,
+    "loopspec/language/actions.py": FAST,
+    "loopspec/language/step.py": FAST,
+    "loopspec/language/properties.py": FAST,
     # the checker
-    **{f"loopspec/verify/{p.name}": True for p in sorted((ROOT / "loopspec" / "verify").glob("*.py"))},
+    **{f"loopspec/verify/{p.name}": CHECKER for p in sorted((ROOT / "loopspec" / "verify").glob("*.py"))},
     # the interpreter
-    "loopspec/engine/turn.py": False,
-    "loopspec/engine/history.py": False,
-    "loopspec/engine/tools.py": False,
+    "loopspec/engine/turn.py": FAST,
+    "loopspec/engine/history.py": FAST,
+    "loopspec/engine/tools.py": FAST,
     # redaction
-    "loopspec/replay/redact.py": False,
+    "loopspec/replay/redact.py": FAST,
     # the replay transports
-    "loopspec/replay/inproc.py": True,
-    "loopspec/replay/http.py": True,
-    "loopspec/replay/server.py": True,
+    "loopspec/replay/inproc.py": EVERYTHING,
+    "loopspec/replay/http.py": EVERYTHING,
+    "loopspec/replay/server.py": EVERYTHING,
 }
 
 MAX_JOBS = 2  # the machine has two cores, shared with other work
 DETECTED = {"killed", "timeout", "caught by type check"}
 
 
-def selection_args(module: str) -> list[str]:
-    """pytest arguments for mutmut's mapping run: the whole suite, slow tests only where needed."""
-    return ["tests"] if MODULES[module] else ["tests", "-m", "not slow"]
+def selection_args(modules: list[str]) -> list[str]:
+    """pytest arguments for mutmut's mapping run: the selections of the modules, together."""
+    selections = {MODULES[m] for m in modules}
+    if len(selections) == 1:
+        return list(selections.pop())
+    if EVERYTHING in selections or any(s == FAST for s in selections):
+        return list(EVERYTHING)  # two selections that differ: every test, to miss none
+    return sorted({arg for s in selections for arg in s})
 
 
 # ------------------------------------------------------------------------------------ the worker
-def worker(module: str, jobs: int, names: list[str]) -> None:
-    """Run mutmut over one module (or only the mutants named), in this process: a fresh child of
+def worker(modules: list[str], jobs: int, names: list[str]) -> None:
+    """Run mutmut over some modules (or only the mutants named), in this process: a fresh child of
     `main`, since mutmut keeps its state in module globals and pytest caches imports."""
     from mutmut import configuration
     from mutmut.__main__ import _run
@@ -82,8 +94,8 @@ def worker(module: str, jobs: int, names: list[str]) -> None:
     cfg = configuration.config()
     configuration._config = dataclasses.replace(
         cfg,
-        only_mutate=[module],
-        pytest_add_cli_args_test_selection=selection_args(module),
+        only_mutate=modules,
+        pytest_add_cli_args_test_selection=selection_args(modules),
     )
     _run(names, jobs)
 
@@ -298,8 +310,10 @@ The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[t
 `pyproject.toml`. Each module runs in a fresh `mutants/` copy of the tree. mutmut first runs the
 selected tests once to learn which tests call each function, then runs every mutant against only
 those tests with `-x`, two mutants at a time, at nice 10, with `HYPOTHESIS_PROFILE=ci`. It is not
-part of `.ci/run`. The selection is `tests -m "not slow"`, or the whole suite for the modules that
-the slow tests exercise (the checker and the replay transports). A mutant is *killed* when a test
+part of `.ci/run`. The selection is `tests -m "not slow"`; the whole suite for the replay
+transports, which the slow tests exercise (real sockets); and `tests/verify tests/cli
+tests/language` for the checker, whose modules run in one pass (`--together`) sharing one mapping
+run. A mutant is *killed* when a test
 fails or times out; *no tests* means no selected test calls the function, and counts as surviving.
 A run stopped by `--max-minutes` scores the mutants it reached and says how many it did not run;
 mutmut runs the mutants with the fastest tests first, so the rest are the ones whose tests take
@@ -336,39 +350,45 @@ def has_functions(module: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree))
 
 
-def run_module(
-    module: str, jobs: int, max_minutes: float | None = None, survivors: bool = False, resume: bool = False
-) -> dict[str, Any]:
-    """Run one module in a child process, then read its verdicts.
+def run_modules(
+    modules: list[str], jobs: int, max_minutes: float | None = None, survivors: bool = False, resume: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Run some modules in one mutmut pass in a child process, then read each module's verdicts.
 
-    With ``survivors``, only the mutants that survived the module's last run and are not explained
-    as equivalent are run again (after new tests were written for them); with ``resume``, the mutants a stopped run never reached. Both
-    work in the `mutants/` copy that run left, where mutmut finds new tests and maps them first;
-    that copy must be this module's, since every full run starts afresh.
+    One pass maps the selected tests once for all of them: for the checker's modules, whose mapping
+    run is the whole suite with the slow tests, that run is most of a small module's time. With
+    ``survivors``, only the mutants that survived the last run and are not explained as equivalent
+    are run again (after new tests were written for them); with ``resume``, the mutants a stopped
+    run never reached. Both work in the `mutants/` copy that run left, where mutmut finds new tests
+    and maps them first; that copy must hold the same modules, since every full run starts afresh.
     """
-    if not has_functions(module):
-        return {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
-                "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
+    empty = {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
+             "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
+    results = {m: dict(empty) for m in modules if not has_functions(m)}
+    modules = [m for m in modules if has_functions(m)]
+    if not modules:
+        return results
     names: list[str] = []
     marker = ROOT / "mutants" / "loopspec-module.txt"
     if survivors or resume:
-        if not marker.exists() or marker.read_text() != module:
-            raise SystemExit(f"mutants/ does not hold the last run of {module}: run it in full first")
-        last = load_results()[module]
+        if not marker.exists() or marker.read_text().split("\n") != modules:
+            raise SystemExit(f"mutants/ does not hold the last run of {' '.join(modules)}: run it in full first")
         notes = load_notes()
         equivalent = {n for n, note in notes.items() if "equivalent" in note}  # no test can kill these
-        names = [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
-        names += last.get("unchecked_names", []) if resume else []
+        for module in modules:
+            last = load_results()[module]
+            names += [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
+            names += last.get("unchecked_names", []) if resume else []
         if not names:
-            raise SystemExit(f"nothing to rerun in {module}")
+            raise SystemExit(f"nothing to rerun in {' '.join(modules)}")
     else:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         marker.parent.mkdir()
-        marker.write_text(module)
+        marker.write_text("\n".join(modules))
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", LITELLM_LOCAL_MODEL_COST_MAP="True")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", module, "--jobs", str(jobs), *names],
+        [sys.executable, str(Path(__file__).resolve()), "--worker", ",".join(modules), "--jobs", str(jobs), *names],
         cwd=ROOT,
         env=env,
     )
@@ -379,16 +399,27 @@ def run_module(
         proc.send_signal(signal.SIGINT)
         proc.wait()
     seconds = time.monotonic() - started
-    if proc.returncode != 0 and not (ROOT / "mutants" / f"{module}.meta").exists():
-        raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode}); see its output above")
-    result = collect(module)
-    result.update(
-        seconds=round(seconds),
-        date=dt.date.today().isoformat(),
-        selection=selection_args(module),
-        mutmut=_mutmut_version(),
-    )
-    return result
+    verdicts = {m: collect(m) for m in modules}
+    if all(v["total"] + v.get("unchecked", 0) == 0 for v in verdicts.values()):
+        # the mapping run failed (a test failed on the unmutated code): there is nothing to record
+        raise SystemExit(f"mutmut reached no verdict on {' '.join(modules)} (exit {proc.returncode}); see its output above")
+    for module in modules:
+        result = verdicts[module]
+        # a pass over several modules has one time: each module is charged its share by mutants
+        result.update(
+            seconds=round(seconds),
+            date=dt.date.today().isoformat(),
+            selection=selection_args(modules),
+            mutmut=_mutmut_version(),
+            pass_modules=len(modules),
+        )
+        results[module] = result
+    if len(modules) > 1:
+        total = sum(results[m]["total"] + results[m].get("unchecked", 0) for m in modules) or 1
+        for m in modules:
+            share = (results[m]["total"] + results[m].get("unchecked", 0)) / total
+            results[m]["seconds"] = round(seconds * share)
+    return results
 
 
 def _mutmut_version() -> str:
@@ -404,14 +435,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="only rewrite docs/quality.md")
     parser.add_argument("--jobs", type=int, default=MAX_JOBS, help=f"mutants at a time (at most {MAX_JOBS})")
     parser.add_argument("--max-minutes", type=float, help="stop a module after this long and keep what it reached")
-    parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors (one module)")
-    parser.add_argument("--resume", action="store_true", help="run the mutants a stopped run did not reach (one module)")
+    parser.add_argument(
+        "--together", action="store_true", help="one mutmut pass over all the modules named (one mapping run)"
+    )
+    parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors")
+    parser.add_argument("--resume", action="store_true", help="run the mutants a stopped run did not reach")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     jobs = max(1, min(args.jobs, MAX_JOBS))
     os.chdir(ROOT)
     if args.worker:
-        worker(args.worker, jobs, args.modules)  # after --worker, the positionals are mutant names
+        worker(args.worker.split(","), jobs, args.modules)  # after --worker, the positionals are mutant names
         return
     os.nice(10)  # other work shares the two cores; mutmut's workers inherit this
     modules = list(args.modules)
@@ -420,19 +454,21 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"not in MODULES: {', '.join(unknown)} (add it there first)")
-    for module in modules:
-        result = run_module(module, jobs, args.max_minutes, args.survivors, args.resume)
+    passes = [modules] if args.together else [[m] for m in modules]
+    for group in passes:
+        group_results = run_modules(group, jobs, args.max_minutes, args.survivors, args.resume)
         results = load_results()
-        earlier = results.get(module, {})
-        if args.survivors or args.resume:  # the time of a run includes its reruns
-            result["seconds"] += earlier["seconds"]
-        result["earlier"] = earlier.get("earlier", []) + (
-            [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}] if earlier else []
-        )
-        results[module] = result
+        for module, result in group_results.items():
+            earlier = results.get(module, {})
+            if args.survivors or args.resume:  # the time of a run includes its reruns
+                result["seconds"] += earlier["seconds"]
+            result["earlier"] = earlier.get("earlier", []) + (
+                [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}] if earlier else []
+            )
+            results[module] = result
+            print(f"{module}: {result['detected']} / {result['total']} in {result['seconds']} s")
         RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
         REPORT.write_text(render(results, load_notes()))
-        print(f"{module}: {result['detected']} / {result['total']} in {result['seconds']} s")
     if not modules:
         REPORT.write_text(render(load_results(), load_notes()))
 
