@@ -72,7 +72,12 @@ class Policy:
 
     @property
     def counter_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.counters)
+        """The counters' names, in index order (read on every step's trace record: built once)."""
+        names: tuple[str, ...] | None = self.__dict__.get("_counter_names")
+        if names is None:
+            names = tuple(c.name for c in self.counters)
+            object.__setattr__(self, "_counter_names", names)
+        return names
 
     def counter_index(self, name: str) -> int:
         return self._counter_index[name]
