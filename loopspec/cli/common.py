@@ -128,3 +128,10 @@ def load_or_report(path: str, as_json: bool):  # type: ignore[no-untyped-def]
         elif not print_diagnostics(path, diags, "policy"):
             print(f"{path}: invalid policy; fix the errors above (loopspec validate {path})", file=sys.stderr)
     return policy
+
+
+def add_files_root_argument(p: Any) -> None:
+    """``--files-root DIR``: where ``sse_file`` may read besides each cassette's own folder."""
+    p.add_argument("--files-root", default=None, metavar="DIR",
+                   help="also let sse_file read files under DIR (default: only the cassette's own folder, "
+                        "or $LOOPSPEC_FILES_ROOT)")

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_epilog, fail, load_or_report, print_diagnostics, print_json, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_files_root_argument, exit_epilog, fail, load_or_report, print_diagnostics, print_json, run_async
 
 FAILURES = "failures"
 
@@ -51,7 +51,7 @@ def _measure(args: argparse.Namespace, policy: Any) -> int:
     runs = []
     bad = 0
     for f in files:
-        c, diags = read_cassette(f)
+        c, diags = read_cassette(f, files_root=args.files_root)
         if c is None:
             bad += 1
             if not args.json:
@@ -135,7 +135,7 @@ def _generate(args: argparse.Namespace, policy: Any) -> int:
     earlier = find_cassettes([failures_dir]) if os.path.isdir(failures_dir) else []
     still_failing: list[str] = []
     for path in earlier:
-        c, _diags = read_cassette(path)
+        c, _diags = read_cassette(path, files_root=args.files_root)
         if c is not None and _transports_disagree(c, policy, args.http) is None:
             os.remove(path)
             if not args.json:
@@ -240,6 +240,7 @@ def register(sub: Any) -> None:
     p.add_argument("--min-coverage", type=float, metavar="PCT", help="with --corpus: exit 1 when less than PCT %% of the reachable items are covered")
     p.add_argument("--no-http", dest="http", action="store_false",
                    help="check the generated cassettes in-process only (default: on both transports)")
+    add_files_root_argument(p)
     p.set_defaults(handler=cmd_cover)
 
 

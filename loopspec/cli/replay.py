@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
+from .common import (EXIT_FAILED, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
                      print_diagnostics, run_async)
 from .colour import painter
 from .progress import Progress
@@ -240,12 +240,6 @@ def cmd_fork(args: argparse.Namespace) -> int:
     return _print_live(result, args.json, args.api_key)
 
 
-def _files_root_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--files-root", default=None, metavar="DIR",
-                   help="also let sse_file read files under DIR (default: only the cassette's own folder, "
-                        "or $LOOPSPEC_FILES_ROOT)")
-
-
 def register(sub: Any) -> None:
     from loopspec.cli.run import add_live_arguments
 
@@ -265,7 +259,7 @@ def register(sub: Any) -> None:
         help="write this replay's decision trace into each cassette (later replays under an edited "
         "policy then name the first step whose decision changed, and the guard that changed it)",
     )
-    _files_root_argument(p)
+    add_files_root_argument(p)
     _add_corpus_arguments(p)
     p.set_defaults(handler=cmd_replay)
 
@@ -276,7 +270,7 @@ def register(sub: Any) -> None:
     p.add_argument("--corpus", required=True, metavar="DIR", help="folder of cassettes (every one must be valid)")
     p.add_argument("--transport", choices=("inproc", "http"), default="inproc", help=transport_help)
     p.add_argument("--json", action="store_true", help="one record per cassette, changed or not (no progress line)")
-    _files_root_argument(p)
+    add_files_root_argument(p)
     p.add_argument("--fail-on", choices=("regression", "change"), default=None,
                    help="exit 1 on a regression (see --worse, --tolerance) or on any change; without it "
                         "diff reports and exits 0")
@@ -301,5 +295,5 @@ def register(sub: Any) -> None:
             p.add_argument("--at", type=int, required=True, metavar="K",
                            help="recorded model calls to replay before going live (0 to the number recorded)")
         p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
-        _files_root_argument(p)
+        add_files_root_argument(p)
         p.set_defaults(handler=handler)
