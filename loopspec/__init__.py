@@ -40,6 +40,8 @@ _LAZY = {
     "InProcessProvider": "loopspec.replay.inproc",
     "TurnObserver": "loopspec.engine.observers",
     "OpenTelemetryTracing": "loopspec.engine.tracing",
+    "SqliteJournal": "loopspec.journal",
+    "JournalStore": "loopspec.journal",
 }
 
 

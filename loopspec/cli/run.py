@@ -108,6 +108,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json and args.verbose:
             print(f"\n[{note}]", file=sys.stderr)
 
+    journal = None
+    if args.journal:
+        from loopspec.journal import JournalError, SqliteJournal
+
+        try:
+            journal = SqliteJournal(args.journal)
+        except JournalError as exc:
+            return fail("run", str(exc))
     turn = Turn(
         policy,
         LiteLLMProvider(),
@@ -118,10 +126,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_key=api_key,
         tool_choice=tool_choice_of(args.tool_choice),
         observers=otel_observers(args),
+        journal=journal,
     )
-    result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
+    try:
+        result = run_async(turn.run([{"role": "user", "content": args.prompt}]))
+    finally:
+        if journal is not None:
+            journal.close()
+    if journal is not None and not args.json:
+        print(f"journal: turn {turn.turn_id} in {args.journal}", file=sys.stderr)
     if args.json:
         data: dict[str, Any] = result.to_json()
+        if journal is not None:
+            data["journal"] = {"file": args.journal, "turn_id": turn.turn_id}
         print_result_json(data, api_key)
     else:
         print()
@@ -154,6 +171,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tool-choice", default=None, metavar="CHOICE",
                    help="auto, required, none, or a tool's name to force that tool; sent only with requests "
                         "that offer tools, until the policy resets it (default.yaml does after each tool batch)")
+    p.add_argument("--journal", metavar="OUT",
+                   help="write the turn's journal (each step before its effect) to this SQLite file; "
+                        "several turns may share one")
     p.add_argument("--otel", action="store_true",
                    help="emit OpenTelemetry spans (GenAI conventions) to the tracer provider the environment configures")
     p.add_argument("--otel-content", action="store_true",

@@ -28,8 +28,18 @@ if TYPE_CHECKING:  # the hooks' argument types; nothing here imports them at run
 class TurnObserver:
     """The hooks, each a no-op here: subclass and override the ones you need."""
 
+    wants_checkpoints = False
+    """Set True to be given a :meth:`checkpoint` before each model call and tool batch."""
+    required = False
+    """Set True when the turn must not go on without this observer (a journal): if one of its
+    hooks raises, the turn stops before its next effect, in the policy_error halt, saying why."""
+
     def turn_started(self, info: "TurnInfo", messages: Sequence[dict[str, Any]]) -> None:
         """A turn begins with these messages."""
+
+    def checkpoint(self, point: dict[str, Any]) -> None:
+        """The turn is about to make a model call or run a tool batch; ``point`` is what it needs
+        to go on from here (JSON-safe). Only asked of observers that set ``wants_checkpoints``."""
 
     def model_call_started(self, index: int, request: "ModelRequest") -> None:
         """Model call ``index`` (from 1) is about to be sent."""
@@ -70,6 +80,9 @@ class Observers:
     def __init__(self, observers: Sequence[TurnObserver] = ()) -> None:
         self.observers = list(observers)
         self.errors: list[str] = []
+        self.wants_checkpoints = any(getattr(o, "wants_checkpoints", False) for o in self.observers)
+        self.broken: str | None = None
+        """The first error of a ``required`` observer: the turn stops before its next effect."""
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -79,4 +92,7 @@ class Observers:
             try:
                 getattr(observer, hook)(*args)
             except Exception as exc:  # isolation is the point: record, never propagate
-                self.errors.append(f"{type(observer).__name__}.{hook}: {type(exc).__name__}: {exc}")
+                error = f"{type(observer).__name__}.{hook}: {type(exc).__name__}: {exc}"
+                self.errors.append(error)
+                if getattr(observer, "required", False) and self.broken is None:
+                    self.broken = error

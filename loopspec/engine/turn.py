@@ -11,8 +11,11 @@ effect sends is built by :mod:`.requests`; the model call and its stream are rea
 from __future__ import annotations
 
 import asyncio
+import uuid
+from dataclasses import asdict
 from typing import Any, Awaitable, Sequence
 
+from loopspec.journal import JournalStore
 from loopspec.providers.base import Provider
 from loopspec.language.alphabet import Event, judge_wait, reason_of
 from loopspec.language.model import (
@@ -36,6 +39,7 @@ from .guardrails import GuardrailState
 from .history import Trajectory
 from .machine import Callback, TurnCallbacks, TurnModel
 from .model_call import ModelCall
+from .journaling import JournalWriter
 from .observers import Observers, TurnInfo, TurnObserver
 from .requests import build_request, record_of
 from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
@@ -71,6 +75,8 @@ class Turn:
         callbacks: TurnCallbacks | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         observers: Sequence[TurnObserver] = (),
+        journal: JournalStore | None = None,
+        turn_id: str | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -97,6 +103,10 @@ class Turn:
         scheduled before that must not land any more."""
         self._task: asyncio.Task[Any] | None = None
         self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
+        self.turn_id = turn_id or uuid.uuid4().hex
+        """The turn's name in its journal (and the prefix of its tools' idempotency keys)."""
+        if journal is not None:  # first, so the journal has each fact before a tracer hears of it
+            observers = [JournalWriter(journal, self.turn_id, api_key), *observers]
         self.observers = Observers(observers)
         """Who watches the turn's effects (traces, a journal); see :mod:`.observers`."""
 
@@ -171,6 +181,8 @@ class Turn:
         self._model_call.deadline = self._deadline
         self._calls_sent = 0
         self._call_in_flight = False
+        self._started = self.clock.now()
+        self._journaled = 0
         replayed = bool(getattr(self.provider, "replayed", False))
         self.observers.notify("turn_started", TurnInfo(policy.name, self.model, self.api_base, replayed), self.trajectory.messages)
 
@@ -187,6 +199,12 @@ class Turn:
                     break
                 if len(self.steps) >= self.max_steps:  # a loop `loopspec check` reports as not halting
                     overrun = STEP_LIMIT_MESSAGE.format(n=self.max_steps)
+                    cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
+                    break
+                if self.observers.wants_checkpoints and state.kind in ("call", "tool_exec"):
+                    self.observers.notify("checkpoint", self._checkpoint(cfg, last_event))
+                if self.observers.broken is not None:  # a journal that cannot be written: no effect goes unrecorded
+                    overrun = f"the turn stopped: {self.observers.broken}"
                     cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
                     break
                 event = await self._effect(state, cfg, offer)
@@ -220,6 +238,39 @@ class Turn:
             self._pending_cancel = True
             return False
         return True
+
+    def _checkpoint(self, cfg: Config, last_event: Event) -> dict[str, Any]:
+        """What the turn needs to go on from the top of its loop, before the effect of ``cfg``'s
+        state (JSON-safe): written to a journal, so a crash loses at most that effect."""
+        messages = self.trajectory.messages
+        new, self._journaled = messages[self._journaled :], len(messages)
+        pending = self._pending_calls
+        g = self.guardrails
+        return {
+            "step": len(self.steps),
+            "state": cfg.state,
+            "counters": list(cfg.counters),
+            "flags": sorted(cfg.flags),
+            "messages": [dict(m) for m in new],
+            "message_count": len(messages),
+            "compaction_level": self.trajectory.compaction_level,
+            "usage": asdict(self.usage),
+            "calls_sent": self._calls_sent,
+            "batches_run": self._batches_run,
+            "elapsed": self.clock.now() - self._started,
+            "reply_text": self._model_call.reply.text,
+            "streamed": self._model_call.streamed,
+            "last_event": {"name": last_event.name, "attrs": dict(last_event.attrs)},
+            "pending": None if pending is None else {
+                "text": pending[0], "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending[1]]
+            },
+            "guardrails": {
+                "signatures": [list(sig) for sig in g.signatures],
+                "failures": [[*k, v] for k, v in g.failures.items()],
+                "tool_fail_streak": dict(g.tool_fail_streak),
+                "repeats": [[*k, v] for k, v in g.repeats.items()],
+            },
+        }
 
     def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
         policy = self.policy

@@ -265,6 +265,10 @@ HOSTILE: list[tuple[str, list[str], int, str]] = [
     ("import a folder", ["import", "{tmp}", "-o", "{tmp}/x.cassette.yaml"], 1, "cannot read the transcript: Is a directory"),
     ("run an unknown provider", ["run", "hi", "--machine", POLICY, "--model", "antropic/claude-3-5-haiku"], 2,
      "did you mean 'anthropic/claude-3-5-haiku'?"),
+    ("run --journal into a folder", ["run", "hi", "--machine", POLICY, "--model", "openai/x", "--api-base", "http://127.0.0.1:1",
+                                     "--journal", "{tmp}"], 2, "loopspec run: {tmp}: cannot open the journal"),
+    ("run --journal on a policy file", ["run", "hi", "--machine", POLICY, "--model", "openai/x", "--api-base", "http://127.0.0.1:1",
+                                        "--journal", POLICY], 2, "not a loopspec journal"),
 ]
 
 

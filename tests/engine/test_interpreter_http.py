@@ -232,3 +232,21 @@ def test_non_streaming_mode_retries_a_planned_disconnect(loop: asyncio.AbstractE
     assert [s.event for s in result.trace] == ["transient", "opened", "text"]
     assert clock.slept == [5.0] and len(server.requests) == 2
     assert result.outcome == "completed" and result.message == "The capital of Mexico is Mexico City."
+
+
+def test_cli_run_writes_the_journal_and_names_the_turn(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """`loopspec run --journal FILE`: the live turn's journal, begin to halt, under the id it prints."""
+    from loopspec.cli import main as cli_main
+    from loopspec.journal import SqliteJournal
+    from loopspec.replay.server import LoopbackServer
+
+    path = tmp_path / "turns.db"
+    with LoopbackServer([recorded("openai_stream_text.sse")]) as server:
+        code = cli_main(["run", "--machine", str(DEFAULT_POLICY), "--model", "openai/x", "--api-base", server.api_base,
+                         "--journal", str(path), "--json", "What is the capital of Mexico?"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["journal"]["file"] == str(path)
+    with SqliteJournal(path) as journal:
+        assert journal.turn_ids() == [data["journal"]["turn_id"]]
+        kinds = [e.kind for e in journal.entries(data["journal"]["turn_id"])]
+    assert kinds[0] == "begin" and kinds[-1] == "halt" and kinds.count("request") == 1
