@@ -31,6 +31,7 @@ EXIT_CODES: dict[str, str] = {
     "cover": "0 covered (or coverage met), 1 a transport disagrees with the checker or coverage below --min-coverage, 2 usage or invalid input",
     "graph": "0 drawn, 2 usage or invalid file",
     "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials",
+    "resume": "0 completed, 1 other outcome, 2 usage, invalid policy, no credentials or a turn that cannot be resumed",
     "record": "0 written, 1 not written, 2 usage, invalid policy or no credentials",
     "import": "0 written, 1 not written, 2 usage",
     "rerun": "0 completed, 1 other outcome, 2 usage, invalid input or no credentials",

@@ -162,7 +162,63 @@ def otel_observers(args: Any) -> list[Any]:
     return [OpenTelemetryTracing(capture_content=args.otel_content)]
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``loopspec resume --journal FILE [TURN_ID]``: go on with a turn from its last checkpoint."""
+    policy = load_or_report(args.machine, args.json)
+    if policy is None:
+        return EXIT_USAGE
+    if not os.path.isfile(args.journal):
+        return fail("resume", f"no journal at {args.journal} (write one with loopspec run --journal)")
+    from loopspec.journal import JournalError, SqliteJournal
+
+    try:
+        journal = SqliteJournal(args.journal)
+    except JournalError as exc:
+        return fail("resume", str(exc))
+    with journal:
+        turn_id = args.turn_id
+        if turn_id is None:  # the newest turn that has not ended
+            open_turns = [t for t in journal.turn_ids() if not any(e.kind == "halt" for e in journal.entries(t))]
+            if not open_turns:
+                return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
+            turn_id = open_turns[-1]
+        ok, api_key = live_api_key(args, "resume")
+        if not ok:
+            return EXIT_USAGE
+        from loopspec.engine.consumers import Consumers
+        from loopspec.engine.resume import ResumeError
+        from loopspec.engine.turn import Turn
+        from loopspec.providers.litellm_provider import LiteLLMProvider
+
+        def on_delta(text: str) -> None:
+            if not args.json:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+        turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=Consumers(on_delta=on_delta),
+                    api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id)
+        try:
+            result = run_async(turn.resume(turn_id))
+        except ResumeError as exc:
+            return fail("resume", str(exc))
+    if args.json:
+        print_result_json({**result.to_json(), "journal": {"file": args.journal, "turn_id": turn_id}}, api_key)
+    else:
+        print()
+        print(f"--- resumed {turn_id}: {result.outcome} ({result.halt_state}), {result.usage.model_calls} model calls, "
+              f"{result.usage.tool_batches} tool batches in all", file=sys.stderr)
+    return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
+
+
 def register(sub: Any) -> None:
+    p = sub.add_parser("resume", help="go on with a turn from its journal's last checkpoint (after a crash)",
+                       epilog=exit_epilog("resume"))
+    p.add_argument("turn_id", nargs="?", metavar="TURN_ID", help="the turn to resume (default: the newest that has not ended)")
+    p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run --journal wrote")
+    add_live_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
+    p.set_defaults(handler=cmd_resume)
+
     p = sub.add_parser("run", help="run one live turn through litellm (needs credentials)", epilog=exit_epilog("run"))
     p.add_argument("prompt", help="the user message")
     add_live_arguments(p)

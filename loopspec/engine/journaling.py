@@ -58,7 +58,10 @@ class JournalWriter(TurnObserver):
         self.store.append(self.turn_id, kind, redact(_plain(body), self._secrets))
 
     def turn_started(self, info: TurnInfo, messages: Sequence[dict[str, Any]]) -> None:
-        self._write("begin", {"policy": info.policy, "model": info.model, "replayed": info.replayed, "messages": list(messages)})
+        if info.resumed:  # the journal has the history already: note where the turn went on
+            self._write("resume", {"model": info.model, "message_count": len(messages)})
+        else:
+            self._write("begin", {"policy": info.policy, "model": info.model, "replayed": info.replayed, "messages": list(messages)})
 
     def checkpoint(self, point: dict[str, Any]) -> None:
         self._write("checkpoint", point)

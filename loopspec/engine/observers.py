@@ -64,14 +64,16 @@ class TurnObserver:
 class TurnInfo:
     """What an observer may want to know about the turn as a whole."""
 
-    __slots__ = ("policy", "model", "api_base", "replayed")
+    __slots__ = ("policy", "model", "api_base", "replayed", "resumed")
 
-    def __init__(self, policy: str, model: str, api_base: str | None, replayed: bool) -> None:
+    def __init__(self, policy: str, model: str, api_base: str | None, replayed: bool, resumed: bool = False) -> None:
         self.policy = policy
         self.model = model
         self.api_base = api_base
         self.replayed = replayed
         """The turn runs against a recorded cassette, not a live provider."""
+        self.resumed = resumed
+        """The turn goes on from its journal (``Turn.resume``); the messages are its history so far."""
 
 
 class Observers:

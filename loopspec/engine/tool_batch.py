@@ -13,6 +13,7 @@ passes answers what is still running "not run" and ends the batch like a cancell
 from __future__ import annotations
 
 import asyncio
+from typing import Mapping
 
 from loopspec.language.alphabet import Event
 
@@ -54,17 +55,34 @@ async def run_batch(
     batch_timeout: float | None = None,
     deadline: float | None = None,
     observers: Observers | None = None,
+    answered: Mapping[str, ToolResult] | None = None,
+    announced: frozenset[str] = frozenset(),
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
     ``timeout``, ``approval_required`` or a guardrail event (guardrails first: they read every
     result, timed out ones included). On cancellation or at the ``deadline`` (clock time) the
     unanswered calls are answered "not run" and the ``CancelledError`` or :class:`DeadlinePassed`
-    propagates to the turn."""
+    propagates to the turn.
+
+    ``answered`` holds calls that already have their answer (a resumed batch: what the journal
+    says finished, and the interrupted calls' "may or may not have completed"); they are not run.
+    The observers hear of every answer except those in ``announced`` (already in the journal)."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
     names = [c.name for c in calls]
     watch = observers if observers else None
+    known = dict(answered or {})
+    whole = calls
+    calls = [c for c in whole if c.id not in known]  # the calls to run now
+
+    def merged(ran: list[ToolResult]) -> list[ToolResult]:
+        fresh = iter(ran)
+        return [known[c.id] if c.id in known else next(fresh) for c in whole]
+
+    def tell(results: list[ToolResult]) -> None:
+        _tell_finished(watch, [r for r in results if r.call.id not in announced])
+
     tasks: list[asyncio.Future[ToolResult]] = []
     try:
         asking = needs_approval(tools, calls, approve)  # a human may take long: the deadline bounds it too
@@ -77,15 +95,17 @@ async def run_batch(
             except StallTimeout:
                 raise DeadlinePassed() from None
         if blocked is not None:
-            results = [ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls]
-            trajectory.add_tool_round(text, calls, results)
-            _tell_finished(watch, results)
+            results = merged([ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls])
+            trajectory.add_tool_round(text, whole, results)
+            tell(results)
             return Event("approval_required", {"tool": blocked.name})
         if watch is not None:
             for c in calls:
                 watch.notify("tool_started", c)
         bound, by_deadline = bounded(clock, batch_timeout, deadline)
-        if len(calls) == 1 and bound is None:  # the common case: no task, no extra trip through the loop
+        if not calls:
+            results = []
+        elif len(calls) == 1 and bound is None:  # the common case: no task, no extra trip through the loop
             results = [await _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)]
         else:
             tasks = [asyncio.ensure_future(_run_call(tools.tools.get(c.name), c, clock, tool_timeout)) for c in calls]
@@ -104,14 +124,15 @@ async def run_batch(
         for t in tasks:
             t.cancel()
         why = NOT_RUN["deadline" if isinstance(exc, DeadlinePassed) else "cancelled"]
-        results = [_finished(t) or ToolResult(c, why, ok=False, ran=False) for t, c in zip(tasks, calls)] if tasks else [
+        results = merged([_finished(t) or ToolResult(c, why, ok=False, ran=False) for t, c in zip(tasks, calls)] if tasks else [
             ToolResult(c, why, ok=False, ran=False) for c in calls
-        ]
-        trajectory.add_tool_round(text, calls, results)
-        _tell_finished(watch, results)
+        ])
+        trajectory.add_tool_round(text, whole, results)
+        tell(results)
         raise
-    trajectory.add_tool_round(text, calls, results)
-    _tell_finished(watch, results)
+    results = merged(results)
+    trajectory.add_tool_round(text, whole, results)
+    tell(results)
     guard = guardrails.observe(results)
     if guard is not None:
         return guard

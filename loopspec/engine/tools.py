@@ -34,6 +34,9 @@ class Tool:
     parameters: Mapping[str, Any]
     description: str = ""
     needs_approval: bool = False
+    idempotent: bool = False
+    """Running the same call twice is harmless: a resumed turn runs an interrupted call again
+    instead of answering that it may or may not have completed."""
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry sent to the model."""
@@ -79,12 +82,13 @@ class ToolRegistry:
         parameters: Mapping[str, Any] | None = None,
         description: str | None = None,
         needs_approval: bool = False,
+        idempotent: bool = False,
     ) -> Any:
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             tool_name = name or f.__name__
             params = parameters if parameters is not None else {"type": "object", "properties": {}}
             doc = description if description is not None else (inspect.getdoc(f) or "")
-            self.tools[tool_name] = Tool(tool_name, f, params, doc, needs_approval)
+            self.tools[tool_name] = Tool(tool_name, f, params, doc, needs_approval, idempotent)
             return f
 
         return add(fn) if fn is not None else add

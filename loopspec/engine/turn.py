@@ -33,6 +33,8 @@ from loopspec.language.model import (
     render_template,
 )
 
+from loopspec.wire.assemble import AssembledReply
+
 from .clock import Clock, DeadlinePassed, RealClock, bounded
 from .consumers import Consumers
 from .guardrails import GuardrailState
@@ -103,6 +105,7 @@ class Turn:
         scheduled before that must not land any more."""
         self._task: asyncio.Task[Any] | None = None
         self.callbacks = callbacks if callbacks is not None else TurnCallbacks()
+        self.journal = journal
         self.turn_id = turn_id or uuid.uuid4().hex
         """The turn's name in its journal (and the prefix of its tools' idempotency keys)."""
         if journal is not None:  # first, so the journal has each fact before a tracer hears of it
@@ -163,6 +166,19 @@ class Turn:
     # ------------------------------------------------------------------------------ the loop
 
     async def run(self, messages: Sequence[dict[str, Any]]) -> TurnResult:
+        """Run the turn from its opening ``messages`` to a halt."""
+        self._prepare(messages)
+        self._announce(resumed=False)
+        cfg = self.policy.initial_config()
+        return await self._drive(cfg, Offer.from_flags(cfg.flags), Event("start", {}))
+
+    def _announce(self, resumed: bool) -> None:
+        replayed = bool(getattr(self.provider, "replayed", False))
+        info = TurnInfo(self.policy.name, self.model, self.api_base, replayed, resumed)
+        self.observers.notify("turn_started", info, self.trajectory.messages)
+
+    def _prepare(self, messages: Sequence[dict[str, Any]]) -> None:
+        """A fresh turn's state, before its first effect."""
         self._task = asyncio.current_task()
         policy = self.policy
         self.trajectory = Trajectory([dict(m) for m in messages], keep_last=policy.settings.compaction_keep_last)
@@ -182,15 +198,63 @@ class Turn:
         self._calls_sent = 0
         self._call_in_flight = False
         self._started = self.clock.now()
-        self._journaled = 0
-        replayed = bool(getattr(self.provider, "replayed", False))
-        self.observers.notify("turn_started", TurnInfo(policy.name, self.model, self.api_base, replayed), self.trajectory.messages)
+        self._journaled = len(self.trajectory.messages)  # the journal's begin entry holds these
+        self._answered: dict[str, ToolResult] = {}
+        self._announced: frozenset[str] = frozenset()
 
-        cfg = policy.initial_config()
-        offer = Offer.from_flags(cfg.flags)
+    async def resume(self, turn_id: str | None = None) -> TurnResult:
+        """Go on with a turn from its journal's last checkpoint, to a halt (see :mod:`.resume`).
+
+        Counters, flags, usage and guardrail memory continue from the checkpoint; the decisions
+        before it are re-run through the policy and must lead where the journal says (else
+        :class:`~.resume.ResumeError`, as for a turn that already ended or is not there). A call the
+        crash interrupted is answered "may or may not have completed" unless its tool is idempotent."""
+        from .resume import INTERRUPTED, ResumeError, resume_point
+
+        if self.journal is None:
+            raise ResumeError("a turn resumes from a journal: pass journal= to Turn")
+        turn_id = turn_id or self.turn_id
+        point = resume_point(self.policy, turn_id, self.journal.entries(turn_id))
+        self.turn_id = turn_id
+        for o in self.observers.observers:
+            if isinstance(o, JournalWriter):
+                o.turn_id = turn_id
+        self._prepare(point.messages)
+        self.trajectory.compaction_level = point.compaction_level
+        self.trajectory.strip_thinking = point.offer.thinking_stripped
+        g = point.guardrails
+        self.guardrails.signatures = [tuple(s) for s in g.get("signatures", [])]  # type: ignore[misc]
+        self.guardrails.failures = {tuple(k[:-1]): int(k[-1]) for k in g.get("failures", [])}  # type: ignore[misc]
+        self.guardrails.tool_fail_streak = {str(k): int(v) for k, v in g.get("tool_fail_streak", {}).items()}
+        self.guardrails.repeats = {tuple(k[:-1]): int(k[-1]) for k in g.get("repeats", [])}  # type: ignore[misc]
+        self.steps, self.trace, self.requests = point.steps, point.trace, point.requests
+        for name, value in asdict(point.usage).items():
+            setattr(self.usage, name, value)
+        self._calls_sent, self._batches_run = point.calls_sent, point.batches_run
+        self.usage.model_calls = point.calls_sent
+        self._pending_calls = point.pending
+        self._model_call.reply = AssembledReply(text=point.reply_text)
+        self._model_call.streamed = point.streamed
+        self._journaled = len(point.messages)
+        if self._deadline is not None:  # the deadline counts the time the turn ran before the crash
+            self._deadline -= point.elapsed
+            self._model_call.deadline = self._deadline
+        self._started -= point.elapsed
+        answered = dict(point.answered)
+        for call in point.pending[1] if point.pending else []:
+            tool = self.tools.tools.get(call.name)
+            if call.id in point.interrupted and not (tool is not None and tool.idempotent):
+                answered[call.id] = ToolResult(call, INTERRUPTED.format(tool=call.name), ok=False, ran=False)
+        self._answered, self._announced = answered, frozenset(point.answered)
+        self._announce(resumed=True)
+        return await self._drive(point.config, point.offer, point.last_event)
+
+    async def _drive(self, cfg: Config, offer: Offer, last_event: Event) -> TurnResult:
+        """The loop, from ``cfg`` to a halt: effect, step, machine move, record, carry out."""
+        policy = self.policy
         turn_model = TurnModel.acquire(policy, self.callbacks)
+        turn_model.state = cfg.state
         callback_errors = turn_model.callback_errors
-        last_event = Event("start", {})
         overrun: str | None = None
         try:
             while True:
@@ -202,7 +266,7 @@ class Turn:
                     cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
                     break
                 if self.observers.wants_checkpoints and state.kind in ("call", "tool_exec"):
-                    self.observers.notify("checkpoint", self._checkpoint(cfg, last_event))
+                    self.observers.notify("checkpoint", self._checkpoint(cfg, last_event, offer))
                 if self.observers.broken is not None:  # a journal that cannot be written: no effect goes unrecorded
                     overrun = f"the turn stopped: {self.observers.broken}"
                     cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
@@ -239,7 +303,7 @@ class Turn:
             return False
         return True
 
-    def _checkpoint(self, cfg: Config, last_event: Event) -> dict[str, Any]:
+    def _checkpoint(self, cfg: Config, last_event: Event, offer: Offer) -> dict[str, Any]:
         """What the turn needs to go on from the top of its loop, before the effect of ``cfg``'s
         state (JSON-safe): written to a journal, so a crash loses at most that effect."""
         messages = self.trajectory.messages
@@ -251,6 +315,7 @@ class Turn:
             "state": cfg.state,
             "counters": list(cfg.counters),
             "flags": sorted(cfg.flags),
+            "offer": asdict(offer),
             "messages": [dict(m) for m in new],
             "message_count": len(messages),
             "compaction_level": self.trajectory.compaction_level,
@@ -386,12 +451,16 @@ class Turn:
 
     async def _run_tools(self) -> Event:
         pending, self._pending_calls = self._pending_calls, None
+        # a resumed batch: the answers its journal holds (used once, by the batch the crash cut)
+        answered, self._answered = self._answered, {}
+        announced, self._announced = self._announced, frozenset()
         self._batches_run += 1
         settings = self.policy.settings
         return await run_batch(
             pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails,
             clock=self.clock, tool_timeout=settings.tool_timeout, batch_timeout=settings.tool_batch_timeout,
             deadline=self._deadline, observers=self.observers,
+            answered=answered, announced=announced,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:

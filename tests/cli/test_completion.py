@@ -19,7 +19,7 @@ from loopspec.cli.completion import PathCompleter
 from _paths import DEFAULT_POLICY, ROOT
 from _size import SIZE  # "N states, M counters" of default.yaml, as validate prints it
 
-SUBCOMMANDS = {"validate", "graph", "schema", "check", "cover", "run", "replay", "diff", "rerun", "fork", "import", "record",
+SUBCOMMANDS = {"validate", "graph", "schema", "check", "cover", "run", "resume", "replay", "diff", "rerun", "fork", "import", "record",
                "cassette-schema", "completion"}
 
 
@@ -60,7 +60,7 @@ def workdir(tmp_path: Path) -> Path:
 def test_subcommand_names_complete(tmp_path: Path) -> None:
     assert set(complete("loopspec ", ROOT, tmp_path)) == SUBCOMMANDS, "options wait for a '-'"
     assert complete("loopspec ch", ROOT, tmp_path) == ["check"]
-    assert sorted(complete("loopspec re", ROOT, tmp_path)) == ["record", "replay", "rerun"]
+    assert sorted(complete("loopspec re", ROOT, tmp_path)) == ["record", "replay", "rerun", "resume"]
     assert sorted(complete("loopspec --color never c", ROOT, tmp_path)) == ["cassette-schema", "check", "completion", "cover"]
 
 
@@ -146,7 +146,7 @@ def test_every_metavar_is_completed_or_known_free_text() -> None:
     from test_cli import _parsers
 
     # numbers, the subcommand and shell (choices complete), shards, percentages, outcome lists
-    free_text = {"K", "F", "COMMAND", "SHELL", "N", "PCT", "I/N", "PERCENT", "OUTCOME,..."}
+    free_text = {"K", "F", "COMMAND", "SHELL", "N", "PCT", "TURN_ID", "I/N", "PERCENT", "OUTCOME,..."}
     used = {a.metavar for _, p in _parsers(build_parser()) for a in p._actions if isinstance(a.metavar, str)}
     assert used - free_text - set(COMPLETERS) == set()
 

@@ -1,0 +1,168 @@
+"""Reading where a turn can go on from: its journal's last checkpoint (see :mod:`.journaling`).
+
+The decisions before the checkpoint are not trusted from the file: each recorded event is run
+through the policy's own :meth:`Policy.step` again from the initial configuration, and must lead
+where the journal says. That rebuilds the steps and the trace exactly (one semantics), and it
+refuses a journal written under another policy instead of resuming it into nonsense.
+
+What happened after the checkpoint is the effect the crash interrupted: a model call is made again;
+in a tool batch, each call whose answer was written down keeps it, and a call that started and has
+no answer is *interrupted*: it may or may not have completed, so it is not run again unless its
+tool is declared idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from loopspec.journal import Entry
+from loopspec.language.alphabet import KINDS, Event
+from loopspec.language.config import Config
+from loopspec.language.errors import LoopspecError
+from loopspec.language.model import Policy, Step
+from loopspec.language.step import Offer
+
+from .results import RequestRecord, TraceStep, TurnUsage
+from .tools import ToolCall, ToolResult
+
+INTERRUPTED = (
+    "Interrupted: the process running this call stopped before it answered, so '{tool}' may or may "
+    "not have completed. Check its effect before you call it again."
+)
+"""The answer of a call that started and never finished (a crash while it ran)."""
+
+
+class ResumeError(LoopspecError):
+    """A turn that cannot be resumed from this journal, and why."""
+
+
+@dataclass
+class ResumePoint:
+    """Everything :meth:`Turn.resume` needs to go on from a checkpoint."""
+
+    messages: list[dict[str, Any]]
+    config: Config
+    offer: Offer
+    last_event: Event
+    steps: list[Step]
+    trace: list[TraceStep]
+    requests: list[RequestRecord]
+    usage: TurnUsage
+    guardrails: dict[str, Any]
+    compaction_level: int
+    calls_sent: int
+    batches_run: int
+    elapsed: float
+    reply_text: str
+    streamed: str
+    pending: tuple[str, list[ToolCall]] | None
+    answered: dict[str, ToolResult] = field(default_factory=dict)
+    """Calls of the pending batch whose answer the journal holds (they are not run again)."""
+    interrupted: list[str] = field(default_factory=list)
+    """Ids of calls that started and never finished."""
+
+
+def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
+    """Where turn ``turn_id`` goes on from; :class:`ResumeError` when it cannot."""
+    if not entries:
+        raise ResumeError(f"no turn {turn_id!r} in the journal")
+    if entries[0].kind != "begin":
+        raise ResumeError(f"turn {turn_id!r} has no beginning in the journal (its first entry is {entries[0].kind!r})")
+    ended = next((e for e in reversed(entries) if e.kind == "halt"), None)
+    if ended is not None:
+        raise ResumeError(f"turn {turn_id!r} already ended: {ended.body.get('outcome')} ({ended.body.get('halt_state')})")
+    begin = entries[0].body
+    if begin.get("policy") != policy.name:
+        raise ResumeError(f"turn {turn_id!r} ran under policy {begin.get('policy')!r}, not {policy.name!r}")
+    last = max((i for i, e in enumerate(entries) if e.kind == "checkpoint"), default=None)
+    if last is None:
+        raise ResumeError(f"turn {turn_id!r} stopped before its first model call: run it again from its messages")
+    point = entries[last].body
+    messages = [dict(m) for m in begin.get("messages", [])]
+    for e in entries[: last + 1]:
+        if e.kind == "checkpoint":
+            messages += [dict(m) for m in e.body.get("messages", [])]
+    if len(messages) != point.get("message_count"):
+        raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
+    steps, trace, cfg = _replay_steps(policy, turn_id, [e.body for e in entries[:last] if e.kind == "step"], int(point["step"]))
+    want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
+    if cfg != want:
+        raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, its checkpoint says {want.state}")
+    pending = None
+    if point.get("pending"):
+        p = point["pending"]
+        pending = (str(p["text"]), [ToolCall(str(c["id"]), str(c["name"]), str(c["arguments"])) for c in p["calls"]])
+    answered: dict[str, ToolResult] = {}
+    started: list[str] = []
+    calls = {c.id: c for c in (pending[1] if pending else [])}
+    for e in entries[last + 1 :]:
+        if e.kind == "tool_start" and e.body.get("id") in calls:
+            started.append(str(e.body["id"]))
+        elif e.kind == "tool_finish" and e.body.get("id") in calls:
+            b = e.body
+            answered[str(b["id"])] = ToolResult(calls[str(b["id"])], str(b["content"]), ok=bool(b["ok"]), ran=bool(b["ran"]),
+                                                timed_out=bool(b.get("timed_out")))
+    requests = [_request(e.body) for e in entries if e.kind == "request"]  # the cut call's request was sent too
+    sent_since = sum(1 for e in entries[last + 1 :] if e.kind == "request")
+    u = point.get("usage", {})
+    usage = TurnUsage(**{k: int(v) for k, v in u.items() if k in TurnUsage.__dataclass_fields__})
+    last_event = point.get("last_event") or {"name": "start", "attrs": {}}
+    return ResumePoint(
+        messages=messages,
+        config=cfg,
+        offer=Offer(**point["offer"]),
+        last_event=Event(str(last_event["name"]), dict(last_event.get("attrs") or {})),
+        steps=steps,
+        trace=trace,
+        requests=requests,
+        usage=usage,
+        guardrails=dict(point.get("guardrails") or {}),
+        compaction_level=int(point.get("compaction_level", 0)),
+        calls_sent=int(point.get("calls_sent", 0)) + sent_since,
+        batches_run=int(point.get("batches_run", 0)),
+        elapsed=float(point.get("elapsed", 0.0)),
+        reply_text=str(point.get("reply_text") or ""),
+        streamed=str(point.get("streamed") or ""),
+        pending=pending,
+        answered=answered,
+        interrupted=[i for i in started if i not in answered],
+    )
+
+
+def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], count: int) -> tuple[list[Step], list[TraceStep], Config]:
+    """The policy's own steps for the recorded events, checked against where the journal says they led."""
+    if len(records) < count:
+        raise ResumeError(f"turn {turn_id!r}: its checkpoint follows {count} decisions, the journal holds {len(records)}")
+    cfg = policy.initial_config()
+    steps: list[Step] = []
+    trace: list[TraceStep] = []
+    for i, r in enumerate(records[:count]):
+        if r.get("state") != cfg.state:
+            raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
+        event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
+        step = policy.step(cfg, event)
+        if step.after.state != r.get("target"):
+            raise ResumeError(
+                f"turn {turn_id!r} was written under another version of policy {policy.name!r}: decision {i + 1} "
+                f"({cfg.state} --{event.name}-->) went to {r.get('target')!r}, this policy goes to {step.after.state!r}"
+            )
+        steps.append(step)
+        trace.append(TraceStep.of(policy, step, len(trace)))
+        cfg = step.after
+    return steps, trace, cfg
+
+
+def _typed(policy: Policy, state: str, event: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as the interpreter had them: the journal writes a non-finite number as text."""
+    spec = KINDS[policy.states[state].kind].event(event)
+    for name, value in list(attrs.items()):
+        a = spec.attr(name) if spec is not None else None
+        if a is not None and a.type == "float" and isinstance(value, str) and value in ("inf", "-inf"):
+            attrs[name] = float(value)
+    return attrs
+
+
+def _request(body: dict[str, Any]) -> RequestRecord:
+    fields = RequestRecord.__dataclass_fields__
+    return RequestRecord(**{k: body.get(k) for k in fields})  # type: ignore[arg-type]
