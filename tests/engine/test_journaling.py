@@ -80,7 +80,8 @@ def test_checkpoints_rebuild_the_history_the_counters_and_the_calls_waiting_to_r
         result = asyncio.run(tool_turn(journal, turn_id="t3").run(USER))
         entries = journal.entries("t3")
     points = [e.body for e in entries if e.kind == "checkpoint"]
-    messages: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = list(entries[0].body["messages"])  # begin holds the opening messages
+    assert messages == USER
     for point in points:
         messages += point["messages"]
         assert len(messages) == point["message_count"]
