@@ -80,6 +80,23 @@ def live_api_key(args: argparse.Namespace, command: str) -> tuple[bool, str | No
     return True, args.api_key
 
 
+def console(args: argparse.Namespace) -> Any:
+    """The terminal as the turn's consumer: streamed text on stdout (not with --json), retries and
+    escalations on stderr with -v."""
+    from loopspec.engine.consumers import Consumers
+
+    def on_delta(text: str) -> None:
+        if not args.json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def on_status(note: str) -> None:
+        if not args.json and getattr(args, "verbose", False):
+            print(f"\n[{note}]", file=sys.stderr)
+
+    return Consumers(on_delta=on_delta, on_status=on_status)
+
+
 def tool_choice_of(value: str | None) -> Any:
     """--tool-choice as litellm takes it: auto, required and none as they are; any other word
     names the one tool the model must call."""
@@ -95,18 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ok, api_key = live_api_key(args, "run")
     if not ok:
         return EXIT_USAGE
-    from loopspec.engine.consumers import Consumers
     from loopspec.engine.turn import Turn
     from loopspec.providers.litellm_provider import LiteLLMProvider
-
-    def on_delta(text: str) -> None:
-        if not args.json:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-
-    def on_status(note: str) -> None:
-        if not args.json and args.verbose:
-            print(f"\n[{note}]", file=sys.stderr)
 
     journal = None
     if args.journal:
@@ -121,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         LiteLLMProvider(),
         model=args.model,
         tools=demo_tools(),
-        consumers=Consumers(on_delta=on_delta, on_status=on_status),
+        consumers=console(args),
         api_base=args.api_base,
         api_key=api_key,
         tool_choice=tool_choice_of(args.tool_choice),
@@ -185,17 +192,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
         ok, api_key = live_api_key(args, "resume")
         if not ok:
             return EXIT_USAGE
-        from loopspec.engine.consumers import Consumers
         from loopspec.engine.resume import ResumeError
         from loopspec.engine.turn import Turn
         from loopspec.providers.litellm_provider import LiteLLMProvider
 
-        def on_delta(text: str) -> None:
-            if not args.json:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-
-        turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=Consumers(on_delta=on_delta),
+        turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
                     api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id)
         try:
             result = run_async(turn.resume(turn_id))

@@ -29,7 +29,7 @@ from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY, FIXTURES
 from _policy_text import handles
-from _clocks import BlockingClock
+from _doubles import BlockingClock, NeverOpens
 
 POLICY = load_policy(str(DEFAULT_POLICY))
 STREAMS = FIXTURES / "streams"
@@ -145,16 +145,6 @@ def test_external_task_cancel_during_a_backoff_halts_then_propagates() -> None:
 
 OPEN_TIMEOUT = 0.2  # real seconds: nothing else bounds a request that never opens
 
-
-class NeverOpens:
-    """A provider whose responses never begin."""
-
-    def __init__(self) -> None:
-        self.requests: list[ModelRequest] = []
-
-    async def open(self, request: ModelRequest) -> Any:
-        self.requests.append(request)
-        await asyncio.Event().wait()
 
 
 def _assert_timed_out(result: Any, n_requests: int) -> None:

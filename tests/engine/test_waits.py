@@ -27,7 +27,7 @@ from loopspec.replay.synth import reply
 from loopspec.wire.assemble import AssembledReply, AssembledToolCall
 
 from _paths import DEFAULT_POLICY
-from _clocks import BlockingClock
+from _doubles import BlockingClock, NeverOpens
 
 USER = [{"role": "user", "content": "Run the tests."}]
 SHORT = 0.05
@@ -102,16 +102,6 @@ def test_the_deadline_cuts_a_pause_in_the_stream() -> None:
     assert result.outcome == "cancelled" and events(result) == ["opened", "cancelled"]
     assert history_problems(result.messages) == []
 
-
-class NeverOpens:
-    """A provider whose response never opens."""
-
-    def __init__(self) -> None:
-        self.requests: list[ModelRequest] = []
-
-    async def open(self, request: ModelRequest) -> Any:
-        self.requests.append(request)
-        await asyncio.Event().wait()
 
 
 def test_the_deadline_cuts_a_request_that_never_opens() -> None:
