@@ -91,6 +91,10 @@ def worker(modules: list[str], jobs: int, names: list[str]) -> None:
     from mutmut import configuration
     from mutmut.__main__ import _run
 
+    # a job started in the background (`cmd &`) inherits SIGINT ignored, and --max-minutes stops
+    # a run with SIGINT: take the default handler back, so the stop lands
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     cfg = configuration.config()
     configuration._config = dataclasses.replace(
         cfg,
@@ -397,7 +401,11 @@ def run_modules(
     except subprocess.TimeoutExpired:
         # mutmut stops its workers on Ctrl-C and keeps every verdict reached so far
         proc.send_signal(signal.SIGINT)
-        proc.wait()
+        try:
+            proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:  # a mutant stuck in a loop: the verdicts are on disk already
+            proc.terminate()
+            proc.wait()
     seconds = time.monotonic() - started
     verdicts = {m: collect(m) for m in modules}
     if all(v["total"] + v.get("unchecked", 0) == 0 for v in verdicts.values()):
