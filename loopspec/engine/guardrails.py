@@ -8,7 +8,7 @@ not in the prompt, so it survives compaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from loopspec.language.alphabet import Event
 from loopspec.language.model import Guardrail
@@ -27,6 +27,22 @@ class GuardrailState:
     failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
     tool_fail_streak: dict[str, int] = field(default_factory=dict)
     repeats: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The detectors' memory, JSON-safe (a journal's checkpoint keeps it across a crash)."""
+        return {
+            "signatures": [list(sig) for sig in self.signatures],
+            "failures": [[*k, v] for k, v in self.failures.items()],
+            "tool_fail_streak": dict(self.tool_fail_streak),
+            "repeats": [[*k, v] for k, v in self.repeats.items()],
+        }
+
+    def restore(self, memory: Mapping[str, Any]) -> None:
+        """Take back the memory :meth:`to_json` wrote."""
+        self.signatures = [(str(a), str(b), str(c)) for a, b, c in memory.get("signatures", [])]
+        self.failures = {(str(a), str(b), str(c)): int(n) for a, b, c, n in memory.get("failures", [])}
+        self.tool_fail_streak = {str(k): int(v) for k, v in memory.get("tool_fail_streak", {}).items()}
+        self.repeats = {(str(a), str(b), str(c)): int(n) for a, b, c, n in memory.get("repeats", [])}
 
     def observe(self, results: list[ToolResult]) -> Event | None:
         """Record a batch; return the guardrail event to emit, or None (verdict allow / nothing)."""

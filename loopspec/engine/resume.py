@@ -51,7 +51,6 @@ class ResumePoint:
     usage: TurnUsage
     guardrails: dict[str, Any]
     compaction_level: int
-    calls_sent: int
     batches_run: int
     elapsed: float
     reply_text: str
@@ -104,7 +103,6 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
             answered[str(b["id"])] = ToolResult(calls[str(b["id"])], str(b["content"]), ok=bool(b["ok"]), ran=bool(b["ran"]),
                                                 timed_out=bool(b.get("timed_out")))
     requests = [_request(e.body) for e in entries if e.kind == "request"]  # the cut call's request was sent too
-    sent_since = sum(1 for e in entries[last + 1 :] if e.kind == "request")
     u = point.get("usage", {})
     usage = TurnUsage(**{k: int(v) for k, v in u.items() if k in TurnUsage.__dataclass_fields__})
     last_event = point.get("last_event") or {"name": "start", "attrs": {}}
@@ -119,7 +117,6 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         usage=usage,
         guardrails=dict(point.get("guardrails") or {}),
         compaction_level=int(point.get("compaction_level", 0)),
-        calls_sent=int(point.get("calls_sent", 0)) + sent_since,
         batches_run=int(point.get("batches_run", 0)),
         elapsed=float(point.get("elapsed", 0.0)),
         reply_text=str(point.get("reply_text") or ""),

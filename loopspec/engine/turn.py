@@ -195,7 +195,6 @@ class Turn:
         self._batches_run = 0
         self._deadline = None if policy.settings.turn_deadline is None else self.clock.now() + policy.settings.turn_deadline
         self._model_call.deadline = self._deadline
-        self._calls_sent = 0
         self._call_in_flight = False
         self._started = self.clock.now()
         self._journaled = len(self.trajectory.messages)  # the journal's begin entry holds these
@@ -222,16 +221,11 @@ class Turn:
         self._prepare(point.messages)
         self.trajectory.compaction_level = point.compaction_level
         self.trajectory.strip_thinking = point.offer.thinking_stripped
-        g = point.guardrails
-        self.guardrails.signatures = [tuple(s) for s in g.get("signatures", [])]  # type: ignore[misc]
-        self.guardrails.failures = {tuple(k[:-1]): int(k[-1]) for k in g.get("failures", [])}  # type: ignore[misc]
-        self.guardrails.tool_fail_streak = {str(k): int(v) for k, v in g.get("tool_fail_streak", {}).items()}
-        self.guardrails.repeats = {tuple(k[:-1]): int(k[-1]) for k in g.get("repeats", [])}  # type: ignore[misc]
+        self.guardrails.restore(point.guardrails)
         self.steps, self.trace, self.requests = point.steps, point.trace, point.requests
         for name, value in asdict(point.usage).items():
             setattr(self.usage, name, value)
-        self._calls_sent, self._batches_run = point.calls_sent, point.batches_run
-        self.usage.model_calls = point.calls_sent
+        self._batches_run = point.batches_run
         self._pending_calls = point.pending
         self._model_call.reply = AssembledReply(text=point.reply_text)
         self._model_call.streamed = point.streamed
@@ -309,7 +303,6 @@ class Turn:
         messages = self.trajectory.messages
         new, self._journaled = messages[self._journaled :], len(messages)
         pending = self._pending_calls
-        g = self.guardrails
         return {
             "step": len(self.steps),
             "state": cfg.state,
@@ -320,7 +313,7 @@ class Turn:
             "message_count": len(messages),
             "compaction_level": self.trajectory.compaction_level,
             "usage": asdict(self.usage),
-            "calls_sent": self._calls_sent,
+            "calls_sent": len(self.requests),
             "batches_run": self._batches_run,
             "elapsed": self.clock.now() - self._started,
             "reply_text": self._model_call.reply.text,
@@ -329,12 +322,7 @@ class Turn:
             "pending": None if pending is None else {
                 "text": pending[0], "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending[1]]
             },
-            "guardrails": {
-                "signatures": [list(sig) for sig in g.signatures],
-                "failures": [[*k, v] for k, v in g.failures.items()],
-                "tool_fail_streak": dict(g.tool_fail_streak),
-                "repeats": [[*k, v] for k, v in g.repeats.items()],
-            },
+            "guardrails": self.guardrails.to_json(),
         }
 
     def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
@@ -426,9 +414,8 @@ class Turn:
             tool_choice=self.tool_choice,
         )
         self.requests.append(record_of(request))
-        self._calls_sent += 1
         self._call_in_flight = True
-        self.observers.notify("model_call_started", self._calls_sent, request)
+        self.observers.notify("model_call_started", len(self.requests), request)
         event = judge_wait(await self._model_call.open(request, self.policy.settings.request_timeout), self.policy.settings.max_wait)
         if event.name != "opened":
             self._call_finished(event, None)
@@ -443,7 +430,7 @@ class Turn:
         """Tell the observers how the model call in flight ended (once; no call, nothing)."""
         if self._call_in_flight:
             self._call_in_flight = False
-            self.observers.notify("model_call_finished", self._calls_sent, event, reply)
+            self.observers.notify("model_call_finished", len(self.requests), event, reply)
 
     def _stop_reading(self) -> bool:
         """Asked before each chunk: the turn was cancelled or its deadline passed."""

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..language.alphabet import GUARDRAIL_CODES
 from ..language.guards import Always
 from ..language.model import Policy, Step
-from .abstract_graph import build_graph
+from .abstract_graph import Graph, build_graph
 from .abstract_runs import deep_counterexample
 from .abstraction import Analysis, build_analysis
 from .concrete import initial_node, successors
@@ -114,11 +114,11 @@ def silent_events(policy: Policy) -> set[tuple[str, str]]:
     return out
 
 
-def reachable_items(policy: Policy, an: Analysis | None = None) -> set[Item]:
+def reachable_items(policy: Policy, an: Analysis | None = None, g: Graph | None = None) -> set[Item]:
     """The items some abstract run covers, leaving out steps on events the configuration never
     emits: a superset of what concrete runs cover, so an item outside it is unreachable."""
     an = an or build_analysis(policy)
-    g = build_graph(an)
+    g = g or build_graph(an)
     silent = silent_events(policy)
 
     def heard(e: Any) -> bool:
@@ -171,9 +171,8 @@ def witness_runs(policy: Policy, an: Analysis, targets: set[Item], limit: int = 
     return found
 
 
-def deep_witness(policy: Policy, an: Analysis, item: Item, limit: int = GUIDED_LIMIT) -> list[CexStep] | None:
+def deep_witness(policy: Policy, an: Analysis, g: Graph, item: Item, limit: int = GUIDED_LIMIT) -> list[CexStep] | None:
     """A guided run to an item breadth-first search did not reach (behind a backstop)."""
-    g = build_graph(an)
 
     def goal(e: Any) -> bool:
         return item in step_items(policy, e.step)
@@ -240,7 +239,8 @@ def cover(
     from .to_cassette import cassette_from_counterexample
 
     an = build_analysis(policy)
-    reachable = reachable_items(policy, an)
+    graph = build_graph(an)  # once: the reachable items and every guided search read it
+    reachable = reachable_items(policy, an, graph)
     unreachable = [i for i in coverage_items(policy) if i not in reachable]
     runs = witness_runs(policy, an, reachable, limit=search_limit)
     missing: dict[Item, str] = {}
@@ -251,7 +251,7 @@ def cover(
         if _tool_timeout(policy, item):
             missing[item] = "a tool that outlives its timeout: cover does not write blocking tools yet"
             continue
-        deep = deep_witness(policy, an, item, limit=guided_limit)
+        deep = deep_witness(policy, an, graph, item, limit=guided_limit)
         if deep is None:
             missing[item] = ("no run the outside world can produce was found within the search limits "
                              "(the abstraction allows it; the classifier or the configuration may never say it)")
