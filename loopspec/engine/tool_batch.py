@@ -57,16 +57,19 @@ async def run_batch(
     observers: Observers | None = None,
     answered: Mapping[str, ToolResult] | None = None,
     announced: frozenset[str] = frozenset(),
+    interrupted: frozenset[str] = frozenset(),
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
-    ``timeout``, ``approval_required`` or a guardrail event (guardrails first: they read every
+    ``timeout``, ``approval_required``, ``interrupted_tool`` or a guardrail event (guardrails first: they read every
     result, timed out ones included). On cancellation or at the ``deadline`` (clock time) the
     unanswered calls are answered "not run" and the ``CancelledError`` or :class:`DeadlinePassed`
     propagates to the turn.
 
     ``answered`` holds calls that already have their answer (a resumed batch: what the journal
     says finished, and the interrupted calls' "may or may not have completed"); they are not run.
-    The observers hear of every answer except those in ``announced`` (already in the journal)."""
+    The observers hear of every answer except those in ``announced`` (already in the journal).
+    ``interrupted`` names the answered calls a crash cut (answered "may or may not have
+    completed"): the batch then reports ``interrupted_tool`` unless a guardrail fires."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
@@ -136,6 +139,9 @@ async def run_batch(
     guard = guardrails.observe(results)
     if guard is not None:
         return guard
+    cut = [r.call.name for r in results if r.call.id in interrupted]
+    if cut:
+        return Event("interrupted_tool", {"tools": cut})
     late = [r.call.name for r in results if r.timed_out]
     if late:
         return Event("timeout", {"tools": late})

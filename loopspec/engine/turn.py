@@ -200,6 +200,7 @@ class Turn:
         self._journaled = len(self.trajectory.messages)  # the journal's begin entry holds these
         self._answered: dict[str, ToolResult] = {}
         self._announced: frozenset[str] = frozenset()
+        self._interrupted: frozenset[str] = frozenset()
 
     async def resume(self, turn_id: str | None = None) -> TurnResult:
         """Go on with a turn from its journal's last checkpoint, to a halt (see :mod:`.resume`).
@@ -240,6 +241,7 @@ class Turn:
             if call.id in point.interrupted and not (tool is not None and tool.idempotent):
                 answered[call.id] = ToolResult(call, INTERRUPTED.format(tool=call.name), ok=False, ran=False)
         self._answered, self._announced = answered, frozenset(point.answered)
+        self._interrupted = frozenset(answered) - frozenset(point.answered)
         self._announce(resumed=True)
         return await self._drive(point.config, point.offer, point.last_event)
 
@@ -441,13 +443,14 @@ class Turn:
         # a resumed batch: the answers its journal holds (used once, by the batch the crash cut)
         answered, self._answered = self._answered, {}
         announced, self._announced = self._announced, frozenset()
+        interrupted, self._interrupted = self._interrupted, frozenset()
         self._batches_run += 1
         settings = self.policy.settings
         return await run_batch(
             pending, tools=self.tools, approve=self.approve, trajectory=self.trajectory, guardrails=self.guardrails,
             clock=self.clock, tool_timeout=settings.tool_timeout, batch_timeout=settings.tool_batch_timeout,
             deadline=self._deadline, observers=self.observers,
-            answered=answered, announced=announced,
+            answered=answered, announced=announced, interrupted=interrupted,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:

@@ -193,6 +193,13 @@ TOOL_EXEC = KindSpec(
             (_TOOL, _VERDICT, Attr("period", "int", "length of the detected cycle"))),
         EventSpec("approval_required", "a call needs human approval before it may run", (_TOOL,)),
         EventSpec(
+            "interrupted_tool",
+            "a resumed turn: a call had started before the process stopped and has no answer, so it "
+            "may or may not have completed; it was answered so and not run again (a state that does "
+            "not handle this event sees `failed`)",
+            (Attr("tools", "list", "names of the interrupted calls"),),
+        ),
+        EventSpec(
             "timeout",
             "a call outlived settings.tool_timeout or the batch settings.tool_batch_timeout; each call "
             "still running was answered 'timed out'",
@@ -214,6 +221,13 @@ ESCALATE = KindSpec(
         ),
     ),
 )
+
+OPTIONAL_EVENTS: dict[str, str] = {"interrupted_tool": "failed"}
+"""Events a state need not handle, and the event a state that does not handle one sees instead.
+
+They come from features a policy may not use (a resumed turn), so a policy written before them keeps
+its meaning: :meth:`Policy.step` turns an unhandled optional event into its fallback, and the
+checker explores the optional event only in the states that handle it."""
 
 HALT = KindSpec("halt", "End the turn with an outcome and a message delivered to every consumer.", ())
 

@@ -31,7 +31,7 @@ from .actions import (
     Reset,
     SetFlag,
 )
-from .alphabet import BACKSTOP_KIND, COMPARATORS, ONCE_FLAGS, Event
+from .alphabet import BACKSTOP_KIND, COMPARATORS, KINDS, ONCE_FLAGS, OPTIONAL_EVENTS, Event
 from .guards import AllOf, Always, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 from .step import (
     CALLS_COMPLETE,
@@ -102,6 +102,20 @@ class Policy:
                 return False
         return True
 
+    def events_of(self, state: str) -> tuple[str, ...]:
+        """The events ``state``'s effect can present to the policy as decisions of their own: its
+        kind's alphabet, less the optional events it does not handle (those arrive as their
+        fallback, see :data:`~.alphabet.OPTIONAL_EVENTS`)."""
+        s = self.states[state]
+        return tuple(e for e in KINDS[s.kind].event_names if e not in OPTIONAL_EVENTS or e in s.transitions)
+
+    def seen_as(self, state: str, event: Event) -> Event:
+        """``event`` as ``state`` sees it: an optional event it does not handle becomes its fallback."""
+        fallback = OPTIONAL_EVENTS.get(event.name)
+        if fallback is None or event.name in self.states[state].transitions:
+            return event
+        return Event(fallback, event.attrs)
+
     def select(self, cfg: Config, event: Event) -> Transition | None:
         """The first enabled transition on ``event`` in the current state (document order)."""
         state = self.states[cfg.state]
@@ -112,6 +126,7 @@ class Policy:
 
     def step(self, cfg: Config, event: Event) -> Step:
         """Decide: pick the transition, run its actions, resolve backstops, enter the target."""
+        event = self.seen_as(cfg.state, event)
         calls = calls_of(self.states[cfg.state].kind, event)
         t = self.select(cfg, event)
         if t is None:

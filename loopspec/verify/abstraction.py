@@ -33,7 +33,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..language.alphabet import BACKSTOP_KIND, KINDS, Event
+from ..language.alphabet import BACKSTOP_KIND, Event
 from ..language.properties import budget_lasts, continuation_counters
 from ..language.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
 from .cases import (
@@ -108,7 +108,7 @@ class Analysis:
         return self.policy.states[state].kind
 
     def events_of(self, state: str) -> tuple[str, ...]:
-        return KINDS[self.kind(state)].event_names
+        return self.policy.events_of(state)
 
     def selection(self, state: str, event: str) -> Selection:
         key = (state, event)

@@ -248,6 +248,9 @@ def cover(
         if "--cancelled[" in item.name or (item.kind == "halt" and _only_on(policy, item.name, "cancelled")):
             missing[item] = "a cancel is the caller's, not the model's: cover does not write cancel points yet"
             continue
+        if "--interrupted_tool[" in item.name or (item.kind == "halt" and _only_on(policy, item.name, "interrupted_tool")):
+            missing[item] = "only a turn resumed after a crash has an interrupted tool call: a cassette cannot record one"
+            continue
         if _tool_timeout(policy, item):
             missing[item] = "a tool that outlives its timeout: cover does not write blocking tools yet"
             continue

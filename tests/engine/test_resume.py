@@ -179,6 +179,23 @@ def test_a_call_interrupted_inside_its_tool_is_not_run_again_and_the_model_is_to
     with SqliteJournal(path) as journal:
         kinds = [e.kind for e in journal.entries("t")]
     assert "resume" in kinds and kinds[-1] == "halt"
+    assert [s.event for s in result.trace].count("interrupted_tool") == 1, "the policy hears of the interruption"
+
+
+def test_a_policy_that_does_not_handle_interrupted_tool_sees_failed(tmp_path: Path) -> None:
+    """interrupted_tool is optional: a tool_exec state without it gets its fallback, `failed`, so a
+    policy written before the event keeps its meaning."""
+    text = DEFAULT_POLICY.read_text()
+    line = next(ln for ln in text.splitlines(keepends=True) if ln.lstrip().startswith("interrupted_tool:"))
+    older = load_policy_text(text.replace(line, "", 1), "default.yaml")
+    assert "interrupted_tool" not in older.events_of("run_tools") and "interrupted_tool" in POLICY.events_of("run_tools")
+    path, effects = killed_run(tmp_path, die_in_tool=1)
+    with SqliteJournal(path) as journal:
+        t = Turn(older, InProcessProvider(interactions(1)), model="openai/x", tools=registry(effects), clock=VirtualClock(),
+                 journal=journal, turn_id="t")
+        result = asyncio.run(t.resume("t"))
+    events = [s.event for s in result.trace]
+    assert "interrupted_tool" not in events and events[2] == "failed" and result.outcome == "completed"
 
 
 def test_an_idempotent_tool_interrupted_is_run_again(tmp_path: Path) -> None:
