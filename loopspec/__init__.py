@@ -27,6 +27,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Turn": "loopspec.engine.turn",
     "TurnResult": "loopspec.engine.results",
+    "AwaitingApproval": "loopspec.engine.results",
+    "abandon": "loopspec.engine.resume",
+    "ResumeError": "loopspec.engine.resume",
     "TraceStep": "loopspec.engine.results",
     "TurnCallbacks": "loopspec.engine.machine",
     "run_turn": "loopspec.engine.turn",

@@ -9,6 +9,7 @@ import sys
 import loopspec
 
 EXPORTED = [
+    "AwaitingApproval",
     "Config",
     "Consumers",
     "Diagnostic",
@@ -22,6 +23,7 @@ EXPORTED = [
     "OpenTelemetryTracing",
     "Policy",
     "RealClock",
+    "ResumeError",
     "SpecError",
     "SqliteJournal",
     "Step",
@@ -33,6 +35,7 @@ EXPORTED = [
     "TurnResult",
     "VirtualClock",
     "__version__",
+    "abandon",
     "load_policy",
     "load_policy_text",
     "run_turn",

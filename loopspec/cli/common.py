@@ -20,6 +20,8 @@ from .colour import painter
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PAUSED = 3
+"""``run`` and ``resume`` with a journal: the turn paused until a person approves or denies a call."""
 
 # What each exit code means, per command: printed at the foot of ``loopspec COMMAND --help`` and
 # kept word for word in the Commands table of README.md (tests/cli/test_cli.py compares the two).
@@ -30,8 +32,9 @@ EXIT_CODES: dict[str, str] = {
     "diff": "0 no regression (or no --fail-on), 1 a regression under --fail-on, 2 usage, invalid policy or invalid cassette",
     "cover": "0 covered (or coverage met), 1 a transport disagrees with the checker or coverage below --min-coverage, 2 usage or invalid input",
     "graph": "0 drawn, 2 usage or invalid file",
-    "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials",
-    "resume": "0 completed, 1 other outcome, 2 usage, invalid policy, no credentials or a turn that cannot be resumed",
+    "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials, 3 paused for approval (with --journal)",
+    "resume": "0 completed, 1 other outcome, 2 usage, invalid policy, no credentials or a turn that cannot be resumed, "
+    "3 paused for approval again",
     "record": "0 written, 1 not written, 2 usage, invalid policy or no credentials",
     "import": "0 written, 1 not written, 2 usage",
     "rerun": "0 completed, 1 other outcome, 2 usage, invalid input or no credentials",

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -156,7 +156,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         for s in result.trace:
             print(f"  {s.state:>24} --{s.event}--> {s.target}", file=sys.stderr)
+        note_pause(result, args.journal)
+    return exit_of(result)
+
+
+def exit_of(result: Any) -> int:
+    """0 completed, 3 paused for a person's approval, 1 any other end."""
+    if result.pause is not None:
+        return EXIT_PAUSED
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
+
+
+def note_pause(result: Any, journal: str | None) -> None:
+    """A paused turn: which calls wait, and the command that answers them."""
+    if result.pause is None:
+        return
+    print(f"--- paused: turn {result.pause.turn_id} awaits a person's answer for:", file=sys.stderr)
+    for c in result.pause.calls:
+        print(f"  {c['id']}  {c['name']}({c['arguments']})", file=sys.stderr)
+    first = result.pause.calls[0]["id"]
+    print(f"go on with: loopspec resume --journal {journal} {result.pause.turn_id} --machine ... --model ... "
+          f"--approve {first} (or --deny {first}, or --abandon)", file=sys.stderr)
 
 
 def otel_observers(args: Any) -> list[Any]:
@@ -189,17 +209,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not open_turns:
                 return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
             turn_id = open_turns[-1]
+        from loopspec.engine.resume import ResumeError, abandon
+
+        if args.abandon:  # no model call: no credentials needed
+            if args.approve or args.deny:
+                return fail("resume", "--abandon answers every waiting call: it does not go with --approve or --deny")
+            try:
+                messages = abandon(policy, journal, turn_id)
+            except ResumeError as exc:
+                return fail("resume", str(exc))
+            if args.json:
+                print_json({"turn_id": turn_id, "outcome": "abandoned", "messages": messages})
+            else:
+                print(f"--- abandoned {turn_id}: its waiting calls are answered so; the history has "
+                      f"{len(messages)} messages", file=sys.stderr)
+            return EXIT_OK
         ok, api_key = live_api_key(args, "resume")
         if not ok:
             return EXIT_USAGE
-        from loopspec.engine.resume import ResumeError
         from loopspec.engine.turn import Turn
         from loopspec.providers.litellm_provider import LiteLLMProvider
 
         turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
                     api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id)
         try:
-            result = run_async(turn.resume(turn_id))
+            result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
         except ResumeError as exc:
             return fail("resume", str(exc))
     if args.json:
@@ -208,14 +242,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print()
         print(f"--- resumed {turn_id}: {result.outcome} ({result.halt_state}), {result.usage.model_calls} model calls, "
               f"{result.usage.tool_batches} tool batches in all", file=sys.stderr)
-    return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
+        note_pause(result, args.journal)
+    return exit_of(result)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("resume", help="go on with a turn from its journal's last checkpoint (after a crash)",
+    p = sub.add_parser("resume", help="go on with a turn from its journal: after a crash, or with a person's answers to a pause",
                        epilog=exit_epilog("resume"))
     p.add_argument("turn_id", nargs="?", metavar="TURN_ID", help="the turn to resume (default: the newest that has not ended)")
     p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run --journal wrote")
+    p.add_argument("--approve", action="append", default=[], metavar="CALL_ID",
+                   help="a paused turn: run this waiting call (repeat for several)")
+    p.add_argument("--deny", action="append", default=[], metavar="CALL_ID",
+                   help="a paused turn: answer this waiting call 'Denied' and go on without it (repeat for several)")
+    p.add_argument("--abandon", action="store_true",
+                   help="a paused turn: end it, answering every waiting call 'abandoned' (the user moved on); "
+                        "prints the history, valid for the next turn")
     add_live_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.set_defaults(handler=cmd_resume)

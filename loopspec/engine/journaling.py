@@ -91,8 +91,15 @@ class JournalWriter(TurnObserver):
         self._write("step", _plain(record.to_json()))
 
     def turn_halted(self, result: "TurnResult") -> None:
-        self._write("halt", {"outcome": result.outcome, "halt_state": result.halt_state, "message": result.message,
-                             "usage": asdict(result.usage)})
+        body = {"outcome": result.outcome, "halt_state": result.halt_state, "message": result.message, "usage": asdict(result.usage)}
+        if result.pause is None:
+            self._write("halt", body)
+        else:  # not an end: resume goes on from here once a person answers
+            self._write("pause", {**body, **result.pause.to_json(), "step": len(result.steps)})
+
+    def turn_abandoned(self, halt_state: str, messages: Sequence[dict[str, Any]]) -> None:
+        """A paused turn ended without a person's answer: the messages that answer its calls."""
+        self._write("halt", {"outcome": "abandoned", "halt_state": halt_state, "messages": list(messages)})
 
 
 def _plain(value: Any) -> Any:

@@ -69,6 +69,28 @@ class RequestRecord:
     max_tokens: int | None
 
 
+APPROVAL_ANSWERED = "approval_answered"
+"""The event of the step that lifts a pause (:meth:`Policy.reenter`): a person answered."""
+
+
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """A turn paused until a person answers (only a turn with a journal pauses; see docs/journal.md).
+
+    ``loopspec resume --journal FILE TURN_ID --approve CALL_ID`` (or ``--deny``), or
+    ``Turn.resume(turn_id, approve=..., deny=...)``, lifts it: the paused ``tool_exec`` state is
+    entered again with the counters the turn halted with."""
+
+    turn_id: str
+    state: str
+    """The tool_exec state whose batch waits."""
+    calls: tuple[dict[str, str], ...]
+    """The calls waiting for an answer: ``id``, ``name``, ``arguments``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turn_id": self.turn_id, "state": self.state, "calls": [dict(c) for c in self.calls]}
+
+
 @dataclass
 class TurnResult:
     outcome: str
@@ -92,6 +114,8 @@ class TurnResult:
     error: str | None = None
     """The raw text of the last failure the turn observed (a provider's error message, an
     escalation's reason), for logs; halt messages name a short typed reason instead."""
+    pause: AwaitingApproval | None = None
+    """Set when the turn did not end but paused for a person's approval (a turn with a journal)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,4 +127,5 @@ class TurnResult:
             "trace": [s.to_json() for s in self.trace],
             "messages": self.messages,
             "error": self.error,
+            **({"pause": self.pause.to_json()} if self.pause is not None else {}),
         }

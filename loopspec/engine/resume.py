@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from loopspec.journal import Entry
+from loopspec.journal import Entry, JournalStore
 from loopspec.language.alphabet import KINDS, Event
 from loopspec.language.config import Config
 from loopspec.language.errors import LoopspecError
 from loopspec.language.model import Policy, Step
 from loopspec.language.step import Offer
 
-from .results import RequestRecord, TraceStep, TurnUsage
+from .results import APPROVAL_ANSWERED, RequestRecord, TraceStep, TurnUsage
 from .tools import ToolCall, ToolResult
 
 INTERRUPTED = (
@@ -60,6 +60,11 @@ class ResumePoint:
     """Calls of the pending batch whose answer the journal holds (they are not run again)."""
     interrupted: list[str] = field(default_factory=list)
     """Ids of calls that started and never finished."""
+    decisions: dict[str, bool] = field(default_factory=dict)
+    """A person's answers to the pending batch, not yet carried out (call id -> approved)."""
+    paused: tuple[str, list[str]] | None = None
+    """For a turn paused for approval: the tool_exec state that paused and the ids of the calls
+    that wait; ``config`` is then the halt the turn paused in."""
 
 
 def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
@@ -71,6 +76,10 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     ended = next((e for e in reversed(entries) if e.kind == "halt"), None)
     if ended is not None:
         raise ResumeError(f"turn {turn_id!r} already ended: {ended.body.get('outcome')} ({ended.body.get('halt_state')})")
+    # paused if no checkpoint follows the last pause: a lift that crashed before its batch's
+    # checkpoint ran nothing, and the person is asked again
+    pause = next((e for e in reversed(entries) if e.kind in ("pause", "checkpoint")), None)
+    pause = pause if pause is not None and pause.kind == "pause" else None
     begin = entries[0].body
     if begin.get("policy") != policy.name:
         raise ResumeError(f"turn {turn_id!r} ran under policy {begin.get('policy')!r}, not {policy.name!r}")
@@ -84,10 +93,17 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
             messages += [dict(m) for m in e.body.get("messages", [])]
     if len(messages) != point.get("message_count"):
         raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
-    steps, trace, cfg = _replay_steps(policy, turn_id, [e.body for e in entries[:last] if e.kind == "step"], int(point["step"]))
-    want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
+    records = [e.body for e in entries if e.kind == "step"]
+    if pause is None:
+        steps, trace, cfg = _replay_steps(policy, turn_id, records, int(point["step"]))
+        want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
+        where = "its checkpoint says"
+    else:  # every decision, to the halt it paused in; the batch that waits goes on from the checkpoint
+        steps, trace, cfg = _replay_steps(policy, turn_id, records, int(pause.body["step"]))
+        want = Config(str(pause.body["halt_state"]), cfg.counters, cfg.flags)
+        where = "it paused in"
     if cfg != want:
-        raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, its checkpoint says {want.state}")
+        raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, {where} {want.state}")
     pending = None
     if point.get("pending"):
         p = point["pending"]
@@ -95,7 +111,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     answered: dict[str, ToolResult] = {}
     started: list[str] = []
     calls = {c.id: c for c in (pending[1] if pending else [])}
-    for e in entries[last + 1 :]:
+    for e in entries[last + 1 :] if pause is None else ():  # a paused batch ran nothing
         if e.kind == "tool_start" and e.body.get("id") in calls:
             started.append(str(e.body["id"]))
         elif e.kind == "tool_finish" and e.body.get("id") in calls:
@@ -124,6 +140,8 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         pending=pending,
         answered=answered,
         interrupted=[i for i in started if i not in answered],
+        decisions={str(k): bool(v) for k, v in (point.get("decisions") or {}).items()},
+        paused=None if pause is None else (str(pause.body["state"]), [str(c["id"]) for c in pause.body["calls"]]),
     )
 
 
@@ -137,12 +155,16 @@ def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], c
     for i, r in enumerate(records[:count]):
         if r.get("state") != cfg.state:
             raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
-        event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
-        step = policy.step(cfg, event)
+        if r.get("event") == APPROVAL_ANSWERED and policy.states[cfg.state].kind == "halt":  # a pause lifted
+            attrs = dict(r.get("attrs") or {})
+            step = policy.reenter(cfg, str(attrs.get("state")), Event(APPROVAL_ANSWERED, attrs))
+        else:
+            event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
+            step = policy.step(cfg, event)
         if step.after.state != r.get("target"):
             raise ResumeError(
                 f"turn {turn_id!r} was written under another version of policy {policy.name!r}: decision {i + 1} "
-                f"({cfg.state} --{event.name}-->) went to {r.get('target')!r}, this policy goes to {step.after.state!r}"
+                f"({cfg.state} --{step.event.name}-->) went to {r.get('target')!r}, this policy goes to {step.after.state!r}"
             )
         steps.append(step)
         trace.append(TraceStep.of(policy, step, len(trace)))
@@ -163,3 +185,25 @@ def _typed(policy: Policy, state: str, event: str, attrs: dict[str, Any]) -> dic
 def _request(body: dict[str, Any]) -> RequestRecord:
     fields = RequestRecord.__dataclass_fields__
     return RequestRecord(**{k: body.get(k) for k in fields})  # type: ignore[arg-type]
+
+
+ABANDONED = "Abandoned: the user moved on without approving this call, so '{tool}' was not run."
+"""The answer of a waiting call when the person never answered and the conversation went on."""
+
+
+def abandon(policy: Policy, journal: JournalStore, turn_id: str) -> list[dict[str, Any]]:
+    """End a turn paused for approval without running what waits: each waiting call is answered
+    "Abandoned", so the history stays valid when the next user message follows it. Returns that
+    history; the journal records the end (the turn cannot be resumed after it)."""
+    from .history import Trajectory
+    from .journaling import JournalWriter
+
+    point = resume_point(policy, turn_id, journal.entries(turn_id))
+    if point.paused is None or point.pending is None:
+        raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to abandon")
+    text, calls = point.pending
+    history = Trajectory([dict(m) for m in point.messages])
+    answers = [ToolResult(c, ABANDONED.format(tool=c.name), ok=False, ran=False) for c in calls]
+    history.add_tool_round(text, calls, answers)
+    JournalWriter(journal, turn_id).turn_abandoned(point.config.state, history.messages[len(point.messages):])
+    return history.messages

@@ -21,7 +21,7 @@ from .clock import Clock, DeadlinePassed, StallTimeout, bounded
 from .guardrails import GuardrailState
 from .history import Trajectory
 from .observers import Observers
-from .tools import ApprovalHook, Tool, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one, timed_out
+from .tools import DENIED, ApprovalHook, Tool, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one, timed_out
 
 PendingBatch = tuple[str, list[ToolCall]]
 """The text of the reply that asked for the calls, and the complete calls to run."""
@@ -58,6 +58,8 @@ async def run_batch(
     answered: Mapping[str, ToolResult] | None = None,
     announced: frozenset[str] = frozenset(),
     interrupted: frozenset[str] = frozenset(),
+    decisions: Mapping[str, bool] | None = None,
+    awaiting: list[ToolCall] | None = None,
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
     ``timeout``, ``approval_required``, ``interrupted_tool`` or a guardrail event (guardrails first: they read every
@@ -69,7 +71,9 @@ async def run_batch(
     says finished, and the interrupted calls' "may or may not have completed"); they are not run.
     The observers hear of every answer except those in ``announced`` (already in the journal).
     ``interrupted`` names the answered calls a crash cut (answered "may or may not have
-    completed"): the batch then reports ``interrupted_tool`` unless a guardrail fires."""
+    completed"): the batch then reports ``interrupted_tool`` unless a guardrail fires.
+    ``decisions`` are a person's answers to the calls a paused batch waited for (approved runs,
+    refused is answered "Denied"); the calls still waiting for one are appended to ``awaiting``."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
@@ -88,20 +92,25 @@ async def run_batch(
 
     tasks: list[asyncio.Future[ToolResult]] = []
     try:
-        asking = needs_approval(tools, calls, approve)  # a human may take long: the deadline bounds it too
+        asking = needs_approval(tools, calls, approve, decisions)  # a human may take long: the deadline bounds it too
         left, _ = bounded(clock, None, deadline)
         if left is None:
-            blocked = await asking
+            blocked, denied = await asking
         else:
             try:
-                blocked = await clock.within(asking, left)
+                blocked, denied = await clock.within(asking, left)
             except StallTimeout:
                 raise DeadlinePassed() from None
-        if blocked is not None:
+        if blocked:
             results = merged([ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls])
             trajectory.add_tool_round(text, whole, results)
             tell(results)
-            return Event("approval_required", {"tool": blocked.name})
+            if awaiting is not None:
+                awaiting.extend(blocked)
+            return Event("approval_required", {"tool": blocked[0].name})
+        for c in denied:  # a person said no: answered so, and the rest of the batch runs
+            known[c.id] = ToolResult(c, DENIED.format(tool=c.name), ok=False, ran=False)
+        calls = [c for c in calls if c.id not in known]
         if watch is not None:
             for c in calls:
                 watch.notify("tool_started", c)

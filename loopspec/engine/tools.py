@@ -180,11 +180,25 @@ async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
     return ToolResult(call, result_text(value), ok=True, schema_valid=problem is None)
 
 
-async def needs_approval(registry: ToolRegistry, calls: list[ToolCall], approve: ApprovalHook | None) -> ToolCall | None:
-    """The first call that needs approval and did not get it."""
+DENIED = "Denied: the user did not approve this call, so '{tool}' was not run."
+"""The answer of a call a person refused when the paused turn was resumed."""
+
+
+async def needs_approval(
+    registry: ToolRegistry, calls: list[ToolCall], approve: ApprovalHook | None, decisions: Mapping[str, bool] | None = None
+) -> tuple[list[ToolCall], list[ToolCall]]:
+    """The calls that need approval and have no answer yet (the batch waits for them), and those a
+    person refused. ``decisions`` are answers given when a paused turn was resumed (call id ->
+    approved); the ``approve`` hook is asked about the others."""
+    blocked: list[ToolCall] = []
+    denied: list[ToolCall] = []
     for call in calls:
         tool = registry.tools.get(call.name)
         if tool is None or not tool.needs_approval:
+            continue
+        if decisions is not None and call.id in decisions:
+            if not decisions[call.id]:
+                denied.append(call)
             continue
         granted: Any = False
         if approve is not None:
@@ -192,7 +206,5 @@ async def needs_approval(registry: ToolRegistry, calls: list[ToolCall], approve:
             if inspect.isawaitable(granted):
                 granted = await granted
         if not granted:
-            return call
-    return None
-
-
+            blocked.append(call)
+    return blocked, denied

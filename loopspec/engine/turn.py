@@ -44,9 +44,9 @@ from .model_call import ModelCall
 from .journaling import JournalWriter
 from .observers import Observers, TurnInfo, TurnObserver
 from .requests import build_request, record_of
-from .results import RequestRecord, TraceStep, TurnResult, TurnUsage
+from .results import APPROVAL_ANSWERED, AwaitingApproval, RequestRecord, TraceStep, TurnResult, TurnUsage
 from .tool_batch import PendingBatch, run_batch
-from .tools import ApprovalHook, ToolRegistry, ToolResult
+from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult
 
 _REPLY_EVENTS = frozenset({"text", "tool_calls", "length", "malformed_args", "unknown_tool"})
 _STUB_EVENTS = frozenset({"mid_text", "mid_tool_call"})
@@ -201,14 +201,23 @@ class Turn:
         self._answered: dict[str, ToolResult] = {}
         self._announced: frozenset[str] = frozenset()
         self._interrupted: frozenset[str] = frozenset()
+        self._decisions: dict[str, bool] = {}
+        """A person's answers to a paused batch (call id -> approved), until that batch runs."""
+        self._awaiting: list[ToolCall] = []
+        """The calls the last batch left waiting for approval."""
 
-    async def resume(self, turn_id: str | None = None) -> TurnResult:
+    async def resume(
+        self, turn_id: str | None = None, *, approve: Sequence[str] = (), deny: Sequence[str] = ()
+    ) -> TurnResult:
         """Go on with a turn from its journal's last checkpoint, to a halt (see :mod:`.resume`).
 
         Counters, flags, usage and guardrail memory continue from the checkpoint; the decisions
         before it are re-run through the policy and must lead where the journal says (else
         :class:`~.resume.ResumeError`, as for a turn that already ended or is not there). A call the
-        crash interrupted is answered "may or may not have completed" unless its tool is idempotent."""
+        crash interrupted is answered "may or may not have completed" unless its tool is idempotent.
+
+        A turn paused for approval goes on with a person's answers: the calls in ``approve`` run,
+        those in ``deny`` are answered "Denied" (ids of the paused calls; see :class:`AwaitingApproval`)."""
         from .resume import INTERRUPTED, ResumeError, resume_point
 
         if self.journal is None:
@@ -242,8 +251,29 @@ class Turn:
                 answered[call.id] = ToolResult(call, INTERRUPTED.format(tool=call.name), ok=False, ran=False)
         self._answered, self._announced = answered, frozenset(point.answered)
         self._interrupted = frozenset(answered) - frozenset(point.answered)
+        self._decisions = dict(point.decisions)
+        if point.paused is None:
+            if approve or deny:
+                raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to --approve or --deny")
+            self._announce(resumed=True)
+            return await self._drive(point.config, point.offer, point.last_event)
+        paused_state, waiting = point.paused
+        decisions = {**{i: True for i in approve}, **{i: False for i in deny}}
+        stray = sorted(set(decisions) - set(waiting))
+        if stray or set(approve) & set(deny):
+            why = f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not awaiting approval" if stray else \
+                f"{', '.join(sorted(set(approve) & set(deny)))} cannot be both approved and denied"
+            raise ResumeError(f"turn {turn_id!r}: {why} (awaiting: {', '.join(waiting)})")
+        if not decisions and self.approve is None:
+            raise ResumeError(f"turn {turn_id!r} is awaiting approval of {', '.join(waiting)}: answer with "
+                              "--approve CALL_ID or --deny CALL_ID (approve= or deny= in Python)")
+        self._decisions = decisions
         self._announce(resumed=True)
-        return await self._drive(point.config, point.offer, point.last_event)
+        event = Event(APPROVAL_ANSWERED, {"state": paused_state, "approved": list(approve), "denied": list(deny)})
+        lift = self.policy.reenter(point.config, paused_state, event)
+        self._record(lift)
+        await self._carry_out(lift)
+        return await self._drive(lift.after, lift.offer or point.offer, event)
 
     async def _drive(self, cfg: Config, offer: Offer, last_event: Event) -> TurnResult:
         """The loop, from ``cfg`` to a halt: effect, step, machine move, record, carry out."""
@@ -281,11 +311,20 @@ class Turn:
             self._cancel_seen = self._cancel_seen or self._cancel_requested
             await self._absorbing(self._model_call.close())
         result = await self._halt(cfg, last_event, overrun, callback_errors)
+        result.pause = self._pause(last_event)
         result.observer_errors = self.observers.errors
         self.observers.notify("turn_halted", result)
         if self._external_cancel and not self._cancel_requested:
             raise asyncio.CancelledError()
         return result
+
+    def _pause(self, last_event: Event) -> AwaitingApproval | None:
+        """The turn halted because its batch waits for a person: with a journal to go on from, that
+        is a pause, not an end (without one, the approval halt is the end it always was)."""
+        if self.journal is None or last_event.name != "approval_required" or not self._awaiting or not self.steps:
+            return None
+        calls = tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in self._awaiting)
+        return AwaitingApproval(self.turn_id, self.steps[-1].before.state, calls)
 
     async def _absorbing(self, waiting: Awaitable[Any]) -> bool:
         """Await ``waiting``; a cancellation that lands there is noted, not raised: the next
@@ -325,6 +364,7 @@ class Turn:
                 "text": pending[0], "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending[1]]
             },
             "guardrails": self.guardrails.to_json(),
+            "decisions": dict(self._decisions),
         }
 
     def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
@@ -444,6 +484,8 @@ class Turn:
         answered, self._answered = self._answered, {}
         announced, self._announced = self._announced, frozenset()
         interrupted, self._interrupted = self._interrupted, frozenset()
+        decisions, self._decisions = self._decisions, {}
+        self._awaiting = []
         self._batches_run += 1
         settings = self.policy.settings
         return await run_batch(
@@ -451,6 +493,7 @@ class Turn:
             clock=self.clock, tool_timeout=settings.tool_timeout, batch_timeout=settings.tool_batch_timeout,
             deadline=self._deadline, observers=self.observers,
             answered=answered, announced=announced, interrupted=interrupted,
+            decisions=decisions, awaiting=self._awaiting,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:

@@ -146,7 +146,7 @@ def test_every_metavar_is_completed_or_known_free_text() -> None:
     from test_cli import _parsers
 
     # numbers, the subcommand and shell (choices complete), shards, percentages, outcome lists
-    free_text = {"K", "F", "COMMAND", "SHELL", "N", "PCT", "TURN_ID", "I/N", "PERCENT", "OUTCOME,..."}
+    free_text = {"K", "F", "COMMAND", "SHELL", "N", "PCT", "TURN_ID", "CALL_ID", "I/N", "PERCENT", "OUTCOME,..."}
     used = {a.metavar for _, p in _parsers(build_parser()) for a in p._actions if isinstance(a.metavar, str)}
     assert used - free_text - set(COMPLETERS) == set()
 

@@ -122,9 +122,9 @@ CALLS = [ToolCall("1", "free", "{}"), ToolCall("2", "unknown", "{}"), ToolCall("
          ToolCall("4", "guarded2", "{}")]
 
 
-def test_without_a_hook_the_first_guarded_call_is_refused() -> None:
-    assert _run(needs_approval(_registry(), CALLS, None)) == CALLS[2]
-    assert _run(needs_approval(_registry(), CALLS[:2], None)) is None
+def test_without_a_hook_every_guarded_call_waits() -> None:
+    assert _run(needs_approval(_registry(), CALLS, None)) == ([CALLS[2], CALLS[3]], [])
+    assert _run(needs_approval(_registry(), CALLS[:2], None)) == ([], [])
 
 
 def test_the_hook_decides_each_guarded_call_sync_or_async() -> None:
@@ -140,7 +140,20 @@ def test_the_hook_decides_each_guarded_call_sync_or_async() -> None:
     async def no(call: ToolCall) -> bool:
         return False
 
-    assert _run(needs_approval(_registry(), CALLS, only_first)) == CALLS[3]
+    assert _run(needs_approval(_registry(), CALLS, only_first)) == ([CALLS[3]], [])
     assert asked == ["3", "4"]  # never asked about calls that need no approval
-    assert _run(needs_approval(_registry(), CALLS, yes)) is None
-    assert _run(needs_approval(_registry(), CALLS, no)) == CALLS[2]
+    assert _run(needs_approval(_registry(), CALLS, yes)) == ([], [])
+    assert _run(needs_approval(_registry(), CALLS, no)) == ([CALLS[2], CALLS[3]], [])
+
+
+def test_a_persons_answers_come_before_the_hook_and_a_no_is_a_denial_not_a_wait() -> None:
+    asked: list[str] = []
+
+    def never(call: ToolCall) -> bool:
+        asked.append(call.id)
+        return False
+
+    assert _run(needs_approval(_registry(), CALLS, never, {"3": True, "4": False})) == ([], [CALLS[3]])
+    assert asked == [], "a call a person answered is not asked about again"
+    assert _run(needs_approval(_registry(), CALLS, never, {"4": True})) == ([CALLS[2]], [])
+    assert asked == ["3"]

@@ -1,0 +1,167 @@
+"""A turn with a journal pauses when its batch waits for a person, and goes on when one answers:
+approved calls run once, refused ones are answered "Denied", and the counters go on from the halt,
+so pausing never resets a budget. Without a journal the approval halt is the end it always was."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, abandon, load_policy, load_policy_text
+from loopspec.engine.history import history_problems
+from loopspec.engine.resume import ResumeError
+from loopspec.journal import SqliteJournal
+from loopspec.replay.interactions import StreamResponse
+
+from _paths import DEFAULT_POLICY, FIXTURES
+
+POLICY = load_policy(str(DEFAULT_POLICY))
+TOOL_CALL = (FIXTURES / "streams" / "openai_stream_tool_call_single.sse").read_text()
+TEXT = (FIXTURES / "streams" / "openai_stream_text.sse").read_text()
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+
+
+def registry(ran: list[str]) -> ToolRegistry:
+    reg = ToolRegistry()
+
+    def get_capital(country: str) -> str:
+        ran.append(country)
+        return "London"
+
+    reg.register(get_capital, parameters={"type": "object", "properties": {"country": {"type": "string"}}}, needs_approval=True)
+    return reg
+
+
+def turn(journal: Any, ran: list[str], replies: list[str], policy: Any = POLICY, **kw: Any) -> Turn:
+    return Turn(policy, InProcessProvider([StreamResponse(sse=r) for r in replies]), model="openai/x", tools=registry(ran),
+                clock=VirtualClock(), journal=journal, turn_id="t", **kw)
+
+
+def paused(journal: Any, ran: list[str]) -> Any:
+    result = asyncio.run(turn(journal, ran, [TOOL_CALL]).run(USER))
+    assert result.pause is not None and ran == []
+    return result
+
+
+def test_a_turn_with_a_journal_pauses_and_its_history_stays_valid(tmp_path: Path) -> None:
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        result = paused(journal, ran)
+        assert result.outcome == "approval_required" and result.pause.state == "run_tools"
+        assert [c["name"] for c in result.pause.calls] == ["get_capital"]
+        assert history_problems(result.messages) == []
+        assert journal.entries("t")[-1].kind == "pause"
+        assert result.to_json()["pause"]["calls"][0]["id"] == result.pause.calls[0]["id"]
+
+
+def test_without_a_journal_the_approval_halt_is_the_end() -> None:
+    ran: list[str] = []
+    result = asyncio.run(turn(None, ran, [TOOL_CALL]).run(USER))
+    assert result.outcome == "approval_required" and result.pause is None and ran == []
+
+
+def test_an_approved_call_runs_once_and_the_turn_goes_on_with_the_same_counters(tmp_path: Path) -> None:
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = paused(journal, ran)
+        call_id = first.pause.calls[0]["id"]
+        result = asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=[call_id]))
+        kinds = [e.kind for e in journal.entries("t")]
+    assert ran == ["UK"] and result.outcome == "completed" and result.pause is None
+    events = [s.event for s in result.trace]
+    assert events == ["opened", "tool_calls", "approval_required", "approval_answered", "ok", "opened", "text"]
+    lift = result.trace[3]
+    assert lift.state == "halt_approval" and lift.target == "run_tools" and lift.transition is None
+    assert lift.counters["tool_batches"] == first.trace[-1].counters["tool_batches"] + 1, "the lift spends a tool batch"
+    assert [m["content"] for m in result.messages if m["role"] == "tool"] == ["London"]
+    assert history_problems(result.messages) == []
+    assert kinds.count("pause") == 1 and kinds[-1] == "halt"
+
+
+def test_a_denied_call_is_answered_so_and_never_runs(tmp_path: Path) -> None:
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = paused(journal, ran)
+        result = asyncio.run(turn(journal, ran, [TEXT]).resume("t", deny=[first.pause.calls[0]["id"]]))
+    assert ran == [] and result.outcome == "completed"
+    answers = [m["content"] for m in result.messages if m["role"] == "tool"]
+    assert answers == ["Denied: the user did not approve this call, so 'get_capital' was not run."]
+    assert [s.event for s in result.trace][3:5] == ["approval_answered", "failed"]
+    assert history_problems(result.messages) == []
+
+
+def test_answers_must_name_the_calls_that_wait(tmp_path: Path) -> None:
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = paused(journal, ran)
+        call_id = first.pause.calls[0]["id"]
+        with pytest.raises(ResumeError, match=r"is awaiting approval of .*: answer with --approve CALL_ID or --deny CALL_ID"):
+            asyncio.run(turn(journal, ran, [TEXT]).resume("t"))
+        with pytest.raises(ResumeError, match=r"nope is not awaiting approval \(awaiting: "):
+            asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=["nope"]))
+        with pytest.raises(ResumeError, match="cannot be both approved and denied"):
+            asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=[call_id], deny=[call_id]))
+        assert journal.entries("t")[-1].kind == "pause", "a refused answer leaves the pause as it was"
+        asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=[call_id]))
+        with pytest.raises(ResumeError, match="already ended"):
+            asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=[call_id]))
+    assert ran == ["UK"]
+
+
+def test_a_resumed_turn_that_is_not_paused_refuses_answers(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        journal.append("t", "begin", {"policy": "default", "messages": USER})
+        t = turn(journal, [], [TEXT])
+        with pytest.raises(ResumeError, match="stopped before its first model call"):
+            asyncio.run(t.resume("t", approve=["x"]))
+
+
+def test_pausing_never_resets_a_budget_each_lift_spends_a_tool_batch(tmp_path: Path) -> None:
+    """A model that asks for the same guarded tool forever, and a person who approves every time:
+    the turn still ends, because the counters go on across pauses and every lift is an entry into
+    the tool_exec state that the tool-batch backstop counts."""
+    text = DEFAULT_POLICY.read_text()
+    old = "  tool_batches:\n    max: 60\n    warn_at: 45\n"
+    assert old in text
+    policy = load_policy_text(text.replace(old, "  tool_batches:\n    max: 4\n    warn_at: 3\n", 1), "default.yaml")
+    ran: list[str] = []
+    lifts = 0
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        result = asyncio.run(turn(journal, ran, [TOOL_CALL], policy=policy).run(USER))
+        while result.pause is not None:
+            lifts += 1
+            assert lifts < 10, "pausing reset the tool-batch budget"
+            replies = [TOOL_CALL] * 3 + [TEXT] * 3
+            result = asyncio.run(turn(journal, ran, replies, policy=policy).resume("t", approve=[c["id"] for c in result.pause.calls]))
+    seen = [s.counters["tool_batches"] for s in result.trace]  # the whole turn, across its pauses
+    assert seen == sorted(seen), "the counter only grows across pauses"
+    assert max(seen) == 4 and len(ran) <= 3
+    assert [s.event for s in result.trace].count("approval_answered") == lifts
+    assert history_problems(result.messages) == []
+
+
+def test_an_abandoned_pause_answers_every_waiting_call_and_ends_the_turn(tmp_path: Path) -> None:
+    """The user moved on: the waiting calls are answered "Abandoned" so the history, with the next
+    user message after it, is valid; the turn cannot be resumed after that."""
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        paused(journal, ran)
+        history = abandon(POLICY, journal, "t")
+        assert journal.entries("t")[-1].kind == "halt" and journal.entries("t")[-1].body["outcome"] == "abandoned"
+        with pytest.raises(ResumeError, match="already ended: abandoned"):
+            asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=["x"]))
+        with pytest.raises(ResumeError, match="already ended"):
+            abandon(POLICY, journal, "t")
+    assert ran == []
+    assert history[-1]["role"] == "tool" and history[-1]["content"].startswith("Abandoned: the user moved on")
+    assert history_problems([*history, {"role": "user", "content": "never mind, what about France?"}]) == []
+
+
+def test_a_turn_that_is_not_paused_cannot_be_abandoned(tmp_path: Path) -> None:
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        asyncio.run(turn(journal, [], [TEXT]).run(USER))
+        with pytest.raises(ResumeError, match="already ended: completed"):
+            abandon(POLICY, journal, "t")
