@@ -28,6 +28,7 @@ _LAZY = {
     "Turn": "loopspec.engine.turn",
     "TurnResult": "loopspec.engine.results",
     "AwaitingApproval": "loopspec.engine.results",
+    "ApprovalSession": "loopspec.engine.approvals",
     "abandon": "loopspec.engine.resume",
     "ResumeError": "loopspec.engine.resume",
     "TraceStep": "loopspec.engine.results",

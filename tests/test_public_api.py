@@ -9,6 +9,7 @@ import sys
 import loopspec
 
 EXPORTED = [
+    "ApprovalSession",
     "AwaitingApproval",
     "Config",
     "Consumers",

@@ -29,10 +29,12 @@ def demo_tools():  # type: ignore[no-untyped-def]
         """Count the words in a text."""
         return len(text.split())
 
-    reg.register(current_time, parameters={"type": "object", "properties": {"timezone": {"type": "string"}}})
+    free = lambda **_: 0.0  # noqa: E731 - harmless: auto-approval may run them at no cost
+    reg.register(current_time, parameters={"type": "object", "properties": {"timezone": {"type": "string"}}}, cost_estimator=free)
     reg.register(
         word_count,
         parameters={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        cost_estimator=free,
     )
     return reg
 
@@ -128,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         LiteLLMProvider(),
         model=args.model,
         tools=demo_tools(),
+        approvals=approval_session(args, policy),
         consumers=console(args),
         api_base=args.api_base,
         api_key=api_key,
@@ -158,6 +161,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {s.state:>24} --{s.event}--> {s.target}", file=sys.stderr)
         note_pause(result, args.journal)
     return exit_of(result)
+
+
+def approval_session(args: argparse.Namespace, policy: Any) -> Any:
+    """--auto-approve (or the policy's ``approvals.auto_approve``): auto-approval within the cap."""
+    from loopspec.engine.approvals import ApprovalSession
+
+    return ApprovalSession(auto_approve=bool(args.auto_approve) or policy.approvals.auto_approve)
 
 
 def exit_of(result: Any) -> int:
@@ -231,7 +241,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from loopspec.providers.litellm_provider import LiteLLMProvider
 
         turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
-                    api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id)
+                    api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id,
+                    approvals=approval_session(args, policy))
         try:
             result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
         except ResumeError as exc:
@@ -244,6 +255,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
               f"{result.usage.tool_batches} tool batches in all", file=sys.stderr)
         note_pause(result, args.journal)
     return exit_of(result)
+
+
+def add_auto_approve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auto-approve", action="store_true",
+                   help="auto-approve the calls the policy's approval rules mark 'ask' while their estimated cost fits "
+                        "approvals.spending_cap (the demo tools cost nothing)")
 
 
 def register(sub: Any) -> None:
@@ -259,6 +276,7 @@ def register(sub: Any) -> None:
                    help="a paused turn: end it, answering every waiting call 'abandoned' (the user moved on); "
                         "prints the history, valid for the next turn")
     add_live_arguments(p)
+    add_auto_approve(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.set_defaults(handler=cmd_resume)
 
@@ -267,6 +285,7 @@ def register(sub: Any) -> None:
     add_live_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print retries and escalations as they happen")
+    add_auto_approve(p)
     p.add_argument("--tool-choice", default=None, metavar="CHOICE",
                    help="auto, required, none, or a tool's name to force that tool; sent only with requests "
                         "that offer tools, until the policy resets it (default.yaml does after each tool batch)")

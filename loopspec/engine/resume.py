@@ -62,6 +62,8 @@ class ResumePoint:
     """Ids of calls that started and never finished."""
     decisions: dict[str, bool] = field(default_factory=dict)
     """A person's answers to the pending batch, not yet carried out (call id -> approved)."""
+    approval_spent: float = 0.0
+    """What auto-approved calls had spent from the session's cap."""
     paused: tuple[str, list[str]] | None = None
     """For a turn paused for approval: the tool_exec state that paused and the ids of the calls
     that wait; ``config`` is then the halt the turn paused in."""
@@ -141,6 +143,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         answered=answered,
         interrupted=[i for i in started if i not in answered],
         decisions={str(k): bool(v) for k, v in (point.get("decisions") or {}).items()},
+        approval_spent=float(point.get("approval_spent") or 0.0),
         paused=None if pause is None else (str(pause.body["state"]), [str(c["id"]) for c in pause.body["calls"]]),
     )
 

@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 from typing import Mapping
 
+from loopspec.language.approvals import ApprovalRules
+
 from loopspec.language.alphabet import Event
 
 from .clock import Clock, DeadlinePassed, StallTimeout, bounded
 from .guardrails import GuardrailState
 from .history import Trajectory
 from .observers import Observers
-from .tools import DENIED, ApprovalHook, Tool, ToolCall, ToolRegistry, ToolResult, needs_approval, run_one, timed_out
+from .approvals import DENIED, ApprovalSession, decide_batch
+from .tools import ApprovalHook, Tool, ToolCall, ToolRegistry, ToolResult, run_one, timed_out
 
 PendingBatch = tuple[str, list[ToolCall]]
 """The text of the reply that asked for the calls, and the complete calls to run."""
@@ -60,6 +63,8 @@ async def run_batch(
     interrupted: frozenset[str] = frozenset(),
     decisions: Mapping[str, bool] | None = None,
     awaiting: list[ToolCall] | None = None,
+    rules: ApprovalRules | None = None,
+    session: ApprovalSession | None = None,
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
     ``timeout``, ``approval_required``, ``interrupted_tool`` or a guardrail event (guardrails first: they read every
@@ -73,7 +78,9 @@ async def run_batch(
     ``interrupted`` names the answered calls a crash cut (answered "may or may not have
     completed"): the batch then reports ``interrupted_tool`` unless a guardrail fires.
     ``decisions`` are a person's answers to the calls a paused batch waited for (approved runs,
-    refused is answered "Denied"); the calls still waiting for one are appended to ``awaiting``."""
+    refused is answered "Denied"); the calls still waiting for one are appended to ``awaiting``.
+    ``rules`` are the policy's approval rules and ``session`` the auto-approval budget it charges
+    (see :mod:`.approvals`)."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
@@ -92,15 +99,16 @@ async def run_batch(
 
     tasks: list[asyncio.Future[ToolResult]] = []
     try:
-        asking = needs_approval(tools, calls, approve, decisions)  # a human may take long: the deadline bounds it too
+        asking = decide_batch(tools, calls, approve, decisions, rules, session)  # a human may take long: the deadline bounds it too
         left, _ = bounded(clock, None, deadline)
         if left is None:
-            blocked, denied = await asking
+            decided = await asking
         else:
             try:
-                blocked, denied = await clock.within(asking, left)
+                decided = await clock.within(asking, left)
             except StallTimeout:
                 raise DeadlinePassed() from None
+        blocked, denied = decided.waiting, decided.denied
         if blocked:
             results = merged([ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls])
             trajectory.add_tool_round(text, whole, results)
@@ -108,6 +116,8 @@ async def run_batch(
             if awaiting is not None:
                 awaiting.extend(blocked)
             return Event("approval_required", {"tool": blocked[0].name})
+        if session is not None:  # the batch runs: its auto-approved calls spend from the cap
+            session.spent += decided.auto_spend
         for c in denied:  # a person said no: answered so, and the rest of the batch runs
             known[c.id] = ToolResult(c, DENIED.format(tool=c.name), ok=False, ran=False)
         calls = [c for c in calls if c.id not in known]

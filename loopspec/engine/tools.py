@@ -37,6 +37,9 @@ class Tool:
     idempotent: bool = False
     """Running the same call twice is harmless: a resumed turn runs an interrupted call again
     instead of answering that it may or may not have completed."""
+    cost_estimator: Callable[..., Any] | None = None
+    """``estimate(**arguments) -> float | None``: what a call will cost (None: cannot tell). Only
+    a call with an estimate can be auto-approved, within the policy's ``spending_cap``."""
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry sent to the model."""
@@ -83,12 +86,13 @@ class ToolRegistry:
         description: str | None = None,
         needs_approval: bool = False,
         idempotent: bool = False,
+        cost_estimator: Callable[..., Any] | None = None,
     ) -> Any:
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             tool_name = name or f.__name__
             params = parameters if parameters is not None else {"type": "object", "properties": {}}
             doc = description if description is not None else (inspect.getdoc(f) or "")
-            self.tools[tool_name] = Tool(tool_name, f, params, doc, needs_approval, idempotent)
+            self.tools[tool_name] = Tool(tool_name, f, params, doc, needs_approval, idempotent, cost_estimator)
             return f
 
         return add(fn) if fn is not None else add
@@ -178,33 +182,3 @@ async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
     except Exception as exc:
         return ToolResult(call, f"Error: {type(exc).__name__}: {exc}", ok=False, schema_valid=problem is None)
     return ToolResult(call, result_text(value), ok=True, schema_valid=problem is None)
-
-
-DENIED = "Denied: the user did not approve this call, so '{tool}' was not run."
-"""The answer of a call a person refused when the paused turn was resumed."""
-
-
-async def needs_approval(
-    registry: ToolRegistry, calls: list[ToolCall], approve: ApprovalHook | None, decisions: Mapping[str, bool] | None = None
-) -> tuple[list[ToolCall], list[ToolCall]]:
-    """The calls that need approval and have no answer yet (the batch waits for them), and those a
-    person refused. ``decisions`` are answers given when a paused turn was resumed (call id ->
-    approved); the ``approve`` hook is asked about the others."""
-    blocked: list[ToolCall] = []
-    denied: list[ToolCall] = []
-    for call in calls:
-        tool = registry.tools.get(call.name)
-        if tool is None or not tool.needs_approval:
-            continue
-        if decisions is not None and call.id in decisions:
-            if not decisions[call.id]:
-                denied.append(call)
-            continue
-        granted: Any = False
-        if approve is not None:
-            granted = approve(call)
-            if inspect.isawaitable(granted):
-                granted = await granted
-        if not granted:
-            blocked.append(call)
-    return blocked, denied

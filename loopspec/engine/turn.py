@@ -35,6 +35,7 @@ from loopspec.language.model import (
 
 from loopspec.wire.assemble import AssembledReply
 
+from .approvals import ApprovalSession
 from .clock import Clock, DeadlinePassed, RealClock, bounded
 from .consumers import Consumers
 from .guardrails import GuardrailState
@@ -79,6 +80,7 @@ class Turn:
         observers: Sequence[TurnObserver] = (),
         journal: JournalStore | None = None,
         turn_id: str | None = None,
+        approvals: ApprovalSession | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -87,6 +89,8 @@ class Turn:
         self.consumers = consumers or Consumers()
         self.clock: Clock = clock or RealClock()
         self.approve = approve
+        self.approvals = approvals if approvals is not None else ApprovalSession(policy.approvals.auto_approve)
+        """Auto-approval and what it spent (share one across a session's turns; see :mod:`.approvals`)."""
         self.api_base = api_base
         self.api_key = api_key
         self.max_tokens = max_tokens
@@ -252,6 +256,7 @@ class Turn:
         self._answered, self._announced = answered, frozenset(point.answered)
         self._interrupted = frozenset(answered) - frozenset(point.answered)
         self._decisions = dict(point.decisions)
+        self.approvals.spent = max(self.approvals.spent, point.approval_spent)  # a crash never refunds the cap
         if point.paused is None:
             if approve or deny:
                 raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to --approve or --deny")
@@ -365,6 +370,7 @@ class Turn:
             },
             "guardrails": self.guardrails.to_json(),
             "decisions": dict(self._decisions),
+            "approval_spent": self.approvals.spent,
         }
 
     def _variables(self, cfg: Config, event: Event) -> dict[str, Any]:
@@ -493,7 +499,7 @@ class Turn:
             clock=self.clock, tool_timeout=settings.tool_timeout, batch_timeout=settings.tool_batch_timeout,
             deadline=self._deadline, observers=self.observers,
             answered=answered, announced=announced, interrupted=interrupted,
-            decisions=decisions, awaiting=self._awaiting,
+            decisions=decisions, awaiting=self._awaiting, rules=self.policy.approvals, session=self.approvals,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:

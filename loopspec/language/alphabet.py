@@ -385,6 +385,7 @@ TOP_KEYS = (
     "counters",
     "flags",
     "templates",
+    "approvals",
     "states",
 )
 STATE_KEYS: dict[str, tuple[str, ...]] = {

@@ -13,12 +13,13 @@ from .alphabet import CALL_FLAGS, KINDS, SUPPORTED_VERSION, TOP_KEYS
 from .declarations import Declarations
 from .diagnostics import Diagnostic, Position
 from .model import POLICY_ERROR_MESSAGE, POLICY_ERROR_STATE, Policy, State, frozen_map
+from .read_approvals import ApprovalReader
 from .read_states import StateReader
 from .reader import type_name
 from .yamlsource import YMap
 
 
-class Compiler(Declarations, StateReader):
+class Compiler(Declarations, StateReader, ApprovalReader):
     """Reads a whole policy document, section by section, into a :class:`Policy`."""
 
     def run(self, doc: Any) -> Policy | None:
@@ -62,6 +63,7 @@ class Compiler(Declarations, StateReader):
         if self.max_wait is not None:
             self.settings = dataclasses.replace(self.settings, max_wait=self.max_wait)
         self.guardrails = self.read_guardrails(root)
+        approvals = self.read_approvals(root)
 
         states_node = root.get("states")
         if states_node is None:
@@ -118,6 +120,7 @@ class Compiler(Declarations, StateReader):
             settings=self.settings,
             doc=doc_text,
             _counter_index=frozen_map(index),
+            approvals=approvals,
         )
 
 

@@ -46,6 +46,7 @@ from .step import (
     Step,
     calls_of,
 )
+from .approvals import ApprovalRules
 from .config import Config
 from .structure import Backstop, Counter, Guardrail, Settings, State, Transition
 from .templates import render_template
@@ -67,6 +68,8 @@ class Policy:
     settings: Settings
     doc: str = ""
     _counter_index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
+    approvals: ApprovalRules = field(default_factory=ApprovalRules)
+    """Which tool calls need a person (the ``approvals:`` section); the engine applies them."""
 
     # -- configuration ----------------------------------------------------------------------
 

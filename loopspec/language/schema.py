@@ -235,6 +235,7 @@ def json_schema() -> dict[str, Any]:
                 "propertyNames": names,
                 "additionalProperties": ref("template_text"),
             },
+            "approvals": _approvals_schema(defs),
             "states": {
                 "type": "object",
                 "description": "the states of the machine, by name",
@@ -244,4 +245,51 @@ def json_schema() -> dict[str, Any]:
             },
         },
         "definitions": defs,
+    }
+
+
+def _approvals_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """The ``approvals:`` section (see :mod:`loopspec.language.approvals`); its condition goes in ``defs``."""
+    from .approvals import APPROVAL_LEVELS, ARG_OPS
+
+    condition: dict[str, Any] = {
+        "type": "object",
+        "description": "a test on the call's arguments: exactly one of all, any, not, arg",
+        "minProperties": 1,
+        "properties": {
+            "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/approval_condition"}},
+            "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/approval_condition"}},
+            "not": {"$ref": "#/definitions/approval_condition"},
+            "arg": {"type": "string", "minLength": 1, "description": "the argument tested"},
+            "default": {"description": "stands in for an argument the call omits or sets to null"},
+            **{op: {"description": f"the argument {op} this"} for op in ARG_OPS},
+        },
+        "additionalProperties": False,
+    }
+    defs["approval_condition"] = condition
+    return {
+        "type": "object",
+        "description": "which tool calls need a person, and what auto-approval may run within a spending cap",
+        "additionalProperties": False,
+        "properties": {
+            "auto_approve": {"type": "boolean", "description": "auto-approval is on unless the caller turns it off"},
+            "spending_cap": {"type": "number", "minimum": 0, "description": "what auto-approved calls may spend in a session"},
+            "doc": {"type": "string"},
+            "rules": {
+                "type": "array",
+                "description": "first matching rule wins; a tool no rule names runs without asking",
+                "items": {
+                    "type": "object",
+                    "required": ["tool", "approval"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "tool": {"type": "string", "minLength": 1},
+                        "when": {"$ref": "#/definitions/approval_condition"},
+                        "approval": {"enum": list(APPROVAL_LEVELS), "description": "none: runs; ask: a person or auto-approval "
+                                     "under the cap; person: always a person"},
+                        "doc": {"type": "string"},
+                    },
+                },
+            },
+        },
     }

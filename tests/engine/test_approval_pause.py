@@ -165,3 +165,40 @@ def test_a_turn_that_is_not_paused_cannot_be_abandoned(tmp_path: Path) -> None:
         asyncio.run(turn(journal, [], [TEXT]).run(USER))
         with pytest.raises(ResumeError, match="already ended: completed"):
             abandon(POLICY, journal, "t")
+
+
+def test_the_cli_pauses_a_live_turn_and_resumes_it_with_an_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`loopspec run --journal` exits 3 on a pause and names the calls; `resume --approve` goes on
+    through litellm (an OpenAI-compatible loopback server); `--abandon` ends a second pause."""
+    import json
+
+    from loopspec.cli import main as cli_main
+    from loopspec.replay.server import LoopbackServer
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(DEFAULT_POLICY.read_text().replace(
+        "\nstates:\n", "\napprovals:\n  rules:\n    - {tool: current_time, approval: person}\n\nstates:\n", 1))
+    asks_time = TOOL_CALL.replace("get_capital", "current_time")
+    journal = str(tmp_path / "j.db")
+    live = ["--machine", str(policy), "--model", "openai/x", "--json"]
+    with LoopbackServer([StreamResponse(sse=asks_time)]) as server:
+        code = cli_main(["run", *live, "--api-base", server.api_base, "--journal", journal, "What time is it?"])
+    paused_turn = json.loads(capsys.readouterr().out)
+    assert code == 3 and paused_turn["outcome"] == "approval_required"
+    call = paused_turn["pause"]["calls"][0]
+    assert call["name"] == "current_time"
+    turn_id = paused_turn["journal"]["turn_id"]
+    with LoopbackServer([StreamResponse(sse=TEXT)]) as server:
+        code = cli_main(["resume", turn_id, "--journal", journal, *live, "--api-base", server.api_base, "--approve", call["id"]])
+    done = json.loads(capsys.readouterr().out)
+    assert code == 0 and done["outcome"] == "completed"
+    assert [s["event"] for s in done["trace"]][3] == "approval_answered"
+
+    with LoopbackServer([StreamResponse(sse=asks_time)]) as server:
+        assert cli_main(["run", *live, "--api-base", server.api_base, "--journal", journal, "And now?"]) == 3
+    second = json.loads(capsys.readouterr().out)["journal"]["turn_id"]
+    assert cli_main(["resume", second, "--journal", journal, *live, "--abandon"]) == 0
+    history = json.loads(capsys.readouterr().out)["messages"]
+    assert history[-1]["content"].startswith("Abandoned: the user moved on")
+    assert cli_main(["resume", second, "--journal", journal, *live, "--api-base", "http://127.0.0.1:1", "--approve", "x"]) == 2
+    assert "already ended: abandoned" in capsys.readouterr().err

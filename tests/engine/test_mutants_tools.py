@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from loopspec.engine.tools import Tool, ToolCall, ToolRegistry, result_text, needs_approval, run_one
+from loopspec.engine.approvals import decide_batch
+from loopspec.engine.tools import Tool, ToolCall, ToolRegistry, result_text, run_one
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
@@ -108,6 +109,16 @@ def test_cancellation_is_not_turned_into_a_result() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         _run(run_one(Tool("c", cancelled, SCHEMA), ToolCall("c", "c", '{"n": 1}')))
+
+
+def needs_approval(*args: Any) -> Any:
+    """(waiting, denied) of a batch, as the approval decision gives them."""
+
+    async def decide() -> Any:
+        d = await decide_batch(*args)
+        return d.waiting, d.denied
+
+    return decide()
 
 
 def _registry() -> ToolRegistry:
