@@ -104,6 +104,9 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         steps, trace, cfg = _replay_steps(policy, turn_id, records, int(pause.body["step"]))
         want = Config(str(pause.body["halt_state"]), cfg.counters, cfg.flags)
         where = "it paused in"
+        state = policy.states.get(str(pause.body.get("state")))
+        if state is None or state.kind != "tool_exec":
+            raise ResumeError(f"turn {turn_id!r} paused in {pause.body.get('state')!r}, which is not a tool_exec state of {policy.name!r}")
     if cfg != want:
         raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, {where} {want.state}")
     pending = None
@@ -160,7 +163,10 @@ def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], c
             raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
         if r.get("event") == APPROVAL_ANSWERED and policy.states[cfg.state].kind == "halt":  # a pause lifted
             attrs = dict(r.get("attrs") or {})
-            step = policy.reenter(cfg, str(attrs.get("state")), Event(APPROVAL_ANSWERED, attrs))
+            try:
+                step = policy.reenter(cfg, str(attrs.get("state")), Event(APPROVAL_ANSWERED, attrs))
+            except ValueError as exc:
+                raise ResumeError(f"turn {turn_id!r}: decision {i + 1}: {exc}") from None
         else:
             event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
             step = policy.step(cfg, event)

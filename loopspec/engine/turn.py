@@ -328,6 +328,8 @@ class Turn:
         is a pause, not an end (without one, the approval halt is the end it always was)."""
         if self.journal is None or last_event.name != "approval_required" or not self._awaiting or not self.steps:
             return None
+        if self.policy.states[self.steps[-1].after.state].outcome != "approval_required":
+            return None  # the policy ended the turn for another reason (a backstop, say): an end, not a pause
         calls = tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in self._awaiting)
         return AwaitingApproval(self.turn_id, self.steps[-1].before.state, calls)
 

@@ -175,6 +175,8 @@ class Policy:
         Not a transition of the policy, but an entry like any other: the backstop counts it (a
         spent one redirects it) and the counters and flags go on from the halt, so a policy cannot
         reset a budget by pausing; each lift spends a tool batch."""
+        if self.states[paused.state].kind != "halt" or state not in self.states or self.states[state].kind != "tool_exec":
+            raise ValueError(f"a pause is lifted from a halt state into a tool_exec state, not from {paused.state!r} into {state!r}")
         counters, flags = paused.counters, paused.flags
         target = self.redirect(state, counters, flags)
         entered, request_flags, entry = self._enter(target, counters, flags)

@@ -202,3 +202,41 @@ def test_the_cli_pauses_a_live_turn_and_resumes_it_with_an_answer(tmp_path: Path
     assert history[-1]["content"].startswith("Abandoned: the user moved on")
     assert cli_main(["resume", second, "--journal", journal, *live, "--api-base", "http://127.0.0.1:1", "--approve", "x"]) == 2
     assert "already ended: abandoned" in capsys.readouterr().err
+
+
+def test_a_journal_whose_pause_names_no_tool_exec_state_is_refused(tmp_path: Path) -> None:
+    """A pause, or a lift, that names a state that is not a tool_exec state of the policy (an
+    edited journal, another policy) is refused, never entered."""
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        paused(journal, ran)
+        entries = journal.entries("t")
+    for field, value, message in [("state", "call_model", "not a tool_exec state"), ("state", "nowhere", "not a tool_exec state")]:
+        with SqliteJournal(tmp_path / f"{value}.db") as forged:
+            for e in entries:
+                forged.append("t", e.kind, {**e.body, field: value} if e.kind == "pause" else e.body)
+            with pytest.raises(ResumeError, match=message):
+                asyncio.run(turn(forged, ran, [TEXT]).resume("t", approve=["x"]))
+    assert ran == []
+
+
+def test_a_lift_from_anywhere_but_a_halt_into_a_tool_exec_state_is_not_a_step() -> None:
+    cfg = POLICY.initial_config()
+    from loopspec.language.alphabet import Event
+    from loopspec.language.config import Config
+
+    with pytest.raises(ValueError, match="from a halt state into a tool_exec state"):
+        POLICY.reenter(cfg, "run_tools", Event("approval_answered", {}))
+    with pytest.raises(ValueError, match="from a halt state into a tool_exec state"):
+        POLICY.reenter(Config("halt_approval", cfg.counters, cfg.flags), "call_model", Event("approval_answered", {}))
+
+
+def test_only_an_approval_halt_is_a_pause(tmp_path: Path) -> None:
+    """A policy that ends the turn some other way when a call needs approval ends it: a pause is the
+    policy's approval halt, taken on approval_required, and nothing else."""
+    text = DEFAULT_POLICY.read_text().replace("      approval_required: halt_approval\n", "      approval_required: halt_guardrail\n", 1)
+    other = load_policy_text(text, "default.yaml")
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        result = asyncio.run(turn(journal, [], [TOOL_CALL], policy=other).run(USER))
+        assert result.outcome == "guardrail" and result.pause is None
+        assert journal.entries("t")[-1].kind == "halt"
