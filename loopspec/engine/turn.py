@@ -520,28 +520,29 @@ class Turn:
         """Commit what the model said as the step's fate for its tool calls says, then perform the
         step's directives in order."""
         event = step.event
-        variables = self._variables(step.after, event)
         reply = self._model_call.reply
         if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
             if step.fate == FATE_RUN:
                 self._pending_calls = (reply.text, self.trajectory.calls_of(reply))
             elif step.fate == FATE_REFUSE:
                 calls = self.trajectory.calls_of(reply)
-                content = self.policy.render(step.refusal or "", variables)
+                content = self.policy.render(step.refusal or "", self._variables(step.after, event))
                 refused = [ToolResult(c, content, ok=False, ran=False) for c in calls]
                 self.trajectory.add_tool_round(reply.text, calls, refused)
                 for r in refused:
                     self.observers.notify("tool_finished", r.call, r)
             else:
                 self.trajectory.add_assistant_text(reply.text)
+        if not step.directives:  # most steps: nothing to render, so no template variables to build
+            return
         entering_escalate = self.policy.states[step.after.state].kind == "escalate"
         for d in step.directives:
-            await self._directive(d, variables, event, entering_escalate)
+            await self._directive(d, step, entering_escalate)
 
-    async def _directive(self, d: Directive, variables: dict[str, Any], event: Event, entering_escalate: bool) -> None:
-        action = d.action
-        if isinstance(action, Append):
-            self.trajectory.add_user(self.policy.render(action.template, variables))
+    async def _directive(self, d: Directive, step: Step, entering_escalate: bool) -> None:
+        action, event = d.action, step.event
+        if isinstance(action, Append):  # the variables are built here, when a template is rendered
+            self.trajectory.add_user(self.policy.render(action.template, self._variables(step.after, event)))
         elif isinstance(action, Backoff):
             # Retry-After may lengthen the schedule's wait, never past backoff.max_wait (a 429 asking
             # for an hour is the wait_too_long case, which default.yaml halts on instead); no wait
