@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail, run_async
+from .common import CRASH_HELP, EXIT_FAILED, EXIT_OK, EXIT_USAGE, decision_number, load_or_report, print_replay_record, print_json, print_result_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -46,11 +46,12 @@ def missing_credentials(model: str) -> list[str]:
     return list(check_credentials(model).missing)
 
 
-def add_live_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every command that calls a live model shares (run, record, rerun, fork)."""
+def add_live_arguments(p: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+    """The options every command that calls a live model shares (run, record, rerun, fork; resume,
+    where ``--model`` is only needed for a live turn and ``model_help`` says so)."""
     p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--model", required=True,
-                   help="litellm model name as PROVIDER/MODEL, e.g. openai/gpt-4o-mini (bare gpt-* and claude-* work too)")
+    p.add_argument("--model", required=model_help is None,
+                   help=model_help or "litellm model name as PROVIDER/MODEL, e.g. openai/gpt-4o-mini (bare gpt-* and claude-* work too)")
     p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL (e.g. a loopback server)")
     p.add_argument("--api-key", default=None,
                    help="API key (default: the provider's variable, e.g. $OPENAI_API_KEY; with --api-base, "
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_base=args.api_base,
         api_key=api_key,
         tool_choice=tool_choice_of(args.tool_choice),
-        observers=otel_observers(args),
+        observers=otel_observers(args) + crash_hook(args),
         journal=journal,
     )
     try:
@@ -157,6 +158,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for s in result.trace:
             print(f"  {s.state:>24} --{s.event}--> {s.target}", file=sys.stderr)
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
+
+
+def crash_hook(args: Any) -> list[Any]:
+    """``--crash-after-step K`` (a test hook): the observer that ends the process after decision K."""
+    if getattr(args, "crash_after_step", None) is None:
+        return []
+    from loopspec.engine.crash_hook import CrashAfterStep
+
+    return [CrashAfterStep(args.crash_after_step)]
 
 
 def otel_observers(args: Any) -> list[Any]:
@@ -189,6 +199,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not open_turns:
                 return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
             turn_id = open_turns[-1]
+        from loopspec.replay.journaled import replay_entry
+
+        if replay_entry(journal.entries(turn_id)) is not None:
+            return _resume_replayed(args, policy, journal, turn_id)
+        if args.model is None:
+            return fail("resume", f"turn {turn_id!r} is a live turn: give --model (and its credentials) to go on with it")
         ok, api_key = live_api_key(args, "resume")
         if not ok:
             return EXIT_USAGE
@@ -211,12 +227,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK if result.outcome == "completed" else EXIT_FAILED
 
 
+def _resume_replayed(args: argparse.Namespace, policy: Any, journal: Any, turn_id: str) -> int:
+    """A turn ``loopspec replay --journal`` wrote: finished in process from its cassette (no model,
+    no litellm) and judged as the whole replay would have been."""
+    from loopspec.engine.resume import ResumeError
+    from loopspec.replay.journaled import resume_replay
+
+    try:
+        report = run_async(resume_replay(policy, journal, turn_id, files_root=args.files_root))
+    except ResumeError as exc:
+        return fail("resume", str(exc))
+    record = {**report.to_json(), "turn_id": turn_id}
+    if args.json:
+        print_result_json({**record, "journal": {"file": args.journal, "turn_id": turn_id}})
+    else:
+        print_replay_record(record)
+        print(f"--- resumed {turn_id}: replayed in process, {report.verdict}", file=sys.stderr)
+    return EXIT_OK if report.verdict == "pass" else EXIT_FAILED
+
+
 def register(sub: Any) -> None:
+    from .common import add_files_root_argument
+
     p = sub.add_parser("resume", help="go on with a turn from its journal's last checkpoint (after a crash)",
                        epilog=exit_epilog("resume"))
     p.add_argument("turn_id", nargs="?", metavar="TURN_ID", help="the turn to resume (default: the newest that has not ended)")
-    p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run --journal wrote")
-    add_live_arguments(p)
+    p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run or replay --journal wrote")
+    add_live_arguments(p, model_help="litellm model name as PROVIDER/MODEL for a live turn; a replayed turn "
+                                     "goes on from its cassette, in process, and needs none")
+    add_files_root_argument(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.set_defaults(handler=cmd_resume)
 
@@ -235,6 +274,7 @@ def register(sub: Any) -> None:
                    help="emit OpenTelemetry spans (GenAI conventions) to the tracer provider the environment configures")
     p.add_argument("--otel-content", action="store_true",
                    help="like --otel, and record prompts, replies, tool arguments and results on the spans")
+    p.add_argument("--crash-after-step", type=decision_number, default=None, metavar="K", help=CRASH_HELP)
     p.set_defaults(handler=cmd_run)
 
 
