@@ -12,7 +12,6 @@ from typing import Any
 
 from .common import (CRASH_HELP, EXIT_FAILED, decision_number, print_replay_record, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
                      print_diagnostics, run_async)
-from .colour import painter
 from .progress import Progress
 
 

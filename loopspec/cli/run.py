@@ -237,9 +237,9 @@ def _resume_replayed(args: argparse.Namespace, policy: Any, journal: Any, turn_i
         report = run_async(resume_replay(policy, journal, turn_id, files_root=args.files_root))
     except ResumeError as exc:
         return fail("resume", str(exc))
-    record = {**report.to_json(), "turn_id": turn_id}
-    if args.json:
-        print_result_json({**record, "journal": {"file": args.journal, "turn_id": turn_id}})
+    record = {**report.to_json(with_trace=True), "turn_id": turn_id}
+    if args.json:  # like a live turn's: the trace and the whole history too
+        print_result_json({**record, "messages": report.result.messages, "journal": {"file": args.journal, "turn_id": turn_id}})
     else:
         print_replay_record(record)
         print(f"--- resumed {turn_id}: replayed in process, {report.verdict}", file=sys.stderr)
