@@ -78,14 +78,17 @@ def _print_invalid(outcomes: list[Any]) -> None:
 
 def _journal_clash(path: str, paths: list[str], shard: Any) -> str | None:
     """Why ``--journal path`` cannot take these cassettes' turns (None when it can): not a journal,
-    or it already holds a turn one of them would be written as."""
+    or it already holds a turn one of them would be written as (and that turn got as far as its
+    first checkpoint: one cut before that had no effect, and is started again)."""
     from loopspec.journal import JournalError, SqliteJournal
     from loopspec.replay.corpus import discover, select
     from loopspec.replay.journal_note import turn_id_of
 
+    from loopspec.replay.journaled import started
+
     try:
-        with SqliteJournal(path) as journal:
-            held = set(journal.turn_ids())
+        with SqliteJournal(path) as journal:  # a turn cut before any effect may start again
+            held = {t for t in journal.turn_ids() if started(journal.entries(t))}
     except JournalError as exc:
         return str(exc)
     clash = sorted(held & {turn_id_of(f) for f in select(discover(paths), shard)})

@@ -199,10 +199,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not open_turns:
                 return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
             turn_id = open_turns[-1]
-        from loopspec.replay.journaled import replay_entry
+        from loopspec.replay.journaled import replay_entry, started
 
-        if replay_entry(journal.entries(turn_id)) is not None:
+        entries = journal.entries(turn_id)
+        if replay_entry(entries) is not None:
             return _resume_replayed(args, policy, journal, turn_id)
+        if entries and not started(entries):
+            return fail("resume", f"turn {turn_id!r} stopped before its first model call, before any effect: run it "
+                                  "again (a replayed cassette: replay it again into the same journal)")
         if args.model is None:
             return fail("resume", f"turn {turn_id!r} is a live turn: give --model (and its credentials) to go on with it")
         ok, api_key = live_api_key(args, "resume")

@@ -168,7 +168,7 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
     policies = [_policy(p) for p in job.policies]
     out: list[Outcome] = []
     journal = None
-    if job.journal is not None:  # one connection per worker process; SQLite serialises the writers
+    if job.journal is not None:  # one connection per batch; SQLite serialises the workers' writes
         from loopspec.journal import SqliteJournal
 
         journal = SqliteJournal(job.journal)

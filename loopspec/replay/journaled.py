@@ -27,7 +27,7 @@ from loopspec.journal import Entry, JournalStore
 from loopspec.language.model import Policy
 
 from .cassette import Cassette
-from .harness import ReplayReport, judged, step_limit
+from .harness import ReplayReport, judged, replay, step_limit
 from .inproc import InProcessProvider
 from .journal_note import digest
 from .recorded_tools import RecordedTools
@@ -35,6 +35,12 @@ from .recorded_tools import RecordedTools
 def replay_entry(entries: Sequence[Entry]) -> dict[str, Any] | None:
     """The ``replay`` entry of a turn's entries: None for a live turn."""
     return next((e.body for e in entries if e.kind == "replay"), None)
+
+
+def started(entries: Sequence[Entry]) -> bool:
+    """The turn reached its first checkpoint, so it may have had an effect; before that, nothing
+    happened and it can simply start again."""
+    return any(e.kind == "checkpoint" for e in entries)
 
 
 def cut_requests(entries: Sequence[Entry]) -> set[int]:
@@ -91,9 +97,18 @@ def load_replayed(turn_id: str, entries: Sequence[Entry], files_root: str | None
 
 async def resume_replay(policy: Policy, journal: JournalStore, turn_id: str, *, files_root: str | None = None,
                         observers: Sequence[TurnObserver] = ()) -> ReplayReport:
-    """Finish replayed turn ``turn_id`` from its last checkpoint, in process, and judge it whole."""
+    """Finish replayed turn ``turn_id`` from its last checkpoint, in process, and judge it whole.
+
+    A turn cut before its first checkpoint had no effect yet (the checkpoint precedes the first
+    one): it is replayed from the start, under the same id."""
     entries = journal.entries(turn_id)
     c = load_replayed(turn_id, entries, files_root)
+    if not started(entries):
+        if entries[0].body.get("policy") != policy.name:
+            raise ResumeError(f"turn {turn_id!r} ran under policy {entries[0].body.get('policy')!r}, not {policy.name!r}")
+        note = replay_entry(entries) or {}
+        return await replay(c, policy, journal=journal, turn_id=turn_id, observers=observers,
+                            files_root=note.get("files_root") or files_root)
     point = resume_point(policy, turn_id, entries)  # refuses what Turn.resume would, before any effect
     cut = cut_requests(entries)
     consumed = len(point.requests) - len(cut)  # the responses the turn has taken so far

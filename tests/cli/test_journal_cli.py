@@ -48,6 +48,16 @@ class Stop(BaseException):
     """Ends a turn in the middle, as a crash would, without killing the test's process."""
 
 
+class CutAtStart:
+    """Raises :class:`Stop` as the turn starts: after its begin and replay entries, before any effect."""
+
+    def turn_started(self, info: Any, messages: Any) -> None:
+        raise Stop
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
 class CutAfter:
     """Raises :class:`Stop` right after the n-th decision is journaled."""
 
@@ -64,10 +74,12 @@ class CutAfter:
 
 
 def cut_replay(path: Path, journal: Path, n: int) -> None:
+    """Replay ``path`` into ``journal`` and stop after decision ``n`` (0: as the turn starts)."""
     c, _ = read_cassette(str(path))
     assert c is not None
+    cut = CutAfter(n) if n else CutAtStart()
     with SqliteJournal(journal) as j, pytest.raises(Stop):
-        asyncio.run(replay(c, load_policy(POLICY), journal=j, observers=[CutAfter(n)]))  # type: ignore[list-item]
+        asyncio.run(replay(c, load_policy(POLICY), journal=j, observers=[cut]))  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("path, turn_id", [
@@ -115,6 +127,29 @@ def test_resume_finishes_a_cut_replay_in_process(cassette: Path, capsys: pytest.
     assert whole["outcome"] == "completed"
 
 
+def test_a_replayed_turn_cut_before_any_effect_starts_again(cassette: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed before its first checkpoint, the turn had no effect: resume replays it from the start,
+    and replaying the cassette into the same journal is allowed too."""
+    cut_replay(cassette, Path("a.db"), 0)
+    code, out, err = run(capsys, "resume", "--journal", "a.db", "--machine", POLICY)
+    assert code == 0 and out.startswith("PASS"), err
+    cut_replay(cassette, Path("b.db"), 0)
+    code, out, err = run(capsys, "replay", str(cassette), "--machine", POLICY, "--journal", "b.db")
+    assert code == 0 and "1 passed" in out, err
+    for db in ("a.db", "b.db"):
+        with SqliteJournal(db) as j:
+            kinds = [e.kind for e in j.entries(turn_id_of(str(cassette)))]
+        assert kinds[:2] == ["begin", "replay"] and kinds.count("begin") == 2 and kinds[-1] == "halt"
+
+
+def test_a_live_turn_cut_before_any_effect_is_run_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with SqliteJournal(tmp_path / "j.db") as j:
+        j.append("early", "begin", {"policy": "default", "messages": []})
+    code, _out, err = run(capsys, "resume", "--journal", str(tmp_path / "j.db"), "--machine", POLICY)
+    assert code == 2
+    assert "turn 'early' stopped before its first model call, before any effect: run it again" in err
+
+
 @pytest.mark.parametrize("change, expected", [
     ("edit", "which has changed since: replay it again"),
     ("remove", "which is not there any more"),
@@ -134,6 +169,7 @@ def test_resume_refuses_a_replayed_turn_whose_cassette_changed(cassette: Path, c
 def test_resume_of_a_live_turn_needs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with SqliteJournal(tmp_path / "j.db") as j:
         j.append("live", "begin", {"policy": "default", "messages": []})
+        j.append("live", "checkpoint", {"step": 0})
     code, _out, err = run(capsys, "resume", "--journal", str(tmp_path / "j.db"), "--machine", POLICY)
     assert code == 2
     assert err.strip() == "loopspec resume: turn 'live' is a live turn: give --model (and its credentials) to go on with it"

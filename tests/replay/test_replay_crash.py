@@ -33,6 +33,7 @@ from loopspec.journal import SqliteJournal
 from loopspec.replay.cassette import read_cassette
 from loopspec.replay.harness import replay_sync
 from loopspec.replay.journal_note import turn_id_of
+from loopspec.replay.journaled import replay_entry
 
 from _paths import DEFAULT_POLICY, FIXTURES, ROOT
 
@@ -242,8 +243,9 @@ def finish(server: ForkServer, tmp: Path, journal: Path) -> dict[str, dict[str, 
     journal; every turn's final record (with trace and messages where resumed)."""
     with SqliteJournal(journal) as j:
         ended = {t: any(e.kind == "halt" for e in j.entries(t)) for t in j.turn_ids()}
-    cut = sorted(t for t, done in ended.items() if not done)
-    rest = [f for f in CORPUS if turn_id_of(f) not in ended]
+    with SqliteJournal(journal) as j:  # a turn killed before its replay entry is replayed again
+        cut = sorted(t for t, done in ended.items() if not done and replay_entry(j.entries(t)) is not None)
+    rest = [f for f in CORPUS if turn_id_of(f) not in cut and not ended.get(turn_id_of(f))]
     argvs = [["resume", t, "--journal", str(journal), "--machine", POLICY, "--json"] for t in cut]
     argvs += [replay_argv(journal, rest)] if rest else []
     status, outs = server.run(argvs, tmp, "finish")
