@@ -204,7 +204,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         entries = journal.entries(turn_id)
         if replay_entry(entries) is not None:
             return _resume_replayed(args, policy, journal, turn_id)
-        if entries and not started(entries):
+        if entries and not started(entries) and not any(e.kind == "halt" for e in entries):
             return fail("resume", f"turn {turn_id!r} stopped before its first model call, before any effect: run it "
                                   "again (a replayed cassette: replay it again into the same journal)")
         if args.model is None:

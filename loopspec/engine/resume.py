@@ -84,7 +84,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
             messages += [dict(m) for m in e.body.get("messages", [])]
     if len(messages) != point.get("message_count"):
         raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
-    steps, trace, cfg = _replay_steps(policy, turn_id, [e.body for e in entries[:last] if e.kind == "step"], int(point["step"]))
+    steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last]), int(point["step"]))
     want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
     if cfg != want:
         raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, its checkpoint says {want.state}")
@@ -125,6 +125,18 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         answered=answered,
         interrupted=[i for i in started if i not in answered],
     )
+
+
+def _kept_steps(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The step records of the decisions that stand: a checkpoint at step n drops the records after
+    the n-th, decisions a crash cut, which the process resumed from that checkpoint took again."""
+    records: list[dict[str, Any]] = []
+    for e in entries:
+        if e.kind == "checkpoint":
+            del records[int(e.body.get("step", len(records))):]
+        elif e.kind == "step":
+            records.append(e.body)
+    return records
 
 
 def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], count: int) -> tuple[list[Step], list[TraceStep], Config]:

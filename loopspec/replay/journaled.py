@@ -103,7 +103,7 @@ async def resume_replay(policy: Policy, journal: JournalStore, turn_id: str, *, 
     one): it is replayed from the start, under the same id."""
     entries = journal.entries(turn_id)
     c = load_replayed(turn_id, entries, files_root)
-    if not started(entries):
+    if not started(entries) and not any(e.kind == "halt" for e in entries):
         if entries[0].body.get("policy") != policy.name:
             raise ResumeError(f"turn {turn_id!r} ran under policy {entries[0].body.get('policy')!r}, not {policy.name!r}")
         note = replay_entry(entries) or {}
