@@ -9,6 +9,9 @@
    record, over a recorded decision path. Target: <= 20 us per step. Measured without callbacks
    (the plain machine) and with four no-op callbacks (the dispatching machine).
 
+Both targets are measured without a journal or tracing: what those add to the same turn, ratio
+and cost per decision side by side, is part 2 of ``bench/journal_cost.py``.
+
     python bench/interpreter_overhead.py [--turns 200]
 """
 

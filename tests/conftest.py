@@ -59,6 +59,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 # CI runs everything; `python -m pytest -q -n 2 -m "not slow"` is the quick local run.
 SLOW = {
     "engine/test_interpreter_http.py",
+    "cli/test_journal_cli.py::test_run_ends_abruptly_after_the_decision_the_hook_names_and_resumes",
     "providers/test_litellm_provider.py",
     "replay/test_replay_server.py",
     "replay/test_transport_agreement.py",

@@ -33,8 +33,8 @@ EXIT_CODES: dict[str, str] = {
     "cover": "0 covered (or coverage met), 1 a transport disagrees with the checker or coverage below --min-coverage, 2 usage or invalid input",
     "graph": "0 drawn, 2 usage or invalid file",
     "run": "0 completed, 1 other outcome, 2 usage, invalid policy or no credentials, 3 paused for approval (with --journal)",
-    "resume": "0 completed, 1 other outcome, 2 usage, invalid policy, no credentials or a turn that cannot be resumed, "
-    "3 paused for approval again",
+    "resume": "0 completed (a replayed turn: its replay passes), 1 other outcome (a replayed turn: it fails), 2 usage, invalid policy, "
+    "no credentials or a turn that cannot be resumed, 3 paused for approval again",
     "record": "0 written, 1 not written, 2 usage, invalid policy or no credentials",
     "import": "0 written, 1 not written, 2 usage",
     "rerun": "0 completed, 1 other outcome, 2 usage, invalid input or no credentials",
@@ -139,3 +139,35 @@ def add_files_root_argument(p: Any) -> None:
     p.add_argument("--files-root", default=None, metavar="DIR",
                    help="also let sse_file read files under DIR (default: only the cassette's own folder, "
                         "or $LOOPSPEC_FILES_ROOT)")
+
+
+def print_replay_record(r: dict[str, Any]) -> None:
+    """One replayed cassette's verdict line and its failures (nothing for an invalid cassette)."""
+    if r["verdict"] == "invalid":
+        return
+    paint = painter(sys.stdout)
+    mark = {"pass": "PASS", "fail": "FAIL", "diverged": "DIVERGED"}[r["verdict"]]
+    print(f"{paint.verdict(mark, 8)} {r['name']}: {r['outcome']}, {r['model_calls']} calls, {r['tool_batches']} tool batches")
+    for f in r["failures"]:
+        print(f"         - {f}")
+    d = r["trace_divergence"]
+    if d is not None:
+        print(f"         - decisions part from the recorded trace at step {d['step']}: {d['reason']}")
+
+
+def decision_number(text: str) -> int:
+    """argparse type of ``--crash-after-step``: a decision number, from 1 (else a usage error)."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"takes a decision number, 1 or more, not {text!r}")
+    return n
+
+
+CRASH_HELP = ("test hook: end the process abruptly (exit 137, no cleanup, as SIGKILL would) right after its K-th "
+              "decision is journaled")
+"""The ``--help`` of ``--crash-after-step`` (run, replay): how tests kill a turn at an exact step."""

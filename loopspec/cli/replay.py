@@ -10,9 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from .common import (EXIT_FAILED, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
+from .common import (CRASH_HELP, EXIT_FAILED, decision_number, print_replay_record, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
                      print_diagnostics, run_async)
-from .colour import painter
 from .progress import Progress
 
 
@@ -77,15 +76,43 @@ def _print_invalid(outcomes: list[Any]) -> None:
             print_diagnostics(o.file, o.diagnostics, "cassette")
 
 
+def _journal_clash(path: str, paths: list[str], shard: Any) -> str | None:
+    """Why ``--journal path`` cannot take these cassettes' turns (None when it can): not a journal,
+    or it already holds a turn one of them would be written as (and that turn got as far as its
+    first checkpoint: one cut before that had no effect, and is started again)."""
+    from loopspec.journal import JournalError, SqliteJournal
+    from loopspec.replay.corpus import discover, select
+    from loopspec.replay.journal_note import turn_id_of
+
+    from loopspec.replay.journaled import started
+
+    try:
+        with SqliteJournal(path) as journal:  # a turn cut before any effect may start again
+            held = {t for t in journal.turn_ids() if started(journal.entries(t))}
+    except JournalError as exc:
+        return str(exc)
+    clash = sorted(held & {turn_id_of(f) for f in select(discover(paths), shard)})
+    if clash:
+        return (f"{path} already holds turn {clash[0]!r}" + (f" and {len(clash) - 1} more" if len(clash) > 1 else "")
+                + ": finish a cut one with loopspec resume, or journal this replay to another file")
+    return None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from loopspec.replay.corpus import Job, prime_policy
 
     policy = load_or_report(args.machine, args.json)
     if policy is None:
         return EXIT_USAGE
+    if args.journal:
+        problem = _journal_clash(args.journal, args.paths, args.shard)
+        if problem:
+            return fail("replay", problem)
+    if args.crash_after_step is not None:
+        args.jobs = 1  # the hook ends *this* process at an exact decision: no worker pool
     prime_policy(args.machine, policy)
     job = Job("replay", (args.machine,), args.transport, with_trace=args.trace, store_trace=args.store_trace,
-              files_root=args.files_root)
+              files_root=args.files_root, journal=args.journal, crash_after_step=args.crash_after_step)
     outcomes, code = _run("replay", args, job, args.paths, args.json, verb="replayed", show_failed=True)
     if outcomes is None:
         return int(code)
@@ -103,21 +130,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         data: dict[str, Any] = {"machine": args.machine, "transport": args.transport, "ok": ok}
         if args.shard:
             data["shard"] = str(args.shard)
+        if args.journal:
+            data["journal"] = args.journal
         print_result_json(dict(data, cassettes=records))
     else:
-        paint = painter(sys.stdout)
         for r in records:
-            if r["verdict"] == "invalid":
-                continue
-            mark = {"pass": "PASS", "fail": "FAIL", "diverged": "DIVERGED"}[r["verdict"]]
-            print(f"{paint.verdict(mark, 8)} {r['name']}: {r['outcome']}, {r['model_calls']} calls, {r['tool_batches']} tool batches")
-            for f in r["failures"]:
-                print(f"         - {f}")
-            d = r["trace_divergence"]
-            if d is not None:
-                print(f"         - decisions part from the recorded trace at step {d['step']}: {d['reason']}")
+            print_replay_record(r)
         passed = sum(1 for r in records if r["verdict"] == "pass")
         print(f"{passed} passed, {len(records) - passed} failed")
+        if args.journal:
+            turns = sum(1 for r in records if "turn_id" in r)
+            print(f"journal: {turns} turn(s) in {args.journal}, each under its cassette's path", file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -259,6 +282,11 @@ def register(sub: Any) -> None:
         help="write this replay's decision trace into each cassette (later replays under an edited "
         "policy then name the first step whose decision changed, and the guard that changed it)",
     )
+    p.add_argument("--journal", metavar="OUT",
+                   help="write each replayed turn's journal to this SQLite file, under the cassette's path without "
+                        ".cassette.yaml as its turn id; a turn a crash cut goes on with loopspec resume --journal OUT TURN_ID")
+    p.add_argument("--crash-after-step", type=decision_number, default=None, metavar="K",
+                   help=CRASH_HELP + ", counted over the whole run (implies --jobs 1)")
     add_files_root_argument(p)
     _add_corpus_arguments(p)
     p.set_defaults(handler=cmd_replay)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail, run_async
+from .common import CRASH_HELP, EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, decision_number, load_or_report, print_replay_record, print_json, print_result_json, exit_epilog, fail, run_async
 
 
 def demo_tools():  # type: ignore[no-untyped-def]
@@ -48,11 +48,12 @@ def missing_credentials(model: str) -> list[str]:
     return list(check_credentials(model).missing)
 
 
-def add_live_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every command that calls a live model shares (run, record, rerun, fork)."""
+def add_live_arguments(p: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+    """The options every command that calls a live model shares (run, record, rerun, fork; resume,
+    where ``--model`` is only needed for a live turn and ``model_help`` says so)."""
     p.add_argument("--machine", required=True, metavar="FILE", help="policy YAML")
-    p.add_argument("--model", required=True,
-                   help="litellm model name as PROVIDER/MODEL, e.g. openai/gpt-4o-mini (bare gpt-* and claude-* work too)")
+    p.add_argument("--model", required=model_help is None,
+                   help=model_help or "litellm model name as PROVIDER/MODEL, e.g. openai/gpt-4o-mini (bare gpt-* and claude-* work too)")
     p.add_argument("--api-base", default=None, help="OpenAI-compatible base URL (e.g. a loopback server)")
     p.add_argument("--api-key", default=None,
                    help="API key (default: the provider's variable, e.g. $OPENAI_API_KEY; with --api-base, "
@@ -135,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_base=args.api_base,
         api_key=api_key,
         tool_choice=tool_choice_of(args.tool_choice),
-        observers=otel_observers(args),
+        observers=otel_observers(args) + crash_hook(args),
         journal=journal,
     )
     try:
@@ -189,6 +190,15 @@ def note_pause(result: Any, journal: str | None) -> None:
           f"--approve {first} (or --deny {first}, or --abandon)", file=sys.stderr)
 
 
+def crash_hook(args: Any) -> list[Any]:
+    """``--crash-after-step K`` (a test hook): the observer that ends the process after decision K."""
+    if getattr(args, "crash_after_step", None) is None:
+        return []
+    from loopspec.engine.crash_hook import CrashAfterStep
+
+    return [CrashAfterStep(args.crash_after_step)]
+
+
 def otel_observers(args: Any) -> list[Any]:
     """``--otel``: the turn's spans go to the tracer provider the environment set up (for example
     under ``opentelemetry-instrument``); ``--otel-content`` records prompts and replies too."""
@@ -234,6 +244,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 print(f"--- abandoned {turn_id}: its waiting calls are answered so; the history has "
                       f"{len(messages)} messages", file=sys.stderr)
             return EXIT_OK
+        from loopspec.replay.journaled import replay_entry, started
+
+        entries = journal.entries(turn_id)
+        if replay_entry(entries) is not None:
+            return _resume_replayed(args, policy, journal, turn_id)
+        if entries and not started(entries) and not any(e.kind == "halt" for e in entries):
+            return fail("resume", f"turn {turn_id!r} stopped before its first model call, before any effect: run it "
+                                  "again (a replayed cassette: replay it again into the same journal)")
+        if args.model is None:
+            return fail("resume", f"turn {turn_id!r} is a live turn: give --model (and its credentials) to go on with it")
         ok, api_key = live_api_key(args, "resume")
         if not ok:
             return EXIT_USAGE
@@ -263,11 +283,32 @@ def add_auto_approve(p: argparse.ArgumentParser) -> None:
                         "approvals.spending_cap (the demo tools cost nothing)")
 
 
+def _resume_replayed(args: argparse.Namespace, policy: Any, journal: Any, turn_id: str) -> int:
+    """A turn ``loopspec replay --journal`` wrote: finished in process from its cassette (no model,
+    no litellm) and judged as the whole replay would have been."""
+    from loopspec.engine.resume import ResumeError
+    from loopspec.replay.journaled import resume_replay
+
+    try:
+        report = run_async(resume_replay(policy, journal, turn_id, files_root=args.files_root))
+    except ResumeError as exc:
+        return fail("resume", str(exc))
+    record = {**report.to_json(with_trace=True), "turn_id": turn_id}
+    if args.json:  # like a live turn's: the trace and the whole history too
+        print_result_json({**record, "messages": report.result.messages, "journal": {"file": args.journal, "turn_id": turn_id}})
+    else:
+        print_replay_record(record)
+        print(f"--- resumed {turn_id}: replayed in process, {report.verdict}", file=sys.stderr)
+    return EXIT_OK if report.verdict == "pass" else EXIT_FAILED
+
+
 def register(sub: Any) -> None:
+    from .common import add_files_root_argument
+
     p = sub.add_parser("resume", help="go on with a turn from its journal: after a crash, or with a person's answers to a pause",
                        epilog=exit_epilog("resume"))
     p.add_argument("turn_id", nargs="?", metavar="TURN_ID", help="the turn to resume (default: the newest that has not ended)")
-    p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run --journal wrote")
+    p.add_argument("--journal", required=True, metavar="FILE", help="the journal loopspec run or replay --journal wrote")
     p.add_argument("--approve", action="append", default=[], metavar="CALL_ID",
                    help="a paused turn: run this waiting call (repeat for several)")
     p.add_argument("--deny", action="append", default=[], metavar="CALL_ID",
@@ -275,8 +316,10 @@ def register(sub: Any) -> None:
     p.add_argument("--abandon", action="store_true",
                    help="a paused turn: end it, answering every waiting call 'abandoned' (the user moved on); "
                         "prints the history, valid for the next turn")
-    add_live_arguments(p)
+    add_live_arguments(p, model_help="litellm model name as PROVIDER/MODEL for a live turn; a replayed turn "
+                                     "goes on from its cassette, in process, and needs none")
     add_auto_approve(p)
+    add_files_root_argument(p)
     p.add_argument("--json", action="store_true", help="print the result (outcome, trace, messages) as JSON")
     p.set_defaults(handler=cmd_resume)
 
@@ -296,6 +339,7 @@ def register(sub: Any) -> None:
                    help="emit OpenTelemetry spans (GenAI conventions) to the tracer provider the environment configures")
     p.add_argument("--otel-content", action="store_true",
                    help="like --otel, and record prompts, replies, tool arguments and results on the spans")
+    p.add_argument("--crash-after-step", type=decision_number, default=None, metavar="K", help=CRASH_HELP)
     p.set_defaults(handler=cmd_run)
 
 

@@ -24,6 +24,7 @@ from loopspec.language.model import Policy, Step
 from loopspec.language.step import Offer
 
 from .results import APPROVAL_ANSWERED, RequestRecord, TraceStep, TurnUsage
+from .tool_batch import AWAITING
 from .tools import ToolCall, ToolResult
 
 INTERRUPTED = (
@@ -95,13 +96,12 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
             messages += [dict(m) for m in e.body.get("messages", [])]
     if len(messages) != point.get("message_count"):
         raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
-    records = [e.body for e in entries if e.kind == "step"]
     if pause is None:
-        steps, trace, cfg = _replay_steps(policy, turn_id, records, int(point["step"]))
+        steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last]), int(point["step"]))
         want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
         where = "its checkpoint says"
     else:  # every decision, to the halt it paused in; the batch that waits goes on from the checkpoint
-        steps, trace, cfg = _replay_steps(policy, turn_id, records, int(pause.body["step"]))
+        steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries), int(pause.body["step"]))
         want = Config(str(pause.body["halt_state"]), cfg.counters, cfg.flags)
         where = "it paused in"
         state = policy.states.get(str(pause.body.get("state")))
@@ -119,7 +119,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     for e in entries[last + 1 :] if pause is None else ():  # a paused batch ran nothing
         if e.kind == "tool_start" and e.body.get("id") in calls:
             started.append(str(e.body["id"]))
-        elif e.kind == "tool_finish" and e.body.get("id") in calls:
+        elif e.kind == "tool_finish" and e.body.get("id") in calls and not _awaiting(e.body):
             b = e.body
             answered[str(b["id"])] = ToolResult(calls[str(b["id"])], str(b["content"]), ok=bool(b["ok"]), ran=bool(b["ran"]),
                                                 timed_out=bool(b.get("timed_out")))
@@ -149,6 +149,24 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         approval_spent=float(point.get("approval_spent") or 0.0),
         paused=None if pause is None else (str(pause.body["state"]), [str(c["id"]) for c in pause.body["calls"]]),
     )
+
+
+def _awaiting(answer: dict[str, Any]) -> bool:
+    """A batch's "awaiting approval" placeholder: not an answer (a crash came before the pause was
+    written, so the resumed batch asks for approval again)."""
+    return answer.get("content") == AWAITING and not answer.get("ran")
+
+
+def _kept_steps(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The step records of the decisions that stand: a checkpoint at step n drops the records after
+    the n-th, decisions a crash cut, which the process resumed from that checkpoint took again."""
+    records: list[dict[str, Any]] = []
+    for e in entries:
+        if e.kind == "checkpoint":
+            del records[int(e.body.get("step", len(records))):]
+        elif e.kind == "step":
+            records.append(e.body)
+    return records
 
 
 def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], count: int) -> tuple[list[Step], list[TraceStep], Config]:

@@ -35,6 +35,10 @@ NOT_RUN = {
 }
 """The answer of a call a cancellation or the turn's deadline stopped."""
 
+AWAITING = "Not run: this call is awaiting human approval."
+"""The answer of every call of a batch that waits for a person: a placeholder that keeps the
+history valid, not the call's answer (a resumed batch decides approval again)."""
+
 
 async def _run_call(tool: Tool | None, call: ToolCall, clock: Clock, timeout: float | None) -> ToolResult:
     """One call, answered "timed out" if it outlives ``timeout``."""
@@ -110,7 +114,7 @@ async def run_batch(
                 raise DeadlinePassed() from None
         blocked, denied = decided.waiting, decided.denied
         if blocked:
-            results = merged([ToolResult(c, "Not run: this call is awaiting human approval.", ok=False, ran=False) for c in calls])
+            results = merged([ToolResult(c, AWAITING, ok=False, ran=False) for c in calls])
             trajectory.add_tool_round(text, whole, results)
             tell(results)
             if awaiting is not None:

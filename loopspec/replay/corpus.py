@@ -106,6 +106,10 @@ class Job:
     store_trace: bool = False
     files_root: str | None = None
     """A folder ``sse_file`` may read under besides each cassette's own (``--files-root``)."""
+    journal: str | None = None
+    """Write each replayed turn to this journal file (``--journal``), under the cassette's turn id."""
+    crash_after_step: int | None = None
+    """The test hook ``--crash-after-step K``: end the process right after its K-th journaled decision."""
 
 
 @dataclass
@@ -163,6 +167,11 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
 
     policies = [_policy(p) for p in job.policies]
     out: list[Outcome] = []
+    journal = None
+    if job.journal is not None:  # one connection per batch; SQLite serialises the workers' writes
+        from loopspec.journal import SqliteJournal
+
+        journal = SqliteJournal(job.journal)
     try:
         for f in files:
             c, diags = read_cassette(f, files_root=job.files_root)
@@ -170,10 +179,12 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
                 out.append(Outcome(f, {"cassette": f, "verdict": "invalid",
                                        "diagnostics": [d.to_json() for d in diags]}, list(diags)))
             elif job.mode == "replay":
-                out.append(await _replay_one(job, c, policies[0]))
+                out.append(await _replay_one(job, c, policies[0], journal))
             else:
                 out.append(await _diff_one(job, c, policies[0], policies[1]))
     finally:
+        if journal is not None:
+            journal.close()
         if job.transport == "http":
             from loopspec.providers.litellm_provider import close_clients
 
@@ -181,10 +192,23 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
     return out
 
 
-async def _replay_one(job: Job, c: Any, policy: Any) -> Outcome:
+_CRASH_HOOKS: dict[int, Any] = {}
+
+
+def _observers(job: Job) -> list[Any]:
+    """The crash hook, one per process: it counts the decisions of every turn the process runs."""
+    if job.crash_after_step is None:
+        return []
+    from loopspec.engine.crash_hook import CrashAfterStep
+
+    return [_CRASH_HOOKS.setdefault(job.crash_after_step, CrashAfterStep(job.crash_after_step))]
+
+
+async def _replay_one(job: Job, c: Any, policy: Any, journal: Any = None) -> Outcome:
     from .harness import replay
 
-    r = await replay(c, policy, transport=job.transport)  # type: ignore[arg-type]
+    r = await replay(c, policy, transport=job.transport, journal=journal, observers=_observers(job),  # type: ignore[arg-type]
+                     files_root=job.files_root)
     error = None
     if job.store_trace:
         from .cassette import RecordedStep, store_trace
@@ -194,7 +218,12 @@ async def _replay_one(job: Job, c: Any, policy: Any) -> Outcome:
             r.divergence = None
         except OSError as exc:
             error = f"cannot store the trace in {r.cassette}: {exc.strerror or exc}"
-    return Outcome(c.file, r.to_json(with_trace=job.with_trace), error=error)
+    record = r.to_json(with_trace=job.with_trace)
+    if journal is not None:
+        from .journal_note import turn_id_of
+
+        record["turn_id"] = turn_id_of(c.file)
+    return Outcome(c.file, record, error=error)
 
 
 async def _diff_one(job: Job, c: Any, old: Any, new: Any) -> Outcome:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from loopspec.engine.clock import VirtualClock
+from loopspec.engine.observers import TurnObserver
+from loopspec.journal import JournalStore
 from loopspec.engine.results import TurnResult
 from loopspec.engine.turn import Turn
 from loopspec.engine.machine import TurnCallbacks
@@ -109,12 +111,27 @@ async def replay(
     transport: Transport = "inproc",
     time_scale: float | None = None,
     callbacks: TurnCallbacks | None = None,
+    journal: JournalStore | None = None,
+    turn_id: str | None = None,
+    observers: Sequence[TurnObserver] = (),
+    files_root: str | None = None,
 ) -> ReplayReport:
-    """Replay a cassette under a policy and judge it; ``callbacks`` run as the replayed turn moves."""
+    """Replay a cassette under a policy and judge it; ``callbacks`` run as the replayed turn moves.
+
+    With a ``journal`` the turn is written to it as ``turn_id`` (default: :func:`.journal_note.turn_id_of`
+    the cassette), with a ``replay`` entry naming the cassette so that ``loopspec resume`` can
+    finish it in process (``files_root`` is what its ``sse_file`` entries were read under)."""
     cancel = CancelPlan(c.cancel)
     tools = RecordedTools(c, cancel=cancel)
     limit = step_limit(c, policy)
     options: dict[str, Any] = dict(c.request.turn_options(), tools=tools.registry, callbacks=callbacks, max_steps=limit)
+    if journal is not None:
+        from .journal_note import ReplayNote, turn_id_of
+
+        turn_id = turn_id or turn_id_of(c.file)
+        options.update(journal=journal, turn_id=turn_id, observers=[ReplayNote(c, transport, files_root, journal, turn_id), *observers])
+    elif observers:
+        options.update(observers=list(observers))
     crash: str | None
     if transport == "http":
         from .http import DEFAULT_TIME_SCALE, LoopbackClock, run_guarded_over_http
@@ -135,6 +152,14 @@ async def replay(
         result, crash = await run_guarded(turn, c.messages)
         elapsed = vclock.now()
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
+    return judged(c, policy, result, transport=transport, unconsumed=unconsumed, diverged_at=diverged_at, tools=tools,
+                  elapsed=elapsed, crash=crash)
+
+
+def judged(c: Cassette, policy: Policy, result: TurnResult, *, transport: str, unconsumed: int, diverged_at: int | None,
+           tools: RecordedTools, elapsed: float | None, crash: str | None = None) -> ReplayReport:
+    """The report of a replayed turn: its expectations, then a crash, a divergence from the
+    recorded responses or tool results, and the first step that parts from a stored trace."""
     failures = check_expectations(c, result, policy, unconsumed=unconsumed, ran=tools.ran, elapsed=elapsed)
     verdict: Verdict = "fail" if failures else "pass"
     if crash is not None:
@@ -190,6 +215,6 @@ def replay_sync(c: Cassette, policy: Policy, **kw: Any) -> ReplayReport:
 
 __all__ = [
     "RecordedTools", "ReplayReport", "ToolResultsExhausted", "TraceDivergence", "Transport", "Verdict",
-    "check_expectations", "compare_trace", "decision_path", "divergence_message", "fork", "halted",
+    "check_expectations", "compare_trace", "decision_path", "divergence_message", "fork", "halted", "judged",
     "property_problem", "replay", "replay_sync", "rerun", "step_limit",
 ]

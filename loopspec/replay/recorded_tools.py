@@ -36,10 +36,22 @@ class RecordedTools:
             queues.setdefault(r.tool, []).append(r)
         self.queues = queues
         for spec in self.cassette.tools:
+            # idempotent: a replayed call has no effect but taking its recorded result, so a call a
+            # crash interrupted is played again on resume (from the same result, see skip_played)
             self.registry.register(
                 self._player(spec.name), name=spec.name, parameters=spec.parameters,
-                description=spec.description, needs_approval=spec.needs_approval,
+                description=spec.description, needs_approval=spec.needs_approval, idempotent=True,
             )
+
+    def skip_played(self, played: dict[str, int]) -> None:
+        """Go on from a journal: ``played[name]`` calls of each tool already took their results
+        (they ran before a crash), so the next call of that tool takes the result after them."""
+        for name, n in played.items():
+            queue = self.queues.get(name) or []
+            taken = min(n, len(queue))
+            del queue[:taken]
+            self.ran += [name] * taken
+            self.exhausted += [name] * (n - taken)
 
     def _player(self, name: str):  # type: ignore[no-untyped-def]
         """A coroutine, so it runs on the event loop (a sync tool would run in a thread, and the

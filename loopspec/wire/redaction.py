@@ -86,9 +86,20 @@ def secret_spans(text: str, secrets: Iterable[str] = ()) -> list[tuple[int, int]
     return merged
 
 
+_SHORTEST = 12
+"""No pattern matches fewer characters: a key shape is at least 15 (``sk-`` and 12), ``Basic`` and
+a 6-character token 12; the other patterns need a ``:``, ``=`` or ``@`` (:data:`_MARKS`)."""
+_MARKS = re.compile(r"[:=@]")
+
+
 def redact_text(s: str, secrets: Iterable[str] = ()) -> str:
     """``s`` with every secret replaced by :data:`REDACTED`."""
-    secrets = tuple(x for x in secrets if x)
+    return _redact_text(s, tuple(x for x in secrets if x))
+
+
+def _redact_text(s: str, secrets: tuple[str, ...]) -> str:
+    if len(s) < _SHORTEST and not _MARKS.search(s) and not any(x in s for x in secrets):
+        return s  # the common short string (a state, a role, a name): no pattern can match it
     spans = secret_spans(s, secrets)
     if not spans:
         return s
@@ -106,19 +117,22 @@ def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
     Strings are passed through :func:`redact_text`; the value of a credential-named key
     (``api_key``, ``Authorization``, ``x-api-key``, ``password``, ...) is replaced outright.
     """
-    secrets = tuple(x for x in secrets if x)
+    return _redact(obj, tuple(x for x in secrets if x))
+
+
+def _redact(obj: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, str):
-        return redact_text(obj, secrets)
+        return _redact_text(obj, secrets)
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for k, v in obj.items():
             if isinstance(k, str) and _SENSITIVE_KEY.match(k) and isinstance(v, (str, int, float)) and v != "":
                 out[k] = REDACTED
             else:
-                out[redact_text(k, secrets) if isinstance(k, str) else k] = redact(v, secrets)
+                out[_redact_text(k, secrets) if isinstance(k, str) else k] = _redact(v, secrets)
         return out
     if isinstance(obj, (list, tuple)):
-        return [redact(x, secrets) for x in obj]
+        return [_redact(x, secrets) for x in obj]
     return obj
 
 

@@ -240,3 +240,21 @@ def test_only_an_approval_halt_is_a_pause(tmp_path: Path) -> None:
         result = asyncio.run(turn(journal, [], [TOOL_CALL], policy=other).run(USER))
         assert result.outcome == "guardrail" and result.pause is None
         assert journal.entries("t")[-1].kind == "halt"
+
+
+def test_a_crash_between_the_waiting_batch_and_its_pause_asks_again(tmp_path: Path) -> None:
+    """The batch answered its calls "awaiting approval" and the process died before the pause was
+    written: those placeholders are not answers, so the resumed batch asks again and pauses again,
+    having run nothing."""
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = paused(journal, ran)
+        entries = journal.entries("t")
+    assert entries[-1].kind == "pause"
+    with SqliteJournal(tmp_path / "cut.db") as cut:
+        for e in entries[:-1]:
+            cut.append("t", e.kind, e.body)
+        again = asyncio.run(turn(cut, ran, [TEXT]).resume("t"))
+    assert ran == [] and again.pause is not None and again.pause.calls == first.pause.calls
+    assert [s.event for s in again.trace] == [s.event for s in first.trace]
+    assert again.trace[-1].counters == first.trace[-1].counters
