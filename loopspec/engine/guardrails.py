@@ -3,12 +3,17 @@
 Calls are compared by tool name, canonical arguments (key order and whitespace do not matter) and
 result, so a poll whose result changes is progress, not a loop. The history lives in this object,
 not in the prompt, so it survives compaction.
+
+A call is remembered by its tool's name and a digest of its arguments and result, not by their text:
+a journal writes this memory into every checkpoint, and a tool's result can be large. Only as many
+recent calls as the doom-loop detector can look back over are kept in order.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from loopspec.language.alphabet import Event
 from loopspec.language.model import Guardrail
@@ -19,14 +24,36 @@ from .tools import ToolResult
 PRECEDENCE = ("doom_loop", "repeated_exact_failure", "same_tool_failure", "no_progress")
 
 
+Signature = tuple[str, str]
+"""(tool name, digest of the canonical arguments and the result): a call, as the detectors compare it."""
+
+
+def signature(tool: str, canonical_arguments: str, result: str) -> Signature:
+    digest = hashlib.blake2b(f"{canonical_arguments}\x00{result}".encode("utf-8", "surrogatepass"), digest_size=12)
+    return (tool, digest.hexdigest())
+
+
+def _restored(item: Sequence[Any]) -> Signature:
+    """A signature as a journal holds it; one written before digests (tool, arguments, result) is digested."""
+    if len(item) == 3:
+        return signature(str(item[0]), str(item[1]), str(item[2]))
+    return (str(item[0]), str(item[1]))
+
+
 @dataclass
 class GuardrailState:
     config: Mapping[str, Guardrail]
-    signatures: list[tuple[str, str, str]] = field(default_factory=list)
-    """(tool, canonical args, result) of every call so far, in order."""
-    failures: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    signatures: list[Signature] = field(default_factory=list)
+    """The most recent calls, in order: as many as the doom-loop detector looks back over."""
+    failures: dict[Signature, int] = field(default_factory=dict)
     tool_fail_streak: dict[str, int] = field(default_factory=dict)
-    repeats: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    repeats: dict[Signature, int] = field(default_factory=dict)
+
+    @property
+    def window(self) -> int:
+        """How many recent calls the doom-loop detector needs (0 when it is off)."""
+        g = self.config.get("doom_loop")
+        return 0 if g is None else g.max_period * g.threshold
 
     def to_json(self) -> dict[str, Any]:
         """The detectors' memory, JSON-safe (a journal's checkpoint keeps it across a crash)."""
@@ -38,18 +65,21 @@ class GuardrailState:
         }
 
     def restore(self, memory: Mapping[str, Any]) -> None:
-        """Take back the memory :meth:`to_json` wrote."""
-        self.signatures = [(str(a), str(b), str(c)) for a, b, c in memory.get("signatures", [])]
-        self.failures = {(str(a), str(b), str(c)): int(n) for a, b, c, n in memory.get("failures", [])}
+        """Take back the memory :meth:`to_json` wrote (or an older version of it, with texts)."""
+        self.signatures = [_restored(s) for s in memory.get("signatures", [])][-self.window or len(memory.get("signatures", [])) :]
+        self.failures = {_restored(k[:-1]): int(k[-1]) for k in memory.get("failures", [])}
         self.tool_fail_streak = {str(k): int(v) for k, v in memory.get("tool_fail_streak", {}).items()}
-        self.repeats = {(str(a), str(b), str(c)): int(n) for a, b, c, n in memory.get("repeats", [])}
+        self.repeats = {_restored(k[:-1]): int(k[-1]) for k in memory.get("repeats", [])}
 
     def observe(self, results: list[ToolResult]) -> Event | None:
         """Record a batch; return the guardrail event to emit, or None (verdict allow / nothing)."""
         fired: dict[str, Event] = {}
+        window = self.window
         for r in results:
-            sig = (r.call.name, r.call.canonical, r.content)
+            sig = signature(r.call.name, r.call.canonical, r.content)
             self.signatures.append(sig)
+            if len(self.signatures) > window:
+                del self.signatures[: len(self.signatures) - window]
             self.repeats[sig] = self.repeats.get(sig, 0) + 1
             if r.ok:
                 self.tool_fail_streak[r.call.name] = 0

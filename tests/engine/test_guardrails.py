@@ -85,3 +85,35 @@ def test_detector_memory_survives_compaction_of_the_prompt() -> None:
     events = [s.event for s in result_.trace]
     assert "context_overflow" in events and events[-1] == "repeated_exact_failure", events
     assert json.dumps(result_.messages).count("disk unavailable") == 2
+
+
+def test_the_memory_a_checkpoint_carries_holds_no_result_text_and_a_bounded_call_window() -> None:
+    """Every journal checkpoint writes this memory: a large result must not be copied into it, and
+    the ordered window is only as long as the doom-loop detector looks back (max_period x threshold)."""
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", 3, "halt", max_period=5), **config(no_progress=(3, "warn"))})
+    big = "x" * 10_000
+    for i in range(200):
+        g.observe([result("read", f'{{"n": {i}}}', big + str(i))])
+    memory = g.to_json()
+    assert len(g.signatures) == 15 and big not in repr(memory)
+    assert len(repr(memory)) < 200 * 120, "about one digest per distinct call, not its text"
+
+
+def test_memory_restored_from_a_checkpoint_detects_as_the_uninterrupted_state_does() -> None:
+    """A restored state (also from an older journal that wrote texts) goes on firing where the
+    uninterrupted one fires."""
+    cfg = config(no_progress=(3, "warn"), repeated_exact_failure=(2, "halt"), doom_loop=(3, "halt"))
+    batches = [[result("a", "{}", "1")], [result("b", "{}", "2", ok=False)], [result("a", "{}", "1")], [result("b", "{}", "2", ok=False)]]
+    whole = GuardrailState(cfg)
+    fired = [whole.observe(b) for b in batches]
+    half = GuardrailState(cfg)
+    for b in batches[:2]:
+        half.observe(b)
+    resumed = GuardrailState(cfg)
+    resumed.restore(half.to_json())
+    assert [resumed.observe(b) for b in batches[2:]] == fired[2:] and fired[3] is not None
+    older = {"signatures": [["a", "{}", "1"], ["b", "{}", "2"]], "failures": [["b", "{}", "2", 1]],
+             "tool_fail_streak": {"a": 0, "b": 1}, "repeats": [["a", "{}", "1", 1], ["b", "{}", "2", 1]]}
+    from_old = GuardrailState(cfg)
+    from_old.restore(older)
+    assert [from_old.observe(b) for b in batches[2:]] == fired[2:]
