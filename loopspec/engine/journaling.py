@@ -88,7 +88,12 @@ class JournalWriter(TurnObserver):
                                     "ran": result.ran, "timed_out": result.timed_out})
 
     def step_taken(self, step: Step, record: "TraceStep") -> None:
-        self._write("step", _plain(record.to_json()))
+        # only the event's attributes can carry outside text (a provider's message); the rest of a
+        # step record is the policy's own names and numbers, which the validator keeps to
+        # identifiers, so redacting them on every decision would be work for nothing
+        body = _plain(record.to_json())
+        body["attrs"] = redact(body["attrs"], self._secrets)
+        self.store.append(self.turn_id, "step", body)
 
     def turn_halted(self, result: "TurnResult") -> None:
         body = {"outcome": result.outcome, "halt_state": result.halt_state, "message": result.message, "usage": asdict(result.usage)}

@@ -105,6 +105,25 @@ def test_secrets_never_reach_the_journal(tmp_path: Path, monkeypatch: pytest.Mon
         assert secret not in text, secret
 
 
+def test_a_step_records_event_attributes_redacted(tmp_path: Path) -> None:
+    """A step entry is redacted in its event attributes (where outside text lands: a provider's error
+    message), the only part of a step record that is not the policy's own names and numbers."""
+    from loopspec.engine.journaling import JournalWriter
+    from loopspec.engine.results import TraceStep
+    from loopspec.language.alphabet import Event
+
+    policy = load_policy(str(DEFAULT_POLICY))
+    cfg = policy.initial_config()
+    echoed = "Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+    step = policy.step(cfg, Event("auth", {"status": 401, "message": echoed, "retry_after": 0.0, "code": "", "wait_too_long": False}))
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        JournalWriter(journal, "t", api_key="my-own-key-0123456789").step_taken(step, TraceStep.of(policy, step, 0))
+        (entry,) = journal.entries("t")
+    assert entry.kind == "step" and entry.body["event"] == "auth" and entry.body["state"] == "call_model"
+    assert "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789" not in json.dumps(entry.body)
+    assert entry.body["attrs"]["status"] == 401
+
+
 class Broken(SqliteJournal):
     """A journal whose disk fills up after ``good`` entries (a named test double)."""
 
