@@ -26,6 +26,7 @@ MAX_DEPTH = 64
 MAX_NODES = 50_000
 MAX_BYTES = 4 * 1024 * 1024
 
+_STR = "tag:yaml.org,2002:str"
 _STD_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -117,6 +118,9 @@ else:  # pragma: no cover - PyYAML built without libyaml
     _FastLoader = _Loader
 
 
+_DEEP_HINT = "a policy is a few levels deep; this input is not a policy"
+
+
 def _pos(mark: Any) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
@@ -148,7 +152,7 @@ class _Converter:
                 "anchors and aliases multiply; a policy never needs this many (alias bomb?)",
             )
         if depth > MAX_DEPTH:
-            raise self.fail(codes.TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", node)
+            raise self.fail(codes.TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", node, _DEEP_HINT)
         if node.tag not in _STD_TAGS:
             raise self.fail(
                 codes.YAML_TAG,
@@ -157,6 +161,8 @@ class _Converter:
                 "policies are plain YAML: remove the tag (python/object tags are never constructed)",
             )
         if isinstance(node, ScalarNode):
+            if node.tag == _STR:  # most scalars: the text is the value, no constructor needed
+                return node.value
             try:
                 return self.loader.construct_object(node, deep=False)
             except yaml.YAMLError as exc:
@@ -208,7 +214,7 @@ def _depth_guard(text: str, file: str, loader_class: Any) -> None:
                         f"nesting deeper than {MAX_DEPTH} levels",
                         file,
                         pos=_pos(event.start_mark),
-                        hint="a policy is a few levels deep; this input is not a policy",
+                        hint=_DEEP_HINT,
                     )
                 )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -223,6 +229,23 @@ def _depth_guard_quietly(text: str, file: str) -> None:
         pass
 
 
+_LIBYAML_NEST_LIMIT: bool | None = None
+
+
+def _libyaml_limits_nesting() -> bool:
+    """libyaml 0.2.5+ refuses nesting past 1000 levels while it scans, so its (recursive, C)
+    composer never sees deeper input and the separate depth-guard pass can be skipped; asked once,
+    since an older libyaml without the limit would let a few MiB of ``[`` overflow the C stack."""
+    global _LIBYAML_NEST_LIMIT
+    if _LIBYAML_NEST_LIMIT is None:
+        try:
+            _FastLoader("[" * 1100 + "]" * 1100).get_single_node()
+            _LIBYAML_NEST_LIMIT = False
+        except yaml.YAMLError as exc:
+            _LIBYAML_NEST_LIMIT = "nesting" in str(exc)
+    return _LIBYAML_NEST_LIMIT
+
+
 def load_yaml_text(text: str, file: str) -> Any:
     """Parse one YAML document into YMap/YList/scalars. Raises :class:`LoadError` with a diagnostic."""
     if "\t" in text:  # libyaml's tab errors are vaguer than the pure-Python scanner's
@@ -232,7 +255,8 @@ def load_yaml_text(text: str, file: str) -> Any:
 
 def _load(text: str, file: str, loader_class: Any) -> Any:
     try:
-        _depth_guard(text, file, loader_class)
+        if loader_class is _Loader or not _libyaml_limits_nesting():  # else convert() reports LS104
+            _depth_guard(text, file, loader_class)
         loader = loader_class(text)
         try:
             node = loader.get_single_node()

@@ -13,6 +13,7 @@ A cassette cannot widen it itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 
@@ -40,17 +41,26 @@ def files_root_for(cassette_folder: str, files_root: str | None = None) -> str:
     return files_root or os.environ.get(FILES_ROOT_ENV) or cassette_folder
 
 
-def _inside(folder: str, path: str) -> bool:
-    folder, path = os.path.realpath(folder), os.path.realpath(path)
-    return os.path.commonpath([folder, path]) == folder
+@functools.lru_cache(maxsize=256)
+def _folder(folder: str) -> str:
+    """A folder's real path: a corpus names the same few folders for every one of its side files."""
+    return os.path.realpath(folder)
+
+
+def _inside(folder: str, real: str) -> bool:
+    """``real`` (a resolved path) lies in ``folder``."""
+    folder = _folder(folder)
+    return os.path.commonpath([folder, real]) == folder
 
 
 def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, str]:
     """The text of ``name`` (relative to ``base``, the cassette's folder), or the problem that
-    stopped the read; it must stay inside ``base`` or ``root``."""
+    stopped the read; it must stay inside ``base`` or ``root``. The file's own path is resolved
+    afresh on every read (``..`` and symlinks included); only the folders' are remembered."""
     full = os.path.join(base, name)
-    if not (_inside(base, full) or _inside(root, full)):
-        where = "the cassette's folder" if os.path.realpath(root) == os.path.realpath(base) else f"the cassette's folder and {root}"
+    real = os.path.realpath(full)
+    if not (_inside(base, real) or _inside(root, real)):
+        where = "the cassette's folder" if _folder(root) == _folder(base) else f"the cassette's folder and {root}"
         return (f"it is outside {where} (after following '..' and symlinks)", OUTSIDE_HINT), ""
     try:
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of hanging; the
