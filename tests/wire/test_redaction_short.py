@@ -1,31 +1,49 @@
-"""The short-string fast path of redaction (what keeps the journal's per-step cost down) never lets a
-secret through: a string shorter than every pattern's shortest match, with none of the marks the
-other patterns need, is the only one skipped, and a literal secret is still looked for in it."""
+"""The fast path of redaction (what keeps the journal's per-step cost and the CLI's --json output
+cheap) never lets a secret through: only a string with none of the triggers every pattern needs
+(a key shape's prefix, an auth scheme, ``:``, ``=`` or ``@``) is skipped, and a literal secret is
+still looked for in it."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from loopspec.wire.redaction import REDACTED, redact, redact_text
+from loopspec.wire.redaction import _TRIGGER, REDACTED, redact, redact_text, secret_spans
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("Basic abcdef", f"Basic {REDACTED}"),  # 12 characters: the shortest the patterns catch without a mark
+    ("Basic abcdef", f"Basic {REDACTED}"),
     ("key=abcdef", f"key={REDACTED}"),  # a parameter: short, but it has '='
     ("pw:abcdef12", "pw:abcdef12"),  # a ':' sends it through the patterns, which leave it
     ("api_key:x1", f"api_key:{REDACTED}"),
     ("h://u:p@x", f"h://{REDACTED}@x"),
+    ("see sk-proj-abcdefghijklmnop now", f"see {REDACTED} now"),
+    ("AKIAABCDEFGHIJKLMNOP", REDACTED),
 ])
-def test_short_strings_with_a_secret_shape_are_still_redacted(text: str, expected: str) -> None:
-    assert len(text) < 13
+def test_strings_with_a_secret_shape_are_still_redacted(text: str, expected: str) -> None:
     assert redact_text(text) == expected
 
 
-def test_a_literal_secret_is_found_in_a_short_string() -> None:
+def test_a_literal_secret_is_found_in_a_string_without_triggers() -> None:
     assert redact_text("-abcdefgh-", ["abcdefgh"]) == f"-{REDACTED}-"
     assert redact({"role": "abcdefgh1"}, ["abcdefgh1"]) == {"role": REDACTED}
 
 
-def test_ordinary_short_strings_come_back_as_they_were() -> None:
-    words = ["read_stream", "tool_calls", "assistant", "model_calls", "Basic abcd"]
+def test_ordinary_strings_come_back_as_they_were() -> None:
+    words = ["read_stream", "tool_calls", "assistant", "model_calls", "Basic abcd",
+             "The capital of the United Kingdom is London, a city of nine million people."]
     assert [redact_text(w, ["sk-not-in-these"]) for w in words] == words
+
+
+# text built from the pieces the patterns are made of, so that matches are common
+_PIECES = st.sampled_from(["sk-", "sk-ant-", "gsk_", "xai-", "AIza", "hf_", "ghp_", "AKIA", "Bearer ", "Basic ",
+                           "api_key", "token", "key", "sig", "password", "://", "@", ":", "=", " ", "\"", "'",
+                           "abcdefghij", "ABCDEFGHIJKLMNOP", "0123456789", "_", "-", ".", "?", "&", "x"])
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_every_string_a_pattern_redacts_has_a_trigger(text: str) -> None:
+    """The fast path's soundness: a string without a trigger has no secret span at all."""
+    if secret_spans(text):
+        assert _TRIGGER.search(text), text
