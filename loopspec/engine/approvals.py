@@ -47,6 +47,8 @@ class BatchApproval:
     """What the auto-approved calls of the batch are estimated to cost (charged when it runs)."""
     auto_approved: tuple[str, ...] = ()
     """Ids of the calls auto-approval approved."""
+    hook_errors: tuple[str, ...] = ()
+    """The ``approve`` hook raised: ``"approve: Type: message"`` (that call waits, as if refused)."""
 
 
 def estimate(tool: Tool, call: ToolCall) -> float | None:
@@ -78,6 +80,7 @@ async def decide_batch(
     waiting: list[ToolCall] = []
     denied: list[ToolCall] = []
     approved: list[str] = []
+    errors: list[str] = []
     reserved = 0.0
     for call in calls:
         tool = registry.tools.get(call.name)
@@ -99,9 +102,13 @@ async def decide_batch(
                 continue
         granted: Any = False
         if approve is not None:
-            granted = approve(call)
-            if inspect.isawaitable(granted):
-                granted = await granted
+            try:
+                granted = approve(call)
+                if inspect.isawaitable(granted):
+                    granted = await granted
+            except Exception as exc:  # a broken hook approves nothing; the turn keeps its history
+                errors.append(f"approve: {type(exc).__name__}: {exc}")
+                granted = False
         if not granted:
             waiting.append(call)
-    return BatchApproval(waiting, denied, reserved, tuple(approved))
+    return BatchApproval(waiting, denied, reserved, tuple(approved), tuple(errors))

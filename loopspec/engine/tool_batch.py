@@ -69,6 +69,7 @@ async def run_batch(
     awaiting: list[ToolCall] | None = None,
     rules: ApprovalRules | None = None,
     session: ApprovalSession | None = None,
+    hook_errors: list[str] | None = None,
 ) -> Event:
     """Run ``pending`` (concurrently if more than one call) and return ``ok``, ``failed``,
     ``timeout``, ``approval_required``, ``interrupted_tool`` or a guardrail event (guardrails first: they read every
@@ -84,7 +85,7 @@ async def run_batch(
     ``decisions`` are a person's answers to the calls a paused batch waited for (approved runs,
     refused is answered "Denied"); the calls still waiting for one are appended to ``awaiting``.
     ``rules`` are the policy's approval rules and ``session`` the auto-approval budget it charges
-    (see :mod:`.approvals`)."""
+    (see :mod:`.approvals`); an ``approve`` hook that raises is noted in ``hook_errors``."""
     if not pending:  # nothing complete to run: a partial call never becomes a batch
         return Event("ok", {"tools": []})
     text, calls = pending
@@ -113,6 +114,8 @@ async def run_batch(
             except StallTimeout:
                 raise DeadlinePassed() from None
         blocked, denied = decided.waiting, decided.denied
+        if hook_errors is not None:
+            hook_errors.extend(decided.hook_errors)
         if blocked:
             results = merged([ToolResult(c, AWAITING, ok=False, ran=False) for c in calls])
             trajectory.add_tool_round(text, whole, results)

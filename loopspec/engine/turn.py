@@ -209,6 +209,8 @@ class Turn:
         """A person's answers to a paused batch (call id -> approved), until that batch runs."""
         self._awaiting: list[ToolCall] = []
         """The calls the last batch left waiting for approval."""
+        self._hook_errors: list[str] = []
+        """The ``approve`` hook raised (reported with the callbacks' errors)."""
 
     async def resume(
         self, turn_id: str | None = None, *, approve: Sequence[str] = (), deny: Sequence[str] = ()
@@ -315,7 +317,7 @@ class Turn:
             # in the delivery; one asked for during the delivery interrupts the consumer it waits on
             self._cancel_seen = self._cancel_seen or self._cancel_requested
             await self._absorbing(self._model_call.close())
-        result = await self._halt(cfg, last_event, overrun, callback_errors)
+        result = await self._halt(cfg, last_event, overrun, [*callback_errors, *self._hook_errors])
         result.pause = self._pause(last_event)
         result.observer_errors = self.observers.errors
         self.observers.notify("turn_halted", result)
@@ -502,6 +504,7 @@ class Turn:
             deadline=self._deadline, observers=self.observers,
             answered=answered, announced=announced, interrupted=interrupted,
             decisions=decisions, awaiting=self._awaiting, rules=self.policy.approvals, session=self.approvals,
+            hook_errors=self._hook_errors,
         )
 
     async def _escalate(self, state: State, cfg: Config) -> Event:

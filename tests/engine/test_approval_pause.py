@@ -258,3 +258,19 @@ def test_a_crash_between_the_waiting_batch_and_its_pause_asks_again(tmp_path: Pa
     assert ran == [] and again.pause is not None and again.pause.calls == first.pause.calls
     assert [s.event for s in again.trace] == [s.event for s in first.trace]
     assert again.trace[-1].counters == first.trace[-1].counters
+
+
+@pytest.mark.parametrize("hook_is_async", [False, True])
+def test_an_approve_hook_that_raises_approves_nothing_and_the_turn_keeps_its_history(hook_is_async: bool) -> None:
+    ran: list[str] = []
+
+    def bad(call: Any) -> bool:
+        raise RuntimeError("hook exploded")
+
+    async def bad_async(call: Any) -> bool:
+        raise RuntimeError("hook exploded")
+
+    result = asyncio.run(turn(None, ran, [TOOL_CALL, TEXT], approve=bad_async if hook_is_async else bad).run(USER))
+    assert result.outcome == "approval_required" and ran == []
+    assert result.callback_errors == ["approve: RuntimeError: hook exploded"]
+    assert history_problems(result.messages) == [] and result.messages[0] == USER[0]
