@@ -38,12 +38,42 @@ _STD_TAGS = {
 }
 
 
+class _Marks(dict):  # type: ignore[type-arg]
+    """key -> the parser's mark, made a :class:`Position` only when asked for: a valid document
+    never asks, and building a position for every node was a sixth of reading a cassette."""
+
+    def __getitem__(self, key: Any) -> Position:
+        return _pos(dict.__getitem__(self, key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        mark = dict.get(self, key, _ABSENT)
+        return default if mark is _ABSENT else _pos(mark)
+
+
+class _MarkList(list):  # type: ignore[type-arg]
+    """index -> the parser's mark, made a :class:`Position` when asked for (see :class:`_Marks`)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        got = list.__getitem__(self, index)
+        return [_pos(m) for m in got] if isinstance(index, slice) else _pos(got)
+
+    def __iter__(self) -> Any:
+        return (_pos(m) for m in list.__iter__(self))
+
+
+_ABSENT = object()
+
+
 class YMap(dict):  # type: ignore[type-arg]
     """A mapping that knows where it and each of its keys and values stand in the source."""
 
-    pos: Position
+    _mark: Any
     key_pos: dict[Any, Position]
     value_pos: dict[Any, Position]
+
+    @property
+    def pos(self) -> Position:
+        return _pos(self._mark)
 
     def pos_of(self, key: Any) -> Position:
         return self.value_pos.get(key, self.pos)
@@ -52,8 +82,12 @@ class YMap(dict):  # type: ignore[type-arg]
 class YList(list):  # type: ignore[type-arg]
     """A sequence that knows where it and each of its items stand in the source."""
 
-    pos: Position
+    _mark: Any
     item_pos: list[Position]
+
+    @property
+    def pos(self) -> Position:
+        return _pos(self._mark)
 
     def pos_of(self, index: int) -> Position:
         if 0 <= index < len(self.item_pos):
@@ -169,17 +203,19 @@ class _Converter:
                 raise self.fail(codes.BAD_SCALAR, f"bad scalar: {exc}", node) from None
         if isinstance(node, SequenceNode):
             out = YList()
-            out.pos = _pos(node.start_mark)
-            out.item_pos = []
+            out._mark = node.start_mark
+            marks = _MarkList()
             for item in node.value:
                 out.append(self.convert(item, depth + 1))
-                out.item_pos.append(_pos(item.start_mark))
+                list.append(marks, item.start_mark)
+            out.item_pos = marks
             return out
         if isinstance(node, MappingNode):
             m = YMap()
-            m.pos = _pos(node.start_mark)
-            m.key_pos = {}
-            m.value_pos = {}
+            m._mark = node.start_mark
+            key_marks, value_marks = _Marks(), _Marks()
+            m.key_pos = key_marks
+            m.value_pos = value_marks
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise self.fail(codes.YAML_TAG, "merge keys (<<) are not supported", key_node)
@@ -195,8 +231,8 @@ class _Converter:
                         "YAML keeps only the last one silently; merge the two entries",
                     )
                 m[key] = self.convert(value_node, depth + 1)
-                m.key_pos[key] = _pos(key_node.start_mark)
-                m.value_pos[key] = _pos(value_node.start_mark)
+                dict.__setitem__(key_marks, key, key_node.start_mark)
+                dict.__setitem__(value_marks, key, value_node.start_mark)
             return m
         raise self.fail(codes.BAD_SCALAR, "unsupported YAML node", node)  # pragma: no cover
 

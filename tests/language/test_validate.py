@@ -218,3 +218,18 @@ def test_schema_and_graph_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["graph", "--format", "dot", str(DEFAULT_POLICY)]) == 0
     dot = capsys.readouterr().out
     assert dot.startswith('digraph "default"') and '"call_model" -> "read_stream"' in dot
+
+
+def test_positions_made_on_demand_are_the_parsers_own() -> None:
+    """Positions are built from the parser's marks only when a diagnostic asks: every way of asking
+    (key, value, item, slice, iteration, get with a default) gives the 1-based line and column."""
+    from loopspec.language.diagnostics import Position
+    from loopspec.language.yamlsource import load_yaml_text
+
+    doc = load_yaml_text("a: 1\nlist:\n  - x\n  - {k: v}\n", "f.yaml")
+    assert doc.pos == Position(1, 1) and doc.key_pos["list"] == Position(2, 1) and doc.pos_of("a") == Position(1, 4)
+    assert doc.key_pos.get("missing", "dflt") == "dflt" and doc.value_pos.get("a") == Position(1, 4)
+    items = doc["list"]
+    assert items.pos_of(1) == Position(4, 5) and items.pos_of(9) == items.pos == Position(3, 3)
+    assert list(items.item_pos) == [Position(3, 5), Position(4, 5)] == items.item_pos[0:2]
+    assert items[1].key_pos["k"] == Position(4, 6)
