@@ -32,3 +32,24 @@ class NeverOpens:
     async def open(self, request: ModelRequest) -> Any:
         self.requests.append(request)
         await asyncio.Event().wait()
+
+
+class Stop(BaseException):
+    """Ends a turn in the middle, as a crash would, without killing the test's process (a
+    BaseException, so no ``except Exception`` in the turn can swallow it)."""
+
+
+class CutAfter:
+    """A turn observer (a named test double) that raises :class:`Stop` right after the n-th
+    decision is journaled."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def step_taken(self, step: Any, record: Any) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            raise Stop
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None

@@ -155,17 +155,24 @@ def print_replay_record(r: dict[str, Any]) -> None:
         print(f"         - decisions part from the recorded trace at step {d['step']}: {d['reason']}")
 
 
-def decision_number(text: str) -> int:
-    """argparse type of ``--crash-after-step``: a decision number, from 1 (else a usage error)."""
+def counting_number(what: str) -> Any:
+    """An argparse type for a whole number from 1 (``what`` it counts names it in the usage error)."""
     import argparse
 
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"takes a decision number, 1 or more, not {text!r}")
-    return n
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"takes {what}, 1 or more, not {text!r}")
+        return n
+
+    return parse
+
+
+decision_number = counting_number("a decision number")
+"""argparse type of ``--crash-after-step``."""
 
 
 CRASH_HELP = ("test hook: end the process abruptly (exit 137, no cleanup, as SIGKILL would) right after its K-th "

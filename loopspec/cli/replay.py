@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from .common import (CRASH_HELP, EXIT_FAILED, decision_number, print_replay_record, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
+from .common import (CRASH_HELP, EXIT_FAILED, counting_number, decision_number, print_replay_record, add_files_root_argument, EXIT_OK, EXIT_USAGE, load_or_report, print_json, print_result_json, exit_epilog, fail,
                      print_diagnostics, run_async)
 from .progress import Progress
 
@@ -25,14 +25,7 @@ def _shard(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _jobs(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--jobs takes a number of processes, 1 or more, not {text!r}")
-    return n
+_jobs = counting_number("a number of processes")
 
 
 def _add_corpus_arguments(p: argparse.ArgumentParser) -> None:

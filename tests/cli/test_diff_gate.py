@@ -167,7 +167,7 @@ def test_fail_on_change_fails_any_change_and_tolerance_loosens_the_gate(tmp_path
     (["--shard", "4/3"], "argument --shard: --shard 4/3: I must be between 1 and 3"),
     (["--shard", "x/y"], "argument --shard: --shard takes I/N, two whole numbers such as 1/4, not 'x/y'"),
     (["--shard", "1/0"], "argument --shard: --shard 1/0: N must be at least 1"),
-    (["--jobs", "0"], "argument --jobs/-j: --jobs takes a number of processes, 1 or more, not '0'"),
+    (["--jobs", "0"], "argument --jobs/-j: takes a number of processes, 1 or more, not '0'"),
     (["--tolerance", "lots"], "loopspec diff: --tolerance takes a percentage such as 10% or 0%, not 'lots'"),
     (["--worse", "doom"], "loopspec diff: --worse: unknown outcome 'doom'"),
     (["--fail-on", "anything"], "argument --fail-on: invalid choice: 'anything'"),
@@ -253,7 +253,7 @@ def test_the_cli_starts_without_importing_ray_or_the_corpus_runner() -> None:
 
 def test_jobs_must_be_a_number(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "replay", INCIDENTS, "--machine", POLICY, "--jobs", "many")
-    assert code == 2 and "argument --jobs/-j: --jobs takes a number of processes, 1 or more, not 'many'" in err
+    assert code == 2 and "argument --jobs/-j: takes a number of processes, 1 or more, not 'many'" in err
 
 
 def test_backend_ray_without_ray_is_a_usage_error_that_says_how_to_install_it(

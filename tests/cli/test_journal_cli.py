@@ -23,6 +23,7 @@ from loopspec.replay.cassette import read_cassette
 from loopspec.replay.harness import replay
 from loopspec.replay.journal_note import turn_id_of
 
+from _doubles import CutAfter, Stop
 from _paths import DEFAULT_POLICY, FIXTURES, ROOT
 
 POLICY = str(DEFAULT_POLICY)
@@ -44,9 +45,6 @@ def cassette(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path("corpus") / SELF_CONTAINED
 
 
-class Stop(BaseException):
-    """Ends a turn in the middle, as a crash would, without killing the test's process."""
-
 
 class CutAtStart:
     """Raises :class:`Stop` as the turn starts: after its begin and replay entries, before any effect."""
@@ -57,20 +55,6 @@ class CutAtStart:
     def __getattr__(self, name: str) -> Any:
         return lambda *a: None
 
-
-class CutAfter:
-    """Raises :class:`Stop` right after the n-th decision is journaled."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.seen = n, 0
-
-    def step_taken(self, step: Any, record: Any) -> None:
-        self.seen += 1
-        if self.seen == self.n:
-            raise Stop
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a: None
 
 
 def cut_replay(path: Path, journal: Path, n: int) -> None:

@@ -15,6 +15,7 @@ from loopspec.engine.history import history_problems
 from loopspec.journal import SqliteJournal
 from loopspec.replay.interactions import StreamResponse
 
+from _doubles import CutAfter, Stop
 from _paths import DEFAULT_POLICY, FIXTURES
 
 POLICY = load_policy(str(DEFAULT_POLICY))
@@ -25,21 +26,6 @@ def answers(*names: str) -> list[StreamResponse]:
     return [StreamResponse(sse=(FIXTURES / "streams" / f"{n}.sse").read_text()) for n in names]
 
 
-class Stop(BaseException):
-    """A crash, without killing the test's process."""
-
-
-class CutAfter:
-    def __init__(self, n: int) -> None:
-        self.n, self.seen = n, 0
-
-    def step_taken(self, step: Any, record: Any) -> None:
-        self.seen += 1
-        if self.seen == self.n:
-            raise Stop
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a: None
 
 
 def turn(journal: SqliteJournal, replies: list[StreamResponse], cut: int | None = None) -> Turn:
