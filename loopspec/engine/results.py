@@ -69,17 +69,13 @@ class RequestRecord:
     max_tokens: int | None
 
 
-APPROVAL_ANSWERED = "approval_answered"
-"""The event of the step that lifts a pause (:meth:`Policy.reenter`): a person answered."""
-
-
 @dataclass(frozen=True)
 class AwaitingApproval:
     """A turn paused until a person answers (only a turn with a journal pauses; see docs/journal.md).
 
     ``loopspec resume --journal FILE TURN_ID --approve CALL_ID`` (or ``--deny``), or
-    ``Turn.resume(turn_id, approve=..., deny=...)``, lifts it: the paused ``tool_exec`` state is
-    entered again with the counters the turn halted with."""
+    ``Turn.resume(turn_id, approve=..., deny=...)``, lifts it: the turn goes on from its checkpoint
+    before the batch, whose effect runs again with the answers (see docs/journal.md)."""
 
     turn_id: str
     state: str

@@ -23,7 +23,7 @@ from loopspec.language.errors import LoopspecError
 from loopspec.language.model import Policy, Step
 from loopspec.language.step import Offer
 
-from .results import APPROVAL_ANSWERED, RequestRecord, TraceStep, TurnUsage
+from .results import RequestRecord, TraceStep, TurnUsage
 from .tool_batch import AWAITING
 from .tools import ToolCall, ToolResult
 
@@ -67,7 +67,7 @@ class ResumePoint:
     """What auto-approved calls had spent from the session's cap."""
     paused: tuple[str, list[str]] | None = None
     """For a turn paused for approval: the tool_exec state that paused and the ids of the calls
-    that wait; ``config`` is then the halt the turn paused in."""
+    that wait. The turn goes on from the checkpoint before that batch, as after a crash there."""
 
 
 def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
@@ -96,19 +96,13 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
             messages += [dict(m) for m in e.body.get("messages", [])]
     if len(messages) != point.get("message_count"):
         raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
-    if pause is None:
-        steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last]), int(point["step"]))
-        want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
-        where = "its checkpoint says"
-    else:  # every decision, to the halt it paused in; the batch that waits goes on from the checkpoint
-        steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries), int(pause.body["step"]))
-        want = Config(str(pause.body["halt_state"]), cfg.counters, cfg.flags)
-        where = "it paused in"
-        state = policy.states.get(str(pause.body.get("state")))
-        if state is None or state.kind != "tool_exec":
-            raise ResumeError(f"turn {turn_id!r} paused in {pause.body.get('state')!r}, which is not a tool_exec state of {policy.name!r}")
+    steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last]), int(point["step"]))
+    want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
     if cfg != want:
-        raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, {where} {want.state}")
+        raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, its checkpoint says {want.state}")
+    if pause is not None and (pause.body.get("state") != cfg.state or policy.states[cfg.state].kind != "tool_exec"):
+        raise ResumeError(f"turn {turn_id!r} paused in {pause.body.get('state')!r}, not in the tool_exec state its last "
+                          f"checkpoint holds ({cfg.state!r}): the journal does not fit this policy")
     pending = None
     if point.get("pending"):
         p = point["pending"]
@@ -116,7 +110,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     answered: dict[str, ToolResult] = {}
     started: list[str] = []
     calls = {c.id: c for c in (pending[1] if pending else [])}
-    for e in entries[last + 1 :] if pause is None else ():  # a paused batch ran nothing
+    for e in entries[last + 1 :]:  # a paused batch ran nothing: its answers are placeholders
         if e.kind == "tool_start" and e.body.get("id") in calls:
             started.append(str(e.body["id"]))
         elif e.kind == "tool_finish" and e.body.get("id") in calls and not _awaiting(e.body):
@@ -179,19 +173,12 @@ def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], c
     for i, r in enumerate(records[:count]):
         if r.get("state") != cfg.state:
             raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
-        if r.get("event") == APPROVAL_ANSWERED and policy.states[cfg.state].kind == "halt":  # a pause lifted
-            attrs = dict(r.get("attrs") or {})
-            try:
-                step = policy.reenter(cfg, str(attrs.get("state")), Event(APPROVAL_ANSWERED, attrs))
-            except ValueError as exc:
-                raise ResumeError(f"turn {turn_id!r}: decision {i + 1}: {exc}") from None
-        else:
-            event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
-            step = policy.step(cfg, event)
+        event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
+        step = policy.step(cfg, event)
         if step.after.state != r.get("target"):
             raise ResumeError(
                 f"turn {turn_id!r} was written under another version of policy {policy.name!r}: decision {i + 1} "
-                f"({cfg.state} --{step.event.name}-->) went to {r.get('target')!r}, this policy goes to {step.after.state!r}"
+                f"({cfg.state} --{event.name}-->) went to {r.get('target')!r}, this policy goes to {step.after.state!r}"
             )
         steps.append(step)
         trace.append(TraceStep.of(policy, step, len(trace)))
@@ -225,12 +212,14 @@ def abandon(policy: Policy, journal: JournalStore, turn_id: str) -> list[dict[st
     from .history import Trajectory
     from .journaling import JournalWriter
 
-    point = resume_point(policy, turn_id, journal.entries(turn_id))
+    entries = journal.entries(turn_id)
+    point = resume_point(policy, turn_id, entries)
     if point.paused is None or point.pending is None:
         raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to abandon")
+    halt_state = str(next(e for e in reversed(entries) if e.kind == "pause").body.get("halt_state"))
     text, calls = point.pending
     history = Trajectory([dict(m) for m in point.messages])
     answers = [ToolResult(c, ABANDONED.format(tool=c.name), ok=False, ran=False) for c in calls]
     history.add_tool_round(text, calls, answers)
-    JournalWriter(journal, turn_id).turn_abandoned(point.config.state, history.messages[len(point.messages):])
+    JournalWriter(journal, turn_id).turn_abandoned(halt_state, history.messages[len(point.messages):])
     return history.messages

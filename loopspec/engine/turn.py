@@ -45,7 +45,7 @@ from .model_call import ModelCall
 from .journaling import JournalWriter
 from .observers import Observers, TurnInfo, TurnObserver
 from .requests import build_request, record_of
-from .results import APPROVAL_ANSWERED, AwaitingApproval, RequestRecord, TraceStep, TurnResult, TurnUsage
+from .results import AwaitingApproval, RequestRecord, TraceStep, TurnResult, TurnUsage
 from .tool_batch import PendingBatch, run_batch
 from .tools import ApprovalHook, ToolCall, ToolRegistry, ToolResult
 
@@ -264,7 +264,7 @@ class Turn:
                 raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to --approve or --deny")
             self._announce(resumed=True)
             return await self._drive(point.config, point.offer, point.last_event)
-        paused_state, waiting = point.paused
+        _state, waiting = point.paused
         decisions = {**{i: True for i in approve}, **{i: False for i in deny}}
         stray = sorted(set(decisions) - set(waiting))
         if stray or set(approve) & set(deny):
@@ -274,13 +274,9 @@ class Turn:
         if not decisions and self.approve is None:
             raise ResumeError(f"turn {turn_id!r} is awaiting approval of {', '.join(waiting)}: answer with "
                               "--approve CALL_ID or --deny CALL_ID (approve= or deny= in Python)")
-        self._decisions = decisions
+        self._decisions = decisions  # the batch runs again with them, from its checkpoint
         self._announce(resumed=True)
-        event = Event(APPROVAL_ANSWERED, {"state": paused_state, "approved": list(approve), "denied": list(deny)})
-        lift = self.policy.reenter(point.config, paused_state, event)
-        self._record(lift)
-        await self._carry_out(lift)
-        return await self._drive(lift.after, lift.offer or point.offer, event)
+        return await self._drive(point.config, point.offer, point.last_event)
 
     async def _drive(self, cfg: Config, offer: Offer, last_event: Event) -> TurnResult:
         """The loop, from ``cfg`` to a halt: effect, step, machine move, record, carry out."""

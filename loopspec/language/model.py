@@ -168,31 +168,6 @@ class Policy:
             resets=frozenset(resets),
         )
 
-    def reenter(self, paused: Config, state: str, event: Event) -> Step:
-        """Lift a pause: from the halt configuration ``paused``, enter the ``tool_exec`` ``state``
-        that paused again, for a person's answer (``event``) to take effect.
-
-        Not a transition of the policy, but an entry like any other: the backstop counts it (a
-        spent one redirects it) and the counters and flags go on from the halt, so a policy cannot
-        reset a budget by pausing; each lift spends a tool batch."""
-        if self.states[paused.state].kind != "halt" or state not in self.states or self.states[state].kind != "tool_exec":
-            raise ValueError(f"a pause is lifted from a halt state into a tool_exec state, not from {paused.state!r} into {state!r}")
-        counters, flags = paused.counters, paused.flags
-        target = self.redirect(state, counters, flags)
-        entered, request_flags, entry = self._enter(target, counters, flags)
-        kind = self.states[target].kind
-        return Step(
-            paused,
-            event,
-            None,
-            entered,
-            tuple(entry),
-            redirected_from=state if target != state else None,
-            offer=Offer.from_flags(request_flags) if kind == "call" else None,
-            capped=frozenset(self._counter_index[n] for n in self.backstops if BACKSTOP_KIND[n] == kind),
-            resumed=True,
-        )
-
     def _fate(
         self, calls: str, t: Transition, target: str, directives: list[Directive]
     ) -> tuple[str | None, str | None]:

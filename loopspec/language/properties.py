@@ -97,7 +97,7 @@ def advance(policy: Policy, watch: Watch, step: Step, continuation: tuple[int, .
     dst = policy.states[step.after.state]
     name = t.label if t is not None else f"{step.before.state} --{ev.name}-->"
 
-    if t is None and not step.resumed:
+    if t is None:
         v.append(("events_handled", f"'{ev.name}' in '{step.before.state}' has no enabled transition"))
 
     if (

@@ -107,9 +107,6 @@ class Step:
     escalate state's ``apply`` saturate instead and bound nothing, so they are not listed."""
     resets: frozenset[int] = frozenset()
     """Counters this step sets back to zero (the transition's and the entered escalation's)."""
-    resumed: bool = False
-    """A pause lifted (:meth:`Policy.reenter`): a person's answer re-entered the paused state. It
-    follows no transition of the policy (``transition`` is None) and is not a policy error."""
 
     @property
     def target(self) -> str:

@@ -72,10 +72,8 @@ def test_an_approved_call_runs_once_and_the_turn_goes_on_with_the_same_counters(
         kinds = [e.kind for e in journal.entries("t")]
     assert ran == ["UK"] and result.outcome == "completed" and result.pause is None
     events = [s.event for s in result.trace]
-    assert events == ["opened", "tool_calls", "approval_required", "approval_answered", "ok", "opened", "text"]
-    lift = result.trace[3]
-    assert lift.state == "halt_approval" and lift.target == "run_tools" and lift.transition is None
-    assert lift.counters["tool_batches"] == first.trace[-1].counters["tool_batches"] + 1, "the lift spends a tool batch"
+    assert events == ["opened", "tool_calls", "ok", "opened", "text"], "the batch ran again from its checkpoint"
+    assert result.trace[1].counters == first.trace[1].counters, "the same configuration as when the batch first ran"
     assert [m["content"] for m in result.messages if m["role"] == "tool"] == ["London"]
     assert history_problems(result.messages) == []
     assert kinds.count("pause") == 1 and kinds[-1] == "halt"
@@ -89,7 +87,7 @@ def test_a_denied_call_is_answered_so_and_never_runs(tmp_path: Path) -> None:
     assert ran == [] and result.outcome == "completed"
     answers = [m["content"] for m in result.messages if m["role"] == "tool"]
     assert answers == ["Denied: the user did not approve this call, so 'get_capital' was not run."]
-    assert [s.event for s in result.trace][3:5] == ["approval_answered", "failed"]
+    assert [s.event for s in result.trace][2] == "failed"
     assert history_problems(result.messages) == []
 
 
@@ -119,13 +117,17 @@ def test_a_resumed_turn_that_is_not_paused_refuses_answers(tmp_path: Path) -> No
             asyncio.run(t.resume("t", approve=["x"]))
 
 
-def test_pausing_never_resets_a_budget_each_lift_spends_a_tool_batch(tmp_path: Path) -> None:
+def test_pausing_never_resets_a_budget(tmp_path: Path) -> None:
     """A model that asks for the same guarded tool forever, and a person who approves every time:
-    the turn still ends, because the counters go on across pauses and every lift is an entry into
-    the tool_exec state that the tool-batch backstop counts."""
+    the turn still ends at the tool-batch backstop, because a lift goes on from the checkpoint
+    before the paused batch (the configuration the checker explored there) and every new batch
+    is an entry the backstop counts; nothing a pause does is undone but the halt it went through."""
     text = DEFAULT_POLICY.read_text()
     old = "  tool_batches:\n    max: 60\n    warn_at: 45\n"
     assert old in text
+    loop = "  doom_loop: {threshold: 3, verdict: halt, max_period: 5}\n"
+    assert loop in text  # the detector would end this loop first; the test is about the backstop
+    text = text.replace(loop, "  doom_loop: {threshold: 3, verdict: allow, max_period: 5}\n", 1)
     policy = load_policy_text(text.replace(old, "  tool_batches:\n    max: 4\n    warn_at: 3\n", 1), "default.yaml")
     ran: list[str] = []
     lifts = 0
@@ -138,33 +140,9 @@ def test_pausing_never_resets_a_budget_each_lift_spends_a_tool_batch(tmp_path: P
             result = asyncio.run(turn(journal, ran, replies, policy=policy).resume("t", approve=[c["id"] for c in result.pause.calls]))
     seen = [s.counters["tool_batches"] for s in result.trace]  # the whole turn, across its pauses
     assert seen == sorted(seen), "the counter only grows across pauses"
-    assert max(seen) == 4 and len(ran) <= 3
-    assert [s.event for s in result.trace].count("approval_answered") == lifts
+    assert max(seen) == 4 and len(ran) == lifts == 4, "one pause per batch, each batch ran once"
+    assert result.outcome == "tool_budget"
     assert history_problems(result.messages) == []
-
-
-def test_an_abandoned_pause_answers_every_waiting_call_and_ends_the_turn(tmp_path: Path) -> None:
-    """The user moved on: the waiting calls are answered "Abandoned" so the history, with the next
-    user message after it, is valid; the turn cannot be resumed after that."""
-    ran: list[str] = []
-    with SqliteJournal(tmp_path / "j.db") as journal:
-        paused(journal, ran)
-        history = abandon(POLICY, journal, "t")
-        assert journal.entries("t")[-1].kind == "halt" and journal.entries("t")[-1].body["outcome"] == "abandoned"
-        with pytest.raises(ResumeError, match="already ended: abandoned"):
-            asyncio.run(turn(journal, ran, [TEXT]).resume("t", approve=["x"]))
-        with pytest.raises(ResumeError, match="already ended"):
-            abandon(POLICY, journal, "t")
-    assert ran == []
-    assert history[-1]["role"] == "tool" and history[-1]["content"].startswith("Abandoned: the user moved on")
-    assert history_problems([*history, {"role": "user", "content": "never mind, what about France?"}]) == []
-
-
-def test_a_turn_that_is_not_paused_cannot_be_abandoned(tmp_path: Path) -> None:
-    with SqliteJournal(tmp_path / "j.db") as journal:
-        asyncio.run(turn(journal, [], [TEXT]).run(USER))
-        with pytest.raises(ResumeError, match="already ended: completed"):
-            abandon(POLICY, journal, "t")
 
 
 def test_the_cli_pauses_a_live_turn_and_resumes_it_with_an_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -192,7 +170,7 @@ def test_the_cli_pauses_a_live_turn_and_resumes_it_with_an_answer(tmp_path: Path
         code = cli_main(["resume", turn_id, "--journal", journal, *live, "--api-base", server.api_base, "--approve", call["id"]])
     done = json.loads(capsys.readouterr().out)
     assert code == 0 and done["outcome"] == "completed"
-    assert [s["event"] for s in done["trace"]][3] == "approval_answered"
+    assert [s["event"] for s in done["trace"]][2] == "failed", "current_time(country=...) raised: the tool ran"
 
     with LoopbackServer([StreamResponse(sse=asks_time)]) as server:
         assert cli_main(["run", *live, "--api-base", server.api_base, "--journal", journal, "And now?"]) == 3
@@ -204,31 +182,20 @@ def test_the_cli_pauses_a_live_turn_and_resumes_it_with_an_answer(tmp_path: Path
     assert "already ended: abandoned" in capsys.readouterr().err
 
 
-def test_a_journal_whose_pause_names_no_tool_exec_state_is_refused(tmp_path: Path) -> None:
-    """A pause, or a lift, that names a state that is not a tool_exec state of the policy (an
+def test_a_journal_whose_pause_does_not_fit_its_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A pause that names a state other than the tool_exec state of the checkpoint before it (an
     edited journal, another policy) is refused, never entered."""
     ran: list[str] = []
     with SqliteJournal(tmp_path / "j.db") as journal:
         paused(journal, ran)
         entries = journal.entries("t")
-    for field, value, message in [("state", "call_model", "not a tool_exec state"), ("state", "nowhere", "not a tool_exec state")]:
+    for value in ("call_model", "nowhere"):
         with SqliteJournal(tmp_path / f"{value}.db") as forged:
             for e in entries:
-                forged.append("t", e.kind, {**e.body, field: value} if e.kind == "pause" else e.body)
-            with pytest.raises(ResumeError, match=message):
+                forged.append("t", e.kind, {**e.body, "state": value} if e.kind == "pause" else e.body)
+            with pytest.raises(ResumeError, match="not in the tool_exec state its last checkpoint holds"):
                 asyncio.run(turn(forged, ran, [TEXT]).resume("t", approve=["x"]))
     assert ran == []
-
-
-def test_a_lift_from_anywhere_but_a_halt_into_a_tool_exec_state_is_not_a_step() -> None:
-    cfg = POLICY.initial_config()
-    from loopspec.language.alphabet import Event
-    from loopspec.language.config import Config
-
-    with pytest.raises(ValueError, match="from a halt state into a tool_exec state"):
-        POLICY.reenter(cfg, "run_tools", Event("approval_answered", {}))
-    with pytest.raises(ValueError, match="from a halt state into a tool_exec state"):
-        POLICY.reenter(Config("halt_approval", cfg.counters, cfg.flags), "call_model", Event("approval_answered", {}))
 
 
 def test_only_an_approval_halt_is_a_pause(tmp_path: Path) -> None:
@@ -274,3 +241,20 @@ def test_an_approve_hook_that_raises_approves_nothing_and_the_turn_keeps_its_his
     assert result.outcome == "approval_required" and ran == []
     assert result.callback_errors == ["approve: RuntimeError: hook exploded"]
     assert history_problems(result.messages) == [] and result.messages[0] == USER[0]
+
+
+def test_what_the_way_into_the_approval_halt_changed_does_not_reach_the_lifted_turn(tmp_path: Path) -> None:
+    """The lift goes on from the checkpoint before the batch, not from the halt: a flag the policy
+    set on its way into the approval halt (here: tools disabled) is not in force after it, so the
+    lifted turn runs only configurations the checker explored from that checkpoint."""
+    text = DEFAULT_POLICY.read_text().replace(
+        "      approval_required: halt_approval\n",
+        "      approval_required:\n        - do: [disable_tools]\n          to: halt_approval\n", 1)
+    policy = load_policy_text(text, "default.yaml")
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = asyncio.run(turn(journal, ran, [TOOL_CALL], policy=policy).run(USER))
+        assert "tools_disabled" in first.trace[-1].flags
+        lifted = asyncio.run(turn(journal, ran, [TEXT], policy=policy).resume("t", approve=[first.pause.calls[0]["id"]]))
+    assert ran == ["UK"] and all("tools_disabled" not in s.flags for s in lifted.trace)
+    assert lifted.requests[-1].tools == ["get_capital"], "the next request offers tools, as from the checkpoint"
