@@ -31,7 +31,7 @@ from .actions import (
     Reset,
     SetFlag,
 )
-from .alphabet import BACKSTOP_KIND, COMPARATORS, ONCE_FLAGS, Event
+from .alphabet import BACKSTOP_KIND, COMPARATORS, COST_UNKNOWN_FLAG, ONCE_FLAGS, Event
 from .guards import AllOf, Always, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 from .step import (
     CALLS_COMPLETE,
@@ -47,7 +47,7 @@ from .step import (
     calls_of,
 )
 from .config import Config
-from .structure import Backstop, Counter, Guardrail, Settings, State, Transition
+from .structure import Backstop, Budget, Counter, Guardrail, Settings, State, Transition
 from .templates import render_template
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class Policy:
     guardrails: Mapping[str, Guardrail]
     settings: Settings
     doc: str = ""
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
     _counter_index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     # -- configuration ----------------------------------------------------------------------
@@ -110,8 +111,12 @@ class Policy:
                 return t
         return None
 
-    def step(self, cfg: Config, event: Event) -> Step:
-        """Decide: pick the transition, run its actions, resolve backstops, enter the target."""
+    def step(self, cfg: Config, event: Event, measured: frozenset[str] = frozenset()) -> Step:
+        """Decide: pick the transition, run its actions, resolve backstops, enter the target.
+
+        ``measured``: the budget flags the interpreter's amounts say now (:meth:`budget_status`);
+        they join the configuration only if the step enters a call state (budgets are measured
+        where a model call would be made), and may redirect it like a spent backstop."""
         calls = calls_of(self.states[cfg.state].kind, event)
         t = self.select(cfg, event)
         if t is None:
@@ -125,6 +130,14 @@ class Policy:
         for action in t.actions:
             self._apply(action, counters, flags, directives)
         target = self.redirect(t.target, counters, flags)
+        new: frozenset[str] = frozenset()
+        if self.budgets and self.states[target].kind == "call" and not measured <= flags:
+            new = measured - flags
+            flags |= measured
+            target = self.redirect(target, counters, flags)
+            if self.states[target].kind == "call":
+                directives.extend(Directive(Append(b.warning)) for b in self.budgets.values()
+                                  if b.warning is not None and b.flag("warned") in new)
         entered, request_flags, entry = self._enter(target, tuple(counters), frozenset(flags))
         directives.extend(entry)
         fate, refusal = self._fate(calls, t, target, directives)
@@ -148,6 +161,7 @@ class Policy:
             offer=offer,
             capped=frozenset(capped),
             resets=frozenset(resets),
+            measured=new,
         )
 
     def _fate(
@@ -225,12 +239,14 @@ class Policy:
         todo = [target]
         while todo:
             kind = self.states[todo.pop()].kind
-            for name, bs in self.backstops.items():
-                if BACKSTOP_KIND[name] == kind:
-                    for alt in (bs.exhausted, bs.wrap_up):
-                        if alt is not None and alt != target and alt not in out:
-                            out.append(alt)
-                            todo.append(alt)
+            alts = [(bs.exhausted, bs.wrap_up) for name, bs in self.backstops.items() if BACKSTOP_KIND[name] == kind]
+            if kind == "call":
+                alts += [(b.exhausted, b.wrap_up) for b in self.budgets.values()]
+            for pair in alts:
+                for alt in pair:
+                    if alt is not None and alt != target and alt not in out:
+                        out.append(alt)
+                        todo.append(alt)
         return tuple(out)
 
     def _redirect_once(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str]) -> str:
@@ -243,6 +259,14 @@ class Policy:
                 return bs.exhausted
             if bs.wrap_up is not None and used >= bs.max - 1 and WRAP_UP_FLAG not in flags:
                 return bs.wrap_up
+        if kind == "call":
+            for b in self.budgets.values():
+                if b.flag("reached") not in flags:
+                    continue
+                if b.wrap_up is None or b.flag("last_call") in flags:
+                    return b.exhausted
+                if b.flag("wrap_up_entered") not in flags:
+                    return b.wrap_up
         return target
 
     def _enter(
@@ -264,8 +288,11 @@ class Policy:
                 entry.append(Directive(Append(bs.warning)))
         if kind == "call":
             flags = flags - ONCE_FLAGS
+            # the budget's one last call, let through by redirect() after its wrap_up
+            flags = flags | {b.flag("last_call") for b in self.budgets.values() if b.flag("wrap_up_entered") in flags and b.flag("reached") in flags}
         if any(bs.wrap_up == state for bs in self.backstops.values()):
             flags = flags | {WRAP_UP_FLAG}
+        flags = flags | {b.flag("wrap_up_entered") for b in self.budgets.values() if b.wrap_up == state}
         if kind == "escalate":
             fl = set(flags)
             cs = list(counters)
@@ -275,6 +302,42 @@ class Policy:
             flags, counters = frozenset(fl), tuple(cs)
         entry.extend(self.entry_directives(state))
         return Config(state, counters, flags), request_flags, entry
+
+    def budget_status(self, cfg: Config, amounts: Mapping[str, float], cost_unknown: bool = False) -> frozenset[str]:
+        """The budget flags the amounts say, for :meth:`step`'s ``measured``.
+
+        Each model call entered counts as at least ``min_per_call`` (the model-call backstop counts
+        the calls entered), so a budget that declares it is reached after ``call_bound()`` calls
+        whatever the provider reported: the checker may rely on that bound."""
+        out: set[str] = set()
+        calls = self.value(cfg, "model_calls") if "model_calls" in self._counter_index else 0
+        for b in self.budgets.values():
+            amount = max(amounts.get(b.name, 0.0), calls * (b.min_per_call or 0.0))
+            bound = b.call_bound()
+            if amount >= b.max or (bound is not None and calls >= bound):
+                out.add(b.flag("reached"))
+            if b.warn_at is not None and (b.flag("reached") in out or amount >= b.warn_at):
+                out.add(b.flag("warned"))
+        if cost_unknown and "cost" in self.budgets:
+            out.add(COST_UNKNOWN_FLAG)
+        return frozenset(out)
+
+    def budget_levels(self) -> tuple[frozenset[str], ...]:
+        """Every value :meth:`budget_status` can take, for the checker's adversary (monotone:
+        a flag once set stays set, so any value is reachable after any other)."""
+        per: list[list[frozenset[str]]] = []
+        for b in self.budgets.values():
+            levels = [frozenset()]
+            if b.warn_at is not None:
+                levels.append(frozenset({b.flag("warned")}))
+            levels.append(frozenset({b.flag("reached")} | ({b.flag("warned")} if b.warn_at is not None else set())))
+            per.append(levels)
+        if "cost" in self.budgets:
+            per.append([frozenset(), frozenset({COST_UNKNOWN_FLAG})])
+        out = [frozenset()]
+        for levels in per:
+            out = [a | b for a in out for b in levels]
+        return tuple(out)
 
     def policy_error_state(self) -> str:
         """The halt a run falls into when no transition matches (a static check error)."""
@@ -306,7 +369,7 @@ def frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 __all__ = [
-    "COMPARATORS", "Action", "AllOf", "Always", "AnyOf", "Append", "AttrTest", "Backoff", "Backstop",
+    "COMPARATORS", "Action", "AllOf", "Always", "AnyOf", "Append", "AttrTest", "Backoff", "Backstop", "Budget",
     "CALLS_COMPLETE", "CALLS_INVALID", "CALLS_NONE", "CALLS_PARTIAL", "Compact", "Config", "Counter",
     "CounterCmp", "Directive", "DropToolCalls", "FATE_DROP", "FATE_IGNORE", "FATE_REFUSE", "FATE_RUN",
     "FlagIs", "Guard", "Guardrail", "Increment", "Not", "Offer", "POLICY_ERROR_MESSAGE",

@@ -78,6 +78,36 @@ class Backstop:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A usage budget (``budgets:``): an amount the interpreter measures, outside the configuration.
+
+    The configuration only holds what a decision reads of it, as built-in flags
+    (:func:`~loopspec.language.alphabet.budget_flag`), set when a model call is entered; see
+    :meth:`loopspec.language.model.Policy.budget_status`."""
+
+    name: str
+    max: float
+    exhausted: str
+    wrap_up: str | None = None
+    """Entered instead of the call once the amount reached ``max``; its one last call goes through."""
+    warn_at: float | None = None
+    warning: str | None = None
+    min_per_call: float | None = None
+    """Each model call counts as at least this much, so ``ceil(max / min_per_call)`` calls reach the cap."""
+    doc: str = ""
+
+    def flag(self, level: str) -> str:
+        return f"{self.name}_{level}"
+
+    def call_bound(self) -> int | None:
+        """The most model calls a turn can enter before this budget redirects, when it declares
+        ``min_per_call`` (one more with ``wrap_up``); None when it bounds nothing."""
+        if self.min_per_call is None:
+            return None
+        return -int(-self.max // self.min_per_call)
+
+
+@dataclass(frozen=True)
 class Guardrail:
     code: str
     threshold: int
