@@ -325,6 +325,13 @@ class Policy:
     def budget_levels(self) -> tuple[frozenset[str], ...]:
         """Every value :meth:`budget_status` can take, for the checker's adversary (monotone:
         a flag once set stays set, so any value is reachable after any other)."""
+        got: tuple[frozenset[str], ...] | None = self.__dict__.get("_budget_levels")
+        if got is None:
+            got = self._levels()
+            object.__setattr__(self, "_budget_levels", got)
+        return got
+
+    def _levels(self) -> tuple[frozenset[str], ...]:
         per: list[list[frozenset[str]]] = []
         for b in self.budgets.values():
             levels = [frozenset()]

@@ -85,8 +85,11 @@ class BudgetReader(Resolver):
                 least = self.amount(least, f"{path}.min_per_call", b.pos_of("min_per_call"), "min_per_call")
             for flag in budget_flags(name):
                 if flag in self.flags:
-                    self.error(codes.RESERVED_NAME, f"flag '{flag}' is built in when budget '{name}' is declared", f"flags.{flag}", m.key_pos[name])
+                    fm = root.get("flags")
+                    where = fm.key_pos.get(flag) if isinstance(fm, YMap) else None
+                    self.error(codes.RESERVED_NAME, f"flag '{flag}' is built in when budget '{name}' is declared", f"flags.{flag}", where or m.key_pos[name])
                 self.flags.add(flag)
+                self.budget_flag_names = self.budget_flag_names | {flag}
             if ok and cap is not None and isinstance(exhausted, str):
                 out[name] = Budget(
                     name, cap, exhausted, wrap_up if isinstance(wrap_up, str) else None,

@@ -8,6 +8,7 @@ the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -104,7 +105,9 @@ class Budget:
         ``min_per_call`` (one more with ``wrap_up``); None when it bounds nothing."""
         if self.min_per_call is None:
             return None
-        return -int(-self.max // self.min_per_call)
+        # rounded first, so that 0.05 / 0.001 is 50 calls and not 51; the interpreter redirects
+        # after this many calls by definition (Policy.budget_status), so rounding cannot break it
+        return max(1, math.ceil(round(self.max / self.min_per_call, 9)))
 
 
 @dataclass(frozen=True)
