@@ -312,11 +312,12 @@ class Policy:
         out: set[str] = set()
         calls = self.value(cfg, "model_calls") if "model_calls" in self._counter_index else 0
         for b in self.budgets.values():
-            amount = max(amounts.get(b.name, 0.0), calls * (b.min_per_call or 0.0))
+            raw = amounts.get(b.name, 0.0)
             bound = b.call_bound()
-            if amount >= b.max or (bound is not None and calls >= bound):
+            if raw >= b.max or (bound is not None and calls >= bound):  # the call bound, exactly
                 out.add(b.flag("reached"))
-            if b.warn_at is not None and (b.flag("reached") in out or amount >= b.warn_at):
+            floor = calls * (b.min_per_call or 0.0)
+            if b.warn_at is not None and (b.flag("reached") in out or max(raw, floor) >= b.warn_at):
                 out.add(b.flag("warned"))
         if cost_unknown and "cost" in self.budgets:
             out.add(COST_UNKNOWN_FLAG)

@@ -125,6 +125,14 @@ def test_min_per_call_is_charged_when_the_provider_reports_nothing() -> None:
     assert (r.outcome, r.usage.model_calls, r.usage.cost) == ("budget", 3, 0.0)
 
 
+def test_min_per_call_counts_towards_warn_at_too() -> None:
+    policy = policy_with("budgets:\n  cost: {max: 0.01, min_per_call: 0.001, warn_at: 0.002, warning: cost_warning, exhausted: out_of_budget}\n")
+    r = run(policy, [search_reply(0.0) for _ in range(3)] + [reply("done")])
+    assert r.outcome == "completed"
+    assert [s.measured for s in r.trace if s.measured] == [["cost_warned"]]
+    assert sum(WARNING in str(m.get("content")) for m in r.messages) == 1
+
+
 def test_a_policy_without_budgets_records_nothing_new_in_its_trace() -> None:
     policy = policy_with("")
     r = run(policy, [search_reply(0.5), reply("done")])
@@ -132,9 +140,10 @@ def test_a_policy_without_budgets_records_nothing_new_in_its_trace() -> None:
 
 
 def test_a_resumed_turn_goes_on_with_its_budgets(tmp_path: Path) -> None:
-    """Killed after its third call opened: the resumed turn has spent what the first run spent,
-    so it ends on the same call as the uninterrupted one, not five calls later."""
-    policy = policy_with("budgets:\n  cost: {max: 0.05, exhausted: out_of_budget}\n")
+    """Killed after its third call opened (the budget warned on entering it): the resumed turn has
+    spent what the first run spent, so it ends on the same call as the uninterrupted one, not five
+    calls later, and its journal's decisions lead where they led, budget flags included."""
+    policy = policy_with("budgets:\n  cost: {max: 0.05, warn_at: 0.02, warning: cost_warning, exhausted: out_of_budget}\n")
     replies = [search_reply(0.012) for _ in range(8)]
     whole = run(policy, list(replies))
     assert (whole.outcome, whole.usage.model_calls) == ("budget", 5)
@@ -164,3 +173,12 @@ def test_a_resumed_turn_goes_on_with_its_budgets(tmp_path: Path) -> None:
     assert (result.outcome, result.trace[-1].counters["model_calls"]) == ("budget", 5)
     assert result.usage.cost == pytest.approx(whole.usage.cost)
     assert [s.target for s in result.trace] == [s.target for s in whole.trace]
+
+
+def test_the_warning_is_not_appended_again_when_another_flag_is_measured() -> None:
+    """Warned on the second call, then a reply of unknown cost: the third call entry measures
+    cost_unknown, which is new, but the warning was given already."""
+    policy = policy_with("budgets:\n  cost: {max: 1, warn_at: 0.01, warning: cost_warning, exhausted: out_of_budget}\n")
+    r = run(policy, [search_reply(0.02), search_reply(None), search_reply(0.0), reply("done")])
+    assert [s.measured for s in r.trace if s.measured] == [["cost_warned"], ["cost_unknown"]]
+    assert sum(WARNING in str(m.get("content")) for m in r.messages) == 1
