@@ -1,0 +1,122 @@
+"""`loopspec check` on policies with usage budgets.
+
+A budget's amount is the adversary's, so the checker must explore every budget level at every call
+entry: a property broken only once a budget is spent (an empty exhausted message, tools run after
+the wrap-up disabled them) must be found. A budget bounds a loop only through ``min_per_call``; a
+policy that counts on a budget without it must not be proven to stop at that budget. The reference
+explorer of ``_soundness.py`` (which measures budgets through ``Policy.budget_status``) agrees with
+the checker on every policy here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loopspec import load_policy_text
+from loopspec.language.diagnostics import SpecError
+from loopspec.verify import check_policy
+
+from _paths import ROOT
+from _soundness import compare
+
+EXAMPLE = (ROOT / "docs" / "examples" / "budgets.yaml").read_text()
+
+
+def variant(budgets: str, *replace: tuple[str, str]) -> str:
+    start, end = EXAMPLE.index("budgets:\n"), EXAMPLE.index("templates:\n")
+    text = EXAMPLE[:start] + budgets + EXAMPLE[end:]
+    for old, new in replace:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+SMALL = ("model_calls: {max: 100,", "model_calls: {max: 4,"), ("tool_batches: {max: 60,", "tool_batches: {max: 3,")
+NO_BUDGET_LOOP = ("bounded_by: cost", "bounded_by: tool_batches")
+
+
+def test_the_example_is_proven_and_says_which_loop_the_cost_budget_bounds() -> None:
+    r = check_policy(load_policy_text(EXAMPLE, "budgets.yaml"), strict=True)
+    assert r.proven, r.format_text()
+    text = r.format_text()
+    assert "cost (max 0.05, min_per_call 0.001): at most 51 model calls per turn; it bounds: tools --ok[0]--> ask" in text
+    assert "output_tokens (max 2000): no min_per_call, so it bounds no loop in this proof" in text
+    j = r.to_json()
+    assert j["budgets"][1] == {"budget": "cost", "max": 0.05, "min_per_call": 0.001, "model_calls_at_most": 51,
+                               "bounds_loops": ["tools --ok[0]--> ask"]}
+    assert [b["backstop"] for b in j["declared_backstop_loops"]] == ["cost"]
+    json.dumps(j)
+
+
+def test_a_budget_does_not_lower_the_worst_case_figures() -> None:
+    """51 calls by the budget, 100 by the backstop: the figure stays the backstop's (the budget's
+    bound is reported beside it, never folded into a figure a concrete search must reach)."""
+    r = check_policy(load_policy_text(EXAMPLE, "budgets.yaml"))
+    assert r.worst_case["model_calls"].value == 100
+
+
+def test_an_empty_message_on_the_exhausted_halt_is_found() -> None:
+    """Only a spent budget leads to out_of_budget: a checker that never measured a budget would
+    call this policy proven."""
+    text = variant("budgets:\n  input_tokens: {max: 5000, exhausted: out_of_budget}\n", NO_BUDGET_LOOP,
+                   ('message: "The turn\'s budget is spent. {response}"', 'message: ""'))
+    r = check_policy(load_policy_text(text, "budgets.yaml"))
+    assert not r.properties["halt_message"].passed
+    assert "out_of_budget" in r.properties["halt_message"].reason + " ".join(r.properties["halt_message"].findings)
+
+
+def test_tools_run_after_the_budget_wrap_up_disabled_them_are_found() -> None:
+    """The wrap-up disables tools; a stream that runs tool calls regardless is a violation that
+    only the budget's wrap-up path reaches."""
+    text = variant(
+        "budgets:\n  cost: {max: 1, wrap_up: summarize, exhausted: out_of_budget}\n",
+        NO_BUDGET_LOOP,
+        ("        - when: {flag: tools_disabled}    # the last call offered no tools: run none\n"
+         "          do: [drop_tool_calls]\n          to: out_of_budget\n", ""),
+    )
+    r = check_policy(load_policy_text(text, "budgets.yaml"))
+    assert not r.properties["tools_stay_disabled"].passed
+    path = [s.to for s in r.properties["tools_stay_disabled"].counterexample.steps]
+    assert "summarize" in path
+
+
+def test_bounded_by_a_budget_without_min_per_call_is_refused() -> None:
+    text = variant("budgets:\n  cost: {max: 0.05, exhausted: out_of_budget}\n")
+    with pytest.raises(SpecError) as exc:
+        load_policy_text(text, "budgets.yaml")
+    assert "budget 'cost' bounds no loop: it declares no min_per_call" in str(exc.value)
+
+
+def test_a_loop_meant_to_end_at_a_budget_without_min_per_call_is_still_a_backstop_only_loop() -> None:
+    """Written to fool the checker: a retry loop that only the cost budget is meant to end (every
+    retry costs money, surely). Calls may cost nothing, so the loop is bounded only by the model-call
+    backstop, and --strict fails it."""
+    text = variant(
+        "budgets:\n  cost: {max: 0.05, exhausted: out_of_budget}\n",
+        NO_BUDGET_LOOP,
+        ("      rate_limit: failed\n", "      rate_limit: ask\n"),
+    )
+    r = check_policy(load_policy_text(text, "budgets.yaml"), strict=True)
+    assert not r.properties["no_backstop_only_loops"].passed
+    assert any("ask --rate_limit[0]--> ask" in f for f in r.properties["no_backstop_only_loops"].findings)
+    assert "cost (max 0.05): no min_per_call, so it bounds no loop in this proof" in r.format_text()
+
+
+@pytest.mark.parametrize(
+    "budgets",
+    [
+        "budgets:\n  cost: {max: 0.05, warn_at: 0.04, warning: cost_warning, wrap_up: summarize, exhausted: out_of_budget}\n",
+        "budgets:\n  cost: {max: 0.003, min_per_call: 0.001, wrap_up: summarize, exhausted: out_of_budget}\n",
+        "budgets:\n  output_tokens: {max: 10, exhausted: out_of_budget}\n  working_time: {max: 5, warn_at: 1, warning: cost_warning, exhausted: failed}\n",
+    ],
+    ids=["warn-and-wrap-up", "min-per-call", "two-budgets"],
+)
+@pytest.mark.parametrize("mode", ["default", "elim"])
+def test_the_reference_explorer_agrees(budgets: str, mode: str) -> None:
+    policy = load_policy_text(variant(budgets, NO_BUDGET_LOOP, *SMALL), "budgets.yaml")
+    cmp = compare(policy, mode=mode, absent=False)
+    assert cmp.ref.skipped is None
+    assert "out_of_budget" in cmp.ref.reached
+    assert [f for f in cmp.findings if not f.absent_only] == [], [f.detail for f in cmp.findings]
