@@ -120,3 +120,16 @@ def test_the_reference_explorer_agrees(budgets: str, mode: str) -> None:
     assert cmp.ref.skipped is None
     assert "out_of_budget" in cmp.ref.reached
     assert [f for f in cmp.findings if not f.absent_only] == [], [f.detail for f in cmp.findings]
+
+
+def test_a_budget_built_in_code_without_min_per_call_does_not_declare_a_loop() -> None:
+    """The validator refuses bounded_by such a budget; a policy built in code can still name one,
+    and the checker must not take the name for a bound."""
+    import dataclasses
+
+    policy = load_policy_text(EXAMPLE, "budgets.yaml")
+    cost = dataclasses.replace(policy.budgets["cost"], min_per_call=None)
+    weak = dataclasses.replace(policy, budgets={**policy.budgets, "cost": cost})
+    r = check_policy(weak, strict=True)
+    assert not r.properties["no_backstop_only_loops"].passed
+    assert "tools --ok[0]--> ask: bounded only by the model_calls backstop" in r.properties["no_backstop_only_loops"].findings
