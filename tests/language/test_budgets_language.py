@@ -102,7 +102,7 @@ def test_without_wrap_up_a_spent_budget_ends_the_turn_at_once() -> None:
     assert s.after.state == "out_of_budget"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("cap, least, calls", [(0.05, 0.001, 50), (0.3, 0.1, 3), (1, 3, 1), (10, 3, 4)])
+@pytest.mark.parametrize("cap, least, calls", [(0.05, 0.001, 50), (0.07, 0.01, 7), (0.3, 0.1, 3), (1, 3, 1), (10, 3, 4)])
 def test_min_per_call_reaches_the_cap_after_ceil_max_over_min_calls(cap: float, least: float, calls: int) -> None:
     p = load_policy_text(with_budgets(f"budgets:\n  cost: {{max: {cap}, min_per_call: {least}, exhausted: out_of_budget}}\n"), "budgets.yaml")
     assert p.budgets["cost"].call_bound() == calls
