@@ -59,6 +59,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 # CI runs everything; `python -m pytest -q -n 2 -m "not slow"` is the quick local run.
 SLOW = {
     "engine/test_interpreter_http.py",
+    "engine/test_budgets_turn.py::test_over_http_litellm_carries_the_recorded_cost_to_the_same_exhaustion",
+    "providers/test_litellm_cost.py",
     "providers/test_litellm_provider.py",
     "replay/test_replay_server.py",
     "replay/test_transport_agreement.py",

@@ -182,3 +182,12 @@ def test_the_warning_is_not_appended_again_when_another_flag_is_measured() -> No
     r = run(policy, [search_reply(0.02), search_reply(None), search_reply(0.0), reply("done")])
     assert [s.measured for s in r.trace if s.measured] == [["cost_warned"], ["cost_unknown"]]
     assert sum(WARNING in str(m.get("content")) for m in r.messages) == 1
+
+
+def test_over_http_litellm_carries_the_recorded_cost_to_the_same_exhaustion() -> None:
+    """The product path: litellm reads the served usage (with its cost, as OpenRouter sends it)."""
+    report = replay_sync(load_cassette(str(CASSETTE)), load_policy(str(EXAMPLE)), transport="http")
+    r = report.result
+    assert report.verdict == "pass", report.failures
+    assert (r.halt_state, r.usage.model_calls) == ("out_of_budget", 6)
+    assert r.usage.cost == pytest.approx(6 * 0.012) and not r.usage.cost_unknown

@@ -1,0 +1,32 @@
+"""The live path prices each reply with litellm's local cost map; a model missing from it leaves the
+cost unknown, and a cost the provider reported itself is kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopspec.providers.litellm_provider import priced
+from loopspec.wire.deltas import Delta, Usage
+
+
+def test_a_known_model_is_priced_from_the_local_cost_map() -> None:
+    import litellm
+
+    want = sum(litellm.cost_per_token(model="openai/gpt-4o-mini", prompt_tokens=1000, completion_tokens=100))
+    got = priced(Delta(usage=Usage(1000, 100)), "openai/gpt-4o-mini").usage
+    assert got is not None and got.cost == pytest.approx(want) and want > 0
+
+
+def test_a_model_missing_from_the_map_has_unknown_cost() -> None:
+    got = priced(Delta(usage=Usage(1000, 100)), "openai/no-such-model-anywhere").usage
+    assert got is not None and got.cost is None and got.prompt_tokens == 1000
+
+
+def test_a_cost_the_provider_reported_is_kept() -> None:
+    got = priced(Delta(usage=Usage(1000, 100, 0, 0.5)), "openai/gpt-4o-mini").usage
+    assert got is not None and got.cost == 0.5
+
+
+def test_a_delta_without_usage_is_left_alone() -> None:
+    d = Delta(text="hi")
+    assert priced(d, "openai/gpt-4o-mini") is d
