@@ -30,3 +30,16 @@ def test_a_cost_the_provider_reported_is_kept() -> None:
 def test_a_delta_without_usage_is_left_alone() -> None:
     d = Delta(text="hi")
     assert priced(d, "openai/gpt-4o-mini") is d
+
+
+def test_the_recorder_writes_the_live_price_into_the_usage_chunk() -> None:
+    """So that replay charges what the live run was charged, without litellm's cost map."""
+    from loopspec.replay.recorder import priced_chunk
+
+    chunk = {"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}
+    live = priced(Delta(usage=Usage(1000, 100)), "openai/gpt-4o-mini").usage
+    assert live is not None
+    assert priced_chunk(chunk, "openai/gpt-4o-mini")["usage"]["cost"] == live.cost
+    assert "cost" not in priced_chunk(chunk, "openai/no-such-model-anywhere")["usage"]
+    assert priced_chunk({"usage": {"prompt_tokens": 1, "cost": 0.25}}, "openai/gpt-4o-mini")["usage"]["cost"] == 0.25
+    assert "cost" not in chunk["usage"], "the chunk the turn saw is not changed"
