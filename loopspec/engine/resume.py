@@ -104,8 +104,8 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
                                                 timed_out=bool(b.get("timed_out")))
     requests = [_request(e.body) for e in entries if e.kind == "request"]  # the cut call's request was sent too
     u = point.get("usage", {})
-    fields = TurnUsage.__dataclass_fields__
-    usage = TurnUsage(**{k: type(fields[k].default)(v) for k, v in u.items() if k in fields})  # int, float or bool, as declared
+    kinds = {k: type(v) for k, v in vars(TurnUsage()).items()}  # int, float or bool, as declared
+    usage = TurnUsage(**{k: kinds[k](v) for k, v in u.items() if k in kinds})
     last_event = point.get("last_event") or {"name": "start", "attrs": {}}
     return ResumePoint(
         messages=messages,

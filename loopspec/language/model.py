@@ -335,14 +335,14 @@ class Policy:
     def _levels(self) -> tuple[frozenset[str], ...]:
         per: list[list[frozenset[str]]] = []
         for b in self.budgets.values():
-            levels = [frozenset()]
+            levels: list[frozenset[str]] = [frozenset()]
             if b.warn_at is not None:
                 levels.append(frozenset({b.flag("warned")}))
             levels.append(frozenset({b.flag("reached")} | ({b.flag("warned")} if b.warn_at is not None else set())))
             per.append(levels)
         if "cost" in self.budgets:
             per.append([frozenset(), frozenset({COST_UNKNOWN_FLAG})])
-        out = [frozenset()]
+        out: list[frozenset[str]] = [frozenset()]
         for levels in per:
             out = [a | b for a in out for b in levels]
         return tuple(out)

@@ -228,9 +228,10 @@ def _flag(result: Termination, e: Edge, via: tuple[str, ...], counter: str, boun
     if t is None:
         return
     declared = t.bounded_by is not None and t.bounded_by in via
-    if not declared and t.bounded_by in policy.budgets and "model_calls" in via:
+    budget = policy.budgets.get(t.bounded_by or "")
+    if not declared and budget is not None and "model_calls" in via:
         # a budget with min_per_call caps the model calls (the validator refuses bounded_by one without)
-        declared = policy.budgets[t.bounded_by].min_per_call is not None
+        declared = budget.min_per_call is not None
     backstop = via[-1] if counter in via else via[0]
     if declared and t.bounded_by not in via:
         backstop = str(t.bounded_by)  # the budget that caps the model calls
