@@ -43,3 +43,12 @@ def test_the_recorder_writes_the_live_price_into_the_usage_chunk() -> None:
     assert "cost" not in priced_chunk(chunk, "openai/no-such-model-anywhere")["usage"]
     assert priced_chunk({"usage": {"prompt_tokens": 1, "cost": 0.25}}, "openai/gpt-4o-mini")["usage"]["cost"] == 0.25
     assert "cost" not in chunk["usage"], "the chunk the turn saw is not changed"
+
+
+def test_a_recording_slot_keeps_the_priced_chunk() -> None:
+    from loopspec.replay.recorder import _Slot
+
+    slot = _Slot(lambda: 0.0, model="openai/gpt-4o-mini")
+    slot.add({"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+    slot.finish()
+    assert slot.chunks[0]["usage"]["cost"] > 0
