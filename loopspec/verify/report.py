@@ -165,7 +165,8 @@ class CheckResult:
                     nxt = cex.steps[i + 1] if i + 1 < len(cex.steps) else None
                     shown = _shown_attrs(s, nxt)
                     attrs = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v not in ("", [], 0, 0.0, False) or k in ("has_tool_calls", "mid_tool_call"))
-                    lines.append(f"            {i + 1:>3}. {s.state}: {s.event}{'(' + attrs + ')' if attrs else ''} -> {s.to}{mark}")
+                    measured = f"  [measured {', '.join(s.measured)}]" if s.measured else ""
+                    lines.append(f"            {i + 1:>3}. {s.state}: {s.event}{'(' + attrs + ')' if attrs else ''} -> {s.to}{measured}{mark}")
         wc = self.worst_case
         lines.append(
             "worst case per turn: "

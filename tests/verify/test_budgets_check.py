@@ -133,3 +133,29 @@ def test_a_budget_built_in_code_without_min_per_call_does_not_declare_a_loop() -
     r = check_policy(weak, strict=True)
     assert not r.properties["no_backstop_only_loops"].passed
     assert "tools --ok[0]--> ask: bounded only by the model_calls backstop" in r.properties["no_backstop_only_loops"].findings
+
+
+@pytest.mark.parametrize(
+    "prop, text",
+    [
+        ("halt_message", variant("budgets:\n  input_tokens: {max: 5000, exhausted: out_of_budget}\n", NO_BUDGET_LOOP,
+                                 ('message: "The turn\'s budget is spent. {response}"', 'message: ""'))),
+        ("tools_stay_disabled", EXAMPLE.replace(
+            "        - when: {flag: tools_disabled}    # the last call offered no tools: run none\n"
+            "          do: [drop_tool_calls]\n          to: out_of_budget\n", "")),
+    ],
+    ids=["input-tokens-exhausted", "cost-wrap-up"],
+)
+def test_a_counterexample_through_a_budget_becomes_a_cassette_whose_usage_reaches_it(prop: str, text: str) -> None:
+    from loopspec.replay.harness import replay_sync
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+
+    policy = load_policy_text(text, "budgets.yaml")
+    r = check_policy(policy)
+    cex = r.properties[prop].counterexample
+    assert cex is not None and cex.concrete and any(s.measured for s in cex.steps)
+    cassette = cassette_from_counterexample(policy, cex, prop)
+    report = replay_sync(cassette, policy)
+    assert any(f.startswith(f"property {prop} fails") for f in report.failures), report.failures
+    measured = [tuple(s.measured) for s in report.result.trace if s.measured]
+    assert measured == [s.measured for s in cex.steps if s.measured]
