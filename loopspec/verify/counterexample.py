@@ -21,7 +21,7 @@ class CexStep:
     """Budget flags the step measured on entering a call (the adversary's amounts)."""
 
     def to_json(self) -> dict[str, Any]:
-        out = {"state": self.state, "event": self.event, "attrs": dict(self.attrs), "to": self.to, "transition": self.transition}
+        out: dict[str, Any] = {"state": self.state, "event": self.event, "attrs": dict(self.attrs), "to": self.to, "transition": self.transition}
         if self.measured:
             out["measured"] = list(self.measured)
         return out
