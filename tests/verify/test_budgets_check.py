@@ -11,8 +11,10 @@ the checker on every policy here.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import assume, given, note, settings
 
 from loopspec import load_policy_text
 from loopspec.language.diagnostics import SpecError
@@ -162,3 +164,67 @@ def test_a_counterexample_through_a_budget_becomes_a_cassette_whose_usage_reache
     # every reply of a policy with a cost budget says its cost, so none is measured unknown
     assert not any("cost_unknown" in m for m in measured)
     assert report.result.usage.cost_unknown == ("cost" not in policy.budgets)
+
+
+# --------------------------------------------------------------------------- generated policies
+
+
+def _with_budgets(draw: Any) -> str:
+    """A generated policy (tests/_soundness.py) with one or two budgets and, sometimes, a guard on
+    a budget flag in the call state: exhausted at any halt, wrap_up, warn_at and min_per_call drawn."""
+    import _soundness as S
+    from hypothesis import strategies as st
+
+    doc = S.generate_document(S.DrawChooser(draw))
+    states = doc["states"]
+    halts = [s for s, b in states.items() if b["kind"] == "halt"]
+    wraps = [s for s, b in states.items() if b["kind"] in ("escalate", "continue")]
+    names = draw(st.lists(st.sampled_from(["input_tokens", "cost", "working_time"]), min_size=1, max_size=2, unique=True))
+    budgets: dict[str, Any] = {}
+    for name in names:
+        cap = draw(st.sampled_from([1, 2.5, 10]))
+        b: dict[str, Any] = {"max": cap, "exhausted": draw(st.sampled_from(halts))}
+        if wraps and draw(st.booleans()):
+            b["wrap_up"] = draw(st.sampled_from(wraps))
+        if draw(st.booleans()):
+            b["warn_at"], b["warning"] = cap / 2, "warn"
+        if draw(st.booleans()):
+            b["min_per_call"] = draw(st.sampled_from([1, 0.9, 3]))
+        budgets[name] = b
+    doc["budgets"] = budgets
+    flags = [f"{n}_{lv}" for n in names for lv in ("warned", "reached")] + (["cost_unknown"] if "cost" in names else [])
+    if draw(st.booleans()):
+        flag = draw(st.sampled_from(flags))
+        on = states["ask"]["on"]
+        first = {"when": {"flag": flag}, "to": draw(st.sampled_from(halts))}
+        rest = on["opened"] if isinstance(on["opened"], list) else [on["opened"]]
+        on["opened"] = [first, *rest]
+    return S.dump(doc)
+
+
+def budget_policies() -> Any:
+    from hypothesis import strategies as st
+
+    return st.composite(lambda draw: _with_budgets(draw))()
+
+
+KINDS = ("false_proven_halts", "false_proven_bound", "false_proven_events", "outcome_bound_low", "checker_crash",
+         "false_claim_dead", "false_claim_unreachable")
+
+
+@settings(max_examples=25, deadline=None)
+@given(text=budget_policies())
+def test_generated_policies_with_budgets_agree_with_the_reference(text: str) -> None:
+    """The reference explorer measures every budget at nothing, warn_at and max (cost known or
+    not) before every step, through Policy.budget_status: the checker must claim nothing it refutes."""
+    import _soundness as S
+
+    note(text)
+    policy = load_policy_text(text, "generated.yaml")
+    ref = S.explore(policy, absent=False)
+    assume(ref.skipped is None)
+    bad = []
+    for mode in ("default", "elim"):
+        c = S.compare(policy, mode=mode, absent=False, ref=ref)
+        bad += [f"[{mode}] {f.kind}: {f.detail}" for f in c.findings if f.kind in KINDS and not f.absent_only]
+    assert not bad, "\n".join(bad)
