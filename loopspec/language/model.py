@@ -323,29 +323,53 @@ class Policy:
             out.add(COST_UNKNOWN_FLAG)
         return frozenset(out)
 
-    def budget_levels(self) -> tuple[frozenset[str], ...]:
+    def budget_levels(self, read: frozenset[str] | None = None) -> tuple[frozenset[str], ...]:
         """Every value :meth:`budget_status` can take, for the checker's adversary (monotone:
-        a flag once set stays set, so any value is reachable after any other)."""
-        got: tuple[frozenset[str], ...] | None = self.__dict__.get("_budget_levels")
+        a flag once set stays set, so any value is reachable after any other).
+
+        With ``read`` (the flags the policy's guards read), ``warned`` and ``cost_unknown`` are
+        left out where no guard reads them: then they only decide whether a warning is appended,
+        which no property reads, and each would double the values to try."""
+        key = "_budget_levels" if read is None else "_budget_levels_read"
+        got: tuple[frozenset[str], ...] | None = self.__dict__.get(key)
         if got is None:
-            got = self._levels()
-            object.__setattr__(self, "_budget_levels", got)
+            got = self._levels(read)
+            object.__setattr__(self, key, got)
         return got
 
-    def _levels(self) -> tuple[frozenset[str], ...]:
+    def _levels(self, read: frozenset[str] | None) -> tuple[frozenset[str], ...]:
         per: list[list[frozenset[str]]] = []
         for b in self.budgets.values():
             levels: list[frozenset[str]] = [frozenset()]
-            if b.warn_at is not None:
+            warned = b.warn_at is not None and (read is None or b.flag("warned") in read)
+            if warned:
                 levels.append(frozenset({b.flag("warned")}))
-            levels.append(frozenset({b.flag("reached")} | ({b.flag("warned")} if b.warn_at is not None else set())))
+            levels.append(frozenset({b.flag("reached")} | ({b.flag("warned")} if warned else set())))
             per.append(levels)
-        if "cost" in self.budgets:
+        if "cost" in self.budgets and (read is None or COST_UNKNOWN_FLAG in read):
             per.append([frozenset(), frozenset({COST_UNKNOWN_FLAG})])
         out: list[frozenset[str]] = [frozenset()]
         for levels in per:
             out = [a | b for a in out for b in levels]
         return tuple(out)
+
+    def guard_flags(self) -> frozenset[str]:
+        """Every flag some guard of the policy reads."""
+        got: frozenset[str] | None = self.__dict__.get("_guard_flags")
+        if got is None:
+            out: set[str] = set()
+            todo: list[Guard] = [t.guard for s in self.states.values() for t in s.all_transitions()]
+            while todo:
+                g = todo.pop()
+                if isinstance(g, FlagIs):
+                    out.add(g.flag)
+                elif isinstance(g, (AllOf, AnyOf)):
+                    todo.extend(g.parts)
+                elif isinstance(g, Not):
+                    todo.append(g.part)
+            got = frozenset(out)
+            object.__setattr__(self, "_guard_flags", got)
+        return got
 
     def policy_error_state(self) -> str:
         """The halt a run falls into when no transition matches (a static check error)."""

@@ -33,7 +33,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..language.alphabet import BACKSTOP_KIND, KINDS, Event, budget_flags
+from ..language.alphabet import BACKSTOP_KIND, KINDS, Event
 from ..language.properties import budget_lasts, continuation_counters
 from ..language.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
 from .cases import (
@@ -238,7 +238,7 @@ def build_analysis(policy: Policy) -> Analysis:
     # tools_disabled for the property; the wrap-up flag because the backstop redirect reads it
     tracked = {TOOLS_DISABLED, WRAP_UP_FLAG}
     for b in policy.budgets.values():  # the budget redirect reads them, like the wrap-up flag
-        tracked.update(budget_flags(b.name))
+        tracked.update(b.flag(level) for level in ("reached", "wrap_up_entered", "last_call"))
     for s in policy.states.values():
         for t in s.all_transitions():
             for a in guard_atoms(t.guard):

@@ -227,7 +227,7 @@ def case_steps(sel: Selection, cfg: Config, case: Case) -> list[Step]:
     the step enters a call state: the amounts are the adversary's (any usage, any cost, any time),
     and only monotone, so every level is possible at every call entry."""
     steps = _case_steps(sel, cfg, case, frozenset())
-    levels = sel.policy.budget_levels() if sel.policy.budgets else ()
+    levels = sel.policy.budget_levels(sel.policy.guard_flags()) if sel.policy.budgets else ()
     for step in list(steps):
         if sel.policy.states[step.after.state].kind == "call":
             for measured in levels:

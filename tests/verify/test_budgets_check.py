@@ -160,7 +160,9 @@ def test_a_counterexample_through_a_budget_becomes_a_cassette_whose_usage_reache
     report = replay_sync(cassette, policy)
     assert any(f.startswith(f"property {prop} fails") for f in report.failures), report.failures
     measured = [tuple(s.measured) for s in report.result.trace if s.measured]
-    assert measured[: len([s for s in cex.steps if s.measured])] == [s.measured for s in cex.steps if s.measured]
+    wanted = [s.measured for s in cex.steps if s.measured]
+    # the replay may measure more than the path (a warning no guard reads), never less
+    assert all(set(w) <= set(m) for w, m in zip(wanted, measured)) and len(measured) >= len(wanted)
     # every reply of a policy with a cost budget says its cost, so none is measured unknown
     assert not any("cost_unknown" in m for m in measured)
     assert report.result.usage.cost_unknown == ("cost" not in policy.budgets)
