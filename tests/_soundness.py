@@ -654,6 +654,21 @@ def explore(
                 d = domains[key] = event_domain(policy, state, ev, absent=absent, dedup=dedup)
         return d
 
+    def measurements(cfg: Config) -> list[frozenset[str]]:
+        """What the interpreter's budgets may measure before a step: every budget at nothing, at
+        its warn_at or at its max, with the cost known or not, through the model's own
+        ``budget_status`` (which also applies min_per_call)."""
+        budgets = list(policy.budgets.values())
+        if not budgets:
+            return [frozenset()]
+        points = [[0.0, b.max] + ([b.warn_at] if b.warn_at is not None else []) for b in budgets]
+        out = {
+            policy.budget_status(cfg, dict(zip((b.name for b in budgets), amounts)), unknown)
+            for amounts in itertools.product(*points)
+            for unknown in (False, True)
+        }
+        return sorted(out, key=sorted)
+
     def weight(cfg: Config) -> tuple[int, int]:
         k = kinds[cfg.state]
         return (1 if k == "call" else 0, 1 if k == "tool_exec" else 0)
@@ -686,8 +701,8 @@ def explore(
         if kind == "halt":
             continue
         for ev_name in KINDS[kind].event_names:
-            for ev in domain(cfg.state, ev_name):
-                step = policy.step(cfg, ev)
+            for ev, measured in ((e, m) for e in domain(cfg.state, ev_name) for m in measurements(cfg)):
+                step = policy.step(cfg, ev, measured)
                 ref.steps += 1
                 after = step.after
                 if step.transition is not None:

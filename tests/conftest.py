@@ -60,6 +60,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 SLOW = {
     "engine/test_interpreter_http.py",
     "cli/test_journal_cli.py::test_run_ends_abruptly_after_the_decision_the_hook_names_and_resumes",
+    "engine/test_budgets_turn.py::test_over_http_litellm_carries_the_recorded_cost_to_the_same_exhaustion",
+    "providers/test_litellm_cost.py",
     "providers/test_litellm_provider.py",
     "replay/test_replay_server.py",
     "replay/test_transport_agreement.py",

@@ -122,6 +122,10 @@ class ModelCall:
             self.usage.prompt_tokens += reply.usage.prompt_tokens
             self.usage.completion_tokens += reply.usage.completion_tokens
             self.usage.reasoning_tokens += reply.usage.reasoning_tokens
+        if reply.usage is None or reply.usage.cost is None:
+            self.usage.cost_unknown = True
+        else:
+            self.usage.cost += reply.usage.cost
 
     async def close(self) -> None:
         """Close the open stream, if any; a stream that fails to close is dropped all the same."""

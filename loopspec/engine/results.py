@@ -24,6 +24,9 @@ class TraceStep:
     flags: list[str]
     actions: list[str]
     redirected_from: str | None = None
+    measured: list[str] = field(default_factory=list)
+    """Budget flags the step added on entering a call (what the budgets measured); empty for a
+    policy without ``budgets:``, and then left out of :meth:`to_json`."""
 
     @classmethod
     def of(cls, policy: Policy, step: Step, index: int) -> TraceStep:
@@ -41,10 +44,14 @@ class TraceStep:
             flags=sorted(step.after.flags),
             actions=[describe_action(a) for a in t.actions] if t else [],
             redirected_from=step.redirected_from,
+            measured=sorted(step.measured),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.measured:
+            del out["measured"]
+        return out
 
 
 @dataclass
@@ -54,6 +61,13 @@ class TurnUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
+    cost: float = 0.0
+    """US dollars of the replies whose cost was known (see ``cost_unknown``)."""
+    cost_unknown: bool = False
+    """A reply's cost was unknown (a model missing from litellm's cost map, no usage reported):
+    ``cost`` leaves it out."""
+    working_time: float = 0.0
+    """Seconds the turn ran, backoff waits (rate limits, retries) excluded."""
 
 
 @dataclass

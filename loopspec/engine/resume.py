@@ -119,7 +119,8 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
                                                 timed_out=bool(b.get("timed_out")))
     requests = [_request(e.body) for e in entries if e.kind == "request"]  # the cut call's request was sent too
     u = point.get("usage", {})
-    usage = TurnUsage(**{k: int(v) for k, v in u.items() if k in TurnUsage.__dataclass_fields__})
+    kinds = {k: type(v) for k, v in vars(TurnUsage()).items()}  # int, float or bool, as declared
+    usage = TurnUsage(**{k: kinds[k](v) for k, v in u.items() if k in kinds})
     last_event = point.get("last_event") or {"name": "start", "attrs": {}}
     return ResumePoint(
         messages=messages,
@@ -174,7 +175,7 @@ def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], c
         if r.get("state") != cfg.state:
             raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
         event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
-        step = policy.step(cfg, event)
+        step = policy.step(cfg, event, frozenset(r.get("measured") or ()))  # what the budgets measured then
         if step.after.state != r.get("target"):
             raise ResumeError(
                 f"turn {turn_id!r} was written under another version of policy {policy.name!r}: decision {i + 1} "

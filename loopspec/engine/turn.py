@@ -36,6 +36,7 @@ from loopspec.language.model import (
 from loopspec.wire.assemble import AssembledReply
 
 from .approvals import ApprovalSession
+from .budgets import BudgetMeter
 from .clock import Clock, DeadlinePassed, RealClock, bounded
 from .consumers import Consumers
 from .guardrails import GuardrailState
@@ -191,6 +192,7 @@ class Turn:
         self.steps: list[Step] = []
         self.requests: list[RequestRecord] = []
         self.usage = TurnUsage()
+        self.meter = BudgetMeter(policy, self.usage, self.clock)
         self._model_call = ModelCall(self.provider, self.clock, self.consumers, self.usage)
         self._pending_calls: PendingBatch | None = None
         self._escalation_failed: str | None = None
@@ -301,7 +303,7 @@ class Turn:
                     cfg = Config(policy.policy_error_state(), cfg.counters, cfg.flags)
                     break
                 event = await self._effect(state, cfg, offer)
-                step = policy.step(cfg, event)
+                step = policy.step(cfg, event, self.meter.measure(cfg))
                 turn_model.perform(step)
                 self._record(step)
                 await self._carry_out(step)
@@ -552,7 +554,9 @@ class Turn:
                 return
             wait, _ = bounded(self.clock, delay, self._deadline)
             if not (self._cancel_requested or self._pending_cancel):
+                slept = self.clock.now()
                 await self._absorbing(self.clock.sleep(wait or 0.0))
+                self.meter.exclude(self.clock.now() - slept)
         elif isinstance(action, Compact):
             if not self.trajectory.compact() and entering_escalate:
                 self._escalation_failed = "nothing left to compact"
@@ -582,6 +586,7 @@ class Turn:
         # what happened, not what the budgets were charged: a call state entered and then cancelled
         # spends a model call of the backstop but sends no request
         self.usage.model_calls = len(self.requests)
+        self.meter.amounts()  # working time up to the halt
         self.usage.tool_batches = self._batches_run
         result = self.result = TurnResult(
             outcome=state.outcome or "policy_error",

@@ -254,6 +254,7 @@ OUTCOMES: dict[str, str] = {
     "cancelled": "the caller cancelled the turn",
     "tool_timeout": "tool calls kept outliving the policy's tool timeouts",
     "tool_budget": "the tool-batch backstop was spent; the turn ended on the next reply, without tools",
+    "budget": "a usage budget (tokens, cost or working time) was spent",
     "policy_error": "the policy had no transition for an event (the checker reports this statically)",
 }
 
@@ -289,6 +290,37 @@ BACKSTOPS: dict[str, str] = {
     "tool_batches": "tool batches in one turn; entering a `tool_exec` state counts one",
 }
 BACKSTOP_KIND: dict[str, str] = {"model_calls": "call", "tool_batches": "tool_exec"}
+
+BUDGETS: dict[str, str] = {
+    "input_tokens": "prompt tokens the provider reported, summed over the turn's model calls",
+    "output_tokens": "completion tokens the provider reported (reasoning included), summed",
+    "reasoning_tokens": "reasoning tokens the provider reported, summed",
+    "cost": "US dollars: litellm's local cost map on the live path, the cassette's figure in replay",
+    "working_time": "seconds the turn has run, rate-limit and backoff waits excluded",
+}
+"""Usage budgets (the ``budgets:`` section): amounts measured when the turn is about to make a
+model call; reaching ``max`` redirects the call like a spent backstop."""
+BUDGET_KEYS = ("max", "exhausted", "wrap_up", "warn_at", "warning", "min_per_call", "doc")
+BUDGET_LEVELS: dict[str, str] = {
+    "warned": "set when a model call is entered and the budget's amount has reached warn_at",
+    "reached": "set when a model call is entered and the budget's amount has reached max",
+    "wrap_up_entered": "set on entering the budget's wrap_up state; lets its one last call through",
+    "last_call": "set on entering that last call: the next call entry goes to exhausted",
+}
+COST_UNKNOWN_FLAG = "cost_unknown"
+"""Set when a model call is entered after a reply whose cost the cost map does not know (policies
+with a ``cost`` budget only); the cost amount was not incremented for that reply."""
+
+
+def budget_flag(budget: str, level: str) -> str:
+    """The built-in flag that says a budget reached ``level`` (see BUDGET_LEVELS), e.g. cost_reached."""
+    return f"{budget}_{level}"
+
+
+def budget_flags(budget: str) -> tuple[str, ...]:
+    """Every built-in flag a declared budget adds (cost adds cost_unknown too)."""
+    extra = (COST_UNKNOWN_FLAG,) if budget == "cost" else ()
+    return tuple(budget_flag(budget, lv) for lv in BUDGET_LEVELS) + extra
 
 MAX_WAIT = "max_wait"
 """The one key of ``backoff`` that is not a schedule: the longest a backoff waits, in seconds."""
@@ -381,6 +413,7 @@ TOP_KEYS = (
     "settings",
     "backoff",
     "backstops",
+    "budgets",
     "guardrails",
     "counters",
     "flags",

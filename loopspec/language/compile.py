@@ -14,12 +14,13 @@ from .declarations import Declarations
 from .diagnostics import Diagnostic, Position
 from .model import POLICY_ERROR_MESSAGE, POLICY_ERROR_STATE, Policy, State, frozen_map
 from .read_approvals import ApprovalReader
+from .read_budgets import BudgetReader
 from .read_states import StateReader
 from .reader import type_name
 from .yamlsource import YMap
 
 
-class Compiler(Declarations, StateReader, ApprovalReader):
+class Compiler(Declarations, StateReader, ApprovalReader, BudgetReader):
     """Reads a whole policy document, section by section, into a :class:`Policy`."""
 
     def run(self, doc: Any) -> Policy | None:
@@ -81,6 +82,7 @@ class Compiler(Declarations, StateReader, ApprovalReader):
             else:  # read_state reports why; references to it, even earlier ones, point there
                 self.dropped.setdefault(("state", str(sname)), states_map.key_pos[sname])
         self.backstops = self.read_backstops(root)
+        self.budgets = self.read_budgets(root)
 
         initial = root.get("initial")
         if initial is None:
@@ -116,6 +118,7 @@ class Compiler(Declarations, StateReader, ApprovalReader):
             templates=frozen_map(self.templates),
             backoff=frozen_map(self.backoff),
             backstops=frozen_map(self.backstops),
+            budgets=frozen_map(self.budgets),
             guardrails=frozen_map(self.guardrails),
             settings=self.settings,
             doc=doc_text,

@@ -31,7 +31,7 @@ from .actions import (
     Reset,
     SetFlag,
 )
-from .alphabet import BACKSTOP_KIND, COMPARATORS, KINDS, ONCE_FLAGS, OPTIONAL_EVENTS, Event
+from .alphabet import BACKSTOP_KIND, COMPARATORS, COST_UNKNOWN_FLAG, KINDS, ONCE_FLAGS, OPTIONAL_EVENTS, Event
 from .guards import AllOf, Always, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 from .step import (
     CALLS_COMPLETE,
@@ -48,7 +48,7 @@ from .step import (
 )
 from .approvals import ApprovalRules
 from .config import Config
-from .structure import Backstop, Counter, Guardrail, Settings, State, Transition
+from .structure import Backstop, Budget, Counter, Guardrail, Settings, State, Transition
 from .templates import render_template
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Policy:
     guardrails: Mapping[str, Guardrail]
     settings: Settings
     doc: str = ""
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
     _counter_index: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
     approvals: ApprovalRules = field(default_factory=ApprovalRules)
     """Which tool calls need a person (the ``approvals:`` section); the engine applies them."""
@@ -127,8 +128,12 @@ class Policy:
                 return t
         return None
 
-    def step(self, cfg: Config, event: Event) -> Step:
-        """Decide: pick the transition, run its actions, resolve backstops, enter the target."""
+    def step(self, cfg: Config, event: Event, measured: frozenset[str] = frozenset()) -> Step:
+        """Decide: pick the transition, run its actions, resolve backstops, enter the target.
+
+        ``measured``: the budget flags the interpreter's amounts say now (:meth:`budget_status`);
+        they join the configuration only if the step enters a call state (budgets are measured
+        where a model call would be made), and may redirect it like a spent backstop."""
         event = self.seen_as(cfg.state, event)
         calls = calls_of(self.states[cfg.state].kind, event)
         t = self.select(cfg, event)
@@ -143,6 +148,14 @@ class Policy:
         for action in t.actions:
             self._apply(action, counters, flags, directives)
         target = self.redirect(t.target, counters, flags)
+        new: frozenset[str] = frozenset()
+        if self.budgets and self.states[target].kind == "call" and not measured <= flags:
+            new = measured - flags
+            flags |= measured
+            target = self.redirect(target, counters, flags)
+            if self.states[target].kind == "call":
+                directives.extend(Directive(Append(b.warning)) for b in self.budgets.values()
+                                  if b.warning is not None and b.flag("warned") in new)
         entered, request_flags, entry = self._enter(target, tuple(counters), frozenset(flags))
         directives.extend(entry)
         fate, refusal = self._fate(calls, t, target, directives)
@@ -166,6 +179,7 @@ class Policy:
             offer=offer,
             capped=frozenset(capped),
             resets=frozenset(resets),
+            measured=new,
         )
 
     def _fate(
@@ -243,12 +257,14 @@ class Policy:
         todo = [target]
         while todo:
             kind = self.states[todo.pop()].kind
-            for name, bs in self.backstops.items():
-                if BACKSTOP_KIND[name] == kind:
-                    for alt in (bs.exhausted, bs.wrap_up):
-                        if alt is not None and alt != target and alt not in out:
-                            out.append(alt)
-                            todo.append(alt)
+            alts = [(bs.exhausted, bs.wrap_up) for name, bs in self.backstops.items() if BACKSTOP_KIND[name] == kind]
+            if kind == "call":
+                alts += [(b.exhausted, b.wrap_up) for b in self.budgets.values()]
+            for pair in alts:
+                for alt in pair:
+                    if alt is not None and alt != target and alt not in out:
+                        out.append(alt)
+                        todo.append(alt)
         return tuple(out)
 
     def _redirect_once(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str]) -> str:
@@ -261,6 +277,14 @@ class Policy:
                 return bs.exhausted
             if bs.wrap_up is not None and used >= bs.max - 1 and WRAP_UP_FLAG not in flags:
                 return bs.wrap_up
+        if kind == "call":
+            for b in self.budgets.values():
+                if b.flag("reached") not in flags:
+                    continue
+                if b.wrap_up is None or b.flag("last_call") in flags:
+                    return b.exhausted
+                if b.flag("wrap_up_entered") not in flags:
+                    return b.wrap_up
         return target
 
     def _enter(
@@ -282,8 +306,11 @@ class Policy:
                 entry.append(Directive(Append(bs.warning)))
         if kind == "call":
             flags = flags - ONCE_FLAGS
+            # the budget's one last call, let through by redirect() after its wrap_up
+            flags = flags | {b.flag("last_call") for b in self.budgets.values() if b.flag("wrap_up_entered") in flags and b.flag("reached") in flags}
         if any(bs.wrap_up == state for bs in self.backstops.values()):
             flags = flags | {WRAP_UP_FLAG}
+        flags = flags | {b.flag("wrap_up_entered") for b in self.budgets.values() if b.wrap_up == state}
         if kind == "escalate":
             fl = set(flags)
             cs = list(counters)
@@ -293,6 +320,74 @@ class Policy:
             flags, counters = frozenset(fl), tuple(cs)
         entry.extend(self.entry_directives(state))
         return Config(state, counters, flags), request_flags, entry
+
+    def budget_status(self, cfg: Config, amounts: Mapping[str, float], cost_unknown: bool = False) -> frozenset[str]:
+        """The budget flags the amounts say, for :meth:`step`'s ``measured``.
+
+        Each model call entered counts as at least ``min_per_call`` (the model-call backstop counts
+        the calls entered), so a budget that declares it is reached after ``call_bound()`` calls
+        whatever the provider reported: the checker may rely on that bound."""
+        out: set[str] = set()
+        calls = self.value(cfg, "model_calls") if "model_calls" in self._counter_index else 0
+        for b in self.budgets.values():
+            raw = amounts.get(b.name, 0.0)
+            bound = b.call_bound()
+            if raw >= b.max or (bound is not None and calls >= bound):  # the call bound, exactly
+                out.add(b.flag("reached"))
+            floor = calls * (b.min_per_call or 0.0)
+            if b.warn_at is not None and (b.flag("reached") in out or max(raw, floor) >= b.warn_at):
+                out.add(b.flag("warned"))
+        if cost_unknown and "cost" in self.budgets:
+            out.add(COST_UNKNOWN_FLAG)
+        return frozenset(out)
+
+    def budget_levels(self, read: frozenset[str] | None = None) -> tuple[frozenset[str], ...]:
+        """Every value :meth:`budget_status` can take, for the checker's adversary (monotone:
+        a flag once set stays set, so any value is reachable after any other).
+
+        With ``read`` (the flags the policy's guards read), ``warned`` and ``cost_unknown`` are
+        left out where no guard reads them: then they only decide whether a warning is appended,
+        which no property reads, and each would double the values to try."""
+        key = "_budget_levels" if read is None else "_budget_levels_read"
+        got: tuple[frozenset[str], ...] | None = self.__dict__.get(key)
+        if got is None:
+            got = self._levels(read)
+            object.__setattr__(self, key, got)
+        return got
+
+    def _levels(self, read: frozenset[str] | None) -> tuple[frozenset[str], ...]:
+        per: list[list[frozenset[str]]] = []
+        for b in self.budgets.values():
+            levels: list[frozenset[str]] = [frozenset()]
+            warned = b.warn_at is not None and (read is None or b.flag("warned") in read)
+            if warned:
+                levels.append(frozenset({b.flag("warned")}))
+            levels.append(frozenset({b.flag("reached")} | ({b.flag("warned")} if warned else set())))
+            per.append(levels)
+        if "cost" in self.budgets and (read is None or COST_UNKNOWN_FLAG in read):
+            per.append([frozenset(), frozenset({COST_UNKNOWN_FLAG})])
+        out: list[frozenset[str]] = [frozenset()]
+        for levels in per:
+            out = [a | b for a in out for b in levels]
+        return tuple(out)
+
+    def guard_flags(self) -> frozenset[str]:
+        """Every flag some guard of the policy reads."""
+        got: frozenset[str] | None = self.__dict__.get("_guard_flags")
+        if got is None:
+            out: set[str] = set()
+            todo: list[Guard] = [t.guard for s in self.states.values() for t in s.all_transitions()]
+            while todo:
+                g = todo.pop()
+                if isinstance(g, FlagIs):
+                    out.add(g.flag)
+                elif isinstance(g, (AllOf, AnyOf)):
+                    todo.extend(g.parts)
+                elif isinstance(g, Not):
+                    todo.append(g.part)
+            got = frozenset(out)
+            object.__setattr__(self, "_guard_flags", got)
+        return got
 
     def policy_error_state(self) -> str:
         """The halt a run falls into when no transition matches (a static check error)."""
@@ -324,7 +419,7 @@ def frozen_map(d: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 __all__ = [
-    "COMPARATORS", "Action", "AllOf", "Always", "AnyOf", "Append", "AttrTest", "Backoff", "Backstop",
+    "COMPARATORS", "Action", "AllOf", "Always", "AnyOf", "Append", "AttrTest", "Backoff", "Backstop", "Budget",
     "CALLS_COMPLETE", "CALLS_INVALID", "CALLS_NONE", "CALLS_PARTIAL", "Compact", "Config", "Counter",
     "CounterCmp", "Directive", "DropToolCalls", "FATE_DROP", "FATE_IGNORE", "FATE_REFUSE", "FATE_RUN",
     "FlagIs", "Guard", "Guardrail", "Increment", "Not", "Offer", "POLICY_ERROR_MESSAGE",

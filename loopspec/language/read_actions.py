@@ -35,6 +35,8 @@ class ActionReader(Resolver):
                     )
             if isinstance(action, Reset) and action.counter in BACKSTOPS:
                 self.error(codes.RESERVED_NAME, f"backstop '{action.counter}' can never be reset within a turn", apath, pos)
+            if isinstance(action, SetFlag) and action.flag in self.budget_flag_names:
+                self.error(codes.RESERVED_NAME, f"'{action.flag}' is a budget's flag: only what the budget measures sets it", apath, pos)
             out.append(action)
         return tuple(out)
 

@@ -155,10 +155,20 @@ class StateReader(GuardReader, ActionReader, Lint):
             if not self.ref_state(target, f"{tpath}.to", tm.pos_of("to")):
                 continue
             bounded_by = tm.get("bounded_by")
-            if bounded_by is not None and bounded_by not in BACKSTOPS:
+            budgets = getattr(self, "budgets", {})
+            if bounded_by is not None and bounded_by in budgets and budgets[bounded_by].min_per_call is None:
                 self.error(
                     codes.UNKNOWN_NAME,
-                    f"bounded_by must name a backstop, got {bounded_by!r}",
+                    f"budget '{bounded_by}' bounds no loop: it declares no min_per_call",
+                    f"{tpath}.bounded_by",
+                    tm.pos_of("bounded_by"),
+                    "a model call may cost nothing, so only min_per_call makes a budget a ceiling on model calls",
+                )
+                bounded_by = None
+            elif bounded_by is not None and bounded_by not in BACKSTOPS and bounded_by not in budgets:
+                self.error(
+                    codes.UNKNOWN_NAME,
+                    f"bounded_by must name a backstop (or a budget with min_per_call), got {bounded_by!r}",
                     f"{tpath}.bounded_by",
                     tm.pos_of("bounded_by"),
                     did_you_mean(bounded_by, BACKSTOPS),

@@ -15,6 +15,10 @@ from .model import Counter
 
 
 class Resolver(Checks):
+    budget_flag_names: frozenset[str] = frozenset()
+    """The built-in flags of the declared budgets (read before the states): no action may set or
+    clear them, since they only grow, which the checker and the min_per_call bound rely on."""
+
     def ref_state(self, name: Any, path: str, pos: Position | None) -> bool:
         if isinstance(name, str) and name in self.state_kinds:
             return True

@@ -31,6 +31,7 @@ from typing import Any
 
 from .alphabet import (
     BACKSTOPS,
+    BUDGETS,
     CALL_FLAGS,
     GUARDRAIL_CODES,
     KINDS,
@@ -130,6 +131,26 @@ def _backstop(name: str) -> dict[str, Any]:
     }
 
 
+def _budget(name: str) -> dict[str, Any]:
+    amount = {"type": "number", "exclusiveMinimum": 0, "maximum": 1e12}
+    return {
+        "type": "object",
+        "description": BUDGETS[name],
+        "required": ["max", "exhausted"],
+        "additionalProperties": False,
+        "dependencies": {"warn_at": ["warning"], "warning": ["warn_at"]},
+        "properties": {
+            "max": dict(amount, description="the cap; a model call entered once the amount reached it goes to wrap_up or exhausted"),
+            "exhausted": name_ref("the halt state the turn ends in once the budget is spent"),
+            "wrap_up": name_ref("where the first call past the cap goes instead: an escalate (or continue) state that prepares one last call"),
+            "warn_at": dict(amount, description="when the amount reaches this, append the warning template once, with the next call"),
+            "warning": name_ref("the template appended at warn_at"),
+            "min_per_call": dict(amount, description="each model call counts as at least this much; then the budget bounds the turn's model calls, and check says which loops it bounds"),
+            "doc": {"type": "string"},
+        },
+    }
+
+
 def json_schema() -> dict[str, Any]:
     """The schema document (draft-07)."""
     sigs = {signature(e.attrs): e.attrs for k in KINDS.values() for e in k.events}
@@ -184,6 +205,12 @@ def json_schema() -> dict[str, Any]:
                 "required": list(BACKSTOPS),
                 "additionalProperties": False,
                 "properties": {name: _backstop(name) for name in BACKSTOPS},
+            },
+            "budgets": {
+                "type": "object",
+                "description": "usage budgets (optional): amounts measured when a model call is entered",
+                "additionalProperties": False,
+                "properties": {name: _budget(name) for name in BUDGETS},
             },
             "guardrails": {
                 "type": "object",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .alphabet import BACKSTOPS, KINDS, OUTCOMES, STATE_KEYS, Attr
+from .alphabet import BACKSTOPS, BUDGETS, KINDS, OUTCOMES, STATE_KEYS, Attr
 from .schema_blocks import by_type, described_enum, name_ref, ref
 from .schema_guards import attr_doc
 
@@ -28,7 +28,10 @@ def transitions(sig: str) -> dict[str, Any]:
             "do": {"type": "array", "items": ref("action"), "description": "actions, run in order"},
             "to": name_ref("the target state"),
             "bounded_by": {
-                **described_enum(BACKSTOPS, "declares that this edge repeats until that backstop ends it (the normal tool loop)")
+                **described_enum(
+                    {**BACKSTOPS, **{k: f"a budget with min_per_call: {v}" for k, v in BUDGETS.items()}},
+                    "declares that this edge repeats until that backstop (or budget) ends it (the normal tool loop)",
+                )
             },
             "doc": {"type": "string", "description": "a note for readers"},
         },

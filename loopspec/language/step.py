@@ -107,6 +107,9 @@ class Step:
     escalate state's ``apply`` saturate instead and bound nothing, so they are not listed."""
     resets: frozenset[int] = frozenset()
     """Counters this step sets back to zero (the transition's and the entered escalation's)."""
+    measured: frozenset[str] = frozenset()
+    """Budget flags this step added on entering a call state (what the interpreter measured and
+    the configuration did not hold yet); passing them to ``step`` again repeats the step."""
 
     @property
     def target(self) -> str:

@@ -8,6 +8,7 @@ the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -75,6 +76,38 @@ class Backstop:
     transitions out of it may spend that last call (e.g. disable tools and ask for a summary)."""
     warn_at: int | None = None
     warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A usage budget (``budgets:``): an amount the interpreter measures, outside the configuration.
+
+    The configuration only holds what a decision reads of it, as built-in flags
+    (:func:`~loopspec.language.alphabet.budget_flag`), set when a model call is entered; see
+    :meth:`loopspec.language.model.Policy.budget_status`."""
+
+    name: str
+    max: float
+    exhausted: str
+    wrap_up: str | None = None
+    """Entered instead of the call once the amount reached ``max``; its one last call goes through."""
+    warn_at: float | None = None
+    warning: str | None = None
+    min_per_call: float | None = None
+    """Each model call counts as at least this much, so ``ceil(max / min_per_call)`` calls reach the cap."""
+    doc: str = ""
+
+    def flag(self, level: str) -> str:
+        return f"{self.name}_{level}"
+
+    def call_bound(self) -> int | None:
+        """The most model calls a turn can enter before this budget redirects, when it declares
+        ``min_per_call`` (one more with ``wrap_up``); None when it bounds nothing."""
+        if self.min_per_call is None:
+            return None
+        # rounded first, so that 0.05 / 0.001 is 50 calls and not 51; the interpreter redirects
+        # after this many calls by definition (Policy.budget_status), so rounding cannot break it
+        return max(1, math.ceil(round(self.max / self.min_per_call, 9)))
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,20 @@ def usage_from_dict(u: dict) -> Usage:
     """OpenAI-shaped usage (also Anthropic's input/output_tokens) as a :class:`Usage`."""
     details = u.get("completion_tokens_details")
     reasoning = details.get("reasoning_tokens") if details else 0
+    cost = u.get("cost")
     return Usage(
         u.get("prompt_tokens") or u.get("input_tokens") or 0,
         u.get("completion_tokens") or u.get("output_tokens") or 0,
         reasoning or 0,
+        usage_cost(cost),
     )
+
+
+def usage_cost(cost: Any) -> float | None:
+    """A reported cost in dollars, or None when it is absent or not a finite number of 0 or more."""
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < float("inf"):
+        return None
+    return float(cost)
 
 
 def _thinking_from_details(details: list) -> tuple[tuple[dict, ...], str]:
@@ -188,6 +197,7 @@ def usage_from_obj(u: Any) -> Usage | None:
         int(getattr(u, "prompt_tokens", 0) or 0),
         int(getattr(u, "completion_tokens", 0) or 0),
         int(getattr(details, "reasoning_tokens", 0) or 0) if details is not None else 0,
+        usage_cost(getattr(u, "cost", None)),
     )
 
 

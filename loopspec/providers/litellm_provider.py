@@ -9,6 +9,7 @@ Retries are the policy's job, so litellm/openai retries are off: ``max_retries=0
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Any
 
@@ -18,7 +19,7 @@ from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken
 from loopspec.wire.redaction import literal_secrets
 from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, usage_from_obj
 
-__all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "close_clients", "import_litellm"]
+__all__ = ["LiteLLMProvider", "LiteLLMResponseStream", "close_clients", "import_litellm", "priced"]
 
 _litellm: Any = None
 
@@ -89,7 +90,9 @@ class LiteLLMResponseStream:
     Mid-stream failures become :class:`StreamBroken`; cancellation propagates untouched.
     """
 
-    def __init__(self, wrapper: Any, first: Any | None, exhausted: bool) -> None:
+    def __init__(self, wrapper: Any, first: Any | None, exhausted: bool, model: str = "") -> None:
+        self.model = model
+        """Priced with litellm's cost map when the usage arrives (see :func:`priced`)."""
         self._wrapper = wrapper
         self._iter = wrapper.__aiter__() if wrapper is not None else None
         self._first = first
@@ -102,7 +105,7 @@ class LiteLLMResponseStream:
     async def __anext__(self) -> Delta:
         if self._first is not None:
             first, self._first = self._first, None
-            return delta_from_litellm_chunk(first)
+            return priced(delta_from_litellm_chunk(first), self.model)
         if self._done or self._iter is None:
             raise StopAsyncIteration
         try:
@@ -116,7 +119,7 @@ class LiteLLMResponseStream:
             self._done = True
             raise StreamBroken(classify_exception(e, phase="stream")) from e
         self.chunks_received += 1
-        return delta_from_litellm_chunk(chunk)
+        return priced(delta_from_litellm_chunk(chunk), self.model)
 
     async def aclose(self) -> None:
         """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
@@ -148,6 +151,28 @@ class CompletedResponse:
 
     async def aclose(self) -> None:
         self._delta = None
+
+
+def priced(delta: Delta, model: str) -> Delta:
+    """``delta`` with the cost of its usage, when it carries usage the provider did not price.
+
+    The price is litellm's local cost map (``LITELLM_LOCAL_MODEL_COST_MAP``, never a download): a
+    model missing from it leaves the cost unknown (None), which a cost budget does not charge and
+    records as ``cost_unknown``. A cost the provider reported itself (OpenRouter's ``usage.cost``)
+    is kept as it is."""
+    u = delta.usage
+    if u is None or u.cost is not None or not model:
+        return delta
+    try:
+        prompt, completion = import_litellm().cost_per_token(
+            model=model, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens
+        )
+        cost = float(prompt) + float(completion)
+    except Exception:  # litellm raises its own errors for a model it does not know
+        return delta
+    if not 0 <= cost < float("inf"):
+        return delta
+    return dataclasses.replace(delta, usage=dataclasses.replace(u, cost=cost))
 
 
 def delta_from_litellm_response(response: Any) -> Delta:
@@ -196,7 +221,7 @@ class LiteLLMProvider:
         except Exception as e:
             raise ProviderError(classify_exception(e, phase="call", secrets=literal_secrets(request.api_key))) from e
         if not self.stream:
-            return CompletedResponse(delta_from_litellm_response(wrapper))  # type: ignore[return-value]
-        return LiteLLMResponseStream(wrapper, None, exhausted=False)
+            return CompletedResponse(priced(delta_from_litellm_response(wrapper), request.model))  # type: ignore[return-value]
+        return LiteLLMResponseStream(wrapper, None, exhausted=False, model=request.model)
 
 

@@ -365,7 +365,7 @@ class _Reader(SectionReader):
             out.append(Pause(after, float(seconds), None if every is None else float(every)))
         return tuple(out)
 
-    def read_usage(self, rm: YMap, path: str) -> dict[str, int] | None:
+    def read_usage(self, rm: YMap, path: str) -> dict[str, Any] | None:
         if rm.get("usage") is None:
             return None
         um = self.expect_map(rm["usage"], f"{path}.usage", rm.pos_of("usage"), "usage ({prompt_tokens, completion_tokens, reasoning_tokens})")
@@ -373,10 +373,14 @@ class _Reader(SectionReader):
             raise _Skip()
         self.unknown_keys(um, USAGE_KEYS, f"{path}.usage", "usage")
         for k, v in um.items():
-            if k in USAGE_KEYS and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            if k == "cost":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                    self.report(codes.CASSETTE_WRONG_TYPE, "cost must be a finite number of dollars, 0 or more", f"{path}.usage.cost", um.pos_of(k))
+                    raise _Skip()
+            elif k in USAGE_KEYS and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 self.report(codes.CASSETTE_WRONG_TYPE, f"{k} must be a whole number of tokens", f"{path}.usage.{k}", um.pos_of(k))
                 raise _Skip()
-        return {k: int(v) for k, v in um.items() if k in USAGE_KEYS}
+        return {k: (float(v) if k == "cost" else int(v)) for k, v in um.items() if k in USAGE_KEYS}
 
     def read_tool_results(self, root: YMap) -> list[ToolOutcome]:
         if root.get("tool_results") is None:

@@ -331,8 +331,11 @@ def cassette_json_schema() -> dict[str, Any]:
                     "usage": {
                         "type": "object",
                         "additionalProperties": False,
-                        "properties": {k: dict(count, description=f"{k.replace('_', ' ')}") for k in USAGE_KEYS},
-                        "description": "token counts, sent on the last chunk; they reach TurnResult.usage",
+                        "properties": {
+                            **{k: dict(count, description=f"{k.replace('_', ' ')}") for k in USAGE_KEYS if k != "cost"},
+                            "cost": {"type": "number", "minimum": 0, "description": "US dollars (sent as usage.cost, as OpenRouter does); what a cost budget charges in replay"},
+                        },
+                        "description": "token counts and cost, sent on the last chunk; they reach TurnResult.usage and the policy's budgets",
                     },
                 },
             },

@@ -32,7 +32,9 @@ from loopspec.engine.results import TurnResult
 from loopspec.engine.turn import Turn
 from loopspec.engine.tools import ToolRegistry
 from loopspec.providers.base import ModelRequest, ProviderError
-from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm
+from loopspec.providers.chunks import usage_from_dict
+from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream, build_kwargs, import_litellm, priced
+from loopspec.wire.deltas import Delta
 from loopspec.language.model import Policy
 
 from .cassette import Cassette, Expectations, RecordedStep, RequestOptions, ToolOutcome, ToolSpec, cassette_to_data
@@ -171,12 +173,14 @@ class _Slot:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     interaction: Interaction | None = None
     last: float = 0.0
+    model: str = ""
+    """The request's model: a usage chunk is recorded with its cost (see :func:`priced_chunk`)."""
 
     def __post_init__(self) -> None:
         self.last = self.now()
 
     def add(self, chunk: Any) -> None:
-        self.chunks.append(chunk_to_dict(chunk))
+        self.chunks.append(priced_chunk(chunk_to_dict(chunk), self.model))
         self.last = self.now()
 
     def finish(self) -> None:
@@ -201,6 +205,19 @@ class _Slot:
             self.interaction = StreamResponse(
                 chunks=tuple(self.chunks), stall_after=len(self.chunks), stall_seconds=recorded_pause(waited)
             )
+
+
+def priced_chunk(chunk: dict[str, Any], model: str) -> dict[str, Any]:
+    """A chunk whose usage the provider did not price gets litellm's price as ``usage.cost`` (as
+    OpenRouter reports it), so a replay charges what the live run was charged and never needs
+    litellm's cost map; a model missing from the map is recorded without a cost (unknown)."""
+    usage = chunk.get("usage")
+    if not isinstance(usage, dict) or "cost" in usage:
+        return chunk
+    got = priced(Delta(usage=usage_from_dict(usage)), model).usage
+    if got is None or got.cost is None:
+        return chunk
+    return {**chunk, "usage": {**usage, "cost": got.cost}}
 
 
 def recorded_pause(waited: float) -> float:
@@ -231,7 +248,7 @@ class RecordingProvider(LiteLLMProvider):
 
     async def open(self, request: ModelRequest) -> LiteLLMResponseStream:
         litellm = import_litellm()
-        slot = _Slot(self.clock.now)
+        slot = _Slot(self.clock.now, model=request.model)
         self.slots.append(slot)
         kwargs = build_kwargs(request, self.default_timeout)
         try:
@@ -246,7 +263,7 @@ class RecordingProvider(LiteLLMProvider):
             slot.interaction = _error_interaction(e, event)
             raise ProviderError(event) from e
         slot.last = slot.now()
-        return LiteLLMResponseStream(_Tap(wrapper, slot), None, exhausted=False)
+        return LiteLLMResponseStream(_Tap(wrapper, slot), None, exhausted=False, model=request.model)
 
 
 @dataclass

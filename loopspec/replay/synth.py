@@ -32,7 +32,7 @@ def reply_chunks(
     finish: str | None = None,
     piece: int = 8,
     omit_finish: bool = False,
-    usage: dict[str, int] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Chunks for one reply: reasoning, then text, then tool calls (name, arguments) in order.
 
@@ -63,12 +63,14 @@ def reply_chunks(
     return out
 
 
-def usage_body(usage: dict[str, int]) -> dict[str, Any]:
+def usage_body(usage: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's usage object for ``{prompt_tokens, completion_tokens, reasoning_tokens}``."""
     prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
     body: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if usage.get("reasoning_tokens"):
         body["completion_tokens_details"] = {"reasoning_tokens": int(usage["reasoning_tokens"])}
+    if usage.get("cost") is not None:
+        body["cost"] = float(usage["cost"])  # as OpenRouter reports it; what a cost budget charges in replay
     return body
 
 

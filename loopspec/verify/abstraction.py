@@ -237,6 +237,8 @@ class Analysis:
 def build_analysis(policy: Policy) -> Analysis:
     # tools_disabled for the property; the wrap-up flag because the backstop redirect reads it
     tracked = {TOOLS_DISABLED, WRAP_UP_FLAG}
+    for b in policy.budgets.values():  # the budget redirect reads them, like the wrap-up flag
+        tracked.update(b.flag(level) for level in ("reached", "wrap_up_entered", "last_call"))
     for s in policy.states.values():
         for t in s.all_transitions():
             for a in guard_atoms(t.guard):

@@ -221,19 +221,34 @@ def _case(sel: Selection, domains: Domains, j: int | None, wit: Mapping[Var, Any
 
 
 def case_steps(sel: Selection, cfg: Config, case: Case) -> list[Step]:
-    """The model's step(s) for a case from ``cfg`` (a configuration agreeing with the case)."""
+    """The model's step(s) for a case from ``cfg`` (a configuration agreeing with the case).
+
+    A policy with budgets gets one step more for each value the budgets' measurement may take when
+    the step enters a call state: the amounts are the adversary's (any usage, any cost, any time),
+    and only monotone, so every level is possible at every call entry."""
+    steps = _case_steps(sel, cfg, case, frozenset())
+    levels = sel.policy.budget_levels(sel.policy.guard_flags()) if sel.policy.budgets else ()
+    for step in list(steps):
+        if sel.policy.states[step.after.state].kind == "call":
+            for measured in levels:
+                if not measured <= cfg.flags:
+                    steps.extend(_case_steps(sel, cfg, case, measured))
+    return steps
+
+
+def _case_steps(sel: Selection, cfg: Config, case: Case, measured: frozenset[str]) -> list[Step]:
     if case.witnessed:
-        step = sel.policy.step(cfg, case.event)
+        step = sel.policy.step(cfg, case.event, measured)
         if step.transition is case.transition:
             return [step]
         # The search said another transition is selected: that is a bug here. Keep both edges.
-        return [step, forced_step(sel, cfg, case)]  # pragma: no cover
-    return [forced_step(sel, cfg, case)]
+        return [step, forced_step(sel, cfg, case, measured)]  # pragma: no cover
+    return [forced_step(sel, cfg, case, measured)]
 
 
-def forced_step(sel: Selection, cfg: Config, case: Case) -> Step:
+def forced_step(sel: Selection, cfg: Config, case: Case, measured: frozenset[str] = frozenset()) -> Step:
     """The step of a may-fire case: the model's own step with only that transition, guard Always."""
-    step = sel.forced_policy(case.index).step(cfg, case.event)
+    step = sel.forced_policy(case.index).step(cfg, case.event, measured)
     return replace(step, transition=case.transition)
 
 

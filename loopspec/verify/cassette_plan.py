@@ -39,6 +39,8 @@ class PlannedStep:
     to: str
     transition: str | None
     inserted: bool = False
+    measured: frozenset[str] = frozenset()
+    """Budget flags the step measured (see :mod:`.budget_usage`)."""
 
 
 @dataclass
@@ -68,7 +70,7 @@ def simulate(policy: Policy, steps: Sequence[CexStep]) -> list[Step]:
     for i, s in enumerate(steps):
         if cfg.state != s.state:
             raise NotReplayable(f"step {i + 1} starts in '{s.state}' but the run is in '{cfg.state}' (an abstract path)")
-        st = policy.step(cfg, Event(s.event, dict(s.attrs)))
+        st = policy.step(cfg, Event(s.event, dict(s.attrs)), frozenset(s.measured))
         label = st.transition.label if st.transition else None
         if st.after.state != s.to or label != s.transition:
             raise NotReplayable(f"step {i + 1} ({s.state}: {s.event}) leads to '{st.after.state}', not '{s.to}' (an abstract path)")
@@ -172,7 +174,7 @@ def plan_run(policy: Policy, realiser: Realiser, steps: Sequence[Step], options:
         if kind == "tool_exec" and o.results:
             batches.append([tool_result(r) for r in o.results])
         label = st.transition.label if st.transition else None
-        planned.append(PlannedStep(st.before.state, Event(st.event.name, dict(o.attrs)), o, st.after.state, label))
+        planned.append(PlannedStep(st.before.state, Event(st.event.name, dict(o.attrs)), o, st.after.state, label, measured=st.measured))
     return planned
 
 
@@ -240,7 +242,7 @@ def check_plan(policy: Policy, planned: Sequence[PlannedStep]) -> None:
     for i, p in enumerate(planned):
         if cfg.state != p.state:
             raise NotReplayable(f"the recorded run is in '{cfg.state}' at step {i + 1}, not in '{p.state}'")
-        st = policy.step(cfg, p.event)
+        st = policy.step(cfg, p.event, p.measured)
         label = st.transition.label if st.transition else None
         if st.after.state != p.to or (not p.inserted and label != p.transition):
             raise NotReplayable(

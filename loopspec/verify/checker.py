@@ -10,6 +10,7 @@ from .abstract_graph import build_graph
 from .abstraction import Analysis, build_analysis
 from .choice import SEARCH_LIMIT
 from .counterexample import CexStep, Counterexample
+from .budget_bounds import budget_bounds
 from .deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_halts, decide_monitored
 from .enumeration import enumerate_all, find_lasso
 from .properties import PROPERTY_DOCS
@@ -161,6 +162,7 @@ def check_policy(
         },
         seconds=seconds,
         method=method,
+        budgets=budget_bounds(policy, term),
     )
 
 

@@ -17,9 +17,14 @@ class CexStep:
     attrs: dict[str, Any]
     to: str
     transition: str | None
+    measured: tuple[str, ...] = ()
+    """Budget flags the step measured on entering a call (the adversary's amounts)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "event": self.event, "attrs": dict(self.attrs), "to": self.to, "transition": self.transition}
+        out: dict[str, Any] = {"state": self.state, "event": self.event, "attrs": dict(self.attrs), "to": self.to, "transition": self.transition}
+        if self.measured:
+            out["measured"] = list(self.measured)
+        return out
 
     def as_tuple(self) -> tuple[str, str, dict[str, Any]]:
         return (self.state, self.event, dict(self.attrs))
@@ -58,4 +63,5 @@ class Counterexample:
 
 def cex_step(step: Step) -> CexStep:
     t = step.transition
-    return CexStep(step.before.state, step.event.name, dict(step.event.attrs), step.after.state, t.label if t else None)
+    return CexStep(step.before.state, step.event.name, dict(step.event.attrs), step.after.state, t.label if t else None,
+                   tuple(sorted(step.measured)))

@@ -10,6 +10,7 @@ from loopspec.language.alphabet import KINDS
 from .counterexample import CexStep, Counterexample
 from .properties import PROPERTY_DOCS
 from .structure import Structure
+from .budget_bounds import BudgetBound
 from .termination import BackstopLoop, Elimination
 from .wall_time import WallTime
 
@@ -76,6 +77,8 @@ class CheckResult:
     exploration: dict[str, Any]
     seconds: float
     method: str
+    budgets: list[BudgetBound] = field(default_factory=list)
+    """Per declared budget: the model calls it allows and the loops it bounds (min_per_call only)."""
 
     @property
     def halts(self) -> bool:
@@ -136,6 +139,7 @@ class CheckResult:
             "exploration": dict(self.exploration),
             "seconds": round(self.seconds, 4),
             "method": self.method,
+            **({"budgets": [b.to_json() for b in self.budgets]} if self.budgets else {}),
         }
 
     def format_text(self) -> str:
@@ -161,7 +165,8 @@ class CheckResult:
                     nxt = cex.steps[i + 1] if i + 1 < len(cex.steps) else None
                     shown = _shown_attrs(s, nxt)
                     attrs = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v not in ("", [], 0, 0.0, False) or k in ("has_tool_calls", "mid_tool_call"))
-                    lines.append(f"            {i + 1:>3}. {s.state}: {s.event}{'(' + attrs + ')' if attrs else ''} -> {s.to}{mark}")
+                    measured = f"  [measured {', '.join(s.measured)}]" if s.measured else ""
+                    lines.append(f"            {i + 1:>3}. {s.state}: {s.event}{'(' + attrs + ')' if attrs else ''} -> {s.to}{measured}{mark}")
         wc = self.worst_case
         lines.append(
             "worst case per turn: "
@@ -188,6 +193,9 @@ class CheckResult:
                 lines.append(f"  - {b.edge}: {b.bound}")
         if self.declared_loops:
             lines.append("declared backstop loops: " + "; ".join(f"{b.edge} (bounded_by {b.backstop})" for b in self.declared_loops))
+        if self.budgets:
+            lines.append("budgets:")
+            lines.extend(f"  {b.text()}" for b in self.budgets)
         st = self.structure
         if st.unreachable:
             lines.append("unreachable states: " + ", ".join(st.unreachable))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .abstract_graph import Edge, Graph
+from ..language.model import Policy
 from .abstraction import PHASE_LAST, PHASE_LOW, Analysis, Node
 
 
@@ -191,7 +192,7 @@ def eliminate(an: Analysis, g: Graph) -> Termination:
                 fires[e.index] = min(fires.get(e.index, bound), bound)
                 removed.add(e.index)
                 if via:
-                    _flag(result, e, via, names[ci], bound, edges if ci in backstop_ix else outer)
+                    _flag(result, e, via, names[ci], bound, edges if ci in backstop_ix else outer, policy)
         rest = [e for e in edges if e.index not in removed]
         process(nodes, rest, entries + total, level + 1, via, edges if via != through else outer)
 
@@ -222,12 +223,18 @@ def _backstop_cost(an: Analysis, edges: list[Edge], ci: int) -> tuple[int, int]:
     return (undeclared, len(group))
 
 
-def _flag(result: Termination, e: Edge, via: tuple[str, ...], counter: str, bound: int, stuck: list[Edge] | None) -> None:
+def _flag(result: Termination, e: Edge, via: tuple[str, ...], counter: str, bound: int, stuck: list[Edge] | None, policy: Policy) -> None:
     t = e.transition
     if t is None:
         return
     declared = t.bounded_by is not None and t.bounded_by in via
+    budget = policy.budgets.get(t.bounded_by or "")
+    if not declared and budget is not None and "model_calls" in via:
+        # a budget with min_per_call caps the model calls (the validator refuses bounded_by one without)
+        declared = budget.min_per_call is not None
     backstop = via[-1] if counter in via else via[0]
+    if declared and t.bounded_by not in via:
+        backstop = str(t.bounded_by)  # the budget that caps the model calls
     if counter not in via:
         why = f"{counter} bounds it per entry, but the entries are bounded only by {' and '.join(via)}"
     else:

@@ -34,6 +34,7 @@ from loopspec.replay.synth import reply
 from loopspec.language.model import Compact, Policy, Step
 from loopspec.language.properties import RUN_PROPERTIES
 
+from .budget_usage import charge_budgets
 from .counterexample import Counterexample
 from .properties import empty_when
 from .event_options import EMPTY_PARAMETERS, REPRODUCE_MESSAGE, Facts, NotReplayable
@@ -118,6 +119,7 @@ def cassette_from_counterexample(
     planned = plan_run(policy, realiser, steps, options, notes)
     separate_approvals(planned)
     check_plan(policy, planned)
+    charge_budgets(policy, planned)
     b = record_plan(planned)
     if prop == "stub_not_silent":
         b.interactions.append(reply("The answer."))  # what a policy that recovers would go on to use

@@ -29,6 +29,10 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int = 0
+    cost: float | None = None
+    """US dollars for this reply, when known: the provider's own figure (OpenRouter's
+    ``usage.cost``, a cassette's recorded one) or litellm's local cost map on the live path. None:
+    unknown, and a ``cost`` budget is not charged for it."""
 
 
 @dataclass(frozen=True, slots=True)
