@@ -53,3 +53,19 @@ class CutAfter:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *a: None
+
+
+class CutAtCall:
+    """A turn observer (a named test double) that raises :class:`Stop` once the n-th model call
+    has opened: that call's checkpoint and request are in the journal, its response is not."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.opened = n, 0
+
+    def step_taken(self, step: Any, record: Any) -> None:
+        self.opened += record.event == "opened"
+        if self.opened == self.n:
+            raise Stop
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None

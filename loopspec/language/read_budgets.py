@@ -59,15 +59,8 @@ class BudgetReader(Resolver):
             else:
                 ok = False
             wrap_up = b.get("wrap_up")
-            if wrap_up is not None and self.ref_state(wrap_up, f"{path}.wrap_up", b.pos_of("wrap_up")):
-                if self.state_kinds[wrap_up] in ("call", "tool_exec", "halt"):
-                    self.error(
-                        codes.WRONG_STATE_KIND,
-                        "wrap_up must be an escalate (or continue) state that prepares the last call",
-                        f"{path}.wrap_up",
-                        b.pos_of("wrap_up"),
-                        "e.g. an escalate state with apply: [disable_tools, {append: summarize_now}]",
-                    )
+            if wrap_up is not None:
+                self.check_wrap_up(wrap_up, f"{path}.wrap_up", b.pos_of("wrap_up"))
             warn_at = b.get("warn_at")
             warning = b.get("warning")
             if warn_at is not None:

@@ -25,6 +25,18 @@ class Resolver(Checks):
         self.error(codes.UNKNOWN_NAME, f"unknown state {name!r}", path, pos, self.unknown("state", name, self.state_kinds))
         return False
 
+    def check_wrap_up(self, name: Any, path: str, pos: Position | None) -> None:
+        """A ``wrap_up`` (of the model-call backstop or a budget) names a state that prepares the
+        last call: an escalate or continue state, never a call, tool_exec or halt."""
+        if self.ref_state(name, path, pos) and self.state_kinds[name] in ("call", "tool_exec", "halt"):
+            self.error(
+                codes.WRONG_STATE_KIND,
+                "wrap_up must be an escalate (or continue) state that prepares the last call",
+                path,
+                pos,
+                "e.g. an escalate state with apply: [disable_tools, {append: summarize_now}]",
+            )
+
     def ref_template(self, name: Any, path: str, pos: Position | None) -> TypeGuard[str]:
         if isinstance(name, str) and name in self.templates:
             return True

@@ -18,6 +18,7 @@ from loopspec.replay.harness import replay_sync
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import reply, reply_chunks
 
+from _doubles import CutAtCall, Stop
 from _paths import FIXTURES, ROOT
 
 EXAMPLE = ROOT / "docs" / "examples" / "budgets.yaml"
@@ -150,19 +151,8 @@ def test_a_resumed_turn_goes_on_with_its_budgets(tmp_path: Path) -> None:
     with SqliteJournal(tmp_path / "cut.db") as journal:
         t = Turn(policy, InProcessProvider(list(replies)), model="openai/x", tools=tools(), clock=VirtualClock(), journal=journal, turn_id="t")
 
-        class Cut:
-            opened = 0
-
-            def step_taken(self, step: Any, record: Any) -> None:
-                Cut.opened += record.event == "opened"
-                if Cut.opened == 3:
-                    raise SystemExit
-
-            def __getattr__(self, name: str) -> Any:
-                return lambda *a: None
-
-        t.observers.observers.append(Cut())
-        with pytest.raises(SystemExit):
+        t.observers.observers.append(CutAtCall(3))
+        with pytest.raises(Stop):
             asyncio.run(t.run(USER))
         entries = journal.entries("t")
         last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")

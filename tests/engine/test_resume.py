@@ -20,6 +20,7 @@ from loopspec.engine.resume import ResumeError
 from loopspec.journal import SqliteJournal
 from loopspec.replay.interactions import StreamResponse
 
+from _doubles import CutAtCall, Stop
 from _paths import DEFAULT_POLICY, FIXTURES, ROOT
 
 POLICY = load_policy(str(DEFAULT_POLICY))
@@ -142,25 +143,11 @@ def test_guardrail_memory_goes_on_across_the_crash(tmp_path: Path) -> None:
         whole = asyncio.run(run_with(strict, journal, tmp_path / "w.txt").run(USER))
     assert whole.outcome == "guardrail" and [s.event for s in whole.trace][-1] == "no_progress"
     with SqliteJournal(tmp_path / "cut.db") as journal:
-        class Stop(Exception):
-            pass
-
         t = run_with(strict, journal, tmp_path / "c.txt")
 
-        class Cut:
-            opened = 0
-
-            def step_taken(self, step: Any, record: Any) -> None:
-                # the second model call is open: its checkpoint, after the first batch, is written
-                Cut.opened += record.event == "opened"
-                if Cut.opened == 2:
-                    raise SystemExit
-
-            def __getattr__(self, name: str) -> Any:
-                return lambda *a: None
-
-        t.observers.observers.append(Cut())
-        with pytest.raises(SystemExit):
+        # the second model call is open: its checkpoint, after the first batch, is written
+        t.observers.observers.append(CutAtCall(2))
+        with pytest.raises(Stop):
             asyncio.run(t.run(USER))
         entries = journal.entries("t")
         last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")
