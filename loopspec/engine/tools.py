@@ -18,6 +18,7 @@ import contextvars
 import functools
 import inspect
 import json
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
@@ -136,7 +137,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 async def in_thread(fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
-    """``fn(**args)`` in a daemon thread of its own, awaited without blocking the event loop.
+    """``fn(**args)`` in a daemon thread (a kept one, see :class:`_Workers`), awaited without
+    blocking the event loop.
 
     Cancelling the wait abandons the thread (nothing can stop it); what it returns later is dropped.
     The caller's context variables are visible in the thread, as with ``asyncio.to_thread``."""
@@ -152,18 +154,56 @@ async def in_thread(fn: Callable[..., Any], args: Mapping[str, Any]) -> Any:
         else:
             done.set_exception(outcome)
 
-    def work() -> None:
+    def work() -> Callable[[], None]:
         try:
             outcome, ok = ctx.run(fn, **args), True
         except BaseException as exc:  # handed to the awaiting task, which decides
             outcome, ok = exc, False
-        try:
-            loop.call_soon_threadsafe(settle, ok, outcome)
-        except RuntimeError:  # the loop is closed: nobody waits for this result any more
-            pass
 
-    threading.Thread(target=work, name="loopspec-tool", daemon=True).start()
+        def tell() -> None:
+            try:
+                loop.call_soon_threadsafe(settle, ok, outcome)
+            except RuntimeError:  # the loop is closed: nobody waits for this result any more
+                pass
+
+        return tell
+
+    _WORKERS.run(work)
     return await done
+
+
+class _Workers:
+    """Daemon threads kept for sync tools: starting a thread for every call cost more than most
+    tools do. A thread goes back to the idle list when its call returns, so one stuck in a tool
+    that hangs (its call abandoned at a timeout) is simply never reused; at most ``keep`` wait."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self.idle: list["queue.SimpleQueue[Callable[[], Callable[[], None]]]"] = []
+        self.lock = threading.Lock()
+
+    def run(self, job: Callable[[], Callable[[], None]]) -> None:
+        """Run ``job`` on a kept thread (or a new one); it returns what tells the caller it is done."""
+        with self.lock:
+            jobs = self.idle.pop() if self.idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs,), name="loopspec-tool", daemon=True).start()
+        jobs.put(job)
+
+    def _serve(self, jobs: "queue.SimpleQueue[Callable[[], Callable[[], None]]]") -> None:
+        while True:
+            tell = jobs.get()()
+            with self.lock:  # idle again before the caller hears: its next call can have this thread
+                keep = len(self.idle) < self.keep
+                if keep:
+                    self.idle.append(jobs)
+            tell()
+            if not keep:
+                return
+
+
+_WORKERS = _Workers()
 
 
 async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
