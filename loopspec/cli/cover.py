@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from .replay import add_corpus_arguments
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_files_root_argument, exit_epilog, fail, load_or_report, print_diagnostics, print_json, run_async
 
 FAILURES = "failures"
@@ -30,6 +31,8 @@ def cmd_cover(args: argparse.Namespace) -> int:
     policy = load_or_report(args.policy, args.json)
     if policy is None:
         return EXIT_USAGE
+    if args.corpus is None and (args.jobs is not None or args.shard is not None or args.backend != "local"):
+        return fail("cover", "--jobs, --shard and --backend split a corpus: they go with --corpus DIR")
     if args.corpus is not None:
         return _measure(args, policy)
     return _generate(args, policy)
@@ -39,29 +42,24 @@ def cmd_cover(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, policy: Any) -> int:
-    from loopspec.replay.cassette import find_cassettes, read_cassette
-    from loopspec.replay.harness import replay_sync
+    from loopspec.replay.corpus import Job
     from loopspec.verify.cover import corpus_coverage
+
+    from .replay import print_invalid, run_cassettes
 
     if not os.path.isdir(args.corpus):
         return fail("cover", f"--corpus {args.corpus} is not a folder")
-    files = find_cassettes([args.corpus])
-    if not files:
-        return fail("cover", f"no cassettes (*.cassette.yaml) under {args.corpus}")
-    runs = []
-    bad = 0
-    for f in files:
-        c, diags = read_cassette(f, files_root=args.files_root)
-        if c is None:
-            bad += 1
-            if not args.json:
-                print_diagnostics(f, diags, "cassette")
-            continue
-        report = replay_sync(c, policy)
-        runs.append((c.name, report.result.steps if report.result is not None else []))
+    job = Job("replay", (args.policy,), with_trace=True, files_root=args.files_root)
+    outcomes, code = run_cassettes("cover", args, job, [args.corpus], args.json, verb="measured", show_failed=False)
+    if outcomes is None:
+        return int(code)
+    bad = [o for o in outcomes if o.invalid]
     if bad:
-        return fail("cover", f"{bad} invalid cassette{'s' if bad > 1 else ''} under {args.corpus}; coverage of part of a corpus would mislead")
-    coverage = corpus_coverage(policy, runs)
+        if not args.json:
+            print_invalid(bad)
+        return fail("cover", f"{len(bad)} invalid cassette{'s' if len(bad) > 1 else ''} under {args.corpus}; coverage of part of a corpus would mislead")
+    traces = [(str(o.record["name"]), o.record.get("trace") or []) for o in outcomes]
+    coverage = corpus_coverage(policy, traces=traces)
     if args.junit:
         try:
             write_junit(args.junit, coverage)
@@ -241,6 +239,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-http", dest="http", action="store_false",
                    help="check the generated cassettes in-process only (default: on both transports)")
     add_files_root_argument(p)
+    add_corpus_arguments(p)
     p.set_defaults(handler=cmd_cover)
 
 

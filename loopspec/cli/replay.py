@@ -28,7 +28,7 @@ def _shard(text: str) -> Any:
 _jobs = counting_number("a number of processes")
 
 
-def _add_corpus_arguments(p: argparse.ArgumentParser) -> None:
+def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
                    help="local worker processes (default: all cores); the report is the same for any N")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
@@ -39,7 +39,7 @@ def _add_corpus_arguments(p: argparse.ArgumentParser) -> None:
                         "on the cluster RAY_ADDRESS names, or a local one (pip install 'loopspec[ray]')")
 
 
-def _run(command: str, args: argparse.Namespace, job: Any, paths: list[str], quiet: bool, *,
+def run_cassettes(command: str, args: argparse.Namespace, job: Any, paths: list[str], quiet: bool, *,
          verb: str, show_failed: bool) -> Any:
     """Every cassette under ``paths`` in ``args.shard`` run as ``job``: (outcomes, None), or
     (None, exit code) after reporting why not."""
@@ -63,7 +63,7 @@ def _run(command: str, args: argparse.Namespace, job: Any, paths: list[str], qui
     return outcomes, None
 
 
-def _print_invalid(outcomes: list[Any]) -> None:
+def print_invalid(outcomes: list[Any]) -> None:
     for o in outcomes:
         if o.invalid:
             print_diagnostics(o.file, o.diagnostics, "cassette")
@@ -106,11 +106,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     prime_policy(args.machine, policy)
     job = Job("replay", (args.machine,), args.transport, with_trace=args.trace, store_trace=args.store_trace,
               files_root=args.files_root, journal=args.journal, crash_after_step=args.crash_after_step)
-    outcomes, code = _run("replay", args, job, args.paths, args.json, verb="replayed", show_failed=True)
+    outcomes, code = run_cassettes("replay", args, job, args.paths, args.json, verb="replayed", show_failed=True)
     if outcomes is None:
         return int(code)
     if not args.json:
-        _print_invalid(outcomes)
+        print_invalid(outcomes)
     errors = [o.error for o in outcomes if o.error]
     if errors:
         return fail("replay", errors[0], EXIT_FAILED)
@@ -159,7 +159,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     prime_policy(args.old, old)
     prime_policy(args.new, new)
-    outcomes, code = _run("diff", args, Job("diff", (args.old, args.new), args.transport, files_root=args.files_root), [args.corpus],
+    outcomes, code = run_cassettes("diff", args, Job("diff", (args.old, args.new), args.transport, files_root=args.files_root), [args.corpus],
                           args.json, verb="compared", show_failed=False)
     if outcomes is None:
         return int(code)
@@ -170,7 +170,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"old": args.old, "new": args.new, "corpus": args.corpus, "invalid": bad})
         else:
-            _print_invalid(outcomes)
+            print_invalid(outcomes)
         n = len(bad)
         return fail("diff", f"{n} invalid cassette{'s' if n > 1 else ''} under {args.corpus}; fix "
                             f"{'them' if n > 1 else 'it'} or move {'them' if n > 1 else 'it'} out of the corpus")
@@ -281,7 +281,7 @@ def register(sub: Any) -> None:
     p.add_argument("--crash-after-step", type=decision_number, default=None, metavar="K",
                    help=CRASH_HELP + ", counted over the whole run (implies --jobs 1)")
     add_files_root_argument(p)
-    _add_corpus_arguments(p)
+    add_corpus_arguments(p)
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("diff", help="replay a corpus under two policies and report what changed",
@@ -302,7 +302,7 @@ def register(sub: Any) -> None:
                    help="how many more model calls or tool batches a cassette may spend before it "
                         "regresses (default 10%%; 0%% allows none)")
     p.add_argument("--markdown", metavar="OUT", help="also write the report as markdown, for a PR comment")
-    _add_corpus_arguments(p)
+    add_corpus_arguments(p)
     p.set_defaults(handler=cmd_diff)
 
     for name, handler, helptext in (

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..language.alphabet import GUARDRAIL_CODES
 from ..language.guards import Always
@@ -80,18 +80,34 @@ def coverage_items(policy: Policy) -> list[Item]:
 
 def step_items(policy: Policy, step: Step) -> set[Item]:
     """The items one step of the compiled model covers."""
-    out: set[Item] = set()
-    state = policy.states[step.before.state]
     chosen = step.transition
-    if chosen is not None:
-        out.add(Item("transition", chosen.label))
-    for t in state.transitions.get(step.event.name, ()):
-        if chosen is not None and t.order >= chosen.order:
+    return _items(policy, step.before.state, step.event.name, chosen.label if chosen is not None else None, step.after.state)
+
+
+def trace_items(policy: Policy, trace: Iterable[Mapping[str, Any]]) -> set[Item]:
+    """The items a recorded trace covers (``TraceStep.to_json`` records: what a corpus replay on
+    worker processes hands back), as :func:`run_items` finds them in the steps themselves."""
+    out: set[Item] = set()
+    for r in trace:
+        if str(r.get("state")) in policy.states:
+            out |= _items(policy, str(r["state"]), str(r.get("event")), r.get("transition"), str(r.get("target")))
+    if policy.states[policy.initial].kind == "halt":
+        out.add(Item("halt", policy.initial))
+    return out
+
+
+def _items(policy: Policy, state_name: str, event: str, taken: str | None, after: str) -> set[Item]:
+    """The transition taken (by label), every guarded one passed over before it, the halt entered."""
+    out: set[Item] = set()
+    if taken is not None:
+        out.add(Item("transition", taken))
+    for t in policy.states[state_name].transitions.get(event, ()):
+        if t.label == taken:
             break
         if not isinstance(t.guard, Always):
             out.add(Item("guard_false", t.label))
-    if policy.states[step.after.state].kind == "halt":
-        out.add(Item("halt", step.after.state))
+    if after in policy.states and policy.states[after].kind == "halt":
+        out.add(Item("halt", after))
     return out
 
 
@@ -387,14 +403,18 @@ class CorpusCoverage:
         return out
 
 
-def corpus_coverage(policy: Policy, runs: Iterable[tuple[str, Sequence[Step]]]) -> CorpusCoverage:
-    """Coverage of ``runs`` (cassette name, the replayed turn's steps) against the policy's items."""
+def corpus_coverage(policy: Policy, runs: Iterable[tuple[str, Sequence[Step]]] = (),
+                    traces: Iterable[tuple[str, Sequence[Mapping[str, Any]]]] = ()) -> CorpusCoverage:
+    """Coverage of ``runs`` (cassette name, the replayed turn's steps) or ``traces`` (cassette
+    name, its trace records) against the policy's items."""
     reachable = reachable_items(policy)
     fired: dict[Item, list[str]] = {}
     count = 0
-    for name, steps in runs:
+    found = [(name, run_items(policy, steps)) for name, steps in runs]
+    found += [(name, trace_items(policy, trace)) for name, trace in traces]
+    for name, items in found:
         count += 1
-        for item in run_items(policy, steps):
+        for item in items:
             fired.setdefault(item, []).append(name)
     return CorpusCoverage(
         policy.name,

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from loopspec import load_policy_text
+from loopspec import load_policy, load_policy_text
 from loopspec.cli.main import main
-from loopspec.replay.cassette import find_cassettes, load_cassette
+from loopspec.replay.cassette import find_cassettes, load_cassette, read_cassette
 from loopspec.replay.harness import replay_sync
 from loopspec.verify.cover import CoverCassette, Item, corpus_coverage, cover, coverage_items, minimal_cover, reachable_items, run_items, step_items
 
+from _paths import DEFAULT_POLICY, ROOT
 from _policy_text import handles
 
 SMALL = f"""
@@ -178,8 +179,39 @@ def test_the_cli_writes_the_cassettes_and_measures_them_back(tmp_path: Path, cap
     assert main(["cover", str(policy_file), "--corpus", str(out), "--min-coverage", "50"]) == 0
 
 
+def test_a_corpus_is_measured_alike_on_any_number_of_processes_and_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--jobs and --shard for cover --corpus: two processes give the serial report, and the shards'
+    covered items together are the whole corpus's (each cassette lands in exactly one shard)."""
+    corpus = str(ROOT / "fixtures" / "incidents")
+    base = ["cover", str(DEFAULT_POLICY), "--corpus", corpus, "--files-root", str(ROOT / "fixtures"), "--json"]
+    reports = []
+    for extra in (["--jobs", "1"], ["--jobs", "2"], ["--shard", "1/2"], ["--shard", "2/2"]):
+        assert main(base + extra) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    serial, pooled, one, two = reports
+    assert pooled == serial and serial["covered"] > 0
+    assert one["cassettes"] + two["cassettes"] == serial["cassettes"]
+    assert set(one["fired"]) | set(two["fired"]) == set(serial["fired"])
+    for item, names in serial["fired"].items():  # each firing cassette is in exactly one shard
+        assert sorted(one["fired"].get(item, []) + two["fired"].get(item, [])) == sorted(names)
+
+
+def test_items_read_from_a_trace_record_are_the_items_of_its_steps() -> None:
+    """A corpus measured on worker processes reads the trace records they hand back; those must
+    give exactly the items the steps themselves give, for every cassette of the incident corpus."""
+    from loopspec.verify.cover import trace_items
+
+    policy = load_policy(str(DEFAULT_POLICY))
+    for f in find_cassettes([str(ROOT / "fixtures" / "incidents")]):
+        c, _ = read_cassette(f, files_root=str(ROOT / "fixtures"))
+        assert c is not None
+        r = replay_sync(c, policy).result
+        assert trace_items(policy, [s.to_json() for s in r.trace]) == run_items(policy, r.steps), f
+
+
 @pytest.mark.parametrize("argv,message", [
     (["cover", "{p}"], "give either OUT"),
+    (["cover", "{p}", "out", "--jobs", "2"], "they go with --corpus DIR"),
     (["cover", "{p}", "out", "--corpus", "x"], "give either OUT"),
     (["cover", "{p}", "--corpus", "{p}"], "is not a folder"),
     (["cover", "{p}", "--corpus", ".", "--min-coverage", "101"], "must be a percentage between 0 and 100"),
