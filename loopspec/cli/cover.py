@@ -43,7 +43,7 @@ def cmd_cover(args: argparse.Namespace) -> int:
 
 def _measure(args: argparse.Namespace, policy: Any) -> int:
     from loopspec.replay.corpus import Job
-    from loopspec.verify.cover import corpus_coverage
+    from loopspec.verify.corpus_coverage import corpus_coverage
 
     from .replay import print_invalid, run_cassettes
 

@@ -15,7 +15,8 @@ from loopspec import load_policy, load_policy_text
 from loopspec.cli.main import main
 from loopspec.replay.cassette import find_cassettes, load_cassette, read_cassette
 from loopspec.replay.harness import replay_sync
-from loopspec.verify.cover import CoverCassette, Item, corpus_coverage, cover, coverage_items, minimal_cover, reachable_items, run_items, step_items
+from loopspec.verify.corpus_coverage import corpus_coverage
+from loopspec.verify.cover import CoverCassette, Item, cover, coverage_items, minimal_cover, reachable_items, run_items, step_items
 
 from _paths import DEFAULT_POLICY, ROOT
 from _policy_text import handles
@@ -199,7 +200,7 @@ def test_a_corpus_is_measured_alike_on_any_number_of_processes_and_shards(tmp_pa
 def test_items_read_from_a_trace_record_are_the_items_of_its_steps() -> None:
     """A corpus measured on worker processes reads the trace records they hand back; those must
     give exactly the items the steps themselves give, for every cassette of the incident corpus."""
-    from loopspec.verify.cover import trace_items
+    from loopspec.verify.corpus_coverage import trace_items
 
     policy = load_policy(str(DEFAULT_POLICY))
     for f in find_cassettes([str(ROOT / "fixtures" / "incidents")]):
