@@ -64,6 +64,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/tools.py": FAST,
     # redaction
     "loopspec/replay/redact.py": FAST,
+    "loopspec/wire/redaction.py": FAST,
+    # approvals
+    "loopspec/language/approvals.py": FAST,
+    "loopspec/engine/approvals.py": FAST,
     # the replay transports
     "loopspec/replay/inproc.py": EVERYTHING,
     "loopspec/replay/http.py": EVERYTHING,
