@@ -153,6 +153,10 @@ class CompletedResponse:
         self._delta = None
 
 
+_UNPRICED: set[str] = set()
+"""Models litellm's local cost map does not know (looking one up costs about 0.2 ms, raising)."""
+
+
 def priced(delta: Delta, model: str) -> Delta:
     """``delta`` with the cost of its usage, when it carries usage the provider did not price.
 
@@ -161,7 +165,7 @@ def priced(delta: Delta, model: str) -> Delta:
     records as ``cost_unknown``. A cost the provider reported itself (OpenRouter's ``usage.cost``)
     is kept as it is."""
     u = delta.usage
-    if u is None or u.cost is not None or not model:
+    if u is None or u.cost is not None or not model or model in _UNPRICED:
         return delta
     try:
         prompt, completion = import_litellm().cost_per_token(
@@ -169,6 +173,7 @@ def priced(delta: Delta, model: str) -> Delta:
         )
         cost = float(prompt) + float(completion)
     except Exception:  # litellm raises its own errors for a model it does not know
+        _UNPRICED.add(model)  # the local map does not change while the process runs: ask once
         return delta
     if not 0 <= cost < float("inf"):
         return delta

@@ -52,3 +52,23 @@ def test_a_recording_slot_keeps_the_priced_chunk() -> None:
     slot.add({"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
     slot.finish()
     assert slot.chunks[0]["usage"]["cost"] > 0
+
+
+def test_an_unknown_model_is_looked_up_once_and_stays_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost map is local and fixed while the process runs: a model it does not know is not
+    asked about again (each lookup raises inside litellm), and a known one is still priced."""
+    import loopspec.providers.litellm_provider as lp
+
+    asked: list[str] = []
+    real = lp.import_litellm().cost_per_token
+
+    def counting(**kw: object) -> object:
+        asked.append(str(kw["model"]))
+        return real(**kw)
+
+    monkeypatch.setattr(lp.import_litellm(), "cost_per_token", counting)
+    monkeypatch.setattr(lp, "_UNPRICED", set())
+    d = Delta(usage=Usage(prompt_tokens=10, completion_tokens=5))
+    assert [priced(d, "openai/no-such-model-xyz").usage.cost for _ in range(3)] == [None, None, None]
+    assert asked == ["openai/no-such-model-xyz"]
+    assert priced(d, "openai/gpt-4o-mini").usage.cost is not None
