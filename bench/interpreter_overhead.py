@@ -1,10 +1,13 @@
 """What loopspec adds to a live turn, measured side by side in one run.
 
 1. Wall time of a turn driven by loopspec (default.yaml, tool call then answer) against the same
-   two requests made with ``litellm.acompletion`` directly, on the same loopback stream, in pairs
-   run back to back (ABBA order). Each pair gives one ratio; the report is the median ratio with a
-   95 % confidence interval (order statistics), over at least 200 pairs. Target: the interval's
-   upper end at most +5 % added wall time.
+   two requests made with ``litellm.acompletion`` directly, on the same loopback stream, in rounds
+   run back to back (rotating order). Each round gives one ratio; the report is the median ratio
+   with a 95 % confidence interval (order statistics), over at least 200 rounds. Target: the
+   interval's upper end at most +5 % added wall time. A third arm makes the direct requests with
+   ``stream_options.include_usage`` as loopspec does (it needs the usage chunk: budgets, and a reply
+   whose output all went to hidden reasoning), which splits the added time into litellm's handling
+   of that chunk and loopspec's own.
 2. The interpreter's own cost per step: ``Policy.step`` + the ``transitions`` move + the trace
    record, over a recorded decision path. Target: <= 20 us per step. Measured without callbacks
    (the plain machine) and with four no-op callbacks (the dispatching machine).
@@ -55,16 +58,20 @@ def registry() -> ToolRegistry:
     return reg
 
 
-async def direct_turn(api_base: str) -> None:
+async def direct_turn(api_base: str, usage: bool = False) -> None:
     """The same two requests made by a minimal hand-written loop: read each delta's text and tool
-    call fragments, run the tool, send its result back."""
+    call fragments, run the tool, send its result back. ``usage`` asks for the usage chunk as
+    loopspec does (``stream_options.include_usage``): litellm's own handling of it costs time."""
     messages = list(USER)
     tool = registry().tools["get_capital"].fn
+    extra = {"stream_options": {"include_usage": True}} if usage else {}
     for _ in range(2):
         resp = await litellm.acompletion(model="openai/x", api_base=api_base, api_key="sk-bench", messages=messages,
-                                         tools=TOOLS, stream=True, max_retries=0, timeout=30)
+                                         tools=TOOLS, stream=True, max_retries=0, timeout=30, **extra)
         text, call_id, args = [], None, []
         async for chunk in resp:
+            if not chunk.choices:  # the usage-only chunk
+                continue
             delta = chunk.choices[0].delta
             if delta.content:
                 text.append(delta.content)
@@ -88,23 +95,24 @@ async def loopspec_turn(api_base: str) -> None:
     assert result.outcome == "completed", result.outcome
 
 
-async def wall_time(turns: int) -> tuple[list[float], list[float]]:
+async def wall_time(turns: int) -> tuple[list[float], list[float], list[float]]:
     tool = StreamResponse(sse=(STREAMS / "openai_stream_tool_call_single.sse").read_text())
     text = StreamResponse(sse=(STREAMS / "openai_stream_text.sse").read_text())
-    direct, ours = [], []
-    async with LoopbackServer([tool, text] * (2 * turns + 4)) as server:
-        await direct_turn(server.api_base)  # warm both paths (connection pool, imports)
+    direct, with_usage, ours = [], [], []
+    async with LoopbackServer([tool, text] * (3 * turns + 6)) as server:
+        await direct_turn(server.api_base)  # warm every path (connection pool, imports)
+        await direct_turn(server.api_base, usage=True)
         await loopspec_turn(server.api_base)
-        for i in range(turns):  # ABBA order, so neither side always runs second
-            pair = [(direct_turn, direct), (loopspec_turn, ours)]
-            for run, into in pair if i % 2 == 0 else reversed(pair):
+        arms = [(lambda b: direct_turn(b), direct), (lambda b: direct_turn(b, usage=True), with_usage), (loopspec_turn, ours)]
+        for i in range(turns):  # rotating order, so no arm always runs first or last
+            for run, into in arms[i % 3:] + arms[: i % 3]:
                 t = time.perf_counter()
                 await run(server.api_base)
                 into.append(time.perf_counter() - t)
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     await close_litellm_async_clients()
-    return direct, ours
+    return direct, with_usage, ours
 
 
 def noop_callbacks() -> TurnCallbacks:
@@ -141,15 +149,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="interleaved pairs (at least 200 for the target)")
     args = parser.parse_args()
-    direct, ours = asyncio.run(wall_time(args.turns))
-    d, o = statistics.median(direct), statistics.median(ours)
-    print(f"turn wall time ({args.turns} interleaved pairs, 2 requests each, loopback):")
-    print(f"  litellm directly   median {d * 1000:8.2f} ms")
-    print(f"  loopspec turn      median {o * 1000:8.2f} ms")
+    direct, with_usage, ours = asyncio.run(wall_time(args.turns))
+    print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback):")
+    for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours)):
+        print(f"  {name:18s} median {statistics.median(xs) * 1000:8.2f} ms")
     ratio, lo, hi = median_ci([b / a for a, b in zip(direct, ours)])
     verdict = "OK" if hi <= 1.05 else "OVER"
     print(f"  added wall time    median {(ratio - 1) * 100:+.1f} % (95 % CI {(lo - 1) * 100:+.1f} to {(hi - 1) * 100:+.1f} %)"
           f"   target: upper end <= +5 %: {verdict}")
+    u, ulo, uhi = median_ci([b / a for a, b in zip(direct, with_usage)])
+    own, olo, ohi = median_ci([b / a for a, b in zip(with_usage, ours)])
+    print(f"    of which litellm's usage chunk (asked for by loopspec): {(u - 1) * 100:+.1f} % (95 % CI {(ulo - 1) * 100:+.1f} to "
+          f"{(uhi - 1) * 100:+.1f} %); loopspec over the same requests: {(own - 1) * 100:+.1f} % "
+          f"({(olo - 1) * 100:+.1f} to {(ohi - 1) * 100:+.1f} %)")
     samples = [step_cost(repeats=2000) for _ in range(41)]
     us, lo_us, hi_us = median_ci(samples)
     print(f"interpreter cost per step: median {us:.1f} us (95 % CI {lo_us:.1f}-{hi_us:.1f} us; target: upper end <= 20 us: "
