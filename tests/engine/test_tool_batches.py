@@ -223,28 +223,23 @@ def test_cancelling_during_a_batch_keeps_finished_results_and_answers_the_rest()
     started: list[str] = []
     both_running = asyncio.Event()
 
-    def get_weather(city: str) -> Any:
+    # async tools run as tasks in the order of the batch, so the first call has finished before the
+    # other two start (a sync tool would finish on a thread, in no order the test could rely on)
+    async def get_weather(city: str) -> str:
         if city == "Mexico City":
             return "sunny in Mexico City"
+        started.append(city)
+        if len(started) == 2:
+            both_running.set()
+        await asyncio.sleep(3600)
+        return "never"
 
-        async def slow() -> str:
-            started.append(city)
-            if len(started) == 2:
-                both_running.set()
-            await asyncio.sleep(3600)
-            return "never"
-
-        return slow()
-
-    def get_product_name() -> Any:
-        async def slow() -> str:
-            started.append("product")
-            if len(started) == 2:
-                both_running.set()
-            await asyncio.sleep(3600)
-            return "never"
-
-        return slow()
+    async def get_product_name() -> str:
+        started.append("product")
+        if len(started) == 2:
+            both_running.set()
+        await asyncio.sleep(3600)
+        return "never"
 
     reg.register(get_weather, parameters={"type": "object", "properties": {"city": {"type": "string"}}})
     reg.register(get_product_name, parameters={"type": "object", "properties": {}})
