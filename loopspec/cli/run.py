@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         LiteLLMProvider(),
         model=args.model,
         tools=demo_tools(),
-        approvals=approval_session(args, policy),
+        approvals=approval_session(args),
         consumers=console(args),
         api_base=args.api_base,
         api_key=api_key,
@@ -164,11 +164,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_of(result)
 
 
-def approval_session(args: argparse.Namespace, policy: Any) -> Any:
-    """--auto-approve (or the policy's ``approvals.auto_approve``): auto-approval within the cap."""
+def approval_session(args: argparse.Namespace) -> Any:
+    """--auto-approve turns auto-approval on; without it the turn takes the policy's
+    ``approvals.auto_approve`` (None: :class:`~loopspec.Turn` decides)."""
+    if not args.auto_approve:
+        return None
     from loopspec.engine.approvals import ApprovalSession
 
-    return ApprovalSession(auto_approve=bool(args.auto_approve) or policy.approvals.auto_approve)
+    return ApprovalSession(auto_approve=True)
 
 
 def exit_of(result: Any) -> int:
@@ -262,7 +265,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
                     api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id,
-                    approvals=approval_session(args, policy))
+                    approvals=approval_session(args))
         try:
             result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
         except ResumeError as exc:

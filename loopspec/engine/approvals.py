@@ -45,8 +45,6 @@ class BatchApproval:
     """Calls a person refused: answered "Denied", the rest of the batch runs."""
     auto_spend: float = 0.0
     """What the auto-approved calls of the batch are estimated to cost (charged when it runs)."""
-    auto_approved: tuple[str, ...] = ()
-    """Ids of the calls auto-approval approved."""
     hook_errors: tuple[str, ...] = ()
     """The ``approve`` hook raised: ``"approve: Type: message"`` (that call waits, as if refused)."""
 
@@ -79,7 +77,6 @@ async def decide_batch(
     rules = rules or ApprovalRules()
     waiting: list[ToolCall] = []
     denied: list[ToolCall] = []
-    approved: list[str] = []
     errors: list[str] = []
     reserved = 0.0
     for call in calls:
@@ -98,7 +95,6 @@ async def decide_batch(
             cost = estimate(tool, call)
             if cost is not None and session.spent + reserved + cost <= rules.spending_cap:
                 reserved += cost
-                approved.append(call.id)
                 continue
         granted: Any = False
         if approve is not None:
@@ -111,4 +107,4 @@ async def decide_batch(
                 granted = False
         if not granted:
             waiting.append(call)
-    return BatchApproval(waiting, denied, reserved, tuple(approved), tuple(errors))
+    return BatchApproval(waiting, denied, reserved, tuple(errors))

@@ -66,20 +66,25 @@ class GuardrailState:
 
     def restore(self, memory: Mapping[str, Any]) -> None:
         """Take back the memory :meth:`to_json` wrote (or an older version of it, with texts)."""
-        self.signatures = [_restored(s) for s in memory.get("signatures", [])][-self.window or len(memory.get("signatures", [])) :]
+        self.signatures = [_restored(s) for s in memory.get("signatures", [])]
+        self._keep_window()
         self.failures = {_restored(k[:-1]): int(k[-1]) for k in memory.get("failures", [])}
         self.tool_fail_streak = {str(k): int(v) for k, v in memory.get("tool_fail_streak", {}).items()}
         self.repeats = {_restored(k[:-1]): int(k[-1]) for k in memory.get("repeats", [])}
 
+    def _keep_window(self) -> None:
+        """Drop the calls older than the doom-loop detector's window (all of them when it is off)."""
+        excess = len(self.signatures) - self.window
+        if excess > 0:
+            del self.signatures[:excess]
+
     def observe(self, results: list[ToolResult]) -> Event | None:
         """Record a batch; return the guardrail event to emit, or None (verdict allow / nothing)."""
         fired: dict[str, Event] = {}
-        window = self.window
         for r in results:
             sig = signature(r.call.name, r.call.canonical, r.content)
             self.signatures.append(sig)
-            if len(self.signatures) > window:
-                del self.signatures[: len(self.signatures) - window]
+            self._keep_window()
             self.repeats[sig] = self.repeats.get(sig, 0) + 1
             if r.ok:
                 self.tool_fail_streak[r.call.name] = 0

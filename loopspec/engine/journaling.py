@@ -80,8 +80,7 @@ class JournalWriter(TurnObserver):
         self._write("response", body)
 
     def tool_started(self, call: "ToolCall") -> None:
-        self._write("tool_start", {"id": call.id, "name": call.name, "arguments": call.arguments,
-                                   "key": idempotency_key(self.turn_id, call.id)})
+        self._write("tool_start", {**call.to_json(), "key": idempotency_key(self.turn_id, call.id)})
 
     def tool_finished(self, call: "ToolCall", result: "ToolResult") -> None:
         self._write("tool_finish", {"id": call.id, "name": call.name, "content": result.content, "ok": result.ok,

@@ -65,9 +65,11 @@ class ResumePoint:
     """A person's answers to the pending batch, not yet carried out (call id -> approved)."""
     approval_spent: float = 0.0
     """What auto-approved calls had spent from the session's cap."""
-    paused: tuple[str, list[str]] | None = None
-    """For a turn paused for approval: the tool_exec state that paused and the ids of the calls
-    that wait. The turn goes on from the checkpoint before that batch, as after a crash there."""
+    waiting: list[str] | None = None
+    """For a turn paused for approval, the ids of the calls that wait (None: not paused). The turn
+    goes on from the checkpoint before that batch (``config``), as after a crash there."""
+    paused_in: str = ""
+    """For a paused turn, the approval halt it went through."""
 
 
 def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
@@ -142,7 +144,8 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         interrupted=[i for i in started if i not in answered],
         decisions={str(k): bool(v) for k, v in (point.get("decisions") or {}).items()},
         approval_spent=float(point.get("approval_spent") or 0.0),
-        paused=None if pause is None else (str(pause.body["state"]), [str(c["id"]) for c in pause.body["calls"]]),
+        waiting=None if pause is None else [str(c["id"]) for c in pause.body["calls"]],
+        paused_in="" if pause is None else str(pause.body.get("halt_state")),
     )
 
 
@@ -213,14 +216,12 @@ def abandon(policy: Policy, journal: JournalStore, turn_id: str) -> list[dict[st
     from .history import Trajectory
     from .journaling import JournalWriter
 
-    entries = journal.entries(turn_id)
-    point = resume_point(policy, turn_id, entries)
-    if point.paused is None or point.pending is None:
+    point = resume_point(policy, turn_id, journal.entries(turn_id))
+    if point.waiting is None or point.pending is None:
         raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to abandon")
-    halt_state = str(next(e for e in reversed(entries) if e.kind == "pause").body.get("halt_state"))
     text, calls = point.pending
     history = Trajectory([dict(m) for m in point.messages])
     answers = [ToolResult(c, ABANDONED.format(tool=c.name), ok=False, ran=False) for c in calls]
     history.add_tool_round(text, calls, answers)
-    JournalWriter(journal, turn_id).turn_abandoned(halt_state, history.messages[len(point.messages):])
+    JournalWriter(journal, turn_id).turn_abandoned(point.paused_in, history.messages[len(point.messages):])
     return history.messages

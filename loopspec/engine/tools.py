@@ -60,6 +60,10 @@ class ToolCall:
     def canonical(self) -> str:
         return canonical_arguments(self.arguments)
 
+    def to_json(self) -> dict[str, str]:
+        """The call as a journal and a paused turn's result hold it."""
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
 
 @dataclass(frozen=True)
 class ToolResult:

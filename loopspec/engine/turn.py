@@ -261,12 +261,12 @@ class Turn:
         self._interrupted = frozenset(answered) - frozenset(point.answered)
         self._decisions = dict(point.decisions)
         self.approvals.spent = max(self.approvals.spent, point.approval_spent)  # a crash never refunds the cap
-        if point.paused is None:
+        waiting = point.waiting
+        if waiting is None:
             if approve or deny:
                 raise ResumeError(f"turn {turn_id!r} is not awaiting approval: there is nothing to --approve or --deny")
             self._announce(resumed=True)
             return await self._drive(point.config, point.offer, point.last_event)
-        _state, waiting = point.paused
         decisions = {**{i: True for i in approve}, **{i: False for i in deny}}
         stray = sorted(set(decisions) - set(waiting))
         if stray or set(approve) & set(deny):
@@ -330,8 +330,7 @@ class Turn:
             return None
         if self.policy.states[self.steps[-1].after.state].outcome != "approval_required":
             return None  # the policy ended the turn for another reason (a backstop, say): an end, not a pause
-        calls = tuple({"id": c.id, "name": c.name, "arguments": c.arguments} for c in self._awaiting)
-        return AwaitingApproval(self.turn_id, self.steps[-1].before.state, calls)
+        return AwaitingApproval(self.turn_id, self.steps[-1].before.state, tuple(c.to_json() for c in self._awaiting))
 
     async def _absorbing(self, waiting: Awaitable[Any]) -> bool:
         """Await ``waiting``; a cancellation that lands there is noted, not raised: the next
@@ -361,15 +360,12 @@ class Turn:
             "message_count": len(messages),
             "compaction_level": self.trajectory.compaction_level,
             "usage": asdict(self.usage),
-            "calls_sent": len(self.requests),
             "batches_run": self._batches_run,
             "elapsed": self.clock.now() - self._started,
             "reply_text": self._model_call.reply.text,
             "streamed": self._model_call.streamed,
             "last_event": {"name": last_event.name, "attrs": dict(last_event.attrs)},
-            "pending": None if pending is None else {
-                "text": pending[0], "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending[1]]
-            },
+            "pending": None if pending is None else {"text": pending[0], "calls": [c.to_json() for c in pending[1]]},
             "guardrails": self.guardrails.to_json(),
             "decisions": dict(self._decisions),
             "approval_spent": self.approvals.spent,
