@@ -69,3 +69,11 @@ class CutAtCall:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *a: None
+
+
+def answered_before_resume(journal: Any, turn_id: str) -> int:
+    """How many of a cut turn's recorded replies were consumed before its last checkpoint: a resumed
+    turn's provider serves the recording from there on (the cut call is sent again)."""
+    entries = journal.entries(turn_id)
+    last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")
+    return sum(1 for e in entries[:last] if e.kind == "request")

@@ -18,7 +18,7 @@ from loopspec.replay.harness import replay_sync
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import reply, reply_chunks
 
-from _doubles import CutAtCall, Stop
+from _doubles import CutAtCall, Stop, answered_before_resume
 from _paths import FIXTURES, ROOT
 
 EXAMPLE = ROOT / "docs" / "examples" / "budgets.yaml"
@@ -154,9 +154,7 @@ def test_a_resumed_turn_goes_on_with_its_budgets(tmp_path: Path) -> None:
         t.observers.observers.append(CutAtCall(3))
         with pytest.raises(Stop):
             asyncio.run(t.run(USER))
-        entries = journal.entries("t")
-        last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")
-        skip = sum(1 for e in entries[:last] if e.kind == "request")
+        skip = answered_before_resume(journal, "t")
         again = Turn(policy, InProcessProvider(replies[skip:]), model="openai/x", tools=tools(), clock=VirtualClock(), journal=journal, turn_id="t")
         result = asyncio.run(again.resume("t"))
     # the call the crash cut is sent again (a request more), but the budget counts what it replied once

@@ -20,7 +20,7 @@ from loopspec.engine.resume import ResumeError
 from loopspec.journal import SqliteJournal
 from loopspec.replay.interactions import StreamResponse
 
-from _doubles import CutAtCall, Stop
+from _doubles import CutAtCall, Stop, answered_before_resume
 from _paths import DEFAULT_POLICY, FIXTURES, ROOT
 
 POLICY = load_policy(str(DEFAULT_POLICY))
@@ -93,10 +93,7 @@ def killed_run(tmp_path: Path, kill_after: int = 0, die_in_tool: int = 0) -> tup
 
 def resumed(path: Path, effects: Path, **kw: Any) -> Any:
     with SqliteJournal(path) as journal:
-        entries = journal.entries("t")
-        last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")
-        answered = sum(1 for e in entries[:last] if e.kind == "request")  # the recording serves the rest
-        return asyncio.run(turn(journal, effects, skip=answered, **kw).resume("t"))
+        return asyncio.run(turn(journal, effects, skip=answered_before_resume(journal, "t"), **kw).resume("t"))
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +146,7 @@ def test_guardrail_memory_goes_on_across_the_crash(tmp_path: Path) -> None:
         t.observers.observers.append(CutAtCall(2))
         with pytest.raises(Stop):
             asyncio.run(t.run(USER))
-        entries = journal.entries("t")
-        last = max(i for i, e in enumerate(entries) if e.kind == "checkpoint")
-        skip = sum(1 for e in entries[:last] if e.kind == "request")
-        again = asyncio.run(run_with(strict, journal, tmp_path / "c.txt", skip=skip).resume("t"))
+        again = asyncio.run(run_with(strict, journal, tmp_path / "c.txt", skip=answered_before_resume(journal, "t")).resume("t"))
     assert again.outcome == "guardrail" and [s.event for s in again.trace] == [s.event for s in whole.trace]
 
 
