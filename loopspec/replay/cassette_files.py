@@ -53,12 +53,28 @@ def _inside(folder: str, real: str) -> bool:
     return os.path.commonpath([folder, real]) == folder
 
 
+def _resolved(full: str) -> str:
+    """``os.path.realpath(full)``, with the folder part remembered: the file itself is looked at
+    afresh (a symlink is followed all the way), but a corpus's cassettes name the same few stream
+    folders, and resolving them again costs a stat per path component, for every side file."""
+    folder, leaf = os.path.split(full)
+    if leaf in ("", ".", ".."):
+        return os.path.realpath(full)
+    try:
+        mode = os.lstat(full).st_mode
+    except OSError:
+        return os.path.realpath(full)
+    if stat.S_ISLNK(mode):
+        return os.path.realpath(full)
+    return os.path.join(_folder(folder or "."), leaf)
+
+
 def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, str]:
     """The text of ``name`` (relative to ``base``, the cassette's folder), or the problem that
     stopped the read; it must stay inside ``base`` or ``root``. The file's own path is resolved
     afresh on every read (``..`` and symlinks included); only the folders' are remembered."""
     full = os.path.join(base, name)
-    real = os.path.realpath(full)
+    real = _resolved(full)
     if not (_inside(base, real) or _inside(root, real)):
         where = "the cassette's folder" if _folder(root) == _folder(base) else f"the cassette's folder and {root}"
         return (f"it is outside {where} (after following '..' and symlinks)", OUTSIDE_HINT), ""

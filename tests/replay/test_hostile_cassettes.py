@@ -224,6 +224,23 @@ def test_sse_file_cannot_follow_a_symlink_out(tmp_path: Path) -> None:
     assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "link.sse"))
 
 
+def test_sse_file_cannot_go_out_through_a_symlinked_folder(tmp_path: Path) -> None:
+    """The folders of a side file's path are resolved too (and remembered): a folder inside the
+    cassette's folder that links out is outside, and a symlinked file inside a plain folder is
+    still followed."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.sse").write_text(SSE)
+    (tmp_path / "c" / "plain").mkdir(parents=True)
+    (tmp_path / "c" / "plain" / "ok.sse").write_text(SSE)
+    (tmp_path / "c" / "plain" / "link.sse").symlink_to(tmp_path / "outside" / "secret.sse")
+    (tmp_path / "c" / "sub").symlink_to(tmp_path / "outside")
+    cassette, diags = read_cassette(sse_cassette(tmp_path / "c", "plain/ok.sse"))
+    assert diags == [] and cassette is not None
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "sub/secret.sse"))
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "plain/link.sse"))
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "plain/../../outside/secret.sse"))
+
+
 def test_the_user_can_widen_the_files_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "streams").mkdir()
     (tmp_path / "streams" / "s.sse").write_text(SSE)
