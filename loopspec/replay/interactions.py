@@ -8,6 +8,8 @@ transport plays it.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from dataclasses import dataclass, field
@@ -84,7 +86,15 @@ class StreamResponse:
 
     def pause_at(self, k: int) -> float:
         """Seconds of waiting right after the k-th data event."""
-        return sum(p.seconds for p in self.all_pauses() if p.after == k)
+        return self._waits.get(k, 0.0)
+
+    @functools.cached_property
+    def _waits(self) -> dict[int, float]:
+        """Seconds of waiting by position, summed once: a replay asks after every chunk."""
+        waits: dict[int, float] = {}
+        for p in self.all_pauses():
+            waits[p.after] = waits.get(p.after, 0.0) + p.seconds
+        return waits
 
     def __post_init__(self) -> None:
         if not isinstance(self.pauses, tuple):
