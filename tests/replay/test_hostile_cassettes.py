@@ -241,6 +241,32 @@ def test_sse_file_cannot_go_out_through_a_symlinked_folder(tmp_path: Path) -> No
     assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "plain/../../outside/secret.sse"))
 
 
+def test_sse_file_cannot_reach_a_sibling_folder_whose_name_starts_alike(tmp_path: Path) -> None:
+    """``c-evil`` is not inside ``c``, though its path starts with it."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c-evil").mkdir()
+    (tmp_path / "c-evil" / "s.sse").write_text(SSE)
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "../c-evil/s.sse"))
+
+
+def test_a_side_file_rewritten_between_two_reads_is_read_anew(tmp_path: Path) -> None:
+    """Side files read lately are remembered by the file's identity and version: a rewrite (new
+    size or modification time) is read again, never served from memory."""
+    import os
+
+    (tmp_path / "s.sse").write_text(SSE)
+    path = sse_cassette(tmp_path, "s.sse")
+    first, _ = read_cassette(path)
+    other = SSE.replace('"hi"', '"yo"')  # the same size: only the modification time tells
+    assert other != SSE and len(other) == len(SSE)
+    (tmp_path / "s.sse").write_text(other)
+    st = (tmp_path / "s.sse").stat()
+    os.utime(tmp_path / "s.sse", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    second, _ = read_cassette(path)
+    assert first is not None and second is not None
+    assert first.interactions[0].sse == SSE and second.interactions[0].sse == other  # type: ignore[union-attr]
+
+
 def test_the_user_can_widen_the_files_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "streams").mkdir()
     (tmp_path / "streams" / "s.sse").write_text(SSE)
