@@ -141,3 +141,14 @@ def test_check_falls_back_to_the_abstract_loop(monkeypatch: pytest.MonkeyPatch) 
     assert cex is not None and not cex.concrete and cex.loop_start is not None
     assert cex.steps[cex.loop_start].state == cex.steps[-1].to
     assert r.exploration["concrete_configs"] >= 7
+
+
+def test_the_search_limit_counts_configurations_held_not_expanded() -> None:
+    """``limit`` bounds the configurations the search holds: at exactly the policy's number of
+    configurations the last one found is never expanded, so the search is not exhaustive; one more
+    and it is."""
+    total = enumerate_all(build_analysis(policy(*HALTING)))
+    assert total is not None
+    _, explored, complete = find_lasso(build_analysis(policy(*HALTING)), limit=total.configs)
+    assert not complete and explored < total.configs
+    assert find_lasso(build_analysis(policy(*HALTING)), limit=total.configs + 1)[1:] == (total.configs, True)
