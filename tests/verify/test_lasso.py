@@ -152,3 +152,17 @@ def test_the_search_limit_counts_configurations_held_not_expanded() -> None:
     _, explored, complete = find_lasso(build_analysis(policy(*HALTING)), limit=total.configs)
     assert not complete and explored < total.configs
     assert find_lasso(build_analysis(policy(*HALTING)), limit=total.configs + 1)[1:] == (total.configs, True)
+
+
+def test_a_loop_back_to_the_initial_configuration_is_found() -> None:
+    """An initial state that is not a call can come back to the very first configuration (no call
+    counted in between): the search must recognise the start as the loop's target."""
+    from test_check import HEAD
+
+    p = policy(CALL, stream(), TOOLS, "  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: fix, failed: fix}\n",
+               HALTS, head=HEAD.replace("initial: ask", "initial: fix"))
+    lasso, explored, complete = find_lasso(build_analysis(p))
+    cex = assert_lasso(p, lasso)
+    assert cex.loop_start == 0 and events(cex) == [("fix", "done")]
+    assert (explored, complete) == (1, True)
+    assert check_policy(p, enumerate_limit=0).properties["halts"].status == "fail"
