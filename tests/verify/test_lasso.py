@@ -166,3 +166,17 @@ def test_a_loop_back_to_the_initial_configuration_is_found() -> None:
     assert cex.loop_start == 0 and events(cex) == [("fix", "done")]
     assert (explored, complete) == (1, True)
     assert check_policy(p, enumerate_limit=0).properties["halts"].status == "fail"
+
+
+def test_a_two_state_loop_entered_from_outside_is_found() -> None:
+    """The loop's entry has two predecessors (the way in and the loop's other state), the other
+    state one, and the way in is reached by two events: trimming the configurations no cycle goes
+    through (by counting their predecessors down) must keep both of the loop's."""
+    two = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: fail, failed: again}\n"
+           "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: fail, failed: fix}\n")
+    assert "      transient: fail\n" in CALL
+    p = policy(CALL.replace("      transient: fail\n", "      transient: read\n"), stream(cancelled="fix"), TOOLS, two, HALTS)
+    lasso, _explored, complete = find_lasso(build_analysis(p))
+    cex = assert_lasso(p, lasso)
+    assert complete and cex.loop_start == len(RUN_INTO_LOOP)  # the shallowest loop: the first time round
+    assert events(cex) == RUN_INTO_LOOP + [("fix", "failed"), ("again", "failed")]
