@@ -6,13 +6,14 @@ doom loop is planned for, and the reasons a guardrail step cannot be planned."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from loopspec.language.model import Policy, Step
 from loopspec.verify import CexStep
-from loopspec.verify.cassette_plan import PlannedStep, choose_options, plan_run, simulate
+from loopspec.verify.cassette_plan import PlannedStep, choose_options, closing_path, plan_run, simulate
 from loopspec.verify.event_options import Facts, NotReplayable, Option
 from loopspec.verify.realiser import Realiser
 
@@ -157,3 +158,57 @@ def test_a_second_guardrail_in_the_run_is_planned_after_the_first() -> None:
         "repeated_exact_failure: 2 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there",
         "doom_loop: 3 tool batch(es) of 'tool_a' are played before step 6 so that the detector fires there",
     ]
+
+
+# -- closing a path that stops short of a halt ------------------------------------------------
+
+# every reply but one goes back to the model; tool calls end the turn without being run
+BACK = {
+    "text": "ask",
+    "empty": "ask",
+    "length": "ask",
+    "thinking_only": "ask",
+    "stalled": "ask",
+    "broken": "ask",
+    "cancelled": "",
+    "malformed_args": "{do: [drop_tool_calls], to: ask}",
+    "unknown_tool": "{do: [drop_tool_calls], to: ask}",
+    "tool_calls": "fail",
+}
+
+
+def closing(p: Policy, state: str, facts: Facts = Facts()) -> list[tuple[str, str, str]]:
+    cfg = dataclasses.replace(p.initial_config(), state=state)
+    return [(s.before.state, s.event.name, s.after.state) for s in closing_path(p, Realiser(p), cfg, facts)]
+
+
+def test_the_way_to_a_halt_breaks_no_property_and_takes_a_transition() -> None:
+    # one step would do, but unrun tool calls break the history and 'cancelled' has no transition
+    p = policy(CALL, stream(**BACK), TOOLS, HALTS)
+    assert closing(p, "read") == [("read", "text", "ask"), ("ask", "rate_limit", "fail")]
+
+
+def test_the_way_to_a_halt_starts_from_what_the_run_left_behind() -> None:
+    # with a call pending the batch can wait for approval; with none it can only be empty and 'ok'
+    p = policy(CALL, stream(), TOOLS.replace("ok: ask", "ok: tools"), HALTS)
+    assert closing(p, "tools", Facts(calls=("tool_a",))) == [("tools", "approval_required", "fail")]
+    assert closing(p, "tools") == [("tools", "ok", "tools")] * 3 + [("tools", "ok", "out")]
+
+
+def test_no_clean_way_to_a_halt() -> None:
+    p = policy(CALL, stream(**{k: ("read" if k != "tool_calls" else v) for k, v in BACK.items() if v}), TOOLS, HALTS)
+    with pytest.raises(NotReplayable) as info:
+        closing(p, "read")
+    assert str(info.value) == "no recordable way from 'read' to a halt"
+
+
+def test_every_planned_tool_answer_differs() -> None:
+    """So that no detector fires where the path says none does: results and failures are numbered
+    across the run."""
+    p = policy(CALL, stream(), TOOLS, HALTS, head=GUARDED)
+    ok = CexStep("tools", "ok", {"tools": []}, "ask", "tools --ok[0]--> ask")
+    failed = CexStep("tools", "failed", {"tools": []}, "ask", "tools --failed[0]--> ask")
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, ok, OPENED, CALLS, failed])
+    planned = plan_run(p, realiser, steps, options, [])
+    answers = [(r.ok, r.content) for s in planned for r in s.option.results]
+    assert answers == [(True, "result 1"), (False, "failure 2")]
