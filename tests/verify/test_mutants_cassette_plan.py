@@ -212,3 +212,25 @@ def test_every_planned_tool_answer_differs() -> None:
     planned = plan_run(p, realiser, steps, options, [])
     answers = [(r.ok, r.content) for s in planned for r in s.option.results]
     assert answers == [(True, "result 1"), (False, "failure 2")]
+
+
+def test_a_stub_may_end_the_turn_silently_only_once_the_continuation_budget_is_spent() -> None:
+    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  cont: {max: 1}\n")
+    cut = (
+        "  cut:\n    kind: stub\n    on:\n      mid_tool_call: done\n"
+        "      mid_text: [{when: {counter: cont, lt: max}, do: [{increment: cont}], to: again}, fail]\n"
+        "  again:\n    kind: continue\n    prompt: more\n    on: {done: ask}\n"
+    )
+    p = policy(CALL, stream(length="cut"), TOOLS, cut, HALTS, head=head)
+    cut_in_a_tool_call = Facts(stub=("mid_tool_call", (), False))
+
+    def from_cut(spent: int) -> list[tuple[str, str, str]]:
+        cfg = p.initial_config()
+        counters = list(cfg.counters)
+        counters[p.counter_names.index("cont")] = spent
+        cfg = dataclasses.replace(cfg, state="cut", counters=tuple(counters))
+        return [(s.before.state, s.event.name, s.after.state) for s in closing_path(p, Realiser(p), cfg, cut_in_a_tool_call)]
+
+    assert from_cut(1) == [("cut", "mid_tool_call", "done")]
+    with pytest.raises(NotReplayable):
+        from_cut(0)  # a 'completed' halt right after a cut tool call, with a continuation left
