@@ -8,18 +8,8 @@ from loopspec import load_policy
 from loopspec.verify import CexStep, Counterexample, check_policy
 
 from _paths import ROOT
-from test_check import CALL, HALTS, TOOLS, policy, stream
+from test_check import CALL, HALTS, NUDGE_LOOP as NUDGE, TOOLS, policy, stream
 
-NUDGE = """\
-  nudge:
-    kind: escalate
-    apply: [compact]
-    on: {done: again, failed: fail}
-  again:
-    kind: continue
-    prompt: more
-    on: {done: nudge}
-"""
 
 
 def test_a_lasso_from_the_checker_names_where_its_cycle_starts() -> None:

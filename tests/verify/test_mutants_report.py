@@ -15,7 +15,7 @@ from loopspec.verify import CexStep, CheckResult, Counterexample, Figure, Proper
 from loopspec.verify.report import FAIL, PASS
 
 from _paths import DEFAULT_POLICY, MACHINES, ROOT
-from test_check import CALL, HALTS, TOOLS, policy, stream
+from test_check import CALL, HALTS, NUDGE_LOOP, TOOLS, policy, stream
 
 RETRY = ROOT / "docs" / "examples" / "retry.yaml"
 
@@ -168,17 +168,7 @@ def test_a_step_shows_its_telling_attributes_only(strict: CheckResult) -> None:
 
 
 def test_a_lasso_marks_where_its_loop_starts() -> None:
-    esc = """\
-  nudge:
-    kind: escalate
-    apply: [compact]
-    on: {done: again, failed: fail}
-  again:
-    kind: continue
-    prompt: more
-    on: {done: nudge}
-"""
-    r = check_policy(policy(CALL, stream(empty="nudge"), TOOLS, esc, HALTS))
+    r = check_policy(policy(CALL, stream(empty="nudge"), TOOLS, NUDGE_LOOP, HALTS))
     lines = r.format_text().splitlines()
     start = lines.index("          counterexample:")
     assert lines[start + 1 : start + 5] == [
