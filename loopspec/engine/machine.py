@@ -165,7 +165,7 @@ class _Pool:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.moves: dict[str, dict[str, str]] = {
-            name: {source: ts[0].dest for source, ts in event.transitions.items() if ts}
+            name: {source: ts[0].dest for source, ts in event.transitions.items() if ts and ts[0].dest is not None}
             for name, event in machine.events.items()
         }
         self.idle: list[TurnModel] = []
