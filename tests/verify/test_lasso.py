@@ -180,3 +180,27 @@ def test_a_two_state_loop_entered_from_outside_is_found() -> None:
     cex = assert_lasso(p, lasso)
     assert complete and cex.loop_start == len(RUN_INTO_LOOP)  # the shallowest loop: the first time round
     assert events(cex) == RUN_INTO_LOOP + [("fix", "failed"), ("again", "failed")]
+
+
+def test_a_search_cut_right_after_the_loop_finds_it_without_looking_past_the_cut() -> None:
+    """The initial escalation pair loops at once. From the first limit that expands both of its
+    configurations (a cut that leaves a successor of the loop found but not expanded) the search
+    finds the loop, at every limit after it too, and never follows an edge out of what it expanded."""
+    from test_check import HEAD
+
+    pair = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: fix}\n")
+    p = policy(CALL, stream(), TOOLS, pair, HALTS, head=HEAD.replace("initial: ask", "initial: fix"))
+    total = enumerate_all(build_analysis(p))
+    assert total is not None
+    found_at = None
+    for limit in range(1, total.configs + 2):
+        lasso, explored, complete = find_lasso(build_analysis(p), limit=limit)
+        assert complete == (explored == total.configs)
+        if lasso is None:
+            assert found_at is None, f"found at limit {found_at}, lost at {limit}"
+            continue
+        found_at = found_at or limit
+        cex = assert_lasso(p, lasso)
+        assert events(cex) == [("fix", "failed"), ("again", "failed")] and cex.loop_start == 0, limit
+    assert found_at == 6 < total.configs  # the first limit that expands both of the loop's configurations
