@@ -98,3 +98,16 @@ def test_the_wall_time_json_names_each_part_of_the_waits() -> None:
                       "a human's approval of a tool call"],
         "turn_deadline": None,
     }
+
+
+def test_an_empty_halt_message_names_every_condition_it_needs() -> None:
+    """How the checker says when a halt's message renders empty: the event, then each condition
+    (the reply without text, an empty ``code`` string, an empty list attribute), comma-separated."""
+    from loopspec.verify.properties import EmptyWhen
+
+    assert EmptyWhen("stream", "text", ("code", "tools"), response=True).describe() == (
+        "text (a reply without visible text, code='', tools=[])"
+    )
+    assert EmptyWhen("stream", "length", (), response=True).describe() == "length (chars=0)"
+    assert EmptyWhen("call", "opened").describe() == "opened"
+    assert EmptyWhen(None, "").describe() == "the start of the turn (the initial state is this halt)"
