@@ -111,3 +111,18 @@ def test_an_empty_halt_message_names_every_condition_it_needs() -> None:
     assert EmptyWhen("stream", "length", (), response=True).describe() == "length (chars=0)"
     assert EmptyWhen("call", "opened").describe() == "opened"
     assert EmptyWhen(None, "").describe() == "the start of the turn (the initial state is this halt)"
+
+
+def test_free_event_cases_include_an_outcome_only_a_counter_at_zero_allows() -> None:
+    """The representative events of a state are drawn over counters from 0 to their caps: an
+    outcome whose guard needs a counter still at 0 (a first retry only on a 503) has its witness
+    event among them, or the abstract graph would miss that edge."""
+    from loopspec.verify.cases import event_cases_free
+
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    first = "[{when: {all: [{counter: tries, lt: 1}, {attr: status, eq: 503}]}, do: [{increment: tries}], to: ask}, fail]"
+    assert "      rate_limit: fail\n" in CALL
+    p = policy(CALL.replace("      rate_limit: fail\n", f"      rate_limit: {first}\n"), stream(), TOOLS, HALTS)
+    statuses = [e.get("status") for e in event_cases_free(p, "ask", "rate_limit")]
+    assert 503 in statuses and any(s != 503 for s in statuses)
