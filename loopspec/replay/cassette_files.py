@@ -42,9 +42,15 @@ def files_root_for(cassette_folder: str, files_root: str | None = None) -> str:
     return files_root or os.environ.get(FILES_ROOT_ENV) or cassette_folder
 
 
-@functools.lru_cache(maxsize=256)
 def _folder(folder: str) -> str:
-    """A folder's real path: a corpus names the same few folders for every one of its side files."""
+    """A folder's real path: a corpus names the same few folders for every one of its side files.
+    Remembered by absolute path, so a change of working directory (a Ray worker moves to the
+    driver's) never answers for a relative name with the folder it meant before."""
+    return _real_folder(os.path.abspath(folder))
+
+
+@functools.lru_cache(maxsize=256)
+def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 

@@ -357,3 +357,17 @@ def test_well_formed_chunks_of_every_kind_are_accepted(tmp_path: Path) -> None:
     ]
     cassette, diags = read_cassette(write(tmp_path, with_value(("interactions", 0), {"chunks": chunks})))
     assert diags == [] and cassette is not None
+
+
+def test_a_relative_files_root_is_confined_afresh_after_a_change_of_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders are remembered by absolute path: ``--files-root .`` read from another working
+    directory is another folder. Remembered by name, the second read would still accept files
+    under the first directory."""
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "s.sse").write_text(SSE)
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    inside_a = read_cassette(sse_cassette(tmp_path / "a" / "c", "../s.sse"), files_root=".")
+    assert inside_a[0] is not None, inside_a[1]
+    monkeypatch.chdir(tmp_path / "b")
+    assert "outside" in one_problem(sse_cassette(tmp_path / "b" / "c", "../../a/s.sse"), files_root=".")
