@@ -126,3 +126,17 @@ def test_free_event_cases_include_an_outcome_only_a_counter_at_zero_allows() -> 
     p = policy(CALL.replace("      rate_limit: fail\n", f"      rate_limit: {first}\n"), stream(), TOOLS, HALTS)
     statuses = [e.get("status") for e in event_cases_free(p, "ask", "rate_limit")]
     assert 503 in statuses and any(s != 503 for s in statuses)
+
+
+def test_a_wall_time_bound_below_the_deadline_is_not_credited_to_it() -> None:
+    """The report credits ``turn_deadline`` only when the bound is the deadline itself; a bound
+    that is smaller (or one without a deadline) is printed as the number alone."""
+    from loopspec.verify.wall_time import WallTime
+
+    parts = {"request_open": 60.0, "backoff": 0.5}
+    below = WallTime(120.0, 60.5, parts, (), deadline=900.0).lines()
+    assert below == ["worst-case wall time per turn: <= 120 s",
+                     "  the engine's own waits <= 60.5 s: request open 60 s, backoff 0.5 s"]
+    assert WallTime(120.0, 60.5, parts).lines()[0] == "worst-case wall time per turn: <= 120 s"
+    assert WallTime(900.0, 60.5, parts, deadline=900.0).lines()[0] == (
+        "worst-case wall time per turn: <= 900 s (settings.turn_deadline), plus delivering the halt")
