@@ -36,6 +36,7 @@ from loopspec.wire.assemble import ReplyAssembler  # noqa: E402
 from loopspec.providers.chunks import delta_from_chunk_dict, iter_sse_data  # noqa: E402
 from loopspec.replay.interactions import StreamResponse, sse_events  # noqa: E402
 from loopspec.replay.synth import reply_chunks  # noqa: E402
+from loopspec.replay.cassette_files import FILES_ROOT_ENV  # noqa: E402
 
 POLICY = load_policy(str(ROOT / "machines" / "default.yaml"))
 
@@ -102,7 +103,12 @@ def litellm_wrapper_cost(n_chars: int = 6000) -> float:
 
 
 def build_corpus(tmp: Path, n: int) -> Path:
-    """The incident corpus replicated to ``n`` cassettes under ``tmp/incidents`` (streams beside it)."""
+    """The incident corpus replicated to ``n`` cassettes under ``tmp/incidents`` (streams beside it).
+
+    The cassettes read ``../streams/*.sse``, outside their own folder, so every arm of the bench
+    widens the files root to ``tmp`` (``LOOPSPEC_FILES_ROOT``, inherited by the commands it runs);
+    without it half the corpus reads as invalid, which costs far less than a replay."""
+    os.environ[FILES_ROOT_ENV] = str(tmp)
     src = sorted((ROOT / "fixtures" / "incidents").glob("*.cassette.yaml"))
     (tmp / "streams").mkdir()
     for f in (ROOT / "fixtures" / "streams").glob("*.sse"):
@@ -145,10 +151,10 @@ def corpus_cli(n: int) -> None:
     it is the per-core cost, where wall x jobs counts the waiting too."""
     tmp = Path(tempfile.mkdtemp(prefix="loopspec-cli-corpus-"))
     policy, pre = str(ROOT / "machines" / "default.yaml"), str(ROOT / "machines" / "hermes_pre_32012.yaml")
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
     cli = [sys.executable, "-m", "loopspec"]
     try:
         cdir = build_corpus(tmp, n)
+        env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")  # after build_corpus: its files root
         startup = min(_wall(cli + ["replay", "--help"], env)[0] for _ in range(3))
         commands = {"replay": ["replay", str(cdir), "--machine", policy],
                     "diff": ["diff", policy, pre, "--corpus", str(cdir)]}
@@ -168,6 +174,14 @@ def corpus_cli(n: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _require_no_invalid(stdout: bytes, argv: list[str]) -> None:
+    """A cassette that does not read is cheap and would flatter the figures: stop the bench."""
+    invalid = stdout.count(b'"invalid"')
+    if invalid or not stdout.strip():
+        raise SystemExit(f"bench: {' '.join(argv[2:4])} read {invalid} cassette(s) as invalid "
+                         f"(or printed nothing); the figures would not be a replay's")
+
+
 def _wall(argv: list[str], env: dict[str, str], keep: set[bytes] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and every process it waited for)."""
     import resource
@@ -179,6 +193,7 @@ def _wall(argv: list[str], env: dict[str, str], keep: set[bytes] | None = None) 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if keep is not None:
         keep.add(out.stdout)
+        _require_no_invalid(out.stdout, argv)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -201,8 +216,11 @@ def profile_replay(n: int, top: int = 14) -> None:
             read_cassette(f)
         read = time.perf_counter() - t
         t = time.perf_counter()
-        run_corpus(Job("replay", (policy,)), files, jobs=1)
+        outcomes = run_corpus(Job("replay", (policy,)), files, jobs=1)
         whole = time.perf_counter() - t
+        invalid = sum(o.record.get("verdict") == "invalid" for o in outcomes)
+        if invalid:
+            raise SystemExit(f"bench: {invalid} cassette(s) read as invalid; the figures would not be a replay's")
         print(f"  in process, serial: {whole / n * 1000:.2f} ms per cassette, of which reading "
               f"{read / n * 1000:.2f} ms ({read / whole:.0%}) and replaying {(whole - read) / n * 1000:.2f} ms")
         prof = cProfile.Profile()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from .replay import add_corpus_arguments
@@ -31,8 +33,6 @@ def cmd_cover(args: argparse.Namespace) -> int:
     policy = load_or_report(args.policy, args.json)
     if policy is None:
         return EXIT_USAGE
-    if args.corpus is None and (args.jobs is not None or args.shard is not None or args.backend != "local"):
-        return fail("cover", "--jobs, --shard and --backend split a corpus: they go with --corpus DIR")
     if args.corpus is not None:
         return _measure(args, policy)
     return _generate(args, policy)
@@ -152,28 +152,37 @@ def _generate(args: argparse.Namespace, policy: Any) -> int:
         return fail("cover", f"cannot create {out}: {exc.strerror or exc}")
     disagreements: list[tuple[Any, str]] = []
     written: list[str] = []
-    for cc in result.cassettes:
-        problem = _transports_disagree(cc.cassette, policy, args.http)
-        target = out if problem is None else failures_dir
-        os.makedirs(target, exist_ok=True)
-        path = os.path.join(target, cc.cassette.file)
-        try:
-            write_cassette(cc.cassette, path)
-        except OSError as exc:
-            return fail("cover", f"cannot write {path}: {exc.strerror or exc}")
-        if problem is None:
-            written.append(path)
-        else:
-            disagreements.append((path, problem))
+    staging = tempfile.mkdtemp(prefix=".cover-staging-", dir=out)
+    try:
+        for cc in result.cassettes:
+            write_cassette(cc.cassette, os.path.join(staging, cc.cassette.file))
+        planned = {cc.cassette.file: [(s.state, s.event, s.target) for s in cc.cassette.trace] for cc in result.cassettes}
+        checked = _check_staged(args, staging, planned)
+        if isinstance(checked, int):
+            return checked
+        for staged, problem in checked.items():
+            target = out if problem is None else failures_dir
+            os.makedirs(target, exist_ok=True)
+            path = os.path.join(target, os.path.basename(staged))
+            os.replace(staged, path)
+            if problem is None:
+                written.append(path)
+            else:
+                disagreements.append((path, problem))
+    except OSError as exc:
+        return fail("cover", f"cannot write the cassettes into {out}: {exc.strerror or exc}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     covered = result.covered & set(result.reachable)
     ok = not disagreements and not still_failing
     if args.json:
         data = result.to_json()
         data.update(written=written, disagreements=[{"cassette": p, "reason": r} for p, r in disagreements],
-                    earlier_failures=still_failing, ok=ok)
+                    earlier_failures=still_failing, ok=ok, shard=str(args.shard) if args.shard else None)
         print_json(data)
     else:
-        print(f"{policy.name}: {len(written)} cassettes in {out} cover {len(covered)}/{len(result.reachable)} reachable items")
+        part = f" (shard {args.shard}: its part of the {len(result.cassettes)} generated)" if args.shard else ""
+        print(f"{policy.name}: {len(written)} cassettes in {out}{part} cover {len(covered)}/{len(result.reachable)} reachable items")
         if result.missing:
             print("not covered (no recordable run found):")
             for item, why in sorted(result.missing.items()):
@@ -193,6 +202,50 @@ def _progress_line(done: int, total: int) -> None:
     print(f"\rcover: recording witness runs {done}/{total}", end="", file=sys.stderr, flush=True)
 
 
+def _check_staged(args: argparse.Namespace, staging: str, planned: dict[str, list[tuple[str, str, str]]]) -> dict[str, str | None] | int:
+    """Replay the staged cassettes of this shard, as written, on each transport (``--jobs``
+    processes, or Ray): each file with what parted from its planned decisions (by file name in
+    ``planned``), None when both transports follow them; or the exit code after a usage error.
+    Files outside the shard are not checked, and not kept."""
+    from loopspec.replay.corpus import Job, discover, select
+
+    from .replay import run_cassettes
+
+    problems: dict[str, str | None] = {}
+    if not select(discover([staging]), args.shard):
+        return problems  # a shard the (few) generated cassettes all hashed past
+    for transport in ("inproc", "http") if args.http else ("inproc",):
+        job = Job("replay", (args.policy,), transport, with_trace=True, files_root=args.files_root)
+        outcomes, code = run_cassettes("cover", args, job, [staging], args.json, verb=f"checked ({transport})", show_failed=True)
+        if outcomes is None:
+            return int(code)
+        for o in outcomes:
+            if problems.get(o.file) is None:
+                problems[o.file] = _disagreement(transport, o.record, planned[os.path.basename(o.file)])
+    return problems
+
+
+def _disagreement(transport: str, record: dict[str, Any], want: list[tuple[str, str, str]]) -> str | None:
+    """What a replay record says went differently from the planned decisions ``want``, or from
+    the cassette's expectations (None: nothing)."""
+    got = [(s["state"], s["event"], s["target"]) for s in record.get("trace") or []]
+    if got != want:
+        return _parted(transport, got, want)
+    if record.get("verdict") != "pass" or record.get("trace_divergence"):
+        failures = record.get("failures") or [d.get("message", "") for d in record.get("diagnostics") or []]
+        if record.get("trace_divergence"):
+            failures = [f"its stored trace parts from the replay: {record['trace_divergence']['reason']}", *failures]
+        return f"{transport}: {record.get('verdict')}: {'; '.join(failures)[:300]}"
+    return None
+
+
+def _parted(transport: str, got: list[tuple[str, str, str]], want: list[tuple[str, str, str]]) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    seen = got[i] if i < len(got) else "(ended)"
+    planned = want[i] if i < len(want) else "(ended)"
+    return f"{transport}: the path parts from the planned one at step {i + 1}: {seen} instead of {planned}"
+
+
 def _transports_disagree(cassette: Any, policy: Any, http: bool) -> str | None:
     """None when the cassette replays along its stored decisions in-process (and over HTTP when
     ``http``); else what differed."""
@@ -207,10 +260,7 @@ def _transports_disagree(cassette: Any, policy: Any, http: bool) -> str | None:
                 report = await replay(cassette, policy, transport=transport)  # type: ignore[arg-type]
                 got = [(s.state, s.event, s.target) for s in report.result.trace]
                 if got != want:
-                    i = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-                    seen = got[i] if i < len(got) else "(ended)"
-                    planned = want[i] if i < len(want) else "(ended)"
-                    return f"{transport}: the path parts from the planned one at step {i + 1}: {seen} instead of {planned}"
+                    return _parted(transport, got, want)
                 if report.verdict != "pass":
                     return f"{transport}: {report.verdict}: {'; '.join(report.failures)[:300]}"
             return None

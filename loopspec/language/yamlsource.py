@@ -96,7 +96,26 @@ class YList(list):  # type: ignore[type-arg]
 
 
 class _Resolver(yaml.resolver.BaseResolver):
-    pass
+    """YAML 1.2 core-schema tags (registered below), resolved on the short path.
+
+    libyaml's parser asks the (Python) resolver about every node it composes; PyYAML's general
+    ``resolve`` also walks path resolvers and wildcard lists, which this resolver never has, and
+    that walk was a quarter of reading a cassette."""
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # no path resolvers
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:  # plain: the resolvers listed under its first character ("" for empty)
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return self.DEFAULT_SCALAR_TAG
+        return self.DEFAULT_SEQUENCE_TAG if kind is SequenceNode else self.DEFAULT_MAPPING_TAG
 
 
 # YAML 1.2 core schema resolution: no yes/no/on/off booleans, no sexagesimal numbers.
@@ -118,6 +137,8 @@ _Resolver.add_implicit_resolver(
 _Resolver.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
 )
+
+assert None not in _Resolver.yaml_implicit_resolvers  # resolve() above has no wildcard list to walk
 
 
 class _Loader(

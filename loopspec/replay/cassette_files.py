@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from collections import OrderedDict
 
 from loopspec.language.yamlsource import MAX_BYTES
 
@@ -41,16 +42,39 @@ def files_root_for(cassette_folder: str, files_root: str | None = None) -> str:
     return files_root or os.environ.get(FILES_ROOT_ENV) or cassette_folder
 
 
-@functools.lru_cache(maxsize=256)
 def _folder(folder: str) -> str:
-    """A folder's real path: a corpus names the same few folders for every one of its side files."""
+    """A folder's real path: a corpus names the same few folders for every one of its side files.
+    Remembered by absolute path, so a change of working directory (a Ray worker moves to the
+    driver's) never answers for a relative name with the folder it meant before."""
+    return _real_folder(os.path.abspath(folder))
+
+
+@functools.lru_cache(maxsize=256)
+def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 
 def _inside(folder: str, real: str) -> bool:
-    """``real`` (a resolved path) lies in ``folder``."""
+    """``real`` (a resolved path) lies in ``folder``: both are real paths, so a prefix ending at a
+    separator is enough (``commonpath`` cost a few microseconds a side file)."""
     folder = _folder(folder)
-    return os.path.commonpath([folder, real]) == folder
+    return real == folder or real.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+
+
+def _resolved(full: str) -> str:
+    """``os.path.realpath(full)``, with the folder part remembered: the file itself is looked at
+    afresh (a symlink is followed all the way), but a corpus's cassettes name the same few stream
+    folders, and resolving them again costs a stat per path component, for every side file."""
+    folder, leaf = os.path.split(full)
+    if leaf in ("", ".", ".."):
+        return os.path.realpath(full)
+    try:
+        mode = os.lstat(full).st_mode
+    except OSError:
+        return os.path.realpath(full)
+    if stat.S_ISLNK(mode):
+        return os.path.realpath(full)
+    return os.path.join(_folder(folder or "."), leaf)
 
 
 def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, str]:
@@ -58,7 +82,7 @@ def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, 
     stopped the read; it must stay inside ``base`` or ``root``. The file's own path is resolved
     afresh on every read (``..`` and symlinks included); only the folders' are remembered."""
     full = os.path.join(base, name)
-    real = os.path.realpath(full)
+    real = _resolved(full)
     if not (_inside(base, real) or _inside(root, real)):
         where = "the cassette's folder" if _folder(root) == _folder(base) else f"the cassette's folder and {root}"
         return (f"it is outside {where} (after following '..' and symlinks)", OUTSIDE_HINT), ""
@@ -68,14 +92,35 @@ def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, 
         fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         return (exc.strerror or str(exc), "sse_file is relative to the cassette's folder"), ""
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return ("it is not a regular file (a device, FIFO or folder)", "point sse_file at a file of recorded SSE text"), ""
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    text = _TEXTS.get(key)
+    if text is not None:
+        os.close(fd)
+        _TEXTS.move_to_end(key)
+        return None, text
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read(MAX_SIDE_FILE_BYTES + 1)
     if len(raw) > MAX_SIDE_FILE_BYTES:
         return (f"it is larger than {MAX_SIDE_FILE_BYTES // (1024 * 1024)} MiB", "split the stream, or trim the recording"), ""
     try:
-        return None, raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return (f"it is not UTF-8 text ({exc.reason} at byte {exc.start})", "SSE is text; save the file as UTF-8"), ""
+    if len(raw) <= _TEXT_CACHE_MAX_FILE:
+        _TEXTS[key] = text
+        if len(_TEXTS) > _TEXT_CACHE_FILES:
+            _TEXTS.popitem(last=False)
+    return None, text
+
+
+_TEXT_CACHE_FILES = 64
+_TEXT_CACHE_MAX_FILE = 256 * 1024
+_TEXTS: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+"""Side files read lately, by the identity and version of the file opened (device, inode, size,
+modification time): the cassettes of a corpus, and the interactions of one long cassette, name the
+same few recorded streams. Every read still resolves, confines and opens the file; only reading and
+decoding an unchanged file is skipped. At most 64 files of up to 256 KiB are kept."""

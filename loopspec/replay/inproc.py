@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from loopspec.language.errors import LoopspecError
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
@@ -56,7 +57,7 @@ def recorded_error(status: int, body: Any, headers: Mapping[str, str]) -> Record
     return (Timeout if status == 504 else RecordedHTTPError)(status, body, headers)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Item:
     pause: float
     delta: Delta | None = None
@@ -66,7 +67,7 @@ class _Item:
 class ReplayStream:
     """An opened recorded response; implements the pause protocol for the virtual clock."""
 
-    def __init__(self, items: list[_Item]) -> None:
+    def __init__(self, items: Sequence[_Item]) -> None:
         self._items = items
         self._pos = 0
 
@@ -83,19 +84,37 @@ class ReplayStream:
         self._pos += 1
         if item.broken is not None:
             self._pos = len(self._items)
-            raise item.broken
+            raise _fresh(item.broken)
         return item.delta
 
     async def aclose(self) -> None:
         self._pos = len(self._items)
 
 
-def stream_items(resp: StreamResponse) -> list[_Item]:
+def _fresh(broken: StreamBroken) -> StreamBroken:
+    """A new exception for each raise: the items are shared between replays, and a raised
+    instance collects the traceback and context of every place it is raised."""
+    new = type(broken)(broken.event)
+    new.__cause__ = broken.__cause__
+    return new
+
+
+def stream_items(resp: StreamResponse) -> Sequence[_Item]:
     """A recorded stream response as the items :class:`ReplayStream` plays: each delta with the pause
     before it, and the ``StreamBroken`` that ends a broken stream. The checker reads streams through
-    it too, to see what the classifier will."""
+    it too, to see what the classifier will. Never modify what it returns: raw SSE responses are
+    parsed once per process and shared (see :func:`_sse_items`)."""
     if resp.chunks is not None:
         return _items_for_chunks(resp)
+    return _sse_items(resp)
+
+
+@functools.lru_cache(maxsize=256)
+def _sse_items(resp: StreamResponse) -> tuple[_Item, ...]:
+    """Raw SSE parsed once per process: ``diff`` replays every cassette twice, and the cassettes of
+    a corpus often share their recorded streams (``sse_file``). The key is the whole response
+    (text, faults and pauses; it is frozen), so equal responses share one parse; at most 256 are
+    kept, a few MiB for the largest streams a cassette may hold."""
     items: list[_Item] = []
     pause = 0.0
     for step in stream_plan(resp):
@@ -104,17 +123,17 @@ def stream_items(resp: StreamResponse) -> list[_Item]:
             continue
         if isinstance(step, Disconnect):
             items.append(_Item(pause, broken=StreamBroken.make("disconnect", "connection dropped mid-stream")))
-            return items
+            return tuple(items)
         try:
             for obj in iter_sse_data(step):  # in-band error objects raise StreamBroken
                 items.append(_Item(pause, delta=delta_from_chunk_dict(obj)))
                 pause = 0.0
         except StreamBroken as exc:
             items.append(_Item(pause, broken=exc))
-            return items
+            return tuple(items)
     if pause:
         items.append(_Item(pause, delta=None))  # a stall after the last event still stalls
-    return items
+    return tuple(items)
 
 
 def _items_for_chunks(resp: StreamResponse) -> list[_Item]:

@@ -8,6 +8,8 @@ transport plays it.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from dataclasses import dataclass, field
@@ -84,7 +86,15 @@ class StreamResponse:
 
     def pause_at(self, k: int) -> float:
         """Seconds of waiting right after the k-th data event."""
-        return sum(p.seconds for p in self.all_pauses() if p.after == k)
+        return self._waits.get(k, 0.0)
+
+    @functools.cached_property
+    def _waits(self) -> dict[int, float]:
+        """Seconds of waiting by position, summed once: a replay asks after every chunk."""
+        waits: dict[int, float] = {}
+        for p in self.all_pauses():
+            waits[p.after] = waits.get(p.after, 0.0) + p.seconds
+        return waits
 
     def __post_init__(self) -> None:
         if not isinstance(self.pauses, tuple):
@@ -96,7 +106,7 @@ class StreamResponse:
         if self.chunks is not None:  # one data event per chunk; no need to render them
             n_data = len(self.chunks)
         else:
-            n_data = sum(1 for ev in sse_events(self) if is_data_event(ev))
+            n_data = _data_events_in(self.sse)  # type: ignore[arg-type]
         for name in ("stall_after", "disconnect_after"):
             k = getattr(self, name)
             if k is not None and not 0 <= k <= n_data:
@@ -188,6 +198,13 @@ def split_sse(raw: bytes) -> list[bytes]:
 def is_data_event(event: bytes) -> bool:
     """True if the event carries a ``data:`` line (comments and bare ``event:`` lines do not count)."""
     return _DATA_LINE.search(event) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _data_events_in(sse: str) -> int:
+    """How many data events raw SSE text holds, counted once per text: the cassettes of a corpus
+    (and the interactions of one long cassette) often replay the same recorded stream."""
+    return sum(1 for ev in split_sse(sse.encode("utf-8")) if is_data_event(ev))
 
 
 def sse_events(resp: StreamResponse) -> list[bytes]:

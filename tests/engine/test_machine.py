@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from transitions import EventData
+from transitions import EventData, MachineError
 
 from loopspec import (
     Event,
@@ -212,6 +212,22 @@ def test_the_machine_refuses_a_move_the_policy_does_not_declare() -> None:
     try:
         with pytest.raises(AttributeError, match="call_model:nonsense:0"):
             model.trigger("call_model:nonsense:0")  # type: ignore[attr-defined]
+    finally:
+        model.release()
+
+
+def test_a_turn_without_callbacks_refuses_a_move_from_the_wrong_state() -> None:
+    """The plain path moves by the machine's declared moves, not by trusting the step: a step
+    computed from another state is refused, exactly as transitions' own trigger refuses it."""
+    opened = POLICY.step(POLICY.initial_config(), Event("opened", {}))
+    model = TurnModel.acquire(POLICY)
+    try:
+        model.perform(opened)
+        with pytest.raises(MachineError, match=f"from state {opened.after.state}"):
+            model.perform(opened)  # the same move again, now from where it landed
+        with pytest.raises(MachineError, match=f"from state {opened.after.state}"):
+            model.trigger(trigger_name(opened))  # transitions' own answer is the same refusal
+        assert model.state == opened.after.state
     finally:
         model.release()
 

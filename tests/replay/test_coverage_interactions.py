@@ -68,3 +68,18 @@ def test_an_error_event_is_read_as_an_error() -> None:
     assert fold_stream(StreamResponse(sse=sse)) == {"error": {"message": "overloaded"}}
     keyed = 'event: error\ndata: {"error": {"message": "x"}}\n\n'
     assert stream_chunks(StreamResponse(sse=keyed)) == [{"error": {"message": "x"}}]
+
+
+def test_pauses_at_one_position_add_up_in_process_as_over_http() -> None:
+    """A stall and a pause after the same data event are one wait of their sum, on the in-process
+    items as in the server's plan (which waits out every pause in turn)."""
+    from loopspec.replay.inproc import stream_items
+    from loopspec.replay.interactions import Pause
+    from loopspec.replay.synth import reply_chunks
+
+    chunks = tuple(reply_chunks("one two three", piece=4))
+    resp = StreamResponse(chunks=chunks, stall_after=1, stall_seconds=2.0, pauses=(Pause(1, 3.0), Pause(2, 0.5)))
+    assert [resp.pause_at(k) for k in range(4)] == [0.0, 5.0, 0.5, 0.0]
+    assert [item.pause for item in stream_items(resp)][:3] == [0.0, 5.0, 0.5]
+    served = [step.seconds for step in stream_plan(resp) if isinstance(step, Stall)]
+    assert sum(served) == 5.5

@@ -224,6 +224,49 @@ def test_sse_file_cannot_follow_a_symlink_out(tmp_path: Path) -> None:
     assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "link.sse"))
 
 
+def test_sse_file_cannot_go_out_through_a_symlinked_folder(tmp_path: Path) -> None:
+    """The folders of a side file's path are resolved too (and remembered): a folder inside the
+    cassette's folder that links out is outside, and a symlinked file inside a plain folder is
+    still followed."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.sse").write_text(SSE)
+    (tmp_path / "c" / "plain").mkdir(parents=True)
+    (tmp_path / "c" / "plain" / "ok.sse").write_text(SSE)
+    (tmp_path / "c" / "plain" / "link.sse").symlink_to(tmp_path / "outside" / "secret.sse")
+    (tmp_path / "c" / "sub").symlink_to(tmp_path / "outside")
+    cassette, diags = read_cassette(sse_cassette(tmp_path / "c", "plain/ok.sse"))
+    assert diags == [] and cassette is not None
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "sub/secret.sse"))
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "plain/link.sse"))
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "plain/../../outside/secret.sse"))
+
+
+def test_sse_file_cannot_reach_a_sibling_folder_whose_name_starts_alike(tmp_path: Path) -> None:
+    """``c-evil`` is not inside ``c``, though its path starts with it."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c-evil").mkdir()
+    (tmp_path / "c-evil" / "s.sse").write_text(SSE)
+    assert "outside the cassette's folder" in one_problem(sse_cassette(tmp_path / "c", "../c-evil/s.sse"))
+
+
+def test_a_side_file_rewritten_between_two_reads_is_read_anew(tmp_path: Path) -> None:
+    """Side files read lately are remembered by the file's identity and version: a rewrite (new
+    size or modification time) is read again, never served from memory."""
+    import os
+
+    (tmp_path / "s.sse").write_text(SSE)
+    path = sse_cassette(tmp_path, "s.sse")
+    first, _ = read_cassette(path)
+    other = SSE.replace('"hi"', '"yo"')  # the same size: only the modification time tells
+    assert other != SSE and len(other) == len(SSE)
+    (tmp_path / "s.sse").write_text(other)
+    st = (tmp_path / "s.sse").stat()
+    os.utime(tmp_path / "s.sse", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    second, _ = read_cassette(path)
+    assert first is not None and second is not None
+    assert first.interactions[0].sse == SSE and second.interactions[0].sse == other  # type: ignore[union-attr]
+
+
 def test_the_user_can_widen_the_files_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "streams").mkdir()
     (tmp_path / "streams" / "s.sse").write_text(SSE)
@@ -314,3 +357,17 @@ def test_well_formed_chunks_of_every_kind_are_accepted(tmp_path: Path) -> None:
     ]
     cassette, diags = read_cassette(write(tmp_path, with_value(("interactions", 0), {"chunks": chunks})))
     assert diags == [] and cassette is not None
+
+
+def test_a_relative_files_root_is_confined_afresh_after_a_change_of_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders are remembered by absolute path: ``--files-root .`` read from another working
+    directory is another folder. Remembered by name, the second read would still accept files
+    under the first directory."""
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "s.sse").write_text(SSE)
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    inside_a = read_cassette(sse_cassette(tmp_path / "a" / "c", "../s.sse"), files_root=".")
+    assert inside_a[0] is not None, inside_a[1]
+    monkeypatch.chdir(tmp_path / "b")
+    assert "outside" in one_problem(sse_cassette(tmp_path / "b" / "c", "../../a/s.sse"), files_root=".")

@@ -33,7 +33,7 @@ from loopspec.verify.abstract_graph import monitor_signature
 from loopspec.verify.abstraction import build_analysis, event_cases
 from loopspec.verify.cases import ABSENT, SAT, UNKNOWN, UNSAT, attr_witness, case_steps, counter_witness
 
-from test_check import CALL, HALTS, TOOLS, policy, stream
+from test_check import CALL, HALTS, NUDGE_LOOP as LOOP, TOOLS, policy, stream
 
 
 def holds(atom: AttrTest, value: Any) -> bool:
@@ -472,16 +472,6 @@ def test_check_gives_a_verdict_whatever_the_guards(site: tuple[str, str, str]) -
 
 # --------------------------------------------------------------------------- end to end
 
-LOOP = """\
-  nudge:
-    kind: escalate
-    apply: [compact]
-    on: {done: again, failed: fail}
-  again:
-    kind: continue
-    prompt: more
-    on: {done: nudge}
-"""
 
 
 def call_with(rate_limit: str) -> str:

@@ -256,6 +256,19 @@ TOOLS = """\
 """
 
 
+NUDGE_LOOP = """\
+  nudge:
+    kind: escalate
+    apply: [compact]
+    on: {done: again, failed: fail}
+  again:
+    kind: continue
+    prompt: more
+    on: {done: nudge}
+"""
+"""An escalation and a continuation that send the turn to each other forever, no model call between."""
+
+
 def policy(*parts: str, head: str = HEAD):  # type: ignore[no-untyped-def]
     return load_policy_text(head + "states:\n" + "".join(parts), "inline.yaml")
 
@@ -271,17 +284,7 @@ def test_inline_baseline_is_proven_exactly() -> None:
 
 
 def test_unbounded_loop_without_a_model_call_fails_halts_with_a_lasso() -> None:
-    esc = """\
-  nudge:
-    kind: escalate
-    apply: [compact]
-    on: {done: again, failed: fail}
-  again:
-    kind: continue
-    prompt: more
-    on: {done: nudge}
-"""
-    r = check_policy(policy(CALL, stream(empty="nudge"), TOOLS, esc, HALTS))
+    r = check_policy(policy(CALL, stream(empty="nudge"), TOOLS, NUDGE_LOOP, HALTS))
     assert r.exit_code == 1 and "halts" in r.failed
     cex = r.properties["halts"].counterexample
     assert cex is not None and cex.concrete and cex.loop_start is not None

@@ -4,6 +4,8 @@ proves unreachable is listed, not counted; a corpus's coverage is measured item 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -197,6 +199,53 @@ def test_a_corpus_is_measured_alike_on_any_number_of_processes_and_shards(tmp_pa
         assert sorted(one["fired"].get(item, []) + two["fired"].get(item, [])) == sorted(names)
 
 
+def test_generated_cassettes_are_checked_alike_on_any_number_of_processes_and_split_by_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--jobs and --shard for generating: two processes write the serial run's cassettes, byte for
+    byte, and the shards write disjoint parts whose union is the whole set."""
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+
+    def generate(name: str, *extra: str) -> dict[str, str]:
+        out = tmp_path / name
+        assert main(["cover", str(policy_file), str(out), "--no-http", "--json", *extra]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["ok"] is True and data["disagreements"] == []
+        assert not [p for p in out.iterdir() if p.name.startswith(".cover-staging")]
+        return {Path(f).name: Path(f).read_text() for f in find_cassettes([str(out)])}
+
+    serial, pooled = generate("serial", "--jobs", "1"), generate("pooled", "--jobs", "2")
+    one, two = generate("one", "--shard", "1/2"), generate("two", "--shard", "2/2")
+    assert pooled == serial and len(serial) > 1
+    assert not set(one) & set(two) and {**one, **two} == serial
+
+
+def test_a_generated_cassette_that_parts_from_its_path_goes_to_failures_with_the_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check replays what was written: a cassette whose stored decisions the replay does not
+    follow is a disagreement, written under failures/ with the step where the paths part."""
+    from loopspec.replay import cassette_writer
+
+    policy_file = tmp_path / "small.yaml"
+    policy_file.write_text(SMALL)
+    real = cassette_writer.write_cassette
+
+    def planted(c: Any, path: str) -> None:  # every written cassette loses its last recorded answer
+        real(dataclasses.replace(c, interactions=c.interactions[:-1], tool_results=()), path)
+
+    monkeypatch.setattr(cassette_writer, "write_cassette", planted)
+    monkeypatch.setattr("loopspec.replay.cassette.write_cassette", planted)
+    out = tmp_path / "covering"
+    assert main(["cover", str(policy_file), str(out), "--no-http", "--json", "--jobs", "2"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False and data["written"] == [] and len(data["disagreements"]) == len(data["cassettes"])
+    for d in data["disagreements"]:
+        assert "/failures/" in d["cassette"] and Path(d["cassette"]).exists() and d["reason"].startswith("inproc: ")
+    assert any("the path parts from the planned one at step " in d["reason"] for d in data["disagreements"])
+
+
 def test_items_read_from_a_trace_record_are_the_items_of_its_steps() -> None:
     """A corpus measured on worker processes reads the trace records they hand back; those must
     give exactly the items the steps themselves give, for every cassette of the incident corpus."""
@@ -212,7 +261,6 @@ def test_items_read_from_a_trace_record_are_the_items_of_its_steps() -> None:
 
 @pytest.mark.parametrize("argv,message", [
     (["cover", "{p}"], "give either OUT"),
-    (["cover", "{p}", "out", "--jobs", "2"], "they go with --corpus DIR"),
     (["cover", "{p}", "out", "--corpus", "x"], "give either OUT"),
     (["cover", "{p}", "--corpus", "{p}"], "is not a folder"),
     (["cover", "{p}", "--corpus", ".", "--min-coverage", "101"], "must be a percentage between 0 and 100"),

@@ -141,3 +141,66 @@ def test_check_falls_back_to_the_abstract_loop(monkeypatch: pytest.MonkeyPatch) 
     assert cex is not None and not cex.concrete and cex.loop_start is not None
     assert cex.steps[cex.loop_start].state == cex.steps[-1].to
     assert r.exploration["concrete_configs"] >= 7
+
+
+def test_the_search_limit_counts_configurations_held_not_expanded() -> None:
+    """``limit`` bounds the configurations the search holds: at exactly the policy's number of
+    configurations the last one found is never expanded, so the search is not exhaustive; one more
+    and it is."""
+    total = enumerate_all(build_analysis(policy(*HALTING)))
+    assert total is not None
+    _, explored, complete = find_lasso(build_analysis(policy(*HALTING)), limit=total.configs)
+    assert not complete and explored < total.configs
+    assert find_lasso(build_analysis(policy(*HALTING)), limit=total.configs + 1)[1:] == (total.configs, True)
+
+
+def test_a_loop_back_to_the_initial_configuration_is_found() -> None:
+    """An initial state that is not a call can come back to the very first configuration (no call
+    counted in between): the search must recognise the start as the loop's target."""
+    from test_check import HEAD
+
+    p = policy(CALL, stream(), TOOLS, "  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: fix, failed: fix}\n",
+               HALTS, head=HEAD.replace("initial: ask", "initial: fix"))
+    lasso, explored, complete = find_lasso(build_analysis(p))
+    cex = assert_lasso(p, lasso)
+    assert cex.loop_start == 0 and events(cex) == [("fix", "done")]
+    assert (explored, complete) == (1, True)
+    assert check_policy(p, enumerate_limit=0).properties["halts"].status == "fail"
+
+
+def test_a_two_state_loop_entered_from_outside_is_found() -> None:
+    """The loop's entry has two predecessors (the way in and the loop's other state), the other
+    state one, and the way in is reached by two events: trimming the configurations no cycle goes
+    through (by counting their predecessors down) must keep both of the loop's."""
+    two = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: fail, failed: again}\n"
+           "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: fail, failed: fix}\n")
+    assert "      transient: fail\n" in CALL
+    p = policy(CALL.replace("      transient: fail\n", "      transient: read\n"), stream(cancelled="fix"), TOOLS, two, HALTS)
+    lasso, _explored, complete = find_lasso(build_analysis(p))
+    cex = assert_lasso(p, lasso)
+    assert complete and cex.loop_start == len(RUN_INTO_LOOP)  # the shallowest loop: the first time round
+    assert events(cex) == RUN_INTO_LOOP + [("fix", "failed"), ("again", "failed")]
+
+
+def test_a_search_cut_right_after_the_loop_finds_it_without_looking_past_the_cut() -> None:
+    """The initial escalation pair loops at once. From the first limit that expands both of its
+    configurations (a cut that leaves a successor of the loop found but not expanded) the search
+    finds the loop, at every limit after it too, and never follows an edge out of what it expanded."""
+    from test_check import HEAD
+
+    pair = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: fix}\n")
+    p = policy(CALL, stream(), TOOLS, pair, HALTS, head=HEAD.replace("initial: ask", "initial: fix"))
+    total = enumerate_all(build_analysis(p))
+    assert total is not None
+    found_at = None
+    for limit in range(1, total.configs + 2):
+        lasso, explored, complete = find_lasso(build_analysis(p), limit=limit)
+        assert complete == (explored == total.configs)
+        if lasso is None:
+            assert found_at is None, f"found at limit {found_at}, lost at {limit}"
+            continue
+        found_at = found_at or limit
+        cex = assert_lasso(p, lasso)
+        assert events(cex) == [("fix", "failed"), ("again", "failed")] and cex.loop_start == 0, limit
+    assert found_at == 6 < total.configs  # the first limit that expands both of the loop's configurations

@@ -1,0 +1,109 @@
+"""Runs read off the abstract graph (loopspec/verify/abstract_runs.py), written against the
+survivors of its mutation run: the abstract lasso shown when no concrete one is found goes round
+the unbounded cycle itself, not a shorter bounded one through the same node; and the guide of the
+guided search keeps exactly the edges a world model lets happen on some run from the start."""
+
+from __future__ import annotations
+
+from loopspec.language.model import Step
+from loopspec.verify.abstract_graph import Graph, build_graph
+from loopspec.verify.abstract_runs import abstract_loop, usable_edges
+from loopspec.verify.abstraction import build_analysis
+from loopspec.verify.termination import eliminate
+
+from test_check import CALL, HALTS, TOOLS, policy, stream
+
+# nudge <-> again loops with nothing to bound it; nudge's own retry is a shorter cycle through the
+# same abstract node, but the tries counter bounds it
+NUDGE = """\
+  nudge:
+    kind: escalate
+    apply: [compact]
+    on:
+      done: again
+      failed: [{when: {counter: tries, lt: max}, do: [{increment: tries}], to: nudge}, fail]
+  again:
+    kind: continue
+    prompt: more
+    on: {done: nudge}
+"""
+
+
+def graph(*parts: str) -> tuple[object, Graph]:
+    an = build_analysis(policy(*parts))
+    return an, build_graph(an)
+
+
+def test_the_abstract_lasso_repeats_the_unbounded_cycle() -> None:
+    an, g = graph(CALL, stream(empty="nudge"), TOOLS, NUDGE, HALTS)
+    term = eliminate(an, g)  # type: ignore[arg-type]
+    assert not term.halts
+    cex = abstract_loop(an, g, term)  # type: ignore[arg-type]
+    assert cex is not None
+    # which abstract copy of the loop (backstop phases) is shown is the checker's choice; its shape is not
+    start = cex.loop_start
+    assert start is not None and start > 0
+    assert [(s.state, s.event, s.transition) for s in cex.steps[start:]] == [
+        ("nudge", "done", "nudge --done[0]--> again"),
+        ("again", "done", "again --done[0]--> nudge"),
+    ]
+    assert cex.steps[0].state == "ask" and cex.steps[start - 1].to == "nudge"
+    assert [a.to for a in cex.steps[:-1]] == [b.state for b in cex.steps[1:]]
+    assert cex.to_json() | {"steps": None} == {
+        "steps": None,
+        "end": "nudge",
+        "concrete": False,
+        "loop_start": start,
+        "note": "abstract: the cycle repeats from loop_start",
+    }
+
+
+def test_no_abstract_lasso_when_every_loop_is_bounded() -> None:
+    an, g = graph(CALL, stream(), TOOLS, HALTS)
+    assert abstract_loop(an, g, eliminate(an, g)) is None  # type: ignore[arg-type]
+
+
+class TwoStepsNoTools:
+    """A world in which a turn takes at most two steps and the model never asks for tools."""
+
+    def start(self) -> int:
+        return 0
+
+    def advance(self, taken: int, step: Step) -> int | None:
+        if taken >= 2 or step.event.name == "tool_calls":
+            return None
+        return taken + 1
+
+
+class Anything:
+    """A world that lets every step happen, and counts how often it is asked."""
+
+    def __init__(self, most: int) -> None:
+        self.asked = 0
+        self.most = most
+
+    def start(self) -> str:
+        return "any"
+
+    def advance(self, w: str, step: Step) -> str:
+        self.asked += 1
+        assert self.asked <= self.most, "an abstract edge was put to the world twice from the same world state"
+        return w
+
+
+def test_usable_edges_are_those_the_world_allows_on_a_run_from_the_start() -> None:
+    _an, g = graph(CALL, stream(), TOOLS, HALTS)
+    first = g.out[g.initial]
+    read = {e.dst for e in first if e.dst.state == "read"}
+    usable = usable_edges(g, TwoStepsNoTools())
+    assert usable == {e.index for e in first} | {e.index for e in g.edges if e.src in read and e.step.event.name != "tool_calls"}
+    labels = {g.edges[i].label for i in usable}
+    assert "ask --opened[0]--> read" in labels and "read --text[0]--> done" in labels
+    assert not any(label.startswith(("read --tool_calls", "tools ")) for label in labels)
+
+
+def test_a_world_that_allows_everything_is_asked_once_per_edge() -> None:
+    _an, g = graph(CALL, stream(), TOOLS, HALTS)
+    world = Anything(len(g.edges))
+    assert usable_edges(g, world) == {e.index for e in g.edges}
+    assert world.asked == len(g.edges)

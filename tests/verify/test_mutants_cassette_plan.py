@@ -1,0 +1,236 @@
+"""Planning the cassette of a counterexample that ends in a tool-loop guardrail
+(loopspec/verify/cassette_plan.py), written against the survivors of its mutation run: the
+rounds inserted before the guardrail's own round (each a model call, a reply calling the tool and
+its batch, with the events the classifier reports for them), the note that says so, the period a
+doom loop is planned for, and the reasons a guardrail step cannot be planned."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from loopspec.language.model import Policy, Step
+from loopspec.verify import CexStep
+from loopspec.verify.cassette_plan import PlannedStep, choose_options, closing_path, plan_run, simulate
+from loopspec.verify.event_options import Facts, NotReplayable, Option
+from loopspec.verify.realiser import Realiser
+
+from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
+
+GUARDED = HEAD + (
+    "guardrails:\n"
+    "  repeated_exact_failure: {threshold: 2, verdict: halt}\n"
+    "  doom_loop: {threshold: 2, verdict: halt, max_period: 3}\n"
+)
+# a doom loop of period 2 or more ends the turn; the guard makes the planner pick such a period
+DOOM = TOOLS.replace("      doom_loop: fail\n", "      doom_loop: [{when: {attr: period, ge: 2}, to: fail}, fail]\n")
+OPENED = CexStep("ask", "opened", {}, "read", "ask --opened[0]--> read")
+CALLS = CexStep("read", "tool_calls", {"tools": [], "count": 0, "chars": 0}, "tools", "read --tool_calls[0]--> tools")
+
+
+def guard_step(code: str, to: str = "fail", **attrs: Any) -> CexStep:
+    return CexStep("tools", code, {"tool": "", "verdict": "halt", **attrs}, to, f"tools --{code}[0]--> {to}")
+
+
+def planned_for(p: Policy, cex: list[CexStep]) -> tuple[Realiser, list[Step], list[Option]]:
+    steps = simulate(p, cex)
+    realiser = Realiser(p)
+    chosen = choose_options(realiser, steps, Facts(), None)
+    assert chosen is not None
+    return realiser, steps, chosen[0]
+
+
+def shown(planned: list[PlannedStep]) -> list[tuple[Any, ...]]:
+    """Everything a planned step holds but the recorded reply itself (whether there is one)."""
+    out = []
+    for p in planned:
+        o = p.option
+        results = [(r.tool, r.ok, r.content, r.args) for r in o.results]
+        out.append((p.state, p.event.name, dict(p.event.attrs), p.to, p.transition, p.inserted,
+                    dict(o.attrs), o.text, o.calls, o.tools, results, o.interaction is not None))
+    return out
+
+
+def inserted_round(result: tuple[bool, str, str]) -> list[tuple[Any, ...]]:
+    ok, content, args = result
+    calls = {"tools": ["tool_a"], "count": 1, "chars": 0}
+    batch = {"tools": ["tool_a"]}
+    return [
+        ("ask", "opened", {}, "read", None, True, {}, False, (), (), [], False),
+        ("read", "tool_calls", calls, "tools", None, True, calls, False, ("tool_a",), ("tool_a",), [], True),
+        ("tools", "ok" if ok else "failed", batch, "ask", None, True, batch, None, (), (), [("tool_a", ok, content, args)], False),
+    ]
+
+
+def own_round(event: str, attrs: dict[str, Any], result: tuple[bool, str, str]) -> list[tuple[Any, ...]]:
+    calls = {"tools": ["tool_a"], "count": 1, "chars": 0}
+    return [
+        ("ask", "opened", {}, "read", "ask --opened[0]--> read", False, {}, False, (), (), [], False),
+        ("read", "tool_calls", calls, "tools", "read --tool_calls[0]--> tools", False, calls, False, ("tool_a",), ("tool_a",), [], True),
+        ("tools", event, attrs, "fail", f"tools --{event}[0]--> fail", False, attrs, None, (), (), [("tool_a", *result)], False),
+    ]
+
+
+def test_a_repeated_failure_is_preceded_by_the_batches_that_make_it_fire() -> None:
+    p = policy(CALL, stream(), TOOLS, HALTS, head=GUARDED)
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, guard_step("repeated_exact_failure")])
+    notes: list[str] = []
+    planned = plan_run(p, realiser, steps, options, notes)
+    failure = (False, "the same failure", "{}")
+    assert shown(planned) == [
+        *inserted_round(failure),
+        *inserted_round((True, "scripted result 0", '{"other": 0}')),
+        *own_round("repeated_exact_failure", {"tool": "tool_a", "verdict": "halt"}, failure),
+    ]
+    assert notes == ["repeated_exact_failure: 2 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there"]
+
+
+def test_a_doom_loop_is_planned_for_the_period_the_path_asks_for() -> None:
+    p = policy(CALL, stream(), DOOM, HALTS, head=GUARDED)
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, guard_step("doom_loop", period=2)])
+    notes: list[str] = []
+    planned = plan_run(p, realiser, steps, options, notes)
+    cycle, same = (True, "cycle result 0", '{"step": 0}'), (True, "the same result", "{}")
+    assert shown(planned) == [
+        *inserted_round(cycle),
+        *inserted_round(same),
+        *inserted_round(cycle),
+        *own_round("doom_loop", {"tool": "tool_a", "verdict": "halt", "period": 2}, same),
+    ]
+    assert notes == ["doom_loop: 3 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there"]
+
+
+def plan_error(p: Policy, steps: list[Step], options: list[Option]) -> str:
+    with pytest.raises(NotReplayable) as info:
+        plan_run(p, Realiser(p), steps, options, [])
+    return str(info.value)
+
+
+def test_a_guardrail_on_a_tool_no_reply_called_cannot_be_planned() -> None:
+    p = policy(CALL, stream(), DOOM, HALTS, head=GUARDED)
+    _r, steps, options = planned_for(p, [OPENED, CALLS, guard_step("doom_loop", period=2)])
+    other = Option({"tool": "other", "verdict": "halt", "period": 2}, guard="doom_loop")
+    assert plan_error(p, steps, [*options[:2], other]) == "no sequence of tool batches makes 'doom_loop' fire on 'other' first"
+
+
+def test_a_guardrail_needs_a_reply_that_called_tools_right_before_it() -> None:
+    p = policy(CALL, stream(), DOOM, HALTS, head=GUARDED)
+    _r, steps, options = planned_for(p, [OPENED, CALLS, guard_step("doom_loop", period=2)])
+    no_calls = [options[0], Option({"tools": [], "count": 0, "chars": 0}), options[2]]
+    assert plan_error(p, steps, no_calls) == "'doom_loop' fires on a tool batch, and step 3 does not follow one"
+
+
+def test_a_guardrail_after_a_stream_no_model_call_opened_cannot_be_planned() -> None:
+    # the reply is read in a stream state an escalation went to, not after a model call
+    esc = "  nudge:\n    kind: escalate\n    apply: [disable_tools]\n    on: {done: read, failed: fail}\n"
+    p = policy(CALL, stream(empty="nudge"), TOOLS, esc, HALTS, head=GUARDED)
+    cex = [
+        OPENED,
+        CexStep("read", "empty", {}, "nudge", "read --empty[0]--> nudge"),
+        CexStep("nudge", "done", {}, "read", "nudge --done[0]--> read"),
+        CALLS,
+        guard_step("repeated_exact_failure"),
+    ]
+    _r, steps, options = planned_for(p, cex)
+    assert plan_error(p, steps, options) == "'repeated_exact_failure' fires on a tool batch, and step 5 does not follow one"
+
+
+def test_a_guardrail_on_the_turns_second_step_cannot_be_planned() -> None:
+    # the turn starts by reading a stream; after the guardrail a model call opens
+    head = GUARDED.replace("initial: ask", "initial: read")
+    p = policy(CALL, stream(), TOOLS.replace("repeated_exact_failure: fail", "repeated_exact_failure: ask"), HALTS, head=head)
+    cex = [CALLS, guard_step("repeated_exact_failure", to="ask"), OPENED]
+    _r, steps, options = planned_for(p, cex)
+    assert plan_error(p, steps, options) == "'repeated_exact_failure' fires on a tool batch, and step 2 does not follow one"
+
+
+def test_a_second_guardrail_in_the_run_is_planned_after_the_first() -> None:
+    p = policy(CALL, stream(), DOOM.replace("repeated_exact_failure: fail", "repeated_exact_failure: ask"), HALTS, head=GUARDED)
+    cex = [OPENED, CALLS, guard_step("repeated_exact_failure", to="ask"), OPENED, CALLS, guard_step("doom_loop", period=2)]
+    realiser, steps, options = planned_for(p, cex)
+    notes: list[str] = []
+    planned = plan_run(p, realiser, steps, options, notes)
+    batches = [p.event.name for p in planned if p.state == "tools"]
+    assert batches == ["failed", "ok", "repeated_exact_failure", "ok", "ok", "ok", "doom_loop"]
+    assert notes == [
+        "repeated_exact_failure: 2 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there",
+        "doom_loop: 3 tool batch(es) of 'tool_a' are played before step 6 so that the detector fires there",
+    ]
+
+
+# -- closing a path that stops short of a halt ------------------------------------------------
+
+# every reply but one goes back to the model; tool calls end the turn without being run
+BACK = {
+    "text": "ask",
+    "empty": "ask",
+    "length": "ask",
+    "thinking_only": "ask",
+    "stalled": "ask",
+    "broken": "ask",
+    "cancelled": "",
+    "malformed_args": "{do: [drop_tool_calls], to: ask}",
+    "unknown_tool": "{do: [drop_tool_calls], to: ask}",
+    "tool_calls": "fail",
+}
+
+
+def closing(p: Policy, state: str, facts: Facts = Facts()) -> list[tuple[str, str, str]]:
+    cfg = dataclasses.replace(p.initial_config(), state=state)
+    return [(s.before.state, s.event.name, s.after.state) for s in closing_path(p, Realiser(p), cfg, facts)]
+
+
+def test_the_way_to_a_halt_breaks_no_property_and_takes_a_transition() -> None:
+    # one step would do, but unrun tool calls break the history and 'cancelled' has no transition
+    p = policy(CALL, stream(**BACK), TOOLS, HALTS)
+    assert closing(p, "read") == [("read", "text", "ask"), ("ask", "rate_limit", "fail")]
+
+
+def test_the_way_to_a_halt_starts_from_what_the_run_left_behind() -> None:
+    # with a call pending the batch can wait for approval; with none it can only be empty and 'ok'
+    p = policy(CALL, stream(), TOOLS.replace("ok: ask", "ok: tools"), HALTS)
+    assert closing(p, "tools", Facts(calls=("tool_a",))) == [("tools", "approval_required", "fail")]
+    assert closing(p, "tools") == [("tools", "ok", "tools")] * 3 + [("tools", "ok", "out")]
+
+
+def test_no_clean_way_to_a_halt() -> None:
+    p = policy(CALL, stream(**{k: ("read" if k != "tool_calls" else v) for k, v in BACK.items() if v}), TOOLS, HALTS)
+    with pytest.raises(NotReplayable) as info:
+        closing(p, "read")
+    assert str(info.value) == "no recordable way from 'read' to a halt"
+
+
+def test_every_planned_tool_answer_differs() -> None:
+    """So that no detector fires where the path says none does: results and failures are numbered
+    across the run."""
+    p = policy(CALL, stream(), TOOLS, HALTS, head=GUARDED)
+    ok = CexStep("tools", "ok", {"tools": []}, "ask", "tools --ok[0]--> ask")
+    failed = CexStep("tools", "failed", {"tools": []}, "ask", "tools --failed[0]--> ask")
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, ok, OPENED, CALLS, failed])
+    planned = plan_run(p, realiser, steps, options, [])
+    answers = [(r.ok, r.content) for s in planned for r in s.option.results]
+    assert answers == [(True, "result 1"), (False, "failure 2")]
+
+
+def test_a_stub_may_end_the_turn_silently_only_once_the_continuation_budget_is_spent() -> None:
+    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  cont: {max: 1}\n")
+    cut = (
+        "  cut:\n    kind: stub\n    on:\n      mid_tool_call: done\n"
+        "      mid_text: [{when: {counter: cont, lt: max}, do: [{increment: cont}], to: again}, fail]\n"
+        "  again:\n    kind: continue\n    prompt: more\n    on: {done: ask}\n"
+    )
+    p = policy(CALL, stream(length="cut"), TOOLS, cut, HALTS, head=head)
+    cut_in_a_tool_call = Facts(stub=("mid_tool_call", (), False))
+
+    def from_cut(spent: int) -> list[tuple[str, str, str]]:
+        cfg = p.initial_config()
+        counters = list(cfg.counters)
+        counters[p.counter_names.index("cont")] = spent
+        cfg = dataclasses.replace(cfg, state="cut", counters=tuple(counters))
+        return [(s.before.state, s.event.name, s.after.state) for s in closing_path(p, Realiser(p), cfg, cut_in_a_tool_call)]
+
+    assert from_cut(1) == [("cut", "mid_tool_call", "done")]
+    with pytest.raises(NotReplayable):
+        from_cut(0)  # a 'completed' halt right after a cut tool call, with a continuation left

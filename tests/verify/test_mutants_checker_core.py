@@ -1,0 +1,142 @@
+"""Tests written against surviving mutants of the checker's core modules (cases, selection,
+checker, budget_bounds, wall_time): each pins a behaviour no other test observed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from loopspec import load_policy
+from loopspec.language.alphabet import Event
+from loopspec.language.model import Config
+from loopspec.verify.cases import Case, case_steps, forced_step
+from loopspec.verify.checker import check_file, check_policy
+from loopspec.verify.selection import compile_selection
+
+from _paths import MACHINES, ROOT
+
+DOCS_EXAMPLES = ROOT / "docs" / "examples"
+
+BUDGETS = load_policy(str(DOCS_EXAMPLES / "budgets.yaml"))
+
+
+def _may_fire(policy, state: str, event: Event, j: int) -> tuple[object, Config, Case]:  # type: ignore[no-untyped-def]
+    sel = compile_selection(policy, state, event.name)
+    cfg = Config(state, tuple(0 for _ in policy.counters), frozenset())
+    case = Case(sel.transitions[j], event, cfg.counters, cfg.flags, witnessed=False, index=j)
+    return sel, cfg, case
+
+
+def test_a_may_fire_step_is_labelled_with_the_policys_own_transition() -> None:
+    """The forced step runs on a copy whose guard is Always, but the edge it gives the checker names
+    the policy's transition (its guard, its label in findings), not the copy."""
+    sel, cfg, case = _may_fire(BUDGETS, "read", Event("tool_calls", {"tools": ["t"], "count": 1}), 0)
+    step = forced_step(sel, cfg, case)  # type: ignore[arg-type]
+    assert step.transition is case.transition
+    assert step.transition.guard is not sel.forced_policy(0).states["read"].transitions["tool_calls"][0].guard  # type: ignore[attr-defined]
+    assert step.after.state == "out_of_budget"
+
+
+def test_a_may_fire_step_into_a_call_state_takes_each_budget_level() -> None:
+    """With budgets, a step entering a call state gets one edge per measured level: the forced
+    (may-fire) step too, with the level's flags in its configuration or its redirect taken."""
+    sel, cfg, case = _may_fire(BUDGETS, "tools", Event("ok", {}), 0)
+    steps = case_steps(sel, cfg, case)  # type: ignore[arg-type]
+    assert all(s.transition is case.transition for s in steps)
+    assert steps[0].after.state == "ask" and steps[0].after.flags == frozenset()
+    afters = {(s.after.state, s.after.flags) for s in steps[1:]}
+    assert len(steps) > 2 and len(afters) == len(steps) - 1
+    assert all(s.after.flags or s.after.state != "ask" for s in steps[1:])
+
+
+def test_forced_policies_are_kept_per_transition() -> None:
+    """``forced_policy(j)`` keeps only transition ``j`` (guard Always); another ``j``, or None (no
+    transition at all), is another policy, never the first one remembered."""
+    sel = compile_selection(BUDGETS, "read", "tool_calls")
+    first, second, none = sel.forced_policy(0), sel.forced_policy(1), sel.forced_policy(None)
+    assert sel.forced_policy(0) is first
+    ts = lambda p: p.states["read"].transitions["tool_calls"]  # noqa: E731
+    assert [t.target for t in ts(first)] == ["out_of_budget"] and [t.target for t in ts(second)] == ["tools"]
+    assert ts(none) == ()
+    assert BUDGETS.states["read"].transitions["tool_calls"][0].guard != ts(first)[0].guard
+
+
+def test_check_file_is_lenient_unless_asked_and_passes_strict_on() -> None:
+    """``check_file`` defaults to the lenient check and hands ``strict`` on: a policy whose only
+    finding is strict-only proves leniently and fails strictly."""
+    path = str(MACHINES / "hermes_webui_asked_4980.yaml")
+    lenient, strict = check_file(path), check_file(path, strict=True)
+    assert lenient.proven and not lenient.strict
+    assert strict.strict and strict.failed == ["no_backstop_only_loops"]
+    assert strict.failed == check_policy(load_policy(path), strict=True).failed
+
+
+def test_a_budget_that_bounds_calls_but_no_loop_says_so() -> None:
+    """A budget with ``min_per_call`` bounds the model calls; when no loop of the policy goes
+    through them, its line says that instead of listing loops."""
+    from loopspec.language import load_policy_text
+
+    text = (DOCS_EXAMPLES / "budgets.yaml").read_text()
+    assert "ok: {to: ask, bounded_by: cost}" in text
+    result = check_policy(load_policy_text(text.replace("ok: {to: ask, bounded_by: cost}", "ok: done")))
+    assert [b.text() for b in result.budgets] == [
+        "output_tokens (max 2000): no min_per_call, so it bounds no loop in this proof (it may still end a turn)",
+        "cost (max 0.05, min_per_call 0.001): at most 51 model calls per turn; no loop of this policy goes through the model calls",
+    ]
+
+
+def test_the_wall_time_json_names_each_part_of_the_waits() -> None:
+    """``wall_time`` in the check's JSON: the bound, and the seconds of each kind of wait it adds."""
+    wall = check_policy(load_policy(str(MACHINES / "default.yaml"))).wall_time.to_json()
+    assert wall == {
+        "seconds": None,
+        "bounded": False,
+        "waits": 52510.0,
+        "parts": {"request_open": 10800.0, "stall_detection": 5400.0, "backoff": 310.0, "tool_runs": 36000.0},
+        "unbounded": ["a stream that keeps sending content (each chunk restarts the stall timer)",
+                      "a human's approval of a tool call"],
+        "turn_deadline": None,
+    }
+
+
+def test_an_empty_halt_message_names_every_condition_it_needs() -> None:
+    """How the checker says when a halt's message renders empty: the event, then each condition
+    (the reply without text, an empty ``code`` string, an empty list attribute), comma-separated."""
+    from loopspec.verify.properties import EmptyWhen
+
+    assert EmptyWhen("stream", "text", ("code", "tools"), response=True).describe() == (
+        "text (a reply without visible text, code='', tools=[])"
+    )
+    assert EmptyWhen("stream", "length", (), response=True).describe() == "length (chars=0)"
+    assert EmptyWhen("call", "opened").describe() == "opened"
+    assert EmptyWhen(None, "").describe() == "the start of the turn (the initial state is this halt)"
+
+
+def test_free_event_cases_include_an_outcome_only_a_counter_at_zero_allows() -> None:
+    """The representative events of a state are drawn over counters from 0 to their caps: an
+    outcome whose guard needs a counter still at 0 (a first retry only on a 503) has its witness
+    event among them, or the abstract graph would miss that edge."""
+    from loopspec.verify.cases import event_cases_free
+
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    first = "[{when: {all: [{counter: tries, lt: 1}, {attr: status, eq: 503}]}, do: [{increment: tries}], to: ask}, fail]"
+    assert "      rate_limit: fail\n" in CALL
+    p = policy(CALL.replace("      rate_limit: fail\n", f"      rate_limit: {first}\n"), stream(), TOOLS, HALTS)
+    statuses = [e.get("status") for e in event_cases_free(p, "ask", "rate_limit")]
+    assert 503 in statuses and any(s != 503 for s in statuses)
+
+
+def test_a_wall_time_bound_below_the_deadline_is_not_credited_to_it() -> None:
+    """The report credits ``turn_deadline`` only when the bound is the deadline itself; a bound
+    that is smaller (or one without a deadline) is printed as the number alone."""
+    from loopspec.verify.wall_time import WallTime
+
+    parts = {"request_open": 60.0, "backoff": 0.5}
+    below = WallTime(120.0, 60.5, parts, (), deadline=900.0).lines()
+    assert below == ["worst-case wall time per turn: <= 120 s",
+                     "  the engine's own waits <= 60.5 s: request open 60 s, backoff 0.5 s"]
+    assert WallTime(120.0, 60.5, parts).lines()[0] == "worst-case wall time per turn: <= 120 s"
+    assert WallTime(900.0, 60.5, parts, deadline=900.0).lines()[0] == (
+        "worst-case wall time per turn: <= 900 s (settings.turn_deadline), plus delivering the halt")

@@ -1,0 +1,94 @@
+"""The string witnesses the checker tries (loopspec/verify/witness_strings.py), written against the
+survivors of its mutation run. The candidates for a set of literals are pinned exactly, in order:
+the first that realises the literals is the value a counterexample shows and a cassette records, so
+the readable one (a nice character, the needles joined by a separator no needle uses) must come
+first; and where only one character fits between two bounds, or only a control character below
+one, the witness must still be found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loopspec.language.model import AttrTest
+from loopspec.verify.atoms import ABSENT, SAT, UNSAT
+from loopspec.verify.witness_strings import str_candidates
+from loopspec.verify.witnesses import attr_witness
+
+from test_cases import MESSAGE
+
+SEPS = " |#~/_-.:;,+=*"
+
+
+def lits(*xs: tuple[str, str, bool]) -> list[tuple[AttrTest, bool]]:
+    return [(AttrTest("message", op, v), want) for op, v, want in xs]
+
+
+# the literal constants (and the prefixes of an upper bound) come first, then the built strings:
+# one per prefix that settles the order, its next character the nicest that fits, then a separator
+CANDIDATES: dict[str, tuple[list[tuple[AttrTest, bool]], list[Any]]] = {
+    # above "`": "a" is the first character past it; "`" itself continues with any character
+    "above a bound": (lits(("gt", "`", True)), ["", "`", "a ", "`a ", ABSENT]),
+    # below "b": "a" is the last character before it, the nicest of those that fit
+    "below a bound": (lits(("lt", "b", True)), ["", "b", "a ", ABSENT]),
+    # no bound: the needle alone, no separator before it
+    "one needle": (lits(("contains", "retry", True)), ["", "retry", "retry", ABSENT]),
+    # two needles joined by the first separator neither uses
+    "two needles": (lits(("contains", "ab", True), ("contains", "cd", True)), ["", "ab", "cd", "ab cd", ABSENT]),
+    # "a " is forbidden, so the separator is "|", and it keeps "a" apart from the needle
+    "a forbidden needle across the join": (
+        lits(("gt", "`", True), ("contains", "retry", True), ("contains", "a ", False)),
+        ["", "`", "retry", "a ", "a|retry", "`a|retry", ABSENT],
+    ),
+    # every separator is used: the first unused printable character joins
+    "needles using every separator": (
+        lits(("contains", SEPS, True), ("contains", "x", True)),
+        ["", SEPS, "x", SEPS + "!x", ABSENT],
+    ),
+    "needles using every separator and !": (
+        lits(("contains", SEPS + "!", True), ("contains", "x", True)),
+        ["", SEPS + "!", "x", SEPS + '!"x', ABSENT],
+    ),
+    # every string containing "" is forbidden, or every string containing "abc" contains "b": none built
+    "the empty needle forbidden": (lits(("contains", "", False)), ["", ABSENT]),
+    "a required needle holding a forbidden one": (
+        lits(("contains", "abc", True), ("contains", "b", False)),
+        ["", "abc", "b", ABSENT],
+    ),
+    # between "a" and "b\x01": "a" continued, or "b" followed by the one character below "\x01"
+    "one character between the bounds": (
+        lits(("gt", "a", True), ("lt", "b\x01", True)),
+        ["", "a", "b\x01", "b", "aa ", "b\x00 ", ABSENT],
+    ),
+    # between "ab" and "bc": a character past "a" ("b" is taken by "ab", so the nice "x"), "ab"
+    # continued, or "b" followed by anything below "c"
+    "bounds that differ in their first character": (
+        lits(("gt", "ab", True), ("lt", "bc", True)),
+        ["", "ab", "bc", "b", "ax ", "aba ", "ba ", ABSENT],
+    ),
+    # below "\x01" only "\x00" starts a string
+    "below the second code point": (lits(("lt", "\x01", True), ("ne", "", True)), ["", "\x01", "\x00 ", ABSENT]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CANDIDATES))
+def test_string_candidates_in_order(name: str) -> None:
+    given, want = CANDIDATES[name]
+    assert list(str_candidates(given)) == want
+
+
+def between_b_and(top: str, *forbidden: str) -> list[tuple[AttrTest, bool]]:
+    return lits(("gt", "b", True), ("lt", top, True), *(("contains", n, False) for n in forbidden))
+
+
+def test_the_only_strings_between_two_bounds_are_found() -> None:
+    """Only "b\\x00..." lies between "b" and "b\\x01"; with "\\x00" and "\\x02" forbidden, only
+    "b\\x01..." lies between "b" and "b\\x03"."""
+    assert attr_witness(MESSAGE, between_b_and("b\x01")) == (SAT, "b\x00 ")
+    assert attr_witness(MESSAGE, between_b_and("b\x03", "\x00", "\x02")) == (SAT, "b\x01 ")
+    assert attr_witness(MESSAGE, between_b_and("b\x03", "\x00", "\x01", "\x02")) == (UNSAT, None)
+
+
+def test_a_non_empty_string_below_the_second_code_point() -> None:
+    assert attr_witness(MESSAGE, lits(("lt", "\x01", True), ("ne", "", True))) == (SAT, "\x00 ")
