@@ -60,9 +60,3 @@ def budget_bounds(policy: Policy, term: Termination) -> list[BudgetBound]:
         calls = None if n is None else n + (1 if b.wrap_up is not None else 0)
         out.append(BudgetBound(b.name, b.max, b.min_per_call, calls, through_calls if n is not None else []))
     return out
-
-
-def bounds_by_budget(policy: Policy, name: str | None) -> bool:
-    """``bounded_by`` names a budget that bounds the model calls (it declares min_per_call)."""
-    b = policy.budgets.get(name or "")
-    return b is not None and b.min_per_call is not None

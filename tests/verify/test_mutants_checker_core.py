@@ -140,3 +140,13 @@ def test_a_wall_time_bound_below_the_deadline_is_not_credited_to_it() -> None:
     assert WallTime(120.0, 60.5, parts).lines()[0] == "worst-case wall time per turn: <= 120 s"
     assert WallTime(900.0, 60.5, parts, deadline=900.0).lines()[0] == (
         "worst-case wall time per turn: <= 900 s (settings.turn_deadline), plus delivering the halt")
+
+
+def test_a_budget_lists_every_loop_it_bounds() -> None:
+    from loopspec.verify.budget_bounds import BudgetBound
+
+    bound = BudgetBound("cost", 0.05, 0.001, 51, ["tools --ok[0]--> ask", "read --length[0]--> ask"])
+    assert bound.text() == (
+        "cost (max 0.05, min_per_call 0.001): at most 51 model calls per turn; "
+        "it bounds: tools --ok[0]--> ask, read --length[0]--> ask"
+    )
