@@ -107,3 +107,20 @@ def test_a_world_that_allows_everything_is_asked_once_per_edge() -> None:
     world = Anything(len(g.edges))
     assert usable_edges(g, world) == {e.index for e in g.edges}
     assert world.asked == len(g.edges)
+
+
+def test_an_abstract_lasso_is_shown_when_the_graph_has_a_single_unbounded_loop() -> None:
+    """The initial escalation pair loops before any call: one unbounded component, no backstop
+    phases to copy it, and the abstract lasso goes round it."""
+    from test_check import HEAD
+
+    pair = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: fix}\n")
+    an = build_analysis(policy(CALL, stream(), TOOLS, pair, HALTS, head=HEAD.replace("initial: ask", "initial: fix")))
+    g = build_graph(an)
+    term = eliminate(an, g)
+    assert len(term.unbounded) == 1
+    cex = abstract_loop(an, g, term)
+    assert cex is not None and not cex.concrete and cex.loop_start is not None
+    loop = [(s.state, s.event) for s in cex.steps[cex.loop_start:]]
+    assert sorted(loop) == [("again", "failed"), ("fix", "failed")]

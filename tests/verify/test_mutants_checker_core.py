@@ -150,3 +150,9 @@ def test_a_budget_lists_every_loop_it_bounds() -> None:
         "cost (max 0.05, min_per_call 0.001): at most 51 model calls per turn; "
         "it bounds: tools --ok[0]--> ask, read --length[0]--> ask"
     )
+
+
+def test_check_file_hands_the_enumeration_limit_on() -> None:
+    path = str(DOCS_EXAMPLES / "retry.yaml")  # 85 configurations: enumerated in full by default
+    assert check_file(path).exploration["full_enumeration"]
+    assert not check_file(path, enumerate_limit=0).exploration["full_enumeration"]
