@@ -53,3 +53,67 @@ def test_the_policys_reasoning_effort_is_sent_when_the_caller_gives_none() -> No
     assert [r.reasoning_effort for r in result.requests] == ["high"]
     result, _ = play([reply("Hi.")], policy, reasoning_effort="low")
     assert [r.reasoning_effort for r in result.requests] == ["low"], "the caller's effort wins"
+
+
+def test_the_journal_hears_of_each_step_before_the_callers_observers(tmp_path: Any) -> None:
+    """Plant T06: the JournalWriter put after the caller's observers, so an observer that ends the
+    turn (as a crash would) on a step leaves that step out of the journal."""
+    from loopspec.journal import SqliteJournal
+
+    from _doubles import CutAfter, Stop
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(),
+                journal=journal, turn_id="t", observers=[CutAfter(1)])
+    with pytest.raises(Stop):
+        asyncio.run(turn.run(USER))
+    assert [e.kind for e in journal.entries("t")].count("step") == 1
+
+
+def test_the_callers_api_key_is_redacted_from_the_journal(tmp_path: Any) -> None:
+    """Plant T07: the JournalWriter built without the turn's api_key, so the key (a literal the
+    redaction patterns do not know) is journaled as written wherever it shows up."""
+    from loopspec.journal import SqliteJournal
+
+    key = "plainkey0123456789abcdef"
+    journal = SqliteJournal(tmp_path / "j.db")
+    said = [{"role": "user", "content": f"my key is {key}"}]
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(),
+                journal=journal, turn_id="t", api_key=key)
+    assert asyncio.run(turn.run(said)).outcome == "completed"
+    begin = journal.entries("t")[0]
+    assert begin.kind == "begin" and key not in str(begin.body) and "my key is" in str(begin.body)
+
+
+def test_before_and_after_state_change_see_the_machine_before_and_after_the_move() -> None:
+    """Plant T14: ``Turn.before_state_change`` registered the callback as an after callback."""
+    before: list[str] = []
+    after: list[str] = []
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock())
+    turn.before_state_change(lambda e: before.append(e.model.state))
+    turn.after_state_change(lambda e: after.append(e.model.state))
+    result = asyncio.run(turn.run(USER))
+    assert before == [s.before.state for s in result.steps]
+    assert after == [s.after.state for s in result.steps]
+    assert before[0] == "call_model" and after[-1] == "halt_completed"
+
+
+def test_a_cancel_asked_before_the_halt_never_interrupts_its_delivery() -> None:
+    """Plant T12: ``_interrupt`` lost its ``not self._cancel_seen`` guard, so a cancel asked from
+    inside the turn (here: a status consumer during a backoff) lands, one loop iteration later, in
+    the delivery of the cancelled halt it already caused, and cuts an async consumer short."""
+    ends: list[str] = []
+
+    def status(text: str) -> None:
+        if "retrying" in text:
+            turn.cancel()
+
+    async def end() -> None:
+        await asyncio.sleep(0)
+        ends.append("end")
+
+    turn = Turn(POLICY, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}})]), model="replay",
+                clock=VirtualClock(), consumers=Consumers(on_status=status, on_end=end))
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "cancelled"
+    assert ends == ["end"], "the halt is delivered whole"
