@@ -117,3 +117,62 @@ def test_a_cancel_asked_before_the_halt_never_interrupts_its_delivery() -> None:
     result = asyncio.run(turn.run(USER))
     assert result.outcome == "cancelled"
     assert ends == ["end"], "the halt is delivered whole"
+
+
+def test_a_turn_deadline_counts_from_when_the_turn_starts_not_from_zero() -> None:
+    """Plant T19: the deadline set at ``turn_deadline`` itself, not ``now() + turn_deadline``: on
+    a clock that does not start at 0 every turn is already past it."""
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 900\n  # was: ")
+    result, _ = play([reply("Hi.")], policy, clock=VirtualClock(start=10_000.0))
+    assert result.outcome == "completed" and len(result.requests) == 1
+
+
+LONG = [m for k in range(5) for m in ({"role": "user", "content": f"question {k}"}, {"role": "assistant", "content": f"answer {k}"})] + USER
+OVERFLOW = ErrorResponse(400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}})
+
+
+def cut_and_resume(tmp_path: Any, interactions: list[Any], cut_at_call: int, opening: list[dict[str, Any]] = USER,
+                   policy: Any = POLICY, same_turn_id: bool = True, **kw: Any) -> tuple[Any, Any, Any]:
+    """The uninterrupted turn, and the same turn cut once its ``cut_at_call``-th model call has
+    opened and resumed from its journal by a new Turn (on the recording from where it was cut)."""
+    from loopspec.journal import SqliteJournal
+
+    from _doubles import CutAtCall, Stop, answered_before_resume
+
+    def make(journal: Any, skip: int, turn_id: str | None = "t") -> Turn:
+        return Turn(policy, InProcessProvider(interactions[skip:]), model="replay", tools=capital_tools(),
+                    clock=VirtualClock(), journal=journal, turn_id=turn_id, **kw)
+
+    whole = asyncio.run(make(SqliteJournal(tmp_path / "whole.db"), 0).run(opening))
+    journal = SqliteJournal(tmp_path / "cut.db")
+    cut = make(journal, 0)
+    cut.observers.observers.append(CutAtCall(cut_at_call))
+    with pytest.raises(Stop):
+        asyncio.run(cut.run(opening))
+    again = make(journal, answered_before_resume(journal, "t"), "t" if same_turn_id else None)
+    return whole, asyncio.run(again.resume("t")), journal
+
+
+def same_end(whole: Any, resumed: Any) -> None:
+    assert (resumed.outcome, resumed.message, resumed.messages) == (whole.outcome, whole.message, whole.messages)
+    sent = resumed.requests  # the call the crash cut is sent again: journaled once, then once more
+    assert [r for k, r in enumerate(sent) if k == 0 or r != sent[k - 1]] == whole.requests and len(sent) == len(whole.requests) + 1
+    assert [s.to_json() for s in resumed.trace] == [s.to_json() for s in whole.trace]
+    assert resumed.usage.tool_batches == whole.usage.tool_batches
+
+
+def test_a_turn_resumed_after_a_compaction_sends_the_compacted_history(tmp_path: Any) -> None:
+    """Plant T24: resume forgot the trajectory's compaction level, so the call after the crash
+    sent the whole history again."""
+    whole, resumed, _ = cut_and_resume(tmp_path, [OVERFLOW, reply("Hi.")], 1, LONG)
+    assert whole.outcome == "completed" and whole.requests[1].message_count < whole.requests[0].message_count
+    same_end(whole, resumed)
+
+
+def test_a_turn_resumed_by_a_turn_of_another_name_journals_under_the_resumed_name(tmp_path: Any) -> None:
+    """Plant T23: the journal writer kept the new Turn's own (random) name, so what the resumed
+    turn did went into the journal under a turn nobody asked for."""
+    tool_call = reply(tool_calls=[("get_capital", {"country": "UK"})])
+    whole, resumed, journal = cut_and_resume(tmp_path, [tool_call, reply("London.")], 2, same_turn_id=False)
+    same_end(whole, resumed)
+    assert journal.turn_ids() == ["t"] and journal.entries("t")[-1].kind == "halt"
