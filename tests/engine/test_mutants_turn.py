@@ -131,22 +131,41 @@ LONG = [m for k in range(5) for m in ({"role": "user", "content": f"question {k}
 OVERFLOW = ErrorResponse(400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}})
 
 
-def cut_and_resume(tmp_path: Any, interactions: list[Any], cut_at_call: int, opening: list[dict[str, Any]] = USER,
+class CutAtCheckpoint:
+    """A turn observer (a named test double) that ends the turn, as a crash would, once the
+    checkpoint before ``state``'s effect is journaled (the journal hears of it first)."""
+
+    def __init__(self, state: str, n: int = 1) -> None:
+        self.state, self.n = state, n
+
+    def checkpoint(self, point: dict[str, Any]) -> None:
+        from _doubles import Stop
+
+        self.n -= point["state"] == self.state
+        if self.n == 0:
+            raise Stop
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def cut_and_resume(tmp_path: Any, interactions: list[Any], cut_at: int | str | CutAtCheckpoint, opening: list[dict[str, Any]] = USER,
                    policy: Any = POLICY, same_turn_id: bool = True, **kw: Any) -> tuple[Any, Any, Any]:
-    """The uninterrupted turn, and the same turn cut once its ``cut_at_call``-th model call has
-    opened and resumed from its journal by a new Turn (on the recording from where it was cut)."""
+    """The uninterrupted turn, and the same turn cut once its ``cut_at``-th model call has opened
+    (or at the checkpoint of the state named ``cut_at``) and resumed from its journal by a new Turn (on the recording from where it was cut)."""
     from loopspec.journal import SqliteJournal
 
     from _doubles import CutAtCall, Stop, answered_before_resume
 
     def make(journal: Any, skip: int, turn_id: str | None = "t") -> Turn:
-        return Turn(policy, InProcessProvider(interactions[skip:]), model="replay", tools=capital_tools(),
-                    clock=VirtualClock(), journal=journal, turn_id=turn_id, **kw)
+        return Turn(policy, InProcessProvider(interactions[skip:]), model="replay",
+                    clock=VirtualClock(), journal=journal, turn_id=turn_id, **{"tools": capital_tools(), **kw})
 
     whole = asyncio.run(make(SqliteJournal(tmp_path / "whole.db"), 0).run(opening))
     journal = SqliteJournal(tmp_path / "cut.db")
     cut = make(journal, 0)
-    cut.observers.observers.append(CutAtCall(cut_at_call))
+    cutter = CutAtCall(cut_at) if isinstance(cut_at, int) else CutAtCheckpoint(cut_at) if isinstance(cut_at, str) else cut_at
+    cut.observers.observers.append(cutter)
     with pytest.raises(Stop):
         asyncio.run(cut.run(opening))
     again = make(journal, answered_before_resume(journal, "t"), "t" if same_turn_id else None)
@@ -155,8 +174,8 @@ def cut_and_resume(tmp_path: Any, interactions: list[Any], cut_at_call: int, ope
 
 def same_end(whole: Any, resumed: Any) -> None:
     assert (resumed.outcome, resumed.message, resumed.messages) == (whole.outcome, whole.message, whole.messages)
-    sent = resumed.requests  # the call the crash cut is sent again: journaled once, then once more
-    assert [r for k, r in enumerate(sent) if k == 0 or r != sent[k - 1]] == whole.requests and len(sent) == len(whole.requests) + 1
+    # a call the crash cut (here always the last) is journaled once and sent again on resume
+    assert resumed.requests in (whole.requests, whole.requests + whole.requests[-1:])
     assert [s.to_json() for s in resumed.trace] == [s.to_json() for s in whole.trace]
     assert resumed.usage.tool_batches == whole.usage.tool_batches
 
@@ -176,3 +195,39 @@ def test_a_turn_resumed_by_a_turn_of_another_name_journals_under_the_resumed_nam
     whole, resumed, journal = cut_and_resume(tmp_path, [tool_call, reply("London.")], 2, same_turn_id=False)
     same_end(whole, resumed)
     assert journal.turn_ids() == ["t"] and journal.entries("t")[-1].kind == "halt"
+
+
+def test_a_turn_resumed_before_its_batch_keeps_what_was_already_streamed(tmp_path: Any) -> None:
+    """Plant T29: resume forgot the text already streamed to the consumers before the crash, so
+    the resumed halt wrote the answer into the history differently than the uninterrupted turn."""
+    policy = variant("      ok: call_model\n      failed: call_model", "      ok: halt_completed\n      failed: call_model")
+    checking = reply("Let me check. ", tool_calls=[("get_capital", {"country": "UK"})])
+    whole, resumed, _ = cut_and_resume(tmp_path, [checking], "run_tools", policy=policy)
+    assert whole.outcome == "completed" and whole.message == "Let me check. "
+    same_end(whole, resumed)
+
+
+SLOW_DOWN = ErrorResponse(429, {"error": {"message": "slow down", "type": "rate_limit"}})
+
+
+def test_a_resumed_turn_counts_the_time_before_the_crash(tmp_path: Any) -> None:
+    """Plant T33: resume did not move the turn's start back by the time it ran before the crash,
+    so its checkpoints journaled only the time since the resume."""
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 500\n  # was: ")
+    _, resumed, journal = cut_and_resume(tmp_path, [SLOW_DOWN, SLOW_DOWN, reply("Hi.")], CutAtCheckpoint("call_model", 2), policy=policy)
+    from loopspec.journal import SqliteJournal
+
+    def elapsed(j: Any) -> list[float]:
+        return [e.body["elapsed"] for e in j.entries("t") if e.kind == "checkpoint"]
+
+    whole_elapsed = elapsed(SqliteJournal(tmp_path / "whole.db"))
+    assert resumed.outcome == "completed" and whole_elapsed == [0.0, 30.0, 90.0]
+    assert elapsed(journal) == [0.0, 30.0, 30.0, 90.0], "the cut checkpoint, then the same one written again on resume"
+
+
+def test_a_resumed_turn_has_only_what_is_left_of_its_deadline(tmp_path: Any) -> None:
+    """Plant T31: resume added the time already spent to the deadline instead of taking it off."""
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 50\n  # was: ")
+    whole, resumed, _ = cut_and_resume(tmp_path, [SLOW_DOWN, SLOW_DOWN, reply("Hi.")], CutAtCheckpoint("call_model", 2), policy=policy)
+    assert whole.outcome == "cancelled", "the second backoff (60 s) is cut at the deadline"
+    same_end(whole, resumed)

@@ -32,3 +32,40 @@ def test_a_recorded_error_body_becomes_json_text() -> None:
     err = recorded_error(400, body, {})
     assert str(err) == json.dumps(body) and json.loads(str(err)) == body
     assert str(recorded_error(400, "plain text", {})) == "plain text"
+
+
+def test_a_closed_stream_yields_nothing_more() -> None:
+    """Plant I10: ``aclose`` left the position where it was, so a closed stream went on playing."""
+    from loopspec.replay.interactions import Pause, StreamResponse
+    from loopspec.replay.synth import reply_chunks
+
+    async def go() -> tuple[Any, list[Any], float]:
+        resp = StreamResponse(chunks=tuple(reply_chunks("Hello there, world.")), pauses=(Pause(2, 5.0),))
+        stream = await InProcessProvider([resp]).open(request())
+        first = await stream.__anext__()
+        await stream.aclose()
+        return first, [d async for d in stream], stream.next_pause()
+
+    first, rest, pause = asyncio.run(go())
+    assert first is None and rest == [] and pause == 0.0  # the role chunk carries nothing
+
+
+def test_an_unparseable_event_breaks_the_stream_with_its_cause_on_every_replay() -> None:
+    """Plant I11: the fresh exception raised for a recorded break lost the ``__cause__`` (the JSON
+    error behind "unparseable SSE data")."""
+    from loopspec.providers.base import StreamBroken
+    from loopspec.replay.interactions import StreamResponse
+
+    resp = StreamResponse(sse='data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\ndata: {not json\n\n')
+
+    async def go() -> StreamBroken:
+        stream = await InProcessProvider([resp]).open(request())
+        with pytest.raises(StreamBroken) as info:
+            async for _ in stream:
+                pass
+        return info.value
+
+    first, second = asyncio.run(go()), asyncio.run(go())
+    assert first is not second, "each replay raises its own exception"
+    for broken in (first, second):
+        assert broken.event.attrs["cause"] == "provider_error" and isinstance(broken.__cause__, ValueError)
