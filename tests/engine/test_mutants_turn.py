@@ -231,3 +231,41 @@ def test_a_resumed_turn_has_only_what_is_left_of_its_deadline(tmp_path: Any) -> 
     whole, resumed, _ = cut_and_resume(tmp_path, [SLOW_DOWN, SLOW_DOWN, reply("Hi.")], CutAtCheckpoint("call_model", 2), policy=policy)
     assert whole.outcome == "cancelled", "the second backoff (60 s) is cut at the deadline"
     same_end(whole, resumed)
+
+
+def cut_journal(tmp_path: Any, interactions: list[Any], cutter: Any, policy: Any = POLICY) -> Any:
+    """The journal of a turn that an observer ended (as a crash would) part-way."""
+    from loopspec.journal import SqliteJournal
+
+    from _doubles import Stop
+
+    journal = SqliteJournal(tmp_path / "cut.db")
+    turn = Turn(policy, InProcessProvider(interactions), model="replay", tools=capital_tools(), clock=VirtualClock(),
+                journal=journal, turn_id="t", observers=[cutter])
+    with pytest.raises(Stop):
+        asyncio.run(turn.run(USER))
+    return journal
+
+
+def test_a_crash_never_refunds_what_the_session_spent_on_auto_approval(tmp_path: Any) -> None:
+    """Plant T37: resume set the session's spending to the journal's figure, so a session that
+    spent more (in its other turns) got the difference back."""
+    from loopspec.engine.approvals import ApprovalSession
+
+    journal = cut_journal(tmp_path, [SLOW_DOWN, reply("Hi.")], CutAtCheckpoint("call_model", 2))
+    session = ApprovalSession(auto_approve=True, spent=7.5)
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(), journal=journal,
+                approvals=session)
+    assert asyncio.run(turn.resume("t")).outcome == "completed"
+    assert session.spent == 7.5
+
+
+@pytest.mark.parametrize("answer", [{"approve": ["call_1"]}, {"deny": ["call_1"]}])
+def test_answers_to_a_turn_that_awaits_no_approval_are_refused(tmp_path: Any, answer: dict[str, list[str]]) -> None:
+    """Plant T39: a ``deny`` alone for a turn that was not paused for approval was ignored."""
+    from loopspec.engine.resume import ResumeError
+
+    journal = cut_journal(tmp_path, [SLOW_DOWN, reply("Hi.")], CutAtCheckpoint("call_model", 2))
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(), journal=journal)
+    with pytest.raises(ResumeError, match="is not awaiting approval: there is nothing to --approve or --deny"):
+        asyncio.run(turn.resume("t", **answer))

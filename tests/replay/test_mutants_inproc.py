@@ -69,3 +69,29 @@ def test_an_unparseable_event_breaks_the_stream_with_its_cause_on_every_replay()
     assert first is not second, "each replay raises its own exception"
     for broken in (first, second):
         assert broken.event.attrs["cause"] == "provider_error" and isinstance(broken.__cause__, ValueError)
+
+
+def pauses_of(resp: Any) -> list[float]:
+    """The pause before each item of the recorded stream, as the virtual clock reads them."""
+
+    async def go() -> list[float]:
+        stream = await InProcessProvider([resp]).open(request())
+        out = [stream.next_pause()]
+        async for _ in stream:
+            out.append(stream.next_pause())
+        return out
+
+    return asyncio.run(go())
+
+
+def test_a_pause_in_a_raw_sse_stream_comes_once_where_it_was_recorded() -> None:
+    """Plant I16: the pause was not reset after the event it precedes, so every later event of a
+    raw SSE stream waited as long again."""
+    from loopspec.replay.interactions import Pause, StreamResponse
+    from loopspec.replay.synth import reply_chunks
+
+    chunks = tuple(reply_chunks("Hello there, world."))
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    for resp in (StreamResponse(sse=sse, pauses=(Pause(2, 5.0),)), StreamResponse(chunks=chunks, pauses=(Pause(2, 5.0),))):
+        got = pauses_of(resp)
+        assert got[2] == 5.0 and sum(got) == 5.0 and len(got) == len(chunks) + 1, got
