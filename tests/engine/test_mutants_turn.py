@@ -269,3 +269,15 @@ def test_answers_to_a_turn_that_awaits_no_approval_are_refused(tmp_path: Any, an
     turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(), journal=journal)
     with pytest.raises(ResumeError, match="is not awaiting approval: there is nothing to --approve or --deny"):
         asyncio.run(turn.resume("t", **answer))
+
+
+def test_max_steps_is_the_number_of_decisions_a_turn_may_take() -> None:
+    """Plant T46: the step limit compared with ``>``, so a turn took one decision more than
+    ``max_steps`` allows."""
+    from loopspec.engine.turn import STEP_LIMIT_MESSAGE
+
+    result, _ = play([reply("Hi.")], max_steps=2)
+    assert result.outcome == "completed" and len(result.steps) == 2
+    result, _ = play([reply("Hi.")], max_steps=1)
+    assert result.outcome == "policy_error" and len(result.steps) == 1
+    assert result.message == STEP_LIMIT_MESSAGE.format(n=1) and result.halt_state == POLICY.policy_error_state()
