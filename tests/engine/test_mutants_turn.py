@@ -281,3 +281,36 @@ def test_max_steps_is_the_number_of_decisions_a_turn_may_take() -> None:
     result, _ = play([reply("Hi.")], max_steps=1)
     assert result.outcome == "policy_error" and len(result.steps) == 1
     assert result.message == STEP_LIMIT_MESSAGE.format(n=1) and result.halt_state == POLICY.policy_error_state()
+
+
+def test_an_outside_cancel_is_not_raised_again_once_the_turn_was_cancelled_through_its_api() -> None:
+    """Plant T54: an outside cancel of the task was raised again after the halt even when
+    ``Turn.cancel()`` was asked too (here by a consumer during the halt): the caller who asked for
+    the cancelled halt gets it as the result."""
+    from _doubles import BlockingClock
+
+    def status(text: str) -> None:
+        if text.startswith("halt:"):
+            turn.cancel()
+
+    clock = BlockingClock()
+    turn = Turn(POLICY, InProcessProvider([SLOW_DOWN]), model="replay", clock=clock, consumers=Consumers(on_status=status))
+
+    async def go() -> Any:
+        task = asyncio.create_task(turn.run(USER))
+        await clock.sleeping.wait()
+        task.cancel()
+        return await task
+
+    assert asyncio.run(go()).outcome == "cancelled"
+    plain = Turn(POLICY, InProcessProvider([SLOW_DOWN]), model="replay", clock=(clock := BlockingClock()))
+
+    async def outside_only() -> Any:
+        task = asyncio.create_task(plain.run(USER))
+        await clock.sleeping.wait()
+        task.cancel()
+        return await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(outside_only())
+    assert plain.result is not None and plain.result.outcome == "cancelled"

@@ -95,3 +95,32 @@ def test_a_pause_in_a_raw_sse_stream_comes_once_where_it_was_recorded() -> None:
     for resp in (StreamResponse(sse=sse, pauses=(Pause(2, 5.0),)), StreamResponse(chunks=chunks, pauses=(Pause(2, 5.0),))):
         got = pauses_of(resp)
         assert got[2] == 5.0 and sum(got) == 5.0 and len(got) == len(chunks) + 1, got
+
+
+def items_before_break(resp: Any) -> tuple[int, str | None]:
+    """How many items a recorded stream plays, and the cause of the break that ends it (if any)."""
+    from loopspec.providers.base import StreamBroken
+
+    async def go() -> tuple[int, str | None]:
+        stream = await InProcessProvider([resp]).open(request())
+        n = 0
+        try:
+            async for _ in stream:
+                n += 1
+        except StreamBroken as exc:
+            return n, exc.event.attrs["cause"]
+        return n, None
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("after", [0, 1, 2, 5])
+def test_a_disconnect_after_k_events_plays_exactly_k_on_both_renderings(after: int) -> None:
+    """Plant I19: a chunk stream's disconnect came one chunk late (``k > disconnect_after``)."""
+    from loopspec.replay.interactions import StreamResponse
+    from loopspec.replay.synth import reply_chunks
+
+    chunks = tuple(reply_chunks("Hello there, world."))
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    assert items_before_break(StreamResponse(chunks=chunks, disconnect_after=after)) == (after, "disconnect")
+    assert items_before_break(StreamResponse(sse=sse, disconnect_after=after)) == (after, "disconnect")
