@@ -314,3 +314,51 @@ def test_an_outside_cancel_is_not_raised_again_once_the_turn_was_cancelled_throu
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(outside_only())
     assert plain.result is not None and plain.result.outcome == "cancelled"
+
+
+class SlowToClose:
+    """A provider (a named test double) whose one response opens and then takes a loop iteration to
+    close, as a connection does: ``closed`` says whether its ``aclose`` ran to the end."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def open(self, request: Any) -> "SlowToClose":
+        return self
+
+    def __aiter__(self) -> "SlowToClose":
+        return self
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+        self.closed = True
+
+
+class CancelOnOpen:
+    """A turn observer (a named test double) that cancels its turn, from inside it, once the
+    response has opened."""
+
+    def __init__(self) -> None:
+        self.turn: Turn | None = None
+
+    def step_taken(self, step: Any, record: Any) -> None:
+        if record.event == "opened" and self.turn is not None:
+            self.turn.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def test_a_cancel_from_inside_the_turn_lets_the_open_stream_close() -> None:
+    """Plant T86: the ``cancelled`` event taken before the stream effect no longer marked the
+    cancel as seen before closing the stream, so the cancel (scheduled from inside the turn) landed
+    in the close and the connection was never released."""
+    provider, observer = SlowToClose(), CancelOnOpen()
+    turn = Turn(POLICY, provider, model="replay", clock=VirtualClock(), observers=[observer])
+    observer.turn = turn
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "cancelled" and [s.event for s in result.trace] == ["opened", "cancelled"]
+    assert provider.closed

@@ -114,13 +114,15 @@ def items_before_break(resp: Any) -> tuple[int, str | None]:
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("after", [0, 1, 2, 5])
+@pytest.mark.parametrize("after", [0, 1, 2, 5, -1])
 def test_a_disconnect_after_k_events_plays_exactly_k_on_both_renderings(after: int) -> None:
-    """Plant I19: a chunk stream's disconnect came one chunk late (``k > disconnect_after``)."""
+    """Plant I19: a chunk stream's disconnect came one chunk late (``k > disconnect_after``).
+    Plant I23: a disconnect after the last chunk (-1 here: after all of them) was dropped."""
     from loopspec.replay.interactions import StreamResponse
     from loopspec.replay.synth import reply_chunks
 
     chunks = tuple(reply_chunks("Hello there, world."))
     sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    after = len(chunks) if after < 0 else after
     assert items_before_break(StreamResponse(chunks=chunks, disconnect_after=after)) == (after, "disconnect")
     assert items_before_break(StreamResponse(sse=sse, disconnect_after=after)) == (after, "disconnect")
