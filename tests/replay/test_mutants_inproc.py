@@ -126,3 +126,22 @@ def test_a_disconnect_after_k_events_plays_exactly_k_on_both_renderings(after: i
     after = len(chunks) if after < 0 else after
     assert items_before_break(StreamResponse(chunks=chunks, disconnect_after=after)) == (after, "disconnect")
     assert items_before_break(StreamResponse(sse=sse, disconnect_after=after)) == (after, "disconnect")
+
+
+def test_divergence_is_where_the_policy_first_asked_for_more_than_was_recorded() -> None:
+    """Plant I27: ``unconsumed`` went negative once the policy asked for more calls than were
+    recorded. Plant I29: ``diverged_at`` moved on to each later extra call instead of keeping the
+    first."""
+    from loopspec.replay.synth import reply
+
+    provider = InProcessProvider([reply("Hi.")])
+    assert provider.unconsumed == 1 and provider.diverged_at is None
+    asyncio.run(provider.open(request()))
+    assert provider.unconsumed == 0 and provider.diverged_at is None
+    errors = [open_error(provider) for _ in range(2)]
+    assert provider.unconsumed == 0 and provider.diverged_at == 1 and len(provider.requests) == 3
+    assert {(e.event.name, e.event.get("status"), e.event.get("code")) for e in errors} == {("bad_request", 409, "loopspec_diverged")}
+    assert [e.event.get("message") for e in errors] == [
+        '{"error": {"type": "loopspec_diverged", "code": "loopspec_diverged", "message": '
+        f'"cassette has 1 recorded model responses; the policy asked for call {n}"}}}}' for n in (2, 3)
+    ]
