@@ -112,11 +112,13 @@ def test_a_cancel_asked_before_the_halt_never_interrupts_its_delivery() -> None:
         await asyncio.sleep(0)
         ends.append("end")
 
+    clock = VirtualClock()
     turn = Turn(POLICY, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}})]), model="replay",
-                clock=VirtualClock(), consumers=Consumers(on_status=status, on_end=end))
+                clock=clock, consumers=Consumers(on_status=status, on_end=end))
     result = asyncio.run(turn.run(USER))
     assert result.outcome == "cancelled"
     assert ends == ["end"], "the halt is delivered whole"
+    assert clock.slept == [], "plant T136: no backoff starts once the turn is cancelled"
 
 
 def test_a_turn_deadline_counts_from_when_the_turn_starts_not_from_zero() -> None:
@@ -362,3 +364,37 @@ def test_a_cancel_from_inside_the_turn_lets_the_open_stream_close() -> None:
     result = asyncio.run(turn.run(USER))
     assert result.outcome == "cancelled" and [s.event for s in result.trace] == ["opened", "cancelled"]
     assert provider.closed
+
+
+class ToolResults:
+    """A turn observer (a named test double) that keeps every tool result it hears of."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+
+    def tool_finished(self, call: Any, result: Any) -> None:
+        self.results.append(result)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def test_a_refused_call_is_reported_failed_and_not_run() -> None:
+    """Plant T126: the results of calls the policy refused were reported ``ok`` to the observers
+    (the journal, the traces)."""
+    from test_tool_batches import REFUSING
+
+    seen = ToolResults()
+    ask = reply(tool_calls=[("get_capital", {"country": "UK"}), ("get_capital", {"country": "FR"})])
+    result, _ = play([ask, reply("Done.")], load_policy_text(REFUSING), observers=[seen])
+    assert result.outcome == "completed"
+    assert [(r.ok, r.ran, r.content) for r in seen.results] == [(False, False, "Not run: get_capital, get_capital is not allowed here.")] * 2
+
+
+def test_a_halt_that_continues_the_streamed_text_keeps_it_byte_for_byte() -> None:
+    """Plant T140: the halt message was always stripped, so an answer streamed with a trailing
+    newline was written to the history and returned without it."""
+    result, _ = play([reply("London.\n")])
+    assert result.message == "London.\n" and result.messages[-1] == {"role": "assistant", "content": "London.\n"}
+    result, _ = play([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("")])
+    assert not result.message.startswith("\n"), "a message over nothing streamed is stripped"
