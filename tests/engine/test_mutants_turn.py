@@ -398,3 +398,15 @@ def test_a_halt_that_continues_the_streamed_text_keeps_it_byte_for_byte() -> Non
     assert result.message == "London.\n" and result.messages[-1] == {"role": "assistant", "content": "London.\n"}
     result, _ = play([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("")])
     assert not result.message.startswith("\n"), "a message over nothing streamed is stripped"
+
+
+def test_a_halt_message_that_goes_on_from_the_streamed_answer_is_written_to_the_history() -> None:
+    """Plant T142: the halt wrote nothing to the history whenever the last message was the
+    model's (``or`` for ``and``), so the part of the message after the streamed answer was lost."""
+    policy = variant('''    outcome: completed
+    message: "{response}"''', '''    outcome: completed
+    message: "{response}\\n\\n(checked)"''')
+    deltas: list[str] = []
+    result, _ = play([reply("London.")], policy, consumers=Consumers(on_delta=deltas.append))
+    assert result.message == "London.\n\n(checked)" and "".join(deltas) == result.message
+    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == ["London.", "\n\n(checked)"]
