@@ -410,3 +410,61 @@ def test_a_halt_message_that_goes_on_from_the_streamed_answer_is_written_to_the_
     result, _ = play([reply("London.")], policy, consumers=Consumers(on_delta=deltas.append))
     assert result.message == "London.\n\n(checked)" and "".join(deltas) == result.message
     assert [m["content"] for m in result.messages if m["role"] == "assistant"] == ["London.", "\n\n(checked)"]
+
+
+def boom(text: str) -> ErrorResponse:
+    return ErrorResponse(500, {"error": {"message": text, "type": "server_error"}})
+
+
+def test_the_turns_error_is_the_last_message_a_step_carried() -> None:
+    """Plant T150: ``TurnResult.error`` took the first provider message of the turn, not the last."""
+    result, _ = play([boom("first failure"), boom("second failure"), reply("Hi.")])
+    assert result.outcome == "completed" and "second failure" in (result.error or "")
+
+
+def test_a_consumer_that_fails_while_the_halt_is_delivered_is_reported() -> None:
+    """Plant T155: the result's consumer errors were taken before the halt's delivery, so a
+    consumer that raised in ``on_end`` went unreported."""
+
+    def end() -> None:
+        raise RuntimeError("the socket is gone")
+
+    result, _ = play([reply("Hi.")], consumers=Consumers(on_end=end))
+    assert result.outcome == "completed" and result.consumer_errors == ["on_end: RuntimeError: the socket is gone"]
+
+
+def test_run_turn_and_run_turn_sync_pass_their_options_to_the_turn() -> None:
+    """Plant T157: ``run_turn`` dropped its options (tools, clock, ...)."""
+    from loopspec import run_turn_sync
+
+    runs: list[str] = []
+    ask = reply(tool_calls=[("get_capital", {"country": "UK"})])
+    result = run_turn_sync(POLICY, USER, InProcessProvider([ask, reply("London.")]), model="replay",
+                           tools=capital_tools(runs), clock=VirtualClock(), max_tokens=77)
+    assert result.outcome == "completed" and runs == ["UK"] and [r.max_tokens for r in result.requests] == [77, 77]
+
+
+def test_answers_given_on_resume_survive_a_second_crash(tmp_path: Any) -> None:
+    """Plant T68: the checkpoint left out the person's answers, so a turn that crashed again
+    before its approved batch ran was back to waiting for them."""
+    from loopspec.journal import SqliteJournal
+
+    from _doubles import Stop
+
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital", needs_approval=True,
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    ask = reply(tool_calls=[("get_capital", {"country": "UK"})])
+    journal = SqliteJournal(tmp_path / "j.db")
+
+    def turn(interactions: list[Any], *observers: Any) -> Turn:
+        return Turn(POLICY, InProcessProvider(interactions), model="replay", tools=reg, clock=VirtualClock(),
+                    journal=journal, turn_id="t", observers=list(observers))
+
+    first = asyncio.run(turn([ask]).run(USER))
+    assert first.pause is not None
+    with pytest.raises(Stop):
+        asyncio.run(turn([reply("London.")], CutAtCheckpoint("run_tools")).resume("t", approve=[first.pause.calls[0]["id"]]))
+    result = asyncio.run(turn([reply("London.")]).resume("t"))
+    assert ran == ["UK"] and result.outcome == "completed"

@@ -145,3 +145,49 @@ def test_divergence_is_where_the_policy_first_asked_for_more_than_was_recorded()
         '{"error": {"type": "loopspec_diverged", "code": "loopspec_diverged", "message": '
         f'"cassette has 1 recorded model responses; the policy asked for call {n}"}}}}' for n in (2, 3)
     ]
+
+
+def pauses_to_break(resp: Any) -> list[float]:
+    """The pause before each item of a recorded stream, the item that breaks it included."""
+    from loopspec.providers.base import StreamBroken
+
+    async def go() -> list[float]:
+        stream = await InProcessProvider([resp]).open(request())
+        out: list[float] = []
+        while True:
+            out.append(stream.next_pause())
+            try:
+                await stream.__anext__()
+            except (StopAsyncIteration, StreamBroken):
+                return out
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_a_stall_before_a_disconnect_is_waited_out_first_on_both_renderings(after: int) -> None:
+    """Plant I15 (raw SSE) and I24 (chunks): the pause recorded before a disconnect was dropped,
+    so the stream broke at once instead of stalling first."""
+    from loopspec.replay.interactions import StreamResponse
+    from loopspec.replay.synth import reply_chunks
+
+    chunks = tuple(reply_chunks("Hello there, world."))
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    for resp in (StreamResponse(chunks=chunks, stall_after=after, stall_seconds=7.0, disconnect_after=after),
+                 StreamResponse(sse=sse, stall_after=after, stall_seconds=7.0, disconnect_after=after)):
+        assert pauses_to_break(resp) == [0.0] * after + [7.0]
+        assert items_before_break(resp) == (after, "disconnect")
+
+
+def test_the_items_of_a_stream_broken_in_band_end_at_the_break() -> None:
+    """Plant I17 (raw SSE) and I22 (chunks): after an in-band error the items went on with the
+    events recorded after it (the checker reads streams through ``stream_items``)."""
+    from loopspec.replay.inproc import stream_items
+    from loopspec.replay.interactions import StreamResponse
+
+    ok = {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+    bad = {"error": {"message": "overloaded", "type": "server_error"}}
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in (ok, bad, ok, ok)) + "data: [DONE]\n\n"
+    for resp in (StreamResponse(sse=sse), StreamResponse(chunks=(ok, bad, ok, ok))):
+        items = stream_items(resp)
+        assert len(items) == 2 and items[0].delta is not None and items[-1].broken is not None, items
