@@ -39,11 +39,11 @@ def capital_tools(runs: list[str] | None = None) -> ToolRegistry:
     return reg
 
 
-def play(interactions: list[Any], policy: Any = POLICY, **kw: Any) -> tuple[Any, Turn]:
+def play(interactions: list[Any], policy: Any = POLICY, opening: list[dict[str, Any]] = USER, **kw: Any) -> tuple[Any, Turn]:
     kw.setdefault("tools", capital_tools())
     kw.setdefault("clock", VirtualClock())
     turn = Turn(policy, InProcessProvider(interactions), model="replay", **kw)
-    return asyncio.run(turn.run(USER)), turn
+    return asyncio.run(turn.run(opening)), turn
 
 
 def test_the_policys_reasoning_effort_is_sent_when_the_caller_gives_none() -> None:
@@ -468,3 +468,139 @@ def test_answers_given_on_resume_survive_a_second_crash(tmp_path: Any) -> None:
         asyncio.run(turn([reply("London.")], CutAtCheckpoint("run_tools")).resume("t", approve=[first.pause.calls[0]["id"]]))
     result = asyncio.run(turn([reply("London.")]).resume("t"))
     assert ran == ["UK"] and result.outcome == "completed"
+
+
+def test_a_halt_message_renders_the_turns_counts_and_limits() -> None:
+    """Plants T76, T77, T78: ``{tool_batches}`` rendered the model call count,
+    ``{max_tool_batches}`` the model call limit, ``{max_wait}`` 0."""
+    policy = variant('''    outcome: completed
+    message: "{response}"''', '''    outcome: completed
+    message: "{response} [{model_calls} {tool_batches} {max_model_calls} {max_tool_batches} {max_wait} {event}]"''')
+    result, _ = play([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("London.")], policy)
+    assert result.message == "London. [2 1 90 60 60 text]"
+
+
+def test_an_escalation_tells_the_consumers_where_it_goes() -> None:
+    """Plant T121: the escalation's status line (``escalate: <state>``) was never sent."""
+    statuses: list[str] = []
+    result, _ = play([OVERFLOW, reply("Hi.")], opening=LONG, consumers=Consumers(on_status=statuses.append))
+    assert result.outcome == "completed" and "escalate: compact_context" in statuses
+
+
+def test_the_text_that_arrived_before_a_stall_stays_in_the_history() -> None:
+    """Plant T123: a partial-stream stub's text was not committed, so the history lost what the
+    model had written before the stall (and the continuation asked it to go on from nothing)."""
+    stalled = reply("The capital of the United Kingdom is London.", stall_after=3, stall_seconds=300)
+    result, _ = play([stalled, reply("London.")])
+    partial = "The capital of"
+    assert result.outcome == "completed"
+    assert any(m["role"] == "assistant" and str(m.get("content", "")).startswith(partial) for m in result.messages), result.messages
+
+
+class CallEnds:
+    """A turn observer (a named test double) that keeps how each model call ended and when tools
+    started."""
+
+    def __init__(self) -> None:
+        self.ends: list[tuple[int, str]] = []
+        self.started: list[str] = []
+
+    def model_call_finished(self, index: int, event: Any, reply: Any) -> None:
+        self.ends.append((index, event.name))
+
+    def tool_started(self, call: Any) -> None:
+        self.started.append(call.name)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def test_a_call_cut_by_the_deadline_is_reported_finished_once() -> None:
+    """Plant T90: a call in flight when the deadline passed was never reported finished to the
+    observers (the journal kept a request with no response)."""
+    from _doubles import NeverOpens
+
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 0.05\n  # was: ")  # within() waits real time
+    ends = CallEnds()
+    turn = Turn(policy, NeverOpens(), model="replay", clock=VirtualClock(), observers=[ends])
+    assert asyncio.run(turn.run(USER)).outcome == "cancelled"
+    assert ends.ends == [(1, "cancelled")]
+
+
+def test_a_call_is_reported_finished_once_even_when_a_later_batch_is_cancelled() -> None:
+    """Plant T108: the call stayed "in flight" after it was reported finished, so a cancel in the
+    tool batch that followed reported it finished a second time."""
+    ends = CallEnds()
+    reg = ToolRegistry()
+
+    async def get_capital(country: str) -> str:
+        turn.cancel()
+        await asyncio.sleep(0)
+        return "London"
+
+    reg.register(get_capital, parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    turn = Turn(POLICY, InProcessProvider([reply(tool_calls=[("get_capital", {"country": "UK"})])]), model="replay",
+                tools=reg, clock=VirtualClock(), observers=[ends])
+    assert asyncio.run(turn.run(USER)).outcome == "cancelled"
+    assert ends.ends == [(1, "tool_calls")]
+
+
+class CancelOnToolCalls(CancelOnOpen):
+    """Cancels its turn, from inside it, once the model has asked for tools."""
+
+    def step_taken(self, step: Any, record: Any) -> None:
+        if record.event == "tool_calls" and self.turn is not None:
+            self.turn.cancel()
+
+
+def test_a_cancel_before_the_batch_starts_runs_no_tool() -> None:
+    """Plant T85: a cancel asked before the tool effect was not looked at there, so the batch
+    started (and was cut) instead of the turn halting before any tool ran."""
+    ends, cancel = CallEnds(), CancelOnToolCalls()
+    turn = Turn(POLICY, InProcessProvider([reply(tool_calls=[("get_capital", {"country": "UK"})])]), model="replay",
+                tools=capital_tools(), clock=VirtualClock(), observers=[cancel, ends])
+    cancel.turn = turn
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "cancelled" and ends.started == []
+    assert [s.event for s in result.trace] == ["opened", "tool_calls", "cancelled"]
+
+
+def test_the_stream_is_closed_before_the_cancelled_step_is_recorded() -> None:
+    """Plant T87: the cancelled effect did not close the open stream itself, so the connection was
+    still open when the observers (the journal) heard of the cancelled step."""
+    provider, cancel = SlowToClose(), CancelOnOpen()
+    closed_at_cancel: list[bool] = []
+
+    class Watch(CancelOnOpen):
+        def step_taken(self, step: Any, record: Any) -> None:
+            if record.event == "cancelled":
+                closed_at_cancel.append(provider.closed)
+
+    turn = Turn(POLICY, provider, model="replay", clock=VirtualClock(), observers=[cancel, Watch()])
+    cancel.turn = turn
+    assert asyncio.run(turn.run(USER)).outcome == "cancelled"
+    assert closed_at_cancel == [True]
+
+
+def test_a_cancel_absorbed_by_the_turn_leaves_its_task_uncancelled() -> None:
+    """Plant T94: the turn absorbed a cancellation without ``uncancel()``, so its task still
+    counted as being cancelled while it delivered the halt (asyncio.timeout and TaskGroup in a
+    consumer would misread it)."""
+    from _doubles import BlockingClock
+
+    seen: list[int] = []
+
+    async def end() -> None:
+        task = asyncio.current_task()
+        seen.append(task.cancelling() if task is not None else -1)
+
+    clock = BlockingClock()
+    turn = Turn(POLICY, InProcessProvider([SLOW_DOWN]), model="replay", clock=clock, consumers=Consumers(on_end=end))
+
+    async def go() -> Any:
+        task = asyncio.create_task(turn.run(USER))
+        await clock.sleeping.wait()
+        turn.cancel()
+        return await task
+
+    assert asyncio.run(go()).outcome == "cancelled" and seen == [0]
