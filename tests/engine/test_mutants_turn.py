@@ -604,3 +604,36 @@ def test_a_cancel_absorbed_by_the_turn_leaves_its_task_uncancelled() -> None:
         return await task
 
     assert asyncio.run(go()).outcome == "cancelled" and seen == [0]
+
+
+def test_nothing_blank_is_streamed_when_the_halt_adds_nothing() -> None:
+    """Plant T151: the halt sent its (empty) remainder to ``on_delta`` even when the message was
+    all streamed already."""
+    deltas: list[str] = []
+    result, _ = play([reply("London is the capital.")], consumers=Consumers(on_delta=deltas.append))
+    assert "".join(deltas) == result.message == "London is the capital." and "" not in deltas
+
+
+def test_the_text_before_a_tool_call_stays_in_the_history() -> None:
+    """Plant T124: the batch the policy ran was committed without the text the model wrote before
+    its calls."""
+    result, _ = play([reply("Let me check. ", tool_calls=[("get_capital", {"country": "UK"})]), reply("London.")])
+    (asked,) = [m for m in result.messages if m.get("tool_calls")]
+    assert asked["content"] == "Let me check. "
+
+
+def test_appended_and_refusal_templates_see_the_counters_after_the_step() -> None:
+    """Plants T130 and T131: a refusal and an appended prompt were rendered with the counters
+    before their step, not the configuration the step leads to."""
+    from test_tool_batches import REFUSING
+
+    counting = REFUSING.replace('refused: "Not run: {tools} is not allowed here."', 'refused: "Not run ({model_calls})."')
+    seen = ToolResults()
+    result, _ = play([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("Done.")], load_policy_text(counting),
+                     observers=[seen])
+    assert result.outcome == "completed" and [r.content for r in seen.results] == ["Not run (2)."], "the refusal leads to the second call"
+    warned = variant("    max: 90\n    warn_at: 68", "    max: 90\n    warn_at: 2")
+    ask = reply(tool_calls=[("get_capital", {"country": "UK"})])
+    result, _ = play([ask, ask, reply("London.")], warned)
+    warnings = [m["content"] for m in result.messages if m["role"] == "user" and "model calls" in str(m["content"])]
+    assert warnings == ["This turn has used 2 of 90 model calls. Start wrapping up."]
