@@ -637,3 +637,17 @@ def test_appended_and_refusal_templates_see_the_counters_after_the_step() -> Non
     result, _ = play([ask, ask, reply("London.")], warned)
     warnings = [m["content"] for m in result.messages if m["role"] == "user" and "model calls" in str(m["content"])]
     assert warnings == ["This turn has used 2 of 90 model calls. Start wrapping up."]
+
+
+def test_after_a_bad_thinking_signature_the_next_request_goes_without_thinking() -> None:
+    """Plant T96: the call never applied the offer's ``thinking_stripped``, so the heal resent the
+    thinking blocks the provider had just refused."""
+    thought = {"role": "assistant", "content": "Earlier answer.", "reasoning_content": "hmm",
+               "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "abc"}]}
+    opening = [{"role": "user", "content": "Earlier question."}, thought, *USER]
+    bad = ErrorResponse(400, {"error": {"message": "Invalid signature in thinking block", "type": "invalid_request_error"}})
+    result, turn = play([bad, reply("London.")], opening=opening)
+    sent = turn.provider.requests  # type: ignore[attr-defined]
+    assert result.outcome == "completed" and [s.event for s in result.trace][:2] == ["thinking_signature_invalid", "done"]
+    assert "thinking_blocks" in sent[0].messages[1]
+    assert all("thinking_blocks" not in m and "reasoning_content" not in m for m in sent[1].messages)
