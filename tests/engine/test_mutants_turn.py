@@ -651,3 +651,41 @@ def test_after_a_bad_thinking_signature_the_next_request_goes_without_thinking()
     assert result.outcome == "completed" and [s.event for s in result.trace][:2] == ["thinking_signature_invalid", "done"]
     assert "thinking_blocks" in sent[0].messages[1]
     assert all("thinking_blocks" not in m and "reasoning_content" not in m for m in sent[1].messages)
+
+
+class Started:
+    """A turn observer (a named test double) that keeps what ``turn_started`` told it."""
+
+    def __init__(self) -> None:
+        self.infos: list[Any] = []
+
+    def turn_started(self, info: Any, messages: Any) -> None:
+        self.infos.append(info)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def test_the_observers_hear_where_the_turn_sends_its_calls() -> None:
+    """Plant T17: ``turn_started`` was told no api_base."""
+    seen = Started()
+    play([reply("Hi.")], api_base="http://127.0.0.1:9/v1", observers=[seen])
+    (info,) = seen.infos
+    assert (info.model, info.api_base, info.replayed, info.resumed) == ("replay", "http://127.0.0.1:9/v1", True, False)
+
+
+def test_a_turn_that_halts_with_its_response_open_closes_it() -> None:
+    """Plant T51: the stream still open when the loop ended (here: the step limit, right after the
+    response opened) was never closed."""
+    provider = SlowToClose()
+    result = asyncio.run(Turn(POLICY, provider, model="replay", clock=VirtualClock(), max_steps=1).run(USER))
+    assert result.outcome == "policy_error" and provider.closed
+
+
+def test_a_halt_message_is_held_to_max_message_bytes() -> None:
+    """Plant T156: the halt message was rendered without the policy's byte limit."""
+    text = DEFAULT_TEXT.replace("  stall_timeout: 60 ", "  max_message_bytes: 64\n  stall_timeout: 60 ").replace(
+        'message: "The model provider rejected the credentials (HTTP {status}). Check your API key."', 'message: "Rejected: {message}"')
+    denied = ErrorResponse(401, {"error": {"message": "no " * 200, "type": "invalid_api_key"}})
+    result, _ = play([denied], load_policy_text(text))
+    assert result.outcome == "auth_failed" and result.message.startswith("Rejected: ") and len(result.message.encode()) < 200
