@@ -45,11 +45,10 @@ def abstract_path(g: Graph, goal: Any, start: Node | None = None, within: set[in
 
 
 def deep_counterexample(
-    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str, world: Any = None, abstract: bool = True, limit: int = 50_000
+    an: Analysis, g: Graph, goal: Any, predicate: Any, note: str, world: Any = None, limit: int = 50_000
 ) -> tuple[Counterexample | None, int]:
     """When breadth-first search runs out: a guided concrete run to the goal (see
-    :func:`~loopspec.verify.explore.guided_counterexample`); the shortest abstract path otherwise
-    (unless ``abstract`` is False)."""
+    :func:`~loopspec.verify.explore.guided_counterexample`), or None within ``limit``."""
     dist: dict[Node, int] = {}
     preds: dict[Node, list[Node]] = {}
     usable = usable_edges(g, world) if world is not None else None
@@ -71,12 +70,7 @@ def deep_counterexample(
     steps, n = guided_counterexample(an, dist, predicate, limit=limit, world=world)
     if steps is not None:
         return Counterexample(steps, note + " (a concrete run, not necessarily the shortest)"), n
-    if not abstract:
-        return None, n
-    path = abstract_path(g, goal)
-    if not path:
-        return None, n
-    return Counterexample([abstract_cex(e) for e in path], note + " (abstract path: no concrete run found within the search limit)", concrete=False), n
+    return None, n
 
 
 def usable_edges(g: Graph, world: Any) -> set[int]:

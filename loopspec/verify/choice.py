@@ -50,7 +50,7 @@ def select_counterexample(
         plain, n = shortest_counterexample(an, plain_predicate, limit=SEARCH_LIMIT)
     deep: Counterexample | None = None
     if plain is None:  # too deep for breadth-first search: a guided run
-        deep, m = deep_counterexample(an, g, goal, plain_predicate, note, abstract=False)
+        deep, m = deep_counterexample(an, g, goal, plain_predicate, note)
         n += m
     adversary = Counterexample(plain, note) if plain is not None else deep
     if adversary is not None and is_real(an, world, adversary.steps, predicate):
@@ -61,7 +61,7 @@ def select_counterexample(
         if path is not None:
             return Counterexample(path, note), n, True
         if m >= WORLD_LIMIT:
-            deep, m = deep_counterexample(an, g, goal, predicate, note, world=world, abstract=False, limit=WORLD_LIMIT)
+            deep, m = deep_counterexample(an, g, goal, predicate, note, world=world, limit=WORLD_LIMIT)
             n += m
             if deep is not None:
                 return deep, n, True

@@ -184,7 +184,7 @@ def deep_witness(policy: Policy, an: Analysis, g: Graph, item: Item, limit: int 
     def predicate(step: Step, child: Any, viol: Any) -> bool:
         return item in step_items(policy, step)
 
-    cex, _n = deep_counterexample(an, g, goal, predicate, item.describe(), world=Realiser(policy), abstract=False, limit=limit)
+    cex, _n = deep_counterexample(an, g, goal, predicate, item.describe(), world=Realiser(policy), limit=limit)
     return None if cex is None else cex.steps
 
 

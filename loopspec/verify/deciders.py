@@ -43,7 +43,7 @@ def _unbounded_findings(term: Termination, st: Any) -> list[str]:
         out.append("unbounded cycle through: " + "; ".join(labels))
     for s in st.no_path_to_halt:
         out.append(f"state '{s}' has no path to a halt")
-    return out
+    return list(dict.fromkeys(out))  # one finding per cycle, not one per backstop phase it recurs in
 
 
 def decide_monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[PropertyResult, int]:

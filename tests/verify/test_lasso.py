@@ -204,3 +204,18 @@ def test_a_search_cut_right_after_the_loop_finds_it_without_looking_past_the_cut
         cex = assert_lasso(p, lasso)
         assert events(cex) == [("fix", "failed"), ("again", "failed")] and cex.loop_start == 0, limit
     assert found_at == 6 < total.configs  # the first limit that expands both of the loop's configurations
+
+
+def test_a_cut_search_still_follows_the_loop_past_a_successor_it_never_expanded() -> None:
+    """``again`` leads first to ``out`` (found last, not expanded when the search is cut) and then
+    back to ``fix``: the search for the loop must skip the unexpanded successor and go on to the
+    next, not stop at it."""
+    from test_check import HEAD
+
+    pair = ("  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: again, failed: ask}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: out, failed: fix}\n")
+    p = policy(CALL, stream(), TOOLS, pair, HALTS, head=HEAD.replace("initial: ask", "initial: fix"))
+    lasso, explored, complete = find_lasso(build_analysis(p), limit=4)
+    assert (explored, complete) == (2, False)
+    cex = assert_lasso(p, lasso)
+    assert events(cex) == [("fix", "done"), ("again", "failed")] and cex.loop_start == 0

@@ -124,3 +124,38 @@ def test_an_abstract_lasso_is_shown_when_the_graph_has_a_single_unbounded_loop()
     assert cex is not None and not cex.concrete and cex.loop_start is not None
     loop = [(s.state, s.event) for s in cex.steps[cex.loop_start:]]
     assert sorted(loop) == [("again", "failed"), ("fix", "failed")]
+
+
+def test_a_guided_run_reaches_a_goal_behind_the_backstop_within_the_world_and_the_limit() -> None:
+    """The guided search behind ``check`` and ``cover``: a concrete run to the model-call backstop
+    that the outside world can produce, with the note saying what it is; a limit too small for it
+    gives nothing, and a world that allows no step gives nothing either."""
+    from loopspec.verify.abstract_runs import deep_counterexample
+    from loopspec.verify.realiser import Realiser
+
+    from test_cover import small_policy
+
+    p = small_policy()
+    an = build_analysis(p)
+    g = build_graph(an)
+
+    def goal(e: object) -> bool:
+        return e.dst.state == "out_of_calls"  # type: ignore[attr-defined]
+
+    def predicate(step: Step, child: object, viol: object) -> bool:
+        return step.after.state == "out_of_calls"
+
+    cex, n = deep_counterexample(an, g, goal, predicate, "to the backstop", world=Realiser(p))
+    assert cex is not None and cex.concrete and cex.steps[-1].to == "out_of_calls"
+    assert cex.note == "to the backstop (a concrete run, not necessarily the shortest)"
+    assert [a.to for a in cex.steps[:-1]] == [b.state for b in cex.steps[1:]] and n > 0
+    assert deep_counterexample(an, g, goal, predicate, "x", world=Realiser(p), limit=2)[0] is None
+
+    class Nothing:
+        def start(self) -> object:
+            return ()
+
+        def advance(self, state: object, step: Step) -> object:
+            return None
+
+    assert deep_counterexample(an, g, goal, predicate, "x", world=Nothing())[0] is None

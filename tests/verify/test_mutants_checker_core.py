@@ -156,3 +156,19 @@ def test_check_file_hands_the_enumeration_limit_on() -> None:
     path = str(DOCS_EXAMPLES / "retry.yaml")  # 85 configurations: enumerated in full by default
     assert check_file(path).exploration["full_enumeration"]
     assert not check_file(path, enumerate_limit=0).exploration["full_enumeration"]
+
+
+def test_a_loop_that_never_halts_is_one_finding_with_the_states_that_cannot_halt() -> None:
+    """The cycle recurs in every backstop phase of the abstract graph; the finding names it once,
+    then each state with no path to a halt."""
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
+    halts = check_policy(policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS), enumerate_limit=0).properties["halts"]
+    assert halts.status == "fail"
+    assert halts.findings == [
+        "unbounded cycle through: again --done[0]--> trap; again --failed[0]--> trap; trap --done[0]--> trap; trap --failed[0]--> again",
+        "state 'again' has no path to a halt",
+        "state 'trap' has no path to a halt",
+    ]

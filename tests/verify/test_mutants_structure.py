@@ -53,3 +53,13 @@ def test_an_unhandled_event_with_nothing_to_tell_is_named_alone() -> None:
     assert r.properties["events_handled"].findings == [
         "nudge: event 'done' has no enabled transition (the turn would end in policy_error)"
     ]
+
+
+def test_a_shadowed_transition_in_the_json_names_why_and_what_shadows_it() -> None:
+    read = stream(text="[{to: done}, {when: {attr: chars, gt: 0}, to: fail}]")
+    r = check_policy(policy(CALL, read, TOOLS, HALTS))
+    assert r.structure.to_json()["shadowed_transitions"] == [{
+        "transition": "read --text[1]--> fail",
+        "reason": "shadowed: an earlier transition always matches first (read --text[0]--> done)",
+        "shadowed_by": "read --text[0]--> done",
+    }]
