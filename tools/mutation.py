@@ -222,7 +222,12 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
         if r is None:
             out.append(f"| `{module}` | not yet run | | | | | |")
             continue
-        score = f"{100.0 * r['detected'] / r['total']:.1f} %" if r["total"] else "no mutants (no functions)"
+        if r["total"]:
+            score = f"{100.0 * r['detected'] / r['total']:.1f} %"
+        elif r.get("unchecked"):
+            score = "none reached yet"  # a stopped run ran out of time before this module's mutants
+        else:
+            score = "no mutants (no functions)"
         minutes = f"{r['seconds'] / 60:.0f} min"
         tests = f"`{shlex.join(r['selection'])}`" if r["selection"] else "—"
         earlier = ", ".join(
