@@ -40,3 +40,11 @@ def test_conditions_combine() -> None:
     assert AnyOf((cpu, big)).holds(args) is True
     assert AnyOf((cpu, NotThat(big))).holds(args) is False
     assert NotThat(cpu).holds({"hw": "cpu"}) is False
+
+
+def test_numbers_of_either_type_are_equal_when_their_values_are() -> None:
+    """Only booleans are kept apart from numbers: a whole number in a tool call's JSON may arrive
+    as 2.0, and it still equals a rule's 2 (and is in [2, 3])."""
+    assert ArgTest("gpus", "eq", 2).holds({"gpus": 2.0}) is True
+    assert ArgTest("gpus", "ne", 2).holds({"gpus": 2.0}) is False
+    assert ArgTest("gpus", "in", (2, 3)).holds({"gpus": 2.0}) is True
