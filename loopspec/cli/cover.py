@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 from .replay import add_corpus_arguments
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_files_root_argument, exit_epilog, fail, load_or_report, print_diagnostics, print_json, run_async
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_files_root_argument, exit_epilog, fail, load_or_report, print_diagnostics, print_json
 
 FAILURES = "failures"
 
@@ -129,17 +129,28 @@ def _generate(args: argparse.Namespace, policy: Any) -> int:
     if os.path.exists(out) and not os.path.isdir(out):
         return fail("cover", f"{out} exists and is not a folder; give a folder for the cassettes")
     failures_dir = os.path.join(out, FAILURES)
-    # the failures of the last run first: each is a disagreement someone has to fix
-    earlier = find_cassettes([failures_dir]) if os.path.isdir(failures_dir) else []
+    # the failures of the last run first: each is a disagreement someone has to fix. They are
+    # checked as the new cassettes are, against the decisions each one stores
     still_failing: list[str] = []
-    for path in earlier:
+    earlier: dict[str, list[tuple[str, str, str]]] = {}
+    for path in find_cassettes([failures_dir]) if os.path.isdir(failures_dir) else []:
         c, _diags = read_cassette(path, files_root=args.files_root)
-        if c is not None and _transports_disagree(c, policy, args.http) is None:
-            os.remove(path)
-            if not args.json:
-                print(f"fixed since the last run (removed): {path}", file=sys.stderr)
-        else:
+        if c is None:
             still_failing.append(path)
+        else:
+            earlier[os.path.basename(path)] = [(s.state, s.event, s.target) for s in c.trace]
+    if earlier:
+        rechecked = _check_staged(args, failures_dir, earlier)
+        if isinstance(rechecked, int):
+            return rechecked
+        for path, problem in rechecked.items():
+            if problem is None:
+                os.remove(path)
+                if not args.json:
+                    print(f"fixed since the last run (removed): {path}", file=sys.stderr)
+            else:
+                still_failing.append(path)
+        still_failing.sort()
     from .progress import is_terminal
 
     drawing = not args.json and is_terminal(sys.stderr)
@@ -203,10 +214,10 @@ def _progress_line(done: int, total: int) -> None:
 
 
 def _check_staged(args: argparse.Namespace, staging: str, planned: dict[str, list[tuple[str, str, str]]]) -> dict[str, str | None] | int:
-    """Replay the staged cassettes of this shard, as written, on each transport (``--jobs``
-    processes, or Ray): each file with what parted from its planned decisions (by file name in
-    ``planned``), None when both transports follow them; or the exit code after a usage error.
-    Files outside the shard are not checked, and not kept."""
+    """Replay the cassettes of this shard in ``staging`` named in ``planned``, as written, on each
+    transport (``--jobs`` processes, or Ray): each file with what parted from its planned decisions
+    (by file name in ``planned``), None when both transports follow them; or the exit code after a
+    usage error. Files outside the shard, or not named, are not checked."""
     from loopspec.replay.corpus import Job, discover, select
 
     from .replay import run_cassettes
@@ -220,7 +231,7 @@ def _check_staged(args: argparse.Namespace, staging: str, planned: dict[str, lis
         if outcomes is None:
             return int(code)
         for o in outcomes:
-            if problems.get(o.file) is None:
+            if os.path.basename(o.file) in planned and problems.get(o.file) is None:
                 problems[o.file] = _disagreement(transport, o.record, planned[os.path.basename(o.file)])
     return problems
 
@@ -244,34 +255,6 @@ def _parted(transport: str, got: list[tuple[str, str, str]], want: list[tuple[st
     seen = got[i] if i < len(got) else "(ended)"
     planned = want[i] if i < len(want) else "(ended)"
     return f"{transport}: the path parts from the planned one at step {i + 1}: {seen} instead of {planned}"
-
-
-def _transports_disagree(cassette: Any, policy: Any, http: bool) -> str | None:
-    """None when the cassette replays along its stored decisions in-process (and over HTTP when
-    ``http``); else what differed."""
-    from loopspec.replay.harness import replay
-
-    want = [(s.state, s.event, s.target) for s in cassette.trace]
-    transports = ["inproc", "http"] if http else ["inproc"]
-
-    async def go() -> str | None:
-        try:
-            for transport in transports:
-                report = await replay(cassette, policy, transport=transport)  # type: ignore[arg-type]
-                got = [(s.state, s.event, s.target) for s in report.result.trace]
-                if got != want:
-                    return _parted(transport, got, want)
-                if report.verdict != "pass":
-                    return f"{transport}: {report.verdict}: {'; '.join(report.failures)[:300]}"
-            return None
-        finally:
-            if http:
-                from loopspec.providers.litellm_provider import close_clients
-
-                await close_clients()
-
-    result: str | None = run_async(go())
-    return result
 
 
 def register(sub: Any) -> None:
