@@ -42,3 +42,17 @@ def test_a_replayed_turn_and_its_tools_leave_no_reference_cycle(name: str) -> No
         gc.garbage.clear()
         gc.enable()
     assert not kinds & {"Turn", "ToolRegistry", "RecordedTools", "CancelPlan", "TraceStep", "Trajectory"}, sorted(kinds)
+
+
+def test_a_corpus_batch_collects_less_often_and_restores_the_collector_after() -> None:
+    """While a corpus batch replays, the collector's young generation waits for thousands of
+    allocations (not 700); afterwards, even after a failing batch, the thresholds are as before."""
+    from loopspec.replay.corpus import _fewer_collections
+
+    before = gc.get_threshold()
+    with _fewer_collections():
+        assert gc.get_threshold()[0] >= 10 * before[0]
+    assert gc.get_threshold() == before
+    with pytest.raises(ZeroDivisionError), _fewer_collections():
+        1 / 0
+    assert gc.get_threshold() == before
