@@ -230,10 +230,7 @@ def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
             score = "no mutants (no functions)"
         minutes = f"{r['seconds'] / 60:.0f} min"
         tests = f"`{shlex.join(r['selection'])}`" if r["selection"] else "—"
-        earlier = ", ".join(
-            f"{e['detected']} / {e['total']}{f' (+{n} not run)' if (n := e.get('unchecked')) else ''} ({e['date']})"
-            for e in r.get("earlier", [])
-        )
+        earlier = ", ".join(_earlier_scores(r.get("earlier", [])))
         of = f" (stopped early: {r['unchecked']} more not run)" if r.get("unchecked") else ""
         out.append(
             f"| `{module}` | {r['detected']} / {r['total']}{of} | {score} | {minutes} | {r['date']} "
@@ -340,6 +337,19 @@ unmutated package, so mutants there survive unless an in-process test also cover
 
 ## Scores
 """
+
+def _earlier_scores(earlier: list[dict[str, Any]]) -> list[str]:
+    """The earlier scores worth showing: a pass that reached none of the module's mutants says
+    nothing, and a score repeated by the next pass (a resumed run recorded before this fix) once."""
+    shown: list[str] = []
+    for e in earlier:
+        if not e.get("total"):
+            continue
+        text = f"{e['detected']} / {e['total']}{f' (+{n} not run)' if (n := e.get('unchecked')) else ''} ({e['date']})"
+        if not shown or shown[-1] != text:
+            shown.append(text)
+    return shown
+
 
 SCORES_NOTE = """*time* is the latest run's, reruns of its survivors included; *earlier runs* are the scores
 before the tests written for their survivors. An empty *earlier runs* means the module's
@@ -479,8 +489,10 @@ def main(argv: list[str] | None = None) -> None:
             earlier = results.get(module, {})
             if args.survivors or args.resume:  # the time of a run includes its reruns
                 result["seconds"] += earlier["seconds"]
+            # a resumed run goes on with the same run: its partial score is not an earlier one
             result["earlier"] = earlier.get("earlier", []) + (
-                [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}] if earlier else []
+                [{k: earlier.get(k, 0) for k in ("date", "detected", "total", "unchecked")}]
+                if earlier and not args.resume else []
             )
             results[module] = result
             print(f"{module}: {result['detected']} / {result['total']} in {result['seconds']} s")

@@ -200,12 +200,7 @@ class _Converter:
     def convert(self, node: Node, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise self.fail(
-                codes.TOO_MANY_NODES,
-                f"document expands to more than {MAX_NODES} nodes",
-                node,
-                "anchors and aliases multiply; a policy never needs this many (alias bomb?)",
-            )
+            raise self._too_many(node)
         if depth > MAX_DEPTH:
             raise self.fail(codes.TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", node, _DEEP_HINT)
         if node.tag not in _STD_TAGS:
@@ -222,12 +217,21 @@ class _Converter:
                 return self.loader.construct_object(node, deep=False)
             except yaml.YAMLError as exc:
                 raise self.fail(codes.BAD_SCALAR, f"bad scalar: {exc}", node) from None
+        # A plain string child is taken in place, without a call: the same count, depth and tag
+        # checks as convert() in fewer steps (most of a cassette is string keys and values).
+        inline = depth < MAX_DEPTH
         if isinstance(node, SequenceNode):
             out = YList()
             out._mark = node.start_mark
             marks = _MarkList()
             for item in node.value:
-                out.append(self.convert(item, depth + 1))
+                if inline and item.tag == _STR and type(item) is ScalarNode:
+                    self.count += 1
+                    if self.count > MAX_NODES:
+                        raise self._too_many(item)
+                    out.append(item.value)
+                else:
+                    out.append(self.convert(item, depth + 1))
                 list.append(marks, item.start_mark)
             out.item_pos = marks
             return out
@@ -238,11 +242,17 @@ class _Converter:
             m.key_pos = key_marks
             m.value_pos = value_marks
             for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise self.fail(codes.YAML_TAG, "merge keys (<<) are not supported", key_node)
-                key = self.convert(key_node, depth + 1)
-                if isinstance(key, (dict, list)):
-                    raise self.fail(codes.BAD_SCALAR, "a mapping key must be a plain scalar", key_node)
+                if inline and key_node.tag == _STR and type(key_node) is ScalarNode:
+                    self.count += 1
+                    if self.count > MAX_NODES:
+                        raise self._too_many(key_node)
+                    key = key_node.value
+                else:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        raise self.fail(codes.YAML_TAG, "merge keys (<<) are not supported", key_node)
+                    key = self.convert(key_node, depth + 1)
+                    if isinstance(key, (dict, list)):
+                        raise self.fail(codes.BAD_SCALAR, "a mapping key must be a plain scalar", key_node)
                 if key in m:
                     first = m.key_pos[key]
                     raise self.fail(
@@ -251,11 +261,25 @@ class _Converter:
                         key_node,
                         "YAML keeps only the last one silently; merge the two entries",
                     )
-                m[key] = self.convert(value_node, depth + 1)
+                if inline and value_node.tag == _STR and type(value_node) is ScalarNode:
+                    self.count += 1
+                    if self.count > MAX_NODES:
+                        raise self._too_many(value_node)
+                    m[key] = value_node.value
+                else:
+                    m[key] = self.convert(value_node, depth + 1)
                 dict.__setitem__(key_marks, key, key_node.start_mark)
                 dict.__setitem__(value_marks, key, value_node.start_mark)
             return m
         raise self.fail(codes.BAD_SCALAR, "unsupported YAML node", node)  # pragma: no cover
+
+    def _too_many(self, node: Node) -> LoadError:
+        return self.fail(
+            codes.TOO_MANY_NODES,
+            f"document expands to more than {MAX_NODES} nodes",
+            node,
+            "anchors and aliases multiply; a policy never needs this many (alias bomb?)",
+        )
 
 
 def _depth_guard(text: str, file: str, loader_class: Any) -> None:

@@ -152,6 +152,7 @@ async def replay(
         result, crash = await run_guarded(turn, c.messages)
         elapsed = vclock.now()
         diverged_at, unconsumed = provider.diverged_at, provider.unconsumed
+    cancel.detach()
     return judged(c, policy, result, transport=transport, unconsumed=unconsumed, diverged_at=diverged_at, tools=tools,
                   elapsed=elapsed, crash=crash)
 

@@ -56,15 +56,20 @@ class RecordedTools:
     def _player(self, name: str):  # type: ignore[no-untyped-def]
         """A coroutine, so it runs on the event loop (a sync tool would run in a thread, and the
         calls of a batch would take the recorded results in whatever order the threads ran); one
-        that waits for the cancel when the cassette cancels during the tool or the tool blocks."""
+        that waits for the cancel when the cassette cancels during the tool or the tool blocks.
+
+        The player closes over the queues and lists it updates, never over ``self``: the registry
+        holds the player, so a player holding ``self`` would make a reference cycle, and a corpus
+        run would leave every replayed turn to the cyclic garbage collector."""
+        queues, exhausted, ran, cancel = self.queues, self.exhausted, self.ran, self.cancel
 
         def answer() -> Any:
-            queue = self.queues.get(name) or []
+            queue = queues.get(name) or []
             if not queue:
-                self.exhausted.append(name)
+                exhausted.append(name)
                 raise ToolResultsExhausted(f"the cassette recorded no further result for tool '{name}'")
             outcome = queue.pop(0)
-            self.ran.append(name)
+            ran.append(name)
             return outcome
 
         def result(outcome: Any) -> str:
@@ -77,7 +82,7 @@ class RecordedTools:
 
         async def play_until_cancelled(**_arguments: Any) -> str:
             outcome = answer()
-            await self.cancel.tool_started(name)
+            await cancel.tool_started(name)
             if outcome.blocks:
                 await asyncio.Event().wait()  # until the turn is cancelled
             return result(outcome)

@@ -1,0 +1,297 @@
+"""The guided depth-first search (``guided_counterexample`` in loopspec/verify/reach.py), tested
+directly, written against the survivors of its mutation run. Each policy here is small enough that
+the nodes the search expands, and the order it tries them in, can be worked out by hand; the
+distance map (the guide) is written by hand too, per state, so each test decides which child is
+closest to the goal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopspec import load_policy_text
+from loopspec.language.alphabet import Event
+from loopspec.language.model import Policy, Step
+from loopspec.verify.abstract_graph import build_graph
+from loopspec.verify.abstraction import Analysis, build_analysis
+from loopspec.verify.counterexample import CexStep
+from loopspec.verify.reach import guided_counterexample
+
+HEAD = """\
+loopspec: 1
+initial: s
+templates:
+  more: "more"
+counters:
+  tries: {max: 2}
+backstops:
+  model_calls: {max: 5, exhausted: g}
+  tool_batches: {max: 3, exhausted: g}
+states:
+"""
+
+G = '  g: {kind: halt, outcome: completed, message: "ok"}\n'
+H = '  h: {kind: halt, outcome: completed, message: "other"}\n'
+
+
+def cont(name: str, to: str) -> str:
+    return f"  {name}: {{kind: continue, prompt: more, on: {{done: {to}}}}}\n"
+
+
+def esc(name: str, done: str, failed: str) -> str:
+    return f"  {name}:\n    kind: escalate\n    apply: [compact]\n    on:\n      done: {done}\n      failed: {failed}\n"
+
+
+# s offers two children, a (on done) and b (on failed), and both go on to the halt g
+FREE = esc("s", "a", "b") + cont("a", "g") + cont("b", "g") + G
+# the same, but taking a spends one increment of the retry counter
+SPEND = esc("s", "{do: [{increment: tries}], to: a}", "b") + cont("a", "g") + cont("b", "g") + G
+
+
+def analysis(*parts: str, head: str = HEAD) -> Analysis:
+    return build_analysis(load_policy_text(head + "".join(parts), "inline.yaml"))
+
+
+def guide(an: Analysis, **by_state: int) -> dict[Any, int]:
+    """A distance map giving every abstract node of each named state the distance named."""
+    return {n: by_state[n.state] for n in build_graph(an).nodes if n.state in by_state}
+
+
+def reaches(state: str) -> Any:
+    def predicate(step: Step, child: Any, viol: Any) -> bool:
+        return step.after.state == state
+
+    return predicate
+
+
+def never(step: Step, child: Any, viol: Any) -> bool:
+    return False
+
+
+def states(path: list[CexStep] | None) -> list[str]:
+    assert path is not None
+    return [path[0].state] + [s.to for s in path]
+
+
+def replay(policy: Policy, path: list[CexStep]) -> None:
+    """The path is a run the policy itself makes: from the initial configuration, each step's event
+    leads (through ``Policy.step``) to the state the next step starts in."""
+    cfg = policy.initial_config()
+    for s in path:
+        assert s.state == cfg.state
+        step = policy.step(cfg, Event(s.event, s.attrs))
+        assert step.after.state == s.to
+        assert (step.transition.label if step.transition else None) == s.transition
+        cfg = step.after
+
+
+# --------------------------------------------------------------------------- the root's own hit
+
+
+def test_a_hit_at_the_roots_first_expansion_is_a_one_step_run() -> None:
+    """A goal one step from the start is returned as that single step, the root being the one node
+    expanded; it is found before the guide is consulted (the map is empty) and whatever the limit."""
+    an = analysis(FREE)
+    for limit in (0, 1, 50_000):
+        path, explored = guided_counterexample(an, {}, reaches("b"), limit=limit)
+        assert path == [CexStep("s", "failed", {"message": ""}, "b", "s --failed[0]--> b")]
+        assert explored == 1
+
+
+# --------------------------------------------------------------------------- the order of the children
+
+
+def test_the_child_closest_to_the_goal_is_tried_first() -> None:
+    """Between two children that spend nothing, the one the guide puts closer to the goal is
+    expanded first (whichever event reaches it), and its own hit ends the search: two expansions."""
+    an = analysis(FREE)
+    path, explored = guided_counterexample(an, guide(an, a=1, b=0), reaches("g"))
+    assert states(path) == ["s", "b", "g"] and explored == 2
+    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"))
+    assert states(path) == ["s", "a", "g"] and explored == 2
+
+
+def test_at_equal_score_the_child_that_spends_no_retry_budget_is_tried_first() -> None:
+    """a (taking it increments ``tries``) at distance 0 and b (free) at distance 2 score the same
+    (an increment weighs as two steps of distance); then the free child goes first, though a comes
+    first in event order."""
+    an = analysis(SPEND)
+    path, explored = guided_counterexample(an, guide(an, a=0, b=2), reaches("g"))
+    assert states(path) == ["s", "b", "g"] and explored == 2
+    assert path is not None and path[0].event == "failed"
+
+
+def test_an_increment_weighs_two_steps_of_distance() -> None:
+    """The guide's ordering score is distance plus two per counter increment the step makes: a
+    spending child at distance 0 (score 2) beats a free one at distance 3, and loses to a free one at
+    distance 1. (The weight is the guide's heuristic; this pins it so a change is deliberate.)"""
+    an = analysis(SPEND)
+    path, _n = guided_counterexample(an, guide(an, a=0, b=3), reaches("g"))
+    assert states(path) == ["s", "a", "g"]
+    path, _n = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"))
+    assert states(path) == ["s", "b", "g"]
+
+
+# --------------------------------------------------------------------------- what is never expanded
+
+# s: done -> h (a halt) or failed -> b; b: done -> c; c: done -> g (a halt)
+PRUNE = esc("s", "h", "b") + cont("b", "c") + cont("c", "g") + G + H
+
+
+def test_halting_children_are_never_expanded_even_when_the_guide_knows_them() -> None:
+    """With no hit, the search expands exactly the non-halting nodes: s, b and c. The halts h and g
+    are in the guide (at the smallest distance), yet a halt has no successor to try, so it is not
+    expanded (not counted)."""
+    an = analysis(PRUNE)
+    path, explored = guided_counterexample(an, guide(an, s=3, b=2, c=1, h=0, g=0), never)
+    assert path is None and explored == 3
+
+
+def test_children_the_guide_does_not_know_are_never_expanded() -> None:
+    """A child missing from the distance map cannot lead to the goal: c is left out, so with no hit
+    only s and b are expanded."""
+    an = analysis(PRUNE)
+    path, explored = guided_counterexample(an, guide(an, s=2, b=1), never)
+    assert path is None and explored == 2
+
+
+def test_an_unknown_child_does_not_hide_its_siblings() -> None:
+    """s's first child (u, on done) is unknown to the guide and its second (b, on failed) is known:
+    the unknown one is skipped and the search goes on to b and finds the goal through it."""
+    an = analysis(esc("s", "u", "b"), cont("u", "g"), cont("b", "g"), G)
+    path, explored = guided_counterexample(an, guide(an, b=0), reaches("g"))
+    assert states(path) == ["s", "b", "g"] and explored == 2
+
+
+def test_the_guide_is_read_at_the_childs_monitor_state() -> None:
+    """The abstract node looked up carries the property monitor's state: a stall cut inside a tool
+    call enters the stub state with a silent stub in flight, a stall in plain text does not. The
+    guide knows the stub state only as the silent node, so the search goes through the tool-call
+    stall (the second of the two, in event order) to the continuation after the stub."""
+    from test_check import CALL, HEAD as CHECK_HEAD, TOOLS, stream
+
+    stub = "  cut:\n    kind: stub\n    on: {mid_text: fail, mid_tool_call: goon}\n" + cont("goon", "ask")
+    halts = ('  done: {kind: halt, outcome: completed, message: "ok"}\n'
+             '  out: {kind: halt, outcome: backstop, message: "stopped"}\n'
+             '  fail: {kind: halt, outcome: provider_error, message: "failed"}\n')
+    an = analysis(CALL, stream(stalled="cut"), TOOLS, stub, halts, head=CHECK_HEAD + "states:\n")
+    g = build_graph(an)
+    dist: dict[Any, int] = {n: 1 for n in g.nodes if n.state == "cut" and n.silent}
+    dist.update({n: 2 for n in g.nodes if n.state == "read"})
+    assert dist and not any(n.silent for n in g.nodes if n.state == "read")
+    path, explored = guided_counterexample(an, dist, reaches("goon"))
+    assert states(path) == ["ask", "read", "cut", "goon"] and explored == 3
+    assert path is not None and path[1].attrs["mid_tool_call"] is True
+    replay(an.policy, path)
+
+
+# --------------------------------------------------------------------------- counting and the limit
+
+# a chain of four continuations before the halt: the goal step is found expanding c4, the 4th node
+CHAIN = cont("s", "c2") + cont("c2", "c3") + cont("c3", "c4") + cont("c4", "g") + G
+
+
+def test_explored_counts_the_nodes_expanded_exactly() -> None:
+    """Along a chain s, c2, c3, c4 -> g each node is expanded once, and the hit is found expanding
+    the fourth: explored is 4, and the run is the whole chain."""
+    an = analysis(CHAIN)
+    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), reaches("g"))
+    assert states(path) == ["s", "c2", "c3", "c4", "g"] and explored == 4
+    assert path is not None
+    replay(an.policy, path)
+
+
+def test_explored_counts_every_distinct_node_once_on_a_pumped_loop() -> None:
+    """s retries into a (spending ``tries``, max 2) and a returns to s; s also gives up to b. With no
+    hit the search expands every distinct reachable non-halting configuration once, and the guide
+    knows them all. By hand: s and a at tries 0..2 where reached -- s0, a1, s1, a2, s2 -- and b
+    entered from s0, s1 and s2 (b0, b1, b2): eight."""
+    retry = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: a}, b]"
+    an = analysis(esc("s", retry, "b"), cont("a", "s"), cont("b", "g"), G)
+    path, explored = guided_counterexample(an, guide(an, s=1, a=2, b=0), never)
+    assert path is None and explored == 8
+
+
+def test_the_search_gives_up_exactly_when_explored_exceeds_the_limit() -> None:
+    """The hit on CHAIN comes expanding the 4th node: with limit 3 the 4th expansion is still made
+    (explored may reach limit + 1) and the run is found; with limit 2 the search stops before it,
+    having expanded 3."""
+    an = analysis(CHAIN)
+    dist = guide(an, c2=3, c3=2, c4=1)
+    path, explored = guided_counterexample(an, dist, reaches("g"), limit=3)
+    assert states(path) == ["s", "c2", "c3", "c4", "g"] and explored == 4
+    assert guided_counterexample(an, dist, reaches("g"), limit=2) == (None, 3)
+    assert guided_counterexample(an, dist, reaches("g"), limit=0) == (None, 1)
+
+
+def test_the_default_limit_is_fifty_thousand_expansions() -> None:
+    """s loops onto itself on done (incrementing ``tries``, max 10000) and on failed (incrementing
+    ``more``, max 10): 10001 x 11 distinct configurations, more than the default limit, so with no
+    hit only the limit stops the search, after 50,001 expansions."""
+    head = HEAD.replace("tries: {max: 2}", "tries: {max: 10000}\n  more: {max: 10}")
+    done = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: s}, g]"
+    failed = "[{when: {counter: more, lt: max}, do: [{increment: more}], to: s}, g]"
+    an = analysis(esc("s", done, failed), G, head=head)
+    assert guided_counterexample(an, guide(an, s=0), never) == (None, 50_001)
+
+
+# --------------------------------------------------------------------------- the world
+
+
+class NoDoneAtStart:
+    """A world in which the first step cannot be ``done``; its state counts the steps taken."""
+
+    def start(self) -> int:
+        return 0
+
+    def advance(self, taken: int, step: Step) -> int | None:
+        if taken == 0 and step.event.name == "done":
+            return None
+        return taken + 1
+
+
+def test_a_step_the_world_refuses_does_not_hide_its_siblings() -> None:
+    """The world refuses s's first successor (done, to a, though the guide puts a closest); the
+    search goes on to the next one (failed, to b) and reaches the goal through it."""
+    an = analysis(FREE)
+    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"), world=NoDoneAtStart())
+    assert states(path) == ["s", "b", "g"] and explored == 2
+
+
+class Steps:
+    """A world that allows every step; its state counts the steps taken."""
+
+    def start(self) -> int:
+        return 0
+
+    def advance(self, taken: int, step: Step) -> int:
+        return taken + 1
+
+
+def test_the_predicate_sees_the_child_with_its_world_state() -> None:
+    """The predicate is handed the child node, the world's state appended: on CHAIN, asking for the
+    node three steps in (world state 3) ends the run at c4, found expanding c3, not at the halt."""
+    an = analysis(CHAIN)
+
+    def third(step: Step, child: Any, viol: Any) -> bool:
+        return bool(child[-1] == 3)
+
+    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), third, world=Steps())
+    assert states(path) == ["s", "c2", "c3", "c4"] and explored == 3
+
+
+def test_a_long_run_is_replayable_step_by_step() -> None:
+    """A run through the pumped retry loop is a real run: each step starts where the previous one
+    ended, and replaying its events through the policy reproduces it."""
+    retry = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: a}, b]"
+    an = analysis(esc("s", retry, "h"), cont("a", "s"), cont("b", "g"), G, H)
+
+    def out_of_tries(step: Step, child: Any, viol: Any) -> bool:
+        return step.after.state == "g"
+
+    path, _n = guided_counterexample(an, guide(an, s=1, a=2, b=0), out_of_tries)
+    assert path is not None
+    assert [(p.state, p.event) for p in path] == [
+        ("s", "done"), ("a", "done"), ("s", "done"), ("a", "done"), ("s", "done"), ("b", "done")
+    ]
+    assert [p.to for p in path[:-1]] == [p.state for p in path[1:]]
+    replay(an.policy, path)
