@@ -295,3 +295,65 @@ def test_a_long_run_is_replayable_step_by_step() -> None:
     ]
     assert [p.to for p in path[:-1]] == [p.state for p in path[1:]]
     replay(an.policy, path)
+
+
+# --------------------------------------------------------------------------- the guide a world shapes
+
+
+class NoWayOutOfA:
+    """A world in which ``a`` can loop but never take ``failed``, its only way to the goal. It has
+    one state (a world's states must be finite: usable_edges walks them all)."""
+
+    def start(self) -> int:
+        return 0
+
+    def advance(self, state: int, step: Step) -> int | None:
+        if step.before.state == "a" and step.event.name == "failed":
+            return None
+        return state
+
+
+# s sends ``done`` to a and ``failed`` to b. a pumps itself on done (spending tries, up to 10000,
+# then halting at h) and reaches the goal g only on failed; b reaches g on done.
+DEAD_END_HEAD = HEAD.replace("tries: {max: 2}", "tries: {max: 10000}")
+DEAD_END = (
+    esc("s", "a", "b")
+    + "  a:\n    kind: escalate\n    apply: [compact]\n    on:\n"
+    + "      done: [{when: {counter: tries, lt: max}, do: [{increment: tries}], to: a}, h]\n"
+    + "      failed: g\n"
+    + cont("b", "g")
+    + G
+    + H
+)
+
+
+def test_with_a_world_the_guide_leads_only_along_steps_the_world_can_take() -> None:
+    """deep_counterexample builds its guide from the abstract edges the world can take. In
+    DEAD_END the world never lets a take ``failed``, so a is no way to the goal: the guide must
+    not know a, and the search goes straight to b (s, b: two expansions). A guide built from every
+    edge puts a as close to the goal as b and first in order, and the search pumps a's loop until
+    the limit (kills the mutants that drop the world's filter of the guide)."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstract_runs import deep_counterexample
+
+    an = analysis(DEAD_END, head=DEAD_END_HEAD)
+    g = build_graph(an)
+    cex, explored = deep_counterexample(
+        an, g, lambda e: e.dst.state == "g", reaches("g"), "note", world=NoWayOutOfA(), limit=100
+    )
+    assert cex is not None and explored == 2
+    assert [s.state for s in cex.steps] == ["s", "b"]
+
+
+def test_deep_counterexample_gives_up_after_fifty_thousand_expansions_by_default() -> None:
+    """Without a limit, the guided search behind deep_counterexample stops after 50,000
+    expansions (the 50,001st is the one past the limit): on the 10001 x 11 grid of
+    test_the_default_limit_is_fifty_thousand_expansions, with a goal no step satisfies."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstract_runs import deep_counterexample
+
+    head = HEAD.replace("tries: {max: 2}", "tries: {max: 10000}\n  more: {max: 10}")
+    done = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: s}, g]"
+    failed = "[{when: {counter: more, lt: max}, do: [{increment: more}], to: s}, g]"
+    an = analysis(esc("s", done, failed), G, head=head)
+    assert deep_counterexample(an, build_graph(an), lambda e: e.dst.state == "g", never, "note") == (None, 50_001)
