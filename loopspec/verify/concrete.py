@@ -48,7 +48,8 @@ class WorldModel(Protocol):
     follows a run and says when a step asks for something no provider, tool or classifier can
     produce (a rate_limit with status 200, a guardrail verdict the policy does not configure, a
     stub event that contradicts the stream it was cut from). Searches that pass one only return
-    runs it accepts; the world is appended to each search node (``node[-1]``)."""
+    runs it accepts; the world is appended to each search node (``node[-1]``). Its states must be
+    finitely many: ``usable_edges`` walks every (abstract node, world) pair from the start."""
 
     def start(self) -> Hashable: ...
 
