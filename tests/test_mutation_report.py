@@ -4,7 +4,10 @@ that reached none of its mutants is not a score, and a resumed run is not an ear
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from _paths import ROOT
 
@@ -33,3 +36,19 @@ def test_earlier_scores_skip_passes_that_reached_nothing_and_repeat_none() -> No
         "7 / 8 (d2)",
         "4 / 8 (+30 not run) (d2)",
     ]
+
+
+def test_hand_analyses_must_account_for_every_plant(tmp_path: Path) -> None:
+    """The committed hand analyses add up (caught + killed + equivalent + open = plants) and are
+    rendered; one that does not add up stops the report instead of printing a wrong count."""
+    tool = _tool()
+    rendered = "\n".join(tool.render_hand(tool.load_hand()))
+    assert "## Mutation analyses by hand" in rendered and "test_mutants_turn.py" in rendered
+    bad = tmp_path / "hand.toml"
+    bad.write_text(
+        '[[analysis]]\nmodules = ["m.py"]\ndate = "d"\nplants = 10\ncaught = 5\n'
+        'killed_by_new_tests = 3\nequivalent = 1\nopen = 0\ntests = []\n'
+    )
+    tool.HAND = bad
+    with pytest.raises(SystemExit, match="9 plants accounted for, not 10"):
+        tool.load_hand()
