@@ -14,6 +14,7 @@ from loopspec.language.errors import LoopspecError
 
 import functools
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -105,8 +106,30 @@ def stream_items(resp: StreamResponse) -> Sequence[_Item]:
     it too, to see what the classifier will. Never modify what it returns: raw SSE responses are
     parsed once per process and shared (see :func:`_sse_items`)."""
     if resp.chunks is not None:
-        return _items_for_chunks(resp)
+        return _chunk_items(resp)
     return _sse_items(resp)
+
+
+_CHUNK_ITEMS: OrderedDict[int, tuple[StreamResponse, tuple[_Item, ...]]] = OrderedDict()
+_CHUNK_ITEMS_KEPT = 256
+
+
+def _chunk_items(resp: StreamResponse) -> tuple[_Item, ...]:
+    """The items of a chunk-dict response, built once per response object and shared by its
+    replays: ``diff`` replays every cassette twice, and ``reply:`` interactions (most of a
+    corpus) become chunk dicts. Chunk dicts make the response unhashable, so the cache is keyed
+    by the object's identity and holds the object itself (an id is never reused while cached);
+    the 256 responses used last are kept."""
+    key = id(resp)
+    hit = _CHUNK_ITEMS.get(key)
+    if hit is not None and hit[0] is resp:
+        _CHUNK_ITEMS.move_to_end(key)
+        return hit[1]
+    items = tuple(_items_for_chunks(resp))
+    _CHUNK_ITEMS[key] = (resp, items)
+    if len(_CHUNK_ITEMS) > _CHUNK_ITEMS_KEPT:
+        _CHUNK_ITEMS.popitem(last=False)
+    return items
 
 
 @functools.lru_cache(maxsize=256)

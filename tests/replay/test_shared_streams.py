@@ -1,4 +1,5 @@
-"""A raw SSE response is parsed once per process and shared by every replay of it.
+"""A raw SSE response is parsed once per process and shared by every replay of it; a chunk-dict
+response has its items built once per response object.
 
 Sharing is only safe if nothing a replay does reaches the shared items: two replays of one
 cassette must end alike, and a broken stream must raise a new exception each time (a raised
@@ -66,3 +67,51 @@ def test_two_replays_of_one_sse_response_end_alike() -> None:
     first = once()
     assert first[0] == "completed" and first[1][-1]["content"] == "the same answer twice"
     assert once() == first
+
+
+def test_a_chunk_response_builds_its_items_once_and_equal_copies_do_not_share() -> None:
+    """The second replay of one chunk-dict response takes the items the first built; another
+    response object with equal chunks (unhashable: dicts) gets items of its own, and a fault
+    changes them."""
+    chunks = tuple(reply_chunks("hello there", piece=3))
+    a = StreamResponse(chunks=chunks)
+    assert stream_items(a) is stream_items(a)
+    b = StreamResponse(chunks=tuple(dict(c) for c in chunks))
+    assert stream_items(b) is not stream_items(a) and stream_items(b) == stream_items(a)
+    cut = StreamResponse(chunks=chunks, disconnect_after=1)
+    assert [i.broken is not None for i in stream_items(cut)] == [False, True]
+
+
+def test_the_chunk_items_cache_keeps_the_last_256_responses() -> None:
+    """Built items are kept for the 256 responses used last: a 257th pushes out the one used
+    longest ago, and using a response again makes it the newest."""
+    from loopspec.replay import inproc
+
+    chunks = tuple(reply_chunks("x", piece=1))
+    cached = inproc._CHUNK_ITEMS
+    cached.clear()
+    first, second = StreamResponse(chunks=chunks), StreamResponse(chunks=chunks)
+    items_first = stream_items(first)
+    stream_items(second)
+    for _ in range(inproc._CHUNK_ITEMS_KEPT - 2):
+        stream_items(StreamResponse(chunks=chunks))
+    assert len(cached) == 256 and id(first) in cached and id(second) in cached
+    assert stream_items(first) is items_first  # used again: now the newest
+    stream_items(StreamResponse(chunks=chunks))  # the 257th: out goes the oldest, second
+    assert len(cached) == 256 and id(second) not in cached and id(first) in cached
+
+
+def test_a_broken_chunk_stream_raises_a_new_exception_each_time_and_replays_end_alike() -> None:
+    """Sharing the items of a chunk response is safe: a planned disconnect raises a new exception
+    on each replay, and two turns on one response end alike."""
+    resp = StreamResponse(chunks=tuple(reply_chunks("partial answer", piece=4)), disconnect_after=2)
+    first, second = _open_and_drain(resp), _open_and_drain(resp)
+    assert first is not second and first.event.get("cause") == "disconnect"
+    whole = StreamResponse(chunks=tuple(reply_chunks("the same answer twice", piece=4)))
+
+    def once() -> tuple[str, list[dict[str, object]]]:
+        turn = Turn(POLICY, InProcessProvider([whole]), model="replay", clock=VirtualClock())
+        result = asyncio.run(turn.run([{"role": "user", "content": "hi"}]))
+        return result.outcome, result.messages
+
+    assert once() == once() and once()[1][-1]["content"] == "the same answer twice"
