@@ -234,3 +234,31 @@ def test_a_stub_may_end_the_turn_silently_only_once_the_continuation_budget_is_s
     assert from_cut(1) == [("cut", "mid_tool_call", "done")]
     with pytest.raises(NotReplayable):
         from_cut(0)  # a 'completed' halt right after a cut tool call, with a continuation left
+
+
+def _counted_loop(n: int) -> Any:
+    """s prompts again and again, counting to ``n``, then halts at g: the only way from the start
+    to a halt is n + 1 steps, through n + 1 distinct configurations."""
+    from loopspec import load_policy_text
+
+    return load_policy_text(
+        "loopspec: 1\ninitial: s\ntemplates:\n  more: \"more\"\n"
+        f"counters:\n  n: {{max: {n}}}\n"
+        "backstops:\n  model_calls: {max: 5, exhausted: g}\n  tool_batches: {max: 3, exhausted: g}\n"
+        "states:\n"
+        "  s: {kind: continue, prompt: more, on: {done: [{when: {counter: n, lt: max}, do: [{increment: n}], to: s}, g]}}\n"
+        "  g: {kind: halt, outcome: completed, message: \"ok\"}\n",
+        "inline.yaml",
+    )
+
+
+def test_the_closing_search_looks_at_no_more_than_five_thousand_configurations() -> None:
+    """A path that stops short is closed by the shortest clean way to a halt, searched within
+    5,000 configurations: a halt 5,000 steps away is found, one 5,001 steps away is reported as
+    not recordable (kills the mutants that drop or move the limit)."""
+    near = _counted_loop(4_999)
+    path = closing_path(near, Realiser(near), near.initial_config(), Facts())
+    assert len(path) == 5_000 and path[-1].after.state == "g"
+    far = _counted_loop(5_000)
+    with pytest.raises(NotReplayable, match="no recordable way from 's' to a halt"):
+        closing_path(far, Realiser(far), far.initial_config(), Facts())
