@@ -437,6 +437,11 @@ class LoopbackServer:
                 if stall_at is not None and _is_item(step):
                     events += 1
         if events == stall_at:
+            if budget > 0:
+                # Part of the stall's wait lies past [DONE], which is no event of the in-process
+                # transport: the client still waits out its whole stall timeout before it drops.
+                await asyncio.sleep(budget * self.time_scale)
+                self.waited[call] = self.waited.get(call, 0.0) + budget
             # The recorded stall: noted before the drop, so the client reading the truncated
             # stream already finds it here.
             self.stalled.add(call)

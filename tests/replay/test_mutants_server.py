@@ -398,3 +398,37 @@ def test_done_in_the_middle_of_a_stream_is_not_an_event() -> None:
     body, terminated, srv = read_stream(StreamResponse(sse=sse, stall_after=3, stall_seconds=70), 60)
     assert not terminated and srv.stalled == {0}
     assert b'"b"' in body and b'"c"' not in body
+
+
+@pytest.mark.parametrize("pauses", [(Pause(1, 40.0), Pause(2, 40.0)), (Pause(2, 70.0),)], ids=["around [DONE]", "after [DONE]"])
+def test_a_stall_that_lies_past_done_is_served_whole(pauses: tuple[Pause, ...]) -> None:
+    """A stall at the end of a stream whose wait is split by ``[DONE]`` (or lies after it): the
+    in-process transport waits the stall timeout there, so the server serves the whole 60 s before
+    it drops the stream, not only the part before [DONE]."""
+    sse = 'data: {"choices":[{"index":0,"delta":{"content":"Hi."},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    body, terminated, srv = read_stream(StreamResponse(sse=sse, pauses=pauses), 60)
+    assert not terminated and srv.stalled == {0} and b"[DONE]" not in body
+    assert srv.waited == {0: 60.0}
+
+
+def test_the_turn_time_of_a_stall_past_done_is_the_stall_timeout(loop: asyncio.AbstractEventLoop) -> None:
+    """The same stall over HTTP and in-process costs the turn the same time: 60 s, the stall
+    timeout of machines/default.yaml, though 40 s of the recorded wait lie after [DONE]."""
+    from loopspec import InProcessProvider, Turn, VirtualClock, load_policy
+    from loopspec.replay.http import LoopbackClock, run_guarded_over_http
+    from loopspec.replay.turn_time import TurnTime
+
+    from _paths import DEFAULT_POLICY
+
+    policy = load_policy(str(DEFAULT_POLICY))
+    user = [{"role": "user", "content": "hi"}]
+    sse = 'data: {"choices":[{"index":0,"delta":{"content":"Hi."},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    script: list[Any] = [StreamResponse(sse=sse, pauses=(Pause(1, 40.0), Pause(2, 40.0))), StreamResponse(chunks=reply_chunks("All green."))]
+    scale = 0.002
+    clock = TurnTime(LoopbackClock(scale))
+    result, _server, crash = loop.run_until_complete(run_guarded_over_http(policy, script, user, time_scale=scale, clock=clock))
+    virtual = VirtualClock()
+    local = asyncio.run(Turn(policy, InProcessProvider(script), model="replay", clock=virtual).run(user))
+    assert crash is None and [s.event for s in result.trace] == [s.event for s in local.trace]
+    assert [s.event for s in result.trace][:2] == ["opened", "stalled"]
+    assert clock.elapsed == virtual.now() == policy.settings.stall_timeout == 60
