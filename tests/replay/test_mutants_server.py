@@ -348,6 +348,27 @@ def test_recorded_headers_go_out_once_and_as_recorded() -> None:
     assert [v for k, v in headers if k == "x-note"] == ["café"]
 
 
+def test_recorded_framing_headers_do_not_frame_the_answer() -> None:
+    """A cassette's ``content-length``, ``transfer-encoding`` or ``connection`` (copied from a real
+    response) says nothing about the answer the server sends: the server frames it itself, so the
+    body arrives whole and the kept-alive connection serves the next answer."""
+    body = {"error": {"message": "overloaded"}}
+    framing = {"Content-Length": "5", "transfer-encoding": "chunked", "connection": "close", "retry-after": "2"}
+    with LoopbackServer([ErrorResponse(503, body, framing), CompletionResponse(DONE)]) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.request("POST", PATH, body=b"{}")
+        r = conn.getresponse()
+        headers = [(k.lower(), v) for k, v in r.getheaders()]
+        assert (r.status, json.loads(r.read())) == (503, body)
+        assert sorted((k, v) for k, v in headers if k in ("content-length", "transfer-encoding", "connection")) == [
+            ("connection", "keep-alive"), ("content-length", str(len(json.dumps(body))))]
+        assert r.getheader("retry-after") == "2"
+        conn.request("POST", PATH, body=b"{}")
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())) == (200, DONE)
+        conn.close()
+
+
 # ------------------------------------------------------------------------------ pauses and stalls
 
 
