@@ -246,12 +246,14 @@ def test_request_bodies_without_json_are_recorded_as_they_came() -> None:
 
 def test_every_credential_header_is_redacted_in_the_record() -> None:
     """``Authorization``, ``x-api-key`` (Anthropic) and ``api-key`` (Azure) are recorded redacted,
-    so a recorded request can go into a cassette or a trace as is; other headers as sent."""
+    so a recorded request can go into a cassette or a trace as is; other headers as sent, and
+    nothing else (the blank line that ends the head is no header)."""
     creds = "Authorization: Bearer sk-secret\r\nX-Api-Key: sk-ant-secret\r\nApi-Key: az-secret\r\nX-Other: kept\r\n"
     with LoopbackServer([CompletionResponse(DONE)]) as srv:
         exchange(srv.port, post(b"{}", headers=creds + "Connection: close\r\n"))
     (req,) = srv.requests
     assert [req.headers[k] for k in ("authorization", "x-api-key", "api-key", "x-other")] == ["Bearer ***", "***", "***", "kept"]
+    assert sorted(req.headers) == ["api-key", "authorization", "connection", "content-length", "host", "x-api-key", "x-other"]
 
 
 # ------------------------------------------------------------------------------ what is answered
