@@ -51,6 +51,8 @@ CHAT_PATH = "/v1/chat/completions"
 DIVERGED_HEADER = "x-loopspec-diverged"
 _MAX_HEAD = 1 << 20
 _REDACT = {"authorization": "Bearer ***", "x-api-key": "***", "api-key": "***"}
+_FRAMING = {"content-length", "transfer-encoding", "connection"}
+"""Headers that frame the answer on the wire: the server's own, never a recording's."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,8 @@ class LoopbackServer:
     ) -> bool:
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         for k, v in (extra or {}).items():
+            if k.lower() in _FRAMING:
+                continue  # a recorded length or encoding would cut the body or hang the client
             headers = {hk: hv for hk, hv in headers.items() if hk.lower() != k.lower()}
             headers[k] = v
         writer.write(self._head(status, headers, keep_alive) + body)
@@ -437,6 +441,11 @@ class LoopbackServer:
                 if stall_at is not None and _is_item(step):
                     events += 1
         if events == stall_at:
+            if budget > 0:
+                # Part of the stall's wait lies past [DONE], which is no event of the in-process
+                # transport: the client still waits out its whole stall timeout before it drops.
+                await asyncio.sleep(budget * self.time_scale)
+                self.waited[call] = self.waited.get(call, 0.0) + budget
             # The recorded stall: noted before the drop, so the client reading the truncated
             # stream already finds it here.
             self.stalled.add(call)
