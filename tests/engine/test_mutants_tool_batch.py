@@ -221,16 +221,6 @@ def test_the_observers_hear_the_answers_of_a_batch_the_deadline_stopped() -> Non
     assert answers == ["London", "Not run: the turn's deadline passed before this call finished."]
 
 
-def test_a_failed_batch_names_only_the_calls_that_failed() -> None:
-    """Plant B25: ``failed`` named every call of the batch, so the policy (and a guard on ``tools``)
-    blamed the call that worked."""
-    result = play([TWO_CALLS, ANSWER], tools=capitals([], fail="FR"))
-    assert steps(result)[2] == ("failed", {"tools": ["get_capital"]})
-    mixed = reply(tool_calls=[("get_flag", {"country": "FR"}), ("get_capital", {"country": "FR"})])
-    result = play([mixed, ANSWER], tools=capitals([], fail="FR"))
-    assert steps(result)[2] == ("failed", {"tools": ["get_capital"]})
-
-
 def test_the_observers_hear_a_batchs_answers_in_call_order() -> None:
     """Plant B27: the answers were told in reverse, so a journal (and a caller) saw them out of the
     order the history holds them in."""

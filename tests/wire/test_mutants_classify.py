@@ -276,6 +276,15 @@ def test_retry_after_in_every_form_providers_send() -> None:
     assert rate_limited(message="Rate limit reached. Please try again in 500ms.").attrs["retry_after"] == 0.5
 
 
+def test_the_classifier_leaves_judging_the_wait_to_the_policy() -> None:
+    """Plant C75: the classifier set ``wait_too_long`` itself; it cannot know the policy's
+    ``max_wait``, so every consumer that reads its event unjudged (the recorder, a caller of
+    ``classify_exception``) saw a wait too long that the policy would take."""
+    ev = rate_limited({"retry-after": "1"})
+    assert (ev.attrs["retry_after"], ev.attrs["wait_too_long"]) == (1.0, False)
+    assert call(litellm.InternalServerError("oops", P, M)).attrs["wait_too_long"] is False
+
+
 def test_the_providers_error_code_is_kept() -> None:
     """Plants C74 and C80: the event's ``code`` always empty, so a policy could not tell a 429 for
     an exhausted quota (no retry fixes it) from a rate limit."""
