@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
+from loopspec.engine.clock import StallTimeout
 from loopspec.engine.history import history_problems
 from loopspec.journal import SqliteJournal
 from loopspec.replay.synth import reply
@@ -98,12 +99,17 @@ class Recorder:
         return lambda *a: None
 
 
-class CutAtFirstAnswer:
-    """A turn observer that ends the turn, as a crash would, when it hears the first answer of a
-    batch (the journal, which hears first, has written that answer and no other)."""
+class CutAtAnswer:
+    """A turn observer that ends the turn, as a crash would, when it hears the n-th answer of the
+    turn (the journal, which hears first, has written that answer and none after it)."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
 
     def tool_finished(self, call: Any, result: Any) -> None:
-        raise Stop
+        self.n -= 1
+        if self.n == 0:
+            raise Stop
 
     def __getattr__(self, name: str) -> Any:
         return lambda *a: None
@@ -126,7 +132,7 @@ def cut_in_batch_and_resume(tmp_path: Path, approve: Any) -> tuple[Any, list[str
     journal = SqliteJournal(tmp_path / "j.db")
     cut = Turn(POLICY, InProcessProvider([TWO_CALLS, ANSWER]), model="replay", tools=capitals(ran, needs_approval=True),
                clock=VirtualClock(), journal=journal, turn_id="t", approve=approve)
-    cut.observers.observers.append(CutAtFirstAnswer())
+    cut.observers.observers.append(CutAtAnswer())
     try:
         asyncio.run(cut.run(USER))
     except Stop:
@@ -181,9 +187,23 @@ def test_the_approval_halt_names_the_first_call_that_waits() -> None:
     assert "'get_capital'" in result.message and "get_flag" not in result.message
 
 
+class LeavingClock(VirtualClock):
+    """A clock whose ``within`` stops waiting at the timeout and leaves what it waited for running
+    (``asyncio.wait``'s way): the Clock protocol allows it, so the batch must stop its own calls."""
+
+    async def within(self, awaitable: Any, timeout: float) -> Any:
+        task = asyncio.ensure_future(awaitable)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # what it left is not an error to log
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            raise StallTimeout()
+        return task.result()
+
+
 def test_the_calls_a_deadline_stops_stop_running() -> None:
-    """Plant B16: the batch's tasks were left running when the deadline (or a cancel) ended it: the
-    calls answered "not run" went on, after the turn had ended, to do what they were asked."""
+    """Plant B16: the batch's tasks were left running when the deadline (or a cancel) ended it: on a
+    clock that does not cancel what it stops waiting for, the calls answered "not run" went on, after
+    the turn had ended, to do what they were asked."""
     stopped: list[str] = []
     reg = ToolRegistry()
 
@@ -197,11 +217,14 @@ def test_the_calls_a_deadline_stops_stop_running() -> None:
 
     reg.register(slow_write, parameters={"type": "object", "properties": {"path": {"type": "string"}}})
     two = reply(tool_calls=[("slow_write", {"path": "a"}), ("slow_write", {"path": "b"})])
-    turn = Turn(with_settings(turn_deadline=SHORT), InProcessProvider([two, ANSWER]), model="replay", tools=reg, clock=VirtualClock())
+    policy = variant("  tool_timeout: 600 ", "  turn_deadline: 0.05\n  # was: ")  # no per-call timeout: the batch owns its calls
+    assert policy.settings.tool_timeout is None
+    turn = Turn(policy, InProcessProvider([two, ANSWER]), model="replay", tools=reg, clock=LeavingClock())
 
     async def main() -> tuple[Any, list[str]]:
         result = await asyncio.wait_for(turn.run(USER), 10)
-        return result, list(stopped)  # as the turn returns, before anything else runs
+        await asyncio.sleep(0)  # one turn of the loop for a cancelled call to see its cancellation
+        return result, list(stopped)  # before asyncio.run cancels whatever is left
 
     result, when_returned = asyncio.run(main())
     assert result.outcome == "cancelled"
@@ -230,17 +253,24 @@ def test_the_observers_hear_a_batchs_answers_in_call_order() -> None:
     assert [h for h in heard.heard if h[0] == "finished"] == [("finished", "call_0_get_capital"), ("finished", "call_1_get_capital")]
 
 
-def test_the_deadline_bounds_the_wait_for_a_person_to_approve() -> None:
-    """Plant B28: the approval step was awaited without the turn's deadline, so a hook waiting for a
-    person who never answers held the turn past its deadline, forever."""
-
-    async def nobody_answers(call: Any) -> bool:
-        await asyncio.Event().wait()
-        return True
-
-    ran: list[str] = []
-    result = play([TWO_CALLS, ANSWER], with_settings(turn_deadline=SHORT), tools=capitals(ran, needs_approval=True),
-                  approve=nobody_answers)
-    assert result.outcome == "cancelled" and ran == []
-    assert [m["content"] for m in result.messages if m["role"] == "tool"] == ["Not run: the turn's deadline passed before this call finished."] * 2
-    assert history_problems(result.messages) == []
+def test_the_guardrails_read_a_resumed_batch_whose_other_call_was_interrupted(tmp_path: Path) -> None:
+    """Plant B32: the detectors were skipped for a batch holding a call that did not run (here the
+    call a crash interrupted), so the failure it repeated exactly went unnoticed on resume and the
+    turn went on where the uninterrupted one halted."""
+    bad = reply(tool_calls=[("get_capital", {"country": "XX"})])
+    again = reply(tool_calls=[("get_capital", {"country": "XX"}), ("get_capital", {"country": "FR"})])
+    recording = [bad, again, ANSWER]
+    whole = play(recording, tools=capitals([], fail="XX"))
+    assert whole.outcome == "guardrail" and whole.trace[-1].event == "repeated_exact_failure"
+    journal = SqliteJournal(tmp_path / "j.db")
+    cut = Turn(POLICY, InProcessProvider(recording), model="replay", tools=capitals([], fail="XX"), clock=VirtualClock(),
+               journal=journal, turn_id="t")
+    cut.observers.observers.append(CutAtAnswer(2))  # the first answer of the second batch
+    try:
+        asyncio.run(cut.run(USER))
+    except Stop:
+        pass
+    resumed = Turn(POLICY, InProcessProvider(recording[answered_before_resume(journal, "t"):]), model="replay",
+                   tools=capitals([], fail="XX"), clock=VirtualClock(), journal=journal, turn_id="t")
+    result = asyncio.run(resumed.resume("t"))
+    assert result.outcome == "guardrail" and result.trace[-1].event == "repeated_exact_failure"

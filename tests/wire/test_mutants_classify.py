@@ -147,14 +147,23 @@ def test_a_reply_with_only_signed_thinking_blocks_is_thinking_only() -> None:
 # -- exceptions --------------------------------------------------------------------------------
 
 
+class Wrapper(Exception):
+    """An error that carries the one it wraps as ``original_exception`` (as litellm's do) and
+    words itself without it."""
+
+    def __init__(self, message: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.original_exception = original
+
+
 def test_a_stream_failure_is_read_from_the_wrapped_error_too() -> None:
     """Plants C38 and C79: the broken cause was read from the wrapper's message alone, so a
-    disconnect that only the wrapped error names became ``provider_error``."""
-    original = litellm.APIConnectionError("Connection reset by peer", P, M)
-    wrapper = MidStreamFallbackError(message="stream failed", model=M, llm_provider=P, original_exception=original,
-                                     generated_content="The")
-    ev = classify_exception(wrapper, phase="stream")
-    assert (ev.name, ev.attrs["cause"], ev.attrs["chars"]) == ("broken", "disconnect", 3)
+    disconnect that only the wrapped error names became ``provider_error``. (litellm's
+    MidStreamFallbackError repeats the original in its own message; a wrapper need not.)"""
+    ev = classify_exception(Wrapper("stream failed", ConnectionResetError("Connection reset by peer")), phase="stream")
+    assert (ev.name, ev.attrs["cause"], ev.attrs["message"]) == ("broken", "disconnect", "stream failed")
+    ev = classify_exception(Wrapper("stream failed", ValueError("maximum context length is 8192 tokens")), phase="stream")
+    assert ev.attrs["cause"] == "overflow"
 
 
 def test_a_stream_that_failed_before_its_first_chunk_is_classified_by_the_error_it_wraps() -> None:
