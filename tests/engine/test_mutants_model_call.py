@@ -1,0 +1,68 @@
+"""Tests against the mutants of ``engine/model_call.py`` that the suite let live (a mutation analysis
+by hand: each bug planted in opening a model call and reading its stream, seen to survive the engine
+tests, and killed by a test here). All run whole turns through the public API, in virtual time; each
+names the plant it kills in its docstring."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
+from loopspec.replay.interactions import StreamResponse
+from loopspec.replay.synth import reply, reply_chunks
+
+from _doubles import NeverOpens
+from _paths import DEFAULT_POLICY
+
+DEFAULT_TEXT = DEFAULT_POLICY.read_text()
+POLICY = load_policy(str(DEFAULT_POLICY))
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "reasoning_tokens": 2, "cost": 0.5}
+
+
+def play(interactions: list[Any], policy: Any = POLICY, provider: Any = None, **kw: Any) -> Any:
+    turn = Turn(policy, provider or InProcessProvider(interactions), model="replay", clock=VirtualClock(), **kw)
+
+    async def main() -> Any:
+        return await asyncio.wait_for(turn.run(USER), 10)  # a safety net, not an assertion
+
+    return asyncio.run(main())
+
+
+def test_a_broken_stream_counts_its_usage_and_the_text_it_delivered() -> None:
+    """Plants M08 (a stream that broke after its usage chunk was not counted: the tokens it cost
+    were missing from the budgets) and M09 (``broken`` lost the number of characters that arrived
+    before the break)."""
+    chunks = reply_chunks("The capital is London.", usage=USAGE)
+    whole_then_dropped = StreamResponse(chunks=tuple(chunks), disconnect_after=len(chunks))
+    result = play([whole_then_dropped, reply("Hi.")])
+    assert result.outcome == "completed" and result.trace[1].event == "broken"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.reasoning_tokens) == (10, 5, 2)
+    assert result.usage.cost == 0.5
+    cut = StreamResponse(chunks=tuple(chunks), disconnect_after=3)  # role chunk, "The capi", "tal is L"
+    result = play([cut, reply("Hi.")])
+    assert result.trace[1].event == "broken" and result.trace[1].attrs["chars"] == 16
+
+
+def test_every_replys_tokens_and_cost_are_added_up() -> None:
+    """Plants M11 (reasoning tokens not counted) and M19 (``cost =``: each reply's cost replaced the
+    sum, so a cost budget saw only the last reply)."""
+    tool_call = StreamResponse(chunks=tuple(reply_chunks(tool_calls=[("get_capital", {"country": "UK"})], usage=USAGE)))
+    answer = StreamResponse(chunks=tuple(reply_chunks("London.", usage={**USAGE, "cost": 0.25})))
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    result = play([tool_call, answer], tools=reg)
+    assert result.outcome == "completed"
+    assert (result.usage.prompt_tokens, result.usage.reasoning_tokens, result.usage.cost) == (20, 4, 0.75)
+    assert result.usage.cost_unknown is False
+
+
+def test_a_request_that_does_not_open_in_time_is_a_408_timeout() -> None:
+    """Plant M03: the request timeout was reported with another status; the event promises 408
+    (what a policy's guard on ``status`` and the halt message read)."""
+    text = DEFAULT_TEXT.replace("  request_timeout: 120 ", "  request_timeout: 0.05 ", 1)
+    assert text != DEFAULT_TEXT
+    result = play([], load_policy_text(text, "default.yaml"), provider=NeverOpens())
+    assert result.trace[0].event == "timeout"
+    assert result.trace[0].attrs["status"] == 408
