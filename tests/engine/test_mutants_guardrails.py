@@ -49,7 +49,7 @@ def test_the_first_call_of_a_batch_to_trip_a_detector_is_the_one_named() -> None
 
 
 def test_restored_memory_counts_repeats_on_from_the_checkpoint() -> None:
-    """Plant G17: the repeats were not restored, so no_progress counted a resumed turn's identical
+    """Plant G17 (also caught, more slowly, by test_resume.py through a killed process): the repeats were not restored, so no_progress counted a resumed turn's identical
     calls from zero and fired later than the uninterrupted turn."""
     cfg = config(no_progress=(3, "warn"))
     same = [result("status", "{}", "running")]

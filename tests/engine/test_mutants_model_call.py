@@ -9,8 +9,8 @@ import asyncio
 from typing import Any
 
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
-from loopspec.replay.interactions import StreamResponse
-from loopspec.replay.synth import reply, reply_chunks
+from loopspec.replay.interactions import ErrorResponse, StreamResponse
+from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
 
 from _doubles import NeverOpens
 from _paths import DEFAULT_POLICY
@@ -66,3 +66,37 @@ def test_a_request_that_does_not_open_in_time_is_a_408_timeout() -> None:
     result = play([], load_policy_text(text, "default.yaml"), provider=NeverOpens())
     assert result.trace[0].event == "timeout"
     assert result.trace[0].attrs["status"] == 408
+
+
+def test_a_turn_that_ends_on_a_failed_call_has_no_response_from_an_earlier_one() -> None:
+    """Plant M01: opening a call did not clear the last reply, so a turn that ended because the next
+    call failed reported (and a ``{response}`` halt message repeated) the preamble of the reply
+    before it, which the consumers had already been given."""
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    text = DEFAULT_TEXT.replace('    message: "The model provider rejected the credentials (HTTP {status}). Check your API key."',
+                                '    message: "{response}(HTTP {status})"', 1)
+    assert text != DEFAULT_TEXT
+    preamble = reply("Looking it up.", tool_calls=[("get_capital", {"country": "UK"})])
+    rejected = ErrorResponse(401, {"error": {"message": "Incorrect API key provided"}})
+    result = play([preamble, rejected], load_policy_text(text, "default.yaml"), tools=reg)
+    assert result.outcome == "auth_failed"
+    assert result.response == "" and result.message == "(HTTP 401)"
+
+
+def test_a_stall_inside_a_tool_calls_arguments_says_so() -> None:
+    """Plant M07: ``stalled`` always said ``mid_tool_call: False``, so a policy could not tell a
+    stall that cut a tool call from one that cut text."""
+    chunks = reply_chunks("Checking.", tool_calls=[("get_capital", {"country": "United Kingdom"})])
+    k = inside_tool_arguments(chunks)[1]
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    cut = StreamResponse(chunks=tuple(chunks), stall_after=k, stall_seconds=600)
+    result = play([cut, reply("London.")], tools=reg)
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs == {"chars": 9, "mid_tool_call": True}
+    assert ran == []
+    text_cut = StreamResponse(chunks=tuple(reply_chunks("The capital is London.")), stall_after=2, stall_seconds=600)
+    result = play([text_cut, reply("London.")])
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs == {"chars": 8, "mid_tool_call": False}
