@@ -100,3 +100,85 @@ def test_a_stall_inside_a_tool_calls_arguments_says_so() -> None:
     text_cut = StreamResponse(chunks=tuple(reply_chunks("The capital is London.")), stall_after=2, stall_seconds=600)
     result = play([text_cut, reply("London.")])
     assert result.trace[1].event == "stalled" and result.trace[1].attrs == {"chars": 8, "mid_tool_call": False}
+
+
+class Watched:
+    """A response stream that notes when it is closed (and may fail to close, as a socket the
+    peer already dropped does)."""
+
+    def __init__(self, inner: Any, closed: list[str], fail: bool) -> None:
+        self.inner, self.closed, self.fail = inner, closed, fail
+
+    def next_pause(self) -> float:
+        return self.inner.next_pause()
+
+    def __aiter__(self) -> "Watched":
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.inner.__anext__()
+
+    async def aclose(self) -> None:
+        self.closed.append("closed")
+        if self.fail:
+            raise RuntimeError("socket already gone")
+
+
+class WatchingProvider:
+    """InProcessProvider whose streams are :class:`Watched`."""
+
+    def __init__(self, interactions: list[Any], fail: bool = False) -> None:
+        self.inner, self.fail = InProcessProvider(interactions), fail
+        self.closed: list[str] = []
+
+    async def open(self, request: Any) -> Watched:
+        return Watched(await self.inner.open(request), self.closed, self.fail)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_stream_is_closed_when_it_stalls_and_only_then() -> None:
+    """Plants M17 (a stalled stream was abandoned without closing it: the connection stayed open
+    until the provider dropped it) and M18 (a stream read to its end was kept as the open one and
+    closed again when the turn ended)."""
+    stalled = reply("The capital is London.", stall_after=2, stall_seconds=600)
+    provider = WatchingProvider([stalled, reply("London.")])
+    result = play([], provider=provider)
+    assert result.trace[1].event == "stalled" and result.outcome == "completed"
+    assert provider.closed == ["closed"]
+    provider = WatchingProvider([reply("London.")])
+    assert play([], provider=provider).outcome == "completed"
+    assert provider.closed == []
+
+
+def test_a_stream_that_fails_to_close_is_dropped_all_the_same() -> None:
+    """Plant M13: an error closing a stalled stream escaped into the turn, which crashed instead of
+    going on to the stub."""
+    stalled = reply("The capital is London.", stall_after=2, stall_seconds=600)
+    provider = WatchingProvider([stalled, reply("London.")], fail=True)
+    result = play([], provider=provider)
+    assert provider.closed == ["closed"]
+    assert [s.event for s in result.trace][:3] == ["opened", "stalled", "mid_text"] and result.outcome == "completed"
+
+
+def test_a_stub_after_a_stall_past_a_tool_call_drops_the_call() -> None:
+    """Plants M15 (a stall after a tool call's fragments and some text was stubbed as ``mid_text``:
+    ``and`` for ``or``) and M16 (``cut_tools`` empty: the policy's message could not name the calls
+    it dropped)."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "replay",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = (chunk({"role": "assistant", "content": ""}),
+              chunk({"tool_calls": [{"index": 0, "id": "call_0", "type": "function", "function": {"name": "get_capital", "arguments": '{"country": "UK"}'}}]}),
+              chunk({"content": "Let me check."}),
+              chunk({}, "tool_calls"))
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    result = play([StreamResponse(chunks=chunks, stall_after=3, stall_seconds=600), reply("London.")], tools=reg)
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs["mid_tool_call"] is False
+    assert (result.trace[2].event, result.trace[2].attrs) == ("mid_tool_call", {"chars": 13, "cut_tools": ["get_capital"]})
+    assert ran == []
