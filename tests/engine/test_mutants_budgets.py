@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy_text
-from loopspec.replay.interactions import StreamResponse
+from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import reply, reply_chunks
 
 from _paths import ROOT
@@ -44,3 +44,29 @@ def test_each_token_budget_is_charged_its_own_tokens() -> None:
         assert (result.outcome, result.usage.model_calls) == ("completed", 2), budget
     spent = run(policy_with("budgets:\n  reasoning_tokens: {max: 15, exhausted: out_of_budget}\n"), [search(usage), search(usage), reply("done")])
     assert spent.outcome == "budget" and spent.usage.reasoning_tokens == 20
+
+
+def test_a_backoff_is_taken_out_of_working_time_once() -> None:
+    """Plant U08: the waits were not cleared once taken out, so one 30 s backoff was subtracted
+    again from every later stretch of work and a working-time budget was never reached."""
+    budgets = "budgets:\n  working_time: {max: 10, exhausted: out_of_budget}\n"
+    text = EXAMPLE.read_text().replace("bounded_by: cost", "bounded_by: tool_batches")
+    start, end = text.index("budgets:\n"), text.index("templates:\n")
+    text = text[:start] + budgets + "backoff: {wait: [30], max_wait: 60}\ncounters: {retries: {max: 5}}\n" + text[end:]
+    text = text.replace("      rate_limit: failed\n", "      rate_limit:\n        - when: {counter: retries, lt: max}\n"
+                        "          do: [{backoff: wait, attempt: retries}, {increment: retries}]\n          to: ask\n        - to: failed\n", 1)
+    clock = VirtualClock()
+    reg = ToolRegistry()
+
+    async def slow_search(query: str) -> str:
+        await clock.sleep(6)  # six seconds of work per call
+        return "more"
+
+    reg.register(slow_search, name="search", parameters={"type": "object", "properties": {"query": {"type": "string"}}})
+    limited = ErrorResponse(429, {"error": {"message": "slow down"}})
+    calls = search({"prompt_tokens": 1, "completion_tokens": 1})
+    turn = Turn(load_policy_text(text, "budgets.yaml"), InProcessProvider([limited, calls, calls, calls, reply("done")]),
+                model="openai/x", tools=reg, clock=clock)
+    result = asyncio.run(turn.run(USER))
+    assert clock.slept[0] == 30
+    assert result.outcome == "budget" and 10 <= result.usage.working_time < 30

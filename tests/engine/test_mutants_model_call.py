@@ -46,8 +46,8 @@ def test_a_broken_stream_counts_its_usage_and_the_text_it_delivered() -> None:
 
 
 def test_every_replys_tokens_and_cost_are_added_up() -> None:
-    """Plants M11 (reasoning tokens not counted) and M19 (``cost =``: each reply's cost replaced the
-    sum, so a cost budget saw only the last reply)."""
+    """Plant M11 (reasoning tokens not counted), and M19 (``cost =``: each reply's cost replaced the
+    sum, so a cost budget saw only the last reply; test_budgets_turn.py catches it through a cassette)."""
     tool_call = StreamResponse(chunks=tuple(reply_chunks(tool_calls=[("get_capital", {"country": "UK"})], usage=USAGE)))
     answer = StreamResponse(chunks=tuple(reply_chunks("London.", usage={**USAGE, "cost": 0.25})))
     reg = ToolRegistry()
@@ -163,9 +163,9 @@ def test_a_stream_that_fails_to_close_is_dropped_all_the_same() -> None:
 
 
 def test_a_stub_after_a_stall_past_a_tool_call_drops_the_call() -> None:
-    """Plants M15 (a stall after a tool call's fragments and some text was stubbed as ``mid_text``:
-    ``and`` for ``or``) and M16 (``cut_tools`` empty: the policy's message could not name the calls
-    it dropped)."""
+    """Plant M15 (a stall after a tool call's fragments and some text was stubbed as ``mid_text``:
+    ``and`` for ``or``), and M16 (``cut_tools`` empty: the policy's message could not name the calls
+    it dropped; test_interpreter.py catches it too)."""
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "replay",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
