@@ -1,0 +1,75 @@
+"""Tests against the mutants of ``engine/guardrails.py`` that the suite let live (a mutation
+analysis by hand: each bug planted in the loop detectors, seen to survive the engine tests, and
+killed by a test here). The detectors are a pure function of the results they are shown, so these
+feed them batches directly, as tests/engine/test_guardrails.py does; each names the plant it kills."""
+
+from __future__ import annotations
+
+from loopspec.engine.guardrails import GuardrailState
+from loopspec.engine.tools import ToolCall, ToolResult
+from loopspec.language.model import Guardrail
+
+
+def config(**codes: tuple[int, str]) -> dict[str, Guardrail]:
+    return {code: Guardrail(code, threshold, verdict) for code, (threshold, verdict) in codes.items()}
+
+
+def result(name: str, args: str, content: str, ok: bool = True, call_id: str = "") -> ToolResult:
+    return ToolResult(ToolCall(call_id or f"id-{name}-{args}", name, args), content, ok)
+
+
+def test_a_success_ends_a_tools_failure_streak() -> None:
+    """Plant G05: a call that worked did not reset its tool's streak, so same_tool_failure fired on
+    failures that a success had separated."""
+    g = GuardrailState(config(same_tool_failure=(3, "correct")))
+    fired = [g.observe([result("fetch", f'{{"n": {i}}}', "ok" if i == 2 else "boom", ok=i == 2)]) for i in range(5)]
+    assert fired == [None] * 5, "fail, fail, ok, fail, fail: never three in a row"
+    fired = g.observe([result("fetch", '{"n": 9}', "boom", ok=False)])
+    assert fired is not None and fired.name == "same_tool_failure" and fired.attrs == {"tool": "fetch", "verdict": "correct"}
+
+
+def test_a_doom_loop_names_the_tool_that_closed_the_cycle() -> None:
+    """Plant G08: the event named the oldest call the detector remembers instead of the latest, the
+    one whose repetition completed the cycle."""
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", 2, "halt", max_period=5)})
+    g.observe([result("list", "{}", "x")])  # older than the cycle
+    fired = [g.observe([result(name, "{}", name)]) for name in ("open", "close", "open", "close")]
+    assert fired[:3] == [None] * 3
+    assert fired[3] is not None and fired[3].attrs == {"tool": "close", "verdict": "halt", "period": 2}
+
+
+def test_the_first_call_of_a_batch_to_trip_a_detector_is_the_one_named() -> None:
+    """Plant G12: a later call of the same batch tripping the same detector replaced the event, so
+    the message named the wrong tool."""
+    g = GuardrailState(config(repeated_exact_failure=(2, "halt")))
+    batch = [result("read", "{}", "boom", ok=False, call_id="a"), result("write", "{}", "boom", ok=False, call_id="b")]
+    assert g.observe(batch) is None
+    fired = g.observe([result("read", "{}", "boom", ok=False, call_id="c"), result("write", "{}", "boom", ok=False, call_id="d")])
+    assert fired is not None and fired.attrs["tool"] == "read"
+
+
+def test_restored_memory_counts_repeats_on_from_the_checkpoint() -> None:
+    """Plant G17 (also caught, more slowly, by test_resume.py through a killed process): the repeats were not restored, so no_progress counted a resumed turn's identical
+    calls from zero and fired later than the uninterrupted turn."""
+    cfg = config(no_progress=(3, "warn"))
+    same = [result("status", "{}", "running")]
+    whole = GuardrailState(cfg)
+    assert [whole.observe(same) is None for _ in range(3)] == [True, True, False]
+    half = GuardrailState(cfg)
+    half.observe(same)
+    half.observe(same)
+    resumed = GuardrailState(cfg)
+    resumed.restore(half.to_json())
+    fired = resumed.observe(same)
+    assert fired is not None and fired.name == "no_progress"
+
+
+def test_restored_memory_from_an_older_journal_keeps_only_the_window() -> None:
+    """Plant G04: restoring did not cut the remembered calls to the doom-loop window, so a memory
+    from an older journal (which kept every call, with its text) was written into every checkpoint
+    after the resume."""
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", 3, "halt", max_period=2)})
+    older = {"signatures": [["read", f'{{"n": {i}}}', "x" * 100] for i in range(40)], "failures": [],
+             "tool_fail_streak": {}, "repeats": []}
+    g.restore(older)
+    assert len(g.to_json()["signatures"]) == 6

@@ -1,0 +1,184 @@
+"""Tests against the mutants of ``engine/model_call.py`` that the suite let live (a mutation analysis
+by hand: each bug planted in opening a model call and reading its stream, seen to survive the engine
+tests, and killed by a test here). All run whole turns through the public API, in virtual time; each
+names the plant it kills in its docstring."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
+from loopspec.replay.interactions import ErrorResponse, StreamResponse
+from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
+
+from _doubles import NeverOpens
+from _paths import DEFAULT_POLICY
+
+DEFAULT_TEXT = DEFAULT_POLICY.read_text()
+POLICY = load_policy(str(DEFAULT_POLICY))
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "reasoning_tokens": 2, "cost": 0.5}
+
+
+def play(interactions: list[Any], policy: Any = POLICY, provider: Any = None, **kw: Any) -> Any:
+    turn = Turn(policy, provider or InProcessProvider(interactions), model="replay", clock=VirtualClock(), **kw)
+
+    async def main() -> Any:
+        return await asyncio.wait_for(turn.run(USER), 10)  # a safety net, not an assertion
+
+    return asyncio.run(main())
+
+
+def test_a_broken_stream_counts_its_usage_and_the_text_it_delivered() -> None:
+    """Plants M08 (a stream that broke after its usage chunk was not counted: the tokens it cost
+    were missing from the budgets) and M09 (``broken`` lost the number of characters that arrived
+    before the break)."""
+    chunks = reply_chunks("The capital is London.", usage=USAGE)
+    whole_then_dropped = StreamResponse(chunks=tuple(chunks), disconnect_after=len(chunks))
+    result = play([whole_then_dropped, reply("Hi.")])
+    assert result.outcome == "completed" and result.trace[1].event == "broken"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.reasoning_tokens) == (10, 5, 2)
+    assert result.usage.cost == 0.5
+    cut = StreamResponse(chunks=tuple(chunks), disconnect_after=3)  # role chunk, "The capi", "tal is L"
+    result = play([cut, reply("Hi.")])
+    assert result.trace[1].event == "broken" and result.trace[1].attrs["chars"] == 16
+
+
+def test_every_replys_tokens_and_cost_are_added_up() -> None:
+    """Plant M11 (reasoning tokens not counted), and M19 (``cost =``: each reply's cost replaced the
+    sum, so a cost budget saw only the last reply; test_budgets_turn.py catches it through a cassette)."""
+    tool_call = StreamResponse(chunks=tuple(reply_chunks(tool_calls=[("get_capital", {"country": "UK"})], usage=USAGE)))
+    answer = StreamResponse(chunks=tuple(reply_chunks("London.", usage={**USAGE, "cost": 0.25})))
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    result = play([tool_call, answer], tools=reg)
+    assert result.outcome == "completed"
+    assert (result.usage.prompt_tokens, result.usage.reasoning_tokens, result.usage.cost) == (20, 4, 0.75)
+    assert result.usage.cost_unknown is False
+
+
+def test_a_request_that_does_not_open_in_time_is_a_408_timeout() -> None:
+    """Plant M03: the request timeout was reported with another status; the event promises 408
+    (what a policy's guard on ``status`` and the halt message read)."""
+    text = DEFAULT_TEXT.replace("  request_timeout: 120 ", "  request_timeout: 0.05 ", 1)
+    assert text != DEFAULT_TEXT
+    result = play([], load_policy_text(text, "default.yaml"), provider=NeverOpens())
+    assert result.trace[0].event == "timeout"
+    assert result.trace[0].attrs["status"] == 408
+
+
+def test_a_turn_that_ends_on_a_failed_call_has_no_response_from_an_earlier_one() -> None:
+    """Plant M01: opening a call did not clear the last reply, so a turn that ended because the next
+    call failed reported (and a ``{response}`` halt message repeated) the preamble of the reply
+    before it, which the consumers had already been given."""
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    text = DEFAULT_TEXT.replace('    message: "The model provider rejected the credentials (HTTP {status}). Check your API key."',
+                                '    message: "{response}(HTTP {status})"', 1)
+    assert text != DEFAULT_TEXT
+    preamble = reply("Looking it up.", tool_calls=[("get_capital", {"country": "UK"})])
+    rejected = ErrorResponse(401, {"error": {"message": "Incorrect API key provided"}})
+    result = play([preamble, rejected], load_policy_text(text, "default.yaml"), tools=reg)
+    assert result.outcome == "auth_failed"
+    assert result.response == "" and result.message == "(HTTP 401)"
+
+
+def test_a_stall_inside_a_tool_calls_arguments_says_so() -> None:
+    """Plant M07: ``stalled`` always said ``mid_tool_call: False``, so a policy could not tell a
+    stall that cut a tool call from one that cut text."""
+    chunks = reply_chunks("Checking.", tool_calls=[("get_capital", {"country": "United Kingdom"})])
+    k = inside_tool_arguments(chunks)[1]
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    cut = StreamResponse(chunks=tuple(chunks), stall_after=k, stall_seconds=600)
+    result = play([cut, reply("London.")], tools=reg)
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs == {"chars": 9, "mid_tool_call": True}
+    assert ran == []
+    text_cut = StreamResponse(chunks=tuple(reply_chunks("The capital is London.")), stall_after=2, stall_seconds=600)
+    result = play([text_cut, reply("London.")])
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs == {"chars": 8, "mid_tool_call": False}
+
+
+class Watched:
+    """A response stream that notes when it is closed (and may fail to close, as a socket the
+    peer already dropped does)."""
+
+    def __init__(self, inner: Any, closed: list[str], fail: bool) -> None:
+        self.inner, self.closed, self.fail = inner, closed, fail
+
+    def next_pause(self) -> float:
+        return self.inner.next_pause()
+
+    def __aiter__(self) -> "Watched":
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.inner.__anext__()
+
+    async def aclose(self) -> None:
+        self.closed.append("closed")
+        if self.fail:
+            raise RuntimeError("socket already gone")
+
+
+class WatchingProvider:
+    """InProcessProvider whose streams are :class:`Watched`."""
+
+    def __init__(self, interactions: list[Any], fail: bool = False) -> None:
+        self.inner, self.fail = InProcessProvider(interactions), fail
+        self.closed: list[str] = []
+
+    async def open(self, request: Any) -> Watched:
+        return Watched(await self.inner.open(request), self.closed, self.fail)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_stream_is_closed_when_it_stalls_and_only_then() -> None:
+    """Plants M17 (a stalled stream was abandoned without closing it: the connection stayed open
+    until the provider dropped it) and M18 (a stream read to its end was kept as the open one and
+    closed again when the turn ended)."""
+    stalled = reply("The capital is London.", stall_after=2, stall_seconds=600)
+    provider = WatchingProvider([stalled, reply("London.")])
+    result = play([], provider=provider)
+    assert result.trace[1].event == "stalled" and result.outcome == "completed"
+    assert provider.closed == ["closed"]
+    provider = WatchingProvider([reply("London.")])
+    assert play([], provider=provider).outcome == "completed"
+    assert provider.closed == []
+
+
+def test_a_stream_that_fails_to_close_is_dropped_all_the_same() -> None:
+    """Plant M13: an error closing a stalled stream escaped into the turn, which crashed instead of
+    going on to the stub."""
+    stalled = reply("The capital is London.", stall_after=2, stall_seconds=600)
+    provider = WatchingProvider([stalled, reply("London.")], fail=True)
+    result = play([], provider=provider)
+    assert provider.closed == ["closed"]
+    assert [s.event for s in result.trace][:3] == ["opened", "stalled", "mid_text"] and result.outcome == "completed"
+
+
+def test_a_stub_after_a_stall_past_a_tool_call_drops_the_call() -> None:
+    """Plant M15 (a stall after a tool call's fragments and some text was stubbed as ``mid_text``:
+    ``and`` for ``or``), and M16 (``cut_tools`` empty: the policy's message could not name the calls
+    it dropped; test_interpreter.py catches it too)."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "replay",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = (chunk({"role": "assistant", "content": ""}),
+              chunk({"tool_calls": [{"index": 0, "id": "call_0", "type": "function", "function": {"name": "get_capital", "arguments": '{"country": "UK"}'}}]}),
+              chunk({"content": "Let me check."}),
+              chunk({}, "tool_calls"))
+    ran: list[str] = []
+    reg = ToolRegistry()
+    reg.register(lambda country: ran.append(country) or "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    result = play([StreamResponse(chunks=chunks, stall_after=3, stall_seconds=600), reply("London.")], tools=reg)
+    assert result.trace[1].event == "stalled" and result.trace[1].attrs["mid_tool_call"] is False
+    assert (result.trace[2].event, result.trace[2].attrs) == ("mid_tool_call", {"chars": 13, "cut_tools": ["get_capital"]})
+    assert ran == []

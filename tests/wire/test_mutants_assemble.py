@@ -1,0 +1,79 @@
+"""Tests against the mutants of ``wire/assemble.py`` that the suite let live (a mutation analysis by
+hand: each bug planted in the assembler, seen to survive the wire and engine tests, and killed by a
+test here). The assembler is a pure fold over Deltas, so these feed it directly; each names the
+plant it kills in its docstring."""
+
+from __future__ import annotations
+
+from loopspec.wire.assemble import ReplyAssembler
+from loopspec.wire.deltas import Delta, ToolCallFragment
+
+
+def fragment(index: int, name: str | None = None, arguments: str = "", call_id: str | None = None) -> Delta:
+    return Delta(tool_calls=(ToolCallFragment(index, call_id, name, arguments),))
+
+
+def test_text_or_reasoning_after_a_tool_call_means_the_call_is_over() -> None:
+    """Plants A02 and A14: text (or reasoning) after a call's arguments left ``in_tool_call`` set, so
+    a stall in the text that followed was reported as a cut tool call."""
+    for after in (Delta(text="Done."), Delta(reasoning="Now I wait.")):
+        a = ReplyAssembler()
+        a.feed(fragment(0, "search", '{"q": "x"}', "call_0"))
+        assert a.in_tool_call
+        a.feed(after)
+        assert not a.in_tool_call, after
+
+
+def test_visible_text_is_counted_however_it_arrives() -> None:
+    """Plant A08: text that went through the tag scanner (it held a ``<``) was not counted in
+    ``chars``, so a stall's or a broken stream's ``chars`` missed it."""
+    a = ReplyAssembler()
+    a.feed(Delta(text="a < b"))
+    a.feed(Delta(text="<think>plan</think>ok"))
+    assert a.result().text == "a < bok" and a.chars == 7
+
+
+def test_a_redacted_block_ends_the_thinking_before_it() -> None:
+    """Plant A09: a redacted block did not close the unsigned thinking before it, whose text then
+    ran into the next signed block (which Anthropic would reject on replay)."""
+    a = ReplyAssembler()
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "thinking": "lost"},)))
+    a.feed(Delta(thinking_blocks=({"type": "redacted_thinking", "data": "opaque"},)))
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "thinking": "kept", "signature": "sig"},)))
+    assert a.result().thinking_blocks == [
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "kept", "signature": "sig"},
+    ]
+
+
+def test_unsigned_thinking_is_left_out_of_the_blocks() -> None:
+    """Plant A10: a thinking block without a signature was kept as a block (Anthropic rejects it on
+    replay); its text stays in ``reasoning`` only when it came as reasoning."""
+    a = ReplyAssembler()
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "thinking": "unsigned"},)))
+    a.feed(Delta(thinking_blocks=({"type": "redacted_thinking", "data": "opaque"},)))
+    assert a.result().thinking_blocks == [{"type": "redacted_thinking", "data": "opaque"}]
+
+
+def test_each_signed_block_holds_only_its_own_thinking() -> None:
+    """Plant A15: the thinking text was not cleared when a signature closed its block, so every
+    later block repeated the text of all the blocks before it."""
+    a = ReplyAssembler()
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "thinking": "one", "signature": "s1"},)))
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "thinking": "two"},)))
+    a.feed(Delta(thinking_blocks=({"type": "thinking", "signature": "s2"},)))
+    assert [b["thinking"] for b in a.result().thinking_blocks] == ["one", "two"]
+
+
+def test_tool_calls_are_in_index_order_whatever_order_they_start_in() -> None:
+    """Plant A13: calls were listed in the order their first fragment arrived, not by index, so a
+    provider that starts call 1 first had its calls (and their answers) swapped."""
+    a = ReplyAssembler()
+    a.feed(fragment(1, "second", "{}", "call_1"))
+    a.feed(fragment(0, "first", "{}", "call_0"))
+    a.feed(Delta(finish_reason="tool_calls"))
+    assert [(c.index, c.name) for c in a.result().tool_calls] == [(0, "first"), (1, "second")]
+    b = ReplyAssembler()
+    b.feed(fragment(1, "second", "{", "call_1"))
+    b.feed(fragment(0, "first", "{", "call_0"))
+    assert b.cut_tool_names() == ["first", "second"]
