@@ -140,7 +140,7 @@ def validate_tool_arguments(arguments: str, spec: Mapping[str, Any] | None) -> s
     for key, value in args.items():
         prop = props.get(key)
         if prop is None:
-            if schema.get("additionalProperties") is False and props:
+            if schema.get("additionalProperties") is False:
                 return f"unexpected property {key!r}"
             continue
         t = prop.get("type") if isinstance(prop, dict) else None

@@ -307,3 +307,13 @@ def test_the_callers_secrets_are_redacted_from_the_message() -> None:
     key = "plainkey0123456789abcdef"
     ev = call(litellm.AuthenticationError(f"Incorrect API key provided: {key}", P, M), secrets=(key,))
     assert key not in ev.attrs["message"] and "Incorrect API key provided" in ev.attrs["message"]
+
+
+def test_a_tool_without_arguments_that_forbids_extra_ones_rejects_any() -> None:
+    """A no-argument tool declared ``{properties: {}, additionalProperties: false}`` (or without
+    ``properties``) accepts ``{}`` and rejects any key, as JSON Schema says: the call is malformed,
+    not a tool run that fails on an unexpected keyword (the open C17 of the hand analysis, fixed)."""
+    for schema in ({"type": "object", "properties": {}, "additionalProperties": False},
+                   {"type": "object", "additionalProperties": False}):
+        assert validate_tool_arguments("{}", schema) is None
+        assert validate_tool_arguments('{"x": 1}', schema) == "unexpected property 'x'"
