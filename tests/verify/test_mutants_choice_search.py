@@ -191,3 +191,44 @@ def test_is_real_refuses_a_step_the_world_cannot_produce() -> None:
     steps = _steps(p, "events_handled")
     assert steps[0].event == "cancelled"
     assert not choice.is_real(an, choice.world_model(an), steps, lambda *a: True)
+
+
+# Two retry counters, each spent to its cap (4) before the interesting step: its shortest run is
+# 16 retries deep, and breadth-first search meets hundreds of configurations on the way
+DEEP_HEAD = """\
+loopspec: 1
+initial: ask
+templates:
+  more: "more"
+counters:
+  a: {max: 4}
+  b: {max: 4}
+backstops:
+  model_calls: {max: 20, exhausted: out}
+  tool_batches: {max: 3, exhausted: out}
+"""
+BOTH_SPENT = "{all: [{counter: a, eq: 4}, {counter: b, eq: 4}]}"
+RETRIES = {"empty": "[{do: [{increment: a}], to: ask}, fail]", "thinking_only": "[{do: [{increment: b}], to: ask}, fail]"}
+DEEP_RUN = ["opened", "empty"] * 4 + ["opened", "thinking_only"] * 4
+
+
+def test_a_violation_hundreds_of_configurations_deep_gets_the_shortest_run() -> None:
+    """The search limit (30,000 configurations) covers a violation behind sixteen retries: the
+    counterexample is the breadth-first shortest run, not a guided one."""
+    tc = f"[{{when: {BOTH_SPENT}, to: fail}}, {{to: tools, bounded_by: tool_batches}}]"
+    res = check_policy(policy(CALL, stream(tool_calls=tc, **RETRIES), TOOLS, HALTS, head=DEEP_HEAD)).properties["history_valid"]
+    cex = res.counterexample
+    assert res.status == FAIL and cex is not None and [s.event for s in cex.steps] == DEEP_RUN + ["opened", "tool_calls"]
+    assert cex.note == res.reason
+
+
+def test_the_recordable_run_is_searched_for_hundreds_of_configurations_deep() -> None:
+    """'limbo' is entered at once by a cancel (no cassette records it) or by a text reply after
+    sixteen retries. The world search (10,000 configurations) reaches the recordable run
+    breadth-first, so it is the shortest one, not a guided detour through the tool loop."""
+    text = f"[{{when: {BOTH_SPENT}, to: limbo}}, done]"
+    ask = CALL.replace("cancelled: fail", "cancelled: limbo")
+    res = check_policy(policy(ask, stream(text=text, **RETRIES), TOOLS, HALTS, LIMBO, head=DEEP_HEAD)).properties["events_handled"]
+    cex = res.counterexample
+    assert cex is not None and [s.event for s in cex.steps] == DEEP_RUN + ["opened", "text", "failed"]
+    assert cex.note == "'failed' in 'limbo' has no transition"
