@@ -319,3 +319,41 @@ def test_a_loop_no_cassette_can_record_still_gets_the_adversarys_run() -> None:
     assert cex is not None and cex.concrete
     assert events(cex) == [("ask", "opened"), ("read", "cancelled"), ("ask", "opened"), ("read", "cancelled")]
     assert cex.note == _note_own("read --cancelled[0]--> ask")
+
+
+def _spy_searches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool, bool, bool]]:
+    """Record each search of ``backstop_demo``: (limit, within the component, with the world
+    model, found)."""
+    real = deciders.shortest_counterexample
+    calls: list[tuple[int, bool, bool, bool]] = []
+
+    def spy(an: Any, predicate: Any, limit: int, allowed: Any, extra: Any, world: Any) -> Any:
+        path, n = real(an, predicate, limit=limit, allowed=allowed, extra=extra, world=world)
+        calls.append((limit, allowed is not None, world is not None, path is not None))
+        return path, n
+
+    monkeypatch.setattr(deciders, "shortest_counterexample", spy)
+    return calls
+
+
+def test_the_demonstration_searches_recordable_runs_first_then_the_adversarys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search order for a backstop-only loop: a recordable run within the loop's component (a
+    quarter of the search limit), a recordable run anywhere (the whole limit), then the
+    adversary's run within the component. A cancel loop has no recordable run, so all three run."""
+    calls = _spy_searches(monkeypatch)
+    _backstop(CALL, stream(cancelled="ask"), TOOLS, HALTS)
+    quarter = deciders.SEARCH_LIMIT // 4
+    assert calls == [(quarter, True, True, False), (deciders.SEARCH_LIMIT, False, True, False), (quarter, True, False, True)]
+
+
+def test_the_way_into_a_loop_is_part_of_the_component_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop starts one step after the initial state ('start' is outside it): the transitions on
+    the way in are allowed in the first search, which therefore finds the run."""
+    from test_check import HEAD
+
+    calls = _spy_searches(monkeypatch)
+    start = "  start:\n    kind: continue\n    prompt: more\n    on: {done: ask}\n"
+    head = HEAD.replace("initial: ask", "initial: start")
+    res = check_policy(policy(start, CALL, stream(empty="ask"), TOOLS, HALTS, head=head)).properties["no_backstop_only_loops"]
+    assert calls == [(deciders.SEARCH_LIMIT // 4, True, True, True)]
+    assert events(res.counterexample) == [("start", "done"), ("ask", "opened"), ("read", "empty"), ("ask", "opened"), ("read", "empty")]
