@@ -357,3 +357,27 @@ def test_the_way_into_a_loop_is_part_of_the_component_search(monkeypatch: pytest
     res = check_policy(policy(start, CALL, stream(empty="ask"), TOOLS, HALTS, head=head)).properties["no_backstop_only_loops"]
     assert calls == [(deciders.SEARCH_LIMIT // 4, True, True, True)]
     assert events(res.counterexample) == [("start", "done"), ("ask", "opened"), ("read", "empty"), ("ask", "opened"), ("read", "empty")]
+
+
+def test_events_handled_never_shows_a_handled_step_as_its_counterexample() -> None:
+    """Asked about an event the policy does handle (read: broken goes to 'fail' in every case), the
+    counterexample search finds nothing: no concrete run, no abstract path, since every step and
+    edge it may end in must have no transition."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.structure import Unhandled
+
+    an = build_analysis(policy(CALL, stream(), TOOLS, HALTS))
+    st = SimpleNamespace(unhandled=[Unhandled("read", "broken", {}, "", 0)])
+    res, n = deciders.decide_events_handled(an, build_graph(an), st)
+    assert res.status == FAIL and res.counterexample is None and n > 0
+
+
+def test_the_recordable_run_into_a_silent_halt_is_one_that_leaves_it_silent() -> None:
+    """'mute' renders '{response}'. The adversary enters it by a cancel (not recordable); of the
+    recordable ways in, a text reply (met first) leaves a message and a length reply with no
+    characters leaves none: the counterexample is the length run."""
+    ask = CALL.replace("cancelled: fail", "cancelled: mute")
+    mute = '  mute: {kind: halt, outcome: empty, message: "{response}"}\n'
+    res = check_policy(policy(ask, stream(text="mute", length="mute"), TOOLS, HALTS, mute)).properties["halt_message"]
+    assert events(res.counterexample) == [("ask", "opened"), ("read", "length")]
