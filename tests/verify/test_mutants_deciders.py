@@ -381,3 +381,31 @@ def test_the_recordable_run_into_a_silent_halt_is_one_that_leaves_it_silent() ->
     mute = '  mute: {kind: halt, outcome: empty, message: "{response}"}\n'
     res = check_policy(policy(ask, stream(text="mute", length="mute"), TOOLS, HALTS, mute)).properties["halt_message"]
     assert events(res.counterexample) == [("ask", "opened"), ("read", "length")]
+
+
+
+def test_unhandled_events_of_two_states_are_both_findings_and_the_first_is_the_reason() -> None:
+    """'read' lacks 'stalled', 'tools' lacks 'cancelled': two findings, in the order the graph
+    meets them; the reason is the first, and so is the counterexample (the first search that
+    finds a recordable run)."""
+    r = check_policy(policy(CALL, stream(stalled=""), TOOLS.replace("      cancelled: fail\n", ""), HALTS))
+    res = r.properties["events_handled"]
+    assert res.findings == [
+        "read: event 'stalled' has no enabled transition (the turn would end in policy_error)",
+        "tools: event 'cancelled' has no enabled transition (the turn would end in policy_error)",
+    ]
+    assert res.reason == res.findings[0]
+    assert events(res.counterexample) == [("ask", "opened"), ("read", "stalled")]
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect outside deciders.py: build_graph (abstract_graph.py) merges the edges of one node "
+    "by (transition, target), so every unhandled event of a state (transition None, target "
+    "__policy_error__) becomes one edge and analyse_structure reports the first only. The verdict "
+    "stays FAIL; the findings miss the other events."))
+def test_every_unhandled_event_of_a_state_is_a_finding() -> None:
+    """'read' handles neither 'stalled' nor 'broken': events_handled fails naming both, so one
+    run of the checker lists everything to fix."""
+    r = check_policy(policy(CALL, stream(stalled="", broken=""), TOOLS, HALTS))
+    res = r.properties["events_handled"]
+    assert res.status == FAIL
+    assert sorted((u.state, u.event) for u in r.structure.unhandled) == [("read", "broken"), ("read", "stalled")]
