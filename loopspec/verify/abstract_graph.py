@@ -126,7 +126,9 @@ def build_graph(an: Analysis) -> Graph:
         for step in base:
             silent, viol = monitor_step(an, n.silent, step)
             dst = an.node_of(step.after, silent)
-            k = (id(step.transition), dst, step.redirected_from)
+            # an unhandled event has no transition: keep one edge per event, so each is a finding
+            unhandled = step.event.name if step.transition is None else None
+            k = (id(step.transition), dst, step.redirected_from, unhandled)
             e = dedup.get(k)
             if e is not None:
                 if viol:

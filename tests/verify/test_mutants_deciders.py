@@ -397,14 +397,12 @@ def test_unhandled_events_of_two_states_are_both_findings_and_the_first_is_the_r
     assert res.reason == res.findings[0]
     assert events(res.counterexample) == [("ask", "opened"), ("read", "stalled")]
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect outside deciders.py: build_graph (abstract_graph.py) merges the edges of one node "
-    "by (transition, target), so every unhandled event of a state (transition None, target "
-    "__policy_error__) becomes one edge and analyse_structure reports the first only. The verdict "
-    "stays FAIL; the findings miss the other events."))
+
 def test_every_unhandled_event_of_a_state_is_a_finding() -> None:
     """'read' handles neither 'stalled' nor 'broken': events_handled fails naming both, so one
-    run of the checker lists everything to fix."""
+    run of the checker lists everything to fix. (build_graph merged a node's edges by transition
+    and target, so all unhandled events of a state, none with a transition and all going to
+    __policy_error__, became one edge and only the first was reported.)"""
     r = check_policy(policy(CALL, stream(stalled="", broken=""), TOOLS, HALTS))
     res = r.properties["events_handled"]
     assert res.status == FAIL

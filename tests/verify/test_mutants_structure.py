@@ -30,12 +30,14 @@ def test_an_unhandled_event_names_its_attributes_capped_counters_and_flags() -> 
         "with cause='disconnect', chars=0, message=''",
         f"{RATE_LIMIT}; when tries is at its cap, more is at its cap; with flags a, b",
         "with finish_reason='', chars=0; with flags a, b",
+        "with cause='disconnect', chars=0, message=''; with flags a, b",  # its own edge since 2026-12-01
     ]
     assert [(u["state"], u["event"], u["when"]) for u in r.structure.to_json()["unhandled_events"]] == [
         ("ask", "rate_limit", whens[0]),
         ("read", "broken", whens[1]),
         ("ask", "rate_limit", whens[2]),
         ("read", "text", whens[3]),
+        ("read", "broken", whens[4]),
     ]
     tail = "has no enabled transition (the turn would end in policy_error)"
     assert r.properties["events_handled"].findings == [
@@ -43,6 +45,7 @@ def test_an_unhandled_event_names_its_attributes_capped_counters_and_flags() -> 
         f"read: event 'broken' {whens[1]} {tail}",
         f"ask: event 'rate_limit' {whens[2]} {tail}",
         f"read: event 'text' {whens[3]} {tail}",
+        f"read: event 'broken' {whens[4]} {tail}",
     ]
 
 
