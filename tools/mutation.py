@@ -63,6 +63,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/turn.py": FAST,
     "loopspec/engine/history.py": FAST,
     "loopspec/engine/tools.py": FAST,
+    "loopspec/engine/model_call.py": FAST,
+    "loopspec/engine/tool_batch.py": FAST,
+    "loopspec/engine/guardrails.py": FAST,
+    "loopspec/engine/budgets.py": FAST,
+    "loopspec/wire/classify.py": FAST,
+    "loopspec/wire/assemble.py": FAST,
     # redaction
     "loopspec/replay/redact.py": FAST,
     "loopspec/wire/redaction.py": FAST,
