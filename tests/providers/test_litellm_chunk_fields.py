@@ -1,0 +1,87 @@
+"""How a litellm chunk's fields are read (``fields_of``, ``field_of``, ``delta_from_litellm_chunk``).
+
+litellm keeps most of a chunk's fields as pydantic extras, its hidden usage as a private
+attribute, and a provider may hand back plain objects; these tests build each shape with litellm's
+own types, so a reader that looks in the wrong place (or too few places) gives a wrong Delta.
+"""
+
+from __future__ import annotations
+
+import litellm
+from litellm.types.utils import Delta as LiteLLMDelta
+from litellm.types.utils import ModelResponseStream, StreamingChoices
+
+from loopspec.providers.chunks import delta_from_litellm_chunk, field_of, fields_of
+
+
+def chunk_of(*choices: StreamingChoices) -> ModelResponseStream:
+    return ModelResponseStream(choices=list(choices))
+
+
+def test_choice_zero_is_read_whatever_its_position() -> None:
+    chunk = chunk_of(
+        StreamingChoices(index=1, delta=LiteLLMDelta(content="second choice")),
+        StreamingChoices(index=0, delta=LiteLLMDelta(content="first choice")),
+    )
+    assert delta_from_litellm_chunk(chunk).text == "first choice"
+
+
+def test_a_chunk_with_no_choice_zero_carries_only_its_usage() -> None:
+    chunk = chunk_of(StreamingChoices(index=2, delta=LiteLLMDelta(content="other")))
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.text == "" and delta.finish_reason is None
+
+
+def test_the_usage_litellm_hides_on_the_last_chunk_is_read() -> None:
+    """Without a usage field, the private ``_hidden_params`` usage counts when it is non-zero."""
+    chunk = chunk_of(StreamingChoices(index=0, delta=LiteLLMDelta(content="x"), finish_reason="stop"))
+    chunk._hidden_params = {"usage": litellm.Usage(prompt_tokens=3, completion_tokens=4)}
+    usage = delta_from_litellm_chunk(chunk).usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (3, 4)
+    chunk._hidden_params = {"usage": litellm.Usage(prompt_tokens=0, completion_tokens=0)}
+    assert delta_from_litellm_chunk(chunk).usage is None
+
+
+def test_fields_kept_as_pydantic_extras_are_read() -> None:
+    """litellm stores a choice's delta and finish reason, and a delta's content, as extras."""
+    choice = StreamingChoices(index=0, delta=LiteLLMDelta(content="hello"), finish_reason="length")
+    assert "delta" not in vars(choice)  # litellm's layout, which the fast path relies on
+    assert fields_of(choice).get("finish_reason") == "length"
+    delta = delta_from_litellm_chunk(chunk_of(choice))
+    assert (delta.text, delta.finish_reason) == ("hello", "length")
+
+
+class PlainChunk:
+    """A chunk as a plain object whose fields are properties (no pydantic, no ``__dict__`` entries)."""
+
+    @property
+    def choices(self) -> list:
+        return [PlainChoice()]
+
+
+class PlainChoice:
+    index = 0
+    finish_reason = "stop"
+
+    @property
+    def delta(self) -> object:
+        return PlainDelta()
+
+
+class PlainDelta:
+    content = "from a plain object"
+    tool_calls = None
+
+
+def test_a_plain_object_chunk_is_read_through_its_attributes() -> None:
+    delta = delta_from_litellm_chunk(PlainChunk())
+    assert (delta.text, delta.finish_reason) == ("from a plain object", "stop")
+    assert field_of(PlainChoice(), "finish_reason") == "stop"
+    assert fields_of(PlainChoice()).get("delta") is not None
+
+
+def test_a_missing_pydantic_field_reads_as_none() -> None:
+    choice = StreamingChoices(index=0, delta=LiteLLMDelta(content="x"))
+    assert field_of(choice.delta, "reasoning_content") is None
+    assert fields_of(choice.delta).get("thinking_blocks") is None
+    assert field_of(None, "anything") is None and fields_of(None).get("anything") is None
