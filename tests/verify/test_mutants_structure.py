@@ -107,13 +107,15 @@ def test_a_transition_whose_guard_never_holds_is_never_enabled() -> None:
     }]
 
 
+@pytest.mark.parametrize("effect", ["", "do: [{increment: tries}], "], ids=["no_cap", "capped"])
 def test_past_the_case_search_budget_a_dead_transition_is_never_selected_not_never_enabled(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, effect: str
 ) -> None:
     """With a search budget of one decision no case of text[1] gets a witness: the checker cannot
-    say its guard never holds, only that it was never selected."""
+    say its guard never holds, only that it was never selected. With an increment, the search for
+    a configuration within its cap runs too (on the same counter ranges)."""
     monkeypatch.setattr(cases_module, "SEARCH_BUDGET", 1)
-    text = "[{to: done}, {when: {all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}]}, to: fail}]"
+    text = "[{to: done}, {when: {all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}]}, " + effect + "to: fail}]"
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
     assert r.structure.to_json()["shadowed_transitions"] == [{
         "transition": "read --text[1]--> fail",
