@@ -67,6 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/tool_batch.py": FAST,
     "loopspec/engine/guardrails.py": FAST,
     "loopspec/engine/budgets.py": FAST,
+    "loopspec/engine/clock.py": FAST,
     "loopspec/wire/classify.py": FAST,
     "loopspec/wire/assemble.py": FAST,
     # redaction
@@ -75,7 +76,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     # approvals
     "loopspec/language/approvals.py": FAST,
     "loopspec/engine/approvals.py": FAST,
-    # the replay transports
+    # the replay transports, and the chunk conversion both transports and the live path share
+    "loopspec/providers/chunks.py": FAST,
     "loopspec/replay/inproc.py": EVERYTHING,
     "loopspec/replay/http.py": EVERYTHING,
     "loopspec/replay/server.py": EVERYTHING,

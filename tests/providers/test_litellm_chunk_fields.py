@@ -8,6 +8,7 @@ own types, so a reader that looks in the wrong place (or too few places) gives a
 from __future__ import annotations
 
 import litellm
+import pytest
 from litellm.types.utils import Delta as LiteLLMDelta
 from litellm.types.utils import ModelResponseStream, StreamingChoices
 
@@ -85,3 +86,38 @@ def test_a_missing_pydantic_field_reads_as_none() -> None:
     assert field_of(choice.delta, "reasoning_content") is None
     assert fields_of(choice.delta).get("thinking_blocks") is None
     assert field_of(None, "anything") is None and fields_of(None).get("anything") is None
+
+
+def test_a_usage_object_missing_fields_counts_them_as_zero() -> None:
+    """A provider's usage object may lack any field: a missing count is 0, never an error (and
+    never 1), and a missing reasoning breakdown is 0 reasoning tokens."""
+    from types import SimpleNamespace
+
+    from loopspec.providers.chunks import usage_from_obj
+
+    u = usage_from_obj(SimpleNamespace(completion_tokens=3))
+    assert u is not None and (u.prompt_tokens, u.completion_tokens, u.reasoning_tokens, u.cost) == (0, 3, 0, None)
+    u = usage_from_obj(SimpleNamespace(prompt_tokens=4))
+    assert u is not None and (u.prompt_tokens, u.completion_tokens) == (4, 0)
+    assert usage_from_obj(None) is None
+
+
+def test_a_cost_the_provider_reports_is_kept() -> None:
+    from types import SimpleNamespace
+
+    from loopspec.providers.chunks import usage_from_obj
+
+    u = usage_from_obj(SimpleNamespace(prompt_tokens=1, completion_tokens=2, cost=0.25,
+                                       completion_tokens_details=SimpleNamespace(reasoning_tokens=1)))
+    assert u is not None and (u.cost, u.reasoning_tokens) == (0.25, 1)
+
+
+@pytest.mark.parametrize(
+    "reported, kept",
+    [(0, 0.0), (0.0, 0.0), (0.5, 0.5), (1, 1.0), (2.5, 2.5), (-0.01, None), (float("inf"), None),
+     (float("nan"), None), (True, None), ("0.1", None), (None, None)],
+)
+def test_a_reported_cost_is_kept_only_as_a_finite_amount_of_zero_or_more(reported: object, kept: object) -> None:
+    from loopspec.providers.chunks import usage_cost
+
+    assert usage_cost(reported) == kept
