@@ -211,3 +211,40 @@ def test_a_stall_in_a_task_that_already_caught_a_cancel_is_still_a_stall() -> No
         return "item", task.cancelling()
 
     assert asyncio.run(main()) == ("stall", 1)
+
+
+def test_a_stall_after_the_timer_was_re_armed_is_still_a_stall() -> None:
+    """Chunks every 20 ms for half a second under a 0.2 s timeout (the timer fires mid-stream and
+    must schedule itself again), then a 3 s pause: the pause is a stall, found about 0.2 s in."""
+
+    async def main() -> tuple[int, float]:
+        stream = PacedStream([0.02] * 25 + [3.0])
+        loop = asyncio.get_running_loop()
+        got = 0
+        while True:
+            start = loop.time()
+            try:
+                await next_within(stream, 0.2)
+            except StallTimeout:
+                return got, loop.time() - start
+            got += 1
+
+    got, waited = asyncio.run(main())
+    assert got == 25
+    assert waited < 2.0
+
+
+def test_a_task_that_stops_reading_mid_stream_is_forgotten_once_its_timeout_passes() -> None:
+    """The reader takes one chunk and stops (a turn cancelled between chunks): the idle timer
+    fires at the old deadline and drops the task, so a finished turn is not kept alive."""
+
+    async def main() -> tuple[bool, bool]:
+        task = asyncio.current_task()
+        await next_within(PacedStream([0.0, 5.0]), 0.05)
+        held_after_read = task in clock_module._TIMERS
+        await asyncio.sleep(0.3)
+        return held_after_read, task in clock_module._TIMERS
+
+    held_after_read, held_later = asyncio.run(main())
+    assert held_after_read  # the timer is kept between reads: re-arming it is the cheap path
+    assert not held_later
