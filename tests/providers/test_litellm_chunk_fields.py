@@ -121,3 +121,52 @@ def test_a_reported_cost_is_kept_only_as_a_finite_amount_of_zero_or_more(reporte
     from loopspec.providers.chunks import usage_cost
 
     assert usage_cost(reported) == kept
+
+
+def test_a_reasoning_breakdown_without_a_count_or_with_zero_is_no_reasoning() -> None:
+    from types import SimpleNamespace
+
+    from loopspec.providers.chunks import usage_from_obj
+
+    for details in (SimpleNamespace(), SimpleNamespace(reasoning_tokens=0), SimpleNamespace(reasoning_tokens=None)):
+        u = usage_from_obj(SimpleNamespace(prompt_tokens=1, completion_tokens=2, completion_tokens_details=details))
+        assert u is not None and u.reasoning_tokens == 0, details
+
+
+def test_a_whole_litellm_response_reads_its_text_tool_calls_finish_and_usage() -> None:
+    """The non-streaming path (``LiteLLMProvider(stream=False)``) reads a litellm ``ModelResponse``
+    field by field: the message, its tool calls, the finish reason and the usage."""
+    from loopspec.providers.litellm_provider import delta_from_litellm_response
+
+    response = litellm.ModelResponse(
+        choices=[{
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": "Looking it up.",
+                "tool_calls": [{"id": "call_1", "type": "function",
+                                "function": {"name": "get_capital", "arguments": '{"country": "UK"}'}}],
+            },
+        }],
+        usage={"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    )
+    delta = delta_from_litellm_response(response)
+    assert delta.text == "Looking it up."
+    assert delta.finish_reason == "tool_calls"
+    assert [(f.index, f.id, f.name, f.arguments) for f in delta.tool_calls] == [(0, "call_1", "get_capital", '{"country": "UK"}')]
+    assert delta.usage is not None and (delta.usage.prompt_tokens, delta.usage.completion_tokens) == (11, 7)
+
+
+class Slotted:
+    """An object with no ``__dict__`` (a provider SDK's slotted class)."""
+
+    __slots__ = ("finish_reason",)
+
+    def __init__(self) -> None:
+        self.finish_reason = "stop"
+
+
+def test_an_object_without_a_dict_is_read_through_its_attributes() -> None:
+    assert field_of(Slotted(), "finish_reason") == "stop"
+    assert field_of(Slotted(), "missing") is None
