@@ -156,3 +156,20 @@ def test_only_the_transitions_own_state_decides_why_it_is_dead() -> None:
         "reason": "never enabled: its guard (with its cap checks) never holds in a reachable configuration",
         "shadowed_by": None,
     }]
+
+
+def test_past_the_search_budget_a_transition_its_cap_never_lets_through_is_never_enabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding 3 to `tries` (max 2) never fits its cap. With two decisions the search gives up on
+    the four-atom guard, but the cap alone shows the transition never enabled, so no "may fire"
+    case is kept for it (and the reason is not "never selected")."""
+    monkeypatch.setattr(cases_module, "SEARCH_BUDGET", 2)
+    guard = "{all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}, {attr: chars, gt: 4}, {attr: chars, lt: 8}]}"
+    text = "[{to: done}, {when: " + guard + ", do: [{increment: tries, by: 3}], to: fail}]"
+    r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
+    assert r.structure.to_json()["shadowed_transitions"] == [{
+        "transition": "read --text[1]--> fail",
+        "reason": "never enabled: its guard (with its cap checks) never holds in a reachable configuration",
+        "shadowed_by": None,
+    }]
