@@ -170,3 +170,53 @@ class Slotted:
 def test_an_object_without_a_dict_is_read_through_its_attributes() -> None:
     assert field_of(Slotted(), "finish_reason") == "stop"
     assert field_of(Slotted(), "missing") is None
+
+
+def test_hidden_usage_with_only_one_count_is_still_read() -> None:
+    chunk = chunk_of(StreamingChoices(index=0, delta=LiteLLMDelta(content="x"), finish_reason="stop"))
+    chunk._hidden_params = {"usage": litellm.Usage(prompt_tokens=5, completion_tokens=0)}
+    usage = delta_from_litellm_chunk(chunk).usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 0)
+
+
+def test_a_usage_only_chunk_without_choices_carries_its_usage() -> None:
+    """The chunk OpenAI sends after the last choice chunk when usage is asked for: no choices."""
+    chunk = ModelResponseStream(choices=[])
+    chunk.usage = litellm.Usage(prompt_tokens=9, completion_tokens=2)
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.usage is not None and (delta.usage.prompt_tokens, delta.usage.completion_tokens) == (9, 2)
+    assert delta.text == "" and delta.finish_reason is None
+
+
+class NativeFinishChoice:
+    """A choice from a server that passes its native finish reason through unmapped."""
+
+    index = 0
+    delta = None
+
+    def __init__(self, finish_reason: str) -> None:
+        self.finish_reason = finish_reason
+
+
+class ChunkOf:
+    def __init__(self, *choices: object) -> None:
+        self.choices = list(choices)
+
+
+@pytest.mark.parametrize("native, mapped", [("max_output_tokens", "length"), ("end_turn", "stop"), ("tool_use", "tool_calls"), ("stop", "stop")])
+def test_a_native_finish_reason_is_mapped_to_openais(native: str, mapped: str) -> None:
+    assert delta_from_litellm_chunk(ChunkOf(NativeFinishChoice(native))).finish_reason == mapped
+
+
+class SlottedChunk:
+    """A chunk object with no ``__dict__`` (a provider SDK's slotted class)."""
+
+    __slots__ = ("choices",)
+
+    def __init__(self) -> None:
+        self.choices = [NativeFinishChoice("stop")]
+
+
+def test_a_chunk_without_a_dict_is_read_through_its_attributes() -> None:
+    assert fields_of(SlottedChunk()).get("choices") is not None
+    assert delta_from_litellm_chunk(SlottedChunk()).finish_reason == "stop"
