@@ -20,6 +20,17 @@ from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
 RATE_LIMIT = "with status=0, message='', retry_after=0.0, code='', wait_too_long=False"
 
 
+NEVER_ENABLED = "never enabled: its guard (with its cap checks) never holds in a reachable configuration"
+NEVER_SELECTED = "never selected: an earlier transition matches first wherever this one may be enabled"
+
+
+def dead(r, text_index: int, reason: str, shadowed_by: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The check found exactly one dead transition, ``read --text[text_index]--> fail``, for ``reason``."""
+    assert r.structure.to_json()["shadowed_transitions"] == [
+        {"transition": f"read --text[{text_index}]--> fail", "reason": reason, "shadowed_by": shadowed_by}
+    ]
+
+
 def test_an_unhandled_event_names_its_attributes_capped_counters_and_flags() -> None:
     # a rate limit is retried on 'tries', then on 'more', then unhandled; 'spare' is never at its cap
     # and the backstops are never named; 'a' and 'b' are set together
@@ -69,11 +80,7 @@ def test_an_unhandled_event_with_nothing_to_tell_is_named_alone() -> None:
 def test_a_shadowed_transition_in_the_json_names_why_and_what_shadows_it() -> None:
     read = stream(text="[{to: done}, {when: {attr: chars, gt: 0}, to: fail}]")
     r = check_policy(policy(CALL, read, TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "shadowed: an earlier transition always matches first (read --text[0]--> done)",
-        "shadowed_by": "read --text[0]--> done",
-    }]
+    dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
 
 
 FLAGS_HEAD = HEAD + "flags:\n  ran: {doc: a tool batch ran}\n  twice: {doc: two tool batches ran}\n"
@@ -100,11 +107,7 @@ def test_a_dead_transition_is_shadowed_by_the_transition_that_matches_first_most
 def test_a_transition_whose_guard_never_holds_is_never_enabled() -> None:
     text = "[{when: {counter: tries, gt: 5}, to: fail}, {to: done}]"  # tries stops at 2
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[0]--> fail",
-        "reason": "never enabled: its guard (with its cap checks) never holds in a reachable configuration",
-        "shadowed_by": None,
-    }]
+    dead(r, 0, NEVER_ENABLED)
 
 
 @pytest.mark.parametrize("effect", ["", "do: [{increment: tries}], "], ids=["no_cap", "capped"])
@@ -117,11 +120,7 @@ def test_past_the_case_search_budget_a_dead_transition_is_never_selected_not_nev
     monkeypatch.setattr(cases_module, "SEARCH_BUDGET", 1)
     text = "[{to: done}, {when: {all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}]}, " + effect + "to: fail}]"
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "never selected: an earlier transition matches first wherever this one may be enabled",
-        "shadowed_by": None,
-    }]
+    dead(r, 1, NEVER_SELECTED)
 
 
 def test_a_case_without_a_witness_does_not_hide_the_witnessed_cases_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,11 +137,7 @@ def test_a_case_without_a_witness_does_not_hide_the_witnessed_cases_after_it(mon
 
     monkeypatch.setattr(Analysis, "enabling_cases", unwitnessed_first)
     r = check_policy(policy(CALL, stream(text="[{to: done}, {to: fail}]"), TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "shadowed: an earlier transition always matches first (read --text[0]--> done)",
-        "shadowed_by": "read --text[0]--> done",
-    }]
+    dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
 
 
 def test_only_the_transitions_own_state_decides_why_it_is_dead() -> None:
@@ -151,11 +146,7 @@ def test_only_the_transitions_own_state_decides_why_it_is_dead() -> None:
     match first; a reason read off their configurations would say "shadowed"."""
     text = "[{do: [{set: ran}], to: done}, {when: {flag: ran}, to: fail}]"
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS, head=FLAGS_HEAD))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "never enabled: its guard (with its cap checks) never holds in a reachable configuration",
-        "shadowed_by": None,
-    }]
+    dead(r, 1, NEVER_ENABLED)
 
 
 def test_past_the_search_budget_a_transition_its_cap_never_lets_through_is_never_enabled(
@@ -168,8 +159,4 @@ def test_past_the_search_budget_a_transition_its_cap_never_lets_through_is_never
     guard = "{all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}, {attr: chars, gt: 4}, {attr: chars, lt: 8}]}"
     text = "[{to: done}, {when: " + guard + ", do: [{increment: tries, by: 3}], to: fail}]"
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "never enabled: its guard (with its cap checks) never holds in a reachable configuration",
-        "shadowed_by": None,
-    }]
+    dead(r, 1, NEVER_ENABLED)
