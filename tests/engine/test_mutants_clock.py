@@ -50,3 +50,95 @@ def test_a_deadline_exactly_at_the_timeout_is_the_timeouts_wait() -> None:
 def test_a_passed_deadline_leaves_no_wait_at_all() -> None:
     assert bounded(clock_at(10.0), 30.0, 9.0) == (0.0, True)
     assert bounded(clock_at(10.0), None, 10.0) == (0.0, True)
+
+
+# ------------------------------------------------------------------------------ the real clock
+
+
+class Paused:
+    """A recorded stream (a ``PausingStream``): one item after a recorded pause."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.read = False
+
+    def next_pause(self) -> float:
+        return self.pause
+
+    async def __anext__(self) -> str:
+        if self.read:
+            raise StopAsyncIteration
+        self.read = True
+        return "item"
+
+
+def test_the_real_clock_sleeps_for_real_even_under_a_second() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await RealClock().sleep(0.2)
+        return loop.time() - start
+
+    assert asyncio.run(main()) >= 0.19
+
+
+def test_the_real_clock_serves_a_recorded_pause_before_the_item() -> None:
+    async def main() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        item = await RealClock().next_chunk(Paused(0.2), 30.0)
+        return item, loop.time() - start
+
+    item, waited = asyncio.run(main())
+    assert item == "item" and waited >= 0.19
+
+
+@pytest.mark.parametrize("pause", [30.0, 31.0])
+def test_a_recorded_pause_as_long_as_the_timeout_is_a_stall_at_once(pause: float) -> None:
+    """A recorded pause at least the stall timeout is a stall, known before waiting any of it."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(StallTimeout):
+            await RealClock().next_chunk(Paused(pause), 30.0)
+        return loop.time() - start
+
+    assert asyncio.run(main()) < 5.0
+
+
+class SwallowsOnce:
+    """Answers its first read even when cancelled while waiting for it; later reads are instant."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def __anext__(self) -> str:
+        self.reads += 1
+        if self.reads == 1:
+            try:
+                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                return "answered anyway"
+        return "next"
+
+
+def test_the_stall_timer_never_takes_back_a_cancel_it_did_not_make() -> None:
+    """After a stream swallowed the timer's cancel, a cancel from elsewhere that the task caught is
+    still counted once the next read returns (the timer took back only its own)."""
+    from loopspec.engine.clock import next_within
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        stream = SwallowsOnce()
+        await next_within(stream, 0.05)
+        task.cancel()
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            pass
+        await next_within(stream, 5.0)
+        return task.cancelling()
+
+    assert asyncio.run(main()) == 1
