@@ -142,3 +142,116 @@ def test_the_stall_timer_never_takes_back_a_cancel_it_did_not_make() -> None:
         return task.cancelling()
 
     assert asyncio.run(main()) == 1
+
+
+# --------------------------------------------------------------------------- the virtual clock
+
+
+def test_a_virtual_sleep_advances_turn_time_and_records_only_real_waits() -> None:
+    async def main() -> tuple[float, list[float], float]:
+        loop = asyncio.get_running_loop()
+        clock = VirtualClock(start=100.0)
+        start = loop.time()
+        for seconds in (0.0, 0.5, 3600.0) * 4:
+            await clock.sleep(seconds)
+        return clock.now(), clock.slept, loop.time() - start
+
+    now, slept, real = asyncio.run(main())
+    assert now == 100.0 + 4 * 3600.5
+    assert slept == [0.5, 3600.0] * 4
+    assert real < 2.0  # virtual: twelve sleeps, an hour each at most, cost no real time
+
+
+@pytest.mark.parametrize(
+    "pause, outcome, now",
+    [(5.0, "item", 105.0), (30.0, "stall", 130.0), (50.0, "stall", 130.0)],
+)
+def test_a_virtual_read_spends_the_recorded_pause_or_the_whole_timeout(pause: float, outcome: str, now: float) -> None:
+    """From turn time 100 with a 30 s stall timeout: a 5 s pause costs 5 s and gives the item; a
+    pause of 30 s or more is a stall that costs exactly the timeout."""
+
+    async def main() -> tuple[str, float]:
+        clock = VirtualClock(start=100.0)
+        try:
+            item = await clock.next_chunk(Paused(pause), 30.0)
+        except StallTimeout:
+            return "stall", clock.now()
+        assert item == "item"
+        return "item", clock.now()
+
+    assert asyncio.run(main()) == (outcome, now)
+
+
+class Live:
+    """A stream with no recorded pauses (live HTTP, or the loopback server)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def __anext__(self) -> str:
+        await asyncio.sleep(self.delay)
+        return "live"
+
+
+def test_the_virtual_clock_reads_a_live_stream_in_real_time_with_its_stall_timer() -> None:
+    async def main() -> tuple[str, bool]:
+        clock = VirtualClock()
+        item = await clock.next_chunk(Live(0.0), 5.0)
+        try:
+            await clock.next_chunk(Live(2.0), 0.05)
+        except StallTimeout:
+            return item, True
+        return item, False
+
+    assert asyncio.run(main()) == ("live", True)
+
+
+# ---------------------------------------------------------------------------- the scaled clock
+
+
+@pytest.mark.parametrize("factor", [0, -1])
+def test_a_scale_must_be_positive(factor: float) -> None:
+    with pytest.raises(ValueError, match="^factor must be positive$"):
+        ScaledClock(factor)
+
+
+def test_a_scaled_clock_compresses_sleeps_and_reports_unscaled_time() -> None:
+    """At 0.01, a 10 s backoff takes 0.1 s of wall time, and turn time reads about 10 s after it
+    (time.monotonic since the clock was made, divided by the factor)."""
+
+    async def main() -> tuple[float, float]:
+        clock = ScaledClock(0.01)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(clock.sleep(10.0), 5.0)  # a scale applied the wrong way fails, not hangs
+        return loop.time() - start, clock.now()
+
+    real, turn_time = asyncio.run(main())
+    assert 0.09 <= real < 2.0
+    assert 9.0 <= turn_time < 200.0
+    assert ScaledClock(0.5).factor == 0.5  # a factor under one is allowed
+
+
+def test_a_scaled_clock_never_compresses_opening_a_request_below_min_open() -> None:
+    """A 1 s request timeout at 0.01 would leave 10 ms to open a request; ``min_open`` (30 s of
+    wall time here) keeps a cold start from looking like a timeout, so a 0.1 s open succeeds."""
+
+    async def opens_slowly() -> str:
+        await asyncio.sleep(0.1)
+        return "opened"
+
+    async def main() -> str:
+        return await ScaledClock(0.01, min_open=30.0).within(opens_slowly(), 1.0)
+
+    assert asyncio.run(main()) == "opened"
+
+
+def test_a_scaled_wait_past_its_timeout_is_a_stall() -> None:
+    async def never() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        with pytest.raises(StallTimeout):
+            await ScaledClock(0.01, min_open=0.05).within(never(), 10.0)  # 0.1 s of wall time
+
+    asyncio.run(main())
