@@ -220,3 +220,80 @@ class SlottedChunk:
 def test_a_chunk_without_a_dict_is_read_through_its_attributes() -> None:
     assert fields_of(SlottedChunk()).get("choices") is not None
     assert delta_from_litellm_chunk(SlottedChunk()).finish_reason == "stop"
+
+
+# ------------------------------------------------------------ tool calls, thinking, reasoning
+
+
+class Obj:
+    """A plain provider object with the given attributes."""
+
+    def __init__(self, **fields: object) -> None:
+        self.__dict__.update(fields)
+
+
+def test_a_finish_only_choice_keeps_the_chunks_usage() -> None:
+    chunk = Obj(choices=[Obj(index=0, delta=None, finish_reason="stop")],
+                usage=Obj(prompt_tokens=3, completion_tokens=1))
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.finish_reason == "stop"
+    assert delta.usage is not None and (delta.usage.prompt_tokens, delta.usage.completion_tokens) == (3, 1)
+
+
+def test_a_text_chunk_has_no_tool_calls_and_no_thinking_blocks() -> None:
+    delta = delta_from_litellm_chunk(chunk_of(StreamingChoices(index=0, delta=LiteLLMDelta(content="hi"))))
+    assert delta.tool_calls == () and delta.thinking_blocks == ()
+
+
+def test_a_tool_call_fragment_keeps_its_index_id_name_and_arguments() -> None:
+    from litellm.types.utils import ChatCompletionDeltaToolCall, Function
+
+    first = ChatCompletionDeltaToolCall(index=1, id="call_7", type="function", function=Function(name="get_capital", arguments=""))
+    chunk = chunk_of(StreamingChoices(index=0, delta=LiteLLMDelta(tool_calls=[first])))
+    [frag] = delta_from_litellm_chunk(chunk).tool_calls
+    assert (frag.index, frag.id, frag.name, frag.arguments) == (1, "call_7", "get_capital", "")
+
+
+@pytest.mark.parametrize(
+    "arguments, text", [(None, ""), ('{"a": 1}', '{"a": 1}'), ({"a": 1}, '{"a": 1}')], ids=["none", "text", "object"]
+)
+def test_tool_call_arguments_are_text_whatever_the_provider_sent(arguments: object, text: str) -> None:
+    """Missing arguments are empty text, and an already-parsed object is sent back as JSON."""
+    call = Obj(index=None, id=None, function=Obj(name=None, arguments=arguments))
+    chunk = Obj(choices=[Obj(index=0, finish_reason=None, delta=Obj(content=None, tool_calls=[call]))])
+    [frag] = delta_from_litellm_chunk(chunk).tool_calls
+    assert frag.arguments == text
+    assert (frag.index, frag.id, frag.name) == (0, None, None)  # no index: its position
+
+
+def test_thinking_blocks_are_kept_as_dicts() -> None:
+    from collections import UserDict
+
+    block = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    mapping = UserDict({"type": "redacted_thinking", "data": "xyz"})
+    chunk = Obj(choices=[Obj(index=0, finish_reason=None, delta=Obj(content=None, thinking_blocks=[block, mapping]))])
+    blocks = delta_from_litellm_chunk(chunk).thinking_blocks
+    assert blocks == (block, {"type": "redacted_thinking", "data": "xyz"})
+    assert blocks[0] is block and type(blocks[1]) is dict
+
+
+DETAILS = [{"type": "reasoning.text", "text": "Let me think.", "signature": "s1"}]
+
+
+@pytest.mark.parametrize("where", ["delta", "provider_specific_fields"])
+def test_openrouter_reasoning_details_give_thinking_blocks_and_reasoning(where: str) -> None:
+    """OpenRouter's reasoning_details arrive on the delta or inside provider_specific_fields
+    (litellm moves them there); either way they give the thinking block and, when the chunk has
+    no reasoning text of its own, the reasoning."""
+    fields = {"reasoning_details": DETAILS} if where == "delta" else {"provider_specific_fields": {"reasoning_details": DETAILS}}
+    chunk = Obj(choices=[Obj(index=0, finish_reason=None, delta=Obj(content=None, **fields))])
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.thinking_blocks == ({"type": "thinking", "thinking": "Let me think.", "signature": "s1"},)
+    assert delta.reasoning == "Let me think."
+
+
+def test_reasoning_text_of_the_chunk_wins_over_the_details_text() -> None:
+    chunk = Obj(choices=[Obj(index=0, finish_reason=None,
+                             delta=Obj(content=None, reasoning_content="own words", reasoning_details=DETAILS))])
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.reasoning == "own words" and len(delta.thinking_blocks) == 1
