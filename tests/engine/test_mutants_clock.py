@@ -230,6 +230,7 @@ def test_a_scaled_clock_compresses_sleeps_and_reports_unscaled_time() -> None:
     assert 0.09 <= real < 2.0
     assert 9.0 <= turn_time < 200.0
     assert ScaledClock(0.5).factor == 0.5  # a factor under one is allowed
+    assert ScaledClock(0.01).min_open == 30.0  # opening a request keeps 30 s of wall time by default
 
 
 def test_a_scaled_clock_never_compresses_opening_a_request_below_min_open() -> None:
