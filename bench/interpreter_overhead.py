@@ -15,6 +15,10 @@
 Both targets are measured without a journal or tracing: what those add to the same turn, ratio
 and cost per decision side by side, is part 2 of ``bench/journal_cost.py``.
 
+A fourth arm runs the same loopspec turn with the tool registered as a coroutine function: a plain
+function runs in a worker thread (so a hung tool can still be timed out and the turn cancelled),
+and that hop is shown on its own.
+
     python bench/interpreter_overhead.py [--turns 200]
 """
 
@@ -52,9 +56,17 @@ TOOLS = [{"type": "function", "function": {"name": "get_capital", "description":
                                              "parameters": {"type": "object", "properties": {"country": {"type": "string"}}}}}]
 
 
-def registry() -> ToolRegistry:
+def registry(in_task: bool = False) -> ToolRegistry:
+    """The turn's one tool. A plain function, as most tools are, runs in a worker thread (loopspec
+    never blocks its event loop, so a hung tool can still be timed out); ``in_task`` registers the
+    same tool as a coroutine function, which runs in the turn's own task."""
     reg = ToolRegistry()
-    reg.register(lambda country: "London", name="get_capital", parameters=TOOLS[0]["function"]["parameters"])
+
+    async def get_capital(country: str) -> str:
+        return "London"
+
+    reg.register(get_capital if in_task else (lambda country: "London"), name="get_capital",
+                 parameters=TOOLS[0]["function"]["parameters"])
     return reg
 
 
@@ -88,31 +100,36 @@ async def direct_turn(api_base: str, usage: bool = False) -> None:
         ]
 
 
-async def loopspec_turn(api_base: str) -> None:
+async def loopspec_turn(api_base: str, in_task: bool = False) -> None:
     turn = Turn(POLICY, LiteLLMProvider(), model="openai/x", api_base=api_base, api_key="sk-bench",
-                tools=registry(), clock=RealClock())
+                tools=registry(in_task), clock=RealClock())
     result = await turn.run(USER)
     assert result.outcome == "completed", result.outcome
 
 
-async def wall_time(turns: int) -> tuple[list[float], list[float], list[float]]:
+async def wall_time(turns: int) -> tuple[list[float], list[float], list[float], list[float]]:
     tool = StreamResponse(sse=(STREAMS / "openai_stream_tool_call_single.sse").read_text())
     text = StreamResponse(sse=(STREAMS / "openai_stream_text.sse").read_text())
-    direct, with_usage, ours = [], [], []
-    async with LoopbackServer([tool, text] * (3 * turns + 6)) as server:
+    direct: list[float] = []
+    with_usage: list[float] = []
+    ours: list[float] = []
+    ours_in_task: list[float] = []
+    async with LoopbackServer([tool, text] * (4 * turns + 8)) as server:
         await direct_turn(server.api_base)  # warm every path (connection pool, imports)
         await direct_turn(server.api_base, usage=True)
         await loopspec_turn(server.api_base)
-        arms = [(lambda b: direct_turn(b), direct), (lambda b: direct_turn(b, usage=True), with_usage), (loopspec_turn, ours)]
+        await loopspec_turn(server.api_base, in_task=True)
+        arms = [(lambda b: direct_turn(b), direct), (lambda b: direct_turn(b, usage=True), with_usage),
+                (loopspec_turn, ours), (lambda b: loopspec_turn(b, in_task=True), ours_in_task)]
         for i in range(turns):  # rotating order, so no arm always runs first or last
-            for run, into in arms[i % 3:] + arms[: i % 3]:
+            for run, into in arms[i % 4:] + arms[: i % 4]:
                 t = time.perf_counter()
                 await run(server.api_base)
                 into.append(time.perf_counter() - t)
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     await close_litellm_async_clients()
-    return direct, with_usage, ours
+    return direct, with_usage, ours, ours_in_task
 
 
 def noop_callbacks() -> TurnCallbacks:
@@ -149,9 +166,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="interleaved pairs (at least 200 for the target)")
     args = parser.parse_args()
-    direct, with_usage, ours = asyncio.run(wall_time(args.turns))
+    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns))
     print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback):")
-    for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours)):
+    for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours),
+                     ("  async tool", ours_in_task)):
         print(f"  {name:18s} median {statistics.median(xs) * 1000:8.2f} ms")
     ratio, lo, hi = median_ci([b / a for a, b in zip(direct, ours)])
     verdict = "OK" if hi <= 1.05 else "OVER"
@@ -162,6 +180,11 @@ def main() -> None:
     print(f"    of which litellm's usage chunk (asked for by loopspec): {(u - 1) * 100:+.1f} % (95 % CI {(ulo - 1) * 100:+.1f} to "
           f"{(uhi - 1) * 100:+.1f} %); loopspec over the same requests: {(own - 1) * 100:+.1f} % "
           f"({(olo - 1) * 100:+.1f} to {(ohi - 1) * 100:+.1f} %)")
+    hop, hlo, hhi = median_ci([b / a for a, b in zip(ours_in_task, ours)])
+    own_task, tlo, thi = median_ci([b / a for a, b in zip(with_usage, ours_in_task)])
+    print(f"    of loopspec's share, the sync tool's worker thread: {(hop - 1) * 100:+.1f} % ({(hlo - 1) * 100:+.1f} to "
+          f"{(hhi - 1) * 100:+.1f} %); with the tool as a coroutine, loopspec over the same requests: "
+          f"{(own_task - 1) * 100:+.1f} % ({(tlo - 1) * 100:+.1f} to {(thi - 1) * 100:+.1f} %)")
     samples = [step_cost(repeats=2000) for _ in range(41)]
     us, lo_us, hi_us = median_ci(samples)
     print(f"interpreter cost per step: median {us:.1f} us (95 % CI {lo_us:.1f}-{hi_us:.1f} us; target: upper end <= 20 us: "

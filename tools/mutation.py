@@ -67,6 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/tool_batch.py": FAST,
     "loopspec/engine/guardrails.py": FAST,
     "loopspec/engine/budgets.py": FAST,
+    "loopspec/engine/clock.py": FAST,
     "loopspec/wire/classify.py": FAST,
     "loopspec/wire/assemble.py": FAST,
     # redaction
@@ -75,7 +76,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     # approvals
     "loopspec/language/approvals.py": FAST,
     "loopspec/engine/approvals.py": FAST,
-    # the replay transports
+    # the replay transports, and the chunk conversion both transports and the live path share
+    "loopspec/providers/chunks.py": FAST,
     "loopspec/replay/inproc.py": EVERYTHING,
     "loopspec/replay/http.py": EVERYTHING,
     "loopspec/replay/server.py": EVERYTHING,
@@ -229,18 +231,20 @@ def render_hand(analyses: list[dict[str, Any]]) -> list[str]:
     out.append("| modules | date | plants | caught by the suite | killed by new tests | equivalent | open | tests written |")
     out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for a in analyses:
-        modules = ", ".join(f"`{m}`" for m in a["modules"])
-        tests = ", ".join(f"`{t}`" for t in a["tests"])
         out.append(
-            f"| {modules} | {a['date']} | {a['plants']} | {a['caught']} | {a['killed_by_new_tests']} "
-            f"| {a['equivalent']} | {a['open']} | {tests} |"
+            f"| {_code_list(a['modules'])} | {a['date']} | {a['plants']} | {a['caught']} | {a['killed_by_new_tests']} "
+            f"| {a['equivalent']} | {a['open']} | {_code_list(a['tests'])} |"
         )
     out.append("")
     for a in analyses:
         if a.get("note"):
-            out.append(f"- {', '.join(f'`{m}`' for m in a['modules'])}: {a['note']}")
+            out.append(f"- {_code_list(a['modules'])}: {a['note']}")
     out.append("")
     return out
+
+
+def _code_list(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
 
 
 HAND_INTRO = """Where mutmut has not reached a module yet (its run takes hours), or reaches it poorly, a
@@ -387,6 +391,7 @@ unmutated package, so mutants there survive unless an in-process test also cover
 
 ## Scores
 """
+
 
 def _earlier_scores(earlier: list[dict[str, Any]]) -> list[str]:
     """The earlier scores worth showing: a pass that reached none of the module's mutants says

@@ -52,6 +52,87 @@ class Clock(Protocol):
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T: ...
 
 
+class _StallTimer:
+    """The stall timer of one reading task, re-armed lazily.
+
+    A chunk comes every few milliseconds and a stall timeout is tens of seconds, so a timer per
+    chunk (``asyncio.timeout``: schedule, cancel, and a heap entry each time; about 4 us) is almost
+    always thrown away. This timer is scheduled once; each chunk only moves its deadline. When it
+    fires before the deadline it schedules itself again for the deadline; when it fires past it, it
+    cancels the task as ``asyncio.timeout`` does, and the read turns that into a stall. Between
+    chunks it is disarmed: a slow consumer of the text is not a stalled stream.
+    """
+
+    __slots__ = ("loop", "task", "deadline", "handle", "expired", "cancelling")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: "asyncio.Task[Any]") -> None:
+        self.loop = loop
+        self.task = task
+        self.deadline: float | None = None
+        self.handle: asyncio.TimerHandle | None = None
+        self.expired = False
+        self.cancelling = 0
+
+    def arm(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cancelling = self.task.cancelling()  # cancels already asked for are not the timer's
+        handle = self.handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self.handle = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        deadline = self.deadline
+        if deadline is None:  # idle since the last chunk: the task reads no more for now
+            _TIMERS.pop(self.task, None)
+        elif self.loop.time() < deadline:  # chunks came since it was set: check again then
+            self.handle = self.loop.call_at(deadline, self._fire)
+        else:
+            self.expired = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        """The stream ended: forget the task now instead of when the timer next fires."""
+        self.deadline = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        _TIMERS.pop(self.task, None)
+
+
+_TIMERS: dict["asyncio.Task[Any]", _StallTimer] = {}
+"""The stall timer of each task reading a stream (an entry outlives its last read by at most
+one stall timeout, or not at all when the stream ends)."""
+
+
+async def next_within(stream: Any, seconds: float) -> Any:
+    """The stream's next item, or :class:`StallTimeout` when none comes within ``seconds`` (real
+    time). Cancellation from elsewhere propagates untouched, as through ``asyncio.timeout``."""
+    task = asyncio.current_task()
+    assert task is not None, "a stream is read inside a task"
+    timer = _TIMERS.get(task)
+    if timer is None:
+        timer = _TIMERS[task] = _StallTimer(asyncio.get_running_loop(), task)
+    timer.arm(timer.loop.time() + seconds)
+    try:
+        item = await stream.__anext__()
+    except BaseException as exc:
+        timer.stop()
+        if timer.expired:
+            timer.expired = False
+            # only the timer's cancel, and the read ended by it: a stall (asyncio.timeout's rule)
+            if task.uncancel() <= timer.cancelling and isinstance(exc, asyncio.CancelledError):
+                raise StallTimeout() from None
+        raise
+    timer.deadline = None
+    if timer.expired:  # the stream swallowed the timer's cancel and answered anyway
+        timer.expired = False
+        task.uncancel()
+    return item
+
+
 class RealClock:
     """Wall-clock time: real sleeps, real inter-chunk timeouts.
 
@@ -78,12 +159,7 @@ class RealClock:
             if pause >= timeout:
                 raise StallTimeout()
             await self.sleep(pause)
-        # asyncio.timeout schedules one timer; wait_for would create a task per chunk.
-        try:
-            async with asyncio.timeout(self._real(timeout)):
-                return await stream.__anext__()
-        except TimeoutError:
-            raise StallTimeout() from None
+        return await next_within(stream, self._real(timeout))
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
         try:

@@ -35,21 +35,19 @@ class CancelPlan:
         self.backoffs = 0
 
     def attach(self, turn: Turn) -> None:
-        """Wrap the turn's provider and clock; call before ``turn.run``.
-
-        Without a cancellation point the turn is not kept: it holds this plan through its
-        recorded tools, and the reference cycle would leave every replayed turn of a corpus (its
-        trace, requests and history) to the cyclic garbage collector."""
+        """Wrap the turn's provider and clock; call before ``turn.run``, and :meth:`detach` after."""
+        self.turn = turn
         if self.point is None:
             return
-        self.turn = turn
         if self.point.before_call is not None or self.point.during_call is not None:
             turn.provider = _Provider(turn.provider, self)
         if self.point.during_backoff is not None:
             turn.clock = _Clock(turn.clock, self)  # type: ignore[assignment]
 
     def detach(self) -> None:
-        """The turn has ended: let it go (see :meth:`attach`)."""
+        """The turn has ended: let it go. A turn that blocks a tool until cancelled holds this plan
+        through its recorded tools, and the reference cycle would leave the turn (its trace,
+        requests and history) to the cyclic garbage collector."""
         self.turn = None
 
     def fire(self) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from loopspec.engine.clock import Clock, ScaledClock, StallTimeout
+from loopspec.engine.clock import Clock, ScaledClock, StallTimeout, next_within
 from loopspec.engine.results import TurnResult
 from loopspec.engine.turn import Turn
 from loopspec.providers.base import ModelRequest, Provider, StreamBroken
@@ -112,11 +112,7 @@ class LoopbackClock(ScaledClock):
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
         if not getattr(stream, "stalls_served", False):
             return await super().next_chunk(stream, timeout)
-        try:
-            async with asyncio.timeout(max(self._real(timeout), self.min_open)):
-                return await stream.__anext__()
-        except TimeoutError:
-            raise StallTimeout() from None
+        return await next_within(stream, max(self._real(timeout), self.min_open))
 
 
 async def run_over_http(

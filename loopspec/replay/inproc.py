@@ -122,7 +122,7 @@ def _chunk_items(resp: StreamResponse) -> tuple[_Item, ...]:
     the 256 responses used last are kept."""
     key = id(resp)
     hit = _CHUNK_ITEMS.get(key)
-    if hit is not None and hit[0] is resp:
+    if hit is not None:
         _CHUNK_ITEMS.move_to_end(key)
         return hit[1]
     items = tuple(_items_for_chunks(resp))

@@ -143,6 +143,6 @@ def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
     if by:
         first = max(by, key=lambda k: by[k])
         return Dead(t, f"shadowed: an earlier transition always matches first ({first})", first)
-    if undecided:  # pragma: no cover - only past the case search's budget
+    if undecided:  # only past the case search's budget
         return Dead(t, "never selected: an earlier transition matches first wherever this one may be enabled", None)
     return Dead(t, "never enabled: its guard (with its cap checks) never holds in a reachable configuration", None)

@@ -104,6 +104,16 @@ def test_the_deadline_cuts_a_pause_in_the_stream() -> None:
 
 
 
+def test_a_stall_long_before_the_deadline_is_a_stall_not_the_deadline() -> None:
+    """A 100 s pause with a 60 s stall timeout and 900 s left: the read ends at 60 s as a stall,
+    which the policy handles, not as the deadline passing (which would end the turn cancelled)."""
+    clock = VirtualClock()
+    provider = InProcessProvider([reply("Half an ans", stall_after=2, stall_seconds=100), reply("The whole answer.")])
+    result = run(Turn(policy_with(turn_deadline=900), provider, model="replay", clock=clock))
+    assert events(result)[:2] == ["opened", "stalled"]
+    assert result.outcome != "cancelled"
+
+
 def test_the_deadline_cuts_a_request_that_never_opens() -> None:
     """request_timeout is 120 s; the turn has SHORT: the call observes cancelled, not timeout."""
     provider = NeverOpens()

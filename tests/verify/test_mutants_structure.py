@@ -1,15 +1,34 @@
-"""How ``check`` describes an event no transition handles (loopspec/verify/structure.py), written
-against the survivors of its mutation run: the event's attributes, the counters at their cap (a
-backstop or a counter below its cap is not named) and the flags set, in the ``events_handled``
-findings and in the JSON's ``unhandled_events``; and nothing at all when no guard depends on them."""
+"""How ``check`` describes an event no transition handles and a transition that never fires
+(loopspec/verify/structure.py), written against the survivors of its mutation runs: the event's
+attributes, the counters at their cap (a backstop or a counter below its cap is not named) and the
+flags set, in the ``events_handled`` findings and in the JSON's ``unhandled_events``; nothing at all
+when no guard depends on them; and for a dead transition, why (shadowed, never enabled, or never
+selected past the case search's budget) and which earlier transition shadows it most often."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+import loopspec.verify.cases as cases_module
 from loopspec.verify import check_policy
+from loopspec.verify.abstraction import Analysis
 
 from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
 
 RATE_LIMIT = "with status=0, message='', retry_after=0.0, code='', wait_too_long=False"
+
+
+NEVER_ENABLED = "never enabled: its guard (with its cap checks) never holds in a reachable configuration"
+NEVER_SELECTED = "never selected: an earlier transition matches first wherever this one may be enabled"
+
+
+def dead(r, text_index: int, reason: str, shadowed_by: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The check found exactly one dead transition, ``read --text[text_index]--> fail``, for ``reason``."""
+    assert r.structure.to_json()["shadowed_transitions"] == [
+        {"transition": f"read --text[{text_index}]--> fail", "reason": reason, "shadowed_by": shadowed_by}
+    ]
 
 
 def test_an_unhandled_event_names_its_attributes_capped_counters_and_flags() -> None:
@@ -61,8 +80,83 @@ def test_an_unhandled_event_with_nothing_to_tell_is_named_alone() -> None:
 def test_a_shadowed_transition_in_the_json_names_why_and_what_shadows_it() -> None:
     read = stream(text="[{to: done}, {when: {attr: chars, gt: 0}, to: fail}]")
     r = check_policy(policy(CALL, read, TOOLS, HALTS))
-    assert r.structure.to_json()["shadowed_transitions"] == [{
-        "transition": "read --text[1]--> fail",
-        "reason": "shadowed: an earlier transition always matches first (read --text[0]--> done)",
-        "shadowed_by": "read --text[0]--> done",
-    }]
+    dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
+
+
+FLAGS_HEAD = HEAD + "flags:\n  ran: {doc: a tool batch ran}\n  twice: {doc: two tool batches ran}\n"
+# the first batch sets `ran`, the second `twice`: the stream state is reached with no flag, with
+# `ran`, and with both, so a transition guarded by `ran` matches in twice as many places
+FLAG_TOOLS = TOOLS.replace(
+    "      ok: ask\n", "      ok: [{when: {flag: ran}, do: [{set: twice}], to: ask}, {do: [{set: ran}], to: ask}]\n"
+)
+
+
+def test_a_dead_transition_is_shadowed_by_the_transition_that_matches_first_most_often() -> None:
+    """text[3] is taken by text[2] where no flag is set and by text[0] wherever `ran` is: text[0]
+    covers twice the cases, so it is named, although text[2] is met first and sorts last."""
+    assert FLAG_TOOLS != TOOLS
+    text = "[{when: {flag: ran}, to: done}, {when: {flag: twice}, to: fail}, {to: out}, {to: fail}]"
+    r = check_policy(policy(CALL, stream(text=text), FLAG_TOOLS, HALTS, head=FLAGS_HEAD))
+    shadowed = "shadowed: an earlier transition always matches first (read --text[0]--> done)"
+    assert r.structure.to_json()["shadowed_transitions"] == [
+        {"transition": "read --text[1]--> fail", "reason": shadowed, "shadowed_by": "read --text[0]--> done"},
+        {"transition": "read --text[3]--> fail", "reason": shadowed, "shadowed_by": "read --text[0]--> done"},
+    ]
+
+
+def test_a_transition_whose_guard_never_holds_is_never_enabled() -> None:
+    text = "[{when: {counter: tries, gt: 5}, to: fail}, {to: done}]"  # tries stops at 2
+    r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
+    dead(r, 0, NEVER_ENABLED)
+
+
+@pytest.mark.parametrize("effect", ["", "do: [{increment: tries}], "], ids=["no_cap", "capped"])
+def test_past_the_case_search_budget_a_dead_transition_is_never_selected_not_never_enabled(
+    monkeypatch: pytest.MonkeyPatch, effect: str
+) -> None:
+    """With a search budget of one decision no case of text[1] gets a witness: the checker cannot
+    say its guard never holds, only that it was never selected. With an increment, the search for
+    a configuration within its cap runs too (on the same counter ranges)."""
+    monkeypatch.setattr(cases_module, "SEARCH_BUDGET", 1)
+    text = "[{to: done}, {when: {all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}]}, " + effect + "to: fail}]"
+    r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
+    dead(r, 1, NEVER_SELECTED)
+
+
+def test_a_case_without_a_witness_does_not_hide_the_witnessed_cases_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each query of the dead transition first yields a copy of its first case marked unwitnessed
+    (as a search that gave up would), then its real cases: the witnessed ones still show what
+    shadows it."""
+    real = Analysis.enabling_cases
+
+    def unwitnessed_first(self: Analysis, t, flags, phases):  # type: ignore[no-untyped-def]
+        cases = list(real(self, t, flags, phases))
+        if t.label != "read --text[1]--> fail" or not cases:
+            return cases
+        return [dataclasses.replace(cases[0], witnessed=False), *cases]
+
+    monkeypatch.setattr(Analysis, "enabling_cases", unwitnessed_first)
+    r = check_policy(policy(CALL, stream(text="[{to: done}, {to: fail}]"), TOOLS, HALTS))
+    dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
+
+
+def test_only_the_transitions_own_state_decides_why_it_is_dead() -> None:
+    """text[1]'s guard holds only with `ran`, which is set on the way out of `read` (into `done`):
+    in `read` it never holds. Other states are reached with `ran` set, and there text[0] would
+    match first; a reason read off their configurations would say "shadowed"."""
+    text = "[{do: [{set: ran}], to: done}, {when: {flag: ran}, to: fail}]"
+    r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS, head=FLAGS_HEAD))
+    dead(r, 1, NEVER_ENABLED)
+
+
+def test_past_the_search_budget_a_transition_its_cap_never_lets_through_is_never_enabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding 3 to `tries` (max 2) never fits its cap. With two decisions the search gives up on
+    the four-atom guard, but the cap alone shows the transition never enabled, so no "may fire"
+    case is kept for it (and the reason is not "never selected")."""
+    monkeypatch.setattr(cases_module, "SEARCH_BUDGET", 2)
+    guard = "{all: [{attr: chars, gt: 3}, {attr: chars, lt: 9}, {attr: chars, gt: 4}, {attr: chars, lt: 8}]}"
+    text = "[{to: done}, {when: " + guard + ", do: [{increment: tries, by: 3}], to: fail}]"
+    r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
+    dead(r, 1, NEVER_ENABLED)

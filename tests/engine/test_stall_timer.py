@@ -1,0 +1,250 @@
+"""The stall timer of a live read (``next_within``): one lazily re-armed timer per reading task.
+
+It replaces a timer per chunk, so these tests hold what the per-chunk timer gave: a stream that
+keeps talking never stalls however long it runs, a pause longer than the timeout always does, a
+slow consumer between chunks is not a stall, and a cancel from elsewhere is never mistaken for a
+stall (nor a stall for a cancel). Real time, with margins of ten times or more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from loopspec.engine import clock as clock_module
+from loopspec.engine.clock import RealClock, StallTimeout, next_within
+
+
+class PacedStream:
+    """Yields ``len(pauses)`` items, waiting ``pauses[i]`` real seconds before item ``i``."""
+
+    def __init__(self, pauses: list[float]) -> None:
+        self.pauses = list(pauses)
+        self.sent = 0
+
+    def __aiter__(self) -> "PacedStream":
+        return self
+
+    async def __anext__(self) -> int:
+        if self.sent == len(self.pauses):
+            raise StopAsyncIteration
+        await asyncio.sleep(self.pauses[self.sent])
+        self.sent += 1
+        return self.sent
+
+
+async def read_all(stream: Any, timeout: float, between: float = 0.0) -> list[Any]:
+    items = []
+    while True:
+        try:
+            items.append(await next_within(stream, timeout))
+        except StopAsyncIteration:
+            return items
+        if between:
+            await asyncio.sleep(between)
+
+
+def test_a_stream_that_keeps_talking_never_stalls_however_long_it_runs() -> None:
+    """Sixty chunks 20 ms apart under a 0.3 s timeout: the whole read lasts four timeouts, so the
+    timer fires mid-read and must re-arm for the moved deadline instead of ending the read."""
+
+    async def main() -> list[Any]:
+        return await read_all(PacedStream([0.02] * 60), 0.3)
+
+    assert asyncio.run(main()) == list(range(1, 61))
+
+
+def test_a_pause_longer_than_the_timeout_is_a_stall_and_leaves_no_cancel_behind() -> None:
+    async def main() -> tuple[list[Any], int, bool]:
+        stream = PacedStream([0.0, 0.0, 1.0])
+        got = [await next_within(stream, 0.05), await next_within(stream, 0.05)]
+        with pytest.raises(StallTimeout):
+            await next_within(stream, 0.05)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # a cancel left pending would land here
+        return got, task.cancelling(), task in clock_module._TIMERS
+
+    got, cancelling, registered = asyncio.run(main())
+    assert got == [1, 2]
+    assert cancelling == 0
+    assert not registered
+
+
+def test_a_slow_consumer_between_chunks_is_not_a_stall() -> None:
+    """The reader sleeps 0.4 s after each chunk under a 0.1 s timeout: the timer is disarmed
+    between reads, so only time spent waiting for the stream counts."""
+
+    async def main() -> list[Any]:
+        return await read_all(PacedStream([0.0] * 4), 0.1, between=0.4)
+
+    assert asyncio.run(main()) == [1, 2, 3, 4]
+
+
+def test_a_shorter_timeout_after_a_longer_one_is_kept() -> None:
+    """The timer set for a 30 s read is still pending when a 0.05 s read starts (a turn deadline
+    shortens the wait): the short read must stall at its own deadline, not the old one."""
+
+    async def main() -> float:
+        stream = PacedStream([0.0, 5.0])
+        await next_within(stream, 30.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(StallTimeout):
+            await next_within(stream, 0.05)
+        return loop.time() - start
+
+    assert asyncio.run(main()) < 2.0
+
+
+def test_a_cancel_from_elsewhere_propagates_as_a_cancel_not_a_stall() -> None:
+    async def main() -> tuple[bool, bool]:
+        stream = PacedStream([5.0])
+        reader = asyncio.ensure_future(next_within(stream, 10.0))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        try:
+            await reader
+        except asyncio.CancelledError:
+            return True, reader in clock_module._TIMERS
+        except StallTimeout:
+            return False, reader in clock_module._TIMERS
+        return False, False
+
+    cancelled, registered = asyncio.run(main())
+    assert cancelled
+    assert not registered
+
+
+def test_a_cancel_from_elsewhere_that_coincides_with_the_stall_stays_a_cancel() -> None:
+    """The stall timer and an outside cancel both hit the same read: the outside cancel wins, as
+    with ``asyncio.timeout``, so a cancelled turn is never reported as a stall."""
+
+    async def main() -> str:
+        stream = PacedStream([5.0])
+        reader = asyncio.ensure_future(next_within(stream, 0.05))
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.01)
+        # the outside cancel lands right after the stall timer fired, before the reader resumes
+        timer = clock_module._TIMERS[reader]
+        original = timer._fire
+
+        def fire_then_cancel() -> None:
+            original()
+            reader.cancel()
+
+        assert timer.handle is not None
+        timer.handle.cancel()
+        timer.handle = loop.call_at(timer.handle.when(), fire_then_cancel)
+        try:
+            await reader
+        except asyncio.CancelledError:
+            return "cancelled"
+        except StallTimeout:
+            return "stall"
+        return "item"
+
+    assert asyncio.run(main()) == "cancelled"
+
+
+class SwallowingStream:
+    """Answers its first item even when cancelled while waiting for it (as a careless wrapper might)."""
+
+    async def __anext__(self) -> str:
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            return "answered anyway"
+        return "on time"
+
+
+def test_a_stream_that_swallows_the_timers_cancel_leaves_the_task_uncancelled() -> None:
+    async def main() -> tuple[Any, int]:
+        item = await next_within(SwallowingStream(), 0.05)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)
+        return item, task.cancelling()
+
+    assert asyncio.run(main()) == ("answered anyway", 0)
+
+
+def test_the_timer_forgets_a_task_whose_stream_ended() -> None:
+    async def main() -> bool:
+        await read_all(PacedStream([0.0, 0.0]), 5.0)
+        return asyncio.current_task() in clock_module._TIMERS
+
+    assert asyncio.run(main()) is False
+
+
+def test_the_real_clock_reads_through_the_timer() -> None:
+    """``RealClock.next_chunk`` is the path a live turn takes: a stall there is the same stall."""
+
+    async def main() -> None:
+        stream = PacedStream([1.0])
+        with pytest.raises(StallTimeout):
+            await RealClock().next_chunk(stream, 0.05)
+
+    asyncio.run(main())
+
+
+def test_a_stall_in_a_task_that_already_caught_a_cancel_is_still_a_stall() -> None:
+    """A task that caught a cancel and carries on (cancelling() is 1) reads a stalling stream: only
+    cancels asked for during the read count against the timer's, so this is a stall."""
+
+    async def main() -> tuple[str, int]:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            pass
+        try:
+            await next_within(PacedStream([1.0]), 0.05)
+        except StallTimeout:
+            return "stall", task.cancelling()
+        except asyncio.CancelledError:
+            return "cancelled", task.cancelling()
+        return "item", task.cancelling()
+
+    assert asyncio.run(main()) == ("stall", 1)
+
+
+def test_a_stall_after_the_timer_was_re_armed_is_still_a_stall() -> None:
+    """Chunks every 20 ms for half a second under a 0.2 s timeout (the timer fires mid-stream and
+    must schedule itself again), then a 3 s pause: the pause is a stall, found about 0.2 s in."""
+
+    async def main() -> tuple[int, float]:
+        stream = PacedStream([0.02] * 25 + [3.0])
+        loop = asyncio.get_running_loop()
+        got = 0
+        while True:
+            start = loop.time()
+            try:
+                await next_within(stream, 0.2)
+            except StallTimeout:
+                return got, loop.time() - start
+            got += 1
+
+    got, waited = asyncio.run(main())
+    assert got == 25
+    assert waited < 2.0
+
+
+def test_a_task_that_stops_reading_mid_stream_is_forgotten_once_its_timeout_passes() -> None:
+    """The reader takes one chunk and stops (a turn cancelled between chunks): the idle timer
+    fires at the old deadline and drops the task, so a finished turn is not kept alive."""
+
+    async def main() -> tuple[bool, bool]:
+        task = asyncio.current_task()
+        await next_within(PacedStream([0.0, 5.0]), 0.05)
+        held_after_read = task in clock_module._TIMERS
+        await asyncio.sleep(0.3)
+        return held_after_read, task in clock_module._TIMERS
+
+    held_after_read, held_later = asyncio.run(main())
+    assert held_after_read  # the timer is kept between reads: re-arming it is the cheap path
+    assert not held_later
