@@ -115,6 +115,12 @@ async def next_within(stream: Any, seconds: float) -> Any:
     timer = _TIMERS.get(task)
     if timer is None:
         timer = _TIMERS[task] = _StallTimer(asyncio.get_running_loop(), task)
+    elif timer.deadline is not None:  # a read inside a read (a stream whose items are read from another): its own timer
+        try:
+            async with asyncio.timeout(seconds):
+                return await stream.__anext__()
+        except TimeoutError:
+            raise StallTimeout() from None
     timer.arm(timer.loop.time() + seconds)
     try:
         item = await stream.__anext__()

@@ -248,3 +248,32 @@ def test_a_task_that_stops_reading_mid_stream_is_forgotten_once_its_timeout_pass
     held_after_read, held_later = asyncio.run(main())
     assert held_after_read  # the timer is kept between reads: re-arming it is the cheap path
     assert not held_later
+
+
+class Relay:
+    """A stream whose items are read, with a stall timer of their own, from another stream."""
+
+    def __init__(self, inner: PacedStream, then_pause: float) -> None:
+        self.inner = inner
+        self.then_pause = then_pause
+
+    async def __anext__(self) -> int:
+        item = await next_within(self.inner, 5.0)
+        await asyncio.sleep(self.then_pause)
+        return item
+
+
+def test_a_read_inside_a_read_keeps_the_outer_stall_timer() -> None:
+    """The inner read finishes in time; the outer one then pauses 3 s under a 0.2 s timeout: a
+    stall, as it would be without the inner read (which must not disarm the outer's timer)."""
+
+    async def main() -> str:
+        try:
+            await asyncio.wait_for(next_within(Relay(PacedStream([0.0]), 3.0), 0.2), 2.5)
+        except StallTimeout:
+            return "stall"
+        except TimeoutError:
+            return "no stall within 2.5 s"
+        return "item"
+
+    assert asyncio.run(main()) == "stall"
