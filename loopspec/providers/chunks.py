@@ -203,8 +203,15 @@ def usage_from_obj(u: Any) -> Usage | None:
 
 _MISSING = object()
 _MODEL_TYPES: dict[type, bool] = {}
-"""Whether a type is a pydantic model (asking pydantic costs about 1 us a time; chunks come in
-only a handful of types)."""
+
+
+def _is_model(kind: type) -> bool:
+    """Whether ``kind`` is a pydantic model, remembered per type (asking pydantic costs about 1 us a
+    time; chunks come in only a handful of types)."""
+    is_model = _MODEL_TYPES.get(kind)
+    if is_model is None:
+        is_model = _MODEL_TYPES[kind] = hasattr(kind, "model_fields")
+    return is_model
 
 
 def field_of(obj: Any, name: str) -> Any:
@@ -220,11 +227,7 @@ def field_of(obj: Any, name: str) -> Any:
         more = getattr(obj, slot, None)
         if more and name in more:
             return more[name]
-    kind = type(obj)
-    is_model = _MODEL_TYPES.get(kind)
-    if is_model is None:
-        is_model = _MODEL_TYPES[kind] = hasattr(kind, "model_fields")
-    if is_model:
+    if _is_model(type(obj)):
         return None
     return getattr(obj, name, None)
 
@@ -255,11 +258,7 @@ def fields_of(obj: Any) -> Any:
     d = getattr(obj, "__dict__", None)
     if d is None:
         return _Attributes(obj)
-    kind = type(obj)
-    is_model = _MODEL_TYPES.get(kind)
-    if is_model is None:
-        is_model = _MODEL_TYPES[kind] = hasattr(kind, "model_fields")
-    if not is_model:
+    if not _is_model(type(obj)):
         return _Attributes(obj)
     extra = getattr(obj, "__pydantic_extra__", None)
     return {**extra, **d} if extra else d
