@@ -247,10 +247,10 @@ def _code_list(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
-HAND_INTRO = """Where mutmut has not reached a module yet (its run takes hours), or reaches it poorly, a
-helper planted bugs by hand the way a mutation tool does: one small change at a time (a flipped
-comparison, an off-by-one, a dropped statement or condition, a changed constant), the covering
-tests run against each, the file restored after each. A plant the suite let live was then
+HAND_INTRO = """Where mutmut has not reached a module yet (its run takes hours), or reaches it poorly, bugs
+were planted the way a mutation tool does, by hand or by a script planting mutmut's own mutants:
+one small change at a time (a flipped comparison, an off-by-one, a dropped statement or condition,
+a changed constant), the covering tests run against each, the file restored after each. A plant the suite let live was then
 killed by a new test (replanted to confirm), explained as equivalent, or is counted open. These counts are not
 mutmut scores and are not in the table above; a later mutmut run of the module replaces them."""
 
