@@ -158,18 +158,17 @@ class LoopbackServer:
         return self
 
     def close(self) -> None:
-        """Stop serving: cancel handlers (stalled ones included), then stop the loop thread."""
+        """Stop serving: stop the loop, whose thread then cancels every handler (stalled ones
+        included) and aborts every connection before it ends.
+
+        The shutdown runs on the loop thread after the loop stops, not as a task racing the stop,
+        so no connection outlives the server however late the thread gets to it."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
         if loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            try:
-                fut.result(timeout=0.5)
-            except Exception:
-                pass
             loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=0.4)
+        thread.join(timeout=5)
         self._loop = None
         self._thread = None
 
@@ -198,11 +197,11 @@ class LoopbackServer:
 
     # ----------------------------------------------------------------- loop thread
 
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
+            loop.run_until_complete(self._shutdown())
         finally:
             loop.close()
 

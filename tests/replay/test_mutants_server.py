@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -177,6 +178,20 @@ def test_close_drops_a_connection_whose_client_reads_nothing() -> None:
     with s:
         rest = read_to_end(s)
     assert len(rest) < 32 << 20, "the whole answer was flushed after close"
+
+
+def test_close_drops_connections_even_when_the_loop_thread_answers_late() -> None:
+    """Shutdown does not depend on the loop thread answering within close's wait: with the thread
+    held up past it (a loaded CI machine), the open connection still ends soon after close."""
+    srv = LoopbackServer([CompletionResponse(DONE), CompletionResponse(DONE)]).start()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(post(b"{}", headers=""))  # keep-alive: the handler waits for a second request
+    assert s.recv(1), "the answer started"
+    assert srv._loop is not None
+    srv._loop.call_soon_threadsafe(time.sleep, 1.5)  # the thread is busy past close's wait
+    srv.close()
+    with s:
+        read_to_end(s)  # raises socket.timeout if the connection outlives the server
 
 
 def test_a_malformed_request_is_dropped_quietly(caplog: pytest.LogCaptureFixture) -> None:
