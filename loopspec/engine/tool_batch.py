@@ -134,8 +134,18 @@ async def run_batch(
         bound, by_deadline = bounded(clock, batch_timeout, deadline)
         if not calls:
             results = []
-        elif len(calls) == 1 and bound is None:  # the common case: no task, no extra trip through the loop
-            results = [await _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)]
+        elif len(calls) == 1:  # the common case: no task, no extra trip through the loop
+            one = _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)
+            if bound is None:
+                results = [await one]
+            else:
+                try:
+                    results = [await clock.within(one, bound)]
+                except StallTimeout:
+                    if by_deadline:
+                        raise DeadlinePassed() from None
+                    assert batch_timeout is not None
+                    results = [timed_out(calls[0], batch_timeout)]
         else:
             tasks = [asyncio.ensure_future(_run_call(tools.tools.get(c.name), c, clock, tool_timeout)) for c in calls]
             everything = asyncio.gather(*tasks)

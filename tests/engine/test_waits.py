@@ -175,6 +175,16 @@ def test_the_batch_timeout_keeps_finished_calls_and_times_out_the_rest() -> None
     assert history_problems(result.messages) == []
 
 
+def test_the_batch_timeout_times_out_a_batch_of_one_call() -> None:
+    """A batch of one call runs without a task of its own, still bounded by the batch timeout: the
+    call is answered with the batch's timeout and the batch reports ``timeout``."""
+    provider = InProcessProvider([reply(tool_calls=[("run_tests", {})]), reply("Gave up.")])
+    result = run(Turn(policy_with(tool_batch_timeout=SHORT), provider, model="replay", tools=tools(run_tests=hang), clock=VirtualClock()))
+    assert events(result)[:3] == ["opened", "tool_calls", "timeout"] and result.trace[2].attrs == {"tools": ["run_tests"]}
+    assert list(tool_answers(result).values())[0].startswith(f"Timed out: 'run_tests' did not finish within {SHORT:g} s")
+    assert history_problems(result.messages) == [] and result.outcome == "completed"
+
+
 def test_tools_that_keep_timing_out_end_the_turn() -> None:
     """Three batches time out (different arguments, so no guardrail): default.yaml retries twice and
     then halts with its tool_timeout outcome and a message naming the tool."""
