@@ -16,6 +16,17 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # default (the cassette's own folder) pass files_root= or clear it (tests/replay/test_hostile_cassettes.py).
 os.environ.setdefault("LOOPSPEC_FILES_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Corpus commands keep read cassettes in a cache folder (default: .loopspec_cache in the working
+# directory); the suite's go to a folder of its own, so a test run leaves nothing in the checkout.
+if "LOOPSPEC_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _CACHE = tempfile.mkdtemp(prefix="loopspec-test-cache-")
+    os.environ["LOOPSPEC_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, True)
+
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 

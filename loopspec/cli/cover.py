@@ -227,7 +227,8 @@ def _check_staged(args: argparse.Namespace, staging: str, planned: dict[str, lis
         return problems  # a shard the (few) generated cassettes all hashed past
     for transport in ("inproc", "http") if args.http else ("inproc",):
         job = Job("replay", (args.policy,), transport, with_trace=True, files_root=args.files_root)
-        outcomes, code = run_cassettes("cover", args, job, [staging], args.json, verb=f"checked ({transport})", show_failed=True)
+        outcomes, code = run_cassettes("cover", args, job, [staging], args.json, verb=f"checked ({transport})", show_failed=True,
+                                       cache=False)
         if outcomes is None:
             return int(code)
         for o in outcomes:

@@ -7,6 +7,7 @@ live commands) is imported inside the handlers.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -34,16 +35,27 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="run only the I-th of N parts of the corpus, picked by a hash of each cassette's "
                         "path relative to the folder it is under: CI matrices and clusters split it alike")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="keep read cassettes in DIR, so an unchanged cassette is not parsed again "
+                        "(default: $LOOPSPEC_CACHE_DIR, else .loopspec_cache)")
+    p.add_argument("--no-cache", action="store_true", help="read every cassette afresh and keep nothing")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local (default): a process pool of --jobs; ray: Ray tasks of 200-1,000 cassettes "
                         "on the cluster RAY_ADDRESS names, or a local one (pip install 'loopspec[ray]')")
 
 
 def run_cassettes(command: str, args: argparse.Namespace, job: Any, paths: list[str], quiet: bool, *,
-         verb: str, show_failed: bool) -> Any:
+         verb: str, show_failed: bool, cache: bool = True) -> Any:
     """Every cassette under ``paths`` in ``args.shard`` run as ``job``: (outcomes, None), or
-    (None, exit code) after reporting why not."""
+    (None, exit code) after reporting why not. ``cache=False`` for cassettes that live only as long
+    as the command (nothing would ever read their entries again)."""
+    import dataclasses
+
+    from loopspec.replay.cassette_cache import default_cache_dir
     from loopspec.replay.corpus import RayMissing, default_jobs, discover, run_corpus, select
+
+    if cache and not args.no_cache:
+        job = dataclasses.replace(job, cache_dir=os.path.abspath(args.cache_dir or default_cache_dir()))
 
     files = select(discover(paths), args.shard)
     if not files:

@@ -378,13 +378,22 @@ def _load(text: str, file: str, loader_class: Any) -> Any:
     return _Converter(file, loader).convert(node, 0)
 
 
-def load_yaml_file(path: str) -> Any:
-    """Read and parse a file; every failure (missing, binary, not UTF-8, too large) is a LoadError."""
+def read_yaml_bytes(path: str) -> bytes:
+    """The file's bytes (one more than :data:`MAX_BYTES` at most); a LoadError if it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+            return fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise LoadError(Diagnostic(codes.UNREADABLE_FILE, f"cannot read file: {exc.strerror or exc}", path)) from None
+
+
+def load_yaml_file(path: str) -> Any:
+    """Read and parse a file; every failure (missing, binary, not UTF-8, too large) is a LoadError."""
+    return load_yaml_bytes(read_yaml_bytes(path), path)
+
+
+def load_yaml_bytes(raw: bytes, path: str) -> Any:
+    """Parse the bytes of the file ``path`` (binary, not UTF-8 or too large is a LoadError)."""
     if len(raw) > MAX_BYTES:
         raise LoadError(Diagnostic(codes.UNREADABLE_FILE, f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", path))
     if b"\x00" in raw:

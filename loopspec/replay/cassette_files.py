@@ -14,13 +14,14 @@ A cassette cannot widen it itself.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import stat
 from collections import OrderedDict
 
 from loopspec.language.yamlsource import MAX_BYTES
 
-__all__ = ["FILES_ROOT_ENV", "MAX_SIDE_FILE_BYTES", "OUTSIDE_HINT", "files_root_for", "read_side_file"]
+__all__ = ["FILES_ROOT_ENV", "MAX_SIDE_FILE_BYTES", "OUTSIDE_HINT", "SideFile", "files_root_for", "read_side_file", "side_file_digest"]
 
 FILES_ROOT_ENV = "LOOPSPEC_FILES_ROOT"
 """The environment variable that widens the files root for every cassette read."""
@@ -77,10 +78,45 @@ def _resolved(full: str) -> str:
     return os.path.join(_folder(folder or "."), leaf)
 
 
-def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, str]:
+SideFile = tuple[str, tuple[int, int, int, int, int]]
+"""A side file as it was read: the path opened, and its device, inode, size, modification and
+change times (a rewrite changes the change time, which no ``touch`` can set back)."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def side_file_digest(path: str) -> tuple[tuple[int, int, int, int, int], str] | None:
+    """The file's identity (as in :data:`SideFile`) and a hash of its bytes, or None if it cannot
+    be read whole. The hash is what a cache compares, so a fresh checkout (new inodes and times,
+    same bytes) still matches; it is computed once per identity in a process, so a corpus whose
+    cassettes share a few streams hashes each once."""
+    try:
+        ident = _identity(os.stat(path))
+        digest = _DIGESTS.get(ident)
+        if digest is None:
+            with open(path, "rb") as fh:
+                digest = hashlib.blake2b(fh.read(MAX_SIDE_FILE_BYTES + 1), digest_size=20).hexdigest()
+            if _identity(os.stat(path)) != ident:  # rewritten while it was read
+                return None
+            if len(_DIGESTS) >= _DIGESTS_MAX:
+                _DIGESTS.clear()
+            _DIGESTS[ident] = digest
+    except OSError:
+        return None
+    return ident, digest
+
+
+_DIGESTS: dict[tuple[int, int, int, int, int], str] = {}
+_DIGESTS_MAX = 4096
+
+
+def read_side_file(base: str, name: str, *, root: str, seen: list[SideFile] | None = None) -> tuple[Problem | None, str]:
     """The text of ``name`` (relative to ``base``, the cassette's folder), or the problem that
     stopped the read; it must stay inside ``base`` or ``root``. The file's own path is resolved
-    afresh on every read (``..`` and symlinks included); only the folders' are remembered."""
+    afresh on every read (``..`` and symlinks included); only the folders' are remembered. A file
+    read is added to ``seen``."""
     full = os.path.join(base, name)
     real = _resolved(full)
     if not (_inside(base, real) or _inside(root, real)):
@@ -96,7 +132,9 @@ def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, 
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return ("it is not a regular file (a device, FIFO or folder)", "point sse_file at a file of recorded SSE text"), ""
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = _identity(st)
+    if seen is not None:
+        seen.append((os.path.abspath(full), key))
     text = _TEXTS.get(key)
     if text is not None:
         os.close(fd)
@@ -119,8 +157,9 @@ def read_side_file(base: str, name: str, *, root: str) -> tuple[Problem | None, 
 
 _TEXT_CACHE_FILES = 64
 _TEXT_CACHE_MAX_FILE = 256 * 1024
-_TEXTS: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+_TEXTS: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
 """Side files read lately, by the identity and version of the file opened (device, inode, size,
-modification time): the cassettes of a corpus, and the interactions of one long cassette, name the
+modification and change time: a same-size rewrite whose modification time was set back still
+changes the change time): the cassettes of a corpus, and the interactions of one long cassette, name the
 same few recorded streams. Every read still resolves, confines and opens the file; only reading and
 decoding an unchanged file is skipped. At most 64 files of up to 256 KiB are kept."""

@@ -13,7 +13,7 @@ import loopspec.language.codes as codes
 from loopspec.language.diagnostics import Diagnostic, Position
 from loopspec.language.errors import LoopspecError
 from loopspec.language.reader import type_name
-from loopspec.language.yamlsource import LoadError, YList, YMap, load_yaml_file, load_yaml_text
+from loopspec.language.yamlsource import LoadError, YList, YMap, load_yaml_bytes, load_yaml_text, read_yaml_bytes
 
 from .cassette_model import (
     plain,
@@ -33,7 +33,7 @@ from .cassette_model import (
     ToolSpec,
 )
 from .interactions import CompletionResponse, ErrorResponse, Interaction, Pause, Served, StreamResponse, WhenNoTools
-from .cassette_files import read_side_file
+from .cassette_files import SideFile, read_side_file
 from .cassette_shapes import chunk_problem, completion_problem
 from .synth import reply_chunks
 
@@ -334,7 +334,7 @@ class _Reader(SectionReader):
         if not isinstance(value, str) or not value:
             self.wrong_type(f"sse_file names a file, got {type_name(value)}", path, pos)
             raise _Skip()
-        problem, text = read_side_file(self.base, value, root=self.files_root)
+        problem, text = read_side_file(self.base, value, root=self.files_root, seen=self.side_files)
         if problem is not None:
             self.error(f"cannot read {value!r}: {problem[0]}", path, pos, problem[1])
             raise _Skip()
@@ -460,12 +460,24 @@ def read_cassette(path: str, *, files_root: str | None = None) -> tuple[Cassette
     """Load and check one cassette; never raises for bad input. ``sse_file`` reads stay inside
     ``files_root`` (default: ``$LOOPSPEC_FILES_ROOT``, else the cassette's folder)."""
     try:
-        doc = load_yaml_file(path)
+        raw = read_yaml_bytes(path)
     except LoadError as exc:
         return None, [exc.diagnostic]
+    cassette, diags, _side = read_cassette_bytes(raw, path, files_root=files_root)
+    return cassette, diags
+
+
+def read_cassette_bytes(raw: bytes, path: str, *, files_root: str | None = None
+                        ) -> tuple[Cassette | None, list[Diagnostic], list[SideFile]]:
+    """:func:`read_cassette` of the bytes read from ``path``, with the side files it read (what a
+    cache of read cassettes must check is unchanged)."""
+    try:
+        doc = load_yaml_bytes(raw, path)
+    except LoadError as exc:
+        return None, [exc.diagnostic], []
     reader = _Reader(path, files_root=files_root)
     cassette = reader.read(doc)
-    return cassette, reader.diags
+    return cassette, reader.diags, reader.side_files
 
 
 def read_cassette_text(text: str, path: str, *, files_root: str | None = None) -> tuple[Cassette | None, list[Diagnostic]]:

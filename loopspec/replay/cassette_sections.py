@@ -13,7 +13,7 @@ from loopspec.language.diagnostics import Position, did_you_mean
 from loopspec.language.reader import DocumentReader, type_name
 from loopspec.language.yamlsource import YMap
 
-from .cassette_files import files_root_for
+from .cassette_files import SideFile, files_root_for
 from .cassette_model import (
     plain,
     CANCEL_KEYS,
@@ -48,6 +48,8 @@ class SectionReader(DocumentReader):
         """The folder an ``sse_file`` must stay in."""
         self.positions: dict[tuple[str, int], Position] = {}
         """Where read items stood, for checks made after reading them."""
+        self.side_files: list[SideFile] = []
+        """The side files read (``sse_file``), as they were when read."""
 
     def error(self, message: str, path: str, pos: Position | None, hint: str = "") -> None:
         self.report(codes.BAD_CASSETTE, message, path, pos, hint)

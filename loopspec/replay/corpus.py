@@ -112,6 +112,8 @@ class Job:
     """Write each replayed turn to this journal file (``--journal``), under the cassette's turn id."""
     crash_after_step: int | None = None
     """The test hook ``--crash-after-step K``: end the process right after its K-th journaled decision."""
+    cache_dir: str | None = None
+    """Read cassettes through the cache in this folder (an absolute path; None: read every file)."""
 
 
 @dataclass
@@ -185,6 +187,11 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
     from .cassette import read_cassette
 
     policies = [_policy(p) for p in job.policies]
+    read = read_cassette
+    if job.cache_dir is not None:
+        from .cassette_cache import CassetteCache
+
+        read = CassetteCache(job.cache_dir).read
     out: list[Outcome] = []
     journal = None
     if job.journal is not None:  # one connection per batch; SQLite serialises the workers' writes
@@ -193,7 +200,7 @@ async def _run_batch(job: Job, files: list[str]) -> list[Outcome]:
         journal = SqliteJournal(job.journal)
     try:
         for f in files:
-            c, diags = read_cassette(f, files_root=job.files_root)
+            c, diags = read(f, files_root=job.files_root)
             if c is None:
                 out.append(Outcome(f, {"cassette": f, "verdict": "invalid",
                                        "diagnostics": [d.to_json() for d in diags]}, list(diags)))
