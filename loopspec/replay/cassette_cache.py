@@ -121,14 +121,12 @@ def _digest(raw: bytes) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _code_fingerprint() -> str:
-    """A hash of loopspec's version and the bytes of every module: an entry made by other code
+    """A hash of the bytes of every loopspec module (its version among them): an entry made by other code
     (an editable install that changed, another release) is never served. Content, not times, so
     a fresh install of the same code matches (about 5 ms, once per process)."""
-    import loopspec
-
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{getattr(loopspec, '__version__', '')}\0{sys.version_info[:2]}\0".encode())
-    top = os.path.dirname(os.path.abspath(loopspec.__file__))
+    h.update(f"{sys.version_info[:2]}\0".encode())
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the loopspec package
     for folder, dirs, files in sorted(os.walk(top)):
         dirs.sort()
         for name in sorted(files):
