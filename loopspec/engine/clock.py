@@ -85,58 +85,72 @@ class _StallTimer:
     def _fire(self) -> None:
         self.handle = None
         deadline = self.deadline
-        if deadline is None:  # idle since the last chunk: the task reads no more for now
-            _TIMERS.pop(self.task, None)
-        elif self.loop.time() < deadline:  # chunks came since it was set: check again then
+        if deadline is None:  # idle since the last wait: armed again by the next one
+            return
+        if self.loop.time() < deadline:  # chunks came since it was set: check again then
             self.handle = self.loop.call_at(deadline, self._fire)
         else:
             self.expired = True
             self.task.cancel()
 
     def stop(self) -> None:
-        """The stream ended: forget the task now instead of when the timer next fires."""
+        """The wait ended in an exception (a stream's end among them): disarm and unschedule."""
         self.deadline = None
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
-        _TIMERS.pop(self.task, None)
 
 
 _TIMERS: dict["asyncio.Task[Any]", _StallTimer] = {}
-"""The stall timer of each task reading a stream (an entry outlives its last read by at most
-one stall timeout, or not at all when the stream ends)."""
+"""The stall timer of each task that has waited through one, kept (disarmed between waits) until
+the task ends."""
 
 
-async def next_within(stream: Any, seconds: float) -> Any:
-    """The stream's next item, or :class:`StallTimeout` when none comes within ``seconds`` (real
-    time). Cancellation from elsewhere propagates untouched, as through ``asyncio.timeout``."""
+def _forget(task: "asyncio.Task[Any]") -> None:
+    timer = _TIMERS.pop(task, None)
+    if timer is not None and timer.handle is not None:
+        timer.handle.cancel()
+        timer.handle = None
+
+
+async def await_within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``awaitable``'s result, or :class:`StallTimeout` when it does not come within ``seconds``
+    (real time), on the task's lazily re-armed timer (:class:`_StallTimer`): the waits of a turn
+    (each chunk, each request, each tool call) move one timer instead of scheduling their own.
+    Cancellation from elsewhere propagates untouched, as through ``asyncio.timeout``."""
     task = asyncio.current_task()
-    assert task is not None, "a stream is read inside a task"
+    assert task is not None, "a wait runs inside a task"
     timer = _TIMERS.get(task)
     if timer is None:
         timer = _TIMERS[task] = _StallTimer(asyncio.get_running_loop(), task)
-    elif timer.deadline is not None:  # a read inside a read (a stream whose items are read from another): its own timer
+        task.add_done_callback(_forget)
+    elif timer.deadline is not None:  # a wait inside a wait (a tool call in a bounded batch): its own timer
         try:
             async with asyncio.timeout(seconds):
-                return await stream.__anext__()
+                return await awaitable
         except TimeoutError:
             raise StallTimeout() from None
     timer.arm(timer.loop.time() + seconds)
     try:
-        item = await stream.__anext__()
+        item = await awaitable
     except BaseException as exc:
         timer.stop()
         if timer.expired:
             timer.expired = False
-            # only the timer's cancel, and the read ended by it: a stall (asyncio.timeout's rule)
+            # only the timer's cancel, and the wait ended by it: a stall (asyncio.timeout's rule)
             if task.uncancel() <= timer.cancelling and isinstance(exc, asyncio.CancelledError):
                 raise StallTimeout() from None
         raise
     timer.deadline = None
-    if timer.expired:  # the stream swallowed the timer's cancel and answered anyway
+    if timer.expired:  # the awaitable swallowed the timer's cancel and answered anyway
         timer.expired = False
         task.uncancel()
     return item
+
+
+async def next_within(stream: Any, seconds: float) -> Any:
+    """The stream's next item, or :class:`StallTimeout` when none comes within ``seconds``."""
+    return await await_within(stream.__anext__(), seconds)
 
 
 class RealClock:
@@ -165,14 +179,10 @@ class RealClock:
             if pause >= timeout:
                 raise StallTimeout()
             await self.sleep(pause)
-        return await next_within(stream, self._real(timeout))
+        return await await_within(stream.__anext__(), self._real(timeout))
 
     async def within(self, awaitable: Awaitable[T], timeout: float) -> T:
-        try:
-            async with asyncio.timeout(self._real(timeout)):  # in this task: wait_for would start another
-                return await awaitable
-        except TimeoutError:
-            raise StallTimeout() from None
+        return await await_within(awaitable, self._real(timeout))  # in this task: wait_for would start another
 
 
 class VirtualClock:

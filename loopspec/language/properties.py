@@ -72,13 +72,18 @@ class Watch:
 
 
 def continuation_counters(policy: Policy) -> tuple[int, ...]:
-    """Counters incremented on transitions into continue states: the continuation budget."""
-    out: set[int] = set()
-    for s in policy.states.values():
-        for t in s.all_transitions():
-            if policy.states[t.target].kind == "continue":
-                out.update(inc.index for inc in t.increments())
-    return tuple(sorted(out))
+    """Counters incremented on transitions into continue states: the continuation budget (found
+    once per policy: every replayed turn's properties ask, and a corpus replays thousands)."""
+    found: tuple[int, ...] | None = policy.__dict__.get("_continuation_counters")
+    if found is None:
+        out: set[int] = set()
+        for s in policy.states.values():
+            for t in s.all_transitions():
+                if policy.states[t.target].kind == "continue":
+                    out.update(inc.index for inc in t.increments())
+        found = tuple(sorted(out))
+        object.__setattr__(policy, "_continuation_counters", found)
+    return found
 
 
 def budget_lasts(policy: Policy, cfg: Config, continuation: tuple[int, ...]) -> bool:

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from loopspec.engine.clock import Clock, ScaledClock, StallTimeout, next_within
+from loopspec.engine.clock import Clock, ScaledClock, StallTimeout, await_within
 from loopspec.engine.results import TurnResult
 from loopspec.engine.turn import Turn
 from loopspec.providers.base import ModelRequest, Provider, StreamBroken
@@ -112,7 +112,7 @@ class LoopbackClock(ScaledClock):
     async def next_chunk(self, stream: Any, timeout: float) -> Any:
         if not getattr(stream, "stalls_served", False):
             return await super().next_chunk(stream, timeout)
-        return await next_within(stream, max(self._real(timeout), self.min_open))
+        return await await_within(stream.__anext__(), max(self._real(timeout), self.min_open))
 
 
 async def run_over_http(

@@ -65,12 +65,13 @@ def test_a_pause_longer_than_the_timeout_is_a_stall_and_leaves_no_cancel_behind(
         task = asyncio.current_task()
         assert task is not None
         await asyncio.sleep(0)  # a cancel left pending would land here
-        return got, task.cancelling(), task in clock_module._TIMERS
+        timer = clock_module._TIMERS.get(task)
+        return got, task.cancelling(), timer is not None and timer.handle is not None
 
-    got, cancelling, registered = asyncio.run(main())
+    got, cancelling, scheduled = asyncio.run(main())
     assert got == [1, 2]
     assert cancelling == 0
-    assert not registered
+    assert not scheduled, "the stall left its timer scheduled"
 
 
 def test_a_slow_consumer_between_chunks_is_not_a_stall() -> None:
@@ -171,12 +172,19 @@ def test_a_stream_that_swallows_the_timers_cancel_leaves_the_task_uncancelled() 
     assert asyncio.run(main()) == ("answered anyway", 0)
 
 
-def test_the_timer_forgets_a_task_whose_stream_ended() -> None:
+def test_a_stream_that_ended_leaves_no_timer_scheduled_and_an_ended_task_is_forgotten() -> None:
+    """The end of a stream unschedules the task's timer (nothing fires for it later); the task's
+    end drops the timer, so a finished turn is not kept alive by it."""
+    tasks: list[Any] = []
+
     async def main() -> bool:
         await read_all(PacedStream([0.0, 0.0]), 5.0)
-        return asyncio.current_task() in clock_module._TIMERS
+        tasks.append(asyncio.current_task())
+        timer = clock_module._TIMERS.get(tasks[0])
+        return timer is not None and timer.handle is not None
 
     assert asyncio.run(main()) is False
+    assert tasks[0] not in clock_module._TIMERS
 
 
 def test_the_real_clock_reads_through_the_timer() -> None:
@@ -234,20 +242,25 @@ def test_a_stall_after_the_timer_was_re_armed_is_still_a_stall() -> None:
     assert waited < 2.0
 
 
-def test_a_task_that_stops_reading_mid_stream_is_forgotten_once_its_timeout_passes() -> None:
+def test_a_task_that_stops_reading_mid_stream_is_forgotten_when_it_ends() -> None:
     """The reader takes one chunk and stops (a turn cancelled between chunks): the idle timer
-    fires at the old deadline and drops the task, so a finished turn is not kept alive."""
+    fires at the old deadline and schedules nothing more, and the task's end drops it, so a
+    finished turn is not kept alive."""
+    tasks: list[Any] = []
 
     async def main() -> tuple[bool, bool]:
         task = asyncio.current_task()
+        tasks.append(task)
         await next_within(PacedStream([0.0, 5.0]), 0.05)
         held_after_read = task in clock_module._TIMERS
         await asyncio.sleep(0.3)
-        return held_after_read, task in clock_module._TIMERS
+        timer = clock_module._TIMERS.get(task)
+        return held_after_read, timer is not None and timer.handle is not None
 
-    held_after_read, held_later = asyncio.run(main())
+    held_after_read, scheduled_later = asyncio.run(main())
     assert held_after_read  # the timer is kept between reads: re-arming it is the cheap path
-    assert not held_later
+    assert not scheduled_later, "an idle timer scheduled itself again"
+    assert tasks[0] not in clock_module._TIMERS
 
 
 class Relay:
@@ -277,3 +290,43 @@ def test_a_read_inside_a_read_keeps_the_outer_stall_timer() -> None:
         return "item"
 
     assert asyncio.run(main()) == "stall"
+
+
+def test_a_bounded_wait_that_outlives_its_timeout_is_a_stall_and_its_task_carries_on() -> None:
+    """``RealClock.within`` waits on the same lazy timer: an awaitable that does not finish in
+    time is a stall, the task is not left cancelled, and the next bounded wait still succeeds."""
+
+    async def main() -> tuple[str, Any, int]:
+        clock = RealClock()
+        try:
+            await clock.within(asyncio.sleep(1.0), 0.05)
+            first = "finished"
+        except StallTimeout:
+            first = "stall"
+        second = await clock.within(asyncio.sleep(0.01, result="on time"), 0.5)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0)  # a cancel left pending would land here
+        return first, second, task.cancelling()
+
+    assert asyncio.run(main()) == ("stall", "on time", 0)
+
+
+def test_a_task_that_waits_many_times_registers_one_timer_and_one_callback() -> None:
+    """A long turn makes thousands of bounded waits and reads several streams: the task's timer is
+    created once (one done callback), however often a stream ends."""
+
+    async def main() -> tuple[int, int]:
+        task = asyncio.current_task()
+        assert task is not None
+        for _ in range(20):
+            await read_all(PacedStream([0.0, 0.0]), 5.0)  # each stream's end disarms the timer
+            await RealClock().within(asyncio.sleep(0), 5.0)
+        created = {id(clock_module._TIMERS[task])}
+        await RealClock().within(asyncio.sleep(0), 5.0)
+        created.add(id(clock_module._TIMERS[task]))
+        return len(created), len(task._callbacks)  # type: ignore[attr-defined]
+
+    timers, callbacks = asyncio.run(main())
+    assert timers == 1
+    assert callbacks <= 2  # asyncio.run's own and the timer's
