@@ -99,7 +99,7 @@ class Trajectory:
     def _compacted(self, level: int) -> list[dict[str, Any]]:
         msgs = self.messages
         if level <= 0:
-            return [dict(m) for m in msgs]
+            return [m.copy() for m in msgs]  # plain dicts (the turn made them so): copy() is the fast path
         head = [m for m in msgs[:2] if m.get("role") in ("system", "user")]
         keep = max(1, self.keep_last // level)
         start = max(len(head), len(msgs) - keep)
@@ -110,7 +110,7 @@ class Trajectory:
         note = []
         if dropped > 0:
             note = [{"role": "user", "content": f"[{dropped} earlier messages were compacted to fit the context window]"}]
-        return [dict(m) for m in head + note + msgs[start:]]
+        return [m.copy() for m in head + note + msgs[start:]]
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:

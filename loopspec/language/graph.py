@@ -6,6 +6,8 @@ pygraphviz at run time, and the text forms are all a code host needs to render t
 
 from __future__ import annotations
 
+import functools
+
 import re
 
 from .model import (
@@ -75,7 +77,10 @@ def describe_guard(g: Guard) -> str:
     return "?"  # pragma: no cover
 
 
+@functools.lru_cache(maxsize=4096)
 def describe_action(a: Action) -> str:
+    """``increment retries``, ``set tools_disabled``, ``backoff rate_limit``, ... (remembered per
+    action: every decision's trace record describes its transition's actions)."""
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(a).__name__)
     if isinstance(a, (Increment, Reset)):
         return f"{name.lower()} {a.counter}"

@@ -8,6 +8,8 @@ the model.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -30,12 +32,18 @@ class Transition:
     """A declared backstop loop: this edge may repeat until that backstop ends it."""
     pos: Position | None = None
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
+        """``source --event[order]--> target`` (built once: every decision's record reads it)."""
         return f"{self.source} --{self.event}[{self.order}]--> {self.target}"
 
     def increments(self) -> tuple[Increment, ...]:
-        return tuple(a for a in self.actions if isinstance(a, Increment))
+        """The transition's increments, in order (found once: every decision asks, twice)."""
+        found: tuple[Increment, ...] | None = self.__dict__.get("_increments")
+        if found is None:
+            found = tuple(a for a in self.actions if isinstance(a, Increment))
+            object.__setattr__(self, "_increments", found)
+        return found
 
 
 @dataclass(frozen=True)
