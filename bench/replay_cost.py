@@ -145,10 +145,10 @@ def corpus(n: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def corpus_cli(n: int) -> None:
-    """``loopspec replay`` and ``loopspec diff`` over the replicated corpus, --jobs 1 and 2, side
-    by side; each figure is the best of two runs of the whole command (start-up included, about
-    0.3 s, which a column also shows subtracted). The CPU column is the time every process of
+def corpus_cli(n: int, rounds: int = 3) -> None:
+    """``loopspec replay`` and ``loopspec diff`` over the replicated corpus, --jobs 1 and 2, cache
+    off and warm, side by side; each figure is the best of ``rounds`` runs of the whole command,
+    the arms interleaved (start-up included, about 0.2 s, which a column also shows subtracted). The CPU column is the time every process of
     the command spent on a core: on a machine shared with other work (load above the core count)
     it is the per-core cost, where wall x jobs counts the waiting too."""
     tmp = Path(tempfile.mkdtemp(prefix="loopspec-cli-corpus-"))
@@ -164,16 +164,21 @@ def corpus_cli(n: int) -> None:
         print(f"  {'command':8s} {'jobs':>4s} {'cache':>6s} {'wall':>8s} {'ms/cassette':>12s} {'ms/cassette/core':>17s} "
               f"{'same, less start-up':>20s} {'CPU ms/cassette':>16s}   (start-up {startup * 1000:.0f} ms)")
         outputs: dict[str, set[bytes]] = {}
-        for name, argv in commands.items():
+        arms = [(name, jobs, cache, extra) for name in commands for jobs in (1, 2)
+                for cache, extra in (("off", ["--no-cache"]), ("warm", []))]
+        for argv in commands.values():
             _wall(cli + argv + ["--json"], env)  # fills the cache: every "warm" row reads from it
-            for jobs in (1, 2):
-                for cache, extra in (("off", ["--no-cache"]), ("warm", [])):
-                    runs = [_wall(cli + argv + ["--jobs", str(jobs), "--json", *extra], env, keep=outputs.setdefault(name, set()))
-                            for _ in range(2)]
-                    wall, cpu = min(runs)
-                    per = wall / n * 1000
-                    net = (wall - startup) / n * 1000 * jobs
-                    print(f"  {name:8s} {jobs:4d} {cache:>6s} {wall:7.2f}s {per:12.2f} {per * jobs:17.2f} {net:20.2f} {cpu / n * 1000:16.2f}")
+        best: dict[tuple[str, int, str], tuple[float, float]] = {}
+        for _ in range(rounds):  # interleaved, so a machine whose speed drifts slows every arm alike
+            for name, jobs, cache, extra in arms:
+                run = _wall(cli + commands[name] + ["--jobs", str(jobs), "--json", *extra], env, keep=outputs.setdefault(name, set()))
+                best[name, jobs, cache] = min(best.get((name, jobs, cache), run), run)
+        for name, jobs, cache, _extra in arms:
+            wall, cpu = best[name, jobs, cache]
+            per = wall / n * 1000
+            net = (wall - startup) / n * 1000 * jobs
+            print(f"  {name:8s} {jobs:4d} {cache:>6s} {wall:7.2f}s {per:12.2f} {per * jobs:17.2f} {net:20.2f} {cpu / n * 1000:16.2f}")
+        for name in commands:
             print(f"  {name}: every --jobs and cache setting printed {'the same' if len(outputs[name]) == 1 else 'DIFFERENT'} JSON")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
