@@ -77,29 +77,33 @@ class Trajectory:
 
     # -- the working copy -------------------------------------------------------------------
 
-    def working_copy(self) -> list[dict[str, Any]]:
+    def working_copy(self, *, copy: bool = True) -> list[dict[str, Any]]:
         """What the next call sends: compacted if asked, thinking stripped if asked.
 
         Each message is copied (not deep-copied: nested parts are never mutated here, and a deep
-        copy per call was the largest cost loopspec added to a turn)."""
-        msgs = self._compacted(self.compaction_level)
+        copy per call was the largest cost loopspec added to a turn), so a provider that changes
+        what it was sent cannot change the history. ``copy=False`` hands out the history's own
+        message dicts (a new list), for a provider known to leave them as they are: the copies were
+        a tenth of replaying a long cassette."""
+        msgs = self._compacted(self.compaction_level, copy)
         if self.strip_thinking:
             msgs = [{k: v for k, v in m.items() if k not in ("thinking_blocks", "reasoning_content")} for m in msgs]
         return msgs
 
     def compact(self) -> bool:
         """Raise the compaction level; False when that would not make the copy any smaller."""
-        before = len(self._compacted(self.compaction_level))
-        after = len(self._compacted(self.compaction_level + 1))
+        before = len(self._compacted(self.compaction_level, copy=False))
+        after = len(self._compacted(self.compaction_level + 1, copy=False))
         if after >= before:
             return False
         self.compaction_level += 1
         return True
 
-    def _compacted(self, level: int) -> list[dict[str, Any]]:
+    def _compacted(self, level: int, copy: bool = True) -> list[dict[str, Any]]:
         msgs = self.messages
         if level <= 0:
-            return [m.copy() for m in msgs]  # plain dicts (the turn made them so): copy() is the fast path
+            # plain dicts (the turn made them so): copy() is the fast path
+            return [m.copy() for m in msgs] if copy else list(msgs)
         head = [m for m in msgs[:2] if m.get("role") in ("system", "user")]
         keep = max(1, self.keep_last // level)
         start = max(len(head), len(msgs) - keep)
@@ -110,7 +114,8 @@ class Trajectory:
         note = []
         if dropped > 0:
             note = [{"role": "user", "content": f"[{dropped} earlier messages were compacted to fit the context window]"}]
-        return [m.copy() for m in head + note + msgs[start:]]
+        kept = head + note + msgs[start:]
+        return [m.copy() for m in kept] if copy else kept
 
 
 def history_problems(messages: list[dict[str, Any]]) -> list[str]:

@@ -85,6 +85,8 @@ class Turn:
     ) -> None:
         self.policy = policy
         self.provider = provider
+        self._copy_messages = not getattr(provider, "leaves_messages_unchanged", False)
+        """Whether each call sends copies of the history's messages (see ``Trajectory.working_copy``)."""
         self.model = model
         self.tools = tools or ToolRegistry()
         self.consumers = consumers or Consumers()
@@ -448,7 +450,7 @@ class Turn:
         self.trajectory.strip_thinking = offer.thinking_stripped
         request = build_request(
             offer,
-            self.trajectory.working_copy(),
+            self.trajectory.working_copy(copy=self._copy_messages),
             settings=self.policy.settings,
             tools=self.tools,
             model=self.model,

@@ -60,7 +60,12 @@ class ResponseStream(Protocol):
 
 @runtime_checkable
 class Provider(Protocol):
-    """Opens model responses. ``open`` returns once the response has begun (first chunk in hand)."""
+    """Opens model responses. ``open`` returns once the response has begun (first chunk in hand).
+
+    A request's messages are copies of the turn's history, so a provider (or the client library it
+    hands them to) may change them. One that only reads them may say so with a class attribute
+    ``leaves_messages_unchanged = True``: the turn then sends the history's own messages and saves
+    a copy of each per call (the in-process replay provider does)."""
 
     async def open(self, request: ModelRequest) -> ResponseStream: ...
 

@@ -189,6 +189,9 @@ class InProcessProvider:
 
     replayed: ClassVar[bool] = True
     """Observers mark this turn's spans as replayed (``loopspec.replayed``)."""
+    leaves_messages_unchanged: ClassVar[bool] = True
+    """It only reads a request's messages (and keeps the request): the turn may hand it its own
+    history's messages instead of a copy of each, per call (see ``Turn``)."""
     interactions: Sequence[Interaction]
     requests: list[ModelRequest] = field(default_factory=list)
     diverged_at: int | None = None

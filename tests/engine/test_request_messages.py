@@ -1,0 +1,63 @@
+"""What a provider is handed: copies of the history's messages, unless it says it leaves them as
+they are (``leaves_messages_unchanged``, as the in-process replay provider does), in which case
+the turn saves a copy of every message per call. Either way the history the turn returns is the
+conversation as it happened."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loopspec import InProcessProvider, Turn, VirtualClock, load_policy
+from loopspec.engine.history import history_problems
+from loopspec.providers.base import ModelRequest
+from loopspec.replay.synth import reply
+
+from _paths import DEFAULT_POLICY
+
+POLICY = load_policy(str(DEFAULT_POLICY))
+USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi twice."}]
+
+
+class MeddlingProvider:
+    """A provider (a test double) that rewrites every message it is sent, as a careless client
+    library might, before answering from recorded replies."""
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.inner = InProcessProvider(replies)
+
+    async def open(self, request: ModelRequest) -> Any:
+        for m in request.messages:
+            m["content"] = "MEDDLED"
+            m["extra"] = True
+        return await self.inner.open(request)
+
+
+def run(turn: Turn) -> Any:
+    return asyncio.run(turn.run(list(USER)))
+
+
+def test_a_provider_that_rewrites_its_request_cannot_rewrite_the_history() -> None:
+    provider = MeddlingProvider([reply("hi"), reply("hi again")])
+    result = run(Turn(POLICY, provider, model="replay", clock=VirtualClock()))
+    assert [m["content"] for m in result.messages] == ["Be brief.", "Say hi twice.", "hi"]
+    assert all("extra" not in m for m in result.messages)
+    assert history_problems(result.messages) == []
+
+
+def test_the_in_process_provider_is_handed_the_history_itself_and_the_history_stays_whole() -> None:
+    """No per-message copies for the replay provider: each request's messages are the history's
+    own dicts, and what it recorded reads as what was sent at the time."""
+    provider = InProcessProvider([reply(tool_calls=[("lookup", {})]), reply("done")])
+    from loopspec import ToolRegistry
+
+    tools = ToolRegistry()
+    tools.register(lambda: "found", name="lookup", parameters={"type": "object", "properties": {}})
+    result = run(Turn(POLICY, provider, model="replay", tools=tools, clock=VirtualClock()))
+    first, second = (r.messages for r in provider.requests)
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
+    assert all(a is b for a, b in zip(second, result.messages)), "the history's own dicts were sent"
+    assert first[1] is second[1] and first is not second
+    assert [m["content"] for m in result.messages][-1] == "done"
+    assert history_problems(result.messages) == []
