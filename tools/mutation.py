@@ -248,7 +248,8 @@ def _code_list(names: list[str]) -> str:
 
 
 HAND_INTRO = """Where mutmut has not reached a module yet (its run takes hours), or reaches it poorly, bugs
-were planted the way a mutation tool does, by hand or by a script planting mutmut's own mutants:
+were planted the way a mutation tool does, by hand or with `tools/plant_mutants.py`, which plants
+mutmut's own mutants of a module in a scratch copy of the tree and runs the tests named against each:
 one small change at a time (a flipped comparison, an off-by-one, a dropped statement or condition,
 a changed constant), the covering tests run against each, the file restored after each. A plant the suite let live was then
 killed by a new test (replanted to confirm), explained as equivalent, or is counted open. These counts are not
