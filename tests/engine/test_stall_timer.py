@@ -330,3 +330,82 @@ def test_a_task_that_waits_many_times_registers_one_timer_and_one_callback() -> 
     timers, callbacks = asyncio.run(main())
     assert timers == 1
     assert callbacks <= 2  # asyncio.run's own and the timer's
+
+
+def test_a_stream_that_ended_leaves_its_timer_disarmed_so_the_next_wait_is_lazy_again() -> None:
+    """After a stream's end the task's timer is disarmed (no deadline): the next wait re-arms it
+    instead of taking the nested-wait path with an ``asyncio.timeout`` of its own."""
+
+    async def main() -> tuple[Any, Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        await read_all(PacedStream([0.0]), 5.0)
+        after_end = clock_module._TIMERS[task].deadline
+        seen: list[Any] = []
+
+        async def look() -> None:
+            seen.append(clock_module._TIMERS[task].deadline)
+
+        await RealClock().within(look(), 5.0)
+        return after_end, seen[0]
+
+    after_end, during_next = asyncio.run(main())
+    assert after_end is None
+    assert isinstance(during_next, float), "the next wait armed the task's own timer"
+
+
+def _errors_of(main: Any) -> list[Any]:
+    """Run ``main`` and return what the loop's exception handler was given (a callback that raised)."""
+    errors: list[Any] = []
+
+    async def wrapped() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+        task = asyncio.ensure_future(main())
+        await task
+        await asyncio.sleep(0)  # the ended task's done callbacks run here
+
+    asyncio.run(wrapped())
+    return errors
+
+
+def test_an_ended_task_unschedules_its_armed_timer_and_a_disarmed_one_quietly() -> None:
+    """When a task ends, its timer is forgotten: a timer still scheduled (the lazy handle of a
+    bounded wait) is cancelled, and one already unscheduled (a stream ended) is left alone without
+    an error in the loop."""
+    timers: list[Any] = []
+
+    async def bounded_wait() -> None:
+        await RealClock().within(asyncio.sleep(0), 30.0)
+        timers.append(clock_module._TIMERS[asyncio.current_task()])  # type: ignore[index]
+
+    async def ended_stream() -> None:
+        await read_all(PacedStream([0.0]), 30.0)
+        timers.append(clock_module._TIMERS[asyncio.current_task()])  # type: ignore[index]
+
+    assert _errors_of(bounded_wait) == []
+    assert _errors_of(ended_stream) == []
+    armed, disarmed = timers
+    assert armed.handle is None and disarmed.handle is None
+    assert armed.task not in clock_module._TIMERS and disarmed.task not in clock_module._TIMERS
+
+
+def test_a_cancel_from_elsewhere_after_a_stall_is_still_a_cancel() -> None:
+    """The timer forgets a stall it has reported: a later wait of the same task that an outside
+    cancel interrupts raises ``CancelledError``, not another stall."""
+
+    async def main() -> str:
+        clock = RealClock()
+        with pytest.raises(StallTimeout):
+            await clock.within(asyncio.sleep(1.0), 0.02)
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().call_later(0.02, task.cancel)
+        try:
+            await clock.within(asyncio.sleep(1.0), 30.0)
+        except StallTimeout:
+            return "stall"
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "finished"
+
+    assert asyncio.run(main()) == "cancelled"
