@@ -274,3 +274,104 @@ def test_the_guardrails_read_a_resumed_batch_whose_other_call_was_interrupted(tm
                    tools=capitals([], fail="XX"), clock=VirtualClock(), journal=journal, turn_id="t")
     result = asyncio.run(resumed.resume("t"))
     assert result.outcome == "guardrail" and result.trace[-1].event == "repeated_exact_failure"
+
+
+# --- plants of the 2026-12-02 analysis (tools/plant_mutants.py, mutmut's numbering) --------------
+
+
+class Flags:
+    """A turn observer that writes down each answer's ``ok`` and ``ran`` as given (the journal
+    writes them as JSON: ``false``, never ``null``)."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, Any, Any]] = []
+
+    def tool_finished(self, call: Any, result: Any) -> None:
+        self.heard.append((call.id, result.ok, result.ran))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: None
+
+
+def test_a_call_that_waits_for_a_person_is_answered_not_ok_and_not_run() -> None:
+    """Plants run_batch 66, 67, 72: the placeholder answer of a call awaiting approval said ``ok``
+    (or neither), so a journal held ``ok: true`` or ``null`` for a call that never ran."""
+    flags = Flags()
+    result = play([TWO_CALLS, ANSWER], tools=capitals([], needs_approval=True), observers=[flags])
+    assert result.outcome == "approval_required"
+    assert [(ok is False, ran is False) for _id, ok, ran in flags.heard] == [(True, True), (True, True)]
+
+
+def test_a_denied_call_is_answered_not_ok_and_not_run(tmp_path: Path) -> None:
+    """Plants run_batch 98, 99, 103, 106: a call a person refused was answered ``ran`` (or with
+    neither flag), so the journal said a refused call had run."""
+    flags = Flags()
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = asyncio.run(Turn(POLICY, InProcessProvider([TWO_CALLS]), model="replay", tools=capitals([], needs_approval=True),
+                                 clock=VirtualClock(), journal=journal, turn_id="t").run(USER))
+        assert first.pause is not None
+        ids = [c["id"] for c in first.pause.calls]
+        again = Turn(POLICY, InProcessProvider([ANSWER]), model="replay", tools=capitals([], needs_approval=True),
+                     clock=VirtualClock(), journal=journal, turn_id="t", observers=[flags])
+        result = asyncio.run(again.resume("t", deny=ids))
+        finishes = [e.body for e in journal.entries("t") if e.kind == "tool_finish"][-2:]
+    assert result.outcome == "completed"
+    assert [(ok, ran) for _id, ok, ran in flags.heard] == [(False, False), (False, False)]
+    assert [(b["ok"], b["ran"]) for b in finishes] == [(False, False), (False, False)]
+
+
+def test_calls_a_deadline_stopped_are_answered_not_ok_and_not_run() -> None:
+    """Plants run_batch 201-208 (a batch of two, its calls as tasks) and 215-222 (a batch of one,
+    run in the turn's task): a call the deadline stopped was answered ``ok`` or ``ran``."""
+    two, one = Flags(), Flags()
+    play([TWO_CALLS, ANSWER], with_settings(turn_deadline=SHORT), tools=capitals([], hang="FR"), observers=[two])
+    single = reply(tool_calls=[("get_capital", {"country": "FR"})])
+    play([single, ANSWER], with_settings(turn_deadline=SHORT), tools=capitals([], hang="FR"), observers=[one])
+    assert [(ok, ran) for _id, ok, ran in two.heard] == [(True, True), (False, False)]
+    assert [(ok, ran) for _id, ok, ran in one.heard] == [(False, False)]
+
+
+def test_the_text_the_model_wrote_with_its_calls_stays_in_the_history() -> None:
+    """Plants run_batch 232 (a batch that ran), 74 (one that waits for a person) and 223 (one the
+    deadline stopped): the assistant message lost the reply's text."""
+    ran_all = play([TWO_CALLS, ANSWER])
+    waiting = play([TWO_CALLS, ANSWER], tools=capitals([], needs_approval=True))
+    stopped = play([TWO_CALLS, ANSWER], with_settings(turn_deadline=SHORT), tools=capitals([], hang="FR"))
+    for result in (ran_all, waiting, stopped):
+        asked = next(m for m in result.messages if m.get("tool_calls"))
+        assert asked["content"] == "Looking both up.", result.outcome
+
+
+def test_the_batch_events_name_the_tools() -> None:
+    """Plants run_batch 11, 265, 268, 269: the ``ok`` event lost its ``tools`` attribute (what a
+    guard or a template may read)."""
+    result = play([TWO_CALLS, ANSWER])
+    assert steps(result)[2] == ("ok", {"tools": ["get_capital", "get_capital"]})
+
+
+def test_an_interrupted_batch_names_the_calls_the_crash_cut(tmp_path: Path) -> None:
+    """Plants run_batch 247, 250, 251: ``interrupted_tool`` lost its ``tools`` attribute."""
+    result, _, _, _ = cut_in_batch_and_resume(tmp_path, lambda call: True)
+    assert steps(result)[2] == ("interrupted_tool", {"tools": ["get_capital"]})
+
+
+def test_a_policy_without_a_batch_timeout_runs_batches_of_one_and_of_two() -> None:
+    """Plants run_batch 140, 166, 167: with no ``tool_batch_timeout`` (and no deadline) a batch's
+    results were lost, on the one-call path and on the many-call path alike."""
+    policy = variant("  tool_batch_timeout: 900 ", "  # tool_batch_timeout: 900 ")
+    assert policy.settings.tool_batch_timeout is None
+    one = play([reply(tool_calls=[("get_capital", {"country": "UK"})]), ANSWER], policy)
+    two = play([TWO_CALLS, ANSWER], policy)
+    assert [m["content"] for m in one.messages if m["role"] == "tool"] == ["London"]
+    assert [m["content"] for m in two.messages if m["role"] == "tool"] == ["London", "Paris"]
+    assert one.outcome == two.outcome == "completed"
+
+
+def test_each_call_of_a_batch_of_two_keeps_its_own_timeout() -> None:
+    """Plant run_batch 158: the calls of a many-call batch ran without ``tool_timeout``, so a hung
+    call held the batch until the batch timeout instead of being answered "timed out" on its own."""
+    result = play([TWO_CALLS, ANSWER], with_settings(tool_timeout=SHORT), tools=capitals([], hang="FR"))
+    answers = [m["content"] for m in result.messages if m["role"] == "tool"]
+    assert answers[0] == "London"
+    assert answers[1].startswith(f"Timed out: 'get_capital' did not finish within {SHORT:g} s")
+    assert steps(result)[2] == ("timeout", {"tools": ["get_capital"]})
