@@ -78,6 +78,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/approvals.py": FAST,
     # the replay transports, and the chunk conversion both transports and the live path share
     "loopspec/providers/chunks.py": FAST,
+    # the cache of read cassettes: a stale entry would replay a cassette that is no longer on disk
+    "loopspec/replay/cassette_cache.py": FAST,
     "loopspec/replay/inproc.py": EVERYTHING,
     "loopspec/replay/http.py": EVERYTHING,
     "loopspec/replay/server.py": EVERYTHING,

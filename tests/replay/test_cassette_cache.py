@@ -240,3 +240,79 @@ def test_a_fresh_checkout_of_the_same_files_hits(corpus: Path, tmp_path: Path) -
     (corpus / "stream.sse").write_text(SSE)
     (corpus / "one.cassette.yaml").write_text(CASSETTE)
     assert cache.read(path, files_root=str(corpus)) == first and cache.hits == 1
+
+
+# --- plants of the 2026-12-02 analysis (tools/plant_mutants.py, mutmut's numbering) --------------
+
+
+def test_the_folder_is_tagged_as_a_cache_by_the_standard_signature(corpus: Path, tmp_path: Path) -> None:
+    """Plants _mark_cache_folder 22-31: CACHEDIR.TAG must sit in the cache folder (not the working
+    directory) and start with the exact signature backup tools look for."""
+    CassetteCache(str(tmp_path / "cache")).read(str(corpus / "one.cassette.yaml"), files_root=str(corpus))
+    tag = (tmp_path / "cache" / "CACHEDIR.TAG").read_text()
+    assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55\n")
+
+
+def test_a_cassette_read_under_its_own_folder_is_cached(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plants _entry_name 1, 8: with no files root given and none in the environment, the entry is
+    named by the cassette's own folder."""
+    monkeypatch.delenv("LOOPSPEC_FILES_ROOT", raising=False)
+    cache = CassetteCache(str(tmp_path / "cache"))
+    first, second = read_twice(cache, str(corpus / "one.cassette.yaml"))
+    assert first == second and first[0] is not None and cache.hits == 1
+
+
+def test_a_cassette_whose_name_is_not_utf8_is_cached(tmp_path: Path) -> None:
+    """Plants _entry_name 17, 20, 21: a file name with bytes that are not UTF-8 (the file system
+    allows it; Python names it with surrogates) still names an entry."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "stream.sse").write_text(SSE)
+    name = os.fsdecode(b"caf\xe9.cassette.yaml")
+    (folder / name).write_text(CASSETTE)
+    cache = CassetteCache(str(tmp_path / "cache"))
+    first, second = read_twice(cache, str(folder / name), str(folder))
+    assert first[0] is not None and first == second and cache.hits == 1
+
+
+def test_an_entry_holding_something_else_than_a_cassette_is_read_past(corpus: Path, tmp_path: Path) -> None:
+    """Plant _load 11: an entry with the right hashes but another model object where the cassette
+    belongs was served."""
+    cache = CassetteCache(str(tmp_path / "cache"))
+    path = str(corpus / "one.cassette.yaml")
+    cache.read(path, files_root=str(corpus))
+    (entry,) = entries(tmp_path / "cache")
+    fmt, digest, cassette, diags, sides = pickle.loads(entry.read_bytes())
+    entry.write_bytes(pickle.dumps((fmt, digest, cassette.tools or cassette.expect, diags, sides)))
+    assert cache.read(path, files_root=str(corpus)) == read_cassette(path, files_root=str(corpus))
+    assert cache.hits == 0
+
+
+def test_the_unpickler_refuses_types_the_model_modules_only_import() -> None:
+    """Plant find_class 9: a type imported into a model module (``typing.Any``, an error class) is
+    not part of a cassette and is refused like any other global."""
+    import io
+
+    from loopspec.replay import cassette_cache
+
+    for module, name in (("loopspec.replay.cassette_model", "Any"), ("loopspec.language.diagnostics", "DiagnosticError")):
+        with pytest.raises(pickle.UnpicklingError):
+            cassette_cache._ModelUnpickler(io.BytesIO(f"c{module}\n{name}\n.".encode())).load()
+    assert cassette_cache._ModelUnpickler(io.BytesIO(b"cloopspec.replay.cassette_model\nCassette\n.")).load().__name__ == "Cassette"
+
+
+@pytest.mark.parametrize("change", ["gone", "replaced"])
+def test_a_side_file_that_changes_while_the_cassette_is_read_is_not_stored(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Plant _hashed 4: a side file gone, or another file, by the time its hash is taken must keep
+    the cassette out of the cache (its entry would pair the text read with other bytes), and the
+    read itself still succeeds."""
+    from loopspec.replay import cassette_cache
+
+    real = cassette_cache.side_file_digest
+    monkeypatch.setattr(cassette_cache, "side_file_digest",
+                        lambda p: None if change == "gone" else ((0, 0, 0, 0, 0), (real(p) or ((), ""))[1]))
+    cache = CassetteCache(str(tmp_path / "cache"))
+    c, _ = cache.read(str(corpus / "one.cassette.yaml"), files_root=str(corpus))
+    assert c is not None and entries(tmp_path / "cache") == []
