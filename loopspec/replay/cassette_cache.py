@@ -76,7 +76,11 @@ class CassetteCache:
         if cassette is not None:
             sides = _hashed(side_files)
             if sides is not None:
-                self._store(entry, pickle.dumps((_FORMAT, digest, cassette, diags, sides), protocol=pickle.HIGHEST_PROTOCOL))
+                try:
+                    data = pickle.dumps((_FORMAT, digest, cassette, diags, sides), protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:  # a model value pickle cannot hold: this cassette is read afresh each time
+                    return cassette, diags
+                self._store(entry, data)
         return cassette, diags
 
     def _store(self, entry: str, data: bytes) -> None:

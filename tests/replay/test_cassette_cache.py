@@ -316,3 +316,18 @@ def test_a_side_file_that_changes_while_the_cassette_is_read_is_not_stored(
     cache = CassetteCache(str(tmp_path / "cache"))
     c, _ = cache.read(str(corpus / "one.cassette.yaml"), files_root=str(corpus))
     assert c is not None and entries(tmp_path / "cache") == []
+
+
+def test_a_cassette_that_cannot_be_pickled_is_read_and_not_stored(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the model ever hold a value pickle refuses, the read still answers and nothing is
+    stored: the cache never turns a good cassette into a traceback."""
+    from loopspec.replay import cassette_cache
+
+    def refuse(*_a: object, **_k: object) -> bytes:
+        raise pickle.PicklingError("cannot pickle")
+
+    monkeypatch.setattr(cassette_cache.pickle, "dumps", refuse)
+    cache = CassetteCache(str(tmp_path / "cache"))
+    path = str(corpus / "one.cassette.yaml")
+    assert cache.read(path, files_root=str(corpus)) == read_cassette(path, files_root=str(corpus))
+    assert entries(tmp_path / "cache") == []
