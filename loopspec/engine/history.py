@@ -99,7 +99,7 @@ class Trajectory:
         self.compaction_level += 1
         return True
 
-    def _compacted(self, level: int, copy: bool = True) -> list[dict[str, Any]]:
+    def _compacted(self, level: int, copy: bool) -> list[dict[str, Any]]:
         msgs = self.messages
         if level <= 0:
             # plain dicts (the turn made them so): copy() is the fast path

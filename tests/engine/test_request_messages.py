@@ -61,3 +61,22 @@ def test_the_in_process_provider_is_handed_the_history_itself_and_the_history_st
     assert first[1] is second[1] and first is not second
     assert [m["content"] for m in result.messages][-1] == "done"
     assert history_problems(result.messages) == []
+
+
+def test_a_compacted_working_copy_is_copied_or_shared_as_asked() -> None:
+    """Compaction keeps the same promise: copies by default (changing them leaves the history as it
+    was), the history's own dicts when the provider only reads them (the note is new either way)."""
+    from loopspec.engine.history import Trajectory
+
+    history = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}] + [
+        {"role": "assistant" if i % 2 else "user", "content": f"m{i}"} for i in range(8)
+    ]
+    t = Trajectory([dict(m) for m in history], keep_last=2, compaction_level=1)
+    copied = t.working_copy()
+    assert len(copied) < len(history) and "compacted" in copied[2]["content"]
+    for m in copied:
+        m["content"] = "MEDDLED"
+    assert t.messages == history
+    shared = t.working_copy(copy=False)
+    kept = [m for m in shared if "compacted" not in m["content"]]
+    assert all(any(m is h for h in t.messages) for m in kept) and len(kept) == len(shared) - 1
