@@ -94,7 +94,8 @@ class _StallTimer:
             self.task.cancel()
 
     def stop(self) -> None:
-        """The wait ended in an exception (a stream's end among them): disarm and unschedule."""
+        """Disarm and unschedule: a wait ended in an exception (a stream's end among them), or the
+        task ended."""
         self.deadline = None
         if self.handle is not None:
             self.handle.cancel()
@@ -107,10 +108,10 @@ the task ends."""
 
 
 def _forget(task: "asyncio.Task[Any]") -> None:
+    """The task ended: drop its timer, unscheduled."""
     timer = _TIMERS.pop(task, None)
-    if timer is not None and timer.handle is not None:
-        timer.handle.cancel()
-        timer.handle = None
+    if timer is not None:
+        timer.stop()
 
 
 async def await_within(awaitable: Awaitable[T], seconds: float) -> T:

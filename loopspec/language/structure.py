@@ -39,11 +39,11 @@ class Transition:
 
     def increments(self) -> tuple[Increment, ...]:
         """The transition's increments, in order (found once: every decision asks, twice)."""
-        found: tuple[Increment, ...] | None = self.__dict__.get("_increments")
-        if found is None:
-            found = tuple(a for a in self.actions if isinstance(a, Increment))
-            object.__setattr__(self, "_increments", found)
-        return found
+        return self._increments
+
+    @functools.cached_property
+    def _increments(self) -> tuple[Increment, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Increment))
 
 
 @dataclass(frozen=True)

@@ -78,16 +78,19 @@ def _resolved(full: str) -> str:
     return os.path.join(_folder(folder or "."), leaf)
 
 
-SideFile = tuple[str, tuple[int, int, int, int, int]]
-"""A side file as it was read: the path opened, and its device, inode, size, modification and
-change times (a rewrite changes the change time, which no ``touch`` can set back)."""
+FileIdentity = tuple[int, int, int, int, int]
+"""A file's device, inode, size, modification and change times (a rewrite changes the change
+time, which no ``touch`` can set back)."""
+
+SideFile = tuple[str, FileIdentity]
+"""A side file as it was read: the path opened, and its identity then."""
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+def _identity(st: os.stat_result) -> FileIdentity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def side_file_digest(path: str) -> tuple[tuple[int, int, int, int, int], str] | None:
+def side_file_digest(path: str) -> tuple[FileIdentity, str] | None:
     """The file's identity (as in :data:`SideFile`) and a hash of its bytes, or None if it cannot
     be read whole. The hash is what a cache compares, so a fresh checkout (new inodes and times,
     same bytes) still matches; it is computed once per identity in a process, so a corpus whose
@@ -108,7 +111,7 @@ def side_file_digest(path: str) -> tuple[tuple[int, int, int, int, int], str] | 
     return ident, digest
 
 
-_DIGESTS: dict[tuple[int, int, int, int, int], str] = {}
+_DIGESTS: dict[FileIdentity, str] = {}
 _DIGESTS_MAX = 4096
 
 
@@ -157,7 +160,7 @@ def read_side_file(base: str, name: str, *, root: str, seen: list[SideFile] | No
 
 _TEXT_CACHE_FILES = 64
 _TEXT_CACHE_MAX_FILE = 256 * 1024
-_TEXTS: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
+_TEXTS: OrderedDict[FileIdentity, str] = OrderedDict()
 """Side files read lately, by the identity and version of the file opened (device, inode, size,
 modification and change time: a same-size rewrite whose modification time was set back still
 changes the change time): the cassettes of a corpus, and the interactions of one long cassette, name the
