@@ -1,5 +1,5 @@
 """Test doubles shared by the engine tests: a clock whose sleeps never end, a provider whose
-responses never open."""
+responses never open, a stream that swallows a cancel."""
 
 from __future__ import annotations
 
@@ -32,6 +32,23 @@ class NeverOpens:
     async def open(self, request: ModelRequest) -> Any:
         self.requests.append(request)
         await asyncio.Event().wait()
+
+
+class SwallowsOnce:
+    """A stream that answers its first read even when cancelled while waiting for it (as a careless
+    wrapper might: "answered anyway"); later reads answer "next" at once."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def __anext__(self) -> str:
+        self.reads += 1
+        if self.reads == 1:
+            try:
+                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                return "answered anyway"
+        return "next"
 
 
 class Stop(BaseException):

@@ -18,6 +18,8 @@ from loopspec.engine.clock import (
     bounded,
 )
 
+from _doubles import SwallowsOnce
+
 
 def clock_at(now: float) -> VirtualClock:
     return VirtualClock(start=now)
@@ -105,22 +107,6 @@ def test_a_recorded_pause_as_long_as_the_timeout_is_a_stall_at_once(pause: float
         return loop.time() - start
 
     assert asyncio.run(main()) < 5.0
-
-
-class SwallowsOnce:
-    """Answers its first read even when cancelled while waiting for it; later reads are instant."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    async def __anext__(self) -> str:
-        self.reads += 1
-        if self.reads == 1:
-            try:
-                await asyncio.sleep(1.0)
-            except asyncio.CancelledError:
-                return "answered anyway"
-        return "next"
 
 
 def test_the_stall_timer_never_takes_back_a_cancel_it_did_not_make() -> None:

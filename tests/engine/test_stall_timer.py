@@ -16,6 +16,8 @@ import pytest
 from loopspec.engine import clock as clock_module
 from loopspec.engine.clock import RealClock, StallTimeout, next_within
 
+from _doubles import SwallowsOnce
+
 
 class PacedStream:
     """Yields ``len(pauses)`` items, waiting ``pauses[i]`` real seconds before item ``i``."""
@@ -150,20 +152,9 @@ def test_a_cancel_from_elsewhere_that_coincides_with_the_stall_stays_a_cancel() 
     assert asyncio.run(main()) == "cancelled"
 
 
-class SwallowingStream:
-    """Answers its first item even when cancelled while waiting for it (as a careless wrapper might)."""
-
-    async def __anext__(self) -> str:
-        try:
-            await asyncio.sleep(1.0)
-        except asyncio.CancelledError:
-            return "answered anyway"
-        return "on time"
-
-
 def test_a_stream_that_swallows_the_timers_cancel_leaves_the_task_uncancelled() -> None:
     async def main() -> tuple[Any, int]:
-        item = await next_within(SwallowingStream(), 0.05)
+        item = await next_within(SwallowsOnce(), 0.05)
         task = asyncio.current_task()
         assert task is not None
         await asyncio.sleep(0)
