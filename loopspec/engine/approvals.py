@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from loopspec.language.approvals import APPROVAL_NONE, APPROVAL_PERSON, ApprovalRules
-from loopspec.wire.classify import parse_tool_arguments
 
 from .tools import ApprovalHook, Tool, ToolCall, ToolRegistry
 
@@ -55,7 +54,7 @@ def estimate(tool: Tool, call: ToolCall) -> float | None:
     if tool.cost_estimator is None:
         return None
     try:
-        value = tool.cost_estimator(**(parse_tool_arguments(call.arguments) or {}))
+        value = tool.cost_estimator(**(call.parsed or {}))
     except Exception:  # an estimator that fails cannot estimate: a person decides
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -83,7 +82,7 @@ async def decide_batch(
         tool = registry.tools.get(call.name)
         if tool is None:
             continue
-        args: Mapping[str, Any] = parse_tool_arguments(call.arguments) or {}
+        args: Mapping[str, Any] = call.parsed or {}
         level = rules.level(call.name, args, registered=tool.needs_approval)
         if level == APPROVAL_NONE:
             continue

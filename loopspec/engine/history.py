@@ -19,12 +19,12 @@ def tool_calls_of(reply: AssembledReply, taken: set[str] | frozenset[str] = froz
     has: the provider's own id when it is fresh, else a deterministic one (``call_{index}``, or
     ``{id}_{n}`` with the first free ``n``). Providers may send no ids, and replayed replies repeat
     theirs every round; a live provider rejects a history whose ids repeat."""
-    used = set(taken)
+    used: set[str] = set()  # this reply's ids; ``taken`` is read, never copied (it grows every round)
     calls = []
     for c in reply.tool_calls:
         base = c.id or f"call_{c.index}"
         cid, n = base, 1
-        while cid in used:
+        while cid in used or cid in taken:
             n += 1
             cid = f"{base}_{n}"
         used.add(cid)

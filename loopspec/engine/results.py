@@ -9,7 +9,7 @@ from loopspec.language.graph import describe_action
 from loopspec.language.model import Policy, Step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TraceStep:
     """One decision: where the turn was, what it observed, and where that took it."""
 
@@ -28,23 +28,48 @@ class TraceStep:
     """Budget flags the step added on entering a call (what the budgets measured); empty for a
     policy without ``budgets:``, and then left out of :meth:`to_json`."""
 
+    def __init__(
+        self,
+        index: int,
+        state: str,
+        kind: str,
+        event: str,
+        attrs: dict[str, Any],
+        transition: str | None,
+        target: str,
+        counters: dict[str, int],
+        flags: list[str],
+        actions: list[str],
+        redirected_from: str | None = None,
+        measured: list[str] | None = None,
+    ) -> None:
+        """The fields in one dictionary update, not the frozen dataclass's setattr per field:
+        a turn records every decision (``tests/test_record_constructors.py`` holds the
+        parameters to the fields)."""
+        self.__dict__.update(
+            index=index, state=state, kind=kind, event=event, attrs=attrs, transition=transition, target=target,
+            counters=counters, flags=flags, actions=actions, redirected_from=redirected_from,
+            measured=[] if measured is None else measured,
+        )
+
     @classmethod
     def of(cls, policy: Policy, step: Step, index: int) -> TraceStep:
         """The record of ``step``, the ``index``-th decision of a turn of ``policy``."""
         t = step.transition
+        before, after = step.before.state, step.after
         return cls(
-            index=index,
-            state=step.before.state,
-            kind=policy.states[step.before.state].kind,
-            event=step.event.name,
-            attrs=dict(step.event.attrs),
-            transition=t.label if t else None,
-            target=step.after.state,
-            counters=dict(zip(policy.counter_names, step.after.counters)),
-            flags=sorted(step.after.flags),
-            actions=[describe_action(a) for a in t.actions] if t else [],
-            redirected_from=step.redirected_from,
-            measured=sorted(step.measured),
+            index,
+            before,
+            policy.states[before].kind,
+            step.event.name,
+            dict(step.event.attrs),
+            t.label if t else None,
+            after.state,
+            dict(zip(policy.counter_names, after.counters)),
+            sorted(after.flags),
+            [describe_action(a) for a in t.actions] if t else [],
+            step.redirected_from,
+            sorted(step.measured) if step.measured else [],
         )
 
     def to_json(self) -> dict[str, Any]:

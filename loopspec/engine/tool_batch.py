@@ -135,12 +135,13 @@ async def run_batch(
         if not calls:
             results = []
         elif len(calls) == 1:  # the common case: no task, no extra trip through the loop
-            one = _run_call(tools.tools.get(calls[0].name), calls[0], clock, tool_timeout)
-            if bound is None:
-                results = [await one]
+            tool = tools.tools.get(calls[0].name)
+            if bound is None or (tool_timeout is not None and tool_timeout < bound):
+                # nothing bounds the batch, or the call's own timeout ends it first: one wait, not two nested
+                results = [await _run_call(tool, calls[0], clock, tool_timeout)]
             else:
-                try:
-                    results = [await clock.within(one, bound)]
+                try:  # the batch's bound ends it no later than the call's own timeout would
+                    results = [await clock.within(run_one(tool, calls[0]), bound)]
                 except StallTimeout:
                     if by_deadline:
                         raise DeadlinePassed() from None

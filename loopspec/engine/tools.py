@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
-from loopspec.wire.classify import canonical_arguments, parse_tool_arguments, validate_tool_arguments
+from loopspec.wire.classify import arguments_problem, canonical_arguments, canonical_json, parse_tool_arguments
 
 ApprovalHook = Callable[["ToolCall"], "bool | Awaitable[bool]"]
 
@@ -56,9 +56,17 @@ class ToolCall:
     name: str
     arguments: str
 
-    @property
+    @functools.cached_property
+    def parsed(self) -> dict[str, Any] | None:
+        """The arguments as a dict (None: not a JSON object), parsed once: the approvals, the run
+        and the loop detectors all read them. Shared by those readers: never modify it."""
+        return parse_tool_arguments(self.arguments)
+
+    @functools.cached_property
     def canonical(self) -> str:
-        return canonical_arguments(self.arguments)
+        """The arguments in canonical form (:func:`~loopspec.wire.classify.canonical_arguments`)."""
+        args = self.parsed
+        return canonical_arguments(self.arguments) if args is None else canonical_json(args)
 
     def to_json(self) -> dict[str, str]:
         """The call as a journal and a paused turn's result hold it."""
@@ -215,8 +223,8 @@ async def run_one(tool: Tool | None, call: ToolCall) -> ToolResult:
     sync one in a thread (:func:`in_thread`)."""
     if tool is None:
         return ToolResult(call, f"Error: unknown tool '{call.name}'", ok=False, schema_valid=False, ran=False)
-    problem = validate_tool_arguments(call.arguments, tool.parameters)
-    args = parse_tool_arguments(call.arguments) or {}
+    problem = arguments_problem(call.parsed, tool.parameters)
+    args = call.parsed or {}
     try:
         value = tool.fn(**args) if _is_async(tool.fn) else await in_thread(tool.fn, args)
         if inspect.isawaitable(value):

@@ -14,6 +14,7 @@ is redirected to the backstop's ``wrap_up`` or ``exhausted`` state.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -97,6 +98,12 @@ class Policy:
 
     # -- the decision step --------------------------------------------------------------------
 
+    @functools.cached_property
+    def _tables(self) -> "StepTables":
+        """What :meth:`step` reads about each state and kind, derived once from the policy."""
+        return StepTables.of(self)
+
+
     def enabled(self, t: Transition, cfg: Config, event: Event) -> bool:
         """A transition is enabled when its guard holds and its increments stay within their caps."""
         if not t.guard.evaluate(self, cfg, event):
@@ -159,13 +166,8 @@ class Policy:
         entered, request_flags, entry = self._enter(target, tuple(counters), frozenset(flags))
         directives.extend(entry)
         fate, refusal = self._fate(calls, t, target, directives)
-        target_state = self.states[target]
-        offer = Offer.from_flags(request_flags) if target_state.kind == "call" else None
-        capped = {i.index for i in t.increments()}
-        capped.update(self._counter_index[n] for n in self.backstops if BACKSTOP_KIND[n] == target_state.kind)
-        resets = {a.index for a in t.actions if isinstance(a, Reset)}
-        if target_state.kind == "escalate":
-            resets.update(a.index for a in target_state.apply if isinstance(a, Reset))
+        tables = self._tables
+        kind = self.states[target].kind
         return Step(
             cfg,
             event,
@@ -176,9 +178,9 @@ class Policy:
             calls=calls,
             fate=fate,
             refusal=refusal,
-            offer=offer,
-            capped=frozenset(capped),
-            resets=frozenset(resets),
+            offer=offer_for(request_flags) if kind == "call" else None,
+            capped=t.increment_indices | tables.backstop_indices[kind],
+            resets=(t.reset_indices | tables.entry_resets[target]) if kind == "escalate" else t.reset_indices,
             measured=new,
         )
 
@@ -269,10 +271,8 @@ class Policy:
 
     def _redirect_once(self, target: str, counters: list[int] | tuple[int, ...], flags: frozenset[str] | set[str]) -> str:
         kind = self.states[target].kind
-        for name, bs in self.backstops.items():
-            if BACKSTOP_KIND[name] != kind:
-                continue
-            used = counters[self._counter_index[name]]
+        for idx, bs in self._tables.backstops_of_kind[kind]:
+            used = counters[idx]
             if used >= bs.max:
                 return bs.exhausted
             if bs.wrap_up is not None and used >= bs.max - 1 and WRAP_UP_FLAG not in flags:
@@ -293,24 +293,25 @@ class Policy:
         """Entry effects of a state's kind: a call counts a model call and consumes once-flags; an
         escalate state applies its ``apply`` list; a continue state appends its prompt."""
         kind = self.states[state].kind
+        tables = self._tables
         entry: list[Directive] = []
         request_flags = flags
-        for name, bs in self.backstops.items():
-            if BACKSTOP_KIND[name] != kind:
-                continue
-            idx = self._counter_index[name]
+        spent = tables.backstops_of_kind[kind]
+        if spent:
             c = list(counters)
-            c[idx] += 1  # never past the cap: redirect() sent a spent backstop's entry elsewhere
+            for idx, bs in spent:
+                c[idx] += 1  # never past the cap: redirect() sent a spent backstop's entry elsewhere
+                if bs.warn_at is not None and bs.warning is not None and c[idx] == bs.warn_at:
+                    entry.append(Directive(Append(bs.warning)))
             counters = tuple(c)
-            if bs.warn_at is not None and bs.warning is not None and counters[idx] == bs.warn_at:
-                entry.append(Directive(Append(bs.warning)))
         if kind == "call":
             flags = flags - ONCE_FLAGS
             # the budget's one last call, let through by redirect() after its wrap_up
-            flags = flags | {b.flag("last_call") for b in self.budgets.values() if b.flag("wrap_up_entered") in flags and b.flag("reached") in flags}
-        if any(bs.wrap_up == state for bs in self.backstops.values()):
-            flags = flags | {WRAP_UP_FLAG}
-        flags = flags | {b.flag("wrap_up_entered") for b in self.budgets.values() if b.wrap_up == state}
+            if self.budgets:
+                flags = flags | {b.flag("last_call") for b in self.budgets.values() if b.flag("wrap_up_entered") in flags and b.flag("reached") in flags}
+        added = tables.entry_flags[state]
+        if added:
+            flags = flags | added
         if kind == "escalate":
             fl = set(flags)
             cs = list(counters)
@@ -318,7 +319,7 @@ class Policy:
                 if isinstance(a, PURE_ACTIONS):
                     self._apply(a, cs, fl, entry)
             flags, counters = frozenset(fl), tuple(cs)
-        entry.extend(self.entry_directives(state))
+        entry.extend(tables.entry_directives[state])
         return Config(state, counters, flags), request_flags, entry
 
     def budget_status(self, cfg: Config, amounts: Mapping[str, float], cost_unknown: bool = False) -> frozenset[str]:
@@ -400,6 +401,49 @@ class Policy:
 
     def render(self, template: str, variables: Mapping[str, Any]) -> str:
         return render_template(self.templates[template], variables, self.settings.max_message_bytes)
+
+
+@dataclass(frozen=True)
+class StepTables:
+    """A policy's per-state and per-kind constants, so a decision looks them up instead of
+    scanning the backstops and budgets again (a turn takes hundreds of decisions, the checker
+    millions). Derived from the policy alone; :meth:`Policy.step` is their only reader."""
+
+    backstops_of_kind: Mapping[str, tuple[tuple[int, Backstop], ...]]
+    """kind -> (counter index, backstop) of each backstop that entering a state of that kind spends."""
+    backstop_indices: Mapping[str, frozenset[int]]
+    """kind -> the counter indices of those backstops (a step into that kind is capped by them)."""
+    entry_flags: Mapping[str, frozenset[str]]
+    """state -> the flags entering it sets: ``wrap_up_entered`` for a backstop's (or budget's) wrap_up."""
+    entry_directives: Mapping[str, tuple[Directive, ...]]
+    """state -> :meth:`Policy.entry_directives`."""
+    entry_resets: Mapping[str, frozenset[int]]
+    """state -> the counters its ``apply`` list resets (escalate states)."""
+
+    @classmethod
+    def of(cls, policy: "Policy") -> "StepTables":
+        kinds = {s.kind for s in policy.states.values()}
+        of_kind = {k: tuple((policy.counter_index(name), bs) for name, bs in policy.backstops.items()
+                            if BACKSTOP_KIND[name] == k) for k in kinds}
+        entry_flags = {}
+        for name in policy.states:
+            flags = {WRAP_UP_FLAG} if any(bs.wrap_up == name for bs in policy.backstops.values()) else set()
+            flags.update(b.flag("wrap_up_entered") for b in policy.budgets.values() if b.wrap_up == name)
+            entry_flags[name] = frozenset(flags)
+        return cls(
+            backstops_of_kind=of_kind,
+            backstop_indices={k: frozenset(i for i, _ in v) for k, v in of_kind.items()},
+            entry_flags=entry_flags,
+            entry_directives={name: policy.entry_directives(name) for name in policy.states},
+            entry_resets={name: frozenset(a.index for a in s.apply if isinstance(a, Reset))
+                          for name, s in policy.states.items()},
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def offer_for(flags: frozenset[str]) -> Offer:
+    """:meth:`Offer.from_flags`, shared: a turn's requests are made under a handful of flag sets."""
+    return Offer.from_flags(flags)
 
 
 WRAP_UP_FLAG = "wrap_up_entered"

@@ -71,7 +71,7 @@ class Offer:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Step:
     """Everything one decision does. The interpreter carries it out and the checker reads it;
     neither decides anything a Step does not say.
@@ -110,6 +110,32 @@ class Step:
     measured: frozenset[str] = frozenset()
     """Budget flags this step added on entering a call state (what the interpreter measured and
     the configuration did not hold yet); passing them to ``step`` again repeats the step."""
+
+    def __init__(
+        self,
+        before: Config,
+        event: Event,
+        transition: Transition | None,
+        after: Config,
+        directives: tuple[Directive, ...],
+        redirected_from: str | None = None,
+        calls: str = CALLS_NONE,
+        fate: str | None = None,
+        refusal: str | None = None,
+        offer: Offer | None = None,
+        capped: frozenset[int] = frozenset(),
+        resets: frozenset[int] = frozenset(),
+        measured: frozenset[str] = frozenset(),
+    ) -> None:
+        """The fields, set in one dictionary update instead of the frozen dataclass's
+        ``object.__setattr__`` per field: a turn builds a Step per decision, the checker one per
+        edge it explores, and this halves the cost (``tests/test_record_constructors.py`` holds
+        the parameters to the fields)."""
+        self.__dict__.update(
+            before=before, event=event, transition=transition, after=after, directives=directives,
+            redirected_from=redirected_from, calls=calls, fate=fate, refusal=refusal, offer=offer,
+            capped=capped, resets=resets, measured=measured,
+        )
 
     @property
     def target(self) -> str:

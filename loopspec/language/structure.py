@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from .actions import Action, Increment
+from .actions import Action, Increment, Reset
 from .diagnostics import Position
 from .guards import Guard
 from .templates import DEFAULT_MAX_MESSAGE_BYTES
@@ -44,6 +44,16 @@ class Transition:
     @functools.cached_property
     def _increments(self) -> tuple[Increment, ...]:
         return tuple(a for a in self.actions if isinstance(a, Increment))
+
+    @functools.cached_property
+    def increment_indices(self) -> frozenset[int]:
+        """The counters the transition increments (a step taking it is capped by them)."""
+        return frozenset(i.index for i in self._increments)
+
+    @functools.cached_property
+    def reset_indices(self) -> frozenset[int]:
+        """The counters the transition resets."""
+        return frozenset(a.index for a in self.actions if isinstance(a, Reset))
 
 
 @dataclass(frozen=True)

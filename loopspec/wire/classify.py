@@ -23,7 +23,9 @@ from loopspec.language.alphabet import Event
 __all__ = [
     "classify_reply",
     "classify_exception",
+    "arguments_problem",
     "canonical_arguments",
+    "canonical_json",
     "parse_tool_arguments",
     "validate_tool_arguments",
     "is_overflow_message",
@@ -127,7 +129,12 @@ def validate_tool_arguments(arguments: str, spec: Mapping[str, Any] | None) -> s
     top-level property types, and ``additionalProperties: false``. Deeper checks belong to the
     tool itself; this only catches what models actually get wrong when they stream JSON.
     """
-    args = parse_tool_arguments(arguments)
+    return arguments_problem(parse_tool_arguments(arguments), spec)
+
+
+def arguments_problem(args: Mapping[str, Any] | None, spec: Mapping[str, Any] | None) -> str | None:
+    """:func:`validate_tool_arguments` of arguments already parsed (``None``: not a JSON object),
+    for a caller that parsed them once for every reader."""
     if args is None:
         return "arguments are not a JSON object"
     schema = _schema_of(spec)
@@ -163,6 +170,11 @@ def canonical_arguments(args_json: str) -> str:
         value = json.loads(args_json)
     except ValueError:
         return args_json.strip()
+    return canonical_json(value)
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical text of parsed arguments: keys sorted, no whitespace, as they were written."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
