@@ -18,6 +18,9 @@ from .clock import Clock
 from .results import TurnUsage
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 class BudgetMeter:
     """Measures one turn's amounts: working time is added up between measurements, less the waits."""
 
@@ -32,11 +35,15 @@ class BudgetMeter:
         """A backoff (a rate-limit wait) took ``seconds``: they are not working time."""
         self._waited += max(0.0, seconds)
 
-    def amounts(self) -> Mapping[str, float]:
-        """Every budget's amount now (working time brought up to date first)."""
+    def _count_working_time(self) -> None:
+        """Add the working time since the last measurement to the turn's usage."""
         now = self.clock.now()
         self.usage.working_time += max(0.0, now - self._mark - self._waited)
         self._mark, self._waited = now, 0.0
+
+    def amounts(self) -> Mapping[str, float]:
+        """Every budget's amount now (working time brought up to date first)."""
+        self._count_working_time()
         u = self.usage
         return {
             "input_tokens": float(u.prompt_tokens),
@@ -48,7 +55,7 @@ class BudgetMeter:
 
     def measure(self, cfg: Config) -> frozenset[str]:
         """The budget flags for the step taken from ``cfg`` (see ``Policy.step``'s ``measured``)."""
-        amounts = self.amounts()
-        if not self.policy.budgets:
-            return frozenset()
-        return self.policy.budget_status(cfg, amounts, self.usage.cost_unknown)
+        if not self.policy.budgets:  # nothing to measure; the working time is still the turn's usage
+            self._count_working_time()
+            return _NOTHING
+        return self.policy.budget_status(cfg, self.amounts(), self.usage.cost_unknown)

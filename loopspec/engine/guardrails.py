@@ -121,6 +121,8 @@ class GuardrailState:
             need = p * g.threshold
             if len(sigs) < need:
                 break
+            if need > p and sigs[-1] != sigs[-1 - p]:  # a cycle of period p repeats its last call p back
+                continue
             tail = sigs[-need:]
             if all(tail[i] == tail[i % p] for i in range(need)) and (p == 1 or len(set(tail[:p])) > 1):
                 return p

@@ -16,7 +16,7 @@ import functools
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
 
 from loopspec.wire.classify import classify_exception
 from loopspec.wire.deltas import Delta
@@ -58,8 +58,10 @@ def recorded_error(status: int, body: Any, headers: Mapping[str, str]) -> Record
     return (Timeout if status == 504 else RecordedHTTPError)(status, body, headers)
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):
+    """One step of a replayed stream: the pause before it, then its delta or the break that ends
+    the stream. A named tuple, not a dataclass: a corpus replay builds one per recorded chunk."""
+
     pause: float
     delta: Delta | None = None
     broken: StreamBroken | None = None

@@ -111,6 +111,12 @@ _JSON_TYPES: dict[str, Any] = {
 }
 
 
+def _is_json_type(value: Any, name: Any) -> bool:
+    """``value`` is of the JSON Schema type ``name``; a type this check does not know admits anything."""
+    check = _JSON_TYPES.get(name)
+    return True if check is None else bool(check(value))
+
+
 def _schema_of(spec: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """Accept a bare JSON schema, ``{"parameters": ...}`` or a whole OpenAI tool dict."""
     if not spec:
@@ -153,8 +159,7 @@ def arguments_problem(args: Mapping[str, Any] | None, spec: Mapping[str, Any] | 
         t = prop.get("type") if isinstance(prop, dict) else None
         if t is None:
             continue
-        types = t if isinstance(t, list) else [t]
-        if not any(_JSON_TYPES.get(tt, lambda v: True)(value) for tt in types):
+        if not (any(_is_json_type(value, tt) for tt in t) if isinstance(t, list) else _is_json_type(value, t)):
             return f"property {key!r} is not {t}"
     return None
 

@@ -13,6 +13,7 @@ import pytest
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
 from loopspec.replay.cassette_reader import load_cassette
 from loopspec.engine.history import history_problems
+from loopspec.engine.observers import TurnObserver
 from loopspec.journal import SqliteJournal
 from loopspec.replay.harness import replay_sync
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
@@ -179,3 +180,34 @@ def test_over_http_litellm_carries_the_recorded_cost_to_the_same_exhaustion() ->
     assert report.verdict == "pass", report.failures
     assert (r.halt_state, r.usage.model_calls) == ("out_of_budget", 6)
     assert r.usage.cost == pytest.approx(6 * 0.012) and not r.usage.cost_unknown
+
+
+def test_a_policy_without_budgets_still_counts_working_time_at_every_step() -> None:
+    """With no ``budgets:`` nothing is measured for the policy, but the usage a checkpoint (and so
+    a journal) carries keeps the working time up to date at every decision: a tool that works 6 s
+    counts as soon as the batch is decided, a 30 s rate-limit backoff never does."""
+    policy = load_policy(str(ROOT / "machines" / "default.yaml"))
+    assert not policy.budgets
+    clock = VirtualClock()
+    reg = ToolRegistry()
+
+    async def search(query: str) -> str:
+        await clock.sleep(6)
+        return "more"
+
+    reg.register(search, parameters={"type": "object", "properties": {"query": {"type": "string"}}})
+    seen: list[tuple[str, float]] = []
+    limited = ErrorResponse(429, {"error": {"message": "rate limited"}}, {"retry-after": "30"})
+    provider = InProcessProvider([reply(tool_calls=[("search", {"query": "q"})]), limited, reply("done")])
+
+    class Watch(TurnObserver):
+        def step_taken(self, step: Any, record: Any) -> None:
+            seen.append((step.event.name, turn.usage.working_time))
+
+    turn = Turn(policy, provider, model="openai/x", tools=reg, clock=clock, observers=[Watch()])
+    r = asyncio.run(turn.run(USER))
+    assert r.outcome == "completed", [(s.state, s.event, s.target) for s in r.trace]
+    assert clock.now() >= 36
+    after_batch = [t for name, t in seen if name == "ok"]
+    assert after_batch and after_batch[0] >= 6, seen
+    assert max(t for _, t in seen) < 30 and 6 <= r.usage.working_time < 30

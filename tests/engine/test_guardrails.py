@@ -3,6 +3,9 @@ survives compaction."""
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolCall, ToolResult
 from loopspec.language.model import Guardrail
@@ -117,3 +120,28 @@ def test_memory_restored_from_a_checkpoint_detects_as_the_uninterrupted_state_do
     from_old = GuardrailState(cfg)
     from_old.restore(older)
     assert [from_old.observe(b) for b in batches[2:]] == fired[2:]
+
+
+def _plain_period(sigs: list[tuple[str, str]], threshold: int, max_period: int) -> int:
+    """The doom-loop definition, written out with no shortcut: the shortest p in 1..max_period
+    whose last p calls repeat ``threshold`` times at the end (and, for p > 1, are not all one call)."""
+    for p in range(1, max_period + 1):
+        need = p * threshold
+        if len(sigs) < need:
+            return 0
+        tail = sigs[-need:]
+        if all(tail[i] == tail[i % p] for i in range(need)) and (p == 1 or len(set(tail[:p])) > 1):
+            return p
+    return 0
+
+
+@given(st.lists(st.integers(0, 2), max_size=24), st.integers(1, 4), st.integers(1, 6))
+def test_the_doom_loop_period_is_the_shortest_repeating_cycle_by_its_plain_definition(
+    tools: list[int], threshold: int, max_period: int
+) -> None:
+    """Whatever the sequence of calls, threshold and longest period, the detector's period (its
+    early rejections included) is the one the plain definition gives."""
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", threshold, "halt", max_period=max_period)})
+    for t in tools:
+        g.observe([result(f"t{t}", "{}", "same")])
+        assert g._cycle_period() == _plain_period(g.signatures, threshold, max_period)
