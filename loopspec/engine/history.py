@@ -14,22 +14,37 @@ from loopspec.wire.assemble import AssembledReply
 from .tools import ToolCall, ToolResult
 
 
-def tool_calls_of(reply: AssembledReply, taken: set[str] | frozenset[str] = frozenset()) -> list[ToolCall]:
+def tool_calls_of(reply: AssembledReply, taken: set[str] | frozenset[str] = frozenset(),
+                  taken_below: dict[str, int] | None = None) -> list[ToolCall]:
     """Complete tool calls, each with an id that no id in ``taken`` nor another call of the reply
     has: the provider's own id when it is fresh, else a deterministic one (``call_{index}``, or
     ``{id}_{n}`` with the first free ``n``). Providers may send no ids, and replayed replies repeat
-    theirs every round; a live provider rejects a history whose ids repeat."""
+    theirs every round; a live provider rejects a history whose ids repeat.
+
+    ``taken_below`` (id -> n) is where the search for an id's first free ``n`` may start: every
+    smaller ``n`` is known to be in ``taken``, a set that only grows. It is kept up to date here,
+    so a history whose replies repeat one id for a hundred rounds does not search a hundred."""
     used: set[str] = set()  # this reply's ids; ``taken`` is read, never copied (it grows every round)
     calls = []
     for c in reply.tool_calls:
         base = c.id or f"call_{c.index}"
-        cid, n = base, 1
+        n = 1 if taken_below is None else taken_below.get(base, 1)
+        cid = _numbered(base, n)
+        while cid in taken:
+            n += 1
+            cid = f"{base}_{n}"
+        if taken_below is not None:
+            taken_below[base] = n
         while cid in used or cid in taken:
             n += 1
             cid = f"{base}_{n}"
         used.add(cid)
         calls.append(ToolCall(id=cid, name=c.name or "", arguments=c.arguments or "{}"))
     return calls
+
+
+def _numbered(base: str, n: int) -> str:
+    return base if n == 1 else f"{base}_{n}"
 
 
 @dataclass
@@ -39,7 +54,11 @@ class Trajectory:
     keep_last: int = 6
     strip_thinking: bool = False
     call_ids: set[str] = field(default_factory=set)
-    """Every tool call id in the history: a new call gets none of them (:func:`tool_calls_of`)."""
+    """Every tool call id in the history: a new call gets none of them (:func:`tool_calls_of`).
+    It only grows (an id leaves the history never)."""
+    _taken_below: tuple[set[str], dict[str, int]] | None = field(default=None, init=False, repr=False, compare=False)
+    """Where :func:`tool_calls_of` may start its search for each id, for the ``call_ids`` set it was
+    learnt from (a history handed a new set starts over)."""
 
     def __post_init__(self) -> None:
         for m in self.messages:
@@ -49,7 +68,9 @@ class Trajectory:
 
     def calls_of(self, reply: AssembledReply) -> list[ToolCall]:
         """The reply's complete tool calls, with ids unique in this history."""
-        return tool_calls_of(reply, self.call_ids)
+        if self._taken_below is None or self._taken_below[0] is not self.call_ids:
+            self._taken_below = (self.call_ids, {})
+        return tool_calls_of(reply, self.call_ids, self._taken_below[1])
 
     def add_user(self, text: str) -> None:
         self.messages.append({"role": "user", "content": text})
