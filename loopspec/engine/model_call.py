@@ -66,12 +66,15 @@ class ModelCall:
         stream, asm = self.stream, ReplyAssembler()
         self.assembler = asm
         streamed: list[str] = []
+        deliver = self.consumers.on_delta is not None  # no consumer of text: nothing to hand each chunk to
+        wait, by_deadline = stall_timeout, False  # without a deadline every chunk waits as long
         try:
             while True:
                 if stop():
                     raise asyncio.CancelledError()
-                wait, by_deadline = bounded(self.clock, stall_timeout, self.deadline)
-                assert wait is not None
+                if self.deadline is not None:
+                    wait, by_deadline = bounded(self.clock, stall_timeout, self.deadline)
+                    assert wait is not None
                 try:
                     delta = await self.clock.next_chunk(stream, wait)
                 except StopAsyncIteration:
@@ -85,7 +88,8 @@ class ModelCall:
                 asm.feed(delta)
                 if delta is not None and delta.text:
                     streamed.append(delta.text)
-                    await self._deliver(delta.text)
+                    if deliver:
+                        await self._deliver(delta.text)
         except StallTimeout:
             await self.close()
             self.streamed = "".join(streamed)

@@ -47,3 +47,37 @@ def test_every_string_a_pattern_redacts_has_a_trigger(text: str) -> None:
     """The fast path's soundness: a string without a trigger has no secret span at all."""
     if secret_spans(text):
         assert _TRIGGER.search(text), text
+
+
+def _every_pattern_spans(text: str) -> list[tuple[int, int]]:
+    """:func:`secret_spans` with no pattern skipped: every pattern run over the whole text."""
+    from loopspec.wire import redaction
+
+    spans: list[tuple[int, int]] = []
+    for rx in redaction._SECRET_RES:
+        spans += [(m.start(), m.end()) for m in rx.finditer(text)]
+    for rx in redaction._GROUP_RES:
+        spans += [(m.start(1), m.end(1)) for m in rx.finditer(text) if m.group(1)]
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_a_pattern_is_skipped_only_where_it_cannot_match(text: str) -> None:
+    """Each pattern runs only on text holding a literal all its matches need; whatever the text,
+    the spans found are those of running every pattern."""
+    assert secret_spans(text) == _every_pattern_spans(text)
+
+
+@pytest.mark.parametrize("text", [
+    "sk-proj-abcdefghijklmnop", "gsk_abcdefghijklmnopqrstu", "xai-abcdefghijklmnopqrstu", "AIza" + "b" * 31,
+    "hf_abcdefghijklmnopqrstu", "ghs_abcdefghijklmnopqrstu", "ghr_abcdefghijklmnopqrstu", "AKIAABCDEFGHIJKLMNOP",
+    "Bearer abcdefgh", "Basic abcdefgh", "password: hunter22", "x?sig=abcdef", "https://user:pw@host",
+])
+def test_each_secret_shape_is_still_found_with_its_pattern_guarded(text: str) -> None:
+    assert secret_spans(text) == _every_pattern_spans(text) != []
