@@ -177,7 +177,7 @@ def priced(delta: Delta, model: str) -> Delta:
         return delta
     if not 0 <= cost < float("inf"):
         return delta
-    return dataclasses.replace(delta, usage=dataclasses.replace(u, cost=cost))
+    return delta._replace(usage=dataclasses.replace(u, cost=cost))
 
 
 def delta_from_litellm_response(response: Any) -> Delta:

@@ -167,12 +167,13 @@ def _items_for_chunks(resp: StreamResponse) -> list[_Item]:
     serialise-and-parse round trip per chunk."""
     chunks = resp.chunks or ()
     items: list[_Item] = []
+    cut, pause_at = resp.disconnect_after, resp.pause_at
     for k, chunk in enumerate(chunks):
-        if resp.disconnect_after is not None and k >= resp.disconnect_after:
+        if cut is not None and k >= cut:
             break
-        pause = resp.pause_at(k)
+        pause = pause_at(k)
         try:
-            items.append(_Item(pause, delta=delta_from_chunk_dict(chunk)))
+            items.append(_Item(pause, delta_from_chunk_dict(chunk)))
         except StreamBroken as exc:
             items.append(_Item(pause, broken=exc))
             return items

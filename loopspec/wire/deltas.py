@@ -1,13 +1,14 @@
 """The normalised delta stream: the one internal boundary between providers and the engine.
 
 The live litellm provider and the in-process replay both turn whatever they read (litellm
-``ModelResponseStream`` objects, raw OpenAI chunk JSON) into these small frozen records, so the
+``ModelResponseStream`` objects, raw OpenAI chunk JSON) into these small immutable records, so the
 assembler, the classifier and the interpreter never see a provider-specific object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["ToolCallFragment", "Usage", "Delta"]
 
@@ -35,13 +36,16 @@ class Usage:
     unknown, and a ``cost`` budget is not charged for it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delta:
+class Delta(NamedTuple):
     """What one chunk added to the reply.
 
     ``thinking_blocks`` carries Anthropic-style thinking fragments (dicts with ``type``
     ``thinking``/``redacted_thinking`` and ``thinking``/``signature``/``data``); the assembler
     merges them the way the provider expects them replayed.
+
+    A named tuple rather than a frozen dataclass: one is built per streamed chunk (a corpus replay
+    builds tens of thousands), and a tuple is built in a third of the time. Change one with
+    ``delta._replace(...)``.
     """
 
     text: str = ""
