@@ -149,16 +149,18 @@ class Policy:
             after = Config(halt, cfg.counters, cfg.flags)
             # the turn ends in policy_error, which events_handled reports; the calls are dropped
             return Step(cfg, event, None, after, (), calls=calls, fate=None if calls == CALLS_NONE else FATE_DROP)
-        counters = list(cfg.counters)
-        flags = set(cfg.flags)
         directives: list[Directive] = []
-        for action in t.actions:
-            self._apply(action, counters, flags, directives)
+        counters: list[int] | tuple[int, ...] = cfg.counters
+        flags: set[str] | frozenset[str] = cfg.flags
+        if t.actions:  # else the configuration's own tuple and set serve, unchanged
+            counters, flags = list(counters), set(flags)
+            for action in t.actions:
+                self._apply(action, counters, flags, directives)
         target = self.redirect(t.target, counters, flags)
         new: frozenset[str] = frozenset()
         if self.budgets and self.states[target].kind == "call" and not measured <= flags:
             new = measured - flags
-            flags |= measured
+            flags = flags | measured
             target = self.redirect(target, counters, flags)
             if self.states[target].kind == "call":
                 directives.extend(Directive(Append(b.warning)) for b in self.budgets.values()
@@ -242,15 +244,18 @@ class Policy:
         redirects to: a ``tool_batches.exhausted`` that is a call state is still subject to the
         model-call backstop, so no entry escapes a spent cap.
         """
+        nxt = self._redirect_once(target, counters, flags)
+        if nxt == target:  # most entries: no backstop applies
+            return target
         seen = {target}
         while True:
-            nxt = self._redirect_once(target, counters, flags)
-            if nxt == target:
-                return target
             if nxt in seen:  # pragma: no cover - the validator rejects exhausted targets that loop
                 return self.policy_error_state()
             seen.add(nxt)
             target = nxt
+            nxt = self._redirect_once(target, counters, flags)
+            if nxt == target:
+                return target
 
     def redirect_targets(self, target: str) -> tuple[str, ...]:
         """Every state :meth:`redirect` may send an entry into ``target`` to (for drawing and for
