@@ -150,14 +150,19 @@ def corpus_cli(n: int, rounds: int = 3) -> None:
     off and warm, side by side; each figure is the best of ``rounds`` runs of the whole command,
     the arms interleaved (start-up included, about 0.2 s, which a column also shows subtracted). The CPU column is the time every process of
     the command spent on a core: on a machine shared with other work (load above the core count)
-    it is the per-core cost, where wall x jobs counts the waiting too."""
+    it is the per-core cost, where wall x jobs counts the waiting too. The commands run with compiled
+    bytecode (as an installed package has it), and a calibration loop runs in every round: the
+    figures are this machine's at that hour, and they move with it."""
     tmp = Path(tempfile.mkdtemp(prefix="loopspec-cli-corpus-"))
     policy, pre = str(ROOT / "machines" / "default.yaml"), str(ROOT / "machines" / "hermes_pre_32012.yaml")
     cli = [sys.executable, "-m", "loopspec"]
     try:
         cdir = build_corpus(tmp, n)
         env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",  # after build_corpus: its files root
-                   LOOPSPEC_CACHE_DIR=str(tmp / "cache"))
+                   LOOPSPEC_CACHE_DIR=str(tmp / "cache"), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+        # compiled bytecode, as an installed package has it (pip writes it at install): without it
+        # every command compiles loopspec's modules afresh, about 0.1 s of start-up per process
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         startup = min(_wall(cli + ["replay", "--help"], env)[0] for _ in range(3))
         commands = {"replay": ["replay", str(cdir), "--machine", policy],
                     "diff": ["diff", policy, pre, "--corpus", str(cdir)]}
@@ -169,7 +174,9 @@ def corpus_cli(n: int, rounds: int = 3) -> None:
         for argv in commands.values():
             _wall(cli + argv + ["--json"], env)  # fills the cache: every "warm" row reads from it
         best: dict[tuple[str, int, str], tuple[float, float]] = {}
+        calibration = float("inf")
         for _ in range(rounds):  # interleaved, so a machine whose speed drifts slows every arm alike
+            calibration = min(calibration, _wall([sys.executable, "-c", CALIBRATION], env)[1])
             for name, jobs, cache, extra in arms:
                 run = _wall(cli + commands[name] + ["--jobs", str(jobs), "--json", *extra], env, keep=outputs.setdefault(name, set()))
                 best[name, jobs, cache] = min(best.get((name, jobs, cache), run), run)
@@ -180,8 +187,14 @@ def corpus_cli(n: int, rounds: int = 3) -> None:
             print(f"  {name:8s} {jobs:4d} {cache:>6s} {wall:7.2f}s {per:12.2f} {per * jobs:17.2f} {net:20.2f} {cpu / n * 1000:16.2f}")
         for name in commands:
             print(f"  {name}: every --jobs and cache setting printed {'the same' if len(outputs[name]) == 1 else 'DIFFERENT'} JSON")
+        print(f"  calibration: a fixed pure-Python loop took {calibration:.2f} s of CPU (best of {rounds}, interleaved "
+              f"with the arms): every figure above scales with it, and it moves by a third within an hour here")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+CALIBRATION = "x = 0\nfor i in range(6_000_000):\n    x = (x + i * 7) % 1_000_003\n"
+"""A fixed pure-Python workload (about a second of CPU): how fast the machine is during the run."""
 
 
 def _require_no_invalid(stdout: bytes, argv: list[str]) -> None:

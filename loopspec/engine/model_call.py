@@ -73,8 +73,9 @@ class ModelCall:
                 if stop():
                     raise asyncio.CancelledError()
                 if self.deadline is not None:
-                    wait, by_deadline = bounded(self.clock, stall_timeout, self.deadline)
-                    assert wait is not None
+                    left, by_deadline = bounded(self.clock, stall_timeout, self.deadline)
+                    assert left is not None
+                    wait = left
                 try:
                     delta = await self.clock.next_chunk(stream, wait)
                 except StopAsyncIteration:

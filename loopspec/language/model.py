@@ -75,14 +75,10 @@ class Policy:
 
     # -- configuration ----------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def counter_names(self) -> tuple[str, ...]:
         """The counters' names, in index order (read on every step's trace record: built once)."""
-        names: tuple[str, ...] | None = self.__dict__.get("_counter_names")
-        if names is None:
-            names = tuple(c.name for c in self.counters)
-            object.__setattr__(self, "_counter_names", names)
-        return names
+        return tuple(c.name for c in self.counters)
 
     def counter_index(self, name: str) -> int:
         return self._counter_index[name]
