@@ -47,3 +47,13 @@ def test_a_reply_that_repeats_its_id_every_round_gets_the_next_suffix_each_time(
         history.add_tool_round("", calls, [ToolResult(c, "ok", True) for c in calls])
         got.append(calls[0].id)
     assert got == ["a", "a_2", "a_3", "a_4", "a_5"]
+
+
+def test_the_search_for_a_free_suffix_starts_where_the_history_says() -> None:
+    """``taken_below`` is trusted: every smaller suffix counts as taken (that is what makes a
+    repeated id cost one lookup), and it is moved on to the first suffix not in ``taken``."""
+    below = {"a": 3}
+    assert [c.id for c in tool_calls_of(_reply(["a", None]), set(), below)] == ["a_3", "call_1"]
+    assert below == {"a": 3, "call_1": 1}
+    below = {"a": 2}
+    assert [c.id for c in tool_calls_of(_reply(["a"]), {"a_2", "a_3"}, below)] == ["a_4"] and below["a"] == 4

@@ -124,3 +124,18 @@ def test_the_schema_describes_budgets() -> None:
     props = json_schema()["properties"]["budgets"]["properties"]
     assert set(props) == {"input_tokens", "output_tokens", "reasoning_tokens", "cost", "working_time"}
     assert props["cost"]["required"] == ["max", "exhausted"]
+
+
+def test_the_last_call_needs_both_the_wrap_up_and_the_spent_budget() -> None:
+    """A call entered after the budget's wrap_up state but before the budget is spent is not its
+    last call: once the budget is spent, the turn still gets the one last call the wrap_up grants
+    (a ``last_call`` flag set early would end it at once)."""
+    from loopspec.language.config import Config
+
+    p = load_policy_text(EXAMPLE, "budgets.yaml")
+    cfg = p.initial_config()
+    wrapped = Config("summarize", cfg.counters, frozenset({"cost_wrap_up_entered"}))
+    early = p.step(wrapped, Event("done"))
+    assert early.after.state == "ask" and "cost_last_call" not in early.after.flags
+    spent = to_call(p, early.after, frozenset({"cost_reached"}))
+    assert spent.after.state == "ask" and "cost_last_call" in spent.after.flags  # type: ignore[attr-defined]

@@ -192,6 +192,7 @@ def test_an_unmatched_event_drops_its_calls_and_keeps_the_configuration() -> Non
     cfg = _at(p, "read", retries=1)
     step = p.step(cfg, Event("stalled", {"mid_tool_call": True}))
     assert step.transition is None
+    assert step.before is cfg and step.event == Event("stalled", {"mid_tool_call": True}), "where and on what it failed"
     assert step.after == Config(p.policy_error_state(), cfg.counters, cfg.flags)
     assert (step.calls, step.fate) == ("partial", "drop")
     assert step.directives == () and step.appended == ()

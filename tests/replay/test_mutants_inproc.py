@@ -191,3 +191,21 @@ def test_the_items_of_a_stream_broken_in_band_end_at_the_break() -> None:
     for resp in (StreamResponse(sse=sse), StreamResponse(chunks=(ok, bad, ok, ok))):
         items = stream_items(resp)
         assert len(items) == 2 and items[0].delta is not None and items[-1].broken is not None, items
+
+
+def test_every_item_of_a_chunk_stream_carries_its_pause_and_a_trailing_stall_stalls() -> None:
+    """Plants of ``_items_for_chunks`` (2026-12-02): the pause before an in-band error became None
+    (a virtual clock cannot compare it), the disconnect's message was reworded, and the stall
+    recorded after the last chunk was read at the wrong position and dropped."""
+    from loopspec.replay.inproc import stream_items
+    from loopspec.replay.interactions import Pause, StreamResponse
+
+    ok = {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+    bad = {"error": {"message": "overloaded", "type": "server_error"}}
+    broken = stream_items(StreamResponse(chunks=(ok, bad), pauses=(Pause(1, 3.0),)))
+    assert [i.pause for i in broken] == [0.0, 3.0] and broken[-1].broken is not None
+    cut = stream_items(StreamResponse(chunks=(ok, ok), disconnect_after=1))
+    assert cut[-1].broken is not None and cut[-1].broken.event.attrs["message"] == "connection dropped mid-stream"
+    trailing = stream_items(StreamResponse(chunks=(ok, ok), stall_after=2, stall_seconds=9.0))
+    assert [(i.pause, i.delta) for i in trailing][-1] == (9.0, None) and len(trailing) == 3
+    assert len(stream_items(StreamResponse(chunks=(ok, ok)))) == 2, "no stall recorded: no trailing item"

@@ -258,3 +258,15 @@ def test_canonical_arguments():
     assert canonical_arguments("") == canonical_arguments("{}") == "{}"
     assert canonical_arguments(' {"a": ') == '{"a":'
     assert canonical_arguments('{"a": "é"}') == '{"a":"é"}'
+
+
+def test_a_list_of_types_admits_a_value_of_any_of_them_and_no_other() -> None:
+    spec = {"type": "object", "properties": {"x": {"type": ["string", "null"]}}}
+    assert validate_tool_arguments('{"x": "a"}', spec) is None and validate_tool_arguments('{"x": null}', spec) is None
+    assert validate_tool_arguments('{"x": 5}', spec) == "property 'x' is not ['string', 'null']"
+
+
+def test_a_property_whose_schema_is_not_an_object_admits_anything() -> None:
+    spec = {"type": "object", "properties": {"x": True, "y": {"type": "integer"}}}
+    assert validate_tool_arguments('{"x": [1], "y": 2}', spec) is None
+    assert validate_tool_arguments('{"x": [1], "y": "2"}', spec) == "property 'y' is not integer"

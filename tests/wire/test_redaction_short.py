@@ -81,3 +81,13 @@ def test_a_pattern_is_skipped_only_where_it_cannot_match(text: str) -> None:
 ])
 def test_each_secret_shape_is_still_found_with_its_pattern_guarded(text: str) -> None:
     assert secret_spans(text) == _every_pattern_spans(text) != []
+
+
+def test_every_occurrence_of_a_literal_secret_is_found_overlapping_ones_too() -> None:
+    assert secret_spans("x abcdefgh y abcdefgh z abcdefgh", ["abcdefgh"]) == [(2, 10), (13, 21), (24, 32)]
+    assert secret_spans("a" * 9, ["a" * 8]) == [(0, 9)], "occurrences at 0 and 1 overlap into one span"
+
+
+def test_spans_that_touch_are_merged_into_one() -> None:
+    assert secret_spans("abcdefghijklmnop!", ["abcdefgh", "ijklmnop"]) == [(0, 16)]
+    assert redact_text("abcdefghijklmnop!", ["abcdefgh", "ijklmnop"]) == f"{REDACTED}!"
