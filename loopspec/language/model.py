@@ -99,7 +99,6 @@ class Policy:
         """What :meth:`step` reads about each state and kind, derived once from the policy."""
         return StepTables.of(self)
 
-
     def enabled(self, t: Transition, cfg: Config, event: Event) -> bool:
         """A transition is enabled when its guard holds and its increments stay within their caps."""
         if not t.guard.evaluate(self, cfg, event):
@@ -408,7 +407,7 @@ class Policy:
 class StepTables:
     """A policy's per-state and per-kind constants, so a decision looks them up instead of
     scanning the backstops and budgets again (a turn takes hundreds of decisions, the checker
-    millions). Derived from the policy alone; :meth:`Policy.step` is their only reader."""
+    millions). Derived from the policy alone; only :meth:`Policy.step` and its helpers read them."""
 
     backstops_of_kind: Mapping[str, tuple[tuple[int, Backstop], ...]]
     """kind -> (counter index, backstop) of each backstop that entering a state of that kind spends."""
