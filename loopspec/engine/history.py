@@ -66,6 +66,23 @@ class Trajectory:
                 if isinstance(tc, dict) and isinstance(tc.get("id"), str):
                     self.call_ids.add(tc["id"])
 
+    _user_scan: tuple[list[dict[str, Any]], int, int | None] | None = field(default=None, init=False, repr=False, compare=False)
+    """(the message list scanned, how far, the index of the last user message in it)."""
+
+    def last_user_content(self) -> str:
+        """The content of the history's last user message ("" when there is none), as a request
+        sent without compaction ends its user part: found by reading only the messages added since
+        the last time (the history only grows), not the whole history at every call."""
+        msgs = self.messages
+        scanned, last = 0, None
+        if self._user_scan is not None and self._user_scan[0] is msgs and self._user_scan[1] <= len(msgs):
+            _, scanned, last = self._user_scan
+        for i in range(scanned, len(msgs)):
+            if msgs[i].get("role") == "user":
+                last = i
+        self._user_scan = (msgs, len(msgs), last)
+        return "" if last is None else str(msgs[last].get("content") or "")
+
     def calls_of(self, reply: AssembledReply) -> list[ToolCall]:
         """The reply's complete tool calls, with ids unique in this history."""
         if self._taken_below is None or self._taken_below[0] is not self.call_ids:

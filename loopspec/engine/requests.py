@@ -60,10 +60,13 @@ def build_request(
     )
 
 
-def record_of(request: ModelRequest) -> RequestRecord:
-    """What a turn remembers of a request it sent (for expectations: was it sent without tools?)."""
+def record_of(request: ModelRequest, last_user: str | None = None) -> RequestRecord:
+    """What a turn remembers of a request it sent (for expectations: was it sent without tools?).
+    ``last_user``: the content of the request's last user message when the caller knows it (the
+    history's own, for a request sent without compaction); else the messages are searched."""
     messages = request.messages
-    last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    if last_user is None:
+        last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     return RequestRecord(
         request.model,
         [t["function"]["name"] for t in request.tools or []],

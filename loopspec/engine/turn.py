@@ -461,7 +461,8 @@ class Turn:
             api_key=self.api_key,
             tool_choice=self.tool_choice,
         )
-        self.requests.append(record_of(request))
+        uncompacted = self.trajectory.compaction_level <= 0  # the request's user messages are the history's
+        self.requests.append(record_of(request, self.trajectory.last_user_content() if uncompacted else None))
         self._call_in_flight = True
         self.observers.notify("model_call_started", len(self.requests), request)
         event = judge_wait(await self._model_call.open(request, self.policy.settings.request_timeout), self.policy.settings.max_wait)
