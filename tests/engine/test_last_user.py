@@ -16,7 +16,7 @@ from loopspec.replay.synth import reply
 
 from _paths import ROOT
 
-operations = st.lists(st.sampled_from(["user", "empty_user", "assistant", "tools", "new_list", "truncate", "look"]), max_size=30)
+operations = st.lists(st.sampled_from(["user", "empty_user", "assistant", "tools", "new_list", "relabel", "truncate", "look"]), max_size=30)
 
 
 def _plain(messages: list[dict[str, Any]]) -> str:
@@ -40,6 +40,8 @@ def test_the_last_user_message_is_the_plain_searchs_whatever_the_history_went_th
             history.add_tool_round("", [call], [ToolResult(call, "r", True)])
         elif op == "new_list":
             history.messages = [dict(m) for m in history.messages[: len(history.messages) // 2]]
+        elif op == "relabel":  # a new list as long as the old, its user messages now the assistant's
+            history.messages = [dict(m, role="assistant") if m.get("role") == "user" else dict(m) for m in history.messages]
         elif op == "truncate":
             del history.messages[len(history.messages) // 2:]
         assert history.last_user_content() == _plain(history.messages), (k, op)
@@ -65,3 +67,19 @@ def test_every_recorded_request_names_the_last_user_message_it_sent() -> None:
     sent = [_plain(r.messages) for r in provider.requests]
     assert [r.last_user for r in result.requests] == sent
     assert sent[0] == "first" and "compacted" in sent[-1], (result.outcome, sent)
+
+
+def test_a_request_record_holds_what_the_request_carried() -> None:
+    """``record_of`` searching a request itself (a compacted one): no user message, or one with
+    no content, records "" ; and each other field is the request's own."""
+    from loopspec import ModelRequest
+    from loopspec.engine.requests import record_of
+
+    spec = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": None}, {"role": "assistant", "content": "a"}]
+    request = ModelRequest(model="m", messages=msgs, tools=spec, tool_choice="auto", max_tokens=7, reasoning_effort="low")
+    record = record_of(request)
+    assert (record.model, record.tools, record.tool_choice, record.last_user) == ("m", ["f"], "auto", "")
+    assert (record.message_count, record.reasoning_effort, record.max_tokens) == (3, "low", 7)
+    assert record_of(ModelRequest(model="m", messages=msgs[:1])).last_user == ""
+    assert record_of(request, last_user="known").last_user == "known"
