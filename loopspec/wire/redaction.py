@@ -27,16 +27,18 @@ REDACTED = "<redacted>"
 """What a secret becomes. Plain text that is valid inside a YAML plain scalar, a quoted scalar and a
 JSON string, and that none of the patterns below match again."""
 
-# Key shapes that are secrets wherever they appear.
-_KEY_PATTERNS = [
-    r"\bsk-(?:ant-|proj-|live-|test-|or-v1-)?[A-Za-z0-9_\-]{12,}",  # OpenAI, Anthropic, OpenRouter, ...
-    r"\bgsk_[A-Za-z0-9]{20,}",  # Groq
-    r"\bxai-[A-Za-z0-9]{20,}",  # xAI
-    r"\bAIza[0-9A-Za-z_\-]{30,}",  # Google
-    r"\bhf_[A-Za-z0-9]{20,}",  # Hugging Face
-    r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub
-    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
+# Key shapes that are secrets wherever they appear, each with the literals one of which every match
+# of it contains (a text holding none of them is not scanned with it).
+_KEY_SHAPES = [
+    (r"\bsk-(?:ant-|proj-|live-|test-|or-v1-)?[A-Za-z0-9_\-]{12,}", ("sk-",)),  # OpenAI, Anthropic, OpenRouter, ...
+    (r"\bgsk_[A-Za-z0-9]{20,}", ("gsk_",)),  # Groq
+    (r"\bxai-[A-Za-z0-9]{20,}", ("xai-",)),  # xAI
+    (r"\bAIza[0-9A-Za-z_\-]{30,}", ("AIza",)),  # Google
+    (r"\bhf_[A-Za-z0-9]{20,}", ("hf_",)),  # Hugging Face
+    (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub
+    (r"\bAKIA[0-9A-Z]{16}\b", ("AKIA",)),  # AWS access key id
 ]
+_KEY_PATTERNS = [p for p, _needs in _KEY_SHAPES]
 # ``Bearer <token>`` / ``Basic <creds>``: the token goes, the scheme stays.
 _AUTH_SCHEME = r"\b(?:Bearer|Basic)\s+(?!<redacted>)([A-Za-z0-9._~+/=\-]{6,})"
 # ``name = value`` / ``name: value`` / ``"name": "value"`` for credential-named fields.
@@ -58,15 +60,11 @@ _PARAM = (
 # Credentials inside a URL: ``https://user:pass@host``.
 _URL_USERINFO = r"(?<=://)([^/\s:@]+:[^/\s@]+)@"
 
-_SECRET_RES = [re.compile(p) for p in _KEY_PATTERNS]
-_GROUP_RES = [re.compile(_AUTH_SCHEME), re.compile(_KEY_VALUE), re.compile(_PARAM), re.compile(_URL_USERINFO)]
-_NEEDS: dict[re.Pattern[str], tuple[str, ...]] = dict(zip(
-    _SECRET_RES + _GROUP_RES,
-    [("sk-",), ("gsk_",), ("xai-",), ("AIza",), ("hf_",), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), ("AKIA",),
-     ("Bearer", "Basic"), (":", "="), ("=",), ("://",)],
-))
-"""For each pattern, text one of which every match of it contains: a pattern none of them is in
-the text cannot match, and is not run (an error message with a ``:`` is scanned by the one
+_SECRET_RES = [(re.compile(p), needs) for p, needs in _KEY_SHAPES]
+_GROUP_RES = [(re.compile(_AUTH_SCHEME), ("Bearer", "Basic")), (re.compile(_KEY_VALUE), (":", "=")),
+              (re.compile(_PARAM), ("=",)), (re.compile(_URL_USERINFO), ("://",))]
+"""Each pattern with the literals one of which every match of it contains: a pattern none of them
+is in the text cannot match, and is not run (an error message with a ``:`` is scanned by the one
 pattern that needs it, not by eleven). ``tests/wire/test_redaction_short.py`` holds them to it."""
 _SENSITIVE_KEY = re.compile(r"(?i)^(?:" + _CRED_NAMES + r")$")
 
@@ -74,11 +72,11 @@ _SENSITIVE_KEY = re.compile(r"(?i)^(?:" + _CRED_NAMES + r")$")
 def secret_spans(text: str, secrets: Iterable[str] = ()) -> list[tuple[int, int]]:
     """The character ranges of ``text`` that are secrets, merged and sorted."""
     spans: list[tuple[int, int]] = []
-    for rx in _SECRET_RES:
-        if any(x in text for x in _NEEDS[rx]):
+    for rx, needs in _SECRET_RES:
+        if any(x in text for x in needs):
             spans += [(m.start(), m.end()) for m in rx.finditer(text)]
-    for rx in _GROUP_RES:
-        if any(x in text for x in _NEEDS[rx]):
+    for rx, needs in _GROUP_RES:
+        if any(x in text for x in needs):
             spans += [(m.start(1), m.end(1)) for m in rx.finditer(text) if m.group(1)]
     for s in secrets:
         if s:

@@ -54,9 +54,9 @@ def _every_pattern_spans(text: str) -> list[tuple[int, int]]:
     from loopspec.wire import redaction
 
     spans: list[tuple[int, int]] = []
-    for rx in redaction._SECRET_RES:
+    for rx, _needs in redaction._SECRET_RES:
         spans += [(m.start(), m.end()) for m in rx.finditer(text)]
-    for rx in redaction._GROUP_RES:
+    for rx, _needs in redaction._GROUP_RES:
         spans += [(m.start(1), m.end(1)) for m in rx.finditer(text) if m.group(1)]
     merged: list[tuple[int, int]] = []
     for a, b in sorted(spans):
