@@ -485,8 +485,9 @@ def run_modules(
             proc.wait()
     seconds = time.monotonic() - started
     verdicts = {m: collect(m) for m in modules}
-    if all(v["total"] + v.get("unchecked", 0) == 0 for v in verdicts.values()):
-        # the mapping run failed (a test failed on the unmutated code): there is nothing to record
+    if all(v["total"] == 0 for v in verdicts.values()):
+        # no mutant was run: the mapping run failed (a test failed on the unmutated code) or was
+        # stopped; recording it would overwrite the last real run with 0 / 0
         raise SystemExit(f"mutmut reached no verdict on {' '.join(modules)} (exit {proc.returncode}); see its output above")
     for module in modules:
         result = verdicts[module]

@@ -219,3 +219,12 @@ def test_a_cut_search_still_follows_the_loop_past_a_successor_it_never_expanded(
     assert (explored, complete) == (2, False)
     cex = assert_lasso(p, lasso)
     assert events(cex) == [("fix", "done"), ("again", "failed")] and cex.loop_start == 0
+
+
+def test_the_enumeration_limit_is_the_number_of_configurations_it_may_hold() -> None:
+    """A limit of exactly the reachable configurations completes; one fewer gives up (None)."""
+    an = build_analysis(policy(*HALTING))
+    total = enumerate_all(an)
+    assert total is not None and total.configs > 2
+    assert enumerate_all(build_analysis(policy(*HALTING)), limit=total.configs) is not None
+    assert enumerate_all(build_analysis(policy(*HALTING)), limit=total.configs - 1) is None

@@ -159,3 +159,42 @@ def test_a_guided_run_reaches_a_goal_behind_the_backstop_within_the_world_and_th
             return None
 
     assert deep_counterexample(an, g, goal, predicate, "x", world=Nothing())[0] is None
+
+
+def _guided_events(text: str) -> list[str]:
+    """The events of the guided run to ``out_of_calls`` in ``text``."""
+    from loopspec.verify.abstract_runs import deep_counterexample
+    from loopspec.verify.realiser import Realiser
+
+    from test_cover import small_policy
+
+    p = small_policy(text.replace("states:", "templates:\n  p: more\nstates:"))
+    an = build_analysis(p)
+    cex, _n = deep_counterexample(an, build_graph(an), lambda e: e.dst.state == "out_of_calls",
+                                  lambda step, child, viol: step.after.state == "out_of_calls", "x", world=Realiser(p))
+    assert cex is not None
+    return [s.event for s in cex.steps]
+
+
+def test_the_guided_run_takes_the_successor_nearer_the_goal() -> None:
+    """An empty reply leads back to the call through two continuations, the tool loop through none
+    (and it spends the tool backstop that ends the run): the guide prefers the tool loop, at
+    every round."""
+    from test_cover import SMALL
+
+    detour = SMALL.replace("empty: failed", "empty: n1") + (
+        "  n1: {kind: continue, prompt: p, on: {done: n2}}\n  n2: {kind: continue, prompt: p, on: {done: ask}}\n")
+    assert _guided_events(detour) == ["opened", "tool_calls", "ok"] * 3 + ["opened", "tool_calls"]
+
+
+def test_the_guided_run_weighs_one_spent_retry_as_two_steps() -> None:
+    """Towards the model-call backstop, the tool loop (through one continuation) is two steps longer
+    than an empty reply retried at once, but the retry spends a counter, which weighs two steps:
+    a tie, which the guide breaks towards spending nothing. Doubling the distances instead would
+    make the retry look nearer."""
+    from test_cover import SMALL
+
+    text = (SMALL.replace("empty: failed", "empty: {do: [{increment: retries}], to: ask}")
+            .replace("ok: ask", "ok: t2").replace("tool_batches: {max: 3", "tool_batches: {max: 50")
+            + "  t2: {kind: continue, prompt: p, on: {done: ask}}\n")
+    assert _guided_events(text) == ["opened", "tool_calls", "ok", "done"] * 5 + ["rate_limit"]

@@ -407,3 +407,54 @@ def test_every_unhandled_event_of_a_state_is_a_finding() -> None:
     res = r.properties["events_handled"]
     assert res.status == FAIL
     assert sorted((u.state, u.event) for u in r.structure.unhandled) == [("read", "broken"), ("read", "stalled")]
+
+
+def test_the_way_into_a_loop_ends_where_the_loop_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two steps lead into the loop ('start', then 'mid'): the first search may take both, since the
+    way in is the path to the loop's own nodes, not to the first node outside them ('mid' is one,
+    and a way in that stopped there would leave the first search stranded)."""
+    from test_check import HEAD
+
+    calls = _spy_searches(monkeypatch)
+    way_in = ("  start:\n    kind: continue\n    prompt: more\n    on: {done: mid}\n"
+              "  mid:\n    kind: continue\n    prompt: more\n    on: {done: ask}\n")
+    head = HEAD.replace("initial: ask", "initial: start")
+    res = check_policy(policy(way_in, CALL, stream(empty="ask"), TOOLS, HALTS, head=head)).properties["no_backstop_only_loops"]
+    assert calls == [(deciders.SEARCH_LIMIT // 4, True, True, True)]
+    assert events(res.counterexample)[:3] == [("start", "done"), ("mid", "done"), ("ask", "opened")]
+
+
+def test_each_loop_is_shown_with_its_own_bound() -> None:
+    """Two loops the backstops end: a cancelled call starting over (no counter; no cassette records
+    it, so it is searched first and kept as an alternative) and an empty retry whose counter the
+    tool loop resets. The shown run is the retry's, with the retry's counter and cap in its note,
+    not the cancel loop's bound."""
+    tools = TOOLS.replace("ok: ask", "ok: {do: [{reset: tries}], to: ask}")
+    cex = _backstop(CALL, stream(cancelled="ask", empty="{do: [{increment: tries}], to: ask}"), tools, HALTS).counterexample
+    assert cex is not None and cex.fires == ("read --empty[0]--> ask", 2)
+    assert cex.note.startswith("'read --empty[0]--> ask' fires 3 times although tries caps it at 2")
+    assert [a.note for a in cex.alternatives] == [_note_own("read --cancelled[0]--> ask")]
+
+
+def test_the_demonstration_counts_the_configurations_of_every_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configurations ``backstop_demo`` reports are the sum of its searches', from zero."""
+    from loopspec.verify import checker
+
+    real_search, real_demo = deciders.shortest_counterexample, checker.backstop_demo
+    explored: list[int] = []
+    totals: list[int] = []
+
+    def search(*args: Any, **kwargs: Any) -> Any:
+        path, n = real_search(*args, **kwargs)
+        explored.append(n)
+        return path, n
+
+    def demo(*args: Any) -> Any:
+        cex, total = real_demo(*args)
+        totals.append(total)
+        return cex, total
+
+    monkeypatch.setattr(deciders, "shortest_counterexample", search)
+    monkeypatch.setattr(checker, "backstop_demo", demo)
+    _backstop(CALL, stream(cancelled="ask"), TOOLS, HALTS)  # three searches, see above
+    assert len(explored) == 3 and totals == [sum(explored)]
