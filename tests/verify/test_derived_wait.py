@@ -60,3 +60,20 @@ def test_a_retry_loop_that_needs_wait_too_long_to_disagree_with_retry_after_neve
 )
 def test_a_retry_loop_whose_guard_a_provider_can_satisfy_is_found(guard: str) -> None:
     assert not halts(guard)
+
+
+@pytest.mark.parametrize(
+    ("guard", "dead"),
+    [
+        ("{attr: wait_too_long, in: [true, false]}", "ask --rate_limit[1]--> fail"),  # holds on every 429
+        ("{attr: wait_too_long, in: []}", "ask --rate_limit[0]--> done"),  # holds on none
+        ("{attr: wait_too_long, eq: false}", None),  # holds when retry_after <= max_wait, a real choice
+    ],
+)
+def test_a_test_on_wait_too_long_that_ignores_its_value_is_judged_as_it_is(guard: str, dead: str | None) -> None:
+    """A test on ``wait_too_long`` whose answer does not depend on the value is always (or never)
+    true, not a test on ``retry_after``: the transition behind an always-true one is shadowed, and
+    an always-false one is itself dead. A test that does depend on it leaves both reachable."""
+    text = POLICY.replace("[{when: GUARD, do: [{backoff: wait}], to: ask}, fail]", "[{when: " + guard + ", to: done}, fail]")
+    structure = check_policy(load_policy_text(text), strict=True).to_json()["structure"]
+    assert [d["transition"] for d in structure["shadowed_transitions"]] == ([dead] if dead else [])
