@@ -65,6 +65,13 @@ class ModelCall:
         after the turn's deadline is not waited for (:class:`DeadlinePassed`)."""
         stream, asm = self.stream, ReplyAssembler()
         self.assembler = asm
+        if stream is None:
+            # a stream state entered with no response open (a stub's mid_text back to the stream:
+            # the validator warns, LS402): nothing to read, which the policy hears as a broken stream
+            self.streamed, self.reply = "", asm.result()
+            return StreamBroken.make(
+                "disconnect", "no response is open: a stream state was entered other than by a call's 'opened'"
+            ).event
         streamed: list[str] = []
         deliver = self.consumers.on_delta is not None  # no consumer of text: nothing to hand each chunk to
         wait, by_deadline = stall_timeout, False  # without a deadline every chunk waits as long

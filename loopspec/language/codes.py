@@ -77,6 +77,9 @@ UNKNOWN_ATTRIBUTE = _code("LS305", "an attribute the event does not carry", "tes
 # -- LS4xx: warnings --------------------------------------------------------------------------------
 
 EMPTY_HALT_MESSAGE = _code("LS401", "a halt delivers an empty message", "say in the message why the turn ended")
+STREAM_WITHOUT_RESPONSE = _code(
+    "LS402", "a stream state entered with no response open", "enter a stream state only from a call state's 'opened'"
+)
 
 # -- LS6xx, LS7xx: cassettes and imported transcripts -----------------------------------------------
 

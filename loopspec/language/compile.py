@@ -95,6 +95,14 @@ class Compiler(Declarations, StateReader, ApprovalReader, BudgetReader):
                 root.pos_of("initial"),
                 self.unknown("state", initial, self.state_kinds),
             )
+        elif self.state_kinds[initial] == "stream":
+            self.warn(
+                codes.STREAM_WITHOUT_RESPONSE,
+                f"initial state '{initial}' is a stream state, and a turn starts with no response open: it hears 'broken'",
+                "initial",
+                root.pos_of("initial"),
+                "start the turn in a call state",
+            )
 
         states: dict[str, State] = {}
         for sname, sbody in states_map.items():

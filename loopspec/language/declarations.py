@@ -237,6 +237,14 @@ class Declarations(Resolver):
                         f"{path}.exhausted",
                         b.pos_of("exhausted"),
                     )
+                elif ek == "stream":
+                    self.warn(
+                        codes.STREAM_WITHOUT_RESPONSE,
+                        f"{name}.exhausted is a stream state: the turn arrives there with no response open, and hears 'broken'",
+                        f"{path}.exhausted",
+                        b.pos_of("exhausted"),
+                        "end in a halt state, or go to a call state",
+                    )
             wrap_up = b.get("wrap_up")
             if wrap_up is not None:
                 if name != "model_calls":

@@ -114,8 +114,8 @@ class StateReader(GuardReader, ActionReader, Lint):
     ) -> tuple[Transition, ...]:
         items: list[tuple[Any, Position, str]]
         if isinstance(body, str):
-            return (Transition(source, event, 0, Always(), (), body, pos=parent.pos_of(event)),) if self.ref_state(
-                body, path, parent.pos_of(event)
+            return (Transition(source, event, 0, Always(), (), body, pos=parent.pos_of(event)),) if self.ref_target(
+                kind, event, body, path, parent.pos_of(event)
             ) else ()
         if isinstance(body, YMap):
             items = [(body, body.pos, path)]
@@ -132,7 +132,7 @@ class StateReader(GuardReader, ActionReader, Lint):
         out: list[Transition] = []
         for order, (t, pos, tpath) in enumerate(items):
             if isinstance(t, str):
-                if self.ref_state(t, tpath, pos):
+                if self.ref_target(kind, event, t, tpath, pos):
                     out.append(Transition(source, event, order, Always(), (), t, pos=pos))
                 continue
             tm = self.expect_map(t, tpath, pos, "a transition ({when, do, to})")
@@ -152,7 +152,7 @@ class StateReader(GuardReader, ActionReader, Lint):
             if target is None:
                 self.error(codes.MISSING_KEY, "transition needs 'to' (the target state)", tpath, tm.pos)
                 continue
-            if not self.ref_state(target, f"{tpath}.to", tm.pos_of("to")):
+            if not self.ref_target(kind, event, target, f"{tpath}.to", tm.pos_of("to")):
                 continue
             bounded_by = tm.get("bounded_by")
             budgets = getattr(self, "budgets", {})

@@ -25,10 +25,28 @@ class Resolver(Checks):
         self.error(codes.UNKNOWN_NAME, f"unknown state {name!r}", path, pos, self.unknown("state", name, self.state_kinds))
         return False
 
+    def ref_target(self, source_kind: str, event: str, name: Any, path: str, pos: Position | None) -> bool:
+        """A transition's target: a declared state. A stream state entered other than by a call
+        state's ``opened`` (a stub's ``mid_text`` back to the stream, say) finds no response open
+        and hears ``broken``: legal, and covered by the checker, but almost always a mistake, so
+        it is warned about."""
+        if not self.ref_state(name, path, pos):
+            return False
+        if self.state_kinds[name] == "stream" and (source_kind, event) != ("call", "opened"):
+            self.warn(
+                codes.STREAM_WITHOUT_RESPONSE,
+                f"'{name}' is a stream state, and only a call state's 'opened' leaves a response open to read: "
+                "entered from here, it reads nothing and hears 'broken'",
+                path,
+                pos,
+                "send the turn to a call state instead (a new request opens a new stream)",
+            )
+        return True
+
     def check_wrap_up(self, name: Any, path: str, pos: Position | None) -> None:
         """A ``wrap_up`` (of the model-call backstop or a budget) names a state that prepares the
-        last call: an escalate or continue state, never a call, tool_exec or halt."""
-        if self.ref_state(name, path, pos) and self.state_kinds[name] in ("call", "tool_exec", "halt"):
+        last call: an escalate or continue state, never a call, stream, tool_exec or halt."""
+        if self.ref_state(name, path, pos) and self.state_kinds[name] in ("call", "stream", "tool_exec", "halt"):
             self.error(
                 codes.WRONG_STATE_KIND,
                 "wrap_up must be an escalate (or continue) state that prepares the last call",

@@ -140,3 +140,20 @@ def test_the_escape_policy_runs_to_its_backstop_through_the_interpreter() -> Non
     assert result.outcome in ("backstop", "tools_disabled")  # the wrap-up call, then its halt
     assert result.usage.model_calls == cap
     assert len(ran) == policy.backstops["tool_batches"].max
+
+
+def test_a_stream_state_entered_with_no_response_open_hears_broken_not_a_crash() -> None:
+    """A stub whose ``mid_text`` goes back to the stream state (LS402 warns): the stream is gone,
+    so the stream state hears ``broken`` (``cause: disconnect``) and takes its transition; the
+    turn ends where the policy says, with its history valid, and ``check`` covers the same path."""
+    text = HEAD.replace("{TOOL_CALLS}", "tools").replace("length: out", "length: cut").replace("broken: out", "broken: done") + (
+        "  cut:\n    kind: stub\n    on: {mid_text: read, mid_tool_call: out}\n")
+    policy = load_policy_text(text)
+    ran: list[str] = []
+    result = _turn(policy, [reply("half an answ", finish="length")], ran)
+    assert [(s.state, s.event) for s in result.trace] == [("ask", "opened"), ("read", "length"), ("cut", "mid_text"), ("read", "broken")]
+    last = result.trace[-1]
+    assert last.target == "done" and result.outcome == "completed"
+    assert history_problems(result.messages) == []
+    # the checker's model of a stream state includes this broken: the property set agrees
+    assert check_policy(policy).properties["history_valid"].status == "pass"

@@ -233,3 +233,59 @@ def test_positions_made_on_demand_are_the_parsers_own() -> None:
     assert items.pos_of(1) == Position(4, 5) and items.pos_of(9) == items.pos == Position(3, 3)
     assert list(items.item_pos) == [Position(3, 5), Position(4, 5)] == items.item_pos[0:2]
     assert items[1].key_pos["k"] == Position(4, 6)
+
+
+
+STUB = """\
+  cut:
+    kind: stub
+    on: {mid_text: MID, mid_tool_call: done}
+"""
+
+
+def warnings_of(text: str) -> list[str]:
+    policy, diags = validate_text(text, "p.yaml")
+    assert policy is not None, [d.format() for d in diags]
+    return [f"{d.code} {d.pos.line}:{d.pos.col} {d.path}" for d in diags if d.severity == "warning" and d.pos]
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        # a stub carrying on by reading the stream again: the form that crashed a turn
+        (lambda t: t.replace("      text: done\n", "      text: done\n      length: cut\n") + STUB.replace("MID", "read"),
+         "LS402 31:20 states.cut.on.mid_text"),
+        # the same as a guarded list item
+        (lambda t: t.replace("      text: done\n", "      text: done\n      length: cut\n") + STUB.replace("MID", "[{when: {counter: retries, lt: max}, to: read}, done]"),
+         "LS402 31:61 states.cut.on.mid_text[0].to"),
+        # a stream state sending the turn back to itself
+        (lambda t: t.replace("      text: done\n", "      text: done\n      empty: {do: [{increment: retries}], to: read}\n"),
+         "LS402 24:47 states.read.on.empty.to"),
+        # a call state's other events
+        (lambda t: t.replace("        - done\n", "        - read\n"), "LS402 19:11 states.ask.on.rate_limit[1]"),
+        # a turn that starts reading
+        (lambda t: t.replace("initial: ask", "initial: read"), "LS402 3:10 initial"),
+        # a refused tool batch sent to the stream
+        (lambda t: t.replace("tool_batches: {max: 3, exhausted: done}", "tool_batches: {max: 3, exhausted: read}"),
+         "LS402 10:37 backstops.tool_batches.exhausted"),
+    ],
+)
+def test_a_stream_state_entered_other_than_by_a_calls_opened_is_warned_about(edit: object, where: str) -> None:
+    """Only a call state's ``opened`` leaves a response open for a stream state to read; any other
+    way into one is legal (the state hears ``broken``) but warned about, LS402 at the target."""
+    assert warnings_of(edit(MINIMAL)) == [where]  # type: ignore[operator]
+
+
+def test_a_calls_opened_may_enter_any_stream_state_without_a_warning() -> None:
+    """Two stream states, each entered from its own call's ``opened``: nothing to say."""
+    text = MINIMAL.replace("      text: done\n", "      text: ask2\n") + (
+        "  ask2:\n    kind: call\n    on: {opened: read2, rate_limit: done}\n"
+        "  read2:\n    kind: stream\n    on: {text: done}\n")
+    assert warnings_of(text) == []
+
+
+def test_a_wrap_up_never_names_a_stream_state() -> None:
+    """``wrap_up`` prepares the last call: a stream state there is LS303, like a call or a halt."""
+    wrap = MINIMAL.replace("model_calls: {max: 5, exhausted: done}", "model_calls: {max: 5, exhausted: done, wrap_up: read}")
+    _policy, diags = validate_text(wrap, "p.yaml")
+    assert [(d.code, d.path) for d in diags] == [("LS303", "backstops.model_calls.wrap_up")]
