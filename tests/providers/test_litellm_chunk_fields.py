@@ -297,3 +297,27 @@ def test_reasoning_text_of_the_chunk_wins_over_the_details_text() -> None:
                              delta=Obj(content=None, reasoning_content="own words", reasoning_details=DETAILS))])
     delta = delta_from_litellm_chunk(chunk)
     assert delta.reasoning == "own words" and len(delta.thinking_blocks) == 1
+
+
+def test_every_kind_of_reasoning_detail_is_kept_in_order() -> None:
+    """An entry that is not a mapping is skipped (not the end of the list); an encrypted entry
+    becomes a redacted_thinking block with its data, and one without data is dropped; a text
+    entry gives a thinking block, and a signature alone still does; the texts join as they are."""
+    details = [
+        "not a mapping",
+        {"type": "reasoning.encrypted", "data": "opaque"},
+        {"type": "reasoning.encrypted", "data": ""},
+        {"type": "reasoning.text", "text": "First. "},
+        {"type": "reasoning.text", "text": "", "signature": "sig"},
+        {"type": "reasoning.text", "text": "Second."},
+        {"type": "reasoning.summary", "summary": "ignored"},
+    ]
+    chunk = Obj(choices=[Obj(index=0, finish_reason=None, delta=Obj(content=None, reasoning_details=details))])
+    delta = delta_from_litellm_chunk(chunk)
+    assert delta.thinking_blocks == (
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "First. ", "signature": None},
+        {"type": "thinking", "thinking": "", "signature": "sig"},
+        {"type": "thinking", "thinking": "Second.", "signature": None},
+    )
+    assert delta.reasoning == "First. Second."
