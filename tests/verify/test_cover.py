@@ -328,3 +328,46 @@ def test_an_item_no_recording_can_produce_is_missing_with_the_reason() -> None:
     assert warn in result.reachable and warn in result.missing
     assert "no run the outside world can produce" in result.missing[warn]
     assert Item("transition", "tools --no_progress[1]--> failed") in result.covered
+
+
+def test_the_coverage_report_counts_each_kind_and_rounds_the_ratio() -> None:
+    """The JSON report of a measured corpus: every field by name, the ratio to four places, and
+    per kind how many reachable items there are and how many the corpus fired."""
+    from loopspec.verify.corpus_coverage import CorpusCoverage
+
+    a, b, c = Item("transition", "a --x[0]--> b"), Item("transition", "b --y[0]--> a"), Item("halt", "done")
+    gone = Item("transition", "z --x[0]--> a")
+    cov = CorpusCoverage("small", [a, b, c], [gone], {a: ["1.yaml"], c: ["1.yaml", "2.yaml"]}, 2)
+    assert cov.to_json() == {
+        "policy": "small",
+        "cassettes": 2,
+        "reachable": 3,
+        "covered": 2,
+        "ratio": 0.6667,
+        "by_kind": {"transition": {"reachable": 2, "covered": 1}, "halt": {"reachable": 1, "covered": 1}},
+        "missing": [{"kind": "transition", "name": "b --y[0]--> a"}],
+        "unreachable": [{"kind": "transition", "name": "z --x[0]--> a"}],
+        "fired": {"halt:done": ["1.yaml", "2.yaml"], "transition:a --x[0]--> b": ["1.yaml"]},
+    }
+    assert CorpusCoverage("none", [], [], {}, 0).to_json()["ratio"] == 1.0
+
+
+def test_what_the_checker_proves_unreachable_is_listed_apart_from_the_reachable_items(small_cover: Any) -> None:
+    """A corpus's report lists as unreachable exactly the policy's items the checker proves no run
+    reaches, and never a reachable one."""
+    policy = small_policy()
+    cov = corpus_coverage(policy, [])
+    reachable = reachable_items(policy)
+    assert set(cov.reachable) == reachable and cov.reachable
+    assert set(cov.unreachable) == set(coverage_items(policy)) - reachable
+    assert not set(cov.unreachable) & reachable
+
+
+def test_a_turn_that_starts_in_a_halt_covers_that_halt_from_its_trace_too() -> None:
+    """A policy whose initial state is a halt: the turn takes no step, and both the steps and the
+    trace records of it cover that halt."""
+    from loopspec.verify.corpus_coverage import trace_items
+
+    policy = small_policy(SMALL.replace("initial: ask", "initial: done"))
+    assert trace_items(policy, []) == run_items(policy, []) == {Item("halt", "done")}
+    assert trace_items(small_policy(), []) == set()
