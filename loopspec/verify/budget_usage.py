@@ -27,7 +27,7 @@ FIELDS = {"input_tokens": "prompt_tokens", "output_tokens": "completion_tokens",
 
 def charge_budgets(policy: Policy, planned: Sequence[Any]) -> None:
     """Set the usage of each planned reply (PlannedStep.option.interaction), in place."""
-    if not policy.budgets or not any(p.measured for p in planned):
+    if not policy.budgets:
         return
     usage: dict[int, dict[str, Any]] = {}
     amounts = {name: 0.0 for name in policy.budgets}
@@ -66,14 +66,19 @@ def charge_budgets(policy: Policy, planned: Sequence[Any]) -> None:
         resp = p.option.interaction
         if policy.states[p.state].kind != "stream" or not isinstance(resp, StreamResponse):
             continue
-        u = usage.get(i, {})
+        needed = usage.get(i, {})
+        u = dict(needed)
         if "unknown" not in u and "cost" in policy.budgets:
+            # every reply says its cost (zero unless a level needs more), or the replay would
+            # measure cost_unknown where the path measured nothing
             u.setdefault("cost", 0.0)
+        u.pop("unknown", None)
         if not u:
             continue
         if resp.chunks is None or resp.stall_after is not None or resp.disconnect_after is not None:
-            raise NotReplayable(f"step {i + 1}'s reply cannot carry usage (a cut or raw stream)")
-        u.pop("unknown", None)
+            if any(k != "unknown" for k in needed):
+                raise NotReplayable(f"step {i + 1}'s reply cannot carry usage (a cut or raw stream)")
+            continue  # only the zero cost: a cut reply leaves its cost unknown, as a live one does
         body = usage_body({k: (v if k == "cost" else int(v)) for k, v in u.items()})
         chunks = (*resp.chunks[:-1], dict(resp.chunks[-1], usage=body))
         p.option = dataclasses.replace(p.option, interaction=dataclasses.replace(resp, chunks=chunks))

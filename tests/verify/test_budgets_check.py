@@ -230,3 +230,35 @@ def test_generated_policies_with_budgets_agree_with_the_reference(text: str) -> 
         c = S.compare(policy, mode=mode, absent=False, ref=ref)
         bad += [f"[{mode}] {f.kind}: {f.detail}" for f in c.findings if f.kind in KINDS and not f.absent_only]
     assert not bad, "\n".join(bad)
+
+
+def test_a_counterexample_that_measures_no_budget_still_says_every_replys_cost() -> None:
+    """A cost budget's counterexample whose path measures nothing (an empty halt after one answer):
+    its cassette's reply carries a zero cost, so the replay measures the cost as known, as the
+    path did, instead of cost_unknown on the next call entry."""
+    from loopspec.replay.harness import replay_sync
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+
+    policy = load_policy_text(EXAMPLE.replace('done: {kind: halt, outcome: completed, message: "{response}"}',
+                                              'done: {kind: halt, outcome: completed, message: ""}'), "budgets.yaml")
+    cex = check_policy(policy).properties["halt_message"].counterexample
+    assert cex is not None and not any(s.measured for s in cex.steps)
+    report = replay_sync(cassette_from_counterexample(policy, cex, "halt_message"), policy)
+    assert report.failures == ["property halt_message fails: halt done delivered an empty message"]
+    assert report.result.usage.cost_unknown is False and report.result.usage.cost == 0.0
+
+
+def test_a_cut_reply_that_no_level_needs_still_makes_a_cassette() -> None:
+    """A stalled reply cannot carry usage; under a cost budget whose path needs no level of it,
+    the reply is left without one (its cost unknown, as a live cut reply's is) rather than the
+    counterexample refused as not replayable."""
+    from loopspec.replay.harness import replay_sync
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+
+    policy = load_policy_text(EXAMPLE.replace("      text: done\n", "      text: failed\n")
+                              .replace("      stalled: failed\n", "      stalled: done\n"), "budgets.yaml")
+    cex = check_policy(policy).properties["halt_message"].counterexample
+    assert cex is not None and [s.event for s in cex.steps] == ["opened", "stalled"]
+    cassette = cassette_from_counterexample(policy, cex, "halt_message")
+    assert cassette.interactions[0].stall_after is not None
+    assert replay_sync(cassette, policy).failures == ["property halt_message fails: halt done delivered an empty message"]
