@@ -209,3 +209,34 @@ def test_every_item_of_a_chunk_stream_carries_its_pause_and_a_trailing_stall_sta
     trailing = stream_items(StreamResponse(chunks=(ok, ok), stall_after=2, stall_seconds=9.0))
     assert [(i.pause, i.delta) for i in trailing][-1] == (9.0, None) and len(trailing) == 3
     assert len(stream_items(StreamResponse(chunks=(ok, ok)))) == 2, "no stall recorded: no trailing item"
+
+
+def test_the_provider_keeps_every_request_it_was_sent_in_order() -> None:
+    """``requests`` is the replay's record of what the turn asked (``expect.requests`` and the
+    journal's resume read it): the request objects themselves, one per open, a refused one too."""
+    from loopspec.replay.synth import reply
+
+    provider = InProcessProvider([reply("one")])
+    first, second = request(), request(tools=True)
+    asyncio.run(provider.open(first))
+    with pytest.raises(ProviderError):
+        asyncio.run(provider.open(second))  # past the recording: diverged
+    assert provider.requests == [first, second] and provider.requests[0] is first
+    assert provider.diverged_at == 1 and provider.unconsumed == 0
+
+
+def test_a_stream_that_broke_is_over() -> None:
+    """After the break is raised, the stream is exhausted: reading on ends it, it does not fail
+    again or play the chunks after the break."""
+    from loopspec.providers.base import StreamBroken
+    from loopspec.replay.interactions import StreamResponse
+    from loopspec.replay.synth import reply_chunks
+
+    async def go() -> list[Any]:
+        stream = await InProcessProvider([StreamResponse(chunks=tuple(reply_chunks("Hello there, world.")), disconnect_after=1)]).open(request())
+        await stream.__anext__()
+        with pytest.raises(StreamBroken):
+            await stream.__anext__()
+        return [d async for d in stream]
+
+    assert asyncio.run(go()) == []
