@@ -1,0 +1,168 @@
+"""The coverage items of ``loopspec cover`` one function at a time: what each item is called, which
+items a policy has, which a step covers, and which events a policy's configuration never emits
+(so that their items are not counted as missing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopspec import load_policy_text
+from loopspec.language.alphabet import Event
+from loopspec.verify.cover import Item, coverage_items, move_items, silent_events, step_items
+
+from _policy_text import handles
+
+POLICY = """\
+loopspec: 1
+initial: ask
+counters:
+  tries: {max: 2}
+backstops:
+  model_calls: {max: 5, exhausted: out}
+  tool_batches: {max: 3, exhausted: out}
+states:
+  ask:
+    kind: call
+    on: CALL
+  read:
+    kind: stream
+    on: STREAM
+  tools:
+    kind: tool_exec
+    on: TOOLS
+  done: {kind: halt, outcome: completed, message: "{response}"}
+  out: {kind: halt, outcome: backstop, message: "stopped"}
+""".replace("CALL", handles("call", "out", opened="read")).replace(
+    "STREAM", handles("stream", "out", text="[{when: {counter: tries, lt: 1}, do: [{increment: tries}], to: ask}, "
+                                            "{when: {attr: chars, gt: 3}, to: done}, out]", tool_calls="tools")).replace(
+    "TOOLS", handles("tool_exec", "out", ok="ask"))
+
+
+def _policy(text: str = POLICY) -> Any:
+    return load_policy_text(text, "cover.yaml")
+
+
+def test_each_kind_of_item_says_what_covering_it_means() -> None:
+    assert Item("transition", "a --x[0]--> b").describe() == "fire a --x[0]--> b"
+    assert Item("guard_false", "a --x[0]--> b").describe() == "pass over a --x[0]--> b (its guard false)"
+    assert Item("halt", "done").describe() == "halt in done"
+
+
+def test_a_policy_has_an_item_per_transition_per_guard_and_per_halt_sorted() -> None:
+    """Every transition is an item; a guarded one is a second item (passed over, its guard false);
+    every halt state is one; the list is sorted and holds each once."""
+    policy = _policy()
+    items = coverage_items(policy)
+    assert items == sorted(set(items))
+    text = [i for i in items if i.name.startswith("read --text")]
+    assert text == [Item("guard_false", "read --text[0]--> ask"), Item("guard_false", "read --text[1]--> done"),
+                    Item("transition", "read --text[0]--> ask"), Item("transition", "read --text[1]--> done"),
+                    Item("transition", "read --text[2]--> out")]
+    halts = [i for i in items if i.kind == "halt"]
+    assert halts == [Item("halt", "__policy_error__"), Item("halt", "done"), Item("halt", "out")]
+    transitions = sum(len(s.all_transitions()) for s in policy.states.values())
+    assert len([i for i in items if i.kind == "transition"]) == transitions
+
+
+def test_a_move_covers_its_transition_the_guards_passed_over_before_it_and_the_halt_it_enters() -> None:
+    policy = _policy()
+    assert move_items(policy, "read", "text", "read --text[2]--> out", "out") == {
+        Item("transition", "read --text[2]--> out"), Item("guard_false", "read --text[0]--> ask"),
+        Item("guard_false", "read --text[1]--> done"), Item("halt", "out")}
+    # the first transition taken: no guard passed over, and no halt
+    assert move_items(policy, "read", "text", "read --text[0]--> ask", "ask") == {Item("transition", "read --text[0]--> ask")}
+    # no transition (an unhandled event): only the guards it passed over
+    assert move_items(policy, "read", "text", None, "read") == {
+        Item("guard_false", "read --text[0]--> ask"), Item("guard_false", "read --text[1]--> done")}
+
+
+def test_a_step_covers_what_its_move_does() -> None:
+    policy = _policy()
+    cfg = policy.step(policy.initial_config(), Event("opened", {})).after
+    step = policy.step(cfg, Event("text", {"chars": 10}))
+    assert step.transition is not None and step.transition.label == "read --text[0]--> ask"
+    assert step_items(policy, step) == {Item("transition", "read --text[0]--> ask")}
+    step = policy.step(policy.step(step.after, Event("opened", {})).after, Event("text", {"chars": 10}))
+    assert step_items(policy, step) == {Item("transition", "read --text[1]--> done"), Item("guard_false", "read --text[0]--> ask"),
+                                        Item("halt", "done")}
+
+
+def test_the_events_a_policy_never_hears_are_its_unconfigured_guardrails_and_a_timeout_without_limits() -> None:
+    """No guardrail configured: none of the four detectors speaks; one set to allow is as silent;
+    one that warns, corrects or halts is heard. A tool batch times out only under a limit."""
+    every = {("tool_exec", c) for c in ("repeated_exact_failure", "same_tool_failure", "no_progress", "doom_loop")}
+    assert silent_events(_policy()) == every | {("tool_exec", "timeout")}
+    guarded = POLICY.replace("states:", "guardrails:\n  no_progress: {threshold: 3, verdict: allow}\n"
+                                        "  doom_loop: {threshold: 3, verdict: warn}\nstates:")
+    assert silent_events(_policy(guarded)) == (every - {("tool_exec", "doom_loop")}) | {("tool_exec", "timeout")}
+    for limit in ("tool_timeout: 5", "tool_batch_timeout: 9"):
+        timed = POLICY.replace("states:", f"settings:\n  {limit}\nstates:")
+        assert silent_events(_policy(timed)) == every
+
+
+def test_an_unhandled_event_covers_no_transition() -> None:
+    """An event the state has no transition for (here one the stream never receives) covers
+    nothing but the halt the step ends in."""
+    policy = _policy()
+    assert move_items(policy, "read", "opened", None, "read") == set()
+    cfg = policy.step(policy.initial_config(), Event("opened", {})).after
+    step = policy.step(cfg, Event("opened", {}))
+    assert step.transition is None
+    assert step_items(policy, step) == ({Item("halt", step.after.state)} if policy.states[step.after.state].kind == "halt" else set())
+
+
+def _reachable_by_search(policy: Any) -> set[Item]:
+    """The same items by a plain breadth-first search of the abstract graph (the oracle)."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+
+    g = build_graph(build_analysis(policy))
+    silent = silent_events(policy)
+    heard = [e for e in g.edges if (policy.states[e.src.state].kind, e.step.event.name) not in silent]
+    seen, queue = {g.initial}, [g.initial]
+    while queue:
+        node = queue.pop(0)
+        for e in heard:
+            if e.src == node and e.dst not in seen:
+                seen.add(e.dst)
+                queue.append(e.dst)
+    out: set[Item] = set()
+    for e in heard:
+        if e.src in seen:
+            out |= step_items(policy, e.step)
+    return out
+
+
+def test_the_reachable_items_are_those_a_search_of_the_abstract_graph_finds() -> None:
+    """For every shipped policy, the fixed point ``reachable_items`` computes is what a plain
+    search finds: every state the turn can get to in any number of steps, not only those the
+    first pass over the edges reaches."""
+    from loopspec import load_policy
+    from loopspec.verify.cover import reachable_items
+
+    from _paths import MACHINES
+
+    for path in sorted(MACHINES.glob("*.yaml")):
+        policy = load_policy(str(path))
+        assert reachable_items(policy) == _reachable_by_search(policy), path.name
+
+
+def test_a_state_first_met_on_a_silent_event_is_still_reached_by_a_later_way_in() -> None:
+    """``x`` is first met on a tool batch's timeout, which this policy never emits (no time
+    limits), and is reached for real only later, through two continuations: the states behind it
+    are reachable, which a single pass over the graph's edges (in the order they were found)
+    misses, since their edges come before the way in."""
+    from loopspec.verify.cover import reachable_items
+
+    text = (POLICY.replace(handles("tool_exec", "out", ok="ask"), handles("tool_exec", "out", ok="w", timeout="x"))
+            .replace("states:", "templates: {p: go on}\nstates:")
+            + "  w: {kind: continue, prompt: p, on: {done: z}}\n"
+            "  z: {kind: continue, prompt: p, on: {done: x}}\n"
+            "  x: {kind: continue, prompt: p, on: {done: y}}\n"
+            "  y: {kind: continue, prompt: p, on: {done: hx}}\n"
+            "  hx: {kind: halt, outcome: completed, message: \"{response}\"}\n")
+    policy = _policy(text)
+    reachable = reachable_items(policy)
+    assert Item("halt", "hx") in reachable and Item("transition", "y --done[0]--> hx") in reachable
+    assert Item("transition", "tools --timeout[0]--> x") not in reachable
+    assert reachable == _reachable_by_search(policy)
