@@ -166,3 +166,61 @@ def test_a_state_first_met_on_a_silent_event_is_still_reached_by_a_later_way_in(
     assert Item("halt", "hx") in reachable and Item("transition", "y --done[0]--> hx") in reachable
     assert Item("transition", "tools --timeout[0]--> x") not in reachable
     assert reachable == _reachable_by_search(policy)
+
+
+def test_a_policy_that_starts_in_a_halt_reaches_that_halt() -> None:
+    from loopspec.verify.cover import reachable_items
+
+    policy = _policy(POLICY.replace("initial: ask", "initial: done"))
+    assert reachable_items(policy) == {Item("halt", "done")}
+
+
+def _small() -> tuple[Any, Any, Any]:
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+
+    policy = _policy()
+    an = build_analysis(policy)
+    return policy, an, build_graph(an)
+
+
+def test_the_witness_search_finds_the_shortest_run_to_each_item() -> None:
+    """Breadth first: the call's opening in one step, the answer's halt in two, the tool loop back
+    to the call in four (every node of each depth is looked at, none skipped)."""
+    from loopspec.verify.cover import witness_runs
+
+    policy, an, _g = _small()
+    targets = {Item("transition", "ask --opened[0]--> read"), Item("halt", "done"), Item("transition", "tools --ok[0]--> ask"),
+               Item("guard_false", "read --text[0]--> ask")}
+    found = witness_runs(policy, an, targets)
+    assert set(found) == targets
+    assert {i: len(p) for i, p in found.items()} == {
+        Item("transition", "ask --opened[0]--> read"): 1,
+        Item("guard_false", "read --text[0]--> ask"): 4,  # the retry first spends the one try
+        Item("halt", "done"): 4,
+        Item("transition", "tools --ok[0]--> ask"): 3,
+    }
+    assert all(i in step_items_of(policy, p[-1]) for i, p in found.items())
+
+
+def step_items_of(policy: Any, step: Any) -> set[Item]:
+    """The items the last step of a witness covers, from its recorded fields."""
+    return move_items(policy, step.state, step.event, step.transition, step.to)
+
+
+def test_the_witness_search_explores_no_more_configurations_than_its_limit() -> None:
+    """A limit of one configuration is the start alone: nothing is looked at past it."""
+    from loopspec.verify.cover import witness_runs
+
+    policy, an, _g = _small()
+    assert witness_runs(policy, an, {Item("transition", "ask --opened[0]--> read")}, limit=1) == {}
+
+
+def test_a_deep_witness_ends_on_a_step_that_covers_its_item() -> None:
+    """The guided search behind the backstops: its run's last step covers the item asked for."""
+    from loopspec.verify.cover import deep_witness
+
+    policy, an, g = _small()
+    item = Item("halt", "out")
+    run = deep_witness(policy, an, g, item)
+    assert run is not None and item in step_items_of(policy, run[-1])
