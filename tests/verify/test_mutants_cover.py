@@ -224,3 +224,39 @@ def test_a_deep_witness_ends_on_a_step_that_covers_its_item() -> None:
     item = Item("halt", "out")
     run = deep_witness(policy, an, g, item)
     assert run is not None and item in step_items_of(policy, run[-1])
+
+
+STOPPED = POLICY.replace("cancelled: out", "cancelled: stopped") + '  stopped: {kind: halt, outcome: cancelled, message: "stopped"}\n'
+
+
+def test_the_cover_report_lists_each_cassette_what_is_missing_and_why_and_what_is_unreachable() -> None:
+    """The JSON of ``cover``: each cassette by name and file with the items it covers (sorted), each
+    missing item with its reason, the unreachable items, and the counts."""
+    from loopspec.verify.cover import cover
+
+    policy = _policy(STOPPED)
+    result = cover(policy)
+    data = result.to_json()
+    assert set(data) == {"policy", "reachable", "covered", "cassettes", "missing", "unreachable"}
+    assert data["policy"] == policy.name and data["reachable"] == len(result.reachable)
+    assert data["covered"] == len(result.covered & set(result.reachable)) > 0
+    assert data["cassettes"] == [{"name": c.cassette.name, "file": c.cassette.file, "covers": [i.to_json() for i in sorted(c.items)]}
+                                 for c in result.cassettes] != []
+    assert all(set(m) == {"kind", "name", "reason"} for m in data["missing"]) and data["missing"]
+    assert [(m["kind"], m["name"]) for m in data["missing"]] == [(i.kind, i.name) for i in sorted(result.missing)]
+    assert data["unreachable"] == [i.to_json() for i in result.unreachable]
+    # a halt only a cancel reaches is the caller's to cover, and said so
+    assert result.missing[Item("halt", "stopped")].startswith("a cancel is the caller's")
+
+
+def test_the_search_limits_given_to_cover_are_the_ones_it_searches_within() -> None:
+    """With room for one configuration in each search, cover finds next to nothing; with the
+    default limits it finds every run the outside world can produce."""
+    from loopspec.verify.cover import cover
+
+    policy = _policy()
+    starved = cover(policy, search_limit=1, guided_limit=1)
+    full = cover(policy)
+    assert len(starved.covered) < len(full.covered)
+    assert any("within the search limits" in why for why in starved.missing.values())
+    assert not any("within the search limits" in why for why in full.missing.values())
