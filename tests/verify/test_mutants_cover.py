@@ -260,3 +260,30 @@ def test_the_search_limits_given_to_cover_are_the_ones_it_searches_within() -> N
     assert len(starved.covered) < len(full.covered)
     assert any("within the search limits" in why for why in starved.missing.values())
     assert not any("within the search limits" in why for why in full.missing.values())
+
+
+def test_cover_says_why_a_crash_a_tool_timeout_or_an_unfindable_run_is_missing() -> None:
+    """Halts only a resumed crash (interrupted_tool) or a tool outliving its timeout reach are
+    missing with their own reasons, and every other item is still searched after them."""
+    from loopspec.verify.cover import cover
+
+    text = (POLICY.replace(handles("tool_exec", "out", ok="ask"),
+                           handles("tool_exec", "out", ok="ask", interrupted_tool="crashed", timeout="slow"))
+            .replace("states:", "settings:\n  tool_timeout: 5\nstates:")
+            + '  crashed: {kind: halt, outcome: provider_error, message: "crashed"}\n'
+            + '  slow: {kind: halt, outcome: tool_timeout, message: "slow"}\n')
+    result = cover(_policy(text))
+    assert result.missing[Item("halt", "crashed")] == (
+        "only a turn resumed after a crash has an interrupted tool call: a cassette cannot record one")
+    assert result.missing[Item("halt", "slow")] == "a tool that outlives its timeout: cover does not write blocking tools yet"
+    assert result.missing[Item("transition", "tools --timeout[0]--> slow")] == result.missing[Item("halt", "slow")]
+    # items sorted after those (the read state's, the halts') were still searched and covered
+    assert Item("halt", "done") in result.covered and Item("halt", "out") in result.covered
+
+
+def test_an_item_no_search_finds_is_missing_with_the_reason() -> None:
+    from loopspec.verify.cover import cover
+
+    starved = cover(_policy(), search_limit=1, guided_limit=1)
+    assert ("no run the outside world can produce was found within the search limits "
+            "(the abstraction allows it; the classifier or the configuration may never say it)") in starved.missing.values()
