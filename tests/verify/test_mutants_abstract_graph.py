@@ -40,3 +40,18 @@ def test_one_step_measured_at_each_budget_level_is_an_edge_each() -> None:
     assert any(t[0] == "out" for t in targets)
     assert any(t[0] == "ask" and "input_tokens_warned" in t[1] for t in targets)
     assert any(t[0] == "ask" and "input_tokens_warned" not in t[1] for t in targets)
+
+
+def test_a_silent_stub_is_remembered_across_the_states_between_it_and_the_halt() -> None:
+    """A mid-tool-call stub that spends a continuation and then goes, through an escalation and no
+    model call, to a completed halt: the stub's silence is carried by the abstract node of the
+    state in between, so the check fails stub_not_silent with that run."""
+    text = (POLICY.replace("stalled: out", "stalled: cut")
+            + "  cut:\n    kind: stub\n    on: {mid_text: out, mid_tool_call: {do: [{increment: tries}], to: nudge}}\n"
+            + "  nudge:\n    kind: escalate\n    apply: [compact]\n    on: {done: done, failed: out}\n")
+    policy = _policy(text)
+    assert any(n.state == "nudge" and n.silent for n in build_graph(build_analysis(policy)).nodes)
+    result = check_policy(policy).properties["stub_not_silent"]
+    assert not result.passed and result.counterexample is not None
+    assert [(s.state, s.event) for s in result.counterexample.steps] == [
+        ("ask", "opened"), ("read", "stalled"), ("cut", "mid_tool_call"), ("nudge", "done")]
