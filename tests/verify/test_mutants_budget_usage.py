@@ -14,7 +14,7 @@ from loopspec.replay.synth import reply
 from loopspec.verify.budget_usage import charge_budgets
 from loopspec.verify.cassette_plan import PlannedStep
 from loopspec.verify.event_options import NotReplayable, Option
-from _policy_text import handles
+from _policy_text import tool_loop
 POLICY = """\
 loopspec: 1
 initial: ask
@@ -26,18 +26,10 @@ budgets:
   input_tokens: {max: 100, warn_at: 49.5, warning: w, exhausted: out}
   cost: {max: 2.5, exhausted: out}
 states:
-  ask:
-    kind: call
-    on: CALL
-  read:
-    kind: stream
-    on: STREAM
-  tools:
-    kind: tool_exec
-    on: TOOLS
-  done: {kind: halt, outcome: completed, message: "{response}"}
+LOOP  done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: budget, message: "spent"}
-""".replace("CALL", handles("call", "out", opened="[{when: {flag: input_tokens_warned}, to: read}, read]")).replace("STREAM", handles("stream", "out", text="done", tool_calls="tools")).replace("TOOLS", handles("tool_exec", "out", ok="ask"))
+""".replace("LOOP", tool_loop("out", {"opened": "[{when: {flag: input_tokens_warned}, to: read}, read]"},
+                              {"text": "done", "tool_calls": "tools"}, {"ok": "ask"}))
 
 
 def _policy(text: str = POLICY) -> Any:

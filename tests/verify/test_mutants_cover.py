@@ -10,7 +10,7 @@ from loopspec import load_policy_text
 from loopspec.language.alphabet import Event
 from loopspec.verify.cover import Item, coverage_items, move_items, silent_events, step_items
 
-from _policy_text import handles
+from _policy_text import handles, tool_loop
 
 POLICY = """\
 loopspec: 1
@@ -21,21 +21,13 @@ backstops:
   model_calls: {max: 5, exhausted: out}
   tool_batches: {max: 3, exhausted: out}
 states:
-  ask:
-    kind: call
-    on: CALL
-  read:
-    kind: stream
-    on: STREAM
-  tools:
-    kind: tool_exec
-    on: TOOLS
-  done: {kind: halt, outcome: completed, message: "{response}"}
+LOOP  done: {kind: halt, outcome: completed, message: "{response}"}
   out: {kind: halt, outcome: backstop, message: "stopped"}
-""".replace("CALL", handles("call", "out", opened="read")).replace(
-    "STREAM", handles("stream", "out", text="[{when: {counter: tries, lt: 1}, do: [{increment: tries}], to: ask}, "
-                                            "{when: {attr: chars, gt: 3}, to: done}, out]", tool_calls="tools")).replace(
-    "TOOLS", handles("tool_exec", "out", ok="ask"))
+""".replace("LOOP", tool_loop(
+    "out", {"opened": "read"},
+    {"text": "[{when: {counter: tries, lt: 1}, do: [{increment: tries}], to: ask}, {when: {attr: chars, gt: 3}, to: done}, out]",
+     "tool_calls": "tools"},
+    {"ok": "ask"}))
 
 
 def _policy(text: str = POLICY) -> Any:
