@@ -279,3 +279,12 @@ def test_an_item_no_search_finds_is_missing_with_the_reason() -> None:
     starved = cover(_policy(), search_limit=1, guided_limit=1)
     assert ("no run the outside world can produce was found within the search limits "
             "(the abstraction allows it; the classifier or the configuration may never say it)") in starved.missing.values()
+
+
+def test_cover_reports_its_progress_once_per_witness_run_counting_from_one() -> None:
+    from loopspec.verify.cover import cover
+
+    heard: list[tuple[int, int]] = []
+    cover(_policy(), progress=lambda done, total: heard.append((done, total)))
+    total = heard[0][1]
+    assert total > 1 and heard == [(i, total) for i in range(1, total + 1)]
