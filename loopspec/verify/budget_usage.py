@@ -66,8 +66,8 @@ def charge_budgets(policy: Policy, planned: Sequence[Any]) -> None:
         resp = p.option.interaction
         if policy.states[p.state].kind != "stream" or not isinstance(resp, StreamResponse):
             continue
-        needed = usage.get(i, {})
-        u = dict(needed)
+        u = usage.get(i, {})
+        needed = bool(u)  # a level (or a cost measured unknown) depends on this reply
         if "unknown" not in u and "cost" in policy.budgets:
             # every reply says its cost (zero unless a level needs more), or the replay would
             # measure cost_unknown where the path measured nothing
@@ -76,7 +76,7 @@ def charge_budgets(policy: Policy, planned: Sequence[Any]) -> None:
         if not u:
             continue
         if resp.chunks is None or resp.stall_after is not None or resp.disconnect_after is not None:
-            if any(k != "unknown" for k in needed):
+            if needed:
                 raise NotReplayable(f"step {i + 1}'s reply cannot carry usage (a cut or raw stream)")
             continue  # only the zero cost: a cut reply leaves its cost unknown, as a live one does
         body = usage_body({k: (v if k == "cost" else int(v)) for k, v in u.items()})

@@ -176,6 +176,11 @@ def _small() -> tuple[Any, Any, Any]:
     return policy, an, build_graph(an)
 
 
+def step_items_of(policy: Any, step: Any) -> set[Item]:
+    """The items the last step of a witness covers, from its recorded fields."""
+    return move_items(policy, step.state, step.event, step.transition, step.to)
+
+
 def test_the_witness_search_finds_the_shortest_run_to_each_item() -> None:
     """Breadth first: the call's opening in one step, the answer's halt in two, the tool loop back
     to the call in four (every node of each depth is looked at, none skipped)."""
@@ -193,11 +198,6 @@ def test_the_witness_search_finds_the_shortest_run_to_each_item() -> None:
         Item("transition", "tools --ok[0]--> ask"): 3,
     }
     assert all(i in step_items_of(policy, p[-1]) for i, p in found.items())
-
-
-def step_items_of(policy: Any, step: Any) -> set[Item]:
-    """The items the last step of a witness covers, from its recorded fields."""
-    return move_items(policy, step.state, step.event, step.transition, step.to)
 
 
 def test_the_witness_search_explores_no_more_configurations_than_its_limit() -> None:
