@@ -52,3 +52,54 @@ def test_hand_analyses_must_account_for_every_plant(tmp_path: Path) -> None:
     tool.HAND = bad
     with pytest.raises(SystemExit, match="9 plants accounted for, not 10"):
         tool.load_hand()
+
+
+def _survivor(name: str, change: str, status: str = "survived") -> dict[str, object]:
+    return {"name": name, "status": status, "line": 1, "mutation": change}
+
+
+def _last_run() -> dict[str, object]:
+    return {
+        "total": 7, "unchecked": 1, "unchecked_names": ["m.x_f__mutmut_9"], "detected": 5,
+        "counts": {"killed": 5, "survived": 2, "not checked": 1},
+        "survivors": [_survivor("m.x_f__mutmut_1", "`a` → `b`"), _survivor("m.x_f__mutmut_2", "`c` → `d`")],
+    }
+
+
+def test_a_rerun_in_a_fresh_copy_keeps_the_verdicts_it_did_not_rerun() -> None:
+    """Rerunning the two survivors in a fresh copy: the one now killed moves to the killed count,
+    the one that survives again stays listed, the unreached one stays not checked, and the five
+    killed by the last run stay killed although the fresh copy never ran them."""
+    fresh = {
+        "source_sha": "s",
+        "status_of": {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "survived", "m.x_f__mutmut_3": "not checked"},
+        "survivors": [_survivor("m.x_f__mutmut_2", "`c` → `d`")],
+    }
+    merged = _tool().merge_rerun(_last_run(), fresh, ["m.x_f__mutmut_1", "m.x_f__mutmut_2"])
+    assert merged["counts"] == {"killed": 6, "survived": 1, "not checked": 1}
+    assert (merged["detected"], merged["total"], merged["unchecked"]) == (6, 7, 1)
+    assert [s["name"] for s in merged["survivors"]] == ["m.x_f__mutmut_2"]
+    assert merged["unchecked_names"] == ["m.x_f__mutmut_9"]
+
+
+def test_a_rerun_that_did_not_reach_a_mutant_keeps_its_old_verdict() -> None:
+    """A rerun stopped before a named mutant ran leaves that mutant as it was (survived, listed);
+    a resumed mutant that ran leaves the not-run list."""
+    fresh = {"source_sha": "s", "status_of": {"m.x_f__mutmut_9": "killed"}, "survivors": []}
+    merged = _tool().merge_rerun(_last_run(), fresh, ["m.x_f__mutmut_1", "m.x_f__mutmut_9"])
+    assert merged["counts"] == {"killed": 6, "survived": 2}
+    assert [s["name"] for s in merged["survivors"]] == ["m.x_f__mutmut_1", "m.x_f__mutmut_2"]
+    assert merged["unchecked_names"] == [] and merged["unchecked"] == 0
+
+
+def test_a_rerun_refuses_names_that_now_mean_another_change() -> None:
+    """An edit renumbers a function's mutants: a survivor whose change reads differently, or a
+    module whose recorded source differs, is refused rather than merged into the wrong verdict."""
+    tool = _tool()
+    renamed = {"source_sha": "s", "status_of": {"m.x_f__mutmut_2": "survived"},
+               "survivors": [_survivor("m.x_f__mutmut_2", "`e` → `f`")]}
+    with pytest.raises(tool.RenumberedMutant, match="mutmut_2 now changes"):
+        tool.merge_rerun(_last_run(), renamed, ["m.x_f__mutmut_2"])
+    edited = {"source_sha": "new", "status_of": {}, "survivors": []}
+    with pytest.raises(tool.RenumberedMutant, match="changed since"):
+        tool.merge_rerun(dict(_last_run(), source_sha="old"), edited, ["m.x_f__mutmut_2"])

@@ -22,6 +22,7 @@ import argparse
 import ast
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -189,12 +190,61 @@ def collect(module: str) -> dict[str, Any]:
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     return {
+        "source_sha": hashlib.sha256(source.encode()).hexdigest(),
+        "status_of": statuses,
         "total": len(statuses) - counts.get("not checked", 0),
         "unchecked": counts.get("not checked", 0),
         "unchecked_names": sorted((k for k, v in statuses.items() if v == "not checked"), key=_mutant_order),
         "detected": sum(n for s, n in counts.items() if s in DETECTED),
         "counts": counts,
         "survivors": survivors,
+    }
+
+
+class RenumberedMutant(Exception):
+    """A rerun in a fresh copy whose mutant names no longer mean what the last run's did."""
+
+
+def merge_rerun(last: dict[str, Any], fresh: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A module's record after rerunning some of its mutants in a fresh `mutants/` copy.
+
+    A fresh copy knows only the verdicts of the mutants it ran; every other mutant keeps the verdict
+    of the last run (its killed ones are counts, not names), and so does a named one the rerun did
+    not reach. A rerun mutant's name must still mean the same change: mutmut numbers the mutants of
+    a function in order, so an edit of the function renumbers them. A module whose source differs
+    from the one the last run recorded, or a name whose change reads differently now, raises
+    :class:`RenumberedMutant`."""
+    if last.get("source_sha") and last["source_sha"] != fresh["source_sha"]:
+        raise RenumberedMutant("the module changed since its last run")
+    old_by_name = {s["name"]: s for s in last["survivors"]}
+    old_status = {n: "not checked" for n in last.get("unchecked_names", [])}
+    old_status.update({n: s["status"] for n, s in old_by_name.items()})
+    new_by_name = {s["name"]: s for s in fresh["survivors"]}
+    for name, record in new_by_name.items():
+        if name in old_by_name and record["mutation"] != old_by_name[name]["mutation"]:
+            raise RenumberedMutant(f"{name} now changes {record['mutation']}, not {old_by_name[name]['mutation']}")
+    new_status = {}
+    for name in names:
+        status = fresh["status_of"].get(name, "not checked")
+        new_status[name] = old_status[name] if status == "not checked" else status
+    counts = dict(last["counts"])
+    for name in names:
+        counts[old_status[name]] -= 1
+        counts[new_status[name]] = counts.get(new_status[name], 0) + 1
+    counts = {k: v for k, v in counts.items() if v}
+    survivors = [s for s in last["survivors"] if s["name"] not in names]
+    for name in names:
+        if new_status[name] in DETECTED or new_status[name] == "not checked":
+            continue
+        survivors.append(new_by_name.get(name) or old_by_name[name])
+    return {
+        "total": sum(counts.values()) - counts.get("not checked", 0),
+        "unchecked": counts.get("not checked", 0),
+        "unchecked_names": [n for n in last.get("unchecked_names", []) if new_status.get(n, "not checked") == "not checked"],
+        "detected": sum(n for s, n in counts.items() if s in DETECTED),
+        "counts": counts,
+        "survivors": sorted(survivors, key=lambda s: _mutant_order(s["name"])),
+        "source_sha": fresh["source_sha"],
     }
 
 
@@ -443,29 +493,34 @@ def run_modules(
     run never reached. Both work in the `mutants/` copy that run left, where mutmut finds new tests
     and maps them first; that copy must hold the same modules, since every full run starts afresh.
     """
-    empty = {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
+    empty: dict[str, Any] = {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
              "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
     results = {m: dict(empty) for m in modules if not has_functions(m)}
     modules = [m for m in modules if has_functions(m)]
     if not modules:
         return results
-    names: list[str] = []
+    names_of: dict[str, list[str]] = {}
     marker = ROOT / "mutants" / "loopspec-module.txt"
+    # a rerun goes on in the copy the last run left; without it, in a fresh copy whose verdicts
+    # are merged into the last run's (merge_rerun)
+    fresh = not (survivors or resume) or not marker.exists() or marker.read_text().split("\n") != modules
     if survivors or resume:
-        if not marker.exists() or marker.read_text().split("\n") != modules:
-            raise SystemExit(f"mutants/ does not hold the last run of {' '.join(modules)}: run it in full first")
         notes = load_notes()
         equivalent = {n for n, note in notes.items() if "equivalent" in note}  # no test can kill these
         for module in modules:
-            last = load_results()[module]
-            names += [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
-            names += last.get("unchecked_names", []) if resume else []
-        if not names:
+            last = load_results().get(module)
+            if last is None:
+                raise SystemExit(f"{module} has no recorded run: run it in full first")
+            names_of[module] = (
+                [s["name"] for s in last["survivors"] if s["name"] not in equivalent] if survivors else []
+            ) + (last.get("unchecked_names", []) if resume else [])
+        if not any(names_of.values()):
             raise SystemExit(f"nothing to rerun in {' '.join(modules)}")
-    else:
+    if fresh:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         marker.parent.mkdir()
         marker.write_text("\n".join(modules))
+    names = [n for module in modules for n in names_of.get(module, [])]
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", LITELLM_LOCAL_MODEL_COST_MAP="True")
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -485,6 +540,20 @@ def run_modules(
             proc.wait()
     seconds = time.monotonic() - started
     verdicts = {m: collect(m) for m in modules}
+    if fresh and names:
+        reached = any(v["status_of"].get(n, "not checked") != "not checked" for v in verdicts.values() for n in names)
+        if not reached:
+            raise SystemExit(f"mutmut reached no verdict on {' '.join(modules)} (exit {proc.returncode}); see its output above")
+        last_results = load_results()
+        for m in list(modules):
+            try:
+                verdicts[m] = merge_rerun(last_results[m], verdicts[m], names_of[m])
+            except RenumberedMutant as exc:  # its last record stands; the others are merged
+                print(f"{m}: not recorded, {exc}: run it in full")
+                modules.remove(m)
+                del verdicts[m]
+    for v in verdicts.values():
+        v.pop("status_of", None)  # every mutant's verdict: only what the record needs is kept
     if all(v["total"] == 0 for v in verdicts.values()):
         # no mutant was run: the mapping run failed (a test failed on the unmutated code) or was
         # stopped; recording it would overwrite the last real run with 0 / 0
