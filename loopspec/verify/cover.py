@@ -317,10 +317,9 @@ def covered_by(cassette: Any, policy: Policy) -> CoverCassette:
     """Replay a cassette in-process and read off what it covers."""
     from loopspec.replay.harness import replay_sync
 
-    report = replay_sync(cassette, policy)
-    steps = report.result.steps if report.result is not None else []
-    decisions = tuple((s.state, s.event, s.target) for s in report.result.trace) if report.result is not None else ()
-    return CoverCassette(cassette, frozenset(run_items(policy, steps)), decisions)
+    result = replay_sync(cassette, policy).result
+    decisions = tuple((s.state, s.event, s.target) for s in result.trace)
+    return CoverCassette(cassette, frozenset(run_items(policy, result.steps)), decisions)
 
 
 def minimal_cover(candidates: Sequence[CoverCassette]) -> list[CoverCassette]:
