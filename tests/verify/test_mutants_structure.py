@@ -160,3 +160,36 @@ def test_past_the_search_budget_a_transition_its_cap_never_lets_through_is_never
     text = "[{to: done}, {when: " + guard + ", do: [{increment: tries, by: 3}], to: fail}]"
     r = check_policy(policy(CALL, stream(text=text), TOOLS, HALTS))
     dead(r, 1, NEVER_ENABLED)
+
+
+def test_the_shadower_named_is_the_one_selected_in_most_configurations_each_counted_once() -> None:
+    """``nudge`` is reached after a silent stub and after a plain empty reply: its configurations
+    without ``hot`` occur twice as abstract nodes (silent or not), those with ``hot`` (and ``warm``)
+    once. Its catch-all is shadowed by both guarded transitions; counting each (flags, phases) once,
+    the ``hot`` one is selected in more of them, and it is the one named."""
+    from loopspec import load_policy_text
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+
+    from test_mutants_cover import POLICY
+
+    text = (POLICY.replace("stalled: out", "stalled: cut")
+            .replace("tries: {max: 2}", "tries: {max: 2}\nflags:\n  hot: {doc: x}\n  warm: {doc: y}")
+            .replace("length: out", "length: {do: [{set: hot}], to: ask}")
+            .replace("malformed_args: out", "malformed_args: {do: [{set: hot}, {set: warm}], to: ask}")
+            .replace("empty: out", "empty: nudge")
+            + "  cut:\n    kind: stub\n    on: {mid_text: out, mid_tool_call: [{when: {flag: hot}, to: out}, "
+              "{do: [{increment: tries}], to: nudge}]}\n"
+            + "  nudge:\n    kind: escalate\n    apply: [compact]\n    on: {done: [{when: {flag: hot}, to: done}, "
+              "{when: {not: {flag: hot}}, to: out}, ask], failed: [{when: {flag: warm}, to: out}, out]}\n")
+    p = load_policy_text(text, "shadow.yaml")
+    nodes = [n for n in build_graph(build_analysis(p)).nodes if n.state == "nudge"]
+    places = {(n.flags, n.phases) for n in nodes}
+    hot = sum("hot" in flags for flags, _ in places)
+    # once each, the hot places outnumber the others; counted per node they would not (a tie, which
+    # goes to the transition found first: the one without hot, reached earlier)
+    assert len(places) - hot < hot <= 2 * (len(places) - hot)
+    assert len(nodes) > len(places)
+    [dead] = check_policy(p).to_json()["structure"]["shadowed_transitions"]
+    assert dead["transition"] == "nudge --done[2]--> ask"
+    assert dead["shadowed_by"] == "nudge --done[0]--> done"
