@@ -1,0 +1,176 @@
+"""The halting proof's bounds (loopspec/verify/termination.py) against full enumeration, on policies
+written so that each part of the bound is tight: a counter reset by an enclosing loop bounds its
+loop once per entry into it, a counter nothing resets bounds it once per turn, and the amounts a
+transition spends divide the cap. An upper bound below what a concrete run reaches is a false
+"proven worst case", the worst defect the checker can have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loopspec import load_policy_text
+from loopspec.verify.abstract_graph import build_graph
+from loopspec.verify.abstraction import build_analysis
+from loopspec.verify.enumeration import enumerate_all
+from loopspec.verify.termination import eliminate, worst_case
+
+from _policy_text import tool_loop
+
+HEAD = """\
+loopspec: 1
+initial: ask
+counters:
+  tries: {max: TRIES}
+  empties: {max: 2}
+backstops:
+  model_calls: {max: CALLS, exhausted: out}
+  tool_batches: {max: BATCHES, exhausted: out}
+states:
+"""
+HALTS = ('  done: {kind: halt, outcome: completed, message: "{response}"}\n'
+         '  out: {kind: halt, outcome: backstop, message: "stopped"}\n')
+
+
+def _text(text_handler: str, tool_calls: str, tries: int = 2, calls: int = 100, batches: int = 3) -> str:
+    head = HEAD.replace("TRIES", str(tries)).replace("CALLS", str(calls)).replace("BATCHES", str(batches))
+    return head + tool_loop("out", {"opened": "read"}, {"text": text_handler, "tool_calls": tool_calls}, {"ok": "ask"}) + HALTS
+
+
+RETRY = "[{when: {counter: tries, lt: TRIES}, do: [{increment: tries}], to: ask}, done]"
+
+CASES = {
+    # the retries start over after every tool batch: (tries + 1) calls per round, batches + 1 rounds
+    "reset_per_round": _text(RETRY.replace("TRIES", "2"), "{do: [{reset: tries}], to: tools}"),
+    # nothing resets them: the retries are spent once in the whole turn
+    "never_reset": _text(RETRY.replace("TRIES", "2"), "tools"),
+    # each retry spends two of five: two retries per round (0, 2, 4; a third would pass the cap)
+    # two retry loops, each with its own counter, both reset by the tool batch
+    "two_loops": _text(RETRY.replace("TRIES", "2"), "{do: [{reset: tries}, {reset: empties}], to: tools}").replace(
+        "empty: out", "empty: [{when: {counter: empties, lt: 2}, do: [{increment: empties}], to: ask}, done]"),
+    "spends_two": _text(RETRY.replace("TRIES", "5").replace("{increment: tries}", "{increment: tries, by: 2}"),
+                        "{do: [{reset: tries}], to: tools}", tries=5),
+}
+
+
+def _proof(text: str) -> tuple[Any, Any, Any, Any]:
+    policy = load_policy_text(text, "bounds.yaml")
+    an = build_analysis(policy)
+    g = build_graph(an)
+    term = eliminate(an, g)
+    enum = enumerate_all(an, limit=200_000)
+    assert term.halts and enum is not None and enum.halts
+    return an, g, term, enum
+
+
+def _figures(text: str) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    an, g, term, enum = _proof(text)
+    return worst_case(an, g, term), enum.worst
+
+
+def _retries(text: str) -> list[Any]:
+    """The eliminations of the retry loop: the groups ``tries`` removes, one per component the
+    backstops' phases split the loop into."""
+    _an, _g, term, _enum = _proof(text)
+    found = [el for el in term.eliminations if el.counter == "tries"]
+    assert found and all({e.transition.label for e in el.edges} == {"read --text[0]--> ask"} for el in found)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_proven_upper_bounds_are_at_least_what_a_run_reaches(name: str) -> None:
+    """Every figure the elimination proves is an upper bound of the exact maximum (per outcome and
+    over all), and the model-call bound is tight enough to be worth stating: at most the exact
+    figure plus the retries' slack of one round."""
+    upper, exact = _figures(CASES[name])
+    for outcome, figs in exact.items():
+        for backstop, value in figs.items():
+            assert upper[outcome][backstop] >= value, (outcome, backstop, upper[outcome][backstop], value)
+
+
+def test_a_counter_nothing_resets_bounds_its_loop_once_per_turn() -> None:
+    """``tries`` (max 2) is never reset: the retries happen at most twice in the whole turn, however
+    often the tool loop enters the retry loop again, and the bound says exactly that."""
+    found = _retries(CASES["never_reset"])
+    assert all(el.absolute and el.fires == 2 and not el.backstop for el in found)
+
+
+@pytest.mark.parametrize(("name", "per_round"), [("reset_per_round", 2), ("spends_two", 2)])
+def test_a_counter_reset_by_an_enclosing_loop_bounds_its_loop_once_per_entry(name: str, per_round: int) -> None:
+    """``tries`` is reset on every tool batch: the retry loop is entered once per round (the first
+    call and one after each of the three batches: four), and retried up to cap // by times in each
+    (2, or 5 // 2 with two spent per retry). The bound is that many per entry, times the entries it
+    proves: exactly the four rounds (the entry of the turn and the tool batches' bound, 1 + 3), so
+    eight retries, as many as the worst run makes."""
+    found = _retries(CASES[name])
+    assert all(not el.absolute and el.fires == per_round * el.entries and isinstance(el.fires, int) for el in found)
+    widest = max(found, key=lambda el: el.entries)
+    assert widest.entries == 4 and widest.fires == 8 and widest.through == ("tool_batches",)
+
+
+def _most_fires(an: Any, key: Any) -> dict[Any, int]:
+    """For each ``key(step)`` (a transition, an abstract edge), the most times one concrete run takes
+    a step with that key: the longest path through the configurations the model's own steps reach
+    (a halting policy's are acyclic)."""
+    memo: dict[Any, dict[Any, int]] = {}
+
+    def best(cfg: Any) -> dict[Any, int]:
+        got = memo.get(cfg)
+        if got is not None:
+            return got
+        out: dict[Any, int] = {}
+        if an.kind(cfg.state) != "halt":
+            for ev in an.events_of(cfg.state):
+                for step in an.steps_at(cfg, ev):
+                    if step.transition is None:
+                        continue
+                    after = best(step.after)
+                    k = key(step)
+                    for other in set(after) | {k}:
+                        out[other] = max(out.get(other, 0), after.get(other, 0) + (other == k))
+        memo[cfg] = out
+        return out
+
+    return best(an.policy.initial_config())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_run_takes_an_edge_more_often_than_its_bound(name: str) -> None:
+    """``fires`` bounds how often each abstract edge fires in one turn: no concrete run takes the
+    steps of an edge (its source node, transition and target node) more often than that."""
+    an, g, term, _enum = _proof(CASES[name])
+    bound: dict[Any, int] = {}
+    for e in g.edges:
+        if e.transition is not None:
+            k = (e.src, id(e.transition), e.dst)
+            bound[k] = bound.get(k, 0) + term.fires[e.index]
+    most = _most_fires(an, lambda step: (an.node_of(step.before), id(step.transition), an.node_of(step.after)))
+    assert most and set(most) <= set(bound)
+    for k, n in most.items():
+        assert bound[k] >= n, (k[0].state, k[2].state, bound[k], n)
+    assert max(most.values()) >= 3  # runs that take an edge again and again
+
+
+def test_loops_removed_together_each_add_their_bound_to_the_entries_of_what_is_left() -> None:
+    """Two retry loops in one component, bounded by two counters at once: what is left after both
+    (the call and its stream) is entered once per round plus once after every retry of either loop,
+    so its entries are the round's entries plus both bounds, not only the last one's."""
+    _an, _g, term, _enum = _proof(CASES["two_loops"])
+    deep = [el for el in term.eliminations if el.counter in ("tries", "empties") and el.through]
+    assert {el.counter for el in deep} == {"tries", "empties"}
+    level = deep[0].level
+    together = [el for el in deep if el.level == level]
+    assert len(together) == 2 and all(el.entries == 4 for el in together)
+    assert sum(el.fires for el in together) == 16
+
+
+def test_a_loop_only_a_backstop_bounds_is_shown_repeating() -> None:
+    """The tool loop has no counter of its own and is not declared ``bounded_by``: the warning comes
+    with a run through the loop twice, found within the component the backstop was removed from."""
+    from loopspec.verify import check_policy
+
+    result = check_policy(load_policy_text(CASES["reset_per_round"], "bounds.yaml")).properties["no_backstop_only_loops"]
+    assert result.status == "warn" and result.counterexample is not None
+    steps = [(s.state, s.event) for s in result.counterexample.steps]
+    assert steps.count(("read", "tool_calls")) == 2
