@@ -107,6 +107,9 @@ def test_a_counter_reset_by_an_enclosing_loop_bounds_its_loop_once_per_entry(nam
     assert all(not el.absolute and el.fires == per_round * el.entries and isinstance(el.fires, int) for el in found)
     widest = max(found, key=lambda el: el.entries)
     assert widest.entries == 4 and widest.fires == 8 and widest.through == ("tool_batches",)
+    # one level below the tool batches' elimination, which is at the top (level 0, entered once)
+    [batches] = [el for el in _proof(CASES[name])[2].eliminations if el.counter == "tool_batches"]
+    assert (batches.level, batches.entries, widest.level) == (0, 1, 1)
 
 
 def _most_fires(an: Any, key: Any) -> dict[Any, int]:
