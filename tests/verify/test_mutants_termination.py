@@ -177,3 +177,19 @@ def test_a_loop_only_a_backstop_bounds_is_shown_repeating() -> None:
     assert result.status == "warn" and result.counterexample is not None
     steps = [(s.state, s.event) for s in result.counterexample.steps]
     assert steps.count(("read", "tool_calls")) == 2
+
+
+def test_a_retry_loop_whose_counter_the_tool_loop_resets_is_shown_passing_its_cap() -> None:
+    """With the tool loop declared ``bounded_by: tool_batches``, only the retry loop is flagged:
+    ``tries`` bounds it per entry, but the tool batch resets it. The warning's run retries three
+    times although the cap is two, going around the tool loop in between: the search for it keeps
+    to the component the tool batches were removed from, the whole loop."""
+    from loopspec.verify import check_policy
+
+    text = CASES["reset_per_round"].replace("{do: [{reset: tries}], to: tools}",
+                                            "{do: [{reset: tries}], to: tools, bounded_by: tool_batches}")
+    result = check_policy(load_policy_text(text, "bounds.yaml")).properties["no_backstop_only_loops"]
+    assert result.status == "warn" and len(result.findings) == 1 and "read --text[0]--> ask" in result.findings[0]
+    assert result.counterexample is not None
+    steps = [(s.state, s.event) for s in result.counterexample.steps]
+    assert steps.count(("read", "text")) >= 3 and ("read", "tool_calls") in steps
