@@ -335,3 +335,61 @@ def test_a_figure_in_json_names_its_value_exactness_and_lower_bound() -> None:
 def test_a_property_without_findings_or_run_has_three_keys() -> None:
     assert PropertyResult("halts", "warn", "w").to_json() == {"status": "warn", "passed": True, "reason": "w"}
 
+
+
+def test_a_step_that_measured_budget_levels_names_them(strict: CheckResult) -> None:
+    """A counterexample step entering a call at budget levels the adversary chose says which."""
+    s = dataclasses.replace(step("tools", "ok", "ask"), measured=("input_tokens_warned", "cost_reached"))
+    r = dataclasses.replace(strict, properties={"halts": PropertyResult("halts", FAIL, "why", counterexample=Counterexample([s]))})
+    assert "              1. tools: ok -> ask  [measured input_tokens_warned, cost_reached]" in r.format_text().splitlines()
+
+
+def test_the_budgets_have_a_heading_of_their_own() -> None:
+    """Each budget's line (what it bounds) comes under ``budgets:``."""
+    from loopspec import load_policy_text
+
+    from test_mutants_budget_usage import POLICY as BUDGETS
+
+    lines = check_policy(load_policy_text(BUDGETS, "budgets.yaml")).format_text().splitlines()
+    at = lines.index("budgets:")
+    assert lines[at + 1].startswith("  input_tokens (max 100") and lines[at + 2].startswith("  cost (max 2.5")
+
+
+def test_only_failed_properties_give_counterexamples_to_write(lenient: CheckResult, strict: CheckResult) -> None:
+    """A warning's run (a backstop-only loop, not --strict) is shown but is no failure: no cassette
+    is written for it. Under --strict the same run is a failure's."""
+    assert lenient.properties["no_backstop_only_loops"].counterexample is not None
+    assert lenient.counterexamples() == {}
+    assert set(strict.counterexamples()) == {"no_backstop_only_loops"}
+
+
+def test_a_policy_that_may_not_halt_has_no_wall_time() -> None:
+    """Without a proof of halting there is no worst-case wall time: JSON says null."""
+    r = check_policy(policy(CALL, stream(empty="nudge"), TOOLS, NUDGE_LOOP, HALTS))
+    assert not r.halts and r.wall_time is None
+    assert r.to_json()["worst_case"]["wall_time"] is None
+
+
+def test_a_loop_bounded_in_several_abstract_copies_is_one_entry_with_the_largest_bound() -> None:
+    """The elimination bounds one loop once per abstract copy of it (per backstop phase); the report
+    lists each (counter, backstops it goes through) once, with the largest bound and the lowest
+    level among its copies, and every edge of all of them."""
+    from loopspec import load_policy_text
+
+    from test_mutants_termination import _text
+
+    # the retries, reset by each tool batch, whose own counter (``empties``) bounds the tool loop:
+    # a copy of the retry loop is bounded inside the tool loop (level 1, three entries), another
+    # where the tool loop cannot go round (level 0, one entry)
+    nested = _text("[{when: {counter: tries, lt: 2}, do: [{increment: tries}], to: ask}, done]",
+                   "{do: [{reset: tries}, {increment: empties}], to: tools}")
+    r = check_policy(load_policy_text(nested, "nested.yaml"))
+    assert {(el.level, el.fires) for el in r.eliminations if el.counter == "tries"} == {(0, 2), (1, 6)}
+    loops = r.to_json()["loops"]
+    keys = [(x["counter"], tuple(x["through_backstops"])) for x in loops]
+    assert len(keys) == len(set(keys)) and len(r.eliminations) > len(loops)
+    for x in loops:
+        copies = [el for el in r.eliminations if (el.counter, el.through) == (x["counter"], tuple(x["through_backstops"]))]
+        assert x["fires_at_most"] == max(el.fires for el in copies)
+        assert x["level"] == min(el.level for el in copies)
+        assert x["edges"] == sorted({e.label for el in copies for e in el.edges})
