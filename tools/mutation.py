@@ -421,7 +421,11 @@ python tools/mutation.py --resume loopspec/language/model.py          # go on wh
 
 To work on a module: run it, read its survivors below, write a test in a `tests/*/test_mutants_*.py`
 file that fails on each one (or explain it as equivalent) in `tools/mutation_notes.toml`, then
-rerun with `--survivors` (or in full) to confirm.
+rerun with `--survivors` (or in full) to confirm. `--survivors` and `--resume` go on in the
+`mutants/` copy the last run left; where it is gone (a new checkout), they run the named mutants in
+a fresh copy and merge the verdicts into the last run's record, keeping its killed count. A module
+edited since its run is refused there (mutmut numbers a function's mutants in order, so the names
+would mean other changes): run it in full.
 
 The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[tool.mutmut]` in
 `pyproject.toml`. Each module runs in a fresh `mutants/` copy of the tree. mutmut first runs the
