@@ -92,3 +92,36 @@ def test_the_only_strings_between_two_bounds_are_found() -> None:
 
 def test_a_non_empty_string_below_the_second_code_point() -> None:
     assert attr_witness(MESSAGE, lits(("lt", "\x01", True), ("ne", "", True))) == (SAT, "\x00 ")
+
+
+def test_a_string_with_declared_values_is_witnessed_only_by_one_of_them() -> None:
+    """A broken stream's ``cause`` is one of three words. Literals that rule out all three have no
+    witness (the transition is dead), not some other string; ruling out two leaves the third."""
+    from loopspec.language.alphabet import KINDS
+    from loopspec.language.model import AttrTest
+    from loopspec.verify.atoms import ABSENT, SAT, UNSAT
+    from loopspec.verify.witnesses import attr_witness
+
+    spec = KINDS["stream"].event("broken")
+    assert spec is not None
+    cause = next(a for a in spec.attrs if a.name == "cause")
+    assert attr_witness(cause, [(AttrTest("cause", "in", ["overflow", "disconnect", "provider_error"]), False),
+                                (AttrTest("cause", "truthy", None), True)]) == (UNSAT, None)
+    assert attr_witness(cause, [(AttrTest("cause", "in", ["overflow", "provider_error"]), False),
+                                (AttrTest("cause", "truthy", None), True)]) == (SAT, "disconnect")
+    assert attr_witness(cause, [(AttrTest("cause", "truthy", None), False)]) == (SAT, ABSENT)
+
+
+def test_list_literals_of_the_language_are_decided_completely() -> None:
+    """``eq`` is one of the list tests the candidates cover: a contradiction on it is no witness
+    (UNSAT, the transition is dead), not an unknown."""
+    from loopspec.language.alphabet import KINDS
+    from loopspec.language.model import AttrTest
+    from loopspec.verify.atoms import UNSAT
+    from loopspec.verify.witnesses import attr_witness
+
+    spec = KINDS["stream"].event("tool_calls")
+    assert spec is not None
+    tools = next(a for a in spec.attrs if a.name == "tools")
+    same = AttrTest("tools", "eq", ["search"])
+    assert attr_witness(tools, [(same, True), (same, False)]) == (UNSAT, None)
