@@ -193,3 +193,35 @@ def test_a_retry_loop_whose_counter_the_tool_loop_resets_is_shown_passing_its_ca
     assert result.counterexample is not None
     steps = [(s.state, s.event) for s in result.counterexample.steps]
     assert steps.count(("read", "text")) >= 3 and ("read", "tool_calls") in steps
+
+
+def test_a_loop_declared_bounded_by_a_backstop_is_bounded_by_that_one() -> None:
+    """The tool loop has no counter; both backstops bound it, and left to itself the proof takes the
+    model calls first. Declared ``bounded_by: tool_batches``, the proof takes the tool batches: the
+    loop is a declared backstop loop, not a warning."""
+    from loopspec.verify import check_policy
+
+    text = CASES["never_reset"].replace("tool_calls: tools", "tool_calls: {to: tools, bounded_by: tool_batches}")
+    assert text != CASES["never_reset"]
+    r = check_policy(load_policy_text(text, "bounds.yaml"), strict=True)
+    assert r.properties["no_backstop_only_loops"].passed, r.format_text()
+    assert [(b.edge, b.backstop) for b in r.declared_loops] == [("read --tool_calls[0]--> tools", "tool_batches")]
+    undeclared = check_policy(load_policy_text(CASES["never_reset"], "bounds.yaml"), strict=True)
+    assert [b.backstop for b in undeclared.backstop_only_loops] == ["model_calls"]
+
+
+def test_a_loop_inside_a_backstop_loop_is_named_by_its_own_backstop() -> None:
+    """Two loops with no counter at all: retries of the text (``text: ask``) inside the tool loop.
+    The proof removes one backstop, then needs the other for what is left: each finding names the
+    backstop that bounds that loop itself, and a loop bounded per entry says what bounds the
+    entries."""
+    from loopspec.verify import check_policy
+
+    text = _text("ask", "tools").replace("tries: {max: 2}\n", "").replace("empties", "tries")
+    r = check_policy(load_policy_text(text, "bounds.yaml"), strict=True)
+    findings = r.properties["no_backstop_only_loops"].findings
+    assert len(findings) == len(set(findings)) >= 2
+    by_edge = {b.edge: b for b in r.backstop_only_loops}
+    assert set(by_edge) >= {"read --text[0]--> ask", "read --tool_calls[0]--> tools"}
+    for edge, b in by_edge.items():
+        assert b.bound.startswith(f"bounded only by the {b.backstop} backstop") or b.bound.startswith(b.counter)
