@@ -51,3 +51,23 @@ def test_the_default_policy_s_worst_case_is_witnessed_at_its_caps() -> None:
     r = check_policy(load_policy(str(DEFAULT_POLICY)))
     assert {k: (f.value, f.exact, f.lower) for k, f in r.worst_case.items()} == {
         "model_calls": (90, True, 90), "tool_batches": (60, True, 60)}
+
+
+def test_targets_met_exactly_end_the_search_after_the_first_walk() -> None:
+    """A target is met when a run reaches it, not only when one passes it: with the exact figures as
+    targets the first walk, which reaches them, is the only one."""
+    for name in sorted(CASES):
+        _an, _g, _term, enum = _proof(CASES[name])
+        assert witness_walks(_an, enum.worst, seconds=0.3).walks == 1, name
+
+
+def test_a_turn_that_starts_in_a_halt_is_its_own_witness() -> None:
+    """The initial state is a halt: no walk is made, and the figures are the start's, under ``*``
+    and under the halt's outcome."""
+    from loopspec import load_policy_text
+    from loopspec.verify.abstraction import build_analysis
+
+    text = CASES["never_reset"].replace("initial: ask", "initial: done")
+    found = witness_walks(build_analysis(load_policy_text(text, "halted.yaml")), {"*": {"model_calls": 5}})
+    zero = {"model_calls": 0, "tool_batches": 0}
+    assert (found.best, found.walks, found.steps) == ({"*": zero, "completed": zero}, 0, 0)
