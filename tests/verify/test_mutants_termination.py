@@ -226,3 +226,23 @@ def test_a_loop_inside_a_backstop_loop_is_named_by_its_own_backstop() -> None:
     assert set(by_edge) >= {"read --text[0]--> ask", "read --tool_calls[0]--> tools"}
     for edge, b in by_edge.items():
         assert b.bound.startswith(f"bounded only by the {b.backstop} backstop") or b.bound.startswith(b.counter)
+
+
+def test_a_loop_bounded_per_entry_under_two_backstops_names_both() -> None:
+    """An escalation loop (``nudge``/``again``) counted by ``tries``, which the way back to the call
+    resets: in one copy the proof removes the tool batches, then the model calls, before ``tries``
+    bounds what is left. Its finding says the entries are bounded only by both, and is filed under
+    the outer one; the copy where only the model calls were removed is filed under those."""
+    from loopspec.verify import check_policy
+
+    text = _text("done", "tools").replace("empty: out", "empty: nudge") + (
+        "  nudge:\n    kind: escalate\n    apply: [compact]\n    on: {done: [{when: {counter: tries, lt: 2}, "
+        "do: [{increment: tries}], to: again}, {do: [{reset: tries}], to: ask}], failed: out}\n"
+        "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: nudge, failed: out}\n")
+    r = check_policy(load_policy_text(text, "nested.yaml"), strict=True)
+    loops = {(b.edge, b.backstop): b.bound for b in r.backstop_only_loops if b.counter == "tries"}
+    assert loops == {
+        ("nudge --done[0]--> again", "model_calls"): "tries bounds it per entry, but the entries are bounded only by model_calls",
+        ("nudge --done[0]--> again", "tool_batches"):
+            "tries bounds it per entry, but the entries are bounded only by tool_batches and model_calls",
+    }
