@@ -49,6 +49,11 @@ CASES = {
     # two retry loops, each with its own counter, both reset by the tool batch
     "two_loops": _text(RETRY.replace("TRIES", "2"), "{do: [{reset: tries}, {reset: empties}], to: tools}").replace(
         "empty: out", "empty: [{when: {counter: empties, lt: 2}, do: [{increment: empties}], to: ask}, done]"),
+    # an empty reply ends the turn as "empty" only while fewer than two tool batches ran: that
+    # outcome's halts all lie in the tool batches' low phase (at most cap - 2)
+    "guarded_exit": _text(RETRY.replace("TRIES", "2"), "{do: [{reset: tries}], to: tools}").replace(
+        "empty: out", "empty: [{when: {counter: tool_batches, lt: 2}, to: quit}, out]")
+        + '  quit: {kind: halt, outcome: empty, message: "nothing came"}\n',
     "spends_two": _text(RETRY.replace("TRIES", "5").replace("{increment: tries}", "{increment: tries, by: 2}"),
                         "{do: [{reset: tries}], to: tools}", tries=5),
 }
@@ -246,3 +251,21 @@ def test_a_loop_bounded_per_entry_under_two_backstops_names_both() -> None:
         ("nudge --done[0]--> again", "tool_batches"):
             "tries bounds it per entry, but the entries are bounded only by tool_batches and model_calls",
     }
+
+
+def test_the_proof_bounds_the_model_calls_below_their_cap() -> None:
+    """The retries reset per round are bounded per entry and the rounds by the tool batches: the
+    proven bound on model calls is far below the backstop's 100, and a backstop nothing can spend
+    (a policy whose tool calls end the turn) is bounded at zero."""
+    upper, exact = _figures(CASES["reset_per_round"])
+    assert exact["*"]["model_calls"] <= upper["*"]["model_calls"] < 50
+    no_tools = _text(RETRY.replace("TRIES", "2"), "done")
+    upper, exact = _figures(no_tools)
+    assert exact["*"]["tool_batches"] == upper["*"]["tool_batches"] == 0
+
+
+def test_an_outcome_reached_only_in_a_backstop_s_low_phase_is_bounded_below_its_cap() -> None:
+    """``quit`` (outcome ``empty``) is entered only while fewer than two of the three tool batches
+    ran: its figure for tool batches is cap - 2, exactly what the worst run reaches."""
+    upper, exact = _figures(CASES["guarded_exit"])
+    assert upper["empty"]["tool_batches"] == exact["empty"]["tool_batches"] == 1
