@@ -49,3 +49,14 @@ def test_a_function_and_numbers_select_the_plants() -> None:
     chosen = tool.plants("loopspec/engine/clock.py", function="bounded", only={1, 2})
     assert [p.name for p in chosen] == ["x_bounded__mutmut_1", "x_bounded__mutmut_2"]
     assert all(p.function == "bounded" for p in chosen)
+
+
+def test_the_driver_plants_from_any_working_directory(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mutmut reads its configuration from the working directory, once per process: a test that
+    moved it before the first plant (the fake Ray worker does) must not make planting fail."""
+    from mutmut import configuration
+
+    monkeypatch.setattr(configuration, "_config", None)
+    monkeypatch.chdir(str(tmp_path))
+    chosen = _tool().plants("loopspec/engine/clock.py", function="bounded", only={1})
+    assert [p.name for p in chosen] == ["x_bounded__mutmut_1"]

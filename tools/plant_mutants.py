@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import json
 import os
@@ -86,12 +87,15 @@ def _segment(tree: ast.Module, text: str, qualified: str) -> tuple[int, int, str
 def plants(module: str, *, function: str | None = None, only: set[int] | None = None) -> list[Plant]:
     """Every mutant mutmut makes of ``module`` (of one function, or only the numbers given),
     each as the whole module with that mutant in place of the real function."""
-    from mutmut.__main__ import mutate_file_contents
-
     real = (ROOT / module).read_text()
     real_tree = ast.parse(real)
     real_lines = real.splitlines(keepends=True)
-    mutated = mutate_file_contents(module, real)
+    # mutmut reads its configuration (and finds the code) from the working directory, as it is
+    # imported and as it mutates; a test elsewhere in the same process may have moved it
+    with contextlib.chdir(ROOT):
+        from mutmut.__main__ import mutate_file_contents
+
+        mutated = mutate_file_contents(module, real)
     mutated_tree = ast.parse(mutated.code)
     mutated_lines = mutated.code.splitlines(keepends=True)
     out: list[Plant] = []
