@@ -495,7 +495,10 @@ def run_modules(
     ``survivors``, only the mutants that survived the last run and are not explained as equivalent
     are run again (after new tests were written for them); with ``resume``, the mutants a stopped
     run never reached. Both work in the `mutants/` copy that run left, where mutmut finds new tests
-    and maps them first; that copy must hold the same modules, since every full run starts afresh.
+    and maps them first, when it holds the same modules; otherwise in a fresh copy, whose verdicts
+    :func:`merge_rerun` folds into the last run's record. That check of the names is exact for runs
+    recorded with the module's source hash; for older records it compares the survivors' changes
+    only, since a killed mutant's change is not recorded.
     """
     empty: dict[str, Any] = {"total": 0, "detected": 0, "counts": {}, "survivors": [], "seconds": 0,
              "date": dt.date.today().isoformat(), "selection": [], "mutmut": _mutmut_version()}
