@@ -16,7 +16,7 @@ from loopspec.verify.abstraction import build_analysis
 from loopspec.verify.enumeration import enumerate_all
 from loopspec.verify.termination import eliminate, worst_case
 
-from _policy_text import tool_loop
+from _policy_text import handles, tool_loop
 
 HEAD = """\
 loopspec: 1
@@ -54,6 +54,15 @@ CASES = {
     "guarded_exit": _text(RETRY.replace("TRIES", "2"), "{do: [{reset: tries}], to: tools}").replace(
         "empty: out", "empty: [{when: {counter: tool_batches, lt: 2}, to: quit}, out]")
         + '  quit: {kind: halt, outcome: empty, message: "nothing came"}\n',
+    # a refused key ends the turn (outcome auth_failed) only at the first call state; after a tool
+    # batch the turn goes on in a second call state with retries of its own, and never comes back
+    "separate_branch": _text(RETRY.replace("TRIES", "2"), "tools").replace(
+        handles("call", "out", opened="read"), handles("call", "out", opened="read", auth="quit")).replace(
+        handles("tool_exec", "out", ok="ask"), handles("tool_exec", "out", ok="again")) + (
+        "  again:\n    kind: call\n    on: " + handles("call", "out", opened="more") + "\n"
+        "  more:\n    kind: stream\n    on: " + handles(
+            "stream", "out", text="[{when: {counter: empties, lt: 2}, do: [{increment: empties}], to: again}, done]") + "\n"
+        '  quit: {kind: halt, outcome: auth_failed, message: "no key"}\n'),
     "spends_two": _text(RETRY.replace("TRIES", "5").replace("{increment: tries}", "{increment: tries, by: 2}"),
                         "{do: [{reset: tries}], to: tools}", tries=5),
 }
@@ -269,3 +278,12 @@ def test_an_outcome_reached_only_in_a_backstop_s_low_phase_is_bounded_below_its_
     ran: its figure for tool batches is cap - 2, exactly what the worst run reaches."""
     upper, exact = _figures(CASES["guarded_exit"])
     assert upper["empty"]["tool_batches"] == exact["empty"]["tool_batches"] == 1
+
+
+def test_an_outcome_s_figures_count_only_the_steps_that_can_lead_to_it() -> None:
+    """``auth_failed`` is reached only from the first call state, before any tool batch: its figures
+    count the steps from which its halt can still be reached, not the second branch's retries or the
+    batch that leads there, so they are below the turn's and no tool batch at all."""
+    upper, exact = _figures(CASES["separate_branch"])
+    assert upper["auth_failed"]["tool_batches"] == exact["auth_failed"]["tool_batches"] == 0
+    assert exact["auth_failed"]["model_calls"] <= upper["auth_failed"]["model_calls"] < upper["*"]["model_calls"]
