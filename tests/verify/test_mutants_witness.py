@@ -14,7 +14,7 @@ from loopspec.verify.termination import worst_case
 from loopspec.verify.witness import witness_walks
 
 from _paths import DEFAULT_POLICY
-from test_mutants_termination import CASES, _proof
+from test_mutants_termination import CASES, RETRY, _proof, _text
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -71,3 +71,13 @@ def test_a_turn_that_starts_in_a_halt_is_its_own_witness() -> None:
     found = witness_walks(build_analysis(load_policy_text(text, "halted.yaml")), {"*": {"model_calls": 5}})
     zero = {"model_calls": 0, "tool_batches": 0}
     assert (found.best, found.walks, found.steps) == ({"*": zero, "completed": zero}, 0, 0)
+
+
+@pytest.mark.parametrize(("calls", "batches", "tries"), [(8, 5, 3), (10, 6, 3), (12, 5, 4)])
+def test_the_walks_find_both_maxima_when_the_model_calls_are_scarce(calls: int, batches: int, tries: int) -> None:
+    """Few model calls for the tool batches and retries the policy allows: the run with the most
+    model calls spends retries, the run with the most tool batches must not. The walks find both
+    maxima, for each outcome."""
+    text = _text(RETRY.replace("TRIES", str(tries)), "{do: [{reset: tries}], to: tools}", tries=tries, calls=calls, batches=batches)
+    an, g, term, enum = _proof(text)
+    assert witness_walks(an, worst_case(an, g, term), seconds=0.3).best == enum.worst
