@@ -86,3 +86,26 @@ def test_attributes_and_response_must_both_be_empty() -> None:
     assert REALISER.leaves_empty(both, Facts(), step, Option(attrs={"message": ""}, text=False)) is True
     assert REALISER.leaves_empty(both, Facts(), step, Option(attrs={"message": ""}, text=True)) is False
     assert REALISER.leaves_empty(both, Facts(), step, Option(attrs={"message": "x"}, text=False)) is False
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_scripted_tool_result_is_what_the_interpreter_makes_of_the_same_answer(ok: bool) -> None:
+    """The realiser predicts the tool guardrails from results built as the interpreter builds them:
+    a recorded answer replays as a tool that returns it, or raises it as a RuntimeError; the
+    interpreter's own run of such a tool gives the same content, status and call."""
+    import asyncio
+
+    from loopspec.engine.tools import Tool, ToolCall, run_one
+    from loopspec.verify.event_options import Result
+    from loopspec.verify.tool_scripts import tool_result
+
+    def answer(**args: object) -> str:
+        if not ok:
+            raise RuntimeError("the disk is full")
+        return "the disk is full"
+
+    call = ToolCall("call_7", "save", '{"path": "a.txt"}')
+    real = asyncio.run(run_one(Tool("save", answer, {"type": "object"}), call))
+    scripted = tool_result(Result("save", ok, "the disk is full", '{"path": "a.txt"}'))
+    assert (scripted.content, scripted.ok) == (real.content, real.ok)
+    assert (scripted.call.name, scripted.call.arguments, scripted.call.parsed) == ("save", call.arguments, {"path": "a.txt"})
