@@ -23,6 +23,7 @@ import argparse
 import ast
 import contextlib
 import difflib
+import gc
 import json
 import os
 import shutil
@@ -84,11 +85,24 @@ def _segment(tree: ast.Module, text: str, qualified: str) -> tuple[int, int, str
     return first, node.end_lineno or node.lineno, line[: len(line) - len(line.lstrip())]
 
 
+def _parse(source: str) -> ast.Module:
+    """``ast.parse`` with the garbage collector held off. CPython 3.11 raises ``SystemError: AST
+    constructor recursion depth mismatch`` when a collection runs a finalizer in the middle of
+    building the tree (an abandoned litellm coroutine, in a test process that made live calls)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def plants(module: str, *, function: str | None = None, only: set[int] | None = None) -> list[Plant]:
     """Every mutant mutmut makes of ``module`` (of one function, or only the numbers given),
     each as the whole module with that mutant in place of the real function."""
     real = (ROOT / module).read_text()
-    real_tree = ast.parse(real)
+    real_tree = _parse(real)
     real_lines = real.splitlines(keepends=True)
     # mutmut reads its configuration (and finds the code) from the working directory, as it is
     # imported and as it mutates; a test elsewhere in the same process may have moved it
@@ -96,7 +110,7 @@ def plants(module: str, *, function: str | None = None, only: set[int] | None = 
         from mutmut.__main__ import mutate_file_contents
 
         mutated = mutate_file_contents(module, real)
-    mutated_tree = ast.parse(mutated.code)
+    mutated_tree = _parse(mutated.code)
     mutated_lines = mutated.code.splitlines(keepends=True)
     out: list[Plant] = []
     for name in mutated.mutant_names:
