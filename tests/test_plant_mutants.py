@@ -53,7 +53,7 @@ def test_a_function_and_numbers_select_the_plants() -> None:
 
 def test_the_driver_plants_from_any_working_directory(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """mutmut reads its configuration from the working directory, once per process: a test that
-    moved it before the first plant (the fake Ray worker does) must not make planting fail."""
+    moved it before the first plant must not make planting fail."""
     from mutmut import configuration
 
     monkeypatch.setattr(configuration, "_config", None)
