@@ -73,7 +73,8 @@ def registry(in_task: bool = False) -> ToolRegistry:
 async def direct_turn(api_base: str, usage: bool = False) -> None:
     """The same two requests made by a minimal hand-written loop: read each delta's text and tool
     call fragments, run the tool, send its result back. ``usage`` asks for the usage chunk as
-    loopspec does (``stream_options.include_usage``): litellm's own handling of it costs time."""
+    loopspec does (``stream_options.include_usage``) and stops reading at it, as loopspec does when
+    litellm has no success callback to run: litellm's own handling of that chunk costs time."""
     messages = list(USER)
     tool = registry().tools["get_capital"].fn
     extra = {"stream_options": {"include_usage": True}} if usage else {}
@@ -82,7 +83,10 @@ async def direct_turn(api_base: str, usage: bool = False) -> None:
                                          tools=TOOLS, stream=True, max_retries=0, timeout=30, **extra)
         text, call_id, args = [], None, []
         async for chunk in resp:
-            if not chunk.choices:  # the usage-only chunk
+            if usage and resp.sent_stream_usage:  # litellm's usage chunk is the last: stop, as loopspec does
+                await resp.aclose()
+                break
+            if not chunk.choices:
                 continue
             delta = chunk.choices[0].delta
             if delta.content:

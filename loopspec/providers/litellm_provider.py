@@ -119,18 +119,40 @@ class LiteLLMResponseStream:
             self._done = True
             raise StreamBroken(classify_exception(e, phase="stream")) from e
         self.chunks_received += 1
+        if getattr(self._wrapper, "sent_stream_usage", False) is True and not litellm_logs_successes(self._wrapper):
+            # litellm's usage chunk ends the stream: the upstream is exhausted and asking again
+            # only rebuilds the whole reply (in a worker thread) to log a success nobody listens to
+            self._done = True
+            await self._close_wrapper()
         return priced(delta_from_litellm_chunk(chunk), self.model)
 
     async def aclose(self) -> None:
         """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
         self._done = True
         self._first = None
+        await self._close_wrapper()
+
+    async def _close_wrapper(self) -> None:
         wrapper, self._wrapper = self._wrapper, None
         if wrapper is not None and hasattr(wrapper, "aclose"):
             try:
                 await wrapper.aclose()
             except Exception:
                 pass
+
+
+def litellm_logs_successes(wrapper: Any) -> bool:
+    """Whether litellm has anything to do once a stream has ended: a success callback (global or
+    passed with the request) or a response cache. Only then is its second end-of-stream pass,
+    the one after the usage chunk, worth waiting for."""
+    litellm = _litellm
+    if litellm is None:  # a wrapper that did not come from this module's litellm: keep going
+        return True
+    if litellm.callbacks or litellm.success_callback or litellm._async_success_callback or litellm.cache is not None:
+        return True
+    logging_obj = getattr(wrapper, "logging_obj", None)
+    return bool(getattr(logging_obj, "dynamic_success_callbacks", None)
+                or getattr(logging_obj, "dynamic_async_success_callbacks", None))
 
 
 class CompletedResponse:

@@ -343,3 +343,90 @@ def test_anthropic_native_thinking_blocks(srv):
     assert len(r.thinking_blocks) == 1 and r.thinking_blocks[0]["signature"].startswith("EoQDCm0IDhgCKkCDzGs2")
     assert r.thinking_blocks[0]["thinking"] == r.reasoning
     assert classify_reply(r, {"fixed_version": None}).name == "tool_calls"
+
+
+def _count_reply_builds(monkeypatch) -> list[int]:
+    """Count litellm's whole-reply rebuilds (``stream_chunk_builder``, run at each end-of-stream pass),
+    with litellm's callback lists restored afterwards (it copies registered loggers into them)."""
+    for name in ("callbacks", "success_callback", "_async_success_callback"):
+        monkeypatch.setattr(litellm, name, [])
+    builds = [0]
+    real = litellm.stream_chunk_builder
+
+    def counting(*args, **kwargs):
+        builds[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "stream_chunk_builder", counting)
+    return builds
+
+
+def test_reading_stops_at_litellms_usage_chunk_when_no_callback_listens(srv, monkeypatch):
+    """The usage chunk is the last litellm gives; asking again only rebuilds the reply a second time
+    (in a worker thread) to log a success nobody listens to, which cost ~20 % of a live turn."""
+    builds = _count_reply_builds(monkeypatch)
+    srv.push(Reply(sse=sse("openai_stream_tool_call_single.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        stream = await LiteLLMProvider().open(req(srv, tools=[CAPITAL_TOOL]))
+        async for d in stream:
+            a.feed(d)
+        assert stream._wrapper is None, "the wrapper is closed at the usage chunk, not left open"
+        return a.result()
+
+    r = run(go())
+    assert builds[0] == 1, f"litellm rebuilt the reply {builds[0]} times"
+    assert r.usage is not None and r.usage.prompt_tokens > 0
+    assert r.tool_calls and r.tool_calls[0].name == "get_capital" and r.finish_reason == "tool_calls"
+
+
+def test_a_litellm_success_callback_still_hears_of_every_stream(srv, monkeypatch):
+    """With a success callback registered, the stream is read to litellm's own end, so the
+    callback runs (the early stop above must never cost a user their logging)."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    heard: list[object] = []
+
+    class Listener(CustomLogger):  # type: ignore[misc]
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            heard.append(response_obj)
+
+    builds = _count_reply_builds(monkeypatch)
+    litellm.callbacks.append(Listener())
+    srv.push(Reply(sse=sse("openai_stream_text.sse")))
+
+    async def go():
+        a = ReplyAssembler()
+        await drain(await LiteLLMProvider().open(req(srv)), a)
+        for _ in range(200):  # litellm logs in a task of its own after the stream ends
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        return a.result()
+
+    r = run(go())
+    assert r.usage is not None and r.text
+    assert builds[0] == 2 and len(heard) == 1
+
+
+@pytest.mark.parametrize("listener", ["callbacks", "success_callback", "_async_success_callback", "cache",
+                                      "dynamic_success_callbacks", "dynamic_async_success_callbacks", "none"])
+def test_what_counts_as_litellm_listening_for_a_success(monkeypatch, listener):
+    from loopspec.providers import litellm_provider
+    from types import SimpleNamespace
+
+    for name in ("callbacks", "success_callback", "_async_success_callback"):
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "cache", None)
+    logging_obj = SimpleNamespace(dynamic_success_callbacks=None, dynamic_async_success_callbacks=None)
+    if listener == "cache":
+        monkeypatch.setattr(litellm, "cache", object())
+    elif listener.startswith("dynamic"):
+        setattr(logging_obj, listener, ["langfuse"])
+    elif listener != "none":
+        monkeypatch.setattr(litellm, listener, ["langfuse"])
+    wrapper = SimpleNamespace(logging_obj=logging_obj)
+    assert litellm_provider.litellm_logs_successes(wrapper) is (listener != "none")
+    global_listener = listener != "none" and not listener.startswith("dynamic")
+    assert litellm_provider.litellm_logs_successes(SimpleNamespace()) is global_listener
