@@ -689,3 +689,26 @@ def test_a_halt_message_is_held_to_max_message_bytes() -> None:
     denied = ErrorResponse(401, {"error": {"message": "no " * 200, "type": "invalid_api_key"}})
     result, _ = play([denied], load_policy_text(text))
     assert result.outcome == "auth_failed" and result.message.startswith("Rejected: ") and len(result.message.encode()) < 200
+
+
+def test_a_cancel_asked_on_the_step_into_a_halt_never_interrupts_its_delivery() -> None:
+    """mutmut ``_drive_77``: the loop's end kept ``_cancel_seen and _cancel_requested``, so a
+    cancel asked from inside the turn on its last step (here: a callback on entering the halt),
+    which the loop never turned into a ``cancelled`` event, still landed in the delivery of the
+    halt already decided and cut an async consumer short."""
+    ends: list[str] = []
+
+    def cancel_on_halt(event: Any) -> None:
+        if event.state.name == "halt_completed":
+            turn.cancel()
+
+    async def end() -> None:
+        await asyncio.sleep(0)
+        ends.append("end")
+
+    turn = Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock(),
+                consumers=Consumers(on_end=end))
+    turn.on_enter("halt_completed", cancel_on_halt)
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "completed" and not result.callback_errors
+    assert ends == ["end"], "the halt is delivered whole"
