@@ -406,7 +406,9 @@ class Turn:
             self._cancel_seen = self._cancel_seen or self._cancel_requested
             await self._absorbing(self._model_call.close())
             self._pending_cancel = False
-            return Event("cancelled", {})
+            cancelled = Event("cancelled", {})
+            self._call_finished(cancelled, None)  # a stream opened and never read: its call ends here
+            return cancelled
         try:
             if kind == "call":
                 return await self._call(offer)

@@ -187,3 +187,21 @@ def test_a_turn_killed_after_each_step_leaves_a_journal_up_to_that_step(tmp_path
     assert [e.kind for e in entries].count("step") == after_steps
     assert entries[0].kind == "begin" and "halt" not in [e.kind for e in entries]
     assert [e.seq for e in entries] == list(range(len(entries)))
+
+
+def test_a_call_cancelled_before_its_stream_is_read_still_gets_its_response_entry(tmp_path: Path) -> None:
+    """A cancel asked once the request is open but before the stream is read (here: a callback on
+    entering the stream state) ends the turn cancelled at the stream state. The request's journal
+    entry must still be answered by a ``response`` (event ``cancelled``): a request with no
+    response reads as one cut by a crash."""
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = tool_turn(journal, turn_id="t1")
+        turn.on_enter("read_stream", lambda event: turn.cancel())
+        result = asyncio.run(turn.run(USER))
+        entries = journal.entries("t1")
+    assert result.outcome == "cancelled" and len(result.requests) == 1
+    kinds = [e.kind for e in entries]
+    assert kinds.count("request") == 1 and kinds.count("response") == 1, kinds
+    response = next(e for e in entries if e.kind == "response")
+    assert response.body["event"] == "cancelled" and response.body["index"] == 1
+    assert kinds.index("request") < kinds.index("response") < kinds.index("halt")

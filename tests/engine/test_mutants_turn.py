@@ -712,3 +712,41 @@ def test_a_cancel_asked_on_the_step_into_a_halt_never_interrupts_its_delivery() 
     result = asyncio.run(turn.run(USER))
     assert result.outcome == "completed" and not result.callback_errors
     assert ends == ["end"], "the halt is delivered whole"
+
+
+CARRY_ON_AFTER_CANCEL = (
+    "      bad_request: halt_bad_request\n      cancelled: halt_cancelled\n\n",
+    "      bad_request: halt_bad_request\n      cancelled:\n        - do: [{increment: transient_retries}]\n"
+    "          to: call_model\n        - halt_cancelled\n\n",
+)
+
+
+def test_an_outside_cancel_absorbed_by_the_turn_cancels_one_effect_only() -> None:
+    """mutmut ``_effect_16``: the pending cancel left set once the next effect turned it into its
+    ``cancelled`` event. A cancel of the turn's task that lands in a consumer (here: the backoff's
+    status line) cancels the next call, once; a policy that goes on after a cancel then makes its
+    next call. With the flag left set every later call was cancelled too."""
+    policy = variant(*CARRY_ON_AFTER_CANCEL)
+    statuses: list[str] = []
+
+    async def status(text: str) -> None:
+        statuses.append(text)
+        if "retrying" in text:
+            task.cancel()  # from inside the consumer: it lands at the await below, as an outside cancel
+            await asyncio.sleep(0)
+
+    turn = Turn(policy, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}}), reply("Hi.")]),
+                model="replay", clock=VirtualClock(), consumers=Consumers(on_status=status))
+
+    async def main() -> None:
+        nonlocal task
+        task = asyncio.ensure_future(turn.run(USER))
+        with pytest.raises(asyncio.CancelledError):  # an outside cancel is raised again after the halt
+            await task
+
+    task: Any = None
+    asyncio.run(main())
+    result = turn.result
+    assert result is not None and result.outcome == "completed", (result and result.outcome, statuses)
+    assert [s.event.name for s in result.steps] == ["rate_limit", "cancelled", "opened", "text"]
+    assert len(result.requests) == 2
