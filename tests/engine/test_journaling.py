@@ -203,5 +203,20 @@ def test_a_call_cancelled_before_its_stream_is_read_still_gets_its_response_entr
     kinds = [e.kind for e in entries]
     assert kinds.count("request") == 1 and kinds.count("response") == 1, kinds
     response = next(e for e in entries if e.kind == "response")
-    assert response.body["event"] == "cancelled" and response.body["index"] == 1
+    assert response.body["event"] == "cancelled" and response.body["index"] == 1 and response.body["attrs"] == {}
     assert kinds.index("request") < kinds.index("response") < kinds.index("halt")
+
+
+def test_a_call_cancelled_while_its_stream_is_read_gets_a_cancelled_response_entry(tmp_path: Path) -> None:
+    """A cancel asked while the stream is read (here: by the consumer of the streamed text) ends
+    the call in the journal with event ``cancelled`` and no attributes, and writes no error."""
+    from loopspec import Consumers
+
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = Turn(POLICY, InProcessProvider([recorded("openai_stream_text.sse")]), model="openai/x", clock=VirtualClock(),
+                    journal=journal, turn_id="t1", consumers=Consumers(on_delta=lambda text: turn.cancel()))
+        result = asyncio.run(turn.run(USER))
+        entries = journal.entries("t1")
+    assert result.outcome == "cancelled" and result.observer_errors == []
+    responses = [e.body for e in entries if e.kind == "response"]
+    assert len(responses) == 1 and responses[0]["event"] == "cancelled" and responses[0]["attrs"] == {}

@@ -750,3 +750,74 @@ def test_an_outside_cancel_absorbed_by_the_turn_cancels_one_effect_only() -> Non
     assert result is not None and result.outcome == "completed", (result and result.outcome, statuses)
     assert [s.event.name for s in result.steps] == ["rate_limit", "cancelled", "opened", "text"]
     assert len(result.requests) == 2
+
+
+def test_an_outside_cancel_caught_in_an_effect_cancels_that_effect_only() -> None:
+    """mutmut ``_effect_72``: after a cancel caught inside an effect (here: a tool that cancels its
+    turn's task from inside and awaits) the pending cancel was left set, so a policy that goes on
+    after a cancelled batch had its next call cancelled too."""
+    text = DEFAULT_TEXT.replace(
+        "      cancelled: halt_cancelled\n", "      cancelled:\n        - do: [{increment: transient_retries}]\n"
+        "          to: call_model\n        - halt_cancelled\n")
+    policy = load_policy_text(text)
+    reg = ToolRegistry()
+
+    async def get_capital(country: str) -> str:
+        task.cancel()  # lands at the await below, as a cancel from outside the turn
+        await asyncio.sleep(0)
+        return "London"
+
+    reg.register(get_capital, parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    turn = Turn(policy, InProcessProvider([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("London.")]),
+                model="replay", tools=reg, clock=VirtualClock())
+
+    async def main() -> None:
+        nonlocal task
+        task = asyncio.ensure_future(turn.run(USER))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    task: Any = None
+    asyncio.run(main())
+    result = turn.result
+    assert result is not None
+    assert [s.event.name for s in result.steps] == ["opened", "tool_calls", "cancelled", "opened", "text"]
+    assert result.outcome == "completed" and len(result.requests) == 2
+
+
+def test_the_time_a_backoff_waits_is_left_out_of_the_working_time_and_nothing_else() -> None:
+    """mutmut ``_directive_54``: the wait excluded as ``now + start`` instead of ``now - start``
+    took the consumer's own time (three seconds before the wait, same measurement) out too."""
+    clock = VirtualClock()
+
+    async def status(text: str) -> None:
+        if "retrying" in text:
+            await clock.sleep(3)  # a consumer that takes three seconds: working time
+
+    turn = Turn(POLICY, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}}), reply("Hi.")]),
+                model="replay", clock=clock, consumers=Consumers(on_status=status))
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "completed" and clock.slept == [3, 30]
+    assert result.usage.working_time == pytest.approx(3)
+
+
+def test_a_backoff_waits_what_its_schedule_says_when_the_event_brings_no_retry_after() -> None:
+    """mutmut ``_directive_24/25/52``: a broken stream has no Retry-After; the wait is the
+    schedule's, 0 s and then 0.5 s, not a second made up for a missing or zero Retry-After, and a
+    wait of 0 s sleeps not at all."""
+    policy = variant("  stream: [2, 5]", "  stream: [0, 0.5]")
+    clock = VirtualClock()
+    broken = reply("Hel", disconnect_after=1)
+    result, _ = play([broken, broken, reply("Hello.")], policy, clock=clock)
+    assert [s.event.name for s in result.steps].count("broken") == 2 and result.outcome == "completed"
+    assert clock.slept == [0.5]
+
+
+def test_a_compaction_with_nothing_left_to_compact_says_so() -> None:
+    """mutmut ``_directive_58/59``: the escalation's failure carries the reason the policy's halt
+    can show."""
+    overflow = ErrorResponse(400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}})
+    result, _ = play([overflow], POLICY)
+    failed = [s for s in result.steps if s.event.name == "failed"]
+    assert len(failed) == 1 and failed[0].event.attrs == {"message": "nothing left to compact"}
+    assert result.outcome == "context_exceeded", result.outcome
