@@ -346,3 +346,36 @@ def test_a_recorded_non_streaming_batch_over_http_without_streaming(loop: asynci
 
     result, bodies = loop.run_until_complete(go())
     check_file_batch(result, bodies, ran)
+
+
+def test_a_refused_batch_keeps_the_text_beside_its_calls_and_tells_the_observers_which_call(tmp_path: Any) -> None:
+    """mutmut ``_carry_out_34/41``: the refused round lost the reply's text beside its calls, and
+    the observers (a journal here) heard of each refusal without the call it answers."""
+    from loopspec.journal import SqliteJournal
+
+    policy = load_policy_text(REFUSING)
+    ran: list[str] = []
+    asking = reply("Let me check the weather.", tool_calls=[("get_weather", {"city": "Paris"})])
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = Turn(policy, InProcessProvider([asking, ANSWER]), model="openai/x", tools=registry(ran), clock=VirtualClock(),
+                    journal=journal, turn_id="t1")
+        result = asyncio.run(turn.run(USER))
+        finished = [e.body for e in journal.entries("t1") if e.kind == "tool_finish"]
+    assert ran == [] and result.outcome == "completed" and result.observer_errors == []
+    (call_message,) = [m for m in result.messages if m.get("tool_calls")]
+    assert call_message["content"] == "Let me check the weather."
+    call_id = call_message["tool_calls"][0]["id"]
+    assert [(f["id"], f["name"], f["ran"]) for f in finished] == [(call_id, "get_weather", False)]
+
+
+def test_the_text_beside_a_batch_that_ran_is_in_the_history_once() -> None:
+    """mutmut ``_carry_out_5``: a step on any event but a reply's committed the last reply's text
+    again, so the text beside a batch came back as an assistant message after the batch."""
+    ran: list[str] = []
+    asking = reply("Let me check the weather.", tool_calls=[("get_weather", {"city": "Paris"})])
+    result, _ = inproc(POLICY, [asking, reply("Sunny.")], registry(ran))
+    assert ran == ["get_weather:Paris"], ran
+    assert [(m["role"], m.get("content")) for m in result.messages] == [
+        ("user", USER[0]["content"]), ("assistant", "Let me check the weather."), ("tool", result.messages[2]["content"]),
+        ("assistant", "Sunny."),
+    ]
