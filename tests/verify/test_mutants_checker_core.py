@@ -172,3 +172,33 @@ def test_a_loop_that_never_halts_is_one_finding_with_the_states_that_cannot_halt
         "state 'again' has no path to a halt",
         "state 'trap' has no path to a halt",
     ]
+
+
+def test_a_policy_is_enumerated_in_full_exactly_when_its_estimated_space_fits_the_limit() -> None:
+    """mutmut ``estimate_space_*``: the gate before full enumeration is the estimate "states x 2 to
+    the tracked flags x 6 x every counter's values", an upper bound on the configurations the
+    enumeration visits. A limit one below it skips the enumeration (the halting proof and the
+    walks answer), a limit equal to it enumerates: a larger or smaller estimate moves the gate."""
+    import math
+
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.checker import estimate_space
+    from loopspec.verify.enumeration import enumerate_all
+
+    policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
+    an = build_analysis(policy)
+    estimate = len(policy.states) * 2 ** len(an.tracked_flags) * 6 * math.prod(c.max + 1 for c in policy.counters)
+    assert estimate_space(policy) == estimate_space(policy, an) == estimate
+    for path in sorted(MACHINES.glob("*.yaml")):  # policies with none to a dozen tracked flags
+        other = load_policy(str(path))
+        flags = len(build_analysis(other).tracked_flags)
+        product = len(other.states) * 2 ** flags * 6 * math.prod(c.max + 1 for c in other.counters)
+        if product <= 10**15:
+            assert estimate_space(other) == product, path
+        else:  # the product stops once past any enumeration limit
+            assert 10**15 < estimate_space(other) <= product, path
+    enum = enumerate_all(an, limit=estimate)
+    assert enum is not None and enum.configs <= estimate, "an upper bound on what the enumeration visits"
+    assert check_policy(policy, enumerate_limit=estimate).exploration["full_enumeration"]
+    below = check_policy(policy, enumerate_limit=estimate - 1)
+    assert below.properties["halts"].passed and not below.exploration["full_enumeration"]
