@@ -821,3 +821,15 @@ def test_a_compaction_with_nothing_left_to_compact_says_so() -> None:
     failed = [s for s in result.steps if s.event.name == "failed"]
     assert len(failed) == 1 and failed[0].event.attrs == {"message": "nothing left to compact"}
     assert result.outcome == "context_exceeded", result.outcome
+
+
+def test_a_turn_that_starts_in_a_halt_renders_its_message_for_the_start_event() -> None:
+    """mutmut ``run_12/14/16``: before any step the turn's last event is ``start``, which a halt
+    it starts in can name (``{event}``)."""
+    policy = load_policy_text(
+        "loopspec: 1\ninitial: closed\n"
+        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
+        "  closed: {kind: halt, outcome: completed, message: \"nothing to do ({event})\"}\n"
+    )
+    result, _ = play([], policy)
+    assert (result.outcome, result.message, result.steps) == ("completed", "nothing to do (start)", [])
