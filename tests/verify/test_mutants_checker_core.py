@@ -202,3 +202,29 @@ def test_a_policy_is_enumerated_in_full_exactly_when_its_estimated_space_fits_th
     assert check_policy(policy, enumerate_limit=estimate).exploration["full_enumeration"]
     below = check_policy(policy, enumerate_limit=estimate - 1)
     assert below.properties["halts"].passed and not below.exploration["full_enumeration"]
+
+
+def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deciders_own() -> None:
+    """mutmut ``check_policy_19``: the count started at 1. On a policy enumerated in full (no
+    lasso search, no walks) it is the enumeration's configurations plus what each step-local,
+    halt-message and event decider and the backstop demonstration looked at, nothing more."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
+    from loopspec.verify.enumeration import enumerate_all
+    from loopspec.verify.structure import analyse_structure
+    from loopspec.verify.termination import eliminate
+
+    policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
+    result = check_policy(policy)
+    assert result.exploration["full_enumeration"] and result.backstop_only_loops
+    an = build_analysis(policy)
+    g = build_graph(an)
+    enum = enumerate_all(an)
+    assert enum is not None
+    looked = [decide_monitored(an, g, name, enum)[1]
+              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
+    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1],
+               backstop_demo(an, g, eliminate(an, g))[1]]
+    assert result.exploration["concrete_configs"] == enum.configs + sum(looked)
+    assert result.explored == result.exploration["abstract_nodes"] + result.exploration["concrete_configs"]
