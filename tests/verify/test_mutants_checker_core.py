@@ -228,3 +228,24 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
                backstop_demo(an, g, eliminate(an, g))[1]]
     assert result.exploration["concrete_configs"] == enum.configs + sum(looked)
     assert result.explored == result.exploration["abstract_nodes"] + result.exploration["concrete_configs"]
+
+
+def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> None:
+    """mutmut ``check_policy_35/39/40``: when the halting proof fails the check enumerates whatever
+    the estimate says, but within the limit it was given (not the default one), and says which
+    method it used."""
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.enumeration import enumerate_all
+
+    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
+    p = policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS)
+    enum = enumerate_all(build_analysis(p))
+    assert enum is not None and enum.configs > 1
+    cut = check_policy(p, enumerate_limit=enum.configs - 1)
+    assert not cut.exploration["full_enumeration"] and cut.method == "counter elimination"
+    whole = check_policy(p, enumerate_limit=enum.configs)
+    assert whole.exploration["full_enumeration"] and whole.method == "counter elimination + full enumeration"
+    assert cut.properties["halts"].status == whole.properties["halts"].status == "fail"
