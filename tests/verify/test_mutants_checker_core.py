@@ -236,8 +236,13 @@ def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> No
     method it used."""
     from test_check import CALL, HALTS, TOOLS, policy, stream
 
+    from loopspec.verify.abstract_graph import build_graph
     from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
     from loopspec.verify.enumeration import enumerate_all
+    from loopspec.verify.structure import analyse_structure
+    from loopspec.verify.termination import eliminate, worst_case
+    from loopspec.verify.witness import witness_walks
 
     trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
             "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
@@ -249,3 +254,53 @@ def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> No
     whole = check_policy(p, enumerate_limit=enum.configs)
     assert whole.exploration["full_enumeration"] and whole.method == "counter elimination + full enumeration"
     assert cut.properties["halts"].status == whole.properties["halts"].status == "fail"
+    assert whole.properties["halts"].counterexample == enum.lasso, "the enumeration's own lasso, no second search"
+    an = build_analysis(p)
+    g = build_graph(an)
+    term = eliminate(an, g)
+    looked = [decide_monitored(an, g, name, enum)[1]
+              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
+    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1]]
+    if [b for b in term.backstop_loops if not b.declared]:
+        looked.append(backstop_demo(an, g, term)[1])
+    walks = witness_walks(an, worst_case(an, g, term), seconds=0).steps  # the enumeration found no halt for its figures
+    explored = check_policy(p, enumerate_limit=enum.configs, witness_seconds=0).exploration["concrete_configs"]
+    assert explored == enum.configs + sum(looked) + walks
+
+
+def test_a_halting_counterexample_is_the_concrete_lasso_when_the_enumeration_did_not_run() -> None:
+    """mutmut ``check_policy_56/57/58/69/70/73``: without a full enumeration, a failed halting
+    proof gets the concrete lasso the search finds (counted among the configurations explored);
+    a passed one gets no counterexample."""
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.choice import SEARCH_LIMIT
+    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
+    from loopspec.verify.enumeration import find_lasso
+    from loopspec.verify.structure import analyse_structure
+    from loopspec.verify.termination import eliminate, worst_case
+    from loopspec.verify.witness import witness_walks
+
+    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
+            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
+    p = policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS)
+    lasso, n, _complete = find_lasso(build_analysis(p), limit=SEARCH_LIMIT // 2)
+    assert lasso is not None and lasso.concrete
+    cut = check_policy(p, enumerate_limit=1).properties["halts"]
+    assert cut.status == "fail" and cut.counterexample == lasso
+    an = build_analysis(p)
+    g = build_graph(an)
+    term = eliminate(an, g)
+    looked = [decide_monitored(an, g, name, None)[1]
+              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
+    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1]]
+    if term.backstop_loops:
+        looked.append(backstop_demo(an, g, term)[1])
+    walks = witness_walks(an, worst_case(an, g, term), seconds=0).steps
+    explored = check_policy(p, enumerate_limit=1, witness_seconds=0).exploration["concrete_configs"]
+    assert explored == n + sum(looked) + walks, "the lasso search's configurations are counted once, added"
+    for limit in (0, 10**6):  # proven by counter elimination, then by enumeration too
+        passed = check_policy(load_policy(str(DOCS_EXAMPLES / "retry.yaml")), enumerate_limit=limit).properties["halts"]
+        assert passed.passed and passed.counterexample is None
