@@ -833,3 +833,19 @@ def test_a_turn_that_starts_in_a_halt_renders_its_message_for_the_start_event() 
     )
     result, _ = play([], policy)
     assert (result.outcome, result.message, result.steps) == ("completed", "nothing to do (start)", [])
+
+
+def test_a_deadline_that_passes_while_the_text_is_delivered_ends_the_turn_without_raising() -> None:
+    """mutmut ``_note_cancel_2``: the stream's read is stopped by the turn itself once the deadline
+    has passed (here: a consumer of the text takes 20 s of a 10 s turn). That cancel is the turn's
+    own, not the caller's: the turn halts cancelled and returns, it does not raise afterwards."""
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 10\n  # was: ")
+    clock = VirtualClock()
+
+    async def slow_reader(text: str) -> None:
+        await clock.sleep(20)
+
+    turn = Turn(policy, InProcessProvider([reply("Hello there, this is a long answer.")]), model="replay", clock=clock,
+                consumers=Consumers(on_delta=slow_reader))
+    result = asyncio.run(turn.run(USER))  # raises CancelledError if the turn took its own stop for the caller's
+    assert result.outcome == "cancelled" and [s.event.name for s in result.steps] == ["opened", "cancelled"]
