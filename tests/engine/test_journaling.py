@@ -220,3 +220,24 @@ def test_a_call_cancelled_while_its_stream_is_read_gets_a_cancelled_response_ent
     assert result.outcome == "cancelled" and result.observer_errors == []
     responses = [e.body for e in entries if e.kind == "response"]
     assert len(responses) == 1 and responses[0]["event"] == "cancelled" and responses[0]["attrs"] == {}
+
+
+def test_the_journal_says_whether_the_turn_was_replayed(tmp_path: Path) -> None:
+    """mutmut ``_announce_11``: a provider that does not say it replays (a live one, such as
+    LiteLLMProvider, has no ``replayed``) is not taken for one."""
+
+    class Live:
+        """A provider as a live one looks to the turn: the recorded answers, no ``replayed`` mark."""
+
+        def __init__(self) -> None:
+            self.inner = InProcessProvider([recorded("openai_stream_text.sse")])
+
+        async def open(self, request: Any) -> Any:
+            return await self.inner.open(request)
+
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        for turn_id, provider in (("live", Live()), ("replayed", InProcessProvider([recorded("openai_stream_text.sse")]))):
+            turn = Turn(POLICY, provider, model="openai/x", clock=VirtualClock(), journal=journal, turn_id=turn_id)
+            assert asyncio.run(turn.run(USER)).outcome == "completed"
+        begins = {t: next(e.body for e in journal.entries(t) if e.kind == "begin") for t in ("live", "replayed")}
+    assert begins["live"]["replayed"] is False and begins["replayed"]["replayed"] is True
