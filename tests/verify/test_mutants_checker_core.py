@@ -304,3 +304,16 @@ def test_a_halting_counterexample_is_the_concrete_lasso_when_the_enumeration_did
     for limit in (0, 10**6):  # proven by counter elimination, then by enumeration too
         passed = check_policy(load_policy(str(DOCS_EXAMPLES / "retry.yaml")), enumerate_limit=limit).properties["halts"]
         assert passed.passed and passed.counterexample is None
+
+
+def test_a_loop_bounded_only_by_a_backstop_is_a_warning_with_its_edge_and_a_run_through_it() -> None:
+    """mutmut ``check_policy_126-139/149``: the property's name, its reason with what to do, one
+    finding per edge and a demonstration run; a warning, a failure under ``--strict``."""
+    policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
+    for strict, status in ((False, "warn"), (True, "fail")):
+        res = check_policy(policy, strict=strict).properties["no_backstop_only_loops"]
+        assert (res.name, res.status) == ("no_backstop_only_loops", status)
+        assert res.reason == ("1 loop edge(s) are bounded only through a global backstop; give them a per-turn "
+                              "counter that nothing resets, or declare bounded_by")
+        assert res.findings == ["tools --ok[0]--> ask: bounded only by the model_calls backstop"]
+        assert res.counterexample is not None and res.counterexample.steps
