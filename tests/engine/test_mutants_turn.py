@@ -849,3 +849,15 @@ def test_a_deadline_that_passes_while_the_text_is_delivered_ends_the_turn_withou
                 consumers=Consumers(on_delta=slow_reader))
     result = asyncio.run(turn.run(USER))  # raises CancelledError if the turn took its own stop for the caller's
     assert result.outcome == "cancelled" and [s.event.name for s in result.steps] == ["opened", "cancelled"]
+
+
+def test_the_guardrail_variable_is_empty_unless_a_guardrail_fired() -> None:
+    """mutmut ``_variables_23/27``: ``{guardrail}`` names the detector only for a guardrail's event
+    (one with a verdict); for any other event it renders empty."""
+    policy = load_policy_text(
+        "loopspec: 1\ninitial: closed\n"
+        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
+        "  closed: {kind: halt, outcome: completed, message: \"stopped [{guardrail}]\"}\n"
+    )
+    result, _ = play([], policy)
+    assert result.message == "stopped []"
