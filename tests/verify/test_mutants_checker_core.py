@@ -21,6 +21,42 @@ DOCS_EXAMPLES = ROOT / "docs" / "examples"
 BUDGETS = load_policy(str(DOCS_EXAMPLES / "budgets.yaml"))
 
 
+TRAP = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
+        "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
+
+
+def trap_policy():  # type: ignore[no-untyped-def]
+    """A policy whose cancelled stream falls into a compaction loop no counter bounds."""
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    return policy(CALL, stream(cancelled="trap"), TOOLS, TRAP, HALTS)
+
+
+def configurations_looked_at(policy, enum, walks: bool) -> int:  # type: ignore[no-untyped-def]
+    """What the check counts besides the enumeration and the lasso search: each step-local,
+    halt-message and event decider, the demonstration of a loop only a backstop bounds, and, when
+    the figures are not the enumeration's, the witness walks (at no time budget: a fixed number)."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
+    from loopspec.verify.structure import analyse_structure
+    from loopspec.verify.termination import eliminate, worst_case
+    from loopspec.verify.witness import witness_walks
+
+    an = build_analysis(policy)
+    g = build_graph(an)
+    term = eliminate(an, g)
+    looked = [decide_monitored(an, g, name, enum)[1]
+              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
+    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1]]
+    if [b for b in term.backstop_loops if not b.declared]:
+        looked.append(backstop_demo(an, g, term)[1])
+    if walks:
+        looked.append(witness_walks(an, worst_case(an, g, term), seconds=0).steps)
+    return sum(looked)
+
+
+
 def _may_fire(policy, state: str, event: Event, j: int) -> tuple[object, Config, Case]:  # type: ignore[no-untyped-def]
     sel = compile_selection(policy, state, event.name)
     cfg = Config(state, tuple(0 for _ in policy.counters), frozenset())
@@ -161,11 +197,7 @@ def test_check_file_hands_the_enumeration_limit_on() -> None:
 def test_a_loop_that_never_halts_is_one_finding_with_the_states_that_cannot_halt() -> None:
     """The cycle recurs in every backstop phase of the abstract graph; the finding names it once,
     then each state with no path to a halt."""
-    from test_check import CALL, HALTS, TOOLS, policy, stream
-
-    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
-            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
-    halts = check_policy(policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS), enumerate_limit=0).properties["halts"]
+    halts = check_policy(trap_policy(), enumerate_limit=0).properties["halts"]
     assert halts.status == "fail"
     assert halts.findings == [
         "unbounded cycle through: again --done[0]--> trap; again --failed[0]--> trap; trap --done[0]--> trap; trap --failed[0]--> again",
@@ -208,45 +240,25 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
     """mutmut ``check_policy_19``: the count started at 1. On a policy enumerated in full (no
     lasso search, no walks) it is the enumeration's configurations plus what each step-local,
     halt-message and event decider and the backstop demonstration looked at, nothing more."""
-    from loopspec.verify.abstract_graph import build_graph
     from loopspec.verify.abstraction import build_analysis
-    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
     from loopspec.verify.enumeration import enumerate_all
-    from loopspec.verify.structure import analyse_structure
-    from loopspec.verify.termination import eliminate
 
     policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
     result = check_policy(policy)
     assert result.exploration["full_enumeration"] and result.backstop_only_loops
-    an = build_analysis(policy)
-    g = build_graph(an)
-    enum = enumerate_all(an)
+    enum = enumerate_all(build_analysis(policy))
     assert enum is not None
-    looked = [decide_monitored(an, g, name, enum)[1]
-              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
-    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1],
-               backstop_demo(an, g, eliminate(an, g))[1]]
-    assert result.exploration["concrete_configs"] == enum.configs + sum(looked)
+    assert result.exploration["concrete_configs"] == enum.configs + configurations_looked_at(policy, enum, walks=False)
     assert result.explored == result.exploration["abstract_nodes"] + result.exploration["concrete_configs"]
 
-
 def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> None:
-    """mutmut ``check_policy_35/39/40``: when the halting proof fails the check enumerates whatever
-    the estimate says, but within the limit it was given (not the default one), and says which
-    method it used."""
-    from test_check import CALL, HALTS, TOOLS, policy, stream
-
-    from loopspec.verify.abstract_graph import build_graph
+    """mutmut ``check_policy_35/39/40/56``: when the halting proof fails the check enumerates
+    whatever the estimate says, but within the limit it was given (not the default one), says
+    which method it used, and takes the enumeration's own lasso without a second search."""
     from loopspec.verify.abstraction import build_analysis
-    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
     from loopspec.verify.enumeration import enumerate_all
-    from loopspec.verify.structure import analyse_structure
-    from loopspec.verify.termination import eliminate, worst_case
-    from loopspec.verify.witness import witness_walks
 
-    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
-            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
-    p = policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS)
+    p = trap_policy()
     enum = enumerate_all(build_analysis(p))
     assert enum is not None and enum.configs > 1
     cut = check_policy(p, enumerate_limit=enum.configs - 1)
@@ -254,57 +266,28 @@ def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> No
     whole = check_policy(p, enumerate_limit=enum.configs)
     assert whole.exploration["full_enumeration"] and whole.method == "counter elimination + full enumeration"
     assert cut.properties["halts"].status == whole.properties["halts"].status == "fail"
-    assert whole.properties["halts"].counterexample == enum.lasso, "the enumeration's own lasso, no second search"
-    an = build_analysis(p)
-    g = build_graph(an)
-    term = eliminate(an, g)
-    looked = [decide_monitored(an, g, name, enum)[1]
-              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
-    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1]]
-    if [b for b in term.backstop_loops if not b.declared]:
-        looked.append(backstop_demo(an, g, term)[1])
-    walks = witness_walks(an, worst_case(an, g, term), seconds=0).steps  # the enumeration found no halt for its figures
+    assert whole.properties["halts"].counterexample == enum.lasso
     explored = check_policy(p, enumerate_limit=enum.configs, witness_seconds=0).exploration["concrete_configs"]
-    assert explored == enum.configs + sum(looked) + walks
-
+    assert explored == enum.configs + configurations_looked_at(p, enum, walks=True)  # no halt found: the walks give figures
 
 def test_a_halting_counterexample_is_the_concrete_lasso_when_the_enumeration_did_not_run() -> None:
-    """mutmut ``check_policy_56/57/58/69/70/73``: without a full enumeration, a failed halting
-    proof gets the concrete lasso the search finds (counted among the configurations explored);
-    a passed one gets no counterexample."""
-    from test_check import CALL, HALTS, TOOLS, policy, stream
-
-    from loopspec.verify.abstract_graph import build_graph
+    """mutmut ``check_policy_57/58/69/70/73``: without a full enumeration, a failed halting proof
+    gets the concrete lasso the search finds (counted once among the configurations explored); a
+    passed one gets no counterexample."""
     from loopspec.verify.abstraction import build_analysis
     from loopspec.verify.choice import SEARCH_LIMIT
-    from loopspec.verify.deciders import backstop_demo, decide_events_handled, decide_halt_messages, decide_monitored
     from loopspec.verify.enumeration import find_lasso
-    from loopspec.verify.structure import analyse_structure
-    from loopspec.verify.termination import eliminate, worst_case
-    from loopspec.verify.witness import witness_walks
 
-    trap = ("  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: again}\n"
-            "  again:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: trap}\n")
-    p = policy(CALL, stream(cancelled="trap"), TOOLS, trap, HALTS)
+    p = trap_policy()
     lasso, n, _complete = find_lasso(build_analysis(p), limit=SEARCH_LIMIT // 2)
     assert lasso is not None and lasso.concrete
     cut = check_policy(p, enumerate_limit=1).properties["halts"]
     assert cut.status == "fail" and cut.counterexample == lasso
-    an = build_analysis(p)
-    g = build_graph(an)
-    term = eliminate(an, g)
-    looked = [decide_monitored(an, g, name, None)[1]
-              for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid")]
-    looked += [decide_halt_messages(an, g)[1], decide_events_handled(an, g, analyse_structure(an, g))[1]]
-    if term.backstop_loops:
-        looked.append(backstop_demo(an, g, term)[1])
-    walks = witness_walks(an, worst_case(an, g, term), seconds=0).steps
     explored = check_policy(p, enumerate_limit=1, witness_seconds=0).exploration["concrete_configs"]
-    assert explored == n + sum(looked) + walks, "the lasso search's configurations are counted once, added"
+    assert explored == n + configurations_looked_at(p, None, walks=True)
     for limit in (0, 10**6):  # proven by counter elimination, then by enumeration too
         passed = check_policy(load_policy(str(DOCS_EXAMPLES / "retry.yaml")), enumerate_limit=limit).properties["halts"]
         assert passed.passed and passed.counterexample is None
-
 
 def test_a_loop_bounded_only_by_a_backstop_is_a_warning_with_its_edge_and_a_run_through_it() -> None:
     """mutmut ``check_policy_126-139/149``: the property's name, its reason with what to do, one
