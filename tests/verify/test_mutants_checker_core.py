@@ -300,3 +300,24 @@ def test_a_loop_bounded_only_by_a_backstop_is_a_warning_with_its_edge_and_a_run_
                               "counter that nothing resets, or declare bounded_by")
         assert res.findings == ["tools --ok[0]--> ask: bounded only by the model_calls backstop"]
         assert res.counterexample is not None and res.counterexample.steps
+
+
+def test_declared_backstop_loops_pass_and_are_listed() -> None:
+    """mutmut ``check_policy_151-167``: a policy whose only backstop loop is declared passes, and
+    says so with the edge it declared."""
+    res = check_policy(BUDGETS).properties["no_backstop_only_loops"]
+    assert (res.name, res.status) == ("no_backstop_only_loops", "pass")
+    assert res.reason == "every loop has a bound of its own; 1 declared backstop loop(s): tools --ok[0]--> ask"
+
+
+def test_enumerated_figures_are_exact_and_walked_ones_say_how_many_walks() -> None:
+    """mutmut ``check_policy_184-217``: figures from a full enumeration are exact with their own
+    value as the lower bound, per outcome without the overall ``*``, and no walk ran; without the
+    enumeration the walks that ran are counted."""
+    exact = check_policy(load_policy(str(DOCS_EXAMPLES / "retry.yaml")))
+    assert exact.exploration["full_enumeration"] and exact.exploration["witness_walks"] == 0
+    figures = [*exact.worst_case.values(), *(f for figs in exact.by_outcome.values() for f in figs.values())]
+    assert figures and all(f.exact is True and f.lower == f.value for f in figures)
+    assert "*" not in exact.by_outcome and exact.by_outcome
+    walked = check_policy(BUDGETS)
+    assert not walked.exploration["full_enumeration"] and walked.exploration["witness_walks"] > 0
