@@ -321,3 +321,21 @@ def test_enumerated_figures_are_exact_and_walked_ones_say_how_many_walks() -> No
     assert "*" not in exact.by_outcome and exact.by_outcome
     walked = check_policy(BUDGETS)
     assert not walked.exploration["full_enumeration"] and walked.exploration["witness_walks"] > 0
+    assert "*" not in walked.by_outcome and walked.by_outcome
+    figures = [*walked.worst_case.values(), *(f for figs in walked.by_outcome.values() for f in figs.values())]
+    assert all(type(f.lower) is int and 0 <= f.lower <= f.value and f.exact == (f.lower == f.value) for f in figures)
+    assert walked.wall_time is not None and check_policy(trap_policy(), enumerate_limit=0).wall_time is None
+    # each lower bound is the best walk's (0 where no walk reached the outcome): none is made up
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.termination import eliminate, worst_case
+    from loopspec.verify.witness import witness_walks
+
+    an = build_analysis(BUDGETS)
+    g = build_graph(an)
+    best = witness_walks(an, worst_case(an, g, eliminate(an, g)), seconds=0).best
+    timed = check_policy(BUDGETS, witness_seconds=0)
+    assert {b: f.lower for b, f in timed.worst_case.items()} == {b: min(best["*"][b], f.value) for b, f in timed.worst_case.items()}
+    for outcome, figs in timed.by_outcome.items():
+        assert {b: f.lower for b, f in figs.items()} == {b: min(best.get(outcome, {}).get(b, 0), f.value) for b, f in figs.items()}
+    assert any(outcome not in best for outcome in timed.by_outcome), "an outcome no walk reached keeps a lower bound of 0"
