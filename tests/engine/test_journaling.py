@@ -241,3 +241,15 @@ def test_the_journal_says_whether_the_turn_was_replayed(tmp_path: Path) -> None:
             assert asyncio.run(turn.run(USER)).outcome == "completed"
         begins = {t: next(e.body for e in journal.entries(t) if e.kind == "begin") for t in ("live", "replayed")}
     assert begins["live"]["replayed"] is False and begins["replayed"]["replayed"] is True
+
+
+def test_a_turn_cancelled_before_it_starts_journals_no_response(tmp_path: Path) -> None:
+    """mutmut ``_prepare_46``: with no call made yet, no model call is in flight; a turn cancelled
+    before its first request ends without a ``response`` entry (nor a request)."""
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = tool_turn(journal, turn_id="t1")
+        turn.cancel()
+        result = asyncio.run(turn.run(USER))
+        kinds = [e.kind for e in journal.entries("t1")]
+    assert result.outcome == "cancelled" and result.requests == []
+    assert "request" not in kinds and "response" not in kinds and kinds[-1] == "halt"

@@ -861,3 +861,16 @@ def test_the_guardrail_variable_is_empty_unless_a_guardrail_fired() -> None:
     )
     result, _ = play([], policy)
     assert result.message == "stopped []"
+
+
+def test_compaction_keeps_as_many_recent_messages_as_the_policy_says() -> None:
+    """mutmut ``_prepare_7``: the history was built with the default ``keep_last`` (6), not the
+    policy's ``compaction_keep_last``; two policies that differ only there send differently
+    compacted requests after an overflow."""
+    sent = {}
+    for keep in (2, 6):
+        policy = variant("  compaction_keep_last: 6 ", f"  compaction_keep_last: {keep} ")
+        result, _ = play([OVERFLOW, reply("Hi.")], policy, opening=LONG)
+        assert result.outcome == "completed" and len(result.requests) == 2
+        sent[keep] = result.requests[1].message_count
+    assert sent[2] < sent[6] < len(LONG)

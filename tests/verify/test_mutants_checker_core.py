@@ -339,3 +339,15 @@ def test_enumerated_figures_are_exact_and_walked_ones_say_how_many_walks() -> No
     for outcome, figs in timed.by_outcome.items():
         assert {b: f.lower for b, f in figs.items()} == {b: min(best.get(outcome, {}).get(b, 0), f.value) for b, f in figs.items()}
     assert any(outcome not in best for outcome in timed.by_outcome), "an outcome no walk reached keeps a lower bound of 0"
+
+
+def test_a_check_result_names_its_policy_and_how_long_it_took() -> None:
+    """mutmut ``check_policy_291-293``: the file and name of the policy checked, and its own time."""
+    import time
+
+    policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
+    before = time.perf_counter()
+    result = check_policy(policy)
+    took = time.perf_counter() - before
+    assert (result.file, result.policy) == (policy.file, policy.name) and policy.name
+    assert 0 <= result.seconds <= took
