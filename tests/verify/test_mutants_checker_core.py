@@ -250,6 +250,10 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
     assert enum is not None
     assert result.exploration["concrete_configs"] == enum.configs + configurations_looked_at(policy, enum, walks=False)
     assert result.explored == result.exploration["abstract_nodes"] + result.exploration["concrete_configs"]
+    from loopspec.verify.abstract_graph import build_graph
+
+    g = build_graph(build_analysis(policy))
+    assert (result.exploration["abstract_nodes"], result.exploration["abstract_edges"]) == (len(g.nodes), len(g.edges))
 
 def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> None:
     """mutmut ``check_policy_35/39/40/56``: when the halting proof fails the check enumerates
