@@ -254,6 +254,7 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
 
     g = build_graph(build_analysis(policy))
     assert (result.exploration["abstract_nodes"], result.exploration["abstract_edges"]) == (len(g.nodes), len(g.edges))
+    assert result.exploration["model_steps"] >= len(g.edges) > 0, "every edge is a step the model took"
 
 def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> None:
     """mutmut ``check_policy_35/39/40/56``: when the halting proof fails the check enumerates
