@@ -874,3 +874,16 @@ def test_compaction_keeps_as_many_recent_messages_as_the_policy_says() -> None:
         assert result.outcome == "completed" and len(result.requests) == 2
         sent[keep] = result.requests[1].message_count
     assert sent[2] < sent[6] < len(LONG)
+
+
+def test_a_halt_message_that_does_not_continue_the_streamed_text_is_delivered_whole() -> None:
+    """mutmut ``_halt_24``: only a message that starts with the text already streamed is cut to
+    what follows it; any other is delivered and kept whole (here: "Hello th" was streamed, then
+    the provider kept failing)."""
+    deltas: list[str] = []
+    broken = reply("Hello there friend", disconnect_after=2)
+    result, _ = play([broken] * 4, consumers=Consumers(on_delta=deltas.append))
+    assert result.outcome == "provider_error" and not result.message.startswith("Hello")
+    assert deltas[-1] == result.message
+    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == [result.message]
+
