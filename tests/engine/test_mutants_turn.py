@@ -887,3 +887,14 @@ def test_a_halt_message_that_does_not_continue_the_streamed_text_is_delivered_wh
     assert deltas[-1] == result.message
     assert [m["content"] for m in result.messages if m["role"] == "assistant"] == [result.message]
 
+
+
+def test_a_turn_with_no_opening_messages_halts_with_its_message_as_the_history() -> None:
+    """mutmut ``_halt_30``: the halt looked at the last message of an empty history."""
+    policy = load_policy_text(
+        "loopspec: 1\ninitial: closed\n"
+        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
+        "  closed: {kind: halt, outcome: completed, message: \"nothing to do\"}\n"
+    )
+    result, _ = play([], policy, opening=[])
+    assert result.messages == [{"role": "assistant", "content": "nothing to do"}]
