@@ -46,6 +46,39 @@ def play(interactions: list[Any], policy: Any = POLICY, opening: list[dict[str, 
     return asyncio.run(turn.run(opening)), turn
 
 
+def halt_only(message: str) -> Any:
+    """A policy whose turn starts in its one state, a completed halt with ``message``."""
+    return load_policy_text(
+        "loopspec: 1\ninitial: closed\n"
+        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
+        f"  closed: {{kind: halt, outcome: completed, message: \"{message}\"}}\n"
+    )
+
+
+class OwnTask:
+    """The turn's task, for a consumer or a tool that cancels it as a caller outside the turn would."""
+
+    task: "asyncio.Task[Any] | None" = None
+
+    async def cancel(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.sleep(0)  # the cancel lands here, inside the turn
+
+
+def run_cancelled_from_outside(turn: Turn, own: OwnTask) -> Any:
+    """Run ``turn`` as ``own.task``; an outside cancel is raised again once the turn has halted,
+    so the result is the one the turn kept."""
+
+    async def main() -> None:
+        own.task = asyncio.ensure_future(turn.run(USER))
+        with pytest.raises(asyncio.CancelledError):
+            await own.task
+
+    asyncio.run(main())
+    assert turn.result is not None
+    return turn.result
+
 def test_the_policys_reasoning_effort_is_sent_when_the_caller_gives_none() -> None:
     """Plant T01: ``reasoning_effort or policy.settings.reasoning_effort`` lost its fallback."""
     policy = variant("  stall_timeout: 60 ", "  reasoning_effort: high\n  stall_timeout: 60 ")
@@ -714,11 +747,10 @@ def test_a_cancel_asked_on_the_step_into_a_halt_never_interrupts_its_delivery() 
     assert ends == ["end"], "the halt is delivered whole"
 
 
-CARRY_ON_AFTER_CANCEL = (
-    "      bad_request: halt_bad_request\n      cancelled: halt_cancelled\n\n",
-    "      bad_request: halt_bad_request\n      cancelled:\n        - do: [{increment: transient_retries}]\n"
-    "          to: call_model\n        - halt_cancelled\n\n",
-)
+CARRY_ON_AFTER_CANCEL = load_policy_text(DEFAULT_TEXT.replace(
+    "      cancelled: halt_cancelled\n",
+    "      cancelled:\n        - do: [{increment: transient_retries}]\n          to: call_model\n        - halt_cancelled\n"))
+"""default.yaml, but a cancelled call, stream or batch calls the model again (twice at most)."""
 
 
 def test_an_outside_cancel_absorbed_by_the_turn_cancels_one_effect_only() -> None:
@@ -726,28 +758,18 @@ def test_an_outside_cancel_absorbed_by_the_turn_cancels_one_effect_only() -> Non
     ``cancelled`` event. A cancel of the turn's task that lands in a consumer (here: the backoff's
     status line) cancels the next call, once; a policy that goes on after a cancel then makes its
     next call. With the flag left set every later call was cancelled too."""
-    policy = variant(*CARRY_ON_AFTER_CANCEL)
+    own = OwnTask()
     statuses: list[str] = []
 
     async def status(text: str) -> None:
         statuses.append(text)
         if "retrying" in text:
-            task.cancel()  # from inside the consumer: it lands at the await below, as an outside cancel
-            await asyncio.sleep(0)
+            await own.cancel()
 
-    turn = Turn(policy, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}}), reply("Hi.")]),
+    turn = Turn(CARRY_ON_AFTER_CANCEL, InProcessProvider([ErrorResponse(429, {"error": {"message": "slow down"}}), reply("Hi.")]),
                 model="replay", clock=VirtualClock(), consumers=Consumers(on_status=status))
-
-    async def main() -> None:
-        nonlocal task
-        task = asyncio.ensure_future(turn.run(USER))
-        with pytest.raises(asyncio.CancelledError):  # an outside cancel is raised again after the halt
-            await task
-
-    task: Any = None
-    asyncio.run(main())
-    result = turn.result
-    assert result is not None and result.outcome == "completed", (result and result.outcome, statuses)
+    result = run_cancelled_from_outside(turn, own)
+    assert result.outcome == "completed", (result.outcome, statuses)
     assert [s.event.name for s in result.steps] == ["rate_limit", "cancelled", "opened", "text"]
     assert len(result.requests) == 2
 
@@ -756,31 +778,17 @@ def test_an_outside_cancel_caught_in_an_effect_cancels_that_effect_only() -> Non
     """mutmut ``_effect_72``: after a cancel caught inside an effect (here: a tool that cancels its
     turn's task from inside and awaits) the pending cancel was left set, so a policy that goes on
     after a cancelled batch had its next call cancelled too."""
-    text = DEFAULT_TEXT.replace(
-        "      cancelled: halt_cancelled\n", "      cancelled:\n        - do: [{increment: transient_retries}]\n"
-        "          to: call_model\n        - halt_cancelled\n")
-    policy = load_policy_text(text)
+    own = OwnTask()
     reg = ToolRegistry()
 
     async def get_capital(country: str) -> str:
-        task.cancel()  # lands at the await below, as a cancel from outside the turn
-        await asyncio.sleep(0)
+        await own.cancel()
         return "London"
 
     reg.register(get_capital, parameters={"type": "object", "properties": {"country": {"type": "string"}}})
-    turn = Turn(policy, InProcessProvider([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("London.")]),
+    turn = Turn(CARRY_ON_AFTER_CANCEL, InProcessProvider([reply(tool_calls=[("get_capital", {"country": "UK"})]), reply("London.")]),
                 model="replay", tools=reg, clock=VirtualClock())
-
-    async def main() -> None:
-        nonlocal task
-        task = asyncio.ensure_future(turn.run(USER))
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    task: Any = None
-    asyncio.run(main())
-    result = turn.result
-    assert result is not None
+    result = run_cancelled_from_outside(turn, own)
     assert [s.event.name for s in result.steps] == ["opened", "tool_calls", "cancelled", "opened", "text"]
     assert result.outcome == "completed" and len(result.requests) == 2
 
@@ -826,11 +834,7 @@ def test_a_compaction_with_nothing_left_to_compact_says_so() -> None:
 def test_a_turn_that_starts_in_a_halt_renders_its_message_for_the_start_event() -> None:
     """mutmut ``run_12/14/16``: before any step the turn's last event is ``start``, which a halt
     it starts in can name (``{event}``)."""
-    policy = load_policy_text(
-        "loopspec: 1\ninitial: closed\n"
-        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
-        "  closed: {kind: halt, outcome: completed, message: \"nothing to do ({event})\"}\n"
-    )
+    policy = halt_only("nothing to do ({event})")
     result, _ = play([], policy)
     assert (result.outcome, result.message, result.steps) == ("completed", "nothing to do (start)", [])
 
@@ -854,11 +858,7 @@ def test_a_deadline_that_passes_while_the_text_is_delivered_ends_the_turn_withou
 def test_the_guardrail_variable_is_empty_unless_a_guardrail_fired() -> None:
     """mutmut ``_variables_23/27``: ``{guardrail}`` names the detector only for a guardrail's event
     (one with a verdict); for any other event it renders empty."""
-    policy = load_policy_text(
-        "loopspec: 1\ninitial: closed\n"
-        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
-        "  closed: {kind: halt, outcome: completed, message: \"stopped [{guardrail}]\"}\n"
-    )
+    policy = halt_only("stopped [{guardrail}]")
     result, _ = play([], policy)
     assert result.message == "stopped []"
 
@@ -888,13 +888,8 @@ def test_a_halt_message_that_does_not_continue_the_streamed_text_is_delivered_wh
     assert [m["content"] for m in result.messages if m["role"] == "assistant"] == [result.message]
 
 
-
 def test_a_turn_with_no_opening_messages_halts_with_its_message_as_the_history() -> None:
     """mutmut ``_halt_30``: the halt looked at the last message of an empty history."""
-    policy = load_policy_text(
-        "loopspec: 1\ninitial: closed\n"
-        "backstops:\n  model_calls: {max: 1, exhausted: closed}\n  tool_batches: {max: 1, exhausted: closed}\nstates:\n"
-        "  closed: {kind: halt, outcome: completed, message: \"nothing to do\"}\n"
-    )
+    policy = halt_only("nothing to do")
     result, _ = play([], policy, opening=[])
     assert result.messages == [{"role": "assistant", "content": "nothing to do"}]
