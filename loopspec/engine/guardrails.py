@@ -55,6 +55,11 @@ class GuardrailState:
         g = self.config.get("doom_loop")
         return 0 if g is None else g.max_period * g.threshold
 
+    def copy(self) -> "GuardrailState":
+        """An independent copy of the detectors' memory (the checker tries scripts from one state)."""
+        return GuardrailState(self.config, list(self.signatures), dict(self.failures), dict(self.tool_fail_streak),
+                              dict(self.repeats))
+
     def to_json(self) -> dict[str, Any]:
         """The detectors' memory, JSON-safe (a journal's checkpoint keeps it across a crash)."""
         return {

@@ -378,9 +378,7 @@ class Realiser:
         found = None
         mine = last_index(calls, tool) if tool in calls else -1
         for inserted, final in guard_scripts(tool, g.threshold, g.max_period) if mine >= 0 else ():
-            state = GuardrailState(
-                base.config, list(base.signatures), dict(base.failures), dict(base.tool_fail_streak), dict(base.repeats)
-            )
+            state = base.copy()
             if any(state.observe([tool_result(r)]) is not None for r in inserted):
                 continue
             last = [final if i == mine else Result(t, True, f"another result {i}") for i, t in enumerate(calls)]

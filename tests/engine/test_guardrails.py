@@ -145,3 +145,18 @@ def test_the_doom_loop_period_is_the_shortest_repeating_cycle_by_its_plain_defin
     for t in tools:
         g.observe([result(f"t{t}", "{}", "same")])
         assert g._cycle_period() == _plain_period(g.signatures, threshold, max_period)
+
+
+def test_a_copy_remembers_the_same_calls_and_goes_on_alone() -> None:
+    """What the checker relies on when it tries several scripts from one state: the copy fires as
+    the original would, and what it observes never reaches the original."""
+    g = GuardrailState(config(repeated_exact_failure=(2, "halt"), same_tool_failure=(3, "correct"),
+                              no_progress=(3, "warn"), doom_loop=(3, "halt")))
+    assert g.observe([result("read", "{}", "boom", ok=False)]) is None
+    before = g.to_json()
+    twin = g.copy()
+    assert twin.to_json() == before and twin.config is g.config
+    event = twin.observe([result("read", "{}", "boom", ok=False)])
+    assert event is not None and event.name == "repeated_exact_failure"
+    assert g.to_json() == before, "the copy's calls stay its own"
+    assert g.observe([result("read", "{}", "boom", ok=False)]) == event

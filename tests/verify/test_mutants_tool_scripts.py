@@ -48,11 +48,6 @@ def fires(state: GuardrailState, results: list[Result]) -> object:
     return state.observe([tool_result(r) for r in results])
 
 
-def copy_of(state: GuardrailState) -> GuardrailState:
-    return GuardrailState(state.config, list(state.signatures), dict(state.failures), dict(state.tool_fail_streak),
-                          dict(state.repeats))
-
-
 def key_of(state: GuardrailState) -> tuple[object, ...]:
     return (tuple(state.signatures), tuple(sorted(state.failures.items())), tuple(sorted(state.tool_fail_streak.items())),
             tuple(sorted(state.repeats.items())))
@@ -70,7 +65,7 @@ def shortest_by_search(policy, code: str, period: int, limit: int) -> int | None
         seen: set[tuple[object, ...]] = set()
         for state, used in frontier:
             for r in symbols[: 2 * min(used + 1, len(symbols) // 2)]:
-                s = copy_of(state)
+                s = state.copy()
                 ev = fires(s, [r])
                 if ev is not None and ev.name == code and ev.attrs.get("tool") == TOOL and (
                         code != "doom_loop" or ev.attrs.get("period") == period):
