@@ -240,6 +240,7 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
     """mutmut ``check_policy_19``: the count started at 1. On a policy enumerated in full (no
     lasso search, no walks) it is the enumeration's configurations plus what each step-local,
     halt-message and event decider and the backstop demonstration looked at, nothing more."""
+    from loopspec.verify.abstract_graph import build_graph
     from loopspec.verify.abstraction import build_analysis
     from loopspec.verify.enumeration import enumerate_all
 
@@ -250,11 +251,10 @@ def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deci
     assert enum is not None
     assert result.exploration["concrete_configs"] == enum.configs + configurations_looked_at(policy, enum, walks=False)
     assert result.explored == result.exploration["abstract_nodes"] + result.exploration["concrete_configs"]
-    from loopspec.verify.abstract_graph import build_graph
-
     g = build_graph(build_analysis(policy))
     assert (result.exploration["abstract_nodes"], result.exploration["abstract_edges"]) == (len(g.nodes), len(g.edges))
     assert result.exploration["model_steps"] >= len(g.edges) > 0, "every edge is a step the model took"
+
 
 def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> None:
     """mutmut ``check_policy_35/39/40/56``: when the halting proof fails the check enumerates
@@ -275,6 +275,7 @@ def test_a_policy_that_may_not_halt_is_enumerated_within_the_limit_given() -> No
     explored = check_policy(p, enumerate_limit=enum.configs, witness_seconds=0).exploration["concrete_configs"]
     assert explored == enum.configs + configurations_looked_at(p, enum, walks=True)  # no halt found: the walks give figures
 
+
 def test_a_halting_counterexample_is_the_concrete_lasso_when_the_enumeration_did_not_run() -> None:
     """mutmut ``check_policy_57/58/69/70/73``: without a full enumeration, a failed halting proof
     gets the concrete lasso the search finds (counted once among the configurations explored); a
@@ -293,6 +294,7 @@ def test_a_halting_counterexample_is_the_concrete_lasso_when_the_enumeration_did
     for limit in (0, 10**6):  # proven by counter elimination, then by enumeration too
         passed = check_policy(load_policy(str(DOCS_EXAMPLES / "retry.yaml")), enumerate_limit=limit).properties["halts"]
         assert passed.passed and passed.counterexample is None
+
 
 def test_a_loop_bounded_only_by_a_backstop_is_a_warning_with_its_edge_and_a_run_through_it() -> None:
     """mutmut ``check_policy_126-139/149``: the property's name, its reason with what to do, one
