@@ -141,6 +141,9 @@ class LiteLLMResponseStream:
                 pass
 
 
+_UNKNOWN = object()
+
+
 def litellm_logs_successes(wrapper: Any) -> bool:
     """Whether litellm has anything to do once a stream has ended: a success callback (global or
     passed with the request) or a response cache. Only then is its second end-of-stream pass,
@@ -148,8 +151,9 @@ def litellm_logs_successes(wrapper: Any) -> bool:
     litellm = _litellm
     if litellm is None:  # a wrapper that did not come from this module's litellm: keep going
         return True
-    if litellm.callbacks or litellm.success_callback or litellm._async_success_callback or litellm.cache is not None:
-        return True
+    lists = [getattr(litellm, name, _UNKNOWN) for name in ("callbacks", "success_callback", "_async_success_callback")]
+    if any(x is _UNKNOWN or x for x in lists) or getattr(litellm, "cache", _UNKNOWN) is not None:
+        return True  # a listener, or a litellm that keeps them elsewhere: read to its end
     logging_obj = getattr(wrapper, "logging_obj", None)
     return bool(getattr(logging_obj, "dynamic_success_callbacks", None)
                 or getattr(logging_obj, "dynamic_async_success_callbacks", None))

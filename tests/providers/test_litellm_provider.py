@@ -421,7 +421,8 @@ def test_a_litellm_success_callback_still_hears_of_every_stream(srv, monkeypatch
 
 
 @pytest.mark.parametrize("listener", ["callbacks", "success_callback", "_async_success_callback", "cache",
-                                      "dynamic_success_callbacks", "dynamic_async_success_callbacks", "none"])
+                                      "dynamic_success_callbacks", "dynamic_async_success_callbacks", "none",
+                                      "no _async_success_callback list"])
 def test_what_counts_as_litellm_listening_for_a_success(monkeypatch, listener):
     from loopspec.providers import litellm_provider
     from types import SimpleNamespace
@@ -432,6 +433,8 @@ def test_what_counts_as_litellm_listening_for_a_success(monkeypatch, listener):
         monkeypatch.setattr(litellm, "cache", object())
     elif listener.startswith("dynamic"):
         setattr(logging_obj, listener, ["langfuse"])
+    elif listener.startswith("no "):  # a litellm that keeps its listeners elsewhere: never assume none
+        monkeypatch.delattr(litellm, "_async_success_callback")
     elif listener != "none":
         monkeypatch.setattr(litellm, listener, ["langfuse"])
     wrapper = SimpleNamespace(logging_obj=logging_obj)
