@@ -893,3 +893,38 @@ def test_a_turn_with_no_opening_messages_halts_with_its_message_as_the_history()
     policy = halt_only("nothing to do")
     result, _ = play([], policy, opening=[])
     assert result.messages == [{"role": "assistant", "content": "nothing to do"}]
+
+
+def test_a_halt_with_an_empty_message_delivers_nothing_and_writes_nothing() -> None:
+    """mutmut ``_halt_12``: a halt whose message template is empty (allowed, with a warning)
+    rendered a made-up text."""
+    interims: list[tuple[str, bool]] = []
+    deltas: list[str] = []
+    result, _ = play([], policy=halt_only(""),
+                     consumers=Consumers(on_delta=deltas.append, on_interim=lambda m, final: interims.append((m, final))))
+    assert result.outcome == "completed" and result.message == ""
+    assert result.messages == USER
+    assert deltas == [] and interims == [("", True)]
+
+
+def test_a_halt_that_adds_only_blanks_to_the_streamed_answer_writes_no_blank_message() -> None:
+    """mutmut ``_halt_33``: whatever the message added after the streamed answer was written to the
+    history as a message of its own, even blanks (``or`` for ``and``)."""
+    policy = variant('''    outcome: completed
+    message: "{response}"''', '''    outcome: completed
+    message: "{response}  "''')
+    result, _ = play([reply("London.")], policy)
+    assert result.message == "London.  "
+    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == ["London."]
+
+
+def test_a_halt_message_already_last_in_the_history_is_not_written_twice() -> None:
+    """mutmut ``_halt_27``, ``_29``, ``_36`` and ``_37``: the halt wrote its message into the
+    history even when the history already ended with that same assistant message (a caller's
+    history that ends in it, as a turn replayed over its own result has)."""
+    opening = USER + [{"role": "assistant", "content": "Closed for today."}]
+    result, _ = play([], policy=halt_only("Closed for today."), opening=opening)
+    assert result.message == "Closed for today."
+    assert result.messages == opening
+    result, _ = play([], policy=halt_only("Closed for today."), opening=USER + [{"role": "user", "content": "Closed for today."}])
+    assert result.messages[-1] == {"role": "assistant", "content": "Closed for today."}, "only the model's own message counts"
