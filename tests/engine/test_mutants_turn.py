@@ -928,3 +928,23 @@ def test_a_halt_message_already_last_in_the_history_is_not_written_twice() -> No
     assert result.messages == opening
     result, _ = play([], policy=halt_only("Closed for today."), opening=USER + [{"role": "user", "content": "Closed for today."}])
     assert result.messages[-1] == {"role": "assistant", "content": "Closed for today."}, "only the model's own message counts"
+
+
+def test_the_result_a_consumer_reads_during_the_halt_already_lists_the_consumer_errors() -> None:
+    """mutmut ``_halt_60``: the result kept on the turn before the halt is delivered had no
+    consumer errors (None) until the delivery was over, so a consumer reading it then saw none."""
+    seen: list[Any] = []
+    turn: Turn | None = None
+
+    def failing_delta(text: str) -> None:
+        raise RuntimeError("display gone")
+
+    def on_end() -> None:
+        assert turn is not None and turn.result is not None
+        seen.append(list(turn.result.consumer_errors))
+
+    turn = Turn(POLICY, InProcessProvider([reply("London.")]), model="replay", tools=capital_tools(),
+                clock=VirtualClock(), consumers=Consumers(on_delta=failing_delta, on_end=on_end))
+    result = asyncio.run(turn.run(USER))
+    assert seen and seen[0] and all("display gone" in e for e in seen[0])
+    assert result.consumer_errors[: len(seen[0])] == seen[0]
