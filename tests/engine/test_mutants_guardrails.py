@@ -73,3 +73,16 @@ def test_restored_memory_from_an_older_journal_keeps_only_the_window() -> None:
              "tool_fail_streak": {}, "repeats": []}
     g.restore(older)
     assert len(g.to_json()["signatures"]) == 6
+
+
+def test_a_result_with_a_lone_surrogate_is_still_compared() -> None:
+    """mutmut ``signature_9`` and ``_12``: the result was encoded strictly, so a tool answer holding
+    a lone surrogate (bytes decoded with ``surrogateescape``, a file name off a broken disk) raised
+    in the loop detectors instead of being compared; two such answers that differ stay apart."""
+    g = GuardrailState(config(repeated_exact_failure=(2, "correct")))
+    assert g.observe([result("read", '{"p": 1}', "bad \udcff", ok=False)]) is None
+    fired = g.observe([result("read", '{"p": 1}', "bad \udcff", ok=False)])
+    assert fired is not None and fired.name == "repeated_exact_failure"
+    g = GuardrailState(config(repeated_exact_failure=(2, "correct")))
+    g.observe([result("read", '{"p": 1}', "bad \udcff", ok=False)])
+    assert g.observe([result("read", '{"p": 1}', "bad \udcfe", ok=False)]) is None
