@@ -86,3 +86,14 @@ def test_a_result_with_a_lone_surrogate_is_still_compared() -> None:
     g = GuardrailState(config(repeated_exact_failure=(2, "correct")))
     g.observe([result("read", '{"p": 1}', "bad \udcff", ok=False)])
     assert g.observe([result("read", '{"p": 1}', "bad \udcfe", ok=False)]) is None
+
+
+def test_a_journal_written_earlier_is_resumed_with_the_same_signatures() -> None:
+    """mutmut ``signature_14``: the digest's size changed, and a journal's checkpoint holds the
+    digests themselves, so a turn resumed from a journal written before the change no longer saw
+    its repeated failure. The memory below is what a checkpoint holds after one failed ``read``."""
+    g = GuardrailState(config(repeated_exact_failure=(2, "correct")))
+    g.restore({"signatures": [], "failures": [["read", "aa938e71972cce1499047953", 1]],
+               "tool_fail_streak": {"read": 1}, "repeats": [["read", "aa938e71972cce1499047953", 1]]})
+    fired = g.observe([result("read", '{"p": 1}', "boom", ok=False)])
+    assert fired is not None and fired.name == "repeated_exact_failure"
