@@ -97,3 +97,14 @@ def test_a_journal_written_earlier_is_resumed_with_the_same_signatures() -> None
                "tool_fail_streak": {"read": 1}, "repeats": [["read", "aa938e71972cce1499047953", 1]]})
     fired = g.observe([result("read", '{"p": 1}', "boom", ok=False)])
     assert fired is not None and fired.name == "repeated_exact_failure"
+
+
+def test_a_tools_failure_streak_survives_the_journal() -> None:
+    """mutmut ``to_json_6`` and ``_7``: the memory a checkpoint keeps lost each tool's failure
+    streak, so a turn resumed after one failure needed two more before same_tool_failure fired."""
+    before = GuardrailState(config(same_tool_failure=(2, "correct")))
+    assert before.observe([result("fetch", '{"n": 1}', "boom", ok=False)]) is None
+    after = GuardrailState(config(same_tool_failure=(2, "correct")))
+    after.restore(before.to_json())
+    fired = after.observe([result("fetch", '{"n": 2}', "bang", ok=False)])
+    assert fired is not None and fired.name == "same_tool_failure"
