@@ -239,8 +239,7 @@ class Turn:
             if isinstance(o, JournalWriter):
                 o.turn_id = turn_id
         self._prepare(point.messages)
-        self.trajectory.compaction_level = point.compaction_level
-        self.trajectory.strip_thinking = point.offer.thinking_stripped
+        self.trajectory.compaction_level = point.compaction_level  # (thinking is stripped per call, from the offer)
         self.guardrails.restore(point.guardrails)
         self.steps, self.trace, self.requests = point.steps, point.trace, point.requests
         for name, value in asdict(point.usage).items():

@@ -948,3 +948,38 @@ def test_the_result_a_consumer_reads_during_the_halt_already_lists_the_consumer_
     result = asyncio.run(turn.run(USER))
     assert seen and seen[0] and all("display gone" in e for e in seen[0])
     assert result.consumer_errors[: len(seen[0])] == seen[0]
+
+
+def test_a_turn_without_a_journal_refuses_to_resume_and_says_how_to_give_it_one() -> None:
+    """mutmut ``resume_3``/``_4``: the error's advice (``journal=`` to ``Turn``) is what a caller
+    acts on, so its words are pinned."""
+    from loopspec.engine.resume import ResumeError
+
+    turn = Turn(POLICY, InProcessProvider([]), model="replay", clock=VirtualClock())
+    with pytest.raises(ResumeError, match=r"^a turn resumes from a journal: pass journal= to Turn$"):
+        asyncio.run(turn.resume("t"))
+
+
+def test_a_turn_resumed_under_a_given_name_takes_that_name(tmp_path: Any) -> None:
+    """mutmut ``resume_16``: resume kept the new Turn's own (random) name, so what it reports of
+    itself (``turn_id``, and the id a later pause hands back) named a turn nobody asked for."""
+    tool_call = reply(tool_calls=[("get_capital", {"country": "UK"})])
+    journal = cut_journal(tmp_path, [tool_call, reply("London.")], CutAtCheckpoint("run_tools"))
+    again = Turn(POLICY, InProcessProvider([reply("London.")]), model="replay", tools=capital_tools(),
+                 clock=VirtualClock(), journal=journal)
+    assert again.turn_id != "t"
+    assert asyncio.run(again.resume("t")).outcome == "completed"
+    assert again.turn_id == "t"
+
+
+def test_a_resumed_turn_cuts_a_stalled_stream_at_what_is_left_of_its_deadline(tmp_path: Any) -> None:
+    """mutmut ``resume_39``: resume moved the turn's deadline back by the time spent before the
+    crash but left the model call without it, so a stream stalled after the resume waited the whole
+    stall timeout (60 s, past the deadline) and the turn went on to a stub instead of ending."""
+    import dataclasses
+
+    policy = variant("  # turn_deadline: 900 ", "  turn_deadline: 50\n  # was: ")
+    stalls = dataclasses.replace(reply("The capital is London."), stall_after=1, stall_seconds=1000.0)
+    whole, resumed, _ = cut_and_resume(tmp_path, [SLOW_DOWN, stalls, reply("Hi.")], CutAtCheckpoint("call_model", 2), policy=policy)
+    assert whole.outcome == "cancelled", "30 s of backoff, then the stall is cut 20 s later, at the deadline"
+    same_end(whole, resumed)
