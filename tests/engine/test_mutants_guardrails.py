@@ -5,6 +5,8 @@ feed them batches directly, as tests/engine/test_guardrails.py does; each names 
 
 from __future__ import annotations
 
+import pytest
+
 from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolCall, ToolResult
 from loopspec.language.model import Guardrail
@@ -108,3 +110,25 @@ def test_a_tools_failure_streak_survives_the_journal() -> None:
     after.restore(before.to_json())
     fired = after.observe([result("fetch", '{"n": 2}', "bang", ok=False)])
     assert fired is not None and fired.name == "same_tool_failure"
+
+
+@pytest.mark.parametrize("missing", ["signatures", "failures", "tool_fail_streak", "repeats", "all"])
+def test_a_memory_missing_a_part_restores_the_rest_and_starts_that_part_afresh(missing: str) -> None:
+    """mutmut ``restore_4``/``_6``/``_17``/``_19``/``_26``/``_28``: a part missing from the memory
+    (a checkpoint with no guardrail memory is resumed with ``{}``) raised instead of starting empty.
+    The parts still there keep counting: one more failure of ``read`` fires both failure detectors."""
+    cfg = config(repeated_exact_failure=(2, "correct"), same_tool_failure=(2, "halt"))
+    before = GuardrailState(cfg)
+    before.observe([result("read", '{"p": 1}', "boom", ok=False)])
+    memory = {} if missing == "all" else {k: v for k, v in before.to_json().items() if k != missing}
+    after = GuardrailState(cfg)
+    after.restore(memory)
+    fired = after.observe([result("read", '{"p": 1}', "boom", ok=False)])
+    remembered = {"failures": "same_tool_failure", "tool_fail_streak": "repeated_exact_failure"}
+    if missing == "all":
+        assert fired is None and after.to_json() == before.to_json()
+    elif missing in remembered:
+        assert fired is not None and fired.name == remembered[missing]
+    else:
+        assert fired is not None and fired.name in ("repeated_exact_failure", "same_tool_failure")
+        assert after.to_json()["failures"] == [["read", "aa938e71972cce1499047953", 2]]
