@@ -97,11 +97,11 @@ class GuardrailState:
                 self.failures[sig] = self.failures.get(sig, 0) + 1
                 self.tool_fail_streak[r.call.name] = self.tool_fail_streak.get(r.call.name, 0) + 1
             self._check("repeated_exact_failure", self.failures.get(sig, 0), r.call.name, fired)
-            self._check("same_tool_failure", self.tool_fail_streak.get(r.call.name, 0), r.call.name, fired)
+            self._check("same_tool_failure", self.tool_fail_streak[r.call.name], r.call.name, fired)
             self._check("no_progress", self.repeats[sig], r.call.name, fired)
         period = self._cycle_period()
-        if period:
-            self._check("doom_loop", 10**9, self.signatures[-1][0], fired, period=period)
+        if period:  # the cycle's last call has come round `threshold` times
+            self._check("doom_loop", self.config["doom_loop"].threshold, self.signatures[-1][0], fired, period=period)
         for code in PRECEDENCE:
             if code in fired:
                 return fired[code]
@@ -129,6 +129,7 @@ class GuardrailState:
             if need > p and sigs[-1] != sigs[-1 - p]:  # a cycle of period p repeats its last call p back
                 continue
             tail = sigs[-need:]
-            if all(tail[i] == tail[i % p] for i in range(need)) and (p == 1 or len(set(tail[:p])) > 1):
+            # (a cycle of one call repeated is found at p == 1 first, so a longer one always mixes calls)
+            if all(tail[i] == tail[i % p] for i in range(need)):
                 return p
         return 0

@@ -132,3 +132,32 @@ def test_a_memory_missing_a_part_restores_the_rest_and_starts_that_part_afresh(m
     else:
         assert fired is not None and fired.name in ("repeated_exact_failure", "same_tool_failure")
         assert after.to_json()["failures"] == [["read", "aa938e71972cce1499047953", 2]]
+
+
+def test_a_call_that_worked_never_counts_as_a_repeated_failure() -> None:
+    """mutmut ``observe_50``: a call that never failed was counted as failed once, so with a
+    threshold of 1 (the language allows it) every successful call fired repeated_exact_failure."""
+    g = GuardrailState(config(repeated_exact_failure=(1, "correct")))
+    assert g.observe([result("read", '{"p": 1}', "fine")]) is None
+    fired = g.observe([result("read", '{"p": 2}', "boom", ok=False)])
+    assert fired is not None and fired.name == "repeated_exact_failure" and fired.attrs["tool"] == "read"
+
+
+def test_no_progress_names_the_tool_that_repeated() -> None:
+    """mutmut ``observe_68``: the no_progress event named no tool, so a policy's message (and the
+    trace) could not say which call kept coming back with the same answer."""
+    g = GuardrailState(config(no_progress=(2, "correct")))
+    g.observe([result("poll", '{"job": 7}', "pending")])
+    fired = g.observe([result("poll", '{"job": 7}', "pending")])
+    assert fired is not None and fired.name == "no_progress" and fired.attrs == {"tool": "poll", "verdict": "correct"}
+
+
+def test_a_doom_loop_fires_at_the_highest_threshold_the_language_allows() -> None:
+    """mutmut ``observe_89``: the doom-loop event was checked against a stand-in count (90) instead
+    of the cycle's repeats, so a threshold above it never fired. A cycle of two calls, 1000 rounds."""
+    g = GuardrailState({"doom_loop": Guardrail("doom_loop", 1000, "halt", max_period=2)})
+    calls = [result("ls", "{}", "a"), result("cd", '{"d": ".."}', "ok")]
+    fired = [g.observe([calls[i % 2]]) for i in range(2000)]
+    assert fired[:-1] == [None] * 1999
+    last = fired[-1]
+    assert last is not None and last.name == "doom_loop" and last.attrs == {"tool": "cd", "verdict": "halt", "period": 2}
