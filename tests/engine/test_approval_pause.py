@@ -77,6 +77,7 @@ def test_an_approved_call_runs_once_and_the_turn_goes_on_with_the_same_counters(
     assert [m["content"] for m in result.messages if m["role"] == "tool"] == ["London"]
     assert history_problems(result.messages) == []
     assert kinds.count("pause") == 1 and kinds[-1] == "halt"
+    assert kinds.count("begin") == 1 and kinds.count("resume") == 1, "the answer goes on as a resume (mutmut resume_134/135)"
 
 
 def test_a_denied_call_is_answered_so_and_never_runs(tmp_path: Path) -> None:
@@ -258,3 +259,28 @@ def test_what_the_way_into_the_approval_halt_changed_does_not_reach_the_lifted_t
         lifted = asyncio.run(turn(journal, ran, [TEXT], policy=policy).resume("t", approve=[first.pause.calls[0]["id"]]))
     assert ran == ["UK"] and all("tools_disabled" not in s.flags for s in lifted.trace)
     assert lifted.requests[-1].tools == ["get_capital"], "the next request offers tools, as from the checkpoint"
+
+
+def test_refused_answers_say_which_calls_and_list_every_call_that_waits(tmp_path: Path) -> None:
+    """mutmut resume_106/108/113/114/116/118/123/129: with two calls waiting, each refusal names
+    exactly the calls at fault (joined, with the verb agreeing) and lists every call that waits."""
+    from loopspec.replay.synth import reply
+
+    two = reply(tool_calls=[("get_capital", {"country": "UK"}), ("get_capital", {"country": "FR"})])
+    ran: list[str] = []
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        first = asyncio.run(Turn(POLICY, InProcessProvider([two]), model="openai/x", tools=registry(ran), clock=VirtualClock(),
+                                 journal=journal, turn_id="t").run(USER))
+        a, b = (c["id"] for c in first.pause.calls)
+
+        def refusal(**answers: list[str]) -> str:
+            with pytest.raises(ResumeError) as err:
+                asyncio.run(turn(journal, ran, [TEXT]).resume("t", **answers))
+            return str(err.value)
+
+        assert refusal() == (f"turn 't' is awaiting approval of {a}, {b}: answer with --approve CALL_ID or --deny CALL_ID "
+                             "(approve= or deny= in Python)")
+        assert refusal(approve=["x", "y"]) == f"turn 't': x, y are not awaiting approval (awaiting: {a}, {b})"
+        assert refusal(approve=[a, b], deny=[a]) == f"turn 't': {a} cannot be both approved and denied (awaiting: {a}, {b})"
+        assert refusal(approve=[a, b], deny=[b, a]) == f"turn 't': {a}, {b} cannot be both approved and denied (awaiting: {a}, {b})"
+    assert ran == []

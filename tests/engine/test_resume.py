@@ -16,7 +16,7 @@ import pytest
 
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
 from loopspec.engine.history import history_problems
-from loopspec.engine.resume import ResumeError
+from loopspec.engine.resume import INTERRUPTED, ResumeError
 from loopspec.journal import SqliteJournal
 from loopspec.replay.interactions import StreamResponse
 
@@ -158,9 +158,14 @@ def test_a_call_interrupted_inside_its_tool_is_not_run_again_and_the_model_is_to
     assert answers[0].startswith("Interrupted: the process running this call stopped") and answers[1] == "London"
     assert history_problems(result.messages) == [] and result.outcome == "completed"
     with SqliteJournal(path) as journal:
-        kinds = [e.kind for e in journal.entries("t")]
+        entries = journal.entries("t")
+    kinds = [e.kind for e in entries]
     assert "resume" in kinds and kinds[-1] == "halt"
     assert [s.event for s in result.trace].count("interrupted_tool") == 1, "the policy hears of the interruption"
+    # (mutmut resume_56/57/61/62/63/64) the answer names the tool, and is journaled as failed and not run
+    cut = next(e.body for e in entries[kinds.index("resume"):] if e.kind == "tool_finish")
+    assert cut["content"] == INTERRUPTED.format(tool="get_capital") == answers[0]
+    assert (cut["ok"], cut["ran"], cut["timed_out"]) == (False, False, False)
 
 
 def test_a_policy_that_does_not_handle_interrupted_tool_sees_failed(tmp_path: Path) -> None:
