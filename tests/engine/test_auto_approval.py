@@ -114,3 +114,20 @@ def test_a_crash_never_refunds_the_cap(tmp_path: Path) -> None:
                  clock=VirtualClock(), journal=cut, turn_id="t", approvals=ApprovalSession(auto_approve=True))
         result = asyncio.run(t.resume("t"))
     assert result.outcome == "completed" and t.approvals.spent == 2.0
+
+
+def test_the_estimate_is_asked_of_the_calls_own_arguments() -> None:
+    """mutmut ``estimate_3``: the estimator was called with no arguments, so one that prices the
+    call by what it asks for (here by country) failed, and every such call went to a person."""
+    ran: list[str] = []
+    result, turn = run(policy(), ran, [ONE, TEXT], estimate=lambda country: {"UK": 1.5}[country])
+    assert result.outcome == "completed" and ran == ["get_capital"] and turn.approvals.spent == 1.5
+
+
+def test_a_call_estimated_free_runs_without_a_person_even_with_no_cap_left() -> None:
+    """mutmut ``estimate_10``: an estimate of exactly 0 was refused as if it could not be made, so
+    a free call waited for a person; 0 is a cost, and it fits any cap, even one spent to the end."""
+    ran: list[str] = []
+    session = ApprovalSession(auto_approve=True, spent=5.0)
+    result, turn = run(policy(cap=5.0), ran, [ONE, TEXT], estimate=lambda **_: 0, session=session)
+    assert result.outcome == "completed" and ran == ["get_capital"] and session.spent == 5.0

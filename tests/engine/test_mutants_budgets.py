@@ -70,3 +70,23 @@ def test_a_backoff_is_taken_out_of_working_time_once() -> None:
     result = asyncio.run(turn.run(USER))
     assert clock.slept[0] == 30
     assert result.outcome == "budget" and 10 <= result.usage.working_time < 30
+
+
+def test_working_time_is_the_time_between_measurements_less_every_wait_excluded() -> None:
+    """mutmut ``BudgetMeter.__init___6`` (the meter started owing a second) and ``exclude_1``
+    (a second wait replaced the first instead of adding to it). Inside a turn both hide: the first
+    measurement comes at once, and one backoff at most falls between two measurements. The meter's
+    own promise is the sum, so it is held here with a clock moved by hand."""
+    from loopspec.engine.budgets import BudgetMeter
+    from loopspec.engine.results import TurnUsage
+
+    clock = VirtualClock(start=100.0)
+    usage = TurnUsage()
+    meter = BudgetMeter(policy_with("budgets:\n  working_time: {max: 60, exhausted: out_of_budget}\n"), usage, clock)
+    asyncio.run(clock.sleep(2.5))
+    assert meter.amounts()["working_time"] == 2.5, "the time since the meter started, all of it work"
+    asyncio.run(clock.sleep(20.0))
+    meter.exclude(4.0)
+    meter.exclude(6.0)
+    assert meter.amounts()["working_time"] == 2.5 + 10.0, "both waits are taken out"
+    assert usage.working_time == 12.5
