@@ -131,3 +131,20 @@ def test_a_call_estimated_free_runs_without_a_person_even_with_no_cap_left() -> 
     session = ApprovalSession(auto_approve=True, spent=5.0)
     result, turn = run(policy(cap=5.0), ran, [ONE, TEXT], estimate=lambda **_: 0, session=session)
     assert result.outcome == "completed" and ran == ["get_capital"] and session.spent == 5.0
+
+
+def test_a_rule_on_the_calls_arguments_decides_by_the_arguments_the_call_sent() -> None:
+    """mutmut ``decide_batch_12``/``_13``/``_16``: the rules were matched against no arguments, so
+    a rule that lets get_capital(country=UK) through unasked never matched and a person was asked."""
+
+    def unasked_for(country: str) -> Any:
+        rules = ("approvals:\n  rules:\n"
+                 f"    - {{tool: get_capital, approval: none, when: {{arg: country, eq: {country}}}}}\n"
+                 "    - {tool: get_capital, approval: person}\n")
+        return load_policy_text(DEFAULT_POLICY.read_text().replace("\nstates:\n", f"\n{rules}states:\n", 1), "default.yaml")
+
+    ran: list[str] = []
+    result, _ = run(unasked_for("UK"), ran, [ONE, TEXT], estimate=None)
+    assert result.outcome == "completed" and ran == ["get_capital"], "the call asks for the UK"
+    result, _ = run(unasked_for("FR"), ran, [ONE, TEXT], estimate=None)
+    assert result.outcome == "approval_required" and ran == ["get_capital"], "another country goes to a person"

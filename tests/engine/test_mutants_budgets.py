@@ -89,4 +89,19 @@ def test_working_time_is_the_time_between_measurements_less_every_wait_excluded(
     meter.exclude(4.0)
     meter.exclude(6.0)
     assert meter.amounts()["working_time"] == 2.5 + 10.0, "both waits are taken out"
-    assert usage.working_time == 12.5
+    asyncio.run(clock.sleep(3.0))
+    meter.exclude(0.0)  # (mutmut exclude_7: a wait of nothing took out a second)
+    meter.exclude(-5.0)  # a clock stepped back is no wait either
+    assert meter.amounts()["working_time"] == 15.5
+    assert usage.working_time == 15.5
+
+
+def test_each_token_budget_is_spent_by_its_own_tokens() -> None:
+    """mutmut ``amounts_2``/``_3``/``_5``/``_6``: the input or output token amount went under
+    another name, so its budget never saw a token and the turn ran past it."""
+    usage = {"prompt_tokens": 100, "completion_tokens": 40}
+    for budget, spent in (("input_tokens: {max: 150, exhausted: out_of_budget}", "prompt_tokens"),
+                          ("output_tokens: {max: 60, exhausted: out_of_budget}", "completion_tokens")):
+        result = run(policy_with(f"budgets:\n  {budget}\n"), [search(usage), search(usage), reply("done")])
+        assert result.outcome == "budget", budget
+        assert getattr(result.usage, spent) == 2 * usage[spent]
