@@ -182,3 +182,33 @@ def test_a_stub_after_a_stall_past_a_tool_call_drops_the_call() -> None:
     assert result.trace[1].event == "stalled" and result.trace[1].attrs["mid_tool_call"] is False
     assert (result.trace[2].event, result.trace[2].attrs) == ("mid_tool_call", {"chars": 13, "cut_tools": ["get_capital"]})
     assert ran == []
+
+
+def test_a_stream_state_entered_before_any_call_hears_a_broken_stream() -> None:
+    """mutmut ``__init___5``: a turn's first stream state (a policy that starts there, which the
+    validator only warns of, LS402) found a stream "open" before any call and failed reading it,
+    instead of hearing ``broken`` with why and going on as the policy says."""
+    policy = load_policy_text(DEFAULT_TEXT.replace("initial: call_model", "initial: read_stream", 1))
+    result = play([reply("Hi.")], policy=policy)
+    first = result.trace[0]
+    assert (first.state, first.event, first.attrs["cause"], first.attrs["chars"]) == ("read_stream", "broken", "disconnect", 0)
+    assert first.attrs["message"].startswith("no response is open")
+    assert result.outcome == "completed" and [s.event for s in result.trace[1:]] == ["opened", "text"]
+
+
+def test_a_checkpoint_journals_only_what_the_last_call_streamed(tmp_path: Any) -> None:
+    """mutmut ``__init___8``/``_9`` and ``open_2``/``_3``: the streamed text a checkpoint keeps (a
+    resumed halt continues it) was not empty before the first call, or after a call that failed
+    to open it was the earlier call's. The text beside a batch stays until the next call opens."""
+    from loopspec.journal import SqliteJournal
+
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    checking = reply("Let me check. ", tool_calls=[("get_capital", {"country": "UK"})])
+    journal = SqliteJournal(tmp_path / "j.db")
+    slow_down = ErrorResponse(429, {"error": {"message": "slow down", "type": "rate_limit"}})
+    result = play([checking, slow_down, reply("London.")], tools=reg, journal=journal, turn_id="t")
+    assert result.outcome == "completed"
+    kept = [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
+    assert kept == [("call_model", ""), ("run_tools", "Let me check. "), ("call_model", "Let me check. "), ("call_model", "")]
