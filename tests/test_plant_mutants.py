@@ -60,3 +60,13 @@ def test_the_driver_plants_from_any_working_directory(tmp_path: object, monkeypa
     monkeypatch.chdir(str(tmp_path))
     chosen = _tool().plants("loopspec/engine/clock.py", function="bounded", only={1})
     assert [p.name for p in chosen] == ["x_bounded__mutmut_1"]
+
+
+def test_a_plant_by_coverage_runs_the_covering_tests_with_the_selections_options() -> None:
+    """``--by-coverage`` replaces the selection's paths by the node ids that reached the function,
+    keeping its options (a marker, a deselect); a function nothing reached keeps the whole selection."""
+    tool = _tool()
+    selection = ["tests/engine", "-m", "not slow", "--deselect", "tests/engine/test_approval_pause.py::test_x"]
+    ids = ["tests/engine/test_waits.py::test_a", "tests/engine/test_waits.py::test_b[1]"]
+    assert tool.narrowed(selection, ids) == ["-m", "not slow", "--deselect", "tests/engine/test_approval_pause.py::test_x", *ids]
+    assert tool.narrowed(selection, []) == selection
