@@ -66,6 +66,11 @@ def test_a_request_that_does_not_open_in_time_is_a_408_timeout() -> None:
     result = play([], load_policy_text(text, "default.yaml"), provider=NeverOpens())
     assert result.trace[0].event == "timeout"
     assert result.trace[0].attrs["status"] == 408
+    # (mutmut open_27..36) every attribute, as a provider's own 408 has them: no wait asked for, no code
+    assert result.trace[0].attrs == {"status": 408, "message": "no response within the request timeout", "retry_after": 0.0, "code": "",
+                                     "wait_too_long": False}
+    served = play([ErrorResponse(408, {"error": {"message": "request timed out"}}), reply("Hi.")])
+    assert served.trace[0].event == "timeout" and set(served.trace[0].attrs) == set(result.trace[0].attrs)
 
 
 def test_a_turn_that_ends_on_a_failed_call_has_no_response_from_an_earlier_one() -> None:
