@@ -189,12 +189,18 @@ def test_a_stub_after_a_stall_past_a_tool_call_drops_the_call() -> None:
     assert ran == []
 
 
-def test_a_stream_state_entered_before_any_call_hears_a_broken_stream() -> None:
+def test_a_stream_state_entered_before_any_call_hears_a_broken_stream(tmp_path: Any) -> None:
     """mutmut ``__init___5``: a turn's first stream state (a policy that starts there, which the
     validator only warns of, LS402) found a stream "open" before any call and failed reading it,
-    instead of hearing ``broken`` with why and going on as the policy says."""
+    instead of hearing ``broken`` with why and going on as the policy says. (``consume_5``: and
+    the checkpoint after it says nothing was streamed.)"""
+    from loopspec.journal import SqliteJournal
+
     policy = load_policy_text(DEFAULT_TEXT.replace("initial: call_model", "initial: read_stream", 1))
-    result = play([reply("Hi.")], policy=policy)
+    journal = SqliteJournal(tmp_path / "j.db")
+    result = play([reply("Hi.")], policy=policy, journal=journal, turn_id="t")
+    kept = [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
+    assert kept == [("call_model", "")], "the one checkpoint, before the call: nothing streamed"
     first = result.trace[0]
     assert (first.state, first.event, first.attrs["cause"], first.attrs["chars"]) == ("read_stream", "broken", "disconnect", 0)
     assert first.attrs["message"].startswith("no response is open")
