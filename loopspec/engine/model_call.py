@@ -152,7 +152,7 @@ class ModelCall:
         """A partial-stream stub: the text that arrived is kept; partial tool calls never run."""
         asm = self.assembler or ReplyAssembler()
         reply = asm.result()
-        self.reply = AssembledReply(text=reply.text, reasoning=reply.reasoning, finish_reason="stalled")
+        self.reply = AssembledReply(text=reply.text)  # read for its text only: the stub in the history, the halt's response
         cut = asm.cut_tool_names()
         if asm.in_tool_call or reply.tool_calls:
             return Event("mid_tool_call", {"chars": asm.chars, "cut_tools": cut})

@@ -223,3 +223,64 @@ def test_a_checkpoint_journals_only_what_the_last_call_streamed(tmp_path: Any) -
     assert result.outcome == "completed"
     kept = [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
     assert kept == [("call_model", ""), ("run_tools", "Let me check. "), ("call_model", "Let me check. "), ("call_model", "")]
+
+
+def pieces(*texts: str, stall_after: int | None = None, disconnect_after: int | None = None) -> StreamResponse:
+    """A text reply streamed in the pieces given (a role chunk first, then one chunk per piece)."""
+    role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    text = [{"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]} for t in texts]
+    done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return StreamResponse(chunks=(role, *text, done), stall_after=stall_after, stall_seconds=1000.0 if stall_after else 0.0,
+                          disconnect_after=disconnect_after)
+
+
+def checkpoints(journal: Any) -> list[tuple[str, str]]:
+    return [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
+
+
+def test_a_stall_keeps_every_piece_that_arrived_and_the_stub_counts_them(tmp_path: Any) -> None:
+    """mutmut ``consume_45``/``_47`` (the text streamed before a stall was lost or joined wrong in
+    what the next checkpoint keeps) and ``stub_28``/``_31``/``_32`` (``mid_text`` lost its count of
+    characters, which a policy's guard or message may read)."""
+    from loopspec.journal import SqliteJournal
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    result = play([pieces("The ", "capital ", "is", stall_after=4), reply("London.")], journal=journal, turn_id="t")
+    stub = next(s for s in result.trace if s.state == "make_stub")
+    assert (stub.event, stub.attrs) == ("mid_text", {"chars": len("The capital is")})
+    assert checkpoints(journal) == [("call_model", ""), ("call_model", "The capital is")]
+
+
+def test_a_broken_stream_keeps_every_piece_that_arrived(tmp_path: Any) -> None:
+    """mutmut ``consume_60``/``_62``: the text delivered before a disconnect was lost or joined
+    wrong in what the checkpoint of the retry keeps."""
+    from loopspec.journal import SqliteJournal
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    result = play([pieces("The ", "capital ", "is", disconnect_after=4), reply("London.")], journal=journal, turn_id="t")
+    assert [s.event for s in result.trace][:2] == ["opened", "broken"] and result.outcome == "completed"
+    assert checkpoints(journal) == [("call_model", ""), ("call_model", "The capital is")]
+
+
+def test_a_stream_state_entered_again_after_a_broken_stream_finds_no_response_open() -> None:
+    """mutmut ``consume_59``: a broken stream left a stand-in where no stream should be, so a stream
+    state entered again without a call (LS402 warns of such a policy) failed reading it instead of
+    hearing ``broken``: no response is open."""
+    retry = "        - do: [{backoff: stream, attempt: stream_retries}, {increment: stream_retries}]\n          to: call_model\n"
+    assert DEFAULT_TEXT.count(retry) == 1
+    policy = load_policy_text(DEFAULT_TEXT.replace(retry, retry.replace("to: call_model", "to: read_stream")))
+    result = play([pieces("The ", disconnect_after=2)], policy=policy)
+    broken = [s.attrs["message"] for s in result.trace if s.event == "broken"]
+    assert len(broken) >= 2 and all(m.startswith("no response is open") for m in broken[1:])
+    assert result.outcome == "provider_error"
+
+
+def test_text_delivered_under_a_turn_deadline_reaches_the_consumer() -> None:
+    """mutmut ``_deliver_20``: with a turn deadline every piece is delivered inside a bounded wait,
+    and that path handed the consumer None instead of the text."""
+    from loopspec import Consumers
+
+    seen: list[Any] = []
+    policy = load_policy_text(DEFAULT_TEXT.replace("  # turn_deadline: 900 ", "  turn_deadline: 900\n  # was: ", 1))
+    result = play([pieces("The ", "capital ", "is London.")], policy=policy, consumers=Consumers(on_delta=seen.append))
+    assert result.outcome == "completed" and seen == ["The ", "capital ", "is London."]
