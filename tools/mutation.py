@@ -305,7 +305,16 @@ mutmut's own mutants of a module in a scratch copy of the tree and runs the test
 one small change at a time (a flipped comparison, an off-by-one, a dropped statement or condition,
 a changed constant), the covering tests run against each, the file restored after each. A plant the suite let live was then
 killed by a new test (replanted to confirm), explained as equivalent, or is counted open. These counts are not
-mutmut scores and are not in the table above; a later mutmut run of the module replaces them."""
+mutmut scores and are not in the table above; a later mutmut run of the module replaces them.
+
+<!-- doctest: skip runs for minutes; a check of its own -->
+```sh
+python tools/plant_mutants.py loopspec/engine/budgets.py --by-coverage --jobs 2 -- tests/engine -m "not slow"
+```
+
+`--by-coverage` maps each function to the tests that reach it in one run under coverage first,
+and runs each plant against only those (a module that a few tests of a large selection reach
+costs minutes, not hours); `--function` and `--only` pick plants, `--show` prints their diffs."""
 
 
 def verdict(survivor: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
