@@ -157,22 +157,28 @@ def _scratch() -> Path:
     return where
 
 
-def covering_tests(module: str, functions: set[str], tests: list[str]) -> dict[str, list[str]]:
+def covering_tests(module: str, functions: set[str], tests: list[str], keep: Path | None = None) -> dict[str, list[str]]:
     """For each function (``func`` or ``Class.method``) of ``module``, the node ids of the tests in
-    ``tests`` that ran one of its lines, from one run under coverage with per-test contexts."""
+    ``tests`` that ran one of its lines, from one run under coverage with per-test contexts. With
+    ``keep``, that run's data is kept there and read again by later calls (one run maps many modules
+    of the same selection; delete the file when the code or the tests change)."""
     from coverage import CoverageData
 
     tree = _scratch()
     try:
-        data_file = tree / ".coverage-map"
-        env = dict(os.environ, PYTHONPATH=str(tree), COVERAGE_FILE=str(data_file),
-                   HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"), PYTHONDONTWRITEBYTECODE="1")
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                        "--cov=loopspec", "--cov-context=test", "--cov-report=", *tests],
-                       cwd=tree, env=env, capture_output=True, text=True, check=False)
+        data_file = keep if keep is not None else tree / ".coverage-map"
+        if not data_file.exists():
+            env = dict(os.environ, PYTHONPATH=str(tree), COVERAGE_FILE=str(data_file),
+                       HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"), PYTHONDONTWRITEBYTECODE="1")
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                            "--cov=loopspec", "--cov-context=test", "--cov-report=", *tests],
+                           cwd=tree, env=env, capture_output=True, text=True, check=False)
+            with open(data_file.parent / (data_file.name + ".root"), "w") as fh:
+                fh.write(str(tree))
         data = CoverageData(basename=str(data_file))
         data.read()
-        by_line = data.contexts_by_lineno(str(tree / module))
+        root = Path((data_file.parent / (data_file.name + ".root")).read_text()) if keep is not None else tree
+        by_line = data.contexts_by_lineno(str(root / module))
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     text = (ROOT / module).read_text()
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="print the mutants' diffs and run nothing")
     parser.add_argument("--by-coverage", action="store_true",
                         help="run each plant against only the tests that reach its function (one measured run first)")
+    parser.add_argument("--coverage-data", type=Path,
+                        help="with --by-coverage: keep the measured run's data here, or reuse it if it is there")
     parser.epilog = "After --, the pytest arguments each plant runs (default: tests -m 'not slow')."
     argv = list(sys.argv[1:] if argv is None else argv)
     tests = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     selection = {p.function: tests for p in chosen}
     if args.by_coverage:
         print(f"mapping the tests in {' '.join(tests)} to the functions of {args.module} ...", flush=True)
-        reached = covering_tests(args.module, set(selection), tests)
+        reached = covering_tests(args.module, set(selection), tests, keep=args.coverage_data)
         selection = {f: narrowed(tests, ids) for f, ids in reached.items()}
         for f, ids in reached.items():
             print(f"  {f}: {len(ids) or 'no test in process: all'} tests", flush=True)
