@@ -149,7 +149,7 @@ def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
     """Values of credential-looking environment variables (``*_API_KEY``, ``*_TOKEN``, ...)."""
     env = os.environ if environ is None else environ
     names = re.compile(r"(?i)(API_?KEY|TOKEN|SECRET|PASSWORD)$")
-    return sorted({v for k, v in env.items() if names.search(k) and v and len(v) >= 8})
+    return sorted({v for k, v in env.items() if names.search(k) and v and len(v) >= MIN_LITERAL})
 
 
 def literal_secrets(*values: str | None) -> tuple[str, ...]:

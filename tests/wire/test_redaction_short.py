@@ -91,3 +91,16 @@ def test_every_occurrence_of_a_literal_secret_is_found_overlapping_ones_too() ->
 def test_spans_that_touch_are_merged_into_one() -> None:
     assert secret_spans("abcdefghijklmnop!", ["abcdefgh", "ijklmnop"]) == [(0, 16)]
     assert redact_text("abcdefghijklmnop!", ["abcdefgh", "ijklmnop"]) == f"{REDACTED}!"
+
+
+def test_a_literal_secret_of_exactly_the_minimum_length_is_redacted_by_value() -> None:
+    """mutmut ``literal_secrets_3``: the bound was exclusive, so an ``--api-key`` or a credential
+    variable of exactly :data:`MIN_LITERAL` characters (no key shape the patterns know) was left in
+    every output. One character shorter is not taken by value, as documented."""
+    from loopspec.wire.redaction import MIN_LITERAL, env_secrets, literal_secrets
+
+    exact, short = "q7" * (MIN_LITERAL // 2), "q7" * (MIN_LITERAL // 2 - 1) + "q"
+    assert (len(exact), len(short)) == (MIN_LITERAL, MIN_LITERAL - 1)
+    assert literal_secrets(exact, short, None, "") == (exact,)
+    assert env_secrets({"SERVICE_TOKEN": exact, "OTHER_API_KEY": short, "HOME": "q7q7q7q7q7"}) == [exact]
+    assert redact_text(f"sent {exact} and {short}", literal_secrets(exact, short)) == f"sent {REDACTED} and {short}"
