@@ -77,3 +77,28 @@ def test_tool_calls_are_in_index_order_whatever_order_they_start_in() -> None:
     b.feed(fragment(1, "second", "{", "call_1"))
     b.feed(fragment(0, "first", "{", "call_0"))
     assert b.cut_tool_names() == ["first", "second"]
+
+
+def test_in_tool_call_is_a_bool_from_the_start_and_after_text_or_reasoning() -> None:
+    """mutmut ``__init___14``/``_15``, ``feed_6``: the flag began as None (or True), or turned None
+    after reasoning. It becomes the ``mid_tool_call`` attribute of ``stalled``, which a policy guard
+    compares (``{attr: mid_tool_call, eq: false}`` does not hold for None), and True would turn a
+    stall before any chunk into a cut tool call."""
+    a = ReplyAssembler()
+    assert a.in_tool_call is False, "nothing has arrived"
+    for after in (Delta(text="Done."), Delta(reasoning="Now I wait."), Delta(finish_reason="stop")):
+        a = ReplyAssembler()
+        a.feed(fragment(0, "search", '{"q": "x"}', "call_0"))
+        a.feed(after)
+        assert a.in_tool_call is False, after
+
+
+def test_a_call_id_that_arrives_after_the_name_is_kept() -> None:
+    """mutmut ``feed_17``: a later fragment's id was taken only while the name was still missing,
+    so a call whose first fragment named the tool and whose id came next lost its id."""
+    a = ReplyAssembler()
+    a.feed(fragment(0, "search", '{"q": '))
+    a.feed(fragment(0, None, '"x"}', "call_7"))
+    a.feed(fragment(0, None, "", "call_8"))  # a repeated id does not replace the first
+    (call,) = a.result().tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_7", "search", '{"q": "x"}')
