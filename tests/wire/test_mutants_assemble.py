@@ -102,3 +102,14 @@ def test_a_call_id_that_arrives_after_the_name_is_kept() -> None:
     a.feed(fragment(0, None, "", "call_8"))  # a repeated id does not replace the first
     (call,) = a.result().tool_calls
     assert (call.id, call.name, call.arguments) == ("call_7", "search", '{"q": "x"}')
+
+
+def test_a_tool_name_that_arrives_after_the_id_is_kept() -> None:
+    """mutmut ``feed_22``/``_24``: a later fragment's name was never taken, so a call whose first
+    fragment carried only its id had no name (and would be judged an unknown tool)."""
+    a = ReplyAssembler()
+    a.feed(fragment(0, None, "", "call_1"))
+    a.feed(fragment(0, "search", '{"q": 1}'))
+    a.feed(fragment(0, "other", ""))  # a repeated name does not replace the first
+    (call,) = a.result().tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_1", "search", '{"q": 1}')
