@@ -113,3 +113,31 @@ def test_a_tool_name_that_arrives_after_the_id_is_kept() -> None:
     a.feed(fragment(0, "other", ""))  # a repeated name does not replace the first
     (call,) = a.result().tool_calls
     assert (call.id, call.name, call.arguments) == ("call_1", "search", '{"q": 1}')
+
+
+def test_two_think_blocks_in_one_chunk_are_split_in_order() -> None:
+    """mutmut ``_feed_text_19``: the tag was looked for from the end of the chunk, so a chunk with
+    two ``<think>`` blocks put the first one, tags and all, into the visible text."""
+    a = ReplyAssembler()
+    a.feed(Delta(text="x<think>a</think>y<think>b</think>z"))
+    r = a.result()
+    assert (r.text, r.reasoning, a.chars) == ("xyz", "ab", 3)
+
+
+def test_blocks_after_a_redacted_one_in_the_same_chunk_are_kept() -> None:
+    """mutmut ``_feed_thinking_19``: the blocks after a redacted block of the same chunk were
+    dropped, so the signed thinking that followed was never replayed to the provider."""
+    a = ReplyAssembler()
+    a.feed(Delta(thinking_blocks=({"type": "redacted_thinking", "data": "opaque"},
+                                  {"type": "thinking", "thinking": "plan", "signature": "sig-1"})))
+    assert a.result().thinking_blocks == [{"type": "redacted_thinking", "data": "opaque"},
+                                          {"type": "thinking", "thinking": "plan", "signature": "sig-1"}]
+
+
+def test_a_cut_call_that_has_no_name_yet_is_named_empty() -> None:
+    """mutmut ``cut_tool_names_4``: a call cut before its name arrived was named with a stand-in,
+    which the ``cut_tools`` attribute (read by a policy's message) then showed as a tool."""
+    a = ReplyAssembler()
+    a.feed(fragment(0, "search", '{"q": 1}', "call_0"))
+    a.feed(fragment(1, None, '{"p', "call_1"))
+    assert a.cut_tool_names() == ["search", ""]
