@@ -157,6 +157,12 @@ def _scratch() -> Path:
     return where
 
 
+def _test_env(tree: Path, **extra: str) -> dict[str, str]:
+    """The environment a test run in the scratch ``tree`` gets: its package first on the path."""
+    return dict(os.environ, PYTHONPATH=str(tree), HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+                PYTHONDONTWRITEBYTECODE="1", **extra)
+
+
 def covering_tests(module: str, functions: set[str], tests: list[str], keep: Path | None = None) -> dict[str, list[str]]:
     """For each function (``func`` or ``Class.method``) of ``module``, the node ids of the tests in
     ``tests`` that ran one of its lines, from one run under coverage with per-test contexts. With
@@ -164,32 +170,29 @@ def covering_tests(module: str, functions: set[str], tests: list[str], keep: Pat
     of the same selection; delete the file when the code or the tests change)."""
     from coverage import CoverageData
 
-    tree = _scratch()
-    try:
-        data_file = keep if keep is not None else tree / ".coverage-map"
-        if not data_file.exists():
-            env = dict(os.environ, PYTHONPATH=str(tree), COVERAGE_FILE=str(data_file),
-                       HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"), PYTHONDONTWRITEBYTECODE="1")
-            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                            "--cov=loopspec", "--cov-context=test", "--cov-report=", *tests],
-                           cwd=tree, env=env, capture_output=True, text=True, check=False)
-            with open(data_file.parent / (data_file.name + ".root"), "w") as fh:
-                fh.write(str(tree))
-        data = CoverageData(basename=str(data_file))
-        data.read()
-        root = Path((data_file.parent / (data_file.name + ".root")).read_text()) if keep is not None else tree
-        by_line = data.contexts_by_lineno(str(root / module))
-    finally:
+    data_file = keep if keep is not None else Path(tempfile.mkdtemp(prefix="loopspec-map-")) / ".coverage-map"
+    measured_in = data_file.with_name(data_file.name + ".root")  # the data names files by the measured tree's paths
+    if not data_file.exists():
+        tree = _scratch()
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                        "--cov=loopspec", "--cov-context=test", "--cov-report=", *tests],
+                       cwd=tree, env=_test_env(tree, COVERAGE_FILE=str(data_file)), capture_output=True, text=True, check=False)
         shutil.rmtree(tree, ignore_errors=True)
+        measured_in.write_text(str(tree))
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    by_line = data.contexts_by_lineno(str(Path(measured_in.read_text()) / module))
+    if keep is None:
+        shutil.rmtree(data_file.parent, ignore_errors=True)
     text = (ROOT / module).read_text()
     syntax = _parse(text)
+    # the tests named for the module first (test_mutants_assemble.py for assemble.py): under -x
+    # the plant stops at the first failure, and those are the likeliest to fail
+    stem = Path(module).stem
     out: dict[str, list[str]] = {}
     for qualified in sorted(functions):
         first, last, _ = _segment(syntax, text, qualified)
         ids = {c.split("|", 1)[0] for line in range(first, last + 1) for c in by_line.get(line, []) if c}
-        # the tests named for the module first (test_mutants_assemble.py for assemble.py): under -x
-        # the plant stops at the first failure, and those are the likeliest to fail
-        stem = Path(module).stem
         out[qualified] = sorted(ids, key=lambda i: (stem not in i.split("::", 1)[0], i))
     return out
 
@@ -215,8 +218,7 @@ def run_plant(plant: Plant, module: str, tree: Path, tests: list[str], timeout: 
     target = tree / module
     original = target.read_text()
     target.write_text(plant.source)
-    env = dict(os.environ, PYTHONPATH=str(tree), HYPOTHESIS_PROFILE=os.environ.get("HYPOTHESIS_PROFILE", "ci"),
-               PYTHONDONTWRITEBYTECODE="1")
+    env = _test_env(tree)
     started = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests],

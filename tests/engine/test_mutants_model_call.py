@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
+from loopspec.journal import SqliteJournal
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
 
@@ -28,6 +29,11 @@ def play(interactions: list[Any], policy: Any = POLICY, provider: Any = None, **
         return await asyncio.wait_for(turn.run(USER), 10)  # a safety net, not an assertion
 
     return asyncio.run(main())
+
+
+def checkpoints(journal: Any) -> list[tuple[str, str]]:
+    """(state, text streamed so far) of each checkpoint turn ``t`` journaled."""
+    return [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
 
 
 def test_a_broken_stream_counts_its_usage_and_the_text_it_delivered() -> None:
@@ -194,13 +200,10 @@ def test_a_stream_state_entered_before_any_call_hears_a_broken_stream(tmp_path: 
     validator only warns of, LS402) found a stream "open" before any call and failed reading it,
     instead of hearing ``broken`` with why and going on as the policy says. (``consume_5``: and
     the checkpoint after it says nothing was streamed.)"""
-    from loopspec.journal import SqliteJournal
-
     policy = load_policy_text(DEFAULT_TEXT.replace("initial: call_model", "initial: read_stream", 1))
     journal = SqliteJournal(tmp_path / "j.db")
     result = play([reply("Hi.")], policy=policy, journal=journal, turn_id="t")
-    kept = [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
-    assert kept == [("call_model", "")], "the one checkpoint, before the call: nothing streamed"
+    assert checkpoints(journal) == [("call_model", "")], "the one checkpoint, before the call: nothing streamed"
     first = result.trace[0]
     assert (first.state, first.event, first.attrs["cause"], first.attrs["chars"]) == ("read_stream", "broken", "disconnect", 0)
     assert first.attrs["message"].startswith("no response is open")
@@ -211,8 +214,6 @@ def test_a_checkpoint_journals_only_what_the_last_call_streamed(tmp_path: Any) -
     """mutmut ``__init___8``/``_9`` and ``open_2``/``_3``: the streamed text a checkpoint keeps (a
     resumed halt continues it) was not empty before the first call, or after a call that failed
     to open it was the earlier call's. The text beside a batch stays until the next call opens."""
-    from loopspec.journal import SqliteJournal
-
     reg = ToolRegistry()
     reg.register(lambda country: "London", name="get_capital",
                  parameters={"type": "object", "properties": {"country": {"type": "string"}}})
@@ -221,8 +222,7 @@ def test_a_checkpoint_journals_only_what_the_last_call_streamed(tmp_path: Any) -
     slow_down = ErrorResponse(429, {"error": {"message": "slow down", "type": "rate_limit"}})
     result = play([checking, slow_down, reply("London.")], tools=reg, journal=journal, turn_id="t")
     assert result.outcome == "completed"
-    kept = [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
-    assert kept == [("call_model", ""), ("run_tools", "Let me check. "), ("call_model", "Let me check. "), ("call_model", "")]
+    assert checkpoints(journal) == [("call_model", ""), ("run_tools", "Let me check. "), ("call_model", "Let me check. "), ("call_model", "")]
 
 
 def pieces(*texts: str, stall_after: int | None = None, disconnect_after: int | None = None) -> StreamResponse:
@@ -234,16 +234,10 @@ def pieces(*texts: str, stall_after: int | None = None, disconnect_after: int | 
                           disconnect_after=disconnect_after)
 
 
-def checkpoints(journal: Any) -> list[tuple[str, str]]:
-    return [(e.body["state"], e.body["streamed"]) for e in journal.entries("t") if e.kind == "checkpoint"]
-
-
 def test_a_stall_keeps_every_piece_that_arrived_and_the_stub_counts_them(tmp_path: Any) -> None:
     """mutmut ``consume_45``/``_47`` (the text streamed before a stall was lost or joined wrong in
     what the next checkpoint keeps) and ``stub_28``/``_31``/``_32`` (``mid_text`` lost its count of
     characters, which a policy's guard or message may read)."""
-    from loopspec.journal import SqliteJournal
-
     journal = SqliteJournal(tmp_path / "j.db")
     result = play([pieces("The ", "capital ", "is", stall_after=4), reply("London.")], journal=journal, turn_id="t")
     stub = next(s for s in result.trace if s.state == "make_stub")
@@ -254,8 +248,6 @@ def test_a_stall_keeps_every_piece_that_arrived_and_the_stub_counts_them(tmp_pat
 def test_a_broken_stream_keeps_every_piece_that_arrived(tmp_path: Any) -> None:
     """mutmut ``consume_60``/``_62``: the text delivered before a disconnect was lost or joined
     wrong in what the checkpoint of the retry keeps."""
-    from loopspec.journal import SqliteJournal
-
     journal = SqliteJournal(tmp_path / "j.db")
     result = play([pieces("The ", "capital ", "is", disconnect_after=4), reply("London.")], journal=journal, turn_id="t")
     assert [s.event for s in result.trace][:2] == ["opened", "broken"] and result.outcome == "completed"
