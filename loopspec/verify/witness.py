@@ -10,26 +10,54 @@ from ..language.model import Config
 from .abstraction import Analysis
 
 
+RETRIES_FIRST, TOOLS_FIRST, UNBIASED = 0, 1, 2
+WALK_MODES = (RETRIES_FIRST, TOOLS_FIRST, UNBIASED)
+"""The walks take turns: one that spends retry budgets first (the most model calls), one that runs
+the tool loop first and spends retries last (the most tool batches), and one led by chance alone."""
+
+
+def move_bias(mode: int, *, sets_flag: bool, retries: bool, into_tools: bool) -> float:
+    """How much a walk in ``mode`` prefers a move, before a random draw in [0, 1) is added.
+
+    Preferred kinds of moves are a whole point or more apart, so the draw only orders moves of the
+    same kind: in every mode a move that sets a flag comes after every move that does not (a new flag
+    tends to open a way out); among the rest, RETRIES_FIRST takes a move that spends a counter
+    first, TOOLS_FIRST takes a move into the tool loop first and one that spends a counter last, and
+    UNBIASED has no preference."""
+    bias = -4.0 if sets_flag else 0.0
+    if mode == RETRIES_FIRST and retries:
+        bias += 2.0
+    if mode == TOOLS_FIRST:
+        if into_tools:
+            bias += 2.0
+        if retries:
+            bias -= 1.0
+    return bias
+
+
 @dataclass
 class Witness:
     best: dict[str, dict[str, int]]
     """"*" and each outcome -> backstop name -> the largest value seen at a reachable halt."""
     walks: int
     steps: int
+    """Steps examined: every outcome of every event at each configuration a walk entered."""
+    moves: int
+    """Moves made, the unit of the budget: entering a configuration, skipping a visited one, or
+    backing out of one."""
 
 
 def witness_walks(
     an: Analysis,
     targets: dict[str, dict[str, int]],
-    seconds: float = 0.25,
+    seconds: float,
     seed: int = 1,
     max_walks: int = 6,
     moves_per_second: int = 8_000,
 ) -> Witness:
     """Greedy depth-first runs that avoid halting (and avoid setting flags) while they can, with
-    backtracking out of dead ends, recording every halt one step away. Each run prefers spending a
-    retry budget over the tool loop, so streaks get reset between retries. They stop early once
-    every target figure is met.
+    backtracking out of dead ends, recording every halt one step away. The walks take the
+    ``WALK_MODES`` in turn (see ``move_bias``), and stop early once every target figure is met.
 
     The budget is counted in moves (``seconds * moves_per_second``), not read off the clock, so the
     figures a check reports are the same on a loaded CI machine as on an idle laptop."""
@@ -38,7 +66,7 @@ def witness_walks(
     b_idx = [(name, policy.counter_index(name)) for name in policy.backstops]
     best: dict[str, dict[str, int]] = {}
     budget = max(1, int(seconds * moves_per_second))
-    walks = steps = 0
+    walks = steps = moves_made = 0
 
     def record(cfg: Config) -> None:
         outcome = policy.states[cfg.state].outcome or "?"
@@ -54,16 +82,14 @@ def witness_walks(
             if got is None:
                 return False
             for name, v in figs.items():
-                if got.get(name, 0) < v:
+                if got[name] < v:
                     return False
         return True
 
     init = policy.initial_config()
     if an.kind(init.state) == "halt":
         record(init)
-        return Witness(best, 0, 0)
-
-    tool_kind = "tool_exec"
+        return Witness(best, 0, 0, 0)
 
     def options(cfg: Config, mode: int) -> list[Config]:
         nonlocal steps
@@ -75,31 +101,27 @@ def witness_walks(
                 if an.kind(after.state) == "halt":
                     record(after)
                     continue
-                score = rng.random()
-                if after.flags - cfg.flags:
-                    score -= 4.0
                 t = step.transition
-                if mode == 0 and t is not None and t.increments():
-                    score += 2.0  # spend retry budgets first: the most model calls
-                if mode == 1 and an.kind(after.state) == tool_kind:
-                    score += 2.0  # run the tool loop first: the most tool batches
-                if mode == 1 and t is not None and t.increments():
-                    score -= 1.0  # retries spend model calls that tool batches need
-                scored.append((score, len(scored), after))
+                bias = move_bias(
+                    mode,
+                    sets_flag=bool(after.flags - cfg.flags),
+                    retries=t is not None and bool(t.increments()),
+                    into_tools=an.kind(after.state) == "tool_exec",
+                )
+                scored.append((bias + rng.random(), len(scored), after))
         scored.sort(reverse=True)
         return [c for _s, _i, c in scored]
 
-    modes = (0, 1, 2)
     per_walk = max(64, budget // max_walks)
     while walks < max_walks and not met():
-        mode = modes[walks % len(modes)]
+        mode = WALK_MODES[walks % len(WALK_MODES)]
         walks += 1
         visited: set[Config] = {init}
         stack: list[tuple[Config, list[Config], int]] = [(init, options(init, mode), 0)]
         moves = 0
-        while stack:
+        while stack and moves < per_walk:
             moves += 1
-            if moves > per_walk or ((moves & 63) == 0 and met()):
+            if (moves & 63) == 0 and met():
                 break
             cfg, opts, i = stack[-1]
             if i >= len(opts):
@@ -111,4 +133,5 @@ def witness_walks(
                 continue
             visited.add(nxt)
             stack.append((nxt, options(nxt, mode), 0))
-    return Witness(best, walks, steps)
+        moves_made += moves
+    return Witness(best, walks, steps, moves_made)

@@ -6,15 +6,20 @@ on every run."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 
 from loopspec import load_policy
 from loopspec.verify import check_policy
 from loopspec.verify.termination import worst_case
-from loopspec.verify.witness import witness_walks
+from loopspec.verify.abstraction import build_analysis
+from loopspec.verify.witness import RETRIES_FIRST, TOOLS_FIRST, WALK_MODES, move_bias, witness_walks
 
 from _paths import DEFAULT_POLICY
-from test_mutants_termination import CASES, RETRY, _proof, _text
+from _policy_text import tool_loop
+from test_mutants_termination import CASES, HALTS, HEAD, RETRY, _proof, _text
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -65,10 +70,9 @@ def test_a_turn_that_starts_in_a_halt_is_its_own_witness() -> None:
     """The initial state is a halt: no walk is made, and the figures are the start's, under ``*``
     and under the halt's outcome."""
     from loopspec import load_policy_text
-    from loopspec.verify.abstraction import build_analysis
 
     text = CASES["never_reset"].replace("initial: ask", "initial: done")
-    found = witness_walks(build_analysis(load_policy_text(text, "halted.yaml")), {"*": {"model_calls": 5}})
+    found = witness_walks(build_analysis(load_policy_text(text, "halted.yaml")), {"*": {"model_calls": 5}}, seconds=0.3)
     zero = {"model_calls": 0, "tool_batches": 0}
     assert (found.best, found.walks, found.steps) == ({"*": zero, "completed": zero}, 0, 0)
 
@@ -81,3 +85,137 @@ def test_the_walks_find_both_maxima_when_the_model_calls_are_scarce(calls: int, 
     text = _text(RETRY.replace("TRIES", str(tries)), "{do: [{reset: tries}], to: tools}", tries=tries, calls=calls, batches=batches)
     an, g, term, enum = _proof(text)
     assert witness_walks(an, worst_case(an, g, term), seconds=0.3).best == enum.worst
+
+
+# -- how the walks choose: written against the survivors of the walks' heuristics ----------------
+
+KINDS_OF_MOVES = [dict(sets_flag=f, retries=r, into_tools=t) for f in (False, True) for r in (False, True) for t in (False, True)]
+
+
+def _preference(mode: int, move: dict[str, bool]) -> tuple[bool, ...]:
+    """What each walk mode promises to prefer, most important first."""
+    avoids_flags = not move["sets_flag"]
+    if mode == RETRIES_FIRST:
+        return (avoids_flags, move["retries"])
+    if mode == TOOLS_FIRST:
+        return (avoids_flags, move["into_tools"], not move["retries"])
+    return (avoids_flags,)
+
+
+@pytest.mark.parametrize("mode", WALK_MODES)
+def test_a_preferred_kind_of_move_outranks_every_other_whatever_the_random_draw(mode: int) -> None:
+    """A move's score is its bias plus a draw in [0, 1): a kind of move a mode prefers is biased a
+    whole point or more above the kinds it does not, so no draw reorders them; moves of equally
+    preferred kinds get the same bias, so only the draw orders them. Flags come last in every mode,
+    retries first in RETRIES_FIRST and last in TOOLS_FIRST, the tool loop first in TOOLS_FIRST, and
+    UNBIASED prefers nothing but moves that set no flag."""
+    for a in KINDS_OF_MOVES:
+        for b in KINDS_OF_MOVES:
+            pa, pb = _preference(mode, a), _preference(mode, b)
+            bias_a, bias_b = move_bias(mode, **a), move_bias(mode, **b)
+            if pa > pb:
+                assert bias_a >= bias_b + 1.0, (a, b)
+            elif pa == pb:
+                assert bias_a == bias_b, (a, b)
+
+
+def _count_steps(an: Any) -> list[int]:
+    """Count the steps the analysis hands out from now on (in ``[0]``)."""
+    seen = [0]
+    steps_at = an.steps_at
+
+    def counting(cfg: Any, event: str) -> Any:
+        out = steps_at(cfg, event)
+        seen[0] += len(out)
+        return out
+
+    an.steps_at = counting
+    return seen
+
+
+def _nudge_policy(calls: int, batches: int, tries: int, nudges: int) -> str:
+    """An empty reply takes the turn to a continue state that nudges the model, spending a nudge
+    on the way back: at the stream state a move into the tool loop competes with a move that
+    spends no counter on the spot."""
+    head = (HEAD.replace("TRIES", str(tries)).replace("CALLS", str(calls)).replace("BATCHES", str(batches))
+            .replace("empties: {max: 2}", f"empties: {{max: {nudges}}}"))
+    stream = {"text": RETRY.replace("TRIES", str(tries)), "tool_calls": "{do: [{reset: tries}], to: tools}",
+              "empty": "[{when: {counter: empties, lt: %d}, to: more}, done]" % nudges}
+    more = "  more:\n    kind: continue\n    prompt: go_on\n    on: {done: {do: [{increment: empties}], to: ask}}\n"
+    return head + tool_loop("out", {"opened": "read"}, stream, {"ok": "ask"}) + more + HALTS + "templates:\n  go_on: Go on.\n"
+
+
+@functools.cache
+def _nudge_proof() -> tuple[Any, Any, Any, Any]:
+    """The nudge policy's proof and enumeration, made once (it takes seconds): the seeds share it."""
+    return _proof(_nudge_policy(calls=40, batches=12, tries=2, nudges=20))
+
+
+def _flag_policy(calls: int, batches: int, tries: int) -> str:
+    """An empty reply sets a flag, and once it is set a tool call ends the turn: a walk that sets
+    the flag early closes the tool loop."""
+    head = (HEAD.replace("TRIES", str(tries)).replace("CALLS", str(calls)).replace("BATCHES", str(batches))
+            .replace("backstops:", "flags:\n  nudged: {}\nbackstops:"))
+    stream = {"text": RETRY.replace("TRIES", str(tries)),
+              "tool_calls": "[{when: {flag: nudged}, to: done}, {do: [{reset: tries}], to: tools}]",
+              "empty": "{do: [{set: nudged}], to: ask}"}
+    return head + tool_loop("out", {"opened": "read"}, stream, {"ok": "ask"}) + HALTS
+
+
+@pytest.mark.parametrize(("calls", "batches", "tries"), [(8, 5, 3), (10, 6, 3), (12, 5, 4), (20, 8, 4), (30, 10, 5)])
+def test_the_first_walk_spends_the_retries_first(calls: int, batches: int, tries: int) -> None:
+    """One walk of the smallest budget (64 moves): spending every retry before each tool batch, its
+    first dive reaches the most model calls a run can make."""
+    text = _text(RETRY.replace("TRIES", str(tries)), "{do: [{reset: tries}], to: tools}", tries=tries, calls=calls, batches=batches)
+    an, g, term, enum = _proof(text)
+    found = witness_walks(an, worst_case(an, g, term), seconds=0.0, max_walks=1)
+    assert found.best["*"]["model_calls"] == enum.worst["*"]["model_calls"] == calls
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_the_second_walk_runs_the_tool_loop_before_anything_else(seed: int) -> None:
+    """Two walks of 64 moves on a policy where nudging the model competes with the tool loop and
+    the model calls are too few for both: the second walk, which takes the tool loop first, reaches
+    the most tool batches a run can make, whatever the seed."""
+    an, g, term, enum = _nudge_proof()
+    found = witness_walks(an, worst_case(an, g, term), seconds=0.0, max_walks=2, seed=seed)
+    assert found.best["*"]["tool_batches"] == enum.worst["*"]["tool_batches"] == 12
+
+
+@pytest.mark.parametrize("seed", (1, 2, 3))
+@pytest.mark.parametrize(("calls", "batches", "tries"), [(20, 8, 3), (30, 10, 3), (40, 12, 2)])
+def test_a_walk_sets_a_flag_only_when_nothing_else_is_open(calls: int, batches: int, tries: int, seed: int) -> None:
+    """One walk of 64 moves, on a policy where a flag closes the tool loop: the walk runs tool
+    batches before it sets the flag, so it reaches at least half the tool-batch cap (a walk that
+    sets flags as readily as anything else closes the loop at once and runs none or one)."""
+    an, g, term, _enum = _proof(_flag_policy(calls, batches, tries))
+    found = witness_walks(an, worst_case(an, g, term), seconds=0.0, max_walks=1, seed=seed)
+    assert found.best["*"]["tool_batches"] >= batches // 2
+
+
+@pytest.mark.parametrize(("seconds", "walks"), [(0.0, 1), (0.0, 6), (0.05, 6), (0.3, 4)])
+def test_the_walks_spend_their_whole_budget_of_moves_when_the_targets_are_out_of_reach(seconds: float, walks: int) -> None:
+    """The budget is ``seconds * moves_per_second`` moves shared evenly by the walks, at least 64
+    each; with targets no run reaches, on a policy too large to walk through, every walk spends its
+    share to the move."""
+    an = build_analysis(load_policy(str(DEFAULT_POLICY)))
+    found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=seconds, max_walks=walks)
+    assert found.walks == walks
+    assert found.moves == walks * max(64, int(seconds * 8000) // walks)
+
+
+def test_a_walk_stops_within_64_moves_of_meeting_its_targets() -> None:
+    """Whether the targets are met is asked every 64 moves: targets the first halts meet end the
+    search at the first asking, not at the end of the walk's share."""
+    an = build_analysis(load_policy(str(DEFAULT_POLICY)))
+    found = witness_walks(an, {"*": {"model_calls": 1}}, seconds=0.3)
+    assert (found.walks, found.moves) == (1, 64)
+
+
+def test_the_steps_counted_are_the_steps_examined() -> None:
+    """``steps`` (added to the configurations a check reports exploring) is the number of steps
+    the walks were handed, each counted once."""
+    an, g, term, _enum = _proof(CASES["two_loops"])
+    handed = _count_steps(an)
+    found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=0.05)
+    assert found.steps == handed[0] > 0
