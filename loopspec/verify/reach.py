@@ -16,7 +16,7 @@ from .search import shortest_path
 def shortest_counterexample(
     an: Analysis,
     predicate: StepPredicate,
-    limit: int = 200_000,
+    limit: int,
     allowed: set[int] | None = None,
     start: CNode | None = None,
     extra: Callable[[Any, Step | None], Any] | None = None,
@@ -53,17 +53,16 @@ def shortest_counterexample(
     return (None if path is None else [cex_step(step) for step, _v in path]), explored
 
 
-def violation_counterexample(
-    an: Analysis, prop: str, limit: int = 200_000, world: WorldModel | None = None
-) -> tuple[list[CexStep] | None, int]:
-    return shortest_counterexample(an, lambda step, child, viol: any(v[0] == prop for v in viol), limit, world=world)
+def violation_counterexample(an: Analysis, prop: str, limit: int) -> tuple[list[CexStep] | None, int]:
+    """The shortest run whose last step violates the property ``prop``."""
+    return shortest_counterexample(an, lambda step, child, viol: any(v[0] == prop for v in viol), limit)
 
 
 def guided_counterexample(
     an: Analysis,
     distance: dict[Any, int],
     predicate: StepPredicate,
-    limit: int = 50_000,
+    limit: int,
     world: WorldModel | None = None,
 ) -> tuple[list[CexStep] | None, int]:
     """A concrete run to a step satisfying ``predicate`` when it lies too deep for breadth-first

@@ -65,7 +65,7 @@ def witness_walks(
     rng = random.Random(seed)
     b_idx = [(name, policy.counter_index(name)) for name in policy.backstops]
     best: dict[str, dict[str, int]] = {}
-    budget = max(1, int(seconds * moves_per_second))
+    budget = int(seconds * moves_per_second)
     walks = steps = moves_made = 0
 
     def record(cfg: Config) -> None:

@@ -14,7 +14,7 @@ from loopspec.language.model import Policy, Step
 from loopspec.verify.abstract_graph import build_graph
 from loopspec.verify.abstraction import Analysis, build_analysis
 from loopspec.verify.counterexample import CexStep
-from loopspec.verify.reach import guided_counterexample
+from loopspec.verify.reach import guided_counterexample, shortest_counterexample
 
 HEAD = """\
 loopspec: 1
@@ -28,6 +28,9 @@ backstops:
   tool_batches: {max: 3, exhausted: g}
 states:
 """
+
+GUIDED_LIMIT = 50_000
+"""deep_counterexample's default, the limit the checker's deep searches run with."""
 
 G = '  g: {kind: halt, outcome: completed, message: "ok"}\n'
 H = '  h: {kind: halt, outcome: completed, message: "other"}\n'
@@ -104,9 +107,9 @@ def test_the_child_closest_to_the_goal_is_tried_first() -> None:
     """Between two children that spend nothing, the one the guide puts closer to the goal is
     expanded first (whichever event reaches it), and its own hit ends the search: two expansions."""
     an = analysis(FREE)
-    path, explored = guided_counterexample(an, guide(an, a=1, b=0), reaches("g"))
+    path, explored = guided_counterexample(an, guide(an, a=1, b=0), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "b", "g"] and explored == 2
-    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"))
+    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "a", "g"] and explored == 2
 
 
@@ -115,7 +118,7 @@ def test_at_equal_score_the_child_that_spends_no_retry_budget_is_tried_first() -
     (an increment weighs as two steps of distance); then the free child goes first, though a comes
     first in event order."""
     an = analysis(SPEND)
-    path, explored = guided_counterexample(an, guide(an, a=0, b=2), reaches("g"))
+    path, explored = guided_counterexample(an, guide(an, a=0, b=2), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "b", "g"] and explored == 2
     assert path is not None and path[0].event == "failed"
 
@@ -125,9 +128,9 @@ def test_an_increment_weighs_two_steps_of_distance() -> None:
     spending child at distance 0 (score 2) beats a free one at distance 3, and loses to a free one at
     distance 1. (The weight is the guide's heuristic; this pins it so a change is deliberate.)"""
     an = analysis(SPEND)
-    path, _n = guided_counterexample(an, guide(an, a=0, b=3), reaches("g"))
+    path, _n = guided_counterexample(an, guide(an, a=0, b=3), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "a", "g"]
-    path, _n = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"))
+    path, _n = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "b", "g"]
 
 
@@ -142,7 +145,7 @@ def test_halting_children_are_never_expanded_even_when_the_guide_knows_them() ->
     are in the guide (at the smallest distance), yet a halt has no successor to try, so it is not
     expanded (not counted)."""
     an = analysis(PRUNE)
-    path, explored = guided_counterexample(an, guide(an, s=3, b=2, c=1, h=0, g=0), never)
+    path, explored = guided_counterexample(an, guide(an, s=3, b=2, c=1, h=0, g=0), never, limit=GUIDED_LIMIT)
     assert path is None and explored == 3
 
 
@@ -150,7 +153,7 @@ def test_children_the_guide_does_not_know_are_never_expanded() -> None:
     """A child missing from the distance map cannot lead to the goal: c is left out, so with no hit
     only s and b are expanded."""
     an = analysis(PRUNE)
-    path, explored = guided_counterexample(an, guide(an, s=2, b=1), never)
+    path, explored = guided_counterexample(an, guide(an, s=2, b=1), never, limit=GUIDED_LIMIT)
     assert path is None and explored == 2
 
 
@@ -158,7 +161,7 @@ def test_an_unknown_child_does_not_hide_its_siblings() -> None:
     """s's first child (u, on done) is unknown to the guide and its second (b, on failed) is known:
     the unknown one is skipped and the search goes on to b and finds the goal through it."""
     an = analysis(esc("s", "u", "b"), cont("u", "g"), cont("b", "g"), G)
-    path, explored = guided_counterexample(an, guide(an, b=0), reaches("g"))
+    path, explored = guided_counterexample(an, guide(an, b=0), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "b", "g"] and explored == 2
 
 
@@ -178,7 +181,7 @@ def test_the_guide_is_read_at_the_childs_monitor_state() -> None:
     dist: dict[Any, int] = {n: 1 for n in g.nodes if n.state == "cut" and n.silent}
     dist.update({n: 2 for n in g.nodes if n.state == "read"})
     assert dist and not any(n.silent for n in g.nodes if n.state == "read")
-    path, explored = guided_counterexample(an, dist, reaches("goon"))
+    path, explored = guided_counterexample(an, dist, reaches("goon"), limit=GUIDED_LIMIT)
     assert states(path) == ["ask", "read", "cut", "goon"] and explored == 3
     assert path is not None and path[1].attrs["mid_tool_call"] is True
     replay(an.policy, path)
@@ -194,7 +197,7 @@ def test_explored_counts_the_nodes_expanded_exactly() -> None:
     """Along a chain s, c2, c3, c4 -> g each node is expanded once, and the hit is found expanding
     the fourth: explored is 4, and the run is the whole chain."""
     an = analysis(CHAIN)
-    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), reaches("g"))
+    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), reaches("g"), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "c2", "c3", "c4", "g"] and explored == 4
     assert path is not None
     replay(an.policy, path)
@@ -207,7 +210,7 @@ def test_explored_counts_every_distinct_node_once_on_a_pumped_loop() -> None:
     entered from s0, s1 and s2 (b0, b1, b2): eight."""
     retry = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: a}, b]"
     an = analysis(esc("s", retry, "b"), cont("a", "s"), cont("b", "g"), G)
-    path, explored = guided_counterexample(an, guide(an, s=1, a=2, b=0), never)
+    path, explored = guided_counterexample(an, guide(an, s=1, a=2, b=0), never, limit=GUIDED_LIMIT)
     assert path is None and explored == 8
 
 
@@ -223,15 +226,15 @@ def test_the_search_gives_up_exactly_when_explored_exceeds_the_limit() -> None:
     assert guided_counterexample(an, dist, reaches("g"), limit=0) == (None, 1)
 
 
-def test_the_default_limit_is_fifty_thousand_expansions() -> None:
+def test_only_the_limit_stops_a_search_with_no_hit() -> None:
     """s loops onto itself on done (incrementing ``tries``, max 10000) and on failed (incrementing
-    ``more``, max 10): 10001 x 11 distinct configurations, more than the default limit, so with no
+    ``more``, max 10): 10001 x 11 distinct configurations, more than the checker's limit, so with no
     hit only the limit stops the search, after 50,001 expansions."""
     head = HEAD.replace("tries: {max: 2}", "tries: {max: 10000}\n  more: {max: 10}")
     done = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: s}, g]"
     failed = "[{when: {counter: more, lt: max}, do: [{increment: more}], to: s}, g]"
     an = analysis(esc("s", done, failed), G, head=head)
-    assert guided_counterexample(an, guide(an, s=0), never) == (None, 50_001)
+    assert guided_counterexample(an, guide(an, s=0), never, limit=GUIDED_LIMIT) == (None, GUIDED_LIMIT + 1)
 
 
 # --------------------------------------------------------------------------- the world
@@ -253,7 +256,7 @@ def test_a_step_the_world_refuses_does_not_hide_its_siblings() -> None:
     """The world refuses s's first successor (done, to a, though the guide puts a closest); the
     search goes on to the next one (failed, to b) and reaches the goal through it."""
     an = analysis(FREE)
-    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"), world=NoDoneAtStart())
+    path, explored = guided_counterexample(an, guide(an, a=0, b=1), reaches("g"), world=NoDoneAtStart(), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "b", "g"] and explored == 2
 
 
@@ -275,7 +278,7 @@ def test_the_predicate_sees_the_child_with_its_world_state() -> None:
     def third(step: Step, child: Any, viol: Any) -> bool:
         return bool(child[-1] == 3)
 
-    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), third, world=Steps())
+    path, explored = guided_counterexample(an, guide(an, c2=3, c3=2, c4=1), third, world=Steps(), limit=GUIDED_LIMIT)
     assert states(path) == ["s", "c2", "c3", "c4"] and explored == 3
 
 
@@ -288,7 +291,7 @@ def test_a_long_run_is_replayable_step_by_step() -> None:
     def out_of_tries(step: Step, child: Any, viol: Any) -> bool:
         return step.after.state == "g"
 
-    path, _n = guided_counterexample(an, guide(an, s=1, a=2, b=0), out_of_tries)
+    path, _n = guided_counterexample(an, guide(an, s=1, a=2, b=0), out_of_tries, limit=GUIDED_LIMIT)
     assert path is not None
     assert [(p.state, p.event) for p in path] == [
         ("s", "done"), ("a", "done"), ("s", "done"), ("a", "done"), ("s", "done"), ("b", "done")
@@ -356,4 +359,47 @@ def test_deep_counterexample_gives_up_after_fifty_thousand_expansions_by_default
     done = "[{when: {counter: tries, lt: max}, do: [{increment: tries}], to: s}, g]"
     failed = "[{when: {counter: more, lt: max}, do: [{increment: more}], to: s}, g]"
     an = analysis(esc("s", done, failed), G, head=head)
-    assert deep_counterexample(an, build_graph(an), lambda e: e.dst.state == "g", never, "note") == (None, 50_001)
+    assert deep_counterexample(an, build_graph(an), lambda e: e.dst.state == "g", never, "note") == (None, GUIDED_LIMIT + 1)
+
+
+# --------------------------------------------------------------------------- the breadth-first search
+
+
+def _falls_through() -> Analysis:
+    """s's done spends a try and goes to a; a goes back to s while no try is spent, and has no
+    transition at all once one is: the second time a is left, the turn falls into the policy error."""
+    return analysis(esc("s", "{do: [{increment: tries}], to: a}", "b"),
+                    cont("a", "[{when: {counter: tries, lt: 1}, to: s}]"), cont("b", "g"), G)
+
+
+def no_transition(step: Step, child: Any, viol: Any) -> bool:
+    return step.transition is None
+
+
+def test_a_search_kept_to_some_transitions_takes_no_step_that_matched_none() -> None:
+    """``allowed`` keeps the search to the transitions named: a step that matched no transition
+    (the fall into the policy error) is none of them, so a kept search never takes it, while a
+    free one does."""
+    an = _falls_through()
+    path, _n = shortest_counterexample(an, no_transition, limit=1000)
+    assert path is not None and [s.transition for s in path][-1] is None
+    every = {id(t) for st in an.policy.states.values() for t in st.all_transitions()}
+    kept, explored = shortest_counterexample(an, no_transition, limit=1000, allowed=every)
+    assert kept is None and explored > 0
+
+
+def test_a_search_kept_to_some_transitions_takes_no_other() -> None:
+    """Without s's transition to b among those allowed, no kept search reaches b; a free one does
+    in one step."""
+    an = _falls_through()
+    to_b = an.policy.states["s"].transitions["failed"][0]
+    every = {id(t) for st in an.policy.states.values() for t in st.all_transitions()}
+    free, _n = shortest_counterexample(an, reaches("b"), limit=1000)
+    assert states(free) == ["s", "b"]
+    assert shortest_counterexample(an, reaches("b"), limit=1000, allowed=every - {id(to_b)})[0] is None
+
+
+def test_a_search_that_finds_nothing_says_so() -> None:
+    """No run reaches the step asked for: the answer is no path, with the count explored."""
+    path, explored = shortest_counterexample(analysis(FREE), never, limit=1000)
+    assert path is None and explored > 0
