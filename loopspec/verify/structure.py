@@ -23,10 +23,13 @@ class Unhandled:
     event: str
     attrs: dict
     when: str
+    """What about the configuration leaves it unhandled ("with flags a; when tries is at its cap"),
+    or "" when the event has no transitions at all."""
     edge_index: int
 
     def describe(self) -> str:
-        return f"{self.state}: event '{self.event}'{self.when} has no enabled transition (the turn would end in policy_error)"
+        when = f" {self.when}" if self.when else ""
+        return f"{self.state}: event '{self.event}'{when} has no enabled transition (the turn would end in policy_error)"
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Structure:
             "unreachable_states": list(self.unreachable),
             "no_path_to_halt": list(self.no_path_to_halt),
             "unhandled_events": [
-                {"state": u.state, "event": u.event, "attrs": u.attrs, "when": u.when.strip(" ,") or None} for u in self.unhandled
+                {"state": u.state, "event": u.event, "attrs": u.attrs, "when": u.when or None} for u in self.unhandled
             ],
             "shadowed_transitions": [
                 {"transition": d.transition.label, "reason": d.reason, "shadowed_by": d.shadowed_by} for d in self.dead
@@ -120,7 +123,7 @@ def _describe_config(an: Analysis, cfg: Config, ev) -> str:  # type: ignore[no-u
         bits.append("when " + ", ".join(f"{n} is at its cap" for n in at_cap))
     if cfg.flags:
         bits.append("with flags " + ", ".join(sorted(cfg.flags)))
-    return (" " + "; ".join(bits)) if bits else ""
+    return "; ".join(bits)
 
 
 def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
