@@ -13,7 +13,9 @@ from .search import shortest_path
 from .termination import Termination
 
 
-def abstract_loop(an: Analysis, g: Graph, term: Termination) -> Counterexample | None:
+def abstract_loop(g: Graph, term: Termination) -> Counterexample | None:
+    """A path in the abstract graph into the first component elimination could not bound, and a cycle
+    inside it: what ``check`` shows when no concrete lasso was found within its search."""
     if not term.unbounded:
         return None
     comp = term.unbounded[0]

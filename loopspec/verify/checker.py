@@ -66,12 +66,12 @@ def check_policy(
     props: dict[str, PropertyResult] = {}
 
     # -- halts ---------------------------------------------------------------------------------
-    props["halts"] = decide_halts(an, g, st, term, enum)
+    props["halts"] = decide_halts(st, term, enum)
     if enum is None and not props["halts"].passed:
         # a concrete run into the loop, which a cassette can replay; the abstract cycle otherwise
         lasso, n, _complete = find_lasso(an, limit=SEARCH_LIMIT // 2)
         concrete += n
-        props["halts"].counterexample = lasso or abstract_loop(an, g, term)
+        props["halts"].counterexample = lasso or abstract_loop(g, term)
 
     # -- step-local properties from the monitor ---------------------------------------------------
     for name in ("no_partial_tool_exec", "tools_stay_disabled", "stub_not_silent", "history_valid"):

@@ -17,7 +17,8 @@ from .report import FAIL, PASS, PropertyResult
 from .termination import Termination
 
 
-def decide_halts(an: Analysis, g: Graph, st: Any, term: Termination, enum: Any) -> PropertyResult:
+def decide_halts(st: Any, term: Termination, enum: Any) -> PropertyResult:
+    """Halting: the enumeration's verdict when there is one (with its lasso), else the elimination's."""
     if enum is not None:
         if enum.halts:
             why = f"every path halts (all {enum.configs} reachable configurations enumerated)"

@@ -113,7 +113,7 @@ def test_abstract_loop_is_a_cycle_of_the_abstract_graph() -> None:
     g = build_graph(an)
     term = eliminate(an, g)
     assert not term.halts
-    cex = abstract_loop(an, g, term)
+    cex = abstract_loop(g, term)
     assert cex is not None and not cex.concrete
     assert cex.loop_start is not None and cex.loop_start < len(cex.steps)
     assert cex.steps[0].state == "ask"
@@ -127,7 +127,7 @@ def test_abstract_loop_of_a_halting_policy_is_none() -> None:
     an = build_analysis(policy(*HALTING))
     g = build_graph(an)
     term = eliminate(an, g)
-    assert term.halts and abstract_loop(an, g, term) is None
+    assert term.halts and abstract_loop(g, term) is None
 
 
 def test_check_falls_back_to_the_abstract_loop(monkeypatch: pytest.MonkeyPatch) -> None:

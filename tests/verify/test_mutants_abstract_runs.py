@@ -38,7 +38,7 @@ def test_the_abstract_lasso_repeats_the_unbounded_cycle() -> None:
     an, g = graph(CALL, stream(empty="nudge"), TOOLS, NUDGE, HALTS)
     term = eliminate(an, g)  # type: ignore[arg-type]
     assert not term.halts
-    cex = abstract_loop(an, g, term)  # type: ignore[arg-type]
+    cex = abstract_loop(g, term)  # type: ignore[arg-type]
     assert cex is not None
     # which abstract copy of the loop (backstop phases) is shown is the checker's choice; its shape is not
     start = cex.loop_start
@@ -60,7 +60,7 @@ def test_the_abstract_lasso_repeats_the_unbounded_cycle() -> None:
 
 def test_no_abstract_lasso_when_every_loop_is_bounded() -> None:
     an, g = graph(CALL, stream(), TOOLS, HALTS)
-    assert abstract_loop(an, g, eliminate(an, g)) is None  # type: ignore[arg-type]
+    assert abstract_loop(g, eliminate(an, g)) is None  # type: ignore[arg-type]
 
 
 class TwoStepsNoTools:
@@ -120,7 +120,7 @@ def test_an_abstract_lasso_is_shown_when_the_graph_has_a_single_unbounded_loop()
     g = build_graph(an)
     term = eliminate(an, g)
     assert len(term.unbounded) == 1
-    cex = abstract_loop(an, g, term)
+    cex = abstract_loop(g, term)
     assert cex is not None and not cex.concrete and cex.loop_start is not None
     loop = [(s.state, s.event) for s in cex.steps[cex.loop_start:]]
     assert sorted(loop) == [("again", "failed"), ("fix", "failed")]

@@ -317,6 +317,19 @@ def test_declared_backstop_loops_pass_and_are_listed() -> None:
     assert res.reason == "every loop has a bound of its own; 1 declared backstop loop(s): tools --ok[0]--> ask"
 
 
+def test_two_declared_backstop_loops_are_listed_in_order() -> None:
+    """A cut reply goes back to the model too, declared bounded by the cost budget, and the tool
+    loop is declared bounded by the tool batches: both loops are named, sorted, a comma between."""
+    from loopspec import load_policy_text
+
+    text = ((DOCS_EXAMPLES / "budgets.yaml").read_text()
+            .replace("      length: failed\n", "      length: {to: ask, bounded_by: cost}\n")
+            .replace("        - to: tools\n", "        - {to: tools, bounded_by: tool_batches}\n"))
+    res = check_policy(load_policy_text(text, "two_loops.yaml")).properties["no_backstop_only_loops"]
+    assert (res.status, res.reason) == ("pass", "every loop has a bound of its own; 2 declared backstop loop(s): "
+                                                "read --length[0]--> ask, read --tool_calls[1]--> tools")
+
+
 def test_enumerated_figures_are_exact_and_walked_ones_say_how_many_walks() -> None:
     """mutmut ``check_policy_184-217``: figures from a full enumeration are exact with their own
     value as the lower bound, per outcome without the overall ``*``, and no walk ran; without the
@@ -358,3 +371,34 @@ def test_a_check_result_names_its_policy_and_how_long_it_took() -> None:
     took = time.perf_counter() - before
     assert (result.file, result.policy) == (policy.file, policy.name) and policy.name
     assert 0 <= result.seconds <= took
+
+
+def _deep_trap(second_climb: int):  # type: ignore[no-untyped-def]
+    """A turn that compacts 10,000 times, then ``second_climb`` times more, then falls into a
+    compaction loop nothing bounds: its concrete lasso lies some 10,000 + ``second_climb``
+    configurations deep."""
+    from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
+
+    def climb(name: str, counter: str, then: str) -> str:
+        go = "[{when: {counter: %s, lt: max}, do: [{increment: %s}], to: %s}, %s]" % (counter, counter, name, then)
+        return f"  {name}:\n    kind: escalate\n    apply: [compact]\n    on:\n      done: {go}\n      failed: {go}\n"
+
+    head = HEAD.replace("initial: ask", "initial: climb").replace(
+        "tries: {max: 2}", f"tries: {{max: 2}}\n  steps: {{max: 10000}}\n  more: {{max: {second_climb}}}")
+    trap = "  trap:\n    kind: escalate\n    apply: [compact]\n    on: {done: trap, failed: ask}\n"
+    return policy(climb("climb", "steps", "higher"), climb("higher", "more", "trap"), trap, CALL, stream(), TOOLS, HALTS, head=head)
+
+
+def test_the_lasso_search_looks_through_half_the_search_limit_then_shows_the_abstract_cycle() -> None:
+    """Not enumerated (the limit is tiny), a policy that does not halt gets a concrete lasso when
+    one lies within SEARCH_LIMIT // 2 = 15,000 configurations (12,503 steps here: more than a third
+    of the limit), and the abstract cycle from the graph when it lies deeper (15,503)."""
+    near = check_policy(_deep_trap(2500), enumerate_limit=100).properties["halts"].counterexample
+    assert near is not None and near.concrete and near.note == "the run repeats from loop_start forever"
+    assert (len(near.steps), near.loop_start) == (12_503, 12_502)
+    assert [(s.state, s.to) for s in near.steps[-2:]] == [("higher", "trap"), ("trap", "trap")]
+    far = check_policy(_deep_trap(5500), enumerate_limit=100).properties["halts"].counterexample
+    assert far is not None and not far.concrete and far.note == "abstract: the cycle repeats from loop_start"
+    assert [(s.state, s.event, s.to) for s in far.steps] == [
+        ("climb", "done", "higher"), ("higher", "done", "trap"), ("trap", "done", "trap")]
+    assert far.loop_start == 2

@@ -35,7 +35,7 @@ def test_halts_is_never_proven_while_a_state_has_no_path_to_a_halt() -> None:
     """Counter elimination succeeding is not enough: a reachable state from which no halt can be
     reached fails ``halts`` too (a second line of defence should elimination ever be wrong)."""
     st = SimpleNamespace(no_path_to_halt=["trap"])
-    res = deciders.decide_halts(None, None, st, _term(True), None)  # type: ignore[arg-type]
+    res = deciders.decide_halts(st, _term(True), None)  # type: ignore[arg-type]
     assert res.status == FAIL
     assert res.findings == ["state 'trap' has no path to a halt"]
 
@@ -44,7 +44,7 @@ def test_halts_fails_when_elimination_is_stuck_even_if_every_state_can_halt() ->
     """Without a full enumeration, a stuck elimination is a failure whatever the structure says:
     every state reaching a halt does not make a loop through them finite."""
     st = SimpleNamespace(no_path_to_halt=[])
-    res = deciders.decide_halts(None, None, st, _term(False), None)  # type: ignore[arg-type]
+    res = deciders.decide_halts(st, _term(False), None)  # type: ignore[arg-type]
     assert res.status == FAIL and res.reason == "a loop has no counter that bounds it (counter elimination is stuck)"
 
 
@@ -62,7 +62,7 @@ def test_halts_counts_distinct_loop_bounds() -> None:
     el = [SimpleNamespace(counter="tries", through="a"), SimpleNamespace(counter="tries", through="a"),
           SimpleNamespace(counter="model_calls", through="b")]
     st = SimpleNamespace(no_path_to_halt=[])
-    res = deciders.decide_halts(None, None, st, _term(True, el), None)  # type: ignore[arg-type]
+    res = deciders.decide_halts(st, _term(True, el), None)  # type: ignore[arg-type]
     assert res.status == PASS and res.reason == "every path halts: 2 loop bound(s) found by counter elimination"
 
 
@@ -70,14 +70,14 @@ def test_enumeration_decides_halts_and_says_when_elimination_alone_could_not() -
     """With a full enumeration its verdict decides; the reason says whether elimination agreed."""
     st = SimpleNamespace(no_path_to_halt=["x"])
     enum = SimpleNamespace(halts=True, configs=7, lasso=None)
-    stuck = deciders.decide_halts(None, None, st, _term(False), enum)  # type: ignore[arg-type]
+    stuck = deciders.decide_halts(st, _term(False), enum)  # type: ignore[arg-type]
     assert stuck.status == PASS
     assert stuck.reason == ("every path halts (all 7 reachable configurations enumerated); "
                             "counter elimination alone could not prove it")
-    agreed = deciders.decide_halts(None, None, st, _term(True), enum)  # type: ignore[arg-type]
+    agreed = deciders.decide_halts(st, _term(True), enum)  # type: ignore[arg-type]
     assert agreed.reason == "every path halts (all 7 reachable configurations enumerated)"
     lasso = Counterexample([], "loops")
-    loops = deciders.decide_halts(None, None, st, _term(True), SimpleNamespace(halts=False, configs=7, lasso=lasso))  # type: ignore[arg-type]
+    loops = deciders.decide_halts(st, _term(True), SimpleNamespace(halts=False, configs=7, lasso=lasso))  # type: ignore[arg-type]
     assert loops.status == FAIL and loops.counterexample is lasso
     assert loops.findings == ["state 'x' has no path to a halt"]
 
