@@ -348,7 +348,7 @@ def test_unreachable_state_and_empty_halt_message() -> None:
     tools = TOOLS.replace("repeated_exact_failure: fail", "repeated_exact_failure: mute")
     tools = tools.replace("same_tool_failure: fail", "same_tool_failure: named")
     r = check_policy(policy(CALL, stream(), tools, HALTS, extra))
-    assert "lonely" in r.structure.unreachable  # empty, but unreachable: not a finding
+    assert r.structure.unreachable == ["lonely"]  # empty, but unreachable: not a finding (nor is the policy error state)
     assert r.failed == ["halt_message"]
     # a guardrail event carries no message, so '{message}' renders empty; it always names its tool
     assert "'mute'" in r.properties["halt_message"].reason and "repeated_exact_failure" in r.properties["halt_message"].reason
