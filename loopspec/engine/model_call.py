@@ -38,6 +38,10 @@ class ModelCall:
         self.reply = AssembledReply()
         self.streamed = ""
         """The visible text of the last stream read, as the consumers received it."""
+        self.streamed_kept = False
+        """Whether the history holds ``streamed``: the turn kept the reply it belongs to. A stream
+        cut by a cancel, the deadline or a broken connection leaves text the consumers saw and no
+        reply that keeps it, which the halt then writes to the history."""
         self.deadline: float | None = None
         """The turn's deadline in clock time: no wait here outlasts it (:class:`DeadlinePassed`)."""
 
@@ -45,7 +49,7 @@ class ModelCall:
         """Send ``request``: ``opened``, or the event of the provider's error or of a timeout.
         Raises :class:`DeadlinePassed` when the turn's deadline comes before the response opens."""
         self.reply = AssembledReply()
-        self.streamed = ""
+        self.streamed, self.streamed_kept = "", False
         wait, by_deadline = bounded(self.clock, timeout, self.deadline)
         assert wait is not None
         try:
@@ -91,13 +95,15 @@ class ModelCall:
                     if not by_deadline:
                         raise
                     await self.close()
-                    self.streamed = "".join(streamed)
                     raise DeadlinePassed() from None
                 asm.feed(delta)
                 if delta is not None and delta.text:
                     streamed.append(delta.text)
                     if deliver:
                         await self._deliver(delta.text)
+        except (asyncio.CancelledError, DeadlinePassed):
+            self.streamed = "".join(streamed)  # what the consumers saw before the read was cut
+            raise
         except StallTimeout:
             await self.close()
             self.streamed = "".join(streamed)

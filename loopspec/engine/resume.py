@@ -56,6 +56,7 @@ class ResumePoint:
     elapsed: float
     reply_text: str
     streamed: str
+    streamed_kept: bool
     pending: tuple[str, list[ToolCall]] | None
     answered: dict[str, ToolResult] = field(default_factory=dict)
     """Calls of the pending batch whose answer the journal holds (they are not run again)."""
@@ -139,6 +140,7 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
         elapsed=float(point.get("elapsed", 0.0)),
         reply_text=str(point.get("reply_text") or ""),
         streamed=str(point.get("streamed") or ""),
+        streamed_kept=bool(point.get("streamed_kept", True)),  # journals before 2026-12-03: kept, as they were read
         pending=pending,
         answered=answered,
         interrupted=[i for i in started if i not in answered],

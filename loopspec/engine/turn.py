@@ -247,7 +247,7 @@ class Turn:
         self._batches_run = point.batches_run
         self._pending_calls = point.pending
         self._model_call.reply = AssembledReply(text=point.reply_text)
-        self._model_call.streamed = point.streamed
+        self._model_call.streamed, self._model_call.streamed_kept = point.streamed, point.streamed_kept
         self._journaled = len(point.messages)
         if self._deadline is not None:  # the deadline counts the time the turn ran before the crash
             self._deadline -= point.elapsed
@@ -365,6 +365,7 @@ class Turn:
             "elapsed": self.clock.now() - self._started,
             "reply_text": self._model_call.reply.text,
             "streamed": self._model_call.streamed,
+            "streamed_kept": self._model_call.streamed_kept,
             "last_event": {"name": last_event.name, "attrs": dict(last_event.attrs)},
             "pending": None if pending is None else {"text": pending[0], "calls": [c.to_json() for c in pending[1]]},
             "guardrails": self.guardrails.to_json(),
@@ -523,6 +524,7 @@ class Turn:
         event = step.event
         reply = self._model_call.reply
         if event.name in _REPLY_EVENTS or event.name in _STUB_EVENTS:
+            self._model_call.streamed_kept = True  # the history keeps the reply, and so its text
             if step.fate == FATE_RUN:
                 self._pending_calls = (reply.text, self.trajectory.calls_of(reply))
             elif step.fate == FATE_REFUSE:
@@ -578,10 +580,21 @@ class Turn:
             # "{response}\n\n(...)" with nothing written must not start with blank lines; a message
             # that continues the streamed text keeps it byte for byte
             message = message.strip()
-        extra = message[len(streamed):] if streamed and message.startswith(streamed) else message
+        continues = bool(streamed) and message.startswith(streamed)
+        extra = message[len(streamed):] if continues else message
         msgs = self.trajectory.messages
         last = msgs[-1] if msgs else {}
-        if extra.strip() and not (last.get("role") == "assistant" and last.get("content") == message):
+        written = last.get("role") == "assistant" and last.get("content") == message
+        if streamed and not self._model_call.streamed_kept and not written:
+            # text the consumers saw that no reply kept (a cancel, the deadline or a broken stream
+            # cut it): the history keeps it as they saw it, then the halt's own message
+            if continues:
+                self.trajectory.add_assistant_text(message)
+            else:
+                self.trajectory.add_assistant_text(streamed)
+                if message:
+                    self.trajectory.add_assistant_text(message)
+        elif extra.strip() and not written:
             self.trajectory.add_assistant_text(extra if streamed else message)
         # what happened, not what the budgets were charged: a call state entered and then cancelled
         # spends a model call of the backstop but sends no request

@@ -229,7 +229,13 @@ They come from features a policy may not use (a resumed turn), so a policy writt
 its meaning: :meth:`Policy.step` turns an unhandled optional event into its fallback, and the
 checker explores the optional event only in the states that handle it."""
 
-HALT = KindSpec("halt", "End the turn with an outcome and a message delivered to every consumer.", ())
+HALT = KindSpec(
+    "halt",
+    "End the turn with an outcome and a message delivered to every consumer. Text the consumers saw from a "
+    "stream that no reply kept (cut by a cancel, the deadline or a broken connection) stays in the history, "
+    "before the message (or as the start of a message that continues it, such as `{response}`).",
+    (),
+)
 
 KINDS: dict[str, KindSpec] = {
     k.name: k for k in (CALL, STREAM, STUB, CONTINUE, TOOL_EXEC, ESCALATE, HALT)

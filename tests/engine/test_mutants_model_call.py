@@ -245,6 +245,36 @@ def test_a_stall_keeps_every_piece_that_arrived_and_the_stub_counts_them(tmp_pat
     assert checkpoints(journal) == [("call_model", ""), ("call_model", "The capital is")]
 
 
+def test_a_checkpoint_says_whether_the_history_holds_the_text_streamed(tmp_path: Any) -> None:
+    """A stub keeps a stalled stream's text in the history; a broken stream's text is in no reply:
+    the checkpoint after each says so, so a halt after a resume writes the text only when the
+    history does not hold it."""
+    journal = SqliteJournal(tmp_path / "j.db")
+    play([pieces("The ", "capital ", "is", stall_after=4), reply("London.")], journal=journal, turn_id="t")
+    stalled = [(e.body["streamed"], e.body["streamed_kept"]) for e in journal.entries("t") if e.kind == "checkpoint"]
+    journal = SqliteJournal(tmp_path / "k.db")
+    play([pieces("The ", "capital ", "is", disconnect_after=4), reply("London.")], journal=journal, turn_id="t")
+    broken = [(e.body["streamed"], e.body["streamed_kept"]) for e in journal.entries("t") if e.kind == "checkpoint"]
+    assert stalled == [("", False), ("The capital is", True)]
+    assert broken == [("", False), ("The capital is", False)]
+
+
+def test_a_checkpoint_from_before_the_flag_resumes_as_kept(tmp_path: Any) -> None:
+    """Journals written before checkpoints said whether the history holds the streamed text are
+    resumed as they were read then: as held, so a resumed halt never writes it a second time."""
+    from dataclasses import replace
+
+    from loopspec.engine.resume import resume_point
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    play([pieces("The ", "capital ", "is", disconnect_after=4), reply("London.")], journal=journal, turn_id="t")
+    entries = list(journal.entries("t"))
+    cut = max(i for i, e in enumerate(entries) if e.kind == "checkpoint") + 1
+    assert resume_point(POLICY, "t", entries[:cut]).streamed_kept is False
+    old = {k: v for k, v in entries[cut - 1].body.items() if k != "streamed_kept"}
+    assert resume_point(POLICY, "t", [*entries[: cut - 1], replace(entries[cut - 1], body=old)]).streamed_kept is True
+
+
 def test_a_broken_stream_keeps_every_piece_that_arrived(tmp_path: Any) -> None:
     """mutmut ``consume_60``/``_62``: the text delivered before a disconnect was lost or joined
     wrong in what the checkpoint of the retry keeps."""

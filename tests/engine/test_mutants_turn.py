@@ -15,6 +15,7 @@ from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY
+from _policy_text import tool_loop
 
 DEFAULT_TEXT = DEFAULT_POLICY.read_text()
 POLICY = load_policy(str(DEFAULT_POLICY))
@@ -879,13 +880,14 @@ def test_compaction_keeps_as_many_recent_messages_as_the_policy_says() -> None:
 def test_a_halt_message_that_does_not_continue_the_streamed_text_is_delivered_whole() -> None:
     """mutmut ``_halt_24``: only a message that starts with the text already streamed is cut to
     what follows it; any other is delivered and kept whole (here: "Hello th" was streamed, then
-    the provider kept failing)."""
+    the provider kept failing). The history keeps the broken stream's text the consumer saw,
+    then the message."""
     deltas: list[str] = []
     broken = reply("Hello there friend", disconnect_after=2)
     result, _ = play([broken] * 4, consumers=Consumers(on_delta=deltas.append))
     assert result.outcome == "provider_error" and not result.message.startswith("Hello")
-    assert deltas[-1] == result.message
-    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == [result.message]
+    assert deltas[-1] == result.message and "".join(deltas).endswith("Hello th" + result.message)
+    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == ["Hello th", result.message]
 
 
 def test_a_turn_with_no_opening_messages_halts_with_its_message_as_the_history() -> None:
@@ -983,3 +985,31 @@ def test_a_resumed_turn_cuts_a_stalled_stream_at_what_is_left_of_its_deadline(tm
     whole, resumed, _ = cut_and_resume(tmp_path, [SLOW_DOWN, stalls, reply("Hi.")], CutAtCheckpoint("call_model", 2), policy=policy)
     assert whole.outcome == "cancelled", "30 s of backoff, then the stall is cut 20 s later, at the deadline"
     same_end(whole, resumed)
+
+
+def _halts_on_a_broken_stream(message: str) -> Any:
+    """One call; a broken stream halts with ``message``, anything else completes."""
+    return load_policy_text(
+        "loopspec: 1\ninitial: ask\n"
+        "backstops:\n  model_calls: {max: 3, exhausted: done}\n  tool_batches: {max: 1, exhausted: done}\nstates:\n"
+        + tool_loop("done", {"opened": "read"}, {"broken": "cut"}, {})
+        + '  done: {kind: halt, outcome: completed, message: "{response}"}\n'
+        + f'  cut: {{kind: halt, outcome: provider_error, message: "{message}"}}\n'
+    )
+
+
+@pytest.mark.parametrize(("message", "kept"), [
+    ("{response}", ["Hello th"]),
+    ("{response} [cut off]", ["Hello th [cut off]"]),
+    ("The connection dropped.", ["Hello th", "The connection dropped."]),
+])
+def test_a_halt_after_a_broken_stream_keeps_what_the_consumer_saw(message: str, kept: list[str]) -> None:
+    """The stream breaks after "Hello th"; no reply keeps that text, so the halt does: a message
+    that continues it is written whole (the streamed text and what follows), any other after it.
+    The history's assistant text is what the consumer saw, in order."""
+    deltas: list[str] = []
+    result, _ = play([reply("Hello there friend", disconnect_after=2)], _halts_on_a_broken_stream(message),
+                     consumers=Consumers(on_delta=deltas.append))
+    assert result.outcome == "provider_error"
+    assert [m["content"] for m in result.messages if m["role"] == "assistant"] == kept
+    assert "".join(deltas) == "".join(kept)

@@ -103,6 +103,18 @@ def test_the_deadline_cuts_a_pause_in_the_stream() -> None:
     assert history_problems(result.messages) == []
 
 
+def test_text_streamed_before_the_deadline_stays_in_the_history() -> None:
+    """The deadline cuts a reply mid-stream: the consumer saw its first words, and the history
+    keeps them (as an assistant message, before the halt's), not only the halt message."""
+    seen: list[str] = []
+    provider = InProcessProvider([reply("Still thinking about it.", stall_after=2, stall_seconds=50)])
+    turn = Turn(policy_with(turn_deadline=20), provider, model="replay", clock=VirtualClock(), consumers=Consumers(on_delta=seen.append))
+    result = run(turn)
+    partial = "".join(seen)[: -len(result.message)]
+    assert result.outcome == "cancelled" and partial and "Still thinking about it.".startswith(partial)
+    assert result.messages[len(USER):] == [{"role": "assistant", "content": partial}, {"role": "assistant", "content": result.message}]
+
+
 
 def test_a_stall_long_before_the_deadline_is_a_stall_not_the_deadline() -> None:
     """A 100 s pause with a 60 s stall timeout and 900 s left: the read ends at 60 s as a stall,
@@ -336,7 +348,8 @@ def test_an_outside_cancel_during_halt_delivery_keeps_the_result_and_propagates(
 
 def test_a_consumer_that_cancels_mid_stream_halts_cancelled_once() -> None:
     """Turn.cancel() from the turn's own task (a consumer reacting to a delta) ends the stream in
-    the cancelled halt; the message is delivered once and the history is whole."""
+    the cancelled halt; the message is delivered once, and the history keeps what the consumer
+    saw: the text streamed before the cancel, then the message."""
     seen: list[str] = []
     holder: dict[str, Turn] = {}
 
@@ -349,8 +362,9 @@ def test_a_consumer_that_cancels_mid_stream_halts_cancelled_once() -> None:
     holder["turn"] = Turn(policy_with(), provider, model="replay", consumers=Consumers(on_delta=on_delta), clock=VirtualClock())
     result = run(holder["turn"])
     assert result.outcome == "cancelled" and events(result) == ["opened", "cancelled"]
-    assert seen.count("Cancelled.") == 1 and seen[-1] == "Cancelled."
-    assert result.messages == [*USER, {"role": "assistant", "content": "Cancelled."}]
+    assert seen.count("Cancelled.") == 1 and seen[-1] == "Cancelled." and len(seen) == 2
+    assert result.messages == [*USER, {"role": "assistant", "content": seen[0]}, {"role": "assistant", "content": "Cancelled."}]
+    assert history_problems(result.messages) == []
 
 
 def test_usage_counts_the_requests_sent_not_the_budget_spent() -> None:
