@@ -25,7 +25,6 @@ class Unhandled:
     when: str
     """What about the configuration leaves it unhandled ("with flags a; when tries is at its cap"),
     or "" when the event has no transitions at all."""
-    edge_index: int
 
     def describe(self) -> str:
         when = f" {self.when}" if self.when else ""
@@ -98,7 +97,7 @@ def analyse_structure(an: Analysis, g: Graph) -> Structure:
             if key in seen_unhandled:
                 continue
             seen_unhandled.add(key)
-            out.unhandled.append(Unhandled(e.src.state, ev.name, dict(ev.attrs), when, e.index))
+            out.unhandled.append(Unhandled(e.src.state, ev.name, dict(ev.attrs), when))
 
     # dead transitions: never selected on any abstract edge from a reachable state
     selected = {id(e.transition) for e in g.edges if e.transition is not None}

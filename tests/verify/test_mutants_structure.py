@@ -83,6 +83,17 @@ def test_a_shadowed_transition_in_the_json_names_why_and_what_shadows_it() -> No
     dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
 
 
+def test_an_unreachable_state_does_not_hide_the_dead_transitions_of_states_after_it() -> None:
+    """A halt no run reaches is declared before the stream state: the stream state's shadowed
+    transition is still found (the search for dead transitions skips an unreachable state and
+    goes on to the next)."""
+    lonely = '  lonely: {kind: halt, outcome: completed, message: "never"}\n'
+    read = stream(text="[{to: done}, {when: {attr: chars, gt: 0}, to: fail}]")
+    r = check_policy(policy(CALL, lonely, read, TOOLS, HALTS))
+    assert r.structure.unreachable == ["lonely"]
+    dead(r, 1, "shadowed: an earlier transition always matches first (read --text[0]--> done)", "read --text[0]--> done")
+
+
 FLAGS_HEAD = HEAD + "flags:\n  ran: {doc: a tool batch ran}\n  twice: {doc: two tool batches ran}\n"
 # the first batch sets `ran`, the second `twice`: the stream state is reached with no flag, with
 # `ran`, and with both, so a transition guarded by `ran` matches in twice as many places
