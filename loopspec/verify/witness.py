@@ -113,14 +113,24 @@ def witness_walks(
         return [c for _s, _i, c in scored]
 
     per_walk = max(64, budget // max_walks)
+    mode = RETRIES_FIRST
+    visited: set[Config] = set()
+    stack: list[tuple[Config, list[Config], int]] = []  # a configuration, its moves, the next to try
+
+    def enter(cfg: Config) -> None:
+        visited.add(cfg)
+        stack.append((cfg, options(cfg, mode), 0))
+
     while walks < max_walks and not met():
         mode = WALK_MODES[walks % len(WALK_MODES)]
         walks += 1
-        visited: set[Config] = {init}
-        stack: list[tuple[Config, list[Config], int]] = [(init, options(init, mode), 0)]
+        visited.clear()
+        stack.clear()
+        enter(init)
         moves = 0
         while stack and moves < per_walk:
             moves += 1
+            moves_made += 1
             if (moves & 63) == 0 and met():
                 break
             cfg, opts, i = stack[-1]
@@ -128,10 +138,6 @@ def witness_walks(
                 stack.pop()
                 continue
             stack[-1] = (cfg, opts, i + 1)
-            nxt = opts[i]
-            if nxt in visited:
-                continue
-            visited.add(nxt)
-            stack.append((nxt, options(nxt, mode), 0))
-        moves_made += moves
+            if opts[i] not in visited:
+                enter(opts[i])
     return Witness(best, walks, steps, moves_made)

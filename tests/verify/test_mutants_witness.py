@@ -74,7 +74,7 @@ def test_a_turn_that_starts_in_a_halt_is_its_own_witness() -> None:
     text = CASES["never_reset"].replace("initial: ask", "initial: done")
     found = witness_walks(build_analysis(load_policy_text(text, "halted.yaml")), {"*": {"model_calls": 5}}, seconds=0.3)
     zero = {"model_calls": 0, "tool_batches": 0}
-    assert (found.best, found.walks, found.steps) == ({"*": zero, "completed": zero}, 0, 0)
+    assert (found.best, found.walks, found.steps, found.moves) == ({"*": zero, "completed": zero}, 0, 0, 0)
 
 
 @pytest.mark.parametrize(("calls", "batches", "tries"), [(8, 5, 3), (10, 6, 3), (12, 5, 4)])
@@ -193,7 +193,7 @@ def test_a_walk_sets_a_flag_only_when_nothing_else_is_open(calls: int, batches: 
     assert found.best["*"]["tool_batches"] >= batches // 2
 
 
-@pytest.mark.parametrize(("seconds", "walks"), [(0.0, 1), (0.0, 6), (0.05, 6), (0.3, 4)])
+@pytest.mark.parametrize(("seconds", "walks"), [(0.0, 1), (0.0, 6), (0.05, 6), (0.3, 4), (1.0, 1)])
 def test_the_walks_spend_their_whole_budget_of_moves_when_the_targets_are_out_of_reach(seconds: float, walks: int) -> None:
     """The budget is ``seconds * moves_per_second`` moves shared evenly by the walks, at least 64
     each; with targets no run reaches, on a policy too large to walk through, every walk spends its
@@ -219,3 +219,23 @@ def test_the_steps_counted_are_the_steps_examined() -> None:
     handed = _count_steps(an)
     found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=0.05)
     assert found.steps == handed[0] > 0
+
+
+def test_a_walk_enters_each_configuration_once() -> None:
+    """Runs that meet in the same configuration (a retry then a tool batch, or the other way) are
+    walked on from it once: one walk through a whole small policy asks the steps of each
+    configuration and event once."""
+    from collections import Counter
+
+    an, g, term, enum = _proof(CASES["two_loops"])
+    asked: Counter[tuple[Any, str]] = Counter()
+    steps_at = an.steps_at
+
+    def counting(cfg: Any, event: str) -> Any:
+        asked[(cfg, event)] += 1
+        return steps_at(cfg, event)
+
+    an.steps_at = counting  # type: ignore[method-assign]
+    found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=10.0, max_walks=1)
+    assert found.walks == 1 and found.moves < 80_000, "the walk went through the whole policy"
+    assert asked and max(asked.values()) == 1
