@@ -7,7 +7,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -70,3 +72,30 @@ def test_a_plant_by_coverage_runs_the_covering_tests_with_the_selections_options
     ids = ["tests/engine/test_waits.py::test_a", "tests/engine/test_waits.py::test_b[1]"]
     assert tool.narrowed(selection, ids) == ["-m", "not slow", "--deselect", "tests/engine/test_approval_pause.py::test_x", *ids]
     assert tool.narrowed(selection, []) == selection
+
+
+def test_a_plant_with_no_test_to_run_is_not_counted_killed(tmp_path: Any) -> None:
+    """pytest's own errors say nothing of the plant: a selection that names a test no longer there
+    (kept coverage data, a test renamed since) or collects none is "error", and only a failing test
+    kills. The stale ids once counted dozens of plants killed."""
+    tool = _tool()
+    (tmp_path / "test_m.py").write_text("import m\n\ndef test_one():\n    assert m.x == 1\n")
+    (tmp_path / "test_empty.py").write_text("")
+    plant = tool.Plant("x_f__mutmut_1", "f", "x = 2\n", "")
+    (tmp_path / "m.py").write_text("x = 1\n")
+
+    def result(*tests: str) -> str:
+        return str(tool.run_plant(plant, "m.py", tmp_path, list(tests), 60).result)
+
+    assert result("test_m.py::test_gone") == "error"
+    assert result("test_empty.py") == "error"
+    assert result("test_m.py") == "killed"
+    assert (tmp_path / "m.py").read_text() == "x = 1\n", "the module is restored"
+
+
+def test_kept_coverage_data_drops_the_tests_that_are_gone() -> None:
+    """The tests a selection collects today, by node id: a renamed test is not among them."""
+    found = _tool().collected(["tests/test_plant_mutants.py"])
+    here = Path(__file__)
+    names = [n.name for n in ast.parse(here.read_text()).body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    assert found == {f"tests/test_plant_mutants.py::{name}" for name in names}
