@@ -113,7 +113,7 @@ def witness_walks(
         return [c for _s, _i, c in scored]
 
     per_walk = max(64, budget // max_walks)
-    mode = RETRIES_FIRST
+    mode: int  # the walk's, set as each walk starts
     visited: set[Config] = set()
     stack: list[tuple[Config, list[Config], int]] = []  # a configuration, its moves, the next to try
 
