@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from loopspec.language.alphabet import KINDS, Attr
-from loopspec.verify.atoms import default_value
+from loopspec.language.model import CounterCmp, FlagIs
+from loopspec.verify.atoms import counter_holds, default_value, flag_holds
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (float,), "str": (str,), "list": (list,)}
 
@@ -30,3 +31,21 @@ def test_an_unconstrained_attribute_gets_a_value_of_its_own_type(attr: Attr) -> 
 def test_every_attribute_type_is_checked() -> None:
     """The alphabet uses every declared type, so each default above is met by some attribute."""
     assert {a.type for a in EVERY_ATTR} == set(PYTHON_TYPES)
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_a_flag_atom_holds_exactly_when_the_flag_is_as_it_asks(wanted: bool) -> None:
+    """``{flag: f}`` holds with f set and not without it; ``{flag: f, is: false}`` the reverse."""
+    atom = FlagIs("wrapping_up", wanted)
+    assert flag_holds(atom, True) is wanted
+    assert flag_holds(atom, False) is (not wanted)
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])
+@pytest.mark.parametrize(("op", "bound", "holds_at"), [
+    ("lt", 2, {0, 1}), ("le", 2, {0, 1, 2}), ("eq", 2, {2}), ("ne", 2, {0, 1, 3}), ("gt", 2, {3}), ("ge", 2, {2, 3})])
+def test_a_counter_atom_holds_at_the_values_its_comparison_admits(index: int, op: str, bound: int, holds_at: set[int]) -> None:
+    """The counter at any position, its value 0 to 3 against the bound 2: the atom holds exactly
+    where the comparison does (the other counters' values are not its business)."""
+    atom = CounterCmp("tries", index, op, bound)
+    assert {v for v in range(4) if counter_holds(atom, v)} == holds_at
