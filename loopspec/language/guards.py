@@ -70,7 +70,11 @@ class CounterCmp:
     value: int
 
     def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
-        return _compare(self.op, cfg.counters[self.index], self.value)
+        return self.holds(cfg.counters[self.index])
+
+    def holds(self, count: int) -> bool:
+        """The comparison on the counter's value (what the checker's theories ask directly)."""
+        return _compare(self.op, count, self.value)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,11 @@ class FlagIs:
     value: bool = True
 
     def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
-        return (self.flag in cfg.flags) is self.value
+        return self.holds(self.flag in cfg.flags)
+
+    def holds(self, present: bool) -> bool:
+        """Whether the flag's presence is what the atom asks for."""
+        return present is self.value
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,10 @@ class AttrTest:
     value: Any = None
 
     def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
-        actual = event.attrs.get(self.attr)
+        return self.holds(event.attrs.get(self.attr))
+
+    def holds(self, actual: Any) -> bool:
+        """The test on the attribute's value (None when the event does not carry it)."""
         if self.op == "truthy":
             return bool(actual)
         if self.op == "in":

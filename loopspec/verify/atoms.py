@@ -4,10 +4,10 @@ leaves out."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence, cast
+from typing import Any, Iterator, Sequence
 
-from ..language.alphabet import Attr, Event
-from ..language.model import AllOf, AnyOf, AttrTest, Config, CounterCmp, FlagIs, Guard, Not, Policy
+from ..language.alphabet import Attr
+from ..language.model import AllOf, AnyOf, AttrTest, CounterCmp, FlagIs, Guard, Not
 
 
 class _Absent:
@@ -22,9 +22,6 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
-
-_NO_POLICY = cast(Policy, None)  # AttrTest, CounterCmp and FlagIs never read the policy
-_NO_CONFIG = Config("", (), frozenset())
 
 
 def guard_atoms(g: Guard) -> Iterator[Guard]:
@@ -43,8 +40,7 @@ def guard_atoms(g: Guard) -> Iterator[Guard]:
 
 def realises(atom: AttrTest, value: Any) -> bool:
     """The atom's truth on an event whose attribute is ``value`` (ABSENT: not carried)."""
-    attrs = {} if value is ABSENT else {atom.attr: value}
-    return atom.evaluate(_NO_POLICY, _NO_CONFIG, Event("", attrs))
+    return atom.holds(None if value is ABSENT else value)
 
 
 def literal_constants(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
@@ -82,8 +78,8 @@ def default_value(attr: Attr) -> Any:
 
 
 def counter_holds(atom: CounterCmp, value: int) -> bool:
-    return atom.evaluate(_NO_POLICY, Config("", (0,) * atom.index + (value,), frozenset()), Event(""))
+    return atom.holds(value)
 
 
 def flag_holds(atom: FlagIs, present: bool) -> bool:
-    return atom.evaluate(_NO_POLICY, Config("", (), frozenset({atom.flag}) if present else frozenset()), Event(""))
+    return atom.holds(present)
