@@ -368,7 +368,7 @@ def test_events_handled_never_shows_a_handled_step_as_its_counterexample() -> No
     from loopspec.verify.structure import Unhandled
 
     an = build_analysis(policy(CALL, stream(), TOOLS, HALTS))
-    st = SimpleNamespace(unhandled=[Unhandled("read", "broken", {}, "", 0)])
+    st = SimpleNamespace(unhandled=[Unhandled("read", "broken", {}, "")])
     res, n = deciders.decide_events_handled(an, build_graph(an), st)
     assert res.status == FAIL and res.counterexample is None and n > 0
 
