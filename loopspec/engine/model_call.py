@@ -101,22 +101,19 @@ class ModelCall:
                     streamed.append(delta.text)
                     if deliver:
                         await self._deliver(delta.text)
-        except (asyncio.CancelledError, DeadlinePassed):
-            self.streamed = "".join(streamed)  # what the consumers saw before the read was cut
-            raise
         except StallTimeout:
             await self.close()
-            self.streamed = "".join(streamed)
             self.reply = asm.result()
             return Event("stalled", {"chars": asm.chars, "mid_tool_call": asm.in_tool_call})
         except StreamBroken as exc:
             self.stream = None
-            self.streamed = "".join(streamed)
             self.reply = asm.result()
             self._count_usage(self.reply)
             return exc.with_chars(asm.chars).event
+        finally:
+            # what the consumers saw, however the read ended (a cancel and the deadline included)
+            self.streamed = "".join(streamed)
         self.stream = None
-        self.streamed = "".join(streamed)
         self.reply = asm.result()
         self._count_usage(self.reply)
         return classify_reply(self.reply, tools.schemas())
