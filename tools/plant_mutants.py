@@ -222,15 +222,16 @@ _TAKES_A_VALUE = frozenset({"-m", "-k", "-p", "-o", "--deselect", "--ignore", "-
 """pytest options whose value is the next argument (a path after ``--deselect`` is not a test to run)."""
 
 
-def _die_with_parent() -> None:
-    """In a plant's test run, before pytest starts: on Linux, be killed when the driver dies. A
-    driver stopped with kill left a plant's pytest running, and a mutant that loops while it grows
-    a list ran on for an hour and took 20 GB."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+_PYTEST_DYING_WITH_PARENT = (
+    "import ctypes, signal, sys\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG\n"
+    "import pytest\n"
+    "raise SystemExit(pytest.main(sys.argv[1:]))\n"
+)
+"""A plant's test run: pytest, killed (on Linux) when the driver dies. A driver stopped with kill
+left a plant's pytest running, and a mutant that loops while it grows a list ran on for an hour
+and took 20 GB. Set in the child itself: a preexec_fn is not safe beside the driver's threads."""
 
 
 def run_plant(plant: Plant, module: str, tree: Path, tests: list[str], timeout: float) -> Outcome:
@@ -240,9 +241,8 @@ def run_plant(plant: Plant, module: str, tree: Path, tests: list[str], timeout: 
     env = _test_env(tree)
     started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests],
-                              cwd=tree, env=env, capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=_die_with_parent)
+        done = subprocess.run([sys.executable, "-c", _PYTEST_DYING_WITH_PARENT, "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                               *tests], cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
         # pytest's 4 (a test named that does not exist) and 5 (no test collected) say nothing of the
         # plant: a stale or empty selection, not a failing test
         result = "survived" if done.returncode == 0 else "error" if done.returncode in (4, 5) else "killed"
