@@ -7,6 +7,7 @@ on every run."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -125,18 +126,22 @@ def test_a_preferred_kind_of_move_outranks_every_other_whatever_the_random_draw(
                 assert bias_a == bias_b, (a, b)
 
 
-def _count_steps(an: Any) -> list[int]:
-    """Count the steps the analysis hands out from now on (in ``[0]``)."""
-    seen = [0]
-    steps_at = an.steps_at
+class StepsAsked:
+    """From now on, what the analysis ``an`` is asked: how many times for the steps of each
+    configuration and event, and how many steps it hands out in all."""
 
-    def counting(cfg: Any, event: str) -> Any:
-        out = steps_at(cfg, event)
-        seen[0] += len(out)
-        return out
+    def __init__(self, an: Any) -> None:
+        self.asked: Counter[tuple[Any, str]] = Counter()
+        self.handed = 0
+        steps_at = an.steps_at
 
-    an.steps_at = counting
-    return seen
+        def counting(cfg: Any, event: str) -> Any:
+            out = steps_at(cfg, event)
+            self.asked[(cfg, event)] += 1
+            self.handed += len(out)
+            return out
+
+        an.steps_at = counting
 
 
 def _nudge_policy(calls: int, batches: int, tries: int, nudges: int) -> str:
@@ -222,26 +227,17 @@ def test_the_steps_counted_are_the_steps_examined() -> None:
     """``steps`` (added to the configurations a check reports exploring) is the number of steps
     the walks were handed, each counted once."""
     an, g, term, _enum = _proof(CASES["two_loops"])
-    handed = _count_steps(an)
+    seen = StepsAsked(an)
     found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=0.05)
-    assert found.steps == handed[0] > 0
+    assert found.steps == seen.handed > 0
 
 
 def test_a_walk_enters_each_configuration_once() -> None:
     """Runs that meet in the same configuration (a retry then a tool batch, or the other way) are
     walked on from it once: one walk through a whole small policy asks the steps of each
     configuration and event once."""
-    from collections import Counter
-
     an, g, term, enum = _proof(CASES["two_loops"])
-    asked: Counter[tuple[Any, str]] = Counter()
-    steps_at = an.steps_at
-
-    def counting(cfg: Any, event: str) -> Any:
-        asked[(cfg, event)] += 1
-        return steps_at(cfg, event)
-
-    an.steps_at = counting  # type: ignore[method-assign]
+    seen = StepsAsked(an)
     found = witness_walks(an, {"*": {"model_calls": 10**6}}, seconds=10.0, max_walks=1)
     assert found.walks == 1 and found.moves < 80_000, "the walk went through the whole policy"
-    assert asked and max(asked.values()) == 1
+    assert seen.asked and max(seen.asked.values()) == 1
