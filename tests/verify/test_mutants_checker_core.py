@@ -236,17 +236,32 @@ def test_a_policy_is_enumerated_in_full_exactly_when_its_estimated_space_fits_th
     assert below.properties["halts"].passed and not below.exploration["full_enumeration"]
 
 
-def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deciders_own() -> None:
-    """mutmut ``check_policy_19``: the count started at 1. On a policy enumerated in full (no
-    lasso search, no walks) it is the enumeration's configurations plus what each step-local,
-    halt-message and event decider and the backstop demonstration looked at, nothing more."""
+def _failing_three_deciders():  # type: ignore[no-untyped-def]
+    """A policy each search-backed decider fails on: a cut reply runs its tool calls
+    (no_partial_tool_exec), an empty reply ends on the ``{response}`` halt (halt_message), and a
+    broken stream has no transition (events_handled)."""
+    from test_check import CALL, HALTS, TOOLS, policy, stream
+
+    return policy(CALL, stream(length="tools", empty="done", broken=""), TOOLS, HALTS)
+
+
+@pytest.mark.parametrize("which", ["retry.yaml", "three failing deciders"])
+def test_the_concrete_configurations_explored_are_the_enumerations_and_each_deciders_own(which: str) -> None:
+    """mutmut ``check_policy_19``: the count started at 1; ``check_policy_91/92/99/100/111/112``:
+    a decider's own count replaced the total or was taken from it. On a policy enumerated in full
+    (no lasso search, no walks) it is the enumeration's configurations plus what each step-local,
+    halt-message and event decider and the backstop demonstration looked at, nothing more. The
+    deciders search only for a property that fails, so the second policy fails three."""
     from loopspec.verify.abstract_graph import build_graph
     from loopspec.verify.abstraction import build_analysis
     from loopspec.verify.enumeration import enumerate_all
 
-    policy = load_policy(str(DOCS_EXAMPLES / "retry.yaml"))
+    policy = load_policy(str(DOCS_EXAMPLES / which)) if which.endswith(".yaml") else _failing_three_deciders()
     result = check_policy(policy)
     assert result.exploration["full_enumeration"] and result.backstop_only_loops
+    if not which.endswith(".yaml"):
+        failed = {k for k, v in result.properties.items() if v.status == "fail"}
+        assert failed == {"no_partial_tool_exec", "halt_message", "events_handled"}
     enum = enumerate_all(build_analysis(policy))
     assert enum is not None
     assert result.exploration["concrete_configs"] == enum.configs + configurations_looked_at(policy, enum, walks=False)
