@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from loopspec.verify.properties import message_problem
+from loopspec.verify.properties import EmptyWhen, empty_when, message_problem
 
 WHY = "message {t!r} has no text of its own and renders empty when the halt is reached by "
 
@@ -22,6 +22,11 @@ ROWS: list[tuple[str, list[tuple[str | None, str]], str | None]] = [
     ("{tools}", [("stream", "tool_calls")], None),  # a tool_calls reply names its calls
     ("{tools}", [("stream", "length")], WHY.format(t="{tools}") + "length"),  # length has no 'tools'
     ("{code}", [("call", "rate_limit")], WHY.format(t="{code}") + "rate_limit (code='')"),
+    # two names and no text between them: still no text of its own
+    ("{code}{nothing}", [("call", "rate_limit")], WHY.format(t="{code}{nothing}") + "rate_limit (code='')"),
+    # a guardrail absent from the event renders '', and the names after it are still read
+    ("{guardrail}{message}", [("call", "transient")], None),
+    ("{guardrail}{code}", [("call", "rate_limit")], WHY.format(t="{guardrail}{code}") + "rate_limit (code='')"),
     ("{response}", [("stream", "text")], None),  # a text reply has visible text
     (
         "{response}",
@@ -38,3 +43,10 @@ ROWS: list[tuple[str, list[tuple[str | None, str]], str | None]] = [
 @pytest.mark.parametrize("template, incoming, want", ROWS, ids=[f"{t or 'empty'}<-{i[0][1] if i else 'start'}" for t, i, _ in ROWS])
 def test_message_problem(template: str, incoming: list[tuple[str | None, str]], want: str | None) -> None:
     assert message_problem(template, incoming) == want
+
+
+def test_empty_when_says_exactly_what_must_be_empty() -> None:
+    """The record ``empty_when`` returns is a value: which attributes must be empty, and whether the
+    reply must have no visible text, a bool either way (``response`` None compared unequal)."""
+    assert empty_when("{code}", "call", "rate_limit") == EmptyWhen("call", "rate_limit", ("code",), False)
+    assert empty_when("{response}", "call", "auth") == EmptyWhen("call", "auth", (), True)

@@ -98,6 +98,22 @@ def test_a_stall_is_a_step_of_its_own_with_the_continuation_budget_lasting_and_s
     assert not result.passed
 
 
+def test_a_stall_ending_the_turn_only_once_the_continuation_budget_is_spent_is_not_silent() -> None:
+    """mutmut ``properties.monitor_step_5``: the monitor was not told which counters are the
+    continuation budget, and took it as lasting always. Here a stall goes on while ``cont`` lasts
+    and ends the turn as completed only once it is spent: no step is a silent stub, so the check
+    proves stub_not_silent, with and without the full enumeration."""
+    text = CONTINUED.replace("stalled: done", "stalled: [{when: {counter: cont, lt: 1}, do: [{increment: cont}], to: more}, done]")
+    policy = _policy(text)
+    g = build_graph(build_analysis(policy))
+    assert not any(p == "stub_not_silent" for e in g.edges for p, _ in e.violations)
+    assert {n.state for n in g.nodes if n.silent} == {"more"}, "silent only on the way to the model"
+    for limit in (0, 100_000):
+        result = check_policy(policy, enumerate_limit=limit)
+        assert result.exploration["full_enumeration"] == (limit > 0)
+        assert result.properties["stub_not_silent"].passed
+
+
 def test_the_steps_evaluated_are_every_step_of_every_case_duplicates_included() -> None:
     """The statistic ``check --json`` prints as ``model_steps`` counts each step the graph's
     construction asks the model for, kept or dropped as a duplicate."""
