@@ -74,7 +74,7 @@ def decide_monitored(an: Analysis, g: Graph, name: str, enum: Any) -> tuple[Prop
 
 def decide_halt_messages(an: Analysis, g: Graph) -> tuple[PropertyResult, int]:
     policy = an.policy
-    incoming: dict[str, set[tuple[str | None, str]]] = {}
+    incoming: dict[str, set[tuple[str, str]]] = {}
     for e in g.edges:
         if an.kind(e.dst.state) == "halt":
             incoming.setdefault(e.dst.state, set()).add((an.kind(e.src.state), e.step.event.name))

@@ -139,7 +139,7 @@ def empty_when(template: str | None, kind: str | None, event: str) -> EmptyWhen 
     return EmptyWhen(kind, event, tuple(attrs), response)
 
 
-def message_problem(template: str | None, incoming: Iterable[tuple[str | None, str]]) -> str | None:
+def message_problem(template: str | None, incoming: Iterable[tuple[str, str]]) -> str | None:
     """Why a halt message may render empty for some consumer, or None when it never can.
 
     ``incoming`` lists the (source state kind, event) pairs that enter the halt; an empty list
@@ -154,7 +154,7 @@ def message_problem(template: str | None, incoming: Iterable[tuple[str | None, s
         return None
     if not names:
         return "message is empty: consumers receive nothing between the role and the finish chunk"
-    pairs = sorted(set(incoming), key=lambda p: (p[0] or "", p[1])) or [(None, "start")]
+    pairs: list[tuple[str | None, str]] = [*sorted(set(incoming))] or [(None, "start")]
     ways = [w for k, e in pairs if (w := empty_when(text, k, e)) is not None]
     if not ways:
         return None

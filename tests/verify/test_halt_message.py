@@ -12,7 +12,7 @@ from loopspec.verify.properties import EmptyWhen, empty_when, message_problem
 
 WHY = "message {t!r} has no text of its own and renders empty when the halt is reached by "
 
-ROWS: list[tuple[str, list[tuple[str | None, str]], str | None]] = [
+ROWS: list[tuple[str, list[tuple[str, str]], str | None]] = [
     ("stopped: {message}", [("call", "auth")], None),  # text of its own
     ("{model_calls}", [("stream", "text")], None),  # a global: always digits
     ("{status}", [("call", "auth")], None),  # an int attribute renders digits
@@ -26,6 +26,16 @@ ROWS: list[tuple[str, list[tuple[str | None, str]], str | None]] = [
     ("{code}{nothing}", [("call", "rate_limit")], WHY.format(t="{code}{nothing}") + "rate_limit (code='')"),
     # a guardrail absent from the event renders '', and the names after it are still read
     ("{guardrail}{message}", [("call", "transient")], None),
+    ("{response}{code}", [("call", "rate_limit")],
+     WHY.format(t="{response}{code}") + "rate_limit (a reply without visible text, code='')"),
+    ("{nothing}{code}", [("call", "rate_limit")], WHY.format(t="{nothing}{code}") + "rate_limit (code='')"),
+    ("{code}", [], WHY.format(t="{code}") + "the start of the turn (the initial state is this halt)"),
+    ("{retry_after}", [("call", "rate_limit")], None),  # a float renders digits
+    ("{wait_too_long}", [("call", "rate_limit")], None),  # a bool renders True or False
+    ("{mid_tool_call}", [("stream", "stalled")], None),
+    ("{dropped_tools}", [("stream", "length")], WHY.format(t="{dropped_tools}") + "length (dropped_tools=[])"),
+    # one event from two kinds: listed by kind, then event
+    ("{tools}", [("tool_exec", "timeout"), ("call", "timeout")], WHY.format(t="{tools}") + "timeout, timeout (tools=[])"),
     ("{guardrail}{code}", [("call", "rate_limit")], WHY.format(t="{guardrail}{code}") + "rate_limit (code='')"),
     ("{response}", [("stream", "text")], None),  # a text reply has visible text
     (
@@ -41,7 +51,7 @@ ROWS: list[tuple[str, list[tuple[str | None, str]], str | None]] = [
 
 
 @pytest.mark.parametrize("template, incoming, want", ROWS, ids=[f"{t or 'empty'}<-{i[0][1] if i else 'start'}" for t, i, _ in ROWS])
-def test_message_problem(template: str, incoming: list[tuple[str | None, str]], want: str | None) -> None:
+def test_message_problem(template: str, incoming: list[tuple[str, str]], want: str | None) -> None:
     assert message_problem(template, incoming) == want
 
 
