@@ -48,11 +48,12 @@ def select_counterexample(
     plain_predicate = plain_predicate or predicate
     if plain is None and not searched:
         plain, n = shortest_counterexample(an, plain_predicate, limit=SEARCH_LIMIT)
-    deep: Counterexample | None = None
-    if plain is None:  # too deep for breadth-first search: a guided run
-        deep, m = deep_counterexample(an, g, goal, plain_predicate, note)
+    adversary: Counterexample | None
+    if plain is not None:
+        adversary = Counterexample(plain, note)
+    else:  # too deep for breadth-first search: a guided run
+        adversary, m = deep_counterexample(an, g, goal, plain_predicate, note)
         n += m
-    adversary = Counterexample(plain, note) if plain is not None else deep
     if adversary is not None and is_real(an, world, adversary.steps, predicate):
         return adversary, n, True
     if any(world.possible(e.step) for e in g.edges if goal(e)):  # else no run ends there for real
@@ -61,10 +62,10 @@ def select_counterexample(
         if path is not None:
             return Counterexample(path, note), n, True
         if m >= WORLD_LIMIT:
-            deep, m = deep_counterexample(an, g, goal, predicate, note, world=world, limit=WORLD_LIMIT)
+            guided, m = deep_counterexample(an, g, goal, predicate, note, world=world, limit=WORLD_LIMIT)
             n += m
-            if deep is not None:
-                return deep, n, True
+            if guided is not None:
+                return guided, n, True
     if adversary is None:
         edges = abstract_path(g, goal)
         if not edges:

@@ -152,7 +152,7 @@ def test_without_any_concrete_run_the_abstract_path_is_shown_or_nothing() -> Non
         return False
 
     cex, n, real = choice.select_counterexample(an, g, lambda e: e.dst.state == "done", never, "why", world)
-    assert cex is not None and not cex.concrete and not real and n > 0
+    assert cex is not None and cex.concrete is False and not real and n > 0
     assert cex.note == "why (abstract path: no concrete run found within the search limit)"
     assert [(s.state, s.to) for s in cex.steps] == [("ask", "read"), ("read", "done")]
     assert choice.select_counterexample(an, g, lambda e: False, never, "why", world)[0::2] == (None, False)
@@ -232,3 +232,100 @@ def test_the_recordable_run_is_searched_for_hundreds_of_configurations_deep() ->
     cex = res.counterexample
     assert cex is not None and [s.event for s in cex.steps] == DEEP_RUN + ["opened", "text", "failed"]
     assert cex.note == "'failed' in 'limbo' has no transition"
+
+
+def _limbo_policy(deep: bool) -> Any:
+    """'limbo' is entered by a cancel (no cassette records it) and, in the deep one, by a text
+    reply after sixteen retries; its 'failed' has no transition."""
+    ask = CALL.replace("cancelled: fail", "cancelled: limbo")
+    if not deep:
+        return policy(ask, stream(), TOOLS, HALTS, LIMBO)
+    text = f"[{{when: {BOTH_SPENT}, to: limbo}}, done]"
+    return policy(ask, stream(text=text, **RETRIES), TOOLS, HALTS, LIMBO, head=DEEP_HEAD)
+
+
+def _limbo_goal(e: Any) -> bool:
+    return bool(e.transition is None and e.src.state == "limbo" and e.step.event.name == "failed")
+
+
+def _limbo_hit(step: Any, child: Any, viol: Any) -> bool:
+    return bool(step.transition is None and step.before.state == "limbo" and step.event.name == "failed")
+
+
+class SearchSpy:
+    """Wraps the two searches choice calls, keeping the configurations each run reported."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reported: list[int] = []
+        for name in ("shortest_counterexample", "deep_counterexample"):
+            monkeypatch.setattr(choice, name, self._spy(getattr(choice, name)))
+
+    def _spy(self, search: Any) -> Any:
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            found, n = search(*args, **kwargs)
+            self.reported.append(n)
+            return found, n
+
+        return spied
+
+
+@pytest.mark.parametrize("deep, search_limit, world_limit, given, searches", [
+    (False, None, None, False, 2),  # adversary breadth-first, then the world's breadth-first
+    (False, None, None, True, 1),  # the adversary's run handed in: the world's search alone
+    (False, 1, None, False, 3),  # the adversary's breadth-first cut off, then its guided search
+    (True, None, 30, False, 3),  # the world's breadth-first cut off, then its guided search
+])
+def test_the_configurations_a_choice_explored_are_the_sum_of_every_search_it_ran(
+        monkeypatch: pytest.MonkeyPatch, deep: bool, search_limit: int | None, world_limit: int | None, given: bool,
+        searches: int) -> None:
+    """mutmut ``select_counterexample_3/29/30/62/86/87``: the count started at 1, or one search's
+    count replaced the total or was taken from it. Whichever searches the choice runs, it reports
+    the configurations all of them explored, each counted once."""
+    if search_limit is not None:
+        monkeypatch.setattr(choice, "SEARCH_LIMIT", search_limit)
+    if world_limit is not None:
+        monkeypatch.setattr(choice, "WORLD_LIMIT", world_limit)
+    an = build_analysis(_limbo_policy(deep))
+    g = build_graph(an)
+    world = choice.world_model(an)
+    plain = None
+    if given:
+        plain, _n = choice.shortest_counterexample(an, _limbo_hit, limit=choice.SEARCH_LIMIT)
+        assert plain is not None
+    spy = SearchSpy(monkeypatch)
+    cex, n, _real = choice.select_counterexample(an, g, _limbo_goal, _limbo_hit, "why", world, plain=plain, searched=given)
+    assert cex is not None
+    assert len(spy.reported) == searches and all(m > 0 for m in spy.reported)
+    assert n == sum(spy.reported)
+
+
+def test_the_guided_search_for_a_recordable_run_keeps_to_the_world_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mutmut ``select_counterexample_85``: the guided search for a recordable run was given its
+    own default limit (50,000) instead of WORLD_LIMIT. The recordable run into 'limbo' lies sixteen
+    retries deep: within 30 configurations the guided search finds it, within 20 it does not, and
+    the adversary's cancel is shown."""
+    p = _limbo_policy(deep=True)
+    monkeypatch.setattr(choice, "WORLD_LIMIT", 30)
+    found = check_policy(p).properties["events_handled"].counterexample
+    assert found is not None and found.steps[0].event == "opened" and found.note.endswith(GUIDED)
+    monkeypatch.setattr(choice, "WORLD_LIMIT", 20)
+    shown = check_policy(p).properties["events_handled"].counterexample
+    assert shown is not None and [(s.state, s.event) for s in shown.steps] == [("ask", "cancelled"), ("limbo", "failed")]
+
+
+def test_is_real_starts_the_monitor_with_no_silent_stub() -> None:
+    """mutmut ``is_real_11``: the monitor started as if a mid-tool-call stub had just been cut.
+    A turn that starts with a compaction and ends as completed, no model call between, has no stub
+    in it: a run that ends there does not break stub_not_silent."""
+    from test_check import HEAD
+
+    prep = "  prep:\n    kind: escalate\n    apply: [compact]\n    on: {done: done, failed: ask}\n"
+    p = policy(prep, CALL, stream(), TOOLS, HALTS, head=HEAD.replace("initial: ask", "initial: prep"))
+    an = build_analysis(p)
+    world = choice.world_model(an)
+    steps, _n = choice.shortest_counterexample(
+        an, lambda step, child, viol: step.before.state == "prep" and step.after.state == "done", limit=100)
+    assert steps is not None and [(s.state, s.event, s.to) for s in steps] == [("prep", "done", "done")]
+    stub_left_silent = lambda step, child, viol: any(v[0] == "stub_not_silent" for v in viol)  # noqa: E731
+    assert choice.is_real(an, world, steps, lambda *a: True), "the run itself is one the world can produce"
+    assert not choice.is_real(an, world, steps, stub_left_silent)
