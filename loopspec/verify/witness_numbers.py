@@ -21,11 +21,12 @@ def _real_points(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
 
 def _int_above(a: Any) -> int:
     """The least int strictly greater than the finite real ``a``."""
-    return a + 1 if isinstance(a, int) else math.floor(a) + 1
+    return math.floor(a) + 1
 
 
 def _int_below(b: Any) -> int:
-    return b - 1 if isinstance(b, int) else math.ceil(b) - 1
+    """The greatest int strictly less than the finite real ``b``."""
+    return math.ceil(b) - 1
 
 
 def is_finite(x: Any) -> bool:
@@ -59,17 +60,13 @@ def _float_above(a: Any) -> float | None:
     """The least float strictly greater than the real ``a`` (None: there is none)."""
     if a == math.inf:
         return None
-    if a == -math.inf:
-        return -sys.float_info.max
     try:
         x = float(a)
     except OverflowError:
         return None if a > 0 else -sys.float_info.max
-    for _ in range(4):
-        if x > a:
-            return x
-        x = math.nextafter(x, math.inf)
-    return x if x > a else None  # pragma: no cover - rounding is within one ulp
+    # float() rounds to the nearest float, so a lies less than one step above x (or is x): one
+    # step up passes it (from -inf, the step is to the lowest float)
+    return x if x > a else math.nextafter(x, math.inf)
 
 
 def _float_between(a: Any, b: Any) -> float | None:
@@ -83,7 +80,7 @@ def _float_between(a: Any, b: Any) -> float | None:
             pass
     elif a == -math.inf and is_finite(b):
         try:
-            m = float(math.floor(b) - 1)
+            m = float(math.ceil(b) - 1)
             if m < b:
                 return m
         except OverflowError:
