@@ -126,6 +126,26 @@ def test_tool_name_lists_try_the_natural_name_the_guards_names_and_counts() -> N
     assert tool_name_lists([AttrTest("count", "gt", 12)], "t")[-1] == ["t"] + [f"t_{i}" for i in range(2, 9)]  # eight at most
 
 
+def test_tool_name_lists_take_only_lists_of_names_and_one_call_when_nothing_counts() -> None:
+    """mutmut ``tool_name_lists_11/12/14/37``: a guard's list is a list of tool names only when it
+    is a non-empty list of non-empty strings (an empty list, a list with '' or a number in it is
+    no reply's calls); with no guard on the count, the one natural call is the only list."""
+    assert tool_name_lists([], "t") == [["t"]]
+    odd = [AttrTest("tools", "eq", []), AttrTest("tools", "eq", ["", "x"]), AttrTest("tools", "eq", [1]),
+           AttrTest("tools", "eq", ("a", "b"))]
+    assert tool_name_lists(odd, "t") == [["t"], ["a", "b"]]
+
+
+def test_observe_stream_names_a_call_that_never_got_a_name_with_the_empty_string() -> None:
+    """mutmut ``observe_stream_58``: a complete call whose name never arrived is pending as ''."""
+    chunks = reply_chunks("Hi", tool_calls=[("t", {})])
+    for c in chunks:
+        for call in c["choices"][0]["delta"].get("tool_calls") or ():
+            call["function"].pop("name", None)
+    got = observe_stream(StreamResponse(chunks=tuple(chunks)), {"t": SCHEMA}, 10)
+    assert got.calls == ("",)
+
+
 def test_observe_stream_reports_text_stub_and_calls() -> None:
     """Visible text is text after stripping; a reply with complete tool calls leaves a
     mid-tool-call stub behind; a plain reply a mid-text one."""
