@@ -81,7 +81,7 @@ def _seconds(value: float) -> str:
 def backoff_bound(policy: Policy, action: Backoff, carries_retry_after: bool) -> float:
     """The longest one backoff action waits: its schedule's longest delay, or ``max_wait`` when
     the event carries a Retry-After (which lengthens a wait up to ``max_wait``, never further)."""
-    longest = max(policy.backoff[action.schedule], default=0.0)
+    longest = max(policy.backoff[action.schedule])  # the validator requires one delay at least
     return max(longest, policy.settings.max_wait) if carries_retry_after else longest
 
 

@@ -169,3 +169,96 @@ def test_without_tool_timeouts_tool_runs_are_unbounded_and_named() -> None:
     wall = check_policy(load_policy_text(only_batch, "default.yaml")).wall_time
     assert wall is not None and TOOLS not in wall.unbounded
     assert wall.parts["tool_runs"] == check_policy(load_policy_text(only_batch, "d.yaml")).worst_case["tool_batches"].value * 900
+
+
+def reset_policy(*, squeeze: bool) -> str:
+    """``tries`` (3) bounds the rate-limit retries of one round and the tool loop's 'ok' resets it,
+    so three rounds may each retry three times; with ``squeeze`` a transient error compacts and
+    waits 50 s before asking again, an edge of no counter that the model-call backstop bounds."""
+    from _policy_text import tool_loop
+
+    call = {"rate_limit": "[{do: [{backoff: again, attempt: tries}, {increment: tries}], to: ask}, failed]", "opened": "read"}
+    extra = ""
+    if squeeze:
+        call["transient"] = "squeeze"
+        extra = "  squeeze:\n    kind: escalate\n    apply: [compact]\n    on: {done: {do: [{backoff: slow}], to: ask}, failed: failed}\n"
+    body = tool_loop("failed", call, {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"},
+                     {"ok": "{do: [{reset: tries}], to: ask}"})
+    return f"""
+loopspec: 1
+name: resets
+initial: ask
+settings: {{request_timeout: 10, stall_timeout: 4}}
+backoff:
+  again: [7]
+  slow: [50]
+backstops:
+  model_calls: {{max: 20, exhausted: failed}}
+  tool_batches: {{max: 2, exhausted: failed}}
+counters:
+  tries: {{max: 3}}
+states:
+{body}{extra}  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+"""
+
+
+@pytest.mark.parametrize("squeeze", [False, True], ids=["reset-per-round", "and-a-backstop-bounded-wait"])
+def test_a_counter_reset_in_the_turn_bounds_its_backoffs_per_round_only(squeeze: bool) -> None:
+    """mutmut ``backoff_time_3/4/31/37/57``: a counter some edge resets is no bound on the whole
+    turn's backoffs (three rounds of three retries at up to max_wait 60 s is 540 s, which the
+    explorer finds); the bound then comes from the eliminations, each group charged on its own.
+    Taking the counter as never reset, or merging or dropping the groups, fell below that run."""
+    policy = load_policy_text(reset_policy(squeeze=squeeze), "resets.yaml")
+    ref = explore(policy)
+    assert ref.halts and ref.worst_backoff >= 540.0
+    wall = check_policy(policy).wall_time
+    assert wall is not None and wall.parts["backoff"] >= ref.worst_backoff
+    assert not [f for f in compare(policy).findings if "backoff" in f.detail]
+
+
+def test_an_event_with_no_transition_waits_nothing() -> None:
+    """mutmut ``edge_wait_3``: the step into the policy error (an event nothing handles) makes
+    no backoff."""
+    from loopspec.verify.abstract_graph import build_graph
+    from loopspec.verify.abstraction import build_analysis
+    from loopspec.verify.wall_time import edge_wait
+
+    text = fill_call_events(retry_policy(schedule="[5]", retries=1)).replace("      auth: failed\n", "")
+    policy = load_policy_text(text, "r.yaml")
+    unhandled = [e for e in build_graph(build_analysis(policy)).edges if e.transition is None]
+    assert unhandled and all(edge_wait(policy, e) == 0.0 for e in unhandled)
+
+
+def test_a_turn_with_no_model_call_is_bounded_by_its_waits_or_the_deadline() -> None:
+    """mutmut ``wall_time_22/41/43/45-48``: with no model call nothing streams, so the turn is
+    bounded without a deadline; its bound is its waits (here three compactions, each failed and
+    waited 10 s), cut at the deadline when that comes first."""
+    text = """
+loopspec: 1
+name: squeeze
+initial: squeeze
+settings: {request_timeout: 10, stall_timeout: 4DEADLINE}
+backoff:
+  slow: [10]
+backstops:
+  model_calls: {max: 5, exhausted: gave_up}
+  tool_batches: {max: 1, exhausted: gave_up}
+counters:
+  tries: {max: 3}
+states:
+  squeeze:
+    kind: escalate
+    apply: [compact]
+    on:
+      done: gave_up
+      failed: [{when: {counter: tries, lt: 3}, do: [{increment: tries}, {backoff: slow}], to: squeeze}, gave_up]
+  gave_up: {kind: halt, outcome: context_exceeded, message: "could not make room"}
+"""
+    free = check_policy(load_policy_text(text.replace("DEADLINE", ""), "s.yaml"))
+    assert free.worst_case["model_calls"].value == 0 and free.wall_time is not None
+    assert (free.wall_time.seconds, free.wall_time.unbounded) == (30.0, ())
+    cut = check_policy(load_policy_text(text.replace("DEADLINE", ", turn_deadline: 12"), "s.yaml")).wall_time
+    assert cut is not None and (cut.seconds, cut.waits) == (12.0, 30.0)
+    late = check_policy(load_policy_text(text.replace("DEADLINE", ", turn_deadline: 100"), "s.yaml")).wall_time
+    assert late is not None and late.seconds == 30.0
