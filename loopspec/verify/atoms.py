@@ -76,10 +76,3 @@ def default_value(attr: Attr) -> Any:
 
 # =========================================================================== counter and flag theories
 
-
-def counter_holds(atom: CounterCmp, value: int) -> bool:
-    return atom.holds(value)
-
-
-def flag_holds(atom: FlagIs, present: bool) -> bool:
-    return atom.holds(present)

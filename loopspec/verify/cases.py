@@ -80,7 +80,7 @@ SEARCH_BUDGET = 20_000
 """Decisions one query may take before its outcome is kept as "may fire" without a witness."""
 
 
-from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, counter_holds, default_value, flag_holds, guard_atoms, realises
+from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, default_value, guard_atoms, realises
 from .selection import (
     BUDGET_EVENTS,
     MONITOR_ATTRS,

@@ -20,7 +20,7 @@ from ..language.model import (
     Policy,
     Transition,
 )
-from .atoms import SAT, UNKNOWN, UNSAT, flag_holds
+from .atoms import SAT, UNKNOWN, UNSAT
 from .witnesses import attr_witness, counter_witness
 
 
@@ -177,7 +177,7 @@ class Selection:
         elif kind == "flag":
             got = (UNSAT, None)
             for present in (False, True):
-                if all(flag_holds(cast(FlagIs, self.atoms[i]), present) is w for i, w in lits):
+                if all(cast(FlagIs, self.atoms[i]).holds(present) is w for i, w in lits):
                     got = (SAT, present)
                     break
         else:  # pragma: no cover

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 
 from ..language.alphabet import Attr
 from ..language.model import AttrTest, CounterCmp
-from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, counter_holds, realises
+from .atoms import ABSENT, SAT, UNKNOWN, UNSAT, realises
 from .witness_numbers import float_candidates, int_candidates, is_finite
 from .witness_strings import list_candidates, str_candidates
 
@@ -64,6 +64,6 @@ def counter_witness(lo: int, hi: int, lits: Sequence[tuple[CounterCmp, bool]]) -
                 if lo <= x <= hi:
                     cands.add(x)
     for v in sorted(cands):
-        if all(counter_holds(a, v) is want for a, want in lits):
+        if all(a.holds(v) is want for a, want in lits):
             return SAT, v
     return UNSAT, None

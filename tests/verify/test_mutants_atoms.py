@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from loopspec.language.alphabet import KINDS, Attr
-from loopspec.language.model import CounterCmp, FlagIs
-from loopspec.verify.atoms import counter_holds, default_value, flag_holds
+from loopspec.language.alphabet import KINDS, Attr, Event
+from loopspec.language.model import Config, CounterCmp, FlagIs
+from loopspec.verify.atoms import default_value
 
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (float,), "str": (str,), "list": (list,)}
 
@@ -37,8 +37,10 @@ def test_every_attribute_type_is_checked() -> None:
 def test_a_flag_atom_holds_exactly_when_the_flag_is_as_it_asks(wanted: bool) -> None:
     """``{flag: f}`` holds with f set and not without it; ``{flag: f, is: false}`` the reverse."""
     atom = FlagIs("wrapping_up", wanted)
-    assert flag_holds(atom, True) is wanted
-    assert flag_holds(atom, False) is (not wanted)
+    assert atom.holds(True) is wanted
+    assert atom.holds(False) is (not wanted)
+    for flags in (frozenset({"wrapping_up"}), frozenset()):  # what the interpreter asks: one semantics
+        assert atom.evaluate(None, Config("", (), flags), Event("")) is atom.holds(bool(flags))
 
 
 @pytest.mark.parametrize("index", [0, 1, 3])
@@ -48,4 +50,6 @@ def test_a_counter_atom_holds_at_the_values_its_comparison_admits(index: int, op
     """The counter at any position, its value 0 to 3 against the bound 2: the atom holds exactly
     where the comparison does (the other counters' values are not its business)."""
     atom = CounterCmp("tries", index, op, bound)
-    assert {v for v in range(4) if counter_holds(atom, v)} == holds_at
+    assert {v for v in range(4) if atom.holds(v)} == holds_at
+    for v in range(4):  # what the interpreter asks, the counter at its position: one semantics
+        assert atom.evaluate(None, Config("", (9,) * index + (v,), frozenset()), Event("")) is atom.holds(v)
