@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from string import Formatter
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 from ..language.alphabet import KINDS
 from ..language.model import Policy, Step
@@ -154,7 +154,7 @@ def message_problem(template: str | None, incoming: Iterable[tuple[str, str]]) -
         return None
     if not names:
         return "message is empty: consumers receive nothing between the role and the finish chunk"
-    pairs: list[tuple[str | None, str]] = [*sorted(set(incoming))] or [(None, "start")]
+    pairs: Sequence[tuple[str | None, str]] = sorted(set(incoming)) or [(None, "start")]
     ways = [w for k, e in pairs if (w := empty_when(text, k, e)) is not None]
     if not ways:
         return None

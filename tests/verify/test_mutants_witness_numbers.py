@@ -1,16 +1,20 @@
-"""The least float above a real number (loopspec/verify/witness_numbers.py), which the checker's
-number witnesses fall back on between two reals with no readable float between them; written
-against the survivors of its mutation run."""
+"""The checker's number witnesses (loopspec/verify/witness_numbers.py): the candidate values it
+tries for an int or float attribute cover every region the guards' constants tell apart, the float
+between two reals lies strictly inside, and the least float above a real is the least; written
+against the survivors of its mutation runs."""
 
 from __future__ import annotations
 
 import math
 import sys
 from fractions import Fraction
+from typing import Any, Sequence
 
 import pytest
+from hypothesis import given, strategies as st
 
-from loopspec.verify.witness_numbers import _float_above
+from loopspec.language.guards import AttrTest
+from loopspec.verify.witness_numbers import _float_above, _float_between, float_candidates, int_candidates
 
 
 def test_the_least_float_above_a_real_number() -> None:
@@ -35,14 +39,6 @@ def test_past_the_largest_float_there_is_none_above_and_below_it_the_lowest_floa
 # candidates only, so a region of the number line the literals tell apart and no candidate lies in
 # is a branch the checker calls impossible: a false proof. The properties below state that every
 # integer (every float) has a candidate that compares with every constant the same way.
-
-from fractions import Fraction as _F  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
-
-from hypothesis import given, strategies as st  # noqa: E402
-
-from loopspec.language.guards import AttrTest  # noqa: E402
-from loopspec.verify.witness_numbers import _float_between, float_candidates, int_candidates  # noqa: E402
 
 HUGE = 10**400
 """An integer no float reaches."""

@@ -13,7 +13,7 @@ from loopspec.verify import check_policy
 from loopspec.verify.wall_time import APPROVAL, STREAMING, TOOLS
 
 from _paths import DEFAULT_POLICY
-from _policy_text import handles
+from _policy_text import handles, tool_loop
 from _soundness import compare, explore
 
 DEFAULT_TEXT = DEFAULT_POLICY.read_text()
@@ -175,8 +175,6 @@ def reset_policy(*, squeeze: bool) -> str:
     """``tries`` (3) bounds the rate-limit retries of one round and the tool loop's 'ok' resets it,
     so three rounds may each retry three times; with ``squeeze`` a transient error compacts and
     waits 50 s before asking again, an edge of no counter that the model-call backstop bounds."""
-    from _policy_text import tool_loop
-
     call = {"rate_limit": "[{do: [{backoff: again, attempt: tries}, {increment: tries}], to: ask}, failed]", "opened": "read"}
     extra = ""
     if squeeze:
