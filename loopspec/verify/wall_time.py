@@ -145,18 +145,22 @@ def backoff_time(an: Analysis, graph: Graph, term: Termination) -> float:
     for e in graph.edges:
         reset_anywhere |= e.resets
     waiting = {e.index: w for e in graph.edges if (w := edge_wait(policy, e)) > 0}
-    groups: dict[object, tuple[int, list[float]]] = {}
+    fires_of: dict[object, int] = {}
+    waits_of: dict[object, list[float]] = {}
     for e in graph.edges:
         if e.index not in waiting:
             continue
         grown = sorted((an.caps[i], i) for i in e.incs if i not in reset_anywhere)  # Step.capped: +1 at least, never past the cap
+        key: object
         if grown:
             cap, index = grown[0]
-            key: object = ("counter", index)
-            groups[key] = (cap, groups.get(key, (0, []))[1] + [waiting[e.index]])
+            key, fires = ("counter", index), cap
         else:
             el = next((el for el in term.eliminations if any(x.index == e.index for x in el.edges)), None)
-            key = ("elimination", id(el)) if el is not None else ("edge", e.index)
-            fires = el.fires if el is not None else term.fires.get(e.index, 1)
-            groups[key] = (fires, groups.get(key, (0, []))[1] + [waiting[e.index]])
-    return float(sum(fires * max(waits) for fires, waits in groups.values()))
+            if el is not None:
+                key, fires = ("elimination", id(el)), el.fires
+            else:
+                key, fires = ("edge", e.index), term.fires[e.index]  # every edge has one
+        fires_of[key] = fires
+        waits_of.setdefault(key, []).append(waiting[e.index])
+    return float(sum(fires_of[key] * max(waits) for key, waits in waits_of.items()))

@@ -260,3 +260,125 @@ states:
     assert cut is not None and (cut.seconds, cut.waits) == (12.0, 30.0)
     late = check_policy(load_policy_text(text.replace("DEADLINE", ", turn_deadline: 100"), "s.yaml")).wall_time
     assert late is not None and late.seconds == 30.0
+
+
+def grouped_policy() -> str:
+    """Waiting loops in two escalations the turn passes through once, before its first model call,
+    so each loop is one component of one phase: ``squeeze`` waits 30 s (a message that says slow)
+    or 5 s on each failure, three failures in all (``tries``; the 5 s wait also spends a heal, so
+    that edge is in two eliminations); then 2 s once on the way to ``heal``, which waits 11 s on each
+    of two failures (``heals``). The tool loop resets both counters, so neither bounds the turn by
+    only growing: their eliminations do."""
+    body = tool_loop("failed", {"context_overflow": "failed", "opened": "read"},
+                     {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"},
+                     {"ok": "{do: [{reset: tries}, {reset: heals}], to: ask}"})
+    return f"""
+loopspec: 1
+name: grouped
+initial: squeeze
+settings: {{request_timeout: 10, stall_timeout: 4}}
+backoff: {{long: [30], short: [5], once: [2], mid: [11]}}
+backstops:
+  model_calls: {{max: 6, exhausted: failed}}
+  tool_batches: {{max: 2, exhausted: failed}}
+counters:
+  tries: {{max: 3}}
+  heals: {{max: 2}}
+states:
+{body}  squeeze:
+    kind: escalate
+    apply: [compact]
+    on:
+      done: {{do: [{{backoff: once}}], to: heal}}
+      failed:
+        - when: {{attr: message, contains: slow}}
+          do: [{{backoff: long}}, {{increment: tries}}]
+          to: squeeze
+        - do: [{{backoff: short}}, {{increment: tries}}, {{increment: heals}}]
+          to: squeeze
+        - failed
+  heal:
+    kind: escalate
+    apply: [compact]
+    on:
+      done: ask
+      failed: [{{do: [{{backoff: mid}}, {{increment: heals}}], to: heal}}, failed]
+  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+"""
+
+
+def test_each_elimination_group_is_charged_its_firings_at_its_longest_wait_and_no_more() -> None:
+    """mutmut ``backoff_time`` 31-47 (the grouping by elimination): the two edges of ``squeeze``'s
+    loop share one bound (three firings at 30 s, not three each, nor the two the 5 s edge has as a
+    spender of heals), ``heal``'s loop is a group of its own (two at 11 s), and the edge on no cycle
+    fires once (2 s). That is 114 s, exactly the explorer's longest run: merging the groups or
+    taking an edge's own firings for its group's falls below it, splitting them rises above it."""
+    policy = load_policy_text(grouped_policy(), "grouped.yaml")
+    ref = explore(policy)
+    assert ref.halts and ref.worst_backoff == 3 * 30 + 2 + 2 * 11
+    wall = check_policy(policy).wall_time
+    assert wall is not None and wall.parts["backoff"] == ref.worst_backoff
+
+
+def rounds_policy() -> str:
+    """``squeeze``'s waiting loop (``tries``, 3) is entered up to three times: ``heal`` sends the
+    turn back to it twice (``rounds``, 2, never reset), resetting ``tries``. The 2 s edge out of
+    the loop is on no cycle once ``rounds`` is eliminated, so it fires once per entry (three
+    times), and the 4 s edge out of ``heal`` once."""
+    body = tool_loop("failed", {"context_overflow": "failed", "opened": "read"},
+                     {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"}, {"ok": "ask"})
+    return f"""
+loopspec: 1
+name: rounds
+initial: squeeze
+settings: {{request_timeout: 10, stall_timeout: 4}}
+backoff: {{long: [30], short: [5], once: [2], tail: [4]}}
+backstops:
+  model_calls: {{max: 6, exhausted: failed}}
+  tool_batches: {{max: 2, exhausted: failed}}
+counters:
+  tries: {{max: 3}}
+  rounds: {{max: 2}}
+states:
+{body}  squeeze:
+    kind: escalate
+    apply: [compact]
+    on:
+      done: {{do: [{{backoff: once}}], to: heal}}
+      failed:
+        - when: {{attr: message, contains: slow}}
+          do: [{{backoff: long}}, {{increment: tries}}]
+          to: squeeze
+        - do: [{{backoff: short}}, {{increment: tries}}]
+          to: squeeze
+        - failed
+  heal:
+    kind: escalate
+    apply: [compact]
+    on:
+      done:
+        - do: [{{increment: rounds}}, {{reset: tries}}]
+          to: squeeze
+        - do: [{{backoff: tail}}]
+          to: leave
+      failed: failed
+  leave:
+    kind: escalate
+    apply: [compact]
+    on: {{done: ask, failed: failed}}
+  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+"""
+
+
+def test_an_edge_on_no_cycle_is_charged_once_per_entry_of_its_component_each_on_its_own() -> None:
+    """mutmut ``backoff_time_39/50``: edges outside every loop are not one group (the 2 s edge fires
+    three times, the 4 s one once: 10 s, not three or one times 4 s), and such an edge is charged
+    the firings the elimination recorded for it (once per entry of its component), not one. With
+    the loop's 9 firings at 30 s that is 280 s, exactly the explorer's longest run."""
+    policy = load_policy_text(rounds_policy(), "rounds.yaml")
+    ref = explore(policy)
+    assert ref.halts and ref.worst_backoff == 3 * (3 * 30 + 2) + 4
+    wall = check_policy(policy).wall_time
+    assert wall is not None and wall.parts["backoff"] == ref.worst_backoff
