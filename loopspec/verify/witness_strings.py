@@ -14,26 +14,22 @@ _SEPARATORS = " |#~/_-.:;,+=*"
 _NICE_CHARS = "axyzm0AXZ "
 
 
-def _str_bounds(
-    lits: Sequence[tuple[AttrTest, bool]],
-) -> tuple[tuple[str, bool] | None, tuple[str, bool] | None]:
-    """Tightest (lower, upper) bounds as (value, strict) from ordering literals on strings."""
-    flip = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
-    lo: tuple[str, bool] | None = None
-    hi: tuple[str, bool] | None = None
+def _str_bounds(lits: Sequence[tuple[AttrTest, bool]]) -> tuple[str | None, str | None]:
+    """The tightest lower and upper constants of the ordering literals on strings.
+
+    Whether a bound is strict does not matter: the constants themselves are candidates, so only the
+    strings strictly between the bounds are built."""
+    lo: str | None = None
+    hi: str | None = None
     for a, want in lits:
-        if a.op not in flip or not isinstance(a.value, str):
+        if a.op not in ("lt", "le", "gt", "ge") or not isinstance(a.value, str):
             continue
-        op = a.op if want else flip[a.op]  # a present string: "not v < c" is "v >= c"
         c = a.value
-        if op in ("gt", "ge"):
-            strict = op == "gt"
-            if lo is None or c > lo[0] or (c == lo[0] and strict):
-                lo = (c, strict)
-        else:
-            strict = op == "lt"
-            if hi is None or c < hi[0] or (c == hi[0] and strict):
-                hi = (c, strict)
+        if (a.op in ("gt", "ge")) is want:  # "v > c", and for a present string "not v < c"
+            if lo is None or c > lo:
+                lo = c
+        elif hi is None or c < hi:
+            hi = c
     return lo, hi
 
 
@@ -54,13 +50,13 @@ def str_candidates(lits: Sequence[tuple[AttrTest, bool]]) -> Iterator[Any]:
     points = [""] + [c for c in literal_constants(lits) if isinstance(c, str)]
     lo, hi = _str_bounds(lits)
     if hi is not None:
-        points += [hi[0][:k] for k in range(len(hi[0]))]
+        points += [hi[:k] for k in range(len(hi))]
     for p in points:
         if p not in seen:
             seen.add(p)
             yield p
     if not _pinned(lits):
-        yield from _construct_strs(lits, lo[0] if lo else None, hi[0] if hi else None)
+        yield from _construct_strs(lits, lo, hi)
     yield ABSENT
 
 
@@ -101,24 +97,19 @@ def _first_difference(a: str, b: str) -> int | None:
 
 
 def _settling_prefixes(lo: str | None, hi: str | None) -> Iterator[tuple[str, int, int]]:
-    """(q, cmin, cmax): every string starting with q + chr(c), cmin <= c <= cmax, lies in (lo, hi)."""
+    """(q, cmin, cmax): every string starting with q + chr(c), cmin <= c <= cmax, lies in (lo, hi).
+    When both bounds are given, lo < hi (the caller builds nothing otherwise)."""
     top = sys.maxunicode
 
     def cmax_for(q: str) -> int:  # q + c and all its extensions stay below hi
-        if hi is None:
-            return top
-        d = _first_difference(q, hi)
-        if d is None:
-            return ord(hi[len(q)]) - 1 if len(q) < len(hi) else -1
-        return top if q[d] < hi[d] else -1
+        if hi is None or _first_difference(q, hi) is not None:
+            return top  # a prefix of lo that already differs from hi is below it (lo < hi)
+        return ord(hi[len(q)]) - 1  # a proper prefix of hi (lo < hi: no prefix of lo is longer)
 
     def cmin_for(q: str) -> int:  # q + c and all its extensions stay above lo
-        if lo is None:
-            return 0
-        d = _first_difference(q, lo)
-        if d is None:
-            return ord(lo[len(q)]) + 1 if len(q) < len(lo) else 0
-        return 0 if q[d] > lo[d] else top + 1
+        if lo is None or _first_difference(q, lo) is not None:
+            return 0  # a prefix of hi that already differs from lo is above it
+        return ord(lo[len(q)]) + 1 if len(q) < len(lo) else 0
 
     if lo is not None:
         for i in range(len(lo) + 1):
@@ -142,12 +133,12 @@ def _construct_strs(lits: Sequence[tuple[AttrTest, bool]], lo: str | None, hi: s
     body = sep.join(must)
 
     def pad(head: str) -> str:
-        # head ends where the separator starts: no needle occurrence crosses it
-        for k in range(len(xs) + 2):
-            v = head + (sep + body if head else body or sep) + sep * k
-            if v not in xs:
-                return v
-        return head + sep * (len(xs) + 2)  # pragma: no cover - pigeonhole
+        # head ends where the separator starts: no needle occurrence crosses it; each k gives
+        # another string, so one of the first len(xs) + 1 is not excluded
+        k = 0
+        while (v := head + (sep + body if head else body or sep) + sep * k) in xs:
+            k += 1
+        return v
 
     if lo is None and hi is None:
         yield pad("")
@@ -171,7 +162,7 @@ def _char_choices(cmin: int, cmax: int, need: int) -> Iterator[int]:
             seen.add(c)
             yield c
     c = cmin
-    while c <= cmax and len(seen) < need + len(_NICE_CHARS):
+    while c <= cmax and len(seen) < need:
         if c not in seen:
             seen.add(c)
             yield c
