@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from loopspec.language.model import AttrTest
 from loopspec.verify.atoms import ABSENT, SAT, UNSAT, realises
-from loopspec.verify.witness_strings import str_candidates
+from loopspec.verify.witness_strings import list_candidates, str_candidates
 from loopspec.verify.witnesses import attr_witness
 
 from test_cases import MESSAGE
@@ -216,3 +216,30 @@ def test_a_narrow_region_between_two_bounds_has_a_candidate(literals: list[tuple
     respect: with any of them ignored the candidates miss a region that only a few strings realise."""
     assert all(realises(a, value) is w for a, w in literals)
     assert any(all(realises(a, c) is w for a, w in literals) for c in str_candidates(literals))
+
+
+_items = st.sampled_from(["a", "b", "other", "other1", ""])
+_lists = st.lists(_items, max_size=3)
+
+
+@st.composite
+def _list_atom(draw: st.DrawFn) -> AttrTest:
+    op = draw(st.sampled_from(["eq", "ne", "in", "contains", "truthy"]))
+    if op == "truthy":
+        return AttrTest("tools", op)
+    if op == "contains":
+        return AttrTest("tools", op, draw(_items))
+    if op == "in":
+        return AttrTest("tools", op, draw(st.lists(_lists, min_size=1, max_size=3)))
+    return AttrTest("tools", op, draw(_lists))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_list_atom(), min_size=1, max_size=4), st.one_of(st.just(ABSENT), _lists))
+def test_every_list_that_realises_the_literals_has_a_candidate_that_does(atoms: list[AttrTest], value: Any) -> None:
+    """Completeness of the list candidates (eq, ne, in, contains, truthy: the list tests the
+    language has): some candidate realises the truth vector of any list, items named like the
+    fresh item included."""
+    literals = [(a, realises(a, value)) for a in atoms]
+    note(f"value {value!r}, literals {literals}")
+    assert any(all(realises(a, c) is w for a, w in literals) for c in list_candidates(literals))
