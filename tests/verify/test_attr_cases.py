@@ -294,7 +294,7 @@ BOUNDED = [
 def test_every_constructed_string_realises_its_literals(lits: list[tuple[str, str, bool]]) -> None:
     typed = [(AttrTest("message", op, v), want) for op, v, want in lits]
     lo, hi = _str_bounds(typed)
-    built = list(_construct_strs(typed, lo[0] if lo else None, hi[0] if hi else None))
+    built = list(_construct_strs(typed, lo, hi))
     assert built, "a satisfiable set of literals gets a constructed witness"
     for v in built:
         assert all(holds(a, v) is want for a, want in typed), (v, lits)
