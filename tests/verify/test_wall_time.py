@@ -262,28 +262,23 @@ states:
     assert late is not None and late.seconds == 30.0
 
 
-def grouped_policy() -> str:
-    """Waiting loops in two escalations the turn passes through once, before its first model call,
-    so each loop is one component of one phase: ``squeeze`` waits 30 s (a message that says slow)
-    or 5 s on each failure, three failures in all (``tries``; the 5 s wait also spends a heal, so
-    that edge is in two eliminations); then 2 s once on the way to ``heal``, which waits 11 s on each
-    of two failures (``heals``). The tool loop resets both counters, so neither bounds the turn by
-    only growing: their eliminations do."""
+def squeeze_first(name: str, *, backoff: str, counters: str, tools_ok: str, short_also: str, heal: str) -> str:
+    """A policy that starts in ``squeeze``, an escalation whose failures wait 30 s (a message that
+    says slow) or 5 s and spend ``tries``, and goes on through ``heal`` (2 s on the way) to the
+    tool loop; ``short_also`` adds actions to the 5 s edge, ``heal`` is that state's YAML."""
     body = tool_loop("failed", {"context_overflow": "failed", "opened": "read"},
-                     {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"},
-                     {"ok": "{do: [{reset: tries}, {reset: heals}], to: ask}"})
+                     {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"}, {"ok": tools_ok})
     return f"""
 loopspec: 1
-name: grouped
+name: {name}
 initial: squeeze
 settings: {{request_timeout: 10, stall_timeout: 4}}
-backoff: {{long: [30], short: [5], once: [2], mid: [11]}}
+backoff: {backoff}
 backstops:
   model_calls: {{max: 6, exhausted: failed}}
   tool_batches: {{max: 2, exhausted: failed}}
 counters:
-  tries: {{max: 3}}
-  heals: {{max: 2}}
+  {counters}
 states:
 {body}  squeeze:
     kind: escalate
@@ -294,18 +289,30 @@ states:
         - when: {{attr: message, contains: slow}}
           do: [{{backoff: long}}, {{increment: tries}}]
           to: squeeze
-        - do: [{{backoff: short}}, {{increment: tries}}, {{increment: heals}}]
+        - do: [{{backoff: short}}, {{increment: tries}}{short_also}]
           to: squeeze
         - failed
   heal:
     kind: escalate
     apply: [compact]
-    on:
-      done: ask
-      failed: [{{do: [{{backoff: mid}}, {{increment: heals}}], to: heal}}, failed]
-  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
+{heal}  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
   failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
 """
+
+
+def grouped_policy() -> str:
+    """Waiting loops in two escalations the turn passes through once, before its first model call,
+    so each loop is one component of one phase: ``squeeze`` waits 30 s or 5 s on each failure,
+    three failures in all (``tries``; the 5 s wait also spends a heal, so that edge is in two
+    eliminations); then 2 s once on the way to ``heal``, which waits 11 s on each of two failures
+    (``heals``). The tool loop resets both counters, so neither bounds the turn by only growing:
+    their eliminations do."""
+    return squeeze_first(
+        "grouped", backoff="{long: [30], short: [5], once: [2], mid: [11]}",
+        counters="tries: {max: 3}\n  heals: {max: 2}", tools_ok="{do: [{reset: tries}, {reset: heals}], to: ask}",
+        short_also=", {increment: heals}",
+        heal="    on:\n      done: ask\n      failed: [{do: [{backoff: mid}, {increment: heals}], to: heal}, failed]\n",
+    )
 
 
 def test_each_elimination_group_is_charged_its_firings_at_its_longest_wait_and_no_more() -> None:
@@ -326,50 +333,20 @@ def rounds_policy() -> str:
     turn back to it twice (``rounds``, 2, never reset), resetting ``tries``. The 2 s edge out of
     the loop is on no cycle once ``rounds`` is eliminated, so it fires once per entry (three
     times), and the 4 s edge out of ``heal`` once."""
-    body = tool_loop("failed", {"context_overflow": "failed", "opened": "read"},
-                     {"text": "done", "tool_calls": "{to: tools, bounded_by: tool_batches}"}, {"ok": "ask"})
-    return f"""
-loopspec: 1
-name: rounds
-initial: squeeze
-settings: {{request_timeout: 10, stall_timeout: 4}}
-backoff: {{long: [30], short: [5], once: [2], tail: [4]}}
-backstops:
-  model_calls: {{max: 6, exhausted: failed}}
-  tool_batches: {{max: 2, exhausted: failed}}
-counters:
-  tries: {{max: 3}}
-  rounds: {{max: 2}}
-states:
-{body}  squeeze:
-    kind: escalate
-    apply: [compact]
-    on:
-      done: {{do: [{{backoff: once}}], to: heal}}
-      failed:
-        - when: {{attr: message, contains: slow}}
-          do: [{{backoff: long}}, {{increment: tries}}]
-          to: squeeze
-        - do: [{{backoff: short}}, {{increment: tries}}]
-          to: squeeze
-        - failed
-  heal:
-    kind: escalate
-    apply: [compact]
-    on:
+    heal = """    on:
       done:
-        - do: [{{increment: rounds}}, {{reset: tries}}]
+        - do: [{increment: rounds}, {reset: tries}]
           to: squeeze
-        - do: [{{backoff: tail}}]
+        - do: [{backoff: tail}]
           to: leave
       failed: failed
   leave:
     kind: escalate
     apply: [compact]
-    on: {{done: ask, failed: failed}}
-  done: {{kind: halt, outcome: completed, message: "{{response}}"}}
-  failed: {{kind: halt, outcome: provider_error, message: "failed: {{reason}}"}}
+    on: {done: ask, failed: failed}
 """
+    return squeeze_first("rounds", backoff="{long: [30], short: [5], once: [2], tail: [4]}",
+                         counters="tries: {max: 3}\n  rounds: {max: 2}", tools_ok="ask", short_also="", heal=heal)
 
 
 def test_an_edge_on_no_cycle_is_charged_once_per_entry_of_its_component_each_on_its_own() -> None:
