@@ -72,7 +72,3 @@ def literal_constants(lits: Sequence[tuple[AttrTest, bool]]) -> list[Any]:
 def default_value(attr: Attr) -> Any:
     """The value an unconstrained attribute gets in a witness (any value would do)."""
     return {"bool": False, "int": 0, "float": 0.0, "list": []}.get(attr.type, attr.values[0] if attr.values else "")
-
-
-# =========================================================================== counter and flag theories
-

@@ -89,17 +89,19 @@ def region_breaks(policy: Policy) -> list[str]:
     return out
 
 
+def _with_state(policy: Policy, name: str, **changes: Any) -> Policy:
+    """``policy`` with state ``name``'s fields replaced, as a policy built in code may have them."""
+    return dataclasses.replace(policy, states={**policy.states, name: dataclasses.replace(policy.states[name], **changes)})
+
+
 def _with_backstop_increment(policy: Policy, state: str, event: str, counter: str, amount: int) -> Policy:
     """``policy`` with the first transition of ``state`` on ``event`` also incrementing backstop
     ``counter`` by ``amount``: the validator refuses that (LS209), a policy built in code may not."""
     s = policy.states[state]
     first, *rest = s.transitions[event]
     inc = Increment(counter, policy.counter_index(counter), amount)
-    ts = dict(s.transitions)
-    ts[event] = (dataclasses.replace(first, actions=(*first.actions, inc)), *rest)
-    states = dict(policy.states)
-    states[state] = dataclasses.replace(s, transitions=ts)
-    return dataclasses.replace(policy, states=states)
+    moved = dataclasses.replace(first, actions=(*first.actions, inc))
+    return _with_state(policy, state, transitions={**s.transitions, event: (moved, *rest)})
 
 
 @pytest.mark.parametrize("name", sorted(property_policies()))
@@ -231,11 +233,8 @@ def test_the_analysis_works_out_contexts_and_concrete_cases_once(monkeypatch: py
 def _with_apply_increment(policy: Policy, state: str, counter: str, amount: int) -> Policy:
     """``policy`` with escalate state ``state`` also incrementing backstop ``counter`` on entry:
     the validator refuses increments in an apply list (LS209), a policy built in code may not."""
-    s = policy.states[state]
     inc = Increment(counter, policy.counter_index(counter), amount)
-    states = dict(policy.states)
-    states[state] = dataclasses.replace(s, apply=(*s.apply, inc))
-    return dataclasses.replace(policy, states=states)
+    return _with_state(policy, state, apply=(*policy.states[state].apply, inc))
 
 
 @pytest.mark.parametrize("amount", [1, 2])
@@ -251,10 +250,8 @@ def test_low_regions_hold_when_an_escalation_counts_the_backstop_on_entry(escala
     both = _with_backstop_increment(policy, "call_model", "opened", "model_calls", 1)
     assert region_breaks(both) == []
     # an event whose every transition enters the escalation (no halt beside it)
-    s = policy.states["call_model"]
-    only = dict(s.transitions)
-    only["context_overflow"] = s.transitions["context_overflow"][:1]
-    alone = dataclasses.replace(policy, states={**policy.states, "call_model": dataclasses.replace(s, transitions=only)})
+    ts = policy.states["call_model"].transitions
+    alone = _with_state(policy, "call_model", transitions={**ts, "context_overflow": ts["context_overflow"][:1]})
     assert region_breaks(alone) == []
 
 
