@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..language.model import Config
+from ..language.model import Config, Step
 from .abstraction import Analysis
 
 
@@ -41,7 +41,8 @@ class Witness:
     """"*" and each outcome -> backstop name -> the largest value seen at a reachable halt."""
     walks: int
     steps: int
-    """Steps examined: every outcome of every event at each configuration a walk entered."""
+    """Steps computed: every outcome of every event at each configuration a walk entered, once
+    however many walks enter it."""
     moves: int
     """Moves made, the unit of the budget: entering a configuration, skipping a visited one, or
     backing out of one."""
@@ -91,12 +92,23 @@ def witness_walks(
         record(init)
         return Witness(best, 0, 0, 0)
 
-    def options(cfg: Config, mode: int) -> list[Config]:
+    # Every walk starts again from the start, so later walks enter the configurations earlier ones
+    # did: their steps are kept (the walks' budget bounds how many there are).
+    outcomes: dict[tuple[Config, str], list[Step]] = {}
+
+    def steps_at(cfg: Config, event: str) -> list[Step]:
         nonlocal steps
+        key = (cfg, event)
+        got = outcomes.get(key)
+        if got is None:
+            got = outcomes[key] = an.steps_at(cfg, event)
+            steps += len(got)
+        return got
+
+    def options(cfg: Config, mode: int) -> list[Config]:
         scored: list[tuple[float, int, Config]] = []
         for ev_name in an.events_of(cfg.state):
-            for step in an.steps_at(cfg, ev_name):
-                steps += 1
+            for step in steps_at(cfg, ev_name):
                 after = step.after
                 if an.kind(after.state) == "halt":
                     record(after)
