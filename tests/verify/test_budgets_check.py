@@ -262,3 +262,23 @@ def test_a_cut_reply_that_no_level_needs_still_makes_a_cassette() -> None:
     cassette = cassette_from_counterexample(policy, cex, "halt_message")
     assert cassette.interactions[0].stall_after is not None
     assert replay_sync(cassette, policy).failures == ["property halt_message fails: halt done delivered an empty message"]
+
+
+def test_a_halt_reached_only_after_the_budgets_last_call_is_checked() -> None:
+    """The one last call after a budget's wrap-up goes through; the call entered after it goes to
+    ``exhausted``. Here a truncated last reply is continued, so that second entry happens, and it is
+    the only way into ``spent``, whose message is empty. The abstraction must carry the budget's
+    ``last_call`` flag to see it: without it that entry goes through again and ``spent`` looks
+    unreachable, which would prove halt_message for a policy whose turn can end saying nothing."""
+    text = variant(
+        "budgets:\n  cost: {max: 0.05, min_per_call: 0.001, wrap_up: summarize, exhausted: spent}\n",
+        ("backstops:\n", "counters:\n  continuations: {max: 2}\nbackstops:\n"),
+        ("      length: failed\n", "      length: {do: [{increment: continuations}], to: more}\n"),
+        ("  done: {kind: halt,", "  more: {kind: continue, prompt: summarize_now, on: {done: ask}}\n"
+                               "  spent: {kind: halt, outcome: budget, message: \"\"}\n  done: {kind: halt,"),
+    )
+    r = check_policy(load_policy_text(text, "budgets.yaml"))
+    res = r.properties["halt_message"]
+    assert not res.passed, r.format_text()
+    assert "spent" in res.reason + " ".join(res.findings)
+
