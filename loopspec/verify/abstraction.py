@@ -234,6 +234,7 @@ class Analysis:
                 out.append(case)
         return out
 
+
 def build_analysis(policy: Policy) -> Analysis:
     # tools_disabled for the property; the wrap-up flag because the backstop redirect reads it
     tracked = {TOOLS_DISABLED, WRAP_UP_FLAG}
