@@ -204,14 +204,19 @@ def test_the_contexts_of_a_node_cover_exactly_its_counter_values() -> None:
 
 
 def test_the_analysis_works_out_contexts_and_concrete_cases_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``contexts`` and the concrete cases of ``steps_at`` are asked for again and again by the
-    check: the second ask returns the kept answer (the same list; no new case search)."""
+    """``contexts``, a node's abstract cases and the concrete cases of ``steps_at`` are asked for
+    again and again by the check: the second ask returns the kept answer (the same list; no new
+    case search)."""
     import loopspec.verify.abstraction as abstraction
 
     an = build_analysis(property_policies()["calls_first"])
     first = an.contexts("call_model", "opened", (PHASE_LOW, PHASE_LOW))
     assert an.contexts("call_model", "opened", (PHASE_LOW, PHASE_LOW)) is first
     assert an.contexts("call_model", "opened", (PHASE_LAST, PHASE_LOW)) is not first
+    # the abstract cases of a node and event, which every graph build asks for each node
+    cases = an.abstract_cases("call_model", frozenset(), (PHASE_LOW, PHASE_LOW), "opened")
+    assert cases and an.abstract_cases("call_model", frozenset(), (PHASE_LOW, PHASE_LOW), "opened") is cases
+    assert an.abstract_cases("call_model", frozenset(), (PHASE_LAST, PHASE_LOW), "opened") is not cases
 
     searches: list[object] = []
     real = abstraction.enumerate_cases
