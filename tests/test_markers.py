@@ -6,6 +6,7 @@ CI's coverage job, where a heavy test left in costs minutes of the 15-minute bud
 from __future__ import annotations
 
 import ast
+import functools
 import os
 
 import pytest
@@ -15,7 +16,8 @@ from conftest import MARKERS
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _top_level_names(path: str) -> set[str]:
+@functools.cache
+def _top_level_names(path: str) -> frozenset[str]:
     """Functions, classes and assigned names at the top of a module: what a test id can name."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
@@ -25,7 +27,7 @@ def _top_level_names(path: str) -> set[str]:
             names.add(node.name)
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
+    return frozenset(names)
 
 
 @pytest.mark.parametrize("marker", sorted(MARKERS))
@@ -40,7 +42,8 @@ def test_every_listed_test_exists(marker: str) -> None:
 
 
 def test_no_test_is_listed_as_both_slow_and_heavy() -> None:
-    """A slow test is already out of every quick run; listing it heavy too hides a stale entry."""
+    """A slow test is already out of every quick run: a heavy entry for it says nothing, and would
+    stay behind unnoticed if the test were later taken off the slow list."""
     slow = MARKERS["slow"]
     both = [e for e in sorted(MARKERS["heavy"]) if e in slow or e.partition("::")[0] in slow]
     assert both == []

@@ -281,4 +281,3 @@ def test_a_halt_reached_only_after_the_budgets_last_call_is_checked() -> None:
     res = r.properties["halt_message"]
     assert not res.passed, r.format_text()
     assert "spent" in res.reason + " ".join(res.findings)
-
