@@ -200,6 +200,8 @@ def covering_tests(module: str, functions: set[str], tests: list[str], keep: Pat
 def collected(tests: list[str]) -> set[str]:
     """The node ids pytest collects from ``tests`` in the tree as it is now: kept coverage data
     may name tests since renamed or removed, and naming one fails the whole run."""
+    # a -q among the plant's own options would make it -qq, which lists files, not node ids
+    tests = [t for t in tests if t not in ("-q", "--quiet")]
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *tests],
                           cwd=ROOT, env=_test_env(ROOT), capture_output=True, text=True)
     return {line.strip() for line in done.stdout.splitlines() if "::" in line}
