@@ -317,3 +317,65 @@ def test_a_tool_without_arguments_that_forbids_extra_ones_rejects_any() -> None:
                    {"type": "object", "additionalProperties": False}):
         assert validate_tool_arguments("{}", schema) is None
         assert validate_tool_arguments('{"x": 1}', schema) == "unexpected property 'x'"
+
+
+# -- mutmut's own mutants of the module, planted one at a time (2026-12-03) --------------------
+
+
+def test_the_canonical_form_of_arguments_is_fixed_text() -> None:
+    """mutmut ``canonical_json_10`` (another item separator): the canonical text feeds the loop
+    detectors' signatures, which a journal's checkpoint keeps across a crash and a resume reads
+    back, possibly in a newer loopspec. The form is keys sorted, no whitespace, non-ASCII as
+    written, so a signature written before an upgrade still matches the same call after it."""
+    from loopspec.wire.classify import canonical_arguments, canonical_json
+
+    assert canonical_json({"b": [1, 2], "a": {"y": "Zürich", "x": None}}) == '{"a":{"x":null,"y":"Zürich"},"b":[1,2]}'
+    assert canonical_arguments(' { "b" : [1, 2] , "a" : 1 } ') == '{"a":1,"b":[1,2]}'
+
+
+def test_a_cut_call_whose_name_never_arrived_is_dropped_as_an_empty_name() -> None:
+    """mutmut ``_names_2``: a truncated reply's call whose name had not streamed yet was reported
+    under a made-up name in ``dropped_tools``. A policy message or guard reads that list; the
+    nameless call is ``''`` there as everywhere else (``unknown_tool``'s list, a pending call)."""
+    cut = AssembledReply(tool_calls=[AssembledToolCall(0, "c0", None, '{"a')], finish_reason="length")
+    assert classify_reply(cut, {"noop": None}).attrs["dropped_tools"] == [""]
+
+
+def test_a_reply_that_ended_without_a_finish_reason_reports_none() -> None:
+    """mutmut ``classify_reply_3``: a stream that ended without a finish reason (a proxy that never
+    sends one) got a made-up one in the event, which a guard on ``finish_reason`` would match
+    as if the provider had sent it."""
+    assert classify_reply(AssembledReply(text="Paris."), {}).attrs["finish_reason"] == ""
+    assert classify_reply(AssembledReply(), {}).attrs == {"finish_reason": ""}
+    assert classify_reply(AssembledReply(reasoning="hm"), {}).attrs == {"finish_reason": ""}
+
+
+def test_an_error_whose_text_is_only_in_its_message_attribute_keeps_that_text() -> None:
+    """mutmut ``_message_of_7``, ``_8``, ``_14`` and ``_15``: an exception with no arguments but a
+    ``message`` attribute (as some SDKs set it) lost the text and was named by its class only."""
+
+    class QuietError(Exception):
+        def __init__(self, message: str) -> None:
+            super().__init__()
+            self.message = message
+
+    ev = call(QuietError("upstream said no"))
+    assert (ev.name, ev.attrs["message"]) == ("bad_request", "QuietError: upstream said no")
+
+
+def test_a_retry_after_http_date_in_the_future_is_waited_for() -> None:
+    """mutmut ``_parse_retry_after_11``: an HTTP-date Retry-After was never parsed, so a provider
+    asking for a minute's pause got none (the date in the past above waits 0 either way)."""
+    import email.utils
+    import time
+
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55.0 <= rate_limited({"retry-after": when}).attrs["retry_after"] <= 60.0
+
+
+def test_malformed_args_names_each_call_by_its_own_name_even_an_empty_one() -> None:
+    """mutmut ``classify_reply_38``: a malformed call was named by ``name or 'XXXX'``. A registry
+    never names a tool ``''`` (it falls back to the function's name), but ``classify_reply`` takes
+    any mapping (a cassette's tools), and the list must name exactly the calls that were sent."""
+    ev = classify_reply(calls_reply(("", '{"n": "x"}')), {"": NUMBER})
+    assert (ev.name, ev.attrs) == ("malformed_args", {"tools": [""]})
