@@ -379,3 +379,35 @@ def test_malformed_args_names_each_call_by_its_own_name_even_an_empty_one() -> N
     any mapping (a cassette's tools), and the list must name exactly the calls that were sent."""
     ev = classify_reply(calls_reply(("", '{"n": "x"}')), {"": NUMBER})
     assert (ev.name, ev.attrs) == ("malformed_args", {"tools": [""]})
+
+
+def test_the_two_remaining_wordings_of_an_unsupported_effort_and_one_that_is_not() -> None:
+    """mutmut ``_is_effort_message_5``, ``_6`` and ``_22`` to ``_25``: the wordings the test above
+    leaves out, each alone in its message (OpenAI names the parameter; a model "does not support"
+    an effort), were not recognised; and an effort message that is no refusal of the parameter
+    (a bad value) must stay a plain bad request rather than lower the effort."""
+    for message in ("Unrecognized request argument supplied: reasoning_effort",
+                    "This model does not support the 'effort' setting"):
+        assert call(litellm.BadRequestError(message, M, P)).name == "effort_unsupported", message
+    assert call(litellm.BadRequestError("Invalid value for effort: 'ultra'", M, P)).name == "bad_request"
+
+
+def test_an_event_without_a_wait_or_a_code_says_so() -> None:
+    """mutmut ``_call_event_1`` (a default wait of 1 s) and ``error_code_7`` (a made-up code): a
+    500 asks for no wait beyond the policy's backoff, and a message without a provider code has
+    the code '' that a policy's ``code`` guard compares against."""
+    ev = call(litellm.InternalServerError("oops", P, M))
+    assert (ev.name, ev.attrs["retry_after"], ev.attrs["code"]) == ("transient", 0.0, "")
+    assert rate_limited(message="slow down").attrs["code"] == ""
+
+
+def test_retry_after_is_read_from_the_response_when_the_error_has_no_headers() -> None:
+    """mutmut ``_retry_after_6`` and ``_33``: an error without a ``headers`` attribute (httpx's
+    HTTPStatusError) raised while its wait was read, and headers that are not a mapping (a list of
+    pairs) stopped the search before the response's own headers."""
+    response = httpx.Response(429, headers={"Retry-After": "7"}, request=request())
+    ev = call(httpx.HTTPStatusError("Too Many Requests", request=request(), response=response))
+    assert (ev.name, ev.attrs["retry_after"]) == ("rate_limit", 7.0)
+    listed = httpx.HTTPStatusError("Too Many Requests", request=request(), response=response)
+    listed.headers = [("retry-after", "3")]  # type: ignore[attr-defined]
+    assert call(listed).attrs["retry_after"] == 7.0
