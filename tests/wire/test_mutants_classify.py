@@ -411,3 +411,21 @@ def test_retry_after_is_read_from_the_response_when_the_error_has_no_headers() -
     listed = httpx.HTTPStatusError("Too Many Requests", request=request(), response=response)
     listed.headers = [("retry-after", "3")]  # type: ignore[attr-defined]
     assert call(listed).attrs["retry_after"] == 7.0
+
+
+def test_a_stream_failure_without_a_wrapped_error_is_read_from_its_own_message() -> None:
+    """mutmut ``_classify_exception_30``: a mid-stream error that wraps nothing (a socket reset
+    raised as it is) lost its text before the cause was read, and the classifier raised."""
+    ev = classify_exception(ConnectionResetError("Connection reset by peer"), phase="stream")
+    assert (ev.name, ev.attrs["cause"], ev.attrs["chars"]) == ("broken", "disconnect", 0)
+    ev = classify_exception(ValueError("prompt is too long"), phase="stream")
+    assert (ev.name, ev.attrs["cause"]) == ("broken", "overflow")
+
+
+def test_only_a_mid_stream_fallback_is_classified_by_the_error_it_wraps() -> None:
+    """mutmut ``_classify_exception_57`` (``and`` read as ``or``): every litellm error carrying an
+    ``original_exception`` was classified by that one, so a rejected key whose cause was recorded
+    as a timeout was retried as a timeout instead of halting as auth."""
+    exc = litellm.AuthenticationError("Incorrect API key provided", P, M)
+    exc.original_exception = TimeoutError("timed out")  # type: ignore[attr-defined]
+    assert call(exc).name == "auth"
