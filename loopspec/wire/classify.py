@@ -422,8 +422,7 @@ def _classify_exception(exc: BaseException, *, phase: Literal["call", "stream"])
             return _call_event("bad_request", status or 400, message)
     if status >= 500 or names & _TRANSIENT_NAMES or "APIError" in names:
         return _call_event("transient", status, message)
-    if isinstance(exc, TimeoutError):
-        return _call_event("timeout", status, message)
-    if isinstance(exc, (ConnectionError, OSError)):
+    # a TimeoutError or ConnectionError of any kind was caught above by its MRO's class names
+    if isinstance(exc, OSError):
         return _call_event("transient", status, message)
     return _call_event("bad_request", status, f"{type(exc).__name__}: {message}")

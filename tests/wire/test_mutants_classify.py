@@ -429,3 +429,37 @@ def test_only_a_mid_stream_fallback_is_classified_by_the_error_it_wraps() -> Non
     exc = litellm.AuthenticationError("Incorrect API key provided", P, M)
     exc.original_exception = TimeoutError("timed out")  # type: ignore[attr-defined]
     assert call(exc).name == "auth"
+
+
+def test_errors_named_by_their_class_alone_are_what_the_class_says() -> None:
+    """mutmut ``_classify_exception_117`` to ``_119`` and ``_180``: an SDK error named
+    RateLimitError without a status was not a rate limit, and one named BadRequestError without a
+    status that says the prompt is too long was not an overflow (litellm's own carry a status,
+    which hid both)."""
+
+    class RateLimitError(Exception):
+        pass
+
+    class BadRequestError(Exception):
+        pass
+
+    ev = call(RateLimitError("slow down"))
+    assert (ev.name, ev.attrs["status"]) == ("rate_limit", 429)
+    ev = call(BadRequestError("prompt is too long: 210000 tokens"))
+    assert (ev.name, ev.attrs["status"]) == ("context_overflow", 0)
+
+
+def test_a_server_error_that_mentions_effort_is_retried_not_an_effort_refusal() -> None:
+    """mutmut ``_classify_exception_167``, ``_175`` and ``_176``: a 500 (or any status but 400)
+    entered the client-error rules, so a server fault whose text mentions the reasoning effort
+    lowered the effort instead of being retried."""
+    ev = call(litellm.InternalServerError("upstream crashed while applying reasoning_effort", P, M))
+    assert ev.name == "transient"
+    assert call(Exception("reasoning_effort could not be read")).name == "bad_request"
+
+
+def test_errors_without_a_status_report_status_zero() -> None:
+    """mutmut ``_classify_exception_260`` and ``_268``: an OS error or an unknown exception
+    carried no status at all (None), where the alphabet promises an int (0: none)."""
+    for exc in (OSError(101, "Network is unreachable"), ValueError("weird")):
+        assert call(exc).attrs["status"] == 0, exc
