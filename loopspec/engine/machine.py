@@ -149,9 +149,8 @@ class TurnCallbacks:
         """Raise ``ValueError`` for a callback on a state the policy does not have."""
         for hook, table in (("on_enter", self.enter), ("on_exit", self.exit)):
             for state in table:
-                if state not in policy.states:
-                    hint = did_you_mean(state, policy.states)
-                    raise ValueError(f"{hook}: policy {policy.name} has no state '{state}'" + (f"; {hint}" if hint else ""))
+                if state not in policy.states:  # a policy has states, so there is always a hint
+                    raise ValueError(f"{hook}: policy {policy.name} has no state '{state}'; {did_you_mean(state, policy.states)}")
 
 
 # --------------------------------------------------------------------------- machines per policy
