@@ -19,7 +19,13 @@ A fourth arm runs the same loopspec turn with the tool registered as a coroutine
 function runs in a worker thread (so a hung tool can still be timed out and the turn cancelled),
 and that hop is shown on its own.
 
-    python bench/interpreter_overhead.py [--turns 200]
+The loopback server runs in a child process by default (``--server process``), as a provider runs
+elsewhere: in a thread of this process (``--server thread``) its own work shares the GIL with the
+turn under test and lengthens both arms' turns alike, which shrinks the ratio (on 2026-12-04, 300
+rounds: about 36 ms a direct turn with the server in a thread, 27 ms with it in a process, and the
+same 1.7 ms added by loopspec either way).
+
+    python bench/interpreter_overhead.py [--turns 200] [--server process|thread]
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,25 +119,47 @@ async def loopspec_turn(api_base: str, in_task: bool = False) -> None:
     assert result.outcome == "completed", result.outcome
 
 
-async def wall_time(turns: int) -> tuple[list[float], list[float], list[float], list[float]]:
+def responses(turns: int) -> list[StreamResponse]:
+    """Enough of the recorded tool call and answer for every arm's turns, the warm-up included."""
     tool = StreamResponse(sse=(STREAMS / "openai_stream_tool_call_single.sse").read_text())
     text = StreamResponse(sse=(STREAMS / "openai_stream_text.sse").read_text())
+    return [tool, text] * (4 * turns + 8)
+
+
+def serve(turns: int, conn: Any) -> None:
+    """The child process's server: sends its address, serves until told to stop."""
+    with LoopbackServer(responses(turns)) as server:
+        conn.send(server.api_base)
+        conn.recv()
+
+
+async def wall_time(turns: int, server_in: str = "process") -> tuple[list[float], list[float], list[float], list[float]]:
     direct: list[float] = []
     with_usage: list[float] = []
     ours: list[float] = []
     ours_in_task: list[float] = []
-    async with LoopbackServer([tool, text] * (4 * turns + 8)) as server:
-        await direct_turn(server.api_base)  # warm every path (connection pool, imports)
-        await direct_turn(server.api_base, usage=True)
-        await loopspec_turn(server.api_base)
-        await loopspec_turn(server.api_base, in_task=True)
+    if server_in == "process":
+        here, there = multiprocessing.Pipe()
+        child = multiprocessing.get_context("spawn").Process(target=serve, args=(turns, there), daemon=True)
+        child.start()
+        api_base, stop = here.recv(), lambda: (here.send("stop"), child.join(10))
+    else:
+        server = LoopbackServer(responses(turns)).start()
+        api_base, stop = server.api_base, server.close
+    try:
+        await direct_turn(api_base)  # warm every path (connection pool, imports)
+        await direct_turn(api_base, usage=True)
+        await loopspec_turn(api_base)
+        await loopspec_turn(api_base, in_task=True)
         arms = [(lambda b: direct_turn(b), direct), (lambda b: direct_turn(b, usage=True), with_usage),
                 (loopspec_turn, ours), (lambda b: loopspec_turn(b, in_task=True), ours_in_task)]
         for i in range(turns):  # rotating order, so no arm always runs first or last
             for run, into in arms[i % 4:] + arms[: i % 4]:
                 t = time.perf_counter()
-                await run(server.api_base)
+                await run(api_base)
                 into.append(time.perf_counter() - t)
+    finally:
+        stop()
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     await close_litellm_async_clients()
@@ -169,9 +199,11 @@ def step_cost(repeats: int = 20000, callbacks: TurnCallbacks | None = None) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="interleaved pairs (at least 200 for the target)")
+    parser.add_argument("--server", choices=["process", "thread"], default="process",
+                        help="where the loopback server runs (default: a child process, as a provider is elsewhere)")
     args = parser.parse_args()
-    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns))
-    print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback):")
+    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns, args.server))
+    print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback server in a {args.server}):")
     for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours),
                      ("  async tool", ours_in_task)):
         print(f"  {name:18s} median {statistics.median(xs) * 1000:8.2f} ms")
