@@ -74,6 +74,12 @@ def test_a_plant_by_coverage_runs_the_covering_tests_with_the_selections_options
     assert tool.narrowed(selection, []) == selection
 
 
+def test_the_mapping_run_measures_the_whole_selection_even_when_a_test_fails() -> None:
+    tool = _tool()
+    selection = ["tests/verify", "-m", "not slow", "-x", "-q", "--exitfirst", "--maxfail=2", "-p", "no:randomly"]
+    assert tool.to_map(selection) == ["tests/verify", "-m", "not slow", "-q", "-p", "no:randomly"]
+
+
 def test_a_plant_with_no_test_to_run_is_not_counted_killed(tmp_path: Any) -> None:
     """pytest's own errors say nothing of the plant: a selection that names a test no longer there
     (kept coverage data, a test renamed since) or collects none is "error", and only a failing test
