@@ -46,10 +46,12 @@ class Domains:
     def of_config(cfg: Config) -> "Domains":
         return Domains(tuple((v, v) for v in cfg.counters), cfg.flags)
 
-    def config(self, values: Mapping[int, int] | None = None, state: str = "") -> Config:
+    def config(self, values: Mapping[int, int] | None = None) -> Config:
+        """A configuration in the domains (each counter at ``values`` or its lowest), to evaluate
+        counter and flag tests in: no state, which no guard reads."""
         vals = values or {}
         counters = tuple(vals.get(i, lo) for i, (lo, _hi) in enumerate(self.counters))
-        return Config(state, counters, self.flags or frozenset())
+        return Config("", counters, self.flags or frozenset())
 
 
 # =========================================================================== compiled selection
@@ -72,7 +74,7 @@ def _freeze(v: Any) -> Hashable:
         return ("dict", tuple(sorted((repr(k), _freeze(x)) for k, x in v.items())))
     try:
         hash(v)
-    except TypeError:  # pragma: no cover - YAML gives lists, dicts and scalars only
+    except TypeError:  # a set in a policy built in code (YAML gives lists, mappings and scalars only)
         return ("repr", repr(v))
     return (type(v).__name__, v)
 

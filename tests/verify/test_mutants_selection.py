@@ -1,0 +1,68 @@
+"""The compiled selection (``loopspec/verify/selection.py``) held to what the case search relies on,
+for the mutants of the module the checker's tests let live: two guards share an atom only when
+they test the same thing, so a transition never looks shadowed by another that tests a different
+list or mapping, and the checker does not prove a loop unreachable that a value reaches."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from loopspec.language.model import AttrTest, Policy
+from loopspec.verify import check_policy
+from loopspec.verify.selection import compile_selection
+
+from test_check import CALL, HALTS, NUDGE_LOOP as LOOP, TOOLS, policy, stream
+
+
+def call_with(transient: str) -> str:
+    return CALL.replace("      transient: fail\n", f"      transient: {transient}\n")
+
+
+def test_two_lists_of_one_length_on_one_attribute_are_two_atoms_and_the_second_reaches_its_loop() -> None:
+    """``in: [a, b]`` and ``in: [c, d]`` are different tests: merged into one atom, the second
+    transition would look shadowed by the first, and its loop unreachable (a false proof)."""
+    guard = "[{when: {attr: message, in: [a, b]}, to: fail}, {when: {attr: message, in: [c, d]}, to: nudge}, fail]"
+    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP)
+    sel = compile_selection(p, "ask", "transient")
+    tests = [a for a in sel.atoms if isinstance(a, AttrTest) and a.attr == "message"]
+    assert sorted(a.value for a in tests) == [("a", "b"), ("c", "d")]
+    r = check_policy(p)
+    assert "halts" in r.failed
+    cex = r.properties["halts"].counterexample
+    assert cex is not None and cex.concrete
+    assert cex.steps[0].attrs["message"] in ("c", "d")
+
+
+def _with_guards(p: Policy, state: str, event: str, values: list[Any], op: str = "eq", attr: str = "message") -> Policy:
+    """``p`` with ``state``'s transitions on ``event`` replaced by one per value, each guarded by
+    ``attr op value`` (a policy built in code: YAML gives no tuples or mappings here)."""
+    (first, *_rest) = p.states[state].transitions[event]
+    ts = tuple(dataclasses.replace(first, guard=AttrTest(attr, op, v), order=i) for i, v in enumerate(values))
+    s = p.states[state]
+    states = dict(p.states)
+    states[state] = dataclasses.replace(s, transitions={**s.transitions, event: ts})
+    return dataclasses.replace(p, states=states)
+
+
+@pytest.mark.parametrize(
+    "values, atoms",
+    [
+        ([["x"], ("x",)], 2),  # a list and a tuple: equal as values of neither, so two tests
+        ([("a", "b"), ("c", "d")], 2),
+        ([("a", "b"), ("a", "b")], 1),  # the same test twice: one atom
+        ([{"k": 1}, {"k": 2}], 2),
+        ([{"k": 1}, {"j": 1}], 2),
+        ([{"k": 1}, {"k": 1}], 1),
+        ([[["x"]], [["y"]]], 2),  # nested lists
+        ([frozenset({1}), frozenset({2})], 2),  # hashable values of another kind
+        ([{1, 2}, {3, 4}], 2),  # unhashable ones, told apart by their text
+    ],
+)
+def test_guards_share_an_atom_exactly_when_they_test_equal_values_of_one_kind(values: list[Any], atoms: int) -> None:
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", values)
+    sel = compile_selection(p, "ask", "transient")
+    assert len([a for a in sel.atoms if isinstance(a, AttrTest)]) == atoms
+    assert len(sel.enabled) == len(values)
