@@ -26,43 +26,31 @@ from loopspec.engine.machine import (
 from loopspec.replay.synth import reply
 
 from _paths import MACHINES
+from _policy_text import handles
 
 # One state leaves `empty` unhandled (its step goes to the policy-error halt), and the tool
 # backstop redirects its transition: the three kinds of move a machine declares.
-SMALL = """
+SMALL = f"""
 loopspec: 1
 name: small
 initial: call_model
 backstops:
-  model_calls: {max: 3, exhausted: halt_backstop}
-  tool_batches: {max: 1, exhausted: tools_spent}
+  model_calls: {{max: 3, exhausted: halt_backstop}}
+  tool_batches: {{max: 1, exhausted: tools_spent}}
 states:
   call_model:
     kind: call
-    on:
-      opened: read_stream
-      transient: halt_error
-      rate_limit: halt_error
-      timeout: halt_error
-      context_overflow: halt_error
-      auth: halt_error
-      bad_request: halt_error
-      effort_unsupported: halt_error
-      thinking_signature_invalid: halt_error
-      cancelled: halt_error
+    on: {handles("call", "halt_error", opened="read_stream")}
   read_stream:
     kind: stream
-    on:
-      text: halt_completed
-      tool_calls: {to: run_tools, bounded_by: tool_batches}
-      cancelled: halt_error
+    on: {{text: halt_completed, tool_calls: {{to: run_tools, bounded_by: tool_batches}}, cancelled: halt_error}}
   run_tools:
     kind: tool_exec
-    on: {ok: call_model, cancelled: halt_error}
-  tools_spent: {kind: escalate, apply: [disable_tools], on: {done: call_model, failed: halt_error}}
-  halt_completed: {kind: halt, outcome: completed, message: "{response}"}
-  halt_backstop: {kind: halt, outcome: backstop, message: Stopped.}
-  halt_error: {kind: halt, outcome: provider_error, message: Failed.}
+    on: {{ok: call_model, cancelled: halt_error}}
+  tools_spent: {{kind: escalate, apply: [disable_tools], on: {{done: call_model, failed: halt_error}}}}
+  halt_completed: {{kind: halt, outcome: completed, message: "{{response}}"}}
+  halt_backstop: {{kind: halt, outcome: backstop, message: Stopped.}}
+  halt_error: {{kind: halt, outcome: provider_error, message: Failed.}}
 """
 USER = [{"role": "user", "content": "hi"}]
 
