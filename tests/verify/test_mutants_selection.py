@@ -14,7 +14,7 @@ from loopspec.language.model import AttrTest, Policy
 from loopspec.verify import check_policy
 from loopspec.verify.selection import compile_selection
 
-from test_check import CALL, HALTS, NUDGE_LOOP as LOOP, TOOLS, policy, stream
+from test_check import CALL, HALTS, HEAD, NUDGE_LOOP as LOOP, TOOLS, policy, stream
 
 
 def call_with(transient: str) -> str:
@@ -66,3 +66,29 @@ def test_guards_share_an_atom_exactly_when_they_test_equal_values_of_one_kind(va
     sel = compile_selection(p, "ask", "transient")
     assert len([a for a in sel.atoms if isinstance(a, AttrTest)]) == atoms
     assert len(sel.enabled) == len(values)
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        # two counters: merged into one atom, the second test would hold only when the first does
+        "[{when: {counter: other, ge: 1}, to: fail}, {when: {counter: tries, lt: 2}, to: nudge}, fail]",
+        # one counter and one comparison with two bounds: the same
+        "[{when: {counter: tries, ge: 2}, to: fail}, {when: {counter: tries, ge: 0}, to: nudge}, fail]",
+    ],
+    ids=["two_counters", "two_bounds"],
+)
+def test_counter_tests_of_other_counters_or_bounds_are_other_atoms_and_the_loop_is_reached(guard: str) -> None:
+    """Two counter tests that differ (in the counter, or in the bound) compile to two atoms, which
+    the contexts and the counter theory are keyed by. The verdict, reached here whichever way
+    (both counters start at 0, where only the second transition is enabled, so its loop is
+    reached), did not change when a plant merged the two: the contexts enumerate each counter's
+    values and every step is the policy's own, so the atoms are checked here, not the verdict alone."""
+    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  other: {max: 2}\n")
+    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP, head=head)
+    sel = compile_selection(p, "ask", "transient")
+    assert len(sel.atoms) == 2
+    r = check_policy(p)
+    assert "halts" in r.failed
+    cex = r.properties["halts"].counterexample
+    assert cex is not None and ("ask", "transient", "nudge") in [(s.state, s.event, s.to) for s in cex.steps]
