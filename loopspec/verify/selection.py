@@ -120,7 +120,7 @@ class Selection:
         elif isinstance(g, FlagIs):
             key = ("flag", g.flag, g.value)
             var = ("flag", g.flag)
-        else:  # pragma: no cover - a guard form this module does not know: undecided, may fire
+        else:  # a guard form this module does not know (a policy built in code): undecided, may fire
             key = ("opaque", id(g))
             var = ("opaque", len(self.atoms))
         i = self._keys.get(key)
@@ -182,7 +182,7 @@ class Selection:
                 if all(cast(FlagIs, self.atoms[i]).holds(present) is w for i, w in lits):
                     got = (SAT, present)
                     break
-        else:  # pragma: no cover
+        else:  # an opaque atom (see atom)
             got = (UNKNOWN, None)
         self._theory[key] = got
         return got

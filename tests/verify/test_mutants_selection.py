@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from loopspec.language.model import AttrTest, Policy
+from loopspec.language.model import AttrTest, Config, Policy
 from loopspec.verify import check_policy
-from loopspec.verify.selection import compile_selection
+from loopspec.verify.selection import Domains, compile_selection
+from loopspec.verify.atoms import UNKNOWN
 
 from test_check import CALL, HALTS, HEAD, NUDGE_LOOP as LOOP, TOOLS, policy, stream
 
@@ -92,3 +93,26 @@ def test_counter_tests_of_other_counters_or_bounds_are_other_atoms_and_the_loop_
     assert "halts" in r.failed
     cex = r.properties["halts"].counterexample
     assert cex is not None and ("ask", "transient", "nudge") in [(s.state, s.event, s.to) for s in cex.steps]
+
+
+class _Unknown:
+    """A guard form the checker does not know (a policy built in code may hold one)."""
+
+    def evaluate(self, policy: object, cfg: Config, event: object) -> bool:
+        return False
+
+
+def test_a_guard_form_the_checker_does_not_know_is_its_own_undecided_atom() -> None:
+    """Each object of an unknown form is one atom of its own, whose theory is undecided (the
+    transition may fire), and the same object twice is one atom."""
+    base = policy(CALL, stream(), TOOLS, HALTS)
+    one, other = _Unknown(), _Unknown()
+    (first, *_rest) = base.states["ask"].transitions["transient"]
+    ts = tuple(dataclasses.replace(first, guard=g, order=i) for i, g in enumerate([one, other, one]))  # type: ignore[arg-type]
+    s = base.states["ask"]
+    p = dataclasses.replace(base, states={**base.states, "ask": dataclasses.replace(s, transitions={**s.transitions, "transient": ts})})
+    sel = compile_selection(p, "ask", "transient")
+    assert sel.atoms == [one, other]
+    assert sel.vars == [("opaque", 0), ("opaque", 1)]
+    domains = Domains.of_config(p.initial_config())
+    assert sel.theory(sel.vars[1], [(1, True)], domains) == (UNKNOWN, None)
