@@ -61,7 +61,6 @@ class Domains:
 OP_ATOM, OP_AND, OP_OR, OP_NOT, OP_CONST = 0, 1, 2, 3, 4
 Node = tuple[Any, ...]
 TRUE: Node = (OP_CONST, True)
-_NO_CFG = Config("", (), frozenset())
 
 Var = tuple[str, Any]
 """("attr", name), ("counter", index), ("flag", name) or ("opaque", atom index)."""
@@ -134,8 +133,7 @@ class Selection:
         """A test on ``wait_too_long`` is a test on ``retry_after``: the interpreter sets it to
         ``retry_after > backoff.max_wait`` on every call event (:func:`judge_wait`), so judging the
         two attributes independently would invent events no provider can cause."""
-        when_true = g.evaluate(None, _NO_CFG, Event(self.event, {WAIT_TOO_LONG: True}))
-        when_false = g.evaluate(None, _NO_CFG, Event(self.event, {WAIT_TOO_LONG: False}))
+        when_true, when_false = g.holds(True), g.holds(False)
         if when_true == when_false:
             return TRUE if when_true else (OP_NOT, TRUE)
         longer = self.atom(AttrTest("retry_after", "gt", self.policy.settings.max_wait))
