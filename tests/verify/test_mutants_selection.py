@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from loopspec.language.model import AttrTest, Config, Policy
+from loopspec.language.model import AttrTest, Config, CounterCmp, Policy
 from loopspec.verify import check_policy
 from loopspec.verify.selection import Domains, compile_selection
-from loopspec.verify.atoms import UNKNOWN
+from loopspec.verify import selection as selection_mod
+from loopspec.verify.atoms import ABSENT, SAT, UNKNOWN, UNSAT
 
 from test_check import CALL, HALTS, HEAD, NUDGE_LOOP as LOOP, TOOLS, policy, stream
 
@@ -116,3 +117,55 @@ def test_a_guard_form_the_checker_does_not_know_is_its_own_undecided_atom() -> N
     assert sel.vars == [("opaque", 0), ("opaque", 1)]
     domains = Domains.of_config(p.initial_config())
     assert sel.theory(sel.vars[1], [(1, True)], domains) == (UNKNOWN, None)
+
+
+def _two_counters() -> Any:
+    guard = "[{when: {counter: other, ge: 1}, to: fail}, {when: {counter: tries, lt: 2}, to: nudge}, fail]"
+    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  other: {max: 2}\n")
+    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP, head=head)
+    return p, compile_selection(p, "ask", "transient")
+
+
+def test_each_counter_theory_answers_for_its_own_counter_literals_and_range() -> None:
+    """Theories are cached by the counter, its range and the literals: each answer below is for
+    its own question (a cache keyed by less answered the first question every time)."""
+    p, sel = _two_counters()
+    other_ge_1, tries_lt_2 = 0, 1  # atoms in the order the guards name them
+    wide = Domains(((0, 2), (0, 2)), frozenset())
+    questions = [
+        (sel.vars[other_ge_1], [(other_ge_1, True)], wide, (SAT, 1)),
+        (sel.vars[tries_lt_2], [(tries_lt_2, False)], wide, (SAT, 2)),
+        (sel.vars[tries_lt_2], [(tries_lt_2, True)], wide, (SAT, 0)),
+        (sel.vars[tries_lt_2], [(tries_lt_2, True)], Domains(((2, 2), (0, 2)), frozenset()), (UNSAT, None)),
+        (sel.vars[other_ge_1], [(other_ge_1, False)], Domains(((0, 2), (1, 2)), frozenset()), (UNSAT, None)),
+    ]
+    for var, lits, domains, answer in questions * 2:  # asked twice: the cached answers too
+        assert sel.theory(var, lits, domains) == answer, (var, lits, domains)
+    names = list(p.counter_names)
+    assert sel.vars == [("counter", names.index("other")), ("counter", names.index("tries"))] == [("counter", 1), ("counter", 0)]
+
+
+def test_a_theory_is_worked_out_once_per_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    real = selection_mod.counter_witness
+
+    def counting(lo: int, hi: int, lits: Any) -> Any:
+        calls.append((lo, hi))
+        return real(lo, hi, lits)
+
+    monkeypatch.setattr(selection_mod, "counter_witness", counting)
+    _p, sel = _two_counters()
+    domains = Domains(((0, 2), (0, 2)), frozenset())
+    for _ in range(3):
+        assert sel.theory(sel.vars[0], [(0, True)], domains) == (SAT, 1)
+    assert calls == [(0, 2)]
+
+
+def test_a_test_of_an_attribute_the_event_does_not_carry_sees_it_absent() -> None:
+    """A guard (in a policy built in code) on an attribute ``transient`` has no field for: the
+    attribute is absent on every such event, so it is never truthy."""
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", [None], op="truthy", attr="finish_reason")
+    sel = compile_selection(p, "ask", "transient")
+    domains = Domains.of_config(p.initial_config())
+    assert sel.theory(("attr", "finish_reason"), [(0, True)], domains) == (UNSAT, None)
+    assert sel.theory(("attr", "finish_reason"), [(0, False)], domains) == (SAT, ABSENT)
