@@ -169,3 +169,14 @@ def test_a_test_of_an_attribute_the_event_does_not_carry_sees_it_absent() -> Non
     domains = Domains.of_config(p.initial_config())
     assert sel.theory(("attr", "finish_reason"), [(0, True)], domains) == (UNSAT, None)
     assert sel.theory(("attr", "finish_reason"), [(0, False)], domains) == (SAT, ABSENT)
+
+
+def test_a_context_key_is_the_truth_of_the_counter_and_flag_tests_in_a_configuration() -> None:
+    """What the cases are cached under: configurations that a counter test tells apart get other
+    keys, and an attribute test (which a configuration does not decide) is no part of the key."""
+    p, sel = _two_counters()
+    at = lambda tries, other: Config("ask", (tries, other, *p.initial_config().counters[2:]), frozenset())  # noqa: E731
+    assert sel.context_key(at(0, 0)) == (False, True)  # other >= 1, tries < 2
+    assert sel.context_key(at(2, 1)) == (True, False)
+    with_attr = _with_guards(p, "ask", "transient", ["quota"], op="contains")
+    assert compile_selection(with_attr, "ask", "transient").context_key(at(0, 0)) == ()
