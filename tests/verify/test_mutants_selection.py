@@ -12,7 +12,7 @@ import pytest
 
 from loopspec.language.model import AttrTest, Config, CounterCmp, Policy
 from loopspec.verify import check_policy
-from loopspec.verify.selection import Domains, compile_selection
+from loopspec.verify.selection import OP_OR, Domains, compile_selection
 from loopspec.verify import selection as selection_mod
 from loopspec.verify.atoms import ABSENT, SAT, UNKNOWN, UNSAT
 
@@ -180,3 +180,27 @@ def test_a_context_key_is_the_truth_of_the_counter_and_flag_tests_in_a_configura
     assert sel.context_key(at(2, 1)) == (True, False)
     with_attr = _with_guards(p, "ask", "transient", ["quota"], op="contains")
     assert compile_selection(with_attr, "ask", "transient").context_key(at(0, 0)) == ()
+
+
+def test_only_the_events_the_monitor_reads_the_continuation_budget_on_get_a_budget_node() -> None:
+    """``stalled`` (and ``mid_tool_call``) carry the question whether the continuation budget
+    lasts; other events, even with the budget's counters named, do not."""
+    p, _sel = _two_counters()
+    tries = list(p.counter_names).index("tries")
+    assert compile_selection(p, "ask", "transient", continuation=(tries,)).budget is None
+    stalled = compile_selection(p, "read", "stalled", continuation=(tries,))
+    assert stalled.budget is not None and stalled.budget[0] == OP_OR  # over "tries < max"
+    (part,) = stalled.budget[1]
+    test = stalled.atoms[part[1]]
+    assert isinstance(test, CounterCmp) and (test.index, test.op, test.value) == (tries, "lt", 2)
+    assert compile_selection(p, "read", "stalled").budget is None
+
+
+def test_fixed_gives_the_truth_of_each_counter_test_the_domains_pin_and_leaves_the_rest_open() -> None:
+    p, sel = _two_counters()
+    tries, other = (list(p.counter_names).index(n) for n in ("tries", "other"))
+    pinned = [(0, 2)] * len(p.counter_names)
+    pinned[other] = (1, 1)  # other >= 1 holds; tries free, so tries < 2 is open
+    assert sel.fixed(Domains(tuple(pinned), frozenset())) == [True, None]
+    pinned[tries] = (2, 2)
+    assert sel.fixed(Domains(tuple(pinned), frozenset())) == [True, False]
