@@ -38,15 +38,19 @@ def test_two_lists_of_one_length_on_one_attribute_are_two_atoms_and_the_second_r
     assert cex.steps[0].attrs["message"] in ("c", "d")
 
 
-def _with_guards(p: Policy, state: str, event: str, values: list[Any], op: str = "eq", attr: str = "message") -> Policy:
-    """``p`` with ``state``'s transitions on ``event`` replaced by one per value, each guarded by
-    ``attr op value`` (a policy built in code: YAML gives no tuples or mappings here)."""
+def _with_guards(p: Policy, state: str, event: str, guards: list[Any]) -> Policy:
+    """``p`` with ``state``'s transitions on ``event`` replaced by one per guard, in order (a
+    policy built in code: YAML gives no tuples, mappings or unknown guard forms here)."""
     (first, *_rest) = p.states[state].transitions[event]
-    ts = tuple(dataclasses.replace(first, guard=AttrTest(attr, op, v), order=i) for i, v in enumerate(values))
+    ts = tuple(dataclasses.replace(first, guard=g, order=i) for i, g in enumerate(guards))
     s = p.states[state]
     states = dict(p.states)
     states[state] = dataclasses.replace(s, transitions={**s.transitions, event: ts})
     return dataclasses.replace(p, states=states)
+
+
+def _tests(attr: str, op: str, values: list[Any]) -> list[AttrTest]:
+    return [AttrTest(attr, op, v) for v in values]
 
 
 @pytest.mark.parametrize(
@@ -64,10 +68,20 @@ def _with_guards(p: Policy, state: str, event: str, values: list[Any], op: str =
     ],
 )
 def test_guards_share_an_atom_exactly_when_they_test_equal_values_of_one_kind(values: list[Any], atoms: int) -> None:
-    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", values)
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", _tests("message", "eq", values))
     sel = compile_selection(p, "ask", "transient")
     assert len([a for a in sel.atoms if isinstance(a, AttrTest)]) == atoms
     assert len(sel.enabled) == len(values)
+
+
+def _two_counters(
+    guard: str = "[{when: {counter: other, ge: 1}, to: fail}, {when: {counter: tries, lt: 2}, to: nudge}, fail]",
+) -> Any:
+    """A policy with counters ``tries`` and ``other`` (max 2 each) whose call state's ``transient``
+    goes where ``guard`` says, and that state's compiled selection of it."""
+    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  other: {max: 2}\n")
+    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP, head=head)
+    return p, compile_selection(p, "ask", "transient")
 
 
 @pytest.mark.parametrize(
@@ -86,9 +100,7 @@ def test_counter_tests_of_other_counters_or_bounds_are_other_atoms_and_the_loop_
     (both counters start at 0, where only the second transition is enabled, so its loop is
     reached), did not change when a plant merged the two: the contexts enumerate each counter's
     values and every step is the policy's own, so the atoms are checked here, not the verdict alone."""
-    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  other: {max: 2}\n")
-    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP, head=head)
-    sel = compile_selection(p, "ask", "transient")
+    p, sel = _two_counters(guard)
     assert len(sel.atoms) == 2
     r = check_policy(p)
     assert "halts" in r.failed
@@ -106,24 +118,13 @@ class _Unknown:
 def test_a_guard_form_the_checker_does_not_know_is_its_own_undecided_atom() -> None:
     """Each object of an unknown form is one atom of its own, whose theory is undecided (the
     transition may fire), and the same object twice is one atom."""
-    base = policy(CALL, stream(), TOOLS, HALTS)
     one, other = _Unknown(), _Unknown()
-    (first, *_rest) = base.states["ask"].transitions["transient"]
-    ts = tuple(dataclasses.replace(first, guard=g, order=i) for i, g in enumerate([one, other, one]))  # type: ignore[arg-type]
-    s = base.states["ask"]
-    p = dataclasses.replace(base, states={**base.states, "ask": dataclasses.replace(s, transitions={**s.transitions, "transient": ts})})
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", [one, other, one])
     sel = compile_selection(p, "ask", "transient")
     assert sel.atoms == [one, other]
     assert sel.vars == [("opaque", 0), ("opaque", 1)]
     domains = Domains.of_config(p.initial_config())
     assert sel.theory(sel.vars[1], [(1, True)], domains) == (UNKNOWN, None)
-
-
-def _two_counters() -> Any:
-    guard = "[{when: {counter: other, ge: 1}, to: fail}, {when: {counter: tries, lt: 2}, to: nudge}, fail]"
-    head = HEAD.replace("  tries: {max: 2}\n", "  tries: {max: 2}\n  other: {max: 2}\n")
-    p = policy(call_with(guard), stream(), TOOLS, HALTS, LOOP, head=head)
-    return p, compile_selection(p, "ask", "transient")
 
 
 def test_each_counter_theory_answers_for_its_own_counter_literals_and_range() -> None:
@@ -164,7 +165,7 @@ def test_a_theory_is_worked_out_once_per_question(monkeypatch: pytest.MonkeyPatc
 def test_a_test_of_an_attribute_the_event_does_not_carry_sees_it_absent() -> None:
     """A guard (in a policy built in code) on an attribute ``transient`` has no field for: the
     attribute is absent on every such event, so it is never truthy."""
-    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", [None], op="truthy", attr="finish_reason")
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS), "ask", "transient", [AttrTest("finish_reason", "truthy")])
     sel = compile_selection(p, "ask", "transient")
     domains = Domains.of_config(p.initial_config())
     assert sel.theory(("attr", "finish_reason"), [(0, True)], domains) == (UNSAT, None)
@@ -178,7 +179,7 @@ def test_a_context_key_is_the_truth_of_the_counter_and_flag_tests_in_a_configura
     at = lambda tries, other: Config("ask", (tries, other, *p.initial_config().counters[2:]), frozenset())  # noqa: E731
     assert sel.context_key(at(0, 0)) == (False, True)  # other >= 1, tries < 2
     assert sel.context_key(at(2, 1)) == (True, False)
-    with_attr = _with_guards(p, "ask", "transient", ["quota"], op="contains")
+    with_attr = _with_guards(p, "ask", "transient", _tests("message", "contains", ["quota"]))
     assert compile_selection(with_attr, "ask", "transient").context_key(at(0, 0)) == ()
 
 
