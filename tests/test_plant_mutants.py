@@ -78,6 +78,7 @@ def test_the_mapping_run_measures_the_whole_selection_even_when_a_test_fails() -
     tool = _tool()
     selection = ["tests/verify", "-m", "not slow", "-x", "-q", "--exitfirst", "--maxfail=2", "-p", "no:randomly"]
     assert tool.to_map(selection) == ["tests/verify", "-m", "not slow", "-q", "-p", "no:randomly"]
+    assert tool.to_map(["tests/verify", "--maxfail", "3", "-q"]) == ["tests/verify", "-q"]  # its value too
 
 
 def test_a_plant_with_no_test_to_run_is_not_counted_killed(tmp_path: Any) -> None:

@@ -201,7 +201,12 @@ def to_map(tests: list[str]) -> list[str]:
     """The selection the mapping run measures: all of it, whatever fails. Under the plants' own
     ``-x`` one test failing under coverage (a timing) would leave every test after it unmapped,
     and their plants counted survivors."""
-    return [t for t in tests if t not in ("-x", "--exitfirst") and not t.startswith("--maxfail")]
+    out: list[str] = []
+    for i, arg in enumerate(tests):
+        if arg in ("-x", "--exitfirst", "--maxfail") or arg.startswith("--maxfail=") or (i > 0 and tests[i - 1] == "--maxfail"):
+            continue
+        out.append(arg)
+    return out
 
 
 def collected(tests: list[str]) -> set[str]:
