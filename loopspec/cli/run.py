@@ -223,7 +223,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     try:
         journal = SqliteJournal(args.journal)
-    except JournalError as exc:
+    except JournalError as exc:  # it names the file
         return fail("resume", str(exc))
     with journal:
         turn_id = args.turn_id
@@ -240,7 +240,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             try:
                 messages = abandon(policy, journal, turn_id)
             except ResumeError as exc:
-                return fail("resume", str(exc))
+                return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
             if args.json:
                 print_json({"turn_id": turn_id, "outcome": "abandoned", "messages": messages})
             else:
@@ -269,7 +269,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         try:
             result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
         except ResumeError as exc:
-            return fail("resume", str(exc))
+            return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
     if args.json:
         print_result_json({**result.to_json(), "journal": {"file": args.journal, "turn_id": turn_id}}, api_key)
     else:
@@ -295,7 +295,7 @@ def _resume_replayed(args: argparse.Namespace, policy: Any, journal: Any, turn_i
     try:
         report = run_async(resume_replay(policy, journal, turn_id, files_root=args.files_root))
     except ResumeError as exc:
-        return fail("resume", str(exc))
+        return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
     record = {**report.to_json(with_trace=True), "turn_id": turn_id}
     if args.json:  # like a live turn's: the trace and the whole history too
         print_result_json({**record, "messages": report.result.messages, "journal": {"file": args.journal, "turn_id": turn_id}})

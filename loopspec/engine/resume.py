@@ -23,6 +23,8 @@ from loopspec.language.errors import LoopspecError
 from loopspec.language.model import Policy, Step
 from loopspec.language.step import Offer
 
+from .guardrails import GuardrailState
+from .history import Trajectory
 from .results import RequestRecord, TraceStep, TurnUsage
 from .tool_batch import AWAITING
 from .tools import ToolCall, ToolResult
@@ -73,14 +75,37 @@ class ResumePoint:
     """For a paused turn, the approval halt it went through."""
 
 
+_DAMAGE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+"""What reading an entry whose fields are missing or of the wrong shape raises."""
+
+
+@dataclass
+class _Reading:
+    """The entry being read, so that a damaged one is named in the error."""
+
+    entry: Entry
+
+
 def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
-    """Where turn ``turn_id`` goes on from; :class:`ResumeError` when it cannot."""
+    """Where turn ``turn_id`` goes on from; :class:`ResumeError` when it cannot, a damaged journal
+    (an entry with a field missing or of the wrong shape) among the reasons, named by its entry."""
     if not entries:
         raise ResumeError(f"no turn {turn_id!r} in the journal")
+    at = _Reading(entries[0])
+    try:
+        return _read_point(policy, turn_id, entries, at)
+    except _DAMAGE as exc:
+        what = f"its field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) and exc.args else f"a field is of the wrong shape ({exc})"
+        raise ResumeError(f"turn {turn_id!r}: the journal is damaged at entry {at.entry.seq} ({at.entry.kind}): {what}; "
+                          "it cannot be resumed: run the turn again from its messages") from None
+
+
+def _read_point(policy: Policy, turn_id: str, entries: Sequence[Entry], at: _Reading) -> ResumePoint:
     if entries[0].kind != "begin":
         raise ResumeError(f"turn {turn_id!r} has no beginning in the journal (its first entry is {entries[0].kind!r})")
     ended = next((e for e in reversed(entries) if e.kind == "halt"), None)
     if ended is not None:
+        at.entry = ended
         raise ResumeError(f"turn {turn_id!r} already ended: {ended.body.get('outcome')} ({ended.body.get('halt_state')})")
     # paused if no checkpoint follows the last pause: a lift that crashed before its batch's
     # checkpoint ran nothing, and the person is asked again
@@ -92,14 +117,21 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     last = max((i for i, e in enumerate(entries) if e.kind == "checkpoint"), default=None)
     if last is None:
         raise ResumeError(f"turn {turn_id!r} stopped before its first model call: run it again from its messages")
-    point = entries[last].body
     messages = [dict(m) for m in begin.get("messages", [])]
+    Trajectory(messages)
     for e in entries[: last + 1]:
         if e.kind == "checkpoint":
-            messages += [dict(m) for m in e.body.get("messages", [])]
+            at.entry = e
+            added = [dict(m) for m in e.body.get("messages", [])]
+            Trajectory(added)  # read as a history reads them: a message of the wrong shape is damage, named here
+            messages += added
+    at.entry = entries[last]
+    point = entries[last].body
     if len(messages) != point.get("message_count"):
         raise ResumeError(f"turn {turn_id!r}: the journal's messages do not add up ({len(messages)} != {point.get('message_count')})")
-    steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last]), int(point["step"]))
+    count = int(point["step"])
+    steps, trace, cfg = _replay_steps(policy, turn_id, _kept_steps(entries[:last], at), count, at)
+    at.entry = entries[last]
     want = Config(point["state"], tuple(point["counters"]), frozenset(point["flags"]))
     if cfg != want:
         raise ResumeError(f"turn {turn_id!r}: the journal's decisions lead to {cfg.state}, its checkpoint says {want.state}")
@@ -110,43 +142,61 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     if point.get("pending"):
         p = point["pending"]
         pending = (str(p["text"]), [ToolCall(str(c["id"]), str(c["name"]), str(c["arguments"])) for c in p["calls"]])
+    u = point.get("usage", {})
+    kinds = {k: type(v) for k, v in vars(TurnUsage()).items()}  # int, float or bool, as declared
+    usage = TurnUsage(**{k: kinds[k](v) for k, v in u.items() if k in kinds})
+    last_event = point.get("last_event") or {"name": "start", "attrs": {}}
+    GuardrailState({}).restore(point.get("guardrails") or {})  # read once here: a damaged memory is named as damage
+    offer = Offer(**point["offer"])
+    guardrails = dict(point.get("guardrails") or {})
+    compaction_level = int(point.get("compaction_level", 0))
+    batches_run = int(point.get("batches_run", 0))
+    elapsed = float(point.get("elapsed", 0.0))
+    decisions = {str(k): bool(v) for k, v in (point.get("decisions") or {}).items()}
+    approval_spent = float(point.get("approval_spent") or 0.0)
+    event = Event(str(last_event["name"]), dict(last_event.get("attrs") or {}))
     answered: dict[str, ToolResult] = {}
     started: list[str] = []
     calls = {c.id: c for c in (pending[1] if pending else [])}
     for e in entries[last + 1 :]:  # a paused batch ran nothing: its answers are placeholders
+        at.entry = e
         if e.kind == "tool_start" and e.body.get("id") in calls:
             started.append(str(e.body["id"]))
         elif e.kind == "tool_finish" and e.body.get("id") in calls and not _awaiting(e.body):
             b = e.body
             answered[str(b["id"])] = ToolResult(calls[str(b["id"])], str(b["content"]), ok=bool(b["ok"]), ran=bool(b["ran"]),
                                                 timed_out=bool(b.get("timed_out")))
-    requests = [_request(e.body) for e in entries if e.kind == "request"]  # the cut call's request was sent too
-    u = point.get("usage", {})
-    kinds = {k: type(v) for k, v in vars(TurnUsage()).items()}  # int, float or bool, as declared
-    usage = TurnUsage(**{k: kinds[k](v) for k, v in u.items() if k in kinds})
-    last_event = point.get("last_event") or {"name": "start", "attrs": {}}
+    requests = []
+    for e in entries:
+        if e.kind == "request":  # the cut call's request was sent too
+            at.entry = e
+            requests.append(_request(e.body))
+    waiting = None
+    if pause is not None:
+        at.entry = pause
+        waiting = [str(c["id"]) for c in pause.body["calls"]]
     return ResumePoint(
         messages=messages,
         config=cfg,
-        offer=Offer(**point["offer"]),
-        last_event=Event(str(last_event["name"]), dict(last_event.get("attrs") or {})),
+        offer=offer,
+        last_event=event,
         steps=steps,
         trace=trace,
         requests=requests,
         usage=usage,
-        guardrails=dict(point.get("guardrails") or {}),
-        compaction_level=int(point.get("compaction_level", 0)),
-        batches_run=int(point.get("batches_run", 0)),
-        elapsed=float(point.get("elapsed", 0.0)),
+        guardrails=guardrails,
+        compaction_level=compaction_level,
+        batches_run=batches_run,
+        elapsed=elapsed,
         reply_text=str(point.get("reply_text") or ""),
         streamed=str(point.get("streamed") or ""),
         streamed_kept=bool(point.get("streamed_kept", True)),  # journals before 2026-12-03: kept, as they were read
         pending=pending,
         answered=answered,
         interrupted=[i for i in started if i not in answered],
-        decisions={str(k): bool(v) for k, v in (point.get("decisions") or {}).items()},
-        approval_spent=float(point.get("approval_spent") or 0.0),
-        waiting=None if pause is None else [str(c["id"]) for c in pause.body["calls"]],
+        decisions=decisions,
+        approval_spent=approval_spent,
+        waiting=waiting,
         paused_in="" if pause is None else str(pause.body.get("halt_state")),
     )
 
@@ -157,26 +207,28 @@ def _awaiting(answer: dict[str, Any]) -> bool:
     return answer.get("content") == AWAITING and not answer.get("ran")
 
 
-def _kept_steps(entries: Sequence[Entry]) -> list[dict[str, Any]]:
-    """The step records of the decisions that stand: a checkpoint at step n drops the records after
+def _kept_steps(entries: Sequence[Entry], at: _Reading) -> list[Entry]:
+    """The step entries of the decisions that stand: a checkpoint at step n drops the records after
     the n-th, decisions a crash cut, which the process resumed from that checkpoint took again."""
-    records: list[dict[str, Any]] = []
+    records: list[Entry] = []
     for e in entries:
         if e.kind == "checkpoint":
+            at.entry = e
             del records[int(e.body.get("step", len(records))):]
         elif e.kind == "step":
-            records.append(e.body)
+            records.append(e)
     return records
 
 
-def _replay_steps(policy: Policy, turn_id: str, records: list[dict[str, Any]], count: int) -> tuple[list[Step], list[TraceStep], Config]:
+def _replay_steps(policy: Policy, turn_id: str, records: list[Entry], count: int, at: _Reading) -> tuple[list[Step], list[TraceStep], Config]:
     """The policy's own steps for the recorded events, checked against where the journal says they led."""
     if len(records) < count:
         raise ResumeError(f"turn {turn_id!r}: its checkpoint follows {count} decisions, the journal holds {len(records)}")
     cfg = policy.initial_config()
     steps: list[Step] = []
     trace: list[TraceStep] = []
-    for i, r in enumerate(records[:count]):
+    for i, entry in enumerate(records[:count]):
+        at.entry, r = entry, entry.body
         if r.get("state") != cfg.state:
             raise ResumeError(f"turn {turn_id!r}: decision {i + 1} was taken in {r.get('state')!r}, the policy is in {cfg.state!r}")
         event = Event(str(r["event"]), _typed(policy, cfg.state, str(r["event"]), dict(r.get("attrs") or {})))
@@ -215,7 +267,6 @@ def abandon(policy: Policy, journal: JournalStore, turn_id: str) -> list[dict[st
     """End a turn paused for approval without running what waits: each waiting call is answered
     "Abandoned", so the history stays valid when the next user message follows it. Returns that
     history; the journal records the end (the turn cannot be resumed after it)."""
-    from .history import Trajectory
     from .journaling import JournalWriter
 
     point = resume_point(policy, turn_id, journal.entries(turn_id))
