@@ -13,8 +13,9 @@ tool is declared idempotent.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from loopspec.journal import Entry, JournalStore
 from loopspec.language.alphabet import KINDS, Event
@@ -80,10 +81,24 @@ _DAMAGE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 @dataclass
-class _Reading:
-    """The entry being read, so that a damaged one is named in the error."""
+class JournalReading:
+    """The entry being read, so that a damaged one is named in the error (see :func:`reading`)."""
 
     entry: Entry
+
+
+@contextmanager
+def reading(turn_id: str, first: Entry) -> Iterator[JournalReading]:
+    """Read turn ``turn_id``'s entries, moving ``.entry`` along as they are read: a field missing
+    or of the wrong shape (a disk error, a hand edit) becomes a :class:`ResumeError` that names the
+    entry and the field, and what to do, instead of a KeyError or TypeError out of the reader."""
+    at = JournalReading(first)
+    try:
+        yield at
+    except _DAMAGE as exc:
+        what = f"its field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) and exc.args else f"a field is of the wrong shape ({exc})"
+        raise ResumeError(f"turn {turn_id!r}: the journal is damaged at entry {at.entry.seq} ({at.entry.kind}): {what}; "
+                          "it cannot be resumed: run the turn again from its messages") from None
 
 
 def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> ResumePoint:
@@ -91,16 +106,11 @@ def resume_point(policy: Policy, turn_id: str, entries: Sequence[Entry]) -> Resu
     (an entry with a field missing or of the wrong shape) among the reasons, named by its entry."""
     if not entries:
         raise ResumeError(f"no turn {turn_id!r} in the journal")
-    at = _Reading(entries[0])
-    try:
+    with reading(turn_id, entries[0]) as at:
         return _read_point(policy, turn_id, entries, at)
-    except _DAMAGE as exc:
-        what = f"its field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) and exc.args else f"a field is of the wrong shape ({exc})"
-        raise ResumeError(f"turn {turn_id!r}: the journal is damaged at entry {at.entry.seq} ({at.entry.kind}): {what}; "
-                          "it cannot be resumed: run the turn again from its messages") from None
 
 
-def _read_point(policy: Policy, turn_id: str, entries: Sequence[Entry], at: _Reading) -> ResumePoint:
+def _read_point(policy: Policy, turn_id: str, entries: Sequence[Entry], at: JournalReading) -> ResumePoint:
     if entries[0].kind != "begin":
         raise ResumeError(f"turn {turn_id!r} has no beginning in the journal (its first entry is {entries[0].kind!r})")
     ended = next((e for e in reversed(entries) if e.kind == "halt"), None)
@@ -207,7 +217,7 @@ def _awaiting(answer: dict[str, Any]) -> bool:
     return answer.get("content") == AWAITING and not answer.get("ran")
 
 
-def _kept_steps(entries: Sequence[Entry], at: _Reading) -> list[Entry]:
+def _kept_steps(entries: Sequence[Entry], at: JournalReading) -> list[Entry]:
     """The step entries of the decisions that stand: a checkpoint at step n drops the records after
     the n-th, decisions a crash cut, which the process resumed from that checkpoint took again."""
     records: list[Entry] = []
@@ -220,7 +230,7 @@ def _kept_steps(entries: Sequence[Entry], at: _Reading) -> list[Entry]:
     return records
 
 
-def _replay_steps(policy: Policy, turn_id: str, records: list[Entry], count: int, at: _Reading) -> tuple[list[Step], list[TraceStep], Config]:
+def _replay_steps(policy: Policy, turn_id: str, records: list[Entry], count: int, at: JournalReading) -> tuple[list[Step], list[TraceStep], Config]:
     """The policy's own steps for the recorded events, checked against where the journal says they led."""
     if len(records) < count:
         raise ResumeError(f"turn {turn_id!r}: its checkpoint follows {count} decisions, the journal holds {len(records)}")

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from loopspec.engine.clock import VirtualClock
 from loopspec.engine.observers import TurnObserver
-from loopspec.engine.resume import ResumeError, resume_point
+from loopspec.engine.resume import JournalReading, ResumeError, reading, resume_point
 from loopspec.engine.turn import Turn
 from loopspec.journal import Entry, JournalStore
 from loopspec.language.model import Policy
@@ -43,13 +43,15 @@ def started(entries: Sequence[Entry]) -> bool:
     return any(e.kind == "checkpoint" for e in entries)
 
 
-def cut_requests(entries: Sequence[Entry]) -> set[int]:
+def cut_requests(entries: Sequence[Entry], at: JournalReading | None = None) -> set[int]:
     """The indexes of the requests a crash cut: those after the last checkpoint of a process's run
     (a ``resume`` entry starts the next run; the last run is the one being resumed). Each is made
-    again on resume, from the checkpoint before it."""
+    again on resume, from the checkpoint before it. ``at`` follows the entries read (:func:`reading`)."""
     cut: set[int] = set()
     pending: list[int] = []
     for e in entries:
+        if at is not None:
+            at.entry = e
         if e.kind == "checkpoint":
             pending = []
         elif e.kind == "request":
@@ -72,20 +74,29 @@ def played_tools(entries: Sequence[Entry]) -> dict[str, int]:
     return played
 
 
+def _files_root(note: dict[str, Any]) -> str | None:
+    """The ``--files-root`` a replay note holds (None: none was given)."""
+    root = note.get("files_root")
+    if root is not None and not isinstance(root, str):
+        raise TypeError(f"files_root is {root!r}, not a folder")
+    return root
+
+
 def load_replayed(turn_id: str, entries: Sequence[Entry], files_root: str | None = None) -> Cassette:
     """The cassette a journaled replay read, as it was: :class:`ResumeError` when it is gone,
     no longer reads, was edited since, or cancels the turn (which resume does not replay yet)."""
     from .cassette import read_cassette
 
-    note = replay_entry(entries)
-    if note is None:
+    entry = next((e for e in entries if e.kind == "replay"), None)
+    if entry is None:
         raise ResumeError(f"turn {turn_id!r} is not a replayed turn (no replay entry in the journal)")
-    path = str(note["cassette"])
+    with reading(turn_id, entry):
+        path, sha256, root = str(entry.body["cassette"]), entry.body.get("sha256"), _files_root(entry.body)
     if not os.path.isfile(path):
         raise ResumeError(f"turn {turn_id!r} replayed {path}, which is not there any more")
-    if digest(path) != note.get("sha256"):
+    if digest(path) != sha256:
         raise ResumeError(f"turn {turn_id!r} replayed {path}, which has changed since: replay it again")
-    c, diags = read_cassette(path, files_root=note.get("files_root") or files_root)
+    c, diags = read_cassette(path, files_root=root or files_root)
     if c is None:
         first = next((d for d in diags if d.severity == "error"), None)
         raise ResumeError(f"turn {turn_id!r} replayed {path}, which no longer reads" + (f": {first.message}" if first else ""))
@@ -104,13 +115,15 @@ async def resume_replay(policy: Policy, journal: JournalStore, turn_id: str, *, 
     entries = journal.entries(turn_id)
     c = load_replayed(turn_id, entries, files_root)
     if not started(entries) and not any(e.kind == "halt" for e in entries):
-        if entries[0].body.get("policy") != policy.name:
-            raise ResumeError(f"turn {turn_id!r} ran under policy {entries[0].body.get('policy')!r}, not {policy.name!r}")
-        note = replay_entry(entries) or {}
-        return await replay(c, policy, journal=journal, turn_id=turn_id, observers=observers,
-                            files_root=note.get("files_root") or files_root)
+        with reading(turn_id, entries[0]):
+            ran_under = entries[0].body.get("policy")
+        root = _files_root(replay_entry(entries) or {})  # read whole by load_replayed above
+        if ran_under != policy.name:
+            raise ResumeError(f"turn {turn_id!r} ran under policy {ran_under!r}, not {policy.name!r}")
+        return await replay(c, policy, journal=journal, turn_id=turn_id, observers=observers, files_root=root or files_root)
     point = resume_point(policy, turn_id, entries)  # refuses what Turn.resume would, before any effect
-    cut = cut_requests(entries)
+    with reading(turn_id, entries[0]) as at:
+        cut = cut_requests(entries, at)
     consumed = len(point.requests) - len(cut)  # the responses the turn has taken so far
     provider = InProcessProvider(c.interactions[consumed:])
     tools = RecordedTools(c)

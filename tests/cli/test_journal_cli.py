@@ -150,6 +150,46 @@ def test_resume_refuses_a_replayed_turn_whose_cassette_changed(cassette: Path, c
     assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def damaged_copy(source: Path, target: Path, kind: str, field: str, value: Any) -> int:
+    """``source``'s turn copied into ``target`` with ``field`` of its last ``kind`` entry removed
+    (``value`` is ``...``) or replaced; returns that entry's position."""
+    with SqliteJournal(source) as j:
+        (turn_id,) = j.turn_ids()
+        entries = j.entries(turn_id)
+    last = max(e.seq for e in entries if e.kind == kind)
+    with SqliteJournal(target) as j:
+        for e in entries:
+            body = dict(e.body)
+            if e.seq == last:
+                if value is ...:
+                    del body[field]
+                else:
+                    body[field] = value
+            j.append(turn_id, e.kind, body)
+    return last
+
+
+@pytest.mark.parametrize("cut, kind, field, value, says", [
+    (4, "replay", "cassette", ..., "its field 'cassette' is missing"),
+    (4, "request", "index", "first", "a field is of the wrong shape (invalid literal for int() with base 10: 'first')"),
+    (4, "checkpoint", "counters", None, "a field is of the wrong shape ('NoneType' object is not iterable)"),
+    (0, "begin", "policy", ..., "ran under policy None, not 'default'"),
+    (0, "replay", "files_root", 1, "a field is of the wrong shape"),
+])
+def test_resume_refuses_a_damaged_replay_journal_naming_the_entry(cassette: Path, capsys: pytest.CaptureFixture[str], cut: int,
+                                                                   kind: str, field: str, value: Any, says: str) -> None:
+    """A replayed turn's journal, damaged where resuming it reads (its replay note, a request's
+    index, the checkpoint; cut before any effect: the begin and the note), is refused in one line
+    that names the file, the entry and the field: never a traceback."""
+    cut_replay(cassette, Path("j.db"), cut)
+    seq = damaged_copy(Path("j.db"), Path("d.db"), kind, field, value)
+    code, out, err = run(capsys, "resume", "--journal", "d.db", "--machine", POLICY)
+    assert code == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert says in err and err.startswith("loopspec resume: d.db: turn 'corpus/ml-intern-length-with-tool-calls'")
+    if "damaged" in says or "wrong shape" in says or "missing" in says:
+        assert f"the journal is damaged at entry {seq} ({kind})" in err
+
+
 def test_resume_of_a_live_turn_needs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with SqliteJournal(tmp_path / "j.db") as j:
         j.append("live", "begin", {"policy": "default", "messages": []})
