@@ -225,51 +225,59 @@ def cmd_resume(args: argparse.Namespace) -> int:
         journal = SqliteJournal(args.journal)
     except JournalError as exc:  # it names the file
         return fail("resume", str(exc))
-    with journal:
-        turn_id = args.turn_id
-        if turn_id is None:  # the newest turn that has not ended
-            open_turns = [t for t in journal.turn_ids() if not any(e.kind == "halt" for e in journal.entries(t))]
-            if not open_turns:
-                return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
-            turn_id = open_turns[-1]
-        from loopspec.engine.resume import ResumeError, abandon
+    try:
+        with journal:
+            return _resume_from(args, policy, journal)
+    except JournalError as exc:  # an entry that does not read: it names the file and the entry
+        return fail("resume", str(exc))
 
-        if args.abandon:  # no model call: no credentials needed
-            if args.approve or args.deny:
-                return fail("resume", "--abandon answers every waiting call: it does not go with --approve or --deny")
-            try:
-                messages = abandon(policy, journal, turn_id)
-            except ResumeError as exc:
-                return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
-            if args.json:
-                print_json({"turn_id": turn_id, "outcome": "abandoned", "messages": messages})
-            else:
-                print(f"--- abandoned {turn_id}: its waiting calls are answered so; the history has "
-                      f"{len(messages)} messages", file=sys.stderr)
-            return EXIT_OK
-        from loopspec.replay.journaled import replay_entry, started
 
-        entries = journal.entries(turn_id)
-        if replay_entry(entries) is not None:
-            return _resume_replayed(args, policy, journal, turn_id)
-        if entries and not started(entries) and not any(e.kind == "halt" for e in entries):
-            return fail("resume", f"turn {turn_id!r} stopped before its first model call, before any effect: run it "
-                                  "again (a replayed cassette: replay it again into the same journal)")
-        if args.model is None:
-            return fail("resume", f"turn {turn_id!r} is a live turn: give --model (and its credentials) to go on with it")
-        ok, api_key = live_api_key(args, "resume")
-        if not ok:
-            return EXIT_USAGE
-        from loopspec.engine.turn import Turn
-        from loopspec.providers.litellm_provider import LiteLLMProvider
+def _resume_from(args: argparse.Namespace, policy: Any, journal: Any) -> int:
+    """``cmd_resume`` with its journal open."""
+    turn_id = args.turn_id
+    if turn_id is None:  # the newest turn that has not ended
+        open_turns = [t for t in journal.turn_ids() if not any(e.kind == "halt" for e in journal.entries(t))]
+        if not open_turns:
+            return fail("resume", f"every turn in {args.journal} has ended: nothing to resume")
+        turn_id = open_turns[-1]
+    from loopspec.engine.resume import ResumeError, abandon
 
-        turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
-                    api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id,
-                    approvals=approval_session(args))
+    if args.abandon:  # no model call: no credentials needed
+        if args.approve or args.deny:
+            return fail("resume", "--abandon answers every waiting call: it does not go with --approve or --deny")
         try:
-            result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
+            messages = abandon(policy, journal, turn_id)
         except ResumeError as exc:
             return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
+        if args.json:
+            print_json({"turn_id": turn_id, "outcome": "abandoned", "messages": messages})
+        else:
+            print(f"--- abandoned {turn_id}: its waiting calls are answered so; the history has "
+                  f"{len(messages)} messages", file=sys.stderr)
+        return EXIT_OK
+    from loopspec.replay.journaled import replay_entry, started
+
+    entries = journal.entries(turn_id)
+    if replay_entry(entries) is not None:
+        return _resume_replayed(args, policy, journal, turn_id)
+    if entries and not started(entries) and not any(e.kind == "halt" for e in entries):
+        return fail("resume", f"turn {turn_id!r} stopped before its first model call, before any effect: run it "
+                              "again (a replayed cassette: replay it again into the same journal)")
+    if args.model is None:
+        return fail("resume", f"turn {turn_id!r} is a live turn: give --model (and its credentials) to go on with it")
+    ok, api_key = live_api_key(args, "resume")
+    if not ok:
+        return EXIT_USAGE
+    from loopspec.engine.turn import Turn
+    from loopspec.providers.litellm_provider import LiteLLMProvider
+
+    turn = Turn(policy, LiteLLMProvider(), model=args.model, tools=demo_tools(), consumers=console(args),
+                api_base=args.api_base, api_key=api_key, journal=journal, turn_id=turn_id,
+                approvals=approval_session(args))
+    try:
+        result = run_async(turn.resume(turn_id, approve=args.approve, deny=args.deny))
+    except ResumeError as exc:
+        return fail("resume", f"{args.journal}: {exc}")  # the file, then the entry
     if args.json:
         print_result_json({**result.to_json(), "journal": {"file": args.journal, "turn_id": turn_id}}, api_key)
     else:

@@ -140,7 +140,13 @@ class SqliteJournal:
             rows = self._db.execute(
                 "SELECT seq, kind, body, at FROM entries WHERE turn_id = ? ORDER BY seq", (turn_id,)
             ).fetchall()
-        return [Entry(turn_id, int(seq), str(kind), json.loads(body), float(at)) for seq, kind, body, at in rows]
+        out = []
+        for seq, kind, body, at in rows:
+            try:
+                out.append(Entry(turn_id, int(seq), str(kind), json.loads(body), float(at)))
+            except (TypeError, ValueError) as exc:  # a row edited or damaged outside loopspec
+                raise JournalError(f"{self.path}: entry {seq} ({kind}) of turn {turn_id} does not read: {exc}") from None
+        return out
 
     def turn_ids(self) -> list[str]:
         with self._lock:

@@ -190,6 +190,23 @@ def test_resume_refuses_a_damaged_replay_journal_naming_the_entry(cassette: Path
         assert f"the journal is damaged at entry {seq} ({kind})" in err
 
 
+@pytest.mark.parametrize("turn_given", [True, False])
+def test_resume_refuses_an_entry_that_no_longer_reads_as_json(cassette: Path, capsys: pytest.CaptureFixture[str],
+                                                              turn_given: bool) -> None:
+    """A row cut by a disk error or a hand edit: one line naming the file and the entry, exit 2,
+    whether the turn is named or looked for (the newest that has not ended reads every turn)."""
+    import sqlite3
+
+    cut_replay(cassette, Path("j.db"), 4)
+    with sqlite3.connect("j.db") as db:
+        db.execute("UPDATE entries SET body = substr(body, 1, 10) WHERE seq = 3")
+        (kind,) = db.execute("SELECT kind FROM entries WHERE seq = 3").fetchone()
+    turn = [turn_id_of(str(cassette))] if turn_given else []
+    code, out, err = run(capsys, "resume", *turn, "--journal", "j.db", "--machine", POLICY)
+    assert code == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"loopspec resume: j.db: entry 3 ({kind}) of turn {turn_id_of(str(cassette))} does not read: ")
+
+
 def test_resume_of_a_live_turn_needs_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with SqliteJournal(tmp_path / "j.db") as j:
         j.append("live", "begin", {"policy": "default", "messages": []})

@@ -69,6 +69,24 @@ def test_an_entry_that_is_not_json_is_refused_and_nothing_is_written(tmp_path: P
         assert j.entries("t") == [] and j.append("t", "step", {}) == 0
 
 
+def test_an_entry_damaged_outside_loopspec_is_refused_naming_the_file_and_the_entry(tmp_path: Path) -> None:
+    """A row edited by hand or cut by a disk error (its body no longer JSON, its time not a number)
+    is a JournalError naming the file, the entry and the turn, not a JSONDecodeError."""
+    path = tmp_path / "j.db"
+    with SqliteJournal(path) as journal:
+        journal.append("t", "begin", {"messages": []})
+        journal.append("t", "checkpoint", {"step": 0})
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE entries SET body = ? WHERE seq = 1", ('{"step": 0',))
+    with SqliteJournal(path) as journal, pytest.raises(JournalError) as err:
+        journal.entries("t")
+    assert str(err.value).startswith(f"{path}: entry 1 (checkpoint) of turn t does not read: ")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE entries SET body = ?, at = ? WHERE seq = 1", ('{"step": 0}', "noon"))
+    with SqliteJournal(path) as journal, pytest.raises(JournalError, match=r"entry 1 \(checkpoint\) of turn t does not read"):
+        journal.entries("t")
+
+
 def test_a_file_that_is_not_a_journal_is_refused_with_its_name(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a database at all\n" * 100)
