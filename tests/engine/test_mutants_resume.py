@@ -1,0 +1,147 @@
+"""What ``resume_point`` reads from a journal, and what it says when it refuses one.
+
+Planting mutmut's mutants of ``engine/resume.py`` showed the suite checked that a refusal happened
+and that a resumed turn ended well, but not the refusals' words (each names the turn and what does
+not fit, so a person can act on it), nor the fields a resume point takes from a checkpoint only when
+they are there: the last event, usage, compaction level, batches run, the time spent, the reply's
+text, each with the default an older journal without it gets, and an answered call's ``ran`` and
+``timed_out``. These tests read the resume point itself."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy, load_policy_text
+from loopspec.engine.resume import ResumeError, resume_point
+from loopspec.engine.results import TurnUsage
+from loopspec.journal import Entry, SqliteJournal
+from loopspec.language.alphabet import Event
+from loopspec.replay.interactions import StreamResponse
+
+from _paths import DEFAULT_POLICY, FIXTURES
+
+POLICY = load_policy(str(DEFAULT_POLICY))
+TOOL_CALL = (FIXTURES / "streams" / "openai_stream_tool_call_single.sse").read_text()
+TEXT = (FIXTURES / "streams" / "openai_stream_text.sse").read_text()
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+
+
+def journal_of(tmp_path: Path, needs_approval: bool = False, replies: tuple[str, ...] = (TOOL_CALL, TEXT)) -> list[Entry]:
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", needs_approval=needs_approval,
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = Turn(POLICY, InProcessProvider([StreamResponse(sse=r) for r in replies]), model="openai/x", tools=reg,
+                    clock=VirtualClock(), journal=journal, turn_id="t")
+        asyncio.run(turn.run(USER))
+        return journal.entries("t")
+
+
+def cut_after(entries: list[Entry], kind: str, nth: int = 1) -> list[Entry]:
+    """The entries up to and with the ``nth`` entry of ``kind``: a crash right after it."""
+    seen = 0
+    for i, e in enumerate(entries):
+        seen += e.kind == kind
+        if seen == nth:
+            return entries[: i + 1]
+    raise AssertionError(f"no {nth}th {kind}")
+
+
+def with_body(entries: list[Entry], seq: int, **changes: Any) -> list[Entry]:
+    """``entries`` with entry ``seq``'s body changed (a value of ``...`` removes the field)."""
+    out = []
+    for e in entries:
+        if e.seq == seq:
+            body = {**e.body, **changes}
+            body = {k: v for k, v in body.items() if v is not ...}
+            e = dataclasses.replace(e, body=body)
+        out.append(e)
+    return out
+
+
+def refusal(policy: Any, entries: list[Entry]) -> str:
+    with pytest.raises(ResumeError) as err:
+        resume_point(policy, "t", entries)
+    return str(err.value)
+
+
+def test_each_refusal_names_the_turn_and_what_does_not_fit(tmp_path: Path) -> None:
+    whole = journal_of(tmp_path)
+    crashed = cut_after(whole, "tool_finish")
+    last_checkpoint = [e for e in crashed if e.kind == "checkpoint"][-1]
+    assert refusal(POLICY, crashed[1:]) == "turn 't' has no beginning in the journal (its first entry is 'checkpoint')"
+    halt = whole[-1].body
+    assert refusal(POLICY, whole) == f"turn 't' already ended: completed ({halt['halt_state']})" and halt["halt_state"]
+    other = load_policy_text(DEFAULT_POLICY.read_text().replace("name: default", "name: other", 1), "other.yaml")
+    assert refusal(other, crashed) == "turn 't' ran under policy 'default', not 'other'"
+    assert refusal(POLICY, with_body(crashed, last_checkpoint.seq, message_count=5)) == \
+        "turn 't': the journal's messages do not add up (1 != 5)"
+    assert refusal(POLICY, with_body(crashed, last_checkpoint.seq, step=9)) == \
+        "turn 't': its checkpoint follows 9 decisions, the journal holds 2"
+    assert refusal(POLICY, with_body(crashed, last_checkpoint.seq, state="call_model")) == \
+        "turn 't': the journal's decisions lead to run_tools, its checkpoint says call_model"
+
+
+def test_a_pause_that_does_not_fit_its_checkpoint_names_both_states(tmp_path: Path) -> None:
+    paused = journal_of(tmp_path, needs_approval=True, replies=(TOOL_CALL,))
+    pause = next(e for e in paused if e.kind == "pause")
+    assert refusal(POLICY, with_body(paused, pause.seq, state="call_model")) == (
+        "turn 't' paused in 'call_model', not in the tool_exec state its last checkpoint holds ('run_tools'): "
+        "the journal does not fit this policy")
+
+
+def test_a_resume_point_takes_what_its_checkpoint_holds(tmp_path: Path) -> None:
+    """The second call's checkpoint: the tool round's messages, usage after one call, one batch
+    run, the last event (the batch's ``ok``), the first reply's text."""
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    body = crashed[-1].body
+    point = resume_point(POLICY, "t", crashed)
+    assert point.last_event == Event(body["last_event"]["name"], body["last_event"]["attrs"]) and point.last_event.name == "ok"
+    assert point.usage == TurnUsage(**body["usage"]) and point.usage.prompt_tokens > 0 and point.usage.completion_tokens > 0
+    assert point.batches_run == body["batches_run"] == 1
+    assert point.compaction_level == body["compaction_level"] and point.elapsed == body["elapsed"]
+    assert point.reply_text == body["reply_text"] and [m["role"] for m in point.messages] == ["user", "assistant", "tool"]
+
+
+def test_a_checkpoint_without_the_optional_fields_gets_their_defaults(tmp_path: Path) -> None:
+    """A journal from before those fields were written: the turn goes on from the start of its
+    counts (no event yet, no usage, level 0, no batch, no time spent, no reply text)."""
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    seq = crashed[-1].seq
+    bare = with_body(crashed, seq, last_event=..., usage=..., compaction_level=..., batches_run=..., elapsed=...,
+                     reply_text=..., guardrails=..., streamed=..., streamed_kept=...)
+    point = resume_point(POLICY, "t", bare)
+    assert point.last_event == Event("start", {})
+    assert point.usage == TurnUsage()
+    assert (point.compaction_level, point.batches_run, point.elapsed, point.reply_text) == (0, 0, 0.0, "")
+    assert point.streamed == "" and point.streamed_kept is True
+    attrs_only = with_body(crashed, seq, last_event={"name": "ok"})
+    assert resume_point(POLICY, "t", attrs_only).last_event == Event("ok", {})
+
+
+def test_a_begin_or_checkpoint_without_messages_adds_none(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    begin_seq = crashed[0].seq
+    firsts = [e for e in crashed if e.kind == "checkpoint"]
+    no_begin_messages = with_body(crashed, begin_seq, messages=...)
+    for e in firsts:
+        no_begin_messages = with_body(no_begin_messages, e.seq, message_count=e.body["message_count"] - 1)
+    assert [m["role"] for m in resume_point(POLICY, "t", no_begin_messages).messages] == ["assistant", "tool"]
+    no_round = with_body(crashed, firsts[-1].seq, messages=..., message_count=1)
+    assert resume_point(POLICY, "t", no_round).messages == USER
+
+
+@pytest.mark.parametrize("ran, timed_out", [(True, True), (False, False), (True, False)])
+def test_an_answered_call_keeps_whether_it_ran_and_whether_it_timed_out(tmp_path: Path, ran: bool, timed_out: bool) -> None:
+    crashed = cut_after(journal_of(tmp_path), "tool_finish")
+    finish = crashed[-1]
+    point = resume_point(POLICY, "t", with_body(crashed, finish.seq, ran=ran, timed_out=timed_out, content="late"))
+    (answer,) = point.answered.values()
+    assert (answer.ran, answer.timed_out, answer.content, answer.ok) == (ran, timed_out, "late", finish.body["ok"])
+    without = resume_point(POLICY, "t", with_body(crashed, finish.seq, timed_out=...))
+    assert next(iter(without.answered.values())).timed_out is False
