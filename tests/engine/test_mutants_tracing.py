@@ -1,0 +1,182 @@
+"""Every attribute of every span a turn emits, by name, and the observer's own edges.
+
+Planting mutmut's mutants of ``engine/tracing.py`` showed the suite read a handful of attributes
+per span, so a renamed attribute (``gen_ai.request.model``, ``loopspec.halt_state``, the token
+counts), the tracer's name and version, a span's kind or an error status's text could change
+unnoticed, though dashboards built on the GenAI semantic conventions select by exactly those
+names. These tests compare whole attribute sets; and they drive the observer in the orders a
+turn may call it (a halt with a chat or a tool still open, a halt or a step before any turn)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib.metadata import version
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy
+from loopspec.engine.observers import TurnInfo
+from loopspec.engine.results import TraceStep, TurnResult, TurnUsage
+from loopspec.engine.tools import ToolCall
+from loopspec.engine.tracing import OpenTelemetryTracing, provider_name
+from loopspec.language.alphabet import Event
+from loopspec.providers.base import ModelRequest
+from loopspec.replay.interactions import StreamResponse
+
+from _paths import DEFAULT_POLICY, FIXTURES
+
+POLICY = load_policy(str(DEFAULT_POLICY))
+STREAMS = FIXTURES / "streams"
+USER = [{"role": "user", "content": "What is the capital of the UK?"}]
+MODEL = "openai/gpt-4o-mini"
+
+
+def exporter_and_tracing(**kw: Any) -> tuple[InMemorySpanExporter, OpenTelemetryTracing]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter, OpenTelemetryTracing(provider, **kw)
+
+
+def traced(interactions: list[Any], **kw: Any) -> tuple[TurnResult, list[Any]]:
+    exporter, tracing = exporter_and_tracing()
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital",
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    turn = Turn(POLICY, InProcessProvider(interactions), model=MODEL, tools=reg, clock=VirtualClock(),
+                api_base="http://127.0.0.1:8931/v1", observers=[tracing], **kw)
+    result = asyncio.run(turn.run(USER))
+    assert result.observer_errors == []
+    return result, list(exporter.get_finished_spans())
+
+
+def recorded(name: str) -> StreamResponse:
+    return StreamResponse(sse=(STREAMS / name).read_text())
+
+
+def test_a_tool_turns_spans_carry_exactly_these_attributes() -> None:
+    result, spans = traced([recorded("openai_stream_tool_call_single.sse"), recorded("openai_stream_text.sse")])
+    agent = next(s for s in spans if s.name == "invoke_agent default")
+    assert agent.kind == SpanKind.INTERNAL
+    assert dict(agent.attributes) == {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai", "gen_ai.agent.name": "default",
+        "gen_ai.request.model": MODEL, "loopspec.policy": "default", "loopspec.replayed": True,
+        "gen_ai.usage.input_tokens": result.usage.prompt_tokens, "gen_ai.usage.output_tokens": result.usage.completion_tokens,
+        "loopspec.outcome": "completed", "loopspec.halt_state": result.halt_state, "loopspec.model_calls": 2,
+        "loopspec.tool_batches": 1,
+    }
+    assert result.usage.prompt_tokens > 0 and result.halt_state
+    chats = sorted((s for s in spans if s.name == f"chat {MODEL}"), key=lambda s: s.start_time)
+    for index, (chat, event, finish) in enumerate(zip(chats, ["tool_calls", "text"], ["tool_calls", "stop"]), 1):
+        attrs = dict(chat.attributes)
+        usage = {k: attrs.pop(k) for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.reasoning.output_tokens")}
+        assert attrs == {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MODEL,
+            "gen_ai.request.stream": True, "loopspec.call_index": index, "server.address": "127.0.0.1", "server.port": 8931,
+            "loopspec.tools_offered": 1, "loopspec.event": event, "gen_ai.response.finish_reasons": (finish,),
+        }
+        assert usage["gen_ai.usage.input_tokens"] > 0 and usage["gen_ai.usage.reasoning.output_tokens"] == 0
+    assert sum(c.attributes["gen_ai.usage.input_tokens"] for c in chats) == result.usage.prompt_tokens
+    assert sum(c.attributes["gen_ai.usage.output_tokens"] for c in chats) == result.usage.completion_tokens
+    (tool,) = [s for s in spans if s.name == "execute_tool get_capital"]
+    call_id = next(m for m in result.messages if m["role"] == "tool")["tool_call_id"]
+    assert tool.kind == SpanKind.INTERNAL and dict(tool.attributes) == {
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_capital", "gen_ai.tool.call.id": call_id,
+        "gen_ai.tool.type": "function", "loopspec.tool.ran": True,
+    }
+    for s in spans:
+        assert s.instrumentation_scope.name == "loopspec" and s.instrumentation_scope.version == version("loopspec")
+
+
+def test_a_turn_that_fails_says_why_in_its_status_cut_at_200_characters() -> None:
+    exporter, tracing = exporter_and_tracing()
+    tracing.turn_started(turn_info(), USER)
+    result = halted("bad_request")
+    result.message = "why " * 100
+    tracing.turn_halted(result)
+    (agent,) = exporter.get_finished_spans()
+    assert agent.attributes["error.type"] == "bad_request"
+    assert agent.status.status_code == StatusCode.ERROR and agent.status.description == result.message[:200]
+
+
+def test_a_steps_counters_are_written_with_sorted_keys() -> None:
+    result, spans = traced([recorded("openai_stream_text.sse")])
+    assert list(result.trace[-1].counters) != sorted(result.trace[-1].counters), "the policy's own order is not sorted"
+    agent = next(s for s in spans if s.name.startswith("invoke_agent"))
+    steps = [e for e in agent.events if e.name == "loopspec.step"]
+    assert [e.attributes["loopspec.counters"] for e in steps] == [json.dumps(t.counters, sort_keys=True) for t in result.trace]
+
+
+def test_model_prefixes_are_read_up_to_the_first_slash() -> None:
+    assert provider_name("openai/org/model") == "openai"
+    assert provider_name("vertex_ai/publishers/google/gemini") == "gcp.vertex_ai"
+    assert provider_name("bedrock/anthropic.claude/v2") == "aws.bedrock"
+    assert provider_name("gpt-4o") == "openai" and provider_name("someone/else") == "someone"
+
+
+def test_content_is_off_unless_asked() -> None:
+    _, tracing = exporter_and_tracing()
+    assert tracing.capture_content is False
+
+
+def turn_info() -> TurnInfo:
+    return TurnInfo("default", MODEL, "http://127.0.0.1:8931/v1", replayed=False)
+
+
+def halted(outcome: str = "cancelled") -> TurnResult:
+    return TurnResult(outcome=outcome, halt_state="halt_cancelled", message="stopped", response="", messages=list(USER),
+                      trace=[], usage=TurnUsage())
+
+
+def test_a_halt_ends_a_chat_still_open_as_cancelled_and_every_tool_still_running() -> None:
+    exporter, tracing = exporter_and_tracing()
+    tracing.turn_started(turn_info(), USER)
+    tracing.tool_started(ToolCall("call_1", "get_capital", "{}"))
+    tracing.tool_started(ToolCall("call_2", "get_capital", "{}"))
+    tracing.model_call_started(1, ModelRequest(model=MODEL, messages=list(USER)))
+    tracing.turn_halted(halted())
+    spans = {s.name + ":" + str(s.attributes.get("gen_ai.tool.call.id", "")): s for s in exporter.get_finished_spans()}
+    assert sorted(spans) == [f"chat {MODEL}:", "execute_tool get_capital:call_1", "execute_tool get_capital:call_2",
+                             "invoke_agent default:"]
+    chat = spans[f"chat {MODEL}:"]
+    assert chat.attributes["loopspec.event"] == "cancelled" and chat.attributes["error.type"] == "cancelled"
+    assert chat.status.status_code == StatusCode.ERROR and chat.status.description == "cancelled"
+    assert "gen_ai.response.finish_reasons" not in chat.attributes
+    assert spans[f"chat {MODEL}:"].attributes["server.address"] == "127.0.0.1"
+
+
+def test_the_turns_address_is_used_when_a_request_names_none() -> None:
+    exporter, tracing = exporter_and_tracing()
+    tracing.turn_started(turn_info(), USER)
+    tracing.model_call_started(1, ModelRequest(model=MODEL, messages=list(USER), max_tokens=64))
+    tracing.model_call_finished(1, Event("text", {}), None)
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat")]
+    assert chat.attributes["server.address"] == "127.0.0.1" and chat.attributes["server.port"] == 8931
+    assert chat.attributes["gen_ai.request.max_tokens"] == 64
+
+
+def test_a_halt_or_a_step_with_no_turn_started_does_nothing() -> None:
+    """The turn did not start this observer's span (it was refused, or never called): the calls
+    that follow make no span and raise nothing."""
+    exporter, tracing = exporter_and_tracing()
+    step = POLICY.step(POLICY.initial_config(), Event("opened", {}))
+    tracing.step_taken(step, TraceStep.of(POLICY, step, 0))
+    tracing.model_call_finished(1, Event("text", {}), None)
+    tracing.turn_halted(halted("completed"))
+    assert list(exporter.get_finished_spans()) == []
+
+
+def test_a_turn_cancelled_before_its_first_call_ends_its_span_and_records_no_error() -> None:
+    exporter, tracing = exporter_and_tracing()
+    turn = Turn(POLICY, InProcessProvider([recorded("openai_stream_text.sse")]), model=MODEL, clock=VirtualClock(),
+                observers=[tracing])
+    turn.cancel()
+    result = asyncio.run(turn.run(USER))
+    assert result.outcome == "cancelled" and result.observer_errors == []
+    (agent,) = exporter.get_finished_spans()
+    assert agent.name == "invoke_agent default" and agent.attributes["loopspec.outcome"] == "cancelled"
