@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from importlib.metadata import version
 from typing import Any
 
@@ -22,7 +23,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from loopspec import InProcessProvider, ToolRegistry, Turn, VirtualClock, load_policy
 from loopspec.engine.observers import TurnInfo
 from loopspec.engine.results import TraceStep, TurnResult, TurnUsage
-from loopspec.engine.tools import ToolCall
+from loopspec.engine.tools import ToolCall, ToolResult
 from loopspec.engine.tracing import OpenTelemetryTracing, provider_name
 from loopspec.language.alphabet import Event
 from loopspec.providers.base import ModelRequest
@@ -180,3 +181,117 @@ def test_a_turn_cancelled_before_its_first_call_ends_its_span_and_records_no_err
     assert result.outcome == "cancelled" and result.observer_errors == []
     (agent,) = exporter.get_finished_spans()
     assert agent.name == "invoke_agent default" and agent.attributes["loopspec.outcome"] == "cancelled"
+
+
+def started(**kw: Any) -> tuple[InMemorySpanExporter, OpenTelemetryTracing]:
+    exporter, tracing = exporter_and_tracing(**kw)
+    tracing.turn_started(turn_info(), USER)
+    return exporter, tracing
+
+
+def test_a_step_names_its_transition_and_where_a_redirect_came_from_only_when_it_has_them() -> None:
+    exporter, tracing = started()
+    step = POLICY.step(POLICY.initial_config(), Event("opened", {}))
+    named = TraceStep(0, "call_model", "model_call", "opened", {}, "on_opened", "read_stream", {"model_calls": 1}, [], [],
+                      redirected_from="compact")
+    bare = TraceStep(1, "read_stream", "stream", "text", {}, None, "halt_completed", {"model_calls": 1}, [], [])
+    tracing.step_taken(step, named)
+    tracing.step_taken(step, bare)
+    tracing.turn_halted(halted("completed"))
+    (agent,) = exporter.get_finished_spans()
+    first, second = [dict(e.attributes) for e in agent.events]
+    assert first == {"loopspec.state": "call_model", "loopspec.event": "opened", "loopspec.target": "read_stream",
+                     "loopspec.counters": '{"model_calls": 1}', "loopspec.transition": "on_opened",
+                     "loopspec.redirected_from": "compact"}
+    assert second == {"loopspec.state": "read_stream", "loopspec.event": "text", "loopspec.target": "halt_completed",
+                      "loopspec.counters": '{"model_calls": 1}'}
+
+
+def test_calls_before_any_turn_make_no_span() -> None:
+    exporter, tracing = exporter_and_tracing()
+    tracing.model_call_started(1, ModelRequest(model=MODEL, messages=list(USER)))
+    tracing.model_call_finished(1, Event("text", {}), None)
+    call = ToolCall("call_1", "get_capital", "{}")
+    tracing.tool_started(call)
+    tracing.tool_finished(call, ToolResult(call, "London", ok=True))
+    assert list(exporter.get_finished_spans()) == []
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "an opaque part"
+
+
+def test_recorded_prompts_keep_their_text_redact_the_requests_key_and_write_any_value(monkeypatch: Any) -> None:
+    """Content capture writes text as it is (not \\u escapes), drops the request's own API key,
+    which has no provider shape, and writes a value JSON cannot hold as its text."""
+    exporter, tracing = started(capture_content=True)
+    key = "plain-words-key-0123456789"
+    messages = [{"role": "user", "content": f"Où est Londres? {key}"}, {"role": "user", "content": Opaque()}]
+    tracing.model_call_started(1, ModelRequest(model=MODEL, messages=messages, api_key=key))
+    tracing.model_call_finished(1, Event("text", {}), None)
+    (chat,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat")]
+    text = chat.attributes["gen_ai.input.messages"]
+    assert "Où est Londres?" in text and key not in text and "an opaque part" in text
+    assert json.loads(text)[0]["content"].startswith("Où est Londres? ")
+
+
+def test_recorded_replies_are_the_assistants_message_redacted_in_its_own_text(monkeypatch: Any) -> None:
+    from loopspec.wire.assemble import AssembledReply
+
+    monkeypatch.setenv("ACME_API_KEY", "acme-secret-0123456789")
+    exporter, tracing = started(capture_content=True)
+    tracing.model_call_started(1, ModelRequest(model=MODEL, messages=list(USER)))
+    reply = AssembledReply(text="Londres, où la clé acme-secret-0123456789 vit", finish_reason="stop")
+    tracing.model_call_finished(1, Event("text", {}), reply)
+    tracing.model_call_started(2, ModelRequest(model=MODEL, messages=list(USER)))
+    call = ToolCall("call_1", "get_capital", '{"country": "UK"}')
+    tracing.model_call_finished(2, Event("tool_calls", {}), AssembledReply(text="", tool_calls=[call], finish_reason="tool_calls"))
+    first, second = sorted((s for s in exporter.get_finished_spans() if s.name.startswith("chat")), key=lambda s: s.start_time)
+    out = first.attributes["gen_ai.output.messages"]
+    assert "où" in out and "acme-secret-0123456789" not in out
+    (message,) = json.loads(out)
+    assert message["role"] == "assistant" and message["content"].startswith("Londres, où la clé ") and set(message) == {"role", "content"}
+    (with_call,) = json.loads(second.attributes["gen_ai.output.messages"])
+    assert with_call["role"] == "assistant" and with_call["content"] == "" and "get_capital" in json.dumps(with_call["tool_calls"])
+
+
+def test_only_an_integer_status_is_written_as_the_http_status() -> None:
+    exporter, tracing = started()
+    for index, status in enumerate([429, "429", True, None], 1):
+        tracing.model_call_started(index, ModelRequest(model=MODEL, messages=list(USER)))
+        tracing.model_call_finished(index, Event("rate_limit", {"status": status}), None)
+    chats = sorted((s for s in exporter.get_finished_spans() if s.name.startswith("chat")), key=lambda s: s.start_time)
+    assert [c.attributes.get("http.response.status_code") for c in chats] == [429, None, None, None]
+    assert all(c.attributes["error.type"] == "rate_limit" and c.status.status_code == StatusCode.ERROR for c in chats)
+
+
+def test_a_call_answered_without_running_still_gets_a_span_and_a_failed_one_says_why() -> None:
+    """A refused call or one awaiting approval never started: tool_finished alone makes its span.
+    A failed call's span is an error, ``not_run`` or ``tool_error``, its status the answer cut at
+    200 characters; the tool arguments are redacted of the environment's secrets when recorded."""
+    exporter, tracing = started(capture_content=True)
+    refused = ToolCall("call_1", "get_capital", "{}")
+    tracing.tool_finished(refused, ToolResult(refused, "Denied: " + "no " * 100, ok=False, ran=False))
+    failed = ToolCall("call_2", "get_capital", "{}")
+    tracing.tool_started(failed)
+    time.sleep(0.005)  # the call runs: its span is the one started before it, not one made at its end
+    tracing.tool_finished(failed, ToolResult(failed, "Error: boom", ok=False, ran=True))
+    spans = {s.attributes["gen_ai.tool.call.id"]: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"call_1", "call_2"}
+    first = spans["call_1"]
+    assert first.name == "execute_tool get_capital" and first.attributes["loopspec.tool.ran"] is False
+    assert first.attributes["error.type"] == "not_run" and first.status.status_code == StatusCode.ERROR
+    assert first.status.description == ("Denied: " + "no " * 100)[:200]
+    assert spans["call_2"].attributes["error.type"] == "tool_error" and spans["call_2"].status.description == "Error: boom"
+    assert spans["call_2"].end_time - spans["call_2"].start_time >= 5_000_000
+
+
+def test_recorded_tool_arguments_are_redacted_of_the_environments_secrets(monkeypatch: Any) -> None:
+    monkeypatch.setenv("ACME_API_KEY", "acme-secret-0123456789")
+    exporter, tracing = started(capture_content=True)
+    call = ToolCall("call_1", "get_capital", '{"country": "acme-secret-0123456789"}')
+    tracing.tool_started(call)
+    tracing.tool_finished(call, ToolResult(call, "London", ok=True))
+    (tool,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert "acme-secret-0123456789" not in tool.attributes["gen_ai.tool.call.arguments"]
