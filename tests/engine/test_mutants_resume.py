@@ -145,3 +145,29 @@ def test_an_answered_call_keeps_whether_it_ran_and_whether_it_timed_out(tmp_path
     assert (answer.ran, answer.timed_out, answer.content, answer.ok) == (ran, timed_out, "late", finish.body["ok"])
     without = resume_point(POLICY, "t", with_body(crashed, finish.seq, timed_out=...))
     assert next(iter(without.answered.values())).timed_out is False
+
+
+def test_a_damaged_halt_is_named_as_the_entry_that_does_not_read(tmp_path: Path) -> None:
+    whole = journal_of(tmp_path)
+    halt = whole[-1]
+    damaged = whole[:-1] + [dataclasses.replace(halt, body=[])]  # type: ignore[arg-type]
+    assert refusal(POLICY, damaged).startswith(f"turn 't': the journal is damaged at entry {halt.seq} (halt): ")
+
+
+def test_a_pause_lifted_and_cut_after_its_batchs_checkpoint_is_no_longer_a_pause(tmp_path: Path) -> None:
+    """The last of the pauses and checkpoints decides: a checkpoint after the pause means a person
+    answered and the batch went on, so the turn resumes as after any crash, asking no one again."""
+    paused = journal_of(tmp_path, needs_approval=True, replies=(TOOL_CALL,))
+    pause = next(e for e in paused if e.kind == "pause")
+    assert resume_point(POLICY, "t", paused).waiting == [c["id"] for c in pause.body["calls"]]
+    reg = ToolRegistry()
+    reg.register(lambda country: "London", name="get_capital", needs_approval=True,
+                 parameters={"type": "object", "properties": {"country": {"type": "string"}}})
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = Turn(POLICY, InProcessProvider([StreamResponse(sse=TEXT)]), model="openai/x", tools=reg, clock=VirtualClock(),
+                    journal=journal, turn_id="t")
+        asyncio.run(turn.resume("t", approve=[c["id"] for c in pause.body["calls"]]))
+        lifted = journal.entries("t")
+    after = next(i for i, e in enumerate(lifted) if e.seq > pause.seq and e.kind == "checkpoint")
+    point = resume_point(POLICY, "t", lifted[: after + 1])
+    assert point.waiting is None and point.paused_in == ""
