@@ -181,3 +181,26 @@ def test_a_checkpoints_level_time_and_answers_are_read_as_written(tmp_path: Path
                                                 decisions={"call_1": True, "call_2": False}))
     assert (point.compaction_level, point.elapsed) == (2, 3.5)
     assert point.decisions == {"call_1": True, "call_2": False}
+
+
+def test_what_auto_approved_calls_spent_is_read_and_defaults_to_nothing(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    assert resume_point(POLICY, "t", with_body(crashed, crashed[-1].seq, approval_spent=0.25)).approval_spent == 0.25
+    assert resume_point(POLICY, "t", with_body(crashed, crashed[-1].seq, approval_spent=...)).approval_spent == 0.0
+
+
+def test_the_requests_sent_are_read_back_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    request = next(e for e in crashed if e.kind == "request")
+    (record,) = resume_point(POLICY, "t", crashed).requests
+    assert (record.model, record.message_count, record.tools) == ("openai/x", 1, ["get_capital"])
+    damaged = [dataclasses.replace(e, body=[]) if e.seq == request.seq else e for e in crashed]  # type: ignore[arg-type]
+    assert refusal(POLICY, damaged).startswith(f"turn 't': the journal is damaged at entry {request.seq} (request): ")
+
+
+def test_a_pause_without_its_calls_is_named_as_the_damaged_entry(tmp_path: Path) -> None:
+    paused = journal_of(tmp_path, needs_approval=True, replies=(TOOL_CALL,))
+    pause = next(e for e in paused if e.kind == "pause")
+    assert refusal(POLICY, with_body(paused, pause.seq, calls=...)) == (
+        f"turn 't': the journal is damaged at entry {pause.seq} (pause): its field 'calls' is missing; "
+        "it cannot be resumed: run the turn again from its messages")
