@@ -173,13 +173,15 @@ def test_a_pause_lifted_and_cut_after_its_batchs_checkpoint_is_no_longer_a_pause
     assert point.waiting is None and point.paused_in == ""
 
 
-def test_a_checkpoints_level_time_and_answers_are_read_as_written(tmp_path: Path) -> None:
+def test_a_checkpoints_level_time_answers_and_text_are_read_as_written(tmp_path: Path) -> None:
     """Values other than the defaults (a compacted history, time spent, a person's answers to the
     waiting batch, approved and refused), so that reading the wrong field shows."""
     crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
     point = resume_point(POLICY, "t", with_body(crashed, crashed[-1].seq, compaction_level=2, elapsed=3.5,
-                                                decisions={"call_1": True, "call_2": False}))
+                                                decisions={"call_1": True, "call_2": False}, reply_text="Paris is",
+                                                streamed="Paris", streamed_kept=False))
     assert (point.compaction_level, point.elapsed) == (2, 3.5)
+    assert (point.reply_text, point.streamed, point.streamed_kept) == ("Paris is", "Paris", False)
     assert point.decisions == {"call_1": True, "call_2": False}
 
 
