@@ -206,3 +206,50 @@ def test_a_pause_without_its_calls_is_named_as_the_damaged_entry(tmp_path: Path)
     assert refusal(POLICY, with_body(paused, pause.seq, calls=...)) == (
         f"turn 't': the journal is damaged at entry {pause.seq} (pause): its field 'calls' is missing; "
         "it cannot be resumed: run the turn again from its messages")
+
+
+def test_a_placeholder_that_ran_is_an_answer(tmp_path: Path) -> None:
+    """"Awaiting approval" written for a call that did not run is a placeholder, not an answer; the
+    same words from a call that ran are its answer."""
+    from loopspec.engine.tool_batch import AWAITING
+
+    crashed = cut_after(journal_of(tmp_path), "tool_finish")
+    finish = crashed[-1]
+    placeholder = resume_point(POLICY, "t", with_body(crashed, finish.seq, content=AWAITING, ran=False))
+    assert placeholder.answered == {}
+    ran = resume_point(POLICY, "t", with_body(crashed, finish.seq, content=AWAITING, ran=True))
+    assert [a.content for a in ran.answered.values()] == [AWAITING]
+
+
+def test_an_earlier_checkpoint_without_its_step_drops_no_decision(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    second = [e for e in crashed if e.kind == "checkpoint"][1]
+    point = resume_point(POLICY, "t", with_body(crashed, second.seq, step=...))
+    assert [s.event.name for s in point.steps] == ["opened", "tool_calls", "ok"]
+
+
+def test_a_decision_taken_in_another_state_is_named_with_both(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    second_step = [e for e in crashed if e.kind == "step"][1]
+    assert refusal(POLICY, with_body(crashed, second_step.seq, state="call_model")) == \
+        "turn 't': decision 2 was taken in 'call_model', the policy is in 'read_stream'"
+
+
+def test_an_infinite_wait_written_as_text_is_read_back_as_a_number(tmp_path: Path) -> None:
+    """JSON has no infinity: the journal writes a Retry-After of forever as "inf", and the replayed
+    decision gets the number back, as the interpreter had it."""
+    from loopspec.replay.interactions import ErrorResponse
+
+    body = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+    reg = ToolRegistry()
+    with SqliteJournal(tmp_path / "j.db") as journal:
+        turn = Turn(POLICY, InProcessProvider([ErrorResponse(429, body), StreamResponse(sse=TEXT)]), model="openai/x",
+                    tools=reg, clock=VirtualClock(), journal=journal, turn_id="t")
+        asyncio.run(turn.run(USER))
+        entries = journal.entries("t")
+    crashed = cut_after(entries, "checkpoint", 2)
+    first_step = next(e for e in crashed if e.kind == "step")
+    assert first_step.body["event"] == "rate_limit"
+    attrs = {**first_step.body["attrs"], "retry_after": "inf"}
+    point = resume_point(POLICY, "t", with_body(crashed, first_step.seq, attrs=attrs))
+    assert point.steps[0].event.attrs["retry_after"] == float("inf")
