@@ -226,6 +226,7 @@ def test_an_earlier_checkpoint_without_its_step_drops_no_decision(tmp_path: Path
     second = [e for e in crashed if e.kind == "checkpoint"][1]
     point = resume_point(POLICY, "t", with_body(crashed, second.seq, step=...))
     assert [s.event.name for s in point.steps] == ["opened", "tool_calls", "ok"]
+    assert [t.index for t in point.trace] == [0, 1, 2]
 
 
 def test_a_decision_taken_in_another_state_is_named_with_both(tmp_path: Path) -> None:
