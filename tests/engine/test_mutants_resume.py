@@ -251,6 +251,23 @@ def test_an_infinite_wait_written_as_text_is_read_back_as_a_number(tmp_path: Pat
     crashed = cut_after(entries, "checkpoint", 2)
     first_step = next(e for e in crashed if e.kind == "step")
     assert first_step.body["event"] == "rate_limit"
-    attrs = {**first_step.body["attrs"], "retry_after": "inf"}
-    point = resume_point(POLICY, "t", with_body(crashed, first_step.seq, attrs=attrs))
-    assert point.steps[0].event.attrs["retry_after"] == float("inf")
+    for written, number in (("inf", float("inf")), ("-inf", float("-inf"))):
+        attrs = {**first_step.body["attrs"], "retry_after": written, "message": "inf"}
+        point = resume_point(POLICY, "t", with_body(crashed, first_step.seq, attrs=attrs))
+        assert point.steps[0].event.attrs["retry_after"] == number
+        assert point.steps[0].event.attrs["message"] == "inf", "a text attribute keeps its text"
+
+
+def test_only_a_paused_turn_can_be_abandoned(tmp_path: Path) -> None:
+    """A turn cut inside its tool batch has calls waiting to run, but no person was asked: there is
+    nothing to abandon."""
+    from loopspec import abandon
+
+    crashed = cut_after(journal_of(tmp_path), "tool_start")
+    with SqliteJournal(tmp_path / "c.db") as journal:
+        for e in crashed:
+            journal.append("t", e.kind, e.body)
+        assert resume_point(POLICY, "t", journal.entries("t")).pending is not None
+        with pytest.raises(ResumeError) as err:
+            abandon(POLICY, journal, "t")
+    assert str(err.value) == "turn 't' is not awaiting approval: there is nothing to abandon"
