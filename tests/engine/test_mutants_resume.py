@@ -271,3 +271,27 @@ def test_only_a_paused_turn_can_be_abandoned(tmp_path: Path) -> None:
         with pytest.raises(ResumeError) as err:
             abandon(POLICY, journal, "t")
     assert str(err.value) == "turn 't' is not awaiting approval: there is nothing to abandon"
+
+
+def test_an_abandoned_round_keeps_the_replys_text_and_answers_each_call_by_its_tool(tmp_path: Path) -> None:
+    from loopspec import abandon
+    from loopspec.engine.resume import ABANDONED
+
+    paused = journal_of(tmp_path, needs_approval=True, replies=(TOOL_CALL,))
+    checkpoint = [e for e in paused if e.kind == "checkpoint"][-1]
+    pending = {**checkpoint.body["pending"], "text": "Let me look that up."}
+    with SqliteJournal(tmp_path / "p.db") as journal:
+        for e in with_body(paused, checkpoint.seq, pending=pending):
+            journal.append("t", e.kind, e.body)
+        history = abandon(POLICY, journal, "t")
+    assistant, answer = history[-2:]
+    assert assistant["content"] == "Let me look that up." and [c["function"]["name"] for c in assistant["tool_calls"]] == ["get_capital"]
+    assert answer["content"] == ABANDONED.format(tool="get_capital") and "'get_capital' was not run" in answer["content"]
+
+
+def test_a_decision_on_an_event_its_state_does_not_know_is_refused_as_another_version(tmp_path: Path) -> None:
+    crashed = cut_after(journal_of(tmp_path), "checkpoint", 3)
+    second_step = [e for e in crashed if e.kind == "step"][1]
+    assert refusal(POLICY, with_body(crashed, second_step.seq, event="bogus")) == (
+        "turn 't' was written under another version of policy 'default': decision 2 (read_stream --bogus-->) went to "
+        "'run_tools', this policy goes to '__policy_error__'")
