@@ -43,15 +43,14 @@ def started(entries: Sequence[Entry]) -> bool:
     return any(e.kind == "checkpoint" for e in entries)
 
 
-def cut_requests(entries: Sequence[Entry], at: JournalReading | None = None) -> set[int]:
+def cut_requests(entries: Sequence[Entry], at: JournalReading) -> set[int]:
     """The indexes of the requests a crash cut: those after the last checkpoint of a process's run
     (a ``resume`` entry starts the next run; the last run is the one being resumed). Each is made
     again on resume, from the checkpoint before it. ``at`` follows the entries read (:func:`reading`)."""
     cut: set[int] = set()
     pending: list[int] = []
     for e in entries:
-        if at is not None:
-            at.entry = e
+        at.entry = e
         if e.kind == "checkpoint":
             pending = []
         elif e.kind == "request":
