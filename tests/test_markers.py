@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from _syntax import parse
 from conftest import MARKERS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _top_level_names(path: str) -> frozenset[str]:
     """Functions, classes and assigned names at the top of a module: what a test id can name."""
     with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
+        tree = parse(f.read(), path)
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from _paths import ROOT
+from _syntax import parse
 
 pytest.importorskip("mutmut")
 if "mutmut" in (ROOT / "loopspec" / "engine" / "budgets.py").read_text():
@@ -35,11 +36,11 @@ def test_every_planted_mutant_compiles_keeps_its_names_and_changes_only_its_func
     tool = _tool()
     module = "loopspec/engine/budgets.py"
     real = (ROOT / module).read_text()
-    real_defs = sorted(n.name for n in ast.walk(ast.parse(real)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    real_defs = sorted(n.name for n in ast.walk(parse(real)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     planted = tool.plants(module)
     assert len(planted) > 20
     for p in planted:
-        tree = ast.parse(p.source)
+        tree = parse(p.source)
         assert sorted(n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))) == real_defs, p.name
         assert "mutmut" not in p.source and p.source != real
         changed = [line for line in p.diff.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
@@ -104,5 +105,5 @@ def test_kept_coverage_data_drops_the_tests_that_are_gone() -> None:
     """The tests a selection collects today, by node id: a renamed test is not among them."""
     found = _tool().collected(["tests/test_plant_mutants.py"])
     here = Path(__file__)
-    names = [n.name for n in ast.parse(here.read_text()).body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    names = [n.name for n in parse(here.read_text()).body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
     assert found == {f"tests/test_plant_mutants.py::{name}" for name in names}
