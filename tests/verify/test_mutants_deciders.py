@@ -458,3 +458,93 @@ def test_the_demonstration_counts_the_configurations_of_every_search(monkeypatch
     monkeypatch.setattr(checker, "backstop_demo", demo)
     _backstop(CALL, stream(cancelled="ask"), TOOLS, HALTS)  # three searches, see above
     assert len(explored) == 3 and totals == [sum(explored)]
+
+
+# --------------------------------------------------------------------------- every decider's result
+# (the survivors of planting all 452 of mutmut's mutants of deciders.py, 2026-12-04)
+
+NAMED_POLICIES = {
+    "proven": policy(CALL, stream(), TOOLS, HALTS),
+    "spurious violation": policy(CALL, stream(length=SPURIOUS), TOOLS, HALTS),
+    "unrun tool calls": policy(CALL, UNRUN, TOOLS, HALTS),
+    "silent halts": policy(CALL.replace("cancelled: fail", "cancelled: aa_quiet"), stream(empty="mute"), TOOLS, HALTS, QUIET),
+    "unhandled stall": policy(CALL, stream(stalled=""), TOOLS, HALTS),
+    "escalation loop": policy(CALL, stream(empty="nudge"), TOOLS, NUDGE_LOOP, HALTS),
+}
+
+
+@pytest.mark.parametrize("enumerate_limit", [None, 0], ids=["enumerated", "abstract"])
+def test_every_property_result_is_named_by_the_property_it_decides(enumerate_limit: int | None) -> None:
+    """``PropertyResult.name`` is public: a caller handed one result (or a list of them) reads which
+    property it is from it. Over policies that take each decider down each of its returns (pass and
+    fail, enumerated or not, refuted by the enumeration or by the search), every result's name is
+    its key in ``CheckResult.properties``."""
+    kw = {} if enumerate_limit is None else {"enumerate_limit": enumerate_limit}
+    seen: set[tuple[str, str]] = set()
+    for label, p in NAMED_POLICIES.items():
+        for key, res in check_policy(p, **kw).properties.items():
+            assert res.name == key, (label, key, res.name)
+            seen.add((key, res.status))
+    # the returns those policies reach, so that a policy edited into a passing one is noticed
+    assert {("halts", PASS), ("halts", FAIL), ("halt_message", PASS), ("halt_message", FAIL), ("events_handled", PASS),
+            ("events_handled", FAIL), ("no_partial_tool_exec", PASS), ("history_valid", FAIL)} <= seen
+
+
+def test_a_loop_the_enumeration_finds_is_reported_in_the_checkers_words() -> None:
+    """The enumerated halting failure says what the lasso is: a run that never calls the model again
+    and never reaches a cap (the reason shown by ``loopspec check`` and in its JSON)."""
+    res = check_policy(NAMED_POLICIES["escalation loop"]).properties["halts"]
+    assert res.status == FAIL and res.counterexample is not None
+    assert res.reason == "a run can loop forever without calling the model or reaching a cap"
+
+
+def test_the_halting_verdicts_name_halts_on_each_return() -> None:
+    """``decide_halts`` on each of its four returns, called directly (the enumeration's pass and
+    fail, elimination's pass and stuck), names its result ``halts``."""
+    st = SimpleNamespace(no_path_to_halt=[])
+    results = [
+        deciders.decide_halts(st, _term(True), SimpleNamespace(halts=True, configs=3)),  # type: ignore[arg-type]
+        deciders.decide_halts(st, _term(False), SimpleNamespace(halts=False, lasso=None)),  # type: ignore[arg-type]
+        deciders.decide_halts(st, _term(True), None),  # type: ignore[arg-type]
+        deciders.decide_halts(st, _term(False), None),  # type: ignore[arg-type]
+    ]
+    assert [(r.name, r.status) for r in results] == [("halts", PASS), ("halts", FAIL), ("halts", PASS), ("halts", FAIL)]
+
+
+def test_a_finding_the_enumeration_refutes_costs_no_search() -> None:
+    """When the full enumeration saw no violation of a property, the abstract finding is refuted
+    without a search: the decider adds no configurations of its own to the count explored."""
+    g = SimpleNamespace(edges=[SimpleNamespace(label="e", violations=(("history_valid", "why"),))])
+    res, n = deciders.decide_monitored(None, g, "history_valid", SimpleNamespace(violations={}))  # type: ignore[arg-type]
+    assert (res.name, res.status, n) == ("history_valid", PASS, 0)
+
+
+def test_a_policy_whose_halts_all_speak_costs_no_search() -> None:
+    """No halt renders empty: ``halt_message`` passes, named, having searched nothing."""
+    node = SimpleNamespace(state="ask")
+    an = SimpleNamespace(policy=None, kind=lambda state: "call")
+    res, n = deciders.decide_halt_messages(an, SimpleNamespace(edges=[], initial=node))  # type: ignore[arg-type]
+    assert (res.name, res.status, res.reason, n) == ("halt_message", PASS, "all 0 reachable halts deliver a non-empty message", 0)
+
+
+def test_no_recordable_run_is_searched_for_a_halt_only_a_cancel_enters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'aa_quiet' renders empty and only a cancel enters it, which no cassette can record: the
+    search for a recordable run (with the world model) is skipped, since no edge into that halt is
+    one the world can produce, and the adversary's run is shown. Gated on the edges into *that* halt,
+    not on any edge of the graph."""
+    from loopspec.verify import choice
+
+    real = choice.shortest_counterexample
+    world_searches: list[int] = []
+
+    def spy(an: Any, predicate: Any, limit: int, **kw: Any) -> Any:
+        if kw.get("world") is not None:
+            world_searches.append(limit)
+        return real(an, predicate, limit=limit, **kw)
+
+    monkeypatch.setattr(choice, "shortest_counterexample", spy)
+    quiet = QUIET.splitlines(keepends=True)[0]
+    r = check_policy(policy(CALL.replace("cancelled: fail", "cancelled: aa_quiet"), stream(), TOOLS, HALTS, quiet))
+    res = r.properties["halt_message"]
+    assert res.status == FAIL and events(res.counterexample) == [("ask", "cancelled")]
+    assert world_searches == []
