@@ -121,7 +121,7 @@ def check_expectations(
             out.append(f"{result.usage.tool_batches} tool batches, {problem}")
     for s in e.final_response_contains:
         if s not in result.response:
-            out.append(f"final response does not contain {s!r} (it is {result.response[:80]!r})")
+            out.append(f"the model's last reply does not contain {s!r} (it is {result.response[:80]!r})")
     for s in e.message_contains:
         if s not in result.message:
             out.append(f"halt message does not contain {s!r} (it is {result.message[:80]!r})")

@@ -38,6 +38,9 @@ def test_a_failed_replay_in_json_has_every_field_by_its_name() -> None:
     }
     assert r.result.message.startswith("\u26a0 Stream stalled mid tool-call (get_capital)")
     assert r.failures[:2] == ["1 model calls, expected 3", "0 tool batches, expected 1"]
+    # final_response is what the turn delivered (the halt's message); the expectation reads the
+    # model's own last reply, which was empty: the failure says which it read
+    assert r.failures[2] == "the model's last reply does not contain 'Mexico City' (it is '')"
     assert data["trace_divergence"]["step"] == 2
     traced = r.to_json(with_trace=True)
     assert traced.pop("trace") == [s.to_json() for s in r.result.trace] and traced == data
