@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -38,12 +38,12 @@ def eager_collector() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _parse_among_finalizers(parser: object) -> int:
+def _parse_among_finalizers(parser: Callable[[str], object]) -> int:
     failures = 0
     for _ in range(100):
         _ParsesWhenCollected()
         try:
-            parser(SOURCE)  # type: ignore[operator]
+            parser(SOURCE)
         except SystemError:
             failures += 1
     return failures

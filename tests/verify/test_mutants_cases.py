@@ -15,7 +15,7 @@ import pytest
 from loopspec.language.alphabet import Event, judge_wait
 from loopspec.language.model import Config, Policy
 from loopspec.verify import cases as cases_mod
-from loopspec.verify.cases import Case, case_steps, enabled_case, enumerate_cases
+from loopspec.verify.cases import Case, case_steps, enabled_case, enumerate_cases, event_cases_free
 from loopspec.verify.selection import Domains, Selection, compile_selection
 
 from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
@@ -29,9 +29,19 @@ FREE = Domains(((0, 2), (0, 0), (0, 0)), None)
 """tries anywhere within its cap; the model_calls and tool_batches backstops at 0."""
 
 
-def _selection(stalled: str, continuation: tuple[int, ...] = (0,)) -> tuple[Policy, Selection]:
-    p = policy(CALL, stream(stalled=stalled), TOOLS, HALTS, head=HEAD)
+def _selection(stalled: str, continuation: tuple[int, ...] = (0,), head: str = HEAD) -> tuple[Policy, Selection]:
+    p = policy(CALL, stream(stalled=stalled), TOOLS, HALTS, head=head)
     return p, compile_selection(p, "read", "stalled", continuation)
+
+
+def _config(c: Case) -> Config:
+    """The configuration a case was found in (in the stall state)."""
+    return Config("read", c.counters, c.flags)
+
+
+def _moves(steps: list[Any]) -> list[tuple[Any, str]]:
+    """Each step's transition and the state it ends in."""
+    return [(s.transition, s.after.state) for s in steps]
 
 
 def _outcome(p: Policy, sel: Selection, cfg: Config, ev: Event) -> tuple[int | None, bool, bool]:
@@ -58,7 +68,7 @@ def _claims(p: Policy, sel: Selection, found: list[Case]) -> list[tuple[int | No
     the case names."""
     out = []
     for c in found:
-        got = _outcome(p, sel, Config("read", c.counters, c.flags), c.event)
+        got = _outcome(p, sel, _config(c), c.event)
         assert got[0] == c.index and (c.transition is None if c.index is None else c.transition is sel.transitions[c.index])
         out.append(got)
     return out
@@ -86,7 +96,7 @@ def test_a_witness_that_sets_a_counter_is_the_cases_configuration() -> None:
     retry = [c for c in enumerate_cases(sel, FREE) if c.index == 0]
     assert retry and {c.counters for c in retry} == {(1, 0, 0)}
     for c in retry:
-        [step] = case_steps(sel, Config("read", c.counters, c.flags), c)
+        [step] = case_steps(sel, _config(c), c)
         assert step.transition is sel.transitions[0]
 
 
@@ -113,7 +123,7 @@ def test_enabled_case_is_a_configuration_and_event_that_enable_the_transition() 
     for j in (0, 1):
         c = enabled_case(sel, FREE, j)
         assert c is not None and c.witnessed is True and c.index == j and c.transition is sel.transitions[j]
-        cfg = Config("read", c.counters, c.flags)
+        cfg = _config(c)
         truth = [a.evaluate(p, cfg, c.event) for a in sel.atoms]
         assert cases_mod._eval(sel.enabled[j], truth) is True
     assert enabled_case(sel, Domains(((2, 2), (0, 0), (0, 0)), None), 0) is None  # tries pinned at 2: never 1
@@ -130,7 +140,7 @@ def test_when_the_search_gives_up_the_outcome_is_kept_unwitnessed_and_counted(mo
     assert [(c.index, c.witnessed) for c in found] == [(0, False), (0, False), (None, False), (None, False)]
     assert sel.may == 4
     for c in found:
-        [step] = case_steps(sel, Config("read", c.counters, c.flags), c)
+        [step] = case_steps(sel, _config(c), c)
         assert step.transition is c.transition
     kept = enabled_case(sel, FREE, 0)
     assert kept is not None and (kept.index, kept.transition, kept.witnessed) == (0, sel.transitions[0], False)
@@ -161,13 +171,12 @@ def test_a_step_into_a_call_state_gets_one_more_for_each_budget_level_not_yet_se
     that enters a call state is also taken with the budget found reached (which sends it to the
     budget's halt), unless the configuration already has that flag. The warning level is left out,
     since no guard reads it. A step into a halt is taken once."""
-    p = policy(CALL, stream(stalled=RETRY_AT_ONE), TOOLS, HALTS, head=BUDGETED)
+    p, sel = _selection(RETRY_AT_ONE, continuation=(), head=BUDGETED)
     reached = frozenset({p.budgets["input_tokens"].flag("reached")})
-    sel = compile_selection(p, "read", "stalled")
     flags = reached if spent else frozenset()
     kinds = set()
     for c in enumerate_cases(sel, Domains(FREE.counters, flags)):
-        cfg = Config("read", c.counters, c.flags)
+        cfg = _config(c)
         base = p.step(cfg, c.event)
         into_call = p.states[base.after.state].kind == "call"
         kinds.add(into_call)
@@ -184,13 +193,12 @@ def test_a_search_out_of_budget_still_measures_the_budgets_on_a_forced_step(monk
     """A may-fire case is stepped with only its transition (guard taken as holding); entering a
     call state it is also taken with the budget found reached, which ends in the budget's halt."""
     monkeypatch.setattr(cases_mod, "SEARCH_BUDGET", 1)
-    p = policy(CALL, stream(stalled=RETRY_AT_ONE), TOOLS, HALTS, head=BUDGETED)
-    sel = compile_selection(p, "read", "stalled")
+    p, sel = _selection(RETRY_AT_ONE, continuation=(), head=BUDGETED)
     retry = [c for c in enumerate_cases(sel, FREE) if c.index == 0]
     assert retry and not any(c.witnessed for c in retry)
     for c in retry:
-        steps = case_steps(sel, Config("read", c.counters, c.flags), c)
-        assert [(s.transition, s.after.state) for s in steps] == [(sel.transitions[0], "ask"), (sel.transitions[0], "out")]
+        steps = case_steps(sel, _config(c), c)
+        assert _moves(steps) == [(sel.transitions[0], "ask"), (sel.transitions[0], "out")]
 
 
 def test_a_witness_the_model_does_not_follow_keeps_both_steps() -> None:
@@ -201,13 +209,12 @@ def test_a_witness_the_model_does_not_follow_keeps_both_steps() -> None:
     cfg = Config("read", (0, 0, 0), frozenset())  # tries 0: the retry is not enabled
     wrong = Case(sel.transitions[0], Event("stalled", {"chars": 0}), cfg.counters, cfg.flags, True, 0)
     steps = case_steps(sel, cfg, wrong)
-    assert [(s.transition, s.after.state) for s in steps] == [(sel.transitions[1], "fail"), (sel.transitions[0], "ask")]
+    assert _moves(steps) == [(sel.transitions[1], "fail"), (sel.transitions[0], "ask")]
     # with a budget, the step the case names enters a call: both are taken again with it reached
-    p = policy(CALL, stream(stalled=RETRY_AT_ONE), TOOLS, HALTS, head=BUDGETED)
-    sel = compile_selection(p, "read", "stalled")
+    p, sel = _selection(RETRY_AT_ONE, continuation=(), head=BUDGETED)
     wrong = Case(sel.transitions[0], Event("stalled", {"chars": 0}), cfg.counters, cfg.flags, True, 0)
     steps = case_steps(sel, cfg, wrong)
-    assert [(s.transition, s.after.state) for s in steps] == [
+    assert _moves(steps) == [
         (sel.transitions[1], "fail"), (sel.transitions[0], "ask"), (sel.transitions[1], "fail"), (sel.transitions[0], "out")]
 
 
@@ -231,8 +238,6 @@ def test_three_valued_evaluation_decides_only_what_every_completion_agrees_on(no
 def test_event_cases_free_start_every_counter_at_zero() -> None:
     """``event_cases`` with counters free: an outcome only a counter at 0 allows (the retry needs
     tries == 0 and a long partial reply) gets its witness event."""
-    from loopspec.verify.cases import event_cases_free
-
     guard = "[{when: {all: [{counter: tries, eq: 0}, {attr: chars, gt: 10}]}, to: ask}, fail]"
     p = policy(CALL, stream(stalled=guard), TOOLS, HALTS)
     assert any(e.attrs.get("chars", 0) > 10 for e in event_cases_free(p, "read", "stalled"))

@@ -144,13 +144,16 @@ def test_a_monitored_failure_shows_the_shortest_run_to_its_own_violation() -> No
     assert history.status == FAIL and events(history.counterexample)[-1] == ("read", "tool_calls")
 
 
+ONE_FINDING = SimpleNamespace(edges=[SimpleNamespace(label="e", violations=(("history_valid", "why"),))])
+"""An abstract graph with one edge, flagged by history_valid: what ``decide_monitored`` reads."""
+
+
 def test_the_explored_count_adds_the_search_and_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     """``decide_monitored`` reports the configurations of the violation search plus those the
     counterexample choice explored."""
     monkeypatch.setattr(deciders, "violation_counterexample", lambda an, name, limit: ([], 7))
     monkeypatch.setattr(deciders, "select_counterexample", lambda *a, **k: (None, 1000, False))
-    g = SimpleNamespace(edges=[SimpleNamespace(label="e", violations=(("history_valid", "why"),))])
-    res, n = deciders.decide_monitored(SimpleNamespace(policy=None), g, "history_valid", None)  # type: ignore[arg-type]
+    res, n = deciders.decide_monitored(SimpleNamespace(policy=None), ONE_FINDING, "history_valid", None)  # type: ignore[arg-type]
     assert res.status == FAIL and n == 1007
 
 
@@ -161,6 +164,8 @@ QUIET = (
     '  mute: {kind: halt, outcome: empty, message: "{response}"}\n'
     '  zz_mute: {kind: halt, outcome: empty, message: "{response}"}\n'
 )
+CANCEL_TO_QUIET = CALL.replace("cancelled: fail", "cancelled: aa_quiet")
+"""A cancelled call ends in 'aa_quiet', whose message is empty: a halt no cassette can record."""
 
 
 def test_a_turn_that_starts_in_a_silent_halt_is_its_own_counterexample() -> None:
@@ -181,8 +186,7 @@ def test_halt_message_shows_the_first_halt_a_cassette_can_record() -> None:
     """Three halts render empty. The first (by name) is reached only by a cancel, which no cassette
     can record; the counterexample is the second, a run the outside world can produce, with the first
     kept as an alternative; the third is never searched for."""
-    ask = CALL.replace("cancelled: fail", "cancelled: aa_quiet")
-    r = check_policy(policy(ask, stream(empty="mute", thinking_only="zz_mute"), TOOLS, HALTS, QUIET))
+    r = check_policy(policy(CANCEL_TO_QUIET, stream(empty="mute", thinking_only="zz_mute"), TOOLS, HALTS, QUIET))
     res = r.properties["halt_message"]
     assert res.status == FAIL and [f.split(" (")[0] for f in res.findings] == ["halt 'aa_quiet'", "halt 'mute'", "halt 'zz_mute'"]
     cex = res.counterexample
@@ -467,7 +471,7 @@ NAMED_POLICIES = {
     "proven": policy(CALL, stream(), TOOLS, HALTS),
     "spurious violation": policy(CALL, stream(length=SPURIOUS), TOOLS, HALTS),
     "unrun tool calls": policy(CALL, UNRUN, TOOLS, HALTS),
-    "silent halts": policy(CALL.replace("cancelled: fail", "cancelled: aa_quiet"), stream(empty="mute"), TOOLS, HALTS, QUIET),
+    "silent halts": policy(CANCEL_TO_QUIET, stream(empty="mute"), TOOLS, HALTS, QUIET),
     "unhandled stall": policy(CALL, stream(stalled=""), TOOLS, HALTS),
     "escalation loop": policy(CALL, stream(empty="nudge"), TOOLS, NUDGE_LOOP, HALTS),
 }
@@ -514,8 +518,7 @@ def test_the_halting_verdicts_name_halts_on_each_return() -> None:
 def test_a_finding_the_enumeration_refutes_costs_no_search() -> None:
     """When the full enumeration saw no violation of a property, the abstract finding is refuted
     without a search: the decider adds no configurations of its own to the count explored."""
-    g = SimpleNamespace(edges=[SimpleNamespace(label="e", violations=(("history_valid", "why"),))])
-    res, n = deciders.decide_monitored(None, g, "history_valid", SimpleNamespace(violations={}))  # type: ignore[arg-type]
+    res, n = deciders.decide_monitored(None, ONE_FINDING, "history_valid", SimpleNamespace(violations={}))  # type: ignore[arg-type]
     assert (res.name, res.status, n) == ("history_valid", PASS, 0)
 
 
@@ -544,7 +547,7 @@ def test_no_recordable_run_is_searched_for_a_halt_only_a_cancel_enters(monkeypat
 
     monkeypatch.setattr(choice, "shortest_counterexample", spy)
     quiet = QUIET.splitlines(keepends=True)[0]
-    r = check_policy(policy(CALL.replace("cancelled: fail", "cancelled: aa_quiet"), stream(), TOOLS, HALTS, quiet))
+    r = check_policy(policy(CANCEL_TO_QUIET, stream(), TOOLS, HALTS, quiet))
     res = r.properties["halt_message"]
     assert res.status == FAIL and events(res.counterexample) == [("ask", "cancelled")]
     assert world_searches == []
