@@ -31,6 +31,7 @@ _LAZY = {
     "ApprovalSession": "loopspec.engine.approvals",
     "abandon": "loopspec.engine.resume",
     "ResumeError": "loopspec.engine.resume",
+    "BadMessages": "loopspec.engine.history",
     "TraceStep": "loopspec.engine.results",
     "TurnCallbacks": "loopspec.engine.machine",
     "run_turn": "loopspec.engine.turn",

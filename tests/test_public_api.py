@@ -11,6 +11,7 @@ import loopspec
 EXPORTED = [
     "ApprovalSession",
     "AwaitingApproval",
+    "BadMessages",
     "Config",
     "Consumers",
     "Diagnostic",

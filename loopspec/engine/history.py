@@ -8,10 +8,38 @@ Tool calls enter the trajectory only together with their answers, so it is valid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
+from loopspec.language.errors import LoopspecError
 from loopspec.wire.assemble import AssembledReply
 from .tools import ToolCall, ToolResult
+
+
+class BadMessages(LoopspecError, TypeError):
+    """The messages a turn was given are not a list of chat messages it could send."""
+
+
+def check_messages(messages: Any) -> None:
+    """Raise :class:`BadMessages`, naming the message and field, for opening messages no provider
+    would take: not a list, a message that is not a dict, a role that is not a string, or
+    ``tool_calls`` that is not a list of dicts. Checked before the turn's first effect, so a bad
+    call costs nothing and loses nothing."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
+        raise BadMessages(f"messages must be a list of message dicts (got {type(messages).__name__})")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise BadMessages(f"messages[{i}] must be a dict with a 'role' (got {type(m).__name__})")
+        role = m.get("role")
+        if not isinstance(role, str):
+            raise BadMessages(f"messages[{i}]['role'] must be a string such as 'user' or 'assistant' (got {role!r})")
+        calls = m.get("tool_calls")
+        if calls is None:
+            continue
+        if not isinstance(calls, (list, tuple)):
+            raise BadMessages(f"messages[{i}]['tool_calls'] must be a list of tool calls (got {type(calls).__name__})")
+        for j, tc in enumerate(calls):
+            if not isinstance(tc, Mapping):
+                raise BadMessages(f"messages[{i}]['tool_calls'][{j}] must be a dict (got {type(tc).__name__})")
 
 
 def tool_calls_of(reply: AssembledReply, taken: set[str] | frozenset[str] = frozenset(),

@@ -40,7 +40,7 @@ from .budgets import BudgetMeter
 from .clock import Clock, DeadlinePassed, RealClock, bounded
 from .consumers import Consumers
 from .guardrails import GuardrailState
-from .history import Trajectory
+from .history import Trajectory, check_messages
 from .machine import Callback, TurnCallbacks, TurnModel
 from .model_call import ModelCall
 from .journaling import JournalWriter
@@ -173,7 +173,9 @@ class Turn:
     # ------------------------------------------------------------------------------ the loop
 
     async def run(self, messages: Sequence[dict[str, Any]]) -> TurnResult:
-        """Run the turn from its opening ``messages`` to a halt."""
+        """Run the turn from its opening ``messages`` to a halt (:class:`~.history.BadMessages`, before
+        anything is sent, when they are not a list of chat messages)."""
+        check_messages(messages)
         self._prepare(messages)
         self._announce(resumed=False)
         cfg = self.policy.initial_config()

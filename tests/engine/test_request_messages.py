@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loopspec import InProcessProvider, Turn, VirtualClock, load_policy
+import pytest
+
+from loopspec import BadMessages, InProcessProvider, LoopspecError, Turn, VirtualClock, load_policy
 from loopspec.engine.history import history_problems
 from loopspec.providers.base import ModelRequest
 from loopspec.replay.synth import reply
@@ -80,3 +82,36 @@ def test_a_compacted_working_copy_is_copied_or_shared_as_asked() -> None:
     shared = t.working_copy(copy=False)
     kept = [m for m in shared if "compacted" not in m["content"]]
     assert all(any(m is h for h in t.messages) for m in kept) and len(kept) == len(shared) - 1
+
+
+USER_ASKS = {"role": "user", "content": "x"}
+
+
+@pytest.mark.parametrize("messages, says", [
+    ("Say hi", "messages must be a list of message dicts (got str)"),
+    ({"role": "user", "content": "x"}, "messages must be a list of message dicts (got dict)"),
+    (5, "messages must be a list of message dicts (got int)"),
+    ([USER_ASKS, "x"], "messages[1] must be a dict with a 'role' (got str)"),
+    ([{"content": "x"}], "messages[0]['role'] must be a string such as 'user' or 'assistant' (got None)"),
+    ([USER_ASKS, {"role": "assistant", "tool_calls": 5}], "messages[1]['tool_calls'] must be a list of tool calls (got int)"),
+    ([USER_ASKS, {"role": "assistant", "tool_calls": "call_1"}],
+     "messages[1]['tool_calls'] must be a list of tool calls (got str)"),
+    ([USER_ASKS, {"role": "assistant", "tool_calls": [{"id": "a"}, 7]}], "messages[1]['tool_calls'][1] must be a dict (got int)"),
+])
+def test_messages_no_provider_would_take_are_refused_by_name_before_anything_is_sent(messages: Any, says: str) -> None:
+    """Opening messages of the wrong shape raise BadMessages (a LoopspecError and a TypeError)
+    naming the message and field, before the first request: not a TypeError from deep inside."""
+    provider = InProcessProvider([reply("Hi.")])
+    turn = Turn(POLICY, provider, model="replay", clock=VirtualClock())
+    with pytest.raises(BadMessages) as info:
+        asyncio.run(turn.run(messages))
+    assert str(info.value) == says
+    assert isinstance(info.value, LoopspecError) and isinstance(info.value, TypeError)
+    assert provider.unconsumed == 1, "a request was sent"
+
+
+def test_tuples_and_a_null_tool_calls_field_are_messages_too() -> None:
+    messages = ({"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "tool_calls": None},
+                {"role": "user", "content": "z"})
+    result = asyncio.run(Turn(POLICY, InProcessProvider([reply("Hi.")]), model="replay", clock=VirtualClock()).run(messages))
+    assert result.outcome == "completed"
