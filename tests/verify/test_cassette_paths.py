@@ -3,6 +3,7 @@ the counterexamples no cassette can reproduce, refused with the reason rather th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,20 @@ def test_an_abstract_path_the_policy_does_not_take_is_refused(steps: list[CexSte
     with pytest.raises(NotReplayable) as info:
         cassette_from_counterexample(policy(CALL, stream(), TOOLS, HALTS), Counterexample(steps), "halts")
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("how", ["existing folder", "new folder named with a trailing slash"])
+def test_into_a_folder_each_cassette_is_named_for_its_policy_and_property(tmp_path: Path, how: str) -> None:
+    p = two_failures()
+    r = check_policy(p)
+    folder = tmp_path / "cex"
+    if how == "existing folder":
+        folder.mkdir()
+        out = str(folder)
+    else:
+        out = str(folder) + os.sep
+    paths = write_counterexamples(p, r, out)
+    expected = [os.path.join(out, f"{p.name}-{prop}.cassette.yaml") for prop in ("halts", "halt_message")]
+    assert paths == expected
+    assert sorted(f.name for f in folder.iterdir()) == sorted(os.path.basename(x) for x in expected)
+    assert [load_cassette(x).source["property"] for x in paths] == ["halts", "halt_message"]

@@ -5,6 +5,7 @@ state's kind; or, when every step can happen, says the halt's message cannot be 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -12,7 +13,10 @@ import pytest
 
 from loopspec.verify import CexStep, Counterexample
 from loopspec.verify.event_options import NotReplayable
-from loopspec.verify.to_cassette import _reproduces, cassette_from_counterexample
+from loopspec.replay.cassette import RecordedStep, ToolSpec
+from loopspec.replay.harness import replay
+from loopspec.verify.event_options import EMPTY_PARAMETERS, REPRODUCE_MESSAGE
+from loopspec.verify.to_cassette import _padding, _reproduces, cassette_from_counterexample, counterexample_cassettes
 
 from test_check import CALL, HALTS, TOOLS, machine, policy, stream
 
@@ -159,3 +163,188 @@ def test_a_loop_demonstration_must_fire_its_transition_past_the_bound(shown: dic
         assert reproduces(shown, prop="no_backstop_only_loops", fires=fires, failures=failures) == (
             "the replay does not fire read --text[0]--> ask more than 3 times")
     assert reproduces(shown, prop="no_backstop_only_loops", failures=[]) == ""
+
+
+# -- what a counterexample cassette holds ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guardrail_cex() -> tuple[Any, Any]:
+    """hermes' pre-fix guardrail halt: a silent halt that needs a detector fed five batches."""
+    from loopspec.verify import check_policy
+
+    p = machine("hermes_pre_30813")
+    return p, check_policy(p).counterexamples()["halt_message"]
+
+
+def test_a_counterexample_cassette_names_its_policy_property_and_plan(guardrail_cex: tuple[Any, Any]) -> None:
+    """Its name, file, doc (the counterexample's note, then the plan's notes), source, opening
+    message, tools (no parameters, approval as planned), expectations and the decisions its replay
+    took, stored as its trace."""
+    p, cex = guardrail_cex
+    c = cassette_from_counterexample(p, cex, "halt_message")
+    assert (c.name, c.file) == ("hermes_pre_30813-halt_message", "hermes_pre_30813-halt_message.cassette.yaml")
+    assert c.doc == ("Counterexample for property 'halt_message' of policy 'hermes_pre_30813': ends in 'halt_guardrail' with an"
+                     " empty message Notes: repeated_exact_failure: 5 tool batch(es) of 'tool_a' are played before step 3 so"
+                     " that the detector fires there")
+    assert c.source == {"checker": "loopspec check", "policy": p.file, "property": "halt_message"}
+    assert c.messages == (REPRODUCE_MESSAGE,)
+    assert c.tools == (ToolSpec("tool_a", EMPTY_PARAMETERS, needs_approval=False),)
+    assert (c.expect.properties, c.expect.all_played, c.expect.max_fires) == (("history_valid", "halt_message"), False, ())
+    replayed = asyncio.run(replay(c, p))
+    assert replayed.divergence is None and replayed.result.trace
+    assert c.trace == tuple(RecordedStep(s.state, s.event, s.target, s.transition) for s in replayed.result.trace)
+    assert all(s.transition for s in c.trace)
+
+
+def test_what_the_caller_names_the_cassette_and_its_loop_bounds_are_kept(guardrail_cex: tuple[Any, Any]) -> None:
+    p, cex = guardrail_cex
+    c = cassette_from_counterexample(p, cex, "halt_message", name="mine", doc="Why.", source={"incident": "x"},
+                                     max_fires=(("a --b[0]--> c", 9),))
+    assert (c.name, c.source, c.expect.max_fires) == ("mine", {"incident": "x"}, (("a --b[0]--> c", 9),))
+    assert c.doc.startswith("Why. Notes: repeated_exact_failure: "), "the plan's notes follow the caller's doc"
+    fires = ("read_stream --text[0]--> halt_completed", 4)
+    shown = cassette_from_counterexample(p, dataclasses.replace(cex, fires=fires), "halt_message")
+    assert shown.expect.max_fires == (fires,), "the counterexample's own loop bound becomes the expectation"
+    kept = cassette_from_counterexample(p, dataclasses.replace(cex, fires=fires), "halt_message", max_fires=(("x", 1),))
+    assert kept.expect.max_fires == (("x", 1),)
+
+
+def test_a_silent_stub_cassette_adds_the_answer_a_recovering_policy_would_use() -> None:
+    """stub_not_silent: one more reply ('The answer.') after the recorded ones, and every reply
+    must be played, so a policy that ends the turn at the stub leaves it unplayed."""
+    from loopspec.verify import check_policy
+
+    def reply_text(i: Any) -> str:
+        return "".join(ch["choices"][0]["delta"].get("content") or "" for ch in i.chunks if ch["choices"])
+
+    p = machine("hermes_pre_32012")
+    c = cassette_from_counterexample(p, check_policy(p).counterexamples()["stub_not_silent"], "stub_not_silent")
+    assert (c.expect.properties, c.expect.all_played) == (("history_valid", "stub_not_silent"), True)
+    assert reply_text(c.interactions[-1]) == "The answer."
+    assert reply_text(c.interactions[0]) != "The answer."
+
+
+@pytest.mark.parametrize("n, roles", [
+    (0, []),
+    (1, ["assistant", "user"]),
+    (2, ["assistant", "user"]),
+    (3, ["assistant", "user", "assistant", "user"]),
+])
+def test_padding_is_an_earlier_conversation_that_ends_with_the_user(n: int, roles: list[str]) -> None:
+    """What a compacting counterexample is replayed with, so that compaction has something to drop:
+    n numbered messages, alternating from the assistant, and a user's 'Go on.' if the last was not
+    the user's (a request never ends on the assistant)."""
+    padding = _padding(n)
+    assert [m["role"] for m in padding] == roles
+    assert [m["content"] for m in padding[:n]] == [f"Earlier message {i + 1}." for i in range(n)]
+    if len(padding) > n:
+        assert padding[-1] == {"role": "user", "content": "Go on."}
+
+
+# -- one cassette per failed property, or the reason there is none ------------------------------
+
+RATE_LIMIT_200 = [step("ask", "rate_limit", "fail", status=200, code="x")]
+"""A rate limit with status 200: no recording makes the classifier say that."""
+
+
+def limited_call() -> Any:
+    """A policy whose ask state reads a rate limit's status (so a 200 is a distinct, impossible case)."""
+    call = CALL.replace("      rate_limit: fail\n", "      rate_limit: [{when: {attr: status, eq: 200}, to: fail}, fail]\n")
+    return policy(call, stream(), TOOLS, HALTS)
+
+
+def failing_result(p: Any, prop: str, cex: Counterexample) -> Any:
+    """A real check result of ``p`` with ``cex`` as the counterexample of a failed ``prop``."""
+    from loopspec.verify import check_policy
+
+    r = check_policy(p)
+    r.properties[prop].status = "fail"
+    r.properties[prop].counterexample = cex
+    return r
+
+
+def test_a_counterexample_no_cassette_reproduces_is_marked_abstract_with_the_first_reason() -> None:
+    """No cassette is written, ``concrete`` turns False, and the note gains the first candidate's
+    reason (after a space when it had one): the report then says the run was not shown."""
+    p = limited_call()
+    second = Counterexample([])
+    cex = Counterexample(list(RATE_LIMIT_200), note="a silent halt", alternatives=[second])
+    r = failing_result(p, "halts", cex)
+    assert counterexample_cassettes(p, r) == {}
+    assert cex.concrete is False
+    assert cex.note == ("a silent halt (no cassette reproduces it: step 1 asks for rate_limit(status=200, code='x') in 'ask',"
+                        " which no recording makes the classifier (or the interpreter) report there)")
+    bare = Counterexample([])
+    counterexample_cassettes(p, failing_result(p, "halts", bare))
+    assert (bare.concrete, bare.note) == (False, "(no cassette reproduces it: the counterexample has no steps)")
+
+
+def test_the_first_candidate_that_reproduces_becomes_the_reported_counterexample() -> None:
+    from loopspec.verify import check_policy
+
+    p = machine("hermes_pre_30813")
+    real = check_policy(p).counterexamples()["halt_message"]
+    cex = Counterexample(list(RATE_LIMIT_200), note="abstract", alternatives=[real])
+    r = failing_result(p, "halt_message", cex)
+    made = counterexample_cassettes(p, r)
+    assert list(made) == ["halt_message"]
+    assert r.properties["halt_message"].counterexample is real and cex.concrete is True
+    kept = failing_result(p, "halt_message", real)
+    counterexample_cassettes(p, kept)
+    assert kept.properties["halt_message"].counterexample is real
+
+
+def test_a_loop_without_its_own_bound_is_expected_to_stay_under_each_loop_counters_cap() -> None:
+    """A backstop-only loop shown without a firing bound: the cassette expects each loop edge the
+    run takes to fire at most its counter's cap (and only those edges)."""
+    from loopspec.verify import check_policy
+
+    p = machine("netclaw_pre_1358")
+    r = check_policy(p, strict=True)
+    cex = r.counterexamples()["no_backstop_only_loops"]
+    assert cex.fires is not None
+    r.properties["no_backstop_only_loops"].counterexample = dataclasses.replace(cex, fires=None, alternatives=[])
+    made = counterexample_cassettes(p, r)
+    cap = p.counters[p.counter_index("post_tool_empty")].max
+    assert made["no_backstop_only_loops"].expect.max_fires == (("read_stream --length[1]--> call_model", cap),)
+    taken = {s.transition for s in cex.steps}
+    assert [loop.edge in taken for loop in r.backstop_only_loops].count(True) == 1, "the other loop edges are not taken"
+    with_bound = counterexample_cassettes(p, check_policy(p, strict=True))
+    assert with_bound["no_backstop_only_loops"].expect.max_fires == (cex.fires,)
+
+
+def test_a_path_that_stops_short_of_a_halt_is_closed_by_the_shortest_clean_way_to_one(guardrail_cex: tuple[Any, Any]) -> None:
+    """The guardrail counterexample cut after its tool call: the cassette plays those two steps,
+    then the shortest recordable way to a halt (here the batch asks for approval), and its
+    replay ends there."""
+    p, cex = guardrail_cex
+    c = cassette_from_counterexample(p, dataclasses.replace(cex, steps=cex.steps[:2]), "no_backstop_only_loops")
+    assert [(s.state, s.event, s.target) for s in c.trace] == [
+        ("call_model", "opened", "read_stream"), ("read_stream", "tool_calls", "run_tools"),
+        ("run_tools", "approval_required", "halt_approval")]
+    assert asyncio.run(replay(c, p)).result.halt_state == "halt_approval"
+
+
+def test_a_lasso_whose_replay_halts_is_refused_with_that_reason(guardrail_cex: tuple[Any, Any]) -> None:
+    """A 'halts' counterexample must keep looping when replayed: one that reaches a halt is not
+    shown, and the refusal says so (it is what the counterexample's other candidates are tried for)."""
+    p, cex = guardrail_cex
+    with pytest.raises(NotReplayable) as info:
+        cassette_from_counterexample(p, dataclasses.replace(cex, loop_start=0), "halts")
+    assert str(info.value) == "the replayed turn halted"
+
+
+def test_only_a_backstop_loop_demonstration_is_given_the_loops_caps() -> None:
+    """A silent-halt counterexample that passes through a backstop-only loop edge once expects
+    nothing of that edge: the caps of the loops are the expectation of a loop demonstration only."""
+    from loopspec.verify import check_policy
+
+    p = machine("ml_intern_pre_213")
+    r = check_policy(p)
+    opened, cut = r.counterexamples()["halt_message"].steps
+    dropped = CexStep("read_stream", "length", dict(cut.attrs, has_tool_calls=True, dropped_tools=["t"]), "call_model",
+                      "read_stream --length[0]--> call_model")
+    assert dropped.transition in {loop.edge for loop in r.backstop_only_loops if loop.counter}
+    r.properties["halt_message"].counterexample = Counterexample([opened, dropped, opened, cut])
+    assert counterexample_cassettes(p, r)["halt_message"].expect.max_fires == ()
