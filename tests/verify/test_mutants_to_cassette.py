@@ -348,3 +348,53 @@ def test_only_a_backstop_loop_demonstration_is_given_the_loops_caps() -> None:
     assert dropped.transition in {loop.edge for loop in r.backstop_only_loops if loop.counter}
     r.properties["halt_message"].counterexample = Counterexample([opened, dropped, opened, cut])
     assert counterexample_cassettes(p, r)["halt_message"].expect.max_fires == ()
+
+
+def compacting(keep_last: int) -> Any:
+    """auth -> fix (compact) -> done -> fail, whose '{code}' renders empty; fix -> failed loops."""
+    from test_check import HEAD
+
+    halts = HALTS.replace('message: "failed: {message}"', 'message: "{code}"')
+    fix = "  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: fail, failed: fix}\n"
+    head = HEAD + f"settings:\n  compaction_keep_last: {keep_last}\n"
+    return policy(CALL.replace("      auth: fail\n", "      auth: fix\n"), stream(), TOOLS, fix, halts, head=head)
+
+
+AUTH = step("ask", "auth", "fix", status=401, message="no", retry_after=0.0, code="")
+
+
+@pytest.mark.parametrize("keep_last, padding", [(2, 6), (6, 12), (12, 24)])
+def test_a_compaction_that_must_succeed_is_replayed_after_just_enough_earlier_messages(keep_last: int, padding: int) -> None:
+    """Compaction shrinks the prompt only when more than ``keep_last`` messages (and the note that
+    replaces them) can go: the cassette opens with the first of 0, 6, 12 or 24 earlier messages
+    that lets it, and its replay compacts."""
+    p = compacting(keep_last)
+    c = cassette_from_counterexample(p, Counterexample([AUTH, step("fix", "done", "fail")]), "halt_message")
+    assert c.messages == (REPRODUCE_MESSAGE, *_padding(padding))
+    assert [(s.state, s.event, s.target) for s in c.trace] == [("ask", "auth", "fix"), ("fix", "done", "fail")]
+
+
+def test_a_compaction_that_must_fail_is_replayed_without_earlier_messages() -> None:
+    p = compacting(6)
+    fails = step("fix", "failed", "fix")
+    c = cassette_from_counterexample(p, Counterexample([AUTH, fails, fails], loop_start=1), "halts")
+    assert c.messages == (REPRODUCE_MESSAGE,)
+
+
+def test_a_halt_that_is_the_initial_state_needs_no_steps() -> None:
+    """A policy that starts in a silent halt: the counterexample is the empty path, and its
+    cassette has nothing to play; a policy that does not start in a halt refuses the empty path."""
+    from test_check import HEAD
+
+    p = policy(CALL, stream(), TOOLS, HALTS, head=HEAD.replace("initial: ask", "initial: done"))
+    c = cassette_from_counterexample(p, Counterexample([]), "halt_message")
+    assert (c.interactions, c.trace) == ((), ())
+    assert asyncio.run(replay(c, p)).result.halt_state == "done"
+
+
+def test_a_text_reply_cannot_leave_a_response_halt_empty() -> None:
+    """'{response}' entered from the stream on text: the reply's text is the response, so no
+    recording leaves it empty (entered on any other event, it can be)."""
+    steps = [OPENED, step("read", "text", "done")]
+    assert why_not((CALL, stream(), TOOLS, HALTS), steps, "halt_message") == (
+        "'done' cannot render an empty message when entered on text")
