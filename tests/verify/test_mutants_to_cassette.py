@@ -18,6 +18,7 @@ from loopspec.replay.harness import replay
 from loopspec.verify.event_options import EMPTY_PARAMETERS, REPRODUCE_MESSAGE
 from loopspec.verify.to_cassette import _padding, _reproduces, cassette_from_counterexample, counterexample_cassettes
 
+from _paths import MACHINES
 from test_check import CALL, HALTS, TOOLS, machine, policy, stream
 
 OPENED = CexStep("ask", "opened", {}, "read", "ask --opened[0]--> read")
@@ -398,3 +399,26 @@ def test_a_text_reply_cannot_leave_a_response_halt_empty() -> None:
     steps = [OPENED, step("read", "text", "done")]
     assert why_not((CALL, stream(), TOOLS, HALTS), steps, "halt_message") == (
         "'done' cannot render an empty message when entered on text")
+
+
+def test_each_detector_fed_on_the_way_is_noted_in_the_doc() -> None:
+    """A warning guardrail, then a halting one: the doc notes the batches played for each, in
+    order, separated by '; '."""
+    from loopspec import load_policy_text
+
+    text = (MACHINES / "hermes_pre_30813.yaml").read_text()
+    warns = text.replace("repeated_exact_failure: {threshold: 5, verdict: halt}", "repeated_exact_failure: {threshold: 2, verdict: warn}")
+    assert warns != text
+    p = load_policy_text(warns, "warns.yaml")
+    opened = step("call_model", "opened", "read_stream")
+    calls = CexStep("read_stream", "tool_calls", {"tools": [], "count": 0, "chars": 0}, "run_tools",
+                    "read_stream --tool_calls[1]--> run_tools")
+    warn = CexStep("run_tools", "repeated_exact_failure", {"tool": "", "verdict": "warn"}, "call_model",
+                   "run_tools --repeated_exact_failure[1]--> call_model")
+    halt = CexStep("run_tools", "no_progress", {"tool": "", "verdict": "halt"}, "halt_guardrail",
+                   "run_tools --no_progress[0]--> halt_guardrail")
+    c = cassette_from_counterexample(p, Counterexample([opened, calls, warn, opened, calls, halt]), "halt_message")
+    assert c.doc == (
+        "Counterexample for property 'halt_message' of policy 'hermes_pre_30813': Notes: repeated_exact_failure: 1 tool"
+        " batch(es) of 'tool_a' are played before step 3 so that the detector fires there; no_progress: 5 tool batch(es)"
+        " of 'tool_a' are played before step 6 so that the detector fires there")
