@@ -262,3 +262,60 @@ def test_the_closing_search_looks_at_no_more_than_five_thousand_configurations()
     far = _counted_loop(5_000)
     with pytest.raises(NotReplayable, match="no recordable way from 's' to a halt"):
         closing_path(far, Realiser(far), far.initial_config(), Facts())
+
+
+# -- a tool that waits for approval after it ran (separate_approvals) -----------------------------
+
+OK = CexStep("tools", "ok", {}, "ask", "tools --ok[0]--> ask")
+WAITS = CexStep("tools", "approval_required", {}, "fail", "tools --approval_required[0]--> fail")
+
+
+def reply_calls(interaction: Any) -> list[str]:
+    return [tc["function"]["name"] for ch in interaction.chunks if ch["choices"]
+            for tc in ch["choices"][0]["delta"].get("tool_calls") or [] if tc.get("function", {}).get("name")]
+
+
+def test_a_tool_that_ran_and_then_waits_for_approval_waits_under_a_name_of_its_own() -> None:
+    """A tool needs approval in every batch once a cassette says so, so the batch that waits calls
+    it as '<tool>_awaiting_approval' (needing approval), while the batch before ran it under its
+    own name (not needing it): the reply, the classifier's event and the approval event all name it."""
+    from loopspec.replay.harness import replay_sync
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+    from loopspec.verify import Counterexample
+
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    c = cassette_from_counterexample(p, Counterexample([OPENED, CALLS, OK, OPENED, CALLS, WAITS]), "no_backstop_only_loops")
+    assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", False), ("tool_a_awaiting_approval", True)]
+    assert [reply_calls(i) for i in c.interactions] == [["tool_a"], ["tool_a_awaiting_approval"]]
+    assert [r.tool for r in c.tool_results] == ["tool_a"]
+    r = replay_sync(c, p)
+    assert r.verdict == "pass" and r.result.halt_state == "fail", r.failures
+    second_calls, waits = r.result.trace[4], r.result.trace[5]
+    assert (second_calls.event, second_calls.attrs["tools"], second_calls.attrs["count"]) == (
+        "tool_calls", ["tool_a_awaiting_approval"], 1)
+    assert (waits.event, waits.attrs["tool"]) == ("approval_required", "tool_a_awaiting_approval")
+
+
+def test_a_tool_that_waits_for_approval_in_its_first_batch_keeps_its_name() -> None:
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+    from loopspec.verify import Counterexample
+
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    c = cassette_from_counterexample(p, Counterexample([OPENED, CALLS, WAITS]), "no_backstop_only_loops")
+    assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", True)]
+    assert [reply_calls(i) for i in c.interactions] == [["tool_a"]]
+
+
+def test_the_recorded_batches_answer_with_numbered_results_and_failures() -> None:
+    """A failed batch, a batch that runs, then one that waits: the cassette records a numbered
+    failure, then a numbered result, and nothing for the batch that waits."""
+    from loopspec.replay.cassette import ToolOutcome
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+    from loopspec.verify import Counterexample
+
+    failed = CexStep("tools", "failed", {}, "ask", "tools --failed[0]--> ask")
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    c = cassette_from_counterexample(p, Counterexample([OPENED, CALLS, failed, OPENED, CALLS, OK, OPENED, CALLS, WAITS]),
+                                     "no_backstop_only_loops")
+    assert c.tool_results == (ToolOutcome("tool_a", error="failure 1"), ToolOutcome("tool_a", result="result 2"))
+    assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", False), ("tool_a_awaiting_approval", True)]
