@@ -319,3 +319,21 @@ def test_the_recorded_batches_answer_with_numbered_results_and_failures() -> Non
                                      "no_backstop_only_loops")
     assert c.tool_results == (ToolOutcome("tool_a", error="failure 1"), ToolOutcome("tool_a", result="result 2"))
     assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", False), ("tool_a_awaiting_approval", True)]
+
+
+def test_the_renamed_batch_keeps_what_the_policy_reads_of_the_reply() -> None:
+    """The policy reads the reply's text length before a batch: the reply renamed for approval
+    keeps the three characters the guard needs, so the plan, the check of it and the replay agree."""
+    from loopspec.replay.harness import replay_sync
+    from loopspec.verify.to_cassette import cassette_from_counterexample
+    from loopspec.verify import Counterexample
+
+    reads = stream(tool_calls="[{when: {attr: chars, ge: 3}, to: tools, bounded_by: tool_batches}, fail]")
+    p = policy(CALL, reads, TOOLS, HALTS)
+    calls = CexStep("read", "tool_calls", {"tools": ["tool_a"], "count": 1, "chars": 3}, "tools", "read --tool_calls[0]--> tools")
+    c = cassette_from_counterexample(p, Counterexample([OPENED, calls, OK, OPENED, calls, WAITS]), "no_backstop_only_loops")
+    texts = ["".join(ch["choices"][0]["delta"].get("content") or "" for ch in i.chunks if ch["choices"]) for i in c.interactions]
+    assert [reply_calls(i) for i in c.interactions] == [["tool_a"], ["tool_a_awaiting_approval"]]
+    assert texts == ["Don", "Don"]
+    r = replay_sync(c, p)
+    assert r.verdict == "pass" and r.result.trace[4].attrs["chars"] == 3 and r.result.halt_state == "fail"
