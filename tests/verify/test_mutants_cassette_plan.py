@@ -275,6 +275,10 @@ def reply_calls(interaction: Any) -> list[str]:
             for tc in ch["choices"][0]["delta"].get("tool_calls") or [] if tc.get("function", {}).get("name")]
 
 
+def reply_text(interaction: Any) -> str:
+    return "".join(ch["choices"][0]["delta"].get("content") or "" for ch in interaction.chunks if ch["choices"])
+
+
 def test_a_tool_that_ran_and_then_waits_for_approval_waits_under_a_name_of_its_own() -> None:
     """A tool needs approval in every batch once a cassette says so, so the batch that waits calls
     it as '<tool>_awaiting_approval' (needing approval), while the batch before ran it under its
@@ -287,6 +291,7 @@ def test_a_tool_that_ran_and_then_waits_for_approval_waits_under_a_name_of_its_o
     c = cassette_from_counterexample(p, Counterexample([OPENED, CALLS, OK, OPENED, CALLS, WAITS]), "no_backstop_only_loops")
     assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", False), ("tool_a_awaiting_approval", True)]
     assert [reply_calls(i) for i in c.interactions] == [["tool_a"], ["tool_a_awaiting_approval"]]
+    assert [reply_text(i) for i in c.interactions] == ["", ""], "no text the plan did not ask for"
     assert [r.tool for r in c.tool_results] == ["tool_a"]
     r = replay_sync(c, p)
     assert r.verdict == "pass" and r.result.halt_state == "fail", r.failures
@@ -332,7 +337,7 @@ def test_the_renamed_batch_keeps_what_the_policy_reads_of_the_reply() -> None:
     p = policy(CALL, reads, TOOLS, HALTS)
     calls = CexStep("read", "tool_calls", {"tools": ["tool_a"], "count": 1, "chars": 3}, "tools", "read --tool_calls[0]--> tools")
     c = cassette_from_counterexample(p, Counterexample([OPENED, calls, OK, OPENED, calls, WAITS]), "no_backstop_only_loops")
-    texts = ["".join(ch["choices"][0]["delta"].get("content") or "" for ch in i.chunks if ch["choices"]) for i in c.interactions]
+    texts = [reply_text(i) for i in c.interactions]
     assert [reply_calls(i) for i in c.interactions] == [["tool_a"], ["tool_a_awaiting_approval"]]
     assert texts == ["Don", "Don"]
     r = replay_sync(c, p)
