@@ -13,7 +13,8 @@ import pytest
 
 from loopspec.language.model import Policy, Step
 from loopspec.verify import CexStep
-from loopspec.verify.cassette_plan import PlannedStep, choose_options, closing_path, plan_run, simulate
+from loopspec.language.alphabet import Event
+from loopspec.verify.cassette_plan import PlannedStep, check_plan, choose_options, closing_path, plan_run, simulate
 from loopspec.verify.event_options import Facts, NotReplayable, Option
 from loopspec.verify.realiser import Realiser
 
@@ -342,3 +343,46 @@ def test_the_renamed_batch_keeps_what_the_policy_reads_of_the_reply() -> None:
     assert texts == ["Don", "Don"]
     r = replay_sync(c, p)
     assert r.verdict == "pass" and r.result.trace[4].attrs["chars"] == 3 and r.result.halt_state == "fail"
+
+
+# -- the check of a plan against the policy (check_plan) ------------------------------------------
+
+
+def a_plan() -> tuple[Policy, list[PlannedStep]]:
+    """A plain plan: a reply calling a tool, its batch, then a text reply."""
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    text = CexStep("read", "text", {}, "done", "read --text[0]--> done")
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, OK, OPENED, text])
+    return p, plan_run(p, realiser, steps, options, [])
+
+
+def test_a_plan_that_takes_the_counterexamples_decisions_passes_its_check() -> None:
+    p, planned = a_plan()
+    check_plan(p, planned)  # raises NotReplayable otherwise
+    assert [x.to for x in planned] == ["read", "tools", "ask", "read", "done"]
+
+
+def test_a_plan_whose_attributes_lead_elsewhere_is_refused_at_that_step() -> None:
+    """The recordings' own attributes must take the counterexample's transitions: a planned
+    event that leads elsewhere, or to the same state by another transition, is refused by number."""
+    p, planned = a_plan()
+    elsewhere = list(planned)
+    elsewhere[4] = dataclasses.replace(planned[4], event=Event("empty", {}))
+    with pytest.raises(NotReplayable) as info:
+        check_plan(p, elsewhere)
+    assert str(info.value) == "with the attributes the classifier reports, step 5 (read: empty) leads to 'fail', not 'done'"
+    relabelled = list(planned)
+    relabelled[1] = dataclasses.replace(planned[1], transition="read --tool_calls[7]--> tools")
+    with pytest.raises(NotReplayable) as info:
+        check_plan(p, relabelled)
+    assert str(info.value) == "with the attributes the classifier reports, step 2 (read: tool_calls) leads to 'tools', not 'tools'"
+    inserted = list(planned)
+    inserted[1] = dataclasses.replace(planned[1], transition=None, inserted=True)
+    check_plan(p, inserted)  # an inserted round is checked by where it goes, not by its transition
+
+
+def test_a_plan_that_is_not_where_the_run_is_is_refused() -> None:
+    p, planned = a_plan()
+    with pytest.raises(NotReplayable) as info:
+        check_plan(p, [planned[0], planned[2], *planned[3:]])
+    assert str(info.value) == "the recorded run is in 'read' at step 2, not in 'tools'"
