@@ -386,3 +386,17 @@ def test_a_plan_that_is_not_where_the_run_is_is_refused() -> None:
     with pytest.raises(NotReplayable) as info:
         check_plan(p, [planned[0], planned[2], *planned[3:]])
     assert str(info.value) == "the recorded run is in 'read' at step 2, not in 'tools'"
+
+
+def test_a_policy_that_starts_in_an_escalation_gets_its_cassette() -> None:
+    """The first step's recording depends on what came before it even there (an escalation's
+    outcome depends on how it was entered): the search starts from the empty facts."""
+    from test_check import HEAD
+    from loopspec.verify import check_policy
+    from loopspec.verify.to_cassette import counterexample_cassettes
+
+    fix = "  fix:\n    kind: escalate\n    apply: [compact]\n    on: {done: ask, failed: fail}\n"
+    halts = HALTS.replace('message: "failed: {message}"', 'message: "{code}"')
+    p = policy(CALL, stream(), TOOLS, fix, halts, head=HEAD.replace("initial: ask", "initial: fix"))
+    c = counterexample_cassettes(p, check_policy(p))["halt_message"]
+    assert [(s.state, s.event, s.target) for s in c.trace] == [("fix", "done", "ask"), ("ask", "rate_limit", "fail")]
