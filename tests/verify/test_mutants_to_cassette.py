@@ -422,3 +422,14 @@ def test_each_detector_fed_on_the_way_is_noted_in_the_doc() -> None:
         "Counterexample for property 'halt_message' of policy 'hermes_pre_30813': Notes: repeated_exact_failure: 1 tool"
         " batch(es) of 'tool_a' are played before step 3 so that the detector fires there; no_progress: 5 tool batch(es)"
         " of 'tool_a' are played before step 6 so that the detector fires there")
+
+
+def test_a_closing_step_keeps_the_attributes_its_guard_reads() -> None:
+    """Closed from the stream, the shortest way to a halt is a text reply of at least five
+    characters, which the guard sends to 'done': the closing step is taken with those attributes."""
+    guarded = stream(text="[{when: {attr: chars, ge: 5}, to: done}, fail]", empty="ask", length="ask", thinking_only="ask",
+                     stalled="ask", broken="ask")
+    p = policy(CALL, guarded, TOOLS, HALTS)
+    c = cassette_from_counterexample(p, Counterexample([OPENED]), "no_backstop_only_loops")
+    assert [(s.state, s.event, s.target, s.transition) for s in c.trace] == [
+        ("ask", "opened", "read", "ask --opened[0]--> read"), ("read", "text", "done", "read --text[0]--> done")]
