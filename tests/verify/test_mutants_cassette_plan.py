@@ -327,22 +327,25 @@ def test_the_recorded_batches_answer_with_numbered_results_and_failures() -> Non
     assert [(t.name, t.needs_approval) for t in c.tools] == [("tool_a", False), ("tool_a_awaiting_approval", True)]
 
 
-def test_the_renamed_batch_keeps_what_the_policy_reads_of_the_reply() -> None:
-    """The policy reads the reply's text length before a batch: the reply renamed for approval
-    keeps the three characters the guard needs, so the plan, the check of it and the replay agree."""
+@pytest.mark.parametrize("chars, text", [(3, "Don"), (4, "Done")])
+def test_the_renamed_batch_keeps_what_the_policy_reads_of_the_reply(chars: int, text: str) -> None:
+    """The policy reads the reply's text length and its number of calls before a batch: the reply
+    renamed for approval keeps the characters and the one call the guard needs (filler text, as
+    the plan has no natural text for it), so the plan, the check of it and the replay agree."""
     from loopspec.replay.harness import replay_sync
     from loopspec.verify.to_cassette import cassette_from_counterexample
     from loopspec.verify import Counterexample
 
-    reads = stream(tool_calls="[{when: {attr: chars, ge: 3}, to: tools, bounded_by: tool_batches}, fail]")
+    guard = f"{{all: [{{attr: chars, ge: {chars}}}, {{attr: count, eq: 1}}]}}"
+    reads = stream(tool_calls=f"[{{when: {guard}, to: tools, bounded_by: tool_batches}}, fail]")
     p = policy(CALL, reads, TOOLS, HALTS)
-    calls = CexStep("read", "tool_calls", {"tools": ["tool_a"], "count": 1, "chars": 3}, "tools", "read --tool_calls[0]--> tools")
+    calls = CexStep("read", "tool_calls", {"tools": ["tool_a"], "count": 1, "chars": chars}, "tools",
+                    "read --tool_calls[0]--> tools")
     c = cassette_from_counterexample(p, Counterexample([OPENED, calls, OK, OPENED, calls, WAITS]), "no_backstop_only_loops")
-    texts = [reply_text(i) for i in c.interactions]
     assert [reply_calls(i) for i in c.interactions] == [["tool_a"], ["tool_a_awaiting_approval"]]
-    assert texts == ["Don", "Don"]
+    assert [reply_text(i) for i in c.interactions] == [text, text]
     r = replay_sync(c, p)
-    assert r.verdict == "pass" and r.result.trace[4].attrs["chars"] == 3 and r.result.halt_state == "fail"
+    assert r.verdict == "pass" and r.result.trace[4].attrs["chars"] == chars and r.result.halt_state == "fail"
 
 
 # -- the check of a plan against the policy (check_plan) ------------------------------------------
