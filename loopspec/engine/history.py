@@ -24,7 +24,7 @@ def check_messages(messages: Any) -> None:
     would take: not a list, a message that is not a dict, a role that is not a string, or
     ``tool_calls`` that is not a list of dicts. Checked before the turn's first effect, so a bad
     call costs nothing and loses nothing."""
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
+    if not isinstance(messages, (list, tuple)):  # a str, a dict or a generator is not a message list
         raise BadMessages(f"messages must be a list of message dicts (got {type(messages).__name__})")
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):

@@ -78,15 +78,12 @@ def test_every_step_can_happen_but_the_response_before_them_is_not_empty() -> No
 
 
 @pytest.fixture(scope="module")
-def shown() -> dict[str, Any]:
+def shown(guardrail_cex: tuple[Any, Any]) -> dict[str, Any]:
     """The arguments a real reproduction hands ``_reproduces`` (hermes' pre-fix silent halt), and
     what it answered: each test below changes one of them."""
-    from loopspec.verify import check_policy
-
     import loopspec.verify.to_cassette as to_cassette
 
-    p = machine("hermes_pre_30813")
-    cex = check_policy(p).counterexamples()["halt_message"]
+    p, cex = guardrail_cex
     seen: dict[str, Any] = {}
     real = to_cassette._reproduces
 
@@ -216,8 +213,7 @@ def test_a_silent_stub_cassette_adds_the_answer_a_recovering_policy_would_use() 
     must be played, so a policy that ends the turn at the stub leaves it unplayed."""
     from loopspec.verify import check_policy
 
-    def reply_text(i: Any) -> str:
-        return "".join(ch["choices"][0]["delta"].get("content") or "" for ch in i.chunks if ch["choices"])
+    from test_mutants_cassette_plan import reply_text
 
     p = machine("hermes_pre_32012")
     c = cassette_from_counterexample(p, check_policy(p).counterexamples()["stub_not_silent"], "stub_not_silent")
@@ -281,11 +277,8 @@ def test_a_counterexample_no_cassette_reproduces_is_marked_abstract_with_the_fir
     assert (bare.concrete, bare.note) == (False, "(no cassette reproduces it: the counterexample has no steps)")
 
 
-def test_the_first_candidate_that_reproduces_becomes_the_reported_counterexample() -> None:
-    from loopspec.verify import check_policy
-
-    p = machine("hermes_pre_30813")
-    real = check_policy(p).counterexamples()["halt_message"]
+def test_the_first_candidate_that_reproduces_becomes_the_reported_counterexample(guardrail_cex: tuple[Any, Any]) -> None:
+    p, real = guardrail_cex
     cex = Counterexample(list(RATE_LIMIT_200), note="abstract", alternatives=[real])
     r = failing_result(p, "halt_message", cex)
     made = counterexample_cassettes(p, r)
