@@ -86,27 +86,22 @@ def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any
 class LiteLLMResponseStream:
     """Async iterator of Deltas over a litellm ``CustomStreamWrapper``.
 
-    A ``first`` chunk, when given, is yielded before the wrapper's own.
-    Mid-stream failures become :class:`StreamBroken`; cancellation propagates untouched.
+    Mid-stream failures become :class:`StreamBroken`; cancellation propagates untouched. Once
+    the stream has ended, failed or been closed, the wrapper is never read again.
     """
 
-    def __init__(self, wrapper: Any, first: Any | None, exhausted: bool, model: str = "") -> None:
+    def __init__(self, wrapper: Any, *, model: str) -> None:
         self.model = model
         """Priced with litellm's cost map when the usage arrives (see :func:`priced`)."""
         self._wrapper = wrapper
-        self._iter = wrapper.__aiter__() if wrapper is not None else None
-        self._first = first
-        self._done = exhausted
-        self.chunks_received = 0 if first is None else 1
+        self._iter = wrapper.__aiter__()
+        self._done = False
 
     def __aiter__(self) -> "LiteLLMResponseStream":
         return self
 
     async def __anext__(self) -> Delta:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return priced(delta_from_litellm_chunk(first), self.model)
-        if self._done or self._iter is None:
+        if self._done:
             raise StopAsyncIteration
         try:
             chunk = await self._iter.__anext__()
@@ -118,7 +113,6 @@ class LiteLLMResponseStream:
         except Exception as e:
             self._done = True
             raise StreamBroken(classify_exception(e, phase="stream")) from e
-        self.chunks_received += 1
         if getattr(self._wrapper, "sent_stream_usage", False) is True and not litellm_logs_successes(self._wrapper):
             # litellm's usage chunk ends the stream: the upstream is exhausted and asking again
             # only rebuilds the whole reply (in a worker thread) to log a success nobody listens to
@@ -129,7 +123,6 @@ class LiteLLMResponseStream:
     async def aclose(self) -> None:
         """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
         self._done = True
-        self._first = None
         await self._close_wrapper()
 
     async def _close_wrapper(self) -> None:
@@ -253,6 +246,6 @@ class LiteLLMProvider:
             raise ProviderError(classify_exception(e, phase="call", secrets=literal_secrets(request.api_key))) from e
         if not self.stream:
             return CompletedResponse(priced(delta_from_litellm_response(wrapper), request.model))  # type: ignore[return-value]
-        return LiteLLMResponseStream(wrapper, None, exhausted=False, model=request.model)
+        return LiteLLMResponseStream(wrapper, model=request.model)
 
 

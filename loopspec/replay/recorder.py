@@ -263,7 +263,7 @@ class RecordingProvider(LiteLLMProvider):
             slot.interaction = _error_interaction(e, event)
             raise ProviderError(event) from e
         slot.last = slot.now()
-        return LiteLLMResponseStream(_Tap(wrapper, slot), None, exhausted=False, model=request.model)
+        return LiteLLMResponseStream(_Tap(wrapper, slot), model=request.model)
 
 
 @dataclass
