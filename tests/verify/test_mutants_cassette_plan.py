@@ -403,3 +403,74 @@ def test_a_policy_that_starts_in_an_escalation_gets_its_cassette() -> None:
     p = policy(CALL, stream(), TOOLS, fix, halts, head=HEAD.replace("initial: ask", "initial: fix"))
     c = counterexample_cassettes(p, check_policy(p))["halt_message"]
     assert [(s.state, s.event, s.target) for s in c.trace] == [("fix", "done", "ask"), ("ask", "rate_limit", "fail")]
+
+
+# -- the depth-first choice of recordings, and a waiting batch of two tools (unit level) ----------
+
+
+class TreeRealiser:
+    """A test double for the three calls ``choose_options`` makes of a realiser: the options after
+    each path of choices are given as a tree (facts are the path so far)."""
+
+    def __init__(self, tree: dict[tuple[str, ...], list[str]], empty: frozenset[str] = frozenset()) -> None:
+        self.tree = tree
+        self.empty = empty
+
+    def options(self, facts: Any, step: Any) -> list[str]:
+        return list(self.tree.get(facts, []))
+
+    def after(self, facts: Any, step: Any, o: Any) -> Any:
+        return facts + (o,)
+
+    def leaves_empty(self, want: Any, facts: Any, step: Any, o: Any) -> bool:
+        return o in self.empty
+
+
+@pytest.mark.parametrize("tree, want", [
+    pytest.param({(): ["a", "b"], ("b",): ["c"]}, (["b", "c"], ("b", "c")), id="first choice dead-ends at the next step"),
+    pytest.param({(): ["a", "b"], ("a",): ["c"], ("b",): ["d"], ("a", "c"): [], ("b", "d"): ["e"]},
+                 (["b", "d", "e"], ("b", "d", "e")), id="first choice dead-ends two steps later"),
+    pytest.param({(): ["a"], ("a",): ["c", "d"], ("a", "d"): ["e"]}, (["a", "d", "e"], ("a", "d", "e")),
+                 id="the dead end is below the first step"),
+    pytest.param({(): ["a", "b"], ("a",): ["c"], ("b",): ["c"]}, None, id="every choice dead-ends"),
+])
+def test_the_choice_of_recordings_backtracks_past_a_dead_end(tree: dict[tuple[str, ...], list[str]], want: Any) -> None:
+    """A recording that makes one step happen may leave nothing that makes a later step happen;
+    the search then tries the next recording of an earlier step rather than giving up."""
+    steps = [None] * (len(want[0]) if want else 3)
+    assert choose_options(TreeRealiser(tree), steps, (), None) == want  # type: ignore[arg-type]
+
+
+def test_the_last_recording_must_leave_the_halt_message_empty_when_asked() -> None:
+    tree = {(): ["a", "b"], ("a",): ["x"], ("b",): ["y"]}
+    realiser = TreeRealiser(tree, empty=frozenset({"y"}))
+    assert choose_options(realiser, [None, None], (), object()) == (["b", "y"], ("b", "y"))  # type: ignore[arg-type]
+    assert choose_options(realiser, [None, None], (), None) == (["a", "x"], ("a", "x"))  # type: ignore[arg-type]
+
+
+def test_only_the_waiting_tool_of_a_two_tool_batch_is_renamed() -> None:
+    """The batch that waits for approval calls two tools; only the one that ran before and now
+    waits is called by a fresh name, in the reply, the step's attributes and the tools to register,
+    and the approval step names the fresh name."""
+    from loopspec.verify.cassette_plan import separate_approvals
+    from loopspec.verify.event_options import Result
+
+    def calls(*names: str) -> PlannedStep:
+        attrs = {"tools": list(names), "count": len(names), "chars": 0}
+        return PlannedStep("read", Event("tool_calls", attrs), Option(attrs, calls=names, tools=names), "tools", "t")
+
+    ran = PlannedStep("tools", Event("ok", {"tools": ["tool_a"]}),
+                      Option({"tools": ["tool_a"]}, results=(Result("tool_a", True),)), "ask", "t")
+    waits = PlannedStep("tools", Event("approval_required", {"tool": "tool_a"}),
+                        Option({"tool": "tool_a"}, approval="tool_a"), "fail", "t")
+    planned = [calls("tool_a"), ran, calls("tool_a", "tool_b"), waits]
+    separate_approvals(planned)
+    fresh = "tool_a_awaiting_approval"
+    renamed = planned[2]
+    assert renamed.option.calls == (fresh, "tool_b") and renamed.option.tools == (fresh, "tool_b")
+    assert dict(renamed.option.attrs) == {"tools": [fresh, "tool_b"], "count": 2, "chars": 0}
+    assert renamed.event == Event("tool_calls", {"tools": [fresh, "tool_b"], "count": 2, "chars": 0})
+    assert reply_calls(renamed.option.interaction) == [fresh, "tool_b"]
+    assert planned[3].option.approval == fresh and dict(planned[3].option.attrs) == {"tool": fresh}
+    assert planned[3].event == Event("approval_required", {"tool": fresh})
+    assert planned[0].option.calls == ("tool_a",), "the batch that ran keeps the tool's own name"
