@@ -1,0 +1,195 @@
+"""The recordings the :class:`Realiser` offers for a model call's errors and a stream's events
+(loopspec/verify/realiser.py), pinned against the survivors of its mutation run.
+
+Two promises. Every recording replays to exactly the attributes the realiser says it gives,
+in process and, for a call error, over HTTP as litellm words it (``alt``). And the candidates
+cover what the policy's guards compare with: the statuses, Retry-After values, message words
+and codes around each constant, a wait past ``max_wait``, the text lengths around each ``chars``
+constant, and both finish reasons a reply can end on, so that every side of a guard that a
+recording can take has one. The natural recordings are what a counterexample cassette shows;
+they are pinned too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loopspec.language.alphabet import judge_wait
+from loopspec.language.model import Policy
+from loopspec.verify.event_options import HTTP_CALL_PREFIX, freeze_attrs, observe_error, observe_stream
+from loopspec.verify.realiser import Realiser
+
+from test_check import CALL, HALTS, TOOLS, policy, stream
+
+
+def call_policy(event: str, guard: str) -> Policy:
+    """The inline policy with ``guard`` on the call error ``event`` (true: done, false: fail)."""
+    return policy(CALL.replace(f"      {event}: fail\n", f"      {event}: [{{when: {guard}, to: done}}, fail]\n"),
+                  stream(), TOOLS, HALTS)
+
+
+def stream_policy(event: str, guard: str) -> Policy:
+    return policy(CALL, stream(**{event: f"[{{when: {guard}, to: done}}, fail]"}), TOOLS, HALTS)
+
+
+def call_options(p: Policy, event: str) -> list[Any]:
+    """The call-error recordings for ``event``, each checked to replay to its own attributes."""
+    r = Realiser(p)
+    options = r._fixed("ask", event, "call")
+    for o in options:
+        seen = judge_wait(observe_error(o.interaction), p.settings.max_wait)
+        assert (seen.name, dict(seen.attrs)) == (event, dict(o.attrs))
+        assert o.alt == dict(o.attrs, message=HTTP_CALL_PREFIX + said(o)), "litellm's words over HTTP"
+        assert o.text is False, "an error leaves no reply"
+    assert len({freeze_attrs(o.attrs) for o in options}) == len(options), "no two recordings give the same event"
+    return options
+
+
+def said(o: Any) -> str:
+    return str(o.interaction.body["error"]["message"])
+
+
+# ------------------------------------------------------------------------------------ call errors
+
+
+def test_retry_after_values_straddle_each_constant_a_guard_compares_with() -> None:
+    """A guard on ``retry_after > 30`` gets recordings that wait 30, just over and just under it,
+    as well as none, each said in a Retry-After header; only a 429 carries one."""
+    options = call_options(call_policy("rate_limit", "{attr: retry_after, gt: 30}"), "rate_limit")
+    assert [o.attrs["retry_after"] for o in options] == [0.0, 30.0, 30.5, 29.5] * 2
+    assert [o.interaction.headers for o in options[:4]] == [{}, {"retry-after": "30"}, {"retry-after": "30.5"}, {"retry-after": "29.5"}]
+    assert {said(o) for o in options} == {"Rate limit reached for requests", "Too many requests"}
+    transient = call_options(call_policy("transient", "{attr: retry_after, gt: 30}"), "transient")
+    assert {o.attrs["retry_after"] for o in transient} == {0.0}
+
+
+def test_a_small_retry_after_constant_keeps_its_values_above_zero() -> None:
+    options = call_options(call_policy("rate_limit", "{attr: retry_after, ge: 0.25}"), "rate_limit")
+    assert [o.attrs["retry_after"] for o in options] == [0.0, 0.25, 0.75] * 2
+
+
+def test_a_wait_past_max_wait_is_recorded_when_a_guard_reads_wait_too_long() -> None:
+    p = call_policy("rate_limit", "{attr: wait_too_long}")
+    options = call_options(p, "rate_limit")
+    assert [(o.attrs["retry_after"], o.attrs["wait_too_long"]) for o in options] == [
+        (0.0, False), (p.settings.max_wait + 1, True)] * 2
+
+
+def test_statuses_are_the_events_own_and_those_around_each_constant() -> None:
+    options = call_options(call_policy("transient", "{attr: status, eq: 507}"), "transient")
+    statuses = [503, 500, 502, 529, 506, 507, 508]
+    assert [o.attrs["status"] for o in options] == statuses * 2
+    assert [o.interaction.status for o in options] == statuses * 2
+    # a constant whose neighbours are not this event's statuses adds only those that are
+    options = call_options(call_policy("transient", "{attr: status, eq: 505}"), "transient")
+    assert [o.attrs["status"] for o in options] == [503, 500, 502, 529, 505, 506] * 2
+
+
+def test_message_words_a_guard_looks_for_are_said_alone_and_together() -> None:
+    guard = "{all: [{attr: message, contains: quota}, {attr: message, contains: daily}]}"
+    options = call_options(call_policy("rate_limit", guard), "rate_limit")
+    assert [said(o) for o in options] == [
+        "Rate limit reached for requests",
+        "Too many requests",
+        "Rate limit reached for requests (quota)",
+        "Rate limit reached for requests (daily)",
+        "Too many requests (quota)",
+        "Too many requests (daily)",
+        "Rate limit reached for requests (quota, daily)",
+    ]
+    one = call_options(call_policy("rate_limit", "{attr: message, contains: quota}"), "rate_limit")
+    assert [said(o) for o in one] == ["Rate limit reached for requests", "Too many requests",
+                                      "Rate limit reached for requests (quota)", "Too many requests (quota)"]
+
+
+def test_an_error_code_a_guard_compares_with_is_carried_in_the_body_and_the_message() -> None:
+    options = call_options(call_policy("rate_limit", "{attr: code, eq: insufficient_quota}"), "rate_limit")
+    assert [(o.attrs["code"], said(o)) for o in options] == [
+        ("", "Rate limit reached for requests"),
+        ("insufficient_quota", "Rate limit reached for requests {'code': 'insufficient_quota'}"),
+        ("", "Too many requests"),
+        ("insufficient_quota", "Too many requests {'code': 'insufficient_quota'}"),
+    ]
+    assert [o.interaction.body["error"].get("code") for o in options] == [None, "insufficient_quota", None, "insufficient_quota"]
+    assert all(o.interaction.body["error"]["type"] == "requests" for o in options)
+    # a code no recorded body can carry as it is (a space) is not offered
+    spaced = call_options(call_policy("rate_limit", "{attr: code, eq: 'not a code'}"), "rate_limit")
+    assert {o.attrs["code"] for o in spaced} == {""}
+
+
+def test_a_message_that_makes_another_event_is_skipped_not_the_end_of_the_search() -> None:
+    """'maximum context length' said with a 400 makes a context overflow, not a bad request: that
+    candidate is skipped, and the same words with the next statuses are still tried."""
+    options = call_options(call_policy("bad_request", "{attr: message, contains: maximum context length}"), "bad_request")
+    statuses = {m: [o.attrs["status"] for o in options if said(o) == m] for m in {said(o) for o in options}}
+    assert statuses == {"Invalid value for 'temperature'": [400, 404, 422], "Malformed request": [400, 404, 422],
+                        "Invalid value for 'temperature' (maximum context length)": [404, 422],
+                        "Malformed request (maximum context length)": [404, 422]}
+
+
+def test_every_call_error_has_recordings_on_both_sides_of_each_guard() -> None:
+    guards = {"retry_after": "{attr: retry_after, gt: 30}", "wait_too_long": "{attr: wait_too_long}",
+              "status": "{attr: status, eq: 507}", "message": "{attr: message, contains: quota}",
+              "code": "{attr: code, eq: insufficient_quota}"}
+    for attr, guard in guards.items():
+        event = "transient" if attr == "status" else "rate_limit"
+        p = call_policy(event, guard)
+        r = Realiser(p)
+        vectors = {r.vector("ask", event, o.attrs) for o in call_options(p, event)}
+        assert vectors == {(True,), (False,)}, attr
+
+
+# ------------------------------------------------------------------------------------ stream events
+
+
+def stream_options(p: Policy, event: str) -> list[Any]:
+    """The stream recordings for ``event``, each checked to replay to its own attributes."""
+    r = Realiser(p)
+    options = r._fixed("read", event, "stream")
+    for o in options:
+        schemas = {t: {"type": "object", "properties": {}} for t in o.tools}
+        got = observe_stream(o.interaction, schemas, p.settings.stall_timeout)
+        assert (got.event.name, dict(got.event.attrs)) == (event, dict(o.attrs))
+        assert (got.text, got.stub, got.calls) == (o.text, o.stub, o.calls)
+    return options
+
+
+def test_a_text_reply_ends_on_stop_or_content_filter_at_the_lengths_a_guard_compares_with() -> None:
+    options = stream_options(stream_policy("text", "{attr: chars, ge: 12}"), "text")
+    assert [(o.attrs["chars"], o.attrs["finish_reason"]) for o in options] == [
+        (n, f) for n in (5, 11, 12, 13) for f in ("stop", "content_filter")]
+    plain = stream_options(stream_policy("text", "{attr: finish_reason, eq: stop}"), "text")
+    assert [(o.attrs["chars"], o.attrs["finish_reason"]) for o in plain] == [(5, "stop"), (5, "content_filter")]
+
+
+def test_a_cut_off_reply_is_text_tool_calls_reasoning_or_nothing() -> None:
+    options = stream_options(stream_policy("length", "{attr: chars, ge: 30}"), "length")
+    shown = [(o.attrs["chars"], o.attrs["has_tool_calls"], tuple(o.attrs["dropped_tools"]), o.attrs["thinking_only"])
+             for o in options]
+    assert shown == [(26, False, (), False), (29, False, (), False), (30, False, (), False), (31, False, (), False),
+                     (0, True, ("tool_a",), False), (29, True, ("tool_a",), False), (30, True, ("tool_a",), False),
+                     (31, True, ("tool_a",), False), (0, False, (), True), (0, False, (), False)]
+
+
+def test_a_cut_off_tool_call_names_the_tool_a_guard_looks_for_among_the_dropped() -> None:
+    options = stream_options(stream_policy("length", "{attr: dropped_tools, contains: search}"), "length")
+    assert [tuple(o.attrs["dropped_tools"]) for o in options if o.attrs["has_tool_calls"]] == [
+        ("tool_a",), ("search",), ("tool_a", "search")]
+
+
+@pytest.mark.parametrize("event, finish", [("empty", "stop"), ("empty", "content_filter"),
+                                           ("thinking_only", "stop"), ("thinking_only", "content_filter")])
+def test_an_empty_or_thinking_only_reply_ends_on_either_finish(event: str, finish: str) -> None:
+    options = stream_options(stream_policy(event, f"{{attr: finish_reason, eq: {finish}}}"), event)
+    assert [o.attrs["finish_reason"] for o in options] == ["stop", "content_filter"]
+
+
+def test_broken_arguments_and_unknown_tools_are_called_by_the_names_a_guard_reads() -> None:
+    malformed = stream_options(stream_policy("malformed_args", "{attr: tools, contains: search}"), "malformed_args")
+    assert [(o.attrs["tools"], o.tools) for o in malformed] == [
+        (["tool_a"], ("tool_a",)), (["search"], ("search",)), (["tool_a", "search"], ("tool_a", "search"))]
+    unknown = stream_options(stream_policy("unknown_tool", "{attr: tools, contains: search}"), "unknown_tool")
+    assert [(o.attrs["tools"], o.tools) for o in unknown] == [
+        (["no_such_tool"], ()), (["search"], ()), (["no_such_tool", "search"], ())]
