@@ -193,3 +193,35 @@ def test_broken_arguments_and_unknown_tools_are_called_by_the_names_a_guard_read
     unknown = stream_options(stream_policy("unknown_tool", "{attr: tools, contains: search}"), "unknown_tool")
     assert [(o.attrs["tools"], o.tools) for o in unknown] == [
         (["no_such_tool"], ()), (["search"], ()), (["no_such_tool", "search"], ())]
+
+
+def test_a_reply_stalls_after_its_text_or_inside_a_tool_calls_arguments() -> None:
+    """A stall after the text's last chunk (at the lengths a guard compares with), or inside a
+    tool call's arguments (the stub cuts that call), for longer than the stall timeout."""
+    p = stream_policy("stalled", "{attr: chars, ge: 25}")
+    options = stream_options(p, "stalled")
+    assert [(o.attrs["chars"], o.attrs["mid_tool_call"], o.interaction.stall_after) for o in options] == [
+        (19, False, 4), (24, False, 4), (25, False, 5), (26, False, 5),
+        (0, True, 3), (24, True, 6), (25, True, 7), (26, True, 7)]
+    assert all(o.interaction.stall_seconds > p.settings.stall_timeout for o in options)
+    assert [o.stub[0] for o in options] == ["mid_text"] * 4 + ["mid_tool_call"] * 4
+    assert {o.calls for o in options[4:]} == {("tool_a",)}, "the call the stall cut is named"
+
+
+def test_a_broken_stream_says_each_cause_with_the_words_a_guard_looks_for() -> None:
+    options = stream_options(stream_policy("broken", "{attr: message, contains: quota}"), "broken")
+    assert [(o.attrs["cause"], o.attrs["message"]) for o in options] == [
+        ("provider_error", "upstream provider error"), ("provider_error", "upstream provider error (quota)"),
+        ("overflow", "maximum context length exceeded"), ("overflow", "maximum context length exceeded (quota)"),
+        ("disconnect", "connection dropped mid-stream")]
+    assert [o.interaction.chunks[-1]["error"]["code"] for o in options[:4]] == [502, 502, 400, 400]
+    for o in options:
+        assert o.alt is not None and o.alt["cause"] == o.attrs["cause"] and o.alt["chars"] == o.attrs["chars"] == 7
+    assert [o.alt["message"].split(" - ", 1)[1] for o in options[:4]] == [o.attrs["message"] for o in options[:4]]
+    assert options[4].interaction.disconnect_after == 2 and "Response payload is not completed" in options[4].alt["message"]
+
+
+def test_a_broken_stream_breaks_after_the_text_lengths_a_guard_compares_with() -> None:
+    options = stream_options(stream_policy("broken", "{attr: chars, ge: 3}"), "broken")
+    assert [(o.attrs["chars"], o.attrs["cause"]) for o in options] == [
+        (n, c) for n in (7, 2, 3, 4) for c in ("provider_error", "overflow", "disconnect")]
