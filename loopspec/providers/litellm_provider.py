@@ -9,6 +9,7 @@ Retries are the policy's job, so litellm/openai retries are off: ``max_retries=0
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from typing import Any
@@ -49,8 +50,9 @@ async def close_clients() -> None:
     await close_litellm_async_clients()
 
 
-def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any]:
-    """The ``acompletion`` keyword arguments for a request (exposed for tests and recording)."""
+def build_kwargs(request: ModelRequest, default_timeout: float, *, stream: bool = True) -> dict[str, Any]:
+    """The ``acompletion`` keyword arguments for a request (exposed for tests and recording):
+    streamed, or with ``stream=False`` one whole response."""
     kwargs: dict[str, Any] = dict(request.extra)
     caller_stream_options = kwargs.pop("stream_options", None)
     # tools and tool_choice come from the request alone: extra must not force a tool_choice onto a
@@ -60,13 +62,14 @@ def build_kwargs(request: ModelRequest, default_timeout: float) -> dict[str, Any
     kwargs.update(
         model=request.model,
         messages=request.messages,
-        stream=True,
-        # without it litellm drops the usage-only final chunk, and a reply whose output all went
-        # to hidden reasoning (gpt-5-nano: finish length, no text) looks like a plain cut-off
-        stream_options={**(caller_stream_options or {}), "include_usage": True},
+        stream=stream,
         max_retries=0,
         timeout=request.timeout if request.timeout is not None else default_timeout,
     )
+    if stream:  # only a stream takes them
+        # without it litellm drops the usage-only final chunk, and a reply whose output all went
+        # to hidden reasoning (gpt-5-nano: finish length, no text) looks like a plain cut-off
+        kwargs["stream_options"] = {**(caller_stream_options or {}), "include_usage": True}
     kwargs.pop("num_retries", None)
     if request.tools:
         kwargs["tools"] = request.tools
@@ -127,11 +130,9 @@ class LiteLLMResponseStream:
 
     async def _close_wrapper(self) -> None:
         wrapper, self._wrapper = self._wrapper, None
-        if wrapper is not None and hasattr(wrapper, "aclose"):
-            try:
+        if wrapper is not None:
+            with contextlib.suppress(Exception):  # a wrapper without aclose, or one that fails closing
                 await wrapper.aclose()
-            except Exception:
-                pass
 
 
 _UNKNOWN = object()
@@ -202,18 +203,17 @@ def priced(delta: Delta, model: str) -> Delta:
 def delta_from_litellm_response(response: Any) -> Delta:
     """A whole litellm ``ModelResponse`` (non-streaming) as one Delta."""
     choice = (field_of(response, "choices") or [None])[0]
-    message = field_of(choice, "message") if choice is not None else None
+    message = field_of(choice, "message")  # field_of(None, name) is None: no choice, no message
     frags = tuple(
         ToolCallFragment(i, field_of(tc, "id"), field_of(field_of(tc, "function"), "name"), field_of(field_of(tc, "function"), "arguments") or "")
-        for i, tc in enumerate((field_of(message, "tool_calls") if message is not None else None) or [])
+        for i, tc in enumerate(field_of(message, "tool_calls") or [])
     )
-    usage = usage_from_obj(field_of(response, "usage"))
     return Delta(
-        text=(field_of(message, "content") if message is not None else None) or "",
-        reasoning=(field_of(message, "reasoning_content") if message is not None else None) or "",
+        text=field_of(message, "content") or "",
+        reasoning=field_of(message, "reasoning_content") or "",
         tool_calls=frags,
-        finish_reason=(field_of(choice, "finish_reason") if choice is not None else None) or None,
-        usage=usage,
+        finish_reason=field_of(choice, "finish_reason") or None,
+        usage=usage_from_obj(field_of(response, "usage")),
     )
 
 
@@ -234,10 +234,7 @@ class LiteLLMProvider:
         interpreter's stall timer must see exactly as in-process replay shows it.
         """
         litellm = import_litellm()
-        kwargs = build_kwargs(request, self.default_timeout)
-        kwargs["stream"] = self.stream
-        if not self.stream:
-            kwargs.pop("stream_options", None)  # only a stream takes them
+        kwargs = build_kwargs(request, self.default_timeout, stream=self.stream)
         try:
             wrapper = await litellm.acompletion(**kwargs)
         except asyncio.CancelledError:

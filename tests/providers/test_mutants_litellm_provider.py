@@ -207,6 +207,12 @@ def test_the_acompletion_arguments_are_exactly_the_requests(request_kw: dict[str
     assert build_kwargs(ModelRequest("openai/x", [], **request_kw), 30.0) == {**BASE, **want}
 
 
+def test_a_whole_response_is_asked_for_without_stream_options() -> None:
+    """``stream_options`` is for streams only: some providers reject it on a whole-response call."""
+    base = {k: v for k, v in BASE.items() if k != "stream_options"}
+    assert build_kwargs(ModelRequest("openai/x", [], extra={"stream_options": {"x": 1}}), 30.0, stream=False) == {**base, "stream": False}
+
+
 def test_the_provider_waits_ten_minutes_for_a_request_that_names_no_timeout(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     calls, _ = watch_acompletion(monkeypatch)
     srv.push(Reply(sse=sse("openai_stream_text.sse")), Reply(sse=sse("openai_stream_text.sse")))
