@@ -155,3 +155,132 @@ def test_a_stub_is_possible_with_what_a_stalled_or_whole_reply_leaves() -> None:
         assert r.possible(at(p, "make_stub", event, attrs)), (event, guard)
     p = edited("      mid_text:\n", "      mid_text:\n        - when: {attr: chars, eq: 7}\n          to: halt_stalled\n")
     assert not Realiser(p).possible(at(p, "make_stub", "mid_text", {"chars": 7})), "no natural reply leaves 7"
+
+
+# ------------------------------------------------------------------------------- tool batches
+
+GUARDED = load_policy_text(DEFAULT_TEXT.replace(
+    "  same_tool_failure: {threshold: 4, verdict: correct}\n", "  same_tool_failure: {threshold: 4, verdict: allow}\n").replace(
+    "  doom_loop: {threshold: 3, verdict: halt, max_period: 5}\n", "  doom_loop: {threshold: 2, verdict: halt, max_period: 3}\n"),
+    "default.yaml")
+
+
+def test_a_batch_with_no_calls_is_ok_and_nothing_else() -> None:
+    r = Realiser(DEFAULT)
+    assert r.options(Facts(), at(DEFAULT, "run_tools", "ok", {"tools": []})) == [Option({"tools": []})]
+    assert r.options(Facts(), at(DEFAULT, "run_tools", "failed", {"tools": []})) == []
+
+
+def test_a_batch_succeeds_whole_fails_whole_or_fails_one_call_at_a_time() -> None:
+    r = Realiser(DEFAULT)
+    two = Facts(calls=("a", "b"))
+    assert r.options(two, at(DEFAULT, "run_tools", "ok", {"tools": ["a", "b"]})) == [
+        Option({"tools": ["a", "b"]}, results=(Result("a", True), Result("b", True)))]
+    assert r.options(two, at(DEFAULT, "run_tools", "failed", {"tools": ["a", "b"]})) == [
+        Option({"tools": ["a", "b"]}, results=(Result("a", False), Result("b", False))),
+        Option({"tools": ["a"]}, results=(Result("a", False), Result("b", True))),
+        Option({"tools": ["b"]}, results=(Result("a", True), Result("b", False)))]
+
+
+def test_each_tool_of_a_batch_may_be_the_one_that_waits_for_approval() -> None:
+    r = Realiser(DEFAULT)
+    assert r.options(Facts(calls=("a", "b", "a")), at(DEFAULT, "run_tools", "approval_required", {"tool": "a"})) == [
+        Option({"tool": "a"}, approval="a"), Option({"tool": "b"}, approval="b")]
+
+
+def test_a_guardrail_fires_on_each_tool_and_doom_loop_period_a_script_reaches() -> None:
+    """Every period from 1 to max_period, when some script makes the loop fire with that period
+    first (with threshold 3, a period-2 loop needs a third repeat that no_progress sees first)."""
+    r = Realiser(GUARDED)
+    doom = r.options(Facts(calls=("a",)), at(GUARDED, "run_tools", "doom_loop", {"tool": "a", "verdict": "halt", "period": 1}))
+    assert [(o.attrs, o.guard) for o in doom] == [({"tool": "a", "verdict": "halt", "period": p}, "doom_loop") for p in (1, 2, 3)]
+    default = Realiser(DEFAULT).options(Facts(calls=("a",)), at(DEFAULT, "run_tools", "doom_loop", {"tool": "a", "verdict": "halt", "period": 1}))
+    assert [o.attrs["period"] for o in default] == [1]
+    repeated = r.options(Facts(calls=("a", "b")), at(GUARDED, "run_tools", "repeated_exact_failure", {"tool": "a", "verdict": "halt"}))
+    assert [(o.attrs, o.guard) for o in repeated] == [({"tool": t, "verdict": "halt"}, "repeated_exact_failure") for t in ("a", "b")]
+
+
+def test_a_guardrail_that_only_allows_never_fires() -> None:
+    r = Realiser(GUARDED)
+    assert r.options(Facts(calls=("a",)), at(GUARDED, "run_tools", "same_tool_failure", {"tool": "a", "verdict": "allow"})) == []
+
+
+def test_the_last_batch_answers_the_other_calls_with_distinct_successes() -> None:
+    """The batch a guardrail fires on answers the watched tool with the script's result and every
+    other call with a plain success of its own, so no other tool trips a detector."""
+    r = Realiser(DEFAULT)
+    script = r.guard_script("repeated_exact_failure", "tool_a", 0, ("other", "tool_a", "more"), ())
+    assert script is not None
+    inserted, last = script
+    assert len(inserted) == 1 and last[1].tool == "tool_a" and not last[1].ok
+    assert (last[0], last[2]) == (Result("other", True, "another result 0"), Result("more", True, "another result 2"))
+    assert r.guard_script("repeated_exact_failure", "tool_a", 0, ("other",), ()) is None, "the tool is not called"
+
+
+# ------------------------------------------------------------------------- what a step leaves
+
+
+def test_a_model_call_or_stub_sets_whether_the_reply_has_text_and_other_steps_keep_it() -> None:
+    r = Realiser(DEFAULT)
+    opened = at(DEFAULT, "call_model", "opened")
+    assert r.after(Facts(text=True), opened, Option({}, text=False)).text is False
+    stub = at(DEFAULT, "make_stub", "mid_text", {"chars": 3})
+    assert r.after(Facts(text=False), stub, Option({"chars": 3}, text=True)).text is True
+    ok = at(DEFAULT, "run_tools", "ok", {"tools": []})
+    assert r.after(Facts(text=True), ok, Option({"tools": []})).text is True
+
+
+def test_only_calls_that_will_run_are_left_for_the_batch() -> None:
+    r = Realiser(DEFAULT)
+    calls = {"tools": ["a"], "count": 1, "chars": 0}
+    runs = at(DEFAULT, "read_stream", "tool_calls", calls)
+    dropped = at(DEFAULT, "read_stream", "malformed_args", {"tools": ["a"]})
+    assert r.after(Facts(), runs, Option(calls, calls=("a",))).calls == ("a",)
+    assert r.after(Facts(), dropped, Option({"tools": ["a"]}, calls=("a",))).calls == ()
+
+
+ESCALATIONS = """\
+  ask:
+    kind: call
+    on:
+      opened: read
+      rate_limit: swap
+      transient: both
+      timeout: squeeze
+      context_overflow: plain
+      auth: fail
+      bad_request: fail
+      effort_unsupported: fail
+      thinking_signature_invalid: fail
+      cancelled: fail
+  swap: {kind: escalate, apply: [switch_model], on: {done: fail, failed: fail}}
+  both: {kind: escalate, apply: [compact, switch_model], on: {done: fail, failed: fail}}
+  squeeze: {kind: escalate, apply: [compact], on: {done: fail, failed: fail}}
+  plain: {kind: escalate, apply: [disable_tools], on: {done: fail, failed: fail}}
+"""
+
+
+def test_entering_an_escalation_leaves_what_it_will_report() -> None:
+    """Switching to a fallback model that settings do not name fails; a compaction may find
+    nothing to compact; an escalation that does neither is done."""
+    from loopspec.verify.event_options import Facts as F
+
+    def entered(p: Policy, event: str) -> str:
+        return Realiser(p).after(F(escalation="either"), at(p, "ask", event, {}), Option({}, text=False)).escalation
+
+    p = policy(ESCALATIONS, stream(), TOOLS, HALTS)
+    assert [entered(p, e) for e in ("rate_limit", "transient", "timeout", "context_overflow", "opened")] == [
+        "failed:no fallback_model in settings", "failed:nothing left to compact|no fallback_model in settings",
+        "either", "done", "done"]
+    named = policy(ESCALATIONS, stream(), TOOLS, HALTS,
+                   head="loopspec: 1\ninitial: ask\nsettings: {fallback_model: openai/backup}\n"
+                        "backstops:\n  model_calls: {max: 5, exhausted: out}\n  tool_batches: {max: 3, exhausted: out}\n")
+    assert [entered(named, e) for e in ("rate_limit", "transient")] == ["done", "either"]
+
+
+def test_an_event_the_state_does_not_handle_has_no_guard_to_split_on() -> None:
+    """The events_handled search steps through events a state has no transition for."""
+    p = policy(CALL.replace("      timeout: fail\n", ""), stream(), TOOLS, HALTS)
+    r = Realiser(p)
+    assert r.atoms("ask", "timeout") == ()
+    assert r.options(Facts(), at(p, "ask", "timeout", {"status": 408}))
