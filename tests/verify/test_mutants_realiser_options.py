@@ -225,3 +225,16 @@ def test_a_broken_stream_breaks_after_the_text_lengths_a_guard_compares_with() -
     options = stream_options(stream_policy("broken", "{attr: chars, ge: 3}"), "broken")
     assert [(o.attrs["chars"], o.attrs["cause"]) for o in options] == [
         (n, c) for n in (7, 2, 3, 4) for c in ("provider_error", "overflow", "disconnect")]
+
+
+def test_a_tool_call_reply_calls_the_names_and_counts_a_guard_reads_with_text_around_its_lengths() -> None:
+    def shown(guard: str) -> list[tuple[Any, ...]]:
+        options = stream_options(stream_policy("tool_calls", guard), "tool_calls")
+        return [(tuple(o.attrs["tools"]), o.attrs["count"], o.attrs["chars"], o.tools == o.calls == tuple(o.attrs["tools"]))
+                for o in options]
+
+    assert shown("{attr: count, ge: 2}") == [(("tool_a",), 1, 0, True), (("tool_a", "tool_a_2"), 2, 0, True),
+                                             (("tool_a", "tool_a_2", "tool_a_3"), 3, 0, True)]
+    assert shown("{attr: chars, ge: 4}") == [(("tool_a",), 1, n, True) for n in (0, 3, 4, 5)]
+    assert shown("{attr: tools, contains: search}") == [(("tool_a",), 1, 0, True), (("search",), 1, 0, True),
+                                                        (("tool_a", "search"), 2, 0, True)]
