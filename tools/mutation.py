@@ -79,6 +79,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/approvals.py": FAST,
     # the replay transports, and the chunk conversion both transports and the live path share
     "loopspec/providers/chunks.py": FAST,
+    # the live provider: what goes on the wire to litellm and how its answer is read
+    "loopspec/providers/litellm_provider.py": EVERYTHING,
     # the cache of read cassettes: a stale entry would replay a cassette that is no longer on disk
     "loopspec/replay/cassette_cache.py": FAST,
     "loopspec/replay/inproc.py": EVERYTHING,
@@ -441,7 +443,7 @@ The tool is [mutmut](https://mutmut.readthedocs.io/) 3.8.1, configured under `[t
 selected tests once to learn which tests call each function, then runs every mutant against only
 those tests with `-x`, two mutants at a time, at nice 10, with `HYPOTHESIS_PROFILE=ci`. It is not
 part of `.ci/run`. The selection is `tests -m "not slow"`; the whole suite for the replay
-transports, which the slow tests exercise (real sockets); and `tests/verify tests/cli
+transports and the live provider, which the slow tests exercise (real sockets); and `tests/verify tests/cli
 tests/language` for the checker, whose modules run in one pass (`--together`) sharing one mapping
 run. A mutant is *killed* when a test
 fails or times out; *no tests* means no selected test calls the function, and counts as surviving.

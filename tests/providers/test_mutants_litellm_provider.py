@@ -73,9 +73,10 @@ class WatchedWrapper:
     ``hide`` names attributes the wrapper is made to lack (a litellm that does not say whether
     it sent the usage chunk)."""
 
-    def __init__(self, inner: Any, hide: tuple[str, ...] = ()) -> None:
+    def __init__(self, inner: Any, hide: tuple[str, ...] = (), close_error: Exception | None = None) -> None:
         self.inner = inner
         self.hide = hide
+        self.close_error = close_error
         self.reads = 0
         self.reads_after_end = 0
         self.closes = 0
@@ -97,6 +98,8 @@ class WatchedWrapper:
     async def aclose(self) -> None:
         self.closes += 1
         await self.inner.aclose()
+        if self.close_error is not None:
+            raise self.close_error
 
     def __getattr__(self, name: str) -> Any:
         if name in self.__dict__.get("hide", ()):
@@ -104,7 +107,8 @@ class WatchedWrapper:
         return getattr(self.inner, name)
 
 
-def watch_acompletion(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], list[WatchedWrapper]]:
+def watch_acompletion(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = (),
+                      close_error: Exception | None = None) -> tuple[list[dict[str, Any]], list[WatchedWrapper]]:
     """Spy on ``litellm.acompletion``: the keyword arguments of each call, and each stream it
     returned wrapped in a :class:`WatchedWrapper` (a whole response is passed on as it is)."""
     lp.import_litellm()
@@ -117,7 +121,7 @@ def watch_acompletion(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = (
         answer = await real(**kwargs)
         if not kwargs.get("stream"):
             return answer
-        wrappers.append(WatchedWrapper(answer, hide))
+        wrappers.append(WatchedWrapper(answer, hide, close_error))
         return wrappers[-1]
 
     monkeypatch.setattr(litellm, "acompletion", spy)
@@ -345,6 +349,26 @@ def test_a_stream_read_to_its_end_is_not_read_again(srv: LoopbackServer, monkeyp
     run(go())
     (w,) = wrappers
     assert w.ended and w.reads_after_end == 0 and w.closes == 1
+
+
+@pytest.mark.parametrize("error", [RuntimeError("close failed"), AttributeError("aclose")])
+def test_a_wrapper_that_fails_to_close_does_not_fail_the_reply(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """Closing only releases the connection: the reply was read whole, so an error while closing
+    (or a wrapper with no aclose) must not turn it into a failure."""
+    no_listeners(monkeypatch)
+    _, wrappers = watch_acompletion(monkeypatch, close_error=error)
+    srv.push(Reply(sse=sse("openai_stream_tool_call_single.sse")), Reply(sse=sse("openai_stream_text.sse")))
+
+    async def go() -> int:
+        cut = await LiteLLMProvider().open(req(srv, tools=[TOOL]))
+        n = len([d async for d in cut])  # closed at the usage chunk
+        early = await LiteLLMProvider().open(req(srv))
+        await early.__anext__()
+        await early.aclose()  # closed by the caller
+        return n
+
+    assert run(go()) > 1
+    assert [w.closes for w in wrappers] == [1, 1]
 
 
 def test_a_broken_stream_is_not_read_again(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
