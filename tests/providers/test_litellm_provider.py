@@ -35,18 +35,6 @@ CAPITAL_TOOL = {
 }
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server):
-    server.reset()
-    return server
-
-
 def req(srv: LoopbackServer, **kw) -> ModelRequest:
     base = dict(model="openai/x", messages=[{"role": "user", "content": "hi"}], api_base=srv.base_url,
                 api_key="sk-test", timeout=5.0)

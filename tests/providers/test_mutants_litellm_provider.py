@@ -40,18 +40,6 @@ PRICED_MODEL = "openai/gpt-4o-mini"  # in litellm's local cost map
 TOOL = {"type": "function", "function": {"name": "get_capital", "parameters": {"type": "object", "properties": {}}}}
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server):
-    server.reset()
-    return server
-
-
 def req(srv: LoopbackServer, **kw: Any) -> ModelRequest:
     base: dict[str, Any] = dict(model="openai/x", messages=[{"role": "user", "content": "hi"}],
                                 api_base=srv.base_url, api_key="sk-test", timeout=5.0)
