@@ -12,8 +12,8 @@ from loopspec.engine.guardrails import GuardrailState
 from loopspec.engine.tools import ToolResult
 from loopspec.replay.interactions import ErrorResponse, StreamResponse
 from loopspec.replay.synth import inside_tool_arguments, reply, reply_chunks
-from loopspec.language.alphabet import Event, judge_wait
-from loopspec.language.model import FATE_RUN, AttrTest, Compact, Config, Policy, Step
+from loopspec.language.alphabet import judge_wait
+from loopspec.language.model import FATE_RUN, AttrTest, Compact, Policy, Step
 
 from .atoms import guard_atoms
 from .properties import EmptyWhen, empty_when
@@ -106,8 +106,9 @@ class Realiser:
         return got
 
     def vector(self, state: str, event: str, attrs: Mapping[str, Any]) -> tuple[bool, ...]:
-        ev = Event(event, attrs)
-        return tuple(a.evaluate(self.policy, _DUMMY, ev) for a in self.atoms(state, event))
+        """The truth of each guard atom of ``state`` on ``event`` for these attributes (an
+        attribute test reads the event's attributes alone)."""
+        return tuple(a.holds(attrs.get(a.attr)) for a in self.atoms(state, event))
 
     def options(self, facts: Facts, step: Step) -> list[Option]:
         """The recordings that make ``step`` happen after ``facts``, natural ones first."""
@@ -150,8 +151,8 @@ class Realiser:
         out: list[Option] = []
         for s in self.policy.states.values():
             if s.kind == "stream":
-                out += self._fixed(s.name, "stalled", "stream") + self._fixed(s.name, "text", "stream")
-                out += self._fixed(s.name, "tool_calls", "stream")
+                for event in ("stalled", "text", "tool_calls"):
+                    out += self._fixed(s.name, event, s.kind)
         return out
 
     def _matches(self, state: str, name: str, target: tuple[bool, ...], o: Option) -> bool:
@@ -190,7 +191,6 @@ class Realiser:
                     retries += [v for v in (float(c), float(c) + 0.5, float(c) - 0.5) if v >= 0]
             if any(a.attr == "wait_too_long" for a in atoms):
                 retries.append(self.policy.settings.max_wait + 1)
-        seen: set[tuple[Any, ...]] = set()
         for message in messages:
             for status in statuses:
                 for code in codes:
@@ -202,12 +202,9 @@ class Realiser:
                         headers = {"retry-after": f"{retry:g}"} if retry else {}
                         resp = ErrorResponse(status, body, headers)
                         ev = judge_wait(observe_error(resp), self.policy.settings.max_wait)
-                        if ev.name != name:
+                        if ev.name != name:  # e.g. overflow words in a 400: not this error
                             continue
-                        key = freeze_attrs(ev.attrs)
-                        if key in seen:
-                            continue
-                        seen.add(key)
+                        # every candidate says something of its own, so no two give the same event
                         yield Option(dict(ev.attrs), alt=dict(ev.attrs, message=HTTP_CALL_PREFIX + said), interaction=resp, text=False)
 
     def _stream(self, name: str, atoms: Sequence[AttrTest]) -> Iterator[Option]:
@@ -392,5 +389,3 @@ class Realiser:
         self._scripts[key] = found
         return found
 
-
-_DUMMY = Config("", (), frozenset())

@@ -238,3 +238,15 @@ def test_a_tool_call_reply_calls_the_names_and_counts_a_guard_reads_with_text_ar
     assert shown("{attr: chars, ge: 4}") == [(("tool_a",), 1, n, True) for n in (0, 3, 4, 5)]
     assert shown("{attr: tools, contains: search}") == [(("tool_a",), 1, 0, True), (("search",), 1, 0, True),
                                                         (("tool_a", "search"), 2, 0, True)]
+
+
+@pytest.mark.parametrize("event, guard, lengths", [
+    ("text", "{attr: chars, eq: 1}", [5, 5, 1, 1, 2, 2]),
+    ("length", "{attr: chars, eq: 1}", [26, 1, 2, 0, 1, 2, 0, 0]),
+    ("stalled", "{attr: chars, eq: 0}", [19, 0, 1, 0, 1]),
+])
+def test_a_whole_reply_holds_at_least_one_character_and_a_cut_or_stalled_one_may_hold_none(
+        event: str, guard: str, lengths: list[int]) -> None:
+    """A text reply with no text is the 'empty' event, not 'text'; a cut-off or stalled reply may
+    have sent nothing yet, so 0 is one of its lengths when a guard compares with it."""
+    assert [o.attrs["chars"] for o in stream_options(stream_policy(event, guard), event)] == lengths

@@ -284,3 +284,12 @@ def test_an_event_the_state_does_not_handle_has_no_guard_to_split_on() -> None:
     r = Realiser(p)
     assert r.atoms("ask", "timeout") == ()
     assert r.options(Facts(), at(p, "ask", "timeout", {"status": 408}))
+
+
+def test_a_stub_is_possible_with_what_a_guarded_streams_replies_leave() -> None:
+    """The stream state's own guards widen the replies a stub may follow: a text guard on 7
+    characters makes a 7-character text, and so a 7-character stub, possible."""
+    stub_guard = "      mid_text:\n        - when: {attr: chars, eq: 7}\n          to: halt_stalled\n"
+    text_guard = "      text:\n        - when: {attr: chars, eq: 7}\n          to: halt_completed\n"
+    p = load_policy_text(DEFAULT_TEXT.replace("      mid_text:\n", stub_guard, 1).replace("      text:\n", text_guard, 1), "d.yaml")
+    assert Realiser(p).possible(at(p, "make_stub", "mid_text", {"chars": 7}))
