@@ -127,7 +127,7 @@ class Realiser:
         got = self._matching.get(key)
         if got is None:
             if kind in ("call", "stream"):
-                cands = self._fixed(state, name, kind)
+                cands = self._fixed(state, name)
             elif kind == "stub":
                 cands = [Option(thaw_attrs(facts.stub[1]), text=facts.stub[2])] if facts.stub[0] == name else []
             elif kind == "continue":
@@ -152,7 +152,7 @@ class Realiser:
         for s in self.policy.states.values():
             if s.kind == "stream":
                 for event in ("stalled", "text", "tool_calls"):
-                    out += self._fixed(s.name, event, s.kind)
+                    out += self._fixed(s.name, event)
         return out
 
     def _matches(self, state: str, name: str, target: tuple[bool, ...], o: Option) -> bool:
@@ -160,12 +160,14 @@ class Realiser:
             return False
         return o.alt is None or self.vector(state, name, o.alt) == target
 
-    def _fixed(self, state: str, name: str, kind: str) -> list[Option]:
+    def _fixed(self, state: str, name: str) -> list[Option]:
+        """Every recording of event ``name`` in a call or stream ``state``, guards not yet matched
+        (they depend on the state's guards alone, so they are made once)."""
         key = (state, name)
         got = self._options.get(key)
         if got is None:
             atoms = self.atoms(state, name)
-            if kind == "call":
+            if self.policy.states[state].kind == "call":
                 got = [Option({}, text=False)] if name == "opened" else list(self._call_errors(name, atoms))
             else:
                 got = list(self._stream(name, atoms))

@@ -37,7 +37,7 @@ def stream_policy(event: str, guard: str) -> Policy:
 def call_options(p: Policy, event: str) -> list[Any]:
     """The call-error recordings for ``event``, each checked to replay to its own attributes."""
     r = Realiser(p)
-    options = r._fixed("ask", event, "call")
+    options = r._fixed("ask", event)
     for o in options:
         seen = judge_wait(observe_error(o.interaction), p.settings.max_wait)
         assert (seen.name, dict(seen.attrs)) == (event, dict(o.attrs))
@@ -147,7 +147,7 @@ def test_every_call_error_has_recordings_on_both_sides_of_each_guard() -> None:
 def stream_options(p: Policy, event: str) -> list[Any]:
     """The stream recordings for ``event``, each checked to replay to its own attributes."""
     r = Realiser(p)
-    options = r._fixed("read", event, "stream")
+    options = r._fixed("read", event)
     for o in options:
         schemas = {t: {"type": "object", "properties": {}} for t in o.tools}
         got = observe_stream(o.interaction, schemas, p.settings.stall_timeout)
