@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The incident cassettes share fixtures/streams (``sse_file: ../streams/...``): widen the folder
@@ -28,6 +28,9 @@ if "LOOPSPEC_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _CACHE, True)
 
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from _loopback import LoopbackServer
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
@@ -60,6 +63,23 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp.run_until_complete(close_litellm_async_clients())
     lp.close()
 
+
+
+@pytest.fixture(scope="module")
+def scripted_server() -> Iterator["LoopbackServer"]:
+    """One scripted loopback server (``tests/_loopback.py``) per test module: the provider tests
+    push replies to it and read the requests litellm really sent."""
+    from _loopback import LoopbackServer
+
+    with LoopbackServer() as server:
+        yield server
+
+
+@pytest.fixture
+def srv(scripted_server: "LoopbackServer") -> "LoopbackServer":
+    """The module's scripted server with no replies queued and no requests seen."""
+    scripted_server.reset()
+    return scripted_server
 
 # ------------------------------------------------------------------------------------- slow marker
 # Tests that take seconds each (measured with --durations=25 on 2 cores): real sockets through
