@@ -250,3 +250,43 @@ def test_a_whole_reply_holds_at_least_one_character_and_a_cut_or_stalled_one_may
     """A text reply with no text is the 'empty' event, not 'text'; a cut-off or stalled reply may
     have sent nothing yet, so 0 is one of its lengths when a guard compares with it."""
     assert [o.attrs["chars"] for o in stream_options(stream_policy(event, guard), event)] == lengths
+
+
+# ------------------------------------------------------------------- the natural recordings
+
+
+def described(o: Any) -> dict[str, Any]:
+    """A recording as a reader of a counterexample cassette sees it: what the reply says, its
+    calls and finish, where it stalls or breaks; or the error's status, headers and body."""
+    i = o.interaction
+    if hasattr(i, "status"):
+        return {"status": i.status, "headers": dict(i.headers), "body": i.body}
+    deltas = [c["choices"][0]["delta"] for c in i.chunks if c.get("choices")]
+    calls: dict[int, list[str]] = {}
+    for d in deltas:
+        for tc in d.get("tool_calls") or []:
+            entry = calls.setdefault(tc["index"], ["", ""])
+            entry[0] += (tc.get("function") or {}).get("name") or ""
+            entry[1] += (tc.get("function") or {}).get("arguments") or ""
+    finishes = [c["choices"][0].get("finish_reason") for c in i.chunks if c.get("choices")]
+    return {
+        "text": "".join(d.get("content") or "" for d in deltas),
+        "reasoning": "".join(d.get("reasoning_content") or "" for d in deltas),
+        "calls": [tuple(calls[k]) for k in sorted(calls)],
+        "finish": next((f for f in finishes if f), None),
+        "errors": [c["error"] for c in i.chunks if "error" in c],
+        "stall_after": i.stall_after, "stall_seconds": i.stall_seconds, "disconnect_after": i.disconnect_after,
+    }
+
+
+def test_the_natural_recordings_of_every_event_are_those_reviewed(snapshot: Any) -> None:
+    """The recordings a counterexample cassette is written from, for every call error and stream
+    event with no guard to split on: a change to what users are shown is reviewed here."""
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    r = Realiser(p)
+    shown = {f"ask {e}": [described(o) for o in r._fixed("ask", e)] for e in
+             ("rate_limit", "transient", "timeout", "context_overflow", "auth", "bad_request", "effort_unsupported",
+              "thinking_signature_invalid")}
+    shown |= {f"read {e}": [described(o) for o in r._fixed("read", e)] for e in
+              ("text", "tool_calls", "length", "empty", "thinking_only", "malformed_args", "unknown_tool", "stalled", "broken")}
+    assert shown == snapshot
