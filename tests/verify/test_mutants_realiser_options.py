@@ -244,6 +244,7 @@ def test_a_tool_call_reply_calls_the_names_and_counts_a_guard_reads_with_text_ar
     ("text", "{attr: chars, eq: 1}", [5, 5, 1, 1, 2, 2]),
     ("length", "{attr: chars, eq: 1}", [26, 1, 2, 0, 1, 2, 0, 0]),
     ("stalled", "{attr: chars, eq: 0}", [19, 0, 1, 0, 1]),
+    ("broken", "{attr: chars, eq: 0}", [7, 7, 7, 0, 0, 0, 1, 1, 1]),
 ])
 def test_a_whole_reply_holds_at_least_one_character_and_a_cut_or_stalled_one_may_hold_none(
         event: str, guard: str, lengths: list[int]) -> None:

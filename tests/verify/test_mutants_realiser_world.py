@@ -293,3 +293,17 @@ def test_a_stub_is_possible_with_what_a_guarded_streams_replies_leave() -> None:
     text_guard = "      text:\n        - when: {attr: chars, eq: 7}\n          to: halt_completed\n"
     p = load_policy_text(DEFAULT_TEXT.replace("      mid_text:\n", stub_guard, 1).replace("      text:\n", text_guard, 1), "d.yaml")
     assert Realiser(p).possible(at(p, "make_stub", "mid_text", {"chars": 7}))
+
+
+def test_a_halt_message_that_reads_the_events_message_is_empty_only_when_the_error_says_nothing() -> None:
+    """Every recorded call error says something, so '{message}' never renders empty after one."""
+    p = policy(CALL, stream(), TOOLS, HALTS)
+    r = Realiser(p, halts={"fail": "{message}"})
+    assert walk(p, r, [("rate_limit", {})])[1] is False
+
+
+def test_an_escalation_that_can_fail_two_ways_offers_both_reasons() -> None:
+    r = Realiser(DEFAULT)
+    step = at(DEFAULT, "compact_context", "failed", {"message": "x"})
+    assert r.options(Facts(escalation="failed:nothing left to compact|no fallback_model in settings"), step) == [
+        Option({"message": "nothing left to compact"}), Option({"message": "no fallback_model in settings"})]
