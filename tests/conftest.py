@@ -28,10 +28,10 @@ if "LOOPSPEC_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _CACHE, True)
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 if TYPE_CHECKING:
     from _loopback import LoopbackServer
-from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",
@@ -64,7 +64,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp.close()
 
 
-
 @pytest.fixture(scope="module")
 def scripted_server() -> Iterator["LoopbackServer"]:
     """One scripted loopback server (``tests/_loopback.py``) per test module: the provider tests
@@ -80,6 +79,7 @@ def srv(scripted_server: "LoopbackServer") -> "LoopbackServer":
     """The module's scripted server with no replies queued and no requests seen."""
     scripted_server.reset()
     return scripted_server
+
 
 # ------------------------------------------------------------------------------------- slow marker
 # Tests that take seconds each (measured with --durations=25 on 2 cores): real sockets through

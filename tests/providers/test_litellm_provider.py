@@ -333,7 +333,7 @@ def test_anthropic_native_thinking_blocks(srv):
     assert classify_reply(r, {"fixed_version": None}).name == "tool_calls"
 
 
-def _no_listeners(monkeypatch) -> None:
+def no_listeners(monkeypatch) -> None:
     """litellm as loopspec imports it, with no success callback and no cache; its callback lists
     are restored afterwards (litellm copies registered loggers into them)."""
     from loopspec.providers.litellm_provider import import_litellm
@@ -346,8 +346,8 @@ def _no_listeners(monkeypatch) -> None:
 
 def _count_reply_builds(monkeypatch) -> list[int]:
     """Count litellm's whole-reply rebuilds (``stream_chunk_builder``, run at each end-of-stream
-    pass), starting with nobody listening (see :func:`_no_listeners`)."""
-    _no_listeners(monkeypatch)
+    pass), starting with nobody listening (see :func:`no_listeners`)."""
+    no_listeners(monkeypatch)
     builds = [0]
     real = litellm.stream_chunk_builder
 
@@ -415,7 +415,7 @@ def test_what_counts_as_litellm_listening_for_a_success(monkeypatch, listener):
     from loopspec.providers import litellm_provider
     from types import SimpleNamespace
 
-    _no_listeners(monkeypatch)
+    no_listeners(monkeypatch)
     logging_obj = SimpleNamespace(dynamic_success_callbacks=None, dynamic_async_success_callbacks=None)
     if listener == "cache":
         monkeypatch.setattr(litellm, "cache", object())

@@ -22,6 +22,7 @@ import pytest  # noqa: E402
 
 from _loopback import LoopbackServer, Reply  # noqa: E402
 from _paths import FIXTURES  # noqa: E402
+from test_litellm_provider import no_listeners, req, run, sse  # noqa: E402
 
 from loopspec.providers import litellm_provider as lp  # noqa: E402
 from loopspec.providers.base import ModelRequest, ProviderError, StreamBroken  # noqa: E402
@@ -38,21 +39,6 @@ from loopspec.wire.deltas import Delta, Usage  # noqa: E402
 STREAMS = FIXTURES / "streams"
 PRICED_MODEL = "openai/gpt-4o-mini"  # in litellm's local cost map
 TOOL = {"type": "function", "function": {"name": "get_capital", "parameters": {"type": "object", "properties": {}}}}
-
-
-def req(srv: LoopbackServer, **kw: Any) -> ModelRequest:
-    base: dict[str, Any] = dict(model="openai/x", messages=[{"role": "user", "content": "hi"}],
-                                api_base=srv.base_url, api_key="sk-test", timeout=5.0)
-    base.update(kw)
-    return ModelRequest(**base)
-
-
-def sse(name: str) -> str:
-    return (STREAMS / name).read_text()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 class WatchedWrapper:
@@ -114,14 +100,6 @@ def watch_acompletion(monkeypatch: pytest.MonkeyPatch, hide: tuple[str, ...] = (
 
     monkeypatch.setattr(litellm, "acompletion", spy)
     return calls, wrappers
-
-
-def no_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
-    """litellm with no success callback and no cache, so the provider may stop at the usage chunk."""
-    lp.import_litellm()
-    for name in ("callbacks", "success_callback", "_async_success_callback"):
-        monkeypatch.setattr(litellm, name, [])
-    monkeypatch.setattr(litellm, "cache", None)
 
 
 # ------------------------------------------------------------------------------------ import

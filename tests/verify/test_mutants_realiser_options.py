@@ -18,7 +18,7 @@ import pytest
 
 from loopspec.language.alphabet import judge_wait
 from loopspec.language.model import Policy
-from loopspec.verify.event_options import HTTP_CALL_PREFIX, freeze_attrs, observe_error, observe_stream
+from loopspec.verify.event_options import EMPTY_PARAMETERS, HTTP_CALL_PREFIX, freeze_attrs, observe_error, observe_stream
 from loopspec.verify.realiser import Realiser
 
 from test_check import CALL, HALTS, TOOLS, policy, stream
@@ -149,7 +149,7 @@ def stream_options(p: Policy, event: str) -> list[Any]:
     r = Realiser(p)
     options = r._fixed("read", event)
     for o in options:
-        schemas = {t: {"type": "object", "properties": {}} for t in o.tools}
+        schemas = {t: EMPTY_PARAMETERS for t in o.tools}
         got = observe_stream(o.interaction, schemas, p.settings.stall_timeout)
         assert (got.event.name, dict(got.event.attrs)) == (event, dict(o.attrs))
         assert (got.text, got.stub, got.calls) == (o.text, o.stub, o.calls)

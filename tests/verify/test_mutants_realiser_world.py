@@ -263,10 +263,8 @@ ESCALATIONS = """\
 def test_entering_an_escalation_leaves_what_it_will_report() -> None:
     """Switching to a fallback model that settings do not name fails; a compaction may find
     nothing to compact; an escalation that does neither is done."""
-    from loopspec.verify.event_options import Facts as F
-
     def entered(p: Policy, event: str) -> str:
-        return Realiser(p).after(F(escalation="either"), at(p, "ask", event, {}), Option({}, text=False)).escalation
+        return Realiser(p).after(Facts(escalation="either"), at(p, "ask", event, {}), Option({}, text=False)).escalation
 
     p = policy(ESCALATIONS, stream(), TOOLS, HALTS)
     assert [entered(p, e) for e in ("rate_limit", "transient", "timeout", "context_overflow", "opened")] == [
