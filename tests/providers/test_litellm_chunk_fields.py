@@ -321,3 +321,18 @@ def test_every_kind_of_reasoning_detail_is_kept_in_order() -> None:
         {"type": "thinking", "thinking": "Second.", "signature": None},
     )
     assert delta.reasoning == "First. Second."
+
+
+def test_pydantic_model_types_are_told_from_plain_ones_every_time() -> None:
+    """``fields_of`` reads a pydantic model from its dicts and anything else through its attributes;
+    which is which is remembered per type, so the second answer must equal the first."""
+    from loopspec.providers.chunks import _is_model
+
+    class Plain:
+        model_field = 1
+
+    for _ in range(2):
+        assert _is_model(ModelResponseStream) is True
+        assert _is_model(StreamingChoices) is True
+        assert _is_model(Plain) is False
+        assert _is_model(dict) is False
