@@ -62,6 +62,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     **{f"loopspec/verify/{p.name}": CHECKER for p in sorted((ROOT / "loopspec" / "verify").glob("*.py"))},
     # the interpreter
     "loopspec/engine/turn.py": FAST,
+    "loopspec/engine/machine.py": FAST,
+    "loopspec/engine/resume.py": FAST,
+    "loopspec/engine/journaling.py": FAST,
     "loopspec/engine/history.py": FAST,
     "loopspec/engine/tools.py": FAST,
     "loopspec/engine/model_call.py": FAST,
@@ -83,9 +86,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/providers/litellm_provider.py": EVERYTHING,
     # the cache of read cassettes: a stale entry would replay a cassette that is no longer on disk
     "loopspec/replay/cassette_cache.py": FAST,
+    # what both replay transports play: a cassette's interactions rendered as SSE, plans and bodies
+    "loopspec/replay/interactions.py": EVERYTHING,
     "loopspec/replay/inproc.py": EVERYTHING,
     "loopspec/replay/http.py": EVERYTHING,
     "loopspec/replay/server.py": EVERYTHING,
+    # replaying a cassette: what the turn is handed and how its result is reported
+    "loopspec/replay/harness.py": EVERYTHING,
 }
 
 MAX_JOBS = 2  # the machine has two cores, shared with other work
