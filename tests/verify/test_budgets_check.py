@@ -52,6 +52,31 @@ def test_the_example_is_proven_and_says_which_loop_the_cost_budget_bounds() -> N
     json.dumps(j)
 
 
+def test_a_budget_bounds_only_the_loops_whose_bound_passes_through_the_model_calls() -> None:
+    """A retry loop the retries counter ends is not the budget's; nor does a budget without
+    min_per_call list any loop, in the text or the JSON."""
+    text = EXAMPLE.replace("budgets:\n", "counters:\n  retries: {max: 2}\nbudgets:\n", 1).replace(
+        "      rate_limit: failed\n",
+        "      rate_limit:\n        - when: {counter: retries, lt: max}\n          do: [{increment: retries}]\n"
+        "          to: ask\n        - to: failed\n",
+        1,
+    )
+    r = check_policy(load_policy_text(text, "budgets.yaml"))
+    assert r.proven, r.format_text()
+    output_tokens, cost = r.to_json()["budgets"]
+    assert cost["bounds_loops"] == ["tools --ok[0]--> ask"]
+    assert output_tokens == {"budget": "output_tokens", "max": 2000.0, "min_per_call": None,
+                             "model_calls_at_most": None, "bounds_loops": []}
+
+
+def test_without_a_wrap_up_no_call_follows_the_budgets_last() -> None:
+    """ceil(0.05 / 0.001) = 50 calls reach the budget; only a wrap_up adds one more (51 above)."""
+    r = check_policy(load_policy_text(EXAMPLE.replace("    wrap_up: summarize\n", "", 1), "budgets.yaml"))
+    cost = r.to_json()["budgets"][1]
+    assert cost["model_calls_at_most"] == 50, cost
+    assert "cost (max 0.05, min_per_call 0.001): at most 50 model calls per turn" in r.format_text()
+
+
 def test_a_budget_does_not_lower_the_worst_case_figures() -> None:
     """51 calls by the budget, 100 by the backstop: the figure stays the backstop's (the budget's
     bound is reported beside it, never folded into a figure a concrete search must reach)."""
