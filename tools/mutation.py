@@ -93,6 +93,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/replay/server.py": EVERYTHING,
     # replaying a cassette: what the turn is handed and how its result is reported
     "loopspec/replay/harness.py": EVERYTHING,
+    # the tools a replay runs, and the cancellation a cassette names
+    "loopspec/replay/recorded_tools.py": EVERYTHING,
+    "loopspec/replay/cancel.py": EVERYTHING,
 }
 
 MAX_JOBS = 2  # the machine has two cores, shared with other work
