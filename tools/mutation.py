@@ -96,6 +96,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     # the tools a replay runs, and the cancellation a cassette names
     "loopspec/replay/recorded_tools.py": EVERYTHING,
     "loopspec/replay/cancel.py": EVERYTHING,
+    # the turn's own time over HTTP, which a cassette's expect.elapsed is judged on
+    "loopspec/replay/turn_time.py": EVERYTHING,
 }
 
 MAX_JOBS = 2  # the machine has two cores, shared with other work
