@@ -1,5 +1,5 @@
-"""Test doubles shared by the engine tests: a clock whose sleeps never end, a provider whose
-responses never open, a stream that swallows a cancel."""
+"""Test doubles shared by the engine and replay tests: a clock whose sleeps never end, a provider
+whose responses never open, a stream that swallows a cancel, a turn that counts its cancels."""
 
 from __future__ import annotations
 
@@ -49,6 +49,19 @@ class SwallowsOnce:
             except asyncio.CancelledError:
                 return "answered anyway"
         return "next"
+
+
+class CancellableTurn:
+    """The parts of a turn a cancel plan touches: its provider, its clock, and ``cancel()``,
+    which only counts."""
+
+    def __init__(self) -> None:
+        self.provider: Any = "provider"
+        self.clock: Any = "clock"
+        self.cancels = 0
+
+    def cancel(self) -> None:
+        self.cancels += 1
 
 
 class Stop(BaseException):

@@ -14,17 +14,7 @@ from loopspec.engine.results import TurnUsage
 from loopspec.replay.cancel import CancelPlan, _Clock, _Provider, _Stream, run_guarded
 from loopspec.replay.cassette_model import CancelPoint
 
-
-class CancellableTurn:
-    """The parts of a turn a plan touches: its provider, its clock, and ``cancel()``."""
-
-    def __init__(self) -> None:
-        self.provider: Any = "provider"
-        self.clock: Any = "clock"
-        self.cancels = 0
-
-    def cancel(self) -> None:
-        self.cancels += 1
+from _doubles import CancellableTurn
 
 
 def attached(point: CancelPoint | None) -> tuple[CancelPlan, CancellableTurn]:

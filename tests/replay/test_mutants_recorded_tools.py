@@ -13,6 +13,8 @@ from loopspec.replay.cancel import CancelPlan
 from loopspec.replay.cassette_model import CancelPoint, Cassette, ToolOutcome, ToolSpec
 from loopspec.replay.recorded_tools import RecordedTools, ToolResultsExhausted
 
+from _doubles import CancellableTurn
+
 READ = ToolSpec("read_file", {"type": "object", "properties": {"path": {"type": "string"}}}, "Read a file.", False)
 DELETE = ToolSpec("delete_file", {"type": "object"}, "Delete a file.", True)
 
@@ -95,20 +97,9 @@ def test_a_resumed_replay_goes_on_after_the_results_already_played():
     assert tools.ran == ["read_file", "read_file", "delete_file", "read_file"]
 
 
-class FakeTurn:
-    """The one thing a cancel plan asks of a turn: to be cancelled."""
-
-    def __init__(self) -> None:
-        self.cancels = 0
-
-    def cancel(self) -> None:
-        self.cancels += 1
-
-
 def test_a_tool_the_cassette_cancels_during_cancels_the_turn_once_as_it_starts():
-    plan = CancelPlan(CancelPoint(during_tool="read_file"))
-    turn = FakeTurn()
-    plan.turn = turn  # type: ignore[assignment]
+    plan, turn = CancelPlan(CancelPoint(during_tool="read_file")), CancellableTurn()
+    plan.attach(turn)  # type: ignore[arg-type]
     tools = RecordedTools(cassette(ToolOutcome("read_file", result="a"), ToolOutcome("read_file", result="b"),
                                    ToolOutcome("delete_file", result="d"), cancel=CancelPoint(during_tool="read_file")),
                           cancel=plan)
