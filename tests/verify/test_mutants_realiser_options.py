@@ -221,6 +221,58 @@ def test_a_broken_stream_says_each_cause_with_the_words_a_guard_looks_for() -> N
     assert options[4].interaction.disconnect_after == 2 and "Response payload is not completed" in options[4].alt["message"]
 
 
+def test_two_secret_shaped_words_that_redact_alike_are_recorded_once_and_the_search_goes_on() -> None:
+    """A broken stream's message is redacted, so two key-shaped words a guard looks for say the
+    same thing once recorded: one recording of it per cause, and the causes after the repeat are
+    still offered (a repeat skipped, not the end of the candidates)."""
+    a, b = "sk-" + "a" * 32, "sk-" + "b" * 36
+    p = policy(CALL, stream(broken=f"[{{when: {{attr: message, contains: {a}}}, to: done}}, "
+                                   f"{{when: {{attr: message, contains: {b}}}, to: done}}, fail]"), TOOLS, HALTS)
+    options = stream_options(p, "broken")
+    assert [(o.attrs["cause"], o.attrs["message"]) for o in options] == [
+        ("provider_error", "upstream provider error"), ("provider_error", "upstream provider error (<redacted>)"),
+        ("overflow", "maximum context length exceeded"), ("overflow", "maximum context length exceeded (<redacted>)"),
+        ("disconnect", "connection dropped mid-stream")]
+    assert [said for o in options[:4] for said in [o.interaction.chunks[-1]["error"]["message"]]] == [
+        "upstream provider error", f"upstream provider error ({a})",
+        "maximum context length exceeded", f"maximum context length exceeded ({a})"], "the first of the two is kept"
+
+
+STREAM_GUARDS = {
+    "text": ["{attr: chars, ge: 12}", "{attr: chars, le: 1}", "{attr: finish_reason, eq: content_filter}"],
+    "tool_calls": ["{attr: tools, contains: ' x '}", "{attr: tools, contains: 'é'}", "{attr: tools, contains: tool_a}",
+                   "{attr: tools, eq: [' ', '']}", "{attr: count, ge: 9}", "{attr: chars, ge: 3}"],
+    "length": ["{attr: dropped_tools, contains: ' q '}", "{attr: chars, le: 0}", "{attr: thinking_only}"],
+    "empty": ["{attr: finish_reason, eq: stop}"],
+    "thinking_only": ["{attr: finish_reason, eq: content_filter}"],
+    "malformed_args": ["{attr: tools, contains: '{'}", "{attr: tools, contains: tool_a}"],
+    "unknown_tool": ["{attr: tools, contains: no_such_tool}", "{attr: tools, contains: tool_a}"],
+    "stalled": ["{attr: chars, eq: 0}", "{attr: mid_tool_call}"],
+    "broken": ["{attr: message, contains: 'sk-" + "c" * 40 + "'}", "{attr: chars, ge: 100}"],
+}
+
+
+@pytest.mark.parametrize("event", sorted(STREAM_GUARDS))
+def test_every_stream_candidate_makes_the_event_it_is_offered_for(event: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The realiser builds each event's candidates to make that event, and drops one that does not
+    (its own check): on guards with odd tool names, counts past the name pool, lengths at 0 and
+    key-shaped words, no candidate is left for that check to drop, so no recording is lost."""
+    import loopspec.verify.realiser as realiser_module
+
+    made: list[str] = []
+
+    def observed(resp: Any, schemas: Any, timeout: float) -> Any:
+        got = observe_stream(resp, schemas, timeout)
+        made.append(got.event.name)
+        return got
+
+    monkeypatch.setattr(realiser_module, "observe_stream", observed)
+    for guard in STREAM_GUARDS[event]:
+        made.clear()
+        options = stream_options(stream_policy(event, guard), event)
+        assert options and made and set(made) == {event}, guard
+
+
 def test_a_broken_stream_breaks_after_the_text_lengths_a_guard_compares_with() -> None:
     options = stream_options(stream_policy("broken", "{attr: chars, ge: 3}"), "broken")
     assert [(o.attrs["chars"], o.attrs["cause"]) for o in options] == [
