@@ -103,3 +103,51 @@ def test_a_rerun_refuses_names_that_now_mean_another_change() -> None:
     edited = {"source_sha": "new", "status_of": {}, "survivors": []}
     with pytest.raises(tool.RenumberedMutant, match="changed since"):
         tool.merge_rerun(dict(_last_run(), source_sha="old"), edited, ["m.x_f__mutmut_2"])
+
+
+def _analysis(modules: list[str], date: str, plants: int, caught: int, new: int, equivalent: int,
+              whole: bool = True) -> dict[str, object]:
+    return {"modules": modules, "date": date, "plants": plants, "caught": caught, "killed_by_new_tests": new,
+            "equivalent": equivalent, "open": plants - caught - new - equivalent, "whole": whole}
+
+
+def test_a_modules_standing_is_its_latest_whole_result_and_parts_only_when_nothing_is_whole() -> None:
+    """A run stopped early and an analysis of part of a module never stand for the module; the
+    latest whole result does (mutmut's, with the survivors its notes settle, or one by hand, alone
+    or shared); a module with only parts adds them up; one with nothing says so."""
+    tool = _tool()
+    tool.MODULES = {"a.py": (), "b.py": (), "c.py": (), "d.py": (), "e.py": ()}
+    results = {
+        "a.py": {"total": 10, "unchecked": 0, "detected": 7, "date": "d1",
+                 "survivors": [_survivor("a.f_1", "x"), _survivor("a.f_2", "y"), _survivor("a.f_3", "z")]},
+        "b.py": {"total": 5, "unchecked": 3, "detected": 5, "date": "d9", "survivors": []},
+        "e.py": {"total": 0, "unchecked": 0, "detected": 0, "date": "d1", "survivors": []},
+    }
+    notes = {"a.f_1": {"test": "tests/t.py"}, "a.f_2": {"equivalent": "same"}}
+    analyses = [
+        _analysis(["a.py"], "d0", 4, 4, 0, 0),                       # older than a's mutmut run
+        _analysis(["b.py", "c.py"], "d2", 20, 15, 3, 2),             # shared, whole
+        _analysis(["b.py"], "d3", 8, 8, 0, 0, whole=False),         # later, but a part
+        _analysis(["d.py"], "d1", 6, 4, 1, 1, whole=False),
+        _analysis(["d.py"], "d4", 9, 7, 2, 0, whole=False),
+    ]
+    rows = {r["module"]: r for r in tool.standing(results, notes, analyses)}
+    assert (rows["a.py"]["how"], rows["a.py"]["killed"], rows["a.py"]["equivalent"], rows["a.py"]["open"]) == ("mutmut", 8, 1, 1)
+    assert (rows["b.py"]["how"], rows["b.py"]["date"], rows["b.py"]["with"], rows["b.py"]["plants"]) == ("by hand", "d2", ["c.py"], 20)
+    assert (rows["c.py"]["killed"], rows["c.py"]["with"]) == (18, ["b.py"])
+    assert (rows["d.py"]["how"], rows["d.py"]["date"]) == ("by hand, in parts (2)", "d1, d4")
+    assert (rows["d.py"]["plants"], rows["d.py"]["killed"], rows["d.py"]["equivalent"]) == (15, 14, 1)
+    assert rows["e.py"]["how"] == "no functions"
+    rendered = "\n".join(tool.render_standing(list(rows.values())))
+    assert "| `a.py` | mutmut, d1 | 10 | 8 | 1 | 1 | 80.0 % (below 90 %) | 88.9 % |" in rendered
+    assert "| `b.py` | by hand, d2 (shared with `c.py`) | 20 | 18 | 2 | 0 | 90.0 % | 100.0 % |" in rendered
+
+
+def test_a_later_whole_result_replaces_an_earlier_one_and_ties_go_to_the_module_alone() -> None:
+    tool = _tool()
+    tool.MODULES = {"a.py": ()}
+    results = {"a.py": {"total": 10, "unchecked": 0, "detected": 10, "date": "d1", "survivors": []}}
+    later = tool.standing(results, {}, [_analysis(["a.py"], "d2", 12, 11, 0, 1)])
+    assert (later[0]["how"], later[0]["plants"]) == ("by hand", 12)
+    tie = tool.standing({}, {}, [_analysis(["a.py"], "d2", 12, 11, 0, 1), _analysis(["a.py", "z.py"], "d2", 30, 30, 0, 0)])
+    assert tie[0]["plants"] == 12, "on one date the module's own analysis beats a shared one"

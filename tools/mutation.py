@@ -65,6 +65,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/machine.py": FAST,
     "loopspec/engine/resume.py": FAST,
     "loopspec/engine/journaling.py": FAST,
+    "loopspec/engine/tracing.py": FAST,
     "loopspec/engine/history.py": FAST,
     "loopspec/engine/tools.py": FAST,
     "loopspec/engine/model_call.py": FAST,
@@ -309,6 +310,87 @@ def render_hand(analyses: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def standing(results: dict[str, Any], notes: dict[str, dict[str, str]],
+             analyses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each listed module's latest result that reached all of its mutants: a mutmut run that was not
+    stopped early, or an analysis by hand that planted every one (alone, or with other modules, whose
+    counts it then shares); failing both, the analyses of parts of it, added up. A survivor of a mutmut run counts as killed when a note names the test
+    written for it, as equivalent when a note explains it, and as open otherwise."""
+    rows: list[dict[str, Any]] = []
+    for module in MODULES:
+        found: list[dict[str, Any]] = []
+        r = results.get(module)
+        if r is not None and not r["total"] and not r.get("unchecked"):
+            rows.append({"module": module, "how": "no functions"})  # mutmut 3 mutates function bodies only
+            continue
+        if r is not None and r["total"] and not r.get("unchecked"):
+            verdicts = [notes.get(s["name"], {}) for s in r["survivors"]]
+            fixed = sum(1 for v in verdicts if "test" in v)
+            equivalent = sum(1 for v in verdicts if "equivalent" in v and "test" not in v)
+            found.append({"how": "mutmut", "date": r["date"], "with": [], "plants": r["total"],
+                          "killed": r["detected"] + fixed, "equivalent": equivalent,
+                          "open": r["total"] - r["detected"] - fixed - equivalent})
+        for a in analyses:
+            if module in a["modules"] and a.get("whole", True):
+                found.append({"how": "by hand", "date": a["date"], "with": [m for m in a["modules"] if m != module],
+                              **_hand_counts([a])})
+        if not found:
+            # no whole result: the analyses of parts of this module alone, added up (the halves of
+            # a module planted in two sessions make it whole between them)
+            parts = [a for a in analyses if a["modules"] == [module]]
+            if parts:
+                dates = ", ".join(sorted({a["date"] for a in parts}))
+                rows.append({"module": module, "how": f"by hand, in parts ({len(parts)})", "date": dates, "with": [],
+                             **_hand_counts(parts)})
+            else:
+                rows.append({"module": module, "how": None})
+            continue
+        # the latest date wins; on one date an analysis of the module alone beats a shared one, and
+        # a later entry (the files keep their order of writing) an earlier one
+        best = max(enumerate(found), key=lambda ix: (ix[1]["date"], not ix[1]["with"], ix[0]))[1]
+        rows.append({"module": module, **best})
+    return rows
+
+
+def _hand_counts(analyses: list[dict[str, Any]]) -> dict[str, int]:
+    return {"plants": sum(a["plants"] for a in analyses),
+            "killed": sum(a["caught"] + a["killed_by_new_tests"] for a in analyses),
+            "equivalent": sum(a["equivalent"] for a in analyses), "open": sum(a["open"] for a in analyses)}
+
+
+def render_standing(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["## Where each module stands", "", STANDING_INTRO, ""]
+    out.append("| module | latest whole result | mutants | killed | equivalent | open | killed / all | killed / all but equivalent |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        if row["how"] is None:
+            out.append(f"| `{row['module']}` | none yet | | | | | | |")
+            continue
+        if row["how"] == "no functions":
+            out.append(f"| `{row['module']}` | no mutants (no functions) | 0 | | | | | |")
+            continue
+        shared = f" (shared with {_code_list(row['with'])})" if row["with"] else ""
+        score = 100.0 * row["killed"] / row["plants"]
+        real = row["plants"] - row["equivalent"]
+        net = f"{100.0 * row['killed'] / real:.1f} %" if real else "—"
+        mark = "" if score >= 90 else " (below 90 %)"
+        out.append(f"| `{row['module']}` | {row['how']}, {row['date']}{shared} | {row['plants']} | {row['killed']} "
+                   f"| {row['equivalent']} | {row['open']} | {score:.1f} %{mark} | {net} |")
+    out.append("")
+    return out
+
+
+STANDING_INTRO = """One row per module of the list: its latest result that reached every one of its mutants, from
+the mutmut runs (next section) or the analyses by hand (after them), whichever is later; where
+none did, the analyses of parts of the module (some of its functions, or bugs chosen by hand),
+added up. *killed*
+counts the mutants a test fails on, the suite's at the time and the tests written for the
+survivors; *equivalent* the survivors that change nothing a caller can observe, each explained
+where its result is listed. A result shared with other modules counts them together. The target
+is at least 90 % killed; an equivalent mutant cannot be killed, so the last column leaves them
+out."""
+
+
 def _code_list(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
@@ -344,6 +426,9 @@ def verdict(survivor: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
 
 def render(results: dict[str, Any], notes: dict[str, dict[str, str]]) -> str:
     out = [HEADER]
+    out += render_standing(standing(results, notes, load_hand()))
+    out.append("## Scores")
+    out.append("")
     out.append("| module | killed / total | score | time | run on | tests | earlier runs |")
     out.append("| --- | --- | --- | --- | --- | --- | --- |")
     for module in MODULES:
@@ -468,8 +553,6 @@ of `redact.py`, the tables of `alphabet.py`) get no mutants and need tests of th
 `test_every_provider_key_shape_is_redacted`). Code that the suite runs only in a child process
 (`loopspec` started as a command, the replay server run as a subprocess) imports the installed,
 unmutated package, so mutants there survive unless an in-process test also covers them.
-
-## Scores
 """
 
 
