@@ -19,6 +19,14 @@ A fourth arm runs the same loopspec turn with the tool registered as a coroutine
 function runs in a worker thread (so a hung tool can still be timed out and the turn cancelled),
 and that hop is shown on its own.
 
+Last, loopspec's own work in a turn, on its own: the same turn (coroutine tool) run in process on
+the litellm chunks one live turn received, kept and handed back by a stand-in for litellm's stream
+wrapper, so everything loopspec does per turn runs (the policy's steps, the stall timer, reading
+each chunk, assembling and classifying the reply, the tool batch, the result) and nothing else
+does. Its share of a direct turn is what cutting loopspec's code can win back; the rest of the
+added time is the live turn's, not any loopspec function's (on 2026-12-04: 0.31 ms of loopspec's
+work in a turn that added about 1 ms with a coroutine tool).
+
 The loopback server runs in a child process by default (``--server process``), as a provider runs
 elsewhere: in a thread of this process (``--server thread``) its own work shares the GIL with the
 turn under test and lengthens both arms' turns alike, which shrinks the ratio (on 2026-12-04, 300
@@ -51,7 +59,7 @@ import litellm  # noqa: E402
 from loopspec import Event, ToolRegistry, Turn, TurnCallbacks, load_policy  # noqa: E402
 from loopspec.engine.clock import RealClock  # noqa: E402
 from loopspec.engine.machine import TurnModel  # noqa: E402
-from loopspec.providers.litellm_provider import LiteLLMProvider  # noqa: E402
+from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream  # noqa: E402
 from loopspec.replay.interactions import StreamResponse  # noqa: E402
 from loopspec.replay.server import LoopbackServer  # noqa: E402
 
@@ -133,7 +141,10 @@ def serve(turns: int, conn: Any) -> None:
         conn.recv()
 
 
-async def wall_time(turns: int, server_in: str = "process") -> tuple[list[float], list[float], list[float], list[float]]:
+async def wall_time(turns: int, server_in: str = "process", kept: list[list[Any]] | None = None
+                    ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Each arm's turn times; ``kept`` receives the chunks of one more live loopspec turn."""
+    kept = [] if kept is None else kept
     direct: list[float] = []
     with_usage: list[float] = []
     ours: list[float] = []
@@ -158,12 +169,82 @@ async def wall_time(turns: int, server_in: str = "process") -> tuple[list[float]
                 t = time.perf_counter()
                 await run(api_base)
                 into.append(time.perf_counter() - t)
+        kept.extend(await kept_turn(api_base))
     finally:
         stop()
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     await close_litellm_async_clients()
     return direct, with_usage, ours, ours_in_task
+
+
+class KeptChunks:
+    """Stands in for litellm's stream wrapper: hands back the chunks one live response produced,
+    marking the usage chunk as litellm does (``sent_stream_usage``)."""
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self.chunks = chunks
+        self.at = 0
+        self.sent_stream_usage = False
+
+    def __aiter__(self) -> "KeptChunks":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.at == len(self.chunks):
+            raise StopAsyncIteration
+        chunk = self.chunks[self.at]
+        self.at += 1
+        self.sent_stream_usage = self.at == len(self.chunks) and getattr(chunk, "usage", None) is not None
+        return chunk
+
+    async def aclose(self) -> None:
+        self.at = len(self.chunks)
+
+
+class KeptResponses:
+    """A provider whose responses are the kept chunks of a live turn, read through loopspec's own
+    litellm stream reader (``LiteLLMResponseStream``)."""
+
+    def __init__(self, responses: list[list[Any]]) -> None:
+        self.responses = responses
+        self.calls = 0
+
+    async def open(self, request: Any) -> LiteLLMResponseStream:
+        chunks = self.responses[self.calls % len(self.responses)]
+        self.calls += 1
+        return LiteLLMResponseStream(KeptChunks(chunks), model=request.model)
+
+
+async def kept_turn(api_base: str) -> list[list[Any]]:
+    """The chunks litellm hands loopspec in one live turn (tool call, then answer)."""
+    kept: list[list[Any]] = []
+    real = litellm.acompletion
+
+    async def keeping(**kwargs: Any) -> Any:
+        wrapper = await real(**kwargs)
+        chunks = [c async for c in wrapper]
+        kept.append(chunks)
+        return KeptChunks(chunks)
+
+    litellm.acompletion = keeping
+    try:
+        await loopspec_turn(api_base, in_task=True)
+    finally:
+        litellm.acompletion = real
+    return kept
+
+
+async def own_work(kept: list[list[Any]], turns: int) -> list[float]:
+    """Seconds of loopspec's own work per turn: the turn run in process on the kept chunks."""
+    times = []
+    for _ in range(turns):
+        turn = Turn(POLICY, KeptResponses(kept), model="openai/x", tools=registry(in_task=True), clock=RealClock())
+        t = time.perf_counter()
+        result = await turn.run(USER)
+        times.append(time.perf_counter() - t)
+        assert result.outcome == "completed", result.outcome
+    return times
 
 
 def noop_callbacks() -> TurnCallbacks:
@@ -202,7 +283,8 @@ def main() -> None:
     parser.add_argument("--server", choices=["process", "thread"], default="process",
                         help="where the loopback server runs (default: a child process, as a provider is elsewhere)")
     args = parser.parse_args()
-    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns, args.server))
+    kept: list[list[Any]] = []
+    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns, args.server, kept))
     print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback server in a {args.server}):")
     for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours),
                      ("  async tool", ours_in_task)):
@@ -221,6 +303,11 @@ def main() -> None:
     print(f"    of loopspec's share, the sync tool's worker thread: {(hop - 1) * 100:+.1f} % ({(hlo - 1) * 100:+.1f} to "
           f"{(hhi - 1) * 100:+.1f} %); with the tool as a coroutine, loopspec over the same requests: "
           f"{(own_task - 1) * 100:+.1f} % ({(tlo - 1) * 100:+.1f} to {(thi - 1) * 100:+.1f} %)")
+    own = asyncio.run(own_work(kept, max(args.turns, 200)))
+    own_ms, own_lo, own_hi = median_ci(own)
+    share = own_ms / statistics.median(direct)
+    print(f"loopspec's own work in a turn (in process, on the chunks of a live turn, coroutine tool): median "
+          f"{own_ms * 1000:.2f} ms (95 % CI {own_lo * 1000:.2f}-{own_hi * 1000:.2f} ms), {share * 100:.1f} % of a direct turn")
     samples = [step_cost(repeats=2000) for _ in range(41)]
     us, lo_us, hi_us = median_ci(samples)
     print(f"interpreter cost per step: median {us:.1f} us (95 % CI {lo_us:.1f}-{hi_us:.1f} us; target: upper end <= 20 us: "
