@@ -153,6 +153,7 @@ class LoopbackServer:
         try:
             fut.result(timeout=5)
         except BaseException:
+            fut.cancel()  # a bind still running would be left pending when the loop closes
             self.close()
             raise
         return self
