@@ -90,7 +90,7 @@ def test_closing_ends_a_handler_held_in_a_stall_on_the_servers_own_thread_withou
     """A client waits in a 30 s pause when the server closes: its handler is cancelled and ends
     (no task is left pending for asyncio to destroy), the shutdown raises nothing on the server's
     thread, and the thread is gone when ``close`` returns."""
-    resp = StreamResponse(chunks=CHUNKS, stall_after=2, stall_seconds=30.0)
+    resp = StreamResponse(chunks=tuple(CHUNKS), stall_after=2, stall_seconds=30.0)
     srv = LoopbackServer([resp]).start()
     thread = next(t for t in server_threads() if t.is_alive())
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
