@@ -271,6 +271,16 @@ def test_every_credential_header_is_redacted_in_the_record() -> None:
     assert sorted(req.headers) == ["api-key", "authorization", "connection", "content-length", "host", "x-api-key", "x-other"]
 
 
+def test_a_header_value_that_holds_colons_is_recorded_whole() -> None:
+    """A header is split at its first colon: ``Host`` with its port, as every HTTP client sends
+    it, and a value with more colons in it keep their names and values."""
+    with LoopbackServer([CompletionResponse(DONE)]) as srv:
+        host = f"Host: 127.0.0.1:{srv.port}\r\n"
+        exchange(srv.port, post(b"{}", headers="X-Trace: a:b:c\r\nConnection: close\r\n").replace(b"Host: x\r\n", host.encode()))
+    (req,) = srv.requests
+    assert (req.headers["host"], req.headers["x-trace"]) == (f"127.0.0.1:{srv.port}", "a:b:c")
+
+
 # ------------------------------------------------------------------------------ what is answered
 
 
