@@ -308,6 +308,50 @@ def test_every_call_past_the_end_names_the_cassette_length() -> None:
     assert srv.diverged_at == 1
 
 
+def read_answer(s: socket.socket, buffered: bytes) -> tuple[str, dict[str, list[str]], bytes, bytes]:
+    """One answer with a Content-Length off a kept-alive connection: status, headers, body, and
+    the bytes read past it."""
+    while b"\r\n\r\n" not in buffered:
+        part = s.recv(65536)
+        assert part, "the connection ended before an answer"
+        buffered += part
+    status, headers, rest = split(buffered)
+    length = int(headers["content-length"][0])
+    while len(rest) < length:
+        part = s.recv(65536)
+        assert part, "the connection ended inside an answer"
+        rest += part
+    return status, headers, rest[:length], rest[length:]
+
+
+def test_a_wrong_path_and_a_call_past_the_end_are_answered_in_json_on_a_connection_kept_open() -> None:
+    """Neither a request the server does not serve (404) nor one past the cassette's end (409)
+    ends a kept-alive connection: each is answered with an OpenAI-shaped error body and the next
+    request on the same connection is answered too. A query string is not part of the path, even
+    one holding another '?'."""
+    with LoopbackServer([CompletionResponse(DONE)]) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        with s:
+            def ask(raw: bytes, buffered: bytes) -> tuple[str, dict[str, list[str]], Any, bytes]:
+                s.sendall(raw)
+                status, headers, body, left = read_answer(s, buffered)
+                return status, headers, json.loads(body), left
+
+            keep = "Host: x\r\n"
+            status, headers, body, left = ask(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+            assert (status, headers["connection"]) == ("HTTP/1.1 404 Not Found", ["keep-alive"])
+            assert body == {"error": {"type": "not_found", "message":
+                                      "loopspec replay server only serves POST /v1/chat/completions; got GET /v1/models"}}
+            status, headers, body, left = ask(post(b"{}", target=PATH + "?a=1?b=2", headers=keep), left)
+            assert (status, headers["connection"], body) == ("HTTP/1.1 200 OK", ["keep-alive"], DONE)
+            status, headers, body, left = ask(post(b"{}", headers=keep), left)
+            assert (status, headers["connection"]) == ("HTTP/1.1 409 Conflict", ["keep-alive"])
+            assert body == {"error": {"type": "loopspec_diverged", "code": "loopspec_diverged",
+                                      "message": "cassette has 1 recorded model responses; the policy asked for call 2"}}
+            status, _, _, _ = ask(post(b"{}", headers=keep), left)
+            assert status == "HTTP/1.1 409 Conflict", "still answered on the same connection"
+
+
 def test_litellm_does_not_retry_a_divergence(loop: asyncio.AbstractEventLoop) -> None:
     """Even with retries allowed, the openai SDK under litellm sends one request past the end of
     the cassette, not one per retry: the 409 tells it not to retry."""
