@@ -390,6 +390,18 @@ def test_only_a_json_true_stream_flag_asks_for_a_stream() -> None:
     assert heads == ["application/json", "application/json", "text/event-stream; charset=utf-8"]
 
 
+def test_a_recorded_error_says_whether_its_body_is_json() -> None:
+    """An error body recorded as an object, or as text that parses as JSON, goes out as
+    ``application/json`` (what the openai SDK reads a message from); other text as plain text."""
+    bodies: list[Any] = [{"error": {"message": "slow down"}}, '{"error": {"message": "slow down"}}', "slow down"]
+    with LoopbackServer([ErrorResponse(429, b) for b in bodies]) as srv:
+        got = [split(exchange(srv.port, post(b"{}"))) for _ in bodies]
+    assert [(status, headers["content-type"]) for status, headers, _ in got] == [
+        ("HTTP/1.1 429 Too Many Requests", ["application/json"]), ("HTTP/1.1 429 Too Many Requests", ["application/json"]),
+        ("HTTP/1.1 429 Too Many Requests", ["text/plain; charset=utf-8"])]
+    assert [json.loads(body) for _, _, body in got[:2]] == [bodies[0], bodies[0]] and got[2][2] == b"slow down"
+
+
 def test_a_streamed_answer_has_an_sse_head() -> None:
     """A stream goes out as ``text/event-stream``, uncached, chunked: what a provider sends."""
     with LoopbackServer([StreamResponse(chunks=CHUNKS)]) as srv:
@@ -471,6 +483,16 @@ def test_a_long_stall_is_served_as_the_stall_timeout_and_its_pings() -> None:
     assert not terminated and srv.stalled == {0}
     assert body.count(b"data: {") == 3 and body.count(b": ping") == 2
     assert srv.waited == {0: 60}
+
+
+def test_a_pause_exactly_as_long_as_the_stall_timeout_is_a_stall() -> None:
+    """The client's stall timer fires when the wait reaches the timeout, so a recorded pause of
+    exactly 60 s at a 60 s timeout is served as a stall (as the in-process transport judges it),
+    and one a hair shorter is waited out."""
+    body, terminated, srv = read_stream(StreamResponse(chunks=CHUNKS, stall_after=3, stall_seconds=60), 60)
+    assert not terminated and srv.stalled == {0} and body.count(b"data: {") == 3
+    body, terminated, srv = read_stream(StreamResponse(chunks=CHUNKS, stall_after=3, stall_seconds=59.9), 60)
+    assert terminated and srv.stalled == set() and body.count(b"data: {") == len(CHUNKS)
 
 
 def test_data_lines_without_a_space_are_events_too() -> None:
