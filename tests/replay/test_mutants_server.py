@@ -390,6 +390,24 @@ def test_only_a_json_true_stream_flag_asks_for_a_stream() -> None:
     assert heads == ["application/json", "application/json", "text/event-stream; charset=utf-8"]
 
 
+def test_a_stream_to_a_kept_alive_request_says_so_and_the_connection_serves_the_next() -> None:
+    """A streamed answer's head keeps the connection alive when the request did (HTTP/1.1 without
+    ``Connection: close``), and the next request on that connection is answered."""
+    with LoopbackServer([StreamResponse(chunks=CHUNKS)]) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(post(STREAM, headers="Host: x\r\n"))
+            got = b""
+            while b"\r\n0\r\n\r\n" not in got:
+                part = s.recv(65536)
+                assert part, "the connection ended inside the stream"
+                got += part
+            stream, _, left = got.partition(b"\r\n0\r\n\r\n")
+            _, headers, _ = split(stream)
+            assert headers["connection"] == ["keep-alive"]
+            s.sendall(post(b"{}", headers="Host: x\r\n"))
+            assert read_answer(s, left)[0] == "HTTP/1.1 409 Conflict"
+
+
 def test_a_recorded_error_says_whether_its_body_is_json() -> None:
     """An error body recorded as an object, or as text that parses as JSON, goes out as
     ``application/json`` (what the openai SDK reads a message from); other text as plain text."""
