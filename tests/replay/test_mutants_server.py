@@ -408,6 +408,41 @@ def test_a_stream_to_a_kept_alive_request_says_so_and_the_connection_serves_the_
             assert read_answer(s, left)[0] == "HTTP/1.1 409 Conflict"
 
 
+def test_a_whole_completion_asked_as_a_stream_is_streamed_and_a_stream_asked_whole_is_folded_on_a_kept_connection() -> None:
+    """A recorded whole completion asked for as a stream goes out as its chunks, terminated, and a
+    recorded stream asked for whole goes out as one JSON completion; neither ends a kept-alive
+    connection."""
+    text = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there."}, "finish_reason": "stop"}]}
+    with LoopbackServer([CompletionResponse(text), StreamResponse(chunks=CHUNKS), CompletionResponse(DONE)]) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(post(STREAM, headers="Host: x\r\n"))
+            got = b""
+            while b"\r\n0\r\n\r\n" not in got:
+                part = s.recv(65536)
+                assert part, "the connection ended inside the stream"
+                got += part
+            stream, _, left = got.partition(b"\r\n0\r\n\r\n")
+            _, headers, payload = split(stream)
+            body, terminated = dechunk(payload + b"\r\n0\r\n\r\n")
+            assert terminated and headers["connection"] == ["keep-alive"]
+            deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in body.decode().splitlines()
+                      if line.startswith("data: {")]
+            assert "".join(d.get("content") or "" for d in deltas) == "Hi there."
+            s.sendall(post(b"{}", headers="Host: x\r\n"))
+            status, headers, folded, left = read_answer(s, left)
+            assert (status, headers["connection"]) == ("HTTP/1.1 200 OK", ["keep-alive"])
+            assert json.loads(folded)["choices"][0]["message"]["content"] == "one two three four"
+            s.sendall(post(b"{}", headers="Host: x\r\n"))
+            assert read_answer(s, left)[0] == "HTTP/1.1 200 OK", "the connection still serves"
+
+
+def test_an_empty_content_length_is_a_request_without_a_body() -> None:
+    with LoopbackServer([CompletionResponse(DONE)]) as srv:
+        raw = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \r\n\r\n"
+        assert split(exchange(srv.port, raw, timeout=5))[0] == "HTTP/1.1 200 OK"
+    assert srv.requests[0].body == {}
+
+
 def test_a_recorded_error_says_whether_its_body_is_json() -> None:
     """An error body recorded as an object, or as text that parses as JSON, goes out as
     ``application/json`` (what the openai SDK reads a message from); other text as plain text."""
@@ -513,6 +548,14 @@ def test_a_pause_exactly_as_long_as_the_stall_timeout_is_a_stall() -> None:
     assert terminated and srv.stalled == set() and body.count(b"data: {") == len(CHUNKS)
 
 
+def test_a_ping_in_the_last_second_of_a_stall_still_goes_out() -> None:
+    """At a 50.5 s stall timeout with a ping every 25 s, the client hears the pings at 25 and 50 s
+    and then the drop half a second later: the stall is served to its last fraction of a second."""
+    body, terminated, srv = read_stream(StreamResponse(chunks=CHUNKS, stall_after=3, stall_seconds=300, keepalive=25), 50.5)
+    assert not terminated and srv.stalled == {0} and body.count(b": ping") == 2
+    assert srv.waited == {0: 50.5}
+
+
 def test_data_lines_without_a_space_are_events_too() -> None:
     """``data:{...}`` (no space after the colon, as some providers send) counts toward the stall's
     position like ``data: {...}``."""
@@ -522,17 +565,20 @@ def test_data_lines_without_a_space_are_events_too() -> None:
     assert not terminated and srv.stalled == {0} and body.count(b"data:{") == 2
 
 
-def test_done_in_the_middle_of_a_stream_is_not_an_event() -> None:
-    """``[DONE]`` carries nothing, so it does not move the stall's position: with a stall before
-    the fourth data event (the third that carries a chunk), the chunk after [DONE] is served."""
+@pytest.mark.parametrize("done", ["data: [DONE]", "data:[DONE]"])
+def test_done_in_the_middle_of_a_stream_is_not_an_event(done: str) -> None:
+    """``[DONE]`` carries nothing, so it does not move the stall's position, however it is
+    spelled: with a stall before the fourth data event (the third that carries a chunk), the chunk
+    after [DONE] is served."""
     event = 'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
-    sse = event % "a" + "data: [DONE]\n\n" + event % "b" + event % "c"
+    sse = event % "a" + done + "\n\n" + event % "b" + event % "c"
     body, terminated, srv = read_stream(StreamResponse(sse=sse, stall_after=3, stall_seconds=70), 60)
     assert not terminated and srv.stalled == {0}
     assert b'"b"' in body and b'"c"' not in body
 
 
-@pytest.mark.parametrize("pauses", [(Pause(1, 40.0), Pause(2, 40.0)), (Pause(2, 70.0),)], ids=["around [DONE]", "after [DONE]"])
+@pytest.mark.parametrize("pauses", [(Pause(1, 40.0), Pause(2, 40.0)), (Pause(1, 59.5), Pause(2, 40.0)), (Pause(2, 70.0),)],
+                         ids=["around [DONE]", "all but half a second before [DONE]", "after [DONE]"])
 def test_a_stall_that_lies_past_done_is_served_whole(pauses: tuple[Pause, ...]) -> None:
     """A stall at the end of a stream whose wait is split by ``[DONE]`` (or lies after it): the
     in-process transport waits the stall timeout there, so the server serves the whole 60 s before
