@@ -46,6 +46,31 @@ def read_to_end(s: socket.socket) -> bytes:
     return data
 
 
+def read_events(s: socket.socket, n: int) -> bytes:
+    """Read a streamed answer until ``n`` data events have come (a stream held in a stall after them)."""
+    got = b""
+    while got.count(b"data: {") < n:
+        part = s.recv(65536)
+        assert part, "the stream ended before its stall"
+        got += part
+    return got
+
+
+def read_kept_stream(s: socket.socket) -> tuple[dict[str, list[str]], bytes, bytes]:
+    """A whole streamed answer off a kept-alive connection: its headers, its dechunked body (checked
+    terminated), and the bytes read past it."""
+    got = b""
+    while b"\r\n0\r\n\r\n" not in got:
+        part = s.recv(65536)
+        assert part, "the connection ended inside the stream"
+        got += part
+    stream, _, left = got.partition(b"\r\n0\r\n\r\n")
+    _, headers, payload = split(stream)
+    body, terminated = dechunk(payload + b"\r\n0\r\n\r\n")
+    assert terminated
+    return headers, body, left
+
+
 def post(body: bytes, *, head: str = "POST", target: str = PATH, version: str = "HTTP/1.1", headers: str = "Connection: close\r\n") -> bytes:
     return (f"{head} {target} {version}\r\nHost: x\r\n{headers}Content-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -151,11 +176,7 @@ def test_close_drops_a_connection_held_in_a_stall() -> None:
     try:
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         s.sendall(post(STREAM))
-        got = b""
-        while got.count(b"data: {") < 2:
-            part = s.recv(65536)
-            assert part, "the stream ended before its stall"
-            got += part
+        got = read_events(s, 2)
     finally:
         srv.close()
     with s:
@@ -396,13 +417,7 @@ def test_a_stream_to_a_kept_alive_request_says_so_and_the_connection_serves_the_
     with LoopbackServer([StreamResponse(chunks=CHUNKS)]) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
             s.sendall(post(STREAM, headers="Host: x\r\n"))
-            got = b""
-            while b"\r\n0\r\n\r\n" not in got:
-                part = s.recv(65536)
-                assert part, "the connection ended inside the stream"
-                got += part
-            stream, _, left = got.partition(b"\r\n0\r\n\r\n")
-            _, headers, _ = split(stream)
+            headers, _, left = read_kept_stream(s)
             assert headers["connection"] == ["keep-alive"]
             s.sendall(post(b"{}", headers="Host: x\r\n"))
             assert read_answer(s, left)[0] == "HTTP/1.1 409 Conflict"
@@ -416,15 +431,8 @@ def test_a_whole_completion_asked_as_a_stream_is_streamed_and_a_stream_asked_who
     with LoopbackServer([CompletionResponse(text), StreamResponse(chunks=CHUNKS), CompletionResponse(DONE)]) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
             s.sendall(post(STREAM, headers="Host: x\r\n"))
-            got = b""
-            while b"\r\n0\r\n\r\n" not in got:
-                part = s.recv(65536)
-                assert part, "the connection ended inside the stream"
-                got += part
-            stream, _, left = got.partition(b"\r\n0\r\n\r\n")
-            _, headers, payload = split(stream)
-            body, terminated = dechunk(payload + b"\r\n0\r\n\r\n")
-            assert terminated and headers["connection"] == ["keep-alive"]
+            headers, body, left = read_kept_stream(s)
+            assert headers["connection"] == ["keep-alive"]
             deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in body.decode().splitlines()
                       if line.startswith("data: {")]
             assert "".join(d.get("content") or "" for d in deltas) == "Hi there."

@@ -23,6 +23,8 @@ from loopspec.replay.interactions import StreamResponse
 from loopspec.replay.server import LoopbackServer
 from loopspec.replay.synth import reply_chunks
 
+from test_mutants_server import read_events
+
 THREAD = "loopspec-replay-server"
 STREAM = b'{"stream": true}'
 CHUNKS = reply_chunks("one two three four", piece=4)
@@ -96,11 +98,7 @@ def test_closing_ends_a_handler_held_in_a_stall_on_the_servers_own_thread_withou
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     try:
         s.sendall(post(STREAM))
-        got = b""
-        while got.count(b"data: {") < 2:
-            part = s.recv(65536)
-            assert part, "the stream ended before its stall"
-            got += part
+        read_events(s, 2)
         with caplog.at_level(logging.ERROR, logger="asyncio"):
             srv.close()
             assert not thread.is_alive()
