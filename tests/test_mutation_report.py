@@ -123,7 +123,8 @@ def test_a_modules_standing_is_its_latest_whole_result_and_parts_only_when_nothi
         "b.py": {"total": 5, "unchecked": 3, "detected": 5, "date": "d9", "survivors": []},
         "e.py": {"total": 0, "unchecked": 0, "detected": 0, "date": "d1", "survivors": []},
     }
-    notes = {"a.f_1": {"test": "tests/t.py"}, "a.f_2": {"equivalent": "same"}}
+    notes = {"a.f_1": {"test": "tests/t.py"}, "a.f_2": {"equivalent": "same"},
+             "a.f_3": {"equivalent": "written for another mutation", "mutation": "w"}}
     analyses = [
         _analysis(["a.py"], "d0", 4, 4, 0, 0),                       # older than a's mutmut run
         _analysis(["b.py", "c.py"], "d2", 20, 15, 3, 2),             # shared, whole

@@ -314,8 +314,9 @@ def standing(results: dict[str, Any], notes: dict[str, dict[str, str]],
              analyses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each listed module's latest result that reached all of its mutants: a mutmut run that was not
     stopped early, or an analysis by hand that planted every one (alone, or with other modules, whose
-    counts it then shares); failing both, the analyses of parts of it, added up. A survivor of a mutmut run counts as killed when a note names the test
-    written for it, as equivalent when a note explains it, and as open otherwise."""
+    counts it then shares); failing both, the analyses of parts of it, added up. A survivor of a
+    mutmut run counts as killed when a note for its mutation names the test written for it, as
+    equivalent when such a note explains it, and as open otherwise (as :func:`verdict` says)."""
     rows: list[dict[str, Any]] = []
     for module in MODULES:
         found: list[dict[str, Any]] = []
@@ -324,7 +325,7 @@ def standing(results: dict[str, Any], notes: dict[str, dict[str, str]],
             rows.append({"module": module, "how": "no functions"})  # mutmut 3 mutates function bodies only
             continue
         if r is not None and r["total"] and not r.get("unchecked"):
-            verdicts = [notes.get(s["name"], {}) for s in r["survivors"]]
+            verdicts = [_note_for(s, notes) for s in r["survivors"]]
             fixed = sum(1 for v in verdicts if "test" in v)
             equivalent = sum(1 for v in verdicts if "equivalent" in v and "test" not in v)
             found.append({"how": "mutmut", "date": r["date"], "with": [], "plants": r["total"],
@@ -350,6 +351,13 @@ def standing(results: dict[str, Any], notes: dict[str, dict[str, str]],
         best = max(enumerate(found), key=lambda ix: (ix[1]["date"], not ix[1]["with"], ix[0]))[1]
         rows.append({"module": module, **best})
     return rows
+
+
+def _note_for(survivor: dict[str, Any], notes: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The note on a survivor, or none when it was written for another mutation (the function
+    changed since, and mutmut renumbered its mutants)."""
+    note = notes.get(survivor["name"], {})
+    return {} if note.get("mutation") and note["mutation"] != survivor["mutation"] else note
 
 
 def _hand_counts(analyses: list[dict[str, Any]]) -> dict[str, int]:
@@ -383,9 +391,8 @@ def render_standing(rows: list[dict[str, Any]]) -> list[str]:
 STANDING_INTRO = """One row per module of the list: its latest result that reached every one of its mutants, from
 the mutmut runs (next section) or the analyses by hand (after them), whichever is later; where
 none did, the analyses of parts of the module (some of its functions, or bugs chosen by hand),
-added up. *killed*
-counts the mutants a test fails on, the suite's at the time and the tests written for the
-survivors; *equivalent* the survivors that change nothing a caller can observe, each explained
+added up. *killed* counts the mutants a test fails on, the suite's at the time and the tests
+written for the survivors; *equivalent* the survivors that change nothing a caller can observe, each explained
 where its result is listed. A result shared with other modules counts them together. The target
 is at least 90 % killed; an equivalent mutant cannot be killed, so the last column leaves them
 out."""
