@@ -93,8 +93,9 @@ def test_closing_ends_a_handler_held_in_a_stall_on_the_servers_own_thread_withou
     (no task is left pending for asyncio to destroy), the shutdown raises nothing on the server's
     thread, and the thread is gone when ``close`` returns."""
     resp = StreamResponse(chunks=tuple(CHUNKS), stall_after=2, stall_seconds=30.0)
+    before = set(server_threads())
     srv = LoopbackServer([resp]).start()
-    thread = next(t for t in server_threads() if t.is_alive())
+    (thread,) = [t for t in server_threads() if t not in before]
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     try:
         s.sendall(post(STREAM))
