@@ -21,18 +21,8 @@ import pytest
 
 from loopspec.replay.interactions import StreamResponse
 from loopspec.replay.server import LoopbackServer
-from loopspec.replay.synth import reply_chunks
 
-from test_mutants_server import read_events
-
-THREAD = "loopspec-replay-server"
-STREAM = b'{"stream": true}'
-CHUNKS = reply_chunks("one two three four", piece=4)
-
-
-def post(body: bytes) -> bytes:
-    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+from test_mutants_server import CHUNKS, STREAM, post, read_events, server_threads
 
 
 @pytest.fixture
@@ -46,10 +36,6 @@ def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
 
     monkeypatch.setattr(threading, "excepthook", hook)
     return caught
-
-
-def server_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == THREAD]
 
 
 def test_a_new_server_plays_pauses_as_recorded_and_has_no_port_until_it_starts() -> None:
@@ -75,7 +61,7 @@ def test_starting_twice_is_refused_in_plain_words() -> None:
 
 
 def test_the_server_thread_is_a_daemon_so_a_server_left_open_never_keeps_a_process_alive() -> None:
-    before = set(server_threads())
+    before = server_threads()
     with LoopbackServer([]):
         started = [t for t in server_threads() if t not in before]
         assert len(started) == 1 and started[0].daemon
@@ -93,7 +79,7 @@ def test_closing_ends_a_handler_held_in_a_stall_on_the_servers_own_thread_withou
     (no task is left pending for asyncio to destroy), the shutdown raises nothing on the server's
     thread, and the thread is gone when ``close`` returns."""
     resp = StreamResponse(chunks=tuple(CHUNKS), stall_after=2, stall_seconds=30.0)
-    before = set(server_threads())
+    before = server_threads()
     srv = LoopbackServer([resp]).start()
     (thread,) = [t for t in server_threads() if t not in before]
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
@@ -119,12 +105,12 @@ def test_a_bind_that_never_finishes_fails_start_within_seconds_and_leaves_nothin
         await asyncio.sleep(3600)
 
     monkeypatch.setattr(LoopbackServer, "_bind", hangs)
-    before = set(server_threads())
+    before = server_threads()
     srv = LoopbackServer([])
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         with pytest.raises(TimeoutError):
             srv.start()
         gc.collect()
-    assert not [t for t in server_threads() if t not in before and t.is_alive()]
+    assert not server_threads() - before
     assert thread_errors == []
     assert not [r for r in caplog.records if "pending" in r.getMessage()], "the bind was cancelled"
