@@ -141,10 +141,9 @@ def serve(turns: int, conn: Any) -> None:
         conn.recv()
 
 
-async def wall_time(turns: int, server_in: str = "process", kept: list[list[Any]] | None = None
+async def wall_time(turns: int, server_in: str, kept: list[list[Any]]
                     ) -> tuple[list[float], list[float], list[float], list[float]]:
     """Each arm's turn times; ``kept`` receives the chunks of one more live loopspec turn."""
-    kept = [] if kept is None else kept
     direct: list[float] = []
     with_usage: list[float] = []
     ours: list[float] = []
