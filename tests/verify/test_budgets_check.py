@@ -289,6 +289,26 @@ def test_a_cut_reply_that_no_level_needs_still_makes_a_cassette() -> None:
     assert replay_sync(cassette, policy).failures == ["property halt_message fails: halt done delivered an empty message"]
 
 
+def test_the_call_after_a_budgets_wrap_up_is_always_its_last_call() -> None:
+    """A budget once reached stays reached, so the call entered after its wrap-up is always the
+    one last call. A transition that fires only in that call without ``last_call`` set is never
+    enabled, and the empty halt behind it is unreachable. The abstraction must carry the budget's
+    ``reached`` flag to see it (no guard reads it here): without it that call entry may measure the
+    budget as not reached, sets no ``last_call``, and the empty halt looks reachable, a false
+    alarm on a policy that always says something."""
+    text = EXAMPLE.replace(
+        "      text: done\n",
+        "      text:\n"
+        "        - when: {all: [{flag: cost_wrap_up_entered}, {flag: cost_last_call, is: false}]}\n"
+        "          to: odd\n"
+        "        - to: done\n",
+    ).replace("  done: {kind: halt,", "  odd: {kind: halt, outcome: completed, message: \"\"}\n  done: {kind: halt,")
+    r = check_policy(load_policy_text(text, "budgets.yaml"))
+    assert r.properties["halt_message"].passed, r.format_text()
+    assert "unreachable states: odd" in r.format_text()
+    assert "summarize" not in r.format_text().split("unreachable states:")[1].splitlines()[0]
+
+
 def test_a_halt_reached_only_after_the_budgets_last_call_is_checked() -> None:
     """The one last call after a budget's wrap-up goes through; the call entered after it goes to
     ``exhausted``. Here a truncated last reply is continued, so that second entry happens, and it is
