@@ -94,6 +94,7 @@ SLOW = {
     "engine/test_budgets_turn.py::test_over_http_litellm_carries_the_recorded_cost_to_the_same_exhaustion",
     "providers/test_litellm_cost.py",
     "providers/test_litellm_provider.py",
+    "providers/test_litellm_stream_end.py",
     "replay/test_replay_server.py",
     "replay/test_transport_agreement.py",
     "replay/test_fault_matrix.py::test_fault_over_http",

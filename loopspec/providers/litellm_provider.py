@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 from loopspec.wire.classify import classify_exception
 from loopspec.wire.deltas import Delta, ToolCallFragment
@@ -99,6 +99,9 @@ class LiteLLMResponseStream:
         self._wrapper = wrapper
         self._iter = wrapper.__aiter__()
         self._done = False
+        self._rest_is_usage = False
+        """The reply's last chunk was handed out and only its usage is left to read
+        (:func:`usage_to_the_end`)."""
 
     def __aiter__(self) -> "LiteLLMResponseStream":
         return self
@@ -106,7 +109,16 @@ class LiteLLMResponseStream:
     async def __anext__(self) -> Delta:
         if self._done:
             raise StopAsyncIteration
+        wrapper = self._wrapper
         try:
+            if self._rest_is_usage:
+                # the reply's last chunk is out: read the rest as litellm would, without its rebuild
+                self._rest_is_usage = False
+                usage = await usage_to_the_end(wrapper)
+                if usage is not None:
+                    self._done = True  # the upstream is read to its end; only litellm's rebuild is left
+                    await self._close_wrapper()
+                    return priced(Delta(usage=usage_from_obj(usage)), self.model)
             chunk = await self._iter.__anext__()
         except StopAsyncIteration:
             self._done = True
@@ -116,11 +128,13 @@ class LiteLLMResponseStream:
         except Exception as e:
             self._done = True
             raise StreamBroken(classify_exception(e, phase="stream")) from e
-        if getattr(self._wrapper, "sent_stream_usage", False) is True and not litellm_logs_successes(self._wrapper):
+        if getattr(wrapper, "sent_stream_usage", False) is True and not litellm_logs_successes(wrapper):
             # litellm's usage chunk ends the stream: the upstream is exhausted and asking again
             # only rebuilds the whole reply (in a worker thread) to log a success nobody listens to
             self._done = True
             await self._close_wrapper()
+        else:
+            self._rest_is_usage = reply_ended_unheard(wrapper)
         return priced(delta_from_litellm_chunk(chunk), self.model)
 
     async def aclose(self) -> None:
@@ -136,6 +150,82 @@ class LiteLLMResponseStream:
 
 
 _UNKNOWN = object()
+
+
+def reply_ended_unheard(wrapper: Any) -> bool:
+    """Whether litellm just handed out the reply's last chunk (its finish reason) with the usage
+    asked for still to come, nobody listens for the stream's end (:func:`litellm_logs_successes`),
+    and the wrapper has the parts :func:`usage_to_the_end` reads (litellm 1.106's)."""
+    return (
+        getattr(wrapper, "sent_last_chunk", False) is True
+        and getattr(wrapper, "send_stream_usage", False) is True
+        and getattr(wrapper, "sent_stream_usage", True) is False
+        and hasattr(getattr(wrapper, "completion_stream", None), "__aiter__")
+        and callable(getattr(wrapper, "chunk_creator", None))
+        and isinstance(getattr(wrapper, "chunks", None), list)
+        and not litellm_logs_successes(wrapper)
+    )
+
+
+async def usage_to_the_end(wrapper: Any) -> Any:
+    """The reply's usage, read to the upstream's end as litellm reads it, without its rebuild.
+
+    After a reply's last chunk litellm keeps nothing of the upstream but the chunks that carry
+    usage (``CustomStreamWrapper.chunks``); at the upstream's end it rebuilds the whole reply from
+    its chunks in a worker thread (``stream_chunk_builder``, about 1 ms of CPU for a short reply,
+    2 ms a request in a live turn) only to report that usage and its cost. This runs litellm's own
+    loop on the rest of the upstream (its ``chunk_creator`` on each chunk, a copy kept of each one
+    with usage, a drop of the connection after the finish reason read as the end), adds the usage
+    up with litellm's ``calculate_total_usage`` and prices it as the rebuild does
+    (:func:`_stamp_cost`). None when no chunk carried usage: then litellm's own end, which counts
+    the tokens itself, is read next as before (it finds the upstream already at its end).
+    A failure is raised as litellm raises it (mapped, and its failure logged)."""
+    import httpx
+    from litellm.litellm_core_utils.streaming_handler import calculate_total_usage
+
+    gemini = getattr(wrapper, "custom_llm_provider", None) == "gemini"
+    try:
+        async for raw in wrapper.completion_stream:
+            if raw is None or raw == "None" or (gemini and hasattr(raw, "parts") and len(raw.parts) == 0):
+                continue
+            processed = wrapper.chunk_creator(chunk=raw)
+            if processed is not None and getattr(processed, "usage", None) is not None:
+                wrapper.chunks.append(processed.model_copy())
+    except StopIteration:  # chunk_creator's way of ending some providers' streams
+        pass
+    except (httpx.ReadError, httpx.RemoteProtocolError) as e:
+        if getattr(wrapper, "received_finish_reason", None) is None:
+            _raise_as_litellm(wrapper, e)
+    except Exception as e:
+        _raise_as_litellm(wrapper, e)
+    kept = [c for c in wrapper.chunks if getattr(c, "usage", None) is not None]
+    if not kept:
+        return None
+    usage = calculate_total_usage(chunks=wrapper.chunks)
+    _stamp_cost(wrapper, usage, kept[-1])
+    return usage
+
+
+def _raise_as_litellm(wrapper: Any, e: Exception) -> NoReturn:
+    """Raise ``e`` as litellm's own read would: mapped to its exception types, failure logged."""
+    fail = getattr(wrapper, "_log_stream_failure_and_raise", None)
+    if callable(fail):
+        fail(e)
+    raise e
+
+
+def _stamp_cost(wrapper: Any, usage: Any, last: Any) -> None:
+    """Price ``usage`` as litellm's rebuild does: its cost calculator on a response carrying the
+    upstream's own model name (a provider-reported cost is kept)."""
+    logging_obj = getattr(wrapper, "logging_obj", None)
+    if logging_obj is None or isinstance(getattr(usage, "cost", None), (int, float)):
+        return
+    with contextlib.suppress(Exception):  # litellm's calculator raises for a model it cannot price
+        response = _litellm.ModelResponse(model=getattr(last, "model", None), usage=usage)
+        response._hidden_params = dict(getattr(last, "_hidden_params", None) or {})
+        cost = logging_obj.response_cost_calculator(result=response)
+        if isinstance(cost, (int, float)) and cost > 0:
+            usage.cost = cost
 
 
 def litellm_logs_successes(wrapper: Any) -> bool:

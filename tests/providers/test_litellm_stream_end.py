@@ -1,0 +1,183 @@
+"""The end of a litellm stream as loopspec reads it: the usage, without litellm's rebuild.
+
+After a reply's last chunk, litellm (1.106) keeps only the upstream's usage, then rebuilds the whole
+reply in a worker thread to report it. When nobody listens for that (no success callback, no
+cache), ``LiteLLMResponseStream`` reads the rest of the upstream itself, through litellm's own
+``chunk_creator``, and adds the usage up with litellm's own function. These tests hold it to
+litellm's own end: for every recorded stream, through every provider route it can be served on,
+cut at every point after its finish reason, the reply loopspec assembles (text, reasoning, tool
+calls, finish reason, usage and its cost, the broken event) is the one it assembles when a
+listener makes it read to litellm's end. Real litellm, real sockets (``tests/_loopback.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm  # noqa: E402
+import pytest  # noqa: E402
+from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
+
+from _loopback import LoopbackServer, Reply  # noqa: E402
+from _paths import FIXTURES  # noqa: E402
+
+from loopspec.providers.base import ModelRequest, StreamBroken  # noqa: E402
+from loopspec.providers.litellm_provider import LiteLLMProvider, import_litellm  # noqa: E402
+from loopspec.wire.assemble import ReplyAssembler  # noqa: E402
+
+STREAMS = FIXTURES / "streams"
+OPENAI_SHAPED = sorted(STREAMS.glob("*.sse"))
+ANTHROPIC = sorted((STREAMS / "anthropic").glob("*.sse"))
+# models litellm's token counter reads with tiktoken (a llama name would fetch a tokenizer)
+OPENAI_ROUTES = ["openai/x", "openai/gpt-4o-mini", "deepseek/x", "groq/x", "openrouter/x"]
+ANTHROPIC_ROUTES = ["anthropic/x", "anthropic/claude-sonnet-4-5"]
+CASES = [(p, m) for p in OPENAI_SHAPED for m in OPENAI_ROUTES] + [(p, m) for p in ANTHROPIC for m in ANTHROPIC_ROUTES]
+
+
+class _Listener(CustomLogger):  # type: ignore[misc]
+    """A success callback that does nothing: its presence makes loopspec read to litellm's end."""
+
+
+LISTS = ("callbacks", "success_callback", "_async_success_callback")
+
+
+class Listeners:
+    """litellm's global callback lists: a request copies a logger registered in ``callbacks`` into
+    the other two, so stopping listening empties all three."""
+
+    def add(self) -> None:
+        litellm.callbacks.append(_Listener())
+
+    def clear(self) -> None:
+        for name in LISTS:
+            getattr(litellm, name).clear()
+
+
+@pytest.fixture
+def listeners(monkeypatch: pytest.MonkeyPatch) -> Listeners:
+    """Nobody listening for the test (lists and cache emptied), restored after it."""
+    import_litellm()
+    for name in LISTS:
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "cache", None)
+    return Listeners()
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often litellm rebuilt a whole reply (``stream_chunk_builder``)."""
+    count = [0]
+    real = litellm.stream_chunk_builder
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "stream_chunk_builder", counting)
+    return count
+
+
+def read(srv: LoopbackServer, reply: Reply, model: str) -> tuple[Any, ...]:
+    """What loopspec assembles from one reply served on ``model``'s route."""
+    srv.push(reply)
+    base = f"http://127.0.0.1:{srv.port}" if model.startswith("anthropic/") else srv.base_url
+
+    async def go() -> tuple[Any, ...]:
+        a, broken = ReplyAssembler(), None
+        request = ModelRequest(model, [{"role": "user", "content": "hi"}], max_tokens=64, api_base=base,
+                               api_key="sk-test", timeout=5.0)
+        try:
+            stream = await LiteLLMProvider().open(request)
+            try:
+                async for d in stream:
+                    a.feed(d)
+            finally:
+                await stream.aclose()
+        except StreamBroken as e:
+            broken = e.event.name, dict(e.event.attrs)
+        r = a.result()
+        return r.text, r.reasoning, [(c.id, c.name, c.arguments) for c in r.tool_calls], r.finish_reason, r.usage, broken
+
+    return asyncio.run(go())
+
+
+def both_ways(srv: LoopbackServer, listeners: Listeners, reply: Reply, model: str,
+              builds: list[int] | None = None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The reply read to litellm's own end (a listener registered), then as loopspec reads it alone
+    (``builds`` counted from there)."""
+    listeners.add()
+    try:
+        reference = read(srv, reply, model)
+    finally:
+        listeners.clear()
+    if builds is not None:
+        builds[0] = 0
+    return reference, read(srv, reply, model)
+
+
+@pytest.mark.parametrize("path,model", CASES, ids=[f"{p.name}@{m}" for p, m in CASES])
+def test_every_recorded_stream_ends_as_litellms_own_end_reports_it(srv, listeners, builds, path: Path, model: str):
+    """The same reply, usage and cost included, whether litellm's end or loopspec's reads the rest;
+    and where the upstream sent its usage and no error, litellm never rebuilds the reply."""
+    text = path.read_text()
+    reference, ours = both_ways(srv, listeners, Reply(sse=text), model, builds)
+    assert ours == reference
+    if ours[5] is None and ('"usage":{"' in text.replace(" ", "") or path.parent.name == "anthropic"):
+        assert ours[4] is not None and builds[0] == 0, (ours[4], builds[0])
+
+
+def _events(text: str) -> list[str]:
+    return [e for e in text.split("\n\n") if e.strip()]
+
+
+def _finish_index(events: list[str]) -> int:
+    """The index of the first event that carries a finish reason (OpenAI or Anthropic shaped)."""
+    marks = ('"finish_reason":"', '"finish_reason": "', '"stop_reason":"', '"stop_reason": "')
+    return next(i for i, e in enumerate(events) if any(m in e for m in marks))
+
+
+CUT_STREAMS = [STREAMS / "openai_stream_tool_call_single.sse", STREAMS / "groq_stream_reasoning_tool_call.sse",
+               STREAMS / "anthropic" / "anthropic_stream_text.sse"]
+CUTS = [(p, n) for p in CUT_STREAMS for n in range(_finish_index(_events(p.read_text())) + 1, len(_events(p.read_text())) + 1)]
+
+
+@pytest.mark.parametrize("path,after", CUTS, ids=[f"{p.name}-drop-after-{n}" for p, n in CUTS])
+def test_a_connection_dropped_after_the_finish_reason_ends_the_reply_as_litellms_own_end_does(
+        srv, listeners, path: Path, after: int):
+    """litellm reads a dropped connection after the finish reason as the stream's end (and counts
+    the tokens itself when the usage never came): loopspec's read of the rest agrees, at every cut."""
+    model = "anthropic/x" if path.parent.name == "anthropic" else "openai/gpt-4o-mini"
+    reference, ours = both_ways(srv, listeners, Reply(sse=path.read_text(), drop_after=after), model)
+    assert ours == reference
+    assert ours[3] is not None and ours[5] is None
+
+
+def test_the_finish_reason_is_handed_out_before_the_rest_is_read(srv, listeners):
+    """A stall between the finish reason and the usage: the reply's last chunk has already reached
+    the reader when the read of the rest waits, as it does when litellm reads the rest itself (a
+    reply that ended on a tool call is not mistaken for one cut inside it)."""
+    text = (STREAMS / "openai_stream_tool_call_single.sse").read_text()
+    after = _finish_index(_events(text)) + 1
+
+    async def until_stall(model: str) -> list[Any]:
+        srv.push(Reply(sse=text, stall_after=after, stall_seconds=2.0))
+        stream = await LiteLLMProvider().open(ModelRequest(model, [{"role": "user", "content": "hi"}],
+                                                           api_base=srv.base_url, api_key="sk-test", timeout=5.0))
+        got = []
+        try:
+            while True:
+                got.append(await asyncio.wait_for(stream.__anext__(), 0.5))
+        except asyncio.TimeoutError:
+            return got
+        finally:
+            await stream.aclose()
+
+    ours = asyncio.run(until_stall("openai/gpt-4o-mini"))
+    assert ours and ours[-1].finish_reason == "tool_calls" and all(d.usage is None for d in ours)
+    listeners.add()
+    assert asyncio.run(until_stall("openai/gpt-4o-mini")) == ours
