@@ -4,10 +4,12 @@
    two requests made with ``litellm.acompletion`` directly, on the same loopback stream, in rounds
    run back to back (rotating order). Each round gives one ratio; the report is the median ratio
    with a 95 % confidence interval (order statistics), over at least 200 rounds. Target: the
-   interval's upper end at most +5 % added wall time. A third arm makes the direct requests with
-   ``stream_options.include_usage`` as loopspec does (it needs the usage chunk: budgets, and a reply
-   whose output all went to hidden reasoning), which splits the added time into litellm's handling
-   of that chunk and loopspec's own.
+   interval's upper end at most +5 % added wall time. Three more arms split the added time: the
+   direct requests with ``stream_options.include_usage`` as loopspec makes them (it needs the usage
+   chunk: budgets, and a reply whose output all went to hidden reasoning), litellm's handling of
+   that chunk; the same, each stream ended as loopspec ends it when nobody listens for litellm's
+   end (the upstream's rest read with ``usage_to_the_end``, no rebuild of the reply): what that
+   saves; and against that arm, loopspec's own share of the turn.
 2. The interpreter's own cost per step: ``Policy.step`` + the ``transitions`` move + the trace
    record, over a recorded decision path. Target: <= 20 us per step. Measured without callbacks
    (the plain machine) and with four no-op callbacks (the dispatching machine).
@@ -15,7 +17,7 @@
 Both targets are measured without a journal or tracing: what those add to the same turn, ratio
 and cost per decision side by side, is part 2 of ``bench/journal_cost.py``.
 
-A fourth arm runs the same loopspec turn with the tool registered as a coroutine function: a plain
+A fifth arm runs the same loopspec turn with the tool registered as a coroutine function: a plain
 function runs in a worker thread (so a hung tool can still be timed out and the turn cancelled),
 and that hop is shown on its own.
 
@@ -59,7 +61,8 @@ import litellm  # noqa: E402
 from loopspec import Event, ToolRegistry, Turn, TurnCallbacks, load_policy  # noqa: E402
 from loopspec.engine.clock import RealClock  # noqa: E402
 from loopspec.engine.machine import TurnModel  # noqa: E402
-from loopspec.providers.litellm_provider import LiteLLMProvider, LiteLLMResponseStream  # noqa: E402
+from loopspec.providers.litellm_provider import (  # noqa: E402
+    LiteLLMProvider, LiteLLMResponseStream, reply_ended_unheard, usage_to_the_end)
 from loopspec.replay.interactions import StreamResponse  # noqa: E402
 from loopspec.replay.server import LoopbackServer  # noqa: E402
 
@@ -86,11 +89,13 @@ def registry(in_task: bool = False) -> ToolRegistry:
     return reg
 
 
-async def direct_turn(api_base: str, usage: bool = False) -> None:
+async def direct_turn(api_base: str, usage: bool = False, rest: bool = False) -> None:
     """The same two requests made by a minimal hand-written loop: read each delta's text and tool
     call fragments, run the tool, send its result back. ``usage`` asks for the usage chunk as
-    loopspec does (``stream_options.include_usage``) and stops reading at it, as loopspec does when
-    litellm has no success callback to run: litellm's own handling of that chunk costs time."""
+    loopspec does (``stream_options.include_usage``) and stops reading at it, as loopspec did
+    until 2026-12-05 when litellm has no success callback to run. ``rest`` (with ``usage``) ends
+    each stream as loopspec does now: after the reply's last chunk, the upstream's rest is read
+    with loopspec's own ``usage_to_the_end`` instead of litellm's end, which rebuilds the reply."""
     messages = list(USER)
     tool = registry().tools["get_capital"].fn
     extra = {"stream_options": {"include_usage": True}} if usage else {}
@@ -102,14 +107,16 @@ async def direct_turn(api_base: str, usage: bool = False) -> None:
             if usage and resp.sent_stream_usage:  # litellm's usage chunk is the last: stop, as loopspec does
                 await resp.aclose()
                 break
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta
-            if delta.content:
-                text.append(delta.content)
-            for tc in delta.tool_calls or []:
-                call_id = tc.id or call_id
-                args.append(tc.function.arguments or "")
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    text.append(delta.content)
+                for tc in delta.tool_calls or []:
+                    call_id = tc.id or call_id
+                    args.append(tc.function.arguments or "")
+            if rest and reply_ended_unheard(resp) and await usage_to_the_end(resp) is not None:
+                await resp.aclose()
+                break
         if call_id is None:
             break
         result = tool(**json.loads("".join(args)))
@@ -131,7 +138,7 @@ def responses(turns: int) -> list[StreamResponse]:
     """Enough of the recorded tool call and answer for every arm's turns, the warm-up included."""
     tool = StreamResponse(sse=(STREAMS / "openai_stream_tool_call_single.sse").read_text())
     text = StreamResponse(sse=(STREAMS / "openai_stream_text.sse").read_text())
-    return [tool, text] * (4 * turns + 8)
+    return [tool, text] * (5 * turns + 10)  # five arms, their warm-up and the kept turn
 
 
 def serve(turns: int, conn: Any) -> None:
@@ -142,10 +149,11 @@ def serve(turns: int, conn: Any) -> None:
 
 
 async def wall_time(turns: int, server_in: str, kept: list[list[Any]]
-                    ) -> tuple[list[float], list[float], list[float], list[float]]:
+                    ) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     """Each arm's turn times; ``kept`` receives the chunks of one more live loopspec turn."""
     direct: list[float] = []
     with_usage: list[float] = []
+    same_end: list[float] = []
     ours: list[float] = []
     ours_in_task: list[float] = []
     if server_in == "process":
@@ -159,12 +167,14 @@ async def wall_time(turns: int, server_in: str, kept: list[list[Any]]
     try:
         await direct_turn(api_base)  # warm every path (connection pool, imports)
         await direct_turn(api_base, usage=True)
+        await direct_turn(api_base, usage=True, rest=True)
         await loopspec_turn(api_base)
         await loopspec_turn(api_base, in_task=True)
         arms = [(lambda b: direct_turn(b), direct), (lambda b: direct_turn(b, usage=True), with_usage),
+                (lambda b: direct_turn(b, usage=True, rest=True), same_end),
                 (loopspec_turn, ours), (lambda b: loopspec_turn(b, in_task=True), ours_in_task)]
         for i in range(turns):  # rotating order, so no arm always runs first or last
-            for run, into in arms[i % 4:] + arms[: i % 4]:
+            for run, into in arms[i % len(arms):] + arms[: i % len(arms)]:
                 t = time.perf_counter()
                 await run(api_base)
                 into.append(time.perf_counter() - t)
@@ -174,7 +184,7 @@ async def wall_time(turns: int, server_in: str, kept: list[list[Any]]
     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
     await close_litellm_async_clients()
-    return direct, with_usage, ours, ours_in_task
+    return direct, with_usage, same_end, ours, ours_in_task
 
 
 class KeptChunks:
@@ -276,6 +286,12 @@ def step_cost(repeats: int = 20000, callbacks: TurnCallbacks | None = None) -> f
     return (time.perf_counter() - start) / steps * 1e6
 
 
+def added(base: list[float], arm: list[float]) -> str:
+    """The median of ``arm``'s time over ``base``'s, round by round, as added percent with its CI."""
+    ratio, lo, hi = median_ci([b / a for a, b in zip(base, arm)])
+    return f"{(ratio - 1) * 100:+.1f} % (95 % CI {(lo - 1) * 100:+.1f} to {(hi - 1) * 100:+.1f} %)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200, help="interleaved pairs (at least 200 for the target)")
@@ -283,25 +299,20 @@ def main() -> None:
                         help="where the loopback server runs (default: a child process, as a provider is elsewhere)")
     args = parser.parse_args()
     kept: list[list[Any]] = []
-    direct, with_usage, ours, ours_in_task = asyncio.run(wall_time(args.turns, args.server, kept))
+    direct, with_usage, same_end, ours, ours_in_task = asyncio.run(wall_time(args.turns, args.server, kept))
     print(f"turn wall time ({args.turns} interleaved rounds, 2 requests each, loopback server in a {args.server}):")
-    for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage), ("loopspec turn", ours),
-                     ("  async tool", ours_in_task)):
+    for name, xs in (("litellm directly", direct), ("  + include_usage", with_usage),
+                     ("  + loopspec's end", same_end), ("loopspec turn", ours), ("  async tool", ours_in_task)):
         print(f"  {name:18s} median {statistics.median(xs) * 1000:8.2f} ms")
     ratio, lo, hi = median_ci([b / a for a, b in zip(direct, ours)])
     verdict = "OK" if hi <= 1.05 else "OVER"
     print(f"  added wall time    median {(ratio - 1) * 100:+.1f} % (95 % CI {(lo - 1) * 100:+.1f} to {(hi - 1) * 100:+.1f} %)"
           f"   target: upper end <= +5 %: {verdict}")
-    u, ulo, uhi = median_ci([b / a for a, b in zip(direct, with_usage)])
-    own, olo, ohi = median_ci([b / a for a, b in zip(with_usage, ours)])
-    print(f"    of which litellm's usage chunk (asked for by loopspec): {(u - 1) * 100:+.1f} % (95 % CI {(ulo - 1) * 100:+.1f} to "
-          f"{(uhi - 1) * 100:+.1f} %); loopspec over the same requests: {(own - 1) * 100:+.1f} % "
-          f"({(olo - 1) * 100:+.1f} to {(ohi - 1) * 100:+.1f} %)")
-    hop, hlo, hhi = median_ci([b / a for a, b in zip(ours_in_task, ours)])
-    own_task, tlo, thi = median_ci([b / a for a, b in zip(with_usage, ours_in_task)])
-    print(f"    of loopspec's share, the sync tool's worker thread: {(hop - 1) * 100:+.1f} % ({(hlo - 1) * 100:+.1f} to "
-          f"{(hhi - 1) * 100:+.1f} %); with the tool as a coroutine, loopspec over the same requests: "
-          f"{(own_task - 1) * 100:+.1f} % ({(tlo - 1) * 100:+.1f} to {(thi - 1) * 100:+.1f} %)")
+    print(f"    litellm's usage chunk (asked for by loopspec): {added(direct, with_usage)}")
+    print(f"    each stream's end read as loopspec reads it (no rebuild of the reply): {added(with_usage, same_end)}")
+    print(f"    loopspec over the same requests, ended the same way (its own share): {added(same_end, ours)}")
+    print(f"      of which the sync tool's worker thread: {added(ours_in_task, ours)}; "
+          f"with the tool as a coroutine, loopspec's own share: {added(same_end, ours_in_task)}")
     own = asyncio.run(own_work(kept, max(args.turns, 200)))
     own_ms, own_lo, own_hi = median_ci(own)
     share = own_ms / statistics.median(direct)
