@@ -175,7 +175,7 @@ async def usage_to_the_end(wrapper: Any) -> Any:
     its chunks in a worker thread (``stream_chunk_builder``, about 1 ms of CPU for a short reply,
     2 ms a request in a live turn) only to report that usage and its cost. This runs litellm's own
     loop on the rest of the upstream (its ``chunk_creator`` on each chunk, a copy kept of each one
-    with usage, a drop of the connection after the finish reason read as the end), adds the usage
+    with usage, a dropped connection read as the end), adds the usage
     up with litellm's ``calculate_total_usage`` and prices it as the rebuild does
     (:func:`_stamp_cost`). None when no chunk carried usage: then litellm's own end, which counts
     the tokens itself, is read next as before (it finds the upstream already at its end).
@@ -193,9 +193,10 @@ async def usage_to_the_end(wrapper: Any) -> Any:
                 wrapper.chunks.append(processed.model_copy())
     except StopIteration:  # chunk_creator's way of ending some providers' streams
         pass
-    except (httpx.ReadError, httpx.RemoteProtocolError) as e:
-        if getattr(wrapper, "received_finish_reason", None) is None:
-            _raise_as_litellm(wrapper, e)
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # a dropped connection after the finish reason is the end to litellm too (the rest is
+        # read only once the upstream sent its finish reason, or ended without one)
+        pass
     except Exception as e:
         _raise_as_litellm(wrapper, e)
     kept = [c for c in wrapper.chunks if getattr(c, "usage", None) is not None]

@@ -181,3 +181,140 @@ def test_the_finish_reason_is_handed_out_before_the_rest_is_read(srv, listeners)
     assert ours and ours[-1].finish_reason == "tool_calls" and all(d.usage is None for d in ours)
     listeners.add()
     assert asyncio.run(until_stall("openai/gpt-4o-mini")) == ours
+
+
+class RestOfTheUpstream:
+    """Test double: the parts of litellm's ``CustomStreamWrapper`` that ``usage_to_the_end`` reads,
+    over a scripted rest of the upstream, with every chunk handed to ``chunk_creator`` recorded.
+    For what litellm's own loop skips and no recorded stream sends (``None``, the string "None",
+    Gemini's chunk without parts)."""
+
+    def __init__(self, rest: list[Any], provider: str = "openai") -> None:
+        self.custom_llm_provider = provider
+        self.chunks: list[Any] = []
+        self.created: list[Any] = []
+        self.logging_obj = None
+        self._rest = rest
+
+    @property
+    def completion_stream(self) -> Any:
+        async def gen() -> Any:
+            for item in self._rest:
+                yield item
+        return gen()
+
+    def chunk_creator(self, chunk: Any) -> Any:
+        self.created.append(chunk)
+        return chunk if getattr(chunk, "usage", None) is not None else None
+
+
+def _usage_chunk(prompt: int, completion: int) -> Any:
+    chunk = litellm.ModelResponseStream()
+    chunk.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return chunk
+
+
+class _NoParts:
+    parts: list[Any] = []
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_the_rest_is_read_past_what_litellms_own_loop_skips(provider: str) -> None:
+    """``None``, the string "None" and (from Gemini only) a chunk without parts are skipped, as
+    litellm's loop skips them, and reading goes on to the usage after them."""
+    from loopspec.providers.litellm_provider import usage_to_the_end
+
+    import_litellm()
+    no_parts, usage = _NoParts(), _usage_chunk(5, 7)
+    wrapper = RestOfTheUpstream([None, "None", no_parts, usage], provider)
+    got = asyncio.run(usage_to_the_end(wrapper))
+    assert (got.prompt_tokens, got.completion_tokens) == (5, 7)
+    assert wrapper.created == ([usage] if provider == "gemini" else [no_parts, usage])
+
+
+def test_the_usage_adds_up_the_kept_chunks_as_litellm_does() -> None:
+    """A usage chunk litellm kept before the reply's last chunk (input tokens, which Anthropic
+    sends first) and one in the rest (output tokens): the usage is litellm's sum of both
+    (``calculate_total_usage``), not the last chunk's alone."""
+    from loopspec.providers.litellm_provider import usage_to_the_end
+
+    import_litellm()
+    early, late = litellm.ModelResponseStream(), litellm.ModelResponseStream()
+    early.usage = {"prompt_tokens": 11}
+    late.usage = {"completion_tokens": 9}
+    wrapper = RestOfTheUpstream([late])
+    wrapper.chunks.append(early)
+    got = asyncio.run(usage_to_the_end(wrapper))
+    assert (got.prompt_tokens, got.completion_tokens, got.total_tokens) == (11, 9, 20)
+
+
+class _FailingRest(RestOfTheUpstream):
+    @property
+    def completion_stream(self) -> Any:
+        async def gen() -> Any:
+            raise ValueError("upstream broke")
+            yield  # pragma: no cover
+        return gen()
+
+
+class _MappingRest(_FailingRest):
+    def _log_stream_failure_and_raise(self, e: Exception) -> None:
+        raise RuntimeError(f"mapped: {e}")
+
+
+@pytest.mark.parametrize("wrapper,raised", [(_MappingRest([]), "RuntimeError('mapped: upstream broke')"),
+                                            (_FailingRest([]), "ValueError('upstream broke')")])
+def test_a_failure_in_the_rest_is_raised_as_litellms_own_read_raises_it(wrapper: Any, raised: str) -> None:
+    """Through litellm's own failure path (mapped to its exception types, the failure logged) when
+    the wrapper has one; as it came otherwise."""
+    from loopspec.providers.litellm_provider import usage_to_the_end
+
+    with pytest.raises(Exception) as info:
+        asyncio.run(usage_to_the_end(wrapper))
+    assert repr(info.value) == raised
+
+
+class _Calculator:
+    """Stand-in for litellm's logging object: its cost calculator answers ``answer`` (or raises it),
+    and records the responses it was asked to price."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[Any] = []
+
+    def response_cost_calculator(self, result: Any) -> Any:
+        self.asked.append(result)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize("answer,cost", [(2.5e-05, 2.5e-05), (0.0, None), (None, None), (ValueError("unknown model"), None)],
+                         ids=["priced", "zero", "none", "raises"])
+def test_the_usage_is_priced_as_litellms_rebuild_prices_it(answer: Any, cost: Any) -> None:
+    """The cost litellm's calculator gives, on a response carrying the usage chunk's hidden params
+    (the upstream's own model name): kept when positive, as litellm's rebuild keeps it; none
+    otherwise, and a calculator that fails leaves the cost unknown rather than the read failed."""
+    from loopspec.providers.litellm_provider import usage_to_the_end
+
+    import_litellm()
+    usage = _usage_chunk(5, 7)
+    usage._hidden_params = {"provider_response_model": "gpt-4o-2024-08-06"}
+    wrapper = RestOfTheUpstream([usage])
+    wrapper.logging_obj = _Calculator(answer)
+    got = asyncio.run(usage_to_the_end(wrapper))
+    assert getattr(got, "cost", None) == cost
+    (asked,) = wrapper.logging_obj.asked
+    assert asked._hidden_params["provider_response_model"] == "gpt-4o-2024-08-06" and asked.usage.prompt_tokens == 5
+
+
+def test_a_cost_the_provider_reported_is_kept_without_asking_litellms_calculator() -> None:
+    """OpenRouter puts its own cost in the usage: that figure stands, as in litellm's rebuild."""
+    from loopspec.providers.litellm_provider import usage_to_the_end
+
+    import_litellm()
+    usage = _usage_chunk(5, 7)
+    usage.usage.cost = 0.000669
+    wrapper = RestOfTheUpstream([usage])
+    wrapper.logging_obj = _Calculator(1.0)
+    assert asyncio.run(usage_to_the_end(wrapper)).cost == 0.000669 and wrapper.logging_obj.asked == []

@@ -359,22 +359,41 @@ def test_a_broken_stream_is_not_read_again(srv: LoopbackServer, monkeypatch: pyt
 def test_a_wrapper_that_does_not_say_it_sent_usage_is_read_to_its_end(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping early needs litellm's word that the usage chunk was its last; a wrapper without
     ``sent_stream_usage`` is read until it ends by itself."""
+    a, w, _ = read_hiding(srv, monkeypatch, "sent_stream_usage")
+    assert w.ended and w.closes == 1
+    assert a.result().tool_calls and a.result().usage is not None
+
+
+@pytest.mark.parametrize("missing", ["sent_last_chunk", "send_stream_usage", "completion_stream", "chunk_creator", "chunks"])
+def test_a_wrapper_that_lacks_a_part_the_rest_is_read_with_is_read_to_its_usage_chunk(
+        srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    """Reading the upstream's rest needs litellm's word that the reply's last chunk is out and that
+    the usage is still to come, and the parts the rest is read with; without any one of them every
+    delta, the usage included, is read from litellm's wrapper (up to its usage chunk), and nothing
+    fails for the lack."""
+    a, w, deltas = read_hiding(srv, monkeypatch, missing)
+    assert w.reads == deltas and w.closes == 1 and not w.ended
+    assert a.result().tool_calls and a.result().usage is not None
+
+
+def read_hiding(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch, missing: str) -> tuple[ReplyAssembler, WatchedWrapper, int]:
+    """A tool call read through a wrapper made to lack ``missing``: the reply, the wrapper, the deltas."""
     no_listeners(monkeypatch)
-    _, wrappers = watch_acompletion(monkeypatch, hide=("sent_stream_usage",))
+    _, wrappers = watch_acompletion(monkeypatch, hide=(missing,))
     srv.push(Reply(sse=sse("openai_stream_tool_call_single.sse")))
 
-    async def go() -> ReplyAssembler:
-        a = ReplyAssembler()
+    async def go() -> tuple[ReplyAssembler, int]:
+        a, n = ReplyAssembler(), 0
         stream = await LiteLLMProvider().open(req(srv, tools=[TOOL]))
         async for d in stream:
             a.feed(d)
+            n += 1
         await stream.aclose()
-        return a
+        return a, n
 
-    a = run(go())
+    a, n = run(go())
     (w,) = wrappers
-    assert w.ended and w.closes == 1
-    assert a.result().tool_calls and a.result().usage is not None
+    return a, w, n
 
 
 def test_a_success_callback_passed_with_the_request_keeps_the_stream_read_to_its_end(srv: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
