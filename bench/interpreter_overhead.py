@@ -8,7 +8,7 @@
    direct requests with ``stream_options.include_usage`` as loopspec makes them (it needs the usage
    chunk: budgets, and a reply whose output all went to hidden reasoning), litellm's handling of
    that chunk; the same, each stream ended as loopspec ends it when nobody listens for litellm's
-   end (the upstream's rest read with ``usage_to_the_end``, no rebuild of the reply): what that
+   end (the upstream's rest read with ``rest_to_the_end``, no rebuild of the reply): what that
    saves; and against that arm, loopspec's own share of the turn.
 2. The interpreter's own cost per step: ``Policy.step`` + the ``transitions`` move + the trace
    record, over a recorded decision path. Target: <= 20 us per step. Measured without callbacks
@@ -62,7 +62,7 @@ from loopspec import Event, ToolRegistry, Turn, TurnCallbacks, load_policy  # no
 from loopspec.engine.clock import RealClock  # noqa: E402
 from loopspec.engine.machine import TurnModel  # noqa: E402
 from loopspec.providers.litellm_provider import (  # noqa: E402
-    LiteLLMProvider, LiteLLMResponseStream, reply_ended_unheard, usage_to_the_end)
+    LiteLLMProvider, LiteLLMResponseStream, reply_ended_unheard, rest_to_the_end)
 from loopspec.replay.interactions import StreamResponse  # noqa: E402
 from loopspec.replay.server import LoopbackServer  # noqa: E402
 
@@ -95,7 +95,7 @@ async def direct_turn(api_base: str, usage: bool = False, rest: bool = False) ->
     loopspec does (``stream_options.include_usage``) and stops reading at it, as loopspec did
     until 2026-12-05 when litellm has no success callback to run. ``rest`` (with ``usage``) ends
     each stream as loopspec does now: after the reply's last chunk, the upstream's rest is read
-    with loopspec's own ``usage_to_the_end`` instead of litellm's end, which rebuilds the reply."""
+    with loopspec's own ``rest_to_the_end`` instead of litellm's end, which rebuilds the reply."""
     messages = list(USER)
     tool = registry().tools["get_capital"].fn
     extra = {"stream_options": {"include_usage": True}} if usage else {}
@@ -114,7 +114,7 @@ async def direct_turn(api_base: str, usage: bool = False, rest: bool = False) ->
                 for tc in delta.tool_calls or []:
                     call_id = tc.id or call_id
                     args.append(tc.function.arguments or "")
-            if rest and reply_ended_unheard(resp) and await usage_to_the_end(resp) is not None:
+            if rest and reply_ended_unheard(resp) and (await rest_to_the_end(resp))[1] is not None:
                 await resp.aclose()
                 break
         if call_id is None:

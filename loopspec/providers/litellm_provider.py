@@ -100,13 +100,17 @@ class LiteLLMResponseStream:
         self._iter = wrapper.__aiter__()
         self._done = False
         self._rest_is_usage = False
-        """The reply's last chunk was handed out and only its usage is left to read
-        (:func:`usage_to_the_end`)."""
+        """The reply's last chunk was handed out: the rest of the upstream is read next
+        (:func:`rest_to_the_end`)."""
+        self._rest: list[Delta] | None = None
+        """Deltas read with the rest of the upstream and not handed out yet."""
 
     def __aiter__(self) -> "LiteLLMResponseStream":
         return self
 
     async def __anext__(self) -> Delta:
+        if self._rest is not None:  # read with the upstream's rest, before its end
+            return self._next_of_the_rest()
         if self._done:
             raise StopAsyncIteration
         wrapper = self._wrapper
@@ -114,11 +118,15 @@ class LiteLLMResponseStream:
             if self._rest_is_usage:
                 # the reply's last chunk is out: read the rest as litellm would, without its rebuild
                 self._rest_is_usage = False
-                usage = await usage_to_the_end(wrapper)
+                handed, usage = await rest_to_the_end(wrapper)
+                rest = [priced(delta_from_litellm_chunk(c), self.model) for c in handed]
                 if usage is not None:
+                    rest.append(priced(Delta(usage=usage_from_obj(usage)), self.model))
                     self._done = True  # the upstream is read to its end; only litellm's rebuild is left
                     await self._close_wrapper()
-                    return priced(Delta(usage=usage_from_obj(usage)), self.model)
+                if rest:  # without the usage, litellm's own end is read after these
+                    self._rest = rest
+                    return self._next_of_the_rest()
             chunk = await self._iter.__anext__()
         except StopAsyncIteration:
             self._done = True
@@ -137,9 +145,18 @@ class LiteLLMResponseStream:
             self._rest_is_usage = reply_ended_unheard(wrapper)
         return priced(delta_from_litellm_chunk(chunk), self.model)
 
+    def _next_of_the_rest(self) -> Delta:
+        """The next delta read with the rest of the upstream (the usage last); then, with the usage
+        there, the end, and without it litellm's own end, read as before."""
+        assert self._rest is not None
+        delta = self._rest.pop(0)
+        if not self._rest:
+            self._rest = None
+        return delta
+
     async def aclose(self) -> None:
         """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
-        self._done = True
+        self._done, self._rest = True, None
         await self._close_wrapper()
 
     async def _close_wrapper(self) -> None:
@@ -155,7 +172,7 @@ _UNKNOWN = object()
 def reply_ended_unheard(wrapper: Any) -> bool:
     """Whether litellm just handed out the reply's last chunk (its finish reason) with the usage
     asked for still to come, nobody listens for the stream's end (:func:`litellm_logs_successes`),
-    and the wrapper has the parts :func:`usage_to_the_end` reads (litellm 1.106's)."""
+    and the wrapper has the parts :func:`rest_to_the_end` reads (litellm 1.106's)."""
     return (
         getattr(wrapper, "sent_last_chunk", False) is True
         and getattr(wrapper, "send_stream_usage", False) is True
@@ -167,30 +184,43 @@ def reply_ended_unheard(wrapper: Any) -> bool:
     )
 
 
-async def usage_to_the_end(wrapper: Any) -> Any:
-    """The reply's usage, read to the upstream's end as litellm reads it, without its rebuild.
+async def rest_to_the_end(wrapper: Any) -> tuple[list[Any], Any]:
+    """The rest of the upstream after the reply's last chunk, read as litellm reads it but without
+    its rebuild: the chunks litellm would still hand out, and the reply's usage.
 
-    After a reply's last chunk litellm keeps nothing of the upstream but the chunks that carry
-    usage (``CustomStreamWrapper.chunks``); at the upstream's end it rebuilds the whole reply from
-    its chunks in a worker thread (``stream_chunk_builder``, about 1 ms of CPU for a short reply,
-    2 ms a request in a live turn) only to report that usage and its cost. This runs litellm's own
-    loop on the rest of the upstream (its ``chunk_creator`` on each chunk, a copy kept of each one
-    with usage, a dropped connection read as the end), adds the usage
-    up with litellm's ``calculate_total_usage`` and prices it as the rebuild does
-    (:func:`_stamp_cost`). None when no chunk carried usage: then litellm's own end, which counts
-    the tokens itself, is read next as before (it finds the upstream already at its end).
-    A failure is raised as litellm raises it (mapped, and its failure logged)."""
+    After a reply's last chunk litellm hands out only what still carries something (no upstream
+    seen sends any) and keeps the chunks that carry usage (``CustomStreamWrapper.chunks``); at the
+    upstream's end it rebuilds the whole reply from its chunks in a worker thread
+    (``stream_chunk_builder``, about 1 ms of CPU for a short reply, 2 ms a request in a live turn)
+    only to report that usage and its cost. This runs litellm's own loop on the rest (its
+    ``chunk_creator`` on each chunk; a chunk with usage kept whole and handed out without it, when
+    anything is left; a dropped connection read as the end), adds the usage up with litellm's
+    ``calculate_total_usage`` and prices it as the rebuild does (:func:`_stamp_cost`). The usage is
+    None when no chunk carried any: then litellm's own end, which counts the tokens itself, is read
+    next as before (it finds the upstream already at its end). A failure is raised as litellm raises
+    it (mapped, and its failure logged)."""
     import httpx
+    from litellm.litellm_core_utils.model_response_utils import is_model_response_stream_empty
     from litellm.litellm_core_utils.streaming_handler import calculate_total_usage
 
     gemini = getattr(wrapper, "custom_llm_provider", None) == "gemini"
+    handed: list[Any] = []
     try:
         async for raw in wrapper.completion_stream:
             if raw is None or raw == "None" or (gemini and hasattr(raw, "parts") and len(raw.parts) == 0):
                 continue
             processed = wrapper.chunk_creator(chunk=raw)
-            if processed is not None and getattr(processed, "usage", None) is not None:
+            if processed is None:
+                continue
+            if getattr(processed, "usage", None) is not None:
                 wrapper.chunks.append(processed.model_copy())
+                processed = processed.model_copy()
+                processed.usage = None  # the usage is counted once, with the rest's end
+                if is_model_response_stream_empty(model_response=processed):
+                    continue
+            else:
+                wrapper.chunks.append(processed)
+            handed.append(processed)
     except StopIteration:  # chunk_creator's way of ending some providers' streams
         pass
     except (httpx.ReadError, httpx.RemoteProtocolError):
@@ -201,10 +231,10 @@ async def usage_to_the_end(wrapper: Any) -> Any:
         _raise_as_litellm(wrapper, e)
     kept = [c for c in wrapper.chunks if getattr(c, "usage", None) is not None]
     if not kept:
-        return None
+        return handed, None
     usage = calculate_total_usage(chunks=wrapper.chunks)
     _stamp_cost(wrapper, usage, kept[-1])
-    return usage
+    return handed, usage
 
 
 def _raise_as_litellm(wrapper: Any, e: Exception) -> NoReturn:

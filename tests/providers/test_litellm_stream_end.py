@@ -25,6 +25,7 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
 from _loopback import LoopbackServer, Reply  # noqa: E402
 from _paths import FIXTURES  # noqa: E402
+from test_litellm_provider import _count_reply_builds, no_listeners  # noqa: E402
 
 from loopspec.providers.base import ModelRequest, StreamBroken  # noqa: E402
 from loopspec.providers.litellm_provider import LiteLLMProvider, import_litellm  # noqa: E402
@@ -61,25 +62,14 @@ class Listeners:
 @pytest.fixture
 def listeners(monkeypatch: pytest.MonkeyPatch) -> Listeners:
     """Nobody listening for the test (lists and cache emptied), restored after it."""
-    import_litellm()
-    for name in LISTS:
-        monkeypatch.setattr(litellm, name, [])
-    monkeypatch.setattr(litellm, "cache", None)
+    no_listeners(monkeypatch)
     return Listeners()
 
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How often litellm rebuilt a whole reply (``stream_chunk_builder``)."""
-    count = [0]
-    real = litellm.stream_chunk_builder
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        count[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(litellm, "stream_chunk_builder", counting)
-    return count
+    return _count_reply_builds(monkeypatch)
 
 
 def read(srv: LoopbackServer, reply: Reply, model: str) -> tuple[Any, ...]:
@@ -184,7 +174,7 @@ def test_the_finish_reason_is_handed_out_before_the_rest_is_read(srv, listeners)
 
 
 class RestOfTheUpstream:
-    """Test double: the parts of litellm's ``CustomStreamWrapper`` that ``usage_to_the_end`` reads,
+    """Test double: the parts of litellm's ``CustomStreamWrapper`` that ``rest_to_the_end`` reads,
     over a scripted rest of the upstream, with every chunk handed to ``chunk_creator`` recorded.
     For what litellm's own loop skips and no recorded stream sends (``None``, the string "None",
     Gemini's chunk without parts)."""
@@ -222,12 +212,12 @@ class _NoParts:
 def test_the_rest_is_read_past_what_litellms_own_loop_skips(provider: str) -> None:
     """``None``, the string "None" and (from Gemini only) a chunk without parts are skipped, as
     litellm's loop skips them, and reading goes on to the usage after them."""
-    from loopspec.providers.litellm_provider import usage_to_the_end
+    from loopspec.providers.litellm_provider import rest_to_the_end
 
     import_litellm()
     no_parts, usage = _NoParts(), _usage_chunk(5, 7)
     wrapper = RestOfTheUpstream([None, "None", no_parts, usage], provider)
-    got = asyncio.run(usage_to_the_end(wrapper))
+    got = asyncio.run(rest_to_the_end(wrapper))[1]
     assert (got.prompt_tokens, got.completion_tokens) == (5, 7)
     assert wrapper.created == ([usage] if provider == "gemini" else [no_parts, usage])
 
@@ -236,7 +226,7 @@ def test_the_usage_adds_up_the_kept_chunks_as_litellm_does() -> None:
     """A usage chunk litellm kept before the reply's last chunk (input tokens, which Anthropic
     sends first) and one in the rest (output tokens): the usage is litellm's sum of both
     (``calculate_total_usage``), not the last chunk's alone."""
-    from loopspec.providers.litellm_provider import usage_to_the_end
+    from loopspec.providers.litellm_provider import rest_to_the_end
 
     import_litellm()
     early, late = litellm.ModelResponseStream(), litellm.ModelResponseStream()
@@ -244,7 +234,7 @@ def test_the_usage_adds_up_the_kept_chunks_as_litellm_does() -> None:
     late.usage = {"completion_tokens": 9}
     wrapper = RestOfTheUpstream([late])
     wrapper.chunks.append(early)
-    got = asyncio.run(usage_to_the_end(wrapper))
+    got = asyncio.run(rest_to_the_end(wrapper))[1]
     assert (got.prompt_tokens, got.completion_tokens, got.total_tokens) == (11, 9, 20)
 
 
@@ -267,10 +257,10 @@ class _MappingRest(_FailingRest):
 def test_a_failure_in_the_rest_is_raised_as_litellms_own_read_raises_it(wrapper: Any, raised: str) -> None:
     """Through litellm's own failure path (mapped to its exception types, the failure logged) when
     the wrapper has one; as it came otherwise."""
-    from loopspec.providers.litellm_provider import usage_to_the_end
+    from loopspec.providers.litellm_provider import rest_to_the_end
 
     with pytest.raises(Exception) as info:
-        asyncio.run(usage_to_the_end(wrapper))
+        asyncio.run(rest_to_the_end(wrapper))[1]
     assert repr(info.value) == raised
 
 
@@ -295,14 +285,14 @@ def test_the_usage_is_priced_as_litellms_rebuild_prices_it(answer: Any, cost: An
     """The cost litellm's calculator gives, on a response carrying the usage chunk's hidden params
     (the upstream's own model name): kept when positive, as litellm's rebuild keeps it; none
     otherwise, and a calculator that fails leaves the cost unknown rather than the read failed."""
-    from loopspec.providers.litellm_provider import usage_to_the_end
+    from loopspec.providers.litellm_provider import rest_to_the_end
 
     import_litellm()
     usage = _usage_chunk(5, 7)
     usage._hidden_params = {"provider_response_model": "gpt-4o-2024-08-06"}
     wrapper = RestOfTheUpstream([usage])
     wrapper.logging_obj = _Calculator(answer)
-    got = asyncio.run(usage_to_the_end(wrapper))
+    got = asyncio.run(rest_to_the_end(wrapper))[1]
     assert getattr(got, "cost", None) == cost
     (asked,) = wrapper.logging_obj.asked
     assert asked._hidden_params["provider_response_model"] == "gpt-4o-2024-08-06" and asked.usage.prompt_tokens == 5
@@ -310,11 +300,35 @@ def test_the_usage_is_priced_as_litellms_rebuild_prices_it(answer: Any, cost: An
 
 def test_a_cost_the_provider_reported_is_kept_without_asking_litellms_calculator() -> None:
     """OpenRouter puts its own cost in the usage: that figure stands, as in litellm's rebuild."""
-    from loopspec.providers.litellm_provider import usage_to_the_end
+    from loopspec.providers.litellm_provider import rest_to_the_end
 
     import_litellm()
     usage = _usage_chunk(5, 7)
     usage.usage.cost = 0.000669
     wrapper = RestOfTheUpstream([usage])
     wrapper.logging_obj = _Calculator(1.0)
-    assert asyncio.run(usage_to_the_end(wrapper)).cost == 0.000669 and wrapper.logging_obj.asked == []
+    assert asyncio.run(rest_to_the_end(wrapper))[1].cost == 0.000669 and wrapper.logging_obj.asked == []
+
+
+def _after_the_finish(name: str, extra: str) -> str:
+    """A recorded stream with ``extra`` (an SSE data payload) sent right after its finish reason."""
+    events = _events((STREAMS / name).read_text())
+    i = _finish_index(events) + 1
+    return "\n\n".join(events[:i] + [f"data: {extra}"] + events[i:]) + "\n\n"
+
+
+TEXT_CHUNK = ('{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-2024-08-06","choices":'
+              '[{"index":0,"delta":{"content":" (late)"},"finish_reason":null}]}')
+TEXT_AND_USAGE = ('{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-2024-08-06","choices":'
+                  '[{"index":0,"delta":{"content":" (late)"},"finish_reason":null}],'
+                  '"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}')
+
+
+@pytest.mark.parametrize("extra", [TEXT_CHUNK, TEXT_AND_USAGE], ids=["text", "text-and-usage"])
+def test_what_litellm_hands_out_after_the_finish_reason_is_handed_out(srv, listeners, extra: str) -> None:
+    """An upstream that sends text after its finish reason (no recorded one does): litellm hands it
+    out, and so does loopspec's read of the rest, before the usage, which counts as litellm counts it."""
+    reference, ours = both_ways(srv, listeners, Reply(sse=_after_the_finish("openai_stream_text.sse", extra)),
+                                "openai/gpt-4o-mini")
+    assert ours == reference
+    assert reference[0].endswith(" (late)"), reference
