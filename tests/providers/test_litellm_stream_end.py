@@ -332,3 +332,12 @@ def test_what_litellm_hands_out_after_the_finish_reason_is_handed_out(srv, liste
                                 "openai/gpt-4o-mini")
     assert ours == reference
     assert reference[0].endswith(" (late)"), reference
+
+
+def test_the_rest_is_read_past_a_usage_chunk_to_the_upstreams_end() -> None:
+    """A usage chunk is not the end: one sent after it (a running total) is the one litellm reports."""
+    from loopspec.providers.litellm_provider import rest_to_the_end
+
+    import_litellm()
+    handed, usage = asyncio.run(rest_to_the_end(RestOfTheUpstream([_usage_chunk(5, 7), _usage_chunk(6, 8)])))
+    assert handed == [] and (usage.prompt_tokens, usage.completion_tokens) == (6, 8)
