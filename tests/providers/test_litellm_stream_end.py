@@ -341,3 +341,22 @@ def test_the_rest_is_read_past_a_usage_chunk_to_the_upstreams_end() -> None:
     import_litellm()
     handed, usage = asyncio.run(rest_to_the_end(RestOfTheUpstream([_usage_chunk(5, 7), _usage_chunk(6, 8)])))
     assert handed == [] and (usage.prompt_tokens, usage.completion_tokens) == (6, 8)
+
+
+def test_a_stream_closed_while_the_rest_is_handed_out_hands_out_nothing_more(srv, listeners) -> None:
+    """Closing is the end, whatever the rest of the upstream still had to hand out (here the usage,
+    read with late text before it)."""
+    srv.push(Reply(sse=_after_the_finish("openai_stream_text.sse", TEXT_CHUNK)))
+
+    async def go() -> list[Any]:
+        stream = await LiteLLMProvider().open(ModelRequest("openai/gpt-4o-mini", [{"role": "user", "content": "hi"}],
+                                                           api_base=srv.base_url, api_key="sk-test", timeout=5.0))
+        got = []
+        async for d in stream:
+            got.append(d)
+            if d.text == " (late)":
+                await stream.aclose()
+        return got
+
+    got = asyncio.run(go())
+    assert got[-1].text == " (late)" and all(d.usage is None for d in got)
