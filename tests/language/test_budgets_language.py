@@ -139,3 +139,18 @@ def test_the_last_call_needs_both_the_wrap_up_and_the_spent_budget() -> None:
     assert early.after.state == "ask" and "cost_last_call" not in early.after.flags
     spent = to_call(p, early.after, frozenset({"cost_reached"}))
     assert spent.after.state == "ask" and "cost_last_call" in spent.after.flags  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cap, least, calls", [(0.11, 0.011, 10), (0.22, 0.044, 5)])
+def test_a_budget_reached_by_its_call_bound_is_warned_too_when_the_calls_fall_a_rounding_short(
+        cap: float, least: float, calls: int) -> None:
+    """Reached always means warned. With warn_at at max, ``calls * min_per_call`` at the call bound
+    can be a rounding short of max (10 * 0.011 is 0.10999999999999999 < 0.11): the bound says
+    reached, and warned must follow from that, not from the floor of the calls."""
+    p = load_policy_text(with_budgets(f"budgets:\n  cost: {{max: {cap}, min_per_call: {least}, warn_at: {cap}, "
+                                      f"warning: cost_warning, exhausted: out_of_budget}}\n"), "budgets.yaml")
+    assert p.budgets["cost"].call_bound() == calls and calls * least < cap
+    cfg = p.initial_config()
+    at = lambda n: cfg.__class__(cfg.state, (n, 0), cfg.flags)  # noqa: E731 - model_calls entered so far
+    assert p.budget_status(at(calls - 1), {"cost": 0.0}) == frozenset()
+    assert p.budget_status(at(calls), {"cost": 0.0}) == frozenset({"cost_reached", "cost_warned"})
