@@ -65,6 +65,24 @@ def test_regression_rules(old: tuple[str, str, int, int], new: tuple[str, str, i
     assert regressions(row(old, new), RULE) == expected
 
 
+OTHER_OUTCOMES = [o for o in OUTCOMES if o != "completed"]
+
+
+@pytest.mark.parametrize("outcome", OTHER_OUTCOMES)
+def test_completed_into_any_other_outcome_is_a_regression(outcome: str) -> None:
+    """Every outcome but ``completed`` (the alphabet's, not only the ones the examples use)."""
+    assert regressions(row(("completed", "fail", 1, 0), (outcome, "fail", 1, 0)), GateRule()) == [
+        f"completed under OLD, {outcome} under NEW"]
+
+
+@pytest.mark.parametrize("before,after", [(a, b) for a in OTHER_OUTCOMES for b in OTHER_OUTCOMES if a != b])
+def test_moving_into_a_listed_outcome_from_any_unlisted_one_is_a_regression(before: str, after: str) -> None:
+    """Every pair of outcomes, with only the second listed as worse; never with both listed."""
+    assert regressions(row((before, "fail", 1, 0), (after, "fail", 1, 0)), GateRule(frozenset({after}))) == [
+        f"moved into {after} (listed as worse) from {before}"]
+    assert regressions(row((before, "fail", 1, 0), (after, "fail", 1, 0)), GateRule(frozenset({before, after}))) == []
+
+
 def test_completed_into_a_worse_outcome_is_one_reason_not_two() -> None:
     assert regressions(row(("completed", "fail", 1, 0), ("guardrail", "fail", 1, 0)), RULE) == [
         "completed under OLD, guardrail under NEW"]
