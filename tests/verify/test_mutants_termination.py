@@ -286,3 +286,22 @@ def test_an_outcome_s_figures_count_only_the_steps_that_can_lead_to_it() -> None
     upper, exact = _figures(CASES["separate_branch"])
     assert upper["auth_failed"]["tool_batches"] == exact["auth_failed"]["tool_batches"] == 0
     assert exact["auth_failed"]["model_calls"] <= upper["auth_failed"]["model_calls"] < upper["*"]["model_calls"]
+
+
+@pytest.mark.parametrize("by", [1, 2, 3, 7])
+def test_a_loop_whose_edges_count_a_counter_by_different_amounts_is_bounded_by_the_smallest(by: int) -> None:
+    """Two retry edges, one adding 1 to a counter of cap 6 and one adding ``by``: the loop can fire
+    the first one 6 times, so 6 is its bound whatever ``by`` is (the largest amount would claim
+    6 // by, under what a run does)."""
+    from loopspec.verify import check_policy
+    from test_budgets_check import variant
+
+    text = variant(
+        "counters:\n  retries: {max: 6}\n",
+        ("bounded_by: cost", "bounded_by: tool_batches"),
+        ("      empty: failed\n", "      empty: {do: [{increment: retries}], to: ask}\n"),
+        ("      thinking_only: failed\n", f"      thinking_only: {{do: [{{increment: retries, by: {by}}}], to: ask}}\n"),
+    )
+    loops = check_policy(load_policy_text(text, "budgets.yaml")).to_json()["loops"]
+    retries = [x for x in loops if x["counter"] == "retries"]
+    assert [x["fires_at_most"] for x in retries] == [6], retries
