@@ -99,25 +99,25 @@ class LiteLLMResponseStream:
         self._wrapper = wrapper
         self._iter = wrapper.__aiter__()
         self._done = False
-        self._rest_is_usage = False
+        self._rest_unread = False
         """The reply's last chunk was handed out: the rest of the upstream is read next
         (:func:`rest_to_the_end`)."""
-        self._rest: list[Delta] | None = None
-        """Deltas read with the rest of the upstream and not handed out yet."""
+        self._rest: list[Delta] = []
+        """Deltas read with the rest of the upstream and not handed out yet (the usage last)."""
 
     def __aiter__(self) -> "LiteLLMResponseStream":
         return self
 
     async def __anext__(self) -> Delta:
-        if self._rest is not None:  # read with the upstream's rest, before its end
-            return self._next_of_the_rest()
+        if self._rest:  # read with the upstream's rest, before its end
+            return self._rest.pop(0)
         if self._done:
             raise StopAsyncIteration
         wrapper = self._wrapper
         try:
-            if self._rest_is_usage:
+            if self._rest_unread:
                 # the reply's last chunk is out: read the rest as litellm would, without its rebuild
-                self._rest_is_usage = False
+                self._rest_unread = False
                 handed, usage = await rest_to_the_end(wrapper)
                 rest = [priced(delta_from_litellm_chunk(c), self.model) for c in handed]
                 if usage is not None:
@@ -126,7 +126,7 @@ class LiteLLMResponseStream:
                     await self._close_wrapper()
                 if rest:  # without the usage, litellm's own end is read after these
                     self._rest = rest
-                    return self._next_of_the_rest()
+                    return self._rest.pop(0)
             chunk = await self._iter.__anext__()
         except StopAsyncIteration:
             self._done = True
@@ -142,21 +142,12 @@ class LiteLLMResponseStream:
             self._done = True
             await self._close_wrapper()
         else:
-            self._rest_is_usage = reply_ended_unheard(wrapper)
+            self._rest_unread = reply_ended_unheard(wrapper)
         return priced(delta_from_litellm_chunk(chunk), self.model)
-
-    def _next_of_the_rest(self) -> Delta:
-        """The next delta read with the rest of the upstream (the usage last); then, with the usage
-        there, the end, and without it litellm's own end, read as before."""
-        assert self._rest is not None
-        delta = self._rest.pop(0)
-        if not self._rest:
-            self._rest = None
-        return delta
 
     async def aclose(self) -> None:
         """Release the HTTP connection (used after a stall or an early stop). Idempotent."""
-        self._done, self._rest = True, None
+        self._done, self._rest = True, []
         await self._close_wrapper()
 
     async def _close_wrapper(self) -> None:
