@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Hashable, Mapping, Sequence, cast
 
-from ..language.alphabet import KINDS, WAIT_TOO_LONG, Attr, Event
+from ..language.alphabet import KINDS, WAIT_TOO_LONG, Attr
 from ..language.model import (
     AllOf,
     Always,
@@ -65,17 +65,30 @@ TRUE: Node = (OP_CONST, True)
 Var = tuple[str, Any]
 """("attr", name), ("counter", index), ("flag", name) or ("opaque", atom index)."""
 
+CONFIG_VARS = ("counter", "flag")
+"""The kinds of variable a configuration decides (an opaque atom is undecided everywhere)."""
+
 
 def _freeze(v: Any) -> Hashable:
+    """A hashable stand-in for a guard's value, equal for two values exactly when the guard tests
+    them alike: a list is not a tuple (``[1] == (1,)`` is false), while 1, 1.0 and True are equal."""
     if isinstance(v, (list, tuple)):
-        return ("list" if isinstance(v, list) else "tuple", tuple(_freeze(x) for x in v))
+        return (type(v), tuple(_freeze(x) for x in v))
     if isinstance(v, dict):
-        return ("dict", tuple(sorted((repr(k), _freeze(x)) for k, x in v.items())))
+        return (dict, tuple(sorted((repr(k), _freeze(x)) for k, x in v.items())))
     try:
         hash(v)
     except TypeError:  # a set in a policy built in code (YAML gives lists, mappings and scalars only)
-        return ("repr", repr(v))
-    return (type(v).__name__, v)
+        return (type(v), repr(v))
+    return v
+
+
+def _config_truth(atom: Guard, cfg: Config) -> bool:
+    """A counter or flag atom's truth in ``cfg``: neither reads the policy or the event."""
+    if isinstance(atom, CounterCmp):
+        return atom.holds(cfg.counters[atom.index])
+    assert isinstance(atom, FlagIs), atom
+    return atom.holds(atom.flag in cfg.flags)
 
 
 @dataclass
@@ -111,17 +124,17 @@ class Selection:
         if isinstance(g, AttrTest) and g.attr == WAIT_TOO_LONG:
             return self.derived_wait(g)
         if isinstance(g, AttrTest):
-            key: Hashable = ("attr", g.attr, g.op, _freeze(g.value))
             var: Var = ("attr", g.attr)
+            key: Hashable = (var, g.op, _freeze(g.value))
         elif isinstance(g, CounterCmp):
-            key = ("counter", g.index, g.op, _freeze(g.value))
             var = ("counter", g.index)
+            key = (var, g.op, _freeze(g.value))
         elif isinstance(g, FlagIs):
-            key = ("flag", g.flag, g.value)
             var = ("flag", g.flag)
+            key = (var, g.value)
         else:  # a guard form this module does not know (a policy built in code): undecided, may fire
-            key = ("opaque", id(g))
             var = ("opaque", len(self.atoms))
+            key = id(g)  # the same guard object is one atom wherever it appears
         i = self._keys.get(key)
         if i is None:
             i = self._keys[key] = len(self.atoms)
@@ -187,20 +200,20 @@ class Selection:
 
     def context_key(self, cfg: Config) -> tuple[bool, ...]:
         """The truth of every counter and flag atom in ``cfg``: all that the cases depend on in it."""
-        ev = Event(self.event)
-        return tuple(
-            self.atoms[i].evaluate(self.policy, cfg, ev) for i, (kind, _n) in enumerate(self.vars) if kind != "attr"
-        )
+        return tuple(_config_truth(self.atoms[i], cfg) for i, (kind, _n) in enumerate(self.vars) if kind in CONFIG_VARS)
 
     def fixed(self, domains: "Domains") -> list[bool | None]:
         """Truth values of the atoms whose variable the domains pin to one value."""
         out: list[bool | None] = [None] * len(self.atoms)
         cfg = domains.config()
         for i, (kind, name) in enumerate(self.vars):
-            if kind == "counter" and domains.counters[name][0] == domains.counters[name][1]:
-                out[i] = self.atoms[i].evaluate(self.policy, cfg, Event(self.event))
-            elif kind == "flag" and domains.flags is not None:
-                out[i] = self.atoms[i].evaluate(self.policy, cfg, Event(self.event))
+            if kind == "counter":
+                lo, hi = domains.counters[name]
+                pinned = lo == hi
+            else:
+                pinned = kind == "flag" and domains.flags is not None
+            if pinned:
+                out[i] = _config_truth(self.atoms[i], cfg)
         return out
 
     # -- forced ("may fire") steps ---------------------------------------------------------------

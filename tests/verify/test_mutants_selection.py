@@ -127,6 +127,25 @@ def test_a_guard_form_the_checker_does_not_know_is_its_own_undecided_atom() -> N
     assert sel.theory(sel.vars[1], [(1, True)], domains) == (UNKNOWN, None)
 
 
+class _ReadsTheMessage:
+    """A guard of a form the checker does not know that reads an attribute of the event, as a
+    policy built in code may: it raises on an event that does not carry one."""
+
+    def evaluate(self, policy: object, cfg: Config, event: Any) -> bool:
+        return "quota" in event.attrs["message"]
+
+
+def test_a_guard_form_the_checker_does_not_know_is_never_evaluated_on_a_made_up_event() -> None:
+    """Such a guard is undecided (either way) in every configuration, so the case cache's key asks
+    only the counter and flag tests: it evaluated the unknown guard on an event with no attributes,
+    and the check crashed with a KeyError instead of answering."""
+    p = _with_guards(policy(CALL, stream(), TOOLS, HALTS, LOOP), "ask", "transient", [_ReadsTheMessage()])
+    r = check_policy(p)
+    assert r.failed == ["events_handled"]  # undecided: the transition may not fire
+    sel = compile_selection(p, "ask", "transient")
+    assert sel.context_key(p.initial_config()) == ()
+
+
 def test_each_counter_theory_answers_for_its_own_counter_literals_and_range() -> None:
     """Theories are cached by the counter, its range and the literals: each answer below is for
     its own question (a cache keyed by less answered the first question every time)."""
