@@ -88,6 +88,24 @@ def test_a_repeated_failure_is_preceded_by_the_batches_that_make_it_fire() -> No
     assert notes == ["repeated_exact_failure: 2 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there"]
 
 
+def test_a_failure_streak_is_preceded_by_distinct_failures_each_written_as_planned() -> None:
+    """With a repeated identical failure firing first (threshold 2), the streak (threshold 3) is
+    made of failures that differ: the counterexample's cassette holds exactly these results, so a
+    reviewer diffing two runs of ``check`` sees the same cassette."""
+    head = HEAD.replace("tool_batches: {max: 3", "tool_batches: {max: 6").replace("model_calls: {max: 5", "model_calls: {max: 9")
+    head += "guardrails:\n  repeated_exact_failure: {threshold: 2, verdict: halt}\n  same_tool_failure: {threshold: 3, verdict: halt}\n"
+    p = policy(CALL, stream(), TOOLS, HALTS, head=head)
+    realiser, steps, options = planned_for(p, [OPENED, CALLS, guard_step("same_tool_failure")])
+    notes: list[str] = []
+    planned = plan_run(p, realiser, steps, options, notes)
+    assert shown(planned) == [
+        *inserted_round((False, "scripted failure 0", '{"attempt": 0}')),
+        *inserted_round((False, "scripted failure 1", '{"attempt": 1}')),
+        *own_round("same_tool_failure", {"tool": "tool_a", "verdict": "halt"}, (False, "the last failure", "{}")),
+    ]
+    assert notes == ["same_tool_failure: 2 tool batch(es) of 'tool_a' are played before step 3 so that the detector fires there"]
+
+
 def test_a_doom_loop_is_planned_for_the_period_the_path_asks_for() -> None:
     p = policy(CALL, stream(), DOOM, HALTS, head=GUARDED)
     realiser, steps, options = planned_for(p, [OPENED, CALLS, guard_step("doom_loop", period=2)])
