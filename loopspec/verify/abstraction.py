@@ -36,16 +36,17 @@ from typing import Any
 from ..language.alphabet import BACKSTOP_KIND, Event
 from ..language.properties import budget_lasts, continuation_counters
 from ..language.model import WRAP_UP_FLAG, Config, FlagIs, Increment, Policy, Step, Transition
+from .atoms import SAT, UNSAT
 from .cases import (
     Case,
     Domains,
     Selection,
     case_steps,
     compile_selection,
-    enabled_case,
     enumerate_cases,
     event_cases_free,
     guard_atoms,
+    shadowing,
 )
 
 TOOLS_DISABLED = "tools_disabled"
@@ -223,15 +224,17 @@ class Analysis:
             self.abstract[key] = got
         return got
 
-    def enabling_cases(self, t: Transition, flags: frozenset[str], phases: tuple[int, ...]) -> list[Case]:
-        """A configuration and event of the abstract (state, flags, phases) enabling ``t``, per context."""
+    def shadowers(self, t: Transition, flags: frozenset[str], phases: tuple[int, ...]) -> list[str]:
+        """For each transition before ``t`` on its event, whether it is selected somewhere in the
+        abstract (state, flags, phases) where ``t`` is enabled: SAT, UNSAT, or UNKNOWN when a search
+        could not tell (SAT in one context wins over the rest)."""
         sel = self.selection(t.source, t.event)
         j = next(k for k, x in enumerate(sel.transitions) if x is t)
-        out = []
+        out = [UNSAT] * j
         for counters in self.contexts(t.source, t.event, phases):
-            case = enabled_case(sel, Domains(counters, flags), j)
-            if case is not None:
-                out.append(case)
+            for k, status in enumerate(shadowing(sel, Domains(counters, flags), j)):
+                if status == SAT or out[k] == UNSAT:
+                    out[k] = status
         return out
 
 

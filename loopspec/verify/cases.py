@@ -185,18 +185,19 @@ def _split_of(
     return []  # pragma: no cover - the splits cover every truth value
 
 
-def enabled_case(sel: Selection, domains: Domains, j: int) -> Case | None:
-    """A configuration in ``domains`` and an event on which transition ``j`` is ENABLED (whether or
-    not an earlier one is selected); None when there is none. Unwitnessed when it cannot be excluded."""
+def shadowing(sel: Selection, domains: Domains, j: int) -> list[str]:
+    """For each transition before ``j`` on the event: SAT when some configuration in ``domains`` and
+    some event enable ``j`` while that transition is the one selected (it shadows ``j`` there), UNSAT
+    when none does, UNKNOWN when the search could not tell. Each answer is exact, so it does not
+    depend on how a place's counter ranges are split into contexts."""
     fixed = sel.fixed(domains)
-    status, wit = _solve(sel, domains, fixed, [(sel.enabled[j], True)])
-    if status == SAT:
-        assert wit is not None
-        return _case(sel, domains, j, wit, True)
-    if status == UNSAT:
-        return None
-    status, wit = _solve(sel, domains, fixed, [(sel.caps[j], True)])
-    return None if status == UNSAT else _case(sel, domains, j, wit or {}, False)
+    if _solve(sel, domains, fixed, [(sel.caps[j], True)])[0] == UNSAT:  # never within its caps here
+        return [UNSAT] * j
+    out = []
+    for k in range(j):
+        query = [(sel.enabled[j], True), (sel.enabled[k], True), *((sel.enabled[i], False) for i in range(k))]
+        out.append(_solve(sel, domains, fixed, query)[0])
+    return out
 
 
 def _case(sel: Selection, domains: Domains, j: int | None, wit: Mapping[Var, Any], witnessed: bool) -> Case:

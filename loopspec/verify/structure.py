@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..language.model import POLICY_ERROR_STATE, Config, Transition
+from .atoms import SAT, UNKNOWN
 from .abstract_graph import Graph
 from .abstraction import Analysis
 
@@ -35,7 +36,9 @@ class Unhandled:
 class Dead:
     transition: Transition
     reason: str
-    shadowed_by: str | None
+    shadowed_by: tuple[str, ...]
+    """The earlier transitions selected where this one is enabled, in the state's order (none:
+    its guard never holds, or the search could not tell)."""
 
     def describe(self) -> str:
         return f"{self.transition.label}: {self.reason}"
@@ -56,7 +59,7 @@ class Structure:
                 {"state": u.state, "event": u.event, "attrs": u.attrs, "when": u.when or None} for u in self.unhandled
             ],
             "shadowed_transitions": [
-                {"transition": d.transition.label, "reason": d.reason, "shadowed_by": d.shadowed_by} for d in self.dead
+                {"transition": d.transition.label, "reason": d.reason, "shadowed_by": list(d.shadowed_by)} for d in self.dead
             ],
         }
 
@@ -126,25 +129,25 @@ def _describe_config(an: Analysis, cfg: Config, ev) -> str:  # type: ignore[no-u
 
 
 def _why_dead(an: Analysis, g: Graph, t: Transition) -> Dead:
-    """Shadowed (an earlier transition was selected whenever this guard held) or never enabled."""
-    policy = an.policy
+    """Shadowed (wherever its guard holds, an earlier transition is selected: each one that is,
+    somewhere, is named, in the state's order) or never enabled."""
+    shadowers: set[int] = set()
     undecided = False
-    by: dict[str, int] = {}
     seen: set[tuple[frozenset[str], tuple[int, ...]]] = set()
     for n in g.nodes:
         if n.state != t.source or (n.flags, n.phases) in seen:
             continue
         seen.add((n.flags, n.phases))
-        for case in an.enabling_cases(t, n.flags, n.phases):
-            if not case.witnessed:
+        for k, status in enumerate(an.shadowers(t, n.flags, n.phases)):
+            if status == SAT:
+                shadowers.add(k)
+            elif status == UNKNOWN:
                 undecided = True
-                continue
-            sel = policy.select(Config(t.source, case.counters, case.flags), case.event)
-            if sel is not None and sel is not t:
-                by[sel.label] = by.get(sel.label, 0) + 1
-    if by:
-        first = max(by, key=lambda k: by[k])
-        return Dead(t, f"shadowed: an earlier transition always matches first ({first})", first)
+    if shadowers:
+        earlier = an.policy.states[t.source].transitions[t.event]
+        names = tuple(earlier[k].label for k in sorted(shadowers))
+        which = "an earlier transition always matches" if len(names) == 1 else "earlier transitions always match"
+        return Dead(t, f"shadowed: {which} first ({', '.join(names)})", names)
     if undecided:  # only past the case search's budget
-        return Dead(t, "never selected: an earlier transition matches first wherever this one may be enabled", None)
-    return Dead(t, "never enabled: its guard (with its cap checks) never holds in a reachable configuration", None)
+        return Dead(t, "never selected: an earlier transition matches first wherever this one may be enabled", ())
+    return Dead(t, "never enabled: its guard (with its cap checks) never holds in a reachable configuration", ())

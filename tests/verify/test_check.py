@@ -334,7 +334,7 @@ def test_unhandled_event_and_shadowed_transition_are_reported() -> None:
     assert "events_handled" in r.failed
     assert any(u.state == "read" and u.event == "cancelled" for u in r.structure.unhandled)
     dead = [d for d in r.structure.dead if d.transition.event == "broken"]
-    assert len(dead) == 1 and dead[0].shadowed_by == "read --broken[0]--> fail"
+    assert len(dead) == 1 and dead[0].shadowed_by == ("read --broken[0]--> fail",)
     cex = r.properties["events_handled"].counterexample
     assert cex is not None and cex.steps[-1].event == "cancelled" and cex.end == "__policy_error__"
 

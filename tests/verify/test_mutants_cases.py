@@ -15,7 +15,8 @@ import pytest
 from loopspec.language.alphabet import Event, judge_wait
 from loopspec.language.model import Config, Policy
 from loopspec.verify import cases as cases_mod
-from loopspec.verify.cases import Case, case_steps, enabled_case, enumerate_cases, event_cases_free
+from loopspec.verify.atoms import SAT, UNKNOWN, UNSAT
+from loopspec.verify.cases import Case, case_steps, enumerate_cases, event_cases_free, shadowing
 from loopspec.verify.selection import Domains, Selection, compile_selection
 
 from test_check import CALL, HALTS, HEAD, TOOLS, policy, stream
@@ -115,24 +116,54 @@ def test_the_outcomes_are_searched_once_per_projection_of_the_domains() -> None:
     assert [c.flags for c in enumerate_cases(sel, other)] == [frozenset({"g"})] * len(first) and sel.queries == asked
 
 
-def test_enabled_case_is_a_configuration_and_event_that_enable_the_transition() -> None:
-    """``enabled_case`` (why a transition is dead or not): a witness for the retry enables it (at
-    tries == 1), one exists for the fallback although the retry may be selected before it, and a
-    transition no configuration in the domains enables has none."""
-    p, sel = _selection(RETRY_AT_ONE)
-    for j in (0, 1):
-        c = enabled_case(sel, FREE, j)
-        assert c is not None and c.witnessed is True and c.index == j and c.transition is sel.transitions[j]
-        cfg = _config(c)
-        truth = [a.evaluate(p, cfg, c.event) for a in sel.atoms]
-        assert cases_mod._eval(sel.enabled[j], truth) is True
-    assert enabled_case(sel, Domains(((2, 2), (0, 0), (0, 0)), None), 0) is None  # tries pinned at 2: never 1
+def test_shadowing_answers_for_each_earlier_transition_whether_it_is_selected_where_this_one_is_enabled() -> None:
+    """(why a transition is dead) Three transitions on a stall: the retry at tries == 1, one at
+    tries >= 1, a fallback. Where tries may be anything, the retry shadows the second (at 1), and
+    the fallback is shadowed by both (the first has nothing before it). Where tries is
+    pinned at 2 the retry is never enabled, so it shadows nothing, and the second does."""
+    p, sel = _selection("[{when: {counter: tries, eq: 1}, to: ask}, {when: {counter: tries, ge: 1}, to: ask}, fail]")
+    assert shadowing(sel, FREE, 0) == []
+    assert shadowing(sel, FREE, 1) == [SAT]
+    assert shadowing(sel, FREE, 2) == [SAT, SAT]
+    at_two = Domains(((2, 2), (0, 0), (0, 0)), None)
+    assert shadowing(sel, at_two, 1) == [UNSAT]
+    assert shadowing(sel, at_two, 2) == [UNSAT, SAT]
+    at_zero = Domains(((0, 0), (0, 0), (0, 0)), None)
+    assert shadowing(sel, at_zero, 2) == [UNSAT, UNSAT]  # the fallback is selected there
+
+
+def test_shadowing_over_a_range_is_what_some_part_of_any_split_of_it_answers() -> None:
+    """Each answer is exact, so splitting a counter's range into contexts (as the abstraction does
+    for a backstop's low phase) changes none: a transition shadows over the whole range exactly
+    when it does over one of the parts."""
+    p, sel = _selection("[{when: {counter: tries, eq: 1}, to: ask}, {when: {counter: tries, ge: 1}, to: ask}, "
+                        "{when: {counter: tries, le: 0}, to: fail}, fail]")
+    seen = set()
+    for j in range(len(sel.transitions)):
+        whole = shadowing(sel, FREE, j)
+        seen.update(whole)
+        for cut in (0, 1):
+            parts = [shadowing(sel, Domains(((lo, hi), (0, 0), (0, 0)), None), j) for lo, hi in ((0, cut), (cut + 1, 2))]
+            assert whole == [SAT if SAT in answers else UNSAT for answers in zip(*parts)], (j, cut)
+    assert seen == {SAT, UNSAT}
+
+
+def test_a_transition_never_within_its_caps_is_shadowed_by_nothing_even_past_the_search_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tries pinned at its cap, the retry's increment never fits: its cap checks alone say so,
+    before any search that could run out of budget; an undecidable guard within its caps is UNKNOWN."""
+    monkeypatch.setattr(cases_mod, "SEARCH_BUDGET", 1)
+    p, sel = _selection("[{when: {attr: mid_tool_call}, to: ask}, {when: {attr: mid_tool_call}, do: [{increment: tries}], to: ask}, fail]",
+                        continuation=())
+    assert shadowing(sel, Domains(((2, 2), (0, 0), (0, 0)), None), 1) == [UNSAT]
+    assert shadowing(sel, FREE, 1) == [UNKNOWN]
 
 
 def test_when_the_search_gives_up_the_outcome_is_kept_unwitnessed_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A search out of budget excludes nothing: every outcome it could not decide is kept as a
     may-fire case (witnessed False, stepped as forced), counted in ``may``, including 'no transition
-    enabled' for a state without a fallback; ``enabled_case`` keeps the transition the same way."""
+    enabled' for a state without a fallback."""
     monkeypatch.setattr(cases_mod, "SEARCH_BUDGET", 1)
     p, sel = _selection(NO_FALLBACK, continuation=())
     found = enumerate_cases(sel, FREE)
@@ -142,19 +173,15 @@ def test_when_the_search_gives_up_the_outcome_is_kept_unwitnessed_and_counted(mo
     for c in found:
         [step] = case_steps(sel, _config(c), c)
         assert step.transition is c.transition
-    kept = enabled_case(sel, FREE, 0)
-    assert kept is not None and (kept.index, kept.transition, kept.witnessed) == (0, sel.transitions[0], False)
 
 
 def test_a_search_out_of_budget_keeps_a_capped_transition_within_its_caps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The retry increments tries: kept undecided, its case (and ``enabled_case``'s) is searched
-    again with only its cap checks, in the domains given, and lands where tries is within its cap."""
+    """The retry increments tries: kept undecided, its case is searched again with only its cap
+    checks, in the domains given, and lands where tries is within its cap."""
     monkeypatch.setattr(cases_mod, "SEARCH_BUDGET", 1)
     p, sel = _selection(RETRY_AT_ONE, continuation=())
     retry = [c for c in enumerate_cases(sel, FREE) if c.index == 0]
     assert retry and all(not c.witnessed and c.counters[0] <= 1 for c in retry)
-    kept = enabled_case(sel, FREE, 0)
-    assert kept is not None and not kept.witnessed and kept.counters[0] <= 1
 
 
 BUDGETED = HEAD.replace("templates:\n", "templates:\n  nearly: \"nearly spent\"\n") + (

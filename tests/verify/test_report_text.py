@@ -29,4 +29,4 @@ def test_unreachable_states_and_shadowed_transitions_are_reported() -> None:
     ]
     shadowed = r.structure.to_json()["shadowed_transitions"]
     assert [s["transition"] for s in shadowed] == ["ask --rate_limit[1]--> ask"]
-    assert shadowed[0]["shadowed_by"] == "ask --rate_limit[0]--> fail"
+    assert shadowed[0]["shadowed_by"] == ["ask --rate_limit[0]--> fail"]
