@@ -73,6 +73,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/guardrails.py": FAST,
     "loopspec/engine/budgets.py": FAST,
     "loopspec/engine/clock.py": FAST,
+    "loopspec/engine/observers.py": FAST,
     "loopspec/wire/classify.py": FAST,
     "loopspec/wire/assemble.py": FAST,
     # redaction
