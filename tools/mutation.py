@@ -58,6 +58,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/language/actions.py": FAST,
     "loopspec/language/step.py": FAST,
     "loopspec/language/properties.py": FAST,
+    "loopspec/language/templates.py": FAST,
     # the checker
     **{f"loopspec/verify/{p.name}": CHECKER for p in sorted((ROOT / "loopspec" / "verify").glob("*.py"))},
     # the interpreter
@@ -74,6 +75,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/budgets.py": FAST,
     "loopspec/engine/clock.py": FAST,
     "loopspec/engine/observers.py": FAST,
+    "loopspec/engine/consumers.py": FAST,
+    "loopspec/engine/crash_hook.py": FAST,
     "loopspec/wire/classify.py": FAST,
     "loopspec/wire/assemble.py": FAST,
     # redaction
