@@ -1,7 +1,7 @@
 """Judging a replayed turn (``loopspec/replay/judge.py``) at the edges of each expectation: a
 bound met exactly passes and one past it fails, with the sentence that names it. Found by planting
-bugs by hand: a transition allowed N firings failed at N, and a turn that never took a step (it
-starts in its halt) was reported as not halting."""
+bugs by hand: a transition allowed N firings failed at N, a turn that never took a step (it starts
+in its halt) was reported as not halting, and one reply left unplayed passed ``all_played``."""
 
 from __future__ import annotations
 
@@ -60,3 +60,14 @@ def test_a_turn_that_never_took_a_step_halted() -> None:
     assert halted(result, policy)
     assert property_problem("halts", result, policy) == ""
     assert check_expectations(expecting(properties=("halts", "halt_message")), result, policy, unconsumed=0) == []
+
+
+def test_all_played_fails_on_a_single_response_left_unplayed() -> None:
+    """The cassette recorded one more reply than the policy asked for: the policy stopped early."""
+    result = turn(DEFAULT, [reply("Hello.")])
+    c = expecting(all_played=True)
+    assert check_expectations(c, result, DEFAULT, unconsumed=0) == []
+    assert check_expectations(c, result, DEFAULT, unconsumed=1) == [
+        "1 recorded model responses were never played (the policy stopped early)"
+    ]
+    assert check_expectations(expecting(), result, DEFAULT, unconsumed=1) == []  # not asked for
