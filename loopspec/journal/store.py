@@ -58,7 +58,7 @@ class JournalStore(Protocol):
         """Every entry of a turn, in the order written."""
 
     def turn_ids(self) -> list[str]:
-        """Every turn in the journal, oldest first."""
+        """Every turn in the journal, in the order they began (the first append of each)."""
 
     def close(self) -> None: ...
 
@@ -150,7 +150,9 @@ class SqliteJournal:
 
     def turn_ids(self) -> list[str]:
         with self._lock:
-            rows = self._db.execute("SELECT turn_id FROM turns ORDER BY started, turn_id").fetchall()
+            # in the order the turns began: the rowid counts inserts, where two wall-clock times
+            # may tie or run backwards (the clock set back), and ``resume`` takes the last open one
+            rows = self._db.execute("SELECT turn_id FROM turns ORDER BY rowid").fetchall()
         return [str(r[0]) for r in rows]
 
     def close(self) -> None:

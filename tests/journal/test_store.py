@@ -30,6 +30,23 @@ def test_entries_come_back_in_order_per_turn(tmp_path: Path) -> None:
         assert j.entries("nobody") == []
 
 
+@pytest.mark.parametrize("clock", [[5.0, 5.0], [10.0, 5.0]], ids=["the same time", "the clock set back"])
+def test_turns_are_listed_in_the_order_they_began_whatever_the_wall_clock_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    """``loopspec resume`` without a turn id takes the last open turn: two turns begun at one clock
+    time were listed by name, and after the clock was set back by their times, so it took the
+    older one."""
+    times = iter(clock)
+    monkeypatch.setattr("loopspec.journal.store.time.time", lambda: next(times))
+    with SqliteJournal(tmp_path / "j.db") as j:
+        j.append("zeta", "begin", {})
+        j.append("alpha", "begin", {})
+        assert j.turn_ids() == ["zeta", "alpha"]
+    with SqliteJournal(tmp_path / "j.db") as j:  # and as read back by another process
+        assert j.turn_ids() == ["zeta", "alpha"]
+
+
 def test_a_reopened_journal_continues_each_turns_sequence(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     with SqliteJournal(path) as j:
