@@ -108,6 +108,7 @@ def test_resume_finishes_a_cut_replay_in_process(cassette: Path, capsys: pytest.
     with SqliteJournal("j.db") as j:
         kinds = [e.kind for e in j.entries(turn_id_of(str(cassette)))]
     assert kinds.count("resume") == 1 and kinds[-1] == "halt"
+    assert kinds.count("replay") == 1  # the resumed turn names its cassette once, after its one begin
     assert whole["outcome"] == "completed"
 
 

@@ -134,6 +134,21 @@ def test_a_journaled_replay_is_written_under_its_cassette_and_names_it(tmp_path:
     assert second[1].kind == "replay" and second[1].body["files_root"] is None
 
 
+def test_the_replay_note_names_the_cassette_at_a_turns_beginning_and_not_again_when_it_is_resumed(tmp_path: Path) -> None:
+    """``ReplayNote`` writes its entry right after ``begin``; a resumed turn starts with a ``resume``
+    entry instead, and its cassette is named already (a note handed to a resumed turn wrote it twice)."""
+    from loopspec.engine.observers import TurnInfo
+    from loopspec.replay.journal_note import ReplayNote
+
+    c = cassette(tmp_path)
+    with SqliteJournal(tmp_path / "j.db") as j:
+        note = ReplayNote(c, "inproc", None, j, "t")
+        note.turn_started(TurnInfo("p", "m", None, replayed=True, resumed=True), [])
+        assert j.entries("t") == []
+        note.turn_started(TurnInfo("p", "m", None, replayed=True, resumed=False), [])
+        assert [(e.kind, e.body["transport"]) for e in j.entries("t")] == [("replay", "inproc")]
+
+
 def test_observers_hear_a_replay_that_is_not_journaled(tmp_path: Path) -> None:
     seen = Seen()
     assert replay_sync(cassette(tmp_path), DEFAULT, observers=[seen]).verdict == "pass"
