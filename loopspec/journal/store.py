@@ -30,6 +30,36 @@ SCHEMA_VERSION = 1
 
 SYNCHRONOUS = ("NORMAL", "FULL")
 
+# The statements, named once: the store's whole SQL, read in one place.
+_READ_VERSION = "PRAGMA user_version"
+_WAL = "PRAGMA journal_mode=WAL"
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+_CREATE = """
+BEGIN;
+CREATE TABLE entries (
+    turn_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (turn_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE turns (turn_id TEXT PRIMARY KEY, started REAL NOT NULL, next_seq INTEGER NOT NULL);
+PRAGMA user_version = 1;
+COMMIT;
+"""
+_BEGIN = "BEGIN IMMEDIATE"  # the write lock at once: two processes never read the same next_seq
+_NEXT_SEQ = "SELECT next_seq FROM turns WHERE turn_id = ?"
+_NEW_TURN = "INSERT INTO turns VALUES (?, ?, 1)"
+_ADVANCE = "UPDATE turns SET next_seq = ? WHERE turn_id = ?"
+_ADD_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?)"
+_COMMIT = "COMMIT"
+_ROLLBACK = "ROLLBACK"
+_ENTRIES = "SELECT seq, kind, body, at FROM entries WHERE turn_id = ? ORDER BY seq"
+_TURNS = "SELECT turn_id FROM turns ORDER BY rowid"
+"""In the order the turns began: the rowid counts inserts, where two wall-clock times may tie or run
+backwards (the clock set back), and ``resume`` takes the last open turn."""
+
 
 class JournalError(LoopspecError):
     """A journal file that cannot be used: not a journal, from a newer version, or unwritable."""
@@ -83,33 +113,18 @@ class SqliteJournal:
 
     def _open(self, synchronous: str) -> None:
         db = self._db
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        version = db.execute(_READ_VERSION).fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(
                 f"{self.path}: journal format {version} is newer than this loopspec reads ({SCHEMA_VERSION}); upgrade loopspec"
             )
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_WAL)
         db.execute(f"PRAGMA synchronous={synchronous}")
         if version == 0:
-            tables = db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+            tables = db.execute(_TABLES).fetchall()
             if tables:
                 raise JournalError(f"{self.path}: an SQLite database that is not a loopspec journal; give --journal a new file")
-            db.executescript(
-                """
-                BEGIN;
-                CREATE TABLE entries (
-                    turn_id TEXT NOT NULL,
-                    seq INTEGER NOT NULL,
-                    kind TEXT NOT NULL,
-                    body TEXT NOT NULL,
-                    at REAL NOT NULL,
-                    PRIMARY KEY (turn_id, seq)
-                ) WITHOUT ROWID;
-                CREATE TABLE turns (turn_id TEXT PRIMARY KEY, started REAL NOT NULL, next_seq INTEGER NOT NULL);
-                PRAGMA user_version = 1;
-                COMMIT;
-                """
-            )
+            db.executescript(_CREATE)
 
     def append(self, turn_id: str, kind: str, body: dict[str, Any]) -> int:
         try:
@@ -120,26 +135,24 @@ class SqliteJournal:
         with self._lock:
             db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
-                row = db.execute("SELECT next_seq FROM turns WHERE turn_id = ?", (turn_id,)).fetchone()
+                db.execute(_BEGIN)
+                row = db.execute(_NEXT_SEQ, (turn_id,)).fetchone()
                 seq = 0 if row is None else int(row[0])
                 if row is None:
-                    db.execute("INSERT INTO turns VALUES (?, ?, 1)", (turn_id, now))
+                    db.execute(_NEW_TURN, (turn_id, now))
                 else:
-                    db.execute("UPDATE turns SET next_seq = ? WHERE turn_id = ?", (seq + 1, turn_id))
-                db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?)", (turn_id, seq, kind, text, now))
-                db.execute("COMMIT")
+                    db.execute(_ADVANCE, (seq + 1, turn_id))
+                db.execute(_ADD_ENTRY, (turn_id, seq, kind, text, now))
+                db.execute(_COMMIT)
             except sqlite3.Error as exc:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    db.execute(_ROLLBACK)
                 raise JournalError(f"{self.path}: cannot write to the journal ({exc})") from None
         return seq
 
     def entries(self, turn_id: str) -> list[Entry]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, kind, body, at FROM entries WHERE turn_id = ? ORDER BY seq", (turn_id,)
-            ).fetchall()
+            rows = self._db.execute(_ENTRIES, (turn_id,)).fetchall()
         out = []
         for seq, kind, body, at in rows:
             try:
@@ -150,9 +163,7 @@ class SqliteJournal:
 
     def turn_ids(self) -> list[str]:
         with self._lock:
-            # in the order the turns began: the rowid counts inserts, where two wall-clock times
-            # may tie or run backwards (the clock set back), and ``resume`` takes the last open one
-            rows = self._db.execute("SELECT turn_id FROM turns ORDER BY rowid").fetchall()
+            rows = self._db.execute(_TURNS).fetchall()
         return [str(r[0]) for r in rows]
 
     def close(self) -> None:

@@ -159,3 +159,37 @@ def test_synchronous_must_be_normal_or_full(tmp_path: Path) -> None:
     with SqliteJournal(tmp_path / "k.db") as j:
         assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_entry_is_stored_as_compact_json_that_keeps_its_text_as_written(tmp_path: Path) -> None:
+    """The journal is read by people too (``sqlite3 j.db``): a body is compact JSON with its text
+    as written (no ``\\u00e9`` escapes), and comes back with its turn, kind, position and time."""
+    path = tmp_path / "j.db"
+    with SqliteJournal(path) as j:
+        j.append("t", "begin", {"content": "hé", "n": [1, 2]})
+        [entry] = j.entries("t")
+    assert (entry.turn_id, entry.seq, entry.kind, entry.body) == ("t", 0, "begin", {"content": "hé", "n": [1, 2]})
+    with sqlite3.connect(path) as db:
+        [(body, at)] = db.execute("SELECT body, at FROM entries").fetchall()
+    assert body == '{"content":"hé","n":[1,2]}' and at == entry.at
+
+
+def test_a_write_that_fails_inside_its_transaction_is_rolled_back_and_named(tmp_path: Path) -> None:
+    """An entry row already at the next position (written by hand): the insert fails after the
+    turn's next position was advanced. The write is a JournalError naming the file, the advance is
+    rolled back, and once the row is gone the same position is written."""
+    path = tmp_path / "j.db"
+    with SqliteJournal(path) as j:
+        j.append("t", "begin", {})
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO entries VALUES ('t', 1, 'stray', '{}', 0)")
+    with SqliteJournal(path) as j:
+        with pytest.raises(JournalError) as err:
+            j.append("t", "step", {})
+        assert str(err.value).startswith(f"{path}: cannot write to the journal (") and "UNIQUE" in str(err.value)
+        assert not j._db.in_transaction
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM entries WHERE kind = 'stray'")
+    with SqliteJournal(path) as j:
+        assert j.append("t", "step", {}) == 1
+        assert [e.kind for e in j.entries("t")] == ["begin", "step"]
