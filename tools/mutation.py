@@ -77,6 +77,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/engine/observers.py": FAST,
     "loopspec/engine/consumers.py": FAST,
     "loopspec/engine/crash_hook.py": FAST,
+    # the journal a resumable turn writes before each effect
+    "loopspec/journal/store.py": FAST,
     "loopspec/wire/classify.py": FAST,
     "loopspec/wire/assemble.py": FAST,
     # redaction
