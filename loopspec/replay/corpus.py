@@ -254,14 +254,12 @@ async def _replay_one(job: Job, c: Any, policy: Any, journal: Any = None) -> Out
 
 async def _diff_one(job: Job, c: Any, old: Any, new: Any) -> Outcome:
     from .harness import replay
-    from .judge import decision_path
+    from .judge import decision_path, first_difference
 
     a = await replay(c, old, transport=job.transport)  # type: ignore[arg-type]
     b = await replay(c, new, transport=job.transport)  # type: ignore[arg-type]
     pa, pb = decision_path(a.result), decision_path(b.result)
-    part = next((i for i, (x, y) in enumerate(zip(pa, pb)) if x != y), None)
-    if part is None and len(pa) != len(pb):
-        part = min(len(pa), len(pb))
+    part = first_difference(pa, pb)
     row: dict[str, Any] = {
         "cassette": a.cassette,
         "name": a.name,

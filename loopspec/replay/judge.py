@@ -41,6 +41,15 @@ def decision_path(result: TurnResult) -> list[tuple[str, str, str]]:
     return [(s.state, s.event, s.target) for s in result.trace]
 
 
+def first_difference(old: Sequence[tuple[str, str, str]], new: Sequence[tuple[str, str, str]]) -> int | None:
+    """The first step at which two decision paths differ, or where the shorter one ends (a run cut
+    by the step limit or a crash, the other going on); None when they are the same."""
+    part = next((i for i, (x, y) in enumerate(zip(old, new)) if x != y), None)
+    if part is None and len(old) != len(new):
+        part = min(len(old), len(new))
+    return part
+
+
 def compare_trace(recorded: Sequence[RecordedStep], result: TurnResult, policy: Policy) -> TraceDivergence | None:
     """Where the decisions first differ from the recorded trace, naming the guard that decided."""
     actual = result.trace

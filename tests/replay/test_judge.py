@@ -16,7 +16,7 @@ from loopspec.engine.results import TurnResult
 from loopspec.language.model import Policy
 from loopspec.replay.cassette import Cassette
 from loopspec.replay.cassette_model import Bound, RequestExpectation
-from loopspec.replay.judge import check_expectations, halted, property_problem
+from loopspec.replay.judge import check_expectations, first_difference, halted, property_problem
 from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY
@@ -133,3 +133,16 @@ def test_a_counter_the_policy_does_not_declare_is_named_with_the_files_and_a_sug
         f"expect.counters names 'model_call', which policy default ({DEFAULT.file}) does not declare "
         f"(cassette {ANY.file}); its counters: {', '.join(DEFAULT.counter_names)}; did you mean 'model_calls'?"
     )
+
+
+def test_the_first_difference_of_two_decision_paths_is_where_they_part_or_where_the_shorter_ends() -> None:
+    """What ``loopspec diff`` reports per cassette: a run that repeats the other's every step and
+    goes on (the other cut by the step limit) differs where the shorter one ends; the same path,
+    nowhere."""
+    a, b, c = ("call", "opened", "read"), ("read", "text", "done"), ("read", "empty", "call")
+    assert first_difference([a, b], [a, b]) is None
+    assert first_difference([], []) is None
+    assert first_difference([a, b], [a, c]) == 1
+    assert first_difference([a], [a, c, a]) == 1
+    assert first_difference([a, c, a], [a]) == 1
+    assert first_difference([], [a]) == 0
