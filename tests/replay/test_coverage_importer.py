@@ -91,3 +91,18 @@ def test_parsed_arguments_error_results_and_results_by_name(tmp_path: Path) -> N
     results = res.cassette.tool_results
     assert (results[0].tool, results[0].error, results[0].result) == ("read_file", '{"ok": false}', None)
     assert (results[1].tool, results[1].result) == ("list_dir", "")
+
+
+def test_a_developer_message_opens_the_cassette_as_a_system_message_that_reads_back(tmp_path: Path) -> None:
+    """OpenAI's ``developer`` role is the system prompt of newer models; a cassette's messages are
+    system, user, assistant or tool, so the import writes it as ``system`` and the written
+    cassette reads back (kept as ``developer``, ``loopspec import`` wrote a cassette that
+    ``loopspec replay`` refused)."""
+    from loopspec.cli import main
+    from loopspec.replay.cassette import load_cassette
+
+    src = tmp_path / "t.json"
+    src.write_text(json.dumps([{"role": "developer", "content": "be brief"}, USER, DONE]))
+    out = tmp_path / "t.cassette.yaml"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    assert [(m["role"], m["content"]) for m in load_cassette(str(out)).messages] == [("system", "be brief"), ("user", "read a")]
