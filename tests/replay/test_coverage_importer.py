@@ -106,3 +106,16 @@ def test_a_developer_message_opens_the_cassette_as_a_system_message_that_reads_b
     out = tmp_path / "t.cassette.yaml"
     assert main(["import", str(src), "-o", str(out)]) == 0
     assert [(m["role"], m["content"]) for m in load_cassette(str(out)).messages] == [("system", "be brief"), ("user", "read a")]
+
+
+def test_a_called_tool_the_tools_list_leaves_out_is_noted_and_a_listed_one_is_not(tmp_path: Path) -> None:
+    """The session's tools list did not have the tool the model called: replay presents it as an
+    unknown tool, as the session did, and the import says so; when every called tool is listed,
+    nothing is said."""
+    read_file = {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
+    other = {"type": "function", "function": {"name": "list_dir", "parameters": {"type": "object"}}}
+    listed = imported(tmp_path, {"messages": [USER, CALL, RESULT, DONE], "tools": [read_file, other]})
+    assert not any("does not list" in n for n in listed.notes)
+    unlisted = imported(tmp_path, {"messages": [USER, CALL, RESULT, DONE], "tools": [other]})
+    assert ("the model called tools the transcript's 'tools' does not list (read_file); replay presents them as "
+            "unknown tools, as the session did") in unlisted.notes
