@@ -92,14 +92,20 @@ def article(word: object) -> str:
     return f"an {text}" if bare[:1] and bare[0] in _VOWELS else f"a {text}"
 
 
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The known name close enough to ``name`` to be what was meant (a typo), if any."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(name: object, candidates: Iterable[str]) -> str:
     """A hint naming the closest known name, or listing the choices when nothing is close."""
     options = sorted(set(candidates))
     if not isinstance(name, str):
         return f"expected one of: {', '.join(options)}" if options else ""
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
+    near = closest(name, options)
+    if near is not None:
+        return f"did you mean '{near}'?"
     if not options:
         return ""
     if len(options) <= 12:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from loopspec.engine.history import history_problems
 from loopspec.engine.results import TraceStep, TurnResult
-from loopspec.language.diagnostics import did_you_mean
+from loopspec.language.diagnostics import closest
 from loopspec.language.graph import describe_guard
 from loopspec.language.model import Policy
 from loopspec.language.properties import first_violation, trace_violations
@@ -182,10 +182,10 @@ def _counter_problems(c: Cassette, result: TurnResult, policy: Policy) -> list[s
     names = policy.counter_names
     for name, bound in c.expect.counters:
         if name not in names:
-            hint = did_you_mean(name, names)
+            near = closest(name, names)  # the counters are listed already: only a likely typo is named
             out.append(
                 f"expect.counters names {name!r}, which policy {policy.name} ({policy.file}) does not declare "
-                f"(cassette {c.file}); its counters: {', '.join(names)}" + (f"; {hint}" if hint else "")
+                f"(cassette {c.file}); its counters: {', '.join(names)}" + (f"; did you mean {near!r}?" if near else "")
             )
             continue
         highest = max((s.counters.get(name, 0) for s in result.trace), default=0)
