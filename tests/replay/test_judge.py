@@ -212,10 +212,13 @@ def test_a_turn_cut_by_the_step_limit_does_not_halt_and_names_the_state_it_was_i
                    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
     script = [reply("Let me look.", tool_calls=[("get_weather", {"city": "Oslo"})]), reply("ok")]
     result = asyncio.run(Turn(DEFAULT, InProcessProvider(script), model="replay", clock=VirtualClock(), tools=tools,
-                              max_steps=2).run(USER))
-    assert [s.after.state for s in result.steps] == ["read_stream", "run_tools"]
+                              max_steps=3).run(USER))
+    assert [s.after.state for s in result.steps] == ["read_stream", "run_tools", "call_model"]
     assert not halted(result, DEFAULT)
-    assert property_problem("halts", result, DEFAULT) == f"{result.message} (it was still in 'run_tools')"
+    assert property_problem("halts", result, DEFAULT) == f"{result.message} (it was still in 'call_model')"
+    assert check_expectations(expecting(properties=("halts",)), result, DEFAULT, unconsumed=0) == [
+        f"property halts fails: {result.message} (it was still in 'call_model')"
+    ]
 
 
 BROKEN_HISTORY = [
@@ -319,3 +322,48 @@ def test_a_trace_divergence_where_no_transition_matched_says_policy_error() -> N
     assert d is not None and d.reason == (
         "in read_stream on unheard_of: now -> policy_error, recorded -> call_model: no transition matched (policy_error)"
     )
+
+
+UNHANDLED_EMPTY = load_policy_text("""loopspec: 1
+initial: ask
+backstops:
+  model_calls: {max: 3, exhausted: out}
+  tool_batches: {max: 1, exhausted: out}
+states:
+  ask:
+    kind: call
+    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out, bad_request: out,
+         effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
+  read:
+    kind: stream
+    on: {text: done, tool_calls: out, length: out, thinking_only: out, malformed_args: out, unknown_tool: out, stalled: out,
+         broken: out, cancelled: out}
+  done: {kind: halt, outcome: completed, message: "{response}"}
+  out: {kind: halt, outcome: backstop, message: "stopped"}
+""")
+"""A policy with no transition for an empty reply."""
+
+
+def test_a_failing_property_is_reported_by_name_with_its_own_problem() -> None:
+    result = turn(UNHANDLED_EMPTY, [reply("")])
+    assert result.outcome == "policy_error"
+    assert property_problem("events_handled", result, UNHANDLED_EMPTY) == "'empty' in 'read' has no enabled transition"
+    assert check_expectations(expecting(properties=("halt_message", "events_handled")), result, UNHANDLED_EMPTY, unconsumed=0) == [
+        "property events_handled fails: 'empty' in 'read' has no enabled transition"
+    ]
+
+
+def test_an_empty_halt_message_fails_halt_message() -> None:
+    silent = dataclasses.replace(WEATHER, message="  \n")
+    assert property_problem("halt_message", silent, DEFAULT) == "halt halt_completed delivered an empty message"
+    assert property_problem("halt_message", WEATHER, DEFAULT) == ""
+
+
+def test_a_request_expected_to_carry_tools_that_carried_none_is_named() -> None:
+    """Only the first request is changed: the expectation reads the request it names, not its
+    neighbour."""
+    bare = dataclasses.replace(WEATHER, requests=[dataclasses.replace(WEATHER.requests[0], tools=[]), WEATHER.requests[1]])
+    assert check_expectations(expecting(requests=(RequestExpectation(1, tools="present"),)), bare, DEFAULT, unconsumed=0) == [
+        "request 1 carried no tools, expected some"
+    ]
+    assert check_expectations(expecting(requests=(RequestExpectation(2, tools="present"),)), bare, DEFAULT, unconsumed=0) == []
