@@ -100,6 +100,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/replay/server.py": EVERYTHING,
     # replaying a cassette: what the turn is handed and how its result is reported
     "loopspec/replay/harness.py": EVERYTHING,
+    # judging a replayed turn: its expectations, the first step its decisions part from the trace
+    "loopspec/replay/judge.py": EVERYTHING,
     # the tools a replay runs, and the cancellation a cassette names
     "loopspec/replay/recorded_tools.py": EVERYTHING,
     "loopspec/replay/cancel.py": EVERYTHING,
