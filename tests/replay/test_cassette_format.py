@@ -209,3 +209,15 @@ def test_cassette_errors_carry_their_own_codes(tmp_path: Path) -> None:
         f.write_text(text)
         _, diags = read_cassette(str(f))
         assert [d.code for d in diags][:1] == [code], [d.format() for d in diags]
+
+
+@pytest.mark.parametrize("role", ["developer", "robot", "function"])
+def test_a_message_role_outside_the_four_is_refused_where_it_is_written(tmp_path: Path, role: str) -> None:
+    """A cassette's messages are system, user, assistant or tool (``loopspec import`` writes OpenAI's
+    ``developer`` as system): the reader names the role and its place, and the schema agrees."""
+    out = _diags(tmp_path, GOOD.replace("{role: user, content: hi}", f"{{role: {role}, content: hi}}"))
+    assert len(out) == 1 and re.match(
+        rf".*bad\.cassette\.yaml:4:\d+: error: message role '{role}' is not system, user, assistant or tool", out[0]
+    ), out
+    assert schema_errors({"loopspec_cassette": 1, "messages": [{"role": role, "content": "hi"}],
+                          "interactions": [{"reply": {"text": "x"}}]}, cassette_json_schema(), cassette_json_schema())
