@@ -102,6 +102,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/replay/harness.py": EVERYTHING,
     # judging a replayed turn: its expectations, the first step its decisions part from the trace
     "loopspec/replay/judge.py": EVERYTHING,
+    # the promotion gate of loopspec diff and the report a CI job posts
+    "loopspec/replay/gate.py": FAST,
     # the tools a replay runs, and the cancellation a cassette names
     "loopspec/replay/recorded_tools.py": EVERYTHING,
     "loopspec/replay/cancel.py": EVERYTHING,

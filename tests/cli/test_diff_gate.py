@@ -130,6 +130,38 @@ def test_markdown_lists_regressions_apart_from_other_changes() -> None:
     assert clean.startswith("## loopspec diff: no regression\n") and "###" not in clean
 
 
+def test_the_markdown_report_reads_as_reviewed(snapshot: Any) -> None:
+    """The whole report a CI job posts on a pull request, for a regression with a shard, listed
+    outcomes and a fractional tolerance, and for a clean run with none of them: its layout (headings,
+    table heads, blank lines), a cell's pipe and newline, each side of a first difference, and the
+    rule as it is printed. Reviewed like code: ``--snapshot-update`` only when a change is meant."""
+    rule = GateRule(frozenset({"guardrail", "backstop"}), Fraction(1, 8))
+    rows = judge([
+        row(("completed", "pass", 2, 0), ("truncated", "fail", 1, 0)),
+        dict(row(("empty", "pass", 8, 0), ("empty", "pass", 9, 0)), name="big\nspend", changed=True,
+             first_difference={"step": 3, "old": None, "new": ["read", "empty", "ask"]}),
+        dict(row(("empty", "pass", 4, 0), ("empty", "pass", 4, 0)), name="d|e", changed=True,
+             first_difference={"step": 5, "old": ["a", "b", "c"], "new": ["a", "b", "d"]}),
+        row(("completed", "pass", 2, 1), ("completed", "pass", 2, 1)),
+    ], rule)
+    report = markdown(rows, old="o.yaml", new="n.yaml", corpus="corp", rule=rule, shard="2/3")
+    clean = markdown(judge([rows[-1]], GateRule()), old="o.yaml", new="n.yaml", corpus="corp", rule=GateRule())
+    assert (report, clean) == snapshot
+
+
+@pytest.mark.parametrize("text, printed", [("12.5%", "+12.5%"), ("10%", "+10%"), ("1000000%", "+1000000%")])
+def test_the_tolerance_is_printed_as_it_reads(text: str, printed: str) -> None:
+    rule = GateRule(tolerance=parse_tolerance(text))
+    assert f"more than {printed} model calls" in markdown([], old="o", new="n", corpus="c", rule=rule)
+
+
+def test_a_plus_sign_set_apart_is_read_too_and_an_unknown_outcome_lists_the_others() -> None:
+    assert parse_tolerance(" + 10 % ") == Fraction(1, 10)
+    with pytest.raises(ValueError) as err:
+        parse_worse("backstops", ["completed", "backstop"])
+    assert str(err.value) == "--worse: unknown outcome 'backstops'; outcomes are completed, backstop"
+
+
 # ----------------------------------------------------------------------------------- exit codes
 
 
