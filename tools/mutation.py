@@ -104,6 +104,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "loopspec/replay/judge.py": EVERYTHING,
     # the promotion gate of loopspec diff and the report a CI job posts
     "loopspec/replay/gate.py": FAST,
+    # which cassette a journaled replay read, so a cut replay can be finished
+    "loopspec/replay/journal_note.py": EVERYTHING,
     # the tools a replay runs, and the cancellation a cassette names
     "loopspec/replay/recorded_tools.py": EVERYTHING,
     "loopspec/replay/cancel.py": EVERYTHING,
