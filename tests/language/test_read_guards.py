@@ -9,35 +9,17 @@ import pytest
 from loopspec import load_policy_text
 from loopspec.language.model import AllOf, AnyOf, Config, CounterCmp, Event, Not
 
-POLICY = """\
-loopspec: 1
-initial: ask
-counters:
-  tries: {max: 3}
-backstops:
-  model_calls: {max: 5, exhausted: out}
-  tool_batches: {max: 2, exhausted: out}
-states:
-  ask:
-    kind: call
-    on:
-      opened: read
-      rate_limit: [{when: WHEN, do: [{increment: tries}], to: ask}, out]
-      transient: out
-      timeout: out
-      context_overflow: out
-      auth: out
-      bad_request: out
-      effort_unsupported: out
-      thinking_signature_invalid: out
-      cancelled: out
-  read:
-    kind: stream
-    on: {text: done, tool_calls: out, length: out, empty: out, thinking_only: out, malformed_args: out,
-         unknown_tool: out, stalled: out, broken: out, cancelled: out}
-  done: {kind: halt, outcome: completed, message: "{response}"}
-  out: {kind: halt, outcome: backstop, message: "stopped"}
-"""
+from _policy_text import handles
+
+POLICY = (
+    "loopspec: 1\ninitial: ask\ncounters:\n  tries: {max: 3}\n"
+    "backstops:\n  model_calls: {max: 5, exhausted: out}\n  tool_batches: {max: 2, exhausted: out}\nstates:\n"
+    "  ask:\n    kind: call\n    on: "
+    + handles("call", "out", opened="read", rate_limit="[{when: WHEN, do: [{increment: tries}], to: ask}, out]") + "\n"
+    "  read:\n    kind: stream\n    on: " + handles("stream", "out", text="done") + "\n"
+    '  done: {kind: halt, outcome: completed, message: "{response}"}\n'
+    '  out: {kind: halt, outcome: backstop, message: "stopped"}\n'
+)
 
 
 def guard(when: str):  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from loopspec.replay.judge import check_expectations, compare_trace, divergence_
 from loopspec.replay.synth import reply
 
 from _paths import DEFAULT_POLICY
+from _policy_text import handles
 from test_replay import CASSETTES
 
 DEFAULT = load_policy(str(DEFAULT_POLICY))
@@ -324,23 +325,14 @@ def test_a_trace_divergence_where_no_transition_matched_says_policy_error() -> N
     )
 
 
-UNHANDLED_EMPTY = load_policy_text("""loopspec: 1
-initial: ask
-backstops:
-  model_calls: {max: 3, exhausted: out}
-  tool_batches: {max: 1, exhausted: out}
-states:
-  ask:
-    kind: call
-    on: {opened: read, rate_limit: out, transient: out, timeout: out, context_overflow: out, auth: out, bad_request: out,
-         effort_unsupported: out, thinking_signature_invalid: out, cancelled: out}
-  read:
-    kind: stream
-    on: {text: done, tool_calls: out, length: out, thinking_only: out, malformed_args: out, unknown_tool: out, stalled: out,
-         broken: out, cancelled: out}
-  done: {kind: halt, outcome: completed, message: "{response}"}
-  out: {kind: halt, outcome: backstop, message: "stopped"}
-""")
+UNHANDLED_EMPTY = load_policy_text(
+    "loopspec: 1\ninitial: ask\n"
+    "backstops:\n  model_calls: {max: 3, exhausted: out}\n  tool_batches: {max: 1, exhausted: out}\nstates:\n"
+    "  ask:\n    kind: call\n    on: " + handles("call", "out", opened="read") + "\n"
+    "  read:\n    kind: stream\n    on: " + handles("stream", "out", text="done").replace(" empty: out,", "") + "\n"
+    '  done: {kind: halt, outcome: completed, message: "{response}"}\n'
+    '  out: {kind: halt, outcome: backstop, message: "stopped"}\n'
+)
 """A policy with no transition for an empty reply."""
 
 
