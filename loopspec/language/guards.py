@@ -70,6 +70,10 @@ class CounterCmp:
     value: int
 
     def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
+        return self.in_config(cfg)
+
+    def in_config(self, cfg: Config) -> bool:
+        """The test in ``cfg``, all it reads (the checker asks it without a policy or an event)."""
         return self.holds(cfg.counters[self.index])
 
     def holds(self, count: int) -> bool:
@@ -83,6 +87,10 @@ class FlagIs:
     value: bool = True
 
     def evaluate(self, policy: object, cfg: Config, event: Event) -> bool:
+        return self.in_config(cfg)
+
+    def in_config(self, cfg: Config) -> bool:
+        """The test in ``cfg``, all it reads (the checker asks it without a policy or an event)."""
         return self.holds(self.flag in cfg.flags)
 
     def holds(self, present: bool) -> bool:

@@ -84,11 +84,10 @@ def _freeze(v: Any) -> Hashable:
 
 
 def _config_truth(atom: Guard, cfg: Config) -> bool:
-    """A counter or flag atom's truth in ``cfg``: neither reads the policy or the event."""
-    if isinstance(atom, CounterCmp):
-        return atom.holds(cfg.counters[atom.index])
-    assert isinstance(atom, FlagIs), atom
-    return atom.holds(atom.flag in cfg.flags)
+    """A counter or flag atom's truth in ``cfg``, by the guard's own test (as the interpreter
+    evaluates it): neither reads the policy or the event."""
+    assert isinstance(atom, (CounterCmp, FlagIs)), atom
+    return atom.in_config(cfg)
 
 
 @dataclass
